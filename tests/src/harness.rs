@@ -1,0 +1,60 @@
+//! Locating the workspace's built binaries and making throw-away `--root` trees.
+
+use std::path::{Path, PathBuf};
+
+/// The workspace's target directory (honours `CARGO_TARGET_DIR`).
+pub fn target_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("CARGO_TARGET_DIR") {
+        return PathBuf::from(dir);
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("target")
+}
+
+/// Path of a workspace binary built by `cargo build --workspace --bins`
+/// (the test command builds all binaries before running the tests).
+/// Prefers the profile the tests themselves were built with.
+pub fn bin_path(name: &str) -> PathBuf {
+    let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
+    let preferred = target_dir().join(profile).join(name);
+    if preferred.exists() {
+        return preferred;
+    }
+    let other = target_dir()
+        .join(if profile == "debug" { "release" } else { "debug" })
+        .join(name);
+    if other.exists() {
+        return other;
+    }
+    panic!(
+        "binary {name} not found under {}: run `cargo build --workspace --bins` first",
+        target_dir().display()
+    );
+}
+
+/// A temporary `--root` directory with the layout of DESIGN.md §6.
+pub struct TempRoot {
+    dir: tempfile::TempDir,
+}
+
+impl TempRoot {
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("besip-root-")
+            .tempdir()
+            .expect("create temp root");
+        for sub in ["etc/besip", "etc/config", "var/lib/besip", "run"] {
+            std::fs::create_dir_all(dir.path().join(sub)).expect("create root layout");
+        }
+        TempRoot { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Default for TempRoot {
+    fn default() -> Self {
+        Self::new()
+    }
+}

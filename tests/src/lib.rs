@@ -1,0 +1,8 @@
+//! Harness for the cross-process tests in `tests/tests/`: locating the built
+//! binaries, temporary `--root` trees, and per-area helpers.
+
+pub mod harness;
+pub mod monitoring;
+pub mod netconf;
+pub mod pbx;
+pub mod security;
