@@ -11,3 +11,28 @@ pub mod ipc;
 pub mod paths;
 pub mod uci;
 mod uci_parse;
+
+#[cfg(feature = "datastore")]
+pub mod datastore;
+#[cfg(feature = "datastore")]
+pub mod edit;
+#[cfg(feature = "datastore")]
+pub mod error;
+#[cfg(feature = "datastore")]
+pub mod filter;
+#[cfg(feature = "datastore")]
+pub mod history;
+#[cfg(feature = "datastore")]
+pub mod persist;
+#[cfg(feature = "datastore")]
+pub mod reload;
+#[cfg(feature = "datastore")]
+pub mod schema;
+#[cfg(feature = "datastore")]
+pub mod uci_map;
+#[cfg(feature = "datastore")]
+pub mod xml;
+
+/// Re-exported so users of the datastore need not depend on yang2 themselves.
+#[cfg(feature = "datastore")]
+pub use yang2;

@@ -1,0 +1,814 @@
+//! The datastore: running and candidate trees, edits, validation, an
+//! all-or-nothing commit (persist, history, UCI, daemon reload), confirmed
+//! commits, rollback, and reads with filters and with-defaults.
+
+use crate::edit::{DefaultOperation, EditSummary, Editor, ErrorOption};
+use crate::error::{ConfigError, ConfigErrors, ErrorTag};
+use crate::filter::{self, Filter};
+use crate::history::{CommitRecord, History};
+use crate::paths::Layout;
+use crate::persist::write_atomically;
+use crate::schema::{describe, Schema};
+use crate::uci_map;
+use crate::xml::Element;
+use snafu::{ResultExt, Snafu};
+use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
+use std::time::{Duration, Instant};
+use yang2::data::{
+    Data, DataFormat, DataParserFlags, DataPrinterFlags, DataTree, DataValidationFlags,
+};
+
+/// The configuration a box starts with when it has none.
+const DEFAULT_CONFIG: &str = include_str!("../default-config.xml");
+
+#[derive(Debug, Snafu)]
+pub enum DatastoreError {
+    #[snafu(display("{source}"))]
+    Schema { source: crate::schema::SchemaError },
+    #[snafu(display("cannot create the storage directories under {root}: {source}"))]
+    Dirs {
+        root: String,
+        source: std::io::Error,
+    },
+    #[snafu(display("cannot read {path}: {source}"))]
+    ReadRunning {
+        path: String,
+        source: std::io::Error,
+    },
+    #[snafu(display("stored configuration {path} is not valid: {message}; restore it from the commit history or remove it to start from defaults"))]
+    InvalidRunning { path: String, message: String },
+    #[snafu(display("{source}"))]
+    History {
+        source: crate::history::HistoryError,
+    },
+    #[snafu(display("cannot write {path}: {source}"))]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Running,
+    Candidate,
+}
+
+/// RFC 6243 with-defaults retrieval modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WithDefaults {
+    /// Only nodes set explicitly (the server's basic mode).
+    #[default]
+    Explicit,
+    ReportAll,
+    ReportAllTagged,
+    Trim,
+}
+
+impl WithDefaults {
+    pub fn parse(value: &str) -> Option<WithDefaults> {
+        Some(match value {
+            "explicit" => WithDefaults::Explicit,
+            "report-all" => WithDefaults::ReportAll,
+            "report-all-tagged" => WithDefaults::ReportAllTagged,
+            "trim" => WithDefaults::Trim,
+            _ => return None,
+        })
+    }
+
+    fn printer_flags(self) -> DataPrinterFlags {
+        let mode = match self {
+            WithDefaults::Explicit => DataPrinterFlags::WD_EXPLICIT,
+            WithDefaults::ReportAll => DataPrinterFlags::WD_ALL,
+            // libyang's LYD_PRINT_WD_ALL_TAG, not exported by yang2's flags.
+            WithDefaults::ReportAllTagged => DataPrinterFlags::from_bits_retain(0x40),
+            WithDefaults::Trim => DataPrinterFlags::WD_TRIM,
+        };
+        mode | DataPrinterFlags::WITH_SIBLINGS | DataPrinterFlags::SHRINK
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TestOption {
+    #[default]
+    TestThenSet,
+    Set,
+    TestOnly,
+}
+
+/// A confirmed commit (RFC 6241 §8.4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Confirmed {
+    pub timeout: Duration,
+    /// `<persist>`: the commit survives its session and is confirmed by this id.
+    pub persist: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommitOptions {
+    pub user: String,
+    pub comment: String,
+    pub confirmed: Option<Confirmed>,
+    /// `<persist-id>` given with a confirming commit.
+    pub persist_id: Option<String>,
+    /// Session that issued the commit (a non-persist confirmed commit is
+    /// cancelled when this session ends).
+    pub session_id: Option<u32>,
+}
+
+/// One change of a commit, for RFC 6470 netconf-config-change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeRecord {
+    pub path: String,
+    pub operation: &'static str,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommitOutcome {
+    /// History id, None when the commit changed nothing.
+    pub id: Option<i64>,
+    /// UCI packages whose text changed (and were written).
+    pub changed_packages: Vec<String>,
+    pub changed_modules: Vec<String>,
+    /// True when the commit confirmed a pending confirmed commit.
+    pub confirmed_pending: bool,
+}
+
+/// Tells a daemon to re-read its UCI package. Implemented over IPC by
+/// `IpcReloader`; tests may use their own.
+pub trait Reloader: Send + Sync {
+    /// `Ok` if the daemon applied it (or no daemon owns/runs this package),
+    /// `Err(reason)` if the daemon refused.
+    fn reload(&self, package: &str) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+/// Reloads nothing (no daemons), e.g. for offline tools.
+pub struct NoReload;
+
+impl Reloader for NoReload {
+    async fn reload(&self, _package: &str) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+struct PendingConfirm {
+    backup_xml: String,
+    deadline: Instant,
+    persist: Option<String>,
+    session_id: Option<u32>,
+}
+
+pub struct Datastore {
+    schema: &'static Schema,
+    layout: Layout,
+    running: DataTree<'static>,
+    candidate: DataTree<'static>,
+    /// Modules changed in the candidate since it was last equal to running.
+    touched: BTreeSet<String>,
+    changes: Vec<ChangeRecord>,
+    /// Text last written for each UCI package.
+    rendered: HashMap<String, String>,
+    history: History,
+    pending: Option<PendingConfirm>,
+}
+
+const MAX_CHANGE_RECORDS: usize = 1000;
+
+fn validation_flags() -> DataValidationFlags {
+    DataValidationFlags::NO_STATE
+}
+
+impl Datastore {
+    /// Open the datastore under `layout`: load the running configuration (or
+    /// the built-in default), render every UCI package, revert an unconfirmed
+    /// commit left by a crash.
+    pub fn open(layout: Layout) -> Result<Datastore, DatastoreError> {
+        let schema = Schema::get().context(SchemaSnafu)?;
+        layout.create_dirs().context(DirsSnafu {
+            root: layout.root().display().to_string(),
+        })?;
+        let running_path = layout.running_config();
+        let backup_path = Self::confirm_backup_path(&layout);
+        // A confirmed commit that was never confirmed before a restart is reverted (RFC 6241 §8.4.1).
+        let (text, reverted) = if backup_path.exists() {
+            let text = std::fs::read_to_string(&backup_path).context(ReadRunningSnafu {
+                path: backup_path.display().to_string(),
+            })?;
+            (text, true)
+        } else if running_path.exists() {
+            (
+                std::fs::read_to_string(&running_path).context(ReadRunningSnafu {
+                    path: running_path.display().to_string(),
+                })?,
+                false,
+            )
+        } else {
+            (DEFAULT_CONFIG.to_owned(), false)
+        };
+        let running =
+            parse_config_tree(schema, &text).map_err(|e| DatastoreError::InvalidRunning {
+                path: running_path.display().to_string(),
+                message: e.to_string(),
+            })?;
+        let candidate = running
+            .duplicate()
+            .map_err(|e| DatastoreError::InvalidRunning {
+                path: running_path.display().to_string(),
+                message: describe(&e),
+            })?;
+        let history = History::open(&layout.lib_dir().join("history.db")).context(HistorySnafu)?;
+        let mut store = Datastore {
+            schema,
+            layout,
+            running,
+            candidate,
+            touched: BTreeSet::new(),
+            changes: Vec::new(),
+            rendered: HashMap::new(),
+            history,
+            pending: None,
+        };
+        let xml = store.print(Source::Running, WithDefaults::Explicit);
+        if reverted || !running_path.exists() {
+            write_atomically(&running_path, xml.as_bytes()).context(WriteSnafu {
+                path: running_path.display().to_string(),
+            })?;
+            let comment = if reverted {
+                "reverted unconfirmed commit after restart"
+            } else {
+                "initial configuration"
+            };
+            store
+                .history
+                .record("system", comment, &xml)
+                .context(HistorySnafu)?;
+            let _ = std::fs::remove_file(&backup_path);
+        }
+        store.render_all_to_disk()?;
+        Ok(store)
+    }
+
+    fn confirm_backup_path(layout: &Layout) -> std::path::PathBuf {
+        layout.etc_dir().join("running.xml.unconfirmed-backup")
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    pub fn schema(&self) -> &'static Schema {
+        self.schema
+    }
+
+    pub fn tree(&self, source: Source) -> &DataTree<'static> {
+        match source {
+            Source::Running => &self.running,
+            Source::Candidate => &self.candidate,
+        }
+    }
+
+    /// Whether the candidate holds changes not yet committed.
+    pub fn candidate_modified(&self) -> bool {
+        !self.touched.is_empty()
+    }
+
+    /// Write every package whose text differs from the file on disk.
+    fn render_all_to_disk(&mut self) -> Result<(), DatastoreError> {
+        for module in self.schema.besip_modules() {
+            let package = uci_map::render_module(&self.running, module);
+            let text = package.render();
+            let path = self.layout.uci_package(&package.name);
+            let on_disk = std::fs::read_to_string(&path).ok();
+            if on_disk.as_deref() != Some(text.as_str()) {
+                write_atomically(&path, text.as_bytes()).context(WriteSnafu {
+                    path: path.display().to_string(),
+                })?;
+            }
+            self.rendered.insert(package.name.clone(), text);
+        }
+        Ok(())
+    }
+
+    /// Apply an `<edit-config>` payload to the candidate. Nothing is changed
+    /// unless the whole edit succeeds (continue-on-error keeps what succeeded).
+    pub fn edit_candidate(
+        &mut self,
+        config: &[Element],
+        default_operation: DefaultOperation,
+        error_option: ErrorOption,
+        test_option: TestOption,
+    ) -> Result<EditSummary, ConfigErrors> {
+        let mut work = self
+            .candidate
+            .duplicate()
+            .map_err(|e| ConfigError::new(ErrorTag::OperationFailed, describe(&e)))?;
+        let editor = Editor::new(&mut work, error_option)?;
+        let (summary, errors) = editor.apply(config, default_operation);
+        let keep_partial = error_option == ErrorOption::ContinueOnError;
+        if !errors.is_empty() && !keep_partial {
+            return Err(ConfigErrors(errors));
+        }
+        if test_option != TestOption::Set {
+            let mut check = work
+                .duplicate()
+                .map_err(|e| ConfigError::new(ErrorTag::OperationFailed, describe(&e)))?;
+            if let Err(e) = check.validate(validation_flags()) {
+                return Err(ConfigError::from_validation(&e).into());
+            }
+        }
+        if test_option == TestOption::TestOnly {
+            return if errors.is_empty() {
+                Ok(summary)
+            } else {
+                Err(ConfigErrors(errors))
+            };
+        }
+        if summary.changes > 0 {
+            self.candidate = work;
+            self.touched.extend(summary.modules.iter().cloned());
+            for module in &summary.modules {
+                if self.changes.len() < MAX_CHANGE_RECORDS {
+                    self.changes.push(ChangeRecord {
+                        path: format!("/{module}:*"),
+                        operation: "merge",
+                    });
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(summary)
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    /// Replace the whole candidate with `config` (copy-config to candidate).
+    pub fn replace_candidate(&mut self, config: &[Element]) -> Result<(), ConfigErrors> {
+        let mut fresh = DataTree::new(self.schema.context());
+        let (summary, errors) = Editor::new(&mut fresh, ErrorOption::StopOnError)?
+            .apply(config, DefaultOperation::Merge);
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors));
+        }
+        let _ = summary;
+        self.candidate = fresh;
+        self.touched
+            .extend(self.schema.besip_modules().map(|m| m.name.clone()));
+        self.touched.insert("*".into());
+        Ok(())
+    }
+
+    /// Throw away uncommitted changes.
+    pub fn discard_changes(&mut self) -> Result<(), ConfigError> {
+        self.candidate = self
+            .running
+            .duplicate()
+            .map_err(|e| ConfigError::new(ErrorTag::OperationFailed, describe(&e)))?;
+        self.touched.clear();
+        self.changes.clear();
+        Ok(())
+    }
+
+    /// Full YANG validation of a datastore.
+    pub fn validate(&self, source: Source) -> Result<(), ConfigError> {
+        let mut copy = self
+            .tree(source)
+            .duplicate()
+            .map_err(|e| ConfigError::new(ErrorTag::OperationFailed, describe(&e)))?;
+        copy.validate(validation_flags())
+            .map_err(|e| ConfigError::from_validation(&e))
+    }
+
+    /// Commit the candidate: validate, render UCI, reload the daemons whose
+    /// package changed, persist, record history. All or nothing.
+    pub async fn commit<R: Reloader>(
+        &mut self,
+        options: CommitOptions,
+        reloader: &R,
+    ) -> Result<CommitOutcome, ConfigErrors> {
+        let confirmed_pending = self.pending.is_some();
+        if let Some(pending) = &self.pending {
+            if pending.persist.is_some()
+                && options.confirmed.is_none()
+                && pending.persist != options.persist_id
+            {
+                return Err(ConfigError::protocol(
+                    ErrorTag::InvalidValue,
+                    "a persistent confirmed commit is pending: confirm it with the matching persist-id",
+                )
+                .into());
+            }
+        }
+        let previous_xml = if self.pending.is_none() && options.confirmed.is_some() {
+            Some(self.print(Source::Running, WithDefaults::Explicit))
+        } else {
+            None
+        };
+        let mut outcome = self.apply_candidate(&options, reloader).await?;
+        match (options.confirmed, previous_xml) {
+            (Some(confirmed), backup) => {
+                // A new confirmed commit, or one extending a pending one (keeps the first backup).
+                let backup_xml = match (backup, self.pending.take()) {
+                    (Some(b), _) => b,
+                    (None, Some(p)) => p.backup_xml,
+                    (None, None) => self.print(Source::Running, WithDefaults::Explicit),
+                };
+                let path = Self::confirm_backup_path(&self.layout);
+                write_atomically(&path, backup_xml.as_bytes()).map_err(|e| {
+                    ConfigError::new(
+                        ErrorTag::OperationFailed,
+                        format!("cannot write {}: {e}", path.display()),
+                    )
+                })?;
+                self.pending = Some(PendingConfirm {
+                    backup_xml,
+                    deadline: Instant::now() + confirmed.timeout,
+                    persist: confirmed.persist,
+                    session_id: options.session_id,
+                });
+            }
+            (None, _) => {
+                if self.pending.take().is_some() {
+                    let _ = std::fs::remove_file(Self::confirm_backup_path(&self.layout));
+                }
+            }
+        }
+        outcome.confirmed_pending = confirmed_pending;
+        Ok(outcome)
+    }
+
+    async fn apply_candidate<R: Reloader>(
+        &mut self,
+        options: &CommitOptions,
+        reloader: &R,
+    ) -> Result<CommitOutcome, ConfigErrors> {
+        let mut validated = self
+            .candidate
+            .duplicate()
+            .map_err(|e| ConfigError::new(ErrorTag::OperationFailed, describe(&e)))?;
+        validated
+            .validate(validation_flags())
+            .map_err(|e| ConfigError::from_validation(&e))?;
+
+        let all_modules = self.touched.contains("*");
+        let mut changed: Vec<(String, String, String)> = Vec::new(); // (module, package, text)
+        for module in self.schema.besip_modules() {
+            if !all_modules && !self.touched.contains(&module.name) {
+                continue;
+            }
+            let package = uci_map::render_module(&validated, module);
+            let text = package.render();
+            if self.rendered.get(&package.name) != Some(&text) {
+                changed.push((module.name.clone(), package.name.clone(), text));
+            }
+        }
+
+        // Write the changed packages, then ask their daemons to apply them.
+        let mut written: Vec<(String, Option<String>)> = Vec::new();
+        let mut reloaded: Vec<String> = Vec::new();
+        let mut failure: Option<ConfigError> = None;
+        for (_, package, text) in &changed {
+            let path = self.layout.uci_package(package);
+            if let Err(e) = write_atomically(&path, text.as_bytes()) {
+                failure = Some(ConfigError::new(
+                    ErrorTag::OperationFailed,
+                    format!("cannot write {}: {e}", path.display()),
+                ));
+                break;
+            }
+            written.push((package.clone(), self.rendered.get(package).cloned()));
+        }
+        if failure.is_none() {
+            for (_, package, _) in &changed {
+                match reloader.reload(package).await {
+                    Ok(()) => reloaded.push(package.clone()),
+                    Err(reason) => {
+                        failure = Some(
+                            ConfigError::new(ErrorTag::OperationFailed, format!("the daemon for {package} refused the new configuration: {reason}"))
+                                .with_app_tag("daemon-refused"),
+                        );
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some(error) = failure {
+            // Put every written package back and let the daemons that took the new one return to the old.
+            for (package, old) in &written {
+                if let Some(old) = old {
+                    let _ = write_atomically(&self.layout.uci_package(package), old.as_bytes());
+                }
+            }
+            for package in &reloaded {
+                if let Err(reason) = reloader.reload(package).await {
+                    tracing::error!(
+                        package,
+                        reason,
+                        "daemon refused its previous configuration during commit rollback"
+                    );
+                }
+            }
+            return Err(error.into());
+        }
+
+        // Persist: the running file is the source of truth; then history.
+        let xml = print_tree(&validated, WithDefaults::Explicit);
+        let running_path = self.layout.running_config();
+        write_atomically(&running_path, xml.as_bytes()).map_err(|e| {
+            ConfigError::new(
+                ErrorTag::OperationFailed,
+                format!("cannot write {}: {e}", running_path.display()),
+            )
+        })?;
+        let nothing_changed = changed.is_empty() && self.touched.is_empty();
+        let id = if nothing_changed {
+            None
+        } else {
+            Some(
+                self.history
+                    .record(&options.user, &options.comment, &xml)
+                    .map_err(|e| ConfigError::new(ErrorTag::OperationFailed, e.to_string()))?,
+            )
+        };
+        for (_, package, text) in &changed {
+            self.rendered.insert(package.clone(), text.clone());
+        }
+        self.candidate = validated
+            .duplicate()
+            .map_err(|e| ConfigError::new(ErrorTag::OperationFailed, describe(&e)))?;
+        self.running = validated;
+        let changed_modules = if all_modules {
+            self.schema
+                .besip_modules()
+                .map(|m| m.name.clone())
+                .collect()
+        } else {
+            self.touched.iter().cloned().collect()
+        };
+        self.touched.clear();
+        self.changes.clear();
+        Ok(CommitOutcome {
+            id,
+            changed_packages: changed.into_iter().map(|(_, p, _)| p).collect(),
+            changed_modules,
+            confirmed_pending: false,
+        })
+    }
+
+    /// Is a confirmed commit waiting for its confirmation?
+    pub fn confirm_pending(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    pub fn confirm_deadline(&self) -> Option<Instant> {
+        self.pending.as_ref().map(|p| p.deadline)
+    }
+
+    /// The session a non-persistent pending confirmed commit belongs to.
+    pub fn confirm_session(&self) -> Option<u32> {
+        self.pending
+            .as_ref()
+            .filter(|p| p.persist.is_none())
+            .and_then(|p| p.session_id)
+    }
+
+    /// `<cancel-commit>` or an expired timer: go back to the configuration
+    /// before the confirmed commit. Uncommitted candidate changes are dropped.
+    pub async fn cancel_commit<R: Reloader>(
+        &mut self,
+        persist_id: Option<&str>,
+        reloader: &R,
+    ) -> Result<CommitOutcome, ConfigErrors> {
+        let Some(pending) = &self.pending else {
+            return Err(ConfigError::protocol(
+                ErrorTag::OperationFailed,
+                "no confirmed commit is pending",
+            )
+            .into());
+        };
+        if pending.persist.is_some() && pending.persist.as_deref() != persist_id {
+            return Err(ConfigError::protocol(
+                ErrorTag::InvalidValue,
+                "persist-id does not match the pending confirmed commit",
+            )
+            .into());
+        }
+        let backup = pending.backup_xml.clone();
+        let tree = parse_config_tree(self.schema, &backup).map_err(ConfigErrors::from)?;
+        self.candidate = tree;
+        self.touched.insert("*".into());
+        let options = CommitOptions {
+            user: "system".into(),
+            comment: "confirmed commit reverted".into(),
+            ..Default::default()
+        };
+        let outcome = self.apply_candidate(&options, reloader).await?;
+        self.pending = None;
+        let _ = std::fs::remove_file(Self::confirm_backup_path(&self.layout));
+        Ok(outcome)
+    }
+
+    /// Revert the pending confirmed commit if its time is up.
+    pub async fn revert_if_expired<R: Reloader>(
+        &mut self,
+        now: Instant,
+        reloader: &R,
+    ) -> Option<Result<CommitOutcome, ConfigErrors>> {
+        let deadline = self.pending.as_ref()?.deadline;
+        if now < deadline {
+            return None;
+        }
+        let persist = self.pending.as_ref().and_then(|p| p.persist.clone());
+        Some(self.cancel_commit(persist.as_deref(), reloader).await)
+    }
+
+    /// Load the configuration of the commit `back` steps ago into the candidate.
+    pub fn rollback_candidate(&mut self, back: usize) -> Result<(), ConfigError> {
+        let xml = self
+            .history
+            .config_back(back)
+            .map_err(|e| ConfigError::new(ErrorTag::OperationFailed, e.to_string()))?
+            .ok_or_else(|| {
+                ConfigError::new(
+                    ErrorTag::InvalidValue,
+                    format!(
+                        "there is no commit {back} steps back (at most {} are kept)",
+                        crate::history::KEEP
+                    ),
+                )
+            })?;
+        self.candidate = parse_config_tree(self.schema, &xml)?;
+        self.touched.insert("*".into());
+        Ok(())
+    }
+
+    pub fn history(&self) -> Result<Vec<CommitRecord>, ConfigError> {
+        self.history
+            .list()
+            .map_err(|e| ConfigError::new(ErrorTag::OperationFailed, e.to_string()))
+    }
+
+    /// The whole datastore as XML (children of `<data>`/`<config>`).
+    pub fn print(&self, source: Source, with_defaults: WithDefaults) -> String {
+        print_tree(self.tree(source), with_defaults)
+    }
+
+    /// `<get-config>`: the filtered datastore as XML.
+    pub fn get_config(
+        &self,
+        source: Source,
+        filter: &Filter,
+        with_defaults: WithDefaults,
+    ) -> Result<String, ConfigError> {
+        match filter::to_xpaths(filter)? {
+            None => Ok(self.print(source, with_defaults)),
+            Some(xpaths) => {
+                let selected = filter::select(self.tree(source), &xpaths)?;
+                Ok(print_tree(&selected, with_defaults))
+            }
+        }
+    }
+
+    /// `<get>`: configuration plus state. `states` are RFC 7951 JSON documents
+    /// from the daemons; documents that do not fit the schema are skipped (and logged).
+    pub fn get_with_state(
+        &self,
+        filter: &Filter,
+        with_defaults: WithDefaults,
+        states: &[String],
+    ) -> Result<String, ConfigError> {
+        let mut tree = self
+            .running
+            .duplicate()
+            .map_err(|e| ConfigError::new(ErrorTag::OperationFailed, describe(&e)))?;
+        for state in states {
+            match DataTree::parse_string(
+                self.schema.context(),
+                state,
+                DataFormat::JSON,
+                DataParserFlags::NO_VALIDATION,
+                DataValidationFlags::empty(),
+            ) {
+                Ok(state_tree) => {
+                    if let Err(e) = tree.merge(&state_tree) {
+                        tracing::warn!(error = %describe(&e), "daemon state does not merge");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %describe(&e), "daemon state does not fit the YANG schema")
+                }
+            }
+        }
+        match filter::to_xpaths(filter)? {
+            None => Ok(print_tree(&tree, with_defaults)),
+            Some(xpaths) => Ok(print_tree(&filter::select(&tree, &xpaths)?, with_defaults)),
+        }
+    }
+
+    /// Import a hand-edited UCI package into the candidate, replacing that
+    /// module's configuration. On error nothing changes and the error names
+    /// file, line and YANG path.
+    pub fn import_uci(
+        &mut self,
+        package: &crate::uci::Package,
+    ) -> Result<(), uci_map::UciImportError> {
+        let module = self
+            .schema
+            .besip_modules()
+            .find(|m| m.uci_package().as_deref() == Some(package.name.as_str()))
+            .ok_or_else(|| uci_map::UciImportError {
+                file: package.name.clone(),
+                line: 0,
+                yang_path: String::new(),
+                message: format!("'{}' is not a BESIP UCI package", package.name),
+            })?;
+        let internal = |message: String| uci_map::UciImportError {
+            file: package.name.clone(),
+            line: 0,
+            yang_path: String::new(),
+            message,
+        };
+        let mut work = self
+            .candidate
+            .duplicate()
+            .map_err(|e| internal(describe(&e)))?;
+        // Drop the module's current configuration, then build it from the file.
+        let tops: Vec<String> = work
+            .reference()
+            .map(|first| {
+                first
+                    .inclusive_siblings()
+                    .filter(|n| n.schema().module().name() == module.name)
+                    .map(|n| n.path())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for path in tops {
+            work.remove(&path).map_err(|e| internal(describe(&e)))?;
+        }
+        let mut lines = HashMap::new();
+        uci_map::import_package(&mut work, package, module, &mut lines)?;
+        let mut check = work.duplicate().map_err(|e| internal(describe(&e)))?;
+        if let Err(e) = check.validate(validation_flags()) {
+            let path = e.path.clone().unwrap_or_default();
+            let file = package
+                .sections
+                .first()
+                .map(|s| s.file.clone())
+                .unwrap_or_else(|| package.name.clone());
+            return Err(uci_map::UciImportError {
+                file,
+                line: uci_map::line_for_path(&lines, &path),
+                yang_path: path,
+                message: e.msg.clone().unwrap_or_else(|| "validation failed".into()),
+            });
+        }
+        self.candidate = work;
+        self.touched.insert(module.name.clone());
+        Ok(())
+    }
+
+    /// Cross-check used by tests and `besip import`: the running tree rendered to UCI.
+    pub fn render_package(&self, source: Source, module_name: &str) -> Option<crate::uci::Package> {
+        let module = self
+            .schema
+            .besip_modules()
+            .find(|m| m.name == module_name)?;
+        Some(uci_map::render_module(self.tree(source), module))
+    }
+}
+
+/// Print a tree as XML (no XML declaration; siblings included).
+pub fn print_tree(tree: &DataTree<'static>, with_defaults: WithDefaults) -> String {
+    if tree.reference().is_none() {
+        return String::new();
+    }
+    tree.print_string(DataFormat::XML, with_defaults.printer_flags())
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
+/// Parse a stored/imported configuration document (children of `<config>`, or
+/// a document wrapped in `<config>`/`<data>`) into a validated tree.
+pub fn parse_config_tree(
+    schema: &'static Schema,
+    text: &str,
+) -> Result<DataTree<'static>, ConfigError> {
+    let elements = crate::xml::parse(text)
+        .map_err(|e| ConfigError::protocol(ErrorTag::MalformedMessage, e.to_string()))?;
+    let content: Vec<Element> = match elements.as_slice() {
+        [wrapper] if wrapper.name == "config" || wrapper.name == "data" => wrapper.children.clone(),
+        _ => elements,
+    };
+    let mut tree = DataTree::new(schema.context());
+    let (_, errors) =
+        Editor::new(&mut tree, ErrorOption::StopOnError)?.apply(&content, DefaultOperation::Merge);
+    if let Some(first) = errors.into_iter().next() {
+        return Err(first);
+    }
+    tree.validate(validation_flags())
+        .map_err(|e| ConfigError::from_validation(&e))?;
+    Ok(tree)
+}

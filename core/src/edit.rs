@@ -1,0 +1,473 @@
+//! NETCONF `<edit-config>` semantics (RFC 6241 §7.2) applied to a libyang tree:
+//! merge, replace, create, delete, remove and none, with the error tags a
+//! client expects (data-exists, data-missing, invalid-value, unknown-element,
+//! unknown-namespace, bad-attribute, missing-element) and the data path of the fault.
+
+use crate::error::{ConfigError, ErrorTag};
+use crate::schema::{data_child, Schema};
+use crate::xml::Element;
+use std::collections::BTreeSet;
+use yang2::data::{Data, DataTree};
+use yang2::schema::{DataValueType, SchemaNode, SchemaNodeKind};
+
+pub const NETCONF_BASE_NS: &str = "urn:ietf:params:xml:ns:netconf:base:1.0";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Merge,
+    Replace,
+    Create,
+    Delete,
+    Remove,
+    None,
+}
+
+impl Operation {
+    pub fn parse(value: &str) -> Option<Operation> {
+        Some(match value {
+            "merge" => Operation::Merge,
+            "replace" => Operation::Replace,
+            "create" => Operation::Create,
+            "delete" => Operation::Delete,
+            "remove" => Operation::Remove,
+            "none" => Operation::None,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DefaultOperation {
+    #[default]
+    Merge,
+    Replace,
+    None,
+}
+
+impl DefaultOperation {
+    fn as_operation(self) -> Operation {
+        match self {
+            DefaultOperation::Merge => Operation::Merge,
+            DefaultOperation::Replace => Operation::Replace,
+            DefaultOperation::None => Operation::None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ErrorOption {
+    #[default]
+    StopOnError,
+    ContinueOnError,
+    RollbackOnError,
+}
+
+/// What an edit touched: the modules whose data changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct EditSummary {
+    pub modules: BTreeSet<String>,
+    pub changes: usize,
+}
+
+/// Applies one `<config>` payload to a tree.
+pub struct Editor<'t> {
+    schema: &'static Schema,
+    tree: &'t mut DataTree<'static>,
+    continue_on_error: bool,
+    errors: Vec<ConfigError>,
+    summary: EditSummary,
+}
+
+impl<'t> Editor<'t> {
+    pub fn new(
+        tree: &'t mut DataTree<'static>,
+        error_option: ErrorOption,
+    ) -> Result<Self, ConfigError> {
+        let schema = Schema::get()
+            .map_err(|e| ConfigError::new(ErrorTag::OperationFailed, e.to_string()))?;
+        Ok(Editor {
+            schema,
+            tree,
+            continue_on_error: error_option == ErrorOption::ContinueOnError,
+            errors: Vec::new(),
+            summary: EditSummary::default(),
+        })
+    }
+
+    /// Apply the children of `<config>`. Errors are returned all together; with
+    /// stop-on-error/rollback-on-error the first one ends the walk.
+    pub fn apply(
+        mut self,
+        config: &[Element],
+        default_operation: DefaultOperation,
+    ) -> (EditSummary, Vec<ConfigError>) {
+        for element in config {
+            if self.stopped() {
+                break;
+            }
+            self.apply_top(element, default_operation.as_operation());
+        }
+        (self.summary, self.errors)
+    }
+
+    fn stopped(&self) -> bool {
+        !self.continue_on_error && !self.errors.is_empty()
+    }
+
+    fn fail(&mut self, error: ConfigError) {
+        self.errors.push(error);
+    }
+
+    fn apply_top(&mut self, element: &Element, inherited: Operation) {
+        let Some(module) = self.schema.module_by_namespace(&element.namespace) else {
+            let error = if element.namespace.is_empty() {
+                ConfigError::protocol(
+                    ErrorTag::UnknownNamespace,
+                    format!("element <{}> has no namespace", element.name),
+                )
+            } else {
+                ConfigError::protocol(
+                    ErrorTag::UnknownNamespace,
+                    format!("no YANG module has the namespace '{}'", element.namespace),
+                )
+                .with_info("bad-namespace", element.namespace.clone())
+            };
+            self.fail(error.with_info("bad-element", element.name.clone()));
+            return;
+        };
+        let Some(node) = self.schema.top_node(&module, &element.name) else {
+            self.fail(
+                ConfigError::new(
+                    ErrorTag::UnknownElement,
+                    format!(
+                        "module {} has no top-level node '{}'",
+                        module.name(),
+                        element.name
+                    ),
+                )
+                .at(format!("/{}:{}", module.name(), element.name))
+                .with_info("bad-element", element.name.clone()),
+            );
+            return;
+        };
+        self.apply_node(element, &node, "", inherited);
+    }
+
+    fn operation_of(
+        &mut self,
+        element: &Element,
+        inherited: Operation,
+        path: &str,
+    ) -> Option<Operation> {
+        let Some(raw) = element.attribute(NETCONF_BASE_NS, "operation") else {
+            return Some(inherited);
+        };
+        match Operation::parse(raw) {
+            Some(op) => Some(op),
+            None => {
+                self.fail(
+                    ConfigError::protocol(ErrorTag::BadAttribute, format!("'{raw}' is not an edit operation (merge, replace, create, delete, remove)"))
+                        .at(path)
+                        .with_info("bad-attribute", "operation")
+                        .with_info("bad-element", element.name.clone()),
+                );
+                None
+            }
+        }
+    }
+
+    fn apply_node(
+        &mut self,
+        element: &Element,
+        node: &SchemaNode<'static>,
+        parent_path: &str,
+        inherited: Operation,
+    ) {
+        if self.stopped() {
+            return;
+        }
+        let module_name = node.module().name().to_owned();
+        let step = format!("{}/{}:{}", parent_path, module_name, node.name());
+        if !node.is_config() {
+            self.fail(
+                ConfigError::new(
+                    ErrorTag::InvalidValue,
+                    format!(
+                        "'{}' is state data (config false) and cannot be configured",
+                        node.name()
+                    ),
+                )
+                .at(step)
+                .with_info("bad-element", element.name.clone()),
+            );
+            return;
+        }
+        let path = match node.kind() {
+            SchemaNodeKind::List => match self.list_path(element, node, &step) {
+                Some(p) => p,
+                None => return,
+            },
+            SchemaNodeKind::LeafList => match predicate_value(element.text.as_str()) {
+                Some(quoted) => format!("{step}[.={quoted}]"),
+                None => {
+                    self.fail(
+                        ConfigError::new(ErrorTag::InvalidValue, "value contains both ' and \"")
+                            .at(step),
+                    );
+                    return;
+                }
+            },
+            _ => step,
+        };
+        let Some(op) = self.operation_of(element, inherited, &path) else {
+            return;
+        };
+        let exists = self.tree.find_path(&path).is_ok();
+        match node.kind() {
+            SchemaNodeKind::Leaf | SchemaNodeKind::LeafList => {
+                self.apply_terminal(element, node, &path, op, exists, &module_name)
+            }
+            SchemaNodeKind::Container | SchemaNodeKind::List => {
+                self.apply_inner(element, node, &path, op, exists, &module_name)
+            }
+            _ => self.fail(
+                ConfigError::new(
+                    ErrorTag::OperationNotSupported,
+                    format!("'{}' cannot be edited", node.name()),
+                )
+                .at(path),
+            ),
+        }
+    }
+
+    fn list_path(
+        &mut self,
+        element: &Element,
+        node: &SchemaNode<'static>,
+        step: &str,
+    ) -> Option<String> {
+        let mut path = step.to_owned();
+        for key in node.list_keys() {
+            let value = element.children.iter().find(|c| {
+                c.name == key.name() && (c.namespace == element.namespace || c.namespace.is_empty())
+            });
+            let Some(value) = value else {
+                self.fail(
+                    ConfigError::protocol(
+                        ErrorTag::MissingElement,
+                        format!(
+                            "list entry '{}' lacks its key '{}'",
+                            node.name(),
+                            key.name()
+                        ),
+                    )
+                    .at(step)
+                    .with_info("bad-element", key.name().to_owned()),
+                );
+                return None;
+            };
+            let Some(quoted) = predicate_value(&value.text) else {
+                self.fail(
+                    ConfigError::new(ErrorTag::InvalidValue, "key value contains both ' and \"")
+                        .at(step),
+                );
+                return None;
+            };
+            path.push_str(&format!("[{}={}]", key.name(), quoted));
+        }
+        Some(path)
+    }
+
+    fn apply_terminal(
+        &mut self,
+        element: &Element,
+        node: &SchemaNode<'static>,
+        path: &str,
+        op: Operation,
+        exists: bool,
+        module: &str,
+    ) {
+        if node.is_list_key() {
+            // The key is already part of the entry's path; deleting it alone is meaningless.
+            if matches!(op, Operation::Delete | Operation::Remove) {
+                self.fail(
+                    ConfigError::new(
+                        ErrorTag::OperationNotSupported,
+                        "a list key cannot be deleted on its own; delete the entry",
+                    )
+                    .at(path),
+                );
+            }
+            return;
+        }
+        match op {
+            Operation::None => {}
+            Operation::Delete if !exists => self.fail(data_missing(path)),
+            Operation::Delete | Operation::Remove => {
+                if exists {
+                    self.remove(path, module);
+                }
+            }
+            Operation::Create if exists => self.fail(data_exists(path)),
+            Operation::Create | Operation::Merge | Operation::Replace => {
+                let value = leaf_value(element, node);
+                let value = if node.kind() == SchemaNodeKind::LeafList {
+                    None
+                } else {
+                    Some(value)
+                };
+                self.set(path, value.as_deref(), module);
+            }
+        }
+    }
+
+    fn apply_inner(
+        &mut self,
+        element: &Element,
+        node: &SchemaNode<'static>,
+        path: &str,
+        op: Operation,
+        exists: bool,
+        module: &str,
+    ) {
+        let child_op = match op {
+            Operation::Delete if !exists => {
+                self.fail(data_missing(path));
+                return;
+            }
+            Operation::Delete | Operation::Remove => {
+                if exists {
+                    self.remove(path, module);
+                }
+                return;
+            }
+            Operation::Create if exists => {
+                self.fail(data_exists(path));
+                return;
+            }
+            Operation::Create => {
+                self.set(path, None, module);
+                Operation::Merge
+            }
+            Operation::Replace => {
+                if exists {
+                    self.remove(path, module);
+                }
+                self.set(path, None, module);
+                Operation::Merge
+            }
+            Operation::Merge => {
+                if !exists {
+                    self.set(path, None, module);
+                }
+                Operation::Merge
+            }
+            Operation::None => Operation::None,
+        };
+        for child in &element.children {
+            if self.stopped() {
+                return;
+            }
+            let child_module = if child.namespace.is_empty() || child.namespace == element.namespace
+            {
+                Some(module.to_owned())
+            } else {
+                self.schema
+                    .module_by_namespace(&child.namespace)
+                    .map(|m| m.name().to_owned())
+            };
+            let Some(child_module) = child_module else {
+                self.fail(
+                    ConfigError::protocol(
+                        ErrorTag::UnknownNamespace,
+                        format!("no YANG module has the namespace '{}'", child.namespace),
+                    )
+                    .at(path)
+                    .with_info("bad-namespace", child.namespace.clone())
+                    .with_info("bad-element", child.name.clone()),
+                );
+                continue;
+            };
+            match data_child(node, &child_module, &child.name) {
+                Some(child_node) => self.apply_node(child, &child_node, path, child_op),
+                None => self.fail(
+                    ConfigError::new(
+                        ErrorTag::UnknownElement,
+                        format!("'{}' has no child '{}'", node.name(), child.name),
+                    )
+                    .at(format!("{path}/{child_module}:{}", child.name))
+                    .with_info("bad-element", child.name.clone()),
+                ),
+            }
+        }
+    }
+
+    fn set(&mut self, path: &str, value: Option<&str>, module: &str) {
+        match self.tree.new_path(path, value, false) {
+            Ok(_) => {
+                self.summary.modules.insert(module.to_owned());
+                self.summary.changes += 1;
+            }
+            Err(e) => {
+                let message = e.msg.clone().unwrap_or_else(|| "invalid value".into());
+                self.fail(ConfigError::new(ErrorTag::InvalidValue, message).at(path));
+            }
+        }
+    }
+
+    fn remove(&mut self, path: &str, module: &str) {
+        match self.tree.remove(path) {
+            Ok(()) => {
+                self.summary.modules.insert(module.to_owned());
+                self.summary.changes += 1;
+            }
+            Err(e) => self.fail(
+                ConfigError::new(ErrorTag::OperationFailed, crate::schema::describe(&e)).at(path),
+            ),
+        }
+    }
+}
+
+fn data_missing(path: &str) -> ConfigError {
+    ConfigError::new(ErrorTag::DataMissing, "the data to delete does not exist").at(path)
+}
+
+fn data_exists(path: &str) -> ConfigError {
+    ConfigError::new(ErrorTag::DataExists, "the data to create already exists").at(path)
+}
+
+/// Quote a value for a libyang path predicate.
+pub fn predicate_value(value: &str) -> Option<String> {
+    if !value.contains('\'') {
+        Some(format!("'{value}'"))
+    } else if !value.contains('"') {
+        Some(format!("\"{value}\""))
+    } else {
+        None
+    }
+}
+
+/// The value to give libyang for a leaf element, translating XML prefixes of
+/// identityref values into the module names libyang's JSON-style API expects.
+fn leaf_value(element: &Element, node: &SchemaNode<'static>) -> String {
+    let text = element.text.as_str();
+    let is_identityref = node
+        .leaf_type()
+        .is_some_and(|t| t.base_type() == DataValueType::IdentityRef);
+    if is_identityref {
+        if let Some((prefix, name)) = text.trim().split_once(':') {
+            let ns = element
+                .namespace_declarations
+                .iter()
+                .find(|(p, _)| p == prefix)
+                .map(|(_, ns)| ns.clone());
+            if let Some(module) =
+                ns.and_then(|ns| Schema::get().ok().and_then(|s| s.module_by_namespace(&ns)))
+            {
+                return format!("{}:{}", module.name(), name);
+            }
+        }
+        return text.trim().to_owned();
+    }
+    text.to_owned()
+}

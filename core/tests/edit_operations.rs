@@ -1,0 +1,293 @@
+//! Every edit operation and error tag of RFC 6241 §7.2 against the real schema.
+
+mod common;
+use besip_core::datastore::{CommitOptions, NoReload, Source, WithDefaults};
+use besip_core::edit::{DefaultOperation, ErrorOption};
+use besip_core::error::ErrorTag;
+use besip_core::filter::Filter;
+use common::*;
+
+fn candidate(store: &besip_core::datastore::Datastore) -> String {
+    store.print(Source::Candidate, WithDefaults::Explicit)
+}
+
+fn first_tag(result: Result<(), besip_core::error::ConfigErrors>) -> (ErrorTag, Option<String>) {
+    let errors = result.unwrap_err();
+    (errors.0[0].tag, errors.0[0].path.clone())
+}
+
+#[test]
+fn merge_creates_and_updates() {
+    let (_d, mut store) = open();
+    edit(&mut store, &user("alice", "operator")).unwrap();
+    assert!(candidate(&store).contains("<name>alice</name>"));
+    edit(&mut store, &user("alice", "admin")).unwrap();
+    let text = candidate(&store);
+    assert!(text.contains("<group>admin</group>"), "{text}");
+    assert_eq!(text.matches("<name>alice</name>").count(), 1);
+}
+
+#[test]
+fn create_on_existing_is_data_exists() {
+    let (_d, mut store) = open();
+    edit(&mut store, &user("bob", "monitor")).unwrap();
+    let xml = format!(
+        "<system xmlns=\"{SYS}\"><user nc:operation=\"create\"><name>bob</name></user></system>"
+    );
+    let (tag, path) = first_tag(edit(&mut store, &xml));
+    assert_eq!(tag, ErrorTag::DataExists);
+    assert_eq!(
+        path.as_deref(),
+        Some("/besip-system:system/besip-system:user[name='bob']")
+    );
+}
+
+#[test]
+fn delete_of_missing_is_data_missing_and_remove_is_silent() {
+    let (_d, mut store) = open();
+    let xml = format!(
+        "<system xmlns=\"{SYS}\"><user nc:operation=\"delete\"><name>ghost</name></user></system>"
+    );
+    assert_eq!(first_tag(edit(&mut store, &xml)).0, ErrorTag::DataMissing);
+    let xml = format!(
+        "<system xmlns=\"{SYS}\"><user nc:operation=\"remove\"><name>ghost</name></user></system>"
+    );
+    edit(&mut store, &xml).unwrap();
+}
+
+#[test]
+fn delete_removes_entry_and_leaf() {
+    let (_d, mut store) = open();
+    edit(&mut store, &format!("<system xmlns=\"{SYS}\"><user><name>c</name><full-name>Carol</full-name></user></system>")).unwrap();
+    edit(&mut store, &format!("<system xmlns=\"{SYS}\"><user><name>c</name><full-name nc:operation=\"delete\"/></user></system>")).unwrap();
+    assert!(!candidate(&store).contains("Carol"));
+    edit(
+        &mut store,
+        &format!(
+            "<system xmlns=\"{SYS}\"><user nc:operation=\"delete\"><name>c</name></user></system>"
+        ),
+    )
+    .unwrap();
+    assert!(!candidate(&store).contains("<name>c</name>"));
+}
+
+#[test]
+fn replace_drops_children_not_given() {
+    let (_d, mut store) = open();
+    edit(&mut store, &format!("<system xmlns=\"{SYS}\"><user><name>d</name><full-name>Dave</full-name><group>admin</group></user></system>")).unwrap();
+    edit(&mut store, &format!("<system xmlns=\"{SYS}\"><user nc:operation=\"replace\"><name>d</name><group>operator</group></user></system>")).unwrap();
+    let text = candidate(&store);
+    assert!(!text.contains("Dave"), "{text}");
+    assert!(text.contains("<group>operator</group>"));
+}
+
+#[test]
+fn default_operation_none_needs_explicit_operations() {
+    let (_d, mut store) = open();
+    edit_with(
+        &mut store,
+        &user("e", "admin"),
+        DefaultOperation::None,
+        ErrorOption::StopOnError,
+    )
+    .unwrap();
+    assert!(
+        !candidate(&store).contains("<name>e</name>"),
+        "none must not create"
+    );
+    let xml = format!(
+        "<system xmlns=\"{SYS}\"><user nc:operation=\"merge\"><name>e</name></user></system>"
+    );
+    edit_with(
+        &mut store,
+        &xml,
+        DefaultOperation::None,
+        ErrorOption::StopOnError,
+    )
+    .unwrap();
+    assert!(candidate(&store).contains("<name>e</name>"));
+}
+
+#[test]
+fn invalid_value_unknown_element_unknown_namespace_bad_attribute() {
+    let (_d, mut store) = open();
+    let before = candidate(&store);
+    let (tag, path) = first_tag(edit(&mut store, &user("f", "superuser")));
+    assert_eq!(tag, ErrorTag::InvalidValue);
+    assert_eq!(
+        path.as_deref(),
+        Some("/besip-system:system/besip-system:user[name='f']/besip-system:group")
+    );
+    let (tag, path) = first_tag(edit(
+        &mut store,
+        &format!("<system xmlns=\"{SYS}\"><frobnicate>1</frobnicate></system>"),
+    ));
+    assert_eq!(tag, ErrorTag::UnknownElement);
+    assert_eq!(
+        path.as_deref(),
+        Some("/besip-system:system/besip-system:frobnicate")
+    );
+    assert_eq!(
+        first_tag(edit(&mut store, "<system xmlns=\"urn:nowhere\"/>")).0,
+        ErrorTag::UnknownNamespace
+    );
+    let xml = format!(
+        "<system xmlns=\"{SYS}\"><hostname nc:operation=\"obliterate\">x</hostname></system>"
+    );
+    assert_eq!(first_tag(edit(&mut store, &xml)).0, ErrorTag::BadAttribute);
+    let xml = format!("<system xmlns=\"{SYS}\"><user><group>admin</group></user></system>");
+    assert_eq!(
+        first_tag(edit(&mut store, &xml)).0,
+        ErrorTag::MissingElement
+    );
+    assert_eq!(
+        candidate(&store),
+        before,
+        "failed edits must change nothing"
+    );
+}
+
+#[test]
+fn stop_on_error_is_all_or_nothing_and_continue_keeps_the_good_part() {
+    let (_d, mut store) = open();
+    let xml = format!("{}{}", user("good", "admin"), user("bad", "nope"));
+    edit_with(
+        &mut store,
+        &xml,
+        DefaultOperation::Merge,
+        ErrorOption::StopOnError,
+    )
+    .unwrap_err();
+    assert!(!candidate(&store).contains("<name>good</name>"));
+    edit_with(
+        &mut store,
+        &xml,
+        DefaultOperation::Merge,
+        ErrorOption::RollbackOnError,
+    )
+    .unwrap_err();
+    assert!(!candidate(&store).contains("<name>good</name>"));
+    let errors = edit_with(
+        &mut store,
+        &xml,
+        DefaultOperation::Merge,
+        ErrorOption::ContinueOnError,
+    )
+    .unwrap_err();
+    assert_eq!(errors.0.len(), 1);
+    assert!(candidate(&store).contains("<name>good</name>"));
+}
+
+#[test]
+fn must_violation_is_reported_at_validate_with_path() {
+    let (_d, mut store) = open();
+    let xml = format!("<system xmlns=\"{SYS}\"><netconf><port>8080</port></netconf></system>");
+    let errors = edit(&mut store, &xml).unwrap_err();
+    assert_eq!(errors.0[0].tag, ErrorTag::OperationFailed);
+    assert_eq!(errors.0[0].app_tag.as_deref(), Some("must-violation"));
+    assert!(
+        errors.0[0].message.contains("same port"),
+        "{}",
+        errors.0[0].message
+    );
+}
+
+#[tokio::test]
+async fn commit_discard_and_rollback() {
+    let (dir, mut store) = open();
+    edit(&mut store, &user("g", "admin")).unwrap();
+    assert!(store.candidate_modified());
+    assert!(!store
+        .print(Source::Running, WithDefaults::Explicit)
+        .contains("<name>g</name>"));
+    let outcome = store
+        .commit(
+            CommitOptions {
+                user: "t".into(),
+                comment: "add g".into(),
+                ..Default::default()
+            },
+            &NoReload,
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome.changed_packages, vec!["besip_system".to_string()]);
+    let uci = std::fs::read_to_string(dir.path().join("etc/config/besip_system")).unwrap();
+    assert!(uci.contains("config user 'user_g'"), "{uci}");
+    assert!(
+        std::fs::read_to_string(dir.path().join("etc/besip/running.xml"))
+            .unwrap()
+            .contains("<name>g</name>")
+    );
+
+    edit(&mut store, &user("h", "admin")).unwrap();
+    store.discard_changes().unwrap();
+    assert!(!store
+        .print(Source::Candidate, WithDefaults::Explicit)
+        .contains("<name>h</name>"));
+
+    store.rollback_candidate(1).unwrap();
+    store
+        .commit(CommitOptions::default(), &NoReload)
+        .await
+        .unwrap();
+    assert!(!store
+        .print(Source::Running, WithDefaults::Explicit)
+        .contains("<name>g</name>"));
+    assert_eq!(store.history().unwrap()[1].comment, "add g");
+}
+
+#[test]
+fn with_defaults_modes() {
+    let (_d, store) = open();
+    let explicit = store.print(Source::Running, WithDefaults::Explicit);
+    assert!(!explicit.contains("<port>830</port>"), "{explicit}");
+    let all = store.print(Source::Running, WithDefaults::ReportAll);
+    assert!(all.contains("<port>830</port>"), "{all}");
+    let tagged = store.print(Source::Running, WithDefaults::ReportAllTagged);
+    assert!(tagged.contains("default=\"true\""), "{tagged}");
+    let trim = store.print(Source::Running, WithDefaults::Trim);
+    assert!(!trim.contains("<hostname>besip</hostname>"), "{trim}");
+}
+
+#[test]
+fn subtree_and_xpath_filters() {
+    let (_d, mut store) = open();
+    edit(
+        &mut store,
+        &format!("{}{}", user("x1", "admin"), user("x2", "monitor")),
+    )
+    .unwrap();
+    let filter = Filter::Subtree(
+        besip_core::xml::parse(&format!(
+            "<system xmlns=\"{SYS}\"><user><name>x2</name></user></system>"
+        ))
+        .unwrap(),
+    );
+    let out = store
+        .get_config(Source::Candidate, &filter, WithDefaults::Explicit)
+        .unwrap();
+    assert!(out.contains("x2") && !out.contains("x1"), "{out}");
+    assert!(
+        out.contains("<group>monitor</group>"),
+        "content match returns the whole entry: {out}"
+    );
+    let filter = Filter::Subtree(
+        besip_core::xml::parse(&format!("<system xmlns=\"{SYS}\"><hostname/></system>")).unwrap(),
+    );
+    let out = store
+        .get_config(Source::Candidate, &filter, WithDefaults::Explicit)
+        .unwrap();
+    assert!(
+        out.contains("<hostname>besip</hostname>") && !out.contains("x1"),
+        "{out}"
+    );
+    let filter = Filter::XPath {
+        select: "/s:system/s:user[s:group='admin']".into(),
+        namespaces: vec![("s".into(), SYS.into())],
+    };
+    let out = store
+        .get_config(Source::Candidate, &filter, WithDefaults::Explicit)
+        .unwrap();
+    assert!(out.contains("x1") && !out.contains("x2"), "{out}");
+}
