@@ -745,7 +745,7 @@ impl Datastore {
             })
             .unwrap_or_default();
         for path in tops {
-            work.remove(&path).map_err(|e| internal(describe(&e)))?;
+            crate::tree_ops::remove_path(&mut work, &path).map_err(|e| internal(describe(&e)))?;
         }
         let mut lines = HashMap::new();
         uci_map::import_package(&mut work, package, module, &mut lines)?;

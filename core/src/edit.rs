@@ -416,7 +416,7 @@ impl<'t> Editor<'t> {
     }
 
     fn remove(&mut self, path: &str, module: &str) {
-        match self.tree.remove(path) {
+        match crate::tree_ops::remove_path(self.tree, path) {
             Ok(()) => {
                 self.summary.modules.insert(module.to_owned());
                 self.summary.changes += 1;

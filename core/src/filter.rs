@@ -136,27 +136,26 @@ fn xpath_to_json_prefixes(
     let mut chars = select.char_indices().peekable();
     let mut in_quote: Option<char> = None;
     let mut token = String::new();
-    let flush = |token: &mut String,
-                 out: &mut String,
-                 next: Option<char>|
-     -> Result<(), ConfigError> {
-        if next == Some(':') && !token.is_empty() {
-            if let Some((_, ns)) = namespaces.iter().find(|(p, _)| p == token) {
-                let module = schema.module_by_namespace(ns).ok_or_else(|| {
-                    ConfigError::new(
+    let flush =
+        |token: &mut String, out: &mut String, next: Option<char>| -> Result<(), ConfigError> {
+            if next == Some(':') && !token.is_empty() {
+                if let Some((_, ns)) = namespaces.iter().find(|(p, _)| p == token) {
+                    let module =
+                        schema.module_by_namespace(ns).ok_or_else(|| {
+                            ConfigError::new(
                         ErrorTag::InvalidValue,
                         format!("no YANG module has the namespace '{ns}' used in the XPath filter"),
                     )
-                })?;
-                out.push_str(module.name());
-                token.clear();
-                return Ok(());
+                        })?;
+                    out.push_str(module.name());
+                    token.clear();
+                    return Ok(());
+                }
             }
-        }
-        out.push_str(token);
-        token.clear();
-        Ok(())
-    };
+            out.push_str(token);
+            token.clear();
+            Ok(())
+        };
     while let Some((_, c)) = chars.next() {
         if let Some(q) = in_quote {
             out.push(c);

@@ -29,6 +29,8 @@ pub mod reload;
 #[cfg(feature = "datastore")]
 pub mod schema;
 #[cfg(feature = "datastore")]
+pub mod tree_ops;
+#[cfg(feature = "datastore")]
 pub mod uci_map;
 #[cfg(feature = "datastore")]
 pub mod xml;

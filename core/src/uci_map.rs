@@ -5,7 +5,7 @@ use crate::edit::predicate_value;
 use crate::schema::ModuleInfo;
 use crate::uci::{Package, Section};
 use std::collections::HashMap;
-use yang2::data::{Data, DataNodeRef, DataTree};
+use yang2::data::{DataNodeRef, DataTree};
 use yang2::schema::{DataValueType, SchemaNode, SchemaNodeKind};
 
 /// YANG identifier -> UCI name (`-` and `.` become `_`).

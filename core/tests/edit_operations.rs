@@ -291,3 +291,24 @@ fn subtree_and_xpath_filters() {
         .unwrap();
     assert!(out.contains("x1") && !out.contains("x2"), "{out}");
 }
+
+#[tokio::test]
+async fn deleting_a_whole_module_configuration_is_safe() {
+    // Regression: removing the first top-level node used to leave a dangling root (SIGSEGV).
+    let (_d, mut store) = open();
+    edit(&mut store, &user("z", "admin")).unwrap();
+    edit(
+        &mut store,
+        &format!("<system xmlns=\"{SYS}\" nc:operation=\"delete\"/>"),
+    )
+    .unwrap();
+    assert!(!candidate(&store).contains("<name>z</name>"));
+    edit(&mut store, &user("z2", "admin")).unwrap();
+    store
+        .commit(CommitOptions::default(), &NoReload)
+        .await
+        .unwrap();
+    assert!(store
+        .print(Source::Running, WithDefaults::Explicit)
+        .contains("<name>z2</name>"));
+}
