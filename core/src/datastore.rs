@@ -117,12 +117,7 @@ pub struct CommitOptions {
     pub session_id: Option<u32>,
 }
 
-/// One change of a commit, for RFC 6470 netconf-config-change.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChangeRecord {
-    pub path: String,
-    pub operation: &'static str,
-}
+pub use crate::edit::ChangeRecord;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CommitOutcome {
@@ -133,6 +128,8 @@ pub struct CommitOutcome {
     pub changed_modules: Vec<String>,
     /// True when the commit confirmed a pending confirmed commit.
     pub confirmed_pending: bool,
+    /// What the committed edits did (for netconf-config-change), capped.
+    pub changes: Vec<ChangeRecord>,
 }
 
 /// Tells a daemon to re-read its UCI package. Implemented over IPC by
@@ -152,6 +149,13 @@ impl Reloader for NoReload {
     }
 }
 
+/// One successful `<edit-config>` of the candidate, kept for replay at commit.
+struct EditRecord {
+    config: Vec<Element>,
+    default_operation: DefaultOperation,
+    error_option: ErrorOption,
+}
+
 struct PendingConfirm {
     backup_xml: String,
     deadline: Instant,
@@ -167,8 +171,13 @@ pub struct Datastore {
     /// Modules changed in the candidate since it was last equal to running.
     touched: BTreeSet<String>,
     changes: Vec<ChangeRecord>,
+    /// The edits that turn running into the candidate, when known: commit
+    /// replays them onto running instead of copying the whole tree. `None`
+    /// after wholesale changes (copy-config, rollback, import).
+    replay: Option<Vec<EditRecord>>,
     /// Text last written for each UCI package.
     rendered: HashMap<String, String>,
+    renderer: uci_map::TextRenderer,
     history: History,
     pending: Option<PendingConfirm>,
 }
@@ -225,7 +234,9 @@ impl Datastore {
             candidate,
             touched: BTreeSet::new(),
             changes: Vec::new(),
+            replay: Some(Vec::new()),
             rendered: HashMap::new(),
+            renderer: uci_map::TextRenderer::new(),
             history,
             pending: None,
         };
@@ -276,16 +287,16 @@ impl Datastore {
     /// Write every package whose text differs from the file on disk.
     fn render_all_to_disk(&mut self) -> Result<(), DatastoreError> {
         for module in self.schema.besip_modules() {
-            let package = uci_map::render_module(&self.running, module);
-            let text = package.render();
-            let path = self.layout.uci_package(&package.name);
+            let package_name = module.uci_package().unwrap_or_default();
+            let text = self.renderer.render(&self.running, module);
+            let path = self.layout.uci_package(&package_name);
             let on_disk = std::fs::read_to_string(&path).ok();
             if on_disk.as_deref() != Some(text.as_str()) {
                 write_atomically(&path, text.as_bytes()).context(WriteSnafu {
                     path: path.display().to_string(),
                 })?;
             }
-            self.rendered.insert(package.name.clone(), text);
+            self.rendered.insert(package_name, text);
         }
         Ok(())
     }
@@ -299,41 +310,37 @@ impl Datastore {
         error_option: ErrorOption,
         test_option: TestOption,
     ) -> Result<EditSummary, ConfigErrors> {
-        let mut work = self
-            .candidate
-            .duplicate()
-            .map_err(|e| ConfigError::new(ErrorTag::OperationFailed, describe(&e)))?;
-        let editor = Editor::new(&mut work, error_option)?;
-        let (summary, errors) = editor.apply(config, default_operation);
+        let editor = Editor::new(&mut self.candidate, error_option)?;
+        let (summary, errors, undo) = editor.apply(config, default_operation);
         let keep_partial = error_option == ErrorOption::ContinueOnError;
         if !errors.is_empty() && !keep_partial {
+            undo.revert(&mut self.candidate);
             return Err(ConfigErrors(errors));
         }
-        if test_option != TestOption::Set {
-            let mut check = work
-                .duplicate()
-                .map_err(|e| ConfigError::new(ErrorTag::OperationFailed, describe(&e)))?;
-            if let Err(e) = check.validate(validation_flags()) {
-                return Err(ConfigError::from_validation(&e).into());
-            }
-        }
+        // Full validation of the candidate happens at <validate> and <commit>
+        // (RFC 6241 §8.3): a candidate may pass through states that are invalid
+        // on their own, e.g. a leafref to an entry added by the next edit.
+        // Types, keys and structure were checked by the edit itself.
         if test_option == TestOption::TestOnly {
-            return if errors.is_empty() {
-                Ok(summary)
-            } else {
-                Err(ConfigErrors(errors))
+            let result = self.candidate.validate(validation_flags());
+            undo.revert(&mut self.candidate);
+            return match result {
+                Err(e) => Err(ConfigError::from_validation(&e).into()),
+                Ok(()) if errors.is_empty() => Ok(summary),
+                Ok(()) => Err(ConfigErrors(errors)),
             };
         }
         if summary.changes > 0 {
-            self.candidate = work;
             self.touched.extend(summary.modules.iter().cloned());
-            for module in &summary.modules {
-                if self.changes.len() < MAX_CHANGE_RECORDS {
-                    self.changes.push(ChangeRecord {
-                        path: format!("/{module}:*"),
-                        operation: "merge",
-                    });
-                }
+            let room = MAX_CHANGE_RECORDS.saturating_sub(self.changes.len());
+            self.changes
+                .extend(summary.edits.iter().take(room).cloned());
+            if let Some(replay) = self.replay.as_mut() {
+                replay.push(EditRecord {
+                    config: config.to_vec(),
+                    default_operation,
+                    error_option,
+                });
             }
         }
         if errors.is_empty() {
@@ -346,13 +353,13 @@ impl Datastore {
     /// Replace the whole candidate with `config` (copy-config to candidate).
     pub fn replace_candidate(&mut self, config: &[Element]) -> Result<(), ConfigErrors> {
         let mut fresh = DataTree::new(self.schema.context());
-        let (summary, errors) = Editor::new(&mut fresh, ErrorOption::StopOnError)?
+        let (_, errors, _) = Editor::new(&mut fresh, ErrorOption::StopOnError)?
             .apply(config, DefaultOperation::Merge);
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
         }
-        let _ = summary;
         self.candidate = fresh;
+        self.replay = None;
         self.touched
             .extend(self.schema.besip_modules().map(|m| m.name.clone()));
         self.touched.insert("*".into());
@@ -367,6 +374,7 @@ impl Datastore {
             .map_err(|e| ConfigError::new(ErrorTag::OperationFailed, describe(&e)))?;
         self.touched.clear();
         self.changes.clear();
+        self.replay = Some(Vec::new());
         Ok(())
     }
 
@@ -443,13 +451,11 @@ impl Datastore {
         options: &CommitOptions,
         reloader: &R,
     ) -> Result<CommitOutcome, ConfigErrors> {
-        let mut validated = self
-            .candidate
-            .duplicate()
-            .map_err(|e| ConfigError::new(ErrorTag::OperationFailed, describe(&e)))?;
-        validated
-            .validate(validation_flags())
-            .map_err(|e| ConfigError::from_validation(&e))?;
+        let (mut new_running, xml) = self.prepare_new_running()?;
+        let validated: &DataTree<'static> = match &new_running {
+            NewRunning::Replayed(_) => &self.running,
+            NewRunning::Copied(tree) => tree,
+        };
 
         let all_modules = self.touched.contains("*");
         let mut changed: Vec<(String, String, String)> = Vec::new(); // (module, package, text)
@@ -457,10 +463,10 @@ impl Datastore {
             if !all_modules && !self.touched.contains(&module.name) {
                 continue;
             }
-            let package = uci_map::render_module(&validated, module);
-            let text = package.render();
-            if self.rendered.get(&package.name) != Some(&text) {
-                changed.push((module.name.clone(), package.name.clone(), text));
+            let package_name = module.uci_package().unwrap_or_default();
+            let text = self.renderer.render(validated, module);
+            if self.rendered.get(&package_name) != Some(&text) {
+                changed.push((module.name.clone(), package_name, text));
             }
         }
 
@@ -509,35 +515,43 @@ impl Datastore {
                     );
                 }
             }
+            self.abandon(&mut new_running);
             return Err(error.into());
         }
 
         // Persist: the running file is the source of truth; then history.
-        let xml = print_tree(&validated, WithDefaults::Explicit);
         let running_path = self.layout.running_config();
-        write_atomically(&running_path, xml.as_bytes()).map_err(|e| {
-            ConfigError::new(
+        if let Err(e) = write_atomically(&running_path, xml.as_bytes()) {
+            self.abandon(&mut new_running);
+            return Err(ConfigError::new(
                 ErrorTag::OperationFailed,
                 format!("cannot write {}: {e}", running_path.display()),
             )
-        })?;
+            .into());
+        }
         let nothing_changed = changed.is_empty() && self.touched.is_empty();
+        // The commit is durable once running.xml is written; a history
+        // failure (disk full, locked database) is logged, not fatal.
         let id = if nothing_changed {
             None
         } else {
-            Some(
-                self.history
-                    .record(&options.user, &options.comment, &xml)
-                    .map_err(|e| ConfigError::new(ErrorTag::OperationFailed, e.to_string()))?,
-            )
+            match self.history.record(&options.user, &options.comment, &xml) {
+                Ok(id) => Some(id),
+                Err(e) => {
+                    tracing::error!(error = %e, "commit applied but not recorded in the history");
+                    None
+                }
+            }
         };
-        for (_, package, text) in &changed {
-            self.rendered.insert(package.clone(), text.clone());
+        let changed_packages: Vec<String> = changed.iter().map(|(_, p, _)| p.clone()).collect();
+        for (_, package, text) in changed {
+            self.rendered.insert(package, text);
         }
-        self.candidate = validated
-            .duplicate()
-            .map_err(|e| ConfigError::new(ErrorTag::OperationFailed, describe(&e)))?;
-        self.running = validated;
+        if let NewRunning::Copied(tree) = new_running {
+            let old = std::mem::replace(&mut self.running, tree);
+            free_in_background(old);
+        }
+        self.replay = Some(Vec::new());
         let changed_modules = if all_modules {
             self.schema
                 .besip_modules()
@@ -547,13 +561,105 @@ impl Datastore {
             self.touched.iter().cloned().collect()
         };
         self.touched.clear();
-        self.changes.clear();
         Ok(CommitOutcome {
             id,
-            changed_packages: changed.into_iter().map(|(_, p, _)| p).collect(),
+            changed_packages,
             changed_modules,
             confirmed_pending: false,
+            changes: std::mem::take(&mut self.changes),
         })
+    }
+
+    /// Bring a validated new running configuration into being: replay the
+    /// candidate's edits onto running when they are known (microseconds, and
+    /// no copy of 10,000 extensions), else validate and copy the candidate.
+    fn prepare_new_running(&mut self) -> Result<(NewRunning, String), ConfigError> {
+        if let Some(records) = self.replay.take() {
+            // The candidate's XML (for the running file and the history) is
+            // printed on the other core while running is brought up to date.
+            let context = self.schema.context();
+            let candidate = std::mem::replace(&mut self.candidate, DataTree::new(context));
+            let printer = std::thread::spawn(move || {
+                let xml = print_tree(&candidate, WithDefaults::Explicit);
+                (candidate, xml)
+            });
+            let replayed = self.replay_onto_running(&records);
+            let joined = printer.join();
+            let (candidate, xml) = match joined {
+                Ok(pair) => pair,
+                Err(_) => {
+                    // The printer panicked and took the candidate with it: start over from running.
+                    if let Ok(Some(undos)) = replayed {
+                        revert_all(&mut self.running, undos);
+                    }
+                    self.candidate = self
+                        .running
+                        .duplicate()
+                        .map_err(|e| ConfigError::new(ErrorTag::OperationFailed, describe(&e)))?;
+                    return Err(ConfigError::new(
+                        ErrorTag::OperationFailed,
+                        "printing the new configuration failed; the candidate was reset to running",
+                    ));
+                }
+            };
+            self.candidate = candidate;
+            match replayed {
+                Ok(Some(undos)) => return Ok((NewRunning::Replayed(undos), xml)),
+                Ok(None) => {}
+                Err(error) => {
+                    self.replay = Some(records);
+                    return Err(error);
+                }
+            }
+        }
+        // Wholesale changes: validate the candidate (adding implicit defaults) and copy it.
+        self.candidate
+            .validate(validation_flags())
+            .map_err(|e| ConfigError::from_validation(&e))?;
+        let copy = self
+            .candidate
+            .duplicate()
+            .map_err(|e| ConfigError::new(ErrorTag::OperationFailed, describe(&e)))?;
+        let xml = print_tree(&copy, WithDefaults::Explicit);
+        Ok((NewRunning::Copied(copy), xml))
+    }
+
+    /// Replay the candidate's edits onto running and validate it. `Ok(None)`:
+    /// the replay did not apply (running changed behind our back), use a copy.
+    fn replay_onto_running(
+        &mut self,
+        records: &[EditRecord],
+    ) -> Result<Option<Vec<crate::edit::EditUndo>>, ConfigError> {
+        let mut undos = Vec::with_capacity(records.len());
+        for record in records {
+            let editor = Editor::new(&mut self.running, record.error_option)?;
+            let (_, errors, undo) = editor.apply(&record.config, record.default_operation);
+            undos.push(undo);
+            if !errors.is_empty() && record.error_option != ErrorOption::ContinueOnError {
+                tracing::warn!("replaying the candidate's edits onto running failed; copying the candidate instead");
+                revert_all(&mut self.running, undos);
+                return Ok(None);
+            }
+        }
+        if let Err(e) = self.running.validate(validation_flags()) {
+            let error = ConfigError::from_validation(&e);
+            revert_all(&mut self.running, undos);
+            return Err(error);
+        }
+        Ok(Some(undos))
+    }
+
+    /// Undo a prepared-but-not-committed new running configuration.
+    fn abandon(&mut self, new_running: &mut NewRunning) {
+        match new_running {
+            NewRunning::Replayed(undos) => {
+                let undos = std::mem::take(undos);
+                revert_all(&mut self.running, undos);
+                // The candidate's edits are still the way from running to candidate.
+                self.replay = None;
+            }
+            NewRunning::Copied(_) => {}
+        }
     }
 
     /// Is a confirmed commit waiting for its confirmation?
@@ -597,6 +703,7 @@ impl Datastore {
         let backup = pending.backup_xml.clone();
         let tree = parse_config_tree(self.schema, &backup).map_err(ConfigErrors::from)?;
         self.candidate = tree;
+        self.replay = None;
         self.touched.insert("*".into());
         let options = CommitOptions {
             user: "system".into(),
@@ -639,6 +746,7 @@ impl Datastore {
                 )
             })?;
         self.candidate = parse_config_tree(self.schema, &xml)?;
+        self.replay = None;
         self.touched.insert("*".into());
         Ok(())
     }
@@ -764,9 +872,23 @@ impl Datastore {
                 message: e.msg.clone().unwrap_or_else(|| "validation failed".into()),
             });
         }
-        self.candidate = work;
+        self.candidate = check;
+        self.replay = None;
         self.touched.insert(module.name.clone());
         Ok(())
+    }
+
+    /// The UCI text of a module as commit writes it.
+    pub fn render_text(&mut self, source: Source, module_name: &str) -> Option<String> {
+        let module = self
+            .schema
+            .besip_modules()
+            .find(|m| m.name == module_name)?;
+        let tree = match source {
+            Source::Running => &self.running,
+            Source::Candidate => &self.candidate,
+        };
+        Some(self.renderer.render(tree, module))
     }
 
     /// Cross-check used by tests and `besip import`: the running tree rendered to UCI.
@@ -777,6 +899,25 @@ impl Datastore {
             .find(|m| m.name == module_name)?;
         Some(uci_map::render_module(self.tree(source), module))
     }
+}
+
+/// How commit produced the new running tree.
+enum NewRunning {
+    /// Running itself was edited; the undo logs take it back.
+    Replayed(Vec<crate::edit::EditUndo>),
+    /// A validated copy of the candidate.
+    Copied(DataTree<'static>),
+}
+
+fn revert_all(tree: &mut DataTree<'static>, undos: Vec<crate::edit::EditUndo>) {
+    for undo in undos.into_iter().rev() {
+        undo.revert(tree);
+    }
+}
+
+/// Freeing 10,000 extensions takes milliseconds; do it off the commit path.
+fn free_in_background(tree: DataTree<'static>) {
+    std::thread::spawn(move || drop(tree));
 }
 
 /// Print a tree as XML (no XML declaration; siblings included).
@@ -803,7 +944,7 @@ pub fn parse_config_tree(
         _ => elements,
     };
     let mut tree = DataTree::new(schema.context());
-    let (_, errors) =
+    let (_, errors, _) =
         Editor::new(&mut tree, ErrorOption::StopOnError)?.apply(&content, DefaultOperation::Merge);
     if let Some(first) = errors.into_iter().next() {
         return Err(first);

@@ -171,6 +171,191 @@ fn render_children(
     }
 }
 
+/// What the text renderer needs to know of a schema node, computed once per node.
+struct NodeFacts {
+    /// Option name with container prefixes (leaves), or section type (lists),
+    /// or the prefix contribution (containers).
+    name: String,
+    kind: SchemaNodeKind,
+    config: bool,
+    base: Option<DataValueType>,
+}
+
+/// Renders UCI text straight from the tree: the same output as
+/// `render_module(..).render()`, several times faster at 10,000 list entries
+/// because names are computed once per schema node, not once per data node.
+pub struct TextRenderer {
+    facts: HashMap<usize, NodeFacts>,
+}
+
+impl Default for TextRenderer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TextRenderer {
+    pub fn new() -> Self {
+        TextRenderer {
+            facts: HashMap::new(),
+        }
+    }
+
+    fn facts(&mut self, schema: &SchemaNode<'_>, prefix: &str) -> &NodeFacts {
+        let key = schema.as_raw() as usize;
+        self.facts.entry(key).or_insert_with(|| NodeFacts {
+            name: format!("{prefix}{}", uci_name(schema.name())),
+            kind: schema.kind(),
+            config: schema.is_config(),
+            base: schema.leaf_type().map(|t| t.base_type()),
+        })
+    }
+
+    pub fn render(&mut self, tree: &DataTree<'static>, module: &ModuleInfo) -> String {
+        let package_name = module
+            .uci_package()
+            .unwrap_or_else(|| uci_name(&module.name));
+        let mut out = String::with_capacity(1 << 16);
+        out.push_str("package ");
+        push_quoted(&mut out, &package_name);
+        out.push('\n');
+        let Some(first) = tree.reference() else {
+            return out;
+        };
+        for top in first.inclusive_siblings() {
+            let schema = top.schema();
+            if schema.module().name() != module.name
+                || schema.kind() != SchemaNodeKind::Container
+                || !schema.is_config()
+            {
+                continue;
+            }
+            let mut lists = String::new();
+            out.push_str("\nconfig ");
+            out.push_str(&uci_name(schema.name()));
+            out.push_str(" 'main'\n");
+            self.children(&top, "", "", None, &mut out, &mut lists);
+            out.push_str(&lists);
+        }
+        out
+    }
+
+    /// Write the options of `node` into `section_text` and its list entries into `lists`.
+    fn children(
+        &mut self,
+        node: &DataNodeRef<'_, 'static>,
+        option_prefix: &str,
+        type_prefix: &str,
+        parent: Option<(&str, &str, &str)>,
+        section_text: &mut String,
+        lists: &mut String,
+    ) {
+        for child in node.children() {
+            let schema = child.schema();
+            let (kind, config, base, name) = {
+                let prefix = if schema.kind() == SchemaNodeKind::List {
+                    type_prefix
+                } else {
+                    option_prefix
+                };
+                let f = self.facts(&schema, prefix);
+                (f.kind, f.config, f.base, f.name.clone())
+            };
+            if !config {
+                continue;
+            }
+            match kind {
+                SchemaNodeKind::Leaf | SchemaNodeKind::LeafList => {
+                    section_text.push_str(if kind == SchemaNodeKind::Leaf {
+                        "\toption "
+                    } else {
+                        "\tlist "
+                    });
+                    section_text.push_str(&name);
+                    section_text.push(' ');
+                    match base {
+                        Some(DataValueType::Bool) => section_text.push_str(
+                            if child.value_canonical().as_deref() == Some("true") {
+                                "'1'"
+                            } else {
+                                "'0'"
+                            },
+                        ),
+                        Some(DataValueType::Empty) => section_text.push_str("'1'"),
+                        _ => {
+                            push_quoted(section_text, &child.value_canonical().unwrap_or_default())
+                        }
+                    }
+                    section_text.push('\n');
+                }
+                SchemaNodeKind::Container => {
+                    let option_prefix = format!("{option_prefix}{}_", uci_name(schema.name()));
+                    let type_prefix = format!("{type_prefix}{}_", uci_name(schema.name()));
+                    self.children(
+                        &child,
+                        &option_prefix,
+                        &type_prefix,
+                        parent,
+                        section_text,
+                        lists,
+                    );
+                }
+                SchemaNodeKind::List => {
+                    let keys: Vec<String> = child
+                        .list_keys()
+                        .map(|k| k.value_canonical().unwrap_or_default())
+                        .collect();
+                    let escaped = keys
+                        .iter()
+                        .map(|k| escape_key(k))
+                        .collect::<Vec<_>>()
+                        .join("__");
+                    let section_name = match parent {
+                        Some((_, parent_section, _)) => format!("{parent_section}__{escaped}"),
+                        None => format!("{name}_{escaped}"),
+                    };
+                    let mut entry = String::with_capacity(128);
+                    entry.push_str("\nconfig ");
+                    entry.push_str(&name);
+                    entry.push(' ');
+                    push_quoted(&mut entry, &section_name);
+                    entry.push('\n');
+                    if let Some((parent_type, _, parent_key)) = parent {
+                        entry.push_str("\toption ");
+                        entry.push_str(parent_type);
+                        entry.push(' ');
+                        push_quoted(&mut entry, parent_key);
+                        entry.push('\n');
+                    }
+                    let key_value = keys.join(" ");
+                    let mut nested = String::new();
+                    self.children(
+                        &child,
+                        "",
+                        &format!("{name}_"),
+                        Some((&name, &section_name, &key_value)),
+                        &mut entry,
+                        &mut nested,
+                    );
+                    lists.push_str(&entry);
+                    lists.push_str(&nested);
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+fn push_quoted(out: &mut String, value: &str) {
+    out.push('\'');
+    if value.contains('\'') {
+        out.push_str(&value.replace('\'', "'\\''"));
+    } else {
+        out.push_str(value);
+    }
+    out.push('\'');
+}
+
 /// An import fault: the file, the line, and the YANG path it maps to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UciImportError {

@@ -138,6 +138,25 @@ fn line_of(input: &str, byte_pos: usize) -> usize {
         + 1
 }
 
+/// Line numbers for monotonically increasing byte positions, in linear total time.
+struct LineCounter<'a> {
+    input: &'a [u8],
+    position: usize,
+    line: usize,
+}
+
+impl LineCounter<'_> {
+    fn line_at(&mut self, byte_pos: usize) -> usize {
+        let target = byte_pos.min(self.input.len()).max(self.position);
+        self.line += self.input[self.position..target]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
+        self.position = target;
+        self.line
+    }
+}
+
 /// Parse a document (or a fragment with several top-level elements) into elements.
 pub fn parse(input: &str) -> Result<Vec<Element>, XmlError> {
     if input.contains('\0') {
@@ -151,12 +170,14 @@ pub fn parse(input: &str) -> Result<Vec<Element>, XmlError> {
     reader.config_mut().check_end_names = true;
     let mut stack: Vec<Element> = Vec::new();
     let mut roots = Vec::new();
+    let mut lines = LineCounter {
+        input: input.as_bytes(),
+        position: 0,
+        line: 1,
+    };
     loop {
-        let pos = reader.buffer_position() as usize;
-        let malformed = |message: String| XmlError::Malformed {
-            line: line_of(input, pos),
-            message,
-        };
+        let line = lines.line_at(reader.buffer_position() as usize);
+        let malformed = |message: String| XmlError::Malformed { line, message };
         let (resolve, event) = reader
             .read_resolved_event()
             .map_err(|e| malformed(e.to_string()))?;
@@ -175,7 +196,7 @@ pub fn parse(input: &str) -> Result<Vec<Element>, XmlError> {
                 let mut element = Element {
                     namespace,
                     name: String::from_utf8_lossy(start.local_name().as_ref()).into_owned(),
-                    line: line_of(input, pos),
+                    line,
                     ..Default::default()
                 };
                 for attr in start.attributes() {
@@ -249,11 +270,7 @@ pub fn parse(input: &str) -> Result<Vec<Element>, XmlError> {
                     None => return Err(malformed("CDATA outside of any element".into())),
                 }
             }
-            Event::DocType(_) => {
-                return Err(XmlError::Doctype {
-                    line: line_of(input, pos),
-                })
-            }
+            Event::DocType(_) => return Err(XmlError::Doctype { line }),
             Event::Decl(_) | Event::PI(_) | Event::Comment(_) => {}
             Event::Eof => break,
         }

@@ -178,18 +178,76 @@ fn stop_on_error_is_all_or_nothing_and_continue_keeps_the_good_part() {
     assert!(candidate(&store).contains("<name>good</name>"));
 }
 
-#[test]
-fn must_violation_is_reported_at_validate_with_path() {
+#[tokio::test]
+async fn must_violation_is_reported_at_validate_and_commit_and_running_is_untouched() {
     let (_d, mut store) = open();
+    let running_before = store.print(Source::Running, WithDefaults::Explicit);
     let xml = format!("<system xmlns=\"{SYS}\"><netconf><port>8080</port></netconf></system>");
-    let errors = edit(&mut store, &xml).unwrap_err();
-    assert_eq!(errors.0[0].tag, ErrorTag::OperationFailed);
-    assert_eq!(errors.0[0].app_tag.as_deref(), Some("must-violation"));
+    // The candidate may be invalid for a while (RFC 6241 §8.3) ...
+    edit(&mut store, &xml).unwrap();
+    // ... but <validate> and <commit> refuse it.
+    let error = store.validate(Source::Candidate).unwrap_err();
+    assert_eq!(error.tag, ErrorTag::OperationFailed);
+    assert_eq!(error.app_tag.as_deref(), Some("must-violation"));
+    assert!(error.message.contains("same port"), "{}", error.message);
     assert!(
-        errors.0[0].message.contains("same port"),
-        "{}",
-        errors.0[0].message
+        error.path.as_deref().unwrap_or("").contains("web"),
+        "{error}"
     );
+    let errors = store
+        .commit(CommitOptions::default(), &NoReload)
+        .await
+        .unwrap_err();
+    assert_eq!(errors.0[0].app_tag.as_deref(), Some("must-violation"));
+    assert_eq!(
+        store.print(Source::Running, WithDefaults::Explicit),
+        running_before
+    );
+    // Fixing the candidate makes the same commit go through.
+    edit(
+        &mut store,
+        &format!("<system xmlns=\"{SYS}\"><netconf><port>8830</port></netconf></system>"),
+    )
+    .unwrap();
+    store
+        .commit(CommitOptions::default(), &NoReload)
+        .await
+        .unwrap();
+    assert!(store
+        .print(Source::Running, WithDefaults::Explicit)
+        .contains("<port>8830</port>"));
+}
+
+#[test]
+fn test_only_validates_and_changes_nothing() {
+    use besip_core::datastore::TestOption;
+    let (_d, mut store) = open();
+    let before = candidate(&store);
+    let doc = format!(
+        "<config><system xmlns=\"{SYS}\"><netconf><port>8080</port></netconf></system></config>"
+    );
+    let elements = besip_core::xml::parse(&doc).unwrap();
+    let errors = store
+        .edit_candidate(
+            &elements[0].children,
+            DefaultOperation::Merge,
+            ErrorOption::StopOnError,
+            TestOption::TestOnly,
+        )
+        .unwrap_err();
+    assert_eq!(errors.0[0].app_tag.as_deref(), Some("must-violation"));
+    assert_eq!(candidate(&store), before);
+    let doc = format!("<config>{}</config>", user("t1", "admin"));
+    let elements = besip_core::xml::parse(&doc).unwrap();
+    store
+        .edit_candidate(
+            &elements[0].children,
+            DefaultOperation::Merge,
+            ErrorOption::StopOnError,
+            TestOption::TestOnly,
+        )
+        .unwrap();
+    assert_eq!(candidate(&store), before);
 }
 
 #[tokio::test]
@@ -311,4 +369,81 @@ async fn deleting_a_whole_module_configuration_is_safe() {
     assert!(store
         .print(Source::Running, WithDefaults::Explicit)
         .contains("<name>z2</name>"));
+}
+
+#[test]
+fn a_failed_edit_takes_back_deletes_replaces_and_validation_failures() {
+    let (_d, mut store) = open();
+    edit(
+        &mut store,
+        &format!("{}{}", user("keep1", "admin"), user("keep2", "operator")),
+    )
+    .unwrap();
+    let before = candidate(&store);
+    // delete + replace succeed, then an invalid value fails: everything comes back.
+    let xml = format!(
+        "<system xmlns=\"{SYS}\"><user nc:operation=\"delete\"><name>keep1</name></user>\
+         <user nc:operation=\"replace\"><name>keep2</name><group>monitor</group></user>\
+         <hostname>ok-name</hostname><user><name>bad</name><group>nope</group></user></system>"
+    );
+    edit(&mut store, &xml).unwrap_err();
+    assert_eq!(candidate(&store), before);
+}
+
+#[tokio::test]
+async fn commit_replays_edits_onto_running_and_a_refused_reload_takes_everything_back() {
+    struct Refuse;
+    impl besip_core::datastore::Reloader for Refuse {
+        async fn reload(&self, package: &str) -> Result<(), String> {
+            Err(format!("{package}: no thanks"))
+        }
+    }
+    let (dir, mut store) = open();
+    edit(&mut store, &user("r1", "admin")).unwrap();
+    store
+        .commit(CommitOptions::default(), &NoReload)
+        .await
+        .unwrap();
+    let running_before = store.print(Source::Running, WithDefaults::Explicit);
+    let uci_before = std::fs::read_to_string(dir.path().join("etc/config/besip_system")).unwrap();
+    let xml_before = std::fs::read_to_string(dir.path().join("etc/besip/running.xml")).unwrap();
+    edit(
+        &mut store,
+        &format!(
+            "<system xmlns=\"{SYS}\"><user nc:operation=\"delete\"><name>r1</name></user></system>"
+        ),
+    )
+    .unwrap();
+    edit(&mut store, &user("r2", "monitor")).unwrap();
+    let errors = store
+        .commit(CommitOptions::default(), &Refuse)
+        .await
+        .unwrap_err();
+    assert!(errors.0[0].message.contains("no thanks"), "{errors}");
+    assert_eq!(
+        store.print(Source::Running, WithDefaults::Explicit),
+        running_before
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("etc/config/besip_system")).unwrap(),
+        uci_before
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("etc/besip/running.xml")).unwrap(),
+        xml_before
+    );
+    // The candidate keeps its changes and commits once the daemon agrees.
+    store
+        .commit(CommitOptions::default(), &NoReload)
+        .await
+        .unwrap();
+    let running = store.print(Source::Running, WithDefaults::Explicit);
+    assert!(
+        running.contains("<name>r2</name>") && !running.contains("<name>r1</name>"),
+        "{running}"
+    );
+    assert_eq!(
+        running,
+        store.print(Source::Candidate, WithDefaults::Explicit)
+    );
 }
