@@ -1,0 +1,262 @@
+//! Commit flow across the IPC boundary and confirmed-commit timer semantics.
+
+mod common;
+use besip_core::datastore::{CommitOptions, Confirmed, Datastore, NoReload, Source, WithDefaults};
+use besip_core::ipc::{Handler, HandlerError, IpcServer};
+use besip_core::paths::Layout;
+use besip_core::reload::IpcReloader;
+use common::*;
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A daemon stand-in on a real socket that counts reloads and can refuse them.
+struct CountingDaemon {
+    reloads: AtomicUsize,
+    refuse: AtomicBool,
+}
+
+impl Handler for CountingDaemon {
+    async fn reload(&self) -> Result<(), HandlerError> {
+        self.reloads.fetch_add(1, Ordering::SeqCst);
+        if self.refuse.load(Ordering::SeqCst) {
+            return Err(HandlerError::refused("listen port 5060 is taken"));
+        }
+        Ok(())
+    }
+    async fn state(&self) -> Result<Value, HandlerError> {
+        Ok(json!({}))
+    }
+    async fn rpc(&self, name: &str, _input: Value) -> Result<Value, HandlerError> {
+        Err(HandlerError::unknown_rpc(name))
+    }
+}
+
+#[tokio::test]
+async fn reload_goes_to_the_owning_daemon_only_and_a_refusal_rolls_back() {
+    let (dir, mut store) = open();
+    let layout = Layout::new(dir.path());
+    // Stand in for the PBX daemon on its socket; besip_system changes must not reach it.
+    let daemon = Arc::new(CountingDaemon {
+        reloads: AtomicUsize::new(0),
+        refuse: AtomicBool::new(false),
+    });
+    let _server = IpcServer::bind(&layout.socket("pbx"), daemon.clone())
+        .await
+        .unwrap();
+    let reloader = IpcReloader::new(layout.clone());
+
+    edit(&mut store, &user("ipc", "admin")).unwrap();
+    let outcome = store
+        .commit(CommitOptions::default(), &reloader)
+        .await
+        .unwrap();
+    assert_eq!(outcome.changed_packages, vec!["besip_system".to_string()]);
+    assert_eq!(
+        daemon.reloads.load(Ordering::SeqCst),
+        0,
+        "system changes are not the PBX's business"
+    );
+
+    // The routing table says which daemon owns which package.
+    assert_eq!(
+        besip_core::reload::daemon_for_package("besip_pbx"),
+        Some("pbx")
+    );
+    assert_eq!(
+        besip_core::reload::daemon_for_package("besip_security"),
+        Some("security")
+    );
+    assert_eq!(
+        besip_core::reload::daemon_for_package("besip_monitoring"),
+        Some("monitoring")
+    );
+
+    // A daemon that refuses: the real client sees the refusal as an error.
+    daemon.refuse.store(true, Ordering::SeqCst);
+    let refused = besip_core::datastore::Reloader::reload(&reloader, "besip_pbx")
+        .await
+        .unwrap_err();
+    assert!(refused.contains("5060"), "{refused}");
+    assert_eq!(daemon.reloads.load(Ordering::SeqCst), 1);
+    // A daemon that is not running is not an error: it reads the file when it starts.
+    besip_core::datastore::Reloader::reload(&reloader, "besip_security")
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn confirmed_commit_reverts_unless_confirmed() {
+    let (_d, mut store) = open();
+    let before = store.print(Source::Running, WithDefaults::Explicit);
+    edit(&mut store, &user("tentative", "admin")).unwrap();
+    let confirmed = Some(Confirmed {
+        timeout: Duration::from_millis(200),
+        persist: None,
+    });
+    store
+        .commit(
+            CommitOptions {
+                confirmed,
+                session_id: Some(7),
+                ..Default::default()
+            },
+            &NoReload,
+        )
+        .await
+        .unwrap();
+    assert!(store.confirm_pending());
+    assert_eq!(store.confirm_session(), Some(7));
+    assert!(store
+        .print(Source::Running, WithDefaults::Explicit)
+        .contains("tentative"));
+    assert!(
+        store
+            .revert_if_expired(Instant::now(), &NoReload)
+            .await
+            .is_none(),
+        "not yet expired"
+    );
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    store
+        .revert_if_expired(Instant::now(), &NoReload)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!store.confirm_pending());
+    assert_eq!(store.print(Source::Running, WithDefaults::Explicit), before);
+    assert_eq!(
+        store.print(Source::Candidate, WithDefaults::Explicit),
+        before
+    );
+}
+
+#[tokio::test]
+async fn confirming_commit_keeps_the_change_and_cancel_reverts() {
+    let (_d, mut store) = open();
+    edit(&mut store, &user("keeper", "admin")).unwrap();
+    let confirmed = Some(Confirmed {
+        timeout: Duration::from_secs(600),
+        persist: None,
+    });
+    store
+        .commit(
+            CommitOptions {
+                confirmed,
+                ..Default::default()
+            },
+            &NoReload,
+        )
+        .await
+        .unwrap();
+    let outcome = store
+        .commit(CommitOptions::default(), &NoReload)
+        .await
+        .unwrap();
+    assert!(outcome.confirmed_pending);
+    assert!(!store.confirm_pending());
+    assert!(store
+        .print(Source::Running, WithDefaults::Explicit)
+        .contains("keeper"));
+
+    edit(&mut store, &user("doomed", "admin")).unwrap();
+    let confirmed = Some(Confirmed {
+        timeout: Duration::from_secs(600),
+        persist: None,
+    });
+    store
+        .commit(
+            CommitOptions {
+                confirmed,
+                ..Default::default()
+            },
+            &NoReload,
+        )
+        .await
+        .unwrap();
+    store.cancel_commit(None, &NoReload).await.unwrap();
+    let running = store.print(Source::Running, WithDefaults::Explicit);
+    assert!(
+        running.contains("keeper") && !running.contains("doomed"),
+        "{running}"
+    );
+}
+
+#[tokio::test]
+async fn persistent_confirmed_commit_needs_its_persist_id() {
+    let (_d, mut store) = open();
+    edit(&mut store, &user("p", "admin")).unwrap();
+    let confirmed = Some(Confirmed {
+        timeout: Duration::from_secs(600),
+        persist: Some("token-1".into()),
+    });
+    store
+        .commit(
+            CommitOptions {
+                confirmed,
+                session_id: Some(3),
+                ..Default::default()
+            },
+            &NoReload,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.confirm_session(),
+        None,
+        "a persistent commit outlives its session"
+    );
+    store
+        .commit(CommitOptions::default(), &NoReload)
+        .await
+        .unwrap_err();
+    store
+        .cancel_commit(Some("wrong"), &NoReload)
+        .await
+        .unwrap_err();
+    store
+        .commit(
+            CommitOptions {
+                persist_id: Some("token-1".into()),
+                ..Default::default()
+            },
+            &NoReload,
+        )
+        .await
+        .unwrap();
+    assert!(!store.confirm_pending());
+    assert!(store
+        .print(Source::Running, WithDefaults::Explicit)
+        .contains("<name>p</name>"));
+}
+
+#[tokio::test]
+async fn an_unconfirmed_commit_is_reverted_after_a_restart() {
+    let (dir, mut store) = open();
+    let before = store.print(Source::Running, WithDefaults::Explicit);
+    edit(&mut store, &user("crashy", "admin")).unwrap();
+    let confirmed = Some(Confirmed {
+        timeout: Duration::from_secs(600),
+        persist: None,
+    });
+    store
+        .commit(
+            CommitOptions {
+                confirmed,
+                ..Default::default()
+            },
+            &NoReload,
+        )
+        .await
+        .unwrap();
+    drop(store); // the box restarts before anyone confirms
+    let store = Datastore::open(Layout::new(dir.path())).unwrap();
+    assert_eq!(store.print(Source::Running, WithDefaults::Explicit), before);
+    assert!(!store.confirm_pending());
+    let uci = std::fs::read_to_string(dir.path().join("etc/config/besip_system")).unwrap();
+    assert!(
+        !uci.contains("crashy"),
+        "UCI must follow the reverted configuration: {uci}"
+    );
+}
