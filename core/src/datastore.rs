@@ -751,6 +751,20 @@ impl Datastore {
         Ok(())
     }
 
+    /// The commit history as RFC 7951 JSON of `/besip-system:commit-history`
+    /// (merged into `<get>` replies with `get_with_state`).
+    pub fn history_state_json(&self) -> Result<String, ConfigError> {
+        let commits: Vec<serde_json::Value> = self
+            .history()?
+            .into_iter()
+            .enumerate()
+            .map(|(back, c)| {
+                serde_json::json!({"id": c.id.to_string(), "back": back, "time": c.time, "user": c.user, "comment": c.comment})
+            })
+            .collect();
+        Ok(serde_json::json!({"besip-system:commit-history": {"commit": commits}}).to_string())
+    }
+
     pub fn history(&self) -> Result<Vec<CommitRecord>, ConfigError> {
         self.history
             .list()

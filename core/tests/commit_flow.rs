@@ -260,3 +260,32 @@ async fn an_unconfirmed_commit_is_reverted_after_a_restart() {
         "UCI must follow the reverted configuration: {uci}"
     );
 }
+
+#[tokio::test]
+async fn commit_history_is_served_as_state() {
+    let (_d, mut store) = open();
+    edit(&mut store, &user("hist", "admin")).unwrap();
+    store
+        .commit(
+            CommitOptions {
+                user: "alice".into(),
+                comment: "add hist".into(),
+                ..Default::default()
+            },
+            &NoReload,
+        )
+        .await
+        .unwrap();
+    let json = store.history_state_json().unwrap();
+    let filter = besip_core::filter::Filter::Subtree(
+        besip_core::xml::parse("<commit-history xmlns=\"urn:besip:system\"/>").unwrap(),
+    );
+    let xml = store
+        .get_with_state(&filter, WithDefaults::Explicit, &[json])
+        .unwrap();
+    assert!(
+        xml.contains("<comment>add hist</comment>") && xml.contains("<user>alice</user>"),
+        "{xml}"
+    );
+    assert!(xml.contains("<back>0</back>"), "{xml}");
+}
