@@ -1,1 +1,13 @@
-//! (crate skeleton)
+//! besip-pbxd: SIP registrar and stateful proxy of BESIP-rs (DESIGN.md §7).
+
+pub mod auth;
+pub mod config;
+pub mod control;
+pub mod engine;
+pub mod location;
+pub mod proxy;
+pub mod registrar;
+pub mod responses;
+pub mod sip;
+pub mod transaction;
+pub mod transport;

@@ -1,0 +1,339 @@
+//! Digest authentication (RFC 7616 over SIP, RFC 8760 SHA-256) with stateless
+//! nonces: `<unix time hex><HMAC-SHA256(secret, time|realm) hex>`, so no table
+//! of issued nonces can be flooded. Replay is caught by remembering the last
+//! nonce-count per nonce in a bounded LRU.
+
+use std::num::NonZeroUsize;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use hmac::{Hmac, Mac};
+use md5::{Digest as _, Md5};
+use parking_lot::Mutex;
+use sha2::Sha256;
+
+use crate::config::Algorithm;
+use crate::sip::split_list;
+
+const NONCE_COUNTS_KEPT: usize = 100_000;
+
+pub struct Authenticator {
+    secret: [u8; 32],
+    pub realm: String,
+    algorithms: Vec<Algorithm>,
+    lifetime: u64,
+    nonce_counts: Mutex<lru::LruCache<String, u32>>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Credentials verified for this user name.
+    Ok(String),
+    /// Right password, but the nonce expired: challenge again with stale=true.
+    Stale,
+    /// No usable credentials for our realm: challenge.
+    Missing,
+    /// Wrong credentials (bad password, unknown user, replay, forged nonce).
+    Failed(&'static str),
+}
+
+/// The parsed parameters of a `Digest` credentials header.
+#[derive(Debug, Default)]
+struct Credentials {
+    username: String,
+    realm: String,
+    nonce: String,
+    uri: String,
+    response: String,
+    algorithm: String,
+    qop: Option<String>,
+    nc: Option<String>,
+    cnonce: Option<String>,
+}
+
+fn parse_credentials(value: &str) -> Option<Credentials> {
+    let (scheme, rest) = value.trim().split_once(char::is_whitespace)?;
+    if !scheme.eq_ignore_ascii_case("Digest") {
+        return None;
+    }
+    let mut c = Credentials {
+        algorithm: "MD5".into(),
+        ..Default::default()
+    };
+    for item in split_list(rest) {
+        let (k, v) = item.split_once('=')?;
+        let v = v.trim().trim_matches('"').to_owned();
+        match k.trim().to_ascii_lowercase().as_str() {
+            "username" => c.username = v,
+            "realm" => c.realm = v,
+            "nonce" => c.nonce = v,
+            "uri" => c.uri = v,
+            "response" => c.response = v.to_ascii_lowercase(),
+            "algorithm" => c.algorithm = v.to_ascii_uppercase(),
+            "qop" => c.qop = Some(v),
+            "nc" => c.nc = Some(v),
+            "cnonce" => c.cnonce = Some(v),
+            _ => {}
+        }
+    }
+    Some(c)
+}
+
+fn hash(alg: Algorithm, data: &str) -> String {
+    match alg {
+        Algorithm::Md5 => hex::encode(Md5::digest(data.as_bytes())),
+        Algorithm::Sha256 => hex::encode(Sha256::digest(data.as_bytes())),
+    }
+}
+
+/// The digest response a client computes (RFC 7616 §3.4.1, qop=auth or none).
+pub fn digest_response(
+    alg: Algorithm,
+    user: &str,
+    realm: &str,
+    password: &str,
+    method: &str,
+    uri: &str,
+    nonce: &str,
+    qop: Option<(&str, &str)>,
+) -> String {
+    let ha1 = hash(alg, &format!("{user}:{realm}:{password}"));
+    let ha2 = hash(alg, &format!("{method}:{uri}"));
+    match qop {
+        Some((nc, cnonce)) => hash(alg, &format!("{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}")),
+        None => hash(alg, &format!("{ha1}:{nonce}:{ha2}")),
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Constant-time comparison so the response check leaks no prefix length.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+impl Authenticator {
+    pub fn new(realm: String, algorithms: Vec<Algorithm>, lifetime: u64) -> Authenticator {
+        Authenticator {
+            secret: rand::random(),
+            realm,
+            algorithms,
+            lifetime,
+            nonce_counts: Mutex::new(lru::LruCache::new(
+                NonZeroUsize::new(NONCE_COUNTS_KEPT).unwrap_or(NonZeroUsize::MIN),
+            )),
+        }
+    }
+
+    /// Same secret (issued nonces stay valid), new settings: used by reload.
+    pub fn rebuild(
+        &self,
+        realm: String,
+        algorithms: Vec<Algorithm>,
+        lifetime: u64,
+    ) -> Authenticator {
+        let mut a = Authenticator::new(realm, algorithms, lifetime);
+        a.secret = self.secret;
+        a
+    }
+
+    fn mac(&self, ts: u64) -> String {
+        let mut mac = match Hmac::<Sha256>::new_from_slice(&self.secret) {
+            Ok(m) => m,
+            Err(_) => return String::new(),
+        };
+        mac.update(&ts.to_be_bytes());
+        mac.update(self.realm.as_bytes());
+        hex::encode(&mac.finalize().into_bytes()[..16])
+    }
+
+    pub fn nonce_at(&self, ts: u64) -> String {
+        format!("{ts:016x}{}", self.mac(ts))
+    }
+
+    /// Some(age) for a nonce we issued; None for a forged or garbled one.
+    fn nonce_age(&self, nonce: &str) -> Option<u64> {
+        if nonce.len() != 48 {
+            return None;
+        }
+        let ts = u64::from_str_radix(nonce.get(..16)?, 16).ok()?;
+        same(nonce.get(16..)?, &self.mac(ts)).then(|| now().saturating_sub(ts))
+    }
+
+    /// Values of WWW-Authenticate / Proxy-Authenticate, in order of preference.
+    pub fn challenges(&self, stale: bool) -> Vec<String> {
+        let nonce = self.nonce_at(now());
+        self.algorithms
+            .iter()
+            .map(|alg| {
+                let name = match alg {
+                    Algorithm::Md5 => "MD5",
+                    Algorithm::Sha256 => "SHA-256",
+                };
+                format!(
+                    "Digest realm=\"{}\", nonce=\"{nonce}\", qop=\"auth\", algorithm={name}{}",
+                    self.realm,
+                    if stale { ", stale=true" } else { "" }
+                )
+            })
+            .collect()
+    }
+
+    /// Checks the credentials in `header` (Authorization or Proxy-Authorization
+    /// values). `password_of` gives the password of a known, enabled user.
+    /// Unknown users go through the same computation with a random password,
+    /// so they are indistinguishable from a wrong password.
+    pub fn verify<'a>(
+        &self,
+        headers: impl IntoIterator<Item = &'a str>,
+        method: &str,
+        request_uri: &str,
+        password_of: impl Fn(&str) -> Option<String>,
+    ) -> Verdict {
+        let Some(c) = headers
+            .into_iter()
+            .filter_map(parse_credentials)
+            .find(|c| c.realm == self.realm)
+        else {
+            return Verdict::Missing;
+        };
+        let alg = match c.algorithm.as_str() {
+            "MD5" if self.algorithms.contains(&Algorithm::Md5) => Algorithm::Md5,
+            "SHA-256" if self.algorithms.contains(&Algorithm::Sha256) => Algorithm::Sha256,
+            _ => return Verdict::Failed("unsupported digest algorithm"),
+        };
+        let Some(age) = self.nonce_age(&c.nonce) else {
+            return Verdict::Failed("nonce not issued by us");
+        };
+        if c.uri != request_uri {
+            return Verdict::Failed("digest uri differs from the Request-URI");
+        }
+        let password = password_of(&c.username).unwrap_or_else(|| hex::encode(self.secret));
+        let known = password_of(&c.username).is_some();
+        let qop = match (&c.qop, &c.nc, &c.cnonce) {
+            (Some(q), Some(nc), Some(cn)) if q == "auth" => Some((nc.as_str(), cn.as_str())),
+            (None, _, _) => None,
+            _ => return Verdict::Failed("bad qop parameters"),
+        };
+        let expected = digest_response(
+            alg,
+            &c.username,
+            &self.realm,
+            &password,
+            method,
+            &c.uri,
+            &c.nonce,
+            qop,
+        );
+        if !same(&expected, &c.response) || !known {
+            return Verdict::Failed("wrong credentials");
+        }
+        if age > self.lifetime {
+            return Verdict::Stale;
+        }
+        if let Some((nc, _)) = qop {
+            let Ok(nc) = u32::from_str_radix(nc, 16) else {
+                return Verdict::Failed("bad nonce count");
+            };
+            let mut counts = self.nonce_counts.lock();
+            match counts.get(&c.nonce) {
+                Some(last) if nc <= *last => return Verdict::Failed("nonce count replayed"),
+                _ => {
+                    counts.put(c.nonce.clone(), nc);
+                }
+            }
+        }
+        Verdict::Ok(c.username)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth() -> Authenticator {
+        Authenticator::new("pbx".into(), vec![Algorithm::Md5, Algorithm::Sha256], 300)
+    }
+
+    fn creds(a: &Authenticator, alg: Algorithm, pw: &str, nonce: &str, nc: &str) -> String {
+        let name = if alg == Algorithm::Md5 {
+            "MD5"
+        } else {
+            "SHA-256"
+        };
+        let r = digest_response(
+            alg,
+            "100",
+            &a.realm,
+            pw,
+            "REGISTER",
+            "sip:pbx",
+            nonce,
+            Some((nc, "abc")),
+        );
+        format!("Digest username=\"100\", realm=\"pbx\", nonce=\"{nonce}\", uri=\"sip:pbx\", response=\"{r}\", algorithm={name}, qop=auth, nc={nc}, cnonce=\"abc\"")
+    }
+
+    fn pw(u: &str) -> Option<String> {
+        (u == "100").then(|| "secret".to_owned())
+    }
+
+    #[test]
+    fn md5_and_sha256_verify_and_replay_is_refused() {
+        let a = auth();
+        for (i, alg) in [Algorithm::Md5, Algorithm::Sha256].into_iter().enumerate() {
+            // Counts are per nonce: each algorithm gets its own nonce here.
+            let nonce = a.nonce_at(now() - i as u64);
+            let h = creds(&a, alg, "secret", &nonce, "00000001");
+            assert_eq!(
+                a.verify([h.as_str()], "REGISTER", "sip:pbx", pw),
+                Verdict::Ok("100".into())
+            );
+            assert!(matches!(
+                a.verify([h.as_str()], "REGISTER", "sip:pbx", pw),
+                Verdict::Failed(_)
+            ));
+            let h2 = creds(&a, alg, "secret", &nonce, "00000002");
+            assert_eq!(
+                a.verify([h2.as_str()], "REGISTER", "sip:pbx", pw),
+                Verdict::Ok("100".into())
+            );
+        }
+    }
+
+    #[test]
+    fn wrong_password_forged_and_stale_nonces() {
+        let a = auth();
+        let nonce = a.nonce_at(now());
+        let h = creds(&a, Algorithm::Md5, "wrong", &nonce, "00000001");
+        assert!(matches!(
+            a.verify([h.as_str()], "REGISTER", "sip:pbx", pw),
+            Verdict::Failed(_)
+        ));
+        let forged = format!("{:016x}{}", now(), "0".repeat(32));
+        let h = creds(&a, Algorithm::Md5, "secret", &forged, "00000001");
+        assert!(matches!(
+            a.verify([h.as_str()], "REGISTER", "sip:pbx", pw),
+            Verdict::Failed(_)
+        ));
+        let old = a.nonce_at(now() - 1000);
+        let h = creds(&a, Algorithm::Md5, "secret", &old, "00000001");
+        assert_eq!(
+            a.verify([h.as_str()], "REGISTER", "sip:pbx", pw),
+            Verdict::Stale
+        );
+        assert_eq!(
+            a.verify(["garbage"], "REGISTER", "sip:pbx", pw),
+            Verdict::Missing
+        );
+        assert!(a.challenges(true)[0].contains("stale=true"));
+    }
+}

@@ -1,0 +1,123 @@
+//! besip-pbxd: the SIP PBX daemon (DESIGN.md §7, §9).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use besip_core::daemon::{init_tracing, shutdown_signal, PidFile};
+use besip_core::ipc::IpcServer;
+use besip_core::paths::Layout;
+use besip_pbx::config::{Config, Transport};
+use besip_pbx::control::Control;
+use besip_pbx::engine::{Engine, EngineSink, LocalSocket};
+use besip_pbx::location::Location;
+use besip_pbx::transport::{Bound, Transports};
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(name = "besip-pbxd", about = "BESIP SIP registrar and proxy")]
+struct Args {
+    /// Root of the file layout (configuration, database, sockets).
+    #[arg(long, default_value = "/")]
+    root: PathBuf,
+    /// Log filter, e.g. info or besip_pbx=debug.
+    #[arg(long, default_value = "info")]
+    log_level: String,
+    /// Stay in the foreground (the daemon never forks; accepted for uniformity).
+    #[arg(long)]
+    foreground: bool,
+    /// Worker threads of the runtime (default: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    init_tracing(&args.log_level);
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    rt.enable_all();
+    if let Some(n) = args.threads {
+        rt.worker_threads(n.max(1));
+    }
+    let rt = match rt.build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("besip-pbxd: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            tracing::error!("{msg}");
+            eprintln!("besip-pbxd: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let layout = Layout::new(args.root.clone());
+    let config_path = layout.uci_package("besip_pbx");
+    let config = Config::load(&config_path).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(layout.lib_dir())
+        .map_err(|e| format!("cannot create {}: {e}", layout.lib_dir().display()))?;
+    let location =
+        Arc::new(Location::open(&layout.lib_dir().join("pbx.db")).map_err(|e| e.to_string())?);
+    let (transports, bound) = Transports::bind(&config.listens)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut sockets = Vec::new();
+    for b in &bound {
+        let (transport, addr) = match b {
+            Bound::Udp(a, _) => (Transport::Udp, *a),
+            Bound::Tcp(a, _) => (Transport::Tcp, *a),
+        };
+        if sockets
+            .iter()
+            .any(|s: &LocalSocket| s.bound == addr && s.transport == transport)
+        {
+            continue;
+        }
+        let mut advertised = addr;
+        if addr.ip().is_unspecified() {
+            let ip = config.external_address.unwrap_or(if addr.is_ipv6() {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            } else {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            });
+            tracing::warn!(%addr, %ip, "listening on a wildcard address; Via and Record-Route name {ip} (set nat external-address)");
+            advertised.set_ip(ip);
+        }
+        sockets.push(LocalSocket {
+            transport,
+            bound: addr,
+            advertised,
+        });
+    }
+    let engine = Arc::new(Engine::new(
+        config,
+        location.clone(),
+        transports.clone(),
+        sockets,
+    ));
+    let sink = Arc::new(EngineSink(engine.clone()));
+    transports.set_outbound_sink(sink.clone());
+    transports.serve(bound, sink);
+    tokio::spawn(engine.clone().sweep_loop());
+    let control = Arc::new(Control {
+        engine: engine.clone(),
+        config_path,
+    });
+    let _ipc = IpcServer::bind(&layout.socket("pbx"), control)
+        .await
+        .map_err(|e| e.to_string())?;
+    let _pid = PidFile::create(&layout.pid_file("pbx"))
+        .map_err(|e| format!("cannot write pid file: {e}"))?;
+    for s in &engine.sockets {
+        tracing::info!(transport = ?s.transport, addr = %s.bound, "listening");
+    }
+    shutdown_signal().await;
+    location.flush();
+    Ok(())
+}

@@ -1,0 +1,485 @@
+//! The engine: shared state of the daemon and the entry points the transports
+//! call. Request routing is in `proxy`, response handling in `responses`.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::auth::Authenticator;
+use crate::config::{Config, Transport};
+use crate::location::Location;
+use crate::sip::{format_host, response_to, stamp_via, Message, ParseError, Via};
+use crate::transaction::{server_key, ServerTx, Tables, LINGER, T1, T2, TX_TIMEOUT};
+use crate::transport::{Sink, Transports};
+
+#[derive(Default)]
+pub struct Counters {
+    pub requests: AtomicU64,
+    pub replies: [AtomicU64; 6],
+    pub auth_failures: AtomicU64,
+    pub malformed: AtomicU64,
+}
+
+impl Counters {
+    pub fn reply(&self, code: u16) {
+        let class = usize::from(code / 100).clamp(1, 6) - 1;
+        self.replies[class].fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn auth_failure(&self) {
+        self.auth_failures.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub caller: String,
+    pub callee: String,
+    pub start: String,
+    pub state: &'static str,
+}
+
+/// One bound socket: what it is bound to and what we write in Via/Record-Route.
+#[derive(Debug, Clone, Copy)]
+pub struct LocalSocket {
+    pub transport: Transport,
+    pub bound: SocketAddr,
+    pub advertised: SocketAddr,
+}
+
+pub struct Engine {
+    config: RwLock<Arc<Config>>,
+    auth: RwLock<Arc<Authenticator>>,
+    pub location: Arc<Location>,
+    pub transports: Arc<Transports>,
+    pub tables: Mutex<Tables>,
+    pub calls: Mutex<HashMap<String, Call>>,
+    pub counters: Counters,
+    pub sockets: Vec<LocalSocket>,
+    instance: u32,
+    seq: AtomicU64,
+}
+
+/// Hands transport events to the engine.
+pub struct EngineSink(pub Arc<Engine>);
+
+impl Sink for EngineSink {
+    fn on_message(&self, data: &[u8], source: SocketAddr, transport: Transport, local: SocketAddr) {
+        self.0.on_message(data, source, transport, local);
+    }
+    fn on_oversized(&self, head: &[u8], source: SocketAddr, _local: SocketAddr) {
+        if let Some(reply) = error_reply(head, 513, "Message Too Large") {
+            self.0.transports.send(Transport::Tcp, source, reply);
+        }
+    }
+}
+
+impl Engine {
+    pub fn new(
+        config: Config,
+        location: Arc<Location>,
+        transports: Arc<Transports>,
+        sockets: Vec<LocalSocket>,
+    ) -> Engine {
+        let auth = Authenticator::new(
+            config.realm.clone(),
+            config.algorithms.clone(),
+            config.nonce_lifetime,
+        );
+        Engine {
+            config: RwLock::new(Arc::new(config)),
+            auth: RwLock::new(Arc::new(auth)),
+            location,
+            transports,
+            tables: Mutex::new(Tables::default()),
+            calls: Mutex::new(HashMap::new()),
+            counters: Counters::default(),
+            sockets,
+            instance: rand::random(),
+            seq: AtomicU64::new(0),
+        }
+    }
+
+    pub fn config(&self) -> Arc<Config> {
+        self.config.read().clone()
+    }
+
+    pub fn auth(&self) -> Arc<Authenticator> {
+        self.auth.read().clone()
+    }
+
+    /// Applies a new configuration live; bindings, transactions and calls stay.
+    pub fn apply(&self, config: Config) {
+        let old = self.config();
+        if old.listens != config.listens {
+            tracing::warn!("listen sockets changed; the change takes effect at the next restart");
+        }
+        let auth = self.auth().rebuild(
+            config.realm.clone(),
+            config.algorithms.clone(),
+            config.nonce_lifetime,
+        );
+        *self.auth.write() = Arc::new(auth);
+        *self.config.write() = Arc::new(config);
+    }
+
+    pub fn new_tag(&self) -> String {
+        format!(
+            "{:08x}{:x}",
+            rand::random::<u32>(),
+            self.seq.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    /// A branch with the magic cookie, our instance and the loop hash (§16.6 step 8).
+    pub fn new_branch(&self, loop_hash: u32) -> String {
+        format!(
+            "z9hG4bKbsp{loop_hash:08x}x{:08x}{:x}",
+            self.instance,
+            self.seq.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    /// The socket we send from (and name in Via) for a transport and family.
+    pub fn socket_for(&self, transport: Transport, v6: bool) -> LocalSocket {
+        let same = |s: &&LocalSocket| s.transport == transport;
+        self.sockets
+            .iter()
+            .filter(same)
+            .find(|s| s.advertised.is_ipv6() == v6)
+            .or_else(|| self.sockets.iter().find(same))
+            .or_else(|| self.sockets.first())
+            .copied()
+            .unwrap_or(LocalSocket {
+                transport,
+                bound: SocketAddr::from(([127, 0, 0, 1], 5060)),
+                advertised: SocketAddr::from(([127, 0, 0, 1], 5060)),
+            })
+    }
+
+    pub fn via_for(&self, transport: Transport, v6: bool, branch: &str) -> String {
+        let s = self.socket_for(transport, v6);
+        format!(
+            "SIP/2.0/{} {}:{};branch={branch}",
+            transport.as_via(),
+            format_host(&s.advertised.ip()),
+            s.advertised.port()
+        )
+    }
+
+    /// True when host[:port] names this server (a domain of ours, or one of our sockets).
+    pub fn is_local(&self, host: &str, port: Option<u16>) -> bool {
+        if self.config().domains.iter().any(|d| d == host) {
+            return true;
+        }
+        let Ok(ip) = host.trim_matches(['[', ']']).parse::<IpAddr>() else {
+            return false;
+        };
+        let port = port.unwrap_or(5060);
+        self.sockets
+            .iter()
+            .any(|s| (s.advertised.ip() == ip || s.bound.ip() == ip) && s.advertised.port() == port)
+    }
+
+    /// True when `host` is a SIP domain we serve (configured, or our address).
+    pub fn is_our_domain(&self, host: &str) -> bool {
+        if self.config().domains.iter().any(|d| d == host) {
+            return true;
+        }
+        let Ok(ip) = host.trim_matches(['[', ']']).parse::<IpAddr>() else {
+            return false;
+        };
+        self.sockets
+            .iter()
+            .any(|s| s.advertised.ip() == ip || s.bound.ip() == ip)
+    }
+
+    pub fn send(&self, transport: Transport, dest: SocketAddr, bytes: Vec<u8>) {
+        self.transports.send(transport, dest, bytes);
+    }
+
+    pub fn on_message(
+        self: &Arc<Self>,
+        data: &[u8],
+        source: SocketAddr,
+        transport: Transport,
+        local: SocketAddr,
+    ) {
+        if data.iter().all(|b| b.is_ascii_whitespace()) {
+            return; // keepalive
+        }
+        let msg = match Message::parse(data) {
+            Ok(m) => m,
+            Err(e) => {
+                self.counters.malformed.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%source, error = %e, "malformed SIP message");
+                let code = if matches!(e, ParseError::TooLarge { .. }) {
+                    513
+                } else {
+                    400
+                };
+                if let Some(reply) = error_reply(data, code, &e.to_string()) {
+                    self.counters.reply(code);
+                    self.send(transport, source, reply);
+                }
+                return;
+            }
+        };
+        if msg.is_request() {
+            self.on_request(msg, source, transport, local);
+        } else {
+            self.on_response(msg, source);
+        }
+    }
+
+    fn on_request(
+        self: &Arc<Self>,
+        mut msg: Message,
+        source: SocketAddr,
+        transport: Transport,
+        local: SocketAddr,
+    ) {
+        self.counters.requests.fetch_add(1, Ordering::Relaxed);
+        if let Some(top) = msg
+            .header_values("Via")
+            .first()
+            .map(|v| stamp_via(v, source))
+        {
+            msg.replace_first_value("Via", top);
+        }
+        let method = msg.method().to_owned();
+        match method.as_str() {
+            "ACK" => return self.on_ack(msg, source, transport),
+            "CANCEL" => return self.on_cancel(msg, source, transport),
+            _ => {}
+        }
+        let key = server_key(&msg, &method);
+        let max = self.config().max_transactions;
+        {
+            let mut tables = self.tables.lock();
+            if let Some(tx) = tables.server.get(&key) {
+                // Retransmission: answer with the last response, or absorb.
+                if let Some(last) = tx.last_response.clone() {
+                    let (dest, tr) = (tx.source, tx.transport);
+                    drop(tables);
+                    self.send(tr, dest, last);
+                }
+                return;
+            }
+            if tables.len() >= max {
+                drop(tables);
+                tracing::warn!(%source, "transaction table full; answering 503");
+                let mut r = response_to(&msg, 503, "Service Unavailable", Some(&self.new_tag()));
+                r.add_header("Retry-After", "5".into());
+                self.counters.reply(503);
+                self.send(transport, source, r.to_bytes());
+                return;
+            }
+            tables.server.insert(
+                key.clone(),
+                ServerTx {
+                    source,
+                    transport,
+                    request: msg.clone(),
+                    last_response: None,
+                    final_code: None,
+                    acked: false,
+                    cancelled: false,
+                    branches: Vec::new(),
+                    pending: 0,
+                    best: None,
+                    expires: None,
+                },
+            );
+        }
+        if method == "INVITE" {
+            self.reply(&key, response_to(&msg, 100, "Trying", None));
+        }
+        crate::proxy::route(self, &key, msg, source, transport, local);
+    }
+
+    /// Sends a response on a server transaction and remembers it for retransmissions.
+    pub fn reply(self: &Arc<Self>, key: &str, resp: Message) {
+        let code = resp.status().unwrap_or(500);
+        self.counters.reply(code);
+        let bytes = resp.to_bytes();
+        let mut tables = self.tables.lock();
+        let Some(tx) = tables.server.get_mut(key) else {
+            return;
+        };
+        tx.last_response = Some(bytes.clone());
+        let is_invite = tx.request.method() == "INVITE";
+        if code >= 200 {
+            tx.final_code = Some(code);
+            let linger = if tx.transport == Transport::Udp {
+                LINGER
+            } else {
+                Duration::ZERO
+            };
+            let linger = if is_invite && code < 300 {
+                linger.min(Duration::from_secs(5))
+            } else {
+                linger
+            };
+            tx.expires = Some(Instant::now() + linger);
+        }
+        let (dest, transport) = (tx.source, tx.transport);
+        drop(tables);
+        self.send(transport, dest, bytes);
+        if is_invite && code >= 300 && transport == Transport::Udp {
+            self.spawn_timer_g(key.to_owned());
+        }
+    }
+
+    /// Timer G: retransmit a final non-2xx INVITE response until the ACK comes.
+    fn spawn_timer_g(self: &Arc<Self>, key: String) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let start = Instant::now();
+            let mut interval = T1;
+            loop {
+                tokio::time::sleep(interval).await;
+                interval = (interval * 2).min(T2);
+                let resend = {
+                    let tables = me.tables.lock();
+                    match tables.server.get(&key) {
+                        Some(tx) if !tx.acked && start.elapsed() < TX_TIMEOUT => tx
+                            .last_response
+                            .clone()
+                            .map(|b| (tx.transport, tx.source, b)),
+                        _ => None,
+                    }
+                };
+                match resend {
+                    Some((t, d, b)) => me.send(t, d, b),
+                    None => return,
+                }
+            }
+        });
+    }
+
+    fn on_ack(self: &Arc<Self>, msg: Message, source: SocketAddr, transport: Transport) {
+        let key = server_key(&msg, "INVITE");
+        {
+            let mut tables = self.tables.lock();
+            if let Some(tx) = tables.server.get_mut(&key) {
+                if tx.final_code.is_some_and(|c| c >= 300) {
+                    // ACK for our non-2xx final: ends the transaction here (§17.2.1).
+                    tx.acked = true;
+                    tx.expires = Some(Instant::now() + Duration::from_secs(5));
+                    return;
+                }
+            }
+        }
+        // ACK for a 2xx is its own end-to-end request: route it like any in-dialog request.
+        crate::proxy::forward_stateless(self, msg, source, transport);
+    }
+
+    fn on_cancel(self: &Arc<Self>, msg: Message, source: SocketAddr, transport: Transport) {
+        let key = server_key(&msg, "INVITE");
+        let tag = self.new_tag();
+        let found = {
+            let mut tables = self.tables.lock();
+            match tables.server.get_mut(&key) {
+                Some(tx) => {
+                    tx.cancelled = true;
+                    Some((tx.branches.clone(), tx.final_code.is_some()))
+                }
+                None => None,
+            }
+        };
+        let Some((branches, done)) = found else {
+            self.counters.reply(481);
+            let r = response_to(&msg, 481, "Call/Transaction Does Not Exist", Some(&tag));
+            self.send(transport, source, r.to_bytes());
+            return;
+        };
+        self.counters.reply(200);
+        self.send(
+            transport,
+            source,
+            response_to(&msg, 200, "OK", Some(&tag)).to_bytes(),
+        );
+        if done {
+            return;
+        }
+        if branches.is_empty() {
+            if let Some(req) = self
+                .tables
+                .lock()
+                .server
+                .get(&key)
+                .map(|t| t.request.clone())
+            {
+                self.reply(
+                    &key,
+                    response_to(&req, 487, "Request Terminated", Some(&tag)),
+                );
+            }
+            return;
+        }
+        for b in branches {
+            crate::responses::cancel_branch(self, &b);
+        }
+    }
+
+    /// Periodic housekeeping: finished transactions, expired bindings.
+    pub async fn sweep_loop(self: Arc<Self>) {
+        let mut ticks = 0u64;
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            self.tables.lock().sweep(Instant::now());
+            ticks += 1;
+            if ticks % 10 == 0 {
+                let n = self.location.sweep();
+                if n > 0 {
+                    tracing::info!(expired = n, "expired bindings removed");
+                }
+            }
+        }
+    }
+}
+
+/// A stateless error reply built from whatever headers of a bad request can be read.
+pub fn error_reply(data: &[u8], code: u16, reason: &str) -> Option<Vec<u8>> {
+    let text = String::from_utf8_lossy(data);
+    let mut lines = text.split('\n').map(|l| l.trim_end_matches('\r'));
+    let first = lines.next()?;
+    let method = first.split(' ').next()?;
+    if first.starts_with("SIP/") || method == "ACK" || method.is_empty() {
+        return None; // never answer responses or ACKs
+    }
+    let mut out = format!("SIP/2.0 {code} {}\r\n", reason.replace(['\r', '\n'], " "));
+    let mut has_via = false;
+    for line in lines {
+        if line.is_empty() {
+            break;
+        }
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let canonical = match name.trim().to_ascii_lowercase().as_str() {
+            "via" | "v" => {
+                if Via::parse(value).is_none() {
+                    continue;
+                }
+                has_via = true;
+                "Via"
+            }
+            "from" | "f" => "From",
+            "to" | "t" => "To",
+            "call-id" | "i" => "Call-ID",
+            "cseq" => "CSeq",
+            _ => continue,
+        };
+        out.push_str(&format!("{canonical}: {}\r\n", value.trim()));
+    }
+    if !has_via {
+        return None;
+    }
+    out.push_str("Server: besip-pbxd\r\nContent-Length: 0\r\n\r\n");
+    Some(out.into_bytes())
+}

@@ -1,0 +1,325 @@
+//! Location service: bindings of addresses of record to contacts, kept in
+//! memory for lookups and written through to SQLite (by a writer thread, in
+//! batches) so a restart keeps them.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use parking_lot::RwLock;
+use rusqlite::{params, Connection};
+use snafu::{ResultExt, Snafu};
+
+use crate::config::Transport;
+
+#[derive(Debug, Snafu)]
+pub enum StoreError {
+    #[snafu(display("cannot open location database {path}: {source} (check the directory exists and is writable)"))]
+    Open {
+        path: String,
+        source: rusqlite::Error,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Binding {
+    pub aor: String,
+    pub contact: String,
+    pub source: SocketAddr,
+    pub transport: Transport,
+    pub expires_at: u64,
+    pub user_agent: String,
+    pub q: f32,
+    pub call_id: String,
+    pub cseq: u32,
+    /// Path header values (RFC 3327), used as a route set towards the contact.
+    pub path: Vec<String>,
+}
+
+enum Op {
+    Put(Binding),
+    Remove { aor: String, contact: String },
+    Flush(mpsc::Sender<()>),
+}
+
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+pub struct Location {
+    bindings: RwLock<HashMap<String, Vec<Binding>>>,
+    writer: mpsc::Sender<Op>,
+}
+
+impl Location {
+    /// Opens (or creates) the database and loads the bindings still valid.
+    pub fn open(db_path: &Path) -> Result<Location, StoreError> {
+        let path = db_path.display().to_string();
+        let conn = Connection::open(db_path).context(OpenSnafu { path: path.clone() })?;
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;
+             CREATE TABLE IF NOT EXISTS binding (
+               aor TEXT NOT NULL, contact TEXT NOT NULL, source TEXT NOT NULL,
+               transport TEXT NOT NULL, expires_at INTEGER NOT NULL, user_agent TEXT NOT NULL,
+               q REAL NOT NULL, call_id TEXT NOT NULL, cseq INTEGER NOT NULL, path TEXT NOT NULL,
+               PRIMARY KEY (aor, contact));",
+        )
+        .context(OpenSnafu { path: path.clone() })?;
+        let mut map: HashMap<String, Vec<Binding>> = HashMap::new();
+        {
+            let now = unix_now();
+            let mut stmt = conn
+                .prepare("SELECT aor, contact, source, transport, expires_at, user_agent, q, call_id, cseq, path FROM binding WHERE expires_at > ?1")
+                .context(OpenSnafu { path: path.clone() })?;
+            let rows = stmt
+                .query_map(params![now as i64], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, i64>(4)?,
+                        r.get::<_, String>(5)?,
+                        r.get::<_, f64>(6)?,
+                        r.get::<_, String>(7)?,
+                        r.get::<_, i64>(8)?,
+                        r.get::<_, String>(9)?,
+                    ))
+                })
+                .context(OpenSnafu { path: path.clone() })?;
+            for row in rows.flatten() {
+                let Ok(source) = row.2.parse() else { continue };
+                let b = Binding {
+                    aor: row.0,
+                    contact: row.1,
+                    source,
+                    transport: if row.3 == "tcp" {
+                        Transport::Tcp
+                    } else {
+                        Transport::Udp
+                    },
+                    expires_at: row.4.max(0) as u64,
+                    user_agent: row.5,
+                    q: row.6 as f32,
+                    call_id: row.7,
+                    cseq: row.8.max(0) as u32,
+                    path: row
+                        .9
+                        .split('\n')
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect(),
+                };
+                map.entry(b.aor.clone()).or_default().push(b);
+            }
+        }
+        let (writer, ops) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("pbx-location-db".into())
+            .spawn(move || write_loop(conn, ops))
+            .map_err(|e| StoreError::Open {
+                path,
+                source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
+            })?;
+        Ok(Location {
+            bindings: RwLock::new(map),
+            writer,
+        })
+    }
+
+    pub fn lookup(&self, aor: &str) -> Vec<Binding> {
+        let now = unix_now();
+        let map = self.bindings.read();
+        let mut v: Vec<Binding> = map
+            .get(aor)
+            .map(|v| v.iter().filter(|b| b.expires_at > now).cloned().collect())
+            .unwrap_or_default();
+        v.sort_by(|a, b| b.q.partial_cmp(&a.q).unwrap_or(std::cmp::Ordering::Equal));
+        v
+    }
+
+    pub fn put(&self, b: Binding) {
+        let mut map = self.bindings.write();
+        let list = map.entry(b.aor.clone()).or_default();
+        match list.iter_mut().find(|x| x.contact == b.contact) {
+            Some(existing) => *existing = b.clone(),
+            None => list.push(b.clone()),
+        }
+        let _ = self.writer.send(Op::Put(b));
+    }
+
+    pub fn remove(&self, aor: &str, contact: Option<&str>) -> usize {
+        let mut map = self.bindings.write();
+        let Some(list) = map.get_mut(aor) else {
+            return 0;
+        };
+        let before = list.len();
+        let mut removed = Vec::new();
+        list.retain(|b| {
+            let keep = contact.is_some_and(|c| c != b.contact);
+            if !keep {
+                removed.push(b.contact.clone());
+            }
+            keep
+        });
+        if list.is_empty() {
+            map.remove(aor);
+        }
+        for c in removed {
+            let _ = self.writer.send(Op::Remove {
+                aor: aor.to_owned(),
+                contact: c,
+            });
+        }
+        before - map.get(aor).map_or(0, Vec::len)
+    }
+
+    /// Drops expired bindings; returns how many.
+    pub fn sweep(&self) -> usize {
+        let now = unix_now();
+        let mut expired = Vec::new();
+        {
+            let mut map = self.bindings.write();
+            map.retain(|_, list| {
+                list.retain(|b| {
+                    let live = b.expires_at > now;
+                    if !live {
+                        expired.push((b.aor.clone(), b.contact.clone()));
+                    }
+                    live
+                });
+                !list.is_empty()
+            });
+        }
+        for (aor, contact) in &expired {
+            let _ = self.writer.send(Op::Remove {
+                aor: aor.clone(),
+                contact: contact.clone(),
+            });
+        }
+        expired.len()
+    }
+
+    pub fn all(&self) -> Vec<Binding> {
+        let now = unix_now();
+        self.bindings
+            .read()
+            .values()
+            .flatten()
+            .filter(|b| b.expires_at > now)
+            .cloned()
+            .collect()
+    }
+
+    /// Waits until every change so far is on disk (used at shutdown).
+    pub fn flush(&self) {
+        let (tx, rx) = mpsc::channel();
+        if self.writer.send(Op::Flush(tx)).is_ok() {
+            let _ = rx.recv_timeout(Duration::from_secs(5));
+        }
+    }
+}
+
+fn write_loop(mut conn: Connection, ops: mpsc::Receiver<Op>) {
+    while let Ok(first) = ops.recv() {
+        // Batch whatever queued up into one transaction: registrations at a
+        // high rate cost one fsync per batch, not one per REGISTER.
+        let mut batch = vec![first];
+        while let Ok(op) = ops.try_recv() {
+            batch.push(op);
+            if batch.len() >= 5000 {
+                break;
+            }
+        }
+        let mut flushes = Vec::new();
+        let result = (|| -> rusqlite::Result<()> {
+            let tx = conn.transaction()?;
+            {
+                let mut put = tx.prepare_cached(
+                    "INSERT OR REPLACE INTO binding VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
+                )?;
+                let mut del =
+                    tx.prepare_cached("DELETE FROM binding WHERE aor = ?1 AND contact = ?2")?;
+                for op in batch {
+                    match op {
+                        Op::Put(b) => {
+                            put.execute(params![
+                                b.aor,
+                                b.contact,
+                                b.source.to_string(),
+                                if b.transport == Transport::Tcp {
+                                    "tcp"
+                                } else {
+                                    "udp"
+                                },
+                                b.expires_at as i64,
+                                b.user_agent,
+                                b.q as f64,
+                                b.call_id,
+                                b.cseq as i64,
+                                b.path.join("\n"),
+                            ])?;
+                        }
+                        Op::Remove { aor, contact } => {
+                            del.execute(params![aor, contact])?;
+                        }
+                        Op::Flush(done) => flushes.push(done),
+                    }
+                }
+            }
+            tx.commit()
+        })();
+        if let Err(e) = result {
+            tracing::error!(error = %e, "cannot write location database; bindings kept in memory only");
+        }
+        for f in flushes {
+            let _ = f.send(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn binding(aor: &str, contact: &str, ttl: u64) -> Binding {
+        Binding {
+            aor: aor.into(),
+            contact: contact.into(),
+            source: "127.0.0.1:5060".parse().unwrap(),
+            transport: Transport::Udp,
+            expires_at: unix_now() + ttl,
+            user_agent: "ua".into(),
+            q: 1.0,
+            call_id: "c".into(),
+            cseq: 1,
+            path: vec!["<sip:edge;lr>".into()],
+        }
+    }
+
+    #[test]
+    fn bindings_survive_reopen_and_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("pbx.db");
+        {
+            let loc = Location::open(&db).unwrap();
+            loc.put(binding("100@d", "sip:100@1.2.3.4", 100));
+            loc.put(binding("100@d", "sip:100@1.2.3.5", 100));
+            loc.put(binding("101@d", "sip:101@1.2.3.6", 100));
+            assert_eq!(loc.remove("101@d", None), 1);
+            loc.flush();
+        }
+        let loc = Location::open(&db).unwrap();
+        let got = loc.lookup("100@d");
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].path, vec!["<sip:edge;lr>".to_owned()]);
+        assert!(loc.lookup("101@d").is_empty());
+        loc.put(binding("102@d", "sip:102@x", 0));
+        assert_eq!(loc.sweep(), 1);
+    }
+}

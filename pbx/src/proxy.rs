@@ -1,0 +1,505 @@
+//! Request routing of the stateful proxy (RFC 3261 §16): checks (501, 483,
+//! 482), loose routing, authentication of our users (407), location lookup
+//! with aliases, dialplan routes to trunks, and forking.
+
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::auth::Verdict;
+use crate::config::{Config, Transport};
+use crate::engine::{Call, Engine};
+use crate::sip::{addr_uri, param, response_to, Message, Uri, Via};
+use crate::transaction::{client_key, ClientState, ClientTx};
+
+/// Where one branch goes.
+pub struct Target {
+    pub ruri: String,
+    pub dest: SocketAddr,
+    pub transport: Transport,
+    /// Route headers to put on the branch (Path of the binding).
+    pub routes: Vec<String>,
+}
+
+enum Decision {
+    Reply(u16, &'static str, Vec<(&'static str, String)>),
+    Forward(Vec<Target>),
+    Response(Message),
+}
+
+fn loop_hash(msg: &Message, ruri: &str) -> u32 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    ruri.hash(&mut h);
+    msg.call_id().hash(&mut h);
+    param(msg.header("From").unwrap_or(""), "tag").hash(&mut h);
+    msg.cseq().map(|c| c.0).hash(&mut h);
+    h.finish() as u32
+}
+
+/// Socket address and transport of a URI whose host is an IP literal.
+fn uri_target(uri: &Uri) -> Option<(SocketAddr, Transport)> {
+    let transport = match uri.transport() {
+        Some(t) if t.eq_ignore_ascii_case("tcp") => Transport::Tcp,
+        _ => Transport::Udp,
+    };
+    Some((uri.socket_addr()?, transport))
+}
+
+/// Removes the Route entries that name us (loose routing, §16.4).
+fn pop_own_routes(engine: &Engine, msg: &mut Message) {
+    while let Some(top) = msg.header_values("Route").first().map(|r| r.to_string()) {
+        match Uri::parse(addr_uri(&top)) {
+            Some(u) if engine.is_local(&u.host, u.port) => {
+                msg.remove_first_value("Route");
+            }
+            _ => break,
+        }
+    }
+}
+
+/// Routes a new request of server transaction `key`.
+pub fn route(
+    engine: &Arc<Engine>,
+    key: &str,
+    mut msg: Message,
+    source: SocketAddr,
+    transport: Transport,
+    local: SocketAddr,
+) {
+    let cfg = engine.config();
+    let original_uri = msg.uri().to_owned();
+    let decision = decide(engine, &cfg, &mut msg, source, transport);
+    match decision {
+        Decision::Reply(code, reason, extra) => {
+            let tag = engine.new_tag();
+            let mut r = response_to(&msg, code, reason, Some(&tag));
+            for (n, v) in extra {
+                r.add_header(n, v);
+            }
+            engine.reply(key, r);
+        }
+        Decision::Response(r) => engine.reply(key, r),
+        Decision::Forward(targets) => {
+            let hash = loop_hash(&msg, &original_uri);
+            fork(engine, key, msg, targets, hash, local, &original_uri);
+        }
+    }
+}
+
+fn decide(
+    engine: &Arc<Engine>,
+    cfg: &Config,
+    msg: &mut Message,
+    source: SocketAddr,
+    transport: Transport,
+) -> Decision {
+    let method = msg.method().to_owned();
+    if !cfg.allowed_methods.contains(&method) {
+        let mut allow: Vec<&str> = cfg.allowed_methods.iter().map(String::as_str).collect();
+        allow.sort_unstable();
+        return Decision::Reply(501, "Not Implemented", vec![("Allow", allow.join(", "))]);
+    }
+    let max_forwards = msg
+        .header("Max-Forwards")
+        .and_then(|v| v.parse::<u32>().ok())
+        .unwrap_or(70);
+    let ruri_text = msg.uri().to_owned();
+    let Some(ruri) = Uri::parse(&ruri_text) else {
+        return Decision::Reply(416, "Unsupported URI Scheme", vec![]);
+    };
+    let to_us = engine.is_local(&ruri.host, ruri.port) || engine.is_our_domain(&ruri.host);
+    if method == "OPTIONS" && ruri.user.is_none() && to_us && msg.header("Route").is_none() {
+        let mut allow: Vec<&str> = cfg.allowed_methods.iter().map(String::as_str).collect();
+        allow.sort_unstable();
+        return Decision::Reply(
+            200,
+            "OK",
+            vec![
+                ("Allow", allow.join(", ")),
+                ("Accept", "application/sdp".into()),
+            ],
+        );
+    }
+    if max_forwards == 0 {
+        return Decision::Reply(483, "Too Many Hops", vec![]);
+    }
+    // Loop: one of our Via entries carries the hash of this very request (§16.3 step 4).
+    let hash = format!("z9hG4bKbsp{:08x}x", loop_hash(msg, &ruri_text));
+    for v in msg
+        .header_values("Via")
+        .iter()
+        .skip(1)
+        .filter_map(|v| Via::parse(v))
+    {
+        if engine.is_local(&v.host, v.port)
+            && v.branch.as_deref().is_some_and(|b| b.starts_with(&hash))
+        {
+            return Decision::Reply(482, "Loop Detected", vec![]);
+        }
+    }
+    pop_own_routes(engine, msg);
+    if method == "REGISTER" {
+        if !to_us {
+            return Decision::Reply(403, "Relaying Forbidden", vec![]);
+        }
+        return Decision::Response(crate::registrar::register(
+            engine, cfg, msg, source, transport,
+        ));
+    }
+    let in_dialog = param(msg.header("To").unwrap_or(""), "tag").is_some();
+    // Pre-loaded or dialog route set: forward to the next hop it names.
+    if let Some(next) = msg.header_values("Route").first().map(|r| r.to_string()) {
+        if !in_dialog {
+            if let Err(d) = authenticate(engine, cfg, msg, &method) {
+                return d;
+            }
+        }
+        return match Uri::parse(addr_uri(&next)).as_ref().and_then(uri_target) {
+            Some((dest, transport)) => Decision::Forward(vec![Target {
+                ruri: ruri_text,
+                dest,
+                transport,
+                routes: vec![],
+            }]),
+            None => Decision::Reply(502, "Bad Gateway: Route Not Resolvable", vec![]),
+        };
+    }
+    if in_dialog && !to_us {
+        return match uri_target(&ruri) {
+            Some((dest, transport)) => Decision::Forward(vec![Target {
+                ruri: ruri_text,
+                dest,
+                transport,
+                routes: vec![],
+            }]),
+            None => Decision::Reply(502, "Bad Gateway: Request-URI Not Resolvable", vec![]),
+        };
+    }
+    // Initial request (or in-dialog request addressed to a user here).
+    let caller_ext = if in_dialog {
+        None
+    } else {
+        match authenticate(engine, cfg, msg, &method) {
+            Ok(ext) => ext,
+            Err(d) => return d,
+        }
+    };
+    if !to_us {
+        // Only our authenticated users may reach other domains.
+        return match (caller_ext, uri_target(&ruri)) {
+            (Some(_), Some((dest, transport))) => Decision::Forward(vec![Target {
+                ruri: ruri_text,
+                dest,
+                transport,
+                routes: vec![],
+            }]),
+            _ => Decision::Reply(403, "Relaying Forbidden", vec![]),
+        };
+    }
+    let Some(user) = ruri.user.clone() else {
+        return Decision::Reply(484, "Address Incomplete", vec![]);
+    };
+    lookup(engine, cfg, &ruri, &user, caller_ext.as_deref(), 0)
+}
+
+/// 407 for our users without valid credentials; Ok(Some(number)) when authenticated,
+/// Ok(None) for callers from other domains (they may only reach our users).
+fn authenticate(
+    engine: &Engine,
+    cfg: &Config,
+    msg: &Message,
+    method: &str,
+) -> Result<Option<String>, Decision> {
+    let Some(from) = msg.header("From").map(addr_uri).and_then(Uri::parse) else {
+        return Err(Decision::Reply(400, "Bad From Header", vec![]));
+    };
+    if !engine.is_our_domain(&from.host) || method == "ACK" || method == "CANCEL" {
+        return Ok(None);
+    }
+    let auth = engine.auth();
+    let creds = msg
+        .headers
+        .iter()
+        .filter(|h| h.name == "Proxy-Authorization")
+        .map(|h| h.value.as_str());
+    let password_of = |u: &str| {
+        cfg.extensions
+            .get(u)
+            .filter(|e| e.enabled)
+            .map(|e| e.password.clone())
+    };
+    let challenge = |stale: bool| {
+        let extra = auth
+            .challenges(stale)
+            .into_iter()
+            .map(|c| ("Proxy-Authenticate", c))
+            .collect();
+        Decision::Reply(407, "Proxy Authentication Required", extra)
+    };
+    match auth.verify(creds, method, msg.uri(), password_of) {
+        Verdict::Ok(user) => {
+            let from_user = from
+                .user
+                .as_deref()
+                .and_then(|u| cfg.resolve_user(u))
+                .map(|e| e.number.clone());
+            if from_user.as_deref() != Some(user.as_str()) {
+                engine.counters.auth_failure();
+                return Err(Decision::Reply(
+                    403,
+                    "Forbidden: From Does Not Match Credentials",
+                    vec![],
+                ));
+            }
+            Ok(Some(user))
+        }
+        Verdict::Missing => Err(challenge(false)),
+        Verdict::Stale => Err(challenge(true)),
+        Verdict::Failed(why) => {
+            engine.counters.auth_failure();
+            tracing::info!(reason = why, "proxy authentication failed");
+            Err(challenge(false))
+        }
+    }
+}
+
+fn lookup(
+    engine: &Engine,
+    cfg: &Config,
+    ruri: &Uri,
+    user: &str,
+    caller: Option<&str>,
+    depth: u8,
+) -> Decision {
+    if let Some(ext) = cfg.resolve_user(user).filter(|e| e.enabled) {
+        if let (Some(fwd), true) = (&ext.forward_unconditional, depth < 3) {
+            if let Some(u) = Uri::parse(fwd) {
+                if !engine.is_our_domain(&u.host) {
+                    return match uri_target(&u) {
+                        Some((dest, transport)) => Decision::Forward(vec![Target {
+                            ruri: fwd.clone(),
+                            dest,
+                            transport,
+                            routes: vec![],
+                        }]),
+                        None => Decision::Reply(
+                            502,
+                            "Bad Gateway: Forward Target Not Resolvable",
+                            vec![],
+                        ),
+                    };
+                }
+                if let Some(fu) = &u.user {
+                    return lookup(engine, cfg, ruri, fu, caller, depth + 1);
+                }
+            }
+            return lookup(engine, cfg, ruri, fwd, caller, depth + 1);
+        }
+        let bindings = engine.location.lookup(&ext.number);
+        if bindings.is_empty() {
+            return Decision::Reply(480, "Temporarily Unavailable", vec![]);
+        }
+        let targets = bindings
+            .into_iter()
+            .map(|b| {
+                let first_path = b
+                    .path
+                    .first()
+                    .and_then(|p| Uri::parse(addr_uri(p)))
+                    .and_then(|u| uri_target(&u));
+                let (dest, transport) = first_path.unwrap_or((b.source, b.transport));
+                Target {
+                    ruri: b.contact,
+                    dest,
+                    transport,
+                    routes: b.path,
+                }
+            })
+            .collect();
+        return Decision::Forward(targets);
+    }
+    // Not a local user: a dialplan route for our own callers.
+    if let Some(caller) = caller {
+        let groups = cfg
+            .extensions
+            .get(caller)
+            .map(|e| e.groups.clone())
+            .unwrap_or_default();
+        for r in &cfg.routes {
+            if !user.starts_with(&r.prefix) {
+                continue;
+            }
+            if r.required_group
+                .as_ref()
+                .is_some_and(|g| !groups.contains(g))
+            {
+                return Decision::Reply(403, "Forbidden: Route Not Allowed", vec![]);
+            }
+            let Some(trunk) = cfg.trunks.get(&r.trunk) else {
+                continue;
+            };
+            let number = format!("{}{}", r.prepend, user.get(r.strip..).unwrap_or(""));
+            let Ok(ip) = trunk.host.parse::<std::net::IpAddr>() else {
+                return Decision::Reply(
+                    502,
+                    "Bad Gateway: Trunk Host Must Be An IP Address",
+                    vec![],
+                );
+            };
+            let host = crate::sip::format_host(&ip);
+            return Decision::Forward(vec![Target {
+                ruri: format!("sip:{number}@{host}:{}", trunk.port),
+                dest: SocketAddr::new(ip, trunk.port),
+                transport: trunk.transport,
+                routes: vec![],
+            }]);
+        }
+    }
+    let _ = ruri;
+    Decision::Reply(404, "Not Found", vec![])
+}
+
+/// Sends one branch per target, each a client transaction of server transaction `key`.
+fn fork(
+    engine: &Arc<Engine>,
+    key: &str,
+    msg: Message,
+    targets: Vec<Target>,
+    hash: u32,
+    local: SocketAddr,
+    original_uri: &str,
+) {
+    let method = msg.method().to_owned();
+    let mut base = msg;
+    let mf = base
+        .header("Max-Forwards")
+        .and_then(|v| v.parse::<u32>().ok())
+        .unwrap_or(70);
+    base.set_header("Max-Forwards", mf.saturating_sub(1).min(70).to_string());
+    let initial = param(base.header("To").unwrap_or(""), "tag").is_none();
+    if initial && matches!(method.as_str(), "INVITE" | "SUBSCRIBE" | "REFER") {
+        let sock = engine
+            .sockets
+            .iter()
+            .find(|s| s.bound == local)
+            .copied()
+            .unwrap_or_else(|| engine.socket_for(Transport::Udp, local.is_ipv6()));
+        let tp = if sock.transport == Transport::Tcp {
+            ";transport=tcp"
+        } else {
+            ""
+        };
+        let rr = format!(
+            "<sip:{}:{}{tp};lr>",
+            crate::sip::format_host(&sock.advertised.ip()),
+            sock.advertised.port()
+        );
+        base.insert_first("Record-Route", rr);
+    }
+    if method == "INVITE" && initial {
+        let mut calls = engine.calls.lock();
+        if calls.len() < engine.config().max_transactions {
+            calls.insert(
+                base.call_id().to_owned(),
+                Call {
+                    caller: addr_uri(base.header("From").unwrap_or("")).to_owned(),
+                    callee: original_uri.to_owned(),
+                    start: chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                    state: "trying",
+                },
+            );
+        }
+    }
+    if method == "BYE" {
+        engine.calls.lock().remove(base.call_id());
+    }
+    let mut sends = Vec::with_capacity(targets.len());
+    let mut keys = Vec::with_capacity(targets.len());
+    {
+        let mut tables = engine.tables.lock();
+        for t in targets {
+            let mut req = base.clone();
+            req.set_uri(t.ruri);
+            for r in t.routes.iter().rev() {
+                req.insert_first("Route", r.clone());
+            }
+            let branch = engine.new_branch(hash);
+            req.push_header_front(
+                "Via",
+                engine.via_for(t.transport, t.dest.is_ipv6(), &branch),
+            );
+            let bytes = req.to_bytes();
+            let ckey = client_key(&branch, &method);
+            tables.client.insert(
+                ckey.clone(),
+                ClientTx {
+                    server_key: Some(key.to_owned()),
+                    request: req,
+                    bytes: bytes.clone(),
+                    dest: t.dest,
+                    transport: t.transport,
+                    state: ClientState::Trying,
+                    cancel_pending: false,
+                    cancel_sent: false,
+                    created: Instant::now(),
+                    expires: None,
+                },
+            );
+            sends.push((t.transport, t.dest, bytes));
+            keys.push(ckey);
+        }
+        if let Some(tx) = tables.server.get_mut(key) {
+            tx.pending = keys.len();
+            tx.branches = keys.clone();
+        }
+    }
+    for (t, d, b) in sends {
+        engine.send(t, d, b);
+    }
+    for k in keys {
+        crate::responses::spawn_client_timer(engine, k);
+    }
+}
+
+/// Forwards a request without a transaction (ACK for 2xx): Route, else Request-URI.
+pub fn forward_stateless(
+    engine: &Arc<Engine>,
+    mut msg: Message,
+    _source: SocketAddr,
+    _transport: Transport,
+) {
+    pop_own_routes(engine, &mut msg);
+    let next = match msg.header_values("Route").first() {
+        Some(r) => Uri::parse(addr_uri(r)),
+        None => Uri::parse(msg.uri()),
+    };
+    let Some(next) = next else { return };
+    let target = if engine.is_our_domain(&next.host) && msg.header("Route").is_none() {
+        // An ACK sent to us by R-URI: the callee is found by the location service.
+        next.user
+            .as_deref()
+            .and_then(|u| engine.config().resolve_user(u).map(|e| e.number.clone()))
+            .and_then(|n| engine.location.lookup(&n).into_iter().next())
+            .map(|b| {
+                msg.set_uri(b.contact.clone());
+                (b.source, b.transport)
+            })
+    } else {
+        uri_target(&next)
+    };
+    let Some((dest, transport)) = target else {
+        return;
+    };
+    let mf = msg
+        .header("Max-Forwards")
+        .and_then(|v| v.parse::<u32>().ok())
+        .unwrap_or(70);
+    if mf == 0 {
+        return;
+    }
+    msg.set_header("Max-Forwards", (mf - 1).min(70).to_string());
+    let branch = engine.new_branch(loop_hash(&msg, msg.uri()));
+    msg.push_header_front("Via", engine.via_for(transport, dest.is_ipv6(), &branch));
+    engine.send(transport, dest, msg.to_bytes());
+}

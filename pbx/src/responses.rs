@@ -1,0 +1,379 @@
+//! Responses coming back on our branches (RFC 3261 §16.7): provisional
+//! forwarding, best-response selection, 2xx forwarding with CANCEL of the
+//! other branches, hop-by-hop ACK for non-2xx, and the client timers
+//! (A/B/E/F retransmission and timeout, Timer C).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::Transport;
+use crate::engine::Engine;
+use crate::sip::{response_to, Message, StartLine, Via};
+use crate::transaction::{
+    client_key, response_rank, ClientState, ClientTx, LINGER, T1, T2, TIMER_C, TX_TIMEOUT,
+};
+
+impl Engine {
+    pub fn on_response(self: &Arc<Self>, msg: Message, _source: SocketAddr) {
+        let Some(via) = msg.top_via() else { return };
+        let method = msg.cseq().map(|c| c.1.to_owned()).unwrap_or_default();
+        let key = client_key(via.branch.as_deref().unwrap_or(""), &method);
+        let known = self.tables.lock().client.contains_key(&key);
+        if !known {
+            forward_response_stateless(self, msg);
+            return;
+        }
+        on_branch_response(self, &key, msg, false);
+    }
+}
+
+/// Pops our Via and sends the response to the next one (no transaction left,
+/// e.g. a 2xx retransmitted by the callee after the INVITE transaction ended).
+fn forward_response_stateless(engine: &Engine, mut msg: Message) {
+    let Some(top) = msg.top_via() else { return };
+    if !engine.is_local(&top.host, top.port) {
+        return;
+    }
+    msg.remove_first_value("Via");
+    let Some(next) = msg.header_values("Via").first().and_then(|v| Via::parse(v)) else {
+        return;
+    };
+    let Some(dest) = next.response_target() else {
+        return;
+    };
+    let transport = if next.transport == "TCP" {
+        Transport::Tcp
+    } else {
+        Transport::Udp
+    };
+    if let Some(code) = msg.status() {
+        engine.counters.reply(code);
+    }
+    engine.send(transport, dest, msg.to_bytes());
+}
+
+/// Upstream copy of a branch response: our Via removed.
+fn upstream(msg: &Message) -> Message {
+    let mut up = msg.clone();
+    up.remove_first_value("Via");
+    up
+}
+
+fn ack_for(tx: &ClientTx, resp: &Message) -> Vec<u8> {
+    let req = &tx.request;
+    let mut ack = Message {
+        start: StartLine::Request {
+            method: "ACK".into(),
+            uri: req.uri().to_owned(),
+        },
+        headers: Vec::new(),
+        body: Vec::new(),
+    };
+    if let Some(v) = req.header_values("Via").first() {
+        ack.add_header("Via", v.to_string());
+    }
+    for r in req.header_values("Route") {
+        ack.add_header("Route", r.to_owned());
+    }
+    ack.add_header("Max-Forwards", "70".into());
+    ack.add_header("From", req.header("From").unwrap_or("").to_owned());
+    ack.add_header("To", resp.header("To").unwrap_or("").to_owned());
+    ack.add_header("Call-ID", req.call_id().to_owned());
+    ack.add_header(
+        "CSeq",
+        format!("{} ACK", req.cseq().map(|c| c.0).unwrap_or(1)),
+    );
+    ack.to_bytes()
+}
+
+fn cancel_for(tx: &ClientTx) -> Message {
+    let req = &tx.request;
+    let mut c = Message {
+        start: StartLine::Request {
+            method: "CANCEL".into(),
+            uri: req.uri().to_owned(),
+        },
+        headers: Vec::new(),
+        body: Vec::new(),
+    };
+    if let Some(v) = req.header_values("Via").first() {
+        c.add_header("Via", v.to_string());
+    }
+    for r in req.header_values("Route") {
+        c.add_header("Route", r.to_owned());
+    }
+    c.add_header("Max-Forwards", "70".into());
+    for name in ["From", "To", "Call-ID"] {
+        c.add_header(name, req.header(name).unwrap_or("").to_owned());
+    }
+    c.add_header(
+        "CSeq",
+        format!("{} CANCEL", req.cseq().map(|c| c.0).unwrap_or(1)),
+    );
+    c
+}
+
+/// Sends CANCEL on a branch now if it is ringing, or as soon as it answers (§9.1).
+pub fn cancel_branch(engine: &Arc<Engine>, key: &str) {
+    let cancel = {
+        let mut tables = engine.tables.lock();
+        let Some(tx) = tables.client.get_mut(key) else {
+            return;
+        };
+        match tx.state {
+            ClientState::Completed => return,
+            ClientState::Trying => {
+                tx.cancel_pending = true;
+                return;
+            }
+            ClientState::Proceeding if tx.cancel_sent => return,
+            ClientState::Proceeding => {
+                tx.cancel_sent = true;
+                (cancel_for(tx), tx.dest, tx.transport)
+            }
+        }
+    };
+    send_request_tx(engine, cancel.0, cancel.1, cancel.2);
+}
+
+/// A client transaction with no server side (our own CANCEL).
+fn send_request_tx(engine: &Arc<Engine>, req: Message, dest: SocketAddr, transport: Transport) {
+    let branch = req.top_via().and_then(|v| v.branch).unwrap_or_default();
+    let key = client_key(&branch, req.method());
+    let bytes = req.to_bytes();
+    engine.tables.lock().client.insert(
+        key.clone(),
+        ClientTx {
+            server_key: None,
+            request: req,
+            bytes: bytes.clone(),
+            dest,
+            transport,
+            state: ClientState::Trying,
+            cancel_pending: false,
+            cancel_sent: false,
+            created: Instant::now(),
+            expires: None,
+        },
+    );
+    engine.send(transport, dest, bytes);
+    spawn_client_timer(engine, key);
+}
+
+fn on_branch_response(engine: &Arc<Engine>, key: &str, msg: Message, synthetic: bool) {
+    let Some(code) = msg.status() else { return };
+    let mut out: Vec<(Transport, SocketAddr, Vec<u8>)> = Vec::new();
+    let mut cancel_now = Vec::new();
+    let mut final_up: Option<(String, Message)> = None;
+    {
+        let mut tables = engine.tables.lock();
+        let Some(tx) = tables.client.get_mut(key) else {
+            return;
+        };
+        let is_invite = tx.request.method() == "INVITE";
+        let linger = if tx.transport == Transport::Udp {
+            LINGER
+        } else {
+            Duration::ZERO
+        };
+        let Some(skey) = tx.server_key.clone() else {
+            // Our own CANCEL: a final answer ends it.
+            if code >= 200 {
+                tx.state = ClientState::Completed;
+                tx.expires = Some(Instant::now() + linger);
+            }
+            return;
+        };
+        if code < 200 {
+            if tx.state == ClientState::Trying {
+                tx.state = ClientState::Proceeding;
+            }
+            if tx.cancel_pending && !tx.cancel_sent {
+                tx.cancel_sent = true;
+                cancel_now.push((cancel_for(tx), tx.dest, tx.transport));
+            }
+            if code > 100 {
+                if let Some(stx) = tables.server.get_mut(&skey) {
+                    if stx.final_code.is_none() {
+                        let bytes = upstream(&msg).to_bytes();
+                        stx.last_response = Some(bytes.clone());
+                        out.push((stx.transport, stx.source, bytes));
+                        engine.counters.reply(code);
+                    }
+                }
+                if let Some(c) = engine.calls.lock().get_mut(msg.call_id()) {
+                    c.state = "ringing";
+                }
+            }
+        } else {
+            let retransmission = tx.state == ClientState::Completed;
+            tx.state = ClientState::Completed;
+            tx.expires = Some(Instant::now() + linger);
+            if is_invite && code >= 300 && !synthetic {
+                out.push((tx.transport, tx.dest, ack_for(tx, &msg)));
+            }
+            if retransmission {
+                drop(tables);
+                if code < 300 {
+                    forward_response_stateless(engine, msg);
+                }
+                for (t, d, b) in out {
+                    engine.send(t, d, b);
+                }
+                return;
+            }
+            if let Some(stx) = tables.server.get_mut(&skey) {
+                stx.pending = stx.pending.saturating_sub(1);
+                if code < 300 {
+                    // Every 2xx goes upstream (§16.7 step 5); the other branches are cancelled.
+                    let up = upstream(&msg);
+                    engine.counters.reply(code);
+                    if stx.final_code.is_none() {
+                        stx.final_code = Some(code);
+                        stx.last_response = Some(up.to_bytes());
+                        let l = if stx.transport == Transport::Udp {
+                            Duration::from_secs(5)
+                        } else {
+                            Duration::ZERO
+                        };
+                        stx.expires = Some(Instant::now() + l);
+                    }
+                    out.push((stx.transport, stx.source, up.to_bytes()));
+                    if is_invite {
+                        cancel_now.extend(
+                            stx.branches
+                                .iter()
+                                .filter(|b| *b != key)
+                                .map(|b| (cancel_marker(b), stx.source, stx.transport)),
+                        );
+                        if let Some(c) = engine.calls.lock().get_mut(msg.call_id()) {
+                            c.state = "established";
+                        }
+                    }
+                } else if stx.final_code.is_none() {
+                    let better = stx
+                        .best
+                        .as_ref()
+                        .and_then(Message::status)
+                        .is_none_or(|b| response_rank(code) < response_rank(b));
+                    if better {
+                        stx.best = Some(msg.clone());
+                    }
+                    if stx.pending == 0 {
+                        if let Some(best) = stx.best.take() {
+                            final_up = Some((skey.clone(), upstream(&best)));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for (t, d, b) in out {
+        engine.send(t, d, b);
+    }
+    for (c, dest, transport) in cancel_now {
+        match c.method() {
+            "CANCEL" => send_request_tx(engine, c, dest, transport),
+            _ => cancel_branch(engine, c.uri()),
+        }
+    }
+    if let Some((skey, resp)) = final_up {
+        if resp.method() == "INVITE" {
+            engine.calls.lock().remove(resp.call_id());
+        }
+        engine.reply(&skey, resp);
+    }
+}
+
+/// A placeholder message carrying a branch key, so CANCELs of sibling
+/// branches are sent after the table lock is released.
+fn cancel_marker(key: &str) -> Message {
+    Message {
+        start: StartLine::Request {
+            method: "X-CANCEL-BRANCH".into(),
+            uri: key.to_owned(),
+        },
+        headers: Vec::new(),
+        body: Vec::new(),
+    }
+}
+
+/// Timers A/B (INVITE) and E/F (non-INVITE), and Timer C for ringing INVITEs.
+pub fn spawn_client_timer(engine: &Arc<Engine>, key: String) {
+    let me = engine.clone();
+    tokio::spawn(async move {
+        let mut interval = T1;
+        loop {
+            let tcp = me
+                .tables
+                .lock()
+                .client
+                .get(&key)
+                .map(|t| t.transport == Transport::Tcp);
+            let Some(tcp) = tcp else { return };
+            tokio::time::sleep(if tcp {
+                Duration::from_secs(1)
+            } else {
+                interval
+            })
+            .await;
+            enum Act {
+                Stop,
+                Wait,
+                Resend(Transport, SocketAddr, Vec<u8>),
+                Cancel,
+                Timeout(Message),
+            }
+            let act = {
+                let tables = me.tables.lock();
+                match tables.client.get(&key) {
+                    None => Act::Stop,
+                    Some(tx) => {
+                        let age = tx.created.elapsed();
+                        let invite = tx.request.method() == "INVITE";
+                        let udp = tx.transport == Transport::Udp;
+                        match tx.state {
+                            ClientState::Completed => Act::Stop,
+                            ClientState::Trying if age >= TX_TIMEOUT => {
+                                Act::Timeout(response_to(&tx.request, 408, "Request Timeout", None))
+                            }
+                            ClientState::Proceeding if invite && age >= TIMER_C + TX_TIMEOUT => {
+                                Act::Timeout(response_to(&tx.request, 408, "Request Timeout", None))
+                            }
+                            ClientState::Proceeding
+                                if invite && age >= TIMER_C && !tx.cancel_sent =>
+                            {
+                                Act::Cancel
+                            }
+                            ClientState::Proceeding if !invite && age >= TX_TIMEOUT => {
+                                Act::Timeout(response_to(&tx.request, 408, "Request Timeout", None))
+                            }
+                            ClientState::Proceeding if invite => Act::Wait,
+                            _ if udp => Act::Resend(tx.transport, tx.dest, tx.bytes.clone()),
+                            _ => Act::Wait,
+                        }
+                    }
+                }
+            };
+            match act {
+                Act::Stop => return,
+                Act::Wait => interval = Duration::from_secs(1),
+                Act::Resend(t, d, b) => {
+                    me.send(t, d, b);
+                    let invite = key.ends_with("|INVITE");
+                    interval = if invite {
+                        interval * 2
+                    } else {
+                        (interval * 2).min(T2)
+                    };
+                }
+                Act::Cancel => cancel_branch(&me, &key),
+                Act::Timeout(resp) => {
+                    on_branch_response(&me, &key, resp, true);
+                    return;
+                }
+            }
+        }
+    });
+}

@@ -1,0 +1,550 @@
+//! SIP message parsing and serialisation (RFC 3261 §7, §20; RFC 4475 cases):
+//! compact header names, folded lines, Content-Length checks, size limit.
+
+use snafu::Snafu;
+
+/// Largest message accepted on any transport (issue 4: above this → 513 / close).
+pub const MAX_MESSAGE_SIZE: usize = 65_535;
+
+#[derive(Debug, Snafu, PartialEq, Eq)]
+pub enum ParseError {
+    #[snafu(display("message is {size} bytes, more than the {MAX_MESSAGE_SIZE} allowed"))]
+    TooLarge { size: usize },
+    #[snafu(display("message has no end of headers (empty line)"))]
+    NoHeaderEnd,
+    #[snafu(display("bad start line: {reason}"))]
+    StartLine { reason: String },
+    #[snafu(display("bad header line {line}: {reason}"))]
+    HeaderLine { line: usize, reason: String },
+    #[snafu(display("bad Content-Length: {reason}"))]
+    ContentLength { reason: String },
+    #[snafu(display("missing mandatory header {name}"))]
+    Missing { name: &'static str },
+    #[snafu(display("bad {name} header: {reason}"))]
+    BadHeader { name: &'static str, reason: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartLine {
+    Request { method: String, uri: String },
+    Response { code: u16, reason: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// Canonical (long) name for known headers; as received otherwise.
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub start: StartLine,
+    pub headers: Vec<Header>,
+    pub body: Vec<u8>,
+}
+
+/// Compact forms (RFC 3261 §7.3.3 and later RFCs) and canonical spellings.
+fn canonical_name(name: &str) -> String {
+    let long = match name.to_ascii_lowercase().as_str() {
+        "i" | "call-id" => "Call-ID",
+        "m" | "contact" => "Contact",
+        "e" | "content-encoding" => "Content-Encoding",
+        "l" | "content-length" => "Content-Length",
+        "c" | "content-type" => "Content-Type",
+        "f" | "from" => "From",
+        "s" | "subject" => "Subject",
+        "k" | "supported" => "Supported",
+        "t" | "to" => "To",
+        "v" | "via" => "Via",
+        "o" | "event" => "Event",
+        "r" | "refer-to" => "Refer-To",
+        "b" | "referred-by" => "Referred-By",
+        "x" | "session-expires" => "Session-Expires",
+        "u" | "allow-events" => "Allow-Events",
+        "cseq" => "CSeq",
+        "max-forwards" => "Max-Forwards",
+        "route" => "Route",
+        "record-route" => "Record-Route",
+        "expires" => "Expires",
+        "min-expires" => "Min-Expires",
+        "authorization" => "Authorization",
+        "proxy-authorization" => "Proxy-Authorization",
+        "www-authenticate" => "WWW-Authenticate",
+        "proxy-authenticate" => "Proxy-Authenticate",
+        "user-agent" => "User-Agent",
+        "server" => "Server",
+        "allow" => "Allow",
+        "path" => "Path",
+        "require" => "Require",
+        "proxy-require" => "Proxy-Require",
+        "unsupported" => "Unsupported",
+        _ => return name.to_owned(),
+    };
+    long.to_owned()
+}
+
+fn is_token_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
+}
+
+/// Index just past the empty line ending the headers, accepting bare LF too.
+pub fn header_end(buf: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while i < buf.len() {
+        if buf[i] == b'\n' {
+            if buf.get(i + 1) == Some(&b'\n') {
+                return Some(i + 2);
+            }
+            if buf.get(i + 1) == Some(&b'\r') && buf.get(i + 2) == Some(&b'\n') {
+                return Some(i + 3);
+            }
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Stream framing (TCP): `Ok(Some(len))` when a whole message of `len` bytes
+/// is buffered, `Ok(None)` when more bytes are needed.
+pub fn frame_length(buf: &[u8]) -> Result<Option<usize>, ParseError> {
+    let Some(end) = header_end(buf) else {
+        if buf.len() > MAX_MESSAGE_SIZE {
+            return Err(ParseError::TooLarge { size: buf.len() });
+        }
+        return Ok(None);
+    };
+    let head = std::str::from_utf8(&buf[..end]).map_err(|_| ParseError::HeaderLine {
+        line: 0,
+        reason: "not UTF-8".into(),
+    })?;
+    let mut length = None;
+    for line in head.lines() {
+        if let Some((name, value)) = line.split_once(':') {
+            if canonical_name(name.trim()) == "Content-Length" {
+                length = Some(parse_content_length(value)?);
+            }
+        }
+    }
+    // RFC 3261 §18.3: on a stream Content-Length is mandatory.
+    let Some(length) = length else {
+        return Err(ParseError::Missing {
+            name: "Content-Length",
+        });
+    };
+    let total = end + length;
+    if total > MAX_MESSAGE_SIZE {
+        return Err(ParseError::TooLarge { size: total });
+    }
+    Ok((buf.len() >= total).then_some(total))
+}
+
+fn parse_content_length(value: &str) -> Result<usize, ParseError> {
+    let v = value.trim();
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) || v.len() > 9 {
+        return Err(ParseError::ContentLength {
+            reason: format!("'{v}' is not a small non-negative number"),
+        });
+    }
+    v.parse().map_err(|_| ParseError::ContentLength {
+        reason: format!("'{v}' is not a number"),
+    })
+}
+
+impl Message {
+    /// Parses one whole message (a datagram, or a frame cut by `frame_length`).
+    pub fn parse(buf: &[u8]) -> Result<Message, ParseError> {
+        if buf.len() > MAX_MESSAGE_SIZE {
+            return Err(ParseError::TooLarge { size: buf.len() });
+        }
+        // Leading CRLFs are keepalives / allowed noise (RFC 3261 §7.5).
+        let start_at = buf
+            .iter()
+            .position(|b| *b != b'\r' && *b != b'\n')
+            .unwrap_or(buf.len());
+        let buf = &buf[start_at..];
+        let end = header_end(buf).ok_or(ParseError::NoHeaderEnd)?;
+        let head = std::str::from_utf8(&buf[..end]).map_err(|_| ParseError::HeaderLine {
+            line: 0,
+            reason: "headers are not UTF-8".into(),
+        })?;
+        let mut lines = unfold(head).into_iter();
+        let first = lines.next().ok_or_else(|| ParseError::StartLine {
+            reason: "empty message".into(),
+        })?;
+        let start = parse_start_line(&first)?;
+        let mut headers = Vec::with_capacity(16);
+        for (n, line) in lines.enumerate() {
+            if line.is_empty() {
+                continue;
+            }
+            let (name, value) = line.split_once(':').ok_or_else(|| ParseError::HeaderLine {
+                line: n + 2,
+                reason: "no ':'".into(),
+            })?;
+            let name = name.trim_end_matches([' ', '\t']);
+            if name.is_empty() || !name.bytes().all(is_token_char) {
+                return Err(ParseError::HeaderLine {
+                    line: n + 2,
+                    reason: format!("bad header name '{name}'"),
+                });
+            }
+            headers.push(Header {
+                name: canonical_name(name),
+                value: value.trim().to_owned(),
+            });
+        }
+        let mut body = buf[end..].to_vec();
+        let mut msg = Message {
+            start,
+            headers,
+            body: Vec::new(),
+        };
+        if let Some(cl) = msg.header("Content-Length") {
+            let cl = parse_content_length(cl)?;
+            if cl > body.len() {
+                return Err(ParseError::ContentLength {
+                    reason: format!("says {cl} bytes but only {} arrived", body.len()),
+                });
+            }
+            // Extra bytes after the declared body are discarded (RFC 3261 §18.3).
+            body.truncate(cl);
+        }
+        msg.body = body;
+        msg.check_mandatory()?;
+        Ok(msg)
+    }
+
+    fn check_mandatory(&self) -> Result<(), ParseError> {
+        for name in ["Via", "From", "To", "Call-ID", "CSeq"] {
+            if self.header(name).is_none() {
+                return Err(ParseError::Missing { name });
+            }
+        }
+        let (num, method) = self.cseq().ok_or(ParseError::BadHeader {
+            name: "CSeq",
+            reason: "expected '<number> <METHOD>'".into(),
+        })?;
+        let _ = num;
+        if let StartLine::Request { method: m, .. } = &self.start {
+            if m != method {
+                return Err(ParseError::BadHeader {
+                    name: "CSeq",
+                    reason: format!("method {method} differs from request method {m}"),
+                });
+            }
+        }
+        if let Some(mf) = self.header("Max-Forwards") {
+            if mf.parse::<u32>().is_err() {
+                return Err(ParseError::BadHeader {
+                    name: "Max-Forwards",
+                    reason: format!("'{mf}' is not a number"),
+                });
+            }
+        }
+        if self.top_via().is_none() {
+            return Err(ParseError::BadHeader {
+                name: "Via",
+                reason: "cannot parse the top Via".into(),
+            });
+        }
+        Ok(())
+    }
+
+    pub fn is_request(&self) -> bool {
+        matches!(self.start, StartLine::Request { .. })
+    }
+
+    pub fn method(&self) -> &str {
+        match &self.start {
+            StartLine::Request { method, .. } => method,
+            StartLine::Response { .. } => self.cseq().map(|c| c.1).unwrap_or(""),
+        }
+    }
+
+    pub fn status(&self) -> Option<u16> {
+        match &self.start {
+            StartLine::Response { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    pub fn uri(&self) -> &str {
+        match &self.start {
+            StartLine::Request { uri, .. } => uri,
+            _ => "",
+        }
+    }
+
+    pub fn set_uri(&mut self, new: String) {
+        if let StartLine::Request { uri, .. } = &mut self.start {
+            *uri = new;
+        }
+    }
+
+    /// First header of that (canonical) name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value.as_str())
+    }
+
+    /// All values of a header, comma-separated lists split (for list-valued headers).
+    pub fn header_values(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case(name))
+            .flat_map(|h| split_list(&h.value))
+            .collect()
+    }
+
+    pub fn call_id(&self) -> &str {
+        self.header("Call-ID").unwrap_or("")
+    }
+
+    pub fn cseq(&self) -> Option<(u32, &str)> {
+        let v = self.header("CSeq")?;
+        let mut it = v.split_whitespace();
+        let num = it.next()?.parse().ok()?;
+        let method = it.next()?;
+        it.next().is_none().then_some((num, method))
+    }
+
+    pub fn top_via(&self) -> Option<super::Via> {
+        let first = self.header_values("Via").into_iter().next()?;
+        super::Via::parse(first)
+    }
+
+    pub fn push_header_front(&mut self, name: &str, value: String) {
+        self.headers.insert(
+            0,
+            Header {
+                name: name.to_owned(),
+                value,
+            },
+        );
+    }
+
+    /// Inserts before the first header of that name (or at the top).
+    pub fn insert_first(&mut self, name: &str, value: String) {
+        let at = self
+            .headers
+            .iter()
+            .position(|h| h.name.eq_ignore_ascii_case(name))
+            .unwrap_or(0);
+        self.headers.insert(
+            at,
+            Header {
+                name: name.to_owned(),
+                value,
+            },
+        );
+    }
+
+    pub fn add_header(&mut self, name: &str, value: String) {
+        self.headers.push(Header {
+            name: name.to_owned(),
+            value,
+        });
+    }
+
+    pub fn set_header(&mut self, name: &str, value: String) {
+        self.remove_headers(name);
+        self.add_header(name, value);
+    }
+
+    pub fn remove_headers(&mut self, name: &str) {
+        self.headers.retain(|h| !h.name.eq_ignore_ascii_case(name));
+    }
+
+    /// Removes the first value of a list header (the top Via / top Route).
+    pub fn remove_first_value(&mut self, name: &str) -> Option<String> {
+        let idx = self
+            .headers
+            .iter()
+            .position(|h| h.name.eq_ignore_ascii_case(name))?;
+        let values: Vec<String> = split_list(&self.headers[idx].value)
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        let mut values = values.into_iter();
+        let first = values.next();
+        let rest: Vec<String> = values.collect();
+        if rest.is_empty() {
+            self.headers.remove(idx);
+        } else {
+            self.headers[idx].value = rest.join(", ");
+        }
+        first
+    }
+
+    /// Replaces the first value of a list header.
+    pub fn replace_first_value(&mut self, name: &str, new: String) {
+        if let Some(idx) = self
+            .headers
+            .iter()
+            .position(|h| h.name.eq_ignore_ascii_case(name))
+        {
+            let mut values: Vec<String> = split_list(&self.headers[idx].value)
+                .into_iter()
+                .map(str::to_owned)
+                .collect();
+            if values.is_empty() {
+                values.push(new);
+            } else {
+                values[0] = new;
+            }
+            self.headers[idx].value = values.join(", ");
+        }
+    }
+
+    /// Wire form; Content-Length is always written, from the real body.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(512 + self.body.len());
+        match &self.start {
+            StartLine::Request { method, uri } => {
+                out.extend_from_slice(method.as_bytes());
+                out.push(b' ');
+                out.extend_from_slice(uri.as_bytes());
+                out.extend_from_slice(b" SIP/2.0\r\n");
+            }
+            StartLine::Response { code, reason } => {
+                out.extend_from_slice(format!("SIP/2.0 {code} {reason}\r\n").as_bytes());
+            }
+        }
+        for h in &self.headers {
+            if h.name == "Content-Length" {
+                continue;
+            }
+            out.extend_from_slice(h.name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(h.value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(format!("Content-Length: {}\r\n\r\n", self.body.len()).as_bytes());
+        out.extend_from_slice(&self.body);
+        out
+    }
+}
+
+/// Joins folded continuation lines (RFC 3261 §7.3.1) and strips line ends.
+fn unfold(head: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for raw in head.split('\n') {
+        let line = raw.strip_suffix('\r').unwrap_or(raw);
+        if (line.starts_with(' ') || line.starts_with('\t')) && !out.is_empty() {
+            if let Some(last) = out.last_mut() {
+                last.push(' ');
+                last.push_str(line.trim());
+            }
+        } else {
+            out.push(line.to_owned());
+        }
+    }
+    out
+}
+
+fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
+    let bad = |reason: &str| ParseError::StartLine {
+        reason: reason.to_owned(),
+    };
+    if let Some(rest) = line.strip_prefix("SIP/2.0 ") {
+        let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
+        let code: u16 = code
+            .parse()
+            .map_err(|_| bad("status code is not a number"))?;
+        if !(100..=699).contains(&code) {
+            return Err(bad("status code out of 100..699"));
+        }
+        return Ok(StartLine::Response {
+            code,
+            reason: reason.to_owned(),
+        });
+    }
+    let mut parts = line.split(' ');
+    let (Some(method), Some(uri), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad("expected 'METHOD URI SIP/2.0'"));
+    };
+    if method.is_empty() || !method.bytes().all(is_token_char) {
+        return Err(bad("bad method"));
+    }
+    if !version.eq_ignore_ascii_case("SIP/2.0") {
+        return Err(bad("unsupported SIP version"));
+    }
+    if uri.is_empty() || !uri.contains(':') {
+        return Err(bad("bad Request-URI"));
+    }
+    Ok(StartLine::Request {
+        method: method.to_owned(),
+        uri: uri.to_owned(),
+    })
+}
+
+/// Splits a header value at commas outside quotes and angle brackets.
+pub fn split_list(value: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut quoted, mut angle, mut escaped) = (false, false, false);
+    let mut start = 0;
+    for (i, c) in value.char_indices() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            '<' if !quoted => angle = true,
+            '>' if !quoted => angle = false,
+            ',' if !quoted && !angle => {
+                let part = value[start..i].trim();
+                if !part.is_empty() {
+                    out.push(part);
+                }
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    let part = value[start..].trim();
+    if !part.is_empty() {
+        out.push(part);
+    }
+    out
+}
+
+/// Builds a response to `req` (RFC 3261 §8.2.6): copies Via, From, To, Call-ID, CSeq.
+pub fn response_to(req: &Message, code: u16, reason: &str, to_tag: Option<&str>) -> Message {
+    let mut headers = Vec::with_capacity(8);
+    for h in &req.headers {
+        if matches!(h.name.as_str(), "Via" | "From" | "Call-ID" | "CSeq") {
+            headers.push(h.clone());
+        } else if h.name == "To" {
+            let mut value = h.value.clone();
+            if let Some(tag) = to_tag {
+                if super::param(&value, "tag").is_none() {
+                    value.push_str(";tag=");
+                    value.push_str(tag);
+                }
+            }
+            headers.push(Header {
+                name: "To".into(),
+                value,
+            });
+        }
+    }
+    headers.push(Header {
+        name: "Server".into(),
+        value: "besip-pbxd".into(),
+    });
+    Message {
+        start: StartLine::Response {
+            code,
+            reason: reason.to_owned(),
+        },
+        headers,
+        body: Vec::new(),
+    }
+}

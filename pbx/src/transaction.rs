@@ -1,0 +1,127 @@
+//! Transaction tables (RFC 3261 §17): server transactions keyed by the
+//! received top Via (branch, sent-by, method), client transactions keyed by
+//! our own branch and method. The proxy's per-request context (branches, best
+//! response, CANCEL state) lives in the INVITE server transaction.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::config::Transport;
+use crate::sip::Message;
+
+/// RFC 3261 §17.1.1.1 timer values.
+pub const T1: Duration = Duration::from_millis(500);
+pub const T2: Duration = Duration::from_secs(4);
+/// Timer B / F: 64*T1.
+pub const TX_TIMEOUT: Duration = Duration::from_secs(32);
+/// Timer C: a ringing branch is cancelled after this long.
+pub const TIMER_C: Duration = Duration::from_secs(180);
+/// How long a finished server transaction absorbs retransmissions (Timer J).
+pub const LINGER: Duration = Duration::from_secs(32);
+
+pub struct ServerTx {
+    pub source: SocketAddr,
+    pub transport: Transport,
+    pub request: Message,
+    pub last_response: Option<Vec<u8>>,
+    pub final_code: Option<u16>,
+    pub acked: bool,
+    pub cancelled: bool,
+    /// Client branches forked from this request (keys into the client table).
+    pub branches: Vec<String>,
+    pub pending: usize,
+    pub best: Option<Message>,
+    /// Removed by the sweeper after this instant.
+    pub expires: Option<Instant>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientState {
+    /// Calling (INVITE) or Trying (non-INVITE): retransmitting over UDP.
+    Trying,
+    /// A provisional response arrived.
+    Proceeding,
+    /// A final response arrived.
+    Completed,
+}
+
+pub struct ClientTx {
+    pub server_key: Option<String>,
+    pub request: Message,
+    pub bytes: Vec<u8>,
+    pub dest: SocketAddr,
+    pub transport: Transport,
+    pub state: ClientState,
+    /// Upstream CANCEL arrived before any provisional response (RFC 3261 §9.1).
+    pub cancel_pending: bool,
+    pub cancel_sent: bool,
+    pub created: Instant,
+    pub expires: Option<Instant>,
+}
+
+#[derive(Default)]
+pub struct Tables {
+    pub server: HashMap<String, ServerTx>,
+    pub client: HashMap<String, ClientTx>,
+}
+
+impl Tables {
+    pub fn len(&self) -> usize {
+        self.server.len() + self.client.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Drops finished transactions whose linger time is over.
+    pub fn sweep(&mut self, now: Instant) {
+        self.server.retain(|_, t| t.expires.is_none_or(|e| e > now));
+        self.client.retain(|_, t| t.expires.is_none_or(|e| e > now));
+        // A client transaction alive far beyond any timer lost its way: drop it.
+        let hard_limit = TIMER_C + TX_TIMEOUT * 2;
+        self.client
+            .retain(|_, t| now.duration_since(t.created) < hard_limit);
+    }
+}
+
+/// Server transaction key: ACK and CANCEL match their INVITE by branch (§17.2.3).
+pub fn server_key(msg: &Message, method: &str) -> String {
+    let via = msg.top_via();
+    let branch = via
+        .as_ref()
+        .and_then(|v| v.branch.clone())
+        .unwrap_or_default();
+    let sent_by = via
+        .as_ref()
+        .map(|v| format!("{}:{}", v.host, v.port.unwrap_or(5060)))
+        .unwrap_or_default();
+    if branch.starts_with("z9hG4bK") {
+        format!("{branch}|{sent_by}|{method}")
+    } else {
+        // RFC 2543 peers: fall back to dialog identifiers.
+        let from_tag = crate::sip::param(msg.header("From").unwrap_or(""), "tag").unwrap_or("");
+        let cseq = msg.cseq().map(|c| c.0).unwrap_or(0);
+        format!("{}|{from_tag}|{cseq}|{sent_by}|{method}", msg.call_id())
+    }
+}
+
+pub fn client_key(branch: &str, method: &str) -> String {
+    format!("{branch}|{method}")
+}
+
+/// Rank of a final response for best-response selection (§16.7): lower wins.
+pub fn response_rank(code: u16) -> u32 {
+    match code {
+        600..=699 => 0,
+        200..=299 => 1,
+        300..=399 => 2,
+        // 408/503 say little about the callee; prefer any other 4xx.
+        408 => 40,
+        400..=499 => 3,
+        503 => 50,
+        500..=599 => 4,
+        _ => 99,
+    }
+}

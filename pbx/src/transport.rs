@@ -1,0 +1,265 @@
+//! UDP and TCP transports (RFC 3261 §18) on tokio: one UDP socket per core
+//! with SO_REUSEPORT, TCP connections kept and reused in both directions,
+//! stream framing by Content-Length with the 64 KiB message limit.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use snafu::{ResultExt, Snafu};
+use socket2::{Domain, Protocol, Socket, Type};
+use std::collections::HashMap;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::mpsc;
+
+use crate::config::{Listen, Transport};
+use crate::sip::message::{frame_length, header_end, ParseError, MAX_MESSAGE_SIZE};
+
+#[derive(Debug, Snafu)]
+pub enum TransportError {
+    #[snafu(display("cannot listen on {transport:?} {addr}: {source} (is the port taken or the address not local?)"))]
+    Listen {
+        transport: Transport,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Receives every message the transports read.
+pub trait Sink: Send + Sync + 'static {
+    fn on_message(&self, data: &[u8], source: SocketAddr, transport: Transport, local: SocketAddr);
+    /// A stream message over the size limit: the sink may answer 513 from the head.
+    fn on_oversized(&self, head: &[u8], source: SocketAddr, local: SocketAddr);
+}
+
+/// Per-connection queue depth; a peer that does not read is dropped, not buffered forever.
+const TCP_QUEUE: usize = 1024;
+
+#[derive(Default)]
+pub struct Transports {
+    udp: Vec<(SocketAddr, Arc<UdpSocket>)>,
+    tcp: Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>,
+    /// Where messages read on connections we opened go.
+    outbound_sink: Mutex<Option<Arc<dyn Sink>>>,
+}
+
+fn udp_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    let _ = socket.set_recv_buffer_size(4 << 20);
+    let _ = socket.set_send_buffer_size(4 << 20);
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
+impl Transports {
+    /// Binds every configured socket; UDP gets one socket per core.
+    pub async fn bind(listens: &[Listen]) -> Result<(Arc<Transports>, Vec<Bound>), TransportError> {
+        let mut transports = Transports::default();
+        let mut bound = Vec::new();
+        let cores = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(8);
+        for l in listens {
+            let ctx = ListenSnafu {
+                transport: l.transport,
+                addr: l.addr,
+            };
+            match l.transport {
+                Transport::Udp => {
+                    let first = udp_socket(l.addr).context(ctx)?;
+                    let local = first.local_addr().context(ctx)?;
+                    let mut sockets = vec![first];
+                    for _ in 1..cores {
+                        sockets.push(udp_socket(local).context(ctx)?);
+                    }
+                    for (i, s) in sockets.into_iter().enumerate() {
+                        let s = Arc::new(UdpSocket::from_std(s).context(ctx)?);
+                        if i == 0 {
+                            transports.udp.push((local, s.clone()));
+                        }
+                        bound.push(Bound::Udp(local, s));
+                    }
+                }
+                Transport::Tcp => {
+                    let listener = TcpListener::bind(l.addr).await.context(ctx)?;
+                    let local = listener.local_addr().context(ctx)?;
+                    bound.push(Bound::Tcp(local, listener));
+                }
+            }
+        }
+        Ok((Arc::new(transports), bound))
+    }
+
+    /// Starts the receive loops.
+    pub fn serve(self: &Arc<Self>, bound: Vec<Bound>, sink: Arc<dyn Sink>) {
+        for b in bound {
+            match b {
+                Bound::Udp(local, socket) => {
+                    let sink = sink.clone();
+                    tokio::spawn(async move {
+                        let mut buf = vec![0u8; MAX_MESSAGE_SIZE + 1];
+                        loop {
+                            match socket.recv_from(&mut buf).await {
+                                Ok((n, src)) => {
+                                    sink.on_message(&buf[..n], src, Transport::Udp, local)
+                                }
+                                Err(e) => tracing::debug!(error = %e, "UDP receive error"),
+                            }
+                        }
+                    });
+                }
+                Bound::Tcp(local, listener) => {
+                    let sink = sink.clone();
+                    let me = self.clone();
+                    tokio::spawn(async move {
+                        loop {
+                            match listener.accept().await {
+                                Ok((stream, peer)) => {
+                                    me.clone()
+                                        .start_connection(stream, peer, local, sink.clone())
+                                }
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "TCP accept failed");
+                                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                                }
+                            }
+                        }
+                    });
+                }
+            }
+        }
+    }
+
+    fn start_connection(
+        self: Arc<Self>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        local: SocketAddr,
+        sink: Arc<dyn Sink>,
+    ) {
+        let _ = stream.set_nodelay(true);
+        let (mut reader, mut writer) = stream.into_split();
+        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(TCP_QUEUE);
+        self.tcp.lock().insert(peer, tx);
+        tokio::spawn(async move {
+            while let Some(bytes) = rx.recv().await {
+                if writer.write_all(&bytes).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut buf: Vec<u8> = Vec::with_capacity(8192);
+            let mut chunk = vec![0u8; 16384];
+            'conn: loop {
+                match reader.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+                loop {
+                    // CRLF keepalives between messages (RFC 5626 §3.5.1).
+                    let skip = buf
+                        .iter()
+                        .take_while(|b| **b == b'\r' || **b == b'\n')
+                        .count();
+                    buf.drain(..skip);
+                    match frame_length(&buf) {
+                        Ok(Some(len)) => {
+                            sink.on_message(&buf[..len], peer, Transport::Tcp, local);
+                            buf.drain(..len);
+                        }
+                        Ok(None) => break,
+                        Err(ParseError::TooLarge { .. }) => {
+                            if let Some(end) = header_end(&buf) {
+                                sink.on_oversized(&buf[..end], peer, local);
+                            }
+                            tracing::info!(%peer, "message over 64 KiB on TCP; closing the connection");
+                            break 'conn;
+                        }
+                        Err(e) => {
+                            tracing::info!(%peer, error = %e, "unframeable TCP stream; closing");
+                            break 'conn;
+                        }
+                    }
+                }
+            }
+            // Give a queued 513 a moment to leave before the writer is dropped.
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            me.tcp.lock().remove(&peer);
+        });
+    }
+
+    /// Sends without waiting; UDP datagrams that would block are sent by a task.
+    pub fn send(self: &Arc<Self>, transport: Transport, dest: SocketAddr, bytes: Vec<u8>) {
+        match transport {
+            Transport::Udp => {
+                let Some((_, socket)) = self
+                    .udp
+                    .iter()
+                    .find(|(l, _)| l.is_ipv4() == dest.is_ipv4())
+                    .or_else(|| self.udp.first())
+                else {
+                    tracing::warn!(%dest, "no UDP socket to send from");
+                    return;
+                };
+                match socket.try_send_to(&bytes, dest) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        let socket = socket.clone();
+                        tokio::spawn(async move {
+                            let _ = socket.send_to(&bytes, dest).await;
+                        });
+                    }
+                    Err(e) => tracing::debug!(%dest, error = %e, "UDP send failed"),
+                }
+            }
+            Transport::Tcp => {
+                let existing = self.tcp.lock().get(&dest).cloned();
+                match existing {
+                    Some(tx) => {
+                        if tx.try_send(bytes).is_err() {
+                            tracing::info!(%dest, "TCP peer not reading; message dropped");
+                        }
+                    }
+                    None => {
+                        let me = self.clone();
+                        tokio::spawn(async move { me.connect_and_send(dest, bytes).await });
+                    }
+                }
+            }
+        }
+    }
+
+    async fn connect_and_send(self: Arc<Self>, dest: SocketAddr, bytes: Vec<u8>) {
+        let connect =
+            tokio::time::timeout(std::time::Duration::from_secs(5), TcpStream::connect(dest));
+        let Ok(Ok(stream)) = connect.await else {
+            tracing::info!(%dest, "cannot open TCP connection");
+            return;
+        };
+        let local = stream.local_addr().unwrap_or(dest);
+        let sink = self.outbound_sink.lock().clone();
+        if let Some(sink) = sink {
+            self.clone().start_connection(stream, dest, local, sink);
+            if let Some(tx) = self.tcp.lock().get(&dest).cloned() {
+                let _ = tx.try_send(bytes);
+            }
+        }
+    }
+
+    pub fn set_outbound_sink(&self, sink: Arc<dyn Sink>) {
+        *self.outbound_sink.lock() = Some(sink);
+    }
+}
+
+pub enum Bound {
+    Udp(SocketAddr, Arc<UdpSocket>),
+    Tcp(SocketAddr, TcpListener),
+}
