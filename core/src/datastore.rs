@@ -292,7 +292,7 @@ impl Datastore {
             let path = self.layout.uci_package(&package_name);
             let on_disk = std::fs::read_to_string(&path).ok();
             if on_disk.as_deref() != Some(text.as_str()) {
-                write_atomically(&path, text.as_bytes()).context(WriteSnafu {
+                crate::persist::replace_derived(&path, text.as_bytes()).context(WriteSnafu {
                     path: path.display().to_string(),
                 })?;
             }
@@ -476,7 +476,7 @@ impl Datastore {
         let mut failure: Option<ConfigError> = None;
         for (_, package, text) in &changed {
             let path = self.layout.uci_package(package);
-            if let Err(e) = write_atomically(&path, text.as_bytes()) {
+            if let Err(e) = crate::persist::replace_derived(&path, text.as_bytes()) {
                 failure = Some(ConfigError::new(
                     ErrorTag::OperationFailed,
                     format!("cannot write {}: {e}", path.display()),
@@ -503,7 +503,10 @@ impl Datastore {
             // Put every written package back and let the daemons that took the new one return to the old.
             for (package, old) in &written {
                 if let Some(old) = old {
-                    let _ = write_atomically(&self.layout.uci_package(package), old.as_bytes());
+                    let _ = crate::persist::replace_derived(
+                        &self.layout.uci_package(package),
+                        old.as_bytes(),
+                    );
                 }
             }
             for package in &reloaded {

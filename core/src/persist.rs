@@ -6,6 +6,17 @@ use std::io::Write;
 use std::path::Path;
 
 pub fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    write_replacing(path, contents, true)
+}
+
+/// Atomic replacement without waiting for the disk: for derived files (the
+/// rendered UCI packages) that are rebuilt from running.xml at every start, so
+/// a power cut can cost them nothing that matters.
+pub fn replace_derived(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    write_replacing(path, contents, false)
+}
+
+fn write_replacing(path: &Path, contents: &[u8], durable: bool) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
     std::fs::create_dir_all(dir)?;
     let file_name = path
@@ -16,10 +27,15 @@ pub fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     {
         let mut file = std::fs::File::create(&temp)?;
         file.write_all(contents)?;
-        file.sync_all()?;
+        if durable {
+            file.sync_all()?;
+        }
     }
     std::fs::rename(&temp, path)?;
-    std::fs::File::open(dir)?.sync_all()
+    if durable {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
