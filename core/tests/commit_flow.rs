@@ -289,3 +289,82 @@ async fn commit_history_is_served_as_state() {
     );
     assert!(xml.contains("<back>0</back>"), "{xml}");
 }
+
+#[tokio::test]
+async fn a_pbx_change_reloads_the_pbx_daemon_once_and_its_refusal_rolls_the_commit_back() {
+    let (dir, mut store) = open();
+    let layout = Layout::new(dir.path());
+    let pbx = Arc::new(CountingDaemon {
+        reloads: AtomicUsize::new(0),
+        refuse: AtomicBool::new(false),
+    });
+    let security = Arc::new(CountingDaemon {
+        reloads: AtomicUsize::new(0),
+        refuse: AtomicBool::new(false),
+    });
+    let _pbx_server = IpcServer::bind(&layout.socket("pbx"), pbx.clone())
+        .await
+        .unwrap();
+    let _sec_server = IpcServer::bind(&layout.socket("security"), security.clone())
+        .await
+        .unwrap();
+    let reloader = IpcReloader::new(layout.clone());
+    let extension = |n: u32| {
+        format!("<pbx xmlns=\"urn:besip:pbx\"><extension><number>{n}</number><password>pw{n}</password></extension></pbx>")
+    };
+
+    edit(&mut store, &extension(100)).unwrap();
+    let outcome = store
+        .commit(CommitOptions::default(), &reloader)
+        .await
+        .unwrap();
+    assert_eq!(outcome.changed_packages, vec!["besip_pbx".to_string()]);
+    assert_eq!(
+        pbx.reloads.load(Ordering::SeqCst),
+        1,
+        "exactly one reload for the PBX"
+    );
+    assert_eq!(
+        security.reloads.load(Ordering::SeqCst),
+        0,
+        "the security daemon's package did not change"
+    );
+    let uci_path = layout.uci_package("besip_pbx");
+    let uci_before = std::fs::read_to_string(&uci_path).unwrap();
+    assert!(
+        uci_before.contains("config extension 'extension_100'"),
+        "{uci_before}"
+    );
+    let running_before = store.print(Source::Running, WithDefaults::Explicit);
+
+    pbx.refuse.store(true, Ordering::SeqCst);
+    edit(&mut store, &extension(101)).unwrap();
+    let errors = store
+        .commit(CommitOptions::default(), &reloader)
+        .await
+        .unwrap_err();
+    assert!(errors.0[0].message.contains("5060"), "{errors}");
+    assert_eq!(errors.0[0].app_tag.as_deref(), Some("daemon-refused"));
+    assert_eq!(
+        store.print(Source::Running, WithDefaults::Explicit),
+        running_before
+    );
+    assert_eq!(
+        std::fs::read_to_string(&uci_path).unwrap(),
+        uci_before,
+        "the old UCI file is back"
+    );
+    // Reload #2 was the refused one. A daemon that refused still runs its old
+    // configuration, so it is not asked again; only daemons that had accepted
+    // the new file are told to go back to the old one.
+    assert_eq!(pbx.reloads.load(Ordering::SeqCst), 2);
+
+    pbx.refuse.store(false, Ordering::SeqCst);
+    store
+        .commit(CommitOptions::default(), &reloader)
+        .await
+        .unwrap();
+    assert!(std::fs::read_to_string(&uci_path)
+        .unwrap()
+        .contains("extension_101"));
+}
