@@ -379,12 +379,14 @@ impl Datastore {
     }
 
     /// Full YANG validation of a datastore.
-    pub fn validate(&self, source: Source) -> Result<(), ConfigError> {
-        let mut copy = self
-            .tree(source)
-            .duplicate()
-            .map_err(|e| ConfigError::new(ErrorTag::OperationFailed, describe(&e)))?;
-        copy.validate(validation_flags())
+    /// Validating the candidate also adds its implicit defaults (as libyang
+    /// does), so what it shows and renders is complete; running is always valid.
+    pub fn validate(&mut self, source: Source) -> Result<(), ConfigError> {
+        let tree = match source {
+            Source::Running => &mut self.running,
+            Source::Candidate => &mut self.candidate,
+        };
+        tree.validate(validation_flags())
             .map_err(|e| ConfigError::from_validation(&e))
     }
 

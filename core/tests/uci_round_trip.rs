@@ -95,6 +95,69 @@ proptest! {
     }
 }
 
+prop_compose! {
+    fn arb_pbx()(extensions in prop::collection::btree_map("[0-9]{2,5}", (
+                    prop::option::of("[A-Za-z '\"&<>_.:/-]{0,24}"),
+                    "[A-Za-z0-9!#%'_-]{4,16}",
+                    any::<bool>(),
+                    prop::collection::btree_set("[a-z]{3,8}", 0..3),
+                    prop::option::of("[0-9]{3,6}"),
+                 ), 1..8),
+                 alias_picks in prop::collection::vec(("[a-z0-9]{1,6}", any::<prop::sample::Index>()), 0..4),
+                 trunks in prop::collection::btree_set("[a-z][a-z0-9-]{0,8}", 0..3),
+                 dispatchers in prop::collection::btree_map("[a-z][a-z0-9]{0,6}",
+                    prop::collection::btree_map((1u8..250, 1000u16..9999), 1u16..1000, 1..4), 0..3),
+                 domains in prop::collection::btree_set("[a-z]{1,8}\\.example", 0..3),
+                 external in prop::option::of((1u8..224, 0u8..255)),
+                 mode in prop::sample::select(vec!["proxy", "b2bua"])) -> String {
+        let mut xml = format!("<pbx xmlns=\"urn:besip:pbx\"><mode>{mode}</mode>");
+        for d in &domains { xml.push_str(&format!("<domain>{d}</domain>")); }
+        let numbers: Vec<&String> = extensions.keys().collect();
+        for (number, (display, password, enabled, groups, busy)) in &extensions {
+            xml.push_str(&format!("<extension><number>{number}</number><password>{}</password><enabled>{enabled}</enabled>", xml_escape(password)));
+            if let Some(d) = display { xml.push_str(&format!("<display-name>{}</display-name>", xml_escape(d))); }
+            for g in groups { xml.push_str(&format!("<group>{g}</group>")); }
+            if let Some(b) = busy { xml.push_str(&format!("<forwarding><busy>{b}</busy></forwarding>")); }
+            xml.push_str("</extension>");
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (alias, pick) in &alias_picks {
+            let alias = format!("a{alias}");
+            if seen.insert(alias.clone()) {
+                xml.push_str(&format!("<alias><alias>{alias}</alias><extension>{}</extension></alias>", numbers[pick.index(numbers.len())]));
+            }
+        }
+        for (i, t) in trunks.iter().enumerate() {
+            xml.push_str(&format!("<trunk><name>{t}</name><host>gw{i}.example</host></trunk>"));
+            xml.push_str(&format!("<route><name>r{i}</name><match>^0{i}</match><trunk>{t}</trunk></route>"));
+        }
+        for (name, destinations) in &dispatchers {
+            xml.push_str(&format!("<dispatcher-set><name>{name}</name>"));
+            for ((host, port), weight) in destinations {
+                xml.push_str(&format!("<destination><uri>sip:10.0.0.{host}:{port};transport=udp</uri><weight>{weight}</weight></destination>"));
+            }
+            xml.push_str("</dispatcher-set>");
+        }
+        if let Some((a, b)) = external {
+            xml.push_str(&format!("<nat><external-address>{a}.{b}.0.1</external-address><local-network>192.168.{b}.0/24</local-network></nat>"));
+        }
+        xml.push_str("</pbx>");
+        xml
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, .. ProptestConfig::default() })]
+    #[test]
+    fn random_pbx_configurations_round_trip(pbx in arb_pbx()) {
+        let (_d, mut store) = open();
+        prop_assume!(store.schema().besip_modules().any(|m| m.name == "besip-pbx"));
+        edit(&mut store, &pbx).unwrap_or_else(|e| panic!("{e}\n{pbx}"));
+        store.validate(Source::Candidate).unwrap_or_else(|e| panic!("{e}\n{pbx}"));
+        round_trip_all_modules(&mut store);
+    }
+}
+
 #[tokio::test]
 async fn hand_edited_bad_value_names_file_line_and_path_and_changes_nothing() {
     let (dir, mut store) = open();
