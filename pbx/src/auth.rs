@@ -145,27 +145,32 @@ impl Authenticator {
         a
     }
 
-    fn mac(&self, ts: u64) -> String {
+    fn mac(&self, ts: u64, salt: u32) -> String {
         let mut mac = match Hmac::<Sha256>::new_from_slice(&self.secret) {
             Ok(m) => m,
             Err(_) => return String::new(),
         };
         mac.update(&ts.to_be_bytes());
+        mac.update(&salt.to_be_bytes());
         mac.update(self.realm.as_bytes());
         hex::encode(&mac.finalize().into_bytes()[..16])
     }
 
+    /// A fresh nonce: time stamp, random salt (so two clients challenged in
+    /// the same second get different nonces and nonce counts), and the MAC.
     pub fn nonce_at(&self, ts: u64) -> String {
-        format!("{ts:016x}{}", self.mac(ts))
+        let salt: u32 = rand::random();
+        format!("{ts:016x}{salt:08x}{}", self.mac(ts, salt))
     }
 
     /// Some(age) for a nonce we issued; None for a forged or garbled one.
     fn nonce_age(&self, nonce: &str) -> Option<u64> {
-        if nonce.len() != 48 {
+        if nonce.len() != 56 || !nonce.is_ascii() {
             return None;
         }
-        let ts = u64::from_str_radix(nonce.get(..16)?, 16).ok()?;
-        same(nonce.get(16..)?, &self.mac(ts)).then(|| now().saturating_sub(ts))
+        let ts = u64::from_str_radix(&nonce[..16], 16).ok()?;
+        let salt = u32::from_str_radix(&nonce[16..24], 16).ok()?;
+        same(&nonce[24..], &self.mac(ts, salt)).then(|| now().saturating_sub(ts))
     }
 
     /// Values of WWW-Authenticate / Proxy-Authenticate, in order of preference.
@@ -196,6 +201,7 @@ impl Authenticator {
         headers: impl IntoIterator<Item = &'a str>,
         method: &str,
         request_uri: &str,
+        uri_is_ours: impl Fn(&str) -> bool,
         password_of: impl Fn(&str) -> Option<String>,
     ) -> Verdict {
         let Some(c) = headers
@@ -213,7 +219,9 @@ impl Authenticator {
         let Some(age) = self.nonce_age(&c.nonce) else {
             return Verdict::Failed("nonce not issued by us");
         };
-        if c.uri != request_uri {
+        // RFC 7616 §3.4.6: the digest-uri names this request. Some clients
+        // (sipp) put our address there instead of the Request-URI: accept that.
+        if c.uri != request_uri && !uri_is_ours(&c.uri) {
             return Verdict::Failed("digest uri differs from the Request-URI");
         }
         let password = password_of(&c.username).unwrap_or_else(|| hex::encode(self.secret));
@@ -294,16 +302,16 @@ mod tests {
             let nonce = a.nonce_at(now() - i as u64);
             let h = creds(&a, alg, "secret", &nonce, "00000001");
             assert_eq!(
-                a.verify([h.as_str()], "REGISTER", "sip:pbx", pw),
+                a.verify([h.as_str()], "REGISTER", "sip:pbx", |_| false, pw),
                 Verdict::Ok("100".into())
             );
             assert!(matches!(
-                a.verify([h.as_str()], "REGISTER", "sip:pbx", pw),
+                a.verify([h.as_str()], "REGISTER", "sip:pbx", |_| false, pw),
                 Verdict::Failed(_)
             ));
             let h2 = creds(&a, alg, "secret", &nonce, "00000002");
             assert_eq!(
-                a.verify([h2.as_str()], "REGISTER", "sip:pbx", pw),
+                a.verify([h2.as_str()], "REGISTER", "sip:pbx", |_| false, pw),
                 Verdict::Ok("100".into())
             );
         }
@@ -315,23 +323,23 @@ mod tests {
         let nonce = a.nonce_at(now());
         let h = creds(&a, Algorithm::Md5, "wrong", &nonce, "00000001");
         assert!(matches!(
-            a.verify([h.as_str()], "REGISTER", "sip:pbx", pw),
+            a.verify([h.as_str()], "REGISTER", "sip:pbx", |_| false, pw),
             Verdict::Failed(_)
         ));
-        let forged = format!("{:016x}{}", now(), "0".repeat(32));
+        let forged = format!("{:016x}{}", now(), "0".repeat(40));
         let h = creds(&a, Algorithm::Md5, "secret", &forged, "00000001");
         assert!(matches!(
-            a.verify([h.as_str()], "REGISTER", "sip:pbx", pw),
+            a.verify([h.as_str()], "REGISTER", "sip:pbx", |_| false, pw),
             Verdict::Failed(_)
         ));
         let old = a.nonce_at(now() - 1000);
         let h = creds(&a, Algorithm::Md5, "secret", &old, "00000001");
         assert_eq!(
-            a.verify([h.as_str()], "REGISTER", "sip:pbx", pw),
+            a.verify([h.as_str()], "REGISTER", "sip:pbx", |_| false, pw),
             Verdict::Stale
         );
         assert_eq!(
-            a.verify(["garbage"], "REGISTER", "sip:pbx", pw),
+            a.verify(["garbage"], "REGISTER", "sip:pbx", |_| false, pw),
             Verdict::Missing
         );
         assert!(a.challenges(true)[0].contains("stale=true"));

@@ -197,6 +197,11 @@ impl Engine {
             .any(|s| s.advertised.ip() == ip || s.bound.ip() == ip)
     }
 
+    /// A digest-uri that names this server (host is our domain or address).
+    pub fn uri_is_ours(&self, uri: &str) -> bool {
+        crate::sip::Uri::parse(uri).is_some_and(|u| self.is_our_domain(&u.host))
+    }
+
     pub fn send(&self, transport: Transport, dest: SocketAddr, bytes: Vec<u8>) {
         self.transports.send(transport, dest, bytes);
     }

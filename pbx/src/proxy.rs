@@ -108,7 +108,8 @@ fn decide(
     let Some(ruri) = Uri::parse(&ruri_text) else {
         return Decision::Reply(416, "Unsupported URI Scheme", vec![]);
     };
-    let to_us = engine.is_local(&ruri.host, ruri.port) || engine.is_our_domain(&ruri.host);
+    // IP literals name us only with our port: on one host, UAs share our address.
+    let to_us = engine.is_local(&ruri.host, ruri.port);
     if method == "OPTIONS" && ruri.user.is_none() && to_us && msg.header("Route").is_none() {
         let mut allow: Vec<&str> = cfg.allowed_methods.iter().map(String::as_str).collect();
         allow.sort_unstable();
@@ -237,7 +238,13 @@ fn authenticate(
             .collect();
         Decision::Reply(407, "Proxy Authentication Required", extra)
     };
-    match auth.verify(creds, method, msg.uri(), password_of) {
+    match auth.verify(
+        creds,
+        method,
+        msg.uri(),
+        |u| engine.uri_is_ours(u),
+        password_of,
+    ) {
         Verdict::Ok(user) => {
             let from_user = from
                 .user
@@ -475,7 +482,7 @@ pub fn forward_stateless(
         None => Uri::parse(msg.uri()),
     };
     let Some(next) = next else { return };
-    let target = if engine.is_our_domain(&next.host) && msg.header("Route").is_none() {
+    let target = if engine.is_local(&next.host, next.port) && msg.header("Route").is_none() {
         // An ACK sent to us by R-URI: the callee is found by the location service.
         next.user
             .as_deref()

@@ -43,7 +43,13 @@ pub fn register(
             .filter(|e| e.enabled)
             .map(|e| e.password.clone())
     };
-    let verdict = auth.verify(credentials, "REGISTER", msg.uri(), password_of);
+    let verdict = auth.verify(
+        credentials,
+        "REGISTER",
+        msg.uri(),
+        |u| engine.uri_is_ours(u),
+        password_of,
+    );
     let challenge = |stale: bool| {
         let mut r = reply(msg, 401, "Unauthorized", &tag);
         for c in auth.challenges(stale) {

@@ -1,1 +1,578 @@
-//! Test helpers for the pbx area (filled in by that area's tests).
+//! Helpers for the pbx tests: running besip-pbxd on loopback with a UCI
+//! configuration, running sipp scenarios against it, reading its IPC state.
+
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::{bin_path, TempRoot};
+
+/// A free UDP (and, almost surely, TCP) port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind probe socket");
+        let port = udp.local_addr().expect("local addr").port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// UCI text of a PBX on 127.0.0.1:`port` (UDP and TCP) with extensions
+/// 100..=103 (password `pw<number>`), alias `boss` → 100, and `extra` appended
+/// to the main section.
+pub fn config(port: u16, extra_main: &str) -> String {
+    let mut s = format!(
+        "package besip_pbx\n\nconfig pbx 'main'\n\toption mode 'proxy'\n\tlist domain 'besip.test'\n\toption auth_realm 'besip.test'\n\toption auth_algorithms 'md5'\n{extra_main}\n\
+config listen 'listen_udp'\n\toption name 'udp'\n\toption transport 'udp'\n\toption address '127.0.0.1'\n\toption port '{port}'\n\n\
+config listen 'listen_tcp'\n\toption name 'tcp'\n\toption transport 'tcp'\n\toption address '127.0.0.1'\n\toption port '{port}'\n\n"
+    );
+    for n in 100..=103 {
+        s.push_str(&format!(
+            "config extension 'extension_{n}'\n\toption number '{n}'\n\toption password 'pw{n}'\n\toption enabled '1'\n\n"
+        ));
+    }
+    s.push_str("config alias 'alias_boss'\n\toption alias 'boss'\n\toption extension '100'\n\n");
+    s
+}
+
+pub struct Pbx {
+    pub root: TempRoot,
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl Pbx {
+    /// Starts besip-pbxd with `uci` as its configuration and waits until it answers.
+    pub fn start(uci: &str, port: u16) -> Pbx {
+        let root = TempRoot::new();
+        std::fs::write(root.path().join("etc/config/besip_pbx"), uci).expect("write config");
+        let mut pbx = Pbx {
+            root,
+            port,
+            child: None,
+        };
+        pbx.spawn();
+        pbx
+    }
+
+    pub fn spawn(&mut self) {
+        let _ = std::fs::remove_file(self.socket());
+        let child = Command::new(bin_path("besip-pbxd"))
+            .arg("--root")
+            .arg(self.root.path())
+            .arg("--log-level")
+            .arg("besip_pbx=info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start besip-pbxd");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.socket().exists() {
+            assert!(
+                Instant::now() < deadline,
+                "besip-pbxd did not open its IPC socket"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.root.path().join("run/pbx.sock")
+    }
+
+    /// Stops the daemon with SIGTERM and waits for it.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("daemon running");
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        child.wait().expect("wait for besip-pbxd")
+    }
+
+    /// Calls an IPC method and returns its result.
+    pub fn ipc(
+        &self,
+        method: &str,
+        params: serde_json::Value,
+    ) -> Result<serde_json::Value, String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let client = besip_core::ipc::IpcClient::connect(&self.socket())
+                .await
+                .map_err(|e| e.to_string())?;
+            client.call(method, params).await.map_err(|e| e.to_string())
+        })
+    }
+
+    pub fn state(&self) -> serde_json::Value {
+        self.ipc("state", serde_json::json!({})).expect("state")
+    }
+
+    /// Registrations in the state as (aor, contact) pairs.
+    pub fn registrations(&self) -> Vec<(String, String)> {
+        let s = self.state();
+        s["besip-pbx:pbx"]["registrations"]["registration"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|r| {
+                        (
+                            r["aor"].as_str().unwrap_or("").to_owned(),
+                            r["contact"].as_str().unwrap_or("").to_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub fn counter(&self, name: &str) -> u64 {
+        let s = self.state();
+        let v = &s["besip-pbx:pbx"]["counters"][name];
+        v.as_str()
+            .and_then(|s| s.parse().ok())
+            .or_else(|| v.as_u64())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Pbx {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// True when sipp is installed (scripts/install-deps installs sip-tester).
+pub fn have_sipp() -> bool {
+    Command::new("sipp").arg("-v").output().is_ok()
+}
+
+/// A sipp run: scenario text, local port, remote port, extra arguments.
+pub struct Sipp {
+    dir: tempfile::TempDir,
+}
+
+impl Default for Sipp {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Sipp {
+    pub fn new() -> Sipp {
+        Sipp {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    fn command(
+        &self,
+        name: &str,
+        scenario: &str,
+        local_port: u16,
+        pbx_port: u16,
+        args: &[&str],
+    ) -> Command {
+        let path = self.dir.path().join(format!("{name}.xml"));
+        std::fs::write(&path, scenario).expect("write scenario");
+        let mut cmd = Command::new("sipp");
+        cmd.current_dir(self.dir.path())
+            .arg(format!("127.0.0.1:{pbx_port}"))
+            .arg("-sf")
+            .arg(&path)
+            .args(["-i", "127.0.0.1", "-p", &local_port.to_string()])
+            .args(["-m", "1", "-nostdin", "-timeout", "40s", "-timeout_error"])
+            .args(["-trace_err", "-trace_msg"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    }
+
+    /// Runs a scenario to completion.
+    pub fn run(
+        &self,
+        name: &str,
+        scenario: &str,
+        local_port: u16,
+        pbx_port: u16,
+        args: &[&str],
+    ) -> SippResult {
+        let out = self
+            .command(name, scenario, local_port, pbx_port, args)
+            .output()
+            .expect("run sipp");
+        SippResult::new(out, self.dir.path())
+    }
+
+    /// Starts a scenario in the background (a UAS waiting for a call).
+    pub fn spawn(
+        &self,
+        name: &str,
+        scenario: &str,
+        local_port: u16,
+        pbx_port: u16,
+        args: &[&str],
+    ) -> Child {
+        let child = self
+            .command(name, scenario, local_port, pbx_port, args)
+            .spawn()
+            .expect("start sipp");
+        // sipp needs a moment to bind its socket.
+        std::thread::sleep(Duration::from_millis(300));
+        child
+    }
+
+    pub fn wait(&self, child: Child) -> SippResult {
+        SippResult::new(
+            child.wait_with_output().expect("wait sipp"),
+            self.dir.path(),
+        )
+    }
+}
+
+pub struct SippResult {
+    pub success: bool,
+    /// sipp's own output plus its error and message traces, for failure messages.
+    pub log: String,
+}
+
+impl SippResult {
+    fn new(out: Output, dir: &Path) -> SippResult {
+        let mut log = String::from_utf8_lossy(&out.stdout).into_owned();
+        log.push_str(&String::from_utf8_lossy(&out.stderr));
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for e in entries.flatten() {
+                let p = e.path();
+                if p.extension().is_some_and(|x| x == "log") {
+                    log.push_str(&format!("\n--- {} ---\n", p.display()));
+                    log.push_str(&std::fs::read_to_string(&p).unwrap_or_default());
+                }
+            }
+        }
+        SippResult {
+            success: out.status.success(),
+            log,
+        }
+    }
+}
+
+/// REGISTER, answered 401, then again with credentials (-au/-ap); expects `final_code`.
+pub fn register_scenario(user: &str, expires: u32, final_code: u16) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="register">
+  <send retrans="500"><![CDATA[
+REGISTER sip:besip.test SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
+From: <sip:{user}@besip.test>;tag=[pid]reg[call_number]
+To: <sip:{user}@besip.test>
+Call-ID: [call_id]
+CSeq: 1 REGISTER
+Contact: <sip:{user}@[local_ip]:[local_port];transport=[transport]>
+Expires: {expires}
+Max-Forwards: 70
+User-Agent: sipp-test
+Content-Length: 0
+
+]]></send>
+  <recv response="401" auth="true"/>
+  <send retrans="500"><![CDATA[
+REGISTER sip:besip.test SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
+From: <sip:{user}@besip.test>;tag=[pid]reg[call_number]
+To: <sip:{user}@besip.test>
+Call-ID: [call_id]
+CSeq: 2 REGISTER
+Contact: <sip:{user}@[local_ip]:[local_port];transport=[transport]>
+Expires: {expires}
+[authentication]
+Max-Forwards: 70
+User-Agent: sipp-test
+Content-Length: 0
+
+]]></send>
+  <recv response="{final_code}"/>
+</scenario>
+"#
+    )
+}
+
+const SDP: &str = "v=0
+o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 0
+a=rtpmap:0 PCMU/8000";
+
+fn invite(user: &str, callee: &str, cseq: u32, auth: bool) -> String {
+    format!(
+        "INVITE sip:{callee}@besip.test SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
+From: <sip:{user}@besip.test>;tag=[pid]call[call_number]
+To: <sip:{callee}@besip.test>
+Call-ID: [call_id]
+CSeq: {cseq} INVITE
+Contact: <sip:{user}@[local_ip]:[local_port];transport=[transport]>
+{}Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+{SDP}
+",
+        if auth { "[authentication]\n" } else { "" }
+    )
+}
+
+/// Caller side: INVITE, 407, ACK, INVITE with credentials, then what `after` holds.
+fn caller_prefix(user: &str, callee: &str) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="caller">
+  <send retrans="500"><![CDATA[
+{}]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="407" auth="true"/>
+  <send><![CDATA[
+ACK sip:{callee}@besip.test SIP/2.0
+[last_Via:]
+[last_From:]
+[last_To:]
+Call-ID: [call_id]
+CSeq: 1 ACK
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <send retrans="500"><![CDATA[
+{}]]></send>
+  <recv response="100" optional="true"/>
+"#,
+        invite(user, callee, 1, false),
+        invite(user, callee, 2, true)
+    )
+}
+
+/// Caller: authenticated call that is answered, then hung up with BYE.
+pub fn caller_answered(user: &str, callee: &str) -> String {
+    format!(
+        r#"{}  <recv response="180" optional="true"/>
+  <recv response="200" rrs="true"/>
+  <send><![CDATA[
+ACK [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
+From: <sip:{user}@besip.test>;tag=[pid]call[call_number]
+[last_To:]
+[routes]
+Call-ID: [call_id]
+CSeq: 2 ACK
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <pause milliseconds="300"/>
+  <send retrans="500"><![CDATA[
+BYE [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
+From: <sip:{user}@besip.test>;tag=[pid]call[call_number]
+[last_To:]
+[routes]
+Call-ID: [call_id]
+CSeq: 3 BYE
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <recv response="200"/>
+</scenario>
+"#,
+        caller_prefix(user, callee)
+    )
+}
+
+/// Caller: expects a final failure `code` (e.g. 486) for the authenticated INVITE and ACKs it.
+pub fn caller_rejected(user: &str, callee: &str, code: u16) -> String {
+    format!(
+        r#"{}  <recv response="180" optional="true"/>
+  <recv response="{code}"/>
+  <send><![CDATA[
+ACK sip:{callee}@besip.test SIP/2.0
+[last_Via:]
+[last_From:]
+[last_To:]
+Call-ID: [call_id]
+CSeq: 2 ACK
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+</scenario>
+"#,
+        caller_prefix(user, callee)
+    )
+}
+
+/// Caller: cancels while the callee rings.
+pub fn caller_cancels(user: &str, callee: &str) -> String {
+    format!(
+        r#"{}  <recv response="180"/>
+  <pause milliseconds="300"/>
+  <send><![CDATA[
+CANCEL sip:{callee}@besip.test SIP/2.0
+[last_Via:]
+From: <sip:{user}@besip.test>;tag=[pid]call[call_number]
+To: <sip:{callee}@besip.test>
+Call-ID: [call_id]
+CSeq: 2 CANCEL
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <recv response="200"/>
+  <recv response="487"/>
+  <send><![CDATA[
+ACK sip:{callee}@besip.test SIP/2.0
+[last_Via:]
+[last_From:]
+[last_To:]
+Call-ID: [call_id]
+CSeq: 2 ACK
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+</scenario>
+"#,
+        caller_prefix(user, callee)
+    )
+}
+
+const UAS_HEAD: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="callee">
+  <recv request="INVITE" rrs="true"/>
+  <send><![CDATA[
+SIP/2.0 180 Ringing
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]uas[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+[last_Record-Route:]
+Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+Content-Length: 0
+
+]]></send>
+"#;
+
+/// Callee: rings, answers after `ring_ms`, waits for ACK and BYE.
+pub fn callee_answers(ring_ms: u32) -> String {
+    format!(
+        r#"{UAS_HEAD}  <pause milliseconds="{ring_ms}"/>
+  <send retrans="500"><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]uas[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+[last_Record-Route:]
+Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+Content-Type: application/sdp
+Content-Length: [len]
+
+{SDP}
+]]></send>
+  <recv request="ACK"/>
+  <recv request="BYE"/>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+</scenario>
+"#
+    )
+}
+
+/// Callee: rings and answers `code` (486 busy), then takes the ACK.
+pub fn callee_rejects(code: u16, reason: &str) -> String {
+    format!(
+        r#"{UAS_HEAD}  <send><![CDATA[
+SIP/2.0 {code} {reason}
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]uas[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+  <recv request="ACK"/>
+</scenario>
+"#
+    )
+}
+
+/// Callee: rings until a CANCEL comes, answers it and 487, takes the ACK.
+pub fn callee_cancelled() -> String {
+    format!(
+        r#"{UAS_HEAD}  <recv request="CANCEL"/>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]uas[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+  <send><![CDATA[
+SIP/2.0 487 Request Terminated
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]uas[call_number]
+[last_Call-ID:]
+CSeq: 2 INVITE
+Content-Length: 0
+
+]]></send>
+  <recv request="ACK"/>
+</scenario>
+"#
+    )
+}
+
+/// Registers `user` from 127.0.0.1:`local_port` (password pw<user>); panics with the log if it fails.
+pub fn register(sipp: &Sipp, user: &str, local_port: u16, pbx_port: u16) {
+    let pw = format!("pw{user}");
+    let r = sipp.run(
+        &format!("reg-{user}-{local_port}"),
+        &register_scenario(user, 3600, 200),
+        local_port,
+        pbx_port,
+        &["-au", user, "-ap", &pw],
+    );
+    assert!(
+        r.success,
+        "REGISTER of {user} from port {local_port} failed:\n{}",
+        r.log
+    );
+}

@@ -1,0 +1,150 @@
+//! Calls through besip-pbxd in proxy mode between registered sipp UAs:
+//! answered call with BYE, CANCEL while ringing, 486 busy, forking.
+
+use besip_tests::pbx::*;
+
+fn setup() -> Option<(Pbx, Sipp)> {
+    if !have_sipp() {
+        eprintln!("SKIP: sipp not installed (scripts/install-deps installs sip-tester)");
+        return None;
+    }
+    let port = free_port();
+    Some((Pbx::start(&config(port, ""), port), Sipp::new()))
+}
+
+#[test]
+fn call_between_two_registered_uas() {
+    let Some((pbx, sipp)) = setup() else { return };
+    let callee_port = free_port();
+    register(&sipp, "101", callee_port, pbx.port);
+    let uas = sipp.spawn("uas", &callee_answers(200), callee_port, pbx.port, &[]);
+    let caller = sipp.run(
+        "uac",
+        &caller_answered("100", "101"),
+        free_port(),
+        pbx.port,
+        &["-au", "100", "-ap", "pw100"],
+    );
+    let callee = sipp.wait(uas);
+    assert!(caller.success, "caller failed:\n{}", caller.log);
+    assert!(callee.success, "callee failed:\n{}", callee.log);
+    // The call is over: no active call left, and the 2xx went through us.
+    assert!(pbx.counter("replies-2xx") >= 2);
+    let state = pbx.state();
+    assert_eq!(
+        state["besip-pbx:pbx"]["calls"]["call"]
+            .as_array()
+            .map(Vec::len),
+        Some(0),
+        "{state}"
+    );
+}
+
+#[test]
+fn call_to_alias_reaches_extension() {
+    let Some((pbx, sipp)) = setup() else { return };
+    let callee_port = free_port();
+    register(&sipp, "100", callee_port, pbx.port);
+    let uas = sipp.spawn("uas", &callee_answers(100), callee_port, pbx.port, &[]);
+    let caller = sipp.run(
+        "uac",
+        &caller_answered("101", "boss"),
+        free_port(),
+        pbx.port,
+        &["-au", "101", "-ap", "pw101"],
+    );
+    let callee = sipp.wait(uas);
+    assert!(caller.success, "caller failed:\n{}", caller.log);
+    assert!(callee.success, "callee failed:\n{}", callee.log);
+}
+
+#[test]
+fn cancel_of_a_ringing_call() {
+    let Some((pbx, sipp)) = setup() else { return };
+    let callee_port = free_port();
+    register(&sipp, "101", callee_port, pbx.port);
+    let uas = sipp.spawn("uas", &callee_cancelled(), callee_port, pbx.port, &[]);
+    let caller = sipp.run(
+        "uac",
+        &caller_cancels("100", "101"),
+        free_port(),
+        pbx.port,
+        &["-au", "100", "-ap", "pw100"],
+    );
+    let callee = sipp.wait(uas);
+    assert!(caller.success, "caller failed:\n{}", caller.log);
+    assert!(callee.success, "callee failed:\n{}", callee.log);
+}
+
+#[test]
+fn busy_callee_gives_486() {
+    let Some((pbx, sipp)) = setup() else { return };
+    let callee_port = free_port();
+    register(&sipp, "101", callee_port, pbx.port);
+    let uas = sipp.spawn(
+        "uas",
+        &callee_rejects(486, "Busy Here"),
+        callee_port,
+        pbx.port,
+        &[],
+    );
+    let caller = sipp.run(
+        "uac",
+        &caller_rejected("100", "101", 486),
+        free_port(),
+        pbx.port,
+        &["-au", "100", "-ap", "pw100"],
+    );
+    let callee = sipp.wait(uas);
+    assert!(caller.success, "caller failed:\n{}", caller.log);
+    assert!(callee.success, "callee failed:\n{}", callee.log);
+}
+
+#[test]
+fn unregistered_and_unknown_callees() {
+    let Some((pbx, sipp)) = setup() else { return };
+    // 102 exists but has no binding: 480. 555 does not exist: 404.
+    let r = sipp.run(
+        "uac480",
+        &caller_rejected("100", "102", 480),
+        free_port(),
+        pbx.port,
+        &["-au", "100", "-ap", "pw100"],
+    );
+    assert!(r.success, "480 expected:\n{}", r.log);
+    let r = sipp.run(
+        "uac404",
+        &caller_rejected("100", "555", 404),
+        free_port(),
+        pbx.port,
+        &["-au", "100", "-ap", "pw100"],
+    );
+    assert!(r.success, "404 expected:\n{}", r.log);
+}
+
+#[test]
+fn forking_to_two_contacts_one_answers_other_is_cancelled() {
+    let Some((pbx, sipp)) = setup() else { return };
+    let (a, b) = (free_port(), free_port());
+    register(&sipp, "101", a, pbx.port);
+    register(&sipp, "101", b, pbx.port);
+    assert_eq!(pbx.registrations().len(), 2);
+    let answers = sipp.spawn("uas-a", &callee_answers(500), a, pbx.port, &[]);
+    let cancelled = sipp.spawn("uas-b", &callee_cancelled(), b, pbx.port, &[]);
+    let caller = sipp.run(
+        "uac",
+        &caller_answered("100", "101"),
+        free_port(),
+        pbx.port,
+        &["-au", "100", "-ap", "pw100"],
+    );
+    let answers = sipp.wait(answers);
+    let cancelled = sipp.wait(cancelled);
+    assert!(caller.success, "caller failed:\n{}", caller.log);
+    assert!(answers.success, "answering branch failed:\n{}", answers.log);
+    assert!(
+        cancelled.success,
+        "cancelled branch failed:\n{}",
+        cancelled.log
+    );
+}

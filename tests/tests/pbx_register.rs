@@ -1,0 +1,158 @@
+//! besip-pbxd registrar against sipp: digest auth (good, bad, stale), 423,
+//! unregister RPC, restart keeping bindings.
+
+use besip_tests::pbx::*;
+
+#[test]
+fn register_with_digest_good_and_bad_password() {
+    if !have_sipp() {
+        eprintln!("SKIP: sipp not installed (scripts/install-deps installs sip-tester)");
+        return;
+    }
+    let port = free_port();
+    let pbx = Pbx::start(&config(port, ""), port);
+    let sipp = Sipp::new();
+    let ua = free_port();
+    register(&sipp, "100", ua, port);
+    let regs = pbx.registrations();
+    assert_eq!(regs.len(), 1, "{regs:?}");
+    assert_eq!(regs[0].0, "100@besip.test");
+    assert_eq!(regs[0].1, format!("sip:100@127.0.0.1:{ua};transport=UDP"));
+
+    // Wrong password: challenged again, nothing bound, failure counted.
+    let ua2 = free_port();
+    let bad = sipp.run(
+        "bad",
+        &register_scenario("101", 3600, 401),
+        ua2,
+        port,
+        &["-au", "101", "-ap", "wrong"],
+    );
+    assert!(bad.success, "{}", bad.log);
+    assert!(!pbx.registrations().iter().any(|r| r.0.starts_with("101@")));
+    assert!(pbx.counter("auth-failures") >= 1);
+
+    // Unknown user: exactly the same answer as a wrong password.
+    let unknown = sipp.run(
+        "unknown",
+        &register_scenario("999", 3600, 401),
+        free_port(),
+        port,
+        &["-au", "999", "-ap", "x"],
+    );
+    assert!(unknown.success, "{}", unknown.log);
+
+    // Too short: 423.
+    let brief = sipp.run(
+        "brief",
+        &register_scenario("102", 10, 423),
+        free_port(),
+        port,
+        &["-au", "102", "-ap", "pw102"],
+    );
+    assert!(brief.success, "{}", brief.log);
+
+    // Over TCP as well.
+    let tcp = sipp.run(
+        "tcp",
+        &register_scenario("103", 3600, 200),
+        free_port(),
+        port,
+        &["-au", "103", "-ap", "pw103", "-t", "t1"],
+    );
+    assert!(tcp.success, "{}", tcp.log);
+    let regs = pbx.registrations();
+    assert!(
+        regs.iter()
+            .any(|r| r.0 == "103@besip.test" && r.1.contains("transport=TCP")),
+        "{regs:?}"
+    );
+
+    // RPC unregister removes the binding.
+    let out = pbx
+        .ipc(
+            "rpc",
+            serde_json::json!({"name": "besip-pbx:unregister", "input": {"aor": "100@besip.test"}}),
+        )
+        .expect("rpc");
+    assert_eq!(out["removed"], 1);
+    assert!(!pbx.registrations().iter().any(|r| r.0 == "100@besip.test"));
+}
+
+#[test]
+fn stale_nonce_is_rechallenged_with_stale_true() {
+    if !have_sipp() {
+        eprintln!("SKIP: sipp not installed");
+        return;
+    }
+    let port = free_port();
+    let _pbx = Pbx::start(&config(port, "\toption auth_nonce_lifetime '10'\n"), port);
+    let sipp = Sipp::new();
+    // Wait past the nonce lifetime between challenge and answer.
+    let scenario = register_scenario("100", 3600, 401).replace(
+        "<recv response=\"401\" auth=\"true\"/>\n  <send",
+        "<recv response=\"401\" auth=\"true\"/>\n  <pause milliseconds=\"11500\"/>\n  <send",
+    );
+    let scenario = scenario.replace(
+        "<recv response=\"401\"/>",
+        "<recv response=\"401\" auth=\"true\"><action><ereg regexp=\"stale=true\" search_in=\"hdr\" header=\"WWW-Authenticate:\" check_it=\"true\" assign_to=\"stale\"/></action></recv>\n  <Reference variables=\"stale\"/>",
+    );
+    let r = sipp.run(
+        "stale",
+        &scenario,
+        free_port(),
+        port,
+        &["-au", "100", "-ap", "pw100"],
+    );
+    assert!(
+        r.success,
+        "stale nonce not answered with stale=true:\n{}",
+        r.log
+    );
+}
+
+#[test]
+fn restart_keeps_bindings_and_reload_keeps_them_too() {
+    if !have_sipp() {
+        eprintln!("SKIP: sipp not installed");
+        return;
+    }
+    let port = free_port();
+    let mut pbx = Pbx::start(&config(port, ""), port);
+    let sipp = Sipp::new();
+    register(&sipp, "100", free_port(), port);
+    register(&sipp, "101", free_port(), port);
+    assert_eq!(pbx.registrations().len(), 2);
+
+    // Live reload with a changed configuration keeps the bindings.
+    let cfg = config(port, "\toption registrar_max_expires '4000'\n");
+    std::fs::write(pbx.root.path().join("etc/config/besip_pbx"), cfg).expect("write");
+    pbx.ipc("reload", serde_json::json!({})).expect("reload");
+    assert_eq!(pbx.registrations().len(), 2);
+
+    // A bad configuration is refused and changes nothing.
+    std::fs::write(
+        pbx.root.path().join("etc/config/besip_pbx"),
+        "config pbx 'main'\n\toption rtp_port_min '30000'\n\toption rtp_port_max '20000'\n",
+    )
+    .expect("write");
+    let err = pbx
+        .ipc("reload", serde_json::json!({}))
+        .expect_err("bad config refused");
+    assert!(err.contains("port-min"), "{err}");
+    assert_eq!(pbx.registrations().len(), 2);
+
+    let status = pbx.stop();
+    assert!(status.success(), "daemon exit {status:?}");
+    std::fs::write(
+        pbx.root.path().join("etc/config/besip_pbx"),
+        config(port, ""),
+    )
+    .expect("write");
+    pbx.spawn();
+    let mut regs = pbx.registrations();
+    regs.sort();
+    assert_eq!(regs.len(), 2, "{regs:?}");
+    assert_eq!(regs[0].0, "100@besip.test");
+    assert_eq!(regs[1].0, "101@besip.test");
+}
