@@ -100,6 +100,17 @@ async fn main() {
         commit_times.push(t2 - t1);
         totals.push(t2 - t0);
     }
+    // A change that needs libyang's full validation: adding one extension.
+    let mut add_totals = Vec::new();
+    for round in 0..rounds {
+        let t0 = Instant::now();
+        edit(&mut store, &entry_xml(n + round, 0, have_pbx));
+        store
+            .commit(CommitOptions::default(), &NoReload)
+            .await
+            .expect("commit");
+        add_totals.push(t0.elapsed());
+    }
     let mut render_times = Vec::new();
     for _ in 0..rounds.min(20) {
         let t0 = Instant::now();
@@ -123,6 +134,7 @@ async fn main() {
     let (c50, c95) = median(commit_times);
     let (t50, t95) = median(totals);
     let (r50, r95) = median(render_times);
+    let (a50, a95) = median(add_totals);
     println!(
         "edit-config of one entry:        median {:.2} ms  p95 {:.2} ms",
         ms(e50),
@@ -134,9 +146,14 @@ async fn main() {
         ms(c95)
     );
     println!(
-        "edit + commit (one change):      median {:.2} ms  p95 {:.2} ms   (target < 20 ms)",
+        "edit + commit (one value change): median {:.2} ms  p95 {:.2} ms   (target < 20 ms)",
         ms(t50),
         ms(t95)
+    );
+    println!(
+        "add one entry + commit (full validation): median {:.2} ms  p95 {:.2} ms",
+        ms(a50),
+        ms(a95)
     );
     println!(
         "render all UCI packages:         median {:.2} ms  p95 {:.2} ms",

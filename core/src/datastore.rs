@@ -175,6 +175,9 @@ pub struct Datastore {
     /// replays them onto running instead of copying the whole tree. `None`
     /// after wholesale changes (copy-config, rollback, import).
     replay: Option<Vec<EditRecord>>,
+    /// Whether the changes since running was last valid need libyang's full
+    /// validation, or were all harmless value updates (validation_scope).
+    full_validation_needed: bool,
     /// Text last written for each UCI package.
     rendered: HashMap<String, String>,
     renderer: uci_map::TextRenderer,
@@ -235,6 +238,7 @@ impl Datastore {
             touched: BTreeSet::new(),
             changes: Vec::new(),
             replay: Some(Vec::new()),
+            full_validation_needed: false,
             rendered: HashMap::new(),
             renderer: uci_map::TextRenderer::new(),
             history,
@@ -335,6 +339,7 @@ impl Datastore {
             let room = MAX_CHANGE_RECORDS.saturating_sub(self.changes.len());
             self.changes
                 .extend(summary.edits.iter().take(room).cloned());
+            self.full_validation_needed |= summary.needs_full_validation;
             if let Some(replay) = self.replay.as_mut() {
                 replay.push(EditRecord {
                     config: config.to_vec(),
@@ -375,6 +380,7 @@ impl Datastore {
         self.touched.clear();
         self.changes.clear();
         self.replay = Some(Vec::new());
+        self.full_validation_needed = false;
         Ok(())
     }
 
@@ -453,7 +459,7 @@ impl Datastore {
         options: &CommitOptions,
         reloader: &R,
     ) -> Result<CommitOutcome, ConfigErrors> {
-        let (mut new_running, xml) = self.prepare_new_running()?;
+        let (mut new_running, printing) = self.prepare_new_running()?;
         let validated: &DataTree<'static> = match &new_running {
             NewRunning::Replayed(_) => &self.running,
             NewRunning::Copied(tree) => tree,
@@ -472,6 +478,13 @@ impl Datastore {
             }
         }
 
+        let xml = match self.finish_printing(printing) {
+            Ok(xml) => xml,
+            Err(error) => {
+                self.abandon(&mut new_running);
+                return Err(error.into());
+            }
+        };
         // Write the changed packages, then ask their daemons to apply them.
         let mut written: Vec<(String, Option<String>)> = Vec::new();
         let mut reloaded: Vec<String> = Vec::new();
@@ -557,6 +570,7 @@ impl Datastore {
             free_in_background(old);
         }
         self.replay = Some(Vec::new());
+        self.full_validation_needed = false;
         let changed_modules = if all_modules {
             self.schema
                 .besip_modules()
@@ -578,40 +592,27 @@ impl Datastore {
     /// Bring a validated new running configuration into being: replay the
     /// candidate's edits onto running when they are known (microseconds, and
     /// no copy of 10,000 extensions), else validate and copy the candidate.
-    fn prepare_new_running(&mut self) -> Result<(NewRunning, String), ConfigError> {
+    fn prepare_new_running(&mut self) -> Result<(NewRunning, Printing), ConfigError> {
         if let Some(records) = self.replay.take() {
             // The candidate's XML (for the running file and the history) is
-            // printed on the other core while running is brought up to date.
+            // printed on the other core while running is brought up to date
+            // and rendered here; `finish_printing` brings the candidate back
+            // before anything is awaited.
             let context = self.schema.context();
             let candidate = std::mem::replace(&mut self.candidate, DataTree::new(context));
             let printer = std::thread::spawn(move || {
                 let xml = print_tree(&candidate, WithDefaults::Explicit);
                 (candidate, xml)
             });
-            let replayed = self.replay_onto_running(&records);
-            let joined = printer.join();
-            let (candidate, xml) = match joined {
-                Ok(pair) => pair,
-                Err(_) => {
-                    // The printer panicked and took the candidate with it: start over from running.
-                    if let Ok(Some(undos)) = replayed {
-                        revert_all(&mut self.running, undos);
-                    }
-                    self.candidate = self
-                        .running
-                        .duplicate()
-                        .map_err(|e| ConfigError::new(ErrorTag::OperationFailed, describe(&e)))?;
-                    return Err(ConfigError::new(
-                        ErrorTag::OperationFailed,
-                        "printing the new configuration failed; the candidate was reset to running",
-                    ));
+            match self.replay_onto_running(&records) {
+                Ok(Some(undos)) => {
+                    return Ok((NewRunning::Replayed(undos), Printing::Thread(printer)))
                 }
-            };
-            self.candidate = candidate;
-            match replayed {
-                Ok(Some(undos)) => return Ok((NewRunning::Replayed(undos), xml)),
-                Ok(None) => {}
+                Ok(None) => {
+                    self.finish_printing(Printing::Thread(printer))?;
+                }
                 Err(error) => {
+                    self.finish_printing(Printing::Thread(printer))?;
                     self.replay = Some(records);
                     return Err(error);
                 }
@@ -626,7 +627,32 @@ impl Datastore {
             .duplicate()
             .map_err(|e| ConfigError::new(ErrorTag::OperationFailed, describe(&e)))?;
         let xml = print_tree(&copy, WithDefaults::Explicit);
-        Ok((NewRunning::Copied(copy), xml))
+        Ok((NewRunning::Copied(copy), Printing::Done(xml)))
+    }
+
+    /// Wait for the printed XML and take the candidate back from the printer.
+    fn finish_printing(&mut self, printing: Printing) -> Result<String, ConfigError> {
+        match printing {
+            Printing::Done(xml) => Ok(xml),
+            Printing::Thread(handle) => match handle.join() {
+                Ok((candidate, xml)) => {
+                    self.candidate = candidate;
+                    Ok(xml)
+                }
+                Err(_) => {
+                    // The printer panicked and took the candidate with it: start over from running.
+                    self.candidate = self
+                        .running
+                        .duplicate()
+                        .map_err(|e| ConfigError::new(ErrorTag::OperationFailed, describe(&e)))?;
+                    self.replay = None;
+                    Err(ConfigError::new(
+                        ErrorTag::OperationFailed,
+                        "printing the new configuration failed; the candidate was reset",
+                    ))
+                }
+            },
+        }
     }
 
     /// Replay the candidate's edits onto running and validate it. `Ok(None)`:
@@ -646,10 +672,12 @@ impl Datastore {
                 return Ok(None);
             }
         }
-        if let Err(e) = self.running.validate(validation_flags()) {
-            let error = ConfigError::from_validation(&e);
-            revert_all(&mut self.running, undos);
-            return Err(error);
+        if self.full_validation_needed {
+            if let Err(e) = self.running.validate(validation_flags()) {
+                let error = ConfigError::from_validation(&e);
+                revert_all(&mut self.running, undos);
+                return Err(error);
+            }
         }
         Ok(Some(undos))
     }
@@ -918,6 +946,12 @@ impl Datastore {
             .find(|m| m.name == module_name)?;
         Some(uci_map::render_module(self.tree(source), module))
     }
+}
+
+/// The running XML being printed (on another thread while commit renders UCI).
+enum Printing {
+    Done(String),
+    Thread(std::thread::JoinHandle<(DataTree<'static>, String)>),
 }
 
 /// How commit produced the new running tree.

@@ -79,6 +79,8 @@ pub struct EditSummary {
     pub modules: BTreeSet<String>,
     pub changes: usize,
     pub edits: Vec<ChangeRecord>,
+    /// Some change may affect more than its own value (see validation_scope).
+    pub needs_full_validation: bool,
 }
 
 impl EditSummary {
@@ -386,7 +388,8 @@ impl<'t> Editor<'t> {
                 } else {
                     Some(value)
                 };
-                self.set(path, value.as_deref(), module);
+                let leaf = (node.kind() == SchemaNodeKind::Leaf).then_some(node);
+                self.set(path, value.as_deref(), module, leaf);
             }
         }
     }
@@ -416,19 +419,19 @@ impl<'t> Editor<'t> {
                 return;
             }
             Operation::Create => {
-                self.set(path, None, module);
+                self.set(path, None, module, None);
                 Operation::Merge
             }
             Operation::Replace => {
                 if exists {
                     self.remove(path, module);
                 }
-                self.set(path, None, module);
+                self.set(path, None, module, None);
                 Operation::Merge
             }
             Operation::Merge => {
                 if !exists {
-                    self.set(path, None, module);
+                    self.set(path, None, module, None);
                 }
                 Operation::Merge
             }
@@ -472,7 +475,15 @@ impl<'t> Editor<'t> {
         }
     }
 
-    fn set(&mut self, path: &str, value: Option<&str>, module: &str) {
+    /// Create or update the node at `path`. `leaf` is given for leaves, so a
+    /// pure value update can tell whether it needs full validation later.
+    fn set(
+        &mut self,
+        path: &str,
+        value: Option<&str>,
+        module: &str,
+        leaf: Option<&SchemaNode<'static>>,
+    ) {
         let step = match self.tree.find_path(path) {
             Err(_) => Some(UndoStep::Remove(path.to_owned())),
             // An implicit default leaf goes back to being implicit.
@@ -488,6 +499,16 @@ impl<'t> Editor<'t> {
                 } else {
                     "create"
                 };
+                let harmless_update = operation == "replace"
+                    && leaf.is_some_and(|l| {
+                        crate::validation_scope::update_needs_no_full_validation(
+                            l.name(),
+                            l.leaf_type().map(|t| t.base_type()),
+                        )
+                    });
+                if !harmless_update {
+                    self.summary.needs_full_validation = true;
+                }
                 self.undo.steps.extend(step);
                 self.summary.record(module, path, operation);
             }
@@ -507,6 +528,7 @@ impl<'t> Editor<'t> {
         match crate::tree_ops::remove_path(self.tree, path) {
             Ok(()) => {
                 self.undo.steps.extend(backup.map(UndoStep::Restore));
+                self.summary.needs_full_validation = true;
                 self.summary.record(module, path, "delete");
             }
             Err(e) => self.fail(

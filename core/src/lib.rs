@@ -33,6 +33,8 @@ pub mod tree_ops;
 #[cfg(feature = "datastore")]
 pub mod uci_map;
 #[cfg(feature = "datastore")]
+pub mod validation_scope;
+#[cfg(feature = "datastore")]
 pub mod xml;
 
 /// Re-exported so users of the datastore need not depend on yang2 themselves.

@@ -447,3 +447,52 @@ async fn commit_replays_edits_onto_running_and_a_refused_reload_takes_everything
         store.print(Source::Candidate, WithDefaults::Explicit)
     );
 }
+
+#[tokio::test]
+async fn value_updates_that_a_must_refers_to_are_still_fully_validated() {
+    let (_d, mut store) = open();
+    // Make the port an explicit leaf first, so the next edit is a pure value update.
+    edit(
+        &mut store,
+        &format!("<system xmlns=\"{SYS}\"><netconf><port>8830</port></netconf></system>"),
+    )
+    .unwrap();
+    store
+        .commit(CommitOptions::default(), &NoReload)
+        .await
+        .unwrap();
+    edit(
+        &mut store,
+        &format!("<system xmlns=\"{SYS}\"><netconf><port>8080</port></netconf></system>"),
+    )
+    .unwrap();
+    let errors = store
+        .commit(CommitOptions::default(), &NoReload)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        errors.0[0].app_tag.as_deref(),
+        Some("must-violation"),
+        "{errors}"
+    );
+    assert!(store
+        .print(Source::Running, WithDefaults::Explicit)
+        .contains("<port>8830</port>"));
+    // A free-text leaf nobody refers to commits on the fast path and lands.
+    store.discard_changes().unwrap();
+    edit(&mut store, &format!("<system xmlns=\"{SYS}\"><user><name>f</name><full-name>First</full-name></user></system>")).unwrap();
+    store
+        .commit(CommitOptions::default(), &NoReload)
+        .await
+        .unwrap();
+    edit(&mut store, &format!("<system xmlns=\"{SYS}\"><user><name>f</name><full-name>Second</full-name></user></system>")).unwrap();
+    store
+        .commit(CommitOptions::default(), &NoReload)
+        .await
+        .unwrap();
+    let running = store.print(Source::Running, WithDefaults::Explicit);
+    assert!(
+        running.contains("Second") && !running.contains("First"),
+        "{running}"
+    );
+}
