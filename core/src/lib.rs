@@ -8,6 +8,7 @@
 
 pub mod daemon;
 pub mod ipc;
+pub mod password;
 pub mod paths;
 pub mod uci;
 mod uci_parse;
