@@ -1,0 +1,180 @@
+#!/usr/bin/env bash
+# besip-pbxd vs Kamailio, side by side in one run, on loopback, with the same
+# sipp scenarios:
+#   (a) REGISTER with digest auth (401 + credentials),
+#   (b) calls INVITE/407/ACK/INVITE+auth/180/200/ACK/BYE/200 between two sipp
+#       endpoints through the proxy,
+#   (c) simultaneous calls (held open) and the memory of each server.
+# For (a) and (b) each server is driven up a ladder of rates; the highest rate
+# at which every call completed (< 0.1 % failed) and the step finished in time
+# is reported, with the ratio besip/kamailio.
+#
+# Usage: tests/bench/sip/run.sh            (full ladder)
+#        QUICK=1 tests/bench/sip/run.sh    (short steps, for a smoke run)
+# Tunables: USERS, STEP_SECS, RATES_REG, RATES_CALL, HOLD_RATE, HOLD_MS, CHILDREN.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$HERE/../../.." && pwd)
+USERS=${USERS:-10000}
+STEP_SECS=${STEP_SECS:-5}
+RATES_REG=${RATES_REG:-"500 1000 2000 3000 4000 6000 8000 10000"}
+RATES_CALL=${RATES_CALL:-"100 250 500 750 1000 1500 2000 3000"}
+HOLD_RATE=${HOLD_RATE:-500}
+HOLD_MS=${HOLD_MS:-12000}
+CHILDREN=${CHILDREN:-2}
+if [ -n "${QUICK:-}" ]; then
+  STEP_SECS=2; RATES_REG="500 2000"; RATES_CALL="100 400"; HOLD_RATE=100; HOLD_MS=3000; USERS=1000
+fi
+BESIP_PORT=${BESIP_PORT:-15060}
+KAM_PORT=${KAM_PORT:-25060}
+
+command -v sipp >/dev/null || { echo "sipp missing: run scripts/install-deps" >&2; exit 1; }
+command -v kamailio >/dev/null || { echo "kamailio missing: run scripts/install-deps" >&2; exit 1; }
+
+(cd "$REPO" && cargo build --release -q -p besip-pbx)
+BESIP_BIN="$REPO/target/release/besip-pbxd"
+[ -n "${CARGO_TARGET_DIR:-}" ] && BESIP_BIN="$CARGO_TARGET_DIR/release/besip-pbxd"
+
+WORK=$(mktemp -d /tmp/besip-sip-bench.XXXXXX)
+BESIP_PID=""; KAM_PID=""; UAS_PID=""
+cleanup() {
+  for p in $UAS_PID $BESIP_PID $KAM_PID; do kill "$p" 2>/dev/null || true; done
+  sleep 0.5
+  for p in $UAS_PID $BESIP_PID $KAM_PID; do kill -9 "$p" 2>/dev/null || true; done
+  [ -n "${KEEP:-}" ] || rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# Users 10000.. with password pw<user> (Kamailio derives the same password
+# from the user name); the callee of the call bench is 2000.
+{
+  echo SEQUENTIAL
+  for ((i = 0; i < USERS; i++)); do u=$((10000 + i)); echo "$u;[authentication username=$u password=pw$u]"; done
+} > "$WORK/users.csv"
+printf 'SEQUENTIAL\n2000;[authentication username=2000 password=pw2000]\n' > "$WORK/callee.csv"
+
+mkdir -p "$WORK/root/etc/config" "$WORK/root/var/lib/besip" "$WORK/root/run"
+{
+  printf "package besip_pbx\n\nconfig pbx 'main'\n\toption mode 'proxy'\n\tlist domain 'bench.test'\n\toption auth_realm 'bench.test'\n\toption auth_algorithms 'md5'\n\n"
+  printf "config listen 'listen_udp'\n\toption name 'udp'\n\toption transport 'udp'\n\toption address '127.0.0.1'\n\toption port '%s'\n\n" "$BESIP_PORT"
+  for ((i = 0; i < USERS; i++)); do u=$((10000 + i)); printf "config extension 'extension_%s'\n\toption number '%s'\n\toption password 'pw%s'\n\n" "$u" "$u" "$u"; done
+  printf "config extension 'extension_2000'\n\toption number '2000'\n\toption password 'pw2000'\n"
+} > "$WORK/root/etc/config/besip_pbx"
+sed -e "s/@PORT@/$KAM_PORT/" -e "s/@CHILDREN@/$CHILDREN/" "$HERE/kamailio.cfg.in" > "$WORK/kamailio.cfg"
+
+"$BESIP_BIN" --root "$WORK/root" --log-level warn --threads "$CHILDREN" 2> "$WORK/besip.log" &
+BESIP_PID=$!
+kamailio -f "$WORK/kamailio.cfg" -DD -E -m 512 -M 32 -P "$WORK/kam.pid" -w "$WORK" 2> "$WORK/kamailio.log" &
+KAM_PID=$!
+sleep 2
+kill -0 "$BESIP_PID" || { cat "$WORK/besip.log"; exit 1; }
+kill -0 "$KAM_PID" || { cat "$WORK/kamailio.log"; exit 1; }
+
+# Proportional set size of a process and its direct children, in MiB.
+pss_mib() {
+  local total=0 p
+  for p in "$1" $(pgrep -P "$1" || true); do
+    local kb
+    kb=$(awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup" 2>/dev/null || echo 0)
+    total=$((total + ${kb:-0}))
+  done
+  echo "scale=1; $total / 1024" | bc
+}
+
+# run_sipp PORT NAME SCENARIO RATE TOTAL [args…] → prints "ok|fail successful failed seconds"
+run_sipp() {
+  local port=$1 name=$2 sf=$3 rate=$4 total=$5; shift 5
+  local stat="$WORK/$name.stat.csv"
+  rm -f "$stat"
+  local t0 t1
+  t0=$(date +%s.%N)
+  sipp "127.0.0.1:$port" -sf "$HERE/$sf" -i 127.0.0.1 -r "$rate" -rp 1000 -m "$total" \
+    -nostdin -recv_timeout 8000 -timeout "$((STEP_SECS * 4 + 30))s" \
+    -trace_stat -stf "$stat" -fd 3600 "$@" > "$WORK/$name.out" 2>&1 || true
+  t1=$(date +%s.%N)
+  local succ fail
+  succ=$(awk -F';' 'NR==1 {for (i=1;i<=NF;i++) if ($i=="SuccessfulCall(C)") c=i} END {print $c+0}' "$stat" 2>/dev/null || echo 0)
+  fail=$(awk -F';' 'NR==1 {for (i=1;i<=NF;i++) if ($i=="FailedCall(C)") c=i} END {print $c+0}' "$stat" 2>/dev/null || echo 0)
+  local secs verdict=fail
+  secs=$(echo "$t1 - $t0" | bc)
+  # Pass: every call finished, < 0.1 % failed, and the step kept pace (30 % slack + 2 s).
+  if [ "$((succ + fail))" -ge "$total" ] && [ "$((fail * 1000))" -le "$total" ] &&
+    [ "$(echo "$secs <= $total / $rate * 1.3 + 2" | bc)" = 1 ]; then
+    verdict=ok
+  fi
+  echo "$verdict $succ $fail $secs"
+}
+
+# ladder SERVER PORT SCENARIO "RATES" [args…] → highest passing rate
+ladder() {
+  local who=$1 port=$2 sf=$3 rates=$4; shift 4
+  local best=0 r
+  for r in $rates; do
+    local total=$((r * STEP_SECS))
+    read -r verdict succ fail secs < <(run_sipp "$port" "$who-${sf%.xml}-$r" "$sf" "$r" "$total" "$@")
+    printf '  %-8s %-12s rate %6s/s  ok %7s  failed %5s  %6.2f s  %s\n' "$who" "$sf" "$r" "$succ" "$fail" "$secs" "$verdict" >&2
+    [ "$verdict" = ok ] || break
+    best=$r
+  done
+  echo "$best"
+}
+
+ratio() { if [ "$2" = 0 ]; then echo "n/a"; else echo "scale=2; $1 / $2" | bc; fi; }
+
+echo "== (a) REGISTER with digest auth, $USERS users, steps of ${STEP_SECS}s" >&2
+REG_B=$(ladder besip "$BESIP_PORT" register.xml "$RATES_REG" -inf "$WORK/users.csv")
+REG_K=$(ladder kamailio "$KAM_PORT" register.xml "$RATES_REG" -inf "$WORK/users.csv")
+
+start_uas() {
+  local port=$1 uas_port=$2
+  sipp "127.0.0.1:$port" -sf "$HERE/register.xml" -i 127.0.0.1 -p "$uas_port" -m 1 -nostdin \
+    -inf "$WORK/callee.csv" -timeout 10s > "$WORK/uas-reg-$port.out" 2>&1 || {
+    echo "callee registration failed" >&2; cat "$WORK/uas-reg-$port.out" >&2; exit 1; }
+  sipp "127.0.0.1:$port" -sf "$HERE/uas.xml" -i 127.0.0.1 -p "$uas_port" -nostdin \
+    > "$WORK/uas-$port.out" 2>&1 &
+  UAS_PID=$!
+  sleep 0.5
+}
+stop_uas() { [ -n "$UAS_PID" ] && kill "$UAS_PID" 2>/dev/null || true; UAS_PID=""; sleep 0.5; }
+
+echo "== (b) calls through the proxy, steps of ${STEP_SECS}s" >&2
+start_uas "$BESIP_PORT" 16000
+CALL_B=$(ladder besip "$BESIP_PORT" uac.xml "$RATES_CALL" -inf "$WORK/users.csv" -d 0)
+stop_uas
+start_uas "$KAM_PORT" 26000
+CALL_K=$(ladder kamailio "$KAM_PORT" uac.xml "$RATES_CALL" -inf "$WORK/users.csv" -d 0)
+stop_uas
+
+# (c) simultaneous calls: HOLD_RATE calls/s held HOLD_MS ms; memory read at the peak.
+hold() {
+  local who=$1 port=$2 pid=$3 uas_port=$4
+  start_uas "$port" "$uas_port"
+  local total=$((HOLD_RATE * HOLD_MS / 1000 + HOLD_RATE))
+  run_sipp "$port" "$who-hold" uac.xml "$HOLD_RATE" "$total" -inf "$WORK/users.csv" -d "$HOLD_MS" \
+    > "$WORK/$who-hold.result" &
+  local runner=$!
+  sleep "$(echo "$HOLD_MS / 1000 - 0.5" | bc)"
+  local mem
+  mem=$(pss_mib "$pid")
+  wait "$runner" || true
+  stop_uas
+  read -r verdict succ fail secs < "$WORK/$who-hold.result"
+  echo "$((HOLD_RATE * HOLD_MS / 1000)) $succ $fail $mem"
+}
+echo "== (c) $((HOLD_RATE * HOLD_MS / 1000)) simultaneous calls ($HOLD_RATE/s held ${HOLD_MS} ms)" >&2
+read -r CONC_B SUCC_HB FAIL_HB MEM_HB < <(hold besip "$BESIP_PORT" "$BESIP_PID" 16001)
+read -r CONC_K SUCC_HK FAIL_HK MEM_HK < <(hold kamailio "$KAM_PORT" "$KAM_PID" 26001)
+
+MEM_B=$(pss_mib "$BESIP_PID")
+MEM_K=$(pss_mib "$KAM_PID")
+cat <<EOF
+
+SIP benchmark (loopback, $CHILDREN worker threads / children, $USERS users, steps ${STEP_SECS}s, sipp $(sipp -v 2>&1 | awk '/SIPp/ {print $2; exit}'), $(kamailio -v | head -1))
+                                  besip-pbxd   kamailio   ratio
+(a) REGISTER+digest, max rate/s   $(printf '%10s %10s %7s' "$REG_B" "$REG_K" "$(ratio "$REG_B" "$REG_K")")
+(b) calls, max rate/s             $(printf '%10s %10s %7s' "$CALL_B" "$CALL_K" "$(ratio "$CALL_B" "$CALL_K")")
+(c) $CONC_B held calls: ok/failed     $(printf '%10s %10s' "$SUCC_HB/$FAIL_HB" "$SUCC_HK/$FAIL_HK")
+    memory at peak (PSS MiB)      $(printf '%10s %10s' "$MEM_HB" "$MEM_HK")
+memory at end (PSS MiB)           $(printf '%10s %10s' "$MEM_B" "$MEM_K")
+EOF
