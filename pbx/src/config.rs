@@ -102,6 +102,8 @@ pub struct Config {
     pub external_address: Option<IpAddr>,
     pub rtp_port_min: u16,
     pub rtp_port_max: u16,
+    pub session_expires: u32,
+    pub max_call_duration: u32,
 }
 
 fn get_or<T: std::str::FromStr>(
@@ -324,7 +326,12 @@ impl Config {
         if rtp_port_min >= rtp_port_max {
             return Err(rule("rtp port-min must be lower than port-max".into()));
         }
+        // /pbx/b2bua/session-expires 1800, max-call-duration 0 (no limit)
+        let session_expires: u32 = get_or(main, "b2bua_session_expires", 1800)?;
+        let max_call_duration: u32 = get_or(main, "b2bua_max_call_duration", 0)?;
         Ok(Config {
+            session_expires,
+            max_call_duration,
             mode,
             domains,
             allowed_methods,

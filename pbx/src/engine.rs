@@ -13,7 +13,9 @@ use crate::auth::Authenticator;
 use crate::config::{Config, Transport};
 use crate::location::Location;
 use crate::sip::{format_host, response_to, stamp_via, Message, ParseError, Via};
-use crate::transaction::{server_key, ServerTx, Tables, LINGER, T1, T2, TX_TIMEOUT};
+use crate::transaction::{
+    server_key, Answered, ServerTx, Tables, ANSWERED_LINGER, LINGER, T1, T2, TX_TIMEOUT,
+};
 use crate::transport::{Sink, Transports};
 
 #[derive(Default)]
@@ -57,6 +59,8 @@ pub struct Engine {
     pub transports: Arc<Transports>,
     pub tables: Mutex<Tables>,
     pub calls: Mutex<HashMap<String, Call>>,
+    /// Calls of the B2BUA mode, under both their Call-IDs.
+    pub b2b: crate::b2bua::Calls,
     pub counters: Counters,
     pub sockets: Vec<LocalSocket>,
     instance: u32,
@@ -96,6 +100,7 @@ impl Engine {
             transports,
             tables: Mutex::new(Tables::default()),
             calls: Mutex::new(HashMap::new()),
+            b2b: Mutex::new(HashMap::new()),
             counters: Counters::default(),
             sockets,
             instance: rand::random(),
@@ -265,6 +270,12 @@ impl Engine {
         let max = self.config().max_transactions;
         {
             let mut tables = self.tables.lock();
+            if let Some(a) = tables.answered.get(&key) {
+                let (dest, tr, last) = (a.source, a.transport, a.response.clone());
+                drop(tables);
+                self.send(tr, dest, last);
+                return;
+            }
             if let Some(tx) = tables.server.get(&key) {
                 // Retransmission: answer with the last response, or absorb.
                 if let Some(last) = tx.last_response.clone() {
@@ -311,15 +322,42 @@ impl Engine {
         let code = resp.status().unwrap_or(500);
         self.counters.reply(code);
         let bytes = resp.to_bytes();
+        let max = self.config().max_transactions;
         let mut tables = self.tables.lock();
         let Some(tx) = tables.server.get_mut(key) else {
             return;
         };
-        tx.last_response = Some(bytes.clone());
         let is_invite = tx.request.method() == "INVITE";
+        let (dest, transport) = (tx.source, tx.transport);
+        if code >= 200 && !is_invite && tx.branches.is_empty() {
+            // Answered here (REGISTER, OPTIONS, errors): keep only the response
+            // for retransmissions, so a high request rate costs little memory.
+            // Challenges are not kept: answering a retransmission with a fresh
+            // challenge is harmless (it is what a stateless server does).
+            tables.server.remove(key);
+            if transport == Transport::Udp
+                && code != 401
+                && code != 407
+                && tables.answered.len() < max
+            {
+                tables.answered.insert(
+                    key.to_owned(),
+                    Answered {
+                        source: dest,
+                        transport,
+                        response: bytes.clone(),
+                        expires: Instant::now() + ANSWERED_LINGER,
+                    },
+                );
+            }
+            drop(tables);
+            self.send(transport, dest, bytes);
+            return;
+        }
+        tx.last_response = Some(bytes.clone());
         if code >= 200 {
             tx.final_code = Some(code);
-            let linger = if tx.transport == Transport::Udp {
+            let linger = if transport == Transport::Udp {
                 LINGER
             } else {
                 Duration::ZERO
@@ -331,7 +369,6 @@ impl Engine {
             };
             tx.expires = Some(Instant::now() + linger);
         }
-        let (dest, transport) = (tx.source, tx.transport);
         drop(tables);
         self.send(transport, dest, bytes);
         if is_invite && code >= 300 && transport == Transport::Udp {
@@ -437,6 +474,9 @@ impl Engine {
         loop {
             tokio::time::sleep(Duration::from_secs(1)).await;
             self.tables.lock().sweep(Instant::now());
+            if self.config().mode == crate::config::Mode::B2bua {
+                crate::b2bua::expire_calls(&self);
+            }
             ticks += 1;
             if ticks % 10 == 0 {
                 let n = self.location.sweep();

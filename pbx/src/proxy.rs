@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::auth::Verdict;
-use crate::config::{Config, Transport};
+use crate::config::{Config, Mode, Transport};
 use crate::engine::{Call, Engine};
 use crate::sip::{addr_uri, param, response_to, Message, Uri, Via};
 use crate::transaction::{client_key, ClientState, ClientTx};
@@ -68,6 +68,11 @@ pub fn route(
     local: SocketAddr,
 ) {
     let cfg = engine.config();
+    if cfg.mode == Mode::B2bua && crate::b2bua::owns(engine, &msg) {
+        let hash = loop_hash(&msg, msg.uri());
+        crate::b2bua::in_dialog(engine, key, msg, hash);
+        return;
+    }
     let original_uri = msg.uri().to_owned();
     let decision = decide(engine, &cfg, &mut msg, source, transport);
     match decision {
@@ -82,7 +87,12 @@ pub fn route(
         Decision::Response(r) => engine.reply(key, r),
         Decision::Forward(targets) => {
             let hash = loop_hash(&msg, &original_uri);
-            fork(engine, key, msg, targets, hash, local, &original_uri);
+            let initial = param(msg.header("To").unwrap_or(""), "tag").is_none();
+            if cfg.mode == Mode::B2bua && initial && msg.method() == "INVITE" {
+                crate::b2bua::start(engine, key, msg, targets, hash, &original_uri);
+            } else {
+                fork(engine, key, msg, targets, hash, local, &original_uri);
+            }
         }
     }
 }
@@ -405,22 +415,44 @@ fn fork(
         base.insert_first("Record-Route", rr);
     }
     if method == "INVITE" && initial {
-        let mut calls = engine.calls.lock();
-        if calls.len() < engine.config().max_transactions {
-            calls.insert(
-                base.call_id().to_owned(),
-                Call {
-                    caller: addr_uri(base.header("From").unwrap_or("")).to_owned(),
-                    callee: original_uri.to_owned(),
-                    start: chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-                    state: "trying",
-                },
-            );
-        }
+        track_call(
+            engine,
+            base.call_id(),
+            base.header("From").unwrap_or(""),
+            original_uri,
+        );
     }
     if method == "BYE" {
         engine.calls.lock().remove(base.call_id());
     }
+    send_branches(engine, key, &base, targets, hash);
+}
+
+/// Lists a new call in the state (bounded like the transaction table).
+pub fn track_call(engine: &Engine, call_id: &str, from: &str, callee: &str) {
+    let mut calls = engine.calls.lock();
+    if calls.len() < engine.config().max_transactions {
+        calls.insert(
+            call_id.to_owned(),
+            Call {
+                caller: addr_uri(from).to_owned(),
+                callee: callee.to_owned(),
+                start: chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                state: "trying",
+            },
+        );
+    }
+}
+
+/// Sends `base` to every target, each branch a client transaction of server transaction `key`.
+pub fn send_branches(
+    engine: &Arc<Engine>,
+    key: &str,
+    base: &Message,
+    targets: Vec<Target>,
+    hash: u32,
+) {
+    let method = base.method().to_owned();
     let mut sends = Vec::with_capacity(targets.len());
     let mut keys = Vec::with_capacity(targets.len());
     {
@@ -476,6 +508,10 @@ pub fn forward_stateless(
     _source: SocketAddr,
     _transport: Transport,
 ) {
+    if engine.config().mode == Mode::B2bua && crate::b2bua::owns(engine, &msg) {
+        crate::b2bua::on_ack(engine, &msg);
+        return;
+    }
     pop_own_routes(engine, &mut msg);
     let next = match msg.header_values("Route").first() {
         Some(r) => Uri::parse(addr_uri(r)),

@@ -60,6 +60,32 @@ fn upstream(msg: &Message) -> Message {
     up
 }
 
+/// What the B2BUA needs of the branch a response came on.
+#[derive(Clone, Copy)]
+pub struct BranchInfo {
+    pub dest: SocketAddr,
+    pub transport: Transport,
+    pub cseq: u32,
+}
+
+/// The response for the upstream side: relayed (proxy) or rebuilt (B2BUA,
+/// which may also add its ACK for the far leg to `out`).
+fn up_msg(
+    engine: &Engine,
+    near_req: &Message,
+    resp: &Message,
+    info: BranchInfo,
+    out: &mut Vec<(Transport, SocketAddr, Vec<u8>)>,
+) -> Message {
+    if engine.config().mode == crate::config::Mode::B2bua {
+        if let Some((up, ack)) = crate::b2bua::translate(engine, near_req, resp, info) {
+            out.extend(ack);
+            return up;
+        }
+    }
+    upstream(resp)
+}
+
 fn ack_for(tx: &ClientTx, resp: &Message) -> Vec<u8> {
     let req = &tx.request;
     let mut ack = Message {
@@ -138,7 +164,7 @@ pub fn cancel_branch(engine: &Arc<Engine>, key: &str) {
 }
 
 /// A client transaction with no server side (our own CANCEL).
-fn send_request_tx(engine: &Arc<Engine>, req: Message, dest: SocketAddr, transport: Transport) {
+pub fn send_request_tx(engine: &Arc<Engine>, req: Message, dest: SocketAddr, transport: Transport) {
     let branch = req.top_via().and_then(|v| v.branch).unwrap_or_default();
     let key = client_key(&branch, req.method());
     let bytes = req.to_bytes();
@@ -172,6 +198,11 @@ fn on_branch_response(engine: &Arc<Engine>, key: &str, msg: Message, synthetic: 
             return;
         };
         let is_invite = tx.request.method() == "INVITE";
+        let info = BranchInfo {
+            dest: tx.dest,
+            transport: tx.transport,
+            cseq: tx.request.cseq().map(|c| c.0).unwrap_or(1),
+        };
         let linger = if tx.transport == Transport::Udp {
             LINGER
         } else {
@@ -196,14 +227,14 @@ fn on_branch_response(engine: &Arc<Engine>, key: &str, msg: Message, synthetic: 
             if code > 100 {
                 if let Some(stx) = tables.server.get_mut(&skey) {
                     if stx.final_code.is_none() {
-                        let bytes = upstream(&msg).to_bytes();
+                        let bytes = up_msg(engine, &stx.request, &msg, info, &mut out).to_bytes();
                         stx.last_response = Some(bytes.clone());
                         out.push((stx.transport, stx.source, bytes));
                         engine.counters.reply(code);
                     }
-                }
-                if let Some(c) = engine.calls.lock().get_mut(msg.call_id()) {
-                    c.state = "ringing";
+                    if let Some(c) = engine.calls.lock().get_mut(stx.request.call_id()) {
+                        c.state = "ringing";
+                    }
                 }
             }
         } else {
@@ -216,7 +247,10 @@ fn on_branch_response(engine: &Arc<Engine>, key: &str, msg: Message, synthetic: 
             if retransmission {
                 drop(tables);
                 if code < 300 {
-                    forward_response_stateless(engine, msg);
+                    match crate::b2bua::ack_again(engine, msg.call_id()) {
+                        Some(ack) => out.push(ack),
+                        None => forward_response_stateless(engine, msg),
+                    }
                 }
                 for (t, d, b) in out {
                     engine.send(t, d, b);
@@ -227,7 +261,7 @@ fn on_branch_response(engine: &Arc<Engine>, key: &str, msg: Message, synthetic: 
                 stx.pending = stx.pending.saturating_sub(1);
                 if code < 300 {
                     // Every 2xx goes upstream (§16.7 step 5); the other branches are cancelled.
-                    let up = upstream(&msg);
+                    let up = up_msg(engine, &stx.request, &msg, info, &mut out);
                     engine.counters.reply(code);
                     if stx.final_code.is_none() {
                         stx.final_code = Some(code);
@@ -247,7 +281,7 @@ fn on_branch_response(engine: &Arc<Engine>, key: &str, msg: Message, synthetic: 
                                 .filter(|b| *b != key)
                                 .map(|b| (cancel_marker(b), stx.source, stx.transport)),
                         );
-                        if let Some(c) = engine.calls.lock().get_mut(msg.call_id()) {
+                        if let Some(c) = engine.calls.lock().get_mut(stx.request.call_id()) {
                             c.state = "established";
                         }
                     }
@@ -262,7 +296,8 @@ fn on_branch_response(engine: &Arc<Engine>, key: &str, msg: Message, synthetic: 
                     }
                     if stx.pending == 0 {
                         if let Some(best) = stx.best.take() {
-                            final_up = Some((skey.clone(), upstream(&best)));
+                            let up = up_msg(engine, &stx.request, &best, info, &mut out);
+                            final_up = Some((skey.clone(), up));
                         }
                     }
                 }

@@ -19,6 +19,10 @@ pub const TX_TIMEOUT: Duration = Duration::from_secs(32);
 pub const TIMER_C: Duration = Duration::from_secs(180);
 /// How long a finished server transaction absorbs retransmissions (Timer J).
 pub const LINGER: Duration = Duration::from_secs(32);
+/// How long a response we generated ourselves answers retransmissions. Shorter
+/// than Timer J: a UDP client retransmits at 0.5, 1, 2, 4, 4 … s, and nearly all
+/// lost replies are caught by the first few; 8 s bounds memory at high rates.
+pub const ANSWERED_LINGER: Duration = Duration::from_secs(8);
 
 pub struct ServerTx {
     pub source: SocketAddr,
@@ -60,13 +64,24 @@ pub struct ClientTx {
     pub expires: Option<Instant>,
 }
 
+/// A request we answered ourselves with a final response: only what is
+/// needed to answer its retransmissions (Timer J), not the request itself.
+pub struct Answered {
+    pub source: SocketAddr,
+    pub transport: Transport,
+    pub response: Vec<u8>,
+    pub expires: Instant,
+}
+
 #[derive(Default)]
 pub struct Tables {
     pub server: HashMap<String, ServerTx>,
     pub client: HashMap<String, ClientTx>,
+    pub answered: HashMap<String, Answered>,
 }
 
 impl Tables {
+    /// Live transactions (the bounded part; answered entries have their own bound).
     pub fn len(&self) -> usize {
         self.server.len() + self.client.len()
     }
@@ -78,6 +93,7 @@ impl Tables {
     /// Drops finished transactions whose linger time is over.
     pub fn sweep(&mut self, now: Instant) {
         self.server.retain(|_, t| t.expires.is_none_or(|e| e > now));
+        self.answered.retain(|_, a| a.expires > now);
         self.client.retain(|_, t| t.expires.is_none_or(|e| e > now));
         // A client transaction alive far beyond any timer lost its way: drop it.
         let hard_limit = TIMER_C + TX_TIMEOUT * 2;

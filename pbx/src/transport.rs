@@ -1,5 +1,5 @@
-//! UDP and TCP transports (RFC 3261 §18) on tokio: one UDP socket per core
-//! with SO_REUSEPORT, TCP connections kept and reused in both directions,
+//! UDP and TCP transports (RFC 3261 §18) on tokio: one reader task per core
+//! on each UDP socket, TCP connections kept and reused in both directions,
 //! stream framing by Content-Length with the 64 KiB message limit.
 
 use std::net::SocketAddr;
@@ -42,6 +42,7 @@ pub struct Transports {
     tcp: Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>,
     /// Where messages read on connections we opened go.
     outbound_sink: Mutex<Option<Arc<dyn Sink>>>,
+    readers: usize,
 }
 
 fn udp_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
@@ -58,13 +59,16 @@ fn udp_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
 }
 
 impl Transports {
-    /// Binds every configured socket; UDP gets one socket per core.
+    /// Binds every configured socket.
     pub async fn bind(listens: &[Listen]) -> Result<(Arc<Transports>, Vec<Bound>), TransportError> {
-        let mut transports = Transports::default();
-        let mut bound = Vec::new();
         let cores = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .min(8);
+        let mut transports = Transports {
+            readers: cores,
+            ..Transports::default()
+        };
+        let mut bound = Vec::new();
         for l in listens {
             let ctx = ListenSnafu {
                 transport: l.transport,
@@ -72,19 +76,11 @@ impl Transports {
             };
             match l.transport {
                 Transport::Udp => {
-                    let first = udp_socket(l.addr).context(ctx)?;
-                    let local = first.local_addr().context(ctx)?;
-                    let mut sockets = vec![first];
-                    for _ in 1..cores {
-                        sockets.push(udp_socket(local).context(ctx)?);
-                    }
-                    for (i, s) in sockets.into_iter().enumerate() {
-                        let s = Arc::new(UdpSocket::from_std(s).context(ctx)?);
-                        if i == 0 {
-                            transports.udp.push((local, s.clone()));
-                        }
-                        bound.push(Bound::Udp(local, s));
-                    }
+                    let socket = udp_socket(l.addr).context(ctx)?;
+                    let local = socket.local_addr().context(ctx)?;
+                    let socket = Arc::new(UdpSocket::from_std(socket).context(ctx)?);
+                    transports.udp.push((local, socket.clone()));
+                    bound.push(Bound::Udp(local, socket));
                 }
                 Transport::Tcp => {
                     let listener = TcpListener::bind(l.addr).await.context(ctx)?;
@@ -101,18 +97,23 @@ impl Transports {
         for b in bound {
             match b {
                 Bound::Udp(local, socket) => {
-                    let sink = sink.clone();
-                    tokio::spawn(async move {
-                        let mut buf = vec![0u8; MAX_MESSAGE_SIZE + 1];
-                        loop {
-                            match socket.recv_from(&mut buf).await {
-                                Ok((n, src)) => {
-                                    sink.on_message(&buf[..n], src, Transport::Udp, local)
+                    // Several readers per socket: a single busy peer (one
+                    // 4-tuple) still spreads over every core.
+                    for _ in 0..self.readers {
+                        let sink = sink.clone();
+                        let socket = socket.clone();
+                        tokio::spawn(async move {
+                            let mut buf = vec![0u8; MAX_MESSAGE_SIZE + 1];
+                            loop {
+                                match socket.recv_from(&mut buf).await {
+                                    Ok((n, src)) => {
+                                        sink.on_message(&buf[..n], src, Transport::Udp, local)
+                                    }
+                                    Err(e) => tracing::debug!(error = %e, "UDP receive error"),
                                 }
-                                Err(e) => tracing::debug!(error = %e, "UDP receive error"),
                             }
-                        }
-                    });
+                        });
+                    }
                 }
                 Bound::Tcp(local, listener) => {
                     let sink = sink.clone();

@@ -1,0 +1,360 @@
+//! B2BUA mode: each call is two dialogs (A: caller↔us, B: us↔callee) with
+//! their own Call-ID, tags and CSeq. Requests and responses are rebuilt, not
+//! relayed, so no Via, Contact or Record-Route of one side reaches the other.
+//! The B2BUA ACKs every 2xx on the far leg itself and absorbs the near ACK.
+//! A call with no activity for the session interval (when the caller asked
+//! for a session timer, RFC 4028) or older than the configured maximum is
+//! ended with BYE on both legs.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use crate::config::Transport;
+use crate::engine::Engine;
+use crate::proxy::{send_branches, track_call, Target};
+use crate::responses::BranchInfo;
+use crate::sip::{addr_uri, param, response_to, Message, StartLine};
+
+pub struct Leg {
+    pub call_id: String,
+    pub local_tag: String,
+    pub remote_tag: Option<String>,
+    /// Our identity on this leg (From of our requests).
+    pub local_uri: String,
+    /// The peer's identity on this leg.
+    pub remote_uri: String,
+    /// Contact of the peer: Request-URI of our requests on this leg.
+    pub remote_target: String,
+    pub dest: SocketAddr,
+    pub transport: Transport,
+    pub cseq: u32,
+}
+
+pub struct B2bCall {
+    pub a: Leg,
+    pub b: Leg,
+    pub established: Option<Instant>,
+    pub last_activity: Instant,
+    /// Session interval the caller asked for (RFC 4028), if any.
+    pub session_expires: Option<Duration>,
+    /// Our ACK for B's 2xx, re-sent when B retransmits the 2xx.
+    pub b_ack: Option<Vec<u8>>,
+}
+
+pub type Calls = Mutex<HashMap<String, Arc<Mutex<B2bCall>>>>;
+
+fn contact(engine: &Engine, transport: Transport, v6: bool) -> String {
+    let s = engine.socket_for(transport, v6);
+    let tp = if transport == Transport::Tcp {
+        ";transport=tcp"
+    } else {
+        ""
+    };
+    format!(
+        "<sip:b2bua@{}:{}{tp}>",
+        crate::sip::format_host(&s.advertised.ip()),
+        s.advertised.port()
+    )
+}
+
+fn new_request(method: &str, leg: &Leg, cseq: u32) -> Message {
+    let mut m = Message {
+        start: StartLine::Request {
+            method: method.to_owned(),
+            uri: leg.remote_target.clone(),
+        },
+        headers: Vec::new(),
+        body: Vec::new(),
+    };
+    m.add_header("Max-Forwards", "70".into());
+    m.add_header("From", format!("<{}>;tag={}", leg.local_uri, leg.local_tag));
+    let to_tag = leg
+        .remote_tag
+        .as_deref()
+        .map(|t| format!(";tag={t}"))
+        .unwrap_or_default();
+    m.add_header("To", format!("<{}>{to_tag}", leg.remote_uri));
+    m.add_header("Call-ID", leg.call_id.clone());
+    m.add_header("CSeq", format!("{cseq} {method}"));
+    m
+}
+
+fn copy_body(from: &Message, to: &mut Message) {
+    if let Some(ct) = from.header("Content-Type") {
+        to.add_header("Content-Type", ct.to_owned());
+    }
+    to.body = from.body.clone();
+}
+
+/// True when `msg` is an in-dialog request of a B2BUA call.
+pub fn owns(engine: &Engine, msg: &Message) -> bool {
+    param(msg.header("To").unwrap_or(""), "tag").is_some()
+        && engine.b2b.lock().contains_key(msg.call_id())
+}
+
+/// Starts the B leg of a new call for the INVITE of server transaction `key`.
+pub fn start(
+    engine: &Arc<Engine>,
+    key: &str,
+    a_req: Message,
+    targets: Vec<Target>,
+    hash: u32,
+    dialled: &str,
+) {
+    let cfg = engine.config();
+    let Some((source, transport)) = engine
+        .tables
+        .lock()
+        .server
+        .get(key)
+        .map(|t| (t.source, t.transport))
+    else {
+        return;
+    };
+    let from = a_req.header("From").unwrap_or("");
+    let caller = crate::sip::Uri::parse(addr_uri(from))
+        .and_then(|u| u.user)
+        .unwrap_or_else(|| "anonymous".into());
+    let Some(first) = targets.first() else { return };
+    let our = engine.socket_for(first.transport, first.dest.is_ipv6());
+    let domain = cfg
+        .domains
+        .first()
+        .cloned()
+        .unwrap_or_else(|| crate::sip::format_host(&our.advertised.ip()));
+    let a = Leg {
+        call_id: a_req.call_id().to_owned(),
+        local_tag: engine.new_tag(),
+        remote_tag: param(from, "tag").map(str::to_owned),
+        local_uri: addr_uri(a_req.header("To").unwrap_or("")).to_owned(),
+        remote_uri: addr_uri(from).to_owned(),
+        remote_target: a_req
+            .header("Contact")
+            .map(addr_uri)
+            .unwrap_or(addr_uri(from))
+            .to_owned(),
+        dest: source,
+        transport,
+        cseq: 0,
+    };
+    let b = Leg {
+        call_id: format!("{}{}@b2bua", engine.new_tag(), engine.new_tag()),
+        local_tag: engine.new_tag(),
+        remote_tag: None,
+        local_uri: format!("sip:{caller}@{domain}"),
+        remote_uri: dialled.to_owned(),
+        remote_target: dialled.to_owned(),
+        dest: first.dest,
+        transport: first.transport,
+        cseq: 1,
+    };
+    let session_expires = a_req
+        .header("Session-Expires")
+        .and_then(|v| v.split(';').next())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|s| Duration::from_secs(s.max(cfg.session_expires.into())));
+    let mut base = new_request("INVITE", &b, 1);
+    base.add_header(
+        "Contact",
+        contact(engine, first.transport, first.dest.is_ipv6()),
+    );
+    copy_body(&a_req, &mut base);
+    let call = Arc::new(Mutex::new(B2bCall {
+        a,
+        b,
+        established: None,
+        last_activity: Instant::now(),
+        session_expires,
+        b_ack: None,
+    }));
+    let b_call_id = call.lock().b.call_id.clone();
+    {
+        let mut map = engine.b2b.lock();
+        map.insert(a_req.call_id().to_owned(), call.clone());
+        map.insert(b_call_id, call);
+    }
+    track_call(engine, a_req.call_id(), from, dialled);
+    send_branches(engine, key, &base, targets, hash);
+}
+
+/// Rebuilds an in-dialog request on the other leg.
+pub fn in_dialog(engine: &Arc<Engine>, key: &str, msg: Message, hash: u32) {
+    let Some(call) = engine.b2b.lock().get(msg.call_id()).cloned() else {
+        return;
+    };
+    let (req, dest, transport) = {
+        let mut c = call.lock();
+        c.last_activity = Instant::now();
+        let from_a = msg.call_id() == c.a.call_id;
+        let unanswered = if from_a {
+            c.b.remote_tag.is_none()
+        } else {
+            c.a.remote_tag.is_none()
+        };
+        if unanswered {
+            drop(c);
+            let r = response_to(&msg, 481, "Call/Transaction Does Not Exist", None);
+            engine.reply(key, r);
+            return;
+        }
+        let far = if from_a { &mut c.b } else { &mut c.a };
+        far.cseq += 1;
+        let mut req = new_request(msg.method(), far, far.cseq);
+        if matches!(msg.method(), "INVITE" | "UPDATE") {
+            req.add_header(
+                "Contact",
+                contact(engine, far.transport, far.dest.is_ipv6()),
+            );
+        }
+        copy_body(&msg, &mut req);
+        (req, far.dest, far.transport)
+    };
+    let target = Target {
+        ruri: req.uri().to_owned(),
+        dest,
+        transport,
+        routes: vec![],
+    };
+    send_branches(engine, key, &req, vec![target], hash);
+}
+
+/// The caller's ACK for our 2xx: we already ACKed the far leg; just note activity.
+pub fn on_ack(engine: &Engine, msg: &Message) {
+    if let Some(call) = engine.b2b.lock().get(msg.call_id()) {
+        call.lock().last_activity = Instant::now();
+    }
+}
+
+/// The response for the near side, built from its own request; plus the ACK
+/// to send on the far leg for a 2xx to INVITE.
+pub fn translate(
+    engine: &Engine,
+    near_req: &Message,
+    resp: &Message,
+    branch: BranchInfo,
+) -> Option<(Message, Option<(Transport, SocketAddr, Vec<u8>)>)> {
+    let call = engine.b2b.lock().get(near_req.call_id()).cloned()?;
+    let code = resp.status()?;
+    let reason = match &resp.start {
+        StartLine::Response { reason, .. } => reason.clone(),
+        StartLine::Request { .. } => return None,
+    };
+    let mut c = call.lock();
+    c.last_activity = Instant::now();
+    let from_a = near_req.call_id() == c.a.call_id;
+    let near_tag = if from_a {
+        c.a.local_tag.clone()
+    } else {
+        c.b.local_tag.clone()
+    };
+    let mut up = response_to(near_req, code, &reason, Some(&near_tag));
+    let invite = near_req.method() == "INVITE";
+    if invite && (101..300).contains(&code) {
+        up.add_header(
+            "Contact",
+            contact(engine, branch.transport, branch.dest.is_ipv6()),
+        );
+        if let (Some(se), true) = (c.session_expires, code < 300) {
+            up.add_header("Session-Expires", format!("{};refresher=uac", se.as_secs()));
+        }
+    }
+    copy_body(resp, &mut up);
+    let mut ack = None;
+    if invite && (200..300).contains(&code) {
+        let far = if from_a { &mut c.b } else { &mut c.a };
+        if from_a && far.remote_tag.is_none() {
+            far.remote_tag = param(resp.header("To").unwrap_or(""), "tag").map(str::to_owned);
+            if let Some(ct) = resp.header("Contact") {
+                far.remote_target = addr_uri(ct).to_owned();
+            }
+            far.dest = branch.dest;
+            far.transport = branch.transport;
+        }
+        let cseq = branch.cseq;
+        let mut a = new_request("ACK", far, cseq);
+        let bytes_dest = (far.transport, far.dest);
+        let via_branch = engine.new_branch(0);
+        a.push_header_front(
+            "Via",
+            engine.via_for(bytes_dest.0, bytes_dest.1.is_ipv6(), &via_branch),
+        );
+        let bytes = a.to_bytes();
+        if from_a && c.established.is_none() {
+            c.established = Some(Instant::now());
+            c.b_ack = Some(bytes.clone());
+        }
+        ack = Some((bytes_dest.0, bytes_dest.1, bytes));
+    }
+    let ended = (near_req.method() == "BYE" && code >= 200)
+        || (invite && code >= 300 && c.established.is_none() && from_a);
+    let ids = (c.a.call_id.clone(), c.b.call_id.clone());
+    drop(c);
+    if ended {
+        forget(engine, &ids.0, &ids.1);
+    }
+    Some((up, ack))
+}
+
+/// Our ACK again for a retransmitted 2xx of the B leg.
+pub fn ack_again(engine: &Engine, call_id: &str) -> Option<(Transport, SocketAddr, Vec<u8>)> {
+    let call = engine.b2b.lock().get(call_id).cloned()?;
+    let c = call.lock();
+    c.b_ack.clone().map(|b| (c.b.transport, c.b.dest, b))
+}
+
+fn forget(engine: &Engine, a_id: &str, b_id: &str) {
+    let mut map = engine.b2b.lock();
+    map.remove(a_id);
+    map.remove(b_id);
+    drop(map);
+    engine.calls.lock().remove(a_id);
+}
+
+/// Ends calls past the maximum duration or whose session timer ran out.
+pub fn expire_calls(engine: &Arc<Engine>) {
+    let cfg = engine.config();
+    let max =
+        (cfg.max_call_duration > 0).then(|| Duration::from_secs(cfg.max_call_duration.into()));
+    let calls: Vec<Arc<Mutex<B2bCall>>> = {
+        let map = engine.b2b.lock();
+        map.iter()
+            .filter(|(id, c)| c.lock().a.call_id == **id)
+            .map(|(_, c)| c.clone())
+            .collect()
+    };
+    for call in calls {
+        let (byes, ids) = {
+            let mut c = call.lock();
+            let Some(est) = c.established else { continue };
+            let too_long = max.is_some_and(|m| est.elapsed() >= m);
+            let dead = c
+                .session_expires
+                .is_some_and(|s| c.last_activity.elapsed() >= s);
+            if !too_long && !dead {
+                continue;
+            }
+            tracing::info!(call_id = %c.a.call_id, too_long, dead, "ending call");
+            let mut out = Vec::new();
+            let c = &mut *c;
+            for leg in [&mut c.a, &mut c.b] {
+                leg.cseq += 1;
+                let mut bye = new_request("BYE", leg, leg.cseq);
+                let branch = engine.new_branch(0);
+                bye.push_header_front(
+                    "Via",
+                    engine.via_for(leg.transport, leg.dest.is_ipv6(), &branch),
+                );
+                out.push((bye, leg.dest, leg.transport));
+            }
+            (out, (c.a.call_id.clone(), c.b.call_id.clone()))
+        };
+        forget(engine, &ids.0, &ids.1);
+        for (bye, dest, transport) in byes {
+            crate::responses::send_request_tx(engine, bye, dest, transport);
+        }
+    }
+}
