@@ -175,6 +175,20 @@ impl Sipp {
         }
     }
 
+    /// Text of the message trace (-trace_msg) of the scenario run as `name`.
+    pub fn messages(&self, name: &str) -> String {
+        let mut out = String::new();
+        if let Ok(entries) = std::fs::read_dir(self.dir.path()) {
+            for e in entries.flatten() {
+                let f = e.file_name().to_string_lossy().into_owned();
+                if f.starts_with(&format!("{name}_")) && f.ends_with("_messages.log") {
+                    out.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
+                }
+            }
+        }
+        out
+    }
+
     fn command(
         &self,
         name: &str,
