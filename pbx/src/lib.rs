@@ -5,6 +5,7 @@ pub mod b2bua;
 pub mod config;
 pub mod control;
 pub mod engine;
+pub mod fuzzing;
 pub mod location;
 pub mod proxy;
 pub mod registrar;
