@@ -329,7 +329,7 @@ impl Engine {
         };
         let is_invite = tx.request.method() == "INVITE";
         let (dest, transport) = (tx.source, tx.transport);
-        if code >= 200 && !is_invite && tx.branches.is_empty() {
+        if code >= 200 && !is_invite && tx.pending == 0 {
             // Answered here (REGISTER, OPTIONS, errors): keep only the response
             // for retransmissions, so a high request rate costs little memory.
             // Challenges are not kept: answering a retransmission with a fresh
@@ -479,6 +479,12 @@ impl Engine {
             }
             ticks += 1;
             if ticks % 10 == 0 {
+                // Give memory freed after a burst back to the system (glibc keeps it otherwise).
+                #[cfg(all(target_os = "linux", target_env = "gnu"))]
+                // SAFETY: malloc_trim only releases free heap pages; no pointers are touched.
+                unsafe {
+                    libc::malloc_trim(0);
+                }
                 let n = self.location.sweep();
                 if n > 0 {
                     tracing::info!(expired = n, "expired bindings removed");

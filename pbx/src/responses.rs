@@ -11,7 +11,7 @@ use crate::config::Transport;
 use crate::engine::Engine;
 use crate::sip::{response_to, Message, StartLine, Via};
 use crate::transaction::{
-    client_key, response_rank, ClientState, ClientTx, LINGER, T1, T2, TIMER_C, TX_TIMEOUT,
+    client_key, response_rank, ClientState, ClientTx, LINGER, T1, T2, T4, TIMER_C, TX_TIMEOUT,
 };
 
 impl Engine {
@@ -20,6 +20,13 @@ impl Engine {
         let method = msg.cseq().map(|c| c.1.to_owned()).unwrap_or_default();
         let key = client_key(via.branch.as_deref().unwrap_or(""), &method);
         let known = self.tables.lock().client.contains_key(&key);
+        if !known && (200..300).contains(&msg.status().unwrap_or(0)) {
+            // A 2xx retransmitted after its transaction ended: B2BUA re-ACKs.
+            if let Some((t, d, b)) = crate::b2bua::ack_again(self, msg.call_id()) {
+                self.send(t, d, b);
+                return;
+            }
+        }
         if !known {
             forward_response_stateless(self, msg);
             return;
@@ -203,10 +210,14 @@ fn on_branch_response(engine: &Arc<Engine>, key: &str, msg: Message, synthetic: 
             transport: tx.transport,
             cseq: tx.request.cseq().map(|c| c.0).unwrap_or(1),
         };
-        let linger = if tx.transport == Transport::Udp {
-            LINGER
-        } else {
-            Duration::ZERO
+        // Timer D (32 s) keeps a failed INVITE branch to re-ACK retransmitted
+        // finals; Timer K (T4) for non-INVITE; a 2xx ends an INVITE client
+        // transaction at once (§17.1.1.2): later 2xx are relayed statelessly.
+        let linger = match (tx.transport, is_invite) {
+            (Transport::Tcp, _) => Duration::ZERO,
+            (Transport::Udp, true) if (200..300).contains(&code) => Duration::ZERO,
+            (Transport::Udp, true) => LINGER,
+            (Transport::Udp, false) => T4,
         };
         let Some(skey) = tx.server_key.clone() else {
             // Our own CANCEL: a final answer ends it.

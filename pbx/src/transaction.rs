@@ -13,6 +13,7 @@ use crate::sip::Message;
 /// RFC 3261 §17.1.1.1 timer values.
 pub const T1: Duration = Duration::from_millis(500);
 pub const T2: Duration = Duration::from_secs(4);
+pub const T4: Duration = Duration::from_secs(5);
 /// Timer B / F: 64*T1.
 pub const TX_TIMEOUT: Duration = Duration::from_secs(32);
 /// Timer C: a ringing branch is cancelled after this long.

@@ -148,3 +148,21 @@ fn forking_to_two_contacts_one_answers_other_is_cancelled() {
         cancelled.log
     );
 }
+
+#[test]
+fn call_from_a_tcp_caller_to_a_udp_callee() {
+    let Some((pbx, sipp)) = setup() else { return };
+    let callee_port = free_port();
+    register(&sipp, "101", callee_port, pbx.port);
+    let uas = sipp.spawn("uas", &callee_answers(100), callee_port, pbx.port, &[]);
+    let caller = sipp.run(
+        "uac",
+        &caller_answered("100", "101"),
+        free_port(),
+        pbx.port,
+        &["-au", "100", "-ap", "pw100", "-t", "t1"],
+    );
+    let callee = sipp.wait(uas);
+    assert!(caller.success, "TCP caller failed:\n{}", caller.log);
+    assert!(callee.success, "UDP callee failed:\n{}", callee.log);
+}

@@ -256,3 +256,117 @@ fn flood_of_invites_keeps_the_transaction_table_bounded() {
         "{r}"
     );
 }
+
+#[test]
+fn ipv6_socket_answers_and_registers_bindings_over_ipv6() {
+    if UdpSocket::bind("[::1]:0").is_err() {
+        eprintln!("SKIP: no IPv6 loopback on this machine");
+        return;
+    }
+    let port = free_port();
+    let uci = format!(
+        "{}config listen 'listen_v6'\n\toption name 'v6'\n\toption transport 'udp'\n\toption address '::1'\n\toption port '{port}'\n\n",
+        config(port, "")
+    );
+    let pbx = Pbx::start(&uci, port);
+    let s = UdpSocket::bind("[::1]:0").expect("bind v6");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let me = s.local_addr().expect("addr");
+    let via_host = format!("[::1]:{}", me.port());
+    let options = format!(
+        "OPTIONS sip:[::1]:{port} SIP/2.0\r\nVia: SIP/2.0/UDP {via_host};branch=z9hG4bKv6o;rport\r\nFrom: <sip:x@far.example>;tag=1\r\nTo: <sip:[::1]:{port}>\r\nCall-ID: v6o@test\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    );
+    s.send_to(options.as_bytes(), ("::1", port)).expect("send");
+    let mut buf = vec![0u8; 65536];
+    let (n, _) = s.recv_from(&mut buf).expect("answer over IPv6");
+    let r = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(r.starts_with("SIP/2.0 200 "), "{r}");
+    assert!(r.contains(&format!("rport={}", me.port())), "{r}");
+    // REGISTER with credentials computed here (digest MD5, qop=auth) over IPv6.
+    let register = |cseq: u32, auth: &str| {
+        format!(
+            "REGISTER sip:besip.test SIP/2.0\r\nVia: SIP/2.0/UDP {via_host};branch=z9hG4bKv6r{cseq};rport\r\nFrom: <sip:100@besip.test>;tag=6\r\nTo: <sip:100@besip.test>\r\nCall-ID: v6r@test\r\nCSeq: {cseq} REGISTER\r\nContact: <sip:100@[::1]:{}>\r\n{auth}Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            me.port()
+        )
+    };
+    s.send_to(register(1, "").as_bytes(), ("::1", port))
+        .expect("send");
+    let (n, _) = s.recv_from(&mut buf).expect("challenge");
+    let r = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(r.starts_with("SIP/2.0 401 "), "{r}");
+    let nonce = r
+        .split("nonce=\"")
+        .nth(1)
+        .and_then(|x| x.split('"').next())
+        .expect("nonce")
+        .to_owned();
+    let md5 = |s: String| format!("{:x}", md5_digest(s.as_bytes()));
+    let ha1 = md5("100:besip.test:pw100".into());
+    let ha2 = md5("REGISTER:sip:besip.test".into());
+    let resp = md5(format!("{ha1}:{nonce}:00000001:c6:auth:{ha2}"));
+    let auth = format!("Authorization: Digest username=\"100\", realm=\"besip.test\", nonce=\"{nonce}\", uri=\"sip:besip.test\", response=\"{resp}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"c6\"\r\n");
+    s.send_to(register(2, &auth).as_bytes(), ("::1", port))
+        .expect("send");
+    let (n, _) = s.recv_from(&mut buf).expect("200");
+    let r = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(r.starts_with("SIP/2.0 200 "), "{r}");
+    let regs = pbx.registrations();
+    assert!(
+        regs.iter()
+            .any(|(aor, c)| aor == "100@besip.test" && c.contains("[::1]")),
+        "{regs:?}"
+    );
+}
+
+/// MD5 for the test's own digest computation (RFC 1321), so the test does not
+/// share code with the daemon it checks.
+fn md5_digest(input: &[u8]) -> u128 {
+    let s: [u32; 64] = [
+        7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 5, 9, 14, 20, 5, 9, 14, 20, 5,
+        9, 14, 20, 5, 9, 14, 20, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 6, 10,
+        15, 21, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21,
+    ];
+    let k: Vec<u32> = (0..64)
+        .map(|i| ((i as f64 + 1.0).sin().abs() * 4294967296.0) as u32)
+        .collect();
+    let (mut a0, mut b0, mut c0, mut d0) =
+        (0x67452301u32, 0xefcdab89u32, 0x98badcfeu32, 0x10325476u32);
+    let mut msg = input.to_vec();
+    let bit_len = (input.len() as u64).wrapping_mul(8);
+    msg.push(0x80);
+    while msg.len() % 64 != 56 {
+        msg.push(0);
+    }
+    msg.extend_from_slice(&bit_len.to_le_bytes());
+    for chunk in msg.chunks(64) {
+        let m: Vec<u32> = chunk
+            .chunks(4)
+            .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+            .collect();
+        let (mut a, mut b, mut c, mut d) = (a0, b0, c0, d0);
+        for i in 0..64 {
+            let (f, g) = match i / 16 {
+                0 => ((b & c) | (!b & d), i),
+                1 => ((d & b) | (!d & c), (5 * i + 1) % 16),
+                2 => (b ^ c ^ d, (3 * i + 5) % 16),
+                _ => (c ^ (b | !d), (7 * i) % 16),
+            };
+            let f = f.wrapping_add(a).wrapping_add(k[i]).wrapping_add(m[g]);
+            a = d;
+            d = c;
+            c = b;
+            b = b.wrapping_add(f.rotate_left(s[i]));
+        }
+        a0 = a0.wrapping_add(a);
+        b0 = b0.wrapping_add(b);
+        c0 = c0.wrapping_add(c);
+        d0 = d0.wrapping_add(d);
+    }
+    let mut out = [0u8; 16];
+    out[..4].copy_from_slice(&a0.to_le_bytes());
+    out[4..8].copy_from_slice(&b0.to_le_bytes());
+    out[8..12].copy_from_slice(&c0.to_le_bytes());
+    out[12..].copy_from_slice(&d0.to_le_bytes());
+    u128::from_be_bytes(out)
+}
