@@ -14,7 +14,7 @@ use crate::config::{Config, Transport};
 use crate::location::Location;
 use crate::sip::{format_host, response_to, stamp_via, Message, ParseError, Via};
 use crate::transaction::{
-    server_key, Answered, ServerTx, Tables, ANSWERED_LINGER, LINGER, T1, T2, TX_TIMEOUT,
+    server_key, Answered, ServerTx, Tables, ANSWERED_LINGER, LINGER, T1, T2, T4, TX_TIMEOUT,
 };
 use crate::transport::{Sink, Transports};
 
@@ -407,11 +407,26 @@ impl Engine {
         let key = server_key(&msg, "INVITE");
         {
             let mut tables = self.tables.lock();
+            if tables.answered.contains_key(&key) {
+                return; // ACK retransmission for a transaction already done
+            }
             if let Some(tx) = tables.server.get_mut(&key) {
                 if tx.final_code.is_some_and(|c| c >= 300) {
-                    // ACK for our non-2xx final: ends the transaction here (§17.2.1).
-                    tx.acked = true;
-                    tx.expires = Some(Instant::now() + Duration::from_secs(5));
+                    // ACK for our non-2xx final ends the transaction here (§17.2.1);
+                    // keep only the response (Timer I) instead of the whole request.
+                    if let Some(tx) = tables.server.remove(&key) {
+                        if let Some(response) = tx.last_response {
+                            tables.answered.insert(
+                                key,
+                                Answered {
+                                    source: tx.source,
+                                    transport: tx.transport,
+                                    response,
+                                    expires: Instant::now() + T4,
+                                },
+                            );
+                        }
+                    }
                     return;
                 }
             }
