@@ -590,3 +590,96 @@ pub fn register(sipp: &Sipp, user: &str, local_port: u16, pbx_port: u16) {
         r.log
     );
 }
+
+/// MD5 for the test's own digest computation (RFC 1321), so the test does not
+/// share code with the daemon it checks.
+pub fn md5_digest(input: &[u8]) -> u128 {
+    let s: [u32; 64] = [
+        7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 5, 9, 14, 20, 5, 9, 14, 20, 5,
+        9, 14, 20, 5, 9, 14, 20, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 6, 10,
+        15, 21, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21,
+    ];
+    let k: Vec<u32> = (0..64)
+        .map(|i| ((i as f64 + 1.0).sin().abs() * 4294967296.0) as u32)
+        .collect();
+    let (mut a0, mut b0, mut c0, mut d0) =
+        (0x67452301u32, 0xefcdab89u32, 0x98badcfeu32, 0x10325476u32);
+    let mut msg = input.to_vec();
+    let bit_len = (input.len() as u64).wrapping_mul(8);
+    msg.push(0x80);
+    while msg.len() % 64 != 56 {
+        msg.push(0);
+    }
+    msg.extend_from_slice(&bit_len.to_le_bytes());
+    for chunk in msg.chunks(64) {
+        let m: Vec<u32> = chunk
+            .chunks(4)
+            .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+            .collect();
+        let (mut a, mut b, mut c, mut d) = (a0, b0, c0, d0);
+        for i in 0..64 {
+            let (f, g) = match i / 16 {
+                0 => ((b & c) | (!b & d), i),
+                1 => ((d & b) | (!d & c), (5 * i + 1) % 16),
+                2 => (b ^ c ^ d, (3 * i + 5) % 16),
+                _ => (c ^ (b | !d), (7 * i) % 16),
+            };
+            let f = f.wrapping_add(a).wrapping_add(k[i]).wrapping_add(m[g]);
+            a = d;
+            d = c;
+            c = b;
+            b = b.wrapping_add(f.rotate_left(s[i]));
+        }
+        a0 = a0.wrapping_add(a);
+        b0 = b0.wrapping_add(b);
+        c0 = c0.wrapping_add(c);
+        d0 = d0.wrapping_add(d);
+    }
+    let mut out = [0u8; 16];
+    out[..4].copy_from_slice(&a0.to_le_bytes());
+    out[4..8].copy_from_slice(&b0.to_le_bytes());
+    out[8..12].copy_from_slice(&c0.to_le_bytes());
+    out[12..].copy_from_slice(&d0.to_le_bytes());
+    u128::from_be_bytes(out)
+}
+
+/// REGISTER over a plain UDP socket with digest credentials computed here
+/// (MD5, qop=auth): `lines` are extra header lines (Contact, Expires, Path…).
+/// Returns the final response text.
+pub fn raw_register(
+    sock: &UdpSocket,
+    pbx_port: u16,
+    user: &str,
+    password: &str,
+    lines: &str,
+    call: &str,
+) -> String {
+    let me = sock.local_addr().expect("addr");
+    let request = |cseq: u32, auth: &str| {
+        format!(
+            "REGISTER sip:besip.test SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{};branch=z9hG4bK{call}{cseq};rport\r\nFrom: <sip:{user}@besip.test>;tag={call}\r\nTo: <sip:{user}@besip.test>\r\nCall-ID: {call}@test\r\nCSeq: {cseq} REGISTER\r\n{lines}{auth}Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            me.port()
+        )
+    };
+    let mut buf = vec![0u8; 65536];
+    sock.send_to(request(1, "").as_bytes(), ("127.0.0.1", pbx_port))
+        .expect("send");
+    let (n, _) = sock.recv_from(&mut buf).expect("challenge");
+    let r = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(r.starts_with("SIP/2.0 401 "), "{r}");
+    let nonce = r
+        .split("nonce=\"")
+        .nth(1)
+        .and_then(|x| x.split('"').next())
+        .expect("nonce")
+        .to_owned();
+    let md5 = |s: String| format!("{:032x}", md5_digest(s.as_bytes()));
+    let ha1 = md5(format!("{user}:besip.test:{password}"));
+    let ha2 = md5("REGISTER:sip:besip.test".into());
+    let resp = md5(format!("{ha1}:{nonce}:00000001:c0:auth:{ha2}"));
+    let auth = format!("Authorization: Digest username=\"{user}\", realm=\"besip.test\", nonce=\"{nonce}\", uri=\"sip:besip.test\", response=\"{resp}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"c0\"\r\n");
+    sock.send_to(request(2, &auth).as_bytes(), ("127.0.0.1", pbx_port))
+        .expect("send");
+    let (n, _) = sock.recv_from(&mut buf).expect("final answer to REGISTER");
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
