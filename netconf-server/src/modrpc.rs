@@ -1,0 +1,230 @@
+//! The bridge to the daemons: RPCs of besip modules forwarded over IPC,
+//! daemon notifications and netconf-config-change delivered to subscribers.
+
+use crate::reply::xml_error_path;
+use crate::rpc::{access_denied, Answer, OpResult};
+use crate::server::{Group, Server};
+use crate::session::SessionCtx;
+use besip_core::datastore::ChangeRecord;
+use besip_core::error::{ConfigError, ErrorTag};
+use besip_core::ipc::IpcClient;
+use besip_core::schema::Schema;
+use besip_core::xml::{escape, Element};
+use serde_json::{Map, Value};
+use std::sync::Arc;
+use std::time::Duration;
+
+const NC_NOTIF_NS: &str = "urn:ietf:params:xml:ns:yang:ietf-netconf-notifications";
+
+pub async fn module_rpc(ctx: &SessionCtx, op: &Element) -> OpResult {
+    let schema = Schema::get()
+        .map_err(|e| vec![ConfigError::new(ErrorTag::OperationFailed, e.to_string())])?;
+    let Some(module) = schema.module_by_namespace(&op.namespace) else {
+        return Err(vec![ConfigError::protocol(
+            ErrorTag::UnknownNamespace,
+            format!("no module has the namespace {}", op.namespace),
+        )
+        .with_info("bad-element", op.name.clone())
+        .with_info("bad-namespace", op.namespace.clone())]);
+    };
+    if !module.rpcs().any(|r| r.name() == op.name) {
+        return Err(vec![ConfigError::protocol(
+            ErrorTag::OperationNotSupported,
+            format!("module {} has no RPC <{}>", module.name(), op.name),
+        )
+        .with_info("bad-element", op.name.clone())]);
+    }
+    if ctx.group == Group::Monitor {
+        return Err(access_denied(&format!("run {}", op.name)));
+    }
+    let module_name = module.name().to_owned();
+    if module_name == "besip-system" && op.name == "rollback" {
+        let back = op
+            .child("back")
+            .map(|b| b.trimmed_text())
+            .and_then(|b| b.parse::<u8>().ok())
+            .filter(|b| *b <= 49)
+            .ok_or_else(|| {
+                vec![crate::rpc::bad_value(
+                    "back",
+                    "<back> must be a number 0..49",
+                )]
+            })?;
+        let mut store = ctx.server.store.lock().await;
+        return store
+            .rollback_candidate(back as usize)
+            .map(|_| Answer::Ok)
+            .map_err(|e| vec![e]);
+    }
+    let daemon = module_name.trim_start_matches("besip-").to_owned();
+    let socket = ctx.server.layout.socket(&daemon);
+    let client = IpcClient::connect(&socket).await.map_err(|_| {
+        vec![ConfigError::new(
+            ErrorTag::OperationFailed,
+            format!(
+                "besip-{daemon}d is not running (no socket {}); start it and retry",
+                socket.display()
+            ),
+        )]
+    })?;
+    let client = client.with_timeout(Duration::from_secs(30));
+    let input = Value::Object(children_to_json(&op.children));
+    let params = serde_json::json!({"name": format!("{module_name}:{}", op.name), "input": input});
+    match client.call("rpc", params).await {
+        Ok(Value::Object(out)) if out.is_empty() => Ok(Answer::Ok),
+        Ok(Value::Null) => Ok(Answer::Ok),
+        Ok(out) => {
+            let ns = op.namespace.clone();
+            let mut body = String::new();
+            json_to_xml(&out, &ns, true, &mut body);
+            Ok(Answer::Body(body))
+        }
+        Err(besip_core::ipc::IpcError::Remote { message, .. }) => {
+            Err(vec![ConfigError::new(ErrorTag::OperationFailed, message)])
+        }
+        Err(e) => Err(vec![ConfigError::new(
+            ErrorTag::OperationFailed,
+            e.to_string(),
+        )]),
+    }
+}
+
+/// RPC input as RFC 7951-ish JSON: leaves as strings, repeated names as arrays.
+fn children_to_json(children: &[Element]) -> Map<String, Value> {
+    let mut map = Map::new();
+    for child in children {
+        let value = if child.children.is_empty() {
+            Value::String(child.trimmed_text().to_owned())
+        } else {
+            Value::Object(children_to_json(&child.children))
+        };
+        match map.get_mut(&child.name) {
+            Some(Value::Array(list)) => list.push(value),
+            Some(existing) => {
+                let first = existing.take();
+                *existing = Value::Array(vec![first, value]);
+            }
+            None => {
+                map.insert(child.name.clone(), value);
+            }
+        }
+    }
+    map
+}
+
+/// JSON (object members) as XML elements in `ns`; a `module:` prefix on a
+/// member name switches the namespace.
+fn json_to_xml(value: &Value, ns: &str, top: bool, out: &mut String) {
+    let Value::Object(map) = value else {
+        return;
+    };
+    for (key, v) in map {
+        let (name, child_ns) = match key.split_once(':') {
+            Some((module, name)) => (
+                name,
+                Schema::get()
+                    .ok()
+                    .and_then(|s| s.modules().iter().find(|m| m.name == module))
+                    .map(|m| m.namespace.clone())
+                    .unwrap_or_else(|| ns.to_owned()),
+            ),
+            None => (key.as_str(), ns.to_owned()),
+        };
+        let items: Vec<&Value> = match v {
+            Value::Array(list) => list.iter().collect(),
+            other => vec![other],
+        };
+        for item in items {
+            let xmlns = if top || child_ns != ns {
+                format!(" xmlns=\"{}\"", escape(&child_ns))
+            } else {
+                String::new()
+            };
+            match item {
+                Value::Object(_) => {
+                    out.push_str(&format!("<{name}{xmlns}>"));
+                    json_to_xml(item, &child_ns, false, out);
+                    out.push_str(&format!("</{name}>"));
+                }
+                Value::Null => out.push_str(&format!("<{name}{xmlns}/>")),
+                Value::Array(a) if a.len() == 1 && a[0].is_null() => {
+                    out.push_str(&format!("<{name}{xmlns}/>"))
+                }
+                Value::String(s) => out.push_str(&format!("<{name}{xmlns}>{}</{name}>", escape(s))),
+                other => out.push_str(&format!("<{name}{xmlns}>{other}</{name}>")),
+            }
+        }
+    }
+}
+
+/// RFC 6470 netconf-config-change after a commit.
+pub fn publish_config_change(ctx: &SessionCtx, changes: &[ChangeRecord]) {
+    let mut edits = String::new();
+    for change in changes {
+        let (target, decls) = xml_error_path(&change.path);
+        edits.push_str(&format!(
+            "<edit><target{decls}>{}</target><operation>{}</operation></edit>",
+            escape(&target),
+            change.operation
+        ));
+    }
+    let event = format!(
+        "<netconf-config-change xmlns=\"{NC_NOTIF_NS}\"><changed-by><username>{}</username><session-id>{}</session-id><source-host>{}</source-host></changed-by><datastore>running</datastore>{edits}</netconf-config-change>",
+        escape(&ctx.user),
+        ctx.id,
+        escape(&ctx.source_host)
+    );
+    ctx.server.publish(&event);
+}
+
+/// Follow each daemon's notifications (reconnecting while it is down) and
+/// publish them to NETCONF subscribers.
+pub fn forward_daemon_notifications(server: Arc<Server>) {
+    for daemon in ["pbx", "security", "monitoring"] {
+        let server = server.clone();
+        tokio::spawn(async move {
+            loop {
+                let socket = server.layout.socket(daemon);
+                if let Ok(client) = IpcClient::connect(&socket).await {
+                    tracing::info!(daemon, "following the daemon's notifications");
+                    let mut rx = client.notifications();
+                    loop {
+                        match rx.recv().await {
+                            Ok(n) => server.publish(&notification_xml(&n.name, &n.data)),
+                            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                            Err(_) => break,
+                        }
+                    }
+                    tracing::info!(daemon, "daemon connection closed");
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        });
+    }
+}
+
+/// `besip-security:ban-added` + data -> `<ban-added xmlns="urn:besip:security">…</ban-added>`.
+pub fn notification_xml(name: &str, data: &Value) -> String {
+    let mut wrapped = Map::new();
+    wrapped.insert(name.to_owned(), data.clone());
+    let mut out = String::new();
+    json_to_xml(&Value::Object(wrapped), "", true, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn converts_daemon_json_to_xml() {
+        let xml = notification_xml(
+            "besip-system:x",
+            &serde_json::json!({"address": "127.0.0.2", "n": 3, "list": [{"a": "1"}, {"a": "2"}]}),
+        );
+        assert_eq!(
+            xml,
+            "<x xmlns=\"urn:besip:system\"><address>127.0.0.2</address><list><a>1</a></list><list><a>2</a></list><n>3</n></x>"
+        );
+    }
+}

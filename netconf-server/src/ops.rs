@@ -1,0 +1,597 @@
+//! The NETCONF operations (RFC 6241 §7, RFC 6022 get-schema, RFC 5277
+//! create-subscription) over besip-core's datastore, with the NACM groups.
+
+use crate::rpc::{
+    access_denied, bad_value, base_child, missing, store_arg, text_of, url_path, Answer, OpResult,
+    Store, MONITORING_NS, NOTIFICATION_NS, WITH_DEFAULTS_NS,
+};
+use crate::server::{lock, Group};
+use crate::session::SessionCtx;
+use crate::{modrpc, reply::BASE_NS, state};
+use besip_core::datastore::{CommitOptions, Confirmed, Source, TestOption, WithDefaults};
+use besip_core::edit::{DefaultOperation, ErrorOption};
+use besip_core::error::{ConfigError, ErrorTag};
+use besip_core::filter::Filter;
+use besip_core::xml::{escape, Element};
+use std::time::Duration;
+
+const NACM_NS: &str = "urn:ietf:params:xml:ns:yang:ietf-netconf-acm";
+const SYSTEM_NS: &str = "urn:besip:system";
+
+pub async fn dispatch(ctx: &mut SessionCtx, rpc: &Element, op: &Element) -> OpResult {
+    let e = |err: ConfigError| vec![err];
+    if op.namespace == BASE_NS {
+        return match op.name.as_str() {
+            "get" => get(ctx, rpc, op).await,
+            "get-config" => get_config(ctx, rpc, op).await,
+            "edit-config" => edit_config(ctx, op).await,
+            "copy-config" => copy_config(ctx, op).await,
+            "delete-config" => delete_config(ctx, op),
+            "lock" => lock_op(ctx, op, true).await,
+            "unlock" => lock_op(ctx, op, false).await,
+            "validate" => validate(ctx, op).await,
+            "commit" => commit(ctx, op).await,
+            "cancel-commit" => cancel_commit(ctx, op).await,
+            "discard-changes" => discard(ctx).await,
+            "close-session" => Ok(Answer::Close),
+            "kill-session" => kill_session(ctx, op),
+            other => Err(e(unsupported(other))),
+        };
+    }
+    if op.namespace == MONITORING_NS && op.name == "get-schema" {
+        return get_schema(op);
+    }
+    if op.namespace == NOTIFICATION_NS && op.name == "create-subscription" {
+        return create_subscription(ctx, op);
+    }
+    if op.namespace.starts_with("urn:besip:") {
+        return modrpc::module_rpc(ctx, op).await;
+    }
+    Err(e(unsupported(&op.name)))
+}
+
+fn unsupported(name: &str) -> ConfigError {
+    ConfigError::protocol(
+        ErrorTag::OperationNotSupported,
+        format!("operation <{name}> is not supported by this server"),
+    )
+    .with_info("bad-element", name)
+}
+
+fn with_defaults(op: &Element) -> Result<WithDefaults, ConfigError> {
+    match op.child_ns(WITH_DEFAULTS_NS, "with-defaults") {
+        None => Ok(WithDefaults::Explicit),
+        Some(wd) => WithDefaults::parse(wd.trimmed_text()).ok_or_else(|| {
+            bad_value(
+                "with-defaults",
+                format!("with-defaults '{}' is not one of explicit, report-all, report-all-tagged, trim", wd.trimmed_text()),
+            )
+        }),
+    }
+}
+
+fn filter(rpc: &Element, op: &Element) -> Result<Filter, ConfigError> {
+    let Some(f) = base_child(op, "filter") else {
+        return Ok(Filter::All);
+    };
+    match f.attribute("*", "type").unwrap_or("subtree") {
+        "subtree" => Ok(Filter::Subtree(f.children.clone())),
+        "xpath" => {
+            let select = f.attribute("*", "select").ok_or_else(|| {
+                ConfigError::protocol(
+                    ErrorTag::MissingAttribute,
+                    "an xpath filter needs a select attribute",
+                )
+                .with_info("bad-attribute", "select")
+                .with_info("bad-element", "filter")
+            })?;
+            let mut namespaces = rpc.namespace_declarations.clone();
+            namespaces.extend(op.namespace_declarations.iter().cloned());
+            namespaces.extend(f.namespace_declarations.iter().cloned());
+            Ok(Filter::XPath {
+                select: select.to_owned(),
+                namespaces,
+            })
+        }
+        other => Err(ConfigError::protocol(
+            ErrorTag::BadAttribute,
+            format!("filter type '{other}' is not subtree or xpath"),
+        )
+        .with_info("bad-attribute", "type")
+        .with_info("bad-element", "filter")),
+    }
+}
+
+async fn get(ctx: &SessionCtx, rpc: &Element, op: &Element) -> OpResult {
+    let filter = filter(rpc, op).map_err(|e| vec![e])?;
+    let wd = with_defaults(op).map_err(|e| vec![e])?;
+    let mut states = state::daemon_states(&ctx.server).await;
+    states.push(state::netconf_state_json(&ctx.server));
+    states.push(state::modules_state_json());
+    let store = ctx.server.store.lock().await;
+    if let Ok(history) = store.history_state_json() {
+        states.push(history);
+    }
+    store
+        .get_with_state(&filter, wd, &states)
+        .map(Answer::Data)
+        .map_err(|e| vec![e])
+}
+
+fn source_of(store: Store, what: &str) -> Result<Source, ConfigError> {
+    match store {
+        Store::Running => Ok(Source::Running),
+        Store::Candidate => Ok(Source::Candidate),
+        _ => Err(ConfigError::protocol(
+            ErrorTag::OperationNotSupported,
+            format!("{what} works on <running/> or <candidate/> here"),
+        )),
+    }
+}
+
+async fn get_config(ctx: &SessionCtx, rpc: &Element, op: &Element) -> OpResult {
+    let source = source_of(store_arg(op, "source").map_err(|e| vec![e])?, "get-config")
+        .map_err(|e| vec![e])?;
+    let filter = filter(rpc, op).map_err(|e| vec![e])?;
+    let wd = with_defaults(op).map_err(|e| vec![e])?;
+    let store = ctx.server.store.lock().await;
+    store
+        .get_config(source, &filter, wd)
+        .map(Answer::Data)
+        .map_err(|e| vec![e])
+}
+
+/// `in-use` if another session holds the lock on a datastore.
+fn check_lock(ctx: &SessionCtx, source: Source) -> Result<(), Vec<ConfigError>> {
+    let locks = lock(&ctx.server.locks);
+    let held = match source {
+        Source::Running => &locks.running,
+        Source::Candidate => &locks.candidate,
+    };
+    match held {
+        Some((holder, _)) if *holder != ctx.id => Err(vec![ConfigError::protocol(
+            ErrorTag::InUse,
+            format!("the {source:?} datastore is locked by session {holder}").to_lowercase(),
+        )
+        .with_info("session-id", holder.to_string())]),
+        _ => Ok(()),
+    }
+}
+
+/// Does this configuration touch what only admins may change (users, NACM)?
+fn touches_admin_data(config: &[Element]) -> bool {
+    config.iter().any(|el| {
+        el.namespace == NACM_NS
+            || (el.namespace == SYSTEM_NS
+                && el.name == "system"
+                && el.children.iter().any(|c| c.name == "user"))
+    })
+}
+
+fn may_edit(ctx: &SessionCtx, config: &[Element]) -> Result<(), Vec<ConfigError>> {
+    match ctx.group {
+        Group::Admin => Ok(()),
+        Group::Operator if !touches_admin_data(config) => Ok(()),
+        Group::Operator => Err(access_denied("change users or access control")),
+        Group::Monitor => Err(access_denied("change the configuration")),
+    }
+}
+
+/// The `<config>` content of a file (export format: `<config>` wrapper or bare).
+fn read_url_config(url: &str) -> Result<Vec<Element>, ConfigError> {
+    let path = url_path(url)?;
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        ConfigError::new(
+            ErrorTag::OperationFailed,
+            format!("cannot read {}: {e}", path.display()),
+        )
+    })?;
+    let roots = besip_core::xml::parse(&text).map_err(|e| {
+        ConfigError::new(
+            ErrorTag::MalformedMessage,
+            format!("{}: {e}", path.display()),
+        )
+    })?;
+    Ok(match roots.as_slice() {
+        [w] if w.name == "config" || w.name == "data" => w.children.clone(),
+        _ => roots,
+    })
+}
+
+async fn edit_config(ctx: &SessionCtx, op: &Element) -> OpResult {
+    let target = store_arg(op, "target").map_err(|e| vec![e])?;
+    match target {
+        Store::Candidate => {}
+        Store::Running => {
+            return Err(vec![ConfigError::protocol(
+                ErrorTag::OperationNotSupported,
+                "running is not writable directly (no :writable-running): edit <candidate/> and <commit/>",
+            )])
+        }
+        _ => return Err(vec![bad_value("target", "edit-config targets <candidate/>")]),
+    }
+    let default_operation = match text_of(op, "default-operation") {
+        None | Some("merge") => DefaultOperation::Merge,
+        Some("replace") => DefaultOperation::Replace,
+        Some("none") => DefaultOperation::None,
+        Some(v) => {
+            return Err(vec![bad_value(
+                "default-operation",
+                format!("default-operation '{v}' is not merge, replace or none"),
+            )])
+        }
+    };
+    let test_option = match text_of(op, "test-option") {
+        None | Some("test-then-set") => TestOption::TestThenSet,
+        Some("set") => TestOption::Set,
+        Some("test-only") => TestOption::TestOnly,
+        Some(v) => {
+            return Err(vec![bad_value(
+                "test-option",
+                format!("test-option '{v}' is not test-then-set, set or test-only"),
+            )])
+        }
+    };
+    let error_option = match text_of(op, "error-option") {
+        None | Some("stop-on-error") => ErrorOption::StopOnError,
+        Some("continue-on-error") => ErrorOption::ContinueOnError,
+        Some("rollback-on-error") => ErrorOption::RollbackOnError,
+        Some(v) => {
+            return Err(vec![bad_value(
+                "error-option",
+                format!(
+                "error-option '{v}' is not stop-on-error, continue-on-error or rollback-on-error"
+            ),
+            )])
+        }
+    };
+    let config = if let Some(c) = base_child(op, "config") {
+        c.children.clone()
+    } else if let Some(u) = base_child(op, "url") {
+        if ctx.group != Group::Admin {
+            return Err(access_denied("read files through <url>"));
+        }
+        read_url_config(u.trimmed_text()).map_err(|e| vec![e])?
+    } else {
+        return Err(vec![missing("config")]);
+    };
+    may_edit(ctx, &config)?;
+    check_lock(ctx, Source::Candidate)?;
+    let mut store = ctx.server.store.lock().await;
+    store
+        .edit_candidate(&config, default_operation, error_option, test_option)
+        .map(|_| Answer::Ok)
+        .map_err(|e| e.0)
+}
+
+fn config_document(content: &str) -> String {
+    format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<config xmlns=\"{BASE_NS}\">{content}</config>\n")
+}
+
+async fn copy_config(ctx: &SessionCtx, op: &Element) -> OpResult {
+    let target = store_arg(op, "target").map_err(|e| vec![e])?;
+    let source = store_arg(op, "source").map_err(|e| vec![e])?;
+    let uses_url = matches!(target, Store::Url(_)) || matches!(source, Store::Url(_));
+    if ctx.group == Group::Monitor || (uses_url && ctx.group != Group::Admin) {
+        return Err(access_denied("copy configurations"));
+    }
+    match target {
+        Store::Candidate => {
+            check_lock(ctx, Source::Candidate)?;
+            let content = match source {
+                Store::Config(c) => c,
+                Store::Url(u) => read_url_config(&u).map_err(|e| vec![e])?,
+                Store::Running => {
+                    let mut store = ctx.server.store.lock().await;
+                    return store
+                        .discard_changes()
+                        .map(|_| Answer::Ok)
+                        .map_err(|e| vec![e]);
+                }
+                Store::Candidate => return Ok(Answer::Ok),
+                Store::Startup => {
+                    return Err(vec![bad_value("source", "there is no startup datastore")])
+                }
+            };
+            if ctx.group != Group::Admin {
+                return Err(access_denied(
+                    "replace the whole configuration (it holds the users)",
+                ));
+            }
+            let mut store = ctx.server.store.lock().await;
+            store
+                .replace_candidate(&content)
+                .map(|_| Answer::Ok)
+                .map_err(|e| e.0)
+        }
+        Store::Url(u) => {
+            let path = url_path(&u).map_err(|e| vec![e])?;
+            let content = match source {
+                Store::Running | Store::Candidate => {
+                    let s = if matches!(source, Store::Running) {
+                        Source::Running
+                    } else {
+                        Source::Candidate
+                    };
+                    ctx.server
+                        .store
+                        .lock()
+                        .await
+                        .print(s, WithDefaults::Explicit)
+                }
+                Store::Config(c) => c.iter().map(|e| e.to_xml()).collect(),
+                Store::Url(src) => read_url_config(&src)
+                    .map_err(|e| vec![e])?
+                    .iter()
+                    .map(|e| e.to_xml())
+                    .collect(),
+                Store::Startup => {
+                    return Err(vec![bad_value("source", "there is no startup datastore")])
+                }
+            };
+            besip_core::persist::write_atomically(&path, config_document(&content).as_bytes())
+                .map(|_| Answer::Ok)
+                .map_err(|e| {
+                    vec![ConfigError::new(
+                        ErrorTag::OperationFailed,
+                        format!("cannot write {}: {e}", path.display()),
+                    )]
+                })
+        }
+        Store::Running => Err(vec![ConfigError::protocol(
+            ErrorTag::OperationNotSupported,
+            "running is not writable directly: copy to <candidate/> and <commit/>",
+        )]),
+        _ => Err(vec![bad_value(
+            "target",
+            "copy-config targets <candidate/> or <url>",
+        )]),
+    }
+}
+
+fn delete_config(ctx: &SessionCtx, op: &Element) -> OpResult {
+    match store_arg(op, "target").map_err(|e| vec![e])? {
+        Store::Url(u) => {
+            if ctx.group != Group::Admin {
+                return Err(access_denied("delete files"));
+            }
+            let path = url_path(&u).map_err(|e| vec![e])?;
+            std::fs::remove_file(&path)
+                .map(|_| Answer::Ok)
+                .map_err(|e| {
+                    vec![ConfigError::new(
+                        ErrorTag::OperationFailed,
+                        format!("cannot delete {}: {e}", path.display()),
+                    )]
+                })
+        }
+        Store::Running => Err(vec![ConfigError::protocol(
+            ErrorTag::OperationNotSupported,
+            "the running configuration cannot be deleted (RFC 6241 §7.4)",
+        )]),
+        _ => Err(vec![ConfigError::protocol(
+            ErrorTag::OperationNotSupported,
+            "delete-config deletes a <url> here (there is no startup datastore)",
+        )]),
+    }
+}
+
+async fn lock_op(ctx: &SessionCtx, op: &Element, take: bool) -> OpResult {
+    let source =
+        source_of(store_arg(op, "target").map_err(|e| vec![e])?, "lock").map_err(|e| vec![e])?;
+    // The candidate cannot be locked while it holds someone's uncommitted changes.
+    let candidate_dirty =
+        take && source == Source::Candidate && ctx.server.store.lock().await.candidate_modified();
+    let mut locks = lock(&ctx.server.locks);
+    let slot = match source {
+        Source::Running => &mut locks.running,
+        Source::Candidate => &mut locks.candidate,
+    };
+    let name = if source == Source::Running {
+        "running"
+    } else {
+        "candidate"
+    };
+    if take {
+        if let Some((holder, _)) = slot {
+            return Err(vec![ConfigError::protocol(
+                ErrorTag::LockDenied,
+                format!("{name} is already locked by session {holder}"),
+            )
+            .with_info("session-id", holder.to_string())]);
+        }
+        if candidate_dirty {
+            return Err(vec![ConfigError::protocol(
+                ErrorTag::LockDenied,
+                "the candidate holds uncommitted changes: commit or discard-changes first",
+            )
+            .with_info("session-id", "0")]);
+        }
+        *slot = Some((ctx.id, besip_core::ipc::now_rfc3339()));
+    } else {
+        match slot {
+            Some((holder, _)) if *holder == ctx.id => *slot = None,
+            _ => {
+                return Err(vec![ConfigError::protocol(
+                    ErrorTag::OperationFailed,
+                    format!("this session holds no lock on {name}"),
+                )])
+            }
+        }
+    }
+    Ok(Answer::Ok)
+}
+
+async fn validate(ctx: &SessionCtx, op: &Element) -> OpResult {
+    match store_arg(op, "source").map_err(|e| vec![e])? {
+        Store::Config(content) => {
+            let schema = besip_core::schema::Schema::get()
+                .map_err(|e| vec![ConfigError::new(ErrorTag::OperationFailed, e.to_string())])?;
+            let text: String = content.iter().map(|e| e.to_xml()).collect();
+            besip_core::datastore::parse_config_tree(schema, &text)
+                .map(|_| Answer::Ok)
+                .map_err(|e| vec![e])
+        }
+        other => {
+            let source = source_of(other, "validate").map_err(|e| vec![e])?;
+            let mut store = ctx.server.store.lock().await;
+            store
+                .validate(source)
+                .map(|_| Answer::Ok)
+                .map_err(|e| vec![e])
+        }
+    }
+}
+
+async fn commit(ctx: &SessionCtx, op: &Element) -> OpResult {
+    if ctx.group == Group::Monitor {
+        return Err(access_denied("commit"));
+    }
+    check_lock(ctx, Source::Running)?;
+    check_lock(ctx, Source::Candidate)?;
+    let confirmed = if base_child(op, "confirmed").is_some() {
+        let timeout = match text_of(op, "confirm-timeout") {
+            None => 600,
+            Some(t) => t.parse::<u32>().ok().filter(|t| *t > 0).ok_or_else(|| {
+                vec![bad_value(
+                    "confirm-timeout",
+                    format!("confirm-timeout '{t}' is not a positive number of seconds"),
+                )]
+            })?,
+        };
+        Some(Confirmed {
+            timeout: Duration::from_secs(timeout as u64),
+            persist: text_of(op, "persist").map(str::to_owned),
+        })
+    } else {
+        None
+    };
+    let options = CommitOptions {
+        user: ctx.user.clone(),
+        comment: op
+            .child_ns(SYSTEM_NS, "comment")
+            .map(|c| c.trimmed_text().to_owned())
+            .unwrap_or_default(),
+        confirmed,
+        persist_id: text_of(op, "persist-id").map(str::to_owned),
+        session_id: Some(ctx.id),
+    };
+    let outcome = {
+        let mut store = ctx.server.store.lock().await;
+        store
+            .commit(options, &ctx.server.reloader)
+            .await
+            .map_err(|e| e.0)?
+    };
+    if outcome.id.is_some() {
+        modrpc::publish_config_change(ctx, &outcome.changes);
+    }
+    Ok(Answer::Ok)
+}
+
+async fn cancel_commit(ctx: &SessionCtx, op: &Element) -> OpResult {
+    if ctx.group == Group::Monitor {
+        return Err(access_denied("cancel a commit"));
+    }
+    let persist_id = text_of(op, "persist-id");
+    let mut store = ctx.server.store.lock().await;
+    if persist_id.is_none() && store.confirm_session().is_some_and(|s| s != ctx.id) {
+        return Err(vec![ConfigError::protocol(
+            ErrorTag::OperationFailed,
+            "the pending confirmed commit belongs to another session",
+        )]);
+    }
+    store
+        .cancel_commit(persist_id, &ctx.server.reloader)
+        .await
+        .map(|_| Answer::Ok)
+        .map_err(|e| e.0)
+}
+
+async fn discard(ctx: &SessionCtx) -> OpResult {
+    if ctx.group == Group::Monitor {
+        return Err(access_denied("discard changes"));
+    }
+    check_lock(ctx, Source::Candidate)?;
+    let mut store = ctx.server.store.lock().await;
+    store
+        .discard_changes()
+        .map(|_| Answer::Ok)
+        .map_err(|e| vec![e])
+}
+
+fn kill_session(ctx: &SessionCtx, op: &Element) -> OpResult {
+    if ctx.group == Group::Monitor {
+        return Err(access_denied("kill sessions"));
+    }
+    let text = text_of(op, "session-id").ok_or_else(|| vec![missing("session-id")])?;
+    let id: u32 = text.parse().map_err(|_| {
+        vec![bad_value(
+            "session-id",
+            format!("'{text}' is not a session id"),
+        )]
+    })?;
+    if id == ctx.id {
+        return Err(vec![bad_value(
+            "session-id",
+            "use close-session to end your own session",
+        )]);
+    }
+    let sessions = lock(&ctx.server.sessions);
+    let entry = sessions
+        .get(&id)
+        .ok_or_else(|| vec![bad_value("session-id", format!("there is no session {id}"))])?;
+    entry.kill.notify_one();
+    Ok(Answer::Ok)
+}
+
+fn get_schema(op: &Element) -> OpResult {
+    let identifier = text_of(op, "identifier").ok_or_else(|| vec![missing("identifier")])?;
+    tracing::debug!(identifier, "get-schema");
+    if let Some(format) = text_of(op, "format") {
+        let local = format.rsplit(':').next().unwrap_or(format);
+        if local != "yang" {
+            return Err(vec![bad_value(
+                "format",
+                format!("schema format '{format}' is not offered; ask for yang"),
+            )]);
+        }
+    }
+    let text = state::schema_text(identifier, text_of(op, "version")).ok_or_else(|| {
+        vec![ConfigError::protocol(
+            ErrorTag::InvalidValue,
+            format!("no schema '{identifier}' in that version"),
+        )
+        .with_info("bad-element", "identifier")]
+    })?;
+    Ok(Answer::Body(format!(
+        "<data xmlns=\"{MONITORING_NS}\">{}</data>",
+        escape(&text)
+    )))
+}
+
+fn create_subscription(ctx: &mut SessionCtx, op: &Element) -> OpResult {
+    if ctx.subscribed {
+        return Err(vec![ConfigError::protocol(
+            ErrorTag::InUse,
+            "this session already has a subscription",
+        )]);
+    }
+    if let Some(stream) = text_of(op, "stream") {
+        if stream != "NETCONF" {
+            return Err(vec![bad_value(
+                "stream",
+                format!("there is no stream '{stream}'; use NETCONF"),
+            )]);
+        }
+    }
+    if op.child("startTime").is_some() {
+        return Err(vec![ConfigError::protocol(
+            ErrorTag::OperationFailed,
+            "replay is not supported: subscribe without startTime",
+        )]);
+    }
+    ctx.subscribed = true;
+    ctx.subscribe_now = true;
+    Ok(Answer::Ok)
+}

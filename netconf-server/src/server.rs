@@ -1,0 +1,140 @@
+//! State shared by all sessions: the datastore, sessions, locks, counters,
+//! and the notification stream.
+
+use besip_core::datastore::Datastore;
+use besip_core::paths::Layout;
+use besip_core::reload::IpcReloader;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{broadcast, Notify};
+
+/// NACM group of a user (besip-system `group`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Group {
+    Admin,
+    Operator,
+    Monitor,
+}
+
+impl Group {
+    pub fn parse(s: &str) -> Group {
+        match s {
+            "admin" => Group::Admin,
+            "operator" => Group::Operator,
+            _ => Group::Monitor,
+        }
+    }
+}
+
+/// Limits of the SSH/NETCONF front end (besip-system `netconf` container).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub idle_timeout: Option<Duration>,
+    pub max_sessions: usize,
+    pub max_message_size: usize,
+}
+
+#[derive(Default)]
+pub struct Counters {
+    pub in_rpcs: AtomicU64,
+    pub in_bad_rpcs: AtomicU64,
+    pub out_rpc_errors: AtomicU64,
+    pub out_notifications: AtomicU64,
+}
+
+impl Counters {
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+pub struct SessionEntry {
+    pub user: String,
+    pub group: Group,
+    pub source_host: String,
+    pub login_time: String,
+    pub counters: Arc<Counters>,
+    /// Signalled by kill-session.
+    pub kill: Arc<Notify>,
+}
+
+#[derive(Default)]
+pub struct Locks {
+    pub running: Option<(u32, String)>,
+    pub candidate: Option<(u32, String)>,
+}
+
+pub struct Server {
+    pub layout: Layout,
+    pub store: tokio::sync::Mutex<Datastore>,
+    pub reloader: IpcReloader,
+    pub sessions: Mutex<HashMap<u32, SessionEntry>>,
+    pub locks: Mutex<Locks>,
+    /// SSH connections currently open (limited by max-sessions).
+    pub connections: AtomicU32,
+    next_session: AtomicU32,
+    pub settings: Settings,
+    pub start_time: String,
+    pub totals: Counters,
+    pub in_sessions: AtomicU64,
+    pub in_bad_hellos: AtomicU64,
+    pub dropped_sessions: AtomicU64,
+    /// Complete `<notification>` documents for subscribed sessions.
+    pub notifications: broadcast::Sender<String>,
+}
+
+impl Server {
+    pub fn new(layout: Layout, store: Datastore, settings: Settings) -> Server {
+        let (notifications, _) = broadcast::channel(256);
+        Server {
+            reloader: IpcReloader::new(layout.clone()),
+            layout,
+            store: tokio::sync::Mutex::new(store),
+            sessions: Mutex::new(HashMap::new()),
+            locks: Mutex::new(Locks::default()),
+            connections: AtomicU32::new(0),
+            next_session: AtomicU32::new(1),
+            settings,
+            start_time: besip_core::ipc::now_rfc3339(),
+            totals: Counters::default(),
+            in_sessions: AtomicU64::new(0),
+            in_bad_hellos: AtomicU64::new(0),
+            dropped_sessions: AtomicU64::new(0),
+            notifications,
+        }
+    }
+
+    pub fn register(&self, entry: SessionEntry) -> u32 {
+        let id = self.next_session.fetch_add(1, Ordering::Relaxed);
+        self.in_sessions.fetch_add(1, Ordering::Relaxed);
+        lock(&self.sessions).insert(id, entry);
+        id
+    }
+
+    /// Forget a session and release its locks.
+    pub fn unregister(&self, id: u32) {
+        lock(&self.sessions).remove(&id);
+        let mut locks = lock(&self.locks);
+        if locks.running.as_ref().map(|l| l.0) == Some(id) {
+            locks.running = None;
+        }
+        if locks.candidate.as_ref().map(|l| l.0) == Some(id) {
+            locks.candidate = None;
+        }
+    }
+
+    pub fn publish(&self, event_xml: &str) {
+        let doc = format!(
+            "<notification xmlns=\"urn:ietf:params:xml:ns:netconf:notification:1.0\"><eventTime>{}</eventTime>{event_xml}</notification>",
+            besip_core::ipc::now_rfc3339()
+        );
+        let _ = self.notifications.send(doc);
+    }
+}
+
+/// A poisoned std mutex only means another task panicked; the data is still usable.
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

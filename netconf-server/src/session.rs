@@ -1,0 +1,232 @@
+//! One NETCONF session over an SSH channel: hello exchange, framing, the
+//! request loop, notifications (interleaved), idle timeout and kill-session.
+
+use crate::framing::{encode, FrameError, FrameReader, Framing};
+use crate::reply;
+use crate::rpc;
+use crate::server::{Counters, Group, Server, SessionEntry};
+use besip_core::error::{ConfigError, ErrorTag, ErrorType};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{broadcast, mpsc, oneshot, Notify};
+
+const BASE_1_0: &str = "urn:ietf:params:netconf:base:1.0";
+const BASE_1_1: &str = "urn:ietf:params:netconf:base:1.1";
+const HELLO_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What a request handler may look at and change about its session.
+pub struct SessionCtx {
+    pub server: Arc<Server>,
+    pub id: u32,
+    pub user: String,
+    pub group: Group,
+    pub source_host: String,
+    pub counters: Arc<Counters>,
+    pub subscribed: bool,
+    /// Set by create-subscription; the loop opens the receiver.
+    pub subscribe_now: bool,
+}
+
+pub async fn run<S>(server: Arc<Server>, stream: S, user: String, group: Group, source_host: String)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (read_half, mut write_half) = tokio::io::split(stream);
+    let counters = Arc::new(Counters::default());
+    let kill = Arc::new(Notify::new());
+    let id = server.register(SessionEntry {
+        user: user.clone(),
+        group,
+        source_host: source_host.clone(),
+        login_time: besip_core::ipc::now_rfc3339(),
+        counters: counters.clone(),
+        kill: kill.clone(),
+    });
+    tracing::info!(session = id, user = %user, from = %source_host, "NETCONF session started");
+    let mut ctx = SessionCtx {
+        server: server.clone(),
+        id,
+        user,
+        group,
+        source_host,
+        counters,
+        subscribed: false,
+        subscribe_now: false,
+    };
+
+    let (msg_tx, msg_rx) = mpsc::channel(4);
+    let (mode_tx, mode_rx) = oneshot::channel();
+    let limit = server.settings.max_message_size;
+    let reader = tokio::spawn(read_messages(read_half, limit, msg_tx, mode_rx));
+    let reason = serve(&mut ctx, &mut write_half, msg_rx, mode_tx, kill).await;
+    tracing::info!(session = id, reason, "NETCONF session ended");
+
+    // A non-persistent confirmed commit belongs to its session (RFC 6241 §8.4.1).
+    {
+        let mut store = server.store.lock().await;
+        if store.confirm_session() == Some(id) {
+            if let Err(e) = store.cancel_commit(None, &server.reloader).await {
+                tracing::error!(session = id, error = %e, "reverting the confirmed commit failed");
+            }
+        }
+    }
+    server.unregister(id);
+    let _ = write_half.shutdown().await;
+    // Dropping both halves closes the SSH channel.
+    reader.abort();
+}
+
+/// Reads the hello in end-of-message framing, then switches to what was negotiated.
+async fn read_messages<R: AsyncRead + Unpin>(
+    read_half: R,
+    limit: usize,
+    tx: mpsc::Sender<Result<String, FrameError>>,
+    mode: oneshot::Receiver<Framing>,
+) {
+    let mut reader = FrameReader::new(read_half, limit);
+    let first = reader.next_message().await;
+    let failed = first.is_err();
+    if tx.send(first).await.is_err() || failed {
+        return;
+    }
+    match mode.await {
+        Ok(framing) => reader.framing = framing,
+        Err(_) => return,
+    }
+    loop {
+        let message = reader.next_message().await;
+        let stop = message.is_err();
+        if tx.send(message).await.is_err() || stop {
+            return;
+        }
+    }
+}
+
+async fn write_message<W: AsyncWrite + Unpin>(w: &mut W, text: &str, framing: Framing) -> bool {
+    let bytes = encode(text, framing);
+    w.write_all(&bytes).await.is_ok() && w.flush().await.is_ok()
+}
+
+async fn serve<W: AsyncWrite + Unpin>(
+    ctx: &mut SessionCtx,
+    w: &mut W,
+    mut rx: mpsc::Receiver<Result<String, FrameError>>,
+    mode_tx: oneshot::Sender<Framing>,
+    kill: Arc<Notify>,
+) -> &'static str {
+    if !write_message(w, &crate::state::hello(ctx.id), Framing::EndOfMessage).await {
+        return "write failed";
+    }
+    let hello = match tokio::time::timeout(HELLO_TIMEOUT, rx.recv()).await {
+        Ok(Some(Ok(text))) => text,
+        Ok(_) => return "closed before hello",
+        Err(_) => return "no hello in time",
+    };
+    let framing = match client_framing(&hello) {
+        Some(f) => f,
+        None => {
+            ctx.server
+                .in_bad_hellos
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return "bad hello";
+        }
+    };
+    let _ = mode_tx.send(framing);
+
+    let idle = ctx.server.settings.idle_timeout;
+    let mut notifications: Option<broadcast::Receiver<String>> = None;
+    loop {
+        let idle_sleep = async {
+            match idle {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            message = rx.recv() => {
+                let text = match message {
+                    Some(Ok(text)) => text,
+                    Some(Err(FrameError::TooBig(limit))) => {
+                        let e = ConfigError {
+                            error_type: ErrorType::Rpc,
+                            ..ConfigError::new(ErrorTag::TooBig, format!(
+                                "the message is larger than the limit of {limit} bytes (besip-system netconf/max-message-size); the session is closed"))
+                        };
+                        write_message(w, &reply::errors("", &[e]), framing).await;
+                        ctx.server.dropped_sessions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        return "message too big";
+                    }
+                    Some(Err(FrameError::BadChunk(why))) => {
+                        let e = ConfigError {
+                            error_type: ErrorType::Rpc,
+                            ..ConfigError::new(ErrorTag::MalformedMessage, format!("bad chunked framing: {why}; the session is closed"))
+                        };
+                        write_message(w, &reply::errors("", &[e]), framing).await;
+                        return "bad framing";
+                    }
+                    Some(Err(_)) | None => return "client closed",
+                };
+                let outcome = rpc::handle(ctx, &text).await;
+                if ctx.subscribe_now {
+                    ctx.subscribe_now = false;
+                    notifications = Some(ctx.server.notifications.subscribe());
+                }
+                if !write_message(w, &outcome.reply, framing).await {
+                    return "write failed";
+                }
+                if outcome.close {
+                    return "close-session";
+                }
+            }
+            event = next_notification(&mut notifications) => {
+                Counters::bump(&ctx.counters.out_notifications);
+                Counters::bump(&ctx.server.totals.out_notifications);
+                if !write_message(w, &event, framing).await {
+                    return "write failed";
+                }
+            }
+            _ = kill.notified() => return "killed",
+            _ = idle_sleep => return "idle timeout",
+        }
+    }
+}
+
+async fn next_notification(rx: &mut Option<broadcast::Receiver<String>>) -> String {
+    let Some(receiver) = rx else {
+        return std::future::pending().await;
+    };
+    loop {
+        match receiver.recv().await {
+            Ok(event) => return event,
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(missed = n, "a slow subscriber missed notifications");
+            }
+            Err(broadcast::error::RecvError::Closed) => return std::future::pending().await,
+        }
+    }
+}
+
+/// The framing both sides support: chunked if the client speaks base:1.1.
+fn client_framing(hello: &str) -> Option<Framing> {
+    let roots = besip_core::xml::parse(hello).ok()?;
+    let hello = roots
+        .iter()
+        .find(|r| r.name == "hello" && r.namespace == reply::BASE_NS)?;
+    if hello.child("session-id").is_some() {
+        return None; // a client must not send a session-id
+    }
+    let caps: Vec<&str> = hello
+        .child("capabilities")?
+        .children
+        .iter()
+        .map(|c| c.trimmed_text())
+        .collect();
+    if caps.contains(&BASE_1_1) {
+        Some(Framing::Chunked)
+    } else if caps.contains(&BASE_1_0) {
+        Some(Framing::EndOfMessage)
+    } else {
+        None
+    }
+}
