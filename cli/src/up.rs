@@ -1,0 +1,246 @@
+//! `besip up`: the whole box on loopback, each daemon as its own process,
+//! with a built-in default configuration; Ctrl-C stops everything.
+
+use besip_core::datastore::{CommitOptions, Datastore, NoReload, TestOption};
+use besip_core::edit::{DefaultOperation, ErrorOption};
+use besip_core::paths::Layout;
+use besip_core::xml::escape;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::process::{Child, Command};
+
+/// The daemons `besip up` starts when their binary sits next to `besip`.
+const DAEMONS: &[&str] = &["besip-pbxd", "besip-secd", "besip-monitord"];
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct UpArgs {
+    /// Directory that holds the whole box (configuration, databases, sockets).
+    #[arg(long)]
+    pub root: PathBuf,
+    /// Port of the NETCONF over SSH server on 127.0.0.1.
+    #[arg(long, default_value_t = 8830)]
+    pub netconf_port: u16,
+    /// SIP port of the PBX on 127.0.0.1.
+    #[arg(long, default_value_t = 5060)]
+    pub sip_port: u16,
+    /// Port of the web panel on 127.0.0.1.
+    #[arg(long, default_value_t = 8080)]
+    pub web_port: u16,
+    /// Password of `admin` (set on the first start, reset when given later).
+    #[arg(long, env = "BESIP_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
+}
+
+pub fn run(args: UpArgs) -> Result<(), String> {
+    let runtime =
+        tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(up(args))
+}
+
+/// Write the loopback ports (and the admin password, if given) into the
+/// configuration through the datastore, so they are validated like any commit.
+async fn configure(layout: &Layout, args: &UpArgs) -> Result<PasswordNote, String> {
+    let mut store = Datastore::open(layout.clone()).map_err(|e| e.to_string())?;
+    let running = store.print(besip_core::datastore::Source::Running, Default::default());
+    let has_users = running.contains("<user>");
+    let mut note = PasswordNote::Unchanged;
+    let mut admin = String::new();
+    match (&args.admin_password, has_users) {
+        (Some(pw), true) => {
+            let hash = besip_core::password::hash(pw)?;
+            admin = format!(
+                "<user><name>admin</name><password-hash>{}</password-hash><group>admin</group></user>",
+                escape(&hash)
+            );
+            note = PasswordNote::Given(pw.clone());
+        }
+        (Some(pw), false) => note = PasswordNote::Given(pw.clone()),
+        (None, false) => note = PasswordNote::Given(besip_core::password::random_password()),
+        (None, true) => {}
+    }
+    let schema = besip_core::schema::Schema::get().map_err(|e| e.to_string())?;
+    let pbx = if schema.modules().iter().any(|m| m.name == "besip-pbx") {
+        format!(
+            "<pbx xmlns=\"urn:besip:pbx\"><listen><name>up</name><transport>udp</transport><address>127.0.0.1</address><port>{}</port></listen></pbx>",
+            args.sip_port
+        )
+    } else {
+        String::new()
+    };
+    let xml = format!(
+        "<system xmlns=\"urn:besip:system\">{admin}<netconf><port>{}</port></netconf><web><listen-address>127.0.0.1</listen-address><port>{}</port></web></system>{pbx}",
+        args.netconf_port, args.web_port
+    );
+    let config = besip_core::xml::parse(&xml).map_err(|e| e.to_string())?;
+    store
+        .edit_candidate(
+            &config,
+            DefaultOperation::Merge,
+            ErrorOption::StopOnError,
+            TestOption::TestThenSet,
+        )
+        .map_err(|e| format!("the loopback configuration is refused: {e}"))?;
+    let options = CommitOptions {
+        user: "besip up".into(),
+        comment: "loopback ports of besip up".into(),
+        ..Default::default()
+    };
+    store
+        .commit(options, &NoReload)
+        .await
+        .map_err(|e| format!("the loopback configuration is refused: {e}"))?;
+    Ok(note)
+}
+
+enum PasswordNote {
+    Given(String),
+    Unchanged,
+}
+
+fn spawn(binary: &Path, args: &[String], env: &[(&str, String)]) -> Result<Child, String> {
+    let mut cmd = Command::new(binary);
+    cmd.args(args).stdin(Stdio::null()).kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn()
+        .map_err(|e| format!("cannot start {}: {e}", binary.display()))
+}
+
+async fn wait_for_port(port: u16, child: &mut Child) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!(
+                "besip-netconfd stopped at start ({status}); see its messages above"
+            ));
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "besip-netconfd does not listen on 127.0.0.1:{port} after 30 s"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn up(args: UpArgs) -> Result<(), String> {
+    let root = std::path::absolute(&args.root).map_err(|e| format!("bad --root: {e}"))?;
+    let layout = Layout::new(root.clone());
+    layout
+        .create_dirs()
+        .map_err(|e| format!("cannot create the box under {}: {e}", root.display()))?;
+    let note = configure(&layout, &args).await?;
+    let bin_dir = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .ok_or("cannot find the directory of the besip binary")?;
+    let netconfd = bin_dir.join("besip-netconfd");
+    if !netconfd.exists() {
+        return Err(format!(
+            "{} is missing: build it with `cargo build --workspace --bins`",
+            netconfd.display()
+        ));
+    }
+    let root_arg = root.display().to_string();
+    let mut env = Vec::new();
+    if let PasswordNote::Given(pw) = &note {
+        env.push(("BESIP_ADMIN_PASSWORD", pw.clone()));
+    }
+    let mut children: Vec<(String, Child)> = Vec::new();
+    let mut netconf = spawn(
+        &netconfd,
+        &[
+            "--root".into(),
+            root_arg.clone(),
+            "--foreground".into(),
+            "--listen".into(),
+            format!("127.0.0.1:{}", args.netconf_port),
+        ],
+        &env,
+    )?;
+    wait_for_port(args.netconf_port, &mut netconf).await?;
+    children.push(("besip-netconfd".into(), netconf));
+    for daemon in DAEMONS {
+        let path = bin_dir.join(daemon);
+        if path.exists() {
+            let child = spawn(
+                &path,
+                &["--root".into(), root_arg.clone(), "--foreground".into()],
+                &[],
+            )?;
+            children.push((daemon.to_string(), child));
+        }
+    }
+    print_banner(&args, &root, &note, &children);
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| e.to_string())?;
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let reason = loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break "Ctrl-C".to_string(),
+            _ = term.recv() => break "SIGTERM".to_string(),
+            _ = tick.tick() => {
+                if let Some((name, status)) = children.iter_mut().find_map(|(n, c)| {
+                    c.try_wait().ok().flatten().map(|s| (n.clone(), s))
+                }) {
+                    break format!("{name} stopped ({status})");
+                }
+            }
+        }
+    };
+    println!("\nStopping the box ({reason}) ...");
+    stop_all(children).await;
+    println!("All stopped.");
+    Ok(())
+}
+
+async fn stop_all(children: Vec<(String, Child)>) {
+    for (name, mut child) in children.into_iter().rev() {
+        if let Some(pid) = child.id() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        match tokio::time::timeout(Duration::from_secs(10), child.wait()).await {
+            Ok(Ok(status)) => println!("  {name}: {status}"),
+            _ => {
+                let _ = child.kill().await;
+                println!("  {name}: killed (did not stop within 10 s)");
+            }
+        }
+    }
+}
+
+fn print_banner(args: &UpArgs, root: &Path, note: &PasswordNote, children: &[(String, Child)]) {
+    let port = args.netconf_port;
+    let password = match note {
+        PasswordNote::Given(pw) => pw.clone(),
+        PasswordNote::Unchanged => {
+            "(unchanged since the first start; pass --admin-password to reset it)".into()
+        }
+    };
+    let running: Vec<&str> = children.iter().map(|(n, _)| n.as_str()).collect();
+    println!("BESIP box is up under {}", root.display());
+    println!("  running: {}", running.join(", "));
+    println!("  SIP (PBX):    udp 127.0.0.1:{}", args.sip_port);
+    println!("  web panel:    http://127.0.0.1:{}/", args.web_port);
+    println!("  NETCONF/SSH:  127.0.0.1:{port}");
+    println!("  user admin, password: {password}");
+    println!();
+    println!("Connect with:");
+    println!("  yangcli:  yangcli --server=127.0.0.1 --ncport={port} --user=admin --password='<password>'");
+    println!("  ncclient: python3 -c \"from ncclient import manager; m = manager.connect(host='127.0.0.1', port={port}, username='admin', password='<password>', hostkey_verify=False); print(m.get_config('running'))\"");
+    println!("  ssh:      ssh -p {port} -s admin@127.0.0.1 netconf");
+    println!();
+    println!("Press Ctrl-C to stop everything.");
+}
