@@ -65,6 +65,7 @@ pub struct Engine {
     pub sockets: Vec<LocalSocket>,
     instance: u32,
     seq: AtomicU64,
+    last_full_warning: AtomicU64,
 }
 
 /// Hands transport events to the engine.
@@ -105,6 +106,7 @@ impl Engine {
             sockets,
             instance: rand::random(),
             seq: AtomicU64::new(0),
+            last_full_warning: AtomicU64::new(0),
         }
     }
 
@@ -287,7 +289,11 @@ impl Engine {
             }
             if tables.len() >= max {
                 drop(tables);
-                tracing::warn!(%source, "transaction table full; answering 503");
+                // One warning per second at most: a flood must not flood the log too.
+                let now = crate::location::unix_now();
+                if self.last_full_warning.swap(now, Ordering::Relaxed) != now {
+                    tracing::warn!(%source, max, "transaction table full; answering 503");
+                }
                 let mut r = response_to(&msg, 503, "Service Unavailable", Some(&self.new_tag()));
                 r.add_header("Retry-After", "5".into());
                 self.counters.reply(503);
