@@ -3,7 +3,7 @@
 
 use crate::edit::predicate_value;
 use crate::schema::ModuleInfo;
-use crate::uci::{Package, Section};
+use crate::uci::Package;
 use std::collections::HashMap;
 use yang2::data::{DataNodeRef, DataTree};
 use yang2::schema::{DataValueType, SchemaNode, SchemaNodeKind};
@@ -57,118 +57,19 @@ pub fn data_children(node: &SchemaNode<'static>) -> Vec<SchemaNode<'static>> {
     out
 }
 
-fn uci_value(node: &DataNodeRef<'_, 'static>) -> String {
-    let value = node.value_canonical().unwrap_or_default();
-    match node.schema().leaf_type().map(|t| t.base_type()) {
-        Some(DataValueType::Bool) => if value == "true" { "1" } else { "0" }.to_owned(),
-        Some(DataValueType::Empty) => "1".to_owned(),
-        _ => value,
-    }
-}
-
-/// Render one besip module's configuration (with defaults) as its UCI package.
+/// Render one besip module's configuration (with defaults) as its UCI package
+/// (the text renderer's output, parsed: one implementation of the rule).
 pub fn render_module(tree: &DataTree<'static>, module: &ModuleInfo) -> Package {
-    let package_name = module
+    let text = TextRenderer::new().render(tree, module);
+    let name = module
         .uci_package()
         .unwrap_or_else(|| uci_name(&module.name));
-    let mut package = Package::new(&package_name);
-    let Some(first) = tree.reference() else {
-        return package;
-    };
-    for top in first.inclusive_siblings() {
-        let schema = top.schema();
-        if schema.module().name() != module.name
-            || schema.kind() != SchemaNodeKind::Container
-            || !schema.is_config()
-        {
-            continue;
-        }
-        let mut main = Section::new(&uci_name(schema.name()), "main");
-        let mut lists = Vec::new();
-        render_children(&top, "", &mut main, "", None, &mut lists);
-        package.add_section(main);
-        for section in lists {
-            package.add_section(section);
-        }
-    }
-    package
-}
-
-struct ParentEntry<'p> {
-    section_type: &'p str,
-    section_name: &'p str,
-    key_value: &'p str,
-}
-
-fn render_children(
-    node: &DataNodeRef<'_, 'static>,
-    option_prefix: &str,
-    section: &mut Section,
-    type_prefix: &str,
-    parent: Option<&ParentEntry<'_>>,
-    lists: &mut Vec<Section>,
-) {
-    for child in node.children() {
-        let schema = child.schema();
-        if !schema.is_config() {
-            continue;
-        }
-        let name = uci_name(schema.name());
-        match schema.kind() {
-            SchemaNodeKind::Leaf => {
-                section.set_option(&format!("{option_prefix}{name}"), uci_value(&child))
-            }
-            SchemaNodeKind::LeafList => {
-                section.push_list(&format!("{option_prefix}{name}"), uci_value(&child))
-            }
-            SchemaNodeKind::Container => render_children(
-                &child,
-                &format!("{option_prefix}{name}_"),
-                section,
-                &format!("{type_prefix}{name}_"),
-                parent,
-                lists,
-            ),
-            SchemaNodeKind::List => {
-                let section_type = format!("{type_prefix}{name}");
-                let keys: Vec<String> = child
-                    .list_keys()
-                    .map(|k| k.value_canonical().unwrap_or_default())
-                    .collect();
-                let escaped = keys
-                    .iter()
-                    .map(|k| escape_key(k))
-                    .collect::<Vec<_>>()
-                    .join("__");
-                let section_name = match parent {
-                    Some(p) => format!("{}__{escaped}", p.section_name),
-                    None => format!("{section_type}_{escaped}"),
-                };
-                let mut entry = Section::new(&section_type, &section_name);
-                if let Some(p) = parent {
-                    entry.set_option(p.section_type, p.key_value);
-                }
-                let key_value = keys.join(" ");
-                let me = ParentEntry {
-                    section_type: &section_type,
-                    section_name: &section_name,
-                    key_value: &key_value,
-                };
-                let mut nested = Vec::new();
-                render_children(
-                    &child,
-                    "",
-                    &mut entry,
-                    &format!("{section_type}_"),
-                    Some(&me),
-                    &mut nested,
-                );
-                lists.push(entry);
-                lists.extend(nested);
-            }
-            _ => {}
-        }
-    }
+    // The renderer only writes valid names and quoted values, so this parses;
+    // an empty package stands in should that ever not hold.
+    Package::parse(&name, &text).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "rendered UCI text does not parse");
+        Package::new(&name)
+    })
 }
 
 /// What the text renderer needs to know of a schema node, computed once per node.
