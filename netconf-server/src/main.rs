@@ -57,7 +57,7 @@ async fn run(args: Args) -> Result<(), String> {
     {
         if args.admin_password.is_none() {
             // The one time this password is shown; only its hash is stored.
-            tracing::warn!(user = "admin", password = %password, "created the first administrator; note the password now");
+            tracing::warn!("created the first administrator: user admin, password {password} (shown only this once; only its hash is stored)");
         } else {
             tracing::info!(
                 user = "admin",

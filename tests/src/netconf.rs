@@ -29,16 +29,29 @@ impl NetconfServer {
 
     /// Start on an existing root (e.g. to check what survives a restart).
     pub fn start_in(root: TempRoot) -> NetconfServer {
+        Self::start_with(root, Some(ADMIN_PASSWORD))
+    }
+
+    /// `admin_password: None` lets the server pick a random first password.
+    pub fn start_with(root: TempRoot, admin_password: Option<&str>) -> NetconfServer {
         let port = free_port();
-        let log = std::fs::File::create(root.path().join("netconfd.log")).expect("log file");
-        let child = Command::new(bin_path("besip-netconfd"))
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(root.path().join("netconfd.log"))
+            .expect("log file");
+        let mut command = Command::new(bin_path("besip-netconfd"));
+        match admin_password {
+            Some(pw) => command.env("BESIP_ADMIN_PASSWORD", pw),
+            None => command.env_remove("BESIP_ADMIN_PASSWORD"),
+        };
+        let child = command
             .arg("--root")
             .arg(root.path())
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--log-level")
             .arg("debug")
-            .env("BESIP_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -90,6 +103,24 @@ impl Drop for NetconfServer {
     fn drop(&mut self) {
         self.terminate();
     }
+}
+
+/// Run a Python snippet with ncclient/paramiko; `PORT` and `PW` are defined
+/// for it. Returns (success, stdout + stderr).
+pub fn python(port: u16, password: &str, body: &str) -> (bool, String) {
+    let script = format!(
+        "import paramiko, time\nfrom ncclient import manager\nPORT = {port}\nPW = {password:?}\n\
+         def connect(user='admin', pw=None):\n    return manager.connect(host='127.0.0.1', port=PORT, username=user, password=PW if pw is None else pw, hostkey_verify=False, allow_agent=False, look_for_keys=False, timeout=30)\n{body}"
+    );
+    let out = Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .expect("run /usr/bin/python3");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
 }
 
 /// Directory of the Python (ncclient) and yangcli suites.
