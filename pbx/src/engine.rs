@@ -305,7 +305,7 @@ impl Engine {
                 ServerTx {
                     source,
                     transport,
-                    request: msg.clone(),
+                    request: msg.transaction_stub(),
                     last_response: None,
                     final_code: None,
                     acked: false,

@@ -45,43 +45,68 @@ pub struct Message {
 }
 
 /// Compact forms (RFC 3261 §7.3.3 and later RFCs) and canonical spellings.
+const CANONICAL: &[(&str, &str)] = &[
+    ("i", "Call-ID"),
+    ("m", "Contact"),
+    ("e", "Content-Encoding"),
+    ("l", "Content-Length"),
+    ("c", "Content-Type"),
+    ("f", "From"),
+    ("s", "Subject"),
+    ("k", "Supported"),
+    ("t", "To"),
+    ("v", "Via"),
+    ("o", "Event"),
+    ("r", "Refer-To"),
+    ("b", "Referred-By"),
+    ("x", "Session-Expires"),
+    ("u", "Allow-Events"),
+];
+const KNOWN: &[&str] = &[
+    "Via",
+    "From",
+    "To",
+    "Call-ID",
+    "CSeq",
+    "Contact",
+    "Max-Forwards",
+    "Content-Length",
+    "Content-Type",
+    "Route",
+    "Record-Route",
+    "Expires",
+    "Min-Expires",
+    "Authorization",
+    "Proxy-Authorization",
+    "WWW-Authenticate",
+    "Proxy-Authenticate",
+    "User-Agent",
+    "Server",
+    "Allow",
+    "Path",
+    "Require",
+    "Proxy-Require",
+    "Unsupported",
+    "Supported",
+    "Content-Encoding",
+    "Subject",
+    "Event",
+    "Refer-To",
+    "Referred-By",
+    "Session-Expires",
+    "Allow-Events",
+];
+
 fn canonical_name(name: &str) -> String {
-    let long = match name.to_ascii_lowercase().as_str() {
-        "i" | "call-id" => "Call-ID",
-        "m" | "contact" => "Contact",
-        "e" | "content-encoding" => "Content-Encoding",
-        "l" | "content-length" => "Content-Length",
-        "c" | "content-type" => "Content-Type",
-        "f" | "from" => "From",
-        "s" | "subject" => "Subject",
-        "k" | "supported" => "Supported",
-        "t" | "to" => "To",
-        "v" | "via" => "Via",
-        "o" | "event" => "Event",
-        "r" | "refer-to" => "Refer-To",
-        "b" | "referred-by" => "Referred-By",
-        "x" | "session-expires" => "Session-Expires",
-        "u" | "allow-events" => "Allow-Events",
-        "cseq" => "CSeq",
-        "max-forwards" => "Max-Forwards",
-        "route" => "Route",
-        "record-route" => "Record-Route",
-        "expires" => "Expires",
-        "min-expires" => "Min-Expires",
-        "authorization" => "Authorization",
-        "proxy-authorization" => "Proxy-Authorization",
-        "www-authenticate" => "WWW-Authenticate",
-        "proxy-authenticate" => "Proxy-Authenticate",
-        "user-agent" => "User-Agent",
-        "server" => "Server",
-        "allow" => "Allow",
-        "path" => "Path",
-        "require" => "Require",
-        "proxy-require" => "Proxy-Require",
-        "unsupported" => "Unsupported",
-        _ => return name.to_owned(),
-    };
-    long.to_owned()
+    if name.len() == 1 {
+        if let Some((_, long)) = CANONICAL.iter().find(|(c, _)| c.eq_ignore_ascii_case(name)) {
+            return (*long).to_owned();
+        }
+    }
+    match KNOWN.iter().find(|k| k.eq_ignore_ascii_case(name)) {
+        Some(k) => (*k).to_owned(),
+        None => name.to_owned(),
+    }
 }
 
 fn is_token_char(b: u8) -> bool {
@@ -249,6 +274,21 @@ impl Message {
             });
         }
         Ok(())
+    }
+
+    /// The start line and the headers a response is built from (Via, From,
+    /// To, Call-ID, CSeq): what a server transaction keeps of its request.
+    pub fn transaction_stub(&self) -> Message {
+        Message {
+            start: self.start.clone(),
+            headers: self
+                .headers
+                .iter()
+                .filter(|h| matches!(h.name.as_str(), "Via" | "From" | "To" | "Call-ID" | "CSeq"))
+                .cloned()
+                .collect(),
+            body: Vec::new(),
+        }
     }
 
     pub fn is_request(&self) -> bool {

@@ -82,17 +82,33 @@ pss_mib() {
   echo "scale=1; $total / 1024" | bc
 }
 
-# run_sipp PORT NAME SCENARIO RATE TOTAL [args…] → prints "ok|fail successful failed seconds"
+# CPU time (clock ticks) used so far by a process and its direct children.
+cpu_ticks() {
+  local total=0 p
+  for p in "$1" $(pgrep -P "$1" || true); do
+    local t
+    t=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)
+    total=$((total + ${t:-0}))
+  done
+  echo "$total"
+}
+TICK_MS=$((1000 / $(getconf CLK_TCK)))
+
+# run_sipp PORT NAME SCENARIO RATE TOTAL [args…] → prints "ok|fail successful failed seconds cpu_ms"
 run_sipp() {
   local port=$1 name=$2 sf=$3 rate=$4 total=$5; shift 5
   local stat="$WORK/$name.stat.csv"
+  local server_pid=$BESIP_PID
+  [ "$port" = "$KAM_PORT" ] && server_pid=$KAM_PID
   rm -f "$stat"
-  local t0 t1
+  local t0 t1 c0 c1
+  c0=$(cpu_ticks "$server_pid")
   t0=$(date +%s.%N)
   sipp "127.0.0.1:$port" -sf "$HERE/$sf" -i 127.0.0.1 -r "$rate" -rp 1000 -m "$total" \
     -nostdin -recv_timeout 8000 -timeout "$((STEP_SECS * 4 + 30))s" \
     -trace_stat -stf "$stat" -fd 3600 "$@" > "$WORK/$name.out" 2>&1 || true
   t1=$(date +%s.%N)
+  c1=$(cpu_ticks "$server_pid")
   local succ fail
   succ=$(awk -F';' 'NR==1 {for (i=1;i<=NF;i++) if ($i=="SuccessfulCall(C)") c=i} END {print $c+0}' "$stat" 2>/dev/null || echo 0)
   fail=$(awk -F';' 'NR==1 {for (i=1;i<=NF;i++) if ($i=="FailedCall(C)") c=i} END {print $c+0}' "$stat" 2>/dev/null || echo 0)
@@ -103,7 +119,7 @@ run_sipp() {
     [ "$(echo "$secs <= $total / $rate * 1.3 + 2" | bc)" = 1 ]; then
     verdict=ok
   fi
-  echo "$verdict $succ $fail $secs"
+  echo "$verdict $succ $fail $secs $(((c1 - c0) * TICK_MS))"
 }
 
 # ladder SERVER PORT SCENARIO "RATES" [args…] → highest passing rate
@@ -112,8 +128,9 @@ ladder() {
   local best=0 r
   for r in $rates; do
     local total=$((r * STEP_SECS))
-    read -r verdict succ fail secs < <(run_sipp "$port" "$who-${sf%.xml}-$r" "$sf" "$r" "$total" "$@")
-    printf '  %-8s %-12s rate %6s/s  ok %7s  failed %5s  %6.2f s  %s\n' "$who" "$sf" "$r" "$succ" "$fail" "$secs" "$verdict" >&2
+    read -r verdict succ fail secs cpu < <(run_sipp "$port" "$who-${sf%.xml}-$r" "$sf" "$r" "$total" "$@")
+    printf '  %-8s %-12s rate %6s/s  ok %7s  failed %5s  %6.2f s  server CPU %6s ms  %s\n' "$who" "$sf" "$r" "$succ" "$fail" "$secs" "$cpu" "$verdict" >&2
+    echo "$cpu $succ" > "$WORK/cpu-$who-${sf%.xml}-$r"
     [ "$verdict" = ok ] || break
     best=$r
   done
@@ -159,12 +176,26 @@ hold() {
   mem=$(pss_mib "$pid")
   wait "$runner" || true
   stop_uas
-  read -r verdict succ fail secs < "$WORK/$who-hold.result"
+  read -r verdict succ fail secs cpu < "$WORK/$who-hold.result"
   echo "$((HOLD_RATE * HOLD_MS / 1000)) $succ $fail $mem"
 }
 echo "== (c) $((HOLD_RATE * HOLD_MS / 1000)) simultaneous calls ($HOLD_RATE/s held ${HOLD_MS} ms)" >&2
 read -r CONC_B SUCC_HB FAIL_HB MEM_HB < <(hold besip "$BESIP_PORT" "$BESIP_PID" 16001)
 read -r CONC_K SUCC_HK FAIL_HK MEM_HK < <(hold kamailio "$KAM_PORT" "$KAM_PID" 26001)
+
+# Server CPU per 1000 calls at the highest rate both passed (efficiency,
+# independent of how fast the single-threaded sipp can generate load).
+cpu_per_k() {
+  local f="$WORK/cpu-$1-$2-$3"
+  [ -f "$f" ] || { echo n/a; return; }
+  local cpu succ
+  read -r cpu succ < "$f"
+  if [ "$succ" -gt 0 ]; then echo "$((cpu * 1000 / succ))"; else echo n/a; fi
+}
+COMMON_REG=$(( REG_B < REG_K ? REG_B : REG_K ))
+COMMON_CALL=$(( CALL_B < CALL_K ? CALL_B : CALL_K ))
+CPU_REG_B=$(cpu_per_k besip register "$COMMON_REG"); CPU_REG_K=$(cpu_per_k kamailio register "$COMMON_REG")
+CPU_CALL_B=$(cpu_per_k besip uac "$COMMON_CALL"); CPU_CALL_K=$(cpu_per_k kamailio uac "$COMMON_CALL")
 
 MEM_B=$(pss_mib "$BESIP_PID")
 MEM_K=$(pss_mib "$KAM_PID")
@@ -174,6 +205,10 @@ SIP benchmark (loopback, $CHILDREN worker threads / children, $USERS users, step
                                   besip-pbxd   kamailio   ratio
 (a) REGISTER+digest, max rate/s   $(printf '%10s %10s %7s' "$REG_B" "$REG_K" "$(ratio "$REG_B" "$REG_K")")
 (b) calls, max rate/s             $(printf '%10s %10s %7s' "$CALL_B" "$CALL_K" "$(ratio "$CALL_B" "$CALL_K")")
+server CPU ms / 1000 REGISTERs
+  at $(printf '%6s' "$COMMON_REG")/s (lower is better)  $(printf '%10s %10s %7s' "$CPU_REG_B" "$CPU_REG_K" "$(ratio "$CPU_REG_K" "$CPU_REG_B")")
+server CPU ms / 1000 calls
+  at $(printf '%6s' "$COMMON_CALL")/s (lower is better)  $(printf '%10s %10s %7s' "$CPU_CALL_B" "$CPU_CALL_K" "$(ratio "$CPU_CALL_K" "$CPU_CALL_B")")
 (c) $CONC_B held calls: ok/failed     $(printf '%10s %10s' "$SUCC_HB/$FAIL_HB" "$SUCC_HK/$FAIL_HK")
     memory at peak (PSS MiB)      $(printf '%10s %10s' "$MEM_HB" "$MEM_HK")
 memory at end (PSS MiB)           $(printf '%10s %10s' "$MEM_B" "$MEM_K")
