@@ -5,7 +5,12 @@ import time
 
 import paramiko
 import pytest
+import ncclient.transport.ssh
 from ncclient import manager
+
+# ncclient waits up to TICK (0.1 s) before sending a queued request; poll
+# faster so the suite is not dominated by client idle time.
+ncclient.transport.ssh.TICK = 0.005
 
 PORT = int(os.environ.get("BESIP_NC_PORT", "830"))
 PASSWORD = os.environ.get("BESIP_NC_PASSWORD", "")

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# besip-netconfd vs yuma123 netconfd (through OpenSSH's netconf subsystem),
+# same ncclient workload, same besip-pbx YANG module, one run, loopback only.
+#   tests/bench/netconf/run.sh [EDITS] [BULK]
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+EDITS=${1:-1000}
+BULK=${2:-10000}
+WORK=$(mktemp -d /tmp/besip-nc-bench.XXXXXX)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 0.5; [ -n "${KEEP:-}" ] || rm -rf "$WORK"; }
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
+
+cargo build --release -q -p besip-netconf
+# --- besip-netconfd
+P1=$(free_port)
+BESIP_ADMIN_PASSWORD=bench ./target/release/besip-netconfd --root "$WORK/besip" \
+  --listen 127.0.0.1:"$P1" --log-level warn 2>"$WORK/besip.log" &
+PIDS+=($!)
+wait_port "$P1"
+
+# --- yuma123 netconfd behind a private sshd (key login as root)
+P2=$(free_port)
+SOCK="$WORK/ncxserver.sock"
+mkdir -p "$WORK/yuma" "$WORK/modules"
+# Only the module under test: yang/ietf also holds a 'notifications' module
+# that would shadow yuma123's own.
+cp yang/besip-pbx.yang "$WORK/modules/"
+# netconfd saves running to this file on every commit (durable, like besip).
+echo '<config xmlns="urn:ietf:params:xml:ns:netconf:base:1.0"/>' >"$WORK/yuma/startup-cfg.xml"
+( cd "$WORK/yuma" && HOME="$WORK/yuma" exec netconfd --startup="$WORK/yuma/startup-cfg.xml" --target=candidate --superuser=root \
+    --access-control=off --port="$P2" --ncxserver-sockname="$SOCK" --log-level=${NETCONFD_LOG:-error} \
+    --modpath="$WORK/modules:/usr/share/yuma/modules" --module=besip-pbx >"$WORK/netconfd.log" 2>&1 ) &
+PIDS+=($!)
+ssh-keygen -q -t ed25519 -N '' -f "$WORK/host_key"
+ssh-keygen -q -t ed25519 -N '' -f "$WORK/client_key"
+cp "$WORK/client_key.pub" "$WORK/authorized_keys"
+chmod 600 "$WORK/authorized_keys"
+mkdir -p /run/sshd
+cat >"$WORK/sshd_config" <<CONF
+Port $P2
+ListenAddress 127.0.0.1
+HostKey $WORK/host_key
+PidFile $WORK/sshd.pid
+AuthorizedKeysFile $WORK/authorized_keys
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+StrictModes no
+UsePAM no
+Subsystem netconf "/usr/sbin/netconf-subsystem --ncxserver-sockname=$P2@$SOCK"
+CONF
+/usr/sbin/sshd -D -f "$WORK/sshd_config" -E "$WORK/sshd.log" &
+PIDS+=($!)
+wait_port "$P2"
+for _ in $(seq 1 100); do [ -S "$SOCK" ] && break; sleep 0.1; done
+
+echo "workload: $EDITS x (edit-config + commit) of one extension; get-config of $BULK extensions"
+B=$(/usr/bin/python3 tests/bench/netconf/bench.py --port "$P1" --password bench --edits "$EDITS" --bulk "$BULK")
+echo "besip-netconfd:  $B"
+Y=$(/usr/bin/python3 tests/bench/netconf/bench.py --port "$P2" --user root --key "$WORK/client_key" --edits "$EDITS" --bulk "$BULK")
+echo "yuma123 netconfd: $Y"
+/usr/bin/python3 - "$B" "$Y" <<'PY'
+import json, sys
+b, y = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+print(f"edit+commit: besip {b['edit_commit_per_s']:.0f}/s, netconfd {y['edit_commit_per_s']:.0f}/s, ratio {b['edit_commit_per_s']/y['edit_commit_per_s']:.1f}x")
+print(f"get-config of {b['extensions']} (besip) / {y['extensions']} (netconfd) extensions: besip {b['get_config_ms_median']:.0f} ms, netconfd {y['get_config_ms_median']:.0f} ms, ratio {y['get_config_ms_median']/b['get_config_ms_median']:.1f}x")
+PY
