@@ -1,5 +1,21 @@
 //! besip-netconfd: NETCONF 1.0/1.1 over SSH (RFC 6241, RFC 6242) in front of
 //! besip-core's datastore.
+//!
+//! Decisions a client notices:
+//! - `:candidate` only (no `:writable-running`): `<edit-config>`/`<copy-config>`
+//!   to running get `operation-not-supported`; edit the candidate and commit.
+//!   The candidate is shared by all sessions (RFC 6241 §8.3).
+//! - `:url` offers `file:///absolute/path` only, and only to the admin group
+//!   (it reads and writes files as the server's user).
+//! - NACM is the three built-in groups of besip-system users: admin (all),
+//!   operator (no change to `/system/user` or `/nacm`, no whole-configuration
+//!   copy), monitor (read-only: no edit, commit, discard, kill or module RPC).
+//!   Rules stored under ietf-netconf-acm `/nacm` are not evaluated.
+//! - Limits (besip-system `netconf` container) are read at start: a message
+//!   over `max-message-size` gets `too-big` and the session is closed;
+//!   connections over `max-sessions` fail authentication; `idle-timeout`
+//!   closes a session with no traffic.
+//! - Notifications: the NETCONF stream only, no replay (`startTime` refused).
 
 pub mod framing;
 pub mod modrpc;

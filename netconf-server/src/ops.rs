@@ -135,10 +135,13 @@ async fn get_config(ctx: &SessionCtx, rpc: &Element, op: &Element) -> OpResult {
     let filter = filter(rpc, op).map_err(|e| vec![e])?;
     let wd = with_defaults(op).map_err(|e| vec![e])?;
     let store = ctx.server.store.lock().await;
-    store
-        .get_config(source, &filter, wd)
-        .map(Answer::Data)
-        .map_err(|e| vec![e])
+    let started = std::time::Instant::now();
+    let result = store.get_config(source, &filter, wd);
+    tracing::debug!(
+        elapsed_us = started.elapsed().as_micros() as u64,
+        "get-config"
+    );
+    result.map(Answer::Data).map_err(|e| vec![e])
 }
 
 /// `in-use` if another session holds the lock on a datastore.
