@@ -108,6 +108,7 @@ async fn get(ctx: &SessionCtx, rpc: &Element, op: &Element) -> OpResult {
     let mut states = state::daemon_states(&ctx.server).await;
     states.push(state::netconf_state_json(&ctx.server));
     states.push(state::modules_state_json());
+    states.push(state::yang_library_json());
     let store = ctx.server.store.lock().await;
     if let Ok(history) = store.history_state_json() {
         states.push(history);

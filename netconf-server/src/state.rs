@@ -144,6 +144,40 @@ pub fn modules_state_json() -> String {
         .to_string()
 }
 
+/// RFC 8525 `/yang-library`: one module set and schema for both datastores.
+pub fn yang_library_json() -> String {
+    let mut implemented = Vec::new();
+    let mut import_only = Vec::new();
+    for m in all_modules() {
+        if m.implemented {
+            let mut v = json!({"name": m.name, "namespace": m.namespace});
+            if let Some(r) = m.revision {
+                v["revision"] = json!(r);
+            }
+            if !m.features.is_empty() {
+                v["feature"] = json!(m.features);
+            }
+            implemented.push(v);
+        } else {
+            import_only.push(json!({
+                "name": m.name,
+                "revision": m.revision.unwrap_or_default(),
+                "namespace": m.namespace,
+            }));
+        }
+    }
+    json!({"ietf-yang-library:yang-library": {
+        "module-set": [{"name": "complete", "module": implemented, "import-only-module": import_only}],
+        "schema": [{"name": "complete", "module-set": ["complete"]}],
+        "datastore": [
+            {"name": "ietf-datastores:running", "schema": "complete"},
+            {"name": "ietf-datastores:candidate", "schema": "complete"},
+        ],
+        "content-id": module_set_id(),
+    }})
+    .to_string()
+}
+
 pub fn netconf_state_json(server: &Server) -> String {
     let caps = capabilities();
     let schemas: Vec<Value> = all_modules()

@@ -112,6 +112,8 @@ def test_get_state(nc):
     assert "<in-rpcs>" in data and "<netconf-start-time>" in data
     lib = nc.get(filter=("subtree", '<modules-state xmlns="urn:ietf:params:xml:ns:yang:ietf-yang-library"/>')).data_xml
     assert "<module-set-id>" in lib and "<name>besip-system</name>" in lib
+    lib11 = nc.get(filter=("subtree", '<yang-library xmlns="urn:ietf:params:xml:ns:yang:ietf-yang-library"/>')).data_xml
+    assert "<content-id>" in lib11 and "<name>besip-system</name>" in lib11 and "<import-only-module>" in lib11
     everything = nc.get().data_xml
     assert "<hostname>" in everything and "<netconf-state" in everything
     hist = nc.get(filter=("subtree", '<commit-history xmlns="urn:besip:system"/>')).data_xml
