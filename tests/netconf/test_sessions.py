@@ -146,3 +146,21 @@ def test_nacm_groups(nc):
     for n in ("oper", "mon"):
         nc.edit_config(target="candidate", config=user_xml(n, op="delete"))
     nc.commit()
+
+
+def test_persist_id_confirms_from_another_session(nc):
+    nc.edit_config(target="candidate", config=HOST.format("persist2"))
+    nc.commit(confirmed=True, timeout="60", persist="tok2")
+    nc.close_session()
+    other = connect()
+    # A plain commit without the persist-id must not confirm it.
+    with pytest.raises(RPCError):
+        other.commit()
+    other.commit(persist_id="tok2")
+    time.sleep(0.5)
+    assert hostname(other) == "persist2"
+    with pytest.raises(RPCError):
+        other.cancel_commit(persist_id="tok2")
+    other.edit_config(target="candidate", config=HOST.format("besip"))
+    other.commit()
+    other.close_session()
