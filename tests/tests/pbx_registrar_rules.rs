@@ -95,3 +95,53 @@ fn path_is_used_as_route_set_and_a_loop_back_to_us_gives_482() {
         "{final_response}"
     );
 }
+
+/// RFC 8760: a client answering the SHA-256 challenge registers; a SHA-256
+/// answer with the wrong password does not.
+#[test]
+fn sha256_digest_registration() {
+    use sha2::{Digest, Sha256};
+    let port = free_port();
+    let cfg = config(port, "").replace(
+        "\toption auth_algorithms 'md5'\n",
+        "\toption auth_algorithms 'md5-and-sha-256'\n",
+    );
+    let pbx = Pbx::start(&cfg, port);
+    let s = client();
+    let me = s.local_addr().expect("addr").port();
+    let sha = |x: String| format!("{:x}", Sha256::digest(x.as_bytes()));
+    let mut buf = vec![0u8; 65536];
+    for (call, password, expect) in [
+        ("sha-bad", "nope", "SIP/2.0 401 "),
+        ("sha-good", "pw100", "SIP/2.0 200 "),
+    ] {
+        let request = |cseq: u32, auth: &str| {
+            format!(
+                "REGISTER sip:besip.test SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{me};branch=z9hG4bK{call}{cseq};rport\r\nFrom: <sip:100@besip.test>;tag={call}\r\nTo: <sip:100@besip.test>\r\nCall-ID: {call}@test\r\nCSeq: {cseq} REGISTER\r\nContact: <sip:100@127.0.0.1:{me}>\r\n{auth}Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+            )
+        };
+        s.send_to(request(1, "").as_bytes(), ("127.0.0.1", port))
+            .expect("send");
+        let (n, _) = s.recv_from(&mut buf).expect("challenge");
+        let r = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let challenge = r
+            .lines()
+            .find(|l| l.starts_with("WWW-Authenticate:") && l.contains("algorithm=SHA-256"))
+            .unwrap_or_else(|| panic!("no SHA-256 challenge offered: {r}"));
+        let nonce = challenge
+            .split("nonce=\"")
+            .nth(1)
+            .and_then(|x| x.split('"').next())
+            .expect("nonce");
+        let ha1 = sha(format!("100:besip.test:{password}"));
+        let ha2 = sha("REGISTER:sip:besip.test".into());
+        let resp = sha(format!("{ha1}:{nonce}:00000001:c1:auth:{ha2}"));
+        let auth = format!("Authorization: Digest username=\"100\", realm=\"besip.test\", nonce=\"{nonce}\", uri=\"sip:besip.test\", response=\"{resp}\", algorithm=SHA-256, qop=auth, nc=00000001, cnonce=\"c1\"\r\n");
+        s.send_to(request(2, &auth).as_bytes(), ("127.0.0.1", port))
+            .expect("send");
+        let (n, _) = s.recv_from(&mut buf).expect("answer");
+        let r = String::from_utf8_lossy(&buf[..n]).into_owned();
+        assert!(r.starts_with(expect), "{call}: {r}");
+    }
+    assert_eq!(pbx.registrations().len(), 1);
+}
