@@ -1,1 +1,11 @@
-//! (crate skeleton)
+//! besip-monitord: RTP capture, RFC 3550 statistics, ITU-T G.107 E-model MOS.
+
+pub mod analyzer;
+pub mod codec;
+pub mod decode;
+pub mod emodel;
+pub mod offline;
+pub mod report;
+pub mod rtcp;
+pub mod rtp;
+pub mod sip;

@@ -1,0 +1,422 @@
+//! Turns captured frames into streams, calls and scores; shared by offline
+//! analysis and the live daemon.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use crate::codec::{is_non_voice, Codec, CodecTable};
+use crate::decode::{self, Skip, Transport};
+use crate::emodel::{self, Impairments, Variant};
+use crate::rtcp::{self, RtcpItem};
+use crate::rtp::{self, Jitter, SeqStats};
+use crate::sip;
+
+/// Analysis settings (from the UCI package in the daemon, defaults offline).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub variant: Variant,
+    pub interval_s: f64,
+    pub default_delay_ms: f64,
+    pub sip_ports: Vec<u16>,
+    pub codecs: CodecTable,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            variant: Variant::ItuG107,
+            interval_s: 10.0,
+            default_delay_ms: 0.0,
+            sip_ports: vec![5060],
+            codecs: CodecTable::default(),
+        }
+    }
+}
+
+/// What happened to the frames fed in.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Counters {
+    pub frames: u64,
+    pub not_udp: u64,
+    pub malformed: u64,
+    pub fragments: u64,
+    pub sip_messages: u64,
+    pub rtcp_packets: u64,
+    pub rtp_packets: u64,
+    pub non_rtp: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StreamKey {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub ssrc: u32,
+}
+
+/// Score of one interval of a stream.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct IntervalScore {
+    pub start: f64,
+    pub expected: u64,
+    pub lost: i64,
+    pub loss_percent: f64,
+    pub r_factor: f64,
+    pub mos: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Stream {
+    pub key: StreamKey,
+    pub first_seen: f64,
+    pub last_seen: f64,
+    pub seq: SeqStats,
+    pub jitter: Jitter,
+    pub main_pt: Option<u8>,
+    pub codec: Option<Codec>,
+    pub non_voice_packets: u64,
+    in_non_voice_run: bool,
+    pub intervals: Vec<IntervalScore>,
+    interval_start: f64,
+    prior_expected: u64,
+    prior_received: u64,
+}
+
+/// SDP media endpoint -> the call that announced it and its rtpmap.
+#[derive(Debug, Clone)]
+struct SdpEndpoint {
+    call_id: String,
+    rtpmap: Vec<(u8, String, u32)>,
+}
+
+/// A call seen in SIP.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub call_id: String,
+    pub from: String,
+    pub to: String,
+    pub start: f64,
+}
+
+pub struct Analyzer {
+    pub settings: Settings,
+    pub counters: Counters,
+    pub streams: HashMap<StreamKey, Stream>,
+    pub calls: Vec<Call>,
+    call_index: HashMap<String, usize>,
+    sdp: HashMap<(IpAddr, u16), SdpEndpoint>,
+    /// (sender SSRC, NTP middle 32 bits) -> capture time of the SR.
+    sr_seen: HashMap<(u32, u32), f64>,
+    /// SSRC -> last RTT (s) measured from the capture point to the reporter.
+    pub rtt: HashMap<u32, f64>,
+}
+
+impl Analyzer {
+    pub fn new(settings: Settings) -> Self {
+        Analyzer {
+            settings,
+            counters: Counters::default(),
+            streams: HashMap::new(),
+            calls: Vec::new(),
+            call_index: HashMap::new(),
+            sdp: HashMap::new(),
+            sr_seen: HashMap::new(),
+            rtt: HashMap::new(),
+        }
+    }
+
+    /// Feeds one captured frame (`ts` in seconds since the epoch).
+    pub fn frame(&mut self, ts: f64, linktype: i32, data: &[u8]) {
+        self.counters.frames += 1;
+        let dg = match decode::decode(linktype, data) {
+            Ok(d) => d,
+            Err(Skip::NotUdp) => {
+                self.counters.not_udp += 1;
+                return;
+            }
+            Err(Skip::Fragment) => {
+                self.counters.fragments += 1;
+                return;
+            }
+            Err(Skip::Malformed) => {
+                self.counters.malformed += 1;
+                return;
+            }
+        };
+        let sip_port = self.settings.sip_ports.contains(&dg.src_port)
+            || self.settings.sip_ports.contains(&dg.dst_port);
+        if sip_port || sip::looks_like_sip(dg.payload) {
+            if let Some(info) = sip::parse(dg.payload) {
+                self.counters.sip_messages += 1;
+                self.sip(ts, info);
+                return;
+            }
+            if sip_port || dg.transport == Transport::Tcp {
+                self.counters.non_rtp += 1;
+                return;
+            }
+        }
+        if dg.transport != Transport::Udp {
+            self.counters.not_udp += 1;
+            return;
+        }
+        if rtcp::looks_like_rtcp(dg.payload) {
+            self.counters.rtcp_packets += 1;
+            for item in rtcp::parse(dg.payload) {
+                self.rtcp(ts, item);
+            }
+            return;
+        }
+        let Some(h) = rtp::parse_header(dg.payload) else {
+            self.counters.non_rtp += 1;
+            return;
+        };
+        self.counters.rtp_packets += 1;
+        let key = StreamKey {
+            src: dg.src,
+            dst: dg.dst,
+            src_port: dg.src_port,
+            dst_port: dg.dst_port,
+            ssrc: h.ssrc,
+        };
+        let sdp = self
+            .sdp
+            .get(&(dg.dst, dg.dst_port))
+            .or_else(|| self.sdp.get(&(dg.src, dg.src_port)));
+        let announced = sdp
+            .and_then(|e| e.rtpmap.iter().find(|(pt, ..)| *pt == h.payload_type))
+            .map(|(_, n, c)| (n.as_str(), *c));
+        let non_voice = match announced {
+            Some((name, _)) => is_non_voice(name),
+            // Without SDP: CN is static 13 (19 in old drafts); 101 is the usual telephone-event.
+            None => matches!(h.payload_type, 13 | 19 | 101),
+        };
+        let codec = if non_voice {
+            None
+        } else {
+            Some(self.settings.codecs.lookup(h.payload_type, announced))
+        };
+        let interval = self.settings.interval_s.max(1.0);
+        let stream = self
+            .streams
+            .entry(key)
+            .or_insert_with(|| Stream::new(key, ts, h.seq));
+        if ts >= stream.interval_start + interval {
+            stream.close_interval(&self.settings, self.rtt.get(&h.ssrc).copied());
+            if ts >= stream.interval_start + interval {
+                // A silent gap: skip the empty intervals in one step.
+                stream.interval_start +=
+                    ((ts - stream.interval_start) / interval).floor() * interval;
+            }
+        }
+        stream.last_seen = stream.last_seen.max(ts);
+        stream.seq.update(h.seq);
+        if non_voice {
+            stream.non_voice_packets += 1;
+            stream.in_non_voice_run = true;
+            return;
+        }
+        if stream.main_pt.is_none() {
+            stream.main_pt = Some(h.payload_type);
+            stream.codec = codec;
+        }
+        if stream.main_pt != Some(h.payload_type) {
+            // A codec change mid-stream: timestamps follow another clock.
+            stream.jitter.resync();
+        }
+        if stream.in_non_voice_run {
+            stream.in_non_voice_run = false;
+            stream.jitter.resync();
+        }
+        let clock = stream.codec.as_ref().map_or(8000, |c| c.clock_rate);
+        stream.jitter.update(ts, h.timestamp, f64::from(clock));
+    }
+
+    fn sip(&mut self, ts: f64, info: sip::SipInfo) {
+        if info.is_invite && !self.call_index.contains_key(&info.call_id) {
+            self.call_index
+                .insert(info.call_id.clone(), self.calls.len());
+            self.calls.push(Call {
+                call_id: info.call_id.clone(),
+                from: info.from.clone(),
+                to: info.to.clone(),
+                start: ts,
+            });
+        }
+        for m in info.media {
+            if let Some(addr) = m.address {
+                if m.port != 0 {
+                    let ep = SdpEndpoint {
+                        call_id: info.call_id.clone(),
+                        rtpmap: m.rtpmap,
+                    };
+                    self.sdp.insert((addr, m.port), ep.clone());
+                    // RTCP on the next port belongs to the same call.
+                    self.sdp.insert((addr, m.port.wrapping_add(1)), ep);
+                }
+            }
+        }
+    }
+
+    fn rtcp(&mut self, ts: f64, item: RtcpItem) {
+        match item {
+            RtcpItem::SenderReport { ssrc, ntp_middle } => {
+                if self.sr_seen.len() > 100_000 {
+                    self.sr_seen.clear();
+                }
+                self.sr_seen.insert((ssrc, ntp_middle), ts);
+            }
+            RtcpItem::ReportBlock {
+                source, lsr, dlsr, ..
+            } if lsr != 0 => {
+                // Capture point -> reporter -> capture point: the SR passed us at
+                // `sent`, the reporter held it `dlsr`, its RR passes us now.
+                if let Some(&sent) = self.sr_seen.get(&(source, lsr)) {
+                    let rtt = ts - sent - f64::from(dlsr) / 65536.0;
+                    if (0.0..10.0).contains(&rtt) {
+                        self.rtt.insert(source, rtt);
+                    }
+                }
+            }
+            RtcpItem::VoipMetrics {
+                source,
+                round_trip_ms,
+                ..
+            } if round_trip_ms > 0 => {
+                self.rtt.insert(source, f64::from(round_trip_ms) / 1000.0);
+            }
+            _ => {}
+        }
+    }
+
+    /// The call a stream belongs to, through the SDP of either endpoint.
+    pub fn call_of(&self, key: &StreamKey) -> Option<&str> {
+        self.sdp
+            .get(&(key.dst, key.dst_port))
+            .or_else(|| self.sdp.get(&(key.src, key.src_port)))
+            .map(|e| e.call_id.as_str())
+    }
+
+    pub fn call(&self, call_id: &str) -> Option<&Call> {
+        self.call_index
+            .get(call_id)
+            .and_then(|&i| self.calls.get(i))
+    }
+
+    /// One-way delay (ms) used for a stream: half the RTCP RTT, else the default.
+    pub fn one_way_delay_ms(&self, ssrc: u32) -> f64 {
+        self.rtt
+            .get(&ssrc)
+            .map_or(self.settings.default_delay_ms, |rtt| rtt * 500.0)
+    }
+
+    /// Drops streams idle since `before` and the calls with no stream left,
+    /// returning them (the daemon stores them, then forgets).
+    pub fn take_idle(&mut self, before: f64) -> Vec<Stream> {
+        let keys: Vec<StreamKey> = self
+            .streams
+            .values()
+            .filter(|s| s.last_seen < before)
+            .map(|s| s.key)
+            .collect();
+        keys.into_iter()
+            .filter_map(|k| self.streams.remove(&k))
+            .collect()
+    }
+}
+
+impl Stream {
+    fn new(key: StreamKey, ts: f64, seq: u16) -> Self {
+        Stream {
+            key,
+            first_seen: ts,
+            last_seen: ts,
+            seq: SeqStats::new(seq),
+            jitter: Jitter::default(),
+            main_pt: None,
+            codec: None,
+            non_voice_packets: 0,
+            in_non_voice_run: false,
+            intervals: Vec::new(),
+            interval_start: ts,
+            prior_expected: 0,
+            prior_received: 0,
+        }
+    }
+
+    /// Loss since the start of the stream: (expected, lost, percent).
+    pub fn loss(&self) -> (u64, i64, f64) {
+        let expected = self.seq.expected();
+        let lost = expected as i64 - self.seq.received as i64;
+        let pct = if expected > 0 {
+            (lost.max(0) as f64) * 100.0 / expected as f64
+        } else {
+            0.0
+        };
+        (expected, lost, pct)
+    }
+
+    fn impairments(&self, settings: &Settings, rtt: Option<f64>, loss_percent: f64) -> Impairments {
+        let codec = self
+            .codec
+            .clone()
+            .unwrap_or_else(|| settings.codecs.lookup(0, None));
+        Impairments {
+            one_way_delay_ms: rtt.map_or(settings.default_delay_ms, |r| r * 500.0),
+            loss_percent,
+            burst_ratio: self.seq.burst_ratio(),
+            ie: codec.ie,
+            bpl: codec.bpl,
+        }
+    }
+
+    /// Score of the interval in progress (None when it expected no packet).
+    pub fn current_interval(&self, settings: &Settings, rtt: Option<f64>) -> Option<IntervalScore> {
+        let expected = self.seq.expected().saturating_sub(self.prior_expected);
+        let received = self.seq.received.saturating_sub(self.prior_received);
+        if expected == 0 {
+            return None;
+        }
+        let lost = expected as i64 - received as i64;
+        let pct = (lost.max(0) as f64) * 100.0 / expected as f64;
+        let r = emodel::r_factor(settings.variant, &self.impairments(settings, rtt, pct));
+        Some(IntervalScore {
+            start: self.interval_start,
+            expected,
+            lost,
+            loss_percent: pct,
+            r_factor: r,
+            mos: emodel::mos_from_r(r),
+        })
+    }
+
+    fn close_interval(&mut self, settings: &Settings, rtt: Option<f64>) {
+        if let Some(score) = self.current_interval(settings, rtt) {
+            self.intervals.push(score);
+        }
+        self.prior_expected = self.seq.expected();
+        self.prior_received = self.seq.received;
+        self.interval_start += settings.interval_s.max(1.0);
+    }
+
+    /// Whole-stream R, and the average and minimum interval MOS (the interval
+    /// in progress included).
+    pub fn scores(&self, settings: &Settings, rtt: Option<f64>) -> (f64, f64, f64) {
+        let (_, _, pct) = self.loss();
+        let r = emodel::r_factor(settings.variant, &self.impairments(settings, rtt, pct));
+        let mut all: Vec<f64> = self.intervals.iter().map(|i| i.mos).collect();
+        if let Some(cur) = self.current_interval(settings, rtt) {
+            all.push(cur.mos);
+        }
+        if all.is_empty() {
+            let m = emodel::mos_from_r(r);
+            return (r, m, m);
+        }
+        let avg = all.iter().sum::<f64>() / all.len() as f64;
+        let min = all.iter().copied().fold(f64::INFINITY, f64::min);
+        (r, avg, min)
+    }
+}
