@@ -546,8 +546,14 @@ Content-Length: 0
 
 /// Callee: rings until a CANCEL comes, answers it and 487, takes the ACK.
 pub fn callee_cancelled() -> String {
+    // The INVITE's CSeq number is captured for the 487 (a B2BUA numbers its own leg).
+    let head = UAS_HEAD.replace(
+        r#"<recv request="INVITE" rrs="true"/>"#,
+        r#"<recv request="INVITE" rrs="true"><action><ereg regexp="([0-9]+)" search_in="hdr" header="CSeq:" check_it="true" assign_to="cseq_all,cseq_num"/></action></recv>
+  <Reference variables="cseq_all"/>"#,
+    );
     format!(
-        r#"{UAS_HEAD}  <recv request="CANCEL"/>
+        r#"{head}  <recv request="CANCEL"/>
   <send><![CDATA[
 SIP/2.0 200 OK
 [last_Via:]
@@ -564,7 +570,7 @@ SIP/2.0 487 Request Terminated
 [last_From:]
 [last_To:];tag=[pid]uas[call_number]
 [last_Call-ID:]
-CSeq: 2 INVITE
+CSeq: [$cseq_num] INVITE
 Content-Length: 0
 
 ]]></send>

@@ -162,3 +162,38 @@ fn b2bua_ends_a_call_past_the_maximum_duration() {
         "{state}"
     );
 }
+
+#[test]
+fn b2bua_cancel_of_a_ringing_call_reaches_the_callee_leg() {
+    if !have_sipp() {
+        eprintln!("SKIP: sipp not installed");
+        return;
+    }
+    let port = free_port();
+    let pbx = Pbx::start(
+        &config(port, "\toption mode 'b2bua'\n").replace("\toption mode 'proxy'\n", ""),
+        port,
+    );
+    let sipp = Sipp::new();
+    let callee_port = free_port();
+    register(&sipp, "101", callee_port, pbx.port);
+    let uas = sipp.spawn("uas", &callee_cancelled(), callee_port, pbx.port, &[]);
+    let caller = sipp.run(
+        "uac",
+        &caller_cancels("100", "101"),
+        free_port(),
+        pbx.port,
+        &["-au", "100", "-ap", "pw100"],
+    );
+    let callee = sipp.wait(uas);
+    assert!(caller.success, "caller failed:\n{}", caller.log);
+    assert!(callee.success, "callee failed:\n{}", callee.log);
+    let state = pbx.state();
+    assert_eq!(
+        state["besip-pbx:pbx"]["calls"]["call"]
+            .as_array()
+            .map(Vec::len),
+        Some(0),
+        "{state}"
+    );
+}
