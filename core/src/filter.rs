@@ -201,6 +201,9 @@ pub fn select(
 ) -> Result<DataTree<'static>, ConfigError> {
     let failed =
         |e: yang2::Error| ConfigError::new(ErrorTag::OperationFailed, crate::schema::describe(&e));
+    if let Some(small) = select_at_most_one(tree, xpaths)? {
+        return Ok(small);
+    }
     let mut copy = tree.duplicate().map_err(failed)?;
     if copy.reference().is_none() {
         return Ok(copy);
@@ -233,6 +236,37 @@ pub fn select(
     }
     crate::tree_ops::free_nodes(&mut copy, &doomed);
     Ok(copy)
+}
+
+/// Zero or one selected node (a small filter on a big datastore, or one
+/// whole top-level container): copy just that node with its parents and
+/// list keys, not the whole tree. `None` when more nodes are selected.
+fn select_at_most_one(
+    tree: &DataTree<'static>,
+    xpaths: &[String],
+) -> Result<Option<DataTree<'static>>, ConfigError> {
+    let mut found = None;
+    for xpath in xpaths {
+        let set = tree.find_xpath(xpath).map_err(|e| {
+            ConfigError::new(
+                ErrorTag::InvalidValue,
+                format!("invalid filter: {}", crate::schema::describe(&e)),
+            )
+        })?;
+        for node in set {
+            if found.is_some() {
+                return Ok(None);
+            }
+            found = Some(node);
+        }
+    }
+    let result = match found {
+        None => DataTree::new(tree.context()),
+        Some(node) => node.duplicate(true).map_err(|e| {
+            ConfigError::new(ErrorTag::OperationFailed, crate::schema::describe(&e))
+        })?,
+    };
+    Ok(Some(result))
 }
 
 fn collect_unselected(
