@@ -323,7 +323,7 @@ Content-Length: 0
     )
 }
 
-const SDP: &str = "v=0
+pub const SDP: &str = "v=0
 o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
 s=-
 c=IN IP[media_ip_type] [media_ip]

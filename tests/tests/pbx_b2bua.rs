@@ -197,3 +197,97 @@ fn b2bua_cancel_of_a_ringing_call_reaches_the_callee_leg() {
         "{state}"
     );
 }
+
+#[test]
+fn b2bua_bridges_a_re_invite() {
+    if !have_sipp() {
+        eprintln!("SKIP: sipp not installed");
+        return;
+    }
+    let port = free_port();
+    let pbx = Pbx::start(
+        &config(port, "\toption mode 'b2bua'\n").replace("\toption mode 'proxy'\n", ""),
+        port,
+    );
+    let sipp = Sipp::new();
+    let callee_port = free_port();
+    register(&sipp, "101", callee_port, pbx.port);
+    // Caller: after the ACK, a re-INVITE with a new offer, its 200 and ACK, then BYE.
+    let reinvite = format!(
+        r#"  <send retrans="500"><![CDATA[
+INVITE [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
+From: <sip:100@besip.test>;tag=[pid]call[call_number]
+[last_To:]
+[routes]
+Call-ID: [call_id]
+CSeq: 3 INVITE
+Contact: <sip:100@[local_ip]:[local_port];transport=[transport]>
+Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+{SDP}
+]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="200"/>
+  <send><![CDATA[
+ACK [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
+From: <sip:100@besip.test>;tag=[pid]call[call_number]
+[last_To:]
+[routes]
+Call-ID: [call_id]
+CSeq: 3 ACK
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <pause milliseconds="300"/>
+"#
+    );
+    let caller_scenario = caller_answered("100", "101")
+        .replacen("  <pause milliseconds=\"300\"/>\n", &reinvite, 1)
+        .replace("CSeq: 3 BYE", "CSeq: 4 BYE");
+    // Callee: takes the bridged re-INVITE (its own CSeq space) and answers it.
+    let callee_reinvite = format!(
+        r#"  <recv request="ACK"/>
+  <recv request="INVITE"/>
+  <send retrans="500"><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+Content-Type: application/sdp
+Content-Length: [len]
+
+{SDP}
+]]></send>
+  <recv request="ACK"/>
+"#
+    );
+    let callee_scenario =
+        callee_answers(100).replacen("  <recv request=\"ACK\"/>\n", &callee_reinvite, 1);
+    let uas = sipp.spawn("uas", &callee_scenario, callee_port, pbx.port, &[]);
+    let caller = sipp.run(
+        "uac",
+        &caller_scenario,
+        free_port(),
+        pbx.port,
+        &["-au", "100", "-ap", "pw100"],
+    );
+    let callee = sipp.wait(uas);
+    assert!(caller.success, "caller failed:\n{}", caller.log);
+    assert!(callee.success, "callee failed:\n{}", callee.log);
+    // The callee saw the re-INVITE in its own dialog: CSeq 2 of the B leg, not the caller's 3.
+    let trace = sipp.messages("uas");
+    let reinvite_seen = trace
+        .split("-----------------------------------------------")
+        .filter(|b| b.contains("message received") && b.contains("INVITE sip:"))
+        .nth(1)
+        .expect("callee got a second INVITE");
+    assert!(reinvite_seen.contains("CSeq: 2 INVITE"), "{reinvite_seen}");
+}
