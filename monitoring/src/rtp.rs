@@ -208,7 +208,10 @@ impl SeqStats {
             self.received = 1;
             return true;
         }
-        if udelta < MAX_DROPOUT {
+        if udelta == 0 {
+            // The highest packet again.
+            self.duplicates += 1;
+        } else if udelta < MAX_DROPOUT {
             let old_ext = self.extended_max();
             if seq < self.max_seq {
                 self.cycles += RTP_SEQ_MOD;
@@ -335,6 +338,12 @@ mod tests {
         assert_eq!(s.received, 85);
         assert_eq!(s.duplicates, 1);
         assert_eq!(s.out_of_order, 1);
+    }
+
+    #[test]
+    fn duplicate_of_highest() {
+        let s = feed(&[5, 6, 7, 7, 8]);
+        assert_eq!((s.received, s.duplicates, s.expected()), (5, 1, 4));
     }
 
     #[test]
