@@ -287,12 +287,13 @@ impl Engine {
                 }
                 return;
             }
-            if tables.len() >= max {
+            // A quarter of the table per source address at most.
+            if tables.len() >= max || tables.of_source(source.ip()) >= (max / 4).max(1) {
                 drop(tables);
                 // One warning per second at most: a flood must not flood the log too.
                 let now = crate::location::unix_now();
                 if self.last_full_warning.swap(now, Ordering::Relaxed) != now {
-                    tracing::warn!(%source, max, "transaction table full; answering 503");
+                    tracing::warn!(%source, max, "transaction table (or this source's quarter of it) full; answering 503");
                 }
                 let mut r = response_to(&msg, 503, "Service Unavailable", Some(&self.new_tag()));
                 r.add_header("Retry-After", "5".into());
@@ -300,7 +301,7 @@ impl Engine {
                 self.send(transport, source, r.to_bytes());
                 return;
             }
-            tables.server.insert(
+            tables.insert_server(
                 key.clone(),
                 ServerTx {
                     source,
@@ -340,7 +341,7 @@ impl Engine {
             // for retransmissions, so a high request rate costs little memory.
             // Challenges are not kept: answering a retransmission with a fresh
             // challenge is harmless (it is what a stateless server does).
-            tables.server.remove(key);
+            tables.remove_server(key);
             if transport == Transport::Udp
                 && code != 401
                 && code != 407
@@ -420,7 +421,7 @@ impl Engine {
                 if tx.final_code.is_some_and(|c| c >= 300) {
                     // ACK for our non-2xx final ends the transaction here (§17.2.1);
                     // keep only the response (Timer I) instead of the whole request.
-                    if let Some(tx) = tables.server.remove(&key) {
+                    if let Some(tx) = tables.remove_server(&key) {
                         if let Some(response) = tx.last_response {
                             tables.answered.insert(
                                 key,

@@ -79,6 +79,9 @@ pub struct Tables {
     pub server: HashMap<String, ServerTx>,
     pub client: HashMap<String, ClientTx>,
     pub answered: HashMap<String, Answered>,
+    /// Live server transactions per source address: one source may hold only
+    /// a share of the table, so a flood from one host cannot lock out others.
+    per_source: HashMap<std::net::IpAddr, usize>,
 }
 
 impl Tables {
@@ -87,13 +90,50 @@ impl Tables {
         self.server.len() + self.client.len()
     }
 
+    /// Live server transactions of one source address.
+    pub fn of_source(&self, ip: std::net::IpAddr) -> usize {
+        self.per_source.get(&ip).copied().unwrap_or(0)
+    }
+
+    pub fn insert_server(&mut self, key: String, tx: ServerTx) {
+        *self.per_source.entry(tx.source.ip()).or_default() += 1;
+        if let Some(old) = self.server.insert(key, tx) {
+            self.forget_source(old.source.ip());
+        }
+    }
+
+    pub fn remove_server(&mut self, key: &str) -> Option<ServerTx> {
+        let tx = self.server.remove(key)?;
+        self.forget_source(tx.source.ip());
+        Some(tx)
+    }
+
+    fn forget_source(&mut self, ip: std::net::IpAddr) {
+        if let Some(n) = self.per_source.get_mut(&ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_source.remove(&ip);
+            }
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// Drops finished transactions whose linger time is over.
     pub fn sweep(&mut self, now: Instant) {
-        self.server.retain(|_, t| t.expires.is_none_or(|e| e > now));
+        let mut gone = Vec::new();
+        self.server.retain(|_, t| {
+            let keep = t.expires.is_none_or(|e| e > now);
+            if !keep {
+                gone.push(t.source.ip());
+            }
+            keep
+        });
+        for ip in gone {
+            self.forget_source(ip);
+        }
         self.answered.retain(|_, a| a.expires > now);
         self.client.retain(|_, t| t.expires.is_none_or(|e| e > now));
         // A client transaction alive far beyond any timer lost its way: drop it.

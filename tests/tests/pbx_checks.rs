@@ -238,6 +238,28 @@ fn flood_of_invites_keeps_the_transaction_table_bounded() {
         pbx.counter("replies-5xx") > 0,
         "no 503 under flood: {state}"
     );
+    // One source holds at most a quarter of the table: another host is still served.
+    // (25 server transactions, each with its client branch.)
+    assert!(tx <= 55, "one source filled {tx} of 100 transaction slots");
+    let other = UdpSocket::bind("127.0.0.2:0").expect("bind 127.0.0.2");
+    other
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let r = ask(
+        &other,
+        port,
+        &request(
+            "MESSAGE",
+            "sip:777@besip.test",
+            "sip:y@far.example",
+            "Max-Forwards: 70\r\n",
+            "other",
+        ),
+    );
+    assert!(
+        r.starts_with("SIP/2.0 404 "),
+        "second source locked out: {r}"
+    );
     // Still serving.
     let s = client();
     let r = ask(

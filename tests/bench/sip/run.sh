@@ -56,7 +56,8 @@ printf 'SEQUENTIAL\n2000;[authentication username=2000 password=pw2000]\n' > "$W
 
 mkdir -p "$WORK/root/etc/config" "$WORK/root/var/lib/besip" "$WORK/root/run"
 {
-  printf "package besip_pbx\n\nconfig pbx 'main'\n\toption mode 'proxy'\n\tlist domain 'bench.test'\n\toption auth_realm 'bench.test'\n\toption auth_algorithms 'md5'\n\n"
+  # All load comes from 127.0.0.1: lift the per-source share of the transaction table.
+  printf "package besip_pbx\n\nconfig pbx 'main'\n\toption mode 'proxy'\n\tlist domain 'bench.test'\n\toption auth_realm 'bench.test'\n\toption auth_algorithms 'md5'\n\toption max_transactions '2000000'\n\n"
   printf "config listen 'listen_udp'\n\toption name 'udp'\n\toption transport 'udp'\n\toption address '127.0.0.1'\n\toption port '%s'\n\n" "$BESIP_PORT"
   for ((i = 0; i < USERS; i++)); do u=$((10000 + i)); printf "config extension 'extension_%s'\n\toption number '%s'\n\toption password 'pw%s'\n\n" "$u" "$u" "$u"; done
   printf "config extension 'extension_2000'\n\toption number '2000'\n\toption password 'pw2000'\n"
