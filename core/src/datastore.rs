@@ -819,6 +819,10 @@ impl Datastore {
         match filter::to_xpaths(filter)? {
             None => Ok(self.print(source, with_defaults)),
             Some(xpaths) => {
+                if let Some(text) = print_single_top_node(self.tree(source), &xpaths, with_defaults)
+                {
+                    return Ok(text);
+                }
                 let selected = filter::select(self.tree(source), &xpaths)?;
                 Ok(print_tree(&selected, with_defaults))
             }
@@ -982,6 +986,26 @@ pub fn print_tree(tree: &DataTree<'static>, with_defaults: WithDefaults) -> Stri
         .ok()
         .flatten()
         .unwrap_or_default()
+}
+
+/// A filter that selects exactly one whole top-level node (e.g. all of /pbx)
+/// is printed straight from the tree, without copying 10,000 entries first.
+fn print_single_top_node(
+    tree: &DataTree<'static>,
+    xpaths: &[String],
+    with_defaults: WithDefaults,
+) -> Option<String> {
+    let [xpath] = xpaths else {
+        return None;
+    };
+    let set = tree.find_xpath(xpath).ok()?;
+    let mut nodes = set.into_iter();
+    let node = nodes.next()?;
+    if nodes.next().is_some() || yang2::iter::NodeIterable::parent(&node).is_some() {
+        return None;
+    }
+    let flags = with_defaults.printer_flags() - DataPrinterFlags::WITH_SIBLINGS;
+    node.print_string(DataFormat::XML, flags).ok().flatten()
 }
 
 /// Parse a stored/imported configuration document (children of `<config>`, or

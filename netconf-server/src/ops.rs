@@ -546,6 +546,10 @@ fn kill_session(ctx: &SessionCtx, op: &Element) -> OpResult {
         .get(&id)
         .ok_or_else(|| vec![bad_value("session-id", format!("there is no session {id}"))])?;
     entry.kill.notify_one();
+    drop(sessions);
+    // Its locks are free once the reply is sent (RFC 6241 §7.9); the killed
+    // session's own clean-up also reverts its confirmed commit.
+    ctx.server.release_locks(id);
     Ok(Answer::Ok)
 }
 

@@ -116,6 +116,10 @@ impl Server {
     /// Forget a session and release its locks.
     pub fn unregister(&self, id: u32) {
         lock(&self.sessions).remove(&id);
+        self.release_locks(id);
+    }
+
+    pub fn release_locks(&self, id: u32) {
         let mut locks = lock(&self.locks);
         if locks.running.as_ref().map(|l| l.0) == Some(id) {
             locks.running = None;

@@ -62,7 +62,16 @@ where
     let reason = serve(&mut ctx, &mut write_half, msg_rx, mode_tx, kill).await;
     tracing::info!(session = id, reason, "NETCONF session ended");
 
-    // A non-persistent confirmed commit belongs to its session (RFC 6241 §8.4.1).
+    end_session(&server, id).await;
+    let _ = write_half.shutdown().await;
+    // Dropping both halves closes the SSH channel.
+    reader.abort();
+}
+
+/// Release what the session holds: its locks and a non-persistent confirmed
+/// commit (RFC 6241 §8.4.1). Idempotent; runs before the close-session reply
+/// so the client sees the locks free once it has its `<ok/>`.
+async fn end_session(server: &Server, id: u32) {
     {
         let mut store = server.store.lock().await;
         if store.confirm_session() == Some(id) {
@@ -72,9 +81,6 @@ where
         }
     }
     server.unregister(id);
-    let _ = write_half.shutdown().await;
-    // Dropping both halves closes the SSH channel.
-    reader.abort();
 }
 
 /// Reads the hello in end-of-message framing, then switches to what was negotiated.
@@ -172,11 +178,13 @@ async fn serve<W: AsyncWrite + Unpin>(
                     ctx.subscribe_now = false;
                     notifications = Some(ctx.server.notifications.subscribe());
                 }
+                if outcome.close {
+                    end_session(&ctx.server, ctx.id).await;
+                    write_message(w, &outcome.reply, framing).await;
+                    return "close-session";
+                }
                 if !write_message(w, &outcome.reply, framing).await {
                     return "write failed";
-                }
-                if outcome.close {
-                    return "close-session";
                 }
             }
             event = next_notification(&mut notifications) => {
