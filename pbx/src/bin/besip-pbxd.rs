@@ -29,6 +29,9 @@ struct Args {
     /// Worker threads of the runtime (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
+    /// Receive tasks per UDP socket (default: one per core).
+    #[arg(long)]
+    udp_readers: Option<usize>,
 }
 
 fn main() -> ExitCode {
