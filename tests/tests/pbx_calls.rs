@@ -166,3 +166,61 @@ fn call_from_a_tcp_caller_to_a_udp_callee() {
     assert!(caller.success, "TCP caller failed:\n{}", caller.log);
     assert!(callee.success, "UDP callee failed:\n{}", callee.log);
 }
+
+#[test]
+fn unconditional_forwarding_reaches_the_target_extension() {
+    let Some((_, sipp)) = setup() else { return };
+    let port = free_port();
+    let uci = config(port, "").replace(
+        "\toption number '102'\n\toption password 'pw102'\n\toption enabled '1'\n",
+        "\toption number '102'\n\toption password 'pw102'\n\toption enabled '1'\n\toption forwarding_unconditional '101'\n",
+    );
+    assert!(uci.contains("forwarding_unconditional"));
+    let pbx = Pbx::start(&uci, port);
+    let callee_port = free_port();
+    register(&sipp, "101", callee_port, pbx.port);
+    let uas = sipp.spawn("uas", &callee_answers(100), callee_port, pbx.port, &[]);
+    let caller = sipp.run(
+        "uac",
+        &caller_answered("100", "102"),
+        free_port(),
+        pbx.port,
+        &["-au", "100", "-ap", "pw100"],
+    );
+    let callee = sipp.wait(uas);
+    assert!(caller.success, "caller failed:\n{}", caller.log);
+    assert!(callee.success, "forwarded callee failed:\n{}", callee.log);
+}
+
+#[test]
+fn dialplan_route_sends_outside_numbers_to_the_trunk() {
+    let Some((_, sipp)) = setup() else { return };
+    let port = free_port();
+    let trunk_port = free_port();
+    let uci = config(port, "")
+        + &format!("config trunk 'trunk_prov'\n\toption name 'prov'\n\toption host '127.0.0.1'\n\toption port '{trunk_port}'\n\n")
+        + "config route 'route_out'\n\toption name 'out'\n\toption match '0'\n\toption strip '1'\n\toption prepend '+420'\n\toption trunk 'prov'\n\n";
+    let pbx = Pbx::start(&uci, port);
+    // The provider is a sipp UAS on the trunk port; it must see the rewritten number.
+    let provider = callee_answers(100).replacen(
+        r#"<recv request="INVITE" rrs="true"/>"#,
+        r#"<recv request="INVITE" rrs="true"><action><ereg regexp="^INVITE sip:\+420555123@127\.0\.0\.1" search_in="msg" check_it="true" assign_to="ruri"/></action></recv>
+  <Reference variables="ruri"/>"#,
+        1,
+    );
+    let uas = sipp.spawn("provider", &provider, trunk_port, pbx.port, &[]);
+    let caller = sipp.run(
+        "uac",
+        &caller_answered("100", "0555123"),
+        free_port(),
+        pbx.port,
+        &["-au", "100", "-ap", "pw100"],
+    );
+    let callee = sipp.wait(uas);
+    assert!(caller.success, "caller failed:\n{}", caller.log);
+    assert!(
+        callee.success,
+        "provider did not get +420555123:\n{}",
+        callee.log
+    );
+}
