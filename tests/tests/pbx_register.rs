@@ -171,3 +171,46 @@ fn restart_keeps_bindings_and_reload_keeps_them_too() {
     assert_eq!(regs[0].0, "100@besip.test");
     assert_eq!(regs[1].0, "101@besip.test");
 }
+
+/// The `state` answer is valid RFC 7951 data of besip-pbx (checked by yanglint),
+/// so core can merge it into <get> replies.
+#[test]
+fn state_is_valid_yang_data() {
+    if !have_sipp()
+        || std::process::Command::new("yanglint")
+            .arg("-v")
+            .output()
+            .is_err()
+    {
+        eprintln!("SKIP: sipp or yanglint not installed (scripts/install-deps)");
+        return;
+    }
+    let port = free_port();
+    let pbx = Pbx::start(&config(port, ""), port);
+    let sipp = Sipp::new();
+    register(&sipp, "100", free_port(), port);
+    let state = pbx.state();
+    assert!(
+        state["besip-pbx:pbx"]["registrations"]["registration"][0]["expires"]
+            .as_u64()
+            .is_some_and(|e| e > 3500)
+    );
+    let file = pbx.root.path().join("state.json");
+    std::fs::write(&file, serde_json::to_vec(&state).expect("json")).expect("write");
+    let yang = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../yang");
+    let out = std::process::Command::new("yanglint")
+        .arg("-p")
+        .arg(&yang)
+        .arg("-p")
+        .arg(yang.join("ietf"))
+        .args(["-t", "data", "-f", "json"])
+        .arg(yang.join("besip-pbx.yang"))
+        .arg(&file)
+        .output()
+        .expect("run yanglint");
+    assert!(
+        out.status.success(),
+        "yanglint rejects the state:\n{}\n{state}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
