@@ -98,3 +98,62 @@ fn session_limit_and_idle_timeout() {
     );
     assert!(out.contains("B-OK 1"), "{out}");
 }
+
+/// OpenSSH's own client (`ssh -s ... netconf`) logs in with an ed25519 key
+/// from the user's ssh-key list and speaks NETCONF 1.0 through the subsystem.
+#[test]
+fn openssh_client_with_ed25519_key() {
+    let server = NetconfServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("id_ed25519");
+    let status = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .status()
+        .expect("ssh-keygen (apt install openssh-client)");
+    assert!(status.success());
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let (ok, out) = python(
+        server.port,
+        ADMIN_PASSWORD,
+        &format!("m = connect(); m.edit_config(target='candidate', config='<config><system xmlns=\"urn:besip:system\"><user><name>admin</name><ssh-key>{}</ssh-key></user></system></config>'); m.commit()", public.trim()),
+    );
+    assert!(ok, "{out}");
+    let input = "<hello xmlns=\"urn:ietf:params:xml:ns:netconf:base:1.0\"><capabilities><capability>urn:ietf:params:netconf:base:1.0</capability></capabilities></hello>]]>]]>\
+<rpc xmlns=\"urn:ietf:params:xml:ns:netconf:base:1.0\" message-id=\"1\"><get-config><source><running/></source><filter><system xmlns=\"urn:besip:system\"><hostname/></system></filter></get-config></rpc>]]>]]>\
+<rpc xmlns=\"urn:ietf:params:xml:ns:netconf:base:1.0\" message-id=\"2\"><close-session/></rpc>]]>]]>";
+    let mut child = std::process::Command::new("ssh")
+        .arg("-i")
+        .arg(&key)
+        .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+        ])
+        .args([
+            "-p",
+            &server.port.to_string(),
+            "-s",
+            "admin@127.0.0.1",
+            "netconf",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run ssh");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("<hostname>besip</hostname>"), "{text}");
+    assert!(text.contains("message-id=\"2\"><ok/>"), "{text}");
+}
