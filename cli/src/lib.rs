@@ -2,3 +2,4 @@
 //! models (`shell`), the same over SSH into the box and from a laptop.
 
 pub mod shell;
+pub mod transfer;

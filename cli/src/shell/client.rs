@@ -1,0 +1,161 @@
+//! NETCONF over SSH client (russh): password login, subsystem `netconf`,
+//! base:1.0 end-of-message framing (we advertise only 1.0, so both sides
+//! use `]]>]]>`; replies are small enough that chunking buys nothing here).
+
+use super::{Session, ShellError};
+use besip_core::xml::Element;
+use russh::client;
+use russh::ChannelStream;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const EOM: &[u8] = b"]]>]]>";
+/// A reply larger than this is refused rather than buffered without end.
+const MAX_REPLY: usize = 512 * 1024 * 1024;
+
+struct Handler;
+
+impl client::Handler for Handler {
+    type Error = russh::Error;
+
+    // The box generates its own host key on first start; like `ssh` with
+    // StrictHostKeyChecking=no we accept it (no known_hosts store yet).
+    async fn check_server_key(
+        &mut self,
+        _key: &russh::keys::ssh_key::PublicKey,
+    ) -> Result<bool, Self::Error> {
+        Ok(true)
+    }
+}
+
+pub struct NetconfClient {
+    stream: ChannelStream<client::Msg>,
+    buffer: Vec<u8>,
+    message_id: u64,
+    _handle: client::Handle<Handler>,
+}
+
+fn conn(message: String) -> ShellError {
+    ShellError::Connection { message }
+}
+
+impl NetconfClient {
+    /// Connect, log in and exchange hellos.
+    pub async fn connect(
+        host: &str,
+        port: u16,
+        user: &str,
+        password: &str,
+    ) -> Result<NetconfClient, ShellError> {
+        let config = Arc::new(client::Config {
+            inactivity_timeout: None,
+            ..Default::default()
+        });
+        let connect = client::connect(config, (host, port), Handler);
+        let mut handle = tokio::time::timeout(Duration::from_secs(20), connect)
+            .await
+            .map_err(|_| conn(format!("no SSH answer from {host}:{port} within 20 s")))?
+            .map_err(|e| conn(format!("cannot connect to {host}:{port}: {e}")))?;
+        let auth = handle
+            .authenticate_password(user, password)
+            .await
+            .map_err(|e| conn(format!("SSH login to {host}:{port} failed: {e}")))?;
+        if !auth.success() {
+            return Err(conn(format!(
+                "login refused for user '{user}' on {host}:{port}: check the user name and password"
+            )));
+        }
+        let channel = handle
+            .channel_open_session()
+            .await
+            .map_err(|e| conn(format!("cannot open an SSH session channel: {e}")))?;
+        channel
+            .request_subsystem(true, "netconf")
+            .await
+            .map_err(|e| conn(format!("the server has no netconf subsystem: {e}")))?;
+        let mut client = NetconfClient {
+            stream: channel.into_stream(),
+            buffer: Vec::new(),
+            message_id: 0,
+            _handle: handle,
+        };
+        client
+            .send(concat!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>",
+                "<hello xmlns=\"urn:ietf:params:xml:ns:netconf:base:1.0\"><capabilities>",
+                "<capability>urn:ietf:params:netconf:base:1.0</capability>",
+                "</capabilities></hello>"
+            ))
+            .await?;
+        let hello = client.receive().await?;
+        if !hello.contains("<hello") && !hello.contains(":hello") {
+            return Err(conn(
+                "the server did not start with a NETCONF <hello>".into(),
+            ));
+        }
+        Ok(client)
+    }
+
+    async fn send(&mut self, text: &str) -> Result<(), ShellError> {
+        self.stream
+            .write_all(text.as_bytes())
+            .await
+            .map_err(|e| conn(format!("connection lost while sending: {e}")))?;
+        self.stream
+            .write_all(EOM)
+            .await
+            .map_err(|e| conn(format!("connection lost while sending: {e}")))?;
+        self.stream
+            .flush()
+            .await
+            .map_err(|e| conn(format!("connection lost while sending: {e}")))
+    }
+
+    async fn receive(&mut self) -> Result<String, ShellError> {
+        let mut chunk = [0u8; 16384];
+        loop {
+            if let Some(end) = self.buffer.windows(EOM.len()).position(|w| w == EOM) {
+                let message: Vec<u8> = self.buffer.drain(..end + EOM.len()).collect();
+                return String::from_utf8(message[..end].to_vec())
+                    .map_err(|_| conn("the server sent a reply that is not UTF-8".into()));
+            }
+            if self.buffer.len() > MAX_REPLY {
+                return Err(conn("the server's reply is too large".into()));
+            }
+            let n = self
+                .stream
+                .read(&mut chunk)
+                .await
+                .map_err(|e| conn(format!("connection lost: {e}")))?;
+            if n == 0 {
+                return Err(conn("the server closed the NETCONF session".into()));
+            }
+            self.buffer.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Close the session politely.
+    pub async fn close(mut self) {
+        let _ = self.rpc("<close-session/>").await;
+    }
+}
+
+impl Session for NetconfClient {
+    async fn rpc(&mut self, body: &str) -> Result<Element, ShellError> {
+        self.message_id += 1;
+        let id = self.message_id;
+        self.send(&format!(
+            "<rpc xmlns=\"urn:ietf:params:xml:ns:netconf:base:1.0\" message-id=\"{id}\">{body}</rpc>"
+        ))
+        .await?;
+        // Notifications are not subscribed to here, so the next message is our reply.
+        let text = self.receive().await?;
+        let elements = besip_core::xml::parse(&text)
+            .map_err(|e| conn(format!("the server sent malformed XML: {e}")))?;
+        elements
+            .into_iter()
+            .find(|e| e.name == "rpc-reply")
+            .ok_or_else(|| conn("the server's answer is not an <rpc-reply>".into()))
+    }
+}
