@@ -89,6 +89,7 @@ pub struct Stream {
 #[derive(Debug, Clone)]
 struct SdpEndpoint {
     call_id: String,
+    seen: f64,
     rtpmap: Vec<(u8, String, u32)>,
 }
 
@@ -251,6 +252,7 @@ impl Analyzer {
                 if m.port != 0 {
                     let ep = SdpEndpoint {
                         call_id: info.call_id.clone(),
+                        seen: ts,
                         rtpmap: m.rtpmap,
                     };
                     self.sdp.insert((addr, m.port), ep.clone());
@@ -311,6 +313,26 @@ impl Analyzer {
         self.rtt
             .get(&ssrc)
             .map_or(self.settings.default_delay_ms, |rtt| rtt * 500.0)
+    }
+
+    /// Forgets signalling older than `before` that no live stream uses.
+    pub fn forget_signalling(&mut self, before: f64) {
+        let live: std::collections::HashSet<String> = self
+            .streams
+            .values()
+            .filter_map(|s| self.call_of(&s.key).map(str::to_string))
+            .collect();
+        self.sdp
+            .retain(|_, e| e.seen >= before || live.contains(&e.call_id));
+        self.calls
+            .retain(|c| c.start >= before || live.contains(&c.call_id));
+        self.call_index = self
+            .calls
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.call_id.clone(), i))
+            .collect();
+        self.sr_seen.retain(|_, t| *t >= before);
     }
 
     /// Drops streams idle since `before` and the calls with no stream left,

@@ -2,6 +2,8 @@
 
 pub mod analyzer;
 pub mod codec;
+pub mod config;
+pub mod daemon;
 pub mod decode;
 pub mod emodel;
 pub mod offline;
@@ -9,3 +11,4 @@ pub mod report;
 pub mod rtcp;
 pub mod rtp;
 pub mod sip;
+pub mod store;

@@ -1,4 +1,4 @@
-//! besip-monitord: `analyze FILE` for an offline report.
+//! besip-monitord: the call-quality daemon, and `analyze FILE` for an offline report.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -98,10 +98,60 @@ fn main() -> ExitCode {
             println!("{text}");
             ExitCode::SUCCESS
         }
-        None => {
-            let _ = (&cli.root, &cli.log_level, cli.foreground);
-            eprintln!("besip-monitord: daemon mode is not implemented yet; use `besip-monitord analyze FILE`");
+        None => daemon_main(cli.root, &cli.log_level),
+    }
+}
+
+fn daemon_main(root: PathBuf, log_level: &str) -> ExitCode {
+    besip_core::daemon::init_tracing(log_level);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("besip-monitord: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(serve(root)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("besip-monitord: {e}");
             ExitCode::from(1)
         }
     }
+}
+
+async fn serve(root: PathBuf) -> Result<(), String> {
+    use besip_monitoring::config::MonitorConfig;
+    use besip_monitoring::daemon::{self, Monitor};
+    use besip_monitoring::store::Store;
+    use std::sync::Arc;
+
+    let layout = besip_core::paths::Layout::new(root);
+    layout.create_dirs().map_err(|e| {
+        format!(
+            "cannot create the directories under {}: {e}",
+            layout.root().display()
+        )
+    })?;
+    let config =
+        MonitorConfig::load(&layout.uci_package("besip_monitoring")).map_err(|e| e.to_string())?;
+    let store = Store::open(&layout.lib_dir().join("monitoring.db")).map_err(|e| e.to_string())?;
+    let monitor = Arc::new(Monitor::start(layout.clone(), config, store)?);
+    let ipc = besip_core::ipc::IpcServer::bind(&layout.socket("monitoring"), monitor.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    monitor.set_notifier(ipc.notifier());
+    let _pid =
+        besip_core::daemon::PidFile::create(&layout.pid_file("monitoring")).map_err(|e| {
+            format!(
+                "cannot write pid file {}: {e}",
+                layout.pid_file("monitoring").display()
+            )
+        })?;
+    tracing::info!(root = %layout.root().display(), "besip-monitord running");
+    daemon::run(monitor, besip_core::daemon::shutdown_signal()).await;
+    drop(ipc);
+    tracing::debug!("IPC closed");
+    Ok(())
 }

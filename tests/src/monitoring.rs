@@ -334,3 +334,88 @@ pub fn tshark_streams(file: &Path) -> Vec<TsharkStream> {
     }
     rows
 }
+
+/// A running besip-monitord with its own root.
+pub struct Monitord {
+    pub root: crate::harness::TempRoot,
+    pub child: std::process::Child,
+}
+
+impl Monitord {
+    /// Writes `uci` as the besip_monitoring package and starts the daemon;
+    /// waits for its IPC socket.
+    pub fn start(uci: &str) -> Monitord {
+        let root = crate::harness::TempRoot::new();
+        std::fs::write(root.path().join("etc/config/besip_monitoring"), uci).expect("write UCI");
+        let child = Command::new(bin_path("besip-monitord"))
+            .arg("--root")
+            .arg(root.path())
+            .args(["--log-level", "debug", "--foreground"])
+            .stderr(std::fs::File::create(root.path().join("monitord.log")).expect("log file"))
+            .spawn()
+            .expect("start besip-monitord");
+        let m = Monitord { root, child };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !m.socket().exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "besip-monitord did not open its IPC socket"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        m
+    }
+
+    pub fn socket(&self) -> std::path::PathBuf {
+        self.root.path().join("run/monitoring.sock")
+    }
+
+    /// What the daemon logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.root.path().join("monitord.log")).unwrap_or_default()
+    }
+
+    pub fn db(&self) -> std::path::PathBuf {
+        self.root.path().join("var/lib/besip/monitoring.db")
+    }
+
+    /// SIGTERM and the exit status.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "besip-monitord did not stop on SIGTERM; log:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Monitord {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A free UDP port on 127.0.0.1 whose successor is free too (RTP + RTCP).
+pub fn free_udp_pair() -> u16 {
+    loop {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind probe");
+        let p = s.local_addr().expect("addr").port();
+        if p % 2 == 0 && p < 65000 && std::net::UdpSocket::bind(("127.0.0.1", p + 1)).is_ok() {
+            return p;
+        }
+    }
+}

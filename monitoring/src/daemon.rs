@@ -1,0 +1,382 @@
+//! The live daemon: capture threads feeding the analyzer, periodic flushes
+//! to SQLite, and the IPC handler (reload, state, erase-reports, low-mos).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use besip_core::ipc::{Handler, HandlerError, Notifier};
+use besip_core::paths::Layout;
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+
+use crate::analyzer::Analyzer;
+use crate::config::MonitorConfig;
+use crate::report::{self, CallReport, StreamReport};
+use crate::store::Store;
+
+/// A stream with no packet for this long has ended.
+const IDLE_S: f64 = 5.0;
+/// Signalling without media is forgotten after this long.
+const SIGNALLING_TTL_S: f64 = 3600.0;
+
+pub fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// One live capture thread.
+pub struct Capture {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Capture {
+    pub fn start(
+        iface: &str,
+        filter: &str,
+        analyzer: Arc<Mutex<Analyzer>>,
+    ) -> Result<Capture, String> {
+        let why = |e: pcap::Error| format!("cannot capture on interface '{iface}': {e}");
+        let mut cap = pcap::Capture::from_device(iface)
+            .map_err(why)?
+            .snaplen(65535)
+            .timeout(100)
+            .immediate_mode(true)
+            .open()
+            .map_err(why)?
+            // libpcap's own timeout never fires on an idle interface (TPACKET_V3),
+            // so the thread polls the descriptor itself and can notice a stop.
+            .setnonblock()
+            .map_err(why)?;
+        cap.filter(filter, true)
+            .map_err(|e| format!("capture filter '{filter}' is invalid: {e}"))?;
+        let linktype = cap.get_datalink().0;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let name = iface.to_string();
+        let thread = std::thread::Builder::new()
+            .name(format!("capture-{iface}"))
+            .spawn(move || {
+                use std::os::fd::AsRawFd;
+                let fd = cap.as_raw_fd();
+                while !flag.load(Ordering::Relaxed) {
+                    let mut pfd = libc::pollfd {
+                        fd,
+                        events: libc::POLLIN,
+                        revents: 0,
+                    };
+                    // SAFETY: one valid pollfd for the capture's descriptor, which lives as long as `cap`.
+                    let ready = unsafe { libc::poll(&mut pfd, 1, 200) };
+                    if ready <= 0 {
+                        continue;
+                    }
+                    // Drain what is buffered (bounded so a flood cannot starve the stop flag).
+                    for _ in 0..10_000 {
+                        match cap.next_packet() {
+                            Ok(p) => {
+                                let ts =
+                                    p.header.ts.tv_sec as f64 + p.header.ts.tv_usec as f64 / 1e6;
+                                analyzer.lock().frame(ts, linktype, p.data);
+                            }
+                            Err(pcap::Error::TimeoutExpired) => break,
+                            Err(e) => {
+                                tracing::error!(interface = %name, error = %e, "capture stopped");
+                                return;
+                            }
+                        }
+                    }
+                }
+            })
+            .map_err(|e| format!("cannot start capture thread: {e}"))?;
+        tracing::info!(interface = iface, filter, "capturing");
+        Ok(Capture {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+pub struct Monitor {
+    layout: Layout,
+    config: Mutex<MonitorConfig>,
+    pub analyzer: Arc<Mutex<Analyzer>>,
+    store: Mutex<Store>,
+    captures: Mutex<Vec<Capture>>,
+    notifier: Mutex<Option<Notifier>>,
+    last_rotation: Mutex<f64>,
+}
+
+fn start_captures(
+    cfg: &MonitorConfig,
+    analyzer: &Arc<Mutex<Analyzer>>,
+) -> Result<Vec<Capture>, String> {
+    cfg.interfaces
+        .iter()
+        .map(|i| Capture::start(i, &cfg.capture_filter, analyzer.clone()))
+        .collect()
+}
+
+impl Monitor {
+    pub fn start(layout: Layout, config: MonitorConfig, store: Store) -> Result<Monitor, String> {
+        let analyzer = Arc::new(Mutex::new(Analyzer::new(config.settings.clone())));
+        let captures = start_captures(&config, &analyzer)?;
+        Ok(Monitor {
+            layout,
+            config: Mutex::new(config),
+            analyzer,
+            store: Mutex::new(store),
+            captures: Mutex::new(captures),
+            notifier: Mutex::new(None),
+            last_rotation: Mutex::new(now()),
+        })
+    }
+
+    pub fn set_notifier(&self, n: Notifier) {
+        *self.notifier.lock() = Some(n);
+    }
+
+    /// Stores ended streams and their calls; every rotation interval also
+    /// snapshots active streams and prunes reports past retention.
+    pub fn flush(&self, force_all: bool) {
+        let t = now();
+        let (threshold, rotation, retention) = {
+            let c = self.config.lock();
+            (
+                c.mos_threshold,
+                c.rotation_interval_s as f64,
+                c.retention_days as f64 * 86400.0,
+            )
+        };
+        let (ended, calls, active) = {
+            let mut a = self.analyzer.lock();
+            let before = if force_all { f64::INFINITY } else { t - IDLE_S };
+            let taken = a.take_idle(before);
+            let ended: Vec<StreamReport> = taken
+                .iter()
+                .filter(|s| s.seq.validated() && s.main_pt.is_some())
+                .map(|s| StreamReport::from_stream(&a, s))
+                .collect();
+            let mut ids: Vec<&str> = ended.iter().filter_map(|s| s.call_id.as_deref()).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            let calls: Vec<CallReport> = ids
+                .iter()
+                .map(|id| match a.call(id) {
+                    Some(c) => report::call_report(id, &c.from, &c.to, c.start, &ended),
+                    None => report::call_report(id, "", "", t, &ended),
+                })
+                .collect();
+            let rotate = t - *self.last_rotation.lock() >= rotation;
+            let active: Vec<StreamReport> = if rotate {
+                a.forget_signalling(t - SIGNALLING_TTL_S);
+                a.streams
+                    .values()
+                    .filter(|s| s.seq.validated() && s.main_pt.is_some())
+                    .map(|s| StreamReport::from_stream(&a, s))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            (ended, calls, active)
+        };
+        let mut store = self.store.lock();
+        if !ended.is_empty() || !calls.is_empty() {
+            if let Err(e) = store.save(t, &ended, &calls) {
+                tracing::error!(error = %e, "cannot store reports");
+            }
+        }
+        if !active.is_empty() {
+            if let Err(e) = store.save(t, &active, &[]) {
+                tracing::error!(error = %e, "cannot store snapshots");
+            }
+        }
+        if t - *self.last_rotation.lock() >= rotation {
+            *self.last_rotation.lock() = t;
+            match store.erase_before(t - retention) {
+                Ok(n) if n > 0 => tracing::info!(erased = n, "reports past retention deleted"),
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "cannot prune reports"),
+            }
+        }
+        drop(store);
+        for c in &calls {
+            tracing::info!(call_id = %c.call_id, mos = ?c.mos, streams = c.stream_count, "call quality stored");
+            if let Some(m) = c.mos.filter(|m| *m < threshold) {
+                self.low_mos(&c.call_id, m, threshold);
+            }
+        }
+        for s in ended
+            .iter()
+            .filter(|s| s.call_id.is_none() && s.mos < threshold)
+        {
+            self.low_mos(&s.id, s.mos, threshold);
+        }
+    }
+
+    fn low_mos(&self, id: &str, mos: f64, threshold: f64) {
+        tracing::warn!(call_id = id, mos, threshold, "low MOS");
+        if let Some(n) = self.notifier.lock().as_ref() {
+            n.notify("besip-monitoring:low-mos", json!({"call-id": id, "mos": format!("{:.2}", mos.clamp(1.0, 5.0)), "threshold": format!("{threshold:.2}")}));
+        }
+    }
+}
+
+fn dec(v: f64, digits: usize) -> Value {
+    Value::String(format!("{v:.digits$}"))
+}
+
+/// RFC 7951 form of a stream (64-bit and decimal64 values as strings).
+fn stream_state(s: &StreamReport) -> Value {
+    let mut v = json!({
+        "id": s.id, "ssrc": s.ssrc, "source-address": s.source_address, "source-port": s.source_port,
+        "destination-address": s.destination_address, "destination-port": s.destination_port,
+        "codec": s.codec, "first-seen": s.first_seen, "last-seen": s.last_seen,
+        "packets": s.packets.to_string(), "expected": s.expected.to_string(), "lost": s.lost.to_string(),
+        "loss-percent": dec(s.loss_percent, 2), "duplicates": s.duplicates.to_string(),
+        "out-of-order": s.out_of_order.to_string(), "jitter-ms": dec(s.jitter_ms, 3),
+        "max-jitter-ms": dec(s.max_jitter_ms, 3), "max-delta-ms": dec(s.max_delta_ms, 3),
+        "burst-ratio": dec(s.burst_ratio, 3), "one-way-delay-ms": dec(s.one_way_delay_ms, 1),
+        "r-factor": dec(s.r_factor, 2), "mos": dec(s.mos, 2), "min-mos": dec(s.min_mos, 2),
+    });
+    if let Some(pt) = s.payload_type {
+        v["payload-type"] = json!(pt);
+    }
+    if let Some(c) = &s.call_id {
+        v["call-id"] = json!(c);
+    }
+    v
+}
+
+fn call_state(c: &CallReport) -> Value {
+    let mut v = json!({"call-id": c.call_id, "stream-count": c.stream_count});
+    for (k, s) in [
+        ("from", &c.from),
+        ("to", &c.to),
+        ("start-time", &c.start_time),
+    ] {
+        if !s.is_empty() {
+            v[k] = json!(s);
+        }
+    }
+    for (k, x) in [
+        ("r-factor", c.r_factor),
+        ("mos", c.mos),
+        ("min-mos", c.min_mos),
+    ] {
+        if let Some(x) = x {
+            v[k] = dec(x, 2);
+        }
+    }
+    v
+}
+
+impl Handler for Monitor {
+    async fn reload(&self) -> Result<(), HandlerError> {
+        let path = self.layout.uci_package("besip_monitoring");
+        let new = MonitorConfig::load(&path).map_err(|e| HandlerError::refused(e.to_string()))?;
+        let restart = {
+            let old = self.config.lock();
+            old.interfaces != new.interfaces || old.capture_filter != new.capture_filter
+        };
+        if restart {
+            // Open the new captures before dropping the old ones: a bad
+            // interface or filter is refused with the old capture intact.
+            let fresh = start_captures(&new, &self.analyzer).map_err(HandlerError::refused)?;
+            *self.captures.lock() = fresh;
+        }
+        self.analyzer.lock().settings = new.settings.clone();
+        *self.config.lock() = new;
+        tracing::info!("configuration reloaded");
+        Ok(())
+    }
+
+    async fn state(&self) -> Result<Value, HandlerError> {
+        let streams: Vec<Value> = {
+            let a = self.analyzer.lock();
+            a.streams
+                .values()
+                .filter(|s| s.seq.validated() && s.main_pt.is_some())
+                .map(|s| stream_state(&StreamReport::from_stream(&a, s)))
+                .collect()
+        };
+        let calls = self
+            .store
+            .lock()
+            .recent_calls(100)
+            .map_err(|e| HandlerError::refused(e.to_string()))?;
+        let mut top = serde_json::Map::new();
+        if !streams.is_empty() {
+            top.insert("streams".into(), json!({"stream": streams}));
+        }
+        if !calls.is_empty() {
+            top.insert(
+                "calls".into(),
+                json!({"call": calls.iter().map(call_state).collect::<Vec<_>>()}),
+            );
+        }
+        Ok(json!({"besip-monitoring:monitoring": top}))
+    }
+
+    async fn rpc(&self, name: &str, input: Value) -> Result<Value, HandlerError> {
+        if name != "besip-monitoring:erase-reports" {
+            return Err(HandlerError::unknown_rpc(name));
+        }
+        let before = match input
+            .get("before")
+            .or_else(|| input.get("besip-monitoring:before"))
+        {
+            None | Some(Value::Null) => f64::INFINITY,
+            Some(Value::String(s)) => chrono::DateTime::parse_from_rfc3339(s)
+                .map(|t| t.timestamp_millis() as f64 / 1000.0)
+                .map_err(|e| {
+                    HandlerError::invalid_params(format!(
+                        "'before' must be a date-and-time such as 2026-11-23T13:00:00Z: {e}"
+                    ))
+                })?,
+            Some(other) => {
+                return Err(HandlerError::invalid_params(format!(
+                    "'before' must be a date-and-time string, not {other}"
+                )))
+            }
+        };
+        let erased = self
+            .store
+            .lock()
+            .erase_before(before)
+            .map_err(|e| HandlerError::refused(e.to_string()))?;
+        tracing::info!(erased, "reports erased on request");
+        Ok(json!({"erased": erased.min(u64::from(u32::MAX))}))
+    }
+}
+
+/// Flush loop: once a second until `stop` resolves, then a final flush of everything.
+pub async fn run(monitor: Arc<Monitor>, stop: impl std::future::Future<Output = ()>) {
+    tokio::pin!(stop);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = tick.tick() => {
+                let m = monitor.clone();
+                let _ = tokio::task::spawn_blocking(move || m.flush(false)).await;
+            }
+        }
+    }
+    tracing::debug!("stopping captures");
+    monitor.captures.lock().clear();
+    tracing::debug!("final flush");
+    monitor.flush(true);
+    tracing::debug!("flushed");
+}
