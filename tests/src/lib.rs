@@ -1,6 +1,7 @@
 //! Harness for the cross-process tests in `tests/tests/`: locating the built
 //! binaries, temporary `--root` trees, and per-area helpers.
 
+pub mod cli;
 pub mod harness;
 pub mod monitoring;
 pub mod netconf;
