@@ -195,11 +195,6 @@ impl Analyzer {
             // Without SDP: CN is static 13 (19 in old drafts); 101 is the usual telephone-event.
             None => matches!(h.payload_type, 13 | 19 | 101),
         };
-        let codec = if non_voice {
-            None
-        } else {
-            Some(self.settings.codecs.lookup(h.payload_type, announced))
-        };
         let interval = self.settings.interval_s.max(1.0);
         let stream = self
             .streams
@@ -222,7 +217,7 @@ impl Analyzer {
         }
         if stream.main_pt.is_none() {
             stream.main_pt = Some(h.payload_type);
-            stream.codec = codec;
+            stream.codec = Some(self.settings.codecs.lookup(h.payload_type, announced));
         }
         if stream.main_pt != Some(h.payload_type) {
             // A codec change mid-stream: timestamps follow another clock.

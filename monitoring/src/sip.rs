@@ -24,6 +24,10 @@ pub struct Media {
 
 /// True when the payload starts like a SIP request or response.
 pub fn looks_like_sip(p: &[u8]) -> bool {
+    // Every request method and "SIP/2.0" start with an upper-case letter; RTP never does.
+    if !p.first().is_some_and(u8::is_ascii_uppercase) {
+        return false;
+    }
     if p.starts_with(b"SIP/2.0 ") {
         return true;
     }
