@@ -189,10 +189,19 @@ async fn up(args: UpArgs) -> Result<(), String> {
             _ = tokio::signal::ctrl_c() => break "Ctrl-C".to_string(),
             _ = term.recv() => break "SIGTERM".to_string(),
             _ = tick.tick() => {
-                if let Some((name, status)) = children.iter_mut().find_map(|(n, c)| {
-                    c.try_wait().ok().flatten().map(|s| (n.clone(), s))
-                }) {
-                    break format!("{name} stopped ({status})");
+                let stopped = children.iter_mut().enumerate().find_map(|(i, (n, c))| {
+                    c.try_wait().ok().flatten().map(|s| (i, n.clone(), s))
+                });
+                match stopped {
+                    // Without netconfd the box cannot be managed: stop it all.
+                    Some((0, name, status)) => break format!("{name} stopped ({status})"),
+                    // A daemon that stops (e.g. refuses its configuration) is
+                    // reported; the rest keeps running so it can be fixed over NETCONF.
+                    Some((i, name, status)) => {
+                        println!("{name} stopped ({status}); the rest of the box keeps running");
+                        children.remove(i);
+                    }
+                    None => {}
                 }
             }
         }
