@@ -218,7 +218,7 @@ pub fn export(remote: &RemoteArgs, args: ExportArgs) -> i32 {
         rt.block_on(async {
             let format = format_of(&args.format, &args.file)?;
             let mut client = connect(remote).await?;
-            let text = transfer::export(&mut client, format).await;
+            let text = transfer::export(&mut client, format, &remote.user).await;
             client.close().await;
             let text = text?;
             if args.file.as_os_str() == "-" {
@@ -262,12 +262,12 @@ pub fn import(remote: &RemoteArgs, args: ImportArgs) -> i32 {
             client.close().await;
             let changes = result?;
             if changes.is_empty() {
-                println!("No changes.");
+                println!("No changes: {name} equals the running configuration.");
             } else {
                 println!("{}", changes.join("\n"));
-            }
-            if !args.dry_run {
-                println!("Import of {name} committed.");
+                if !args.dry_run {
+                    println!("Import of {name} committed.");
+                }
             }
             Ok(())
         })

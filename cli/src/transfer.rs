@@ -51,39 +51,68 @@ fn schema() -> Result<&'static Schema, ShellError> {
 }
 
 /// The running configuration of the box as file text.
-pub async fn export<S: Session>(session: &mut S, format: Format) -> Result<String, ShellError> {
+/// Password hashes are written only when `user` is in the admin group.
+pub async fn export<S: Session>(
+    session: &mut S,
+    format: Format,
+    user: &str,
+) -> Result<String, ShellError> {
     let reply = call(
         session,
         "<get-config><source><running/></source></get-config>",
     )
     .await?;
-    let data: Vec<Element> = reply_data(&reply)
+    let mut data: Vec<Element> = reply_data(&reply)
         .into_iter()
         .filter(|e| e.namespace.starts_with("urn:besip:"))
         .collect();
+    let is_admin = users(&data).iter().any(|(n, g)| n == user && g == "admin");
+    if !is_admin {
+        // The server shows hashes to anyone who may read /system; an export
+        // is a file that travels, so only an administrator's keeps them.
+        for system in data
+            .iter_mut()
+            .filter(|e| e.namespace == "urn:besip:system" && e.name == "system")
+        {
+            for account in system.children.iter_mut().filter(|c| c.name == "user") {
+                account.children.retain(|c| c.name != "password-hash");
+            }
+        }
+    }
     let mut xml = String::from("<config xmlns=\"urn:ietf:params:xml:ns:netconf:base:1.0\">\n");
     for element in &data {
         xml.push_str(&element.to_xml());
         xml.push('\n');
     }
     xml.push_str("</config>\n");
-    match format {
-        Format::Xml => Ok(xml),
-        Format::Json => {
-            let tree = besip_core::datastore::parse_config_tree(schema()?, &xml)
-                .map_err(|e| cmd(format!("the running configuration does not parse: {e}")))?;
-            let text = tree
-                .print_string(DataFormat::JSON, DataPrinterFlags::WITH_SIBLINGS)
-                .map_err(|e| {
-                    cmd(format!(
-                        "cannot print JSON: {}",
-                        besip_core::schema::describe(&e)
-                    ))
-                })?
-                .unwrap_or_else(|| "{}".into());
-            Ok(text)
-        }
+    // Through libyang for both formats: canonical values, one node per line
+    // (so an import error's line number points at the node).
+    let tree = besip_core::datastore::parse_config_tree(schema()?, &xml)
+        .map_err(|e| cmd(format!("the running configuration does not parse: {e}")))?;
+    let (format, wrap) = match format {
+        Format::Xml => (DataFormat::XML, true),
+        Format::Json => (DataFormat::JSON, false),
+    };
+    let text = tree
+        .print_string(format, DataPrinterFlags::WITH_SIBLINGS)
+        .map_err(|e| {
+            cmd(format!(
+                "cannot print the configuration: {}",
+                besip_core::schema::describe(&e)
+            ))
+        })?
+        .unwrap_or_default();
+    if !wrap {
+        return Ok(if text.is_empty() { "{}\n".into() } else { text });
     }
+    let mut out = String::from("<config xmlns=\"urn:ietf:params:xml:ns:netconf:base:1.0\">\n");
+    for line in text.lines() {
+        out.push_str("  ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.push_str("</config>\n");
+    Ok(out)
 }
 
 /// A configuration file read and checked against the schema.
@@ -133,7 +162,7 @@ pub fn load(name: &str, text: &str, format: Format) -> Result<ConfigFile, ShellE
     if let Err(e) = besip_core::datastore::parse_config_tree(schema, &xml) {
         let lines = element_lines(&elements);
         let path = e.path.clone().unwrap_or_default();
-        let line = besip_core::uci_map::line_for_path(&lines, &path);
+        let line = besip_core::uci_map::line_for_path(&lines, &strip_prefixes(&path));
         let line = if line == 0 {
             elements.first().map(|e| e.line).unwrap_or(1)
         } else {
@@ -180,7 +209,7 @@ fn record(
     module: &str,
     out: &mut HashMap<String, usize>,
 ) {
-    out.insert(path.clone(), e.line);
+    out.insert(strip_prefixes(&path), e.line);
     let Ok(schema) = Schema::get() else { return };
     for child in &e.children {
         let child_module = schema
@@ -188,7 +217,10 @@ fn record(
             .map(|m| m.name().to_owned())
             .unwrap_or_else(|| module.to_owned());
         let Some(child_node) = data_child(node, &child_module, &child.name) else {
-            out.insert(format!("{path}/{}", child.name), child.line);
+            out.insert(
+                strip_prefixes(&format!("{path}/{}", child.name)),
+                child.line,
+            );
             continue;
         };
         let step = if child_module == module {
@@ -208,6 +240,40 @@ fn record(
         }
         record(child, &child_node, child_path, &child_module, out);
     }
+}
+
+/// A data path without module prefixes (libyang writes them on every step
+/// in errors, on changes of module only elsewhere).
+fn strip_prefixes(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut step = String::new();
+    let mut depth = 0;
+    let mut quote: Option<char> = None;
+    for c in path.chars() {
+        match (quote, c) {
+            (Some(q), _) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '[') => depth += 1,
+            (None, ']') => depth -= 1,
+            (None, ':') if depth == 0 => {
+                let slash = step.starts_with('/');
+                step.clear();
+                if slash {
+                    step.push('/');
+                }
+                continue;
+            }
+            (None, '/') if depth == 0 => {
+                out.push_str(&step);
+                step.clear();
+            }
+            _ => {}
+        }
+        step.push(c);
+    }
+    out.push_str(&step);
+    out
 }
 
 /// The user accounts a configuration file defines (name, group).
@@ -254,6 +320,9 @@ pub async fn import<S: Session>(
         ));
     }
     let changes = diff(&running, &data_lines(&file.elements));
+    if changes.is_empty() {
+        return Ok(changes);
+    }
     call(session, "<lock><target><candidate/></target></lock>").await?;
     let result = apply(session, file, comment).await;
     if result.is_err() {
@@ -293,4 +362,17 @@ async fn apply<S: Session>(
     )
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn prefixes_are_stripped_outside_predicates() {
+        assert_eq!(
+            super::strip_prefixes(
+                "/besip-pbx:pbx/besip-pbx:extension[number='a:b/c']/besip-pbx:password"
+            ),
+            "/pbx/extension[number='a:b/c']/password"
+        );
+    }
 }
