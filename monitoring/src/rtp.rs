@@ -175,35 +175,41 @@ impl SeqStats {
 
     /// RFC 3550 A.1 update_seq. Returns true when the packet counts as received.
     ///
-    /// Deviation on purpose: packets of the probation run are counted and the
-    /// base is the first of them (RFC 3550 drops them), so counts agree with
-    /// tshark, which counts every packet of a stream.
+    /// Deviations on purpose, so counts agree with tshark (which counts every
+    /// packet of a stream): the probation packets are counted and the base is
+    /// the first of them (RFC 3550 drops them), and the second packet may be
+    /// up to MAX_MISORDER ahead (a loss right at the start does not restart
+    /// the probation).
     pub fn update(&mut self, seq: u16) -> bool {
         let udelta = u32::from(seq.wrapping_sub(self.max_seq));
         if self.probation > 0 {
-            if seq == self.max_seq.wrapping_add(1) {
+            if self.probation == MIN_SEQUENTIAL {
+                // First packet of the source.
                 self.probation -= 1;
+                self.base_seq = u32::from(seq);
                 self.max_seq = seq;
-                self.received += 1;
-                if self.probation == 0 {
-                    let first = seq.wrapping_sub((MIN_SEQUENTIAL - 1) as u16);
-                    let received = self.received;
-                    self.init_seq(first);
-                    self.max_seq = seq;
-                    if seq < first {
-                        self.cycles = RTP_SEQ_MOD;
-                    }
-                    for k in 0..u64::from(MIN_SEQUENTIAL) {
-                        self.mark_seen(u64::from(first) + k);
-                    }
-                    self.received = received;
-                    self.found_total = received;
-                    self.run_since_loss = received as u32;
-                }
+                self.received = 1;
                 return true;
             }
-            // Restart the probation at this packet.
-            self.probation = MIN_SEQUENTIAL - 1;
+            if (1..=MAX_MISORDER).contains(&udelta) {
+                // Second packet close ahead of the first: the source is valid.
+                let first = self.base_seq as u16;
+                let received = self.received + 1;
+                self.init_seq(first);
+                self.max_seq = seq;
+                if seq < first {
+                    self.cycles = RTP_SEQ_MOD;
+                }
+                self.mark_seen(self.extended_max());
+                self.probation = 0;
+                self.received = received;
+                self.found_total = received - 1;
+                self.run_since_loss = GMIN;
+                self.record_run(u64::from(udelta) - 1);
+                return true;
+            }
+            // Not in sequence: start the probation again from this packet.
+            self.base_seq = u32::from(seq);
             self.max_seq = seq;
             self.received = 1;
             return true;
@@ -338,6 +344,14 @@ mod tests {
         assert_eq!(s.received, 85);
         assert_eq!(s.duplicates, 1);
         assert_eq!(s.out_of_order, 1);
+    }
+
+    #[test]
+    fn loss_right_after_the_first_packet() {
+        let s = feed(&[10, 12, 13, 14]);
+        assert_eq!((s.received, s.expected()), (4, 5));
+        let s = feed(&[10, 30000, 30001, 30002]);
+        assert_eq!((s.received, s.expected()), (3, 3), "a stray first packet is dropped by the probation");
     }
 
     #[test]
