@@ -232,3 +232,38 @@ fn import_refuses_unknown_options_and_sections() {
     assert_eq!(err.line, 1, "{err}");
     assert!(!store.candidate_modified());
 }
+
+#[test]
+fn the_default_configuration_renders_every_package_with_the_besip_rules() {
+    let (dir, _store) = open();
+    for package in [
+        "besip_system",
+        "besip_pbx",
+        "besip_security",
+        "besip_monitoring",
+    ] {
+        let path = dir.path().join("etc/config").join(package);
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{package} not rendered: {e}"));
+        Package::parse(package, &text).unwrap();
+    }
+    let security = Package::load(&dir.path().join("etc/config/besip_security")).unwrap();
+    let register = security
+        .section("rule_register_2dflood")
+        .expect("the BESIP REGISTER rule");
+    assert_eq!(register.get("method"), Some("REGISTER"));
+    assert_eq!(register.get_parsed::<u32>("count").unwrap(), Some(50));
+    assert_eq!(register.get_parsed::<u32>("window").unwrap(), Some(5));
+    assert_eq!(register.get_parsed::<u32>("ban_time").unwrap(), Some(600));
+    let pike = security.section("rule_pike").expect("the pike-like rule");
+    assert_eq!(
+        (pike.get("count"), pike.get("window")),
+        (Some("16"), Some("2"))
+    );
+    assert!(security
+        .section("main")
+        .unwrap()
+        .list("scanner_user_agent")
+        .iter()
+        .any(|ua| ua == "friendly-scanner"));
+}
