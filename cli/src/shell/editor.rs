@@ -81,7 +81,8 @@ impl Editor {
             0x04 if self.line.is_empty() => Some(Event::Eof),
             0x04 => None,
             b'\t' => Some(Event::Complete),
-            b'?' => Some(Event::Help),
+            // Inside an open quote `?` is just a character of the value.
+            b'?' if !self.in_quote() => Some(Event::Help),
             0x7f | 0x08 => {
                 if self.cursor > 0 {
                     self.cursor -= 1;
@@ -116,6 +117,18 @@ impl Editor {
             }
             _ => None,
         }
+    }
+
+    fn in_quote(&self) -> bool {
+        let mut quote = None;
+        for &c in &self.line[..self.cursor] {
+            match quote {
+                Some(q) if c == q => quote = None,
+                None if c == '"' || c == '\'' => quote = Some(c),
+                _ => {}
+            }
+        }
+        quote.is_some()
     }
 
     fn insert(&mut self, c: char, prompt: &str, out: &mut Vec<u8>) {

@@ -349,7 +349,7 @@ async fn request<S: Session>(session: &mut S, words: &[String]) -> Result<Vec<St
             escape(&args[0])
         ));
     } else {
-        if args.len() % 2 != 0 {
+        if !args.len().is_multiple_of(2) {
             let names: Vec<&str> = inputs.iter().map(|n| n.name()).collect();
             return usage(&format!(
                 "request {name} [name value ...] with names {}",

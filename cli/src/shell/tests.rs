@@ -294,6 +294,13 @@ fn editor_edits_history_and_keys() {
     );
     feed(&mut e, b"\x15");
     assert_eq!(feed(&mut e, b"\x04"), Some(Event::Eof));
+    assert_eq!(
+        feed(&mut e, b"set x \"why?"),
+        None,
+        "? inside quotes is text"
+    );
+    assert_eq!(e.text(), "set x \"why?");
+    feed(&mut e, b"\x15");
     feed(&mut e, "é\x1b[Dx".as_bytes());
     assert_eq!(e.text(), "xé");
 }
