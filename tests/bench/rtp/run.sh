@@ -33,7 +33,8 @@ read -r ts_s ts_kb < <(measure tshark tshark -q -o rtp.heuristic_rtp:TRUE -z rtp
 n_packets=$(python3 -c "import json,sys; r=json.load(open('$work/besip.out')); print(sum(s['packets'] for s in r['streams']))")
 n_streams=$(python3 -c "import json; print(len(json.load(open('$work/besip.out'))['streams']))")
 ts_streams=$(grep -c ' 0x' "$work/tshark.out" || true)
-echo "capture: $n_streams streams (tshark: $ts_streams), $n_packets RTP packets"
+ts_packets=$(awk '$7 ~ /^0x/ {n += $9} END {print n+0}' "$work/tshark.out")
+echo "capture: besip $n_streams streams / $n_packets RTP packets; tshark $ts_streams streams / $ts_packets packets"
 python3 - "$n_packets" "$ours_s" "$ours_kb" "$ts_s" "$ts_kb" <<'PY'
 import sys
 n, os_, okb, ts, tkb = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
