@@ -304,3 +304,27 @@ fn editor_edits_history_and_keys() {
     feed(&mut e, "é\x1b[Dx".as_bytes());
     assert_eq!(e.text(), "xé");
 }
+
+#[test]
+fn security_state_and_unban_are_reached_generically() {
+    assert!(resolve(&words("security bans"), Scope::All, false).is_ok());
+    assert!(resolve(&words("monitoring calls"), Scope::All, false).is_ok());
+    block(async {
+        let mut s = fake();
+        let e = execute(&mut s, "request security unban 192.0.2.7")
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(
+            s.sent.last().map(String::as_str),
+            Some("<unban xmlns=\"urn:besip:security\"><address>192.0.2.7</address></unban>")
+        );
+        assert_eq!(e.to_string(), "error: no such ban (path /x)");
+        execute(&mut s, "show security bans").await.unwrap();
+        assert!(s
+            .sent
+            .last()
+            .unwrap()
+            .contains("<security xmlns=\"urn:besip:security\"><bans></bans></security>"));
+    });
+}
