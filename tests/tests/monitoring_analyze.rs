@@ -426,3 +426,93 @@ fn table_and_csv_formats() {
         "{table}"
     );
 }
+
+fn rtcp_sr(ssrc: u32, ntp_middle: u32) -> Vec<u8> {
+    let mut p = vec![0x80, 200, 0, 6];
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p.extend_from_slice(&(ntp_middle >> 16).to_be_bytes());
+    p.extend_from_slice(&(ntp_middle << 16).to_be_bytes());
+    p.extend_from_slice(&[0; 12]);
+    p
+}
+
+fn rtcp_rr(reporter: u32, source: u32, lsr: u32, dlsr: u32) -> Vec<u8> {
+    let mut p = vec![0x81, 201, 0, 7];
+    p.extend_from_slice(&reporter.to_be_bytes());
+    p.extend_from_slice(&source.to_be_bytes());
+    p.extend_from_slice(&[0; 12]);
+    p.extend_from_slice(&lsr.to_be_bytes());
+    p.extend_from_slice(&dlsr.to_be_bytes());
+    p
+}
+
+#[test]
+fn rtcp_round_trip_gives_one_way_delay_and_lowers_r() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a: std::net::IpAddr = "10.2.0.1".parse().unwrap();
+    let b: std::net::IpAddr = "10.2.0.2".parse().unwrap();
+    let spec = StreamSpec::new("10.2.0.1", 30000, "10.2.0.2", 40000, 0xaaaa, 500);
+    let t0 = spec.start;
+    let mut packets = spec.packets();
+    let plain = StreamSpec::new("10.2.0.3", 30002, "10.2.0.4", 40002, 0xbbbb, 500);
+    packets.extend(plain.packets());
+    // A's SR passes the probe at t0+1; B's RR about A passes it 0.9 s later
+    // and says B held the SR for 0.5 s: 400 ms round trip, 200 ms one way.
+    packets.push((
+        t0 + 1.0,
+        ip_udp(a, 30001, b, 40001, &rtcp_sr(0xaaaa, 0x1234_5678)),
+    ));
+    packets.push((
+        t0 + 1.9,
+        ip_udp(
+            b,
+            40001,
+            a,
+            30001,
+            &rtcp_rr(0xcccc, 0xaaaa, 0x1234_5678, 0x8000),
+        ),
+    ));
+    let file = dir.path().join("rtcp.pcap");
+    capture(LINKTYPE_ETHERNET, None, packets).write(&file);
+    let (report, _) = analyze_json(&file, &[]);
+    assert_eq!(report["capture"]["rtcp-packets"], 2);
+    let with = stream(&report, 0xaaaa);
+    let without = stream(&report, 0xbbbb);
+    assert!((f(&with["one-way-delay-ms"]) - 200.0).abs() < 1.0, "{with}");
+    assert_eq!(f(&without["one-way-delay-ms"]), 0.0);
+    assert!(
+        f(&with["r-factor"]) < f(&without["r-factor"]) - 3.0,
+        "200 ms one way costs R: {with} vs {without}"
+    );
+    // The configured default delay applies where RTCP says nothing.
+    let (report, _) = analyze_json(&file, &["--delay", "150"]);
+    assert_eq!(f(&stream(&report, 0xbbbb)["one-way-delay-ms"]), 150.0);
+}
+
+#[test]
+fn fragmented_sip_is_counted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A first and a second IPv4 fragment of a large SIP datagram.
+    let a: std::net::IpAddr = "10.3.0.1".parse().unwrap();
+    let b: std::net::IpAddr = "10.3.0.2".parse().unwrap();
+    let mut big = b"INVITE sip:bob@x SIP/2.0\r\nCall-ID: frag@x\r\n".to_vec();
+    big.extend(std::iter::repeat(b'a').take(3000));
+    let whole = ip_udp(a, 5060, b, 5060, &big);
+    let mut first = whole[..20 + 1480].to_vec();
+    first[2..4].copy_from_slice(&1500u16.to_be_bytes());
+    first[6] = 0x20; // more fragments, offset 0
+    let mut second = whole[..20].to_vec();
+    second.extend_from_slice(&whole[20 + 1480..20 + 2960]);
+    second[2..4].copy_from_slice(&1500u16.to_be_bytes());
+    second[6] = 0x20;
+    second[7] = 185; // offset 1480 / 8
+    let spec = StreamSpec::new("10.3.0.1", 30000, "10.3.0.2", 40000, 0xdddd, 50);
+    let mut packets = spec.packets();
+    packets.push((spec.start, first));
+    packets.push((spec.start, second));
+    let file = dir.path().join("frag.pcap");
+    capture(LINKTYPE_ETHERNET, None, packets).write(&file);
+    let (report, _) = analyze_json(&file, &[]);
+    assert_eq!(report["capture"]["fragments"], 2, "{report:#}");
+    assert_eq!(stream(&report, 0xdddd)["packets"], 50);
+}

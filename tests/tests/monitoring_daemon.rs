@@ -157,6 +157,27 @@ fn sipp_call_on_loopback_is_measured_stored_and_reported() {
         .unwrap_or_else(|| panic!("call in state: {state}"));
     assert_eq!(call["mos"], format!("{mos:.2}"));
     assert_eq!(call["stream-count"], 2);
+    // The state is valid RFC 7951 data of besip-monitoring (what core will parse).
+    let yang_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../yang");
+    let state_file = m.root.path().join("state.json");
+    std::fs::write(&state_file, state.to_string()).expect("write state");
+    let lint = Command::new("yanglint")
+        .arg("-p")
+        .arg(&yang_dir)
+        .args(["-t", "get"])
+        .arg(yang_dir.join("besip-monitoring.yang"))
+        .arg(&state_file)
+        .output();
+    match lint {
+        Ok(out) => assert!(
+            out.status.success(),
+            "state rejected by yanglint: {}\n{state}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(_) => {
+            eprintln!("note: yanglint not installed, state not validated (scripts/install-deps)")
+        }
+    }
 
     // A reload that names an unknown E-model is refused; the daemon keeps running.
     std::fs::write(
