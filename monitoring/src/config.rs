@@ -163,3 +163,67 @@ impl MonitorConfig {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<MonitorConfig, ConfigError> {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("besip-mon-cfg-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("besip_monitoring");
+        std::fs::write(&path, text).unwrap();
+        let r = MonitorConfig::load(&path);
+        let _ = std::fs::remove_dir_all(&dir);
+        r
+    }
+
+    #[test]
+    fn rendered_package_with_codecs() {
+        let c = load(
+            "package besip_monitoring\n\nconfig monitoring 'main'\n\tlist interface 'lo'\n\tlist interface 'eth0'\n\toption capture_filter 'udp'\n\tlist sip_port '5060'\n\tlist sip_port '5080'\n\toption rotation_interval '900'\n\toption mos_interval '10'\n\toption emodel 'besip-simplified'\n\toption default_one_way_delay '40'\n\toption mos_threshold '3.60'\n\toption retention '30'\n\nconfig codec 'codec_8'\n\toption payload_type '8'\n\toption name 'PCMA'\n\toption clock_rate '8000'\n\toption ie '0.0'\n\toption bpl '4.3'\n",
+        )
+        .unwrap();
+        assert_eq!(c.interfaces, ["lo", "eth0"]);
+        assert_eq!(c.settings.sip_ports, [5060, 5080]);
+        assert_eq!(c.settings.variant, Variant::BesipSimplified);
+        assert_eq!(c.settings.default_delay_ms, 40.0);
+        assert_eq!(c.settings.codecs.lookup(8, None).bpl, 4.3);
+        assert_eq!(c.settings.codecs.lookup(0, None).bpl, 25.1);
+    }
+
+    #[test]
+    fn absent_options_take_the_yang_defaults() {
+        let c = load("package besip_monitoring\n\nconfig monitoring 'main'\n").unwrap();
+        assert_eq!(c.interfaces, ["any"]);
+        assert_eq!(c.capture_filter, "udp");
+        assert_eq!(c.rotation_interval_s, 900);
+        assert_eq!(c.settings.interval_s, 10.0);
+        assert_eq!(c.mos_threshold, 3.6);
+        assert_eq!(c.retention_days, 30);
+    }
+
+    #[test]
+    fn bad_values_name_the_option() {
+        for (bad, option) in [
+            ("\toption emodel 'fancy'\n", "emodel"),
+            ("\toption mos_interval '0'\n", "mos_interval"),
+            (
+                "\toption rotation_interval '60'\n\toption mos_interval '120'\n",
+                "mos_interval",
+            ),
+            ("\toption mos_threshold '7'\n", "mos_threshold"),
+            ("\tlist sip_port 'sip'\n", "sip_port"),
+            ("\toption retention 'forever'\n", "retention"),
+        ] {
+            let err = load(&format!(
+                "package besip_monitoring\n\nconfig monitoring 'main'\n{bad}"
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains(option), "{bad}: {err}");
+        }
+    }
+}

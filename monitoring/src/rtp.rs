@@ -351,7 +351,11 @@ mod tests {
         let s = feed(&[10, 12, 13, 14]);
         assert_eq!((s.received, s.expected()), (4, 5));
         let s = feed(&[10, 30000, 30001, 30002]);
-        assert_eq!((s.received, s.expected()), (3, 3), "a stray first packet is dropped by the probation");
+        assert_eq!(
+            (s.received, s.expected()),
+            (3, 3),
+            "a stray first packet is dropped by the probation"
+        );
     }
 
     #[test]
