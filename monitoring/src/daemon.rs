@@ -247,7 +247,8 @@ fn stream_state(s: &StreamReport) -> Value {
         "loss-percent": dec(s.loss_percent, 2), "duplicates": s.duplicates.to_string(),
         "out-of-order": s.out_of_order.to_string(), "jitter-ms": dec(s.jitter_ms, 3),
         "max-jitter-ms": dec(s.max_jitter_ms, 3), "max-delta-ms": dec(s.max_delta_ms, 3),
-        "burst-ratio": dec(s.burst_ratio, 3), "one-way-delay-ms": dec(s.one_way_delay_ms, 1),
+        "burst-ratio": dec(s.burst_ratio, 3), "burst-count": s.burst_count.min(u64::from(u32::MAX)),
+        "burst-density": dec(s.burst_density, 2), "gap-density": dec(s.gap_density, 2), "one-way-delay-ms": dec(s.one_way_delay_ms, 1),
         "r-factor": dec(s.r_factor, 2), "mos": dec(s.mos, 2), "min-mos": dec(s.min_mos, 2),
     });
     if let Some(pt) = s.payload_type {

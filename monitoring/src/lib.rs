@@ -1,6 +1,7 @@
 //! besip-monitord: RTP capture, RFC 3550 statistics, ITU-T G.107 E-model MOS.
 
 pub mod analyzer;
+pub mod burst;
 pub mod codec;
 pub mod config;
 pub mod daemon;

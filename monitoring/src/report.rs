@@ -31,6 +31,9 @@ pub struct StreamReport {
     pub max_jitter_ms: f64,
     pub max_delta_ms: f64,
     pub burst_ratio: f64,
+    pub burst_count: u64,
+    pub burst_density: f64,
+    pub gap_density: f64,
     pub one_way_delay_ms: f64,
     pub r_factor: f64,
     pub mos: f64,
@@ -81,6 +84,7 @@ impl StreamReport {
         let (expected, lost, pct) = s.loss();
         let rtt = a.rtt.get(&k.ssrc).copied();
         let (r, mos, min_mos) = s.scores(&a.settings, rtt);
+        let bg = s.seq.burst_gap.summary();
         StreamReport {
             id: format!(
                 "{:08x}:{}:{}-{}:{}",
@@ -109,6 +113,9 @@ impl StreamReport {
             max_jitter_ms: round(s.jitter.max_ms, 3),
             max_delta_ms: round(s.jitter.max_delta_ms, 3),
             burst_ratio: round(s.seq.burst_ratio(), 3),
+            burst_count: bg.bursts,
+            burst_density: round(bg.burst_density, 2),
+            gap_density: round(bg.gap_density, 2),
             one_way_delay_ms: round(a.one_way_delay_ms(k.ssrc), 1),
             r_factor: round(r, 2),
             mos: round(mos, 2),

@@ -51,8 +51,6 @@ const MAX_MISORDER: u32 = 100;
 const MIN_SEQUENTIAL: u32 = 2;
 /// Window of extended sequence numbers remembered for duplicate detection.
 const DUP_WINDOW: u64 = 1024;
-/// RFC 3611 Gmin: a run of this many received packets ends a burst.
-pub const GMIN: u32 = 16;
 
 /// Sequence bookkeeping of RFC 3550 A.1, plus duplicates, reordering and the
 /// loss/receive transitions that give the burst ratio.
@@ -75,9 +73,8 @@ pub struct SeqStats {
     found_total: u64,
     lost_total: u64,
     last_was_lost: bool,
-    // RFC 3611 bursts: packets since the last loss, and the burst count.
-    run_since_loss: u32,
-    pub bursts: u64,
+    /// RFC 3611 burst/gap classification of in-order arrivals.
+    pub burst_gap: crate::burst::BurstGap,
 }
 
 impl SeqStats {
@@ -98,8 +95,7 @@ impl SeqStats {
             found_total: 0,
             lost_total: 0,
             last_was_lost: false,
-            run_since_loss: GMIN,
-            bursts: 0,
+            burst_gap: crate::burst::BurstGap::default(),
         };
         s.max_seq = seq.wrapping_sub(1);
         s
@@ -163,14 +159,10 @@ impl SeqStats {
             }
             self.lost_total += lost;
             self.lost_to_found += 1;
-            if self.run_since_loss >= GMIN {
-                self.bursts += 1;
-            }
-            self.run_since_loss = 0;
         }
         self.found_total += 1;
         self.last_was_lost = false;
-        self.run_since_loss = self.run_since_loss.saturating_add(1);
+        self.burst_gap.received(lost);
     }
 
     /// RFC 3550 A.1 update_seq. Returns true when the packet counts as received.
@@ -204,7 +196,7 @@ impl SeqStats {
                 self.probation = 0;
                 self.received = received;
                 self.found_total = received - 1;
-                self.run_since_loss = GMIN;
+                self.burst_gap.received(0);
                 self.record_run(u64::from(udelta) - 1);
                 return true;
             }

@@ -31,7 +31,7 @@ CREATE TABLE IF NOT EXISTS streams (
   call_id TEXT, first_seen TEXT, last_seen TEXT, ended REAL NOT NULL,
   packets INTEGER, expected INTEGER, lost INTEGER, loss_percent REAL, duplicates INTEGER,
   out_of_order INTEGER, jitter_ms REAL, max_jitter_ms REAL, max_delta_ms REAL,
-  burst_ratio REAL, one_way_delay_ms REAL, r_factor REAL, mos REAL, min_mos REAL,
+  burst_ratio REAL, burst_count INTEGER, burst_density REAL, gap_density REAL, one_way_delay_ms REAL, r_factor REAL, mos REAL, min_mos REAL,
   PRIMARY KEY (id, first_seen));
 CREATE INDEX IF NOT EXISTS streams_ended ON streams(ended);
 CREATE TABLE IF NOT EXISTS intervals (
@@ -70,12 +70,12 @@ impl Store {
         let tx = self.conn.transaction().context(SqlSnafu)?;
         for s in streams {
             tx.execute(
-                "INSERT OR REPLACE INTO streams VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26)",
+                "INSERT OR REPLACE INTO streams VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26,?27,?28,?29)",
                 params![
                     s.id, s.ssrc, s.source_address, s.source_port, s.destination_address, s.destination_port,
                     s.payload_type, s.codec, s.call_id, s.first_seen, s.last_seen, ended, s.packets as i64,
                     s.expected as i64, s.lost, s.loss_percent, s.duplicates as i64, s.out_of_order as i64,
-                    s.jitter_ms, s.max_jitter_ms, s.max_delta_ms, s.burst_ratio, s.one_way_delay_ms,
+                    s.jitter_ms, s.max_jitter_ms, s.max_delta_ms, s.burst_ratio, s.burst_count as i64, s.burst_density, s.gap_density, s.one_way_delay_ms,
                     s.r_factor, s.mos, s.min_mos
                 ],
             )

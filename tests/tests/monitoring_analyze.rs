@@ -155,6 +155,12 @@ fn synthetic_impairments_match_tshark_and_truth() {
         assert!((f(&bursty["loss-percent"]) - 4.0).abs() < 0.01, "{bursty}");
         assert!(f(&random["burst-ratio"]) < 1.1, "isolated losses: {random}");
         assert!(f(&bursty["burst-ratio"]) > 5.0, "bursts of 10: {bursty}");
+        // RFC 3611 with Gmin 16: two bursts of 10 lost packets; spread losses are gap.
+        assert_eq!(bursty["burst-count"], 2, "{bursty}");
+        assert_eq!(f(&bursty["burst-density"]), 100.0, "{bursty}");
+        assert_eq!(f(&bursty["gap-density"]), 0.0, "{bursty}");
+        assert_eq!(random["burst-count"], 0, "{random}");
+        assert!((f(&random["gap-density"]) - 4.0).abs() < 0.01, "{random}");
         assert!(
             f(&bursty["mos"]) < f(&random["mos"]),
             "same loss, bursty scores lower"
