@@ -151,4 +151,29 @@ mod tests {
             let _ = parse(&sr[..cut]);
         }
     }
+
+    #[test]
+    fn xr_voip_metrics_block() {
+        let mut xr = vec![0x80, 207, 0, 10];
+        xr.extend_from_slice(&9u32.to_be_bytes());
+        xr.extend_from_slice(&[7, 0, 0, 8]);
+        xr.extend_from_slice(&2u32.to_be_bytes()); // source
+        xr.extend_from_slice(&[12, 0, 0, 0, 0, 0, 0, 0]); // loss, discard, densities, durations
+        xr.extend_from_slice(&180u16.to_be_bytes()); // round trip
+        xr.extend_from_slice(&40u16.to_be_bytes()); // end system delay
+        xr.extend_from_slice(&[0, 0, 0, 16, 85, 127, 41, 39, 0, 0]); // levels, Gmin, R, ext R, MOS-LQ, MOS-CQ, config, reserved
+        xr.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            parse(&xr),
+            vec![RtcpItem::VoipMetrics {
+                source: 2,
+                loss_rate: 12,
+                round_trip_ms: 180,
+                end_system_ms: 40,
+                r_factor: 85,
+                mos_lq: 41,
+                mos_cq: 39
+            }]
+        );
+    }
 }

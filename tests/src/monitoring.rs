@@ -419,3 +419,29 @@ pub fn free_udp_pair() -> u16 {
         }
     }
 }
+
+/// IPv4 + TCP segment (PSH|ACK) carrying `payload`; checksums are not checked by the analyzers.
+pub fn ip4_tcp(
+    src: std::net::Ipv4Addr,
+    sport: u16,
+    dst: std::net::Ipv4Addr,
+    dport: u16,
+    seq: u32,
+    payload: &[u8],
+) -> Vec<u8> {
+    let total = (20 + 20 + payload.len()) as u16;
+    let mut ip = vec![0x45, 0];
+    ip.extend_from_slice(&total.to_be_bytes());
+    ip.extend_from_slice(&[0, 2, 0x40, 0, 64, 6, 0, 0]);
+    ip.extend_from_slice(&src.octets());
+    ip.extend_from_slice(&dst.octets());
+    let c = checksum16(&ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    ip.extend_from_slice(&sport.to_be_bytes());
+    ip.extend_from_slice(&dport.to_be_bytes());
+    ip.extend_from_slice(&seq.to_be_bytes());
+    ip.extend_from_slice(&1u32.to_be_bytes());
+    ip.extend_from_slice(&[0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0]);
+    ip.extend_from_slice(payload);
+    ip
+}

@@ -522,3 +522,40 @@ fn fragmented_sip_is_counted() {
     assert_eq!(report["capture"]["fragments"], 2, "{report:#}");
     assert_eq!(stream(&report, 0xdddd)["packets"], 50);
 }
+
+#[test]
+fn sip_over_tcp_ties_streams_to_the_call() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a: std::net::Ipv4Addr = "10.4.0.1".parse().unwrap();
+    let b: std::net::Ipv4Addr = "10.4.0.2".parse().unwrap();
+    let mut fwd = StreamSpec::new("10.4.0.1", 22000, "10.4.0.2", 33000, 0xe1, 100);
+    fwd.pt = 0;
+    let mut back = StreamSpec::new("10.4.0.2", 33000, "10.4.0.1", 22000, 0xe2, 100);
+    back.pt = 0;
+    let t0 = fwd.start;
+    let invite = sip_message(
+        "INVITE sip:bob@example.com SIP/2.0",
+        "tcp-call@test",
+        "1 INVITE",
+        Some(("10.4.0.1", 22000)),
+    );
+    let ok = sip_message(
+        "SIP/2.0 200 OK",
+        "tcp-call@test",
+        "1 INVITE",
+        Some(("10.4.0.2", 33000)),
+    );
+    let mut packets = vec![
+        (t0 - 1.0, ip4_tcp(a, 40123, b, 5060, 1, &invite)),
+        (t0 - 0.5, ip4_tcp(b, 5060, a, 40123, 1, &ok)),
+    ];
+    packets.extend(fwd.packets());
+    packets.extend(back.packets());
+    let file = dir.path().join("tcp.pcap");
+    capture(LINKTYPE_ETHERNET, None, packets).write(&file);
+    let (report, _) = analyze_json(&file, &[]);
+    assert_eq!(report["capture"]["sip-messages"], 2, "{report:#}");
+    assert_eq!(stream(&report, 0xe1)["call-id"], "tcp-call@test");
+    assert_eq!(stream(&report, 0xe2)["call-id"], "tcp-call@test");
+    assert_eq!(report["calls"][0]["stream-count"], 2);
+}
