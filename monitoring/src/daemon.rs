@@ -115,6 +115,8 @@ pub struct Monitor {
     store: Mutex<Store>,
     captures: Mutex<Vec<Capture>>,
     notifier: Mutex<Option<Notifier>>,
+    /// Calls (or orphan streams) already reported by low-mos, so an alarm is raised once.
+    alarmed: Mutex<std::collections::HashSet<String>>,
     last_rotation: Mutex<f64>,
 }
 
@@ -140,6 +142,7 @@ impl Monitor {
             captures: Mutex::new(captures),
             notifier: Mutex::new(None),
             last_rotation: Mutex::new(now()),
+            alarmed: Mutex::new(std::collections::HashSet::new()),
         })
     }
 
@@ -189,6 +192,19 @@ impl Monitor {
             } else {
                 Vec::new()
             };
+            // Live alarms: the last finished interval of an active stream.
+            let mut live = Vec::new();
+            for s in a.streams.values() {
+                if let Some(i) = s.intervals.last().filter(|i| i.mos < threshold) {
+                    let id = a
+                        .call_of(&s.key)
+                        .map_or_else(|| StreamReport::from_stream(&a, s).id, str::to_string);
+                    live.push((id, i.mos));
+                }
+            }
+            for (id, mos) in live {
+                self.low_mos(&id, mos, threshold);
+            }
             (ended, calls, active)
         };
         let mut store = self.store.lock();
@@ -223,9 +239,21 @@ impl Monitor {
         {
             self.low_mos(&s.id, s.mos, threshold);
         }
+        // Ended calls and streams may alarm again if their id ever comes back.
+        let mut alarmed = self.alarmed.lock();
+        for c in &calls {
+            alarmed.remove(&c.call_id);
+        }
+        for s in &ended {
+            alarmed.remove(&s.id);
+        }
     }
 
+    /// Raises low-mos once per call (or orphan stream).
     fn low_mos(&self, id: &str, mos: f64, threshold: f64) {
+        if !self.alarmed.lock().insert(id.to_string()) {
+            return;
+        }
         tracing::warn!(call_id = id, mos, threshold, "low MOS");
         if let Some(n) = self.notifier.lock().as_ref() {
             n.notify("besip-monitoring:low-mos", json!({"call-id": id, "mos": format!("{:.2}", mos.clamp(1.0, 5.0)), "threshold": format!("{threshold:.2}")}));

@@ -12,7 +12,7 @@ use serde_json::json;
 
 fn uci(sip_port: u16, mp: u16, extra: &str) -> String {
     format!(
-        "package besip_monitoring\n\nconfig monitoring 'main'\n\tlist interface 'lo'\n\toption capture_filter 'udp port {sip_port} or udp portrange {mp}-{}'\n\tlist sip_port '{sip_port}'\n\toption rotation_interval '60'\n\toption mos_threshold '4.50'\n{extra}",
+        "package besip_monitoring\n\nconfig monitoring 'main'\n\tlist interface 'lo'\n\toption capture_filter 'udp port {sip_port} or udp portrange {mp}-{}'\n\tlist sip_port '{sip_port}'\n\toption rotation_interval '60'\n\toption mos_threshold '4.50'\n\toption mos_interval '2'\n{extra}",
         mp + 11
     )
 }
@@ -147,6 +147,11 @@ fn sipp_call_on_loopback_is_measured_stored_and_reported() {
     assert_eq!(note.name, "besip-monitoring:low-mos");
     assert_eq!(note.data["call-id"], call_id.as_str());
     assert_eq!(note.data["threshold"], "4.50");
+    // Raised once per call: the 2 s intervals during the call and the call's
+    // end do not repeat it.
+    let again =
+        rt.block_on(async { tokio::time::timeout(Duration::from_secs(2), notes.recv()).await });
+    assert!(again.is_err(), "low-mos raised twice: {again:?}");
 
     // State for NETCONF: the recent call with its MOS (RFC 7951 decimal64 strings).
     let state = rt.block_on(client.call("state", json!({}))).expect("state");
