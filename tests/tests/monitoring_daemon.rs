@@ -201,6 +201,24 @@ fn sipp_call_on_loopback_is_measured_stored_and_reported() {
     .expect("write");
     rt.block_on(client.call("reload", json!({})))
         .expect("good reload");
+    // A capture filter libpcap cannot compile is refused too; the old capture stays.
+    std::fs::write(
+        m.root.path().join("etc/config/besip_monitoring"),
+        uci(sip_port, mp, "").replace(
+            "option capture_filter 'udp port",
+            "option capture_filter 'udp and ( port",
+        ),
+    )
+    .expect("write");
+    let err = rt
+        .block_on(client.call("reload", json!({})))
+        .expect_err("bad filter refused");
+    assert!(err.to_string().contains("filter"), "{err}");
+    assert_eq!(
+        rt.block_on(client.call("ping", json!({})))
+            .expect("still alive"),
+        "pong"
+    );
 
     // erase-reports: a bad date is rejected, then everything goes.
     let bad = rt.block_on(client.call(
