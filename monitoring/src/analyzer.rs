@@ -41,6 +41,8 @@ pub struct Counters {
     pub not_udp: u64,
     pub malformed: u64,
     pub fragments: u64,
+    /// Datagrams rebuilt from IPv4 fragments.
+    pub reassembled: u64,
     pub sip_messages: u64,
     pub rtcp_packets: u64,
     pub rtp_packets: u64,
@@ -113,6 +115,7 @@ pub struct Analyzer {
     sr_seen: HashMap<(u32, u32), f64>,
     /// SSRC -> last RTT (s) measured from the capture point to the reporter.
     pub rtt: HashMap<u32, f64>,
+    reassembler: crate::reassembly::Reassembler,
 }
 
 impl Analyzer {
@@ -126,6 +129,7 @@ impl Analyzer {
             sdp: HashMap::new(),
             sr_seen: HashMap::new(),
             rtt: HashMap::new(),
+            reassembler: Default::default(),
         }
     }
 
@@ -140,6 +144,16 @@ impl Analyzer {
             }
             Err(Skip::Fragment) => {
                 self.counters.fragments += 1;
+                let Some(frag) = decode::ipv4_fragment(linktype, data) else {
+                    return;
+                };
+                let Some(whole) = self.reassembler.add(ts, &frag) else {
+                    return;
+                };
+                if let Ok(dg) = decode::reassembled(frag.protocol, frag.src, frag.dst, &whole) {
+                    self.counters.reassembled += 1;
+                    self.datagram(ts, dg);
+                }
                 return;
             }
             Err(Skip::Malformed) => {
@@ -147,6 +161,10 @@ impl Analyzer {
                 return;
             }
         };
+        self.datagram(ts, dg);
+    }
+
+    fn datagram(&mut self, ts: f64, dg: decode::Datagram<'_>) {
         let sip_port = self.settings.sip_ports.contains(&dg.src_port)
             || self.settings.sip_ports.contains(&dg.dst_port);
         if sip_port || sip::looks_like_sip(dg.payload) {

@@ -48,30 +48,23 @@ fn be16(b: &[u8], at: usize) -> Option<u16> {
 
 /// Decodes one captured frame of the given link type.
 pub fn decode(linktype: i32, frame: &[u8]) -> Result<Datagram<'_>, Skip> {
-    match linktype {
-        LINKTYPE_ETHERNET => {
-            let ethertype = be16(frame, 12).ok_or(Skip::Malformed)?;
-            ether(ethertype, frame.get(14..).ok_or(Skip::Malformed)?)
-        }
-        LINKTYPE_LINUX_SLL => {
-            let proto = be16(frame, 14).ok_or(Skip::Malformed)?;
-            ether(proto, frame.get(16..).ok_or(Skip::Malformed)?)
-        }
-        LINKTYPE_LINUX_SLL2 => {
-            let proto = be16(frame, 0).ok_or(Skip::Malformed)?;
-            ether(proto, frame.get(20..).ok_or(Skip::Malformed)?)
-        }
-        LINKTYPE_RAW | LINKTYPE_IPV4 | LINKTYPE_IPV6 => ip(frame),
-        LINKTYPE_NULL => {
-            // BSD loopback: 4-byte address family in host order.
-            let body = frame.get(4..).ok_or(Skip::Malformed)?;
-            ip(body)
-        }
-        _ => Err(Skip::NotUdp),
-    }
+    ip(network(linktype, frame)?)
 }
 
-fn ether(mut ethertype: u16, mut body: &[u8]) -> Result<Datagram<'_>, Skip> {
+/// The IP packet inside a frame (link header and VLAN tags removed).
+fn network(linktype: i32, frame: &[u8]) -> Result<&[u8], Skip> {
+    let (ethertype, body) = match linktype {
+        LINKTYPE_ETHERNET => (be16(frame, 12), frame.get(14..)),
+        LINKTYPE_LINUX_SLL => (be16(frame, 14), frame.get(16..)),
+        LINKTYPE_LINUX_SLL2 => (be16(frame, 0), frame.get(20..)),
+        LINKTYPE_RAW | LINKTYPE_IPV4 | LINKTYPE_IPV6 => return Ok(frame),
+        // BSD loopback: 4-byte address family in host order.
+        LINKTYPE_NULL => return frame.get(4..).ok_or(Skip::Malformed),
+        _ => return Err(Skip::NotUdp),
+    };
+    let (Some(mut ethertype), Some(mut body)) = (ethertype, body) else {
+        return Err(Skip::Malformed);
+    };
     // 802.1Q / 802.1ad tags, possibly stacked.
     let mut tags = 0;
     while matches!(ethertype, 0x8100 | 0x88a8 | 0x9100) && tags < 4 {
@@ -80,9 +73,60 @@ fn ether(mut ethertype: u16, mut body: &[u8]) -> Result<Datagram<'_>, Skip> {
         tags += 1;
     }
     match ethertype {
-        0x0800 | 0x86dd => ip(body),
+        0x0800 | 0x86dd => Ok(body),
         _ => Err(Skip::NotUdp),
     }
+}
+
+/// One IPv4 fragment, for reassembly.
+#[derive(Debug, Clone, Copy)]
+pub struct Ipv4Fragment<'a> {
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub id: u16,
+    pub protocol: u8,
+    /// Offset of `data` in the original payload, in bytes.
+    pub offset: usize,
+    pub more: bool,
+    pub data: &'a [u8],
+}
+
+/// The IPv4 fragment in a frame, if it is one.
+pub fn ipv4_fragment(linktype: i32, frame: &[u8]) -> Option<Ipv4Fragment<'_>> {
+    let p = network(linktype, frame).ok()?;
+    if p.first()? >> 4 != 4 {
+        return None;
+    }
+    let ihl = usize::from(p[0] & 0x0f) * 4;
+    let total = usize::from(be16(p, 2)?);
+    if ihl < 20 || p.len() < ihl || total < ihl {
+        return None;
+    }
+    let flags_frag = be16(p, 6)?;
+    let more = flags_frag & 0x2000 != 0;
+    let offset = usize::from(flags_frag & 0x1fff) * 8;
+    if !more && offset == 0 {
+        return None;
+    }
+    Some(Ipv4Fragment {
+        src: Ipv4Addr::new(p[12], p[13], p[14], p[15]),
+        dst: Ipv4Addr::new(p[16], p[17], p[18], p[19]),
+        id: be16(p, 4)?,
+        protocol: p[9],
+        offset,
+        more,
+        data: &p[ihl..total.min(p.len())],
+    })
+}
+
+/// A reassembled transport payload (UDP or TCP header first).
+pub fn reassembled(
+    protocol: u8,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    seg: &[u8],
+) -> Result<Datagram<'_>, Skip> {
+    transport(protocol, IpAddr::V4(src), IpAddr::V4(dst), seg, false)
 }
 
 fn ip(packet: &[u8]) -> Result<Datagram<'_>, Skip> {

@@ -8,6 +8,7 @@ pub mod daemon;
 pub mod decode;
 pub mod emodel;
 pub mod offline;
+pub mod reassembly;
 pub mod report;
 pub mod rtcp;
 pub mod rtp;

@@ -495,31 +495,63 @@ fn rtcp_round_trip_gives_one_way_delay_and_lowers_r() {
     assert_eq!(f(&stream(&report, 0xbbbb)["one-way-delay-ms"]), 150.0);
 }
 
+/// Splits an IPv4 packet into fragments of at most `chunk` payload bytes (a multiple of 8).
+fn fragment_v4(packet: &[u8], chunk: usize) -> Vec<Vec<u8>> {
+    let payload = &packet[20..];
+    let mut out = Vec::new();
+    let mut off = 0;
+    while off < payload.len() {
+        let end = (off + chunk).min(payload.len());
+        let mut f = packet[..20].to_vec();
+        f[2..4].copy_from_slice(&((20 + end - off) as u16).to_be_bytes());
+        let more = if end < payload.len() { 0x2000 } else { 0 };
+        f[6..8].copy_from_slice(&(more | (off / 8) as u16).to_be_bytes());
+        f[10] = 0;
+        f[11] = 0;
+        f.extend_from_slice(&payload[off..end]);
+        out.push(f);
+        off = end;
+    }
+    out
+}
+
 #[test]
-fn fragmented_sip_is_counted() {
+fn fragmented_sip_is_reassembled() {
     let dir = tempfile::tempdir().expect("tempdir");
-    // A first and a second IPv4 fragment of a large SIP datagram.
     let a: std::net::IpAddr = "10.3.0.1".parse().unwrap();
     let b: std::net::IpAddr = "10.3.0.2".parse().unwrap();
-    let mut big = b"INVITE sip:bob@x SIP/2.0\r\nCall-ID: frag@x\r\n".to_vec();
-    big.extend(std::iter::repeat(b'a').take(3000));
-    let whole = ip_udp(a, 5060, b, 5060, &big);
-    let mut first = whole[..20 + 1480].to_vec();
-    first[2..4].copy_from_slice(&1500u16.to_be_bytes());
-    first[6] = 0x20; // more fragments, offset 0
-    let mut second = whole[..20].to_vec();
-    second.extend_from_slice(&whole[20 + 1480..20 + 2960]);
-    second[2..4].copy_from_slice(&1500u16.to_be_bytes());
-    second[6] = 0x20;
-    second[7] = 185; // offset 1480 / 8
+    let mut invite = sip_message(
+        "INVITE sip:bob@example.com SIP/2.0",
+        "frag@test",
+        "1 INVITE",
+        Some(("10.3.0.1", 30000)),
+    );
+    // Pad the message with a long header so it needs three fragments.
+    let pad = format!("X-Padding: {}\r\n", "a".repeat(3000));
+    let at = invite.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 2;
+    invite.splice(at..at, pad.into_bytes());
+    let mut frags = fragment_v4(&ip_udp(a, 5060, b, 5060, &invite), 1480);
+    assert_eq!(frags.len(), 3);
+    frags.reverse(); // arrival order does not matter
     let spec = StreamSpec::new("10.3.0.1", 30000, "10.3.0.2", 40000, 0xdddd, 50);
-    let mut packets = spec.packets();
-    packets.push((spec.start, first));
-    packets.push((spec.start, second));
+    let mut packets: Vec<(f64, Vec<u8>)> =
+        frags.into_iter().map(|f| (spec.start - 1.0, f)).collect();
+    // A lone first fragment of another datagram never completes.
+    let orphan = fragment_v4(&ip_udp(b, 5060, a, 5060, &invite), 1480);
+    packets.push((spec.start - 0.5, orphan[0].clone()));
+    packets.extend(spec.packets());
     let file = dir.path().join("frag.pcap");
     capture(LINKTYPE_ETHERNET, None, packets).write(&file);
     let (report, _) = analyze_json(&file, &[]);
-    assert_eq!(report["capture"]["fragments"], 2, "{report:#}");
+    assert_eq!(report["capture"]["fragments"], 4, "{:#}", report["capture"]);
+    assert_eq!(
+        report["capture"]["reassembled"], 1,
+        "{:#}",
+        report["capture"]
+    );
+    assert_eq!(report["capture"]["sip-messages"], 1);
+    assert_eq!(report["calls"][0]["call-id"], "frag@test");
+    assert_eq!(stream(&report, 0xdddd)["call-id"], "frag@test");
     assert_eq!(stream(&report, 0xdddd)["packets"], 50);
 }
 
