@@ -1,0 +1,88 @@
+//! besip-secd: watches SIP on the wire and bans offenders in the kernel.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use besip_core::daemon::{init_tracing, shutdown_signal, PidFile};
+use besip_core::ipc::IpcServer;
+use besip_core::paths::Layout;
+use besip_security::daemon::{Daemon, IpcHandler};
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(name = "besip-secd", about = "BESIP SIP security guard")]
+struct Cli {
+    /// Root directory of the box.
+    #[arg(long, default_value = "/")]
+    root: PathBuf,
+    #[arg(long, default_value = "info")]
+    log_level: String,
+    /// Stay in the foreground (the daemon never forks; accepted for symmetry).
+    #[arg(long)]
+    foreground: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(&cli.log_level);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            tracing::error!("{message}");
+            eprintln!("besip-secd: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    let layout = Layout::new(cli.root);
+    let daemon = tokio::task::spawn_blocking({
+        let layout = layout.clone();
+        move || Daemon::start(layout)
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    let _pid = PidFile::create(&layout.pid_file("security"))
+        .map_err(|e| format!("cannot write pid file: {e}"))?;
+    let server = IpcServer::bind(
+        &layout.socket("security"),
+        Arc::new(IpcHandler(daemon.clone())),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    daemon.set_notifier(server.notifier());
+    let cfg = daemon.config();
+    daemon.start_captures(&cfg)?;
+    tracing::info!(backend = ?daemon.backend(), "besip-secd started");
+    let ticker = {
+        let d = daemon.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(200));
+            loop {
+                tick.tick().await;
+                let d = d.clone();
+                let _ = tokio::task::spawn_blocking(move || d.expire()).await;
+            }
+        })
+    };
+    shutdown_signal().await;
+    ticker.abort();
+    let d = daemon.clone();
+    let _ = tokio::task::spawn_blocking(move || d.stop_captures()).await;
+    drop(server);
+    Ok(())
+}

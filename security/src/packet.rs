@@ -1,0 +1,188 @@
+//! Just enough decoding of captured frames and SIP text for detection. Anything
+//! that does not parse is reported as `None` and counted as malformed by the caller.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+pub struct Datagram<'a> {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub payload: &'a [u8],
+}
+
+fn be16(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
+}
+
+/// Decode an Ethernet (1), Linux SLL (113) or SLL2 (276) frame carrying IPv4/IPv6 + UDP/TCP.
+pub fn decode(linktype: i32, frame: &[u8]) -> Option<Datagram<'_>> {
+    let (ethertype, body) = match linktype {
+        1 => (be16(frame, 12)?, frame.get(14..)?),
+        113 => (be16(frame, 14)?, frame.get(16..)?),
+        276 => (be16(frame, 0)?, frame.get(20..)?),
+        _ => return None,
+    };
+    let (ethertype, body) = if ethertype == 0x8100 {
+        (be16(body, 2)?, body.get(4..)?)
+    } else {
+        (ethertype, body)
+    };
+    match ethertype {
+        0x0800 => {
+            let ihl = usize::from(body.first()? & 0x0f) * 4;
+            let total = usize::from(be16(body, 2)?).min(body.len());
+            let frag = be16(body, 6)? & 0x3fff;
+            if ihl < 20 || total < ihl || frag & 0x1fff != 0 {
+                return None;
+            }
+            let src = Ipv4Addr::new(body[12], body[13], body[14], body[15]);
+            let dst = Ipv4Addr::new(body[16], body[17], body[18], body[19]);
+            transport(body[9], body.get(ihl..total)?, src.into(), dst.into())
+        }
+        0x86dd => {
+            let plen = usize::from(be16(body, 4)?);
+            let src: [u8; 16] = body.get(8..24)?.try_into().ok()?;
+            let dst: [u8; 16] = body.get(24..40)?.try_into().ok()?;
+            let end = (40 + plen).min(body.len());
+            transport(
+                *body.get(6)?,
+                body.get(40..end)?,
+                Ipv6Addr::from(src).into(),
+                Ipv6Addr::from(dst).into(),
+            )
+        }
+        _ => None,
+    }
+}
+
+fn transport(proto: u8, seg: &[u8], src: IpAddr, dst: IpAddr) -> Option<Datagram<'_>> {
+    let payload = match proto {
+        17 => seg.get(8..)?,
+        6 => seg.get(usize::from(seg.get(12)? >> 4) * 4..)?,
+        _ => return None,
+    };
+    Some(Datagram { src, dst, payload })
+}
+
+#[derive(Debug, PartialEq)]
+pub enum Start<'a> {
+    Request(&'a str),
+    /// Status code and the CSeq method it answers.
+    Response(u16, Option<&'a str>),
+}
+
+#[derive(Debug, PartialEq)]
+pub struct SipInfo<'a> {
+    pub start: Start<'a>,
+    pub user_agent: Option<&'a str>,
+    pub to_user: Option<&'a str>,
+}
+
+/// Parse the start line and the few headers detection needs from the first SIP
+/// message of a payload (a TCP segment may carry more; the first one is enough
+/// to attribute the source).
+pub fn parse_sip(payload: &[u8]) -> Option<SipInfo<'_>> {
+    let head_end = payload.len().min(8192);
+    let text = match std::str::from_utf8(&payload[..head_end]) {
+        Ok(t) => t,
+        Err(e) => std::str::from_utf8(&payload[..e.valid_up_to()]).ok()?,
+    };
+    let mut lines = text.split("\r\n").flat_map(|l| l.split('\n'));
+    let first = lines.next()?;
+    let mut parts = first.splitn(3, ' ');
+    let a = parts.next()?;
+    let b = parts.next()?;
+    let start = if a.starts_with("SIP/2.0") {
+        let code: u16 = b.parse().ok().filter(|c| (100..700).contains(c))?;
+        Start::Response(code, None)
+    } else {
+        let version = parts.next()?;
+        if !version.starts_with("SIP/2.0")
+            || a.is_empty()
+            || !a.bytes().all(|c| c.is_ascii_uppercase())
+        {
+            return None;
+        }
+        Start::Request(a)
+    };
+    let mut info = SipInfo {
+        start,
+        user_agent: None,
+        to_user: None,
+    };
+    for line in lines {
+        if line.is_empty() {
+            break;
+        }
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let name = name.trim();
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("user-agent") {
+            info.user_agent = Some(value);
+        } else if name.eq_ignore_ascii_case("to") || name == "t" {
+            info.to_user = uri_user(value);
+        } else if name.eq_ignore_ascii_case("cseq") {
+            if let Start::Response(code, _) = info.start {
+                info.start = Start::Response(code, value.split_whitespace().nth(1));
+            }
+        }
+    }
+    Some(info)
+}
+
+fn uri_user(value: &str) -> Option<&str> {
+    let at = value.find("sip:").or_else(|| value.find("sips:"))?;
+    let rest = &value[at..];
+    let rest = &rest[rest.find(':')? + 1..];
+    let end = rest.find('@')?;
+    Some(&rest[..end]).filter(|u| !u.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_and_response() {
+        let r = parse_sip(
+            b"REGISTER sip:x SIP/2.0\r\nTo: <sip:100@x>\r\nUser-Agent: friendly-scanner\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(r.start, Start::Request("REGISTER"));
+        assert_eq!(r.user_agent, Some("friendly-scanner"));
+        assert_eq!(r.to_user, Some("100"));
+        let s = parse_sip(b"SIP/2.0 401 Unauthorized\r\nt: sip:7@h\r\nCSeq: 2 REGISTER\r\n\r\n")
+            .unwrap();
+        assert_eq!(s.start, Start::Response(401, Some("REGISTER")));
+        assert_eq!(s.to_user, Some("7"));
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        for junk in [
+            &b""[..],
+            b"\xff\xfe",
+            b"SIP/2.0",
+            b"SIP/2.0 99999 x",
+            b"GET / HTTP/1.1\r\n",
+            b"reg x SIP/2.0",
+        ] {
+            assert!(parse_sip(junk).is_none());
+        }
+        let mut seed = 7u32;
+        for n in 0..2000usize {
+            let frame: Vec<u8> = (0..n % 120)
+                .map(|_| {
+                    seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                    (seed >> 16) as u8
+                })
+                .collect();
+            for lt in [1, 113, 276, 0] {
+                if let Some(d) = decode(lt, &frame) {
+                    let _ = parse_sip(d.payload);
+                }
+            }
+        }
+    }
+}
