@@ -8,7 +8,7 @@ use russh::client;
 use russh::ChannelStream;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 const EOM: &[u8] = b"]]>]]>";
 /// A reply larger than this is refused rather than buffered without end.
@@ -29,10 +29,18 @@ impl client::Handler for Handler {
     }
 }
 
-pub struct NetconfClient {
-    stream: ChannelStream<client::Msg>,
+/// A NETCONF 1.0 session over any byte stream: the SSH channel of
+/// [`NetconfClient`], or an in-process pipe to a server's session handler
+/// (how besip-netconfd can offer this shell on an SSH `shell` request).
+pub struct NetconfStream<T> {
+    stream: T,
     buffer: Vec<u8>,
     message_id: u64,
+}
+
+/// NETCONF over SSH to a box.
+pub struct NetconfClient {
+    inner: NetconfStream<ChannelStream<client::Msg>>,
     _handle: client::Handle<Handler>,
 }
 
@@ -74,11 +82,32 @@ impl NetconfClient {
             .request_subsystem(true, "netconf")
             .await
             .map_err(|e| conn(format!("the server has no netconf subsystem: {e}")))?;
-        let mut client = NetconfClient {
-            stream: channel.into_stream(),
+        let inner = NetconfStream::start(channel.into_stream()).await?;
+        Ok(NetconfClient {
+            inner,
+            _handle: handle,
+        })
+    }
+
+    /// Close the session politely.
+    pub async fn close(mut self) {
+        let _ = self.rpc("<close-session/>").await;
+    }
+}
+
+impl Session for NetconfClient {
+    async fn rpc(&mut self, body: &str) -> Result<Element, ShellError> {
+        self.inner.rpc(body).await
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> NetconfStream<T> {
+    /// Exchange hellos on a fresh stream.
+    pub async fn start(stream: T) -> Result<NetconfStream<T>, ShellError> {
+        let mut client = NetconfStream {
+            stream,
             buffer: Vec::new(),
             message_id: 0,
-            _handle: handle,
         };
         client
             .send(concat!(
@@ -134,14 +163,9 @@ impl NetconfClient {
             self.buffer.extend_from_slice(&chunk[..n]);
         }
     }
-
-    /// Close the session politely.
-    pub async fn close(mut self) {
-        let _ = self.rpc("<close-session/>").await;
-    }
 }
 
-impl Session for NetconfClient {
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Session for NetconfStream<T> {
     async fn rpc(&mut self, body: &str) -> Result<Element, ShellError> {
         self.message_id += 1;
         let id = self.message_id;
@@ -157,5 +181,53 @@ impl Session for NetconfClient {
             .into_iter()
             .find(|e| e.name == "rpc-reply")
             .ok_or_else(|| conn("the server's answer is not an <rpc-reply>".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Framing over a pipe: hello exchange, a reply split across many reads,
+    /// two replies in one burst, and a closed stream (exit code 3).
+    #[tokio::test]
+    async fn end_of_message_framing_over_a_pipe() {
+        let (client_end, mut server_end) = tokio::io::duplex(4096);
+        let server = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 256];
+            let hello = b"<hello xmlns=\"urn:ietf:params:xml:ns:netconf:base:1.0\"><capabilities/></hello>]]>]]>";
+            server_end.write_all(hello).await.unwrap();
+            let mut answered = false;
+            loop {
+                let n = server_end.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    break;
+                }
+                seen.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&seen).to_string();
+                if !answered && text.matches("]]>]]>").count() == 2 {
+                    answered = true;
+                    let reply = "<rpc-reply xmlns=\"urn:ietf:params:xml:ns:netconf:base:1.0\" message-id=\"1\"><data><x>1</x></data></rpc-reply>]]>]]><rpc-reply xmlns=\"urn:ietf:params:xml:ns:netconf:base:1.0\" message-id=\"2\"><ok/></rpc-reply>]]>]]>";
+                    for piece in reply.as_bytes().chunks(7) {
+                        server_end.write_all(piece).await.unwrap();
+                    }
+                }
+                if text.matches("]]>]]>").count() == 3 {
+                    break;
+                }
+            }
+            String::from_utf8_lossy(&seen).to_string()
+        });
+        let mut session = NetconfStream::start(client_end).await.unwrap();
+        let reply = session.rpc("<get-config/>").await.unwrap();
+        assert_eq!(reply.child("data").unwrap().children[0].name, "x");
+        let reply = session.rpc("<commit/>").await.unwrap();
+        assert!(reply.child("ok").is_some());
+        let seen = server.await.unwrap();
+        assert!(seen.contains("<capability>urn:ietf:params:netconf:base:1.0</capability>"));
+        assert!(seen.contains("message-id=\"2\"><commit/></rpc>"), "{seen}");
+        let e = session.rpc("<get/>").await.err().unwrap();
+        assert_eq!(e.exit_code(), 3, "{e}");
     }
 }
