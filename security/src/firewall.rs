@@ -143,19 +143,7 @@ impl Firewall {
             ),
             (Backend::Nftables, _) => {
                 let set = if addr.is_ipv4() { "v4" } else { "v6" };
-                // delete first so a re-ban gets the new timeout (add keeps the old one)
-                let _ = run(
-                    "nft",
-                    &[
-                        "delete",
-                        "element",
-                        "inet",
-                        &self.set,
-                        set,
-                        &format!("{{ {a} }}"),
-                    ],
-                    None,
-                );
+                // `add` keeps an existing element (a restore after restart): same ban, same timeout.
                 run(
                     "nft",
                     &[
