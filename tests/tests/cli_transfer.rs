@@ -165,3 +165,31 @@ fn secrets_are_exported_only_for_admins() {
     assert!(!text.contains("$argon2"), "{text}");
     assert!(text.contains("<name>oper</name>"), "{text}");
 }
+
+/// The server's own `<copy-config>` from a `file://` URL takes a `besip
+/// export` file: box B ends up with box A's configuration.
+#[test]
+fn exported_file_loads_through_copy_config_url() {
+    let a = NetconfServer::start();
+    let b = NetconfServer::start();
+    configure_box_a(a.port);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("box.xml");
+    export(a.port, "admin", ADMIN_PASSWORD, &file, "xml");
+    let (ok, out) = besip_tests::netconf::python(
+        b.port,
+        ADMIN_PASSWORD,
+        &format!(
+            "from ncclient.xml_ import to_ele\nm = connect()\n\
+             m.dispatch(to_ele('<copy-config xmlns=\"urn:ietf:params:xml:ns:netconf:base:1.0\"><target><candidate/></target><source><url>file://{}</url></source></copy-config>'))\n\
+             m.commit()\nprint('DONE')",
+            file.display()
+        ),
+    );
+    assert!(ok && out.contains("DONE"), "{out}");
+    assert_eq!(
+        admin(a.port, &["show configuration running"]),
+        admin(b.port, &["show configuration running"])
+    );
+    assert_eq!(uci_files(a.root_path()), uci_files(b.root_path()));
+}
