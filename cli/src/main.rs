@@ -1,5 +1,6 @@
 //! `besip`: the command line of the box. Subcommands: `up` (the whole box on
-//! loopback); the configuration shell and export/import come next.
+//! loopback), `export`/`import` (the whole configuration as one file); with
+//! no subcommand, the configuration shell (interactive, `-c`, or a script).
 
 mod remote;
 mod up;
