@@ -83,7 +83,21 @@ fn next_words(words: &[String], config: &[String]) -> Vec<Candidate> {
                 out.extend(top_nodes().iter().map(|n| word(n.name(), &summary(n))));
                 out
             }
-            Some("configuration") => path_next(&rest[1..], Scope::Config, config),
+            Some("configuration") => {
+                let path = &rest[1..];
+                match path.first().map(String::as_str) {
+                    Some("running" | "candidate") => path_next(&path[1..], Scope::Config, config),
+                    None => {
+                        let mut out = vec![
+                            word("running", "The running configuration"),
+                            word("candidate", "The candidate (the default)"),
+                        ];
+                        out.extend(path_next(path, Scope::Config, config));
+                        out
+                    }
+                    Some(_) => path_next(path, Scope::Config, config),
+                }
+            }
             Some(_) => path_next(rest, Scope::All, config),
         },
         "commit" => vec![

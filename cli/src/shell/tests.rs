@@ -177,6 +177,12 @@ fn completion_offers_commands_nodes_keys_and_enums() {
     assert!(c.iter().any(|c| c.word == "registrations"));
     let (_, c) = candidates("set pbx reg", &config);
     assert!(c.iter().all(|c| c.word != "registrations"));
+    let (_, c) = candidates("show configuration r", &config);
+    let w: Vec<&str> = c.iter().map(|c| c.word.as_str()).collect();
+    assert_eq!(w, vec!["running"]);
+    let (_, c) = candidates("show configuration running pbx ext", &config);
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0].word, "extension");
     let (_, c) = candidates("show configuration | ", &config);
     assert!(c.iter().any(|c| c.word == "count"));
 }
