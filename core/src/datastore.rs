@@ -118,6 +118,7 @@ pub struct CommitOptions {
 }
 
 pub use crate::edit::ChangeRecord;
+pub use crate::secrets::ReadAccess;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CommitOutcome {
@@ -816,6 +817,29 @@ impl Datastore {
         filter: &Filter,
         with_defaults: WithDefaults,
     ) -> Result<String, ConfigError> {
+        self.get_config_as(source, filter, with_defaults, ReadAccess::Everything)
+    }
+
+    /// `<get-config>` for a reader that may not see secrets
+    /// (`nacm:default-deny-all` nodes such as password hashes).
+    pub fn get_config_as(
+        &self,
+        source: Source,
+        filter: &Filter,
+        with_defaults: WithDefaults,
+        access: ReadAccess,
+    ) -> Result<String, ConfigError> {
+        if access == ReadAccess::WithoutSecrets {
+            let mut tree = match filter::to_xpaths(filter)? {
+                None => self
+                    .tree(source)
+                    .duplicate()
+                    .map_err(|e| ConfigError::new(ErrorTag::OperationFailed, describe(&e)))?,
+                Some(xpaths) => filter::select(self.tree(source), &xpaths)?,
+            };
+            crate::secrets::remove_secrets(&mut tree);
+            return Ok(print_tree(&tree, with_defaults));
+        }
         match filter::to_xpaths(filter)? {
             None => Ok(self.print(source, with_defaults)),
             Some(xpaths) => {
@@ -836,6 +860,17 @@ impl Datastore {
         filter: &Filter,
         with_defaults: WithDefaults,
         states: &[String],
+    ) -> Result<String, ConfigError> {
+        self.get_with_state_as(filter, with_defaults, states, ReadAccess::Everything)
+    }
+
+    /// `<get>` for a reader that may not see secrets.
+    pub fn get_with_state_as(
+        &self,
+        filter: &Filter,
+        with_defaults: WithDefaults,
+        states: &[String],
+        access: ReadAccess,
     ) -> Result<String, ConfigError> {
         let mut tree = self
             .running
@@ -858,6 +893,9 @@ impl Datastore {
                     tracing::warn!(error = %describe(&e), "daemon state does not fit the YANG schema")
                 }
             }
+        }
+        if access == ReadAccess::WithoutSecrets {
+            crate::secrets::remove_secrets(&mut tree);
         }
         match filter::to_xpaths(filter)? {
             None => Ok(print_tree(&tree, with_defaults)),

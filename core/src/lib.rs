@@ -30,6 +30,8 @@ pub mod reload;
 #[cfg(feature = "datastore")]
 pub mod schema;
 #[cfg(feature = "datastore")]
+pub mod secrets;
+#[cfg(feature = "datastore")]
 pub mod tree_ops;
 #[cfg(feature = "datastore")]
 pub mod uci_map;

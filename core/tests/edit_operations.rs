@@ -496,3 +496,71 @@ async fn value_updates_that_a_must_refers_to_are_still_fully_validated() {
         "{running}"
     );
 }
+
+#[test]
+fn secrets_are_left_out_for_readers_without_admin_rights() {
+    use besip_core::datastore::ReadAccess;
+    let (_d, mut store) = open();
+    let xml = format!(
+        "<system xmlns=\"{SYS}\"><user><name>s</name><group>admin</group><password-hash>$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA</password-hash></user></system>\
+         <pbx xmlns=\"urn:besip:pbx\"><extension><number>100</number><password>sip-secret</password><display-name>Desk</display-name></extension></pbx>"
+    );
+    edit(&mut store, &xml).unwrap();
+    let admin = store
+        .get_config_as(
+            Source::Candidate,
+            &Filter::All,
+            WithDefaults::Explicit,
+            ReadAccess::Everything,
+        )
+        .unwrap();
+    assert!(
+        admin.contains("$argon2id$") && admin.contains("sip-secret"),
+        "{admin}"
+    );
+    let filters = [
+        Filter::All,
+        Filter::Subtree(
+            besip_core::xml::parse(&format!("<system xmlns=\"{SYS}\"><user/></system>")).unwrap(),
+        ),
+        Filter::XPath {
+            select: "/p:pbx/p:extension/p:password".into(),
+            namespaces: vec![("p".into(), "urn:besip:pbx".into())],
+        },
+    ];
+    for filter in &filters {
+        let other = store
+            .get_config_as(
+                Source::Candidate,
+                filter,
+                WithDefaults::ReportAll,
+                ReadAccess::WithoutSecrets,
+            )
+            .unwrap();
+        assert!(
+            !other.contains("argon2") && !other.contains("sip-secret"),
+            "{filter:?}: {other}"
+        );
+    }
+    let other = store
+        .get_config_as(
+            Source::Candidate,
+            &Filter::All,
+            WithDefaults::Explicit,
+            ReadAccess::WithoutSecrets,
+        )
+        .unwrap();
+    assert!(
+        other.contains("<name>s</name>") && other.contains("Desk"),
+        "the rest stays: {other}"
+    );
+    let state = store
+        .get_with_state_as(
+            &Filter::All,
+            WithDefaults::Explicit,
+            &[],
+            ReadAccess::WithoutSecrets,
+        )
+        .unwrap();
+    assert!(!state.contains("argon2"), "{state}");
+}

@@ -114,9 +114,19 @@ async fn get(ctx: &SessionCtx, rpc: &Element, op: &Element) -> OpResult {
         states.push(history);
     }
     store
-        .get_with_state(&filter, wd, &states)
+        .get_with_state_as(&filter, wd, &states, read_access(ctx))
         .map(Answer::Data)
         .map_err(|e| vec![e])
+}
+
+/// Secrets (`nacm:default-deny-all`: password hashes, SIP passwords) are for
+/// the admin group only (RFC 8341 §3.2.3).
+fn read_access(ctx: &SessionCtx) -> besip_core::datastore::ReadAccess {
+    if ctx.group == Group::Admin {
+        besip_core::datastore::ReadAccess::Everything
+    } else {
+        besip_core::datastore::ReadAccess::WithoutSecrets
+    }
 }
 
 fn source_of(store: Store, what: &str) -> Result<Source, ConfigError> {
@@ -137,7 +147,7 @@ async fn get_config(ctx: &SessionCtx, rpc: &Element, op: &Element) -> OpResult {
     let wd = with_defaults(op).map_err(|e| vec![e])?;
     let store = ctx.server.store.lock().await;
     let started = std::time::Instant::now();
-    let result = store.get_config(source, &filter, wd);
+    let result = store.get_config_as(source, &filter, wd, read_access(ctx));
     tracing::debug!(
         elapsed_us = started.elapsed().as_micros() as u64,
         "get-config"

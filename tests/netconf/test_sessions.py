@@ -126,6 +126,13 @@ def test_nacm_groups(nc):
     nc.commit()
     mon = connect("mon", "s3cret")
     assert "<hostname>" in mon.get_config("running").data_xml
+    # Secrets (nacm:default-deny-all) are for admins only, in every read.
+    for reader in (mon,):
+        for reply in (reader.get_config("running"), reader.get(),
+                      reader.get_config("running", filter=("subtree", '<system xmlns="urn:besip:system"><user/></system>'))):
+            assert "password-hash" not in reply.data_xml and "$6$" not in reply.data_xml
+        assert "<name>mon</name>" in reader.get_config("running").data_xml
+    assert "password-hash" in nc.get_config("running").data_xml
     with pytest.raises(RPCError) as e:
         mon.edit_config(target="candidate", config=HOST.format("bymon"))
     assert e.value.tag == "access-denied"
@@ -134,6 +141,7 @@ def test_nacm_groups(nc):
     assert e.value.tag == "access-denied"
     mon.close_session()
     oper = connect("oper", "s3cret")
+    assert "password-hash" not in oper.get_config("running").data_xml
     with pytest.raises(RPCError) as e:
         oper.edit_config(target="candidate", config=user_xml("sneaky", "admin"))
     assert e.value.tag == "access-denied"
