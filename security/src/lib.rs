@@ -6,4 +6,5 @@ pub mod daemon;
 pub mod detect;
 pub mod firewall;
 pub mod packet;
+pub mod replay;
 pub mod store;

@@ -22,11 +22,42 @@ struct Cli {
     /// Stay in the foreground (the daemon never forks; accepted for symmetry).
     #[arg(long)]
     foreground: bool,
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(clap::Subcommand)]
+enum Cmd {
+    /// Run a capture file through the detector offline (bans nothing) and print a JSON summary.
+    Replay {
+        file: PathBuf,
+        /// UCI file with the rules (default: ROOT/etc/config/besip_security).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(&cli.log_level);
+    if let Some(Cmd::Replay { file, config }) = &cli.command {
+        let path = config
+            .clone()
+            .unwrap_or_else(|| Layout::new(cli.root.clone()).uci_package("besip_security"));
+        let result = besip_security::config::Config::load(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|cfg| besip_security::replay::replay(cfg, file));
+        return match result {
+            Ok(v) => {
+                println!("{v}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("besip-secd: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
