@@ -371,3 +371,130 @@ impl Daemon {
         self.engine.lock().detector.config().clone()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn udp_frame(src: [u8; 4], payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![0u8; 12];
+        f.extend_from_slice(&[0x08, 0x00]);
+        let total = (20 + 8 + payload.len()) as u16;
+        f.extend_from_slice(&[
+            0x45,
+            0,
+            (total >> 8) as u8,
+            total as u8,
+            0,
+            0,
+            0,
+            0,
+            64,
+            17,
+            0,
+            0,
+        ]);
+        f.extend_from_slice(&src);
+        f.extend_from_slice(&[10, 0, 0, 1]);
+        let ulen = (8 + payload.len()) as u16;
+        f.extend_from_slice(&[0x13, 0xc4, 0x13, 0xc4, (ulen >> 8) as u8, ulen as u8, 0, 0]);
+        f.extend_from_slice(payload);
+        f
+    }
+
+    fn tcp_frame(src: [u8; 4], payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![0u8; 12];
+        f.extend_from_slice(&[0x08, 0x00]);
+        let total = (20 + 20 + payload.len()) as u16;
+        f.extend_from_slice(&[
+            0x45,
+            0,
+            (total >> 8) as u8,
+            total as u8,
+            0,
+            0,
+            0,
+            0,
+            64,
+            6,
+            0,
+            0,
+        ]);
+        f.extend_from_slice(&src);
+        f.extend_from_slice(&[10, 0, 0, 1]);
+        f.extend_from_slice(&[
+            0x13, 0xc4, 0x13, 0xc4, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x18, 0, 0, 0, 0, 0, 0,
+        ]);
+        f.extend_from_slice(payload);
+        f
+    }
+
+    fn daemon() -> (tempfile::TempDir, Arc<Daemon>) {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("etc/config");
+        std::fs::create_dir_all(&cfg).unwrap();
+        std::fs::write(
+            cfg.join("besip_security"),
+            "package besip_security\n\nconfig security 'main'\n\toption firewall_backend 'log-only'\n\toption escalation_factor '3'\n\toption escalation_max_ban_time '50'\n\nconfig rule 'rule_o'\n\toption name 'o'\n\toption method 'OPTIONS'\n\toption count '2'\n\toption window '5'\n\toption ban_time '10'\n",
+        )
+        .unwrap();
+        let d = Daemon::start(Layout::new(dir.path())).unwrap();
+        (dir, d)
+    }
+
+    fn ban_secs(d: &Daemon, a: &str) -> Option<u64> {
+        let e = d.engine.lock();
+        e.bans
+            .get(&a.parse().unwrap())
+            .map(|b| (b.expires_ms - b.since_ms) / 1000)
+    }
+
+    #[test]
+    fn udp_and_tcp_frames_ban_and_repeat_offenders_escalate() {
+        let (_dir, d) = daemon();
+        let opt = b"OPTIONS sip:x SIP/2.0\r\nUser-Agent: t\r\n\r\n";
+        for _ in 0..2 {
+            d.frame(1, &udp_frame([198, 51, 100, 1], opt));
+        }
+        assert_eq!(ban_secs(&d, "198.51.100.1"), Some(10));
+        // TCP carries SIP too.
+        for _ in 0..2 {
+            d.frame(1, &tcp_frame([198, 51, 100, 2], opt));
+        }
+        assert_eq!(ban_secs(&d, "198.51.100.2"), Some(10), "{}", d.state_json());
+        // Repeat offence: 10 s * 3 = 30 s, then capped at 50 s.
+        d.unban("198.51.100.1".parse().unwrap()).unwrap();
+        for _ in 0..2 {
+            d.frame(1, &udp_frame([198, 51, 100, 1], opt));
+        }
+        assert_eq!(ban_secs(&d, "198.51.100.1"), Some(30));
+        d.unban("198.51.100.1".parse().unwrap()).unwrap();
+        for _ in 0..2 {
+            d.frame(1, &udp_frame([198, 51, 100, 1], opt));
+        }
+        assert_eq!(ban_secs(&d, "198.51.100.1"), Some(50));
+        assert!(d.unban("198.51.100.9".parse().unwrap()).is_err());
+    }
+
+    #[test]
+    fn garbage_is_counted_and_skipped() {
+        let (_dir, d) = daemon();
+        d.frame(1, &udp_frame([198, 51, 100, 1], b"\x00\x01garbage"));
+        d.frame(1, &[0u8; 7]);
+        d.frame(999, &[1, 2, 3]);
+        let s = d.state_json();
+        assert_eq!(s["besip-security:security"]["statistics"]["malformed"], "3");
+        assert_eq!(s["besip-security:security"]["bans"]["ban"], json!([]));
+    }
+
+    #[test]
+    fn bans_survive_a_restart_through_sqlite() {
+        let (dir, d) = daemon();
+        let opt = b"OPTIONS sip:x SIP/2.0\r\n\r\n";
+        d.frame(1, &udp_frame([198, 51, 100, 3], opt));
+        d.frame(1, &udp_frame([198, 51, 100, 3], opt));
+        drop(d);
+        let again = Daemon::start(Layout::new(dir.path())).unwrap();
+        assert!(ban_secs(&again, "198.51.100.3").is_some());
+    }
+}
