@@ -224,6 +224,29 @@ fn scenario(backend: &str) {
         .unwrap_or(0);
     assert!(packets > 1, "packets seen from the banned source: {ban}");
 
+    // The state is valid data of the YANG module.
+    let state = call(&rt, &root, "state", json!({})).expect("state");
+    let yang_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../yang");
+    let state_file = root.path().join("state.json");
+    std::fs::write(&state_file, state.to_string()).expect("write state");
+    match std::process::Command::new("yanglint")
+        .arg("-p")
+        .arg(&yang_dir)
+        .args(["-t", "get"])
+        .arg(yang_dir.join("besip-security.yang"))
+        .arg(&state_file)
+        .output()
+    {
+        Ok(out) => assert!(
+            out.status.success(),
+            "state rejected by yanglint: {}\n{state}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(_) => {
+            eprintln!("note: yanglint not installed, state not validated (scripts/install-deps)")
+        }
+    }
+
     // 2. A scanner user agent is banned on its first request.
     send_from(
         &ns,
@@ -303,6 +326,25 @@ fn scenario(backend: &str) {
     assert!(
         responder.count("127.0.0.2") > seen,
         "unbanned source still dropped"
+    );
+
+    // A live reload applies a new whitelist; detection keeps running.
+    write_config(&root, backend, &set, "\tlist whitelist '127.0.0.8/32'\n");
+    call(&rt, &root, "reload", json!({})).expect("reload");
+    let burst = |a: &str| -> Vec<String> {
+        (0..60)
+            .map(|i| register("r", &format!("{a}:5099"), i, "Phone"))
+            .collect()
+    };
+    send_from(&ns, "127.0.0.8", &burst("127.0.0.8"));
+    send_from(&ns, "127.0.0.9", &burst("127.0.0.9"));
+    assert!(
+        wait_ban(&rt, &root, "127.0.0.9", 3).is_some(),
+        "detector idle after reload"
+    );
+    assert!(
+        ban_of(&rt, &root, "127.0.0.8").is_none(),
+        "reloaded whitelist not applied"
     );
 
     // Notifications carried the evidence.
