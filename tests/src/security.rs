@@ -109,6 +109,8 @@ pub struct SecDaemon {
 
 impl SecDaemon {
     pub fn start(ns: &Netns, root: &TempRoot) -> SecDaemon {
+        // A stale socket from a previous run must not be taken for the new daemon's.
+        let _ = std::fs::remove_file(root.path().join("run/security.sock"));
         let log = std::fs::File::create(root.path().join("secd.log")).expect("log file");
         let child = ns
             .command(&bin_path("besip-secd"))
@@ -121,7 +123,6 @@ impl SecDaemon {
             .expect("spawn besip-secd");
         let sock = root.path().join("run/security.sock");
         let deadline = Instant::now() + Duration::from_secs(20);
-        let _ = std::fs::remove_file(&sock);
         while !sock.exists() {
             assert!(
                 Instant::now() < deadline,

@@ -257,6 +257,42 @@ fn scenario(backend: &str) {
     assert_eq!(b["rule"], "scanner");
     assert!(in_kernel(&ns, backend, &set, "127.0.0.4"));
 
+    // 2b. IPv6: a scanner from 2001:db8::5 is banned in the IPv6 set; a
+    // whitelisted IPv6 source (fd00::/8) is not.
+    for a in ["2001:db8::5/128", "fd00::7/128"] {
+        assert!(ns
+            .run(&["ip", "addr", "add", a, "dev", "lo", "nodad"])
+            .status
+            .success());
+    }
+    for a in ["2001:db8::5", "fd00::7"] {
+        let s = ns.udp(&format!("[{a}]:0"));
+        let m = register("100", &format!("[{a}]:5099"), 1, "sipvicious");
+        s.send_to(m.as_bytes(), "[::1]:5060").expect("send v6");
+    }
+    let b = wait_ban(&rt, &root, "2001:db8::5", 3).expect("IPv6 scanner not banned");
+    assert_eq!(b["rule"], "scanner");
+    let t0 = Instant::now();
+    let v6_in_kernel = loop {
+        let has = if backend == "nftables" {
+            ns.run_text(&["nft", "list", "set", "inet", &set, "v6"])
+                .contains("2001:db8::5")
+        } else {
+            ns.run(&["ipset", "test", &format!("{set}6"), "2001:db8::5"])
+                .status
+                .success()
+        };
+        if has || t0.elapsed() > Duration::from_secs(1) {
+            break has;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(v6_in_kernel, "IPv6 ban not in the kernel");
+    assert!(
+        ban_of(&rt, &root, "fd00::7").is_none(),
+        "whitelisted IPv6 source banned"
+    );
+
     // 3. A whitelisted source flooding is never banned.
     let flood: Vec<String> = (0..300)
         .map(|i| register("w", "127.0.0.5:5099", i, "friendly-scanner"))
