@@ -311,6 +311,25 @@ fn scenario(backend: &str) {
     );
     assert!(!kernel_has(&ns, backend, &set, "127.0.0.5"));
 
+    // 4b. An office: three phones registered successfully from 127.0.0.10, then
+    // 80 REGISTERs within a second from that address are not a flood to ban.
+    let phones: Vec<String> = ["u1", "u2", "u3"]
+        .iter()
+        .enumerate()
+        .map(|(i, u)| register(u, "127.0.0.10:5099", i as u64, "OfficePhone"))
+        .collect();
+    send_from(&ns, "127.0.0.10", &phones);
+    std::thread::sleep(Duration::from_millis(200));
+    let busy: Vec<String> = (0..80)
+        .map(|i| register("u1", "127.0.0.10:5099", 10 + i, "OfficePhone"))
+        .collect();
+    send_from(&ns, "127.0.0.10", &busy);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        ban_of(&rt, &root, "127.0.0.10").is_none(),
+        "office behind one address banned by the rate rule"
+    );
+
     // 5. A short ban (OPTIONS 5 in 5 s → 2 s) lifts by itself.
     let opts: Vec<String> = (0..5)
         .map(|i| format!("OPTIONS sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.7:5099;branch=z9hG4bKo{i}\r\nCall-ID: o{i}\r\nCSeq: {i} OPTIONS\r\n\r\n"))
