@@ -473,3 +473,27 @@ fn ipset_backend_bans_floods_scanners_and_brute_force() {
 fn nftables_backend_bans_floods_scanners_and_brute_force() {
     scenario("nftables");
 }
+
+#[test]
+fn bad_configuration_stops_the_start_with_file_and_reason() {
+    let root = TempRoot::new();
+    let file = root.path().join("etc/config/besip_security");
+    std::fs::write(
+        &file,
+        "package besip_security\n\nconfig security 'main'\n\toption firewall_backend 'log-only'\n\tlist whitelist '300.1.2.3/8'\n",
+    )
+    .expect("write config");
+    let out = std::process::Command::new(besip_tests::harness::bin_path("besip-secd"))
+        .arg("--root")
+        .arg(root.path())
+        .arg("--foreground")
+        .output()
+        .expect("run besip-secd");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started with a bad whitelist");
+    assert!(
+        err.contains("besip_security") && err.contains("300.1.2.3"),
+        "{err}"
+    );
+    assert!(!root.path().join("run/security.sock").exists());
+}
