@@ -38,6 +38,7 @@ struct Counters {
     packets: u64,
     malformed: u64,
     bans_total: u64,
+    bans_refused: u64,
 }
 
 struct Engine {
@@ -177,6 +178,20 @@ impl Daemon {
             let mut e = self.engine.lock();
             if e.bans.contains_key(&v.address) {
                 return;
+            }
+            // Spoofed scanner packets could otherwise ban without bound: cap the
+            // active bans and the offence memory at the tracking-table size.
+            let cap = e.detector.config().max_tracked;
+            if e.bans.len() >= cap {
+                e.counters.bans_refused += 1;
+                if e.counters.bans_refused.is_power_of_two() {
+                    tracing::warn!(address = %v.address, active = cap, "ban table full, ban skipped");
+                }
+                return;
+            }
+            if e.offences.len() >= cap {
+                let Engine { offences, bans, .. } = &mut *e;
+                offences.retain(|a, _| bans.contains_key(a));
             }
             let cfg = e.detector.config();
             let (factor, max) = (
@@ -435,7 +450,7 @@ mod tests {
         std::fs::create_dir_all(&cfg).unwrap();
         std::fs::write(
             cfg.join("besip_security"),
-            "package besip_security\n\nconfig security 'main'\n\toption firewall_backend 'log-only'\n\toption escalation_factor '3'\n\toption escalation_max_ban_time '50'\n\nconfig rule 'rule_o'\n\toption name 'o'\n\toption method 'OPTIONS'\n\toption count '2'\n\toption window '5'\n\toption ban_time '10'\n",
+            "package besip_security\n\nconfig security 'main'\n\toption firewall_backend 'log-only'\n\toption escalation_factor '3'\n\toption escalation_max_ban_time '50'\n\toption max_tracked_sources '1000'\n\nconfig rule 'rule_o'\n\toption name 'o'\n\toption method 'OPTIONS'\n\toption count '2'\n\toption window '5'\n\toption ban_time '10'\n",
         )
         .unwrap();
         let d = Daemon::start(Layout::new(dir.path())).unwrap();
@@ -496,5 +511,18 @@ mod tests {
         drop(d);
         let again = Daemon::start(Layout::new(dir.path())).unwrap();
         assert!(ban_secs(&again, "198.51.100.3").is_some());
+    }
+
+    #[test]
+    fn spoofed_scanners_cannot_grow_the_ban_table() {
+        let (_dir, d) = daemon();
+        let scan = b"OPTIONS sip:x SIP/2.0\r\nUser-Agent: friendly-scanner\r\n\r\n";
+        for i in 0..1100u32 {
+            let b = (0x0a00_0000 + i).to_be_bytes();
+            d.frame(1, &udp_frame(b, scan));
+        }
+        let e = d.engine.lock();
+        assert_eq!(e.bans.len(), 1000);
+        assert_eq!(e.counters.bans_refused, 100);
     }
 }

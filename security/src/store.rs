@@ -36,7 +36,7 @@ impl Store {
         }
         let db = Connection::open(path).context(StoreSnafu { path: p.clone() })?;
         db.execute_batch(
-            "PRAGMA journal_mode=WAL;
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;
              CREATE TABLE IF NOT EXISTS bans (
                id INTEGER PRIMARY KEY, address TEXT NOT NULL, rule TEXT NOT NULL,
                reason TEXT NOT NULL, since INTEGER NOT NULL, expires INTEGER NOT NULL,
