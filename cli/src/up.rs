@@ -70,7 +70,11 @@ async fn configure(layout: &Layout, args: &UpArgs) -> Result<PasswordNote, Strin
     };
     // A loopback box watches loopback: capturing on every interface would need
     // capture rights on the host and measure traffic that is not the box's.
-    let monitoring = if schema.modules().iter().any(|m| m.name == "besip-monitoring") {
+    let monitoring = if schema
+        .modules()
+        .iter()
+        .any(|m| m.name == "besip-monitoring")
+    {
         format!(
             "<monitoring xmlns=\"urn:besip:monitoring\"><interface>lo</interface><sip-port>{}</sip-port></monitoring>",
             args.sip_port
@@ -261,7 +265,10 @@ fn print_banner(args: &UpArgs, root: &Path, note: &PasswordNote, children: &[(St
     println!("  running: {}", running.join(", "));
     println!("  SIP (PBX):    udp 127.0.0.1:{}", args.sip_port);
     // The web panel (issue 8) is not built yet; its port is configured already.
-    println!("  web panel:    not available yet (port {} reserved)", args.web_port);
+    println!(
+        "  web panel:    not available yet (port {} reserved)",
+        args.web_port
+    );
     println!("  NETCONF/SSH:  127.0.0.1:{port}");
     println!("  user admin, password: {password}");
     println!();

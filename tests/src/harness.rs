@@ -7,20 +7,30 @@ pub fn target_dir() -> PathBuf {
     if let Ok(dir) = std::env::var("CARGO_TARGET_DIR") {
         return PathBuf::from(dir);
     }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("target")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("target")
 }
 
 /// Path of a workspace binary built by `cargo build --workspace --bins`
 /// (the test command builds all binaries before running the tests).
 /// Prefers the profile the tests themselves were built with.
 pub fn bin_path(name: &str) -> PathBuf {
-    let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
     let preferred = target_dir().join(profile).join(name);
     if preferred.exists() {
         return preferred;
     }
     let other = target_dir()
-        .join(if profile == "debug" { "release" } else { "debug" })
+        .join(if profile == "debug" {
+            "release"
+        } else {
+            "debug"
+        })
         .join(name);
     if other.exists() {
         return other;
