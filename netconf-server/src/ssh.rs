@@ -197,6 +197,79 @@ impl russh::server::Handler for Connection {
         Ok(true)
     }
 
+    /// A terminal for the interactive CLI: accepted (the shell draws its own line).
+    #[allow(clippy::too_many_arguments)]
+    async fn pty_request(
+        &mut self,
+        channel: ChannelId,
+        _term: &str,
+        _col_width: u32,
+        _row_height: u32,
+        _pix_width: u32,
+        _pix_height: u32,
+        _modes: &[(russh::Pty, u32)],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if self.user.is_some() && self.channels.contains_key(&channel) {
+            session.channel_success(channel)?;
+        } else {
+            session.channel_failure(channel)?;
+        }
+        Ok(())
+    }
+
+    /// `ssh -p 830 admin@box`: the unified CLI as the login shell. It talks
+    /// NETCONF to an in-process session of this user, so the user's group
+    /// rights apply exactly as for any NETCONF client.
+    async fn shell_request(
+        &mut self,
+        id: ChannelId,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let (Some((user, group)), Some(channel)) = (self.user.clone(), self.channels.remove(&id))
+        else {
+            session.channel_failure(id)?;
+            return Ok(());
+        };
+        session.channel_success(id)?;
+        let source = self.peer.map(|p| p.ip().to_string()).unwrap_or_default();
+        let (netconf_end, shell_end) = tokio::io::duplex(1 << 20);
+        tokio::spawn(crate::session::run(
+            self.server.clone(),
+            netconf_end,
+            user.clone(),
+            group,
+            source,
+        ));
+        tokio::spawn(async move {
+            let (input, mut output) = tokio::io::split(channel.into_stream());
+            let prompt = format!("{user}@besip> ");
+            match besip_cli::shell::client::NetconfStream::start(shell_end).await {
+                Ok(mut netconf) => {
+                    if let Err(e) = besip_cli::shell::editor::run_shell(
+                        input,
+                        &mut output,
+                        &mut netconf,
+                        &prompt,
+                    )
+                    .await
+                    {
+                        tracing::info!(error = %e, user, "CLI shell ended");
+                    }
+                }
+                Err(e) => {
+                    use tokio::io::AsyncWriteExt;
+                    let _ = output
+                        .write_all(format!("error: the CLI could not start: {e}\r\n").as_bytes())
+                        .await;
+                }
+            }
+            use tokio::io::AsyncWriteExt;
+            let _ = output.shutdown().await;
+        });
+        Ok(())
+    }
+
     async fn subsystem_request(
         &mut self,
         id: ChannelId,
