@@ -41,9 +41,15 @@ pub fn bin_path(name: &str) -> PathBuf {
     );
 }
 
-/// A temporary `--root` directory with the layout of DESIGN.md §6.
+/// A `--root` directory with the layout of DESIGN.md §6: a temporary one
+/// (removed on drop), or an existing one another process already uses.
 pub struct TempRoot {
-    dir: tempfile::TempDir,
+    dir: RootDir,
+}
+
+enum RootDir {
+    Owned(tempfile::TempDir),
+    Existing(PathBuf),
 }
 
 impl TempRoot {
@@ -52,14 +58,33 @@ impl TempRoot {
             .prefix("besip-root-")
             .tempdir()
             .expect("create temp root");
+        let root = TempRoot {
+            dir: RootDir::Owned(dir),
+        };
+        root.create_layout();
+        root
+    }
+
+    /// The root of another test object (e.g. a daemon's), shared, not removed on drop.
+    pub fn existing(path: &Path) -> Self {
+        let root = TempRoot {
+            dir: RootDir::Existing(path.to_owned()),
+        };
+        root.create_layout();
+        root
+    }
+
+    fn create_layout(&self) {
         for sub in ["etc/besip", "etc/config", "var/lib/besip", "run"] {
-            std::fs::create_dir_all(dir.path().join(sub)).expect("create root layout");
+            std::fs::create_dir_all(self.path().join(sub)).expect("create root layout");
         }
-        TempRoot { dir }
     }
 
     pub fn path(&self) -> &Path {
-        self.dir.path()
+        match &self.dir {
+            RootDir::Owned(dir) => dir.path(),
+            RootDir::Existing(path) => path,
+        }
     }
 }
 

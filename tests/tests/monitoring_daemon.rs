@@ -186,13 +186,15 @@ fn sipp_call_on_loopback_is_measured_stored_and_reported() {
 
     // The same call through NETCONF: besip-netconfd on this root asks the
     // daemon for its state over IPC and merges it into <get>.
-    let netconf = start_netconfd(m.root.path());
+    let netconf = besip_tests::netconf::NetconfServer::start_in(
+        besip_tests::harness::TempRoot::existing(m.root.path()),
+    );
     let (ok, out) = besip_tests::netconf::python(
-        netconf.1,
+        netconf.port,
         besip_tests::netconf::ADMIN_PASSWORD,
         "m = connect()\nprint(m.get(filter=('subtree', '<monitoring xmlns=\"urn:besip:monitoring\"><calls/></monitoring>')).data_xml)\n",
     );
-    stop_netconfd(netconf.0);
+    drop(netconf);
     assert!(ok, "ncclient <get>: {out}");
     assert!(
         out.contains(&format!("<call-id>{call_id}</call-id>")),
@@ -259,37 +261,6 @@ fn sipp_call_on_loopback_is_measured_stored_and_reported() {
     drop(client);
     drop(rt);
     assert!(m.stop().success(), "clean exit on SIGTERM");
-}
-
-/// besip-netconfd on an existing root (the daemon's), on a free loopback port.
-fn start_netconfd(root: &std::path::Path) -> (std::process::Child, u16) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port");
-    let child = Command::new(besip_tests::harness::bin_path("besip-netconfd"))
-        .env("BESIP_ADMIN_PASSWORD", besip_tests::netconf::ADMIN_PASSWORD)
-        .arg("--root")
-        .arg(root)
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .stderr(std::fs::File::create(root.join("netconfd.log")).expect("log"))
-        .spawn()
-        .expect("start besip-netconfd");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "besip-netconfd did not listen");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (child, port)
-}
-
-fn stop_netconfd(mut child: std::process::Child) {
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    );
-    let _ = child.wait();
 }
 
 #[test]
