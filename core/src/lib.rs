@@ -6,6 +6,8 @@
 //! With the default `datastore` feature: the libyang-backed datastore, edit
 //! semantics, commit with history, and the generic YANG<->UCI mapping.
 
+#[cfg(feature = "capture")]
+pub mod capture;
 pub mod daemon;
 pub mod ipc;
 pub mod password;

@@ -1,11 +1,10 @@
 //! The live daemon: capture threads feeding the analyzer, periodic flushes
 //! to SQLite, and the IPC handler (reload, state, erase-reports, low-mos).
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use besip_core::capture::LiveCapture as Capture;
 use besip_core::ipc::{Handler, HandlerError, Notifier};
 use besip_core::paths::Layout;
 use parking_lot::Mutex;
@@ -27,87 +26,6 @@ pub fn now() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// One live capture thread.
-pub struct Capture {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Capture {
-    pub fn start(
-        iface: &str,
-        filter: &str,
-        analyzer: Arc<Mutex<Analyzer>>,
-    ) -> Result<Capture, String> {
-        let why = |e: pcap::Error| format!("cannot capture on interface '{iface}': {e}");
-        let mut cap = pcap::Capture::from_device(iface)
-            .map_err(why)?
-            .snaplen(65535)
-            .timeout(100)
-            .immediate_mode(true)
-            .open()
-            .map_err(why)?
-            // libpcap's own timeout never fires on an idle interface (TPACKET_V3),
-            // so the thread polls the descriptor itself and can notice a stop.
-            .setnonblock()
-            .map_err(why)?;
-        cap.filter(filter, true)
-            .map_err(|e| format!("capture filter '{filter}' is invalid: {e}"))?;
-        let linktype = cap.get_datalink().0;
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let name = iface.to_string();
-        let thread = std::thread::Builder::new()
-            .name(format!("capture-{iface}"))
-            .spawn(move || {
-                use std::os::fd::AsRawFd;
-                let fd = cap.as_raw_fd();
-                while !flag.load(Ordering::Relaxed) {
-                    let mut pfd = libc::pollfd {
-                        fd,
-                        events: libc::POLLIN,
-                        revents: 0,
-                    };
-                    // SAFETY: one valid pollfd for the capture's descriptor, which lives as long as `cap`.
-                    let ready = unsafe { libc::poll(&mut pfd, 1, 200) };
-                    if ready <= 0 {
-                        continue;
-                    }
-                    // Drain what is buffered (bounded so a flood cannot starve the stop flag).
-                    for _ in 0..10_000 {
-                        match cap.next_packet() {
-                            Ok(p) => {
-                                let ts =
-                                    p.header.ts.tv_sec as f64 + p.header.ts.tv_usec as f64 / 1e6;
-                                analyzer.lock().frame(ts, linktype, p.data);
-                            }
-                            Err(pcap::Error::TimeoutExpired) => break,
-                            Err(e) => {
-                                tracing::error!(interface = %name, error = %e, "capture stopped");
-                                return;
-                            }
-                        }
-                    }
-                }
-            })
-            .map_err(|e| format!("cannot start capture thread: {e}"))?;
-        tracing::info!(interface = iface, filter, "capturing");
-        Ok(Capture {
-            stop,
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for Capture {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 pub struct Monitor {
     layout: Layout,
     config: Mutex<MonitorConfig>,
@@ -126,7 +44,12 @@ fn start_captures(
 ) -> Result<Vec<Capture>, String> {
     cfg.interfaces
         .iter()
-        .map(|i| Capture::start(i, &cfg.capture_filter, analyzer.clone()))
+        .map(|i| {
+            let analyzer = analyzer.clone();
+            Capture::start(i, &cfg.capture_filter, move |linktype, ts, frame| {
+                analyzer.lock().frame(ts, linktype, frame)
+            })
+        })
         .collect()
 }
 

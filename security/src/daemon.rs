@@ -10,12 +10,13 @@ use besip_core::paths::Layout;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 
-use crate::capture::{own_addresses, Capture};
+use crate::capture::own_addresses;
 use crate::config::{Backend, Config};
 use crate::detect::{Detector, Verdict};
 use crate::firewall::Firewall;
 use crate::packet::{decode, parse_sip};
 use crate::store::{BanRow, Store};
+use besip_core::capture::LiveCapture as Capture;
 
 pub fn unix_ms() -> u64 {
     SystemTime::now()
@@ -136,7 +137,7 @@ impl Daemon {
                 fresh.push(Capture::start(
                     &iface,
                     &cfg.bpf_filter(),
-                    move |lt, frame| me.frame(lt, frame),
+                    move |lt, _ts, frame| me.frame(lt, frame),
                 )?);
             }
         }
