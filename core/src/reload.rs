@@ -6,8 +6,11 @@ use crate::paths::Layout;
 use std::time::Duration;
 
 /// Which daemon re-reads a package (`None`: netconfd itself applies it).
+/// besip_system goes to monitord: it serves the web panel, whose logins are
+/// the system users and whose listen settings live there too.
 pub fn daemon_for_package(package: &str) -> Option<&'static str> {
     match package {
+        "besip_system" => Some("monitoring"),
         "besip_pbx" => Some("pbx"),
         "besip_security" => Some("security"),
         "besip_monitoring" => Some("monitoring"),
