@@ -486,6 +486,13 @@ impl Datastore {
                 return Err(error.into());
             }
         };
+        // The new running.xml is written and fsynced on another thread while
+        // the daemons reload; it is renamed into place only if they all agree.
+        let running_path = self.layout.running_config();
+        let staging = {
+            let (path, xml) = (running_path.clone(), xml.clone());
+            std::thread::spawn(move || crate::persist::stage(&path, xml.as_bytes()))
+        };
         // Write the changed packages, then ask their daemons to apply them.
         let mut written: Vec<(String, Option<String>)> = Vec::new();
         let mut reloaded: Vec<String> = Vec::new();
@@ -515,6 +522,27 @@ impl Datastore {
                 }
             }
         }
+        let staged = match staging.join() {
+            Ok(Ok(staged)) => Some(staged),
+            Ok(Err(e)) => {
+                failure.get_or_insert_with(|| {
+                    ConfigError::new(
+                        ErrorTag::OperationFailed,
+                        format!("cannot write {}: {e}", running_path.display()),
+                    )
+                });
+                None
+            }
+            Err(_) => {
+                failure.get_or_insert_with(|| {
+                    ConfigError::new(
+                        ErrorTag::OperationFailed,
+                        format!("writing {} failed", running_path.display()),
+                    )
+                });
+                None
+            }
+        };
         if let Some(error) = failure {
             // Put every written package back and let the daemons that took the new one return to the old.
             for (package, old) in &written {
@@ -539,8 +567,11 @@ impl Datastore {
         }
 
         // Persist: the running file is the source of truth; then history.
-        let running_path = self.layout.running_config();
-        if let Err(e) = write_atomically(&running_path, xml.as_bytes()) {
+        let installed = match staged {
+            Some(staged) => staged.install(),
+            None => Err(std::io::Error::other("not staged")),
+        };
+        if let Err(e) = installed {
             self.abandon(&mut new_running);
             return Err(ConfigError::new(
                 ErrorTag::OperationFailed,
