@@ -264,11 +264,8 @@ fn print_banner(args: &UpArgs, root: &Path, note: &PasswordNote, children: &[(St
     println!("BESIP box is up under {}", root.display());
     println!("  running: {}", running.join(", "));
     println!("  SIP (PBX):    udp 127.0.0.1:{}", args.sip_port);
-    // The web panel (issue 8) is not built yet; its port is configured already.
-    println!(
-        "  web panel:    not available yet (port {} reserved)",
-        args.web_port
-    );
+    // Served by besip-monitord; log in with the same users as NETCONF/SSH.
+    println!("  web panel:    http://127.0.0.1:{}/", args.web_port);
     println!("  NETCONF/SSH:  127.0.0.1:{port}");
     println!("  user admin, password: {password}");
     println!();

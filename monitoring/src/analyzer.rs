@@ -68,6 +68,8 @@ pub struct IntervalScore {
     pub loss_percent: f64,
     pub r_factor: f64,
     pub mos: f64,
+    /// RFC 3550 interarrival jitter at the interval's end, in ms.
+    pub jitter_ms: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -425,6 +427,7 @@ impl Stream {
             loss_percent: pct,
             r_factor: r,
             mos: emodel::mos_from_r(r),
+            jitter_ms: self.jitter.last_ms,
         })
     }
 

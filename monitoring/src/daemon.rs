@@ -31,7 +31,8 @@ pub struct Monitor {
     config: Mutex<MonitorConfig>,
     pub analyzer: Arc<Mutex<Analyzer>>,
     store: Mutex<Store>,
-    captures: Mutex<Vec<Capture>>,
+    /// `None` while capture is stopped (stop-capture).
+    captures: Mutex<Option<Vec<Capture>>>,
     notifier: Mutex<Option<Notifier>>,
     /// Calls (or orphan streams) already reported by low-mos, so an alarm is raised once.
     alarmed: Mutex<std::collections::HashSet<String>>,
@@ -62,7 +63,7 @@ impl Monitor {
             config: Mutex::new(config),
             analyzer,
             store: Mutex::new(store),
-            captures: Mutex::new(captures),
+            captures: Mutex::new(Some(captures)),
             notifier: Mutex::new(None),
             last_rotation: Mutex::new(now()),
             alarmed: Mutex::new(std::collections::HashSet::new()),
@@ -71,6 +72,51 @@ impl Monitor {
 
     pub fn set_notifier(&self, n: Notifier) {
         *self.notifier.lock() = Some(n);
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    pub fn mos_threshold(&self) -> f64 {
+        self.config.lock().mos_threshold
+    }
+
+    pub fn capture_running(&self) -> bool {
+        self.captures.lock().is_some()
+    }
+
+    /// rpc start-capture (also the web panel's button): opens the
+    /// configured captures unless they run already.
+    pub fn start_capture(&self) -> Result<bool, String> {
+        let cfg = self.config.lock().clone();
+        let mut captures = self.captures.lock();
+        if captures.is_none() {
+            *captures = Some(start_captures(&cfg, &self.analyzer)?);
+            tracing::info!("capture started on request");
+        }
+        Ok(true)
+    }
+
+    /// rpc stop-capture: closes the captures; streams seen so far end and
+    /// are stored by the flush loop as usual.
+    pub fn stop_capture(&self) -> bool {
+        if self.captures.lock().take().is_some() {
+            tracing::info!("capture stopped on request");
+        }
+        false
+    }
+
+    /// rpc erase-reports: deletes reports that ended before `before`
+    /// (seconds since the epoch; infinity for all).
+    pub fn erase_reports(&self, before: f64) -> Result<u64, String> {
+        let erased = self
+            .store
+            .lock()
+            .erase_before(before)
+            .map_err(|e| e.to_string())?;
+        tracing::info!(erased, "reports erased on request");
+        Ok(erased)
     }
 
     /// Stores ended streams and their calls; every rotation interval also
@@ -242,11 +288,12 @@ impl Handler for Monitor {
             let old = self.config.lock();
             old.interfaces != new.interfaces || old.capture_filter != new.capture_filter
         };
-        if restart {
+        // A stopped capture stays stopped; start-capture uses the new settings.
+        if restart && self.capture_running() {
             // Open the new captures before dropping the old ones: a bad
             // interface or filter is refused with the old capture intact.
             let fresh = start_captures(&new, &self.analyzer).map_err(HandlerError::refused)?;
-            *self.captures.lock() = fresh;
+            *self.captures.lock() = Some(fresh);
         }
         self.analyzer.lock().settings = new.settings.clone();
         *self.config.lock() = new;
@@ -269,6 +316,7 @@ impl Handler for Monitor {
             .recent_calls(100)
             .map_err(|e| HandlerError::refused(e.to_string()))?;
         let mut top = serde_json::Map::new();
+        top.insert("capture-running".into(), json!(self.capture_running()));
         if !streams.is_empty() {
             top.insert("streams".into(), json!({"stream": streams}));
         }
@@ -282,34 +330,39 @@ impl Handler for Monitor {
     }
 
     async fn rpc(&self, name: &str, input: Value) -> Result<Value, HandlerError> {
-        if name != "besip-monitoring:erase-reports" {
-            return Err(HandlerError::unknown_rpc(name));
-        }
-        let before = match input
-            .get("before")
-            .or_else(|| input.get("besip-monitoring:before"))
-        {
-            None | Some(Value::Null) => f64::INFINITY,
-            Some(Value::String(s)) => chrono::DateTime::parse_from_rfc3339(s)
-                .map(|t| t.timestamp_millis() as f64 / 1000.0)
-                .map_err(|e| {
-                    HandlerError::invalid_params(format!(
-                        "'before' must be a date-and-time such as 2026-11-23T13:00:00Z: {e}"
-                    ))
-                })?,
-            Some(other) => {
-                return Err(HandlerError::invalid_params(format!(
-                    "'before' must be a date-and-time string, not {other}"
-                )))
+        match name {
+            "besip-monitoring:start-capture" => {
+                let running = self.start_capture().map_err(HandlerError::refused)?;
+                Ok(json!({"capture-running": running}))
             }
-        };
-        let erased = self
-            .store
-            .lock()
-            .erase_before(before)
-            .map_err(|e| HandlerError::refused(e.to_string()))?;
-        tracing::info!(erased, "reports erased on request");
-        Ok(json!({"erased": erased.min(u64::from(u32::MAX))}))
+            "besip-monitoring:stop-capture" => Ok(json!({"capture-running": self.stop_capture()})),
+            "besip-monitoring:erase-reports" => {
+                let before = erase_before_param(&input)?;
+                let erased = self.erase_reports(before).map_err(HandlerError::refused)?;
+                Ok(json!({"erased": erased.min(u64::from(u32::MAX))}))
+            }
+            _ => Err(HandlerError::unknown_rpc(name)),
+        }
+    }
+}
+
+/// The optional `before` input of erase-reports, in seconds since the epoch.
+fn erase_before_param(input: &Value) -> Result<f64, HandlerError> {
+    match input
+        .get("before")
+        .or_else(|| input.get("besip-monitoring:before"))
+    {
+        None | Some(Value::Null) => Ok(f64::INFINITY),
+        Some(Value::String(s)) => chrono::DateTime::parse_from_rfc3339(s)
+            .map(|t| t.timestamp_millis() as f64 / 1000.0)
+            .map_err(|e| {
+                HandlerError::invalid_params(format!(
+                    "'before' must be a date-and-time such as 2026-11-23T13:00:00Z: {e}"
+                ))
+            }),
+        Some(other) => Err(HandlerError::invalid_params(format!(
+            "'before' must be a date-and-time string, not {other}"
+        ))),
     }
 }
 
@@ -327,7 +380,7 @@ pub async fn run(monitor: Arc<Monitor>, stop: impl std::future::Future<Output = 
         }
     }
     tracing::debug!("stopping captures");
-    monitor.captures.lock().clear();
+    monitor.captures.lock().take();
     tracing::debug!("final flush");
     monitor.flush(true);
     tracing::debug!("flushed");

@@ -12,5 +12,7 @@ pub mod reassembly;
 pub mod report;
 pub mod rtcp;
 pub mod rtp;
+pub mod service;
 pub mod sip;
 pub mod store;
+pub mod web;

@@ -138,7 +138,22 @@ async fn serve(root: PathBuf) -> Result<(), String> {
         MonitorConfig::load(&layout.uci_package("besip_monitoring")).map_err(|e| e.to_string())?;
     let store = Store::open(&layout.lib_dir().join("monitoring.db")).map_err(|e| e.to_string())?;
     let monitor = Arc::new(Monitor::start(layout.clone(), config, store)?);
-    let ipc = besip_core::ipc::IpcServer::bind(&layout.socket("monitoring"), monitor.clone())
+    let service = Arc::new(besip_monitoring::service::Service {
+        monitor: monitor.clone(),
+        web: Arc::new(besip_monitoring::web::Web::new(monitor.clone())),
+    });
+    // The panel is part of the box, not of call monitoring: a bad
+    // besip_system or a busy port is logged and the daemon monitors anyway.
+    match service.web_settings() {
+        Ok(None) => tracing::info!("no besip_system package: web panel off"),
+        Ok(settings) => {
+            if let Err(e) = service.web.apply(settings).await {
+                tracing::error!(error = %e, "web panel not started");
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "web panel not started"),
+    }
+    let ipc = besip_core::ipc::IpcServer::bind(&layout.socket("monitoring"), service.clone())
         .await
         .map_err(|e| e.to_string())?;
     monitor.set_notifier(ipc.notifier());

@@ -259,6 +259,8 @@ pub struct Jitter {
     samples: u64,
     last_arrival: Option<f64>,
     pub max_delta_ms: f64,
+    /// The running RFC 3550 estimate in ms after the last packet.
+    pub last_ms: f64,
 }
 
 impl Jitter {
@@ -285,6 +287,7 @@ impl Jitter {
         }
         self.last_transit = Some(transit);
         let ms = self.jitter * 1000.0 / clock;
+        self.last_ms = ms;
         if ms > self.max_ms {
             self.max_ms = ms;
         }

@@ -36,7 +36,7 @@ CREATE TABLE IF NOT EXISTS streams (
 CREATE INDEX IF NOT EXISTS streams_ended ON streams(ended);
 CREATE TABLE IF NOT EXISTS intervals (
   stream_id TEXT NOT NULL, start REAL NOT NULL, expected INTEGER, lost INTEGER,
-  loss_percent REAL, r_factor REAL, mos REAL);
+  loss_percent REAL, r_factor REAL, mos REAL, jitter_ms REAL);
 CREATE INDEX IF NOT EXISTS intervals_stream ON intervals(stream_id, start);
 CREATE TABLE IF NOT EXISTS calls (
   call_id TEXT PRIMARY KEY, from_uri TEXT, to_uri TEXT, start_time TEXT, ended REAL NOT NULL,
@@ -57,6 +57,19 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .with_context(|_| ctx())?;
         conn.execute_batch(SCHEMA).with_context(|_| ctx())?;
+        // Databases from before per-interval jitter get the column (NULL for old rows).
+        let has_jitter: bool = conn
+            .query_row(
+                "SELECT count(*) FROM pragma_table_info('intervals') WHERE name = 'jitter_ms'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .with_context(|_| ctx())?
+            > 0;
+        if !has_jitter {
+            conn.execute_batch("ALTER TABLE intervals ADD COLUMN jitter_ms REAL")
+                .with_context(|_| ctx())?;
+        }
         Ok(Store { conn })
     }
 
@@ -84,7 +97,7 @@ impl Store {
                 .context(SqlSnafu)?;
             for i in &s.intervals {
                 tx.execute(
-                    "INSERT INTO intervals VALUES (?1,?2,?3,?4,?5,?6,?7)",
+                    "INSERT INTO intervals (stream_id, start, expected, lost, loss_percent, r_factor, mos, jitter_ms) VALUES (?1,?2,?3,?4,?5,?6,?7,?8)",
                     params![
                         s.id,
                         i.start,
@@ -92,7 +105,8 @@ impl Store {
                         i.lost,
                         i.loss_percent,
                         i.r_factor,
-                        i.mos
+                        i.mos,
+                        i.jitter_ms
                     ],
                 )
                 .context(SqlSnafu)?;

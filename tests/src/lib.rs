@@ -7,3 +7,4 @@ pub mod monitoring;
 pub mod netconf;
 pub mod pbx;
 pub mod security;
+pub mod web;

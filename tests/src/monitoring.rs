@@ -347,6 +347,12 @@ impl Monitord {
     pub fn start(uci: &str) -> Monitord {
         let root = crate::harness::TempRoot::new();
         std::fs::write(root.path().join("etc/config/besip_monitoring"), uci).expect("write UCI");
+        Self::start_in(root)
+    }
+
+    /// Starts the daemon on a root whose UCI files exist already (e.g.
+    /// rendered by besip-netconfd).
+    pub fn start_in(root: crate::harness::TempRoot) -> Monitord {
         let child = Command::new(bin_path("besip-monitord"))
             .arg("--root")
             .arg(root.path())
@@ -444,4 +450,43 @@ pub fn ip4_tcp(
     ip.extend_from_slice(&[0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0]);
     ip.extend_from_slice(payload);
     ip
+}
+
+/// Whether sipp and sip-tester's g711a.pcap (for uac_pcap) are installed.
+pub fn have_sipp() -> bool {
+    Path::new("/usr/share/sip-tester/g711a.pcap").exists()
+}
+
+/// One real call on loopback: sipp uas (RTP echo) on `sip_port`, sipp
+/// uac_pcap from `sip_port + 1` playing g711a.pcap (236 PCMA packets, ~5 s);
+/// media ports from `mp` (uas) and `mp + 8` (uac). Panics if the call fails.
+pub fn sipp_echo_call(sip_port: u16, mp: u16) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // uac_pcap opens pcap/g711a.pcap relative to its cwd.
+    std::os::unix::fs::symlink("/usr/share/sip-tester", dir.path().join("pcap")).expect("symlink");
+    let mut uas = Command::new("sipp")
+        .current_dir(dir.path())
+        .args(["-sn", "uas", "-i", "127.0.0.1", "-p", &sip_port.to_string()])
+        .args(["-rtp_echo", "-mp", &mp.to_string(), "-m", "1", "-nostdin"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start sipp uas");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let uac = Command::new("timeout")
+        .current_dir(dir.path())
+        .args([
+            "60",
+            "sipp",
+            "-sn",
+            "uac_pcap",
+            &format!("127.0.0.1:{sip_port}"),
+        ])
+        .args(["-i", "127.0.0.1", "-p", &(sip_port + 1).to_string()])
+        .args(["-mp", &(mp + 8).to_string(), "-m", "1", "-nostdin"])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("run sipp uac");
+    let _ = uas.kill();
+    let _ = uas.wait();
+    assert!(uac.success(), "sipp uac_pcap call failed");
 }

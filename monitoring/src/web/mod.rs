@@ -1,0 +1,300 @@
+//! The web panel (axum): server-rendered pages on the report database,
+//! charts as inline SVG, logins of the besip-system users.
+
+pub mod auth;
+pub mod charts;
+pub mod csv;
+pub mod data;
+pub mod pages;
+pub mod settings;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use tokio::sync::oneshot;
+
+use crate::daemon::Monitor;
+use auth::{Auth, SessionData};
+use settings::{Group, WebSettings};
+
+/// Forms are a few fields; anything bigger is refused (413).
+const BODY_LIMIT: usize = 16 * 1024;
+
+pub struct AppState {
+    pub monitor: Arc<Monitor>,
+    pub auth: Auth,
+}
+
+struct Running {
+    addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// The panel's server: (re)bound when the web settings change.
+pub struct Web {
+    state: Arc<AppState>,
+    running: tokio::sync::Mutex<Option<Running>>,
+}
+
+impl Web {
+    pub fn new(monitor: Arc<Monitor>) -> Web {
+        Web {
+            state: Arc::new(AppState {
+                monitor,
+                auth: Auth::new(),
+            }),
+            running: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Where the panel listens now.
+    pub async fn local_addr(&self) -> Option<SocketAddr> {
+        self.running.lock().await.as_ref().map(|r| r.addr)
+    }
+
+    /// Applies settings (`None`: no besip_system file, panel off). A changed
+    /// address or port rebinds at once; sessions survive a rebind. If the
+    /// new address cannot be bound the old one is restored and an error returned.
+    pub async fn apply(&self, settings: Option<WebSettings>) -> Result<(), String> {
+        let want = settings.as_ref().filter(|s| s.enabled).map(|s| s.addr);
+        if let Some(s) = &settings {
+            self.state
+                .auth
+                .configure(s.users.clone(), s.session_timeout);
+        }
+        let mut running = self.running.lock().await;
+        let have = running.as_ref().map(|r| r.addr);
+        if want == have {
+            return Ok(());
+        }
+        if let Some(old) = running.take() {
+            stop(old).await;
+        }
+        let Some(addr) = want else {
+            tracing::info!("web panel off");
+            return Ok(());
+        };
+        match self.serve(addr).await {
+            Ok(r) => {
+                *running = Some(r);
+                Ok(())
+            }
+            Err(e) => {
+                if let Some(old) = have {
+                    match self.serve(old).await {
+                        Ok(r) => *running = Some(r),
+                        Err(e2) => tracing::error!(error = %e2, "web panel: cannot rebind {old}"),
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn serve(&self, addr: SocketAddr) -> Result<Running, String> {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("web panel: cannot listen on {addr}: {e}"))?;
+        let addr = listener.local_addr().unwrap_or(addr);
+        let app = router(self.state.clone());
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let served = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "web panel stopped");
+            }
+        });
+        tracing::info!(%addr, "web panel listening");
+        Ok(Running {
+            addr,
+            stop: tx,
+            task,
+        })
+    }
+}
+
+async fn stop(r: Running) {
+    let _ = r.stop.send(());
+    let abort = r.task.abort_handle();
+    // Idle keep-alive connections may hold a graceful stop open: cut them.
+    if tokio::time::timeout(Duration::from_secs(2), r.task)
+        .await
+        .is_err()
+    {
+        abort.abort();
+    }
+    tracing::info!(addr = %r.addr, "web panel closed");
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    use pages::{calls, control, dashboard};
+    Router::new()
+        .route("/login", get(pages::login::page).post(pages::login::submit))
+        .route("/logout", post(pages::login::logout))
+        .route("/", get(dashboard::page))
+        .route("/calls", get(calls::list))
+        .route("/calls.csv", get(csv::export))
+        .route("/calls/:id", get(calls::detail))
+        .route("/capture", get(control::page))
+        .route("/capture/start", post(control::start))
+        .route("/capture/stop", post(control::stop))
+        .route("/erase", get(control::confirm).post(control::erase))
+        .route("/api/status", get(pages::status::api))
+        .route("/api/calls", get(calls::api))
+        .fallback(|| async { (StatusCode::NOT_FOUND, "no such page\n") })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn(headers))
+        .with_state(state)
+}
+
+/// No framing, no caching of pages with reports, nothing from elsewhere.
+async fn headers(req: Request, next: Next) -> Response {
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'",
+        ),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+/// A logged-in request. Without a live session: pages redirect to /login,
+/// the API and CSV answer 401.
+pub struct Session {
+    pub id: String,
+    pub data: SessionData,
+}
+
+impl Session {
+    /// 403 unless `token` is this session's CSRF token.
+    pub fn check_csrf(&self, token: Option<&String>) -> Result<(), Response> {
+        match token {
+            Some(t) if auth::token_eq(t, &self.data.csrf) => Ok(()),
+            _ => Err(forbidden(
+                "The form's security token is missing or wrong (CSRF check); reload the page and try again.",
+            )),
+        }
+    }
+
+    /// 403 for the read-only monitor group.
+    pub fn check_control(&self) -> Result<(), Response> {
+        if self.data.group.may_control() {
+            Ok(())
+        } else {
+            Err(forbidden(
+                "Your group (monitor) may only read; capture control and erasing need admin or operator.",
+            ))
+        }
+    }
+
+    pub fn group(&self) -> Group {
+        self.data.group
+    }
+}
+
+pub fn forbidden(why: &str) -> Response {
+    (StatusCode::FORBIDDEN, format!("403 Forbidden: {why}\n")).into_response()
+}
+
+pub fn bad_request(why: &str) -> Response {
+    (StatusCode::BAD_REQUEST, format!("400 Bad Request: {why}\n")).into_response()
+}
+
+#[axum::async_trait]
+impl FromRequestParts<Arc<AppState>> for Session {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let found = parts
+            .headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|h| auth::cookie(h, auth::SESSION_COOKIE))
+            .and_then(|id| state.auth.session(id).map(|d| (id.to_string(), d)));
+        match found {
+            Some((id, data)) => Ok(Session { id, data }),
+            None => {
+                let path = parts.uri.path();
+                if path.starts_with("/api/") || path.ends_with(".csv") {
+                    Err(
+                        (StatusCode::UNAUTHORIZED, "401 Unauthorized: log in first\n")
+                            .into_response(),
+                    )
+                } else {
+                    Err(Redirect::to("/login").into_response())
+                }
+            }
+        }
+    }
+}
+
+/// Escapes text for HTML content and attribute values.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Percent-encodes everything but unreserved characters (for a path segment or query value).
+pub fn url_encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping() {
+        assert_eq!(
+            esc("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
+        assert_eq!(url_encode("1-2@127.0.0.1 /x"), "1-2%40127.0.0.1%20%2Fx");
+    }
+}
