@@ -243,6 +243,20 @@ fn guards_of_every_route() {
     ));
     assert_eq!(mon.get("/").status, 303, "session of a deleted user");
     assert_eq!(p.client().login(MONITOR_USER, MONITOR_PASSWORD).status, 401);
+
+    // A new port through NETCONF: the panel moves at the reload, no
+    // restart, and sessions survive the move.
+    let new_port = besip_tests::web::free_tcp_port();
+    p.netconf(&format!(
+        "m = connect()\nm.edit_config(target='candidate', config='<config><system xmlns=\"urn:besip:system\"><web><port>{new_port}</port></web></system></config>')\nm.commit()\n"
+    ));
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", p.port)).is_err(),
+        "old port still open"
+    );
+    other.port = new_port;
+    assert_eq!(other.get("/").status, 200, "session after the move");
+    assert_eq!(Client::new(new_port).get("/").status, 303);
 }
 
 #[test]

@@ -123,7 +123,8 @@ fn side_by_side(c: &CallRow) -> String {
             .map(|x| format!("<td class=\"num\">{}</td>", f(x)))
             .collect()
     };
-    let rows: [(&str, &dyn Fn(&data::Direction) -> String); 13] = [
+    type Show<'a> = &'a dyn Fn(&data::Direction) -> String;
+    let rows: [(&str, Show); 13] = [
         ("from → to", &|x| {
             esc(&format!("{} → {}", x.source, x.destination))
         }),
