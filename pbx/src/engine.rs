@@ -255,11 +255,7 @@ impl Engine {
         local: SocketAddr,
     ) {
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
-        if let Some(top) = msg
-            .header_values("Via")
-            .first()
-            .map(|v| stamp_via(v, source))
-        {
+        if let Some(top) = msg.first_value("Via").map(|v| stamp_via(v, source)) {
             msg.replace_first_value("Via", top);
         }
         let method = msg.method().to_owned();

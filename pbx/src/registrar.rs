@@ -173,11 +173,21 @@ pub fn register(
     for p in &path {
         ok.add_header("Path", p.clone());
     }
-    ok.add_header(
-        "Date",
-        chrono::Utc::now()
-            .format("%a, %d %b %Y %H:%M:%S GMT")
-            .to_string(),
-    );
+    ok.add_header("Date", http_date(now));
     ok
+}
+
+/// The Date header value (RFC 3261 §20.17), formatted once per second per thread.
+fn http_date(now: u64) -> String {
+    thread_local! {
+        static CACHE: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((0, String::new())) };
+    }
+    CACHE.with_borrow_mut(|(at, text)| {
+        if *at != now || text.is_empty() {
+            let t = chrono::DateTime::from_timestamp(now as i64, 0).unwrap_or_default();
+            *text = t.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+            *at = now;
+        }
+        text.clone()
+    })
 }

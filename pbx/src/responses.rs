@@ -43,7 +43,7 @@ fn forward_response_stateless(engine: &Engine, mut msg: Message) {
         return;
     }
     msg.remove_first_value("Via");
-    let Some(next) = msg.header_values("Via").first().and_then(|v| Via::parse(v)) else {
+    let Some(next) = msg.first_value("Via").and_then(Via::parse) else {
         return;
     };
     let Some(dest) = next.response_target() else {
@@ -103,7 +103,7 @@ fn ack_for(tx: &ClientTx, resp: &Message) -> Vec<u8> {
         headers: Vec::new(),
         body: Vec::new(),
     };
-    if let Some(v) = req.header_values("Via").first() {
+    if let Some(v) = req.first_value("Via") {
         ack.add_header("Via", v.to_string());
     }
     for r in req.header_values("Route") {
@@ -130,7 +130,7 @@ fn cancel_for(tx: &ClientTx) -> Message {
         headers: Vec::new(),
         body: Vec::new(),
     };
-    if let Some(v) = req.header_values("Via").first() {
+    if let Some(v) = req.first_value("Via") {
         c.add_header("Via", v.to_string());
     }
     for r in req.header_values("Route") {

@@ -1,5 +1,7 @@
-//! UDP and TCP transports (RFC 3261 §18) on tokio: one reader task per core
-//! on each UDP socket, TCP connections kept and reused in both directions,
+//! UDP and TCP transports (RFC 3261 §18). UDP: a few OS threads per socket
+//! block in recvfrom and handle each datagram to the end on the spot (the
+//! model of Kamailio's UDP children: no readiness polling, no task hand-off
+//! per packet). TCP on tokio: connections kept and reused in both directions,
 //! stream framing by Content-Length with the 64 KiB message limit.
 
 use std::net::SocketAddr;
@@ -10,7 +12,7 @@ use snafu::{ResultExt, Snafu};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::collections::HashMap;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 use crate::config::{Listen, Transport};
@@ -45,6 +47,10 @@ pub struct Transports {
     readers: usize,
 }
 
+type UdpSocket = std::net::UdpSocket;
+
+/// A blocking socket: the reader threads sleep in recvfrom; sends pass
+/// MSG_DONTWAIT so no caller ever blocks on it.
 fn udp_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     socket.set_reuse_port(true)?;
@@ -53,19 +59,22 @@ fn udp_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     }
     let _ = socket.set_recv_buffer_size(4 << 20);
     let _ = socket.set_send_buffer_size(4 << 20);
-    socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     Ok(socket.into())
 }
 
 impl Transports {
     /// Binds every configured socket.
-    pub async fn bind(listens: &[Listen]) -> Result<(Arc<Transports>, Vec<Bound>), TransportError> {
+    /// `readers`: receive threads per UDP socket (default: one per core).
+    pub async fn bind(
+        listens: &[Listen],
+        readers: Option<usize>,
+    ) -> Result<(Arc<Transports>, Vec<Bound>), TransportError> {
         let cores = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .min(8);
         let mut transports = Transports {
-            readers: cores,
+            readers: readers.unwrap_or(cores).clamp(1, 64),
             ..Transports::default()
         };
         let mut bound = Vec::new();
@@ -78,7 +87,7 @@ impl Transports {
                 Transport::Udp => {
                     let socket = udp_socket(l.addr).context(ctx)?;
                     let local = socket.local_addr().context(ctx)?;
-                    let socket = Arc::new(UdpSocket::from_std(socket).context(ctx)?);
+                    let socket = Arc::new(socket);
                     transports.udp.push((local, socket.clone()));
                     bound.push(Bound::Udp(local, socket));
                 }
@@ -92,27 +101,28 @@ impl Transports {
         Ok((Arc::new(transports), bound))
     }
 
-    /// Starts the receive loops.
+    /// Starts the receive loops (call inside the runtime: the UDP threads
+    /// enter it so the engine can start timers from them).
     pub fn serve(self: &Arc<Self>, bound: Vec<Bound>, sink: Arc<dyn Sink>) {
+        let handle = tokio::runtime::Handle::current();
         for b in bound {
             match b {
                 Bound::Udp(local, socket) => {
                     // Several readers per socket: a single busy peer (one
                     // 4-tuple) still spreads over every core.
-                    for _ in 0..self.readers {
+                    for i in 0..self.readers {
                         let sink = sink.clone();
                         let socket = socket.clone();
-                        tokio::spawn(async move {
-                            let mut buf = vec![0u8; MAX_MESSAGE_SIZE + 1];
-                            loop {
-                                match socket.recv_from(&mut buf).await {
-                                    Ok((n, src)) => {
-                                        sink.on_message(&buf[..n], src, Transport::Udp, local)
-                                    }
-                                    Err(e) => tracing::debug!(error = %e, "UDP receive error"),
-                                }
-                            }
-                        });
+                        let handle = handle.clone();
+                        let spawned = std::thread::Builder::new()
+                            .name(format!("pbx-udp-{i}"))
+                            .spawn(move || {
+                                let _runtime = handle.enter();
+                                udp_reader(&socket, local, sink.as_ref());
+                            });
+                        if let Err(e) = spawned {
+                            tracing::error!(%local, error = %e, "cannot start a UDP receive thread");
+                        }
                     }
                 }
                 Bound::Tcp(local, listener) => {
@@ -210,13 +220,23 @@ impl Transports {
                     tracing::warn!(%dest, "no UDP socket to send from");
                     return;
                 };
-                match socket.try_send_to(&bytes, dest) {
+                let sent = socket2::SockRef::from(socket.as_ref()).send_to_with_flags(
+                    &bytes,
+                    &dest.into(),
+                    libc::MSG_DONTWAIT,
+                );
+                match sent {
                     Ok(_) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        // Send buffer full: wait for room off the caller's thread.
                         let socket = socket.clone();
-                        tokio::spawn(async move {
-                            let _ = socket.send_to(&bytes, dest).await;
-                        });
+                        let send = move || {
+                            let _ = socket.send_to(&bytes, dest);
+                        };
+                        match tokio::runtime::Handle::try_current() {
+                            Ok(h) => drop(h.spawn_blocking(send)),
+                            Err(_) => send(),
+                        }
                     }
                     Err(e) => tracing::debug!(%dest, error = %e, "UDP send failed"),
                 }
@@ -257,6 +277,22 @@ impl Transports {
 
     pub fn set_outbound_sink(&self, sink: Arc<dyn Sink>) {
         *self.outbound_sink.lock() = Some(sink);
+    }
+}
+
+/// One UDP receive thread: read a datagram, hand it to the sink, repeat.
+fn udp_reader(socket: &UdpSocket, local: SocketAddr, sink: &dyn Sink) {
+    let mut buf = vec![0u8; MAX_MESSAGE_SIZE + 1];
+    loop {
+        match socket.recv_from(&mut buf) {
+            Ok((n, src)) => sink.on_message(&buf[..n], src, Transport::Udp, local),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                tracing::debug!(%local, error = %e, "UDP receive error");
+                // Never spin on a persistent error.
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
     }
 }
 

@@ -1,6 +1,8 @@
 //! SIP message parsing and serialisation (RFC 3261 §7, §20; RFC 4475 cases):
 //! compact header names, folded lines, Content-Length checks, size limit.
 
+use std::borrow::Cow;
+
 use snafu::Snafu;
 
 /// Largest message accepted on any transport (issue 4: above this → 513 / close).
@@ -32,8 +34,9 @@ pub enum StartLine {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
-    /// Canonical (long) name for known headers; as received otherwise.
-    pub name: String,
+    /// Canonical (long) name for known headers (static, no allocation); as
+    /// received otherwise.
+    pub name: Cow<'static, str>,
     pub value: String,
 }
 
@@ -97,15 +100,18 @@ const KNOWN: &[&str] = &[
     "Allow-Events",
 ];
 
-fn canonical_name(name: &str) -> String {
+fn canonical_name(name: &str) -> Cow<'static, str> {
     if name.len() == 1 {
         if let Some((_, long)) = CANONICAL.iter().find(|(c, _)| c.eq_ignore_ascii_case(name)) {
-            return (*long).to_owned();
+            return Cow::Borrowed(long);
         }
     }
-    match KNOWN.iter().find(|k| k.eq_ignore_ascii_case(name)) {
-        Some(k) => (*k).to_owned(),
-        None => name.to_owned(),
+    match KNOWN
+        .iter()
+        .find(|k| k.len() == name.len() && k.eq_ignore_ascii_case(name))
+    {
+        Some(k) => Cow::Borrowed(k),
+        None => Cow::Owned(name.to_owned()),
     }
 }
 
@@ -115,17 +121,13 @@ fn is_token_char(b: u8) -> bool {
 
 /// Index just past the empty line ending the headers, accepting bare LF too.
 pub fn header_end(buf: &[u8]) -> Option<usize> {
-    let mut i = 0;
-    while i < buf.len() {
-        if buf[i] == b'\n' {
-            if buf.get(i + 1) == Some(&b'\n') {
-                return Some(i + 2);
-            }
-            if buf.get(i + 1) == Some(&b'\r') && buf.get(i + 2) == Some(&b'\n') {
-                return Some(i + 3);
-            }
+    for i in memchr::memchr_iter(b'\n', buf) {
+        if buf.get(i + 1) == Some(&b'\n') {
+            return Some(i + 2);
         }
-        i += 1;
+        if buf.get(i + 1) == Some(&b'\r') && buf.get(i + 2) == Some(&b'\n') {
+            return Some(i + 3);
+        }
     }
     None
 }
@@ -193,7 +195,7 @@ impl Message {
             line: 0,
             reason: "headers are not UTF-8".into(),
         })?;
-        let mut lines = unfold(head).into_iter();
+        let mut lines = unfold(head);
         let first = lines.next().ok_or_else(|| ParseError::StartLine {
             reason: "empty message".into(),
         })?;
@@ -284,7 +286,7 @@ impl Message {
             headers: self
                 .headers
                 .iter()
-                .filter(|h| matches!(h.name.as_str(), "Via" | "From" | "To" | "Call-ID" | "CSeq"))
+                .filter(|h| matches!(h.name.as_ref(), "Via" | "From" | "To" | "Call-ID" | "CSeq"))
                 .cloned()
                 .collect(),
             body: Vec::new(),
@@ -335,8 +337,17 @@ impl Message {
         self.headers
             .iter()
             .filter(|h| h.name.eq_ignore_ascii_case(name))
-            .flat_map(|h| split_list(&h.value))
+            .flat_map(|h| list_items(&h.value))
             .collect()
+    }
+
+    /// The first value of a list header (the top Via, the top Route).
+    pub fn first_value(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case(name))
+            .flat_map(|h| list_items(&h.value))
+            .next()
     }
 
     pub fn call_id(&self) -> &str {
@@ -352,15 +363,14 @@ impl Message {
     }
 
     pub fn top_via(&self) -> Option<super::Via> {
-        let first = self.header_values("Via").into_iter().next()?;
-        super::Via::parse(first)
+        super::Via::parse(self.first_value("Via")?)
     }
 
     pub fn push_header_front(&mut self, name: &str, value: String) {
         self.headers.insert(
             0,
             Header {
-                name: name.to_owned(),
+                name: canonical_name(name),
                 value,
             },
         );
@@ -376,7 +386,7 @@ impl Message {
         self.headers.insert(
             at,
             Header {
-                name: name.to_owned(),
+                name: canonical_name(name),
                 value,
             },
         );
@@ -384,7 +394,7 @@ impl Message {
 
     pub fn add_header(&mut self, name: &str, value: String) {
         self.headers.push(Header {
-            name: name.to_owned(),
+            name: canonical_name(name),
             value,
         });
     }
@@ -400,17 +410,11 @@ impl Message {
 
     /// Removes the first value of a list header (the top Via / top Route).
     pub fn remove_first_value(&mut self, name: &str) -> Option<String> {
-        let idx = self
-            .headers
-            .iter()
-            .position(|h| h.name.eq_ignore_ascii_case(name))?;
-        let values: Vec<String> = split_list(&self.headers[idx].value)
-            .into_iter()
-            .map(str::to_owned)
-            .collect();
-        let mut values = values.into_iter();
-        let first = values.next();
-        let rest: Vec<String> = values.collect();
+        let idx = self.first_value_index(name)?;
+        let value = std::mem::take(&mut self.headers[idx].value);
+        let mut items = list_items(&value);
+        let first = items.next().map(str::to_owned);
+        let rest: Vec<&str> = items.collect();
         if rest.is_empty() {
             self.headers.remove(idx);
         } else {
@@ -421,22 +425,30 @@ impl Message {
 
     /// Replaces the first value of a list header.
     pub fn replace_first_value(&mut self, name: &str, new: String) {
-        if let Some(idx) = self
-            .headers
-            .iter()
-            .position(|h| h.name.eq_ignore_ascii_case(name))
-        {
-            let mut values: Vec<String> = split_list(&self.headers[idx].value)
-                .into_iter()
-                .map(str::to_owned)
-                .collect();
-            if values.is_empty() {
-                values.push(new);
-            } else {
-                values[0] = new;
+        let Some(idx) = self.first_value_index(name) else {
+            return;
+        };
+        let value = &self.headers[idx].value;
+        let mut items = list_items(value);
+        let _ = items.next();
+        let rest: Vec<&str> = items.collect();
+        if rest.is_empty() {
+            self.headers[idx].value = new; // the usual case: one value per line
+        } else {
+            let mut joined = new;
+            for r in rest {
+                joined.push_str(", ");
+                joined.push_str(r);
             }
-            self.headers[idx].value = values.join(", ");
+            self.headers[idx].value = joined;
         }
+    }
+
+    /// Index of the first header of that name holding a (non-empty) value.
+    fn first_value_index(&self, name: &str) -> Option<usize> {
+        self.headers.iter().position(|h| {
+            h.name.eq_ignore_ascii_case(name) && list_items(&h.value).next().is_some()
+        })
     }
 
     /// Wire form; Content-Length is always written, from the real body.
@@ -468,21 +480,26 @@ impl Message {
     }
 }
 
-/// Joins folded continuation lines (RFC 3261 §7.3.1) and strips line ends.
-fn unfold(head: &str) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for raw in head.split('\n') {
-        let line = raw.strip_suffix('\r').unwrap_or(raw);
-        if (line.starts_with(' ') || line.starts_with('\t')) && !out.is_empty() {
-            if let Some(last) = out.last_mut() {
-                last.push(' ');
-                last.push_str(line.trim());
-            }
-        } else {
-            out.push(line.to_owned());
+/// Joins folded continuation lines (RFC 3261 §7.3.1) and strips line ends;
+/// a line is copied only when it really was folded.
+fn unfold(head: &str) -> impl Iterator<Item = Cow<'_, str>> {
+    let mut raw = head
+        .split('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .peekable();
+    std::iter::from_fn(move || {
+        let line = raw.next()?;
+        let folded = |l: &&str| l.starts_with(' ') || l.starts_with('\t');
+        if raw.peek().is_none_or(|n| !folded(n)) {
+            return Some(Cow::Borrowed(line));
         }
-    }
-    out
+        let mut joined = line.to_owned();
+        while let Some(cont) = raw.next_if(folded) {
+            joined.push(' ');
+            joined.push_str(cont.trim());
+        }
+        Some(Cow::Owned(joined))
+    })
 }
 
 fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
@@ -525,41 +542,73 @@ fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
 
 /// Splits a header value at commas outside quotes and angle brackets.
 pub fn split_list(value: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    let (mut quoted, mut angle, mut escaped) = (false, false, false);
-    let mut start = 0;
-    for (i, c) in value.char_indices() {
-        if escaped {
-            escaped = false;
-            continue;
-        }
-        match c {
-            '\\' if quoted => escaped = true,
-            '"' => quoted = !quoted,
-            '<' if !quoted => angle = true,
-            '>' if !quoted => angle = false,
-            ',' if !quoted && !angle => {
-                let part = value[start..i].trim();
-                if !part.is_empty() {
-                    out.push(part);
-                }
-                start = i + 1;
+    list_items(value).collect()
+}
+
+/// The items of a list-valued header, lazily, empty items skipped. A byte
+/// scan: the delimiters are ASCII, so every cut is a char boundary.
+pub fn list_items(value: &str) -> ListItems<'_> {
+    ListItems { rest: Some(value) }
+}
+
+pub struct ListItems<'a> {
+    rest: Option<&'a str>,
+}
+
+impl<'a> Iterator for ListItems<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        loop {
+            let value = self.rest?;
+            if memchr::memchr(b',', value.as_bytes()).is_none() {
+                // No comma at all: one item (the usual case), no scan needed.
+                self.rest = None;
+                let part = value.trim();
+                return (!part.is_empty()).then_some(part);
             }
-            _ => {}
+            let (mut quoted, mut angle, mut escaped) = (false, false, false);
+            let mut cut = None;
+            for (i, &b) in value.as_bytes().iter().enumerate() {
+                if escaped {
+                    escaped = false;
+                    continue;
+                }
+                match b {
+                    b'\\' if quoted => escaped = true,
+                    b'"' => quoted = !quoted,
+                    b'<' if !quoted => angle = true,
+                    b'>' if !quoted => angle = false,
+                    b',' if !quoted && !angle => {
+                        cut = Some(i);
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            let part = match cut {
+                Some(i) => {
+                    self.rest = Some(&value[i + 1..]);
+                    &value[..i]
+                }
+                None => {
+                    self.rest = None;
+                    value
+                }
+            };
+            let part = part.trim();
+            if !part.is_empty() {
+                return Some(part);
+            }
         }
     }
-    let part = value[start..].trim();
-    if !part.is_empty() {
-        out.push(part);
-    }
-    out
 }
 
 /// Builds a response to `req` (RFC 3261 §8.2.6): copies Via, From, To, Call-ID, CSeq.
 pub fn response_to(req: &Message, code: u16, reason: &str, to_tag: Option<&str>) -> Message {
     let mut headers = Vec::with_capacity(8);
     for h in &req.headers {
-        if matches!(h.name.as_str(), "Via" | "From" | "Call-ID" | "CSeq") {
+        if matches!(h.name.as_ref(), "Via" | "From" | "Call-ID" | "CSeq") {
             headers.push(h.clone());
         } else if h.name == "To" {
             let mut value = h.value.clone();

@@ -148,12 +148,14 @@ pub struct Via {
 impl Via {
     pub fn parse(value: &str) -> Option<Via> {
         // RFC 4475 wsinv: whitespace may surround the '/' of the protocol.
-        let mut value = value.trim().to_owned();
-        while value.contains(" /") || value.contains("/ ") || value.contains("\t/") {
+        let odd = |v: &str| v.contains(" /") || v.contains("/ ") || v.contains("\t/");
+        let mut value = std::borrow::Cow::Borrowed(value.trim());
+        while odd(&value) {
             value = value
                 .replace(" /", "/")
                 .replace("/ ", "/")
-                .replace("\t/", "/");
+                .replace("\t/", "/")
+                .into();
         }
         let (proto, rest) = value.split_once(char::is_whitespace)?;
         let mut proto_parts = proto.split('/');
@@ -183,11 +185,12 @@ impl Via {
                 Some((k, v)) => (k.trim(), Some(v.trim())),
                 None => (p.trim(), None),
             };
-            match k.to_ascii_lowercase().as_str() {
-                "branch" => via.branch = v.map(str::to_owned),
-                "received" => via.received = v.map(str::to_owned),
-                "rport" => via.rport = Some(v.and_then(|p| p.parse().ok())),
-                _ => {}
+            if k.eq_ignore_ascii_case("branch") {
+                via.branch = v.map(str::to_owned);
+            } else if k.eq_ignore_ascii_case("received") {
+                via.received = v.map(str::to_owned);
+            } else if k.eq_ignore_ascii_case("rport") {
+                via.rport = Some(v.and_then(|p| p.parse().ok()));
             }
         }
         Some(via)
@@ -217,28 +220,24 @@ pub fn stamp_via(value: &str, source: SocketAddr) -> String {
     let Some(via) = Via::parse(value) else {
         return value.to_owned();
     };
-    let ip = source.ip().to_string();
-    let mut out: Vec<String> = Vec::new();
+    use std::fmt::Write as _;
+    let mut s = String::with_capacity(value.len() + 48);
     for (i, part) in value.split(';').enumerate() {
-        let key = part
-            .split('=')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
-        if i > 0 && (key == "rport" || key == "received") {
-            continue;
+        if i > 0 {
+            let key = part.split('=').next().unwrap_or("").trim();
+            if key.eq_ignore_ascii_case("rport") || key.eq_ignore_ascii_case("received") {
+                continue;
+            }
+            s.push(';');
         }
-        out.push(part.to_owned());
+        s.push_str(part);
     }
-    let mut s = out.join(";");
     let host_ip = via.host.parse::<IpAddr>().ok();
     if host_ip != Some(source.ip()) || via.rport.is_some() {
-        s.push_str(";received=");
-        s.push_str(&ip);
+        let _ = write!(s, ";received={}", source.ip());
     }
     if via.rport.is_some() {
-        s.push_str(&format!(";rport={}", source.port()));
+        let _ = write!(s, ";rport={}", source.port());
     }
     s
 }
