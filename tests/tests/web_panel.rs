@@ -120,15 +120,15 @@ fn a_person_reads_a_live_call_in_the_browser() {
     sipp_echo_call(sip_port, mp);
     // Streams end 5 s after their last packet; the call is then stored.
     let deadline = Instant::now() + Duration::from_secs(30);
-    let call_id: String = loop {
+    let (call_id, start): (String, String) = loop {
         let db = rusqlite::Connection::open(panel.monitord.db()).expect("report db");
         let row = db.query_row(
-            "SELECT call_id FROM calls WHERE stream_count >= 2",
+            "SELECT call_id, start_time FROM calls WHERE stream_count >= 2",
             [],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?)),
         );
-        if let Ok(id) = row {
-            break id;
+        if let Ok(row) = row {
+            break row;
         }
         assert!(
             Instant::now() < deadline,
@@ -189,6 +189,10 @@ fn a_person_reads_a_live_call_in_the_browser() {
         let timeline = c.find(Locator::Css("#timeline svg")).await.expect("timeline SVG");
         let t = timeline.html(false).await.expect("svg");
         assert!(t.contains("jitter ms") && t.contains("loss %"), "three panels");
+        let png = c.screenshot().await.expect("screenshot");
+        std::fs::write(artifacts.join("web-call.png"), &png).expect("save screenshot");
+        let png = timeline.screenshot().await.expect("timeline screenshot");
+        std::fs::write(artifacts.join("web-call-timeline.png"), &png).expect("save screenshot");
 
         // CSV export of the (filtered) list, fetched by the browser with its session.
         c.goto(&format!("{base}/calls?number=sipp")).await.expect("filtered list");
@@ -217,6 +221,20 @@ fn a_person_reads_a_live_call_in_the_browser() {
         assert_eq!(cells[5], "PCMA");
         let dur: f64 = cells[4].parse().expect("duration");
         assert!((3.0..10.0).contains(&dur), "g711a.pcap lasts ~4.7 s: {dur}");
+        // The filter form: MOS below 4.0 hides this 4.4 call, below 4.5 shows it.
+        c.goto(&format!("{base}/calls")).await.expect("calls");
+        c.find(Locator::Css("#mos_below")).await.expect("MOS field").send_keys("4.0").await.expect("type");
+        click(&c, "#apply").await;
+        assert!(text(&c, "#no-calls").await.contains("No calls"));
+        c.find(Locator::Css("#mos_below")).await.expect("MOS field").clear().await.expect("clear");
+        c.find(Locator::Css("#mos_below")).await.expect("MOS field").send_keys("4.5").await.expect("type");
+        click(&c, "#apply").await;
+        assert!(text(&c, "#calls").await.contains("PCMA"));
+        // Time range: [start, start] holds exactly this call; before 2001 nothing.
+        c.goto(&format!("{base}/calls?from={start}&to={start}")).await.expect("range");
+        assert!(text(&c, "#calls").await.contains("PCMA"));
+        c.goto(&format!("{base}/calls?to=2001-01-01T00:00")).await.expect("range");
+        assert!(text(&c, "#no-calls").await.contains("No calls"));
         c.goto(&format!("{base}/calls?number=nobody-such")).await.expect("filtered list");
         assert!(text(&c, "#no-calls").await.contains("No calls"));
 

@@ -43,6 +43,8 @@ fn draw_mos_over_time(
     to: f64,
     threshold: f64,
 ) -> Result<(), String> {
+    // x in hours since the epoch, so the axis ticks fall on whole hours.
+    let (from, to) = (from / 3600.0, to / 3600.0);
     let root = SVGBackend::with_string(svg, (860, 300)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let mut chart = ChartBuilder::on(&root)
@@ -69,8 +71,8 @@ fn draw_mos_over_time(
     }
     chart
         .configure_mesh()
-        .x_labels(8)
-        .x_label_formatter(&|x| hhmm(*x))
+        .x_labels(13)
+        .x_label_formatter(&|x| hhmm(*x * 3600.0))
         .y_desc("MOS")
         .light_line_style(WHITE.mix(0.0))
         .draw()
@@ -84,11 +86,13 @@ fn draw_mos_over_time(
         .label(format!("alarm threshold {threshold:.2}"))
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], RED));
     chart
-        .draw_series(
-            points
-                .iter()
-                .map(|&(t, m)| Circle::new((t, m), 4, band_colour(Band::of(m)).filled())),
-        )
+        .draw_series(points.iter().map(|&(t, m)| {
+            Circle::new(
+                (t / 3600.0, m.clamp(1.0, 5.0)),
+                4,
+                band_colour(Band::of(m)).filled(),
+            )
+        }))
         .map_err(|e| e.to_string())?;
     chart
         .configure_series_labels()
@@ -143,18 +147,24 @@ fn draw_timeline(
         ),
     ];
     let areas = root.split_evenly((3, 1));
-    for (area, (name, pick, lo, hi)) in areas.iter().zip(panels) {
+    for (n, (area, (name, pick, lo, hi))) in areas.iter().zip(panels).enumerate() {
+        let last = n == 2;
         let mut chart = ChartBuilder::on(area)
             .margin(6)
-            .x_label_area_size(22)
+            .x_label_area_size(if last { 38 } else { 22 })
             .y_label_area_size(48)
             .build_cartesian_2d(0.0f64..x_max, lo..hi)
             .map_err(|e| e.to_string())?;
         chart
             .configure_mesh()
             .y_desc(name)
-            .x_desc("s since call start (interval start)")
+            .x_desc(if last {
+                "seconds since the first interval"
+            } else {
+                ""
+            })
             .y_labels(5)
+            .light_line_style(WHITE.mix(0.0))
             .draw()
             .map_err(|e| e.to_string())?;
         for (k, (label, points)) in dirs.iter().enumerate() {

@@ -535,6 +535,18 @@ mod tests {
         assert_eq!(rows[0].call_id, "bb", "newest first");
         let low = Filter::parse(&q(&[("mos_below", "3.6")])).unwrap();
         assert_eq!(list(&c, &low, 10).unwrap().1, 1);
+        let mut paged = Filter::parse(&q(&[("page", "2")])).unwrap();
+        let (rows, total) = list(&c, &paged, 1).unwrap();
+        assert_eq!((rows.len(), total, rows[0].call_id.as_str()), (1, 2, "a"));
+        paged.page = 3;
+        assert!(list(&c, &paged, 1).unwrap().0.is_empty());
+        let window = Filter::parse(&q(&[
+            ("from", "2026-11-23T11:30"),
+            ("to", "2026-11-23T12:30:00Z"),
+        ]))
+        .unwrap();
+        assert_eq!(list(&c, &window, 10).unwrap().0[0].call_id, "bb");
+        assert_eq!(list(&c, &window, 10).unwrap().1, 1);
         let num = Filter::parse(&q(&[("number", "100")])).unwrap();
         assert_eq!(list(&c, &num, 10).unwrap().0[0].call_id, "a");
         let s = summary(&c, 0.0, 3.6).unwrap();

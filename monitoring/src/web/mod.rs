@@ -46,6 +46,8 @@ struct Running {
 pub struct Web {
     state: Arc<AppState>,
     running: tokio::sync::Mutex<Option<Running>>,
+    /// The address last asked for (None: off), bound or not.
+    wanted: tokio::sync::Mutex<Option<SocketAddr>>,
 }
 
 impl Web {
@@ -56,6 +58,7 @@ impl Web {
                 auth: Auth::new(),
             }),
             running: tokio::sync::Mutex::new(None),
+            wanted: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -65,10 +68,13 @@ impl Web {
     }
 
     /// Applies settings (`None`: no besip_system file, panel off). A changed
-    /// address or port rebinds at once; sessions survive a rebind. If the
-    /// new address cannot be bound the old one is restored and an error returned.
+    /// address or port rebinds at once; sessions survive a rebind. If a newly
+    /// asked address cannot be bound the old one is restored and an error
+    /// returned; an unchanged one that still cannot be bound is only logged
+    /// (it must not block unrelated monitoring changes).
     pub async fn apply(&self, settings: Option<WebSettings>) -> Result<(), String> {
         let want = settings.as_ref().filter(|s| s.enabled).map(|s| s.addr);
+        let asked_before = std::mem::replace(&mut *self.wanted.lock().await, want) == want;
         if let Some(s) = &settings {
             self.state
                 .auth
@@ -97,6 +103,10 @@ impl Web {
                         Ok(r) => *running = Some(r),
                         Err(e2) => tracing::error!(error = %e2, "web panel: cannot rebind {old}"),
                     }
+                }
+                if asked_before {
+                    tracing::error!(error = %e, "web panel still not listening");
+                    return Ok(());
                 }
                 Err(e)
             }
