@@ -298,6 +298,40 @@ mod tests {
     }
 
     #[test]
+    fn idle_sessions_expire_and_use_keeps_them() {
+        let a = auth_with("op", "pw", Group::Operator);
+        let users = a.users.lock().clone();
+        a.configure(users, Duration::from_millis(400));
+        let LoginOutcome::Ok(id) = a.login("op", "pw", "::1".parse().unwrap()) else {
+            panic!("login")
+        };
+        for _ in 0..3 {
+            std::thread::sleep(Duration::from_millis(250));
+            assert!(a.session(&id).is_some(), "used within the timeout");
+        }
+        std::thread::sleep(Duration::from_millis(450));
+        assert!(a.session(&id).is_none(), "idle past the timeout");
+    }
+
+    #[test]
+    fn unknown_users_count_against_the_source() {
+        let a = auth_with("admin", "pw", Group::Admin);
+        let src: IpAddr = "127.0.0.9".parse().unwrap();
+        for i in 0..SOURCE_FREE_FAILURES {
+            assert!(matches!(
+                a.login(&format!("u{i}"), "x", src),
+                LoginOutcome::Wrong
+            ));
+        }
+        assert!(matches!(
+            a.login("admin", "pw", src),
+            LoginOutcome::Locked(_)
+        ));
+        let other: IpAddr = "127.0.0.10".parse().unwrap();
+        assert!(matches!(a.login("admin", "pw", other), LoginOutcome::Ok(_)));
+    }
+
+    #[test]
     fn cookie_header() {
         assert_eq!(
             cookie("a=1; besip_session=xyz", SESSION_COOKIE),
