@@ -257,6 +257,18 @@ fn guards_of_every_route() {
     other.port = new_port;
     assert_eq!(other.get("/").status, 200, "session after the move");
     assert_eq!(Client::new(new_port).get("/").status, 303);
+
+    // enabled=false closes the panel; true opens it again.
+    for (on, open) in [("false", false), ("true", true)] {
+        p.netconf(&format!(
+            "m = connect()\nm.edit_config(target='candidate', config='<config><system xmlns=\"urn:besip:system\"><web><enabled>{on}</enabled></web></system></config>')\nm.commit()\n"
+        ));
+        assert_eq!(
+            std::net::TcpStream::connect(("127.0.0.1", new_port)).is_ok(),
+            open,
+            "web enabled={on}"
+        );
+    }
 }
 
 #[test]
