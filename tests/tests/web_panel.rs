@@ -104,6 +104,20 @@ async fn path_of(c: &Client) -> String {
     c.current_url().await.expect("url").path().to_string()
 }
 
+/// A click on a link or submit button returns before the next page may
+/// have loaded: wait until the browser is at a path starting with `want`.
+async fn wait_path(c: &Client, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = path_of(c).await;
+        if now.starts_with(want) && (want.ends_with('/') || now == want) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "at {now}, expected {want}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[test]
 fn a_person_reads_a_live_call_in_the_browser() {
     if !have_sipp() {
@@ -153,7 +167,7 @@ fn a_person_reads_a_live_call_in_the_browser() {
         assert!(text(&c, "#login-error").await.contains("Wrong user name or password"));
         c.find(Locator::Css("#password")).await.expect("password field").send_keys(ADMIN_PASSWORD).await.expect("type");
         click(&c, "#login").await;
-        assert_eq!(path_of(&c).await, "/");
+        wait_path(&c, "/").await;
 
         // Dashboard: the call, its MOS, the chart and the bands.
         assert_eq!(text(&c, "#calls-24h").await, "1");
@@ -177,7 +191,7 @@ fn a_person_reads_a_live_call_in_the_browser() {
         let list = text(&c, "#calls").await;
         assert!(list.contains("PCMA"), "{list}");
         click(&c, "#calls tr.call a").await;
-        assert!(path_of(&c).await.starts_with("/calls/"));
+        wait_path(&c, "/calls/").await;
         assert_eq!(text(&c, "#call-id").await, call_id);
         let dirs = text(&c, "#directions").await;
         assert!(dirs.contains("A → B") && dirs.contains("B → A"), "{dirs}");
@@ -241,17 +255,17 @@ fn a_person_reads_a_live_call_in_the_browser() {
         // Erase with confirmation.
         click(&c, "header a[href='/capture']").await;
         click(&c, "#erase").await;
-        assert_eq!(path_of(&c).await, "/erase");
+        wait_path(&c, "/erase").await;
         assert_eq!(text(&c, "#erase-count").await, "1");
         click(&c, "#confirm-erase").await;
-        assert_eq!(path_of(&c).await, "/calls");
+        wait_path(&c, "/calls").await;
         assert!(text(&c, "#no-calls").await.contains("No calls"));
         c.goto(&format!("{base}/")).await.expect("dashboard");
         assert_eq!(text(&c, "#calls-24h").await, "0");
 
         // Logout: the panel asks for a login again.
         click(&c, "#logout").await;
-        assert_eq!(path_of(&c).await, "/login");
+        wait_path(&c, "/login").await;
         c.goto(&format!("{base}/calls")).await.expect("calls");
         assert_eq!(path_of(&c).await, "/login");
         c.close().await.expect("close browser");
