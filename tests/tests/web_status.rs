@@ -64,4 +64,8 @@ fn status_strip_shows_registrations_and_absent_daemons() {
     assert!(page
         .body
         .contains("Active bans: <span class=\"down\">not running</span>"));
+    // SIGTERM with the panel open (and a session live) still ends cleanly.
+    let Panel { monitord, .. } = p;
+    let status = monitord.stop();
+    assert!(status.success(), "besip-monitord exit: {status:?}");
 }
