@@ -8,6 +8,7 @@ use crate::filter::{self, Filter};
 use crate::history::{CommitRecord, History};
 use crate::paths::Layout;
 use crate::persist::write_atomically;
+use crate::render_cache::{self, Dirty, SectionCache};
 use crate::schema::{describe, Schema};
 use crate::uci_map;
 use crate::xml::Element;
@@ -182,6 +183,11 @@ pub struct Datastore {
     /// Text last written for each UCI package.
     rendered: HashMap<String, String>,
     renderer: uci_map::TextRenderer,
+    /// Rendered top-level list entries of running (None: rebuild at the next commit).
+    section_cache: Option<SectionCache>,
+    /// `changes` holds every change since running (not capped), so the
+    /// commit may re-render only the entries they touched.
+    changes_complete: bool,
     history: History,
     pending: Option<PendingConfirm>,
 }
@@ -242,6 +248,8 @@ impl Datastore {
             full_validation_needed: false,
             rendered: HashMap::new(),
             renderer: uci_map::TextRenderer::new(),
+            section_cache: None,
+            changes_complete: true,
             history,
             pending: None,
         };
@@ -338,6 +346,9 @@ impl Datastore {
         if summary.changes > 0 {
             self.touched.extend(summary.modules.iter().cloned());
             let room = MAX_CHANGE_RECORDS.saturating_sub(self.changes.len());
+            if summary.edits.len() < summary.changes || summary.edits.len() > room {
+                self.changes_complete = false;
+            }
             self.changes
                 .extend(summary.edits.iter().take(room).cloned());
             self.full_validation_needed |= summary.needs_full_validation;
@@ -380,6 +391,7 @@ impl Datastore {
             .map_err(|e| ConfigError::new(ErrorTag::OperationFailed, describe(&e)))?;
         self.touched.clear();
         self.changes.clear();
+        self.changes_complete = true;
         self.replay = Some(Vec::new());
         self.full_validation_needed = false;
         Ok(())
@@ -467,13 +479,29 @@ impl Datastore {
         };
 
         let all_modules = self.touched.contains("*");
+        // Re-render only the touched entries when running was edited in place
+        // and every change is on record (render_cache.rs). The cache is taken
+        // out here and put back only when the commit succeeds.
+        let replayed = matches!(new_running, NewRunning::Replayed(_));
+        let mut cache = match self.section_cache.take() {
+            Some(cache) if replayed => cache,
+            _ => SectionCache::default(),
+        };
+        let dirty = if replayed && self.changes_complete && !all_modules {
+            render_cache::dirty_entries(self.schema.context(), validated, &self.changes)
+        } else {
+            Dirty::All
+        };
         let mut changed: Vec<(String, String, String)> = Vec::new(); // (module, package, text)
         for module in self.schema.besip_modules() {
             if !all_modules && !self.touched.contains(&module.name) {
                 continue;
             }
             let package_name = module.uci_package().unwrap_or_default();
-            let text = self.renderer.render(validated, module);
+            let sections = cache.packages.entry(package_name.clone()).or_default();
+            let text = self
+                .renderer
+                .render_cached(validated, module, sections, &dirty);
             if self.rendered.get(&package_name) != Some(&text) {
                 changed.push((module.name.clone(), package_name, text));
             }
@@ -603,6 +631,8 @@ impl Datastore {
         }
         self.replay = Some(Vec::new());
         self.full_validation_needed = false;
+        self.section_cache = Some(cache);
+        self.changes_complete = true;
         let changed_modules = if all_modules {
             self.schema
                 .besip_modules()

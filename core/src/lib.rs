@@ -30,6 +30,8 @@ pub mod persist;
 #[cfg(feature = "datastore")]
 pub mod reload;
 #[cfg(feature = "datastore")]
+pub mod render_cache;
+#[cfg(feature = "datastore")]
 pub mod schema;
 #[cfg(feature = "datastore")]
 pub mod secrets;

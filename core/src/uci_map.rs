@@ -2,6 +2,7 @@
 //! No per-module code: a new leaf in YANG flows to UCI and back unchanged.
 
 use crate::edit::predicate_value;
+use crate::render_cache::Dirty;
 use crate::schema::ModuleInfo;
 use crate::uci::Package;
 use std::collections::HashMap;
@@ -72,6 +73,13 @@ pub fn render_module(tree: &DataTree<'static>, module: &ModuleInfo) -> Package {
     })
 }
 
+/// The cached entries a render may reuse, and those it leaves for the next.
+struct Reuse<'a> {
+    old: HashMap<String, String>,
+    new: HashMap<String, String>,
+    dirty: &'a Dirty,
+}
+
 /// What the text renderer needs to know of a schema node, computed once per node.
 struct NodeFacts {
     /// Option name with container prefixes (leaves), or section type (lists),
@@ -113,6 +121,35 @@ impl TextRenderer {
     }
 
     pub fn render(&mut self, tree: &DataTree<'static>, module: &ModuleInfo) -> String {
+        self.render_with(tree, module, None)
+    }
+
+    /// Render reusing the cached text of top-level list entries that `dirty`
+    /// does not name (render_cache.rs); `cache` ends up holding exactly the
+    /// entries of this render.
+    pub fn render_cached(
+        &mut self,
+        tree: &DataTree<'static>,
+        module: &ModuleInfo,
+        cache: &mut HashMap<String, String>,
+        dirty: &Dirty,
+    ) -> String {
+        let mut reuse = Reuse {
+            old: std::mem::take(cache),
+            new: HashMap::new(),
+            dirty,
+        };
+        let text = self.render_with(tree, module, Some(&mut reuse));
+        *cache = reuse.new;
+        text
+    }
+
+    fn render_with(
+        &mut self,
+        tree: &DataTree<'static>,
+        module: &ModuleInfo,
+        mut reuse: Option<&mut Reuse<'_>>,
+    ) -> String {
         let package_name = module
             .uci_package()
             .unwrap_or_else(|| uci_name(&module.name));
@@ -135,7 +172,15 @@ impl TextRenderer {
             out.push_str("\nconfig ");
             out.push_str(&uci_name(schema.name()));
             out.push_str(" 'main'\n");
-            self.children(&top, "", "", None, &mut out, &mut lists);
+            self.children(
+                &top,
+                "",
+                "",
+                None,
+                &mut out,
+                &mut lists,
+                reuse.as_deref_mut(),
+            );
             out.push_str(&lists);
         }
         out
@@ -150,6 +195,7 @@ impl TextRenderer {
         parent: Option<(&str, &str, &str)>,
         section_text: &mut String,
         lists: &mut String,
+        mut reuse: Option<&mut Reuse<'_>>,
     ) {
         for child in node.children() {
             let schema = child.schema();
@@ -199,6 +245,7 @@ impl TextRenderer {
                         parent,
                         section_text,
                         lists,
+                        reuse.as_deref_mut(),
                     );
                 }
                 SchemaNodeKind::List => {
@@ -215,6 +262,15 @@ impl TextRenderer {
                         Some((_, parent_section, _)) => format!("{parent_section}__{escaped}"),
                         None => format!("{name}_{escaped}"),
                     };
+                    if let Some(reuse) = reuse.as_deref_mut() {
+                        if !reuse.dirty.is_dirty(&child) {
+                            if let Some(text) = reuse.old.remove(&section_name) {
+                                lists.push_str(&text);
+                                reuse.new.insert(section_name, text);
+                                continue;
+                            }
+                        }
+                    }
                     let mut entry = String::with_capacity(128);
                     entry.push_str("\nconfig ");
                     entry.push_str(&name);
@@ -237,9 +293,16 @@ impl TextRenderer {
                         Some((&name, &section_name, &key_value)),
                         &mut entry,
                         &mut nested,
+                        None,
                     );
                     lists.push_str(&entry);
                     lists.push_str(&nested);
+                    if let Some(reuse) = reuse.as_deref_mut() {
+                        if parent.is_none() {
+                            entry.push_str(&nested);
+                            reuse.new.insert(section_name, entry);
+                        }
+                    }
                 }
                 _ => {}
             }
