@@ -7,7 +7,7 @@ use std::num::NonZeroUsize;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use hmac::{Hmac, Mac};
-use md5::{Digest as _, Md5};
+use md5::Md5;
 use parking_lot::Mutex;
 use sha2::Sha256;
 
@@ -18,6 +18,8 @@ const NONCE_COUNTS_KEPT: usize = 100_000;
 
 pub struct Authenticator {
     secret: [u8; 32],
+    /// HMAC already keyed with `secret` (cloned per nonce: saves the key schedule).
+    keyed: Option<Hmac<Sha256>>,
     pub realm: String,
     algorithms: Vec<Algorithm>,
     lifetime: u64,
@@ -61,31 +63,74 @@ fn parse_credentials(value: &str) -> Option<Credentials> {
     };
     for item in split_list(rest) {
         let (k, v) = item.split_once('=')?;
-        let v = v.trim().trim_matches('"').to_owned();
-        match k.trim().to_ascii_lowercase().as_str() {
-            "username" => c.username = v,
-            "realm" => c.realm = v,
-            "nonce" => c.nonce = v,
-            "uri" => c.uri = v,
-            "response" => c.response = v.to_ascii_lowercase(),
-            "algorithm" => c.algorithm = v.to_ascii_uppercase(),
-            "qop" => c.qop = Some(v),
-            "nc" => c.nc = Some(v),
-            "cnonce" => c.cnonce = Some(v),
-            _ => {}
+        let v = v.trim().trim_matches('"');
+        let k = k.trim();
+        let is = |name: &str| k.eq_ignore_ascii_case(name);
+        if is("username") {
+            c.username = v.to_owned();
+        } else if is("realm") {
+            c.realm = v.to_owned();
+        } else if is("nonce") {
+            c.nonce = v.to_owned();
+        } else if is("uri") {
+            c.uri = v.to_owned();
+        } else if is("response") {
+            c.response = v.to_ascii_lowercase();
+        } else if is("algorithm") {
+            c.algorithm = v.to_ascii_uppercase();
+        } else if is("qop") {
+            c.qop = Some(v.to_owned());
+        } else if is("nc") {
+            c.nc = Some(v.to_owned());
+        } else if is("cnonce") {
+            c.cnonce = Some(v.to_owned());
         }
     }
     Some(c)
 }
 
-fn hash(alg: Algorithm, data: &str) -> String {
+/// Lower-case hex of a digest, on the stack (MD5: 32, SHA-256: 64 characters).
+struct Hex {
+    buf: [u8; 64],
+    len: usize,
+}
+
+impl Hex {
+    fn of(bytes: &[u8]) -> Hex {
+        let mut h = Hex {
+            buf: [0; 64],
+            len: bytes.len() * 2,
+        };
+        // Digests are at most 32 bytes: this cannot fail.
+        let _ = hex::encode_to_slice(bytes, &mut h.buf[..h.len]);
+        h
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
+    }
+}
+
+/// H(p0 ":" p1 ":" …) without building the joined string.
+fn hash_parts(alg: Algorithm, parts: &[&str]) -> Hex {
+    fn run<D: md5::Digest>(parts: &[&str]) -> Hex {
+        let mut d = D::new();
+        for (i, p) in parts.iter().enumerate() {
+            if i > 0 {
+                d.update(b":");
+            }
+            d.update(p.as_bytes());
+        }
+        Hex::of(&d.finalize())
+    }
     match alg {
-        Algorithm::Md5 => hex::encode(Md5::digest(data.as_bytes())),
-        Algorithm::Sha256 => hex::encode(Sha256::digest(data.as_bytes())),
+        Algorithm::Md5 => run::<Md5>(parts),
+        Algorithm::Sha256 => run::<Sha256>(parts),
     }
 }
 
 /// The digest response a client computes (RFC 7616 §3.4.1, qop=auth or none).
+#[allow(clippy::too_many_arguments)]
 pub fn digest_response(
     alg: Algorithm,
     user: &str,
@@ -96,12 +141,16 @@ pub fn digest_response(
     nonce: &str,
     qop: Option<(&str, &str)>,
 ) -> String {
-    let ha1 = hash(alg, &format!("{user}:{realm}:{password}"));
-    let ha2 = hash(alg, &format!("{method}:{uri}"));
-    match qop {
-        Some((nc, cnonce)) => hash(alg, &format!("{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}")),
-        None => hash(alg, &format!("{ha1}:{nonce}:{ha2}")),
-    }
+    let ha1 = hash_parts(alg, &[user, realm, password]);
+    let ha2 = hash_parts(alg, &[method, uri]);
+    let r = match qop {
+        Some((nc, cnonce)) => hash_parts(
+            alg,
+            &[ha1.as_str(), nonce, nc, cnonce, "auth", ha2.as_str()],
+        ),
+        None => hash_parts(alg, &[ha1.as_str(), nonce, ha2.as_str()]),
+    };
+    r.as_str().to_owned()
 }
 
 fn now() -> u64 {
@@ -122,8 +171,10 @@ fn same(a: &str, b: &str) -> bool {
 
 impl Authenticator {
     pub fn new(realm: String, algorithms: Vec<Algorithm>, lifetime: u64) -> Authenticator {
+        let secret: [u8; 32] = rand::random();
         Authenticator {
-            secret: rand::random(),
+            secret,
+            keyed: Hmac::<Sha256>::new_from_slice(&secret).ok(),
             realm,
             algorithms,
             lifetime,
@@ -142,25 +193,25 @@ impl Authenticator {
     ) -> Authenticator {
         let mut a = Authenticator::new(realm, algorithms, lifetime);
         a.secret = self.secret;
+        a.keyed = self.keyed.clone();
         a
     }
 
-    fn mac(&self, ts: u64, salt: u32) -> String {
-        let mut mac = match Hmac::<Sha256>::new_from_slice(&self.secret) {
-            Ok(m) => m,
-            Err(_) => return String::new(),
+    fn mac(&self, ts: u64, salt: u32) -> Hex {
+        let Some(mut mac) = self.keyed.clone() else {
+            return Hex::of(&[]);
         };
         mac.update(&ts.to_be_bytes());
         mac.update(&salt.to_be_bytes());
         mac.update(self.realm.as_bytes());
-        hex::encode(&mac.finalize().into_bytes()[..16])
+        Hex::of(&mac.finalize().into_bytes()[..16])
     }
 
     /// A fresh nonce: time stamp, random salt (so two clients challenged in
     /// the same second get different nonces and nonce counts), and the MAC.
     pub fn nonce_at(&self, ts: u64) -> String {
         let salt: u32 = rand::random();
-        format!("{ts:016x}{salt:08x}{}", self.mac(ts, salt))
+        format!("{ts:016x}{salt:08x}{}", self.mac(ts, salt).as_str())
     }
 
     /// Some(age) for a nonce we issued; None for a forged or garbled one.
@@ -170,7 +221,7 @@ impl Authenticator {
         }
         let ts = u64::from_str_radix(&nonce[..16], 16).ok()?;
         let salt = u32::from_str_radix(&nonce[16..24], 16).ok()?;
-        same(&nonce[24..], &self.mac(ts, salt)).then(|| now().saturating_sub(ts))
+        same(&nonce[24..], self.mac(ts, salt).as_str()).then(|| now().saturating_sub(ts))
     }
 
     /// Values of WWW-Authenticate / Proxy-Authenticate, in order of preference.
@@ -224,8 +275,9 @@ impl Authenticator {
         if c.uri != request_uri && !uri_is_ours(&c.uri) {
             return Verdict::Failed("digest uri differs from the Request-URI");
         }
-        let password = password_of(&c.username).unwrap_or_else(|| hex::encode(self.secret));
-        let known = password_of(&c.username).is_some();
+        let known_password = password_of(&c.username);
+        let known = known_password.is_some();
+        let password = known_password.unwrap_or_else(|| hex::encode(self.secret));
         let qop = match (&c.qop, &c.nc, &c.cnonce) {
             (Some(q), Some(nc), Some(cn)) if q == "auth" => Some((nc.as_str(), cn.as_str())),
             (None, _, _) => None,

@@ -12,9 +12,10 @@ use parking_lot::{Mutex, RwLock};
 use crate::auth::Authenticator;
 use crate::config::{Config, Transport};
 use crate::location::Location;
-use crate::sip::{format_host, response_to, stamp_via, Message, ParseError, Via};
+use crate::sip::{format_host, response_to, stamp_parsed_via, Message, ParseError, Via};
+use crate::timers::{Timer, Timers};
 use crate::transaction::{
-    server_key, Answered, ServerTx, Tables, ANSWERED_LINGER, LINGER, T1, T2, T4, TX_TIMEOUT,
+    server_key_with, Answered, ServerTx, Tables, ANSWERED_LINGER, LINGER, T1, T2, T4, TX_TIMEOUT,
 };
 use crate::transport::{Sink, Transports};
 
@@ -61,6 +62,8 @@ pub struct Engine {
     pub calls: Mutex<HashMap<String, Call>>,
     /// Calls of the B2BUA mode, under both their Call-IDs.
     pub b2b: crate::b2bua::Calls,
+    /// Transaction timers, served by `timers::run`.
+    pub timers: Timers,
     pub counters: Counters,
     pub sockets: Vec<LocalSocket>,
     instance: u32,
@@ -102,6 +105,7 @@ impl Engine {
             tables: Mutex::new(Tables::default()),
             calls: Mutex::new(HashMap::new()),
             b2b: Mutex::new(HashMap::new()),
+            timers: Timers::default(),
             counters: Counters::default(),
             sockets,
             instance: rand::random(),
@@ -255,16 +259,28 @@ impl Engine {
         local: SocketAddr,
     ) {
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
-        if let Some(top) = msg.first_value("Via").map(|v| stamp_via(v, source)) {
-            msg.replace_first_value("Via", top);
+        // The top Via is parsed once here for both the stamp and the key.
+        let top = msg.top_via();
+        let stamped = match (msg.first_value("Via"), &top) {
+            (Some(value), Some(via)) => Some(stamp_parsed_via(value, via, source)),
+            _ => None,
+        };
+        if let Some(stamped) = stamped {
+            msg.replace_first_value("Via", stamped);
         }
         let method = msg.method().to_owned();
         match method.as_str() {
-            "ACK" => return self.on_ack(msg, source, transport),
-            "CANCEL" => return self.on_cancel(msg, source, transport),
+            "ACK" => {
+                let key = server_key_with(&msg, top.as_ref(), "INVITE");
+                return self.on_ack(key, msg, source, transport);
+            }
+            "CANCEL" => {
+                let key = server_key_with(&msg, top.as_ref(), "INVITE");
+                return self.on_cancel(key, msg, source, transport);
+            }
             _ => {}
         }
-        let key = server_key(&msg, &method);
+        let key = server_key_with(&msg, top.as_ref(), &method);
         let max = self.config().max_transactions;
         {
             let mut tables = self.tables.lock();
@@ -381,33 +397,49 @@ impl Engine {
 
     /// Timer G: retransmit a final non-2xx INVITE response until the ACK comes.
     fn spawn_timer_g(self: &Arc<Self>, key: String) {
-        let me = self.clone();
-        tokio::spawn(async move {
-            let start = Instant::now();
-            let mut interval = T1;
-            loop {
-                tokio::time::sleep(interval).await;
-                interval = (interval * 2).min(T2);
-                let resend = {
-                    let tables = me.tables.lock();
-                    match tables.server.get(&key) {
-                        Some(tx) if !tx.acked && start.elapsed() < TX_TIMEOUT => tx
-                            .last_response
-                            .clone()
-                            .map(|b| (tx.transport, tx.source, b)),
-                        _ => None,
-                    }
-                };
-                match resend {
-                    Some((t, d, b)) => me.send(t, d, b),
-                    None => return,
-                }
-            }
-        });
+        self.timers.schedule(
+            T1,
+            Timer::G {
+                key,
+                start: Instant::now(),
+                interval: T1,
+            },
+        );
     }
 
-    fn on_ack(self: &Arc<Self>, msg: Message, source: SocketAddr, transport: Transport) {
-        let key = server_key(&msg, "INVITE");
+    /// One expiry of Timer G: resend and re-arm, or stop (ACKed, gone, Timer H).
+    pub fn timer_g_fired(&self, key: String, start: Instant, interval: Duration) {
+        let resend = {
+            let tables = self.tables.lock();
+            match tables.server.get(&key) {
+                Some(tx) if !tx.acked && start.elapsed() < TX_TIMEOUT => tx
+                    .last_response
+                    .clone()
+                    .map(|b| (tx.transport, tx.source, b)),
+                _ => None,
+            }
+        };
+        if let Some((t, d, b)) = resend {
+            self.send(t, d, b);
+            let interval = (interval * 2).min(T2);
+            self.timers.schedule(
+                interval,
+                Timer::G {
+                    key,
+                    start,
+                    interval,
+                },
+            );
+        }
+    }
+
+    fn on_ack(
+        self: &Arc<Self>,
+        key: String,
+        msg: Message,
+        source: SocketAddr,
+        transport: Transport,
+    ) {
         {
             let mut tables = self.tables.lock();
             if tables.answered.contains_key(&key) {
@@ -438,8 +470,13 @@ impl Engine {
         crate::proxy::forward_stateless(self, msg, source, transport);
     }
 
-    fn on_cancel(self: &Arc<Self>, msg: Message, source: SocketAddr, transport: Transport) {
-        let key = server_key(&msg, "INVITE");
+    fn on_cancel(
+        self: &Arc<Self>,
+        key: String,
+        msg: Message,
+        source: SocketAddr,
+        transport: Transport,
+    ) {
         let tag = self.new_tag();
         let found = {
             let mut tables = self.tables.lock();

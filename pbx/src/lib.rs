@@ -11,5 +11,6 @@ pub mod proxy;
 pub mod registrar;
 pub mod responses;
 pub mod sip;
+pub mod timers;
 pub mod transaction;
 pub mod transport;

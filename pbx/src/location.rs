@@ -257,7 +257,10 @@ fn write_loop(mut conn: Connection, ops: mpsc::Receiver<Op>) {
             let tx = conn.transaction()?;
             {
                 let mut put = tx.prepare_cached(
-                    "INSERT OR REPLACE INTO binding VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
+                    // An upsert rewrites the row in place (REPLACE deletes, then inserts).
+                    "INSERT INTO binding VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)
+                     ON CONFLICT (aor, contact) DO UPDATE SET source = ?3, transport = ?4,
+                     expires_at = ?5, user_agent = ?6, q = ?7, call_id = ?8, cseq = ?9, path = ?10",
                 )?;
                 let mut del =
                     tx.prepare_cached("DELETE FROM binding WHERE aor = ?1 AND contact = ?2")?;

@@ -347,79 +347,84 @@ fn cancel_marker(key: &str) -> Message {
 
 /// Timers A/B (INVITE) and E/F (non-INVITE), and Timer C for ringing INVITEs.
 pub fn spawn_client_timer(engine: &Arc<Engine>, key: String) {
-    let me = engine.clone();
-    tokio::spawn(async move {
-        let mut interval = T1;
-        loop {
-            let tcp = me
-                .tables
-                .lock()
-                .client
-                .get(&key)
-                .map(|t| t.transport == Transport::Tcp);
-            let Some(tcp) = tcp else { return };
-            tokio::time::sleep(if tcp {
-                Duration::from_secs(1)
-            } else {
-                interval
-            })
-            .await;
-            enum Act {
-                Stop,
-                Wait,
-                Resend(Transport, SocketAddr, Vec<u8>),
-                Cancel,
-                Timeout(Message),
-            }
-            let act = {
-                let tables = me.tables.lock();
-                match tables.client.get(&key) {
-                    None => Act::Stop,
-                    Some(tx) => {
-                        let age = tx.created.elapsed();
-                        let invite = tx.request.method() == "INVITE";
-                        let udp = tx.transport == Transport::Udp;
-                        match tx.state {
-                            ClientState::Completed => Act::Stop,
-                            ClientState::Trying if age >= TX_TIMEOUT => {
-                                Act::Timeout(response_to(&tx.request, 408, "Request Timeout", None))
-                            }
-                            ClientState::Proceeding if invite && age >= TIMER_C + TX_TIMEOUT => {
-                                Act::Timeout(response_to(&tx.request, 408, "Request Timeout", None))
-                            }
-                            ClientState::Proceeding
-                                if invite && age >= TIMER_C && !tx.cancel_sent =>
-                            {
-                                Act::Cancel
-                            }
-                            ClientState::Proceeding if !invite && age >= TX_TIMEOUT => {
-                                Act::Timeout(response_to(&tx.request, 408, "Request Timeout", None))
-                            }
-                            ClientState::Proceeding if invite => Act::Wait,
-                            _ if udp => Act::Resend(tx.transport, tx.dest, tx.bytes.clone()),
-                            _ => Act::Wait,
-                        }
+    arm_client_timer(engine, key, T1);
+}
+
+/// Arms the next check of a client transaction, if it is still there.
+fn arm_client_timer(engine: &Engine, key: String, interval: Duration) {
+    let tcp = engine
+        .tables
+        .lock()
+        .client
+        .get(&key)
+        .map(|t| t.transport == Transport::Tcp);
+    let Some(tcp) = tcp else { return };
+    let after = if tcp {
+        Duration::from_secs(1)
+    } else {
+        interval
+    };
+    engine
+        .timers
+        .schedule(after, crate::timers::Timer::Client { key, interval });
+}
+
+/// One expiry of a client transaction's timer: retransmit, cancel, time out
+/// or re-arm.
+pub fn client_timer_fired(engine: &Arc<Engine>, key: String, mut interval: Duration) {
+    enum Act {
+        Stop,
+        Wait,
+        Resend(Transport, SocketAddr, Vec<u8>),
+        Cancel,
+        Timeout(Message),
+    }
+    let act = {
+        let tables = engine.tables.lock();
+        match tables.client.get(&key) {
+            None => Act::Stop,
+            Some(tx) => {
+                let age = tx.created.elapsed();
+                let invite = tx.request.method() == "INVITE";
+                let udp = tx.transport == Transport::Udp;
+                match tx.state {
+                    ClientState::Completed => Act::Stop,
+                    ClientState::Trying if age >= TX_TIMEOUT => {
+                        Act::Timeout(response_to(&tx.request, 408, "Request Timeout", None))
                     }
-                }
-            };
-            match act {
-                Act::Stop => return,
-                Act::Wait => interval = Duration::from_secs(1),
-                Act::Resend(t, d, b) => {
-                    me.send(t, d, b);
-                    let invite = key.ends_with("|INVITE");
-                    interval = if invite {
-                        interval * 2
-                    } else {
-                        (interval * 2).min(T2)
-                    };
-                }
-                Act::Cancel => cancel_branch(&me, &key),
-                Act::Timeout(resp) => {
-                    on_branch_response(&me, &key, resp, true);
-                    return;
+                    ClientState::Proceeding if invite && age >= TIMER_C + TX_TIMEOUT => {
+                        Act::Timeout(response_to(&tx.request, 408, "Request Timeout", None))
+                    }
+                    ClientState::Proceeding if invite && age >= TIMER_C && !tx.cancel_sent => {
+                        Act::Cancel
+                    }
+                    ClientState::Proceeding if !invite && age >= TX_TIMEOUT => {
+                        Act::Timeout(response_to(&tx.request, 408, "Request Timeout", None))
+                    }
+                    ClientState::Proceeding if invite => Act::Wait,
+                    _ if udp => Act::Resend(tx.transport, tx.dest, tx.bytes.clone()),
+                    _ => Act::Wait,
                 }
             }
         }
-    });
+    };
+    match act {
+        Act::Stop => return,
+        Act::Wait => interval = Duration::from_secs(1),
+        Act::Resend(t, d, b) => {
+            engine.send(t, d, b);
+            let invite = key.ends_with("|INVITE");
+            interval = if invite {
+                interval * 2
+            } else {
+                (interval * 2).min(T2)
+            };
+        }
+        Act::Cancel => cancel_branch(engine, &key),
+        Act::Timeout(resp) => {
+            on_branch_response(engine, &key, resp, true);
+            return;
+        }
+    }
+    arm_client_timer(engine, key, interval);
 }

@@ -145,23 +145,29 @@ impl Tables {
 
 /// Server transaction key: ACK and CANCEL match their INVITE by branch (§17.2.3).
 pub fn server_key(msg: &Message, method: &str) -> String {
-    let via = msg.top_via();
-    let branch = via
-        .as_ref()
-        .and_then(|v| v.branch.clone())
-        .unwrap_or_default();
-    let sent_by = via
-        .as_ref()
-        .map(|v| format!("{}:{}", v.host, v.port.unwrap_or(5060)))
-        .unwrap_or_default();
+    server_key_with(msg, msg.top_via().as_ref(), method)
+}
+
+/// `server_key` with the top Via already parsed.
+pub fn server_key_with(msg: &Message, via: Option<&crate::sip::Via>, method: &str) -> String {
+    use std::fmt::Write as _;
+    let branch = via.and_then(|v| v.branch.as_deref()).unwrap_or_default();
+    let mut key = String::with_capacity(branch.len() + method.len() + 40);
     if branch.starts_with("z9hG4bK") {
-        format!("{branch}|{sent_by}|{method}")
+        key.push_str(branch);
     } else {
         // RFC 2543 peers: fall back to dialog identifiers.
         let from_tag = crate::sip::param(msg.header("From").unwrap_or(""), "tag").unwrap_or("");
         let cseq = msg.cseq().map(|c| c.0).unwrap_or(0);
-        format!("{}|{from_tag}|{cseq}|{sent_by}|{method}", msg.call_id())
+        let _ = write!(key, "{}|{from_tag}|{cseq}", msg.call_id());
     }
+    key.push('|');
+    if let Some(v) = via {
+        let _ = write!(key, "{}:{}", v.host, v.port.unwrap_or(5060));
+    }
+    key.push('|');
+    key.push_str(method);
+    key
 }
 
 pub fn client_key(branch: &str, method: &str) -> String {

@@ -114,6 +114,7 @@ async fn run(args: Args) -> Result<(), String> {
     transports.set_outbound_sink(sink.clone());
     transports.serve(bound, sink);
     tokio::spawn(engine.clone().sweep_loop());
+    tokio::spawn(besip_pbx::timers::run(engine.clone()));
     let control = Arc::new(Control {
         engine: engine.clone(),
         config_path,

@@ -217,9 +217,14 @@ impl Via {
 
 /// Adds `received` (and fills `rport`) to the top Via value (RFC 3581).
 pub fn stamp_via(value: &str, source: SocketAddr) -> String {
-    let Some(via) = Via::parse(value) else {
-        return value.to_owned();
-    };
+    match Via::parse(value) {
+        Some(via) => stamp_parsed_via(value, &via, source),
+        None => value.to_owned(),
+    }
+}
+
+/// `stamp_via` for a value already parsed into `via`.
+pub fn stamp_parsed_via(value: &str, via: &Via, source: SocketAddr) -> String {
     use std::fmt::Write as _;
     let mut s = String::with_capacity(value.len() + 48);
     for (i, part) in value.split(';').enumerate() {
