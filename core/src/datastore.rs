@@ -8,7 +8,7 @@ use crate::filter::{self, Filter};
 use crate::history::{CommitRecord, History};
 use crate::paths::Layout;
 use crate::persist::write_atomically;
-use crate::render_cache::{self, Dirty, SectionCache};
+use crate::render_cache::{self, Dirty, RenderCache};
 use crate::schema::{describe, Schema};
 use crate::uci_map;
 use crate::xml::Element;
@@ -184,7 +184,7 @@ pub struct Datastore {
     rendered: HashMap<String, String>,
     renderer: uci_map::TextRenderer,
     /// Rendered top-level list entries of running (None: rebuild at the next commit).
-    section_cache: Option<SectionCache>,
+    section_cache: Option<RenderCache>,
     /// `changes` holds every change since running (not capped), so the
     /// commit may re-render only the entries they touched.
     changes_complete: bool,
@@ -472,7 +472,7 @@ impl Datastore {
         options: &CommitOptions,
         reloader: &R,
     ) -> Result<CommitOutcome, ConfigErrors> {
-        let (mut new_running, printing) = self.prepare_new_running()?;
+        let (mut new_running, printed) = self.prepare_new_running()?;
         let validated: &DataTree<'static> = match &new_running {
             NewRunning::Replayed(_) => &self.running,
             NewRunning::Copied(tree) => tree,
@@ -485,7 +485,7 @@ impl Datastore {
         let replayed = matches!(new_running, NewRunning::Replayed(_));
         let mut cache = match self.section_cache.take() {
             Some(cache) if replayed => cache,
-            _ => SectionCache::default(),
+            _ => RenderCache::default(),
         };
         let dirty = if replayed && self.changes_complete && !all_modules {
             render_cache::dirty_entries(self.schema.context(), validated, &self.changes)
@@ -507,12 +507,9 @@ impl Datastore {
             }
         }
 
-        let xml = match self.finish_printing(printing) {
-            Ok(xml) => xml,
-            Err(error) => {
-                self.abandon(&mut new_running);
-                return Err(error.into());
-            }
+        let xml = match printed {
+            Some(xml) => xml,
+            None => cache.print_xml(validated, &dirty, WithDefaults::Explicit.printer_flags()),
         };
         // The new running.xml is written and fsynced on another thread while
         // the daemons reload; it is renamed into place only if they all agree.
@@ -653,28 +650,15 @@ impl Datastore {
 
     /// Bring a validated new running configuration into being: replay the
     /// candidate's edits onto running when they are known (microseconds, and
-    /// no copy of 10,000 extensions), else validate and copy the candidate.
-    fn prepare_new_running(&mut self) -> Result<(NewRunning, Printing), ConfigError> {
+    /// no copy of 10,000 extensions), else validate and copy the candidate
+    /// (whose XML is printed here; a replayed running is printed from the
+    /// render cache).
+    fn prepare_new_running(&mut self) -> Result<(NewRunning, Option<String>), ConfigError> {
         if let Some(records) = self.replay.take() {
-            // The candidate's XML (for the running file and the history) is
-            // printed on the other core while running is brought up to date
-            // and rendered here; `finish_printing` brings the candidate back
-            // before anything is awaited.
-            let context = self.schema.context();
-            let candidate = std::mem::replace(&mut self.candidate, DataTree::new(context));
-            let printer = std::thread::spawn(move || {
-                let xml = print_tree(&candidate, WithDefaults::Explicit);
-                (candidate, xml)
-            });
             match self.replay_onto_running(&records) {
-                Ok(Some(undos)) => {
-                    return Ok((NewRunning::Replayed(undos), Printing::Thread(printer)))
-                }
-                Ok(None) => {
-                    self.finish_printing(Printing::Thread(printer))?;
-                }
+                Ok(Some(undos)) => return Ok((NewRunning::Replayed(undos), None)),
+                Ok(None) => {}
                 Err(error) => {
-                    self.finish_printing(Printing::Thread(printer))?;
                     self.replay = Some(records);
                     return Err(error);
                 }
@@ -689,32 +673,7 @@ impl Datastore {
             .duplicate()
             .map_err(|e| ConfigError::new(ErrorTag::OperationFailed, describe(&e)))?;
         let xml = print_tree(&copy, WithDefaults::Explicit);
-        Ok((NewRunning::Copied(copy), Printing::Done(xml)))
-    }
-
-    /// Wait for the printed XML and take the candidate back from the printer.
-    fn finish_printing(&mut self, printing: Printing) -> Result<String, ConfigError> {
-        match printing {
-            Printing::Done(xml) => Ok(xml),
-            Printing::Thread(handle) => match handle.join() {
-                Ok((candidate, xml)) => {
-                    self.candidate = candidate;
-                    Ok(xml)
-                }
-                Err(_) => {
-                    // The printer panicked and took the candidate with it: start over from running.
-                    self.candidate = self
-                        .running
-                        .duplicate()
-                        .map_err(|e| ConfigError::new(ErrorTag::OperationFailed, describe(&e)))?;
-                    self.replay = None;
-                    Err(ConfigError::new(
-                        ErrorTag::OperationFailed,
-                        "printing the new configuration failed; the candidate was reset",
-                    ))
-                }
-            },
-        }
+        Ok((NewRunning::Copied(copy), Some(xml)))
     }
 
     /// Replay the candidate's edits onto running and validate it. `Ok(None)`:
@@ -1049,12 +1008,6 @@ impl Datastore {
             .find(|m| m.name == module_name)?;
         Some(uci_map::render_module(self.tree(source), module))
     }
-}
-
-/// The running XML being printed (on another thread while commit renders UCI).
-enum Printing {
-    Done(String),
-    Thread(std::thread::JoinHandle<(DataTree<'static>, String)>),
 }
 
 /// How commit produced the new running tree.

@@ -9,12 +9,13 @@
 //! pin to one entry (a container replaced, records capped, a wholesale change)
 //! means `Dirty::All`: a full render that also rebuilds the cache.
 //! Entries are told apart by node identity, which is stable because running
-//! is edited in place between commits.
+//! is edited in place between commits. The same cache serves the XML of
+//! running.xml and the history, which would otherwise print every entry.
 
 use crate::edit::ChangeRecord;
 use std::collections::{HashMap, HashSet};
 use yang2::context::Context;
-use yang2::data::{Data, DataNodeRef, DataTree};
+use yang2::data::{Data, DataFormat, DataNodeRef, DataPrinterFlags, DataTree};
 use yang2::schema::SchemaNodeKind;
 
 /// Which top-level list entries a commit must re-render.
@@ -34,10 +35,74 @@ impl Dirty {
     }
 }
 
-/// Rendered text of top-level list entries, per UCI package, by section name.
+/// What the last commit rendered, for the next one to reuse.
 #[derive(Default)]
-pub struct SectionCache {
+pub struct RenderCache {
+    /// UCI text of top-level list entries, per package, by section name.
     pub packages: HashMap<String, HashMap<String, String>>,
+    /// XML of the list entries directly under top-level containers, by node identity.
+    xml_entries: HashMap<usize, String>,
+}
+
+impl RenderCache {
+    /// The configuration as XML (running.xml and the history), printing only
+    /// the dirty entries. Each cached entry is a standalone libyang print of
+    /// that node (it carries its own xmlns), so the document parses back to
+    /// the same tree a whole-tree print gives.
+    pub fn print_xml(
+        &mut self,
+        tree: &DataTree<'static>,
+        dirty: &Dirty,
+        flags: DataPrinterFlags,
+    ) -> String {
+        // One node at a time (DataPrinterFlags is not Copy: keep its bits).
+        let bits = (flags - DataPrinterFlags::WITH_SIBLINGS).bits();
+        let print = |node: &DataNodeRef<'_, 'static>| print_node(node, bits);
+        let mut old = std::mem::take(&mut self.xml_entries);
+        let mut out = String::with_capacity(1 << 16);
+        let Some(first) = tree.reference() else {
+            return out;
+        };
+        for top in first.inclusive_siblings() {
+            let schema = top.schema();
+            if schema.kind() != SchemaNodeKind::Container {
+                out.push_str(&print(&top));
+                continue;
+            }
+            out.push('<');
+            out.push_str(schema.name());
+            out.push_str(" xmlns=\"");
+            out.push_str(schema.module().namespace());
+            out.push_str("\">");
+            for child in top.children() {
+                if child.schema().kind() != SchemaNodeKind::List {
+                    out.push_str(&print(&child));
+                    continue;
+                }
+                let identity = child.as_raw() as usize;
+                let text = match old.remove(&identity) {
+                    Some(text) if !dirty.is_dirty(&child) => text,
+                    _ => print(&child),
+                };
+                out.push_str(&text);
+                self.xml_entries.insert(identity, text);
+            }
+            out.push_str("</");
+            out.push_str(schema.name());
+            out.push('>');
+        }
+        out
+    }
+}
+
+fn print_node(node: &DataNodeRef<'_, 'static>, flag_bits: u32) -> String {
+    node.print_string(
+        DataFormat::XML,
+        DataPrinterFlags::from_bits_retain(flag_bits),
+    )
+    .ok()
+    .flatten()
+    .unwrap_or_default()
 }
 
 /// Work out the dirty entries of `tree` (the new running) from the records.

@@ -3,7 +3,10 @@
 //! exactly what a full render of running gives.
 
 mod common;
-use besip_core::datastore::{CommitOptions, Datastore, NoReload, Reloader, Source};
+use besip_core::datastore::{
+    parse_config_tree, print_tree, CommitOptions, Datastore, NoReload, Reloader, Source,
+    WithDefaults,
+};
 use besip_core::edit::ChangeRecord;
 use besip_core::paths::Layout;
 use besip_core::render_cache::{dirty_entries, Dirty};
@@ -32,6 +35,16 @@ fn assert_disk_matches_full_render(store: &mut Datastore, dir: &tempfile::TempDi
     assert_eq!(
         on_disk, full,
         "after step '{step}' the incremental render differs"
+    );
+    // running.xml (printed entry by entry from the cache) parses back to running.
+    let layout = Layout::new(dir.path());
+    let stored = std::fs::read_to_string(layout.running_config()).expect("running.xml");
+    let reparsed = parse_config_tree(store.schema(), &stored)
+        .unwrap_or_else(|e| panic!("running.xml after '{step}' does not parse: {e:?}\n{stored}"));
+    assert_eq!(
+        print_tree(&reparsed, WithDefaults::Explicit),
+        store.print(Source::Running, WithDefaults::Explicit),
+        "after step '{step}' running.xml differs from running"
     );
 }
 
