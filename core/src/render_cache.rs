@@ -3,7 +3,7 @@
 //! A commit that adds one extension to 1,000 would re-render 1,000 UCI
 //! sections that did not change. The text of every top-level list entry (a
 //! list entry not inside another list entry, with its nested sections) is kept
-//! from the last commit under its section name; a commit re-renders only the
+//! from the last commit under its node identity; a commit re-renders only the
 //! entries its edits touched. Which entries those are follows from the edit
 //! records' paths, read against the new running tree. Anything the rule cannot
 //! pin to one entry (a container replaced, records capped, a wholesale change)
@@ -38,8 +38,8 @@ impl Dirty {
 /// What the last commit rendered, for the next one to reuse.
 #[derive(Default)]
 pub struct RenderCache {
-    /// UCI text of top-level list entries, per package, by section name.
-    pub packages: HashMap<String, HashMap<String, String>>,
+    /// UCI text of top-level list entries, per package, by node identity.
+    pub packages: HashMap<String, HashMap<usize, String>>,
     /// XML of the list entries directly under top-level containers, by node identity.
     xml_entries: HashMap<usize, String>,
 }

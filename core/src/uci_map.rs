@@ -75,8 +75,8 @@ pub fn render_module(tree: &DataTree<'static>, module: &ModuleInfo) -> Package {
 
 /// The cached entries a render may reuse, and those it leaves for the next.
 struct Reuse<'a> {
-    old: HashMap<String, String>,
-    new: HashMap<String, String>,
+    old: HashMap<usize, String>,
+    new: HashMap<usize, String>,
     dirty: &'a Dirty,
 }
 
@@ -131,7 +131,7 @@ impl TextRenderer {
         &mut self,
         tree: &DataTree<'static>,
         module: &ModuleInfo,
-        cache: &mut HashMap<String, String>,
+        cache: &mut HashMap<usize, String>,
         dirty: &Dirty,
     ) -> String {
         let mut reuse = Reuse {
@@ -249,6 +249,16 @@ impl TextRenderer {
                     );
                 }
                 SchemaNodeKind::List => {
+                    let identity = child.as_raw() as usize;
+                    if let Some(reuse) = reuse.as_deref_mut() {
+                        if !reuse.dirty.is_dirty(&child) {
+                            if let Some(text) = reuse.old.remove(&identity) {
+                                lists.push_str(&text);
+                                reuse.new.insert(identity, text);
+                                continue;
+                            }
+                        }
+                    }
                     let keys: Vec<String> = child
                         .list_keys()
                         .map(|k| k.value_canonical().unwrap_or_default())
@@ -262,15 +272,6 @@ impl TextRenderer {
                         Some((_, parent_section, _)) => format!("{parent_section}__{escaped}"),
                         None => format!("{name}_{escaped}"),
                     };
-                    if let Some(reuse) = reuse.as_deref_mut() {
-                        if !reuse.dirty.is_dirty(&child) {
-                            if let Some(text) = reuse.old.remove(&section_name) {
-                                lists.push_str(&text);
-                                reuse.new.insert(section_name, text);
-                                continue;
-                            }
-                        }
-                    }
                     let mut entry = String::with_capacity(128);
                     entry.push_str("\nconfig ");
                     entry.push_str(&name);
@@ -300,7 +301,7 @@ impl TextRenderer {
                     if let Some(reuse) = reuse.as_deref_mut() {
                         if parent.is_none() {
                             entry.push_str(&nested);
-                            reuse.new.insert(section_name, entry);
+                            reuse.new.insert(identity, entry);
                         }
                     }
                 }
