@@ -185,6 +185,9 @@ pub struct Datastore {
     renderer: uci_map::TextRenderer,
     /// Rendered top-level list entries of running (None: rebuild at the next commit).
     section_cache: Option<RenderCache>,
+    /// New list entries (since running) that are validated on their own at
+    /// commit instead of by full validation (validation_scope).
+    new_entries: Vec<String>,
     /// `changes` holds every change since running (not capped), so the
     /// commit may re-render only the entries they touched.
     changes_complete: bool,
@@ -193,6 +196,8 @@ pub struct Datastore {
 }
 
 const MAX_CHANGE_RECORDS: usize = 1000;
+/// Beyond this many new entries a commit validates the whole tree instead.
+const MAX_ENTRIES_CHECKED_ALONE: usize = 16;
 
 fn validation_flags() -> DataValidationFlags {
     DataValidationFlags::NO_STATE
@@ -249,6 +254,7 @@ impl Datastore {
             rendered: HashMap::new(),
             renderer: uci_map::TextRenderer::new(),
             section_cache: None,
+            new_entries: Vec::new(),
             changes_complete: true,
             history,
             pending: None,
@@ -352,6 +358,11 @@ impl Datastore {
             self.changes
                 .extend(summary.edits.iter().take(room).cloned());
             self.full_validation_needed |= summary.needs_full_validation;
+            self.new_entries.extend(summary.new_entries.iter().cloned());
+            // Checking many entries one by one costs more than one full validation.
+            if self.new_entries.len() > MAX_ENTRIES_CHECKED_ALONE {
+                self.full_validation_needed = true;
+            }
             if let Some(replay) = self.replay.as_mut() {
                 replay.push(EditRecord {
                     config: config.to_vec(),
@@ -391,6 +402,7 @@ impl Datastore {
             .map_err(|e| ConfigError::new(ErrorTag::OperationFailed, describe(&e)))?;
         self.touched.clear();
         self.changes.clear();
+        self.new_entries.clear();
         self.changes_complete = true;
         self.replay = Some(Vec::new());
         self.full_validation_needed = false;
@@ -628,6 +640,7 @@ impl Datastore {
         }
         self.replay = Some(Vec::new());
         self.full_validation_needed = false;
+        self.new_entries.clear();
         self.section_cache = Some(cache);
         self.changes_complete = true;
         let changed_modules = if all_modules {
@@ -693,7 +706,7 @@ impl Datastore {
                 return Ok(None);
             }
         }
-        if self.full_validation_needed {
+        if self.full_validation_needed || !self.new_entries_valid_alone() {
             if let Err(e) = self.running.validate(validation_flags()) {
                 let error = ConfigError::from_validation(&e);
                 revert_all(&mut self.running, undos);
@@ -701,6 +714,40 @@ impl Datastore {
             }
         }
         Ok(Some(undos))
+    }
+
+    /// Check each new self-contained list entry of running on its own: give it
+    /// its default nodes (as full validation would) and validate a copy of it
+    /// with its parents. `false` (also for anything unexpected) means: do the
+    /// full validation, which then gives the authoritative error.
+    fn new_entries_valid_alone(&mut self) -> bool {
+        for path in &self.new_entries {
+            let Ok(entry) = self.running.find_path(path) else {
+                return false;
+            };
+            // SAFETY: `entry` is a node of `self.running`, alive and exclusively
+            // ours (&mut self); libyang only adds children under it.
+            let added = unsafe {
+                yang2::ffi::lyd_new_implicit_tree(
+                    entry.as_raw(),
+                    yang2::ffi::LYD_IMPLICIT_NO_STATE,
+                    std::ptr::null_mut(),
+                )
+            };
+            if added != yang2::ffi::LY_ERR::LY_SUCCESS {
+                return false;
+            }
+            let Ok(mut alone) = entry.duplicate(true) else {
+                return false;
+            };
+            if alone
+                .validate(DataValidationFlags::NO_STATE | DataValidationFlags::PRESENT)
+                .is_err()
+            {
+                return false;
+            }
+        }
+        true
     }
 
     /// Undo a prepared-but-not-committed new running configuration.

@@ -81,6 +81,9 @@ pub struct EditSummary {
     pub edits: Vec<ChangeRecord>,
     /// Some change may affect more than its own value (see validation_scope).
     pub needs_full_validation: bool,
+    /// List entries this edit created that can be validated on their own
+    /// (validation_scope::list_entry_is_self_contained).
+    pub new_entries: Vec<String>,
 }
 
 impl EditSummary {
@@ -106,6 +109,9 @@ pub struct Editor<'t> {
     errors: Vec<ConfigError>,
     summary: EditSummary,
     undo: EditUndo,
+    /// > 0 while the children of a new self-contained list entry are being
+    /// set: they are checked with the entry, not by full validation.
+    inside_new_entry: usize,
 }
 
 /// How to take one change back.
@@ -116,6 +122,8 @@ enum UndoStep {
     SetValue(String, String),
     /// This subtree (with its parents) was removed.
     Restore(DataTree<'static>),
+    /// This leaf-list value was a YANG default before it was made explicit.
+    MarkDefault(String),
 }
 
 /// The inverse of an edit, so a failed edit can be taken back without copying
@@ -141,6 +149,12 @@ impl EditUndo {
                     tree.new_path(&path, Some(&value), false).map(|_| ())
                 }
                 UndoStep::Restore(subtree) => tree.merge(&subtree),
+                UndoStep::MarkDefault(path) => {
+                    if let Ok(node) = tree.find_path(&path) {
+                        set_default_flag(&node, true);
+                    }
+                    Ok(())
+                }
             };
             if let Err(e) = result {
                 tracing::error!(error = %crate::schema::describe(&e), "cannot take an edit back");
@@ -163,6 +177,7 @@ impl<'t> Editor<'t> {
             errors: Vec::new(),
             summary: EditSummary::default(),
             undo: EditUndo::default(),
+            inside_new_entry: 0,
         })
     }
 
@@ -419,7 +434,7 @@ impl<'t> Editor<'t> {
                 return;
             }
             Operation::Create => {
-                self.set(path, None, module, None);
+                self.create_inner(node, path, module);
                 Operation::Merge
             }
             Operation::Replace => {
@@ -431,15 +446,19 @@ impl<'t> Editor<'t> {
             }
             Operation::Merge => {
                 if !exists {
-                    self.set(path, None, module, None);
+                    self.create_inner(node, path, module);
                 }
                 Operation::Merge
             }
             Operation::None => Operation::None,
         };
+        let new_entry = self.summary.new_entries.last().is_some_and(|e| e == path);
+        if new_entry {
+            self.inside_new_entry += 1;
+        }
         for child in &element.children {
             if self.stopped() {
-                return;
+                break;
             }
             let child_module = if child.namespace.is_empty() || child.namespace == element.namespace
             {
@@ -472,6 +491,28 @@ impl<'t> Editor<'t> {
                     .with_info("bad-element", child.name.clone()),
                 ),
             }
+        }
+        if new_entry {
+            self.inside_new_entry -= 1;
+        }
+    }
+
+    /// Create a container or list entry. A new list entry that can be checked
+    /// on its own is recorded as such instead of asking for full validation.
+    fn create_inner(&mut self, node: &SchemaNode<'static>, path: &str, module: &str) {
+        let self_contained = node.kind() == SchemaNodeKind::List
+            && self.inside_new_entry == 0
+            && crate::validation_scope::list_entry_is_self_contained(node);
+        if !self_contained {
+            self.set(path, None, module, None);
+            return;
+        }
+        let errors_before = self.errors.len();
+        self.inside_new_entry += 1;
+        self.set(path, None, module, None);
+        self.inside_new_entry -= 1;
+        if self.errors.len() == errors_before {
+            self.summary.new_entries.push(path.to_owned());
         }
     }
 
@@ -506,7 +547,7 @@ impl<'t> Editor<'t> {
                             l.leaf_type().map(|t| t.base_type()),
                         )
                     });
-                if !harmless_update {
+                if !harmless_update && self.inside_new_entry == 0 {
                     self.summary.needs_full_validation = true;
                 }
                 self.undo.steps.extend(step);
@@ -520,6 +561,7 @@ impl<'t> Editor<'t> {
     }
 
     fn remove(&mut self, path: &str, module: &str) {
+        self.keep_other_default_values(path);
         let backup = self
             .tree
             .find_path(path)
@@ -534,6 +576,55 @@ impl<'t> Editor<'t> {
             Err(e) => self.fail(
                 ConfigError::new(ErrorTag::OperationFailed, crate::schema::describe(&e)).at(path),
             ),
+        }
+    }
+}
+
+impl Editor<'_> {
+    /// Deleting one value of a leaf-list that holds only its YANG defaults
+    /// means "these defaults minus that one": the other values become
+    /// explicit, or they would be dropped from running.xml (explicit mode) and
+    /// the deleted value would come back at the next start.
+    fn keep_other_default_values(&mut self, path: &str) {
+        let Ok(node) = self.tree.find_path(path) else {
+            return;
+        };
+        if node.schema().kind() != SchemaNodeKind::LeafList || !is_implicit_default(&node) {
+            return;
+        }
+        let schema = node.schema().as_raw();
+        let mut marked = Vec::new();
+        // Siblings iterate forward only: start from the parent's first child.
+        use yang2::iter::NodeIterable;
+        let first = match node.parent() {
+            Some(parent) => parent.first_child(),
+            None => self.tree.reference(),
+        };
+        for sibling in first.iter().flat_map(|f| f.inclusive_siblings()) {
+            if sibling.schema().as_raw() == schema && is_implicit_default(&sibling) {
+                marked.push(sibling.path());
+                set_default_flag(&sibling, false);
+            }
+        }
+        for ancestor in node.ancestors() {
+            set_default_flag(&ancestor, false);
+        }
+        self.undo
+            .steps
+            .extend(marked.into_iter().map(UndoStep::MarkDefault));
+    }
+}
+
+/// Set or clear libyang's "default node" flag.
+fn set_default_flag(node: &yang2::data::DataNodeRef<'_, 'static>, default: bool) {
+    // SAFETY: a live node of the tree the editor holds exclusively; only the
+    // flag bit changes.
+    unsafe {
+        let flags = &mut (*node.as_raw()).flags;
+        if default {
+            *flags |= yang2::ffi::LYD_DEFAULT as u32;
+        } else {
+            *flags &= !(yang2::ffi::LYD_DEFAULT as u32);
         }
     }
 }

@@ -11,12 +11,15 @@
 //! validation. The test is conservative: it scans the YANG sources, so a name
 //! mentioned anywhere (even in an unrelated module) counts as referenced.
 
-use std::collections::HashSet;
-use std::sync::OnceLock;
-use yang2::schema::DataValueType;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, OnceLock};
+use yang2::schema::{DataValueType, SchemaNode};
 
 struct References {
     names: HashSet<String>,
+    /// Names in must/when/unique only (not leafref paths): what a new list
+    /// entry could make false. A new entry can only add leafref targets.
+    constraint_names: HashSet<String>,
     /// An expression uses `*`, `//` or a descendant axis: any change may matter.
     unbounded: bool,
 }
@@ -27,6 +30,7 @@ fn references() -> &'static References {
     REFERENCES.get_or_init(|| {
         let mut refs = References {
             names: HashSet::new(),
+            constraint_names: HashSet::new(),
             unbounded: false,
         };
         for module in crate::schema::Schema::get()
@@ -114,6 +118,9 @@ fn scan_module(text: &str, refs: &mut References) {
                 // Drop a module prefix (`pbx:extension` -> `extension`).
                 let name = word.rsplit(':').next().unwrap_or(word);
                 refs.names.insert(name.to_owned());
+                if keyword != "path" {
+                    refs.constraint_names.insert(name.to_owned());
+                }
             }
         }
     }
@@ -134,6 +141,46 @@ pub fn update_needs_no_full_validation(name: &str, base: Option<DataValueType>) 
     type_checked_on_set && !refs.names.contains(name)
 }
 
+/// Can a new entry of `list` be checked on its own instead of by libyang's
+/// full-tree validation? Yes when nothing outside the entry can be affected by
+/// its arrival and nothing inside it looks outside: no must/when/unique of any
+/// module names the list or anything in it, the list has no min/max-elements,
+/// and no node in it has a must, a when, or a leafref/instance-identifier/union
+/// type. The entry itself (mandatory nodes, defaults) is then checked alone
+/// (`Datastore` validates a copy of it), and leafrefs elsewhere can only gain
+/// targets.
+pub fn list_entry_is_self_contained(list: &SchemaNode<'static>) -> bool {
+    static DECIDED: OnceLock<Mutex<HashMap<usize, bool>>> = OnceLock::new();
+    let decided = DECIDED.get_or_init(|| Mutex::new(HashMap::new()));
+    let key = list.as_raw() as usize;
+    if let Some(&answer) = decided.lock().ok().as_ref().and_then(|d| d.get(&key)) {
+        return answer;
+    }
+    let answer = decide_self_contained(list);
+    if let Ok(mut d) = decided.lock() {
+        d.insert(key, answer);
+    }
+    answer
+}
+
+fn decide_self_contained(list: &SchemaNode<'static>) -> bool {
+    let refs = references();
+    if refs.unbounded || list.min_elements().is_some() || list.max_elements().is_some() {
+        return false;
+    }
+    list.traverse().all(|node| {
+        let has_must = node.musts().is_some_and(|m| m.count() > 0);
+        let has_when = node.whens().count() > 0;
+        let looks_outside = matches!(
+            node.leaf_type().map(|t| t.base_type()),
+            Some(DataValueType::LeafRef)
+                | Some(DataValueType::InstanceId)
+                | Some(DataValueType::Union)
+        );
+        !has_must && !has_when && !looks_outside && !refs.constraint_names.contains(node.name())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,6 +189,7 @@ mod tests {
     fn names_in_expressions_are_referenced() {
         let mut refs = References {
             names: HashSet::new(),
+            constraint_names: HashSet::new(),
             unbounded: false,
         };
         scan_module(
@@ -152,6 +200,9 @@ mod tests {
             assert!(refs.names.contains(name), "{name}");
         }
         assert!(!refs.names.contains("b"));
+        // A leafref path does not constrain the creation of its targets.
+        assert!(!refs.constraint_names.contains("extension"));
+        assert!(refs.constraint_names.contains("x") && refs.constraint_names.contains("u"));
         assert!(!refs.unbounded);
         scan_module(
             "leaf z { description \"used when the path is long\"; }",
@@ -182,5 +233,15 @@ mod tests {
             "full-name",
             Some(DataValueType::LeafRef)
         ));
+        let context = crate::schema::Schema::get().unwrap().context();
+        let list = |path: &str| context.find_path(path).unwrap();
+        // Extensions: targets of alias leafrefs only; a new one is checked alone.
+        assert!(list_entry_is_self_contained(&list(
+            "/besip-pbx:pbx/besip-pbx:extension"
+        )));
+        // Aliases point at extensions (leafref): full validation.
+        assert!(!list_entry_is_self_contained(&list(
+            "/besip-pbx:pbx/besip-pbx:alias"
+        )));
     }
 }

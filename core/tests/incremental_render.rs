@@ -46,6 +46,12 @@ fn assert_disk_matches_full_render(store: &mut Datastore, dir: &tempfile::TempDi
         store.print(Source::Running, WithDefaults::Explicit),
         "after step '{step}' running.xml differs from running"
     );
+    // New entries checked on their own carry the same defaults full validation adds.
+    assert_eq!(
+        print_tree(&reparsed, WithDefaults::ReportAll),
+        store.print(Source::Running, WithDefaults::ReportAll),
+        "after step '{step}' running lacks defaults a full validation adds"
+    );
 }
 
 /// Refuses reloads while `refuse` is set (a daemon saying no).
@@ -232,5 +238,69 @@ async fn changes_are_pinned_to_their_entries() {
     assert_eq!(
         dirty_entries(context, tree, &[change("/besip-pbx:pbx")]),
         Dirty::All
+    );
+}
+
+#[tokio::test]
+async fn new_entries_checked_alone_are_still_checked() {
+    let (dir, mut store) = open();
+    edit(&mut store, &pbx(&ext(100, ""))).unwrap();
+    commit(&mut store, &dir, "first").await;
+
+    // A new extension without its mandatory password is refused at commit.
+    edit(
+        &mut store,
+        &pbx("<extension><number>101</number></extension>"),
+    )
+    .unwrap();
+    let refused = store
+        .commit(CommitOptions::default(), &NoReload)
+        .await
+        .expect_err("an extension without a password must not commit");
+    assert!(format!("{refused:?}").contains("password"), "{refused:?}");
+    store.discard_changes().unwrap();
+
+    // A new alias (a leafref: never checked alone) to a missing extension is refused.
+    edit(
+        &mut store,
+        &pbx("<alias><alias>sales</alias><extension>999</extension></alias>"),
+    )
+    .unwrap();
+    assert!(store
+        .commit(CommitOptions::default(), &NoReload)
+        .await
+        .is_err());
+    store.discard_changes().unwrap();
+
+    // Deleting an extension an alias points to is refused.
+    edit(
+        &mut store,
+        &pbx("<alias><alias>sales</alias><extension>100</extension></alias>"),
+    )
+    .unwrap();
+    commit(&mut store, &dir, "alias").await;
+    edit(
+        &mut store,
+        &pbx("<extension nc:operation=\"delete\"><number>100</number></extension>"),
+    )
+    .unwrap();
+    assert!(store
+        .commit(CommitOptions::default(), &NoReload)
+        .await
+        .is_err());
+    store.discard_changes().unwrap();
+
+    // A new extension gets its defaults (forwarding timeout, enabled) in running and UCI.
+    edit(&mut store, &pbx(&ext(102, ""))).unwrap();
+    commit(&mut store, &dir, "defaults").await;
+    let uci = store.render_text(Source::Running, "besip-pbx").unwrap();
+    let section = uci
+        .split("\nconfig ")
+        .find(|s| s.contains("'extension_102'"))
+        .expect("section of 102");
+    assert!(section.contains("option enabled '1'"), "{section}");
+    assert!(
+        section.contains("option forwarding_no_answer_timeout '30'"),
+        "{section}"
     );
 }
