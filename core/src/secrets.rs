@@ -1,9 +1,36 @@
 //! Secrets in the configuration (password hashes, SIP passwords): schema nodes
 //! marked `nacm:default-deny-all` (RFC 8341 §3.2.3). Readers outside the admin
 //! group get every read with these nodes removed.
+//!
+//! A reader with configured NACM rules (besip-netconfd's nacm module) gets a
+//! read pruner instead: while `with_read_pruner` runs, every
+//! `ReadAccess::WithoutSecrets` read calls that pruner in place of the
+//! built-in secret removal. It is a scoped thread-local so the datastore API
+//! (and its no-rules fast path) stays as it is.
 
 use yang2::data::{DataNodeRef, DataTree};
 use yang2::schema::SchemaNode;
+
+/// Removes from a reply tree what the reader may not see.
+pub type ReadPruner = dyn Fn(&mut DataTree<'static>);
+
+thread_local! {
+    static PRUNER: std::cell::RefCell<Option<Box<ReadPruner>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Run `read` (a synchronous datastore read with `ReadAccess::WithoutSecrets`)
+/// with `pruner` deciding what is removed from the reply.
+pub fn with_read_pruner<R>(pruner: Box<ReadPruner>, read: impl FnOnce() -> R) -> R {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            PRUNER.with(|p| p.borrow_mut().take());
+        }
+    }
+    PRUNER.with(|p| *p.borrow_mut() = Some(pruner));
+    let _reset = Reset;
+    read()
+}
 
 /// Who is reading: decides whether secrets stay in the reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -41,7 +68,18 @@ pub fn is_secret(schema: &SchemaNode<'_>) -> bool {
 }
 
 /// Remove every secret node from `tree`.
+/// (Or apply the pruner installed by `with_read_pruner`.)
 pub fn remove_secrets(tree: &mut DataTree<'static>) {
+    let pruned = PRUNER.with(|p| match p.borrow().as_ref() {
+        Some(pruner) => {
+            pruner(tree);
+            true
+        }
+        None => false,
+    });
+    if pruned {
+        return;
+    }
     let mut doomed = Vec::new();
     if let Some(first) = tree.reference() {
         for top in first.inclusive_siblings() {

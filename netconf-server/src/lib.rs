@@ -7,10 +7,19 @@
 //!   The candidate is shared by all sessions (RFC 6241 §8.3).
 //! - `:url` offers `file:///absolute/path` only, and only to the admin group
 //!   (it reads and writes files as the server's user).
-//! - NACM is the three built-in groups of besip-system users: admin (all),
-//!   operator (no change to `/system/user` or `/nacm`, no whole-configuration
-//!   copy), monitor (read-only: no edit, commit, discard, kill or module RPC).
-//!   Rules stored under ietf-netconf-acm `/nacm` are not evaluated.
+//! - Access control (RFC 8341, module `nacm`): every user has one of three
+//!   built-in besip groups: admin (all), operator (no change to
+//!   `/system/user` or `/nacm`, no whole-configuration copy), monitor
+//!   (read-only: no edit, commit, discard, kill or module RPC); nodes marked
+//!   `nacm:default-deny-all` (password hashes, SIP passwords, `/nacm`) are
+//!   hidden from non-admins. Rule-lists configured under `/nacm` are
+//!   evaluated on top, first matching rule wins, for operations, module
+//!   RPCs, each changed data node of edit-config/copy-config, reads (denied
+//!   subtrees silently left out) and notifications; a request no rule matches
+//!   falls back to the built-in group policy (it plays read/write/exec-default).
+//!   The admin group can always read and write `/nacm` and `/system/user`
+//!   (lock-out guard). Rule paths use module names as prefixes
+//!   (`/besip-pbx:pbx/trunk`), as libyang's JSON paths.
 //! - Limits (besip-system `netconf` container) are read at start: a message
 //!   over `max-message-size` gets `too-big` and the session is closed;
 //!   connections over `max-sessions` fail authentication; `idle-timeout`
@@ -19,6 +28,8 @@
 
 pub mod framing;
 pub mod modrpc;
+pub mod nacm;
+pub mod nacm_data;
 pub mod ops;
 pub mod reply;
 pub mod rpc;

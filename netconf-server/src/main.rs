@@ -128,6 +128,7 @@ fn spawn_confirm_timer(server: Arc<Server>) {
                 .revert_if_expired(Instant::now(), &server.reloader)
                 .await
             {
+                server.refresh_nacm(&store);
                 match result {
                     Ok(_) => tracing::warn!("confirmed commit not confirmed in time: reverted"),
                     Err(e) => tracing::error!(error = %e, "reverting the confirmed commit failed"),

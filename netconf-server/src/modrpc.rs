@@ -2,8 +2,8 @@
 //! daemon notifications and netconf-config-change delivered to subscribers.
 
 use crate::reply::xml_error_path;
-use crate::rpc::{access_denied, Answer, OpResult};
-use crate::server::{Group, Server};
+use crate::rpc::{Answer, OpResult};
+use crate::server::Server;
 use crate::session::SessionCtx;
 use besip_core::datastore::ChangeRecord;
 use besip_core::error::{ConfigError, ErrorTag};
@@ -34,10 +34,14 @@ pub async fn module_rpc(ctx: &SessionCtx, op: &Element) -> OpResult {
         )
         .with_info("bad-element", op.name.clone())]);
     }
-    if ctx.group == Group::Monitor {
-        return Err(access_denied(&format!("run {}", op.name)));
-    }
     let module_name = module.name().to_owned();
+    if !ctx
+        .server
+        .nacm_view(&ctx.user, ctx.group)
+        .may_exec(&module_name, &op.name)
+    {
+        return Err(crate::ops::exec_denied(&op.name));
+    }
     if module_name == "besip-system" && op.name == "rollback" {
         let back = op
             .child("back")

@@ -1,15 +1,18 @@
 //! The NETCONF operations (RFC 6241 §7, RFC 6022 get-schema, RFC 5277
 //! create-subscription) over besip-core's datastore, with the NACM groups.
 
+use crate::nacm::View;
 use crate::rpc::{
     access_denied, bad_value, base_child, missing, store_arg, text_of, url_path, Answer, OpResult,
     Store, MONITORING_NS, NOTIFICATION_NS, WITH_DEFAULTS_NS,
 };
 use crate::server::{lock, Group};
 use crate::session::SessionCtx;
-use crate::{modrpc, reply::BASE_NS, state};
-use besip_core::datastore::{CommitOptions, Confirmed, Source, TestOption, WithDefaults};
-use besip_core::edit::{DefaultOperation, ErrorOption};
+use crate::{modrpc, nacm_data, reply::BASE_NS, state};
+use besip_core::datastore::{
+    CommitOptions, Confirmed, Datastore, Source, TestOption, WithDefaults,
+};
+use besip_core::edit::{DefaultOperation, Editor, ErrorOption};
 use besip_core::error::{ConfigError, ErrorTag};
 use besip_core::filter::Filter;
 use besip_core::xml::{escape, Element};
@@ -20,6 +23,19 @@ const SYSTEM_NS: &str = "urn:besip:system";
 
 pub async fn dispatch(ctx: &mut SessionCtx, rpc: &Element, op: &Element) -> OpResult {
     let e = |err: ConfigError| vec![err];
+    // Module RPCs are checked in modrpc, once their module is known.
+    let module = match op.namespace.as_str() {
+        BASE_NS => Some("ietf-netconf"),
+        MONITORING_NS => Some("ietf-netconf-monitoring"),
+        NOTIFICATION_NS => Some("notifications"),
+        _ => None,
+    };
+    if let Some(module) = module {
+        let view = ctx.server.nacm_view(&ctx.user, ctx.group);
+        if !view.may_exec(module, &op.name) {
+            return Err(exec_denied(&op.name));
+        }
+    }
     if op.namespace == BASE_NS {
         return match op.name.as_str() {
             "get" => get(ctx, rpc, op).await,
@@ -48,6 +64,14 @@ pub async fn dispatch(ctx: &mut SessionCtx, rpc: &Element, op: &Element) -> OpRe
         return modrpc::module_rpc(ctx, op).await;
     }
     Err(e(unsupported(&op.name)))
+}
+
+/// An operation the user may not run (RFC 8341 §3.4.4: error-type protocol).
+pub fn exec_denied(name: &str) -> Vec<ConfigError> {
+    vec![ConfigError::protocol(
+        ErrorTag::AccessDenied,
+        format!("access denied: you may not run <{name}> (NACM)"),
+    )]
 }
 
 fn unsupported(name: &str) -> ConfigError {
@@ -113,16 +137,26 @@ async fn get(ctx: &SessionCtx, rpc: &Element, op: &Element) -> OpResult {
     if let Ok(history) = store.history_state_json() {
         states.push(history);
     }
-    store
-        .get_with_state_as(&filter, wd, &states, read_access(ctx))
-        .map(Answer::Data)
-        .map_err(|e| vec![e])
+    let view = ctx.server.nacm_view(&ctx.user, ctx.group);
+    let access = read_access(ctx, &view);
+    let read = || store.get_with_state_as(&filter, wd, &states, access);
+    with_nacm(view, read).map(Answer::Data).map_err(|e| vec![e])
+}
+
+/// Run a read with the user's NACM read rules pruning the reply (only when
+/// rules apply: otherwise the built-in secret removal of `read_access`).
+fn with_nacm<R>(view: View, read: impl FnOnce() -> R) -> R {
+    if !view.active() {
+        return read();
+    }
+    besip_core::secrets::with_read_pruner(Box::new(move |tree| nacm_data::prune(&view, tree)), read)
 }
 
 /// Secrets (`nacm:default-deny-all`: password hashes, SIP passwords) are for
 /// the admin group only (RFC 8341 §3.2.3).
-fn read_access(ctx: &SessionCtx) -> besip_core::datastore::ReadAccess {
-    if ctx.group == Group::Admin {
+/// With NACM rules, every read goes through the pruner (it hides secrets too).
+fn read_access(ctx: &SessionCtx, view: &View) -> besip_core::datastore::ReadAccess {
+    if ctx.group == Group::Admin && !view.active() {
         besip_core::datastore::ReadAccess::Everything
     } else {
         besip_core::datastore::ReadAccess::WithoutSecrets
@@ -147,7 +181,9 @@ async fn get_config(ctx: &SessionCtx, rpc: &Element, op: &Element) -> OpResult {
     let wd = with_defaults(op).map_err(|e| vec![e])?;
     let store = ctx.server.store.lock().await;
     let started = std::time::Instant::now();
-    let result = store.get_config_as(source, &filter, wd, read_access(ctx));
+    let view = ctx.server.nacm_view(&ctx.user, ctx.group);
+    let access = read_access(ctx, &view);
+    let result = with_nacm(view, || store.get_config_as(source, &filter, wd, access));
     tracing::debug!(
         elapsed_us = started.elapsed().as_micros() as u64,
         "get-config"
@@ -269,13 +305,40 @@ async fn edit_config(ctx: &SessionCtx, op: &Element) -> OpResult {
     } else {
         return Err(vec![missing("config")]);
     };
-    may_edit(ctx, &config)?;
+    let view = ctx.server.nacm_view(&ctx.user, ctx.group);
+    if !view.active() {
+        may_edit(ctx, &config)?;
+    }
     check_lock(ctx, Source::Candidate)?;
     let mut store = ctx.server.store.lock().await;
+    if view.active() {
+        check_edit_rules(&view, &store, &config, default_operation, error_option)?;
+    }
     store
         .edit_candidate(&config, default_operation, error_option, test_option)
         .map(|_| Answer::Ok)
         .map_err(|e| e.0)
+}
+
+/// Apply the edit to a copy of the candidate and check each change against
+/// the user's NACM rules (the real edit follows only if all are permitted).
+fn check_edit_rules(
+    view: &View,
+    store: &Datastore,
+    config: &[Element],
+    default_operation: DefaultOperation,
+    error_option: ErrorOption,
+) -> Result<(), Vec<ConfigError>> {
+    let failed = |e: String| vec![ConfigError::new(ErrorTag::OperationFailed, e)];
+    let pre = store.tree(Source::Candidate);
+    let mut post = pre.duplicate().map_err(|e| failed(e.to_string()))?;
+    let (summary, errors, _) = Editor::new(&mut post, error_option)
+        .map_err(|e| vec![e])?
+        .apply(config, default_operation);
+    if !errors.is_empty() && error_option != ErrorOption::ContinueOnError {
+        return Err(errors);
+    }
+    nacm_data::check_edit(view, pre, &post, &summary).map_err(|e| vec![e])
 }
 
 fn config_document(content: &str) -> String {
@@ -286,7 +349,7 @@ async fn copy_config(ctx: &SessionCtx, op: &Element) -> OpResult {
     let target = store_arg(op, "target").map_err(|e| vec![e])?;
     let source = store_arg(op, "source").map_err(|e| vec![e])?;
     let uses_url = matches!(target, Store::Url(_)) || matches!(source, Store::Url(_));
-    if ctx.group == Group::Monitor || (uses_url && ctx.group != Group::Admin) {
+    if uses_url && ctx.group != Group::Admin {
         return Err(access_denied("copy configurations"));
     }
     match target {
@@ -313,6 +376,10 @@ async fn copy_config(ctx: &SessionCtx, op: &Element) -> OpResult {
                 ));
             }
             let mut store = ctx.server.store.lock().await;
+            let view = ctx.server.nacm_view(&ctx.user, ctx.group);
+            if view.active() {
+                check_replace_rules(&view, &store, &content)?;
+            }
             store
                 .replace_candidate(&content)
                 .map(|_| Answer::Ok)
@@ -361,6 +428,23 @@ async fn copy_config(ctx: &SessionCtx, op: &Element) -> OpResult {
             "copy-config targets <candidate/> or <url>",
         )]),
     }
+}
+
+/// copy-config to the candidate: every difference to the candidate is checked.
+fn check_replace_rules(
+    view: &View,
+    store: &Datastore,
+    content: &[Element],
+) -> Result<(), Vec<ConfigError>> {
+    let pre = store.tree(Source::Candidate);
+    let mut post = besip_core::yang2::data::DataTree::new(store.schema().context());
+    let (_, errors, _) = Editor::new(&mut post, ErrorOption::StopOnError)
+        .map_err(|e| vec![e])?
+        .apply(content, DefaultOperation::Merge);
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    nacm_data::check_replace(view, pre, &post).map_err(|e| vec![e])
 }
 
 fn delete_config(ctx: &SessionCtx, op: &Element) -> OpResult {
@@ -458,9 +542,6 @@ async fn validate(ctx: &SessionCtx, op: &Element) -> OpResult {
 }
 
 async fn commit(ctx: &SessionCtx, op: &Element) -> OpResult {
-    if ctx.group == Group::Monitor {
-        return Err(access_denied("commit"));
-    }
     check_lock(ctx, Source::Running)?;
     check_lock(ctx, Source::Candidate)?;
     let confirmed = if base_child(op, "confirmed").is_some() {
@@ -492,10 +573,12 @@ async fn commit(ctx: &SessionCtx, op: &Element) -> OpResult {
     };
     let outcome = {
         let mut store = ctx.server.store.lock().await;
-        store
+        let outcome = store
             .commit(options, &ctx.server.reloader)
             .await
-            .map_err(|e| e.0)?
+            .map_err(|e| e.0)?;
+        ctx.server.refresh_nacm(&store);
+        outcome
     };
     if outcome.id.is_some() {
         modrpc::publish_config_change(ctx, &outcome.changes);
@@ -504,9 +587,6 @@ async fn commit(ctx: &SessionCtx, op: &Element) -> OpResult {
 }
 
 async fn cancel_commit(ctx: &SessionCtx, op: &Element) -> OpResult {
-    if ctx.group == Group::Monitor {
-        return Err(access_denied("cancel a commit"));
-    }
     let persist_id = text_of(op, "persist-id");
     let mut store = ctx.server.store.lock().await;
     if persist_id.is_none() && store.confirm_session().is_some_and(|s| s != ctx.id) {
@@ -515,17 +595,12 @@ async fn cancel_commit(ctx: &SessionCtx, op: &Element) -> OpResult {
             "the pending confirmed commit belongs to another session",
         )]);
     }
-    store
-        .cancel_commit(persist_id, &ctx.server.reloader)
-        .await
-        .map(|_| Answer::Ok)
-        .map_err(|e| e.0)
+    let result = store.cancel_commit(persist_id, &ctx.server.reloader).await;
+    ctx.server.refresh_nacm(&store);
+    result.map(|_| Answer::Ok).map_err(|e| e.0)
 }
 
 async fn discard(ctx: &SessionCtx) -> OpResult {
-    if ctx.group == Group::Monitor {
-        return Err(access_denied("discard changes"));
-    }
     check_lock(ctx, Source::Candidate)?;
     let mut store = ctx.server.store.lock().await;
     store
@@ -535,9 +610,6 @@ async fn discard(ctx: &SessionCtx) -> OpResult {
 }
 
 fn kill_session(ctx: &SessionCtx, op: &Element) -> OpResult {
-    if ctx.group == Group::Monitor {
-        return Err(access_denied("kill sessions"));
-    }
     let text = text_of(op, "session-id").ok_or_else(|| vec![missing("session-id")])?;
     let id: u32 = text.parse().map_err(|_| {
         vec![bad_value(

@@ -1,12 +1,14 @@
 //! State shared by all sessions: the datastore, sessions, locks, counters,
 //! and the notification stream.
 
+use crate::nacm::{Rules, View};
 use besip_core::datastore::Datastore;
+use besip_core::datastore::Source;
 use besip_core::paths::Layout;
 use besip_core::reload::IpcReloader;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::{broadcast, Notify};
 
@@ -83,12 +85,16 @@ pub struct Server {
     pub dropped_sessions: AtomicU64,
     /// Complete `<notification>` documents for subscribed sessions.
     pub notifications: broadcast::Sender<String>,
+    /// `/nacm` of running, re-read whenever running may have changed.
+    nacm: RwLock<Arc<Rules>>,
 }
 
 impl Server {
     pub fn new(layout: Layout, store: Datastore, settings: Settings) -> Server {
         let (notifications, _) = broadcast::channel(256);
+        let nacm = RwLock::new(Arc::new(Rules::from_tree(store.tree(Source::Running))));
         Server {
+            nacm,
             reloader: IpcReloader::new(layout.clone()),
             layout,
             store: tokio::sync::Mutex::new(store),
@@ -127,6 +133,26 @@ impl Server {
         if locks.candidate.as_ref().map(|l| l.0) == Some(id) {
             locks.candidate = None;
         }
+    }
+
+    /// Re-read `/nacm` after running changed (commit, cancel, revert).
+    pub fn refresh_nacm(&self, store: &Datastore) {
+        let rules = Rules::from_tree(store.tree(Source::Running));
+        let mut current = self.nacm.write().unwrap_or_else(|e| e.into_inner());
+        if **current != rules {
+            tracing::info!(
+                rule_lists = rules.lists.len(),
+                enabled = rules.enabled,
+                "NACM rules loaded"
+            );
+            *current = Arc::new(rules);
+        }
+    }
+
+    /// The NACM rules that apply to a user.
+    pub fn nacm_view(&self, user: &str, group: Group) -> View {
+        let rules = self.nacm.read().unwrap_or_else(|e| e.into_inner()).clone();
+        View::new(&rules, user, group)
     }
 
     pub fn publish(&self, event_xml: &str) {

@@ -78,6 +78,7 @@ async fn end_session(server: &Server, id: u32) {
             if let Err(e) = store.cancel_commit(None, &server.reloader).await {
                 tracing::error!(session = id, error = %e, "reverting the confirmed commit failed");
             }
+            server.refresh_nacm(&store);
         }
     }
     server.unregister(id);
@@ -188,6 +189,9 @@ async fn serve<W: AsyncWrite + Unpin>(
                 }
             }
             event = next_notification(&mut notifications) => {
+                if !crate::nacm_data::may_receive(&ctx.server.nacm_view(&ctx.user, ctx.group), &event) {
+                    continue;
+                }
                 Counters::bump(&ctx.counters.out_notifications);
                 Counters::bump(&ctx.server.totals.out_notifications);
                 if !write_message(w, &event, framing).await {
