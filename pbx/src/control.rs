@@ -70,6 +70,10 @@ impl Handler for Control {
     async fn reload(&self) -> Result<(), HandlerError> {
         let config =
             Config::load(&self.config_path).map_err(|e| HandlerError::refused(e.to_string()))?;
+        self.engine
+            .reconfigure_listens(&config)
+            .await
+            .map_err(HandlerError::refused)?;
         self.engine.apply(config);
         tracing::info!("configuration reloaded");
         Ok(())

@@ -65,7 +65,8 @@ pub struct Engine {
     /// Transaction timers, served by `timers::run`.
     pub timers: Timers,
     pub counters: Counters,
-    pub sockets: Vec<LocalSocket>,
+    /// What we are bound to and name in Via / Record-Route; a reload may change it.
+    sockets: RwLock<Vec<LocalSocket>>,
     instance: u32,
     seq: AtomicU64,
     last_full_warning: AtomicU64,
@@ -107,7 +108,7 @@ impl Engine {
             b2b: Mutex::new(HashMap::new()),
             timers: Timers::default(),
             counters: Counters::default(),
-            sockets,
+            sockets: RwLock::new(sockets),
             instance: rand::random(),
             seq: AtomicU64::new(0),
             last_full_warning: AtomicU64::new(0),
@@ -123,11 +124,8 @@ impl Engine {
     }
 
     /// Applies a new configuration live; bindings, transactions and calls stay.
+    /// Listen sockets are changed first by `reconfigure_listens`.
     pub fn apply(&self, config: Config) {
-        let old = self.config();
-        if old.listens != config.listens {
-            tracing::warn!("listen sockets changed; the change takes effect at the next restart");
-        }
         let auth = self.auth().rebuild(
             config.realm.clone(),
             config.algorithms.clone(),
@@ -135,6 +133,39 @@ impl Engine {
         );
         *self.auth.write() = Arc::new(auth);
         *self.config.write() = Arc::new(config);
+    }
+
+    /// Brings the served sockets in line with `config` (new ones bound,
+    /// removed ones closed, the rest untouched). On an error (a port taken)
+    /// nothing changes and the reload must be refused.
+    pub async fn reconfigure_listens(&self, config: &Config) -> Result<(), String> {
+        let changed = self
+            .transports
+            .reconfigure(&config.listens)
+            .await
+            .map_err(|e| e.to_string())?;
+        let sockets = local_sockets(&self.transports.listening(), config.external_address);
+        if changed {
+            for s in &sockets {
+                tracing::info!(transport = ?s.transport, addr = %s.bound, "listening");
+            }
+        }
+        *self.sockets.write() = sockets;
+        Ok(())
+    }
+
+    /// The served socket bound to `local`.
+    pub fn socket_bound_to(&self, local: SocketAddr) -> Option<LocalSocket> {
+        self.sockets
+            .read()
+            .iter()
+            .find(|s| s.bound == local)
+            .copied()
+    }
+
+    /// The sockets served now.
+    pub fn sockets(&self) -> Vec<LocalSocket> {
+        self.sockets.read().clone()
     }
 
     pub fn new_tag(&self) -> String {
@@ -157,12 +188,13 @@ impl Engine {
     /// The socket we send from (and name in Via) for a transport and family.
     pub fn socket_for(&self, transport: Transport, v6: bool) -> LocalSocket {
         let same = |s: &&LocalSocket| s.transport == transport;
-        self.sockets
+        let sockets = self.sockets.read();
+        sockets
             .iter()
             .filter(same)
             .find(|s| s.advertised.is_ipv6() == v6)
-            .or_else(|| self.sockets.iter().find(same))
-            .or_else(|| self.sockets.first())
+            .or_else(|| sockets.iter().find(same))
+            .or_else(|| sockets.first())
             .copied()
             .unwrap_or(LocalSocket {
                 transport,
@@ -191,6 +223,7 @@ impl Engine {
         };
         let port = port.unwrap_or(5060);
         self.sockets
+            .read()
             .iter()
             .any(|s| (s.advertised.ip() == ip || s.bound.ip() == ip) && s.advertised.port() == port)
     }
@@ -204,6 +237,7 @@ impl Engine {
             return false;
         };
         self.sockets
+            .read()
             .iter()
             .any(|s| s.advertised.ip() == ip || s.bound.ip() == ip)
     }
@@ -547,6 +581,39 @@ impl Engine {
             }
         }
     }
+}
+
+/// Our sockets as named in Via / Record-Route: a wildcard address is
+/// replaced by `external` (or loopback), duplicates dropped.
+pub fn local_sockets(
+    listening: &[(Transport, SocketAddr)],
+    external: Option<IpAddr>,
+) -> Vec<LocalSocket> {
+    let mut sockets: Vec<LocalSocket> = Vec::new();
+    for &(transport, addr) in listening {
+        if sockets
+            .iter()
+            .any(|s| s.bound == addr && s.transport == transport)
+        {
+            continue;
+        }
+        let mut advertised = addr;
+        if addr.ip().is_unspecified() {
+            let ip = external.unwrap_or(if addr.is_ipv6() {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            } else {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            });
+            tracing::warn!(%addr, %ip, "listening on a wildcard address; Via and Record-Route name {ip} (set nat external-address)");
+            advertised.set_ip(ip);
+        }
+        sockets.push(LocalSocket {
+            transport,
+            bound: addr,
+            advertised,
+        });
+    }
+    sockets
 }
 
 /// A stateless error reply built from whatever headers of a bad request can be read.

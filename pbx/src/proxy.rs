@@ -397,10 +397,7 @@ fn fork(
     let initial = param(base.header("To").unwrap_or(""), "tag").is_none();
     if initial && matches!(method.as_str(), "INVITE" | "SUBSCRIBE" | "REFER") {
         let sock = engine
-            .sockets
-            .iter()
-            .find(|s| s.bound == local)
-            .copied()
+            .socket_bound_to(local)
             .unwrap_or_else(|| engine.socket_for(Transport::Udp, local.is_ipv6()));
         let tp = if sock.transport == Transport::Tcp {
             ";transport=tcp"

@@ -7,7 +7,9 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use parking_lot::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use parking_lot::{Mutex, RwLock};
 use snafu::{ResultExt, Snafu};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::collections::HashMap;
@@ -38,16 +40,53 @@ pub trait Sink: Send + Sync + 'static {
 /// Per-connection queue depth; a peer that does not read is dropped, not buffered forever.
 const TCP_QUEUE: usize = 1024;
 
-#[derive(Default)]
 pub struct Transports {
-    udp: Vec<(SocketAddr, Arc<UdpSocket>)>,
+    /// The listen sockets being served; a reload adds and removes entries.
+    served: RwLock<Vec<Served>>,
     tcp: Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>,
-    /// Where messages read on connections we opened go.
+    /// Where messages read on connections we opened (and on sockets a
+    /// reload adds) go.
     outbound_sink: Mutex<Option<Arc<dyn Sink>>>,
     readers: usize,
 }
 
 type UdpSocket = std::net::UdpSocket;
+
+/// A served listen socket, under the configured address it came from.
+struct Served {
+    listen: (Transport, SocketAddr),
+    local: SocketAddr,
+    kind: ServedKind,
+}
+
+enum ServedKind {
+    Udp {
+        socket: Arc<UdpSocket>,
+        stop: Arc<AtomicBool>,
+    },
+    Tcp {
+        accept: tokio::task::AbortHandle,
+    },
+}
+
+/// A socket bound but not yet served.
+pub struct Bound {
+    listen: (Transport, SocketAddr),
+    local: SocketAddr,
+    kind: BoundKind,
+}
+
+enum BoundKind {
+    Udp(Arc<UdpSocket>),
+    Tcp(TcpListener),
+}
+
+impl Bound {
+    /// Transport and the address actually bound (the port of a ':0' filled in).
+    pub fn local(&self) -> (Transport, SocketAddr) {
+        (self.listen.0, self.local)
+    }
+}
 
 /// A blocking socket: the reader threads sleep in recvfrom; sends pass
 /// MSG_DONTWAIT so no caller ever blocks on it.
@@ -64,41 +103,102 @@ fn udp_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
 }
 
 impl Transports {
-    /// Binds every configured socket.
     /// `readers`: receive threads per UDP socket (default: one per core).
-    pub async fn bind(
-        listens: &[Listen],
-        readers: Option<usize>,
-    ) -> Result<(Arc<Transports>, Vec<Bound>), TransportError> {
+    pub fn new(readers: Option<usize>) -> Arc<Transports> {
         let cores = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .min(8);
-        let mut transports = Transports {
+        Arc::new(Transports {
+            served: RwLock::new(Vec::new()),
+            tcp: Mutex::new(HashMap::new()),
+            outbound_sink: Mutex::new(None),
             readers: readers.unwrap_or(cores).clamp(1, 64),
-            ..Transports::default()
-        };
+        })
+    }
+
+    /// Binds every listed socket; on an error nothing stays bound.
+    pub async fn bind(listens: &[Listen]) -> Result<Vec<Bound>, TransportError> {
         let mut bound = Vec::new();
         for l in listens {
             let ctx = ListenSnafu {
                 transport: l.transport,
                 addr: l.addr,
             };
+            let listen = (l.transport, l.addr);
             match l.transport {
                 Transport::Udp => {
                     let socket = udp_socket(l.addr).context(ctx)?;
                     let local = socket.local_addr().context(ctx)?;
-                    let socket = Arc::new(socket);
-                    transports.udp.push((local, socket.clone()));
-                    bound.push(Bound::Udp(local, socket));
+                    let kind = BoundKind::Udp(Arc::new(socket));
+                    bound.push(Bound {
+                        listen,
+                        local,
+                        kind,
+                    });
                 }
                 Transport::Tcp => {
                     let listener = TcpListener::bind(l.addr).await.context(ctx)?;
                     let local = listener.local_addr().context(ctx)?;
-                    bound.push(Bound::Tcp(local, listener));
+                    let kind = BoundKind::Tcp(listener);
+                    bound.push(Bound {
+                        listen,
+                        local,
+                        kind,
+                    });
                 }
             }
         }
-        Ok((Arc::new(transports), bound))
+        Ok(bound)
+    }
+
+    /// Transport and local address of every served socket, in order.
+    pub fn listening(&self) -> Vec<(Transport, SocketAddr)> {
+        self.served
+            .read()
+            .iter()
+            .map(|s| (s.listen.0, s.local))
+            .collect()
+    }
+
+    /// Serves `listens` from now on: binds what is new (an error changes
+    /// nothing), then stops what is gone. Unchanged sockets, their
+    /// connections, the bindings and the calls are not touched. Returns
+    /// whether anything changed.
+    pub async fn reconfigure(self: &Arc<Self>, listens: &[Listen]) -> Result<bool, TransportError> {
+        let wanted: Vec<(Transport, SocketAddr)> =
+            listens.iter().map(|l| (l.transport, l.addr)).collect();
+        let current: Vec<(Transport, SocketAddr)> =
+            self.served.read().iter().map(|s| s.listen).collect();
+        let added: Vec<Listen> = listens
+            .iter()
+            .filter(|l| !current.contains(&(l.transport, l.addr)))
+            .cloned()
+            .collect();
+        let removed: Vec<(Transport, SocketAddr)> = current
+            .into_iter()
+            .filter(|k| !wanted.contains(k))
+            .collect();
+        if added.is_empty() && removed.is_empty() {
+            return Ok(false);
+        }
+        let bound = Self::bind(&added).await?;
+        let sink = self.outbound_sink.lock().clone();
+        if let Some(sink) = sink {
+            self.serve(bound, sink);
+        }
+        let gone: Vec<Served> = {
+            let mut served = self.served.write();
+            let (gone, kept) = std::mem::take(&mut *served)
+                .into_iter()
+                .partition(|s| removed.contains(&s.listen));
+            *served = kept;
+            gone
+        };
+        for s in gone {
+            tracing::info!(transport = ?s.listen.0, addr = %s.local, "no longer listening");
+            s.stop();
+        }
+        Ok(true)
     }
 
     /// Starts the receive loops (call inside the runtime: the UDP threads
@@ -106,29 +206,33 @@ impl Transports {
     pub fn serve(self: &Arc<Self>, bound: Vec<Bound>, sink: Arc<dyn Sink>) {
         let handle = tokio::runtime::Handle::current();
         for b in bound {
-            match b {
-                Bound::Udp(local, socket) => {
+            let local = b.local;
+            let kind = match b.kind {
+                BoundKind::Udp(socket) => {
+                    let stop = Arc::new(AtomicBool::new(false));
                     // Several readers per socket: a single busy peer (one
                     // 4-tuple) still spreads over every core.
                     for i in 0..self.readers {
                         let sink = sink.clone();
                         let socket = socket.clone();
                         let handle = handle.clone();
+                        let stop = stop.clone();
                         let spawned = std::thread::Builder::new()
                             .name(format!("pbx-udp-{i}"))
                             .spawn(move || {
                                 let _runtime = handle.enter();
-                                udp_reader(&socket, local, sink.as_ref());
+                                udp_reader(&socket, local, sink.as_ref(), &stop);
                             });
                         if let Err(e) = spawned {
                             tracing::error!(%local, error = %e, "cannot start a UDP receive thread");
                         }
                     }
+                    ServedKind::Udp { socket, stop }
                 }
-                Bound::Tcp(local, listener) => {
+                BoundKind::Tcp(listener) => {
                     let sink = sink.clone();
                     let me = self.clone();
-                    tokio::spawn(async move {
+                    let task = tokio::spawn(async move {
                         loop {
                             match listener.accept().await {
                                 Ok((stream, peer)) => {
@@ -142,8 +246,16 @@ impl Transports {
                             }
                         }
                     });
+                    ServedKind::Tcp {
+                        accept: task.abort_handle(),
+                    }
                 }
-            }
+            };
+            self.served.write().push(Served {
+                listen: b.listen,
+                local,
+                kind,
+            });
         }
     }
 
@@ -211,12 +323,20 @@ impl Transports {
     pub fn send(self: &Arc<Self>, transport: Transport, dest: SocketAddr, bytes: Vec<u8>) {
         match transport {
             Transport::Udp => {
-                let Some((_, socket)) = self
-                    .udp
-                    .iter()
-                    .find(|(l, _)| l.is_ipv4() == dest.is_ipv4())
-                    .or_else(|| self.udp.first())
-                else {
+                let socket = {
+                    let served = self.served.read();
+                    let udp = || {
+                        served.iter().filter_map(|s| match &s.kind {
+                            ServedKind::Udp { socket, .. } => Some((s.local, socket)),
+                            ServedKind::Tcp { .. } => None,
+                        })
+                    };
+                    udp()
+                        .find(|(l, _)| l.is_ipv4() == dest.is_ipv4())
+                        .or_else(|| udp().next())
+                        .map(|(_, socket)| socket.clone())
+                };
+                let Some(socket) = socket else {
                     tracing::warn!(%dest, "no UDP socket to send from");
                     return;
                 };
@@ -280,23 +400,45 @@ impl Transports {
     }
 }
 
-/// One UDP receive thread: read a datagram, hand it to the sink, repeat.
-fn udp_reader(socket: &UdpSocket, local: SocketAddr, sink: &dyn Sink) {
-    let mut buf = vec![0u8; MAX_MESSAGE_SIZE + 1];
-    loop {
+impl Served {
+    /// Stops serving: UDP readers are woken (shutdown of the read side) and
+    /// leave, closing the socket with the last of them; the TCP accept task
+    /// is aborted (its connections live on).
+    fn stop(self) {
+        match self.kind {
+            ServedKind::Udp { socket, stop } => {
+                stop.store(true, Ordering::Relaxed);
+                let _ = socket2::SockRef::from(socket.as_ref()).shutdown(std::net::Shutdown::Read);
+            }
+            ServedKind::Tcp { accept } => accept.abort(),
+        }
+    }
+}
+
+/// One UDP receive thread: read a datagram, hand it to the sink, repeat
+/// until the socket is stopped.
+fn udp_reader(socket: &UdpSocket, local: SocketAddr, sink: &dyn Sink, stop: &AtomicBool) {
+    let mut buf = vec![std::mem::MaybeUninit::<u8>::uninit(); MAX_MESSAGE_SIZE + 1];
+    let socket = socket2::SockRef::from(socket);
+    while !stop.load(Ordering::Relaxed) {
+        // socket2, not std: std asserts on the empty source address that a
+        // shut-down socket returns.
         match socket.recv_from(&mut buf) {
-            Ok((n, src)) => sink.on_message(&buf[..n], src, Transport::Udp, local),
+            Ok((n, src)) => {
+                let Some(src) = src.as_socket() else { continue };
+                // SAFETY: recvfrom initialised the first n bytes.
+                let data = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n) };
+                sink.on_message(data, src, Transport::Udp, local);
+            }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
                 tracing::debug!(%local, error = %e, "UDP receive error");
                 // Never spin on a persistent error.
                 std::thread::sleep(std::time::Duration::from_millis(1));
             }
         }
     }
-}
-
-pub enum Bound {
-    Udp(SocketAddr, Arc<UdpSocket>),
-    Tcp(SocketAddr, TcpListener),
 }

@@ -302,6 +302,29 @@ pub fn register(sipp: &Sipp, user: &str, local_port: u16, pbx_port: u16) {
     );
 }
 
+/// True when an OPTIONS to the server at 127.0.0.1:`port` over UDP is
+/// answered 200 within a second (the keepalive answer of the proxy).
+pub fn options_answered(port: u16) -> bool {
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    sock.set_read_timeout(Some(Duration::from_secs(1)))
+        .expect("timeout");
+    let me = sock.local_addr().expect("addr").port();
+    let request = format!(
+        "OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{me};branch=z9hG4bKopt{me}{port};rport\r\nFrom: <sip:probe@127.0.0.1>;tag=p{me}\r\nTo: <sip:127.0.0.1:{port}>\r\nCall-ID: opt{me}-{port}@test\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    );
+    if sock
+        .send_to(request.as_bytes(), ("127.0.0.1", port))
+        .is_err()
+    {
+        return false;
+    }
+    let mut buf = vec![0u8; 65536];
+    match sock.recv_from(&mut buf) {
+        Ok((n, _)) => buf[..n].starts_with(b"SIP/2.0 200 "),
+        Err(_) => false, // timeout, or port unreachable
+    }
+}
+
 /// MD5 for the test's own digest computation (RFC 1321), so the test does not
 /// share code with the daemon it checks.
 pub fn md5_digest(input: &[u8]) -> u128 {

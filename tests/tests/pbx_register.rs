@@ -1,5 +1,5 @@
 //! besip-pbxd registrar against sipp: digest auth (good, bad, stale), 423,
-//! unregister RPC, restart keeping bindings.
+//! unregister RPC, restart keeping bindings, listen sockets changed by reload.
 
 use besip_tests::pbx::*;
 
@@ -213,4 +213,63 @@ fn state_is_valid_yang_data() {
         "yanglint rejects the state:\n{}\n{state}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A reload moves the listen sockets without a restart: the new port
+/// answers, the old one is closed (UDP and TCP), bindings stay; a port that
+/// is taken makes the reload fail and changes nothing.
+#[test]
+fn reload_moves_listen_sockets_and_keeps_bindings() {
+    if !have_sipp() {
+        eprintln!("SKIP: sipp not installed");
+        return;
+    }
+    let old = free_port();
+    let pbx = Pbx::start(&config(old, ""), old);
+    let sipp = Sipp::new();
+    register(&sipp, "100", free_port(), old);
+    assert!(options_answered(old));
+
+    let new = free_port();
+    let cfg_path = pbx.root.path().join("etc/config/besip_pbx");
+    std::fs::write(&cfg_path, config(new, "")).expect("write");
+    pbx.ipc("reload", serde_json::json!({})).expect("reload");
+    assert!(options_answered(new), "the new UDP port does not answer");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", new)).is_ok(),
+        "the new TCP port does not accept"
+    );
+    // The old sockets are closed (the UDP readers leave at once).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while options_answered(old) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "old UDP port still answers"
+        );
+    }
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", old)).is_err(),
+        "old TCP port still accepts"
+    );
+    // The binding made through the old socket is still there; the new one registers.
+    let regs = pbx.registrations();
+    assert_eq!(regs.len(), 1, "{regs:?}");
+    register(&sipp, "101", free_port(), new);
+    assert_eq!(pbx.registrations().len(), 2);
+
+    // A listen on a port someone else holds: refused, the current sockets stay.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let busy = taken.local_addr().expect("addr").port();
+    let cfg = config(new, "")
+        + &format!(
+            "config listen 'listen_busy'\n\toption name 'busy'\n\toption transport 'tcp'\n\toption address '127.0.0.1'\n\toption port '{busy}'\n\n"
+        );
+    std::fs::write(&cfg_path, cfg).expect("write");
+    let err = pbx
+        .ipc("reload", serde_json::json!({}))
+        .expect_err("a taken port must refuse the reload");
+    assert!(err.contains(&busy.to_string()), "{err}");
+    assert!(options_answered(new));
+    register(&sipp, "102", free_port(), new);
+    assert_eq!(pbx.registrations().len(), 3);
 }

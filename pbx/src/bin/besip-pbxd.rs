@@ -7,11 +7,11 @@ use std::sync::Arc;
 use besip_core::daemon::{init_tracing, shutdown_signal, PidFile};
 use besip_core::ipc::IpcServer;
 use besip_core::paths::Layout;
-use besip_pbx::config::{Config, Transport};
+use besip_pbx::config::Config;
 use besip_pbx::control::Control;
-use besip_pbx::engine::{Engine, EngineSink, LocalSocket};
+use besip_pbx::engine::{local_sockets, Engine, EngineSink};
 use besip_pbx::location::Location;
-use besip_pbx::transport::{Bound, Transports};
+use besip_pbx::transport::Transports;
 use clap::Parser;
 
 /// Every SIP message is parsed into many small strings; mimalloc's per-thread
@@ -73,37 +73,12 @@ async fn run(args: Args) -> Result<(), String> {
         .map_err(|e| format!("cannot create {}: {e}", layout.lib_dir().display()))?;
     let location =
         Arc::new(Location::open(&layout.lib_dir().join("pbx.db")).map_err(|e| e.to_string())?);
-    let (transports, bound) = Transports::bind(&config.listens, args.udp_readers)
+    let transports = Transports::new(args.udp_readers);
+    let bound = Transports::bind(&config.listens)
         .await
         .map_err(|e| e.to_string())?;
-    let mut sockets = Vec::new();
-    for b in &bound {
-        let (transport, addr) = match b {
-            Bound::Udp(a, _) => (Transport::Udp, *a),
-            Bound::Tcp(a, _) => (Transport::Tcp, *a),
-        };
-        if sockets
-            .iter()
-            .any(|s: &LocalSocket| s.bound == addr && s.transport == transport)
-        {
-            continue;
-        }
-        let mut advertised = addr;
-        if addr.ip().is_unspecified() {
-            let ip = config.external_address.unwrap_or(if addr.is_ipv6() {
-                std::net::Ipv6Addr::LOCALHOST.into()
-            } else {
-                std::net::Ipv4Addr::LOCALHOST.into()
-            });
-            tracing::warn!(%addr, %ip, "listening on a wildcard address; Via and Record-Route name {ip} (set nat external-address)");
-            advertised.set_ip(ip);
-        }
-        sockets.push(LocalSocket {
-            transport,
-            bound: addr,
-            advertised,
-        });
-    }
+    let listening: Vec<_> = bound.iter().map(|b| b.local()).collect();
+    let sockets = local_sockets(&listening, config.external_address);
     let engine = Arc::new(Engine::new(
         config,
         location.clone(),
@@ -124,7 +99,7 @@ async fn run(args: Args) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let _pid = PidFile::create(&layout.pid_file("pbx"))
         .map_err(|e| format!("cannot write pid file: {e}"))?;
-    for s in &engine.sockets {
+    for s in engine.sockets() {
         tracing::info!(transport = ?s.transport, addr = %s.bound, "listening");
     }
     shutdown_signal().await;
