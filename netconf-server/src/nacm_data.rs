@@ -112,13 +112,23 @@ fn collect(
     if node.schema().is_list_key() {
         return;
     }
-    if !permitted(view, sets, node, READ) {
+    if !permitted(view, sets, node, READ) && !holds_guarded_data(view, node) {
         doomed.push(node.as_raw() as usize);
         return;
     }
     for child in node.children() {
         collect(view, sets, &child, doomed);
     }
+}
+
+/// `/system` holds `/system/user`, which the admin group always sees: a
+/// denied `/system` loses its other children, not the users.
+fn holds_guarded_data(view: &View, node: &DataNodeRef<'_, 'static>) -> bool {
+    let schema = node.schema();
+    view.builtin == Group::Admin
+        && besip_core::yang2::iter::NodeIterable::parent(node).is_none()
+        && schema.module().name() == "besip-system"
+        && schema.name() == "system"
 }
 
 fn denied(op: u8, path: &str) -> ConfigError {
