@@ -261,7 +261,7 @@ impl Engine {
         if data.iter().all(|b| b.is_ascii_whitespace()) {
             return; // keepalive
         }
-        let msg = match Message::parse(data) {
+        let (msg, top) = match Message::parse_with_top_via(data) {
             Ok(m) => m,
             Err(e) => {
                 self.counters.malformed.fetch_add(1, Ordering::Relaxed);
@@ -279,7 +279,7 @@ impl Engine {
             }
         };
         if msg.is_request() {
-            self.on_request(msg, source, transport, local);
+            self.on_request(msg, top, source, transport, local);
         } else {
             self.on_response(msg, source);
         }
@@ -288,17 +288,17 @@ impl Engine {
     fn on_request(
         self: &Arc<Self>,
         mut msg: Message,
+        top: Via,
         source: SocketAddr,
         transport: Transport,
         local: SocketAddr,
     ) {
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
-        // The top Via is parsed once here for both the stamp and the key.
-        let top = msg.top_via();
-        let stamped = match (msg.first_value("Via"), &top) {
-            (Some(value), Some(via)) => Some(stamp_parsed_via(value, via, source)),
-            _ => None,
-        };
+        // The top Via, parsed by the parser, serves both the stamp and the key.
+        let stamped = msg
+            .first_value("Via")
+            .map(|value| stamp_parsed_via(value, &top, source));
+        let top = Some(top);
         if let Some(stamped) = stamped {
             msg.replace_first_value("Via", stamped);
         }

@@ -136,15 +136,22 @@ fn decide(
         return Decision::Reply(483, "Too Many Hops", vec![]);
     }
     // Loop: one of our Via entries carries the hash of this very request (§16.3 step 4).
-    let hash = format!("z9hG4bKbsp{:08x}x", loop_hash(msg, &ruri_text));
+    // The hash is computed only when a lower Via names us (rare: a spiral or a loop).
+    let mut hash: Option<String> = None;
     for v in msg
         .header_values("Via")
         .iter()
         .skip(1)
         .filter_map(|v| Via::parse(v))
     {
-        if engine.is_local(&v.host, v.port)
-            && v.branch.as_deref().is_some_and(|b| b.starts_with(&hash))
+        if !engine.is_local(&v.host, v.port) {
+            continue;
+        }
+        let hash =
+            hash.get_or_insert_with(|| format!("z9hG4bKbsp{:08x}x", loop_hash(msg, &ruri_text)));
+        if v.branch
+            .as_deref()
+            .is_some_and(|b| b.starts_with(hash.as_str()))
         {
             return Decision::Reply(482, "Loop Detected", vec![]);
         }

@@ -65,7 +65,9 @@ const CANONICAL: &[(&str, &str)] = &[
     ("x", "Session-Expires"),
     ("u", "Allow-Events"),
 ];
-const KNOWN: &[&str] = &[
+/// Every long name we canonicalise (`known_name` holds them by length).
+#[cfg(test)]
+pub(super) const KNOWN: &[&str] = &[
     "Via",
     "From",
     "To",
@@ -106,13 +108,44 @@ fn canonical_name(name: &str) -> Cow<'static, str> {
             return Cow::Borrowed(long);
         }
     }
-    match KNOWN
-        .iter()
-        .find(|k| k.len() == name.len() && k.eq_ignore_ascii_case(name))
-    {
+    match known_name(name) {
         Some(k) => Cow::Borrowed(k),
         None => Cow::Owned(name.to_owned()),
     }
+}
+
+/// The canonical spelling of a name in `KNOWN`: only the names of the same
+/// length are compared (this runs for every header of every message).
+pub(super) fn known_name(name: &str) -> Option<&'static str> {
+    let candidates: &[&'static str] = match name.len() {
+        2 => &["To"],
+        3 => &["Via"],
+        4 => &["From", "CSeq", "Path"],
+        5 => &["Route", "Allow", "Event"],
+        6 => &["Server"],
+        7 => &["Call-ID", "Contact", "Expires", "Require", "Subject"],
+        8 => &["Refer-To"],
+        9 => &["Supported"],
+        10 => &["User-Agent"],
+        11 => &["Min-Expires", "Referred-By", "Unsupported"],
+        12 => &[
+            "Max-Forwards",
+            "Record-Route",
+            "Content-Type",
+            "Allow-Events",
+        ],
+        13 => &["Authorization", "Proxy-Require"],
+        14 => &["Content-Length"],
+        15 => &["Session-Expires"],
+        16 => &["WWW-Authenticate", "Content-Encoding"],
+        18 => &["Proxy-Authenticate"],
+        19 => &["Proxy-Authorization"],
+        _ => &[],
+    };
+    candidates
+        .iter()
+        .find(|k| k.eq_ignore_ascii_case(name))
+        .copied()
 }
 
 fn is_token_char(b: u8) -> bool {
@@ -181,6 +214,11 @@ fn parse_content_length(value: &str) -> Result<usize, ParseError> {
 impl Message {
     /// Parses one whole message (a datagram, or a frame cut by `frame_length`).
     pub fn parse(buf: &[u8]) -> Result<Message, ParseError> {
+        Self::parse_with_top_via(buf).map(|(m, _)| m)
+    }
+
+    /// `parse`, also handing out the top Via it had to parse to check it.
+    pub fn parse_with_top_via(buf: &[u8]) -> Result<(Message, super::Via), ParseError> {
         if buf.len() > MAX_MESSAGE_SIZE {
             return Err(ParseError::TooLarge { size: buf.len() });
         }
@@ -238,11 +276,11 @@ impl Message {
             body.truncate(cl);
         }
         msg.body = body;
-        msg.check_mandatory()?;
-        Ok(msg)
+        let via = msg.check_mandatory()?;
+        Ok((msg, via))
     }
 
-    fn check_mandatory(&self) -> Result<(), ParseError> {
+    fn check_mandatory(&self) -> Result<super::Via, ParseError> {
         for name in ["Via", "From", "To", "Call-ID", "CSeq"] {
             if self.header(name).is_none() {
                 return Err(ParseError::Missing { name });
@@ -269,13 +307,10 @@ impl Message {
                 });
             }
         }
-        if self.top_via().is_none() {
-            return Err(ParseError::BadHeader {
-                name: "Via",
-                reason: "cannot parse the top Via".into(),
-            });
-        }
-        Ok(())
+        self.top_via().ok_or(ParseError::BadHeader {
+            name: "Via",
+            reason: "cannot parse the top Via".into(),
+        })
     }
 
     /// The start line and the headers a response is built from (Via, From,

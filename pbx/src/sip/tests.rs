@@ -142,3 +142,18 @@ fn split_list_respects_quotes_and_brackets() {
     let v = r#""a, b" <sip:x@y;p=1,2>;q=0.5, <sip:z@w>"#;
     assert_eq!(split_list(v).len(), 2);
 }
+
+#[test]
+fn every_known_header_name_is_canonicalised() {
+    for name in super::message::KNOWN {
+        assert_eq!(
+            super::message::known_name(&name.to_ascii_lowercase()),
+            Some(*name)
+        );
+        assert_eq!(
+            super::message::known_name(&name.to_ascii_uppercase()),
+            Some(*name)
+        );
+    }
+    assert_eq!(super::message::known_name("X-Custom"), None);
+}
