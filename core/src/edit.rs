@@ -658,6 +658,24 @@ pub fn predicate_value(value: &str) -> Option<String> {
 /// identityref values into the module names libyang's JSON-style API expects.
 fn leaf_value(element: &Element, node: &SchemaNode<'static>) -> String {
     let text = element.text.as_str();
+    // NACM rule paths as printed in running.xml/history carry XML prefixes.
+    if node.name() == "path" && node.module().name() == "ietf-netconf-acm" {
+        let module_of = |prefix: &str| {
+            let ns = &element
+                .namespace_declarations
+                .iter()
+                .find(|(p, _)| p == prefix)?
+                .1;
+            Some(
+                Schema::get()
+                    .ok()?
+                    .module_by_namespace(ns)?
+                    .name()
+                    .to_owned(),
+            )
+        };
+        return crate::secrets::json_path(text.trim(), &module_of);
+    }
     let is_identityref = node
         .leaf_type()
         .is_some_and(|t| t.base_type() == DataValueType::IdentityRef);

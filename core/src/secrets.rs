@@ -98,3 +98,57 @@ fn collect(node: &DataNodeRef<'_, 'static>, doomed: &mut Vec<usize>) {
         collect(&child, doomed);
     }
 }
+
+/// A rule path as libyang stores it: XML prefixes (`/pbx:pbx/pbx:trunk`
+/// with `xmlns:pbx="urn:besip:pbx"`) become module names, written only where
+/// the module changes (`/besip-pbx:pbx/trunk`). `module_of` maps a prefix
+/// in scope to its module; an unknown prefix is taken as a module name.
+pub fn json_path(path: &str, module_of: &dyn Fn(&str) -> Option<String>) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut current: Option<String> = None;
+    let mut quote: Option<char> = None;
+    let mut depth = 0usize;
+    let chars: Vec<char> = path.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if let Some(q) = quote {
+            out.push(c);
+            if c == q {
+                quote = None;
+            }
+            i += 1;
+            continue;
+        }
+        match c {
+            '\'' | '"' => quote = Some(c),
+            '[' => depth += 1,
+            ']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        if c.is_alphabetic() || c == '_' {
+            let start = i;
+            while i < chars.len() && (chars[i].is_alphanumeric() || "_.-".contains(chars[i])) {
+                i += 1;
+            }
+            let ident: String = chars[start..i].iter().collect();
+            if chars.get(i) == Some(&':') && chars.get(i + 1) != Some(&':') {
+                let module = module_of(&ident).unwrap_or(ident);
+                if current.as_deref() != Some(module.as_str()) {
+                    out.push_str(&module);
+                    out.push(':');
+                }
+                if depth == 0 {
+                    current = Some(module);
+                }
+                i += 1;
+            } else {
+                out.push_str(&ident);
+            }
+            continue;
+        }
+        out.push(c);
+        i += 1;
+    }
+    out
+}

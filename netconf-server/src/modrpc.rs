@@ -55,10 +55,14 @@ pub async fn module_rpc(ctx: &SessionCtx, op: &Element) -> OpResult {
                 )]
             })?;
         let mut store = ctx.server.store.lock().await;
-        return store
-            .rollback_candidate(back as usize)
-            .map(|_| Answer::Ok)
-            .map_err(|e| vec![e]);
+        let view = ctx.server.nacm_view(&ctx.user, ctx.group);
+        if !view.active() {
+            return store
+                .rollback_candidate(back as usize)
+                .map(|_| Answer::Ok)
+                .map_err(|e| vec![e]);
+        }
+        return checked_rollback(&view, &mut store, back as usize);
     }
     let daemon = module_name.trim_start_matches("besip-").to_owned();
     let socket = ctx.server.layout.socket(&daemon);
@@ -91,6 +95,42 @@ pub async fn module_rpc(ctx: &SessionCtx, op: &Element) -> OpResult {
             e.to_string(),
         )]),
     }
+}
+
+/// A rollback for a user with NACM rules: every difference it makes to the
+/// candidate must be permitted, else the candidate is put back.
+fn checked_rollback(
+    view: &crate::nacm::View,
+    store: &mut besip_core::datastore::Datastore,
+    back: usize,
+) -> OpResult {
+    use besip_core::datastore::Source;
+    let failed = |e: String| vec![ConfigError::new(ErrorTag::OperationFailed, e)];
+    let was_modified = store.candidate_modified();
+    let before = store
+        .tree(Source::Candidate)
+        .duplicate()
+        .map_err(|e| failed(e.to_string()))?;
+    store.rollback_candidate(back).map_err(|e| vec![e])?;
+    let Err(denied) = crate::nacm_data::check_replace(view, &before, store.tree(Source::Candidate))
+    else {
+        return Ok(Answer::Ok);
+    };
+    let restored = if was_modified {
+        let xml = besip_core::datastore::print_tree(
+            &before,
+            besip_core::datastore::WithDefaults::Explicit,
+        );
+        besip_core::xml::parse(&xml)
+            .map_err(|e| e.to_string())
+            .and_then(|c| store.replace_candidate(&c).map_err(|e| format!("{e:?}")))
+    } else {
+        store.discard_changes().map_err(|e| e.to_string())
+    };
+    if let Err(e) = restored {
+        tracing::error!(error = %e, "putting the candidate back after a denied rollback failed");
+    }
+    Err(vec![denied])
 }
 
 /// RPC input as RFC 7951-ish JSON: leaves as strings, repeated names as arrays.

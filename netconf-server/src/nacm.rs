@@ -178,6 +178,8 @@ fn rule_list(node: &DataNodeRef<'_, 'static>) -> RuleList {
     list
 }
 
+pub use besip_core::secrets::json_path;
+
 pub fn builtin_name(group: Group) -> &'static str {
     match group {
         Group::Admin => "admin",
@@ -483,6 +485,32 @@ mod tests {
         assert!(!v.may_receive("ietf-netconf-notifications", "netconf-config-change"));
         assert!(!v.may_receive("besip-security", "ban-added"));
         assert!(v.may_receive("besip-pbx", "registration"));
+    }
+
+    #[test]
+    fn rule_paths_get_module_names() {
+        let module_of = |p: &str| match p {
+            "pbx" => Some("besip-pbx".to_owned()),
+            "sys" => Some("besip-system".to_owned()),
+            _ => None,
+        };
+        assert_eq!(
+            json_path("/pbx:pbx/pbx:trunk[pbx:name='a:b']/pbx:host", &module_of),
+            "/besip-pbx:pbx/trunk[name='a:b']/host"
+        );
+        assert_eq!(
+            json_path("/besip-pbx:pbx/trunk", &module_of),
+            "/besip-pbx:pbx/trunk"
+        );
+        assert_eq!(
+            json_path("/besip-pbx:pbx/besip-pbx:trunk", &module_of),
+            "/besip-pbx:pbx/trunk"
+        );
+        assert_eq!(
+            json_path("/sys:system/sys:user[sys:name=\"x\"]", &module_of),
+            "/besip-system:system/user[name=\"x\"]"
+        );
+        assert_eq!(json_path("/pbx:pbx[", &module_of), "/besip-pbx:pbx[");
     }
 
     #[test]

@@ -40,7 +40,7 @@ pub async fn dispatch(ctx: &mut SessionCtx, rpc: &Element, op: &Element) -> OpRe
         return match op.name.as_str() {
             "get" => get(ctx, rpc, op).await,
             "get-config" => get_config(ctx, rpc, op).await,
-            "edit-config" => edit_config(ctx, op).await,
+            "edit-config" => edit_config(ctx, rpc, op).await,
             "copy-config" => copy_config(ctx, op).await,
             "delete-config" => delete_config(ctx, op),
             "lock" => lock_op(ctx, op, true).await,
@@ -236,19 +236,46 @@ fn read_url_config(url: &str) -> Result<Vec<Element>, ConfigError> {
             format!("cannot read {}: {e}", path.display()),
         )
     })?;
-    let roots = besip_core::xml::parse(&text).map_err(|e| {
+    let mut roots = besip_core::xml::parse(&text).map_err(|e| {
         ConfigError::new(
             ErrorTag::MalformedMessage,
             format!("{}: {e}", path.display()),
         )
     })?;
+    normalize_nacm_paths(&mut roots, &[]);
     Ok(match roots.as_slice() {
         [w] if w.name == "config" || w.name == "data" => w.children.clone(),
         _ => roots,
     })
 }
 
-async fn edit_config(ctx: &SessionCtx, op: &Element) -> OpResult {
+/// NACM rule paths in a `<config>` with the module names libyang expects.
+fn normalize_nacm_paths(config: &mut [Element], scope: &[(String, String)]) {
+    let schema = besip_core::schema::Schema::get().ok();
+    for el in config {
+        let mut scope = scope.to_vec();
+        scope.extend(el.namespace_declarations.iter().cloned());
+        if el.namespace == NACM_NS && el.name == "path" {
+            let module_of = |prefix: &str| {
+                let ns = &scope.iter().rev().find(|(p, _)| p == prefix)?.1;
+                Some(schema?.module_by_namespace(ns)?.name().to_owned())
+            };
+            el.text = crate::nacm::json_path(el.trimmed_text(), &module_of);
+        } else if el.namespace == NACM_NS || el.name == "config" || el.name == "data" {
+            normalize_nacm_paths(&mut el.children, &scope);
+        }
+    }
+}
+
+/// The namespace declarations in scope of an operation's `<config>`.
+fn scope_of(elements: &[&Element]) -> Vec<(String, String)> {
+    elements
+        .iter()
+        .flat_map(|e| e.namespace_declarations.iter().cloned())
+        .collect()
+}
+
+async fn edit_config(ctx: &SessionCtx, rpc: &Element, op: &Element) -> OpResult {
     let target = store_arg(op, "target").map_err(|e| vec![e])?;
     match target {
         Store::Candidate => {}
@@ -296,7 +323,9 @@ async fn edit_config(ctx: &SessionCtx, op: &Element) -> OpResult {
         }
     };
     let config = if let Some(c) = base_child(op, "config") {
-        c.children.clone()
+        let mut children = c.children.clone();
+        normalize_nacm_paths(&mut children, &scope_of(&[rpc, op, c]));
+        children
     } else if let Some(u) = base_child(op, "url") {
         if ctx.group != Group::Admin {
             return Err(access_denied("read files through <url>"));
@@ -356,7 +385,10 @@ async fn copy_config(ctx: &SessionCtx, op: &Element) -> OpResult {
         Store::Candidate => {
             check_lock(ctx, Source::Candidate)?;
             let content = match source {
-                Store::Config(c) => c,
+                Store::Config(mut c) => {
+                    normalize_nacm_paths(&mut c, &scope_of(&[op]));
+                    c
+                }
                 Store::Url(u) => read_url_config(&u).map_err(|e| vec![e])?,
                 Store::Running => {
                     let mut store = ctx.server.store.lock().await;
@@ -522,7 +554,8 @@ async fn lock_op(ctx: &SessionCtx, op: &Element, take: bool) -> OpResult {
 
 async fn validate(ctx: &SessionCtx, op: &Element) -> OpResult {
     match store_arg(op, "source").map_err(|e| vec![e])? {
-        Store::Config(content) => {
+        Store::Config(mut content) => {
+            normalize_nacm_paths(&mut content, &scope_of(&[op]));
             let schema = besip_core::schema::Schema::get()
                 .map_err(|e| vec![ConfigError::new(ErrorTag::OperationFailed, e.to_string())])?;
             let text: String = content.iter().map(|e| e.to_xml()).collect();

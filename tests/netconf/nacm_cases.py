@@ -119,6 +119,11 @@ def test_deny_rule_blocks_trunks_not_extensions(nc):
     nc.edit_config(target="candidate", config=cfg(trunk(host="192.0.2.2")))
     nc.commit()
     assert "192.0.2.2" in running(nc)
+    # A rollback to the old trunk is a trunk update too: refused, candidate kept.
+    denied(lambda: oper.dispatch(rollback_element(f'<rollback xmlns="{SYS}"><back>1</back></rollback>')))
+    assert "192.0.2.2" in oper.get_config("candidate", filter=("subtree", pbx("<trunk/>"))).data_xml
+    oper.lock("candidate")  # refused if the candidate held changes
+    oper.unlock("candidate")
     oper.close_session()
 
 
@@ -249,3 +254,19 @@ def test_bad_rule_path_is_refused_or_harmless(nc):
     assert "192.0.2.6" in oper.get_config("candidate").data_xml
     oper.discard_changes()
     oper.close_session()
+
+
+def test_rule_path_with_xml_prefixes_round_trips(nc):
+    xml_rule = ('<rule><name>no-trunks</name><module-name>besip-pbx</module-name>'
+                f'<path xmlns:p="{PBX}">/p:pbx/p:trunk[p:name=\'prov\']</path>'
+                '<access-operations>update</access-operations><action>deny</action></rule>')
+    set_rules(nc, f'<nacm xmlns="{NACM}"><rule-list><name>x</name><group>operator</group>{xml_rule}</rule-list></nacm>')
+    oper = connect("oper", "s3cret")
+    denied(lambda: oper.edit_config(target="candidate", config=cfg(trunk(host="192.0.2.9"))))
+    oper.close_session()
+    # What get-config shows can be sent back as it is.
+    data = nc.get_config("running", filter=("subtree", f'<nacm xmlns="{NACM}"/>')).data_xml
+    start, end = data.index("<nacm"), data.index("</nacm>") + len("</nacm>")
+    nc.edit_config(target="candidate", config=cfg(data[start:end]))
+    nc.validate(source="candidate")
+    nc.discard_changes()

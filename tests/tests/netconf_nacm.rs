@@ -2,7 +2,7 @@
 //! besip-netconfd: ncclient sessions of admin, operator and monitor users
 //! against a server of its own (tests/netconf/nacm_cases.py).
 
-use besip_tests::netconf::{suite_dir, NetconfServer, ADMIN_PASSWORD};
+use besip_tests::netconf::{python, suite_dir, NetconfServer, ADMIN_PASSWORD};
 use std::process::Command;
 
 #[test]
@@ -31,7 +31,70 @@ fn nacm_rules_take_effect() {
         "NACM cases failed:\n{stdout}\n{stderr}\n--- server log ---\n{}",
         server.log()
     );
-    assert!(stdout.contains("8 passed"), "{stdout}");
+    assert!(stdout.contains("9 passed"), "{stdout}");
     // The daemon survived every rule, good or bad.
     assert!(!server.log().contains("panicked"), "{}", server.log());
+}
+
+/// Rule paths are printed with XML prefixes into running.xml and the commit
+/// history: the server starts again with them and a rollback reads them back.
+#[test]
+fn path_rules_survive_restart_and_rollback() {
+    let server = NetconfServer::start();
+    let (ok, out) = python(
+        server.port,
+        ADMIN_PASSWORD,
+        r#"
+m = connect()
+m.edit_config(target='candidate', config='''<config>
+<system xmlns="urn:besip:system"><user><name>oper</name><group>operator</group>
+<password-hash>$6$saltsalt$As4wrv0kZlfch1du9WeH7qhskyLriQWySXrZzynnvi46nFnNxjdpl6ksRegrrKexvhIa/Iny8S8uF3fVWTMuC1</password-hash></user></system>
+<pbx xmlns="urn:besip:pbx"><trunk><name>prov</name><host>192.0.2.1</host></trunk></pbx>
+<nacm xmlns="urn:ietf:params:xml:ns:yang:ietf-netconf-acm"><rule-list><name>ops</name><group>operator</group>
+<rule><name>no-trunks</name><module-name>besip-pbx</module-name><path>/besip-pbx:pbx/trunk</path>
+<access-operations>update</access-operations><action>deny</action></rule></rule-list></nacm></config>''')
+m.commit()
+print('CONFIGURED')
+"#,
+    );
+    assert!(ok && out.contains("CONFIGURED"), "{out}\n{}", server.log());
+    let path = walk(server.root_path(), "running.xml").expect("running.xml under the root");
+    let running = std::fs::read_to_string(path).expect("read running.xml");
+    assert!(running.contains("trunk</path>"), "{running}");
+    let root = server.stop();
+    let server = NetconfServer::start_in(root);
+    let (ok, out) = python(
+        server.port,
+        ADMIN_PASSWORD,
+        r#"
+from ncclient.operations.rpc import RPCError
+from ncclient.xml_ import to_ele
+oper = connect('oper', 's3cret')
+try:
+    oper.edit_config(target='candidate', config='<config><pbx xmlns="urn:besip:pbx"><trunk><name>prov</name><host>192.0.2.7</host></trunk></pbx></config>')
+    print('NOT DENIED')
+except RPCError as e:
+    print('DENIED', e.tag)
+m = connect()
+m.dispatch(to_ele('<rollback xmlns="urn:besip:system"><back>0</back></rollback>'))
+print('ROLLBACK OK' if 'trunk</path>' in m.get_config('candidate').data_xml else 'ROLLBACK LOST THE RULE')
+"#,
+    );
+    assert!(ok, "{out}\n{}", server.log());
+    assert!(out.contains("DENIED access-denied"), "{out}");
+    assert!(out.contains("ROLLBACK OK"), "{out}");
+}
+
+fn walk(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if let Some(found) = walk(&path, name) {
+                return Some(found);
+            }
+        } else if path.file_name().is_some_and(|n| n == name) {
+            return Some(path);
+        }
+    }
+    None
 }
