@@ -69,6 +69,16 @@ impl Reloader for Refusing {
     }
 }
 
+async fn assert_refused(store: &mut Datastore) {
+    assert!(
+        store
+            .commit(CommitOptions::default(), &NoReload)
+            .await
+            .is_err(),
+        "the commit should have been refused"
+    );
+}
+
 async fn commit(store: &mut Datastore, dir: &tempfile::TempDir, step: &str) {
     store
         .commit(CommitOptions::default(), &NoReload)
@@ -155,10 +165,7 @@ async fn every_kind_of_edit_renders_as_a_full_render_would() {
         &pbx("<extension><number>104</number></extension>"),
     )
     .unwrap();
-    assert!(store
-        .commit(CommitOptions::default(), &NoReload)
-        .await
-        .is_err());
+    assert_refused(&mut store).await;
     edit(&mut store, &pbx(&ext(104, ""))).unwrap();
     commit(&mut store, &dir, "after a refused validation").await;
 
@@ -266,10 +273,7 @@ async fn new_entries_checked_alone_are_still_checked() {
         &pbx("<alias><alias>sales</alias><extension>999</extension></alias>"),
     )
     .unwrap();
-    assert!(store
-        .commit(CommitOptions::default(), &NoReload)
-        .await
-        .is_err());
+    assert_refused(&mut store).await;
     store.discard_changes().unwrap();
 
     // Deleting an extension an alias points to is refused.
@@ -284,10 +288,7 @@ async fn new_entries_checked_alone_are_still_checked() {
         &pbx("<extension nc:operation=\"delete\"><number>100</number></extension>"),
     )
     .unwrap();
-    assert!(store
-        .commit(CommitOptions::default(), &NoReload)
-        .await
-        .is_err());
+    assert_refused(&mut store).await;
     store.discard_changes().unwrap();
 
     // A new extension gets its defaults (forwarding timeout, enabled) in running and UCI.
