@@ -3,7 +3,11 @@
 //! against a server of its own (tests/netconf/nacm_cases.py).
 
 use besip_tests::netconf::{python, suite_dir, NetconfServer, ADMIN_PASSWORD};
-use std::process::Command;
+use besip_tests::security::{register, tools_present, write_config, Netns, SecDaemon};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
 
 #[test]
 fn nacm_rules_take_effect() {
@@ -97,4 +101,118 @@ fn walk(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
         }
     }
     None
+}
+
+const TWO_SUBSCRIBERS: &str = r#"
+import sys, time
+from ncclient import manager
+def connect(user, pw):
+    return manager.connect(host='127.0.0.1', port=int(sys.argv[1]), username=user, password=pw,
+                           hostkey_verify=False, allow_agent=False, look_for_keys=False, timeout=30)
+sessions = {'ADMIN': connect('admin', sys.argv[2]), 'MON': connect('mon', 's3cret')}
+for s in sessions.values():
+    s.create_subscription()
+print('SUBSCRIBED', flush=True)
+seen = {'ADMIN': set(), 'MON': set()}
+deadline = time.time() + 40
+while time.time() < deadline and len(seen['ADMIN']) < 2:
+    for who, s in sessions.items():
+        n = s.take_notification(timeout=0.2)
+        if n is None:
+            continue
+        for name in ('ban-added', 'ban-lifted'):
+            if '<' + name in n.notification_xml:
+                seen[who].add(name)
+                print(who, name, flush=True)
+end = time.time() + 2
+while time.time() < end:
+    n = sessions['MON'].take_notification(timeout=0.2)
+    if n is not None:
+        for name in ('ban-added', 'ban-lifted'):
+            if '<' + name in n.notification_xml:
+                print('MON', name, flush=True)
+print('DONE', flush=True)
+"#;
+
+/// A notification-name rule keeps besip-secd's ban-added from the monitor
+/// group while the admin (and the monitor, for ban-lifted) still get theirs.
+#[test]
+fn notification_rule_filters_daemon_notifications() {
+    if !tools_present(&["ip", "ipset", "iptables"]) {
+        return;
+    }
+    let server = NetconfServer::start();
+    let (ok, out) = python(
+        server.port,
+        ADMIN_PASSWORD,
+        r#"
+m = connect()
+m.edit_config(target='candidate', config='''<config>
+<system xmlns="urn:besip:system"><user><name>mon</name><group>monitor</group>
+<password-hash>$6$saltsalt$As4wrv0kZlfch1du9WeH7qhskyLriQWySXrZzynnvi46nFnNxjdpl6ksRegrrKexvhIa/Iny8S8uF3fVWTMuC1</password-hash></user></system>
+<nacm xmlns="urn:ietf:params:xml:ns:yang:ietf-netconf-acm"><rule-list><name>quiet</name><group>monitor</group>
+<rule><name>no-ban-added</name><module-name>besip-security</module-name><notification-name>ban-added</notification-name>
+<access-operations>read</access-operations><action>deny</action></rule></rule-list></nacm></config>''')
+m.commit()
+print('CONFIGURED')
+"#,
+    );
+    assert!(ok && out.contains("CONFIGURED"), "{out}\n{}", server.log());
+    let set = format!("bnacm{}", std::process::id());
+    let root = besip_tests::harness::TempRoot::existing(server.root_path());
+    write_config(&root, "iptables-ipset", &set, "");
+    let ns = Netns::new("nacm");
+    let daemon = SecDaemon::start(&ns, &root);
+    // netconfd retries the daemon's socket every 2 s.
+    std::thread::sleep(Duration::from_millis(2500));
+
+    let mut subscriber = Command::new("/usr/bin/python3")
+        .args([
+            "-c",
+            TWO_SUBSCRIBERS,
+            &server.port.to_string(),
+            ADMIN_PASSWORD,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("run the ncclient subscribers");
+    let (lines_tx, lines) = mpsc::channel();
+    let stdout = subscriber.stdout.take().expect("subscriber stdout");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let first = lines
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the subscribers never subscribed");
+    assert_eq!(first, "SUBSCRIBED");
+    // 10 OPTIONS from one source in well under 5 s cross the 'short' rule (5 in 5 s).
+    let attacker = ns.udp("127.0.0.9:0");
+    for seq in 0..10 {
+        let msg = register("999", "127.0.0.9", seq, "flooder").replacen("REGISTER", "OPTIONS", 2);
+        let _ = attacker.send_to(msg.as_bytes(), "127.0.0.1:5060");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut received = Vec::new();
+    while let Ok(line) = lines.recv_timeout(Duration::from_secs(60)) {
+        if line == "DONE" {
+            break;
+        }
+        received.push(line);
+    }
+    let _ = subscriber.kill();
+    let _ = subscriber.wait();
+    let log = daemon.log();
+    daemon.stop();
+    let has = |l: &str| received.iter().any(|r| r == l);
+    assert!(
+        has("ADMIN ban-added") && has("ADMIN ban-lifted"),
+        "{received:?}\nsecd log:\n{log}"
+    );
+    assert!(has("MON ban-lifted"), "{received:?}");
+    assert!(!has("MON ban-added"), "{received:?}");
 }
