@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 use sha2::Sha256;
 
 use crate::config::Algorithm;
-use crate::sip::split_list;
+use crate::sip::list_items;
 
 const NONCE_COUNTS_KEPT: usize = 100_000;
 
@@ -61,8 +61,9 @@ fn parse_credentials(value: &str) -> Option<Credentials> {
         algorithm: "MD5".into(),
         ..Default::default()
     };
-    for item in split_list(rest) {
-        let (k, v) = item.split_once('=')?;
+    for item in list_items(rest) {
+        let eq = memchr::memchr(b'=', item.as_bytes())?;
+        let (k, v) = (&item[..eq], &item[eq + 1..]);
         let v = v.trim().trim_matches('"');
         let k = k.trim();
         let is = |name: &str| k.eq_ignore_ascii_case(name);

@@ -2,7 +2,7 @@
 
 pub mod message;
 
-pub use message::{response_to, split_list, Message, ParseError, StartLine};
+pub use message::{list_items, response_to, split_list, Message, ParseError, StartLine};
 
 use std::net::{IpAddr, SocketAddr};
 
