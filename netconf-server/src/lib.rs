@@ -30,6 +30,7 @@ pub mod framing;
 pub mod modrpc;
 pub mod nacm;
 pub mod nacm_data;
+pub mod nacm_ops;
 pub mod ops;
 pub mod reply;
 pub mod rpc;

@@ -40,7 +40,7 @@ pub async fn module_rpc(ctx: &SessionCtx, op: &Element) -> OpResult {
         .nacm_view(&ctx.user, ctx.group)
         .may_exec(&module_name, &op.name)
     {
-        return Err(crate::ops::exec_denied(&op.name));
+        return Err(crate::nacm_ops::exec_denied(&op.name));
     }
     if module_name == "besip-system" && op.name == "rollback" {
         let back = op

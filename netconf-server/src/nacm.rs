@@ -1,7 +1,7 @@
 //! NACM (RFC 8341): the rules an administrator configures under
 //! ietf-netconf-acm `/nacm`, read from running, and their evaluation for one
-//! user. Enforcement on data trees is in `nacm_data`, the calls in `ops`,
-//! `modrpc` and `session`.
+//! user. Enforcement on data trees is in `nacm_data`, on operations in
+//! `nacm_ops` (called from `ops`, `modrpc`), on notifications in `session`.
 //!
 //! Semantics (RFC 8341 §3.4, with these choices):
 //! - A user's NACM groups are the name of their built-in besip group

@@ -1,24 +1,24 @@
 //! The NETCONF operations (RFC 6241 §7, RFC 6022 get-schema, RFC 5277
-//! create-subscription) over besip-core's datastore, with the NACM groups.
+//! create-subscription) over besip-core's datastore; access control through
+//! `nacm_ops`.
 
-use crate::nacm::View;
+use crate::nacm_ops::{
+    check_edit_rules, check_replace_rules, exec_denied, may_edit, normalize_nacm_paths,
+    read_access, scope_of, with_nacm,
+};
 use crate::rpc::{
-    access_denied, bad_value, base_child, missing, store_arg, text_of, url_path, Answer, OpResult,
-    Store, MONITORING_NS, NOTIFICATION_NS, WITH_DEFAULTS_NS,
+    access_denied, bad_value, base_child, filter, missing, store_arg, text_of, url_path,
+    with_defaults, Answer, OpResult, Store, MONITORING_NS, NOTIFICATION_NS,
 };
 use crate::server::{lock, Group};
 use crate::session::SessionCtx;
-use crate::{modrpc, nacm_data, reply::BASE_NS, state};
-use besip_core::datastore::{
-    CommitOptions, Confirmed, Datastore, Source, TestOption, WithDefaults,
-};
-use besip_core::edit::{DefaultOperation, Editor, ErrorOption};
+use crate::{modrpc, reply::BASE_NS, state};
+use besip_core::datastore::{CommitOptions, Confirmed, Source, TestOption, WithDefaults};
+use besip_core::edit::{DefaultOperation, ErrorOption};
 use besip_core::error::{ConfigError, ErrorTag};
-use besip_core::filter::Filter;
 use besip_core::xml::{escape, Element};
 use std::time::Duration;
 
-const NACM_NS: &str = "urn:ietf:params:xml:ns:yang:ietf-netconf-acm";
 const SYSTEM_NS: &str = "urn:besip:system";
 
 pub async fn dispatch(ctx: &mut SessionCtx, rpc: &Element, op: &Element) -> OpResult {
@@ -66,64 +66,12 @@ pub async fn dispatch(ctx: &mut SessionCtx, rpc: &Element, op: &Element) -> OpRe
     Err(e(unsupported(&op.name)))
 }
 
-/// An operation the user may not run (RFC 8341 §3.4.4: error-type protocol).
-pub fn exec_denied(name: &str) -> Vec<ConfigError> {
-    vec![ConfigError::protocol(
-        ErrorTag::AccessDenied,
-        format!("access denied: you may not run <{name}> (NACM)"),
-    )]
-}
-
 fn unsupported(name: &str) -> ConfigError {
     ConfigError::protocol(
         ErrorTag::OperationNotSupported,
         format!("operation <{name}> is not supported by this server"),
     )
     .with_info("bad-element", name)
-}
-
-fn with_defaults(op: &Element) -> Result<WithDefaults, ConfigError> {
-    match op.child_ns(WITH_DEFAULTS_NS, "with-defaults") {
-        None => Ok(WithDefaults::Explicit),
-        Some(wd) => WithDefaults::parse(wd.trimmed_text()).ok_or_else(|| {
-            bad_value(
-                "with-defaults",
-                format!("with-defaults '{}' is not one of explicit, report-all, report-all-tagged, trim", wd.trimmed_text()),
-            )
-        }),
-    }
-}
-
-fn filter(rpc: &Element, op: &Element) -> Result<Filter, ConfigError> {
-    let Some(f) = base_child(op, "filter") else {
-        return Ok(Filter::All);
-    };
-    match f.attribute("*", "type").unwrap_or("subtree") {
-        "subtree" => Ok(Filter::Subtree(f.children.clone())),
-        "xpath" => {
-            let select = f.attribute("*", "select").ok_or_else(|| {
-                ConfigError::protocol(
-                    ErrorTag::MissingAttribute,
-                    "an xpath filter needs a select attribute",
-                )
-                .with_info("bad-attribute", "select")
-                .with_info("bad-element", "filter")
-            })?;
-            let mut namespaces = rpc.namespace_declarations.clone();
-            namespaces.extend(op.namespace_declarations.iter().cloned());
-            namespaces.extend(f.namespace_declarations.iter().cloned());
-            Ok(Filter::XPath {
-                select: select.to_owned(),
-                namespaces,
-            })
-        }
-        other => Err(ConfigError::protocol(
-            ErrorTag::BadAttribute,
-            format!("filter type '{other}' is not subtree or xpath"),
-        )
-        .with_info("bad-attribute", "type")
-        .with_info("bad-element", "filter")),
-    }
 }
 
 async fn get(ctx: &SessionCtx, rpc: &Element, op: &Element) -> OpResult {
@@ -141,26 +89,6 @@ async fn get(ctx: &SessionCtx, rpc: &Element, op: &Element) -> OpResult {
     let access = read_access(ctx, &view);
     let read = || store.get_with_state_as(&filter, wd, &states, access);
     with_nacm(view, read).map(Answer::Data).map_err(|e| vec![e])
-}
-
-/// Run a read with the user's NACM read rules pruning the reply (only when
-/// rules apply: otherwise the built-in secret removal of `read_access`).
-fn with_nacm<R>(view: View, read: impl FnOnce() -> R) -> R {
-    if !view.active() {
-        return read();
-    }
-    besip_core::secrets::with_read_pruner(Box::new(move |tree| nacm_data::prune(&view, tree)), read)
-}
-
-/// Secrets (`nacm:default-deny-all`: password hashes, SIP passwords) are for
-/// the admin group only (RFC 8341 §3.2.3).
-/// With NACM rules, every read goes through the pruner (it hides secrets too).
-fn read_access(ctx: &SessionCtx, view: &View) -> besip_core::datastore::ReadAccess {
-    if ctx.group == Group::Admin && !view.active() {
-        besip_core::datastore::ReadAccess::Everything
-    } else {
-        besip_core::datastore::ReadAccess::WithoutSecrets
-    }
 }
 
 fn source_of(store: Store, what: &str) -> Result<Source, ConfigError> {
@@ -208,25 +136,6 @@ fn check_lock(ctx: &SessionCtx, source: Source) -> Result<(), Vec<ConfigError>> 
     }
 }
 
-/// Does this configuration touch what only admins may change (users, NACM)?
-fn touches_admin_data(config: &[Element]) -> bool {
-    config.iter().any(|el| {
-        el.namespace == NACM_NS
-            || (el.namespace == SYSTEM_NS
-                && el.name == "system"
-                && el.children.iter().any(|c| c.name == "user"))
-    })
-}
-
-fn may_edit(ctx: &SessionCtx, config: &[Element]) -> Result<(), Vec<ConfigError>> {
-    match ctx.group {
-        Group::Admin => Ok(()),
-        Group::Operator if !touches_admin_data(config) => Ok(()),
-        Group::Operator => Err(access_denied("change users or access control")),
-        Group::Monitor => Err(access_denied("change the configuration")),
-    }
-}
-
 /// The `<config>` content of a file (export format: `<config>` wrapper or bare).
 fn read_url_config(url: &str) -> Result<Vec<Element>, ConfigError> {
     let path = url_path(url)?;
@@ -247,32 +156,6 @@ fn read_url_config(url: &str) -> Result<Vec<Element>, ConfigError> {
         [w] if w.name == "config" || w.name == "data" => w.children.clone(),
         _ => roots,
     })
-}
-
-/// NACM rule paths in a `<config>` with the module names libyang expects.
-fn normalize_nacm_paths(config: &mut [Element], scope: &[(String, String)]) {
-    let schema = besip_core::schema::Schema::get().ok();
-    for el in config {
-        let mut scope = scope.to_vec();
-        scope.extend(el.namespace_declarations.iter().cloned());
-        if el.namespace == NACM_NS && el.name == "path" {
-            let module_of = |prefix: &str| {
-                let ns = &scope.iter().rev().find(|(p, _)| p == prefix)?.1;
-                Some(schema?.module_by_namespace(ns)?.name().to_owned())
-            };
-            el.text = crate::nacm::json_path(el.trimmed_text(), &module_of);
-        } else if el.namespace == NACM_NS || el.name == "config" || el.name == "data" {
-            normalize_nacm_paths(&mut el.children, &scope);
-        }
-    }
-}
-
-/// The namespace declarations in scope of an operation's `<config>`.
-fn scope_of(elements: &[&Element]) -> Vec<(String, String)> {
-    elements
-        .iter()
-        .flat_map(|e| e.namespace_declarations.iter().cloned())
-        .collect()
 }
 
 async fn edit_config(ctx: &SessionCtx, rpc: &Element, op: &Element) -> OpResult {
@@ -347,27 +230,6 @@ async fn edit_config(ctx: &SessionCtx, rpc: &Element, op: &Element) -> OpResult 
         .edit_candidate(&config, default_operation, error_option, test_option)
         .map(|_| Answer::Ok)
         .map_err(|e| e.0)
-}
-
-/// Apply the edit to a copy of the candidate and check each change against
-/// the user's NACM rules (the real edit follows only if all are permitted).
-fn check_edit_rules(
-    view: &View,
-    store: &Datastore,
-    config: &[Element],
-    default_operation: DefaultOperation,
-    error_option: ErrorOption,
-) -> Result<(), Vec<ConfigError>> {
-    let failed = |e: String| vec![ConfigError::new(ErrorTag::OperationFailed, e)];
-    let pre = store.tree(Source::Candidate);
-    let mut post = pre.duplicate().map_err(|e| failed(e.to_string()))?;
-    let (summary, errors, _) = Editor::new(&mut post, error_option)
-        .map_err(|e| vec![e])?
-        .apply(config, default_operation);
-    if !errors.is_empty() && error_option != ErrorOption::ContinueOnError {
-        return Err(errors);
-    }
-    nacm_data::check_edit(view, pre, &post, &summary).map_err(|e| vec![e])
 }
 
 fn config_document(content: &str) -> String {
@@ -460,23 +322,6 @@ async fn copy_config(ctx: &SessionCtx, op: &Element) -> OpResult {
             "copy-config targets <candidate/> or <url>",
         )]),
     }
-}
-
-/// copy-config to the candidate: every difference to the candidate is checked.
-fn check_replace_rules(
-    view: &View,
-    store: &Datastore,
-    content: &[Element],
-) -> Result<(), Vec<ConfigError>> {
-    let pre = store.tree(Source::Candidate);
-    let mut post = besip_core::yang2::data::DataTree::new(store.schema().context());
-    let (_, errors, _) = Editor::new(&mut post, ErrorOption::StopOnError)
-        .map_err(|e| vec![e])?
-        .apply(content, DefaultOperation::Merge);
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    nacm_data::check_replace(view, pre, &post).map_err(|e| vec![e])
 }
 
 fn delete_config(ctx: &SessionCtx, op: &Element) -> OpResult {

@@ -5,7 +5,9 @@ use crate::ops;
 use crate::reply::{self, BASE_NS};
 use crate::server::Counters;
 use crate::session::SessionCtx;
+use besip_core::datastore::WithDefaults;
 use besip_core::error::{ConfigError, ErrorTag, ErrorType};
+use besip_core::filter::Filter;
 use besip_core::xml::Element;
 
 pub const MONITORING_NS: &str = "urn:ietf:params:xml:ns:yang:ietf-netconf-monitoring";
@@ -191,4 +193,48 @@ pub fn url_path(url: &str) -> Result<std::path::PathBuf, ConfigError> {
         ));
     }
     Ok(std::path::PathBuf::from(path))
+}
+
+pub fn with_defaults(op: &Element) -> Result<WithDefaults, ConfigError> {
+    match op.child_ns(WITH_DEFAULTS_NS, "with-defaults") {
+        None => Ok(WithDefaults::Explicit),
+        Some(wd) => WithDefaults::parse(wd.trimmed_text()).ok_or_else(|| {
+            bad_value(
+                "with-defaults",
+                format!("with-defaults '{}' is not one of explicit, report-all, report-all-tagged, trim", wd.trimmed_text()),
+            )
+        }),
+    }
+}
+
+pub fn filter(rpc: &Element, op: &Element) -> Result<Filter, ConfigError> {
+    let Some(f) = base_child(op, "filter") else {
+        return Ok(Filter::All);
+    };
+    match f.attribute("*", "type").unwrap_or("subtree") {
+        "subtree" => Ok(Filter::Subtree(f.children.clone())),
+        "xpath" => {
+            let select = f.attribute("*", "select").ok_or_else(|| {
+                ConfigError::protocol(
+                    ErrorTag::MissingAttribute,
+                    "an xpath filter needs a select attribute",
+                )
+                .with_info("bad-attribute", "select")
+                .with_info("bad-element", "filter")
+            })?;
+            let mut namespaces = rpc.namespace_declarations.clone();
+            namespaces.extend(op.namespace_declarations.iter().cloned());
+            namespaces.extend(f.namespace_declarations.iter().cloned());
+            Ok(Filter::XPath {
+                select: select.to_owned(),
+                namespaces,
+            })
+        }
+        other => Err(ConfigError::protocol(
+            ErrorTag::BadAttribute,
+            format!("filter type '{other}' is not subtree or xpath"),
+        )
+        .with_info("bad-attribute", "type")
+        .with_info("bad-element", "filter")),
+    }
 }
