@@ -264,15 +264,6 @@ impl View {
         self.decide(module, READ, Target::Notification(name))
             .unwrap_or(true)
     }
-
-    /// Could some rule deny one of the `ops` on data for this user?
-    pub fn may_deny_data(&self, ops: u8) -> bool {
-        self.lists.iter().flat_map(|l| l.rules.iter()).any(|r| {
-            !r.permit
-                && r.ops & ops != 0
-                && !matches!(r.kind, RuleType::Rpc(_) | RuleType::Notification(_))
-        })
-    }
 }
 
 /// ietf-netconf operations the admin group may always run (lock-out guard).
@@ -431,7 +422,6 @@ mod tests {
         // A path rule never matches an operation or a notification.
         assert!(v.may_exec("ietf-netconf", "commit"));
         assert!(v.may_receive("besip-pbx", "x"));
-        assert!(v.may_deny_data(DELETE) && !v.may_deny_data(READ));
     }
 
     #[test]

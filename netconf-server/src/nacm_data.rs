@@ -25,11 +25,13 @@ impl<'t> PathSets<'t> {
     /// Does `path` select `node` or one of its ancestors (RFC 8341: a path
     /// rule covers the node and its descendants)?
     fn selects(&mut self, path: &str, node: &DataNodeRef<'_, 'static>) -> bool {
-        let tree = self.tree;
-        let set = self
-            .sets
-            .entry(path.to_owned())
-            .or_insert_with(|| evaluate(tree, path));
+        if !self.sets.contains_key(path) {
+            let set = evaluate(self.tree, path);
+            self.sets.insert(path.to_owned(), set);
+        }
+        let Some(set) = self.sets.get(path) else {
+            return false;
+        };
         !set.is_empty()
             && node
                 .inclusive_ancestors()
