@@ -57,9 +57,18 @@ pub fn may_edit(ctx: &SessionCtx, config: &[Element]) -> Result<(), Vec<ConfigEr
     match ctx.group {
         Group::Admin => Ok(()),
         Group::Operator if !touches_admin_data(config) => Ok(()),
-        Group::Operator => Err(access_denied("change users or access control")),
-        Group::Monitor => Err(access_denied("change the configuration")),
+        Group::Operator => Err(write_denied("change users or access control")),
+        Group::Monitor => Err(write_denied("change the configuration")),
     }
+}
+
+/// A denied data write is an application error (RFC 8341 §3.4.5).
+fn write_denied(what: &str) -> Vec<ConfigError> {
+    let mut errors = access_denied(what);
+    for e in &mut errors {
+        e.error_type = besip_core::error::ErrorType::Application;
+    }
+    errors
 }
 
 /// NACM rule paths in a `<config>` with the module names libyang expects.

@@ -81,6 +81,7 @@ async fn get(ctx: &SessionCtx, rpc: &Element, op: &Element) -> OpResult {
     states.push(state::netconf_state_json(&ctx.server));
     states.push(state::modules_state_json());
     states.push(state::yang_library_json());
+    states.push(state::nacm_state_json(&ctx.server));
     let store = ctx.server.store.lock().await;
     if let Ok(history) = store.history_state_json() {
         states.push(history);

@@ -89,6 +89,15 @@ pub async fn handle(ctx: &mut SessionCtx, text: &str) -> Outcome {
         Err(errors) => {
             Counters::bump(&ctx.counters.out_rpc_errors);
             Counters::bump(&ctx.server.totals.out_rpc_errors);
+            // RFC 8341 /nacm counters: a denied write is an application error.
+            if let Some(e) = errors.iter().find(|e| e.tag == ErrorTag::AccessDenied) {
+                let counter = if e.error_type == ErrorType::Application {
+                    &ctx.server.nacm_denied.data_writes
+                } else {
+                    &ctx.server.nacm_denied.operations
+                };
+                Counters::bump(counter);
+            }
             (reply::errors(&attributes, &errors), false)
         }
     };

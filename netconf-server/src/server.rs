@@ -52,6 +52,14 @@ impl Counters {
     }
 }
 
+/// RFC 8341 `/nacm` counters since the server started.
+#[derive(Default)]
+pub struct NacmCounters {
+    pub operations: AtomicU64,
+    pub data_writes: AtomicU64,
+    pub notifications: AtomicU64,
+}
+
 pub struct SessionEntry {
     pub user: String,
     pub group: Group,
@@ -85,6 +93,7 @@ pub struct Server {
     pub dropped_sessions: AtomicU64,
     /// Complete `<notification>` documents for subscribed sessions.
     pub notifications: broadcast::Sender<String>,
+    pub nacm_denied: NacmCounters,
     /// `/nacm` of running, re-read whenever running may have changed.
     nacm: RwLock<Arc<Rules>>,
 }
@@ -95,6 +104,7 @@ impl Server {
         let nacm = RwLock::new(Arc::new(Rules::from_tree(store.tree(Source::Running))));
         Server {
             nacm,
+            nacm_denied: NacmCounters::default(),
             reloader: IpcReloader::new(layout.clone()),
             layout,
             store: tokio::sync::Mutex::new(store),

@@ -190,6 +190,7 @@ async fn serve<W: AsyncWrite + Unpin>(
             }
             event = next_notification(&mut notifications) => {
                 if !crate::nacm_data::may_receive(&ctx.server.nacm_view(&ctx.user, ctx.group), &event) {
+                    Counters::bump(&ctx.server.nacm_denied.notifications);
                     continue;
                 }
                 Counters::bump(&ctx.counters.out_notifications);

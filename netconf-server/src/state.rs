@@ -241,6 +241,17 @@ pub fn netconf_state_json(server: &Server) -> String {
     .to_string()
 }
 
+/// RFC 8341 `/nacm` counters (config false).
+pub fn nacm_state_json(server: &Server) -> String {
+    let d = &server.nacm_denied;
+    json!({"ietf-netconf-acm:nacm": {
+        "denied-operations": d.operations.load(Ordering::Relaxed) as u32,
+        "denied-data-writes": d.data_writes.load(Ordering::Relaxed) as u32,
+        "denied-notifications": d.notifications.load(Ordering::Relaxed) as u32,
+    }})
+    .to_string()
+}
+
 /// The daemons' state over IPC (a daemon that is not running is skipped).
 pub async fn daemon_states(server: &Server) -> Vec<String> {
     let mut out = Vec::new();

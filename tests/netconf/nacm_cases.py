@@ -96,6 +96,14 @@ def denied(call):
     return e.value
 
 
+def counters(nc):
+    """RFC 8341 /nacm counters (config false), as the admin reads them."""
+    import re
+    data = nc.get(filter=("subtree", f'<nacm xmlns="{NACM}"/>')).data_xml
+    return {k: int(re.search(f"<{k}>(\\d+)</{k}>", data).group(1))
+            for k in ("denied-operations", "denied-data-writes", "denied-notifications")}
+
+
 def running(m, subtree=None):
     if subtree:
         return m.get_config("running", filter=("subtree", subtree)).data_xml
@@ -105,6 +113,7 @@ def running(m, subtree=None):
 def test_deny_rule_blocks_trunks_not_extensions(nc):
     set_rules(nc, nacm([("ops", ["operator"], [
         rule("no-trunks", "deny", "create update delete", "besip-pbx", path="/besip-pbx:pbx/trunk")])]))
+    before = counters(nc)
     oper = connect("oper", "s3cret")
     oper.edit_config(target="candidate", config=cfg(display_name("Alice Oper")))
     oper.commit()
@@ -113,6 +122,7 @@ def test_deny_rule_blocks_trunks_not_extensions(nc):
     assert e.type == "application" and "trunk" in (e.path or ""), e
     denied(lambda: oper.edit_config(target="candidate", config=cfg(trunk("new", "192.0.2.8"))))
     denied(lambda: oper.edit_config(target="candidate", config=cfg(trunk(op="delete"))))
+    assert counters(nc)["denied-data-writes"] == before["denied-data-writes"] + 3
     # Nothing of the refused edits reached the candidate.
     assert not oper.get_config("candidate", filter=("subtree", pbx("<trunk/>"))).data_xml.count("192.0.2.7")
     # The rule is for operators: the admin still edits trunks.
@@ -156,8 +166,10 @@ def test_deny_rpc_rule_blocks_commit_and_module_rpc(nc):
         rule("rollback", "deny", "exec", "besip-system", rpc="rollback")])]))
     oper = connect("oper", "s3cret")
     oper.edit_config(target="candidate", config=cfg(display_name("Uncommitted")))
+    before = counters(nc)
     e = denied(oper.commit)
     assert e.type == "protocol", e
+    assert counters(nc)["denied-operations"] == before["denied-operations"] + 1
     rollback = f'<rollback xmlns="{SYS}"><back>0</back></rollback>'
     denied(lambda: oper.dispatch(rollback_element(rollback)))
     oper.discard_changes()
@@ -203,6 +215,7 @@ def test_notification_rule_keeps_config_change_from_a_group(nc):
     n = oper.take_notification(timeout=10)
     assert n is not None and "netconf-config-change" in n.notification_xml
     assert mon.take_notification(timeout=2) is None
+    assert counters(nc)["denied-notifications"] >= 1
     mon.close_session()
     oper.close_session()
 
