@@ -18,8 +18,9 @@
 //!   subtrees silently left out) and notifications; a request no rule matches
 //!   falls back to the built-in group policy (it plays read/write/exec-default).
 //!   The admin group can always read and write `/nacm` and `/system/user`
-//!   (lock-out guard). Rule paths use module names as prefixes
-//!   (`/besip-pbx:pbx/trunk`), as libyang's JSON paths.
+//!   (lock-out guard). Rule paths are stored with module names as prefixes
+//!   (`/besip-pbx:pbx/trunk`); XML prefixes from clients are converted.
+//!   `<get>` includes the `/nacm` denied-* counters.
 //! - Limits (besip-system `netconf` container) are read at start: a message
 //!   over `max-message-size` gets `too-big` and the session is closed;
 //!   connections over `max-sessions` fail authentication; `idle-timeout`
