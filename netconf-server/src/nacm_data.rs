@@ -407,6 +407,33 @@ mod tests {
     }
 
     #[test]
+    fn capped_edits_are_checked_as_a_whole() {
+        let pre = tree();
+        let rules = Rules::from_tree(&pre);
+        let olga = View::new(&rules, "olga", Group::Operator);
+        let many: String = (0..600)
+            .map(|i| {
+                format!(
+                    "<extension><number>{}</number><password>pw</password></extension>",
+                    5000 + i
+                )
+            })
+            .collect();
+        let (post, summary) = edit(&pre, &format!(r#"<pbx xmlns="urn:besip:pbx">{many}</pbx>"#));
+        assert!(summary.changes > summary.edits.len(), "{}", summary.changes);
+        assert!(check_edit(&olga, &pre, &post, &summary).is_ok());
+        let (post, summary) = edit(
+            &pre,
+            &format!(
+                r#"<pbx xmlns="urn:besip:pbx">{many}<trunk><name>t2</name><host>192.0.2.3</host></trunk></pbx>"#
+            ),
+        );
+        assert!(summary.changes > summary.edits.len());
+        let e = check_edit(&olga, &pre, &post, &summary).expect_err("a trunk among many");
+        assert!(e.path.as_deref().is_some_and(|p| p.contains("t2")), "{e:?}");
+    }
+
+    #[test]
     fn bad_rule_paths_match_nothing() {
         let running = tree();
         let mut sets = PathSets::new(&running);
