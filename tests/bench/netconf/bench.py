@@ -38,6 +38,14 @@ def main():
         kw["password"] = a.password
     m = manager.connect(**kw)
 
+    # The client's own ceiling: two RPCs the server answers at once
+    # (discard-changes on an unchanged candidate), as many pairs as edits.
+    start = time.perf_counter()
+    for _ in range(a.edits):
+        m.discard_changes()
+        m.discard_changes()
+    null_pairs_per_s = a.edits / (time.perf_counter() - start)
+
     start = time.perf_counter()
     for i in range(a.edits):
         m.edit_config(target="candidate", config=f'<config><pbx xmlns="{PBX}">{ext(100000 + i)}</pbx></config>')
@@ -61,6 +69,7 @@ def main():
     print(json.dumps({
         "edits": a.edits,
         "edit_commit_per_s": a.edits / edit_s,
+        "null_rpc_pairs_per_s": null_pairs_per_s,
         "extensions": count,
         "get_config_ms_median": statistics.median(times) * 1000,
     }))

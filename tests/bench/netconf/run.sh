@@ -57,13 +57,31 @@ wait_port "$P2"
 for _ in $(seq 1 100); do [ -S "$SOCK" ] && break; sleep 0.1; done
 
 echo "workload: $EDITS x (edit-config + commit) of one extension; get-config of $BULK extensions"
+# Raw client first (OpenSSH + hand-framed messages; it removes its extensions
+# again): besip's admin gets the client key, yuma123 already trusts it.
+/usr/bin/python3 - "$P1" "$(cat "$WORK/client_key.pub")" <<'PY'
+import sys
+from ncclient import manager
+m = manager.connect(host="127.0.0.1", port=int(sys.argv[1]), username="admin", password="bench",
+                    hostkey_verify=False, allow_agent=False, look_for_keys=False)
+m.edit_config(target="candidate", config='<config><system xmlns="urn:besip:system"><user><name>admin</name>'
+              f'<ssh-key>{sys.argv[2].strip()}</ssh-key></user></system></config>')
+m.commit()
+m.close_session()
+PY
+RB=$(/usr/bin/python3 tests/bench/netconf/raw.py --port "$P1" --user admin --key "$WORK/client_key" --edits "$EDITS")
+echo "besip-netconfd (raw client):  $RB"
+RY=$(/usr/bin/python3 tests/bench/netconf/raw.py --port "$P2" --user root --key "$WORK/client_key" --edits "$EDITS")
+echo "yuma123 netconfd (raw client): $RY"
 B=$(/usr/bin/python3 tests/bench/netconf/bench.py --port "$P1" --password bench --edits "$EDITS" --bulk "$BULK")
 echo "besip-netconfd:  $B"
 Y=$(/usr/bin/python3 tests/bench/netconf/bench.py --port "$P2" --user root --key "$WORK/client_key" --edits "$EDITS" --bulk "$BULK")
 echo "yuma123 netconfd: $Y"
-/usr/bin/python3 - "$B" "$Y" <<'PY'
+/usr/bin/python3 - "$B" "$Y" "$RB" "$RY" <<'PY'
 import json, sys
-b, y = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-print(f"edit+commit: besip {b['edit_commit_per_s']:.0f}/s, netconfd {y['edit_commit_per_s']:.0f}/s, ratio {b['edit_commit_per_s']/y['edit_commit_per_s']:.1f}x")
+b, y, rb, ry = (json.loads(a) for a in sys.argv[1:5])
+print(f"edit+commit, raw OpenSSH client: besip {rb['edit_commit_per_s']:.0f}/s, netconfd {ry['edit_commit_per_s']:.0f}/s, ratio {rb['edit_commit_per_s']/ry['edit_commit_per_s']:.1f}x")
+print(f"edit+commit, ncclient: besip {b['edit_commit_per_s']:.0f}/s, netconfd {y['edit_commit_per_s']:.0f}/s, ratio {b['edit_commit_per_s']/y['edit_commit_per_s']:.1f}x")
+print(f"ncclient's ceiling (pairs of no-op RPCs): with besip {b['null_rpc_pairs_per_s']:.0f}/s, with netconfd {y['null_rpc_pairs_per_s']:.0f}/s")
 print(f"get-config of {b['extensions']} (besip) / {y['extensions']} (netconfd) extensions: besip {b['get_config_ms_median']:.0f} ms, netconfd {y['get_config_ms_median']:.0f} ms, ratio {y['get_config_ms_median']/b['get_config_ms_median']:.1f}x")
 PY
