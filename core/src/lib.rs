@@ -6,6 +6,7 @@
 //! With the default `datastore` feature: the libyang-backed datastore, edit
 //! semantics, commit with history, and the generic YANG<->UCI mapping.
 
+pub mod access;
 #[cfg(feature = "capture")]
 pub mod capture;
 pub mod daemon;

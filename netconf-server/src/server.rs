@@ -12,23 +12,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::{broadcast, Notify};
 
-/// NACM group of a user (besip-system `group`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Group {
-    Admin,
-    Operator,
-    Monitor,
-}
-
-impl Group {
-    pub fn parse(s: &str) -> Group {
-        match s {
-            "admin" => Group::Admin,
-            "operator" => Group::Operator,
-            _ => Group::Monitor,
-        }
-    }
-}
+pub use besip_core::access::Group;
 
 /// Limits of the SSH/NETCONF front end (besip-system `netconf` container).
 #[derive(Debug, Clone)]

@@ -1,7 +1,7 @@
 //! What the server says about itself: hello capabilities, `/netconf-state`
 //! (RFC 6022), `/modules-state` (RFC 7895) and `<get-schema>` texts.
 
-use crate::server::{lock, Group, Server};
+use crate::server::{lock, Server};
 use besip_core::schema::Schema;
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
@@ -270,9 +270,4 @@ pub async fn daemon_states(server: &Server) -> Vec<String> {
         }
     }
     out
-}
-
-/// Is this user allowed to run an operation that changes configuration?
-pub fn may_write(group: Group) -> bool {
-    group != Group::Monitor
 }

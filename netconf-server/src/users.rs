@@ -54,7 +54,7 @@ pub fn users(store: &Datastore) -> Vec<User> {
                 .filter(|c| c.name == "ssh-key")
                 .map(|k| k.trimmed_text().to_owned())
                 .collect(),
-            group: Group::parse(
+            group: Group::parse_or_monitor(
                 u.child("group")
                     .map(|g| g.trimmed_text())
                     .unwrap_or("monitor"),

@@ -215,7 +215,7 @@ impl Session {
 
     /// 403 for the read-only monitor group.
     pub fn check_control(&self) -> Result<(), Response> {
-        if self.data.group.may_control() {
+        if self.data.group.may_write() {
             Ok(())
         } else {
             Err(forbidden(

@@ -8,38 +8,7 @@ use std::time::Duration;
 
 use besip_core::uci::Package;
 
-/// The access group of a user (besip-system `user-group`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Group {
-    Admin,
-    Operator,
-    Monitor,
-}
-
-impl Group {
-    pub fn parse(s: &str) -> Option<Group> {
-        match s {
-            "admin" => Some(Group::Admin),
-            "operator" => Some(Group::Operator),
-            "monitor" => Some(Group::Monitor),
-            _ => None,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Group::Admin => "admin",
-            Group::Operator => "operator",
-            Group::Monitor => "monitor",
-        }
-    }
-
-    /// Capture control and erasing: not for the read-only monitor group
-    /// (as NACM lets only admin and operator run the monitoring RPCs).
-    pub fn may_control(self) -> bool {
-        !matches!(self, Group::Monitor)
-    }
-}
+pub use besip_core::access::Group;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
@@ -138,8 +107,8 @@ mod tests {
         assert_eq!(s.session_timeout, Duration::from_secs(600));
         assert_eq!(s.users["admin"].group, Group::Admin);
         assert_eq!(s.users["mon"].password_hash, "");
-        assert!(!s.users["mon"].group.may_control());
-        assert!(s.users["admin"].group.may_control());
+        assert!(!s.users["mon"].group.may_write());
+        assert!(s.users["admin"].group.may_write());
     }
 
     #[test]

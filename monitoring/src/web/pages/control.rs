@@ -27,7 +27,7 @@ pub async fn page(s: Session, State(state): State<Arc<AppState>>) -> Response {
         "<p>Capture is <b id=\"capture\">{}</b>.</p>",
         if running { "running" } else { "stopped" }
     );
-    if s.group().may_control() {
+    if s.group().may_write() {
         body.push_str(&if running {
             post_button(
                 &s.data.csrf,
