@@ -51,8 +51,12 @@ enum Request {
     ConfigBack(usize, Reply<Option<String>>),
 }
 
+/// Records that may wait for the writer before a commit has to wait too
+/// (each holds a whole configuration: memory stays bounded).
+const QUEUE_DEPTH: usize = 8;
+
 pub struct History {
-    queue: Option<mpsc::Sender<Request>>,
+    queue: Option<mpsc::SyncSender<Request>>,
     writer: Option<std::thread::JoinHandle<()>>,
     next_id: Mutex<i64>,
 }
@@ -61,7 +65,7 @@ impl History {
     pub fn open(path: &Path) -> Result<History, HistoryError> {
         let store = Store::open(path)?;
         let next_id = store.last_id()? + 1;
-        let (queue, requests) = mpsc::channel();
+        let (queue, requests) = mpsc::sync_channel(QUEUE_DEPTH);
         let writer = std::thread::Builder::new()
             .name("commit-history".into())
             .spawn(move || store.serve(requests))
