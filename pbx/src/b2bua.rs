@@ -294,7 +294,7 @@ pub fn translate(
     let ids = (c.a.call_id.clone(), c.b.call_id.clone());
     drop(c);
     if ended {
-        forget(engine, &ids.0, &ids.1);
+        forget(engine, &ids.0, &ids.1, if invite { code } else { 200 });
     }
     Some((up, ack))
 }
@@ -306,12 +306,16 @@ pub fn ack_again(engine: &Engine, call_id: &str) -> Option<(Transport, SocketAdd
     c.b_ack.clone().map(|b| (c.b.transport, c.b.dest, b))
 }
 
-fn forget(engine: &Engine, a_id: &str, b_id: &str) {
+/// Drops a call; `code` is its final answer (200 once answered) for the CDR.
+fn forget(engine: &Engine, a_id: &str, b_id: &str, code: u16) {
     let mut map = engine.b2b.lock();
     map.remove(a_id);
     map.remove(b_id);
     drop(map);
-    engine.calls.lock().remove(a_id);
+    let call = engine.calls.lock().remove(a_id);
+    if let Some(call) = call {
+        crate::accounting::ended(engine, a_id, call, code);
+    }
 }
 
 /// Ends calls past the maximum duration or whose session timer ran out.
@@ -327,34 +331,61 @@ pub fn expire_calls(engine: &Arc<Engine>) {
             .collect()
     };
     for call in calls {
-        let (byes, ids) = {
-            let mut c = call.lock();
+        let (too_long, dead) = {
+            let c = call.lock();
             let Some(est) = c.established else { continue };
             let too_long = max.is_some_and(|m| est.elapsed() >= m);
             let dead = c
                 .session_expires
                 .is_some_and(|s| c.last_activity.elapsed() >= s);
-            if !too_long && !dead {
-                continue;
-            }
-            tracing::info!(call_id = %c.a.call_id, too_long, dead, "ending call");
-            let mut out = Vec::new();
-            let c = &mut *c;
-            for leg in [&mut c.a, &mut c.b] {
-                leg.cseq += 1;
-                let mut bye = new_request("BYE", leg, leg.cseq);
-                let branch = engine.new_branch(0);
-                bye.push_header_front(
-                    "Via",
-                    engine.via_for(leg.transport, leg.dest.is_ipv6(), &branch),
-                );
-                out.push((bye, leg.dest, leg.transport));
-            }
-            (out, (c.a.call_id.clone(), c.b.call_id.clone()))
+            (too_long, dead)
         };
-        forget(engine, &ids.0, &ids.1);
-        for (bye, dest, transport) in byes {
-            crate::responses::send_request_tx(engine, bye, dest, transport);
+        if too_long || dead {
+            end_call(
+                engine,
+                &call,
+                if too_long {
+                    "max-duration"
+                } else {
+                    "session-timer"
+                },
+            );
         }
+    }
+}
+
+/// Ends the established call listed under the caller's Call-ID `a_call_id`
+/// (BYE on both legs); `why` goes to the log.
+pub fn hang_up(engine: &Arc<Engine>, a_call_id: &str, why: &str) {
+    let call = engine.b2b.lock().get(a_call_id).cloned();
+    if let Some(call) = call {
+        end_call(engine, &call, why);
+    }
+}
+
+fn end_call(engine: &Arc<Engine>, call: &Arc<Mutex<B2bCall>>, why: &str) {
+    let (byes, ids) = {
+        let mut c = call.lock();
+        if c.established.is_none() {
+            return;
+        }
+        tracing::info!(call_id = %c.a.call_id, why, "ending call");
+        let mut out = Vec::new();
+        let c = &mut *c;
+        for leg in [&mut c.a, &mut c.b] {
+            leg.cseq += 1;
+            let mut bye = new_request("BYE", leg, leg.cseq);
+            let branch = engine.new_branch(0);
+            bye.push_header_front(
+                "Via",
+                engine.via_for(leg.transport, leg.dest.is_ipv6(), &branch),
+            );
+            out.push((bye, leg.dest, leg.transport));
+        }
+        (out, (c.a.call_id.clone(), c.b.call_id.clone()))
+    };
+    forget(engine, &ids.0, &ids.1, 200);
+    for (bye, dest, transport) in byes {
+        crate::responses::send_request_tx(engine, bye, dest, transport);
     }
 }

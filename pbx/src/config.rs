@@ -68,6 +68,9 @@ pub struct Trunk {
     pub host: String,
     pub port: u16,
     pub transport: Transport,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub register: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,6 +107,7 @@ pub struct Config {
     pub rtp_port_max: u16,
     pub session_expires: u32,
     pub max_call_duration: u32,
+    pub accounting: crate::accounting::Settings,
 }
 
 fn get_or<T: std::str::FromStr>(
@@ -286,6 +290,10 @@ impl Config {
                     host: host.to_owned(),
                     port: get_or(Some(s), "port", 5060)?,
                     transport: transport_of(s)?,
+                    username: s.get("username").map(str::to_owned),
+                    password: s.get("password").map(str::to_owned),
+                    // /pbx/trunk/register, default false
+                    register: s.get_bool("register").context(ValueSnafu)?.unwrap_or(false),
                 },
             );
         }
@@ -329,7 +337,10 @@ impl Config {
         // /pbx/b2bua/session-expires 1800, max-call-duration 0 (no limit)
         let session_expires: u32 = get_or(main, "b2bua_session_expires", 1800)?;
         let max_call_duration: u32 = get_or(main, "b2bua_max_call_duration", 0)?;
+        let accounting = crate::accounting::Settings::from_package(pkg, &extensions)
+            .map_err(rule)?;
         Ok(Config {
+            accounting,
             session_expires,
             max_call_duration,
             mode,

@@ -54,6 +54,8 @@ impl Control {
         json!({"besip-pbx:pbx": {
             "registrations": {"registration": registrations},
             "calls": {"call": calls},
+            "trunk-registrations": crate::trunk_registration::state_json(e),
+            "accounting-state": crate::accounting::state_json(e),
             "counters": {
                 "requests": c.requests.load(Ordering::Relaxed).to_string(),
                 "replies-1xx": r(0), "replies-2xx": r(1), "replies-3xx": r(2),
@@ -75,6 +77,9 @@ impl Handler for Control {
             .await
             .map_err(HandlerError::refused)?;
         self.engine.apply(config);
+        crate::trunk_registration::reconcile(&self.engine);
+        let accounting = &self.engine.config().accounting;
+        self.engine.accounting.on_config(accounting);
         tracing::info!("configuration reloaded");
         Ok(())
     }

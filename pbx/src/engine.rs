@@ -43,6 +43,10 @@ pub struct Call {
     pub callee: String,
     pub start: String,
     pub state: &'static str,
+    /// When the call was answered (for its CDR).
+    pub answered: Option<Instant>,
+    /// Accounting data (trunk, rate, credit limit), when there is any.
+    pub acct: Option<Box<crate::accounting::Meta>>,
 }
 
 /// One bound socket: what it is bound to and what we write in Via/Record-Route.
@@ -65,6 +69,10 @@ pub struct Engine {
     /// Transaction timers, served by `timers::run`.
     pub timers: Timers,
     pub counters: Counters,
+    /// Outbound registrations to trunks.
+    pub trunk_regs: crate::trunk_registration::Registrations,
+    /// CDRs and prepaid balances.
+    pub accounting: crate::accounting::Accounting,
     /// What we are bound to and name in Via / Record-Route; a reload may change it.
     sockets: RwLock<Vec<LocalSocket>>,
     instance: u32,
@@ -108,6 +116,8 @@ impl Engine {
             b2b: Mutex::new(HashMap::new()),
             timers: Timers::default(),
             counters: Counters::default(),
+            trunk_regs: Default::default(),
+            accounting: Default::default(),
             sockets: RwLock::new(sockets),
             instance: rand::random(),
             seq: AtomicU64::new(0),

@@ -1,5 +1,6 @@
 //! besip-pbxd: SIP registrar and stateful proxy of BESIP-rs (DESIGN.md §7).
 
+pub mod accounting;
 pub mod auth;
 pub mod b2bua;
 pub mod config;
@@ -14,3 +15,6 @@ pub mod sip;
 pub mod timers;
 pub mod transaction;
 pub mod transport;
+pub mod trunk_auth;
+pub mod trunk_registration;
+pub mod uac_auth;

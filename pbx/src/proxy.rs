@@ -88,10 +88,25 @@ pub fn route(
         Decision::Forward(targets) => {
             let hash = loop_hash(&msg, &original_uri);
             let initial = param(msg.header("To").unwrap_or(""), "tag").is_none();
-            if cfg.mode == Mode::B2bua && initial && msg.method() == "INVITE" {
+            let invite = initial && msg.method() == "INVITE";
+            let meta = match invite {
+                true => match crate::accounting::admit(engine, &cfg, &msg, &original_uri, &targets)
+                {
+                    Ok(meta) => meta.map(|m| (m, msg.call_id().to_owned())),
+                    Err((code, reason)) => {
+                        let r = response_to(&msg, code, reason, Some(&engine.new_tag()));
+                        return engine.reply(key, r);
+                    }
+                },
+                false => None,
+            };
+            if cfg.mode == Mode::B2bua && invite {
                 crate::b2bua::start(engine, key, msg, targets, hash, &original_uri);
             } else {
                 fork(engine, key, msg, targets, hash, local, &original_uri);
+            }
+            if let Some((meta, call_id)) = meta {
+                crate::accounting::attach(engine, &call_id, meta);
             }
         }
     }
@@ -427,7 +442,10 @@ fn fork(
         );
     }
     if method == "BYE" {
-        engine.calls.lock().remove(base.call_id());
+        let call = engine.calls.lock().remove(base.call_id());
+        if let Some(call) = call {
+            crate::accounting::ended(engine, base.call_id(), call, 200);
+        }
     }
     send_branches(engine, key, &base, targets, hash);
 }
@@ -443,6 +461,8 @@ pub fn track_call(engine: &Engine, call_id: &str, from: &str, callee: &str) {
                 callee: callee.to_owned(),
                 start: chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
                 state: "trying",
+                answered: None,
+                acct: None,
             },
         );
     }

@@ -27,6 +27,9 @@ impl Engine {
                 return;
             }
         }
+        if !known && crate::trunk_registration::on_response(self, &msg) {
+            return;
+        }
         if !known {
             forward_response_stateless(self, msg);
             return;
@@ -199,6 +202,7 @@ fn on_branch_response(engine: &Arc<Engine>, key: &str, msg: Message, synthetic: 
     let mut out: Vec<(Transport, SocketAddr, Vec<u8>)> = Vec::new();
     let mut cancel_now = Vec::new();
     let mut final_up: Option<(String, Message)> = None;
+    let mut retry = None;
     {
         let mut tables = engine.tables.lock();
         let Some(tx) = tables.client.get_mut(key) else {
@@ -268,7 +272,15 @@ fn on_branch_response(engine: &Arc<Engine>, key: &str, msg: Message, synthetic: 
                 }
                 return;
             }
-            if let Some(stx) = tables.server.get_mut(&skey) {
+            if (code == 401 || code == 407) && !synthetic {
+                retry = crate::trunk_auth::retry_request(engine, tx, &msg)
+                    .map(|r| (skey.clone(), r, tx.dest, tx.transport));
+            }
+            let stx = match retry {
+                None => tables.server.get_mut(&skey),
+                Some(_) => None, // the branch lives on as its retry
+            };
+            if let Some(stx) = stx {
                 stx.pending = stx.pending.saturating_sub(1);
                 if code < 300 {
                     // Every 2xx goes upstream (§16.7 step 5); the other branches are cancelled.
@@ -294,6 +306,7 @@ fn on_branch_response(engine: &Arc<Engine>, key: &str, msg: Message, synthetic: 
                         );
                         if let Some(c) = engine.calls.lock().get_mut(stx.request.call_id()) {
                             c.state = "established";
+                            crate::accounting::answered_now(c);
                         }
                     }
                 } else if stx.final_code.is_none() {
@@ -318,6 +331,9 @@ fn on_branch_response(engine: &Arc<Engine>, key: &str, msg: Message, synthetic: 
     for (t, d, b) in out {
         engine.send(t, d, b);
     }
+    if let Some((skey, req, dest, transport)) = retry {
+        crate::trunk_auth::send_retry(engine, key, &skey, req, dest, transport);
+    }
     for (c, dest, transport) in cancel_now {
         match c.method() {
             "CANCEL" => send_request_tx(engine, c, dest, transport),
@@ -326,7 +342,11 @@ fn on_branch_response(engine: &Arc<Engine>, key: &str, msg: Message, synthetic: 
     }
     if let Some((skey, resp)) = final_up {
         if resp.method() == "INVITE" {
-            engine.calls.lock().remove(resp.call_id());
+            let call = engine.calls.lock().remove(resp.call_id());
+            if let Some(call) = call {
+                let code = resp.status().unwrap_or(500);
+                crate::accounting::ended(engine, resp.call_id(), call, code);
+            }
         }
         engine.reply(&skey, resp);
     }

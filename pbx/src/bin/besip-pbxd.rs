@@ -90,6 +90,12 @@ async fn run(args: Args) -> Result<(), String> {
     transports.serve(bound, sink);
     tokio::spawn(engine.clone().sweep_loop());
     tokio::spawn(besip_pbx::timers::run(engine.clone()));
+    engine.accounting.open(
+        &layout.lib_dir().join("accounting.db"),
+        &engine.config().accounting,
+    )?;
+    tokio::spawn(besip_pbx::accounting::cutter(engine.clone()));
+    besip_pbx::trunk_registration::reconcile(&engine);
     let control = Arc::new(Control {
         engine: engine.clone(),
         config_path,
@@ -103,6 +109,7 @@ async fn run(args: Args) -> Result<(), String> {
         tracing::info!(transport = ?s.transport, addr = %s.bound, "listening");
     }
     shutdown_signal().await;
+    besip_pbx::trunk_registration::shutdown(&engine).await;
     location.flush();
     Ok(())
 }

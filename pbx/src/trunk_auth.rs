@@ -1,0 +1,100 @@
+//! Outbound authentication of calls to a trunk (RFC 3261 §22.2, §8.1.3.5):
+//! when the provider answers our INVITE with 401/407, the INVITE is sent once
+//! more with the trunk's credentials, the next CSeq and the same Call-ID on a
+//! new branch (the 401/407 itself is ACKed by the client transaction).
+//! B2BUA mode only: in proxy mode the CSeq belongs to the caller's dialog and
+//! may not be changed, so the challenge goes back to the caller.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::config::{Mode, Transport};
+use crate::engine::Engine;
+use crate::sip::Message;
+use crate::transaction::{client_key, ClientState, ClientTx};
+use crate::uac_auth::{credentials, pick_challenge};
+
+/// The retry of a challenged INVITE branch, if we can answer the challenge.
+pub fn retry_request(engine: &Engine, tx: &ClientTx, resp: &Message) -> Option<Message> {
+    let req = &tx.request;
+    if req.method() != "INVITE" {
+        return None;
+    }
+    let cfg = engine.config();
+    if cfg.mode != Mode::B2bua || cfg.trunks.is_empty() {
+        return None;
+    }
+    // Once: a request that carried credentials and is challenged again failed.
+    if req.header("Authorization").is_some() || req.header("Proxy-Authorization").is_some() {
+        return None;
+    }
+    let trunk = cfg.trunks.values().find(|t| {
+        t.port == tx.dest.port() && t.host.parse::<std::net::IpAddr>() == Ok(tx.dest.ip())
+    })?;
+    let (user, password) = (trunk.username.as_deref()?, trunk.password.as_deref()?);
+    let (challenge, header) = pick_challenge(resp)?;
+    let (cseq, _) = req.cseq()?;
+    let mut retry = req.clone();
+    retry.remove_first_value("Via");
+    retry.set_header("CSeq", format!("{} INVITE", cseq + 1));
+    let value = credentials(&challenge, user, password, "INVITE", req.uri(), 1);
+    retry.add_header(header, value);
+    let branch = engine.new_branch(0);
+    retry.push_header_front(
+        "Via",
+        engine.via_for(tx.transport, tx.dest.is_ipv6(), &branch),
+    );
+    tracing::info!(trunk = %trunk.name, call_id = %req.call_id(), "INVITE challenged by the trunk; sending credentials");
+    Some(retry)
+}
+
+/// Sends the retry as a new branch of server transaction `skey` in place of
+/// the challenged branch `old`.
+pub fn send_retry(
+    engine: &Arc<Engine>,
+    old: &str,
+    skey: &str,
+    req: Message,
+    dest: SocketAddr,
+    transport: Transport,
+) {
+    let branch = req.top_via().and_then(|v| v.branch).unwrap_or_default();
+    let key = client_key(&branch, "INVITE");
+    let cseq = req.cseq().map(|c| c.0).unwrap_or(1);
+    // Later requests on the far leg (ACK, BYE) follow the new CSeq.
+    if let Some(call) = engine.b2b.lock().get(req.call_id()) {
+        let mut c = call.lock();
+        if c.b.call_id == req.call_id() {
+            c.b.cseq = c.b.cseq.max(cseq);
+        }
+    }
+    let bytes = req.to_bytes();
+    {
+        let mut tables = engine.tables.lock();
+        let Some(stx) = tables.server.get_mut(skey) else {
+            return; // the caller's transaction is gone: nothing to retry for
+        };
+        for b in stx.branches.iter_mut().filter(|b| *b == old) {
+            *b = key.clone();
+        }
+        let cancelled = stx.cancelled;
+        tables.client.insert(
+            key.clone(),
+            ClientTx {
+                server_key: Some(skey.to_owned()),
+                request: req,
+                bytes: bytes.clone(),
+                dest,
+                transport,
+                state: ClientState::Trying,
+                cancel_pending: cancelled,
+                cancel_sent: false,
+                created: Instant::now(),
+                expires: None,
+            },
+        );
+    }
+    engine.send(transport, dest, bytes);
+    crate::responses::spawn_client_timer(engine, key);
+}
