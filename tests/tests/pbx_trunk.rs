@@ -230,3 +230,123 @@ fn trunk_registers_with_digest_refreshes_and_unregisters_at_shutdown() {
         "refresh {gap} s after a 4 s grant"
     );
 }
+
+/// The provider challenges the first INVITE with 407, takes the ACK, and
+/// answers the INVITE that carries credentials; the caller hangs up.
+fn provider_challenges_invite() -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="provider">
+  <recv request="INVITE"/>
+  <send><![CDATA[
+SIP/2.0 407 Proxy Authentication Required
+[last_Via:]
+[last_From:]
+[last_To:];tag=prov[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Proxy-Authenticate: Digest realm="prov.test", nonce="inv[pid]", qop="auth", algorithm=MD5
+Content-Length: 0
+
+]]></send>
+  <recv request="ACK"/>
+  <recv request="INVITE"/>
+  <send retrans="500"><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:];tag=prov2[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+Content-Type: application/sdp
+Content-Length: [len]
+
+{SDP}
+]]></send>
+  <recv request="ACK"/>
+  <recv request="BYE"/>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+</scenario>
+"#
+    )
+}
+
+fn cseq_of(msg: &str) -> u32 {
+    header(msg, "CSeq")
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no CSeq in:\n{msg}"))
+}
+
+#[test]
+fn b2bua_call_to_a_challenging_trunk_is_retried_with_credentials() {
+    if !have_sipp() {
+        eprintln!("SKIP: sipp not installed");
+        return;
+    }
+    let port = free_port();
+    let prov_port = free_port();
+    let uci = config(port, "\toption mode 'b2bua'\n").replace("\toption mode 'proxy'\n", "")
+        + &trunk_uci("acme", prov_port, "")
+        + "config route 'route_out'\n\toption name 'out'\n\toption match '0'\n\toption trunk 'acme'\n\n";
+    let pbx = Pbx::start(&uci, port);
+    let sipp = Sipp::new();
+    let provider = sipp.spawn("prov", &provider_challenges_invite(), prov_port, port, &[]);
+    let caller = sipp.run(
+        "uac",
+        &caller_answered("100", "0555123"),
+        free_port(),
+        port,
+        &["-au", "100", "-ap", "pw100"],
+    );
+    let prov = sipp.wait(provider);
+    assert!(caller.success, "caller failed:\n{}", caller.log);
+    assert!(prov.success, "provider failed:\n{}", prov.log);
+
+    let msgs = trace_messages(&sipp.messages("prov"));
+    let got = |method: &str| -> Vec<String> {
+        msgs.iter()
+            .filter(|(_, rx, m)| *rx && m.starts_with(&format!("{method} ")))
+            .map(|m| m.2.clone())
+            .collect()
+    };
+    let invites = got("INVITE");
+    let acks = got("ACK");
+    let byes = got("BYE");
+    assert_eq!(invites.len(), 2, "{msgs:#?}");
+    assert!(header(&invites[0], "Proxy-Authorization").is_none());
+    let first = cseq_of(&invites[0]);
+    assert_eq!(cseq_of(&invites[1]), first + 1, "retry needs the next CSeq");
+    assert_eq!(
+        header(&invites[0], "Call-ID"),
+        header(&invites[1], "Call-ID")
+    );
+    // The 407 was ACKed with the first INVITE's CSeq (§17.1.1.3).
+    assert_eq!(cseq_of(&acks[0]), first);
+    let h = header(&invites[1], "Proxy-Authorization").expect("credentials");
+    assert_eq!(digest_param(h, "username"), "acme");
+    assert_eq!(
+        digest_param(h, "response"),
+        expected_response("MD5", "acme", "prov.test", "s3cret", "INVITE", h)
+    );
+    assert!(
+        cseq_of(&byes[0]) > first + 1,
+        "BYE after the retried INVITE"
+    );
+    // The call's record names the trunk.
+    let state = pbx.state();
+    let cdr = &state["besip-pbx:pbx"]["accounting-state"]["cdr"][0];
+    assert_eq!(cdr["trunk"], "acme", "{state}");
+    assert_eq!(cdr["disposition"], "answered", "{state}");
+    assert_state_valid(&pbx, &state);
+}
