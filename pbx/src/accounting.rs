@@ -396,7 +396,14 @@ pub fn admit(
     };
     if acc.enabled {
         if acc.max_price.is_some_and(|max| rate > max) {
-            return Err((403, "Forbidden: Destination Price Above Limit"));
+            return Err(refused(
+                engine,
+                msg,
+                dialled,
+                meta,
+                403,
+                "Forbidden: Destination Price Above Limit",
+            ));
         }
         let balance = meta
             .caller_ext
@@ -404,7 +411,14 @@ pub fn admit(
             .and_then(|e| engine.accounting.balance(e));
         if let (Some(balance), true) = (balance, rate > 0) {
             if balance <= 0 {
-                return Err((402, "Payment Required: Credit Exhausted"));
+                return Err(refused(
+                    engine,
+                    msg,
+                    dialled,
+                    meta,
+                    402,
+                    "Payment Required: Credit Exhausted",
+                ));
             }
             let ms = (i128::from(balance) * 60_000 / i128::from(rate)).min(u32::MAX as i128);
             meta.limit = Some(Duration::from_millis(ms as u64));
@@ -412,6 +426,31 @@ pub fn admit(
         }
     }
     Ok(Some(Box::new(meta)))
+}
+
+/// The CDR of a call refused by the accounting checks; hands back the answer.
+fn refused(
+    engine: &Engine,
+    msg: &Message,
+    dialled: &str,
+    meta: Meta,
+    code: u16,
+    reason: &'static str,
+) -> (u16, &'static str) {
+    tracing::info!(call_id = %msg.call_id(), caller = ?meta.caller_ext, code, reason, "call refused by accounting");
+    let call = Call {
+        caller: addr_uri(msg.header("From").unwrap_or("")).to_owned(),
+        callee: dialled.to_owned(),
+        start: now_text(),
+        state: "trying",
+        answered: None,
+        acct: Some(Box::new(Meta {
+            limit: None,
+            ..meta
+        })),
+    };
+    ended(engine, msg.call_id(), call, code);
+    (code, reason)
 }
 
 /// Remembers `meta` with the call just listed under `call_id`.
