@@ -79,10 +79,14 @@ pub fn reconcile(engine: &Arc<Engine>) {
         .filter(|(name, r)| wanted.get(name).is_none_or(|t| **t != r.trunk))
         .map(|(name, _)| name.clone())
         .collect();
+    // A changed trunk registers again only after its old registration is
+    // removed, so the removal cannot undo the new binding at the provider.
+    let mut stopping: HashMap<String, JoinHandle<()>> = HashMap::new();
     for name in gone {
         if let Some(r) = running.remove(&name) {
             tracing::info!(trunk = %name, "trunk registration stopping");
             let _ = r.stop.send(true);
+            stopping.insert(name, r.task);
         }
     }
     for (name, trunk) in wanted {
@@ -108,7 +112,13 @@ pub fn reconcile(engine: &Arc<Engine>) {
             rx,
             status: status.clone(),
         };
-        let task = tokio::spawn(reg.run(stop_rx));
+        let previous = stopping.remove(name);
+        let task = tokio::spawn(async move {
+            if let Some(p) = previous {
+                let _ = tokio::time::timeout(Duration::from_secs(40), p).await;
+            }
+            reg.run(stop_rx).await
+        });
         running.insert(
             name.clone(),
             Running {
@@ -134,8 +144,10 @@ pub async fn shutdown(engine: &Engine) {
     for r in &all {
         let _ = r.stop.send(true);
     }
+    // One deadline for all: the removals run in parallel.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(6);
     for r in all {
-        let _ = tokio::time::timeout(Duration::from_secs(6), r.task).await;
+        let _ = tokio::time::timeout_at(deadline, r.task).await;
         engine.trunk_regs.inbox.lock().remove(&r.call_id);
     }
 }

@@ -324,3 +324,103 @@ fn b2bua_call_to_a_challenging_trunk_is_retried_with_credentials() {
     assert_eq!(cdr["disposition"], "answered", "{state}");
     assert_state_valid(&pbx, &state);
 }
+
+/// A provider that first answers 503, then challenges and accepts; later it
+/// takes the removal (Expires: 0) after a challenge.
+fn provider_fails_once() -> String {
+    let reply = |code: &str, extra: &str| {
+        format!(
+            r#"  <recv request="REGISTER"/>
+  <send><![CDATA[
+SIP/2.0 {code}
+[last_Via:]
+[last_From:]
+[last_To:];tag=prov[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+{extra}Content-Length: 0
+
+]]></send>
+"#
+        )
+    };
+    let challenge =
+        "WWW-Authenticate: Digest realm=\"prov.test\", nonce=\"n[pid]\", algorithm=MD5\n";
+    format!(
+        "<?xml version=\"1.0\" encoding=\"ISO-8859-1\" ?>\n<scenario name=\"provider\">\n{}{}{}{}{}</scenario>\n",
+        reply("503 Service Unavailable", ""),
+        reply("401 Unauthorized", challenge),
+        reply("200 OK", "[last_Contact:];expires=3600\n"),
+        reply("401 Unauthorized", challenge),
+        reply("200 OK", "")
+    )
+}
+
+#[test]
+fn trunk_registration_follows_reload_and_backs_off_after_a_failure() {
+    if !have_sipp() {
+        eprintln!("SKIP: sipp not installed");
+        return;
+    }
+    let port = free_port();
+    let prov_port = free_port();
+    let sipp = Sipp::new();
+    let provider = sipp.spawn("prov", &provider_fails_once(), prov_port, port, &[]);
+    let without = config(port, "") + &trunk_uci("acme", prov_port, "\toption register '0'\n");
+    let pbx = Pbx::start(&without, port);
+    let trunks = |pbx: &Pbx| pbx.state()["besip-pbx:pbx"]["trunk-registrations"]["trunk"].clone();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        trunks(&pbx),
+        serde_json::json!([]),
+        "register false: nothing"
+    );
+    let file = pbx.root.path().join("etc/config/besip_pbx");
+    std::fs::write(
+        &file,
+        config(port, "") + &trunk_uci("acme", prov_port, "\toption register '1'\n"),
+    )
+    .expect("write");
+    pbx.ipc("reload", serde_json::json!({})).expect("reload");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut saw_failure = false;
+    loop {
+        let t = trunks(&pbx)[0].clone();
+        if t["state"] == "failed" {
+            saw_failure = true;
+            assert_eq!(t["last-response"], "503 Service Unavailable", "{t}");
+        }
+        if t["state"] == "registered" {
+            assert_eq!(t["failures"], 1, "{t}");
+            assert!(t["expires"].as_u64().is_some_and(|e| e > 3500), "{t}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not registered after the retry: {t}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(saw_failure, "the 503 was not reported");
+    // Trunk removed: its registration is removed at the provider.
+    std::fs::write(&file, config(port, "")).expect("write");
+    pbx.ipc("reload", serde_json::json!({})).expect("reload");
+    let r = sipp.wait(provider);
+    assert!(r.success, "provider scenario failed:\n{}", r.log);
+    assert_eq!(trunks(&pbx), serde_json::json!([]));
+    let msgs = trace_messages(&sipp.messages("prov"));
+    let registers: Vec<&(f64, bool, String)> = msgs
+        .iter()
+        .filter(|(_, rx, m)| *rx && m.starts_with("REGISTER "))
+        .collect();
+    assert_eq!(registers.len(), 5, "{msgs:#?}");
+    let backoff = registers[1].0 - registers[0].0;
+    assert!(
+        (1.8..4.0).contains(&backoff),
+        "retry {backoff} s after the 503"
+    );
+    assert_eq!(header(&registers[4].2, "Expires"), Some("0"));
+    // The challenge had no qop: RFC 2069 style credentials.
+    let h = header(&registers[2].2, "Authorization").expect("credentials");
+    assert!(!h.contains("qop="), "{h}");
+}
