@@ -134,6 +134,15 @@ fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
 
 #[test]
 fn trunk_registers_with_digest_refreshes_and_unregisters_at_shutdown() {
+    registration_round_trip("udp");
+}
+
+#[test]
+fn trunk_registration_over_tcp() {
+    registration_round_trip("tcp");
+}
+
+fn registration_round_trip(transport: &str) {
     if !have_sipp() {
         eprintln!("SKIP: sipp not installed");
         return;
@@ -141,8 +150,17 @@ fn trunk_registers_with_digest_refreshes_and_unregisters_at_shutdown() {
     let port = free_port();
     let prov_port = free_port();
     let sipp = Sipp::new();
-    let provider = sipp.spawn("prov", &provider_registrar(), prov_port, port, &[]);
-    let uci = config(port, "") + &trunk_uci("acme", prov_port, "\toption register '1'\n");
+    let args: &[&str] = if transport == "tcp" {
+        &["-t", "t1"]
+    } else {
+        &[]
+    };
+    let provider = sipp.spawn("prov", &provider_registrar(), prov_port, port, args);
+    let uci = config(port, "")
+        + &trunk_uci("acme", prov_port, "\toption register '1'\n").replace(
+            "option transport 'udp'",
+            &format!("option transport '{transport}'"),
+        );
     let mut pbx = Pbx::start(&uci, port);
     // Registered, then refreshed at half of the 4 s granted.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -191,6 +209,11 @@ fn trunk_registers_with_digest_refreshes_and_unregisters_at_shutdown() {
         );
         let want_expires = if i == 5 { "0" } else { "3600" };
         assert_eq!(header(m, "Expires"), Some(want_expires), "{m}");
+        let via = header(m, "Via").expect("Via");
+        assert!(
+            via.starts_with(&format!("SIP/2.0/{}", transport.to_uppercase())),
+            "{via}"
+        );
     }
     // The refresh came about 2 s after the grant, not at once and not late.
     let granted_at = msgs
