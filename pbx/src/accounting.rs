@@ -167,7 +167,7 @@ pub struct Cdr {
 }
 
 enum Write {
-    Cdr(Cdr),
+    Cdr(Arc<Cdr>),
     Balance(String, i64, i64),
     Forget(String),
 }
@@ -180,7 +180,7 @@ struct Balance {
 
 #[derive(Default)]
 pub struct Accounting {
-    recent: Mutex<VecDeque<Cdr>>,
+    recent: Mutex<VecDeque<Arc<Cdr>>>,
     balances: Mutex<HashMap<String, Balance>>,
     writer: Mutex<Option<SyncSender<Write>>>,
     next_id: Mutex<u64>,
@@ -189,12 +189,12 @@ pub struct Accounting {
 }
 
 fn now_text() -> String {
-    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 fn text_before(d: Duration) -> String {
     let t = chrono::Utc::now() - chrono::Duration::milliseconds(d.as_millis() as i64);
-    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 impl Accounting {
@@ -203,7 +203,7 @@ impl Accounting {
         let db = rusqlite::Connection::open(path)
             .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
         db.execute_batch(
-            "PRAGMA journal_mode=WAL;
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;
              CREATE TABLE IF NOT EXISTS cdr (id INTEGER PRIMARY KEY, call_id TEXT NOT NULL,
                caller TEXT NOT NULL, callee TEXT NOT NULL, start TEXT NOT NULL, answer TEXT,
                end TEXT NOT NULL, duration_ms INTEGER NOT NULL, disposition TEXT NOT NULL,
@@ -255,7 +255,7 @@ impl Accounting {
             .query_row("SELECT COALESCE(MAX(id), 0) FROM cdr", [], |r| r.get(0))
             .unwrap_or(0);
         *self.next_id.lock() = max_id as u64 + 1;
-        *self.recent.lock() = cdrs.into();
+        *self.recent.lock() = cdrs.into_iter().map(Arc::new).collect();
         *self.balances.lock() = balances;
         let (tx, rx) = sync_channel(QUEUE);
         std::thread::Builder::new()
@@ -323,7 +323,7 @@ fn writer(mut db: rusqlite::Connection, rx: Receiver<Write>) {
         let mut batch = vec![first];
         while let Ok(w) = rx.try_recv() {
             batch.push(w);
-            if batch.len() >= 1000 {
+            if batch.len() >= 5000 {
                 break;
             }
         }
@@ -332,10 +332,10 @@ fn writer(mut db: rusqlite::Connection, rx: Receiver<Write>) {
             for w in &batch {
                 match w {
                     Write::Cdr(c) => {
-                        tx.execute(
+                        tx.prepare_cached(
                             "INSERT INTO cdr (id, call_id, caller, callee, start, answer, end, duration_ms, disposition, code, trunk, price) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)",
-                            rusqlite::params![c.id as i64, c.call_id, c.caller, c.callee, c.start, c.answer, c.end, c.duration_ms as i64, c.disposition, c.code, c.trunk, c.price],
-                        )?;
+                        )?
+                        .execute(rusqlite::params![c.id as i64, c.call_id, c.caller, c.callee, c.start, c.answer, c.end, c.duration_ms as i64, c.disposition, c.code, c.trunk, c.price])?;
                     }
                     Write::Balance(ext, committed, current) => {
                         tx.execute(
@@ -500,7 +500,7 @@ pub fn ended(engine: &Engine, call_id: &str, call: Call, code: u16) {
         *n += 1;
         id
     };
-    let cdr = Cdr {
+    let cdr = Arc::new(Cdr {
         id,
         call_id: call_id.to_owned(),
         caller: call.caller,
@@ -513,7 +513,7 @@ pub fn ended(engine: &Engine, call_id: &str, call: Call, code: u16) {
         code,
         trunk: meta.trunk,
         price,
-    };
+    });
     {
         let mut recent = acc.recent.lock();
         if recent.len() >= RECENT {
