@@ -146,8 +146,8 @@ pub struct Meta {
     pub rate: i64,
     /// Longest talk time the balance pays for.
     pub limit: Option<Duration>,
-    /// Charge the caller's account at the end.
-    pub prepaid: bool,
+    /// Credit held for this call (0: not a prepaid call).
+    pub reserved: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -176,6 +176,8 @@ enum Write {
 struct Balance {
     committed: i64,
     current: i64,
+    /// Held by prepaid calls in progress (memory only).
+    reserved: i64,
 }
 
 #[derive(Default)]
@@ -243,6 +245,7 @@ impl Accounting {
                         Balance {
                             committed: r.get(1)?,
                             current: r.get(2)?,
+                            reserved: 0,
                         },
                     ))
                 })?
@@ -291,11 +294,13 @@ impl Accounting {
             if balances.get(ext).is_some_and(|b| b.committed == committed) {
                 continue;
             }
+            let reserved = balances.get(ext).map(|b| b.reserved).unwrap_or(0);
             balances.insert(
                 ext.clone(),
                 Balance {
                     committed,
                     current: committed,
+                    reserved,
                 },
             );
             self.write(Write::Balance(ext.clone(), committed, committed));
@@ -304,6 +309,38 @@ impl Accounting {
 
     pub fn balance(&self, ext: &str) -> Option<i64> {
         self.balances.lock().get(ext).map(|b| b.current)
+    }
+
+    /// Holds all the credit not yet held for a new prepaid call of `ext`:
+    /// None without an account, Err(reason) when nothing is left to hold.
+    fn reserve(&self, ext: &str) -> Option<Result<i64, &'static str>> {
+        let mut balances = self.balances.lock();
+        let b = balances.get_mut(ext)?;
+        if b.current <= 0 {
+            return Some(Err("Payment Required: Credit Exhausted"));
+        }
+        let available = b.current - b.reserved;
+        if available <= 0 {
+            return Some(Err("Payment Required: Credit Held By Another Call"));
+        }
+        b.reserved += available;
+        Some(Ok(available))
+    }
+
+    /// Gives back what a call held; charges `price` to the account.
+    fn settle(&self, ext: &str, reserved: i64, price: i64) {
+        let mut balances = self.balances.lock();
+        let Some(b) = balances.get_mut(ext) else {
+            return;
+        };
+        b.reserved = (b.reserved - reserved).max(0);
+        if price == 0 {
+            return;
+        }
+        b.current -= price;
+        let (committed, current) = (b.committed, b.current);
+        drop(balances);
+        self.write(Write::Balance(ext.to_owned(), committed, current));
     }
 }
 
@@ -392,7 +429,7 @@ pub fn admit(
         trunk,
         rate,
         limit: None,
-        prepaid: false,
+        reserved: 0,
     };
     if acc.enabled {
         if acc.max_price.is_some_and(|max| rate > max) {
@@ -405,24 +442,18 @@ pub fn admit(
                 "Forbidden: Destination Price Above Limit",
             ));
         }
-        let balance = meta
-            .caller_ext
-            .as_deref()
-            .and_then(|e| engine.accounting.balance(e));
-        if let (Some(balance), true) = (balance, rate > 0) {
-            if balance <= 0 {
-                return Err(refused(
-                    engine,
-                    msg,
-                    dialled,
-                    meta,
-                    402,
-                    "Payment Required: Credit Exhausted",
-                ));
+        let held = match (&meta.caller_ext, rate > 0) {
+            (Some(ext), true) => engine.accounting.reserve(ext),
+            _ => None,
+        };
+        match held {
+            None => {}
+            Some(Err(reason)) => return Err(refused(engine, msg, dialled, meta, 402, reason)),
+            Some(Ok(available)) => {
+                let ms = (i128::from(available) * 60_000 / i128::from(rate)).min(u32::MAX as i128);
+                meta.limit = Some(Duration::from_millis(ms as u64));
+                meta.reserved = available;
             }
-            let ms = (i128::from(balance) * 60_000 / i128::from(rate)).min(u32::MAX as i128);
-            meta.limit = Some(Duration::from_millis(ms as u64));
-            meta.prepaid = true;
         }
     }
     Ok(Some(Box::new(meta)))
@@ -446,6 +477,7 @@ fn refused(
         answered: None,
         acct: Some(Box::new(Meta {
             limit: None,
+            reserved: 0,
             ..meta
         })),
     };
@@ -456,10 +488,20 @@ fn refused(
 /// Remembers `meta` with the call just listed under `call_id`.
 pub fn attach(engine: &Engine, call_id: &str, meta: Box<Meta>) {
     let limited = meta.limit.is_some();
-    if let Some(c) = engine.calls.lock().get_mut(call_id) {
-        c.acct = Some(meta);
-        if limited {
-            engine.accounting.limited.fetch_add(1, Ordering::Relaxed);
+    let mut calls = engine.calls.lock();
+    match calls.get_mut(call_id) {
+        Some(c) => {
+            c.acct = Some(meta);
+            if limited {
+                engine.accounting.limited.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        None => {
+            // Not listed (table full) or over already: give the credit back.
+            drop(calls);
+            if let (Some(ext), true) = (&meta.caller_ext, meta.reserved > 0) {
+                engine.accounting.settle(ext, meta.reserved, 0);
+            }
         }
     }
 }
@@ -483,15 +525,9 @@ pub fn ended(engine: &Engine, call_id: &str, call: Call, code: u16) {
     let ms = talk.as_millis() as i128;
     // Per second of talk, rounded up to the smallest unit.
     let price = ((i128::from(meta.rate) * ms + 59_999) / 60_000) as i64;
-    if meta.prepaid && price > 0 {
+    if meta.reserved > 0 {
         if let Some(ext) = &meta.caller_ext {
-            let mut balances = acc.balances.lock();
-            if let Some(b) = balances.get_mut(ext) {
-                b.current -= price;
-                let (committed, current) = (b.committed, b.current);
-                drop(balances);
-                acc.write(Write::Balance(ext.clone(), committed, current));
-            }
+            acc.settle(ext, meta.reserved, price);
         }
     }
     let id = {

@@ -215,18 +215,36 @@ fn b2bua_call_is_cut_when_the_credit_runs_out_and_charged() {
         &scenario[..cut]
     );
     let started = Instant::now();
-    let caller = sipp.run(
+    let first = sipp.spawn(
         "uac",
         &scenario,
         free_port(),
         port,
         &["-au", "100", "-ap", "pw100"],
     );
+    // While the call holds the credit, a second paid call of 100 is refused.
+    std::thread::sleep(Duration::from_millis(700));
+    let second = sipp.run(
+        "second",
+        &caller_rejected("100", "0666", 402),
+        free_port(),
+        port,
+        &["-au", "100", "-ap", "pw100"],
+    );
+    assert!(second.success, "expected 402:\n{}", second.log);
+    assert!(
+        second.log.contains("Held By Another Call"),
+        "{}",
+        second.log
+    );
+    let caller = sipp.wait(first);
     let prov = sipp.wait(uas);
     assert!(caller.success, "caller got no BYE:\n{}", caller.log);
     assert!(prov.success, "provider got no BYE:\n{}", prov.log);
     assert!(started.elapsed() >= Duration::from_secs(2));
-    let cdr = cdrs(&pbx, 1)[0].clone();
+    let list = cdrs(&pbx, 2);
+    assert_eq!(list[0]["code"], 402, "the refused second call: {list:?}");
+    let cdr = list[1].clone();
     assert_eq!(cdr["disposition"], "answered", "{cdr}");
     assert_eq!(cdr["trunk"], "prov", "{cdr}");
     let d = num(&cdr["duration"]);
