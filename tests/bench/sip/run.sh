@@ -11,7 +11,8 @@
 #
 # Usage: tests/bench/sip/run.sh            (full ladder)
 #        QUICK=1 tests/bench/sip/run.sh    (short steps, for a smoke run)
-# Tunables: USERS, STEP_SECS, RATES_REG, RATES_CALL, HOLD_RATE, HOLD_MS, CHILDREN.
+# Tunables: USERS, STEP_SECS, RATES_REG, RATES_CALL, HOLD_RATE, HOLD_MS, CHILDREN,
+# SIPP_BUF, BESIP_BIN.
 #
 # sipp runs with 4 MiB socket buffers (-buff_size): with its 128 KiB default
 # the single-threaded load generator, starved of CPU on a 2-core machine,
@@ -39,9 +40,12 @@ KAM_PORT=${KAM_PORT:-25060}
 command -v sipp >/dev/null || { echo "sipp missing: run scripts/install-deps" >&2; exit 1; }
 command -v kamailio >/dev/null || { echo "kamailio missing: run scripts/install-deps" >&2; exit 1; }
 
-(cd "$REPO" && cargo build --release -q -p besip-pbx)
-BESIP_BIN="$REPO/target/release/besip-pbxd"
-[ -n "${CARGO_TARGET_DIR:-}" ] && BESIP_BIN="$CARGO_TARGET_DIR/release/besip-pbxd"
+# BESIP_BIN=/path/to/besip-pbxd runs that binary instead of building (e.g. an older build, to compare).
+if [ -z "${BESIP_BIN:-}" ]; then
+  (cd "$REPO" && cargo build --release -q -p besip-pbx)
+  BESIP_BIN="$REPO/target/release/besip-pbxd"
+  [ -n "${CARGO_TARGET_DIR:-}" ] && BESIP_BIN="$CARGO_TARGET_DIR/release/besip-pbxd"
+fi
 
 WORK=$(mktemp -d /tmp/besip-sip-bench.XXXXXX)
 BESIP_PID=""; KAM_PID=""; UAS_PID=""
