@@ -43,12 +43,16 @@ pub struct B2bCall {
     pub session_expires: Option<Duration>,
     /// Our ACK for B's 2xx, re-sent when B retransmits the 2xx.
     pub b_ack: Option<Vec<u8>>,
+    /// Media relay of a call across the NAT boundary.
+    pub relay: Option<Arc<crate::rtp_relay::Relay>>,
 }
 
 pub type Calls = Mutex<HashMap<String, Arc<Mutex<B2bCall>>>>;
 
-fn contact(engine: &Engine, transport: Transport, v6: bool) -> String {
+/// Our Contact for `peer` (NAT: the address that peer can reach).
+fn contact(engine: &Engine, transport: Transport, v6: bool, peer: SocketAddr) -> String {
     let s = engine.socket_for(transport, v6);
+    let ip = crate::nat::address_for(&engine.config(), peer).unwrap_or(s.advertised.ip());
     let tp = if transport == Transport::Tcp {
         ";transport=tcp"
     } else {
@@ -56,7 +60,7 @@ fn contact(engine: &Engine, transport: Transport, v6: bool) -> String {
     };
     format!(
         "<sip:b2bua@{}:{}{tp}>",
-        crate::sip::format_host(&s.advertised.ip()),
+        crate::sip::format_host(&ip),
         s.advertised.port()
     )
 }
@@ -160,9 +164,10 @@ pub fn start(
     let mut base = new_request("INVITE", &b, 1);
     base.add_header(
         "Contact",
-        contact(engine, first.transport, first.dest.is_ipv6()),
+        contact(engine, first.transport, first.dest.is_ipv6(), first.dest),
     );
     copy_body(&a_req, &mut base);
+    let relay = crate::nat::anchor_offer(engine, source, first.dest, &mut base);
     let call = Arc::new(Mutex::new(B2bCall {
         a,
         b,
@@ -170,6 +175,7 @@ pub fn start(
         last_activity: Instant::now(),
         session_expires,
         b_ack: None,
+        relay,
     }));
     let b_call_id = call.lock().b.call_id.clone();
     {
@@ -207,11 +213,15 @@ pub fn in_dialog(engine: &Arc<Engine>, key: &str, msg: Message, hash: u32) {
         if matches!(msg.method(), "INVITE" | "UPDATE") {
             req.add_header(
                 "Contact",
-                contact(engine, far.transport, far.dest.is_ipv6()),
+                contact(engine, far.transport, far.dest.is_ipv6(), far.dest),
             );
         }
         copy_body(&msg, &mut req);
-        (req, far.dest, far.transport)
+        let (dest, transport) = (far.dest, far.transport);
+        if let Some(r) = &c.relay {
+            crate::nat::anchor(engine, r, from_a, dest, &mut req);
+        }
+        (req, dest, transport)
     };
     let target = Target {
         ruri: req.uri().to_owned(),
@@ -251,18 +261,22 @@ pub fn translate(
     } else {
         c.b.local_tag.clone()
     };
+    let near_dest = if from_a { c.a.dest } else { c.b.dest };
     let mut up = response_to(near_req, code, &reason, Some(&near_tag));
     let invite = near_req.method() == "INVITE";
     if invite && (101..300).contains(&code) {
         up.add_header(
             "Contact",
-            contact(engine, branch.transport, branch.dest.is_ipv6()),
+            contact(engine, branch.transport, branch.dest.is_ipv6(), near_dest),
         );
         if let (Some(se), true) = (c.session_expires, code < 300) {
             up.add_header("Session-Expires", format!("{};refresher=uac", se.as_secs()));
         }
     }
     copy_body(resp, &mut up);
+    if let Some(r) = &c.relay {
+        crate::nat::anchor(engine, r, !from_a, near_dest, &mut up);
+    }
     let mut ack = None;
     if invite && (200..300).contains(&code) {
         let far = if from_a { &mut c.b } else { &mut c.a };

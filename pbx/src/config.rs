@@ -103,6 +103,8 @@ pub struct Config {
     pub trunks: HashMap<String, Trunk>,
     pub routes: Vec<Route>,
     pub external_address: Option<IpAddr>,
+    /// /pbx/nat/local-network
+    pub local_networks: Vec<(IpAddr, u8)>,
     pub rtp_port_min: u16,
     pub rtp_port_max: u16,
     pub session_expires: u32,
@@ -328,6 +330,9 @@ impl Config {
             ),
             None => None,
         };
+        let local_networks =
+            crate::nat::parse_networks(main.map(|m| m.list("nat_local_network")).unwrap_or(&[]))
+                .map_err(rule)?;
         // /pbx/rtp/port-min 10000, port-max 20000, must min < max
         let rtp_port_min: u16 = get_or(main, "rtp_port_min", 10000)?;
         let rtp_port_max: u16 = get_or(main, "rtp_port_max", 20000)?;
@@ -337,8 +342,8 @@ impl Config {
         // /pbx/b2bua/session-expires 1800, max-call-duration 0 (no limit)
         let session_expires: u32 = get_or(main, "b2bua_session_expires", 1800)?;
         let max_call_duration: u32 = get_or(main, "b2bua_max_call_duration", 0)?;
-        let accounting = crate::accounting::Settings::from_package(pkg, &extensions)
-            .map_err(rule)?;
+        let accounting =
+            crate::accounting::Settings::from_package(pkg, &extensions).map_err(rule)?;
         Ok(Config {
             accounting,
             session_expires,
@@ -360,6 +365,7 @@ impl Config {
             trunks,
             routes,
             external_address,
+            local_networks,
             rtp_port_min,
             rtp_port_max,
         })

@@ -1,0 +1,152 @@
+//! NAT traversal of the B2BUA (/pbx/nat): with an external address and the
+//! local networks configured, a peer outside those networks sees the external
+//! address in our Contact and in the SDP, and a call between inside and
+//! outside has its media anchored on an RTP relay (ports of /pbx/rtp), since
+//! an inside phone's own media address is unreachable from outside. Without
+//! both settings nothing here is used.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::rtp_relay::{media_addr, rewrite_sdp, Relay};
+use crate::sip::Message;
+
+/// Parses /pbx/nat/local-network prefixes ("192.168.0.0/16", "fd00::/8").
+pub fn parse_networks(values: &[String]) -> Result<Vec<(IpAddr, u8)>, String> {
+    values
+        .iter()
+        .map(|v| {
+            let bad = || format!("nat local-network '{v}' is not an IP prefix");
+            let (ip, len) = v.split_once('/').ok_or_else(bad)?;
+            let ip: IpAddr = ip.parse().map_err(|_| bad())?;
+            let len: u8 = len.parse().map_err(|_| bad())?;
+            let max = if ip.is_ipv4() { 32 } else { 128 };
+            if len > max {
+                return Err(bad());
+            }
+            Ok((ip, len))
+        })
+        .collect()
+}
+
+fn contains(net: &(IpAddr, u8), ip: IpAddr) -> bool {
+    match (net.0, ip) {
+        (IpAddr::V4(n), IpAddr::V4(i)) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(net.1)).unwrap_or(0);
+            u32::from(n) & mask == u32::from(i) & mask
+        }
+        (IpAddr::V6(n), IpAddr::V6(i)) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(net.1)).unwrap_or(0);
+            u128::from(n) & mask == u128::from(i) & mask
+        }
+        _ => false,
+    }
+}
+
+/// True when NAT handling is configured and `ip` is outside the local networks.
+pub fn is_outside(cfg: &Config, ip: IpAddr) -> bool {
+    cfg.external_address.is_some()
+        && !cfg.local_networks.is_empty()
+        && !cfg.local_networks.iter().any(|n| contains(n, ip))
+}
+
+/// Our source address towards `peer`, as the kernel would pick it.
+fn local_ip_towards(peer: SocketAddr) -> Option<IpAddr> {
+    let any: SocketAddr = if peer.is_ipv6() {
+        "[::]:0".parse().ok()?
+    } else {
+        "0.0.0.0:0".parse().ok()?
+    };
+    let s = std::net::UdpSocket::bind(any).ok()?;
+    s.connect(peer).ok()?;
+    Some(s.local_addr().ok()?.ip())
+}
+
+/// The address to name to `peer` (Contact, SDP) when NAT handling is on:
+/// the external address outside, our own source address inside.
+pub fn address_for(cfg: &Config, peer: SocketAddr) -> Option<IpAddr> {
+    if cfg.external_address.is_none() || cfg.local_networks.is_empty() {
+        return None;
+    }
+    if is_outside(cfg, peer.ip()) {
+        return cfg.external_address;
+    }
+    local_ip_towards(peer)
+}
+
+/// For a new call from `a` to `b` that crosses the NAT boundary: a relay,
+/// with the offer in `invite` rewritten to point B at it.
+pub fn anchor_offer(
+    engine: &Engine,
+    a: SocketAddr,
+    b: SocketAddr,
+    invite: &mut Message,
+) -> Option<Arc<Relay>> {
+    let cfg = engine.config();
+    if cfg.external_address.is_none() || is_outside(&cfg, a.ip()) == is_outside(&cfg, b.ip()) {
+        return None;
+    }
+    let offer = std::str::from_utf8(&invite.body).ok()?;
+    let a_media = media_addr(offer)?;
+    // All addresses: a NAT router forwards the external ports to whichever is ours.
+    let bind: IpAddr = if b.is_ipv6() {
+        std::net::Ipv6Addr::UNSPECIFIED.into()
+    } else {
+        std::net::Ipv4Addr::UNSPECIFIED.into()
+    };
+    let Some(relay) = Relay::open(bind, cfg.rtp_port_min, cfg.rtp_port_max) else {
+        tracing::warn!("no free RTP relay port in the rtp range; media not anchored");
+        return None;
+    };
+    relay.set_target(true, a_media);
+    let ip = address_for(&cfg, b)?;
+    invite.body = rewrite_sdp(offer, ip, relay.b_port).into_bytes();
+    tracing::debug!(
+        a_port = relay.a_port,
+        b_port = relay.b_port,
+        "media anchored on the relay"
+    );
+    Some(Arc::new(relay))
+}
+
+/// SDP in `msg` came from side A (`from_a`) or B and goes to the other side
+/// at `to`: its sender's media address becomes a relay target and the body
+/// points the receiver at the relay.
+pub fn anchor(engine: &Engine, relay: &Relay, from_a: bool, to: SocketAddr, msg: &mut Message) {
+    let Ok(sdp) = std::str::from_utf8(&msg.body) else {
+        return;
+    };
+    let Some(media) = media_addr(sdp) else {
+        return;
+    };
+    let cfg = engine.config();
+    let Some(ip) = address_for(&cfg, to) else {
+        return;
+    };
+    relay.set_target(from_a, media);
+    let port = if from_a { relay.b_port } else { relay.a_port };
+    msg.body = rewrite_sdp(sdp, ip, port).into_bytes();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_parse_and_match() {
+        let nets = parse_networks(&["192.168.0.0/16".into(), "fd00::/8".into()]).expect("ok");
+        assert!(contains(&nets[0], "192.168.7.1".parse().unwrap()));
+        assert!(!contains(&nets[0], "192.169.0.1".parse().unwrap()));
+        assert!(contains(&nets[1], "fd12::1".parse().unwrap()));
+        assert!(!contains(&nets[1], "10.0.0.1".parse().unwrap()));
+        assert!(contains(
+            &(("0.0.0.0".parse().unwrap()), 0),
+            "8.8.8.8".parse().unwrap()
+        ));
+        for bad in ["10.0.0.0", "10.0.0.0/33", "x/8", "::/129"] {
+            assert!(parse_networks(&[bad.into()]).is_err(), "{bad}");
+        }
+    }
+}

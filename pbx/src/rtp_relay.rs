@@ -1,0 +1,231 @@
+//! A minimal RTP relay for B2BUA calls that cross the NAT boundary: one UDP
+//! socket facing each leg, ports from /pbx/rtp. What arrives on the A-facing
+//! socket leaves from the B-facing one towards B, and back. The target of
+//! each side is its SDP address until a packet arrives from it; then its
+//! real source is used (symmetric RTP latching, as behind a NAT the SDP
+//! address is not the one packets come from). RTCP is not relayed.
+
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+struct Side {
+    sock: UdpSocket,
+    /// Where packets for this side go.
+    target: Mutex<Option<SocketAddr>>,
+}
+
+struct Inner {
+    a: Side,
+    b: Side,
+    stop: AtomicBool,
+    relayed: AtomicU64,
+}
+
+/// The relay of one call; dropping it stops its threads.
+pub struct Relay {
+    pub a_port: u16,
+    pub b_port: u16,
+    inner: Arc<Inner>,
+}
+
+/// Binds an even port of `min..=max` on `ip`, starting at a random one.
+fn bind_even(ip: IpAddr, min: u16, max: u16, skip: Option<u16>) -> Option<UdpSocket> {
+    let first = min + (min % 2);
+    if first > max {
+        return None;
+    }
+    let slots = u32::from((max - first) / 2) + 1;
+    let start = rand::random::<u32>() % slots;
+    (0..slots)
+        .map(|i| first + (((start + i) % slots) * 2) as u16)
+        .filter(|p| Some(*p) != skip)
+        .find_map(|p| UdpSocket::bind(SocketAddr::new(ip, p)).ok())
+}
+
+impl Relay {
+    /// Opens both sockets and starts relaying; None when no port is free.
+    pub fn open(bind: IpAddr, min: u16, max: u16) -> Option<Relay> {
+        let a = bind_even(bind, min, max, None)?;
+        let a_port = a.local_addr().ok()?.port();
+        let b = bind_even(bind, min, max, Some(a_port))?;
+        let b_port = b.local_addr().ok()?.port();
+        for s in [&a, &b] {
+            s.set_read_timeout(Some(Duration::from_millis(200))).ok()?;
+        }
+        let inner = Arc::new(Inner {
+            a: Side {
+                sock: a,
+                target: Mutex::new(None),
+            },
+            b: Side {
+                sock: b,
+                target: Mutex::new(None),
+            },
+            stop: AtomicBool::new(false),
+            relayed: AtomicU64::new(0),
+        });
+        for from_a in [true, false] {
+            let mine = inner.clone();
+            let spawned = std::thread::Builder::new()
+                .name("rtp-relay".into())
+                .spawn(move || pump(&mine, from_a));
+            if spawned.is_err() {
+                inner.stop.store(true, Ordering::Relaxed);
+                return None;
+            }
+        }
+        Some(Relay {
+            a_port,
+            b_port,
+            inner,
+        })
+    }
+
+    /// The media address announced in the SDP of side A (true) or B.
+    pub fn set_target(&self, a: bool, addr: SocketAddr) {
+        let side = if a { &self.inner.a } else { &self.inner.b };
+        *side.target.lock() = Some(addr);
+    }
+
+    /// Packets relayed so far, both directions.
+    pub fn relayed(&self) -> u64 {
+        self.inner.relayed.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.inner.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Receives on one side's socket and sends from the other side's socket.
+fn pump(inner: &Inner, from_a: bool) {
+    let (from, to) = if from_a {
+        (&inner.a, &inner.b)
+    } else {
+        (&inner.b, &inner.a)
+    };
+    let mut buf = vec![0u8; 2048];
+    while !inner.stop.load(Ordering::Relaxed) {
+        let Ok((n, source)) = from.sock.recv_from(&mut buf) else {
+            continue; // timeout: look at the stop flag again
+        };
+        // Latch: replies for this side go where its packets come from.
+        *from.target.lock() = Some(source);
+        let target = *to.target.lock();
+        if let Some(t) = target {
+            if to.sock.send_to(&buf[..n], t).is_ok() {
+                inner.relayed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// The media address of an SDP body: connection address and first audio port.
+pub fn media_addr(sdp: &str) -> Option<SocketAddr> {
+    let mut ip: Option<IpAddr> = None;
+    let mut port: Option<u16> = None;
+    for line in sdp.lines().map(str::trim_end) {
+        if let Some(c) = line.strip_prefix("c=") {
+            // c=IN IP4 192.0.2.1 (session or media level; the last one wins)
+            if let Some(a) = c.split_whitespace().nth(2) {
+                ip = a.split('/').next().and_then(|a| a.parse().ok()).or(ip);
+            }
+        } else if let Some(m) = line.strip_prefix("m=audio ") {
+            if port.is_none() {
+                port = m.split_whitespace().next().and_then(|p| p.parse().ok());
+            }
+        }
+    }
+    Some(SocketAddr::new(ip?, port?))
+}
+
+/// The SDP with its connection and origin addresses set to `ip` and its
+/// first audio port set to `port`.
+pub fn rewrite_sdp(sdp: &str, ip: IpAddr, port: u16) -> String {
+    let family = if ip.is_ipv6() { "IP6" } else { "IP4" };
+    let mut audio_done = false;
+    let mut out = String::with_capacity(sdp.len() + 16);
+    for line in sdp.split_inclusive('\n') {
+        let eol = &line[line.trim_end_matches(['\r', '\n']).len()..];
+        let text = line.trim_end_matches(['\r', '\n']);
+        let new = if text.starts_with("c=") {
+            format!("c=IN {family} {ip}")
+        } else if let Some(o) = text.strip_prefix("o=") {
+            // o=<user> <sess-id> <version> IN IP4 <address>
+            let f: Vec<&str> = o.split_whitespace().collect();
+            if f.len() == 6 {
+                format!("o={} {} {} IN {family} {ip}", f[0], f[1], f[2])
+            } else {
+                text.to_owned()
+            }
+        } else if let (Some(m), false) = (text.strip_prefix("m=audio "), audio_done) {
+            audio_done = true;
+            match m.split_once(' ') {
+                Some((_, rest)) => format!("m=audio {port} {rest}"),
+                None => text.to_owned(),
+            }
+        } else {
+            text.to_owned()
+        };
+        out.push_str(&new);
+        out.push_str(eol);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SDP: &str = "v=0\r\no=u 1 2 IN IP4 10.0.0.5\r\ns=-\r\nc=IN IP4 10.0.0.5\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+
+    #[test]
+    fn sdp_is_read_and_rewritten() {
+        assert_eq!(media_addr(SDP), Some("10.0.0.5:4000".parse().unwrap()));
+        let out = rewrite_sdp(SDP, "198.51.100.7".parse().unwrap(), 12000);
+        assert!(out.contains("c=IN IP4 198.51.100.7\r\n"), "{out}");
+        assert!(out.contains("o=u 1 2 IN IP4 198.51.100.7\r\n"), "{out}");
+        assert!(out.contains("m=audio 12000 RTP/AVP 0\r\n"), "{out}");
+        assert!(out.ends_with("a=rtpmap:0 PCMU/8000\r\n"));
+        assert_eq!(media_addr("v=0\r\n"), None);
+    }
+
+    #[test]
+    fn relays_both_ways_and_latches() {
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        let relay = Relay::open(lo, 30000, 30100).expect("ports");
+        assert!(relay.a_port.is_multiple_of(2) && relay.b_port.is_multiple_of(2));
+        assert_ne!(relay.a_port, relay.b_port);
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for s in [&a, &b] {
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        }
+        relay.set_target(false, b.local_addr().unwrap());
+        // A announced a wrong address (behind a NAT): its packets teach the real one.
+        relay.set_target(true, "127.0.0.1:9".parse().unwrap());
+        a.send_to(b"from-a", (lo, relay.a_port)).unwrap();
+        let mut buf = [0u8; 64];
+        let (n, src) = b.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"from-a");
+        assert_eq!(src.port(), relay.b_port);
+        b.send_to(b"from-b", (lo, relay.b_port)).unwrap();
+        let (n, src) = a.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"from-b");
+        assert_eq!(src.port(), relay.a_port);
+        // Counted just after the send: give the pump a moment.
+        for _ in 0..100 {
+            if relay.relayed() == 2 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(relay.relayed(), 2);
+    }
+}
