@@ -14,129 +14,19 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use besip_core::uci::Package;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 
-use crate::config::{Config, Extension};
+use crate::config::Config;
 use crate::engine::{Call, Engine};
 use crate::proxy::Target;
+pub use crate::rating::{format_price, parse_price, Settings};
 use crate::sip::{addr_uri, Message, Uri};
 
 /// CDRs kept in memory for the IPC state.
 const RECENT: usize = 50;
 /// Records queued for the writer at most (a stuck disk must not grow memory).
 const QUEUE: usize = 10_000;
-
-/// Parsed /pbx/accounting.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Settings {
-    pub enabled: bool,
-    pub max_price: Option<i64>,
-    /// (prefix, price per minute), longest prefix first.
-    pub rates: Vec<(String, i64)>,
-    /// Balance of each account at the time of the commit.
-    pub accounts: HashMap<String, i64>,
-}
-
-/// A decimal64 with up to 4 fraction digits as ten-thousandths.
-pub fn parse_price(text: &str) -> Option<i64> {
-    let t = text.trim();
-    let (neg, t) = match t.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, t),
-    };
-    let (int, frac) = t.split_once('.').unwrap_or((t, ""));
-    if int.is_empty() && frac.is_empty()
-        || frac.len() > 4
-        || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
-    {
-        return None;
-    }
-    let int: i64 = if int.is_empty() { 0 } else { int.parse().ok()? };
-    let frac: i64 = format!("{frac:0<4}").parse().ok()?;
-    let v = int.checked_mul(10_000)?.checked_add(frac)?;
-    Some(if neg { -v } else { v })
-}
-
-/// Canonical decimal64 text (RFC 7950 §9.3.2): no trailing zeros but one.
-pub fn format_price(v: i64) -> String {
-    let sign = if v < 0 { "-" } else { "" };
-    let a = v.unsigned_abs();
-    let frac = format!("{:04}", a % 10_000);
-    let frac = frac.trim_end_matches('0');
-    format!(
-        "{sign}{}.{}",
-        a / 10_000,
-        if frac.is_empty() { "0" } else { frac }
-    )
-}
-
-impl Settings {
-    pub fn from_package(
-        pkg: &Package,
-        extensions: &HashMap<String, Extension>,
-    ) -> Result<Settings, String> {
-        let main = pkg.section("main");
-        let price = |what: &str, v: &str| {
-            parse_price(v)
-                .filter(|p| *p >= 0)
-                .ok_or_else(|| format!("{what}: '{v}' is not a price (0 or more, 4 decimals)"))
-        };
-        // /pbx/accounting/enabled, default false
-        let enabled = main
-            .map(|m| m.get_bool("accounting_enabled"))
-            .transpose()
-            .map_err(|e| e.to_string())?
-            .flatten()
-            .unwrap_or(false);
-        let max_price = match main.and_then(|m| m.get("accounting_max_price_per_minute")) {
-            Some(v) => Some(price("accounting max-price-per-minute", v)?),
-            None => None,
-        };
-        let mut rates = Vec::new();
-        for s in pkg.sections_of("accounting_rate") {
-            let (Some(prefix), Some(p)) = (s.get("prefix"), s.get("price_per_minute")) else {
-                return Err(format!(
-                    "accounting rate {} needs prefix and price_per_minute",
-                    s.name
-                ));
-            };
-            rates.push((prefix.to_owned(), price(&format!("rate {prefix}"), p)?));
-        }
-        rates.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
-        let mut accounts = HashMap::new();
-        for s in pkg.sections_of("accounting_account") {
-            let Some(ext) = s.get("extension") else {
-                return Err(format!("accounting account {} needs extension", s.name));
-            };
-            if !extensions.contains_key(ext) {
-                return Err(format!("accounting account of unknown extension {ext}"));
-            }
-            // /pbx/accounting/account/balance, default 0
-            let b = match s.get("balance") {
-                Some(v) => price(&format!("balance of {ext}"), v)?,
-                None => 0,
-            };
-            accounts.insert(ext.to_owned(), b);
-        }
-        Ok(Settings {
-            enabled,
-            max_price,
-            rates,
-            accounts,
-        })
-    }
-
-    /// Price per minute of a dialled number (longest matching prefix), 0 when none matches.
-    pub fn rate_for(&self, number: &str) -> i64 {
-        self.rates
-            .iter()
-            .find(|(p, _)| number.starts_with(p.as_str()))
-            .map(|r| r.1)
-            .unwrap_or(0)
-    }
-}
 
 /// What accounting knows of a call beyond the call list.
 #[derive(Debug, Clone, Default)]
@@ -631,44 +521,4 @@ pub fn state_json(engine: &Engine) -> Value {
 /// Instant of the answer, for the call list hook in `responses`.
 pub fn answered_now(call: &mut Call) {
     call.answered.get_or_insert_with(Instant::now);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prices_parse_and_print_canonically() {
-        assert_eq!(parse_price("1.5"), Some(15_000));
-        assert_eq!(parse_price("0.0001"), Some(1));
-        assert_eq!(parse_price("12"), Some(120_000));
-        assert_eq!(parse_price("-0.25"), Some(-2_500));
-        for bad in ["", ".", "1.23456", "abc", "1,5", "1.2.3"] {
-            assert_eq!(parse_price(bad), None, "{bad}");
-        }
-        assert_eq!(format_price(15_000), "1.5");
-        assert_eq!(format_price(120_000), "12.0");
-        assert_eq!(format_price(-2_500), "-0.25");
-        assert_eq!(format_price(1), "0.0001");
-    }
-
-    #[test]
-    fn longest_prefix_wins() {
-        let pkg = Package::parse(
-            "besip_pbx",
-            "config pbx 'main'\n\toption accounting_enabled '1'\n\nconfig accounting_rate 'a'\n\toption prefix '00'\n\toption price_per_minute '1.0'\n\nconfig accounting_rate 'b'\n\toption prefix '0049'\n\toption price_per_minute '0.2'\n",
-        )
-        .expect("uci");
-        let s = Settings::from_package(&pkg, &HashMap::new()).expect("settings");
-        assert!(s.enabled);
-        assert_eq!(s.rate_for("00491234"), 2_000);
-        assert_eq!(s.rate_for("00331234"), 10_000);
-        assert_eq!(s.rate_for("100"), 0);
-        let bad = Package::parse(
-            "besip_pbx",
-            "config accounting_account 'x'\n\toption extension '999'\n\toption balance '1'\n",
-        )
-        .expect("uci");
-        assert!(Settings::from_package(&bad, &HashMap::new()).is_err());
-    }
 }

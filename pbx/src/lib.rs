@@ -10,6 +10,7 @@ pub mod fuzzing;
 pub mod location;
 pub mod nat;
 pub mod proxy;
+pub mod rating;
 pub mod registrar;
 pub mod responses;
 pub mod rtp_relay;

@@ -343,11 +343,13 @@ impl Registration {
         m.add_header("To", format!("<sip:{user}@{host}>"));
         m.add_header("Call-ID", self.call_id.clone());
         m.add_header("CSeq", format!("{} REGISTER", self.cseq));
+        // Behind a NAT the provider must be told the external address.
+        let contact_ip = crate::nat::address_for(&e.config(), dest).unwrap_or(sock.advertised.ip());
         m.add_header(
             "Contact",
             format!(
                 "<sip:{user}@{}:{}{tp}>",
-                format_host(&sock.advertised.ip()),
+                format_host(&contact_ip),
                 sock.advertised.port()
             ),
         );
