@@ -14,7 +14,7 @@ use crate::capture::own_addresses;
 use crate::config::{Backend, Config};
 use crate::detect::{Detector, Verdict};
 use crate::firewall::Firewall;
-use crate::packet::{decode, parse_sip};
+use crate::packet::{decode, for_each_sip};
 use crate::store::{BanRow, Store};
 use besip_core::capture::LiveCapture as Capture;
 
@@ -154,19 +154,28 @@ impl Daemon {
         let now = self.started.elapsed().as_millis() as u64;
         let verdict = {
             let mut e = self.engine.lock();
-            let Some((d, sip)) = decode(linktype, frame)
-                .and_then(|d| Some((parse_sip(d.payload)?, d)))
-                .map(|(s, d)| (d, s))
-            else {
+            let Some(d) = decode(linktype, frame) else {
                 e.counters.malformed += 1;
                 return;
             };
-            e.counters.packets += 1;
             if let Some(b) = e.bans.get_mut(&d.src) {
                 b.packets += 1;
+                e.counters.packets += 1;
                 return;
             }
-            e.detector.observe(now, d.src, d.dst, &sip)
+            let mut verdict = None;
+            let engine = &mut *e;
+            let messages = for_each_sip(d.payload, d.tcp, |sip| {
+                if verdict.is_none() {
+                    verdict = engine.detector.observe(now, d.src, d.dst, sip);
+                }
+            });
+            if messages == 0 {
+                e.counters.malformed += 1;
+                return;
+            }
+            e.counters.packets += 1;
+            verdict
         };
         if let Some(v) = verdict {
             self.ban(v);
@@ -478,6 +487,11 @@ mod tests {
             d.frame(1, &tcp_frame([198, 51, 100, 2], opt));
         }
         assert_eq!(ban_secs(&d, "198.51.100.2"), Some(10), "{}", d.state_json());
+        // Two requests pipelined in one TCP segment count twice.
+        let mut two = opt.to_vec();
+        two.extend_from_slice(opt);
+        d.frame(1, &tcp_frame([198, 51, 100, 3], &two));
+        assert_eq!(ban_secs(&d, "198.51.100.3"), Some(10), "{}", d.state_json());
         // Repeat offence: 10 s * 3 = 30 s, then capped at 50 s.
         d.unban("198.51.100.1".parse().unwrap()).unwrap();
         for _ in 0..2 {

@@ -254,6 +254,7 @@ mod tests {
             start: Start::Request(m),
             user_agent: Some("phone"),
             to_user: None,
+            length: None,
         }
     }
     const A: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
@@ -281,6 +282,7 @@ mod tests {
             start: Start::Request("OPTIONS"),
             user_agent: Some("Friendly-Scanner 1.0"),
             to_user: None,
+            length: None,
         };
         assert_eq!(d.observe(0, A, BOX, &scan).unwrap().rule, "scanner");
         let w: IpAddr = "10.9.1.1".parse().unwrap();
@@ -290,6 +292,7 @@ mod tests {
             start: Start::Response(401, Some("REGISTER")),
             user_agent: None,
             to_user: Some("100"),
+            length: None,
         };
         let v = (0..10u64)
             .find_map(|i| d.observe(i, BOX, A, &fail))
@@ -306,6 +309,7 @@ mod tests {
                 start: Start::Response(200, Some("REGISTER")),
                 user_agent: None,
                 to_user: Some(u),
+                length: None,
             };
             d.observe(1, BOX, A, &ok);
         }
@@ -314,6 +318,7 @@ mod tests {
             start: Start::Request("OPTIONS"),
             user_agent: Some("sipvicious"),
             to_user: None,
+            length: None,
         };
         assert!(d.observe(600, A, BOX, &scan).is_some());
     }

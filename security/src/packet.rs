@@ -7,6 +7,8 @@ pub struct Datagram<'a> {
     pub src: IpAddr,
     pub dst: IpAddr,
     pub payload: &'a [u8],
+    /// A TCP segment (may hold several SIP messages, or start inside one).
+    pub tcp: bool,
 }
 
 fn be16(b: &[u8], at: usize) -> Option<u16> {
@@ -60,7 +62,12 @@ fn transport(proto: u8, seg: &[u8], src: IpAddr, dst: IpAddr) -> Option<Datagram
         6 => seg.get(usize::from(seg.get(12)? >> 4) * 4..)?,
         _ => return None,
     };
-    Some(Datagram { src, dst, payload })
+    Some(Datagram {
+        src,
+        dst,
+        payload,
+        tcp: proto == 6,
+    })
 }
 
 #[derive(Debug, PartialEq)]
@@ -75,6 +82,50 @@ pub struct SipInfo<'a> {
     pub start: Start<'a>,
     pub user_agent: Option<&'a str>,
     pub to_user: Option<&'a str>,
+    /// Bytes from the start line to the end of the body, when the header
+    /// block ends in this payload (Content-Length, absent = 0).
+    pub length: Option<usize>,
+}
+
+/// SIP messages looked at per TCP segment at most.
+const MAX_MESSAGES_PER_SEGMENT: usize = 64;
+
+/// Call `each` for every SIP message of a payload. A UDP datagram is one
+/// message. A TCP segment may carry several pipelined ones — each counts, or a
+/// flood sent 60 requests per segment would look like one — and may start
+/// inside a message: then the first start line found at a line start is used.
+/// Returns how many messages were found.
+pub fn for_each_sip<'a>(payload: &'a [u8], tcp: bool, mut each: impl FnMut(&SipInfo<'a>)) -> usize {
+    if !tcp {
+        return match parse_sip(payload) {
+            Some(info) => {
+                each(&info);
+                1
+            }
+            None => 0,
+        };
+    }
+    let mut at = 0;
+    let mut found = 0;
+    while at < payload.len() && found < MAX_MESSAGES_PER_SEGMENT {
+        let rest = &payload[at..];
+        match parse_sip(rest) {
+            Some(info) => {
+                each(&info);
+                found += 1;
+                match info.length {
+                    Some(length) if length > 0 => at += length,
+                    _ => break,
+                }
+            }
+            // Not a start line: try the next line.
+            None => match rest.iter().position(|&b| b == b'\n') {
+                Some(newline) => at += newline + 1,
+                None => break,
+            },
+        }
+    }
+    found
 }
 
 /// Parse the start line and the few headers detection needs from the first SIP
@@ -108,9 +159,12 @@ pub fn parse_sip(payload: &[u8]) -> Option<SipInfo<'_>> {
         start,
         user_agent: None,
         to_user: None,
+        length: None,
     };
+    let mut content_length = 0usize;
     for line in lines {
         if line.is_empty() {
+            info.length = header_block_end(text).map(|end| end + content_length);
             break;
         }
         let Some((name, value)) = line.split_once(':') else {
@@ -122,6 +176,8 @@ pub fn parse_sip(payload: &[u8]) -> Option<SipInfo<'_>> {
             info.user_agent = Some(value);
         } else if name.eq_ignore_ascii_case("to") || name == "t" {
             info.to_user = uri_user(value);
+        } else if name.eq_ignore_ascii_case("content-length") || name == "l" {
+            content_length = value.parse().unwrap_or(0);
         } else if name.eq_ignore_ascii_case("cseq") {
             if let Start::Response(code, _) = info.start {
                 info.start = Start::Response(code, value.split_whitespace().nth(1));
@@ -129,6 +185,16 @@ pub fn parse_sip(payload: &[u8]) -> Option<SipInfo<'_>> {
         }
     }
     Some(info)
+}
+
+/// Offset just past the blank line that ends the header block.
+fn header_block_end(text: &str) -> Option<usize> {
+    let crlf = text.find("\r\n\r\n").map(|i| i + 4);
+    let lf = text.find("\n\n").map(|i| i + 2);
+    match (crlf, lf) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 fn uri_user(value: &str) -> Option<&str> {
@@ -159,6 +225,33 @@ mod tests {
     }
 
     #[test]
+    fn every_message_of_a_tcp_segment_counts() {
+        let one = "REGISTER sip:x SIP/2.0\r\nTo: <sip:1@x>\r\nContent-Length: 0\r\n\r\n";
+        let with_body = "INVITE sip:2@x SIP/2.0\r\nl: 10\r\n\r\n0123456789";
+        let segment = format!("{one}{with_body}{one}");
+        let mut methods = Vec::new();
+        let n = for_each_sip(segment.as_bytes(), true, |m| {
+            methods.push(format!("{:?}", m.start))
+        });
+        assert_eq!(n, 3, "{methods:?}");
+        assert!(methods[1].contains("INVITE"));
+        // UDP: one datagram, one message.
+        assert_eq!(for_each_sip(segment.as_bytes(), false, |_| {}), 1);
+        // A segment that starts inside a message picks up at the next start line.
+        let cut = format!("ser-Agent: x\r\n\r\n{one}{one}");
+        assert_eq!(for_each_sip(cut.as_bytes(), true, |_| {}), 2);
+        // A header block cut by the segment end still counts once.
+        assert_eq!(for_each_sip(&one.as_bytes()[..30], true, |_| {}), 1);
+        // Bounded work per segment.
+        let many = one.repeat(500);
+        assert_eq!(
+            for_each_sip(many.as_bytes(), true, |_| {}),
+            MAX_MESSAGES_PER_SEGMENT
+        );
+        assert_eq!(for_each_sip(b"\n\n\nnot sip\r\n", true, |_| {}), 0);
+    }
+
+    #[test]
     fn garbage_never_panics() {
         for junk in [
             &b""[..],
@@ -181,6 +274,7 @@ mod tests {
             for lt in [1, 113, 276, 0] {
                 if let Some(d) = decode(lt, &frame) {
                     let _ = parse_sip(d.payload);
+                    let _ = for_each_sip(d.payload, true, |_| {});
                 }
             }
         }

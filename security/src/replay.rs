@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use crate::config::Config;
 use crate::detect::Detector;
-use crate::packet::{decode, parse_sip};
+use crate::packet::{decode, for_each_sip};
 
 pub fn replay(cfg: Config, file: &Path) -> Result<Value, String> {
     let mut cap = pcap::Capture::from_file(file)
@@ -35,14 +35,16 @@ pub fn replay(cfg: Config, file: &Path) -> Result<Value, String> {
             malformed += 1;
             continue;
         };
-        let Some(info) = parse_sip(d.payload) else {
+        let found = for_each_sip(d.payload, d.tcp, |info| {
+            if let Some(v) = det.observe(*ms, d.src, d.dst, info) {
+                verdicts.push(json!({"address": v.address.to_string(), "rule": v.rule}));
+            }
+        });
+        if found == 0 {
             malformed += 1;
             continue;
-        };
-        sip += 1;
-        if let Some(v) = det.observe(*ms, d.src, d.dst, &info) {
-            verdicts.push(json!({"address": v.address.to_string(), "rule": v.rule}));
         }
+        sip += found as u64;
     }
     let secs = start.elapsed().as_secs_f64();
     Ok(json!({
