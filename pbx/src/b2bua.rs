@@ -253,6 +253,12 @@ pub fn translate(
         StartLine::Response { reason, .. } => reason.clone(),
         StartLine::Request { .. } => return None,
     };
+    // A challenge of the far end is ours to answer (trunk_auth), never the
+    // near side's: one we could not answer is a failure of the call.
+    let (code, reason) = match code {
+        401 | 407 => (403, "Forbidden: Far End Authentication Failed".to_owned()),
+        _ => (code, reason),
+    };
     let mut c = call.lock();
     c.last_activity = Instant::now();
     let from_a = near_req.call_id() == c.a.call_id;

@@ -276,3 +276,40 @@ fn b2bua_call_is_cut_when_the_credit_runs_out_and_charged() {
     pbx.ipc("reload", serde_json::json!({})).expect("reload");
     assert_eq!(balance(&pbx, "100"), 5.0);
 }
+
+/// Proxy mode: a paid call through the trunk is not cut (the proxy holds
+/// no dialog of its own) but charged by its talk time when the BYE passes.
+#[test]
+fn proxy_paid_call_is_charged_at_the_end() {
+    if !have_sipp() {
+        eprintln!("SKIP: sipp not installed");
+        return;
+    }
+    let port = free_port();
+    let prov_port = free_port();
+    let uci = config(port, "\toption accounting_enabled '1'\n")
+        + &trunk_and_route(prov_port)
+        + &rate("0", "6.0")
+        + &account("100", "5");
+    let pbx = Pbx::start(&uci, port);
+    let sipp = Sipp::new();
+    let uas = sipp.spawn("prov", &callee_answers(100), prov_port, port, &[]);
+    let caller = sipp.run(
+        "uac",
+        &caller_talks("100", "0555", 1200),
+        free_port(),
+        port,
+        &["-au", "100", "-ap", "pw100"],
+    );
+    let prov = sipp.wait(uas);
+    assert!(caller.success, "caller failed:\n{}", caller.log);
+    assert!(prov.success, "provider failed:\n{}", prov.log);
+    let cdr = cdrs(&pbx, 1)[0].clone();
+    assert_eq!(cdr["trunk"], "prov", "{cdr}");
+    let d = num(&cdr["duration"]);
+    assert!((1.0..2.5).contains(&d), "talk time {d}");
+    let price = num(&cdr["price"]);
+    assert!((price - d * 0.1).abs() < 0.0011, "price {price} for {d} s");
+    let left = balance(&pbx, "100");
+    assert!((left - (5.0 - price)).abs() < 1e-9, "balance {left}");
+}

@@ -447,3 +447,53 @@ fn trunk_registration_follows_reload_and_backs_off_after_a_failure() {
     let h = header(&registers[2].2, "Authorization").expect("credentials");
     assert!(!h.contains("qop="), "{h}");
 }
+
+/// Wrong trunk credentials: the provider challenges the retry too; the
+/// PBX does not loop and the caller gets 403, not the provider's challenge.
+#[test]
+fn b2bua_call_with_rejected_trunk_credentials_fails_once() {
+    if !have_sipp() {
+        eprintln!("SKIP: sipp not installed");
+        return;
+    }
+    let port = free_port();
+    let prov_port = free_port();
+    let uci = config(port, "\toption mode 'b2bua'\n").replace("\toption mode 'proxy'\n", "")
+        + &trunk_uci("acme", prov_port, "")
+        + "config route 'route_out'\n\toption name 'out'\n\toption match '0'\n\toption trunk 'acme'\n\n";
+    let _pbx = Pbx::start(&uci, port);
+    let sipp = Sipp::new();
+    let challenge = r#"  <recv request="INVITE"/>
+  <send><![CDATA[
+SIP/2.0 407 Proxy Authentication Required
+[last_Via:]
+[last_From:]
+[last_To:];tag=prov[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Proxy-Authenticate: Digest realm="prov.test", nonce="inv[pid]", algorithm=MD5
+Content-Length: 0
+
+]]></send>
+  <recv request="ACK"/>
+"#;
+    let scenario = format!(
+        "<?xml version=\"1.0\" encoding=\"ISO-8859-1\" ?>\n<scenario name=\"provider\">\n{challenge}{challenge}</scenario>\n"
+    );
+    let provider = sipp.spawn("prov", &scenario, prov_port, port, &[]);
+    let caller = sipp.run(
+        "uac",
+        &caller_rejected("100", "0555", 403),
+        free_port(),
+        port,
+        &["-au", "100", "-ap", "pw100"],
+    );
+    let prov = sipp.wait(provider);
+    assert!(caller.success, "caller did not get 403:\n{}", caller.log);
+    assert!(prov.success, "provider failed:\n{}", prov.log);
+    let invites = trace_messages(&sipp.messages("prov"))
+        .into_iter()
+        .filter(|(_, rx, m)| *rx && m.starts_with("INVITE "))
+        .count();
+    assert_eq!(invites, 2, "one retry only");
+}
