@@ -316,7 +316,12 @@ impl Daemon {
                 let left = (b.expires_ms.saturating_sub(now) / 1000).max(1) as u32;
                 fw.ban(*a, left).map_err(|e| e.to_string())?;
             }
-            *self.firewall.lock() = fw;
+            let old_firewall = std::mem::replace(&mut *self.firewall.lock(), fw);
+            // The bans now live in the new set; the old one would only keep
+            // dropping their sources until its timeouts ran out.
+            if let Err(e) = old_firewall.teardown() {
+                tracing::warn!(error = %e, "cannot remove the previous firewall set");
+            }
         }
         if old.interfaces != cfg.interfaces
             || old.sip_ports != cfg.sip_ports

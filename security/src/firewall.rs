@@ -126,6 +126,50 @@ impl Firewall {
         }
     }
 
+    /// Remove the drop rules and the sets (the bans in them go too): used when
+    /// the backend or the set name changes, and by `besip-secd teardown`
+    /// (package removal). Objects already gone are not an error.
+    pub fn teardown(&self) -> Result<(), FirewallError> {
+        match self.backend {
+            Backend::LogOnly => Ok(()),
+            Backend::IptablesIpset => {
+                let set6 = self.set6();
+                for (tool, set) in [
+                    ("iptables", self.set.as_str()),
+                    ("ip6tables", set6.as_str()),
+                ] {
+                    let rule = [
+                        "INPUT",
+                        "-m",
+                        "set",
+                        "--match-set",
+                        set,
+                        "src",
+                        "-j",
+                        "DROP",
+                    ];
+                    let mut delete = vec!["-w", "-D"];
+                    delete.extend_from_slice(&rule);
+                    // Inserted once by setup, but delete every copy there is.
+                    while run(tool, &delete, None).is_ok() {}
+                }
+                for set in [self.set.as_str(), set6.as_str()] {
+                    let exists = run("ipset", &["list", "-n", set], None).is_ok();
+                    if exists {
+                        run("ipset", &["destroy", set], None)?;
+                    }
+                }
+                Ok(())
+            }
+            Backend::Nftables => {
+                if run("nft", &["list", "table", "inet", &self.set], None).is_err() {
+                    return Ok(());
+                }
+                run("nft", &["delete", "table", "inet", &self.set], None)
+            }
+        }
+    }
+
     pub fn ban(&self, addr: IpAddr, seconds: u32) -> Result<(), FirewallError> {
         let secs = seconds.clamp(1, 2_147_483).to_string();
         let a = addr.to_string();

@@ -35,6 +35,9 @@ enum Cmd {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Remove the firewall rules and sets of the configured backend (for
+    /// package removal); bans in them are lifted.
+    Teardown,
 }
 
 fn main() -> ExitCode {
@@ -52,6 +55,23 @@ fn main() -> ExitCode {
                 println!("{v}");
                 ExitCode::SUCCESS
             }
+            Err(e) => {
+                eprintln!("besip-secd: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    if let Some(Cmd::Teardown) = &cli.command {
+        let path = Layout::new(cli.root.clone()).uci_package("besip_security");
+        let result = besip_security::config::Config::load(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|cfg| {
+                besip_security::firewall::Firewall::new(cfg.backend, &cfg.set_name)
+                    .teardown()
+                    .map_err(|e| e.to_string())
+            });
+        return match result {
+            Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("besip-secd: {e}");
                 ExitCode::from(2)

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use besip_core::ipc::IpcClient;
-use besip_tests::harness::TempRoot;
+use besip_tests::harness::{bin_path, TempRoot};
 use besip_tests::security::{
     legit_client, register, tools_present, write_config, Netns, Responder, SecDaemon,
 };
@@ -461,7 +461,53 @@ fn scenario(backend: &str) {
     .expect("write");
     assert!(call(&rt, &root, "reload", json!({})).is_err());
     assert!(ban_of(&rt, &root, "127.0.0.4").is_some());
+
+    // 8. A new set name moves the bans into the new set and removes the old one.
+    let moved = format!("{set}m");
+    write_config(&root, backend, &moved, "");
+    call(&rt, &root, "reload", json!({})).expect("reload with a new set name");
+    assert!(
+        in_kernel(&ns, backend, &moved, "127.0.0.4"),
+        "ban not moved"
+    );
+    assert!(
+        !firewall_objects_exist(&ns, backend, &set),
+        "old set left behind"
+    );
     daemon.stop();
+
+    // 9. `besip-secd teardown` removes the rules and sets (package removal).
+    let out = ns
+        .command(&bin_path("besip-secd"))
+        .arg("--root")
+        .arg(root.path())
+        .arg("teardown")
+        .output()
+        .expect("run teardown");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !firewall_objects_exist(&ns, backend, &moved),
+        "teardown left the set"
+    );
+    if backend != "nftables" {
+        let rules = ns.run_text(&["iptables", "-S", "INPUT"]);
+        assert!(!rules.contains(&moved), "teardown left the rule: {rules}");
+    }
+}
+
+/// Does the backend's set (ipset) or table (nftables) named `set` exist?
+fn firewall_objects_exist(ns: &Netns, backend: &str, set: &str) -> bool {
+    if backend == "nftables" {
+        ns.run(&["nft", "list", "table", "inet", set])
+            .status
+            .success()
+    } else {
+        ns.run(&["ipset", "list", "-n", set]).status.success()
+    }
 }
 
 #[test]
