@@ -11,8 +11,16 @@
 #
 # Usage: tests/bench/sip/run.sh            (full ladder)
 #        QUICK=1 tests/bench/sip/run.sh    (short steps, for a smoke run)
+#        PIN=1 tests/bench/sip/run.sh      (one core each, see below)
 # Tunables: USERS, STEP_SECS, RATES_REG, RATES_CALL, HOLD_RATE, HOLD_MS, CHILDREN,
-# SIPP_BUF, BESIP_BIN.
+# SIPP_BUF, BESIP_BIN, PARTS (which of a b c to run, default "a b c").
+#
+# PIN=1: the server under test is pinned to core 1 (besip-pbxd --threads 1,
+# Kamailio children=1; their helper threads/processes inherit the pin) and
+# every sipp to core 0, so neither side takes CPU from the other and the
+# highest passing rate measures the server, not how much CPU the shared cores
+# left to the single-threaded load generator. Same for both servers. Without
+# PIN everything shares both cores (CHILDREN=2).
 #
 # sipp runs with 4 MiB socket buffers (-buff_size): with its 128 KiB default
 # the single-threaded load generator, starved of CPU on a 2-core machine,
@@ -29,6 +37,13 @@ RATES_REG=${RATES_REG:-"2000 4000 8000 12000 16000 20000 24000 28000"}
 RATES_CALL=${RATES_CALL:-"250 500 1000 1500 2000 2500 3000 4000 5000 6000 7000"}
 HOLD_RATE=${HOLD_RATE:-500}
 HOLD_MS=${HOLD_MS:-12000}
+PARTS=${PARTS:-"a b c"}
+SERVER_CPU=(); SIPP_CPU=()
+if [ -n "${PIN:-}" ]; then
+  command -v taskset >/dev/null || { echo "taskset missing (util-linux)" >&2; exit 1; }
+  [ "$(nproc --all)" -ge 2 ] || { echo "PIN=1 needs 2 cores" >&2; exit 1; }
+  CHILDREN=${CHILDREN:-1}; SERVER_CPU=(taskset -c 1); SIPP_CPU=(taskset -c 0)
+fi
 CHILDREN=${CHILDREN:-2}
 if [ -n "${QUICK:-}" ]; then
   STEP_SECS=2; RATES_REG="500 2000"; RATES_CALL="100 400"; HOLD_RATE=100; HOLD_MS=3000; USERS=1000
@@ -75,9 +90,9 @@ mkdir -p "$WORK/root/etc/config" "$WORK/root/var/lib/besip" "$WORK/root/run"
 } > "$WORK/root/etc/config/besip_pbx"
 sed -e "s/@PORT@/$KAM_PORT/" -e "s/@CHILDREN@/$CHILDREN/" "$HERE/kamailio.cfg.in" > "$WORK/kamailio.cfg"
 
-"$BESIP_BIN" --root "$WORK/root" --log-level warn --threads "$CHILDREN" 2> "$WORK/besip.log" &
+"${SERVER_CPU[@]}" "$BESIP_BIN" --root "$WORK/root" --log-level warn --threads "$CHILDREN" 2> "$WORK/besip.log" &
 BESIP_PID=$!
-kamailio -f "$WORK/kamailio.cfg" -DD -E -m 512 -M 32 -P "$WORK/kam.pid" -w "$WORK" 2> "$WORK/kamailio.log" &
+"${SERVER_CPU[@]}" kamailio -f "$WORK/kamailio.cfg" -DD -E -m 512 -M 32 -P "$WORK/kam.pid" -w "$WORK" 2> "$WORK/kamailio.log" &
 KAM_PID=$!
 sleep 2
 kill -0 "$BESIP_PID" || { cat "$WORK/besip.log"; exit 1; }
@@ -116,7 +131,7 @@ run_sipp() {
   local t0 t1 c0 c1
   c0=$(cpu_ticks "$server_pid")
   t0=$(date +%s.%N)
-  sipp "127.0.0.1:$port" -sf "$HERE/$sf" -i 127.0.0.1 -r "$rate" -rp 1000 -m "$total" \
+  "${SIPP_CPU[@]}" sipp "127.0.0.1:$port" -sf "$HERE/$sf" -i 127.0.0.1 -r "$rate" -rp 1000 -m "$total" \
     -nostdin -recv_timeout 8000 -timeout "$((STEP_SECS * 4 + 30))s" \
     -trace_stat -stf "$stat" -fd 3600 -buff_size "$SIPP_BUF" "$@" > "$WORK/$name.out" 2>&1 || true
   t1=$(date +%s.%N)
@@ -149,25 +164,30 @@ ladder() {
   echo "$best"
 }
 
-ratio() { if [ "$2" = 0 ]; then echo "n/a"; else echo "scale=2; $1 / $2" | bc; fi; }
+ratio() { if [[ "$1" =~ ^[0-9]+$ && "$2" =~ ^[1-9][0-9]*$ ]]; then echo "scale=2; $1 / $2" | bc; else echo "n/a"; fi; }
 
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "== (a) REGISTER with digest auth, $USERS users, steps of ${STEP_SECS}s" >&2
+REG_B=0; REG_K=0; CALL_B=0; CALL_K=0
+CONC_B=0; SUCC_HB=-; FAIL_HB=-; MEM_HB=-; CONC_K=0; SUCC_HK=-; FAIL_HK=-; MEM_HK=-
+if [[ " $PARTS " == *" a "* ]]; then
 REG_B=$(ladder besip "$BESIP_PORT" register.xml "$RATES_REG" -inf "$WORK/users.csv")
 REG_K=$(ladder kamailio "$KAM_PORT" register.xml "$RATES_REG" -inf "$WORK/users.csv")
+fi
 
 start_uas() {
   local port=$1 uas_port=$2
-  sipp "127.0.0.1:$port" -sf "$HERE/register.xml" -i 127.0.0.1 -p "$uas_port" -m 1 -nostdin \
+  "${SIPP_CPU[@]}" sipp "127.0.0.1:$port" -sf "$HERE/register.xml" -i 127.0.0.1 -p "$uas_port" -m 1 -nostdin \
     -inf "$WORK/callee.csv" -timeout 10s > "$WORK/uas-reg-$port.out" 2>&1 || {
     echo "callee registration failed" >&2; cat "$WORK/uas-reg-$port.out" >&2; exit 1; }
-  sipp "127.0.0.1:$port" -sf "$HERE/uas.xml" -i 127.0.0.1 -p "$uas_port" -nostdin -buff_size "$SIPP_BUF" \
+  "${SIPP_CPU[@]}" sipp "127.0.0.1:$port" -sf "$HERE/uas.xml" -i 127.0.0.1 -p "$uas_port" -nostdin -buff_size "$SIPP_BUF" \
     > "$WORK/uas-$port.out" 2>&1 &
   UAS_PID=$!
   sleep 0.5
 }
 stop_uas() { [ -n "$UAS_PID" ] && kill "$UAS_PID" 2>/dev/null || true; UAS_PID=""; sleep 0.5; }
 
+if [[ " $PARTS " == *" b "* ]]; then
 echo "== (b) calls through the proxy, steps of ${STEP_SECS}s" >&2
 start_uas "$BESIP_PORT" 16000
 CALL_B=$(ladder besip "$BESIP_PORT" uac.xml "$RATES_CALL" -inf "$WORK/users.csv" -d 0)
@@ -175,6 +195,7 @@ stop_uas
 start_uas "$KAM_PORT" 26000
 CALL_K=$(ladder kamailio "$KAM_PORT" uac.xml "$RATES_CALL" -inf "$WORK/users.csv" -d 0)
 stop_uas
+fi
 
 # (c) simultaneous calls: HOLD_RATE calls/s held HOLD_MS ms; memory read at the peak.
 hold() {
@@ -192,9 +213,11 @@ hold() {
   read -r verdict succ fail secs cpu < "$WORK/$who-hold.result"
   echo "$((HOLD_RATE * HOLD_MS / 1000)) $succ $fail $mem"
 }
+if [[ " $PARTS " == *" c "* ]]; then
 echo "== (c) $((HOLD_RATE * HOLD_MS / 1000)) simultaneous calls ($HOLD_RATE/s held ${HOLD_MS} ms)" >&2
 read -r CONC_B SUCC_HB FAIL_HB MEM_HB < <(hold besip "$BESIP_PORT" "$BESIP_PID" 16001)
 read -r CONC_K SUCC_HK FAIL_HK MEM_HK < <(hold kamailio "$KAM_PORT" "$KAM_PID" 26001)
+fi
 
 # Server CPU per 1000 calls at the highest rate both passed (efficiency,
 # independent of how fast the single-threaded sipp can generate load).
@@ -214,7 +237,7 @@ MEM_B=$(pss_mib "$BESIP_PID")
 MEM_K=$(pss_mib "$KAM_PID")
 cat <<EOF
 
-SIP benchmark (loopback, $CHILDREN worker threads / children, $USERS users, steps ${STEP_SECS}s, sipp $(sipp -v 2>&1 | awk '/SIPp/ {print $2; exit}'), $(kamailio -v | head -1))
+SIP benchmark (loopback, ${PIN:+PIN=1: server on core 1, sipp on core 0, }$CHILDREN worker threads / children, $USERS users, steps ${STEP_SECS}s, sipp $(sipp -v 2>&1 | awk '/SIPp/ {print $2; exit}'), $(kamailio -v | head -1))
 load average at start: $LOAD_START, at end: $(cut -d' ' -f1-3 /proc/loadavg)
                                   besip-pbxd   kamailio   ratio
 (a) REGISTER+digest, max rate/s   $(printf '%10s %10s %7s' "$REG_B" "$REG_K" "$(ratio "$REG_B" "$REG_K")")
