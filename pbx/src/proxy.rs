@@ -89,6 +89,9 @@ pub fn route(
             let hash = loop_hash(&msg, &original_uri);
             let initial = param(msg.header("To").unwrap_or(""), "tag").is_none();
             let invite = initial && msg.method() == "INVITE";
+            if msg.header("Proxy-Authorization").is_some() {
+                crate::trunk_auth::consume_own_credentials(engine, &mut msg);
+            }
             let meta = match invite {
                 true => match crate::accounting::admit(engine, &cfg, &msg, &original_uri, &targets)
                 {

@@ -1,9 +1,11 @@
 //! Outbound authentication of calls to a trunk (RFC 3261 §22.2, §8.1.3.5):
 //! when the provider answers our INVITE with 401/407, the INVITE is sent once
-//! more with the trunk's credentials, the next CSeq and the same Call-ID on a
-//! new branch (the 401/407 itself is ACKed by the client transaction).
-//! B2BUA mode only: in proxy mode the CSeq belongs to the caller's dialog and
-//! may not be changed, so the challenge goes back to the caller.
+//! more with the trunk's credentials and the same Call-ID on a new branch
+//! (the 401/407 itself is ACKed by the client transaction). In B2BUA mode
+//! the far leg is our dialog and the retry takes the next CSeq. In proxy
+//! mode the CSeq belongs to the caller's dialog, so the retry keeps it (as
+//! Kamailio's uac_auth() does by default): every later request and response
+//! of the dialog stays consistent end to end.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,11 +24,7 @@ pub fn retry_request(engine: &Engine, tx: &ClientTx, resp: &Message) -> Option<M
         return None;
     }
     let cfg = engine.config();
-    if cfg.mode != Mode::B2bua || cfg.trunks.is_empty() {
-        return None;
-    }
-    // Once: a request that carried credentials and is challenged again failed.
-    if req.header("Authorization").is_some() || req.header("Proxy-Authorization").is_some() {
+    if cfg.trunks.is_empty() {
         return None;
     }
     let trunk = cfg.trunks.values().find(|t| {
@@ -34,10 +32,21 @@ pub fn retry_request(engine: &Engine, tx: &ClientTx, resp: &Message) -> Option<M
     })?;
     let (user, password) = (trunk.username.as_deref()?, trunk.password.as_deref()?);
     let (challenge, header) = pick_challenge(resp)?;
+    // Once: a request that carried credentials for this realm failed.
+    let tried = req
+        .headers
+        .iter()
+        .filter(|h| h.name == "Authorization" || h.name == "Proxy-Authorization")
+        .any(|h| realm_of(&h.value) == Some(challenge.realm.as_str()));
+    if tried {
+        return None;
+    }
     let (cseq, _) = req.cseq()?;
     let mut retry = req.clone();
     retry.remove_first_value("Via");
-    retry.set_header("CSeq", format!("{} INVITE", cseq + 1));
+    if cfg.mode == Mode::B2bua {
+        retry.set_header("CSeq", format!("{} INVITE", cseq + 1));
+    }
     let value = credentials(&challenge, user, password, "INVITE", req.uri(), 1);
     retry.add_header(header, value);
     let branch = engine.new_branch(0);
@@ -47,6 +56,22 @@ pub fn retry_request(engine: &Engine, tx: &ClientTx, resp: &Message) -> Option<M
     );
     tracing::info!(trunk = %trunk.name, call_id = %req.call_id(), "INVITE challenged by the trunk; sending credentials");
     Some(retry)
+}
+
+/// Removes the caller's credentials for our own realm before a request is
+/// forwarded: they are for us, and the next hop (a provider) must not get
+/// material for guessing our users' passwords.
+pub fn consume_own_credentials(engine: &Engine, msg: &mut Message) {
+    let auth = engine.auth();
+    let realm = Some(auth.realm.as_str());
+    msg.headers
+        .retain(|h| h.name != "Proxy-Authorization" || realm_of(&h.value) != realm);
+}
+
+/// The realm of a credentials header value.
+fn realm_of(value: &str) -> Option<&str> {
+    let at = value.find("realm=\"")? + "realm=\"".len();
+    value[at..].split('"').next()
 }
 
 /// Sends the retry as a new branch of server transaction `skey` in place of

@@ -255,6 +255,7 @@ SIP/2.0 200 OK
 [last_To:];tag=prov2[call_number]
 [last_Call-ID:]
 [last_CSeq:]
+[last_Record-Route:]
 Contact: <sip:[local_ip]:[local_port];transport=[transport]>
 Content-Type: application/sdp
 Content-Length: [len]
@@ -287,13 +288,23 @@ fn cseq_of(msg: &str) -> u32 {
 
 #[test]
 fn b2bua_call_to_a_challenging_trunk_is_retried_with_credentials() {
+    call_to_a_challenging_trunk("b2bua");
+}
+
+#[test]
+fn proxied_call_to_a_challenging_trunk_is_retried_with_credentials() {
+    call_to_a_challenging_trunk("proxy");
+}
+
+fn call_to_a_challenging_trunk(mode: &str) {
     if !have_sipp() {
         eprintln!("SKIP: sipp not installed");
         return;
     }
     let port = free_port();
     let prov_port = free_port();
-    let uci = config(port, "\toption mode 'b2bua'\n").replace("\toption mode 'proxy'\n", "")
+    let uci = config(port, "")
+        .replace("\toption mode 'proxy'\n", &format!("\toption mode '{mode}'\n"))
         + &trunk_uci("acme", prov_port, "")
         + "config route 'route_out'\n\toption name 'out'\n\toption match '0'\n\toption trunk 'acme'\n\n";
     let pbx = Pbx::start(&uci, port);
@@ -321,9 +332,16 @@ fn b2bua_call_to_a_challenging_trunk_is_retried_with_credentials() {
     let acks = got("ACK");
     let byes = got("BYE");
     assert_eq!(invites.len(), 2, "{msgs:#?}");
-    assert!(header(&invites[0], "Proxy-Authorization").is_none());
+    // No credentials reach the provider but ours (the caller's were for the PBX).
+    assert!(
+        header(&invites[0], "Proxy-Authorization").is_none(),
+        "{}",
+        invites[0]
+    );
     let first = cseq_of(&invites[0]);
-    assert_eq!(cseq_of(&invites[1]), first + 1, "retry needs the next CSeq");
+    // B2BUA: our own dialog, the next CSeq. Proxy: the caller's CSeq is kept.
+    let retry_cseq = if mode == "b2bua" { first + 1 } else { first };
+    assert_eq!(cseq_of(&invites[1]), retry_cseq);
     assert_eq!(
         header(&invites[0], "Call-ID"),
         header(&invites[1], "Call-ID")
@@ -337,7 +355,7 @@ fn b2bua_call_to_a_challenging_trunk_is_retried_with_credentials() {
         expected_response("MD5", "acme", "prov.test", "s3cret", "INVITE", h)
     );
     assert!(
-        cseq_of(&byes[0]) > first + 1,
+        cseq_of(&byes[0]) > retry_cseq,
         "BYE after the retried INVITE"
     );
     // The call's record names the trunk.
