@@ -3,7 +3,9 @@
 //! address in our Contact and in the SDP, and a call between inside and
 //! outside has its media anchored on an RTP relay (ports of /pbx/rtp), since
 //! an inside phone's own media address is unreachable from outside. Without
-//! both settings nothing here is used.
+//! both settings nothing here is used. Limits: the first audio stream of an
+//! offer in the INVITE is anchored (a late offer, SDP first in the 2xx, is
+//! not); Via keeps our bound address (peers answer to the source, RFC 3581).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
