@@ -249,7 +249,7 @@ fn b2bua_call_is_cut_when_the_credit_runs_out_and_charged() {
     assert_eq!(cdr["trunk"], "prov", "{cdr}");
     let d = num(&cdr["duration"]);
     assert!(
-        (1.9..2.6).contains(&d),
+        (1.9..3.5).contains(&d),
         "cut after {d} s, credit bought 2 s"
     );
     let price = num(&cdr["price"]);
@@ -257,7 +257,10 @@ fn b2bua_call_is_cut_when_the_credit_runs_out_and_charged() {
     assert_state_valid(&pbx, &pbx.state());
     let left = balance(&pbx, "100");
     assert!((left - (0.2 - price)).abs() < 1e-9, "balance {left}");
-    assert!(left <= 0.0 && left > -0.07, "balance {left}");
+    assert!(
+        left <= 0.0 && left > -0.15,
+        "balance {left} (cut within the cutter tick)"
+    );
     // No credit now: the next call is refused.
     let r = sipp.run(
         "again",
@@ -307,7 +310,7 @@ fn proxy_paid_call_is_charged_at_the_end() {
     let cdr = cdrs(&pbx, 1)[0].clone();
     assert_eq!(cdr["trunk"], "prov", "{cdr}");
     let d = num(&cdr["duration"]);
-    assert!((1.0..2.5).contains(&d), "talk time {d}");
+    assert!((1.0..3.5).contains(&d), "talk time {d}");
     let price = num(&cdr["price"]);
     assert!((price - d * 0.1).abs() < 0.0011, "price {price} for {d} s");
     let left = balance(&pbx, "100");
