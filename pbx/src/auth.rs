@@ -23,7 +23,9 @@ pub struct Authenticator {
     pub realm: String,
     algorithms: Vec<Algorithm>,
     lifetime: u64,
-    nonce_counts: Mutex<lru::LruCache<String, u32>>,
+    /// Last nonce-count + 1, keyed by the nonce's 128-bit MAC (unique per
+    /// issued nonce; no string kept or hashed).
+    nonce_counts: Mutex<lru::LruCache<u128, u64>>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -38,54 +40,63 @@ pub enum Verdict {
     Failed(&'static str),
 }
 
-/// The parsed parameters of a `Digest` credentials header.
+/// The parsed parameters of a `Digest` credentials header, borrowed from it.
 #[derive(Debug, Default)]
-struct Credentials {
-    username: String,
-    realm: String,
-    nonce: String,
-    uri: String,
-    response: String,
-    algorithm: String,
-    qop: Option<String>,
-    nc: Option<String>,
-    cnonce: Option<String>,
+struct Credentials<'a> {
+    username: &'a str,
+    realm: &'a str,
+    nonce: &'a str,
+    uri: &'a str,
+    /// Compared case-insensitively (hex).
+    response: &'a str,
+    /// Compared case-insensitively.
+    algorithm: &'a str,
+    qop: Option<&'a str>,
+    nc: Option<&'a str>,
+    cnonce: Option<&'a str>,
 }
 
-fn parse_credentials(value: &str) -> Option<Credentials> {
-    let (scheme, rest) = value.trim().split_once(char::is_whitespace)?;
-    if !scheme.eq_ignore_ascii_case("Digest") {
+fn parse_credentials(value: &str) -> Option<Credentials<'_>> {
+    let value = value.trim_ascii();
+    let sp = value.find(|c: char| c.is_ascii_whitespace())?;
+    if !value[..sp].eq_ignore_ascii_case("Digest") {
         return None;
     }
     let mut c = Credentials {
-        algorithm: "MD5".into(),
+        algorithm: "MD5",
         ..Default::default()
     };
-    for item in list_items(rest) {
+    for item in list_items(&value[sp..]) {
         let eq = memchr::memchr(b'=', item.as_bytes())?;
-        let (k, v) = (&item[..eq], &item[eq + 1..]);
-        let v = v.trim().trim_matches('"');
-        let k = k.trim();
-        let is = |name: &str| k.eq_ignore_ascii_case(name);
-        if is("username") {
-            c.username = v.to_owned();
-        } else if is("realm") {
-            c.realm = v.to_owned();
-        } else if is("nonce") {
-            c.nonce = v.to_owned();
-        } else if is("uri") {
-            c.uri = v.to_owned();
-        } else if is("response") {
-            c.response = v.to_ascii_lowercase();
-        } else if is("algorithm") {
-            c.algorithm = v.to_ascii_uppercase();
-        } else if is("qop") {
-            c.qop = Some(v.to_owned());
-        } else if is("nc") {
-            c.nc = Some(v.to_owned());
-        } else if is("cnonce") {
-            c.cnonce = Some(v.to_owned());
-        }
+        let (k, v) = (item[..eq].trim_ascii(), item[eq + 1..].trim_ascii());
+        let v = v
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .unwrap_or(v);
+        // Dispatch on length first: one comparison per parameter.
+        let first = k.as_bytes().first().map_or(0, u8::to_ascii_lowercase);
+        let slot = match (k.len(), first) {
+            (8, b'u') if k.eq_ignore_ascii_case("username") => &mut c.username,
+            (5, b'r') if k.eq_ignore_ascii_case("realm") => &mut c.realm,
+            (5, b'n') if k.eq_ignore_ascii_case("nonce") => &mut c.nonce,
+            (3, b'u') if k.eq_ignore_ascii_case("uri") => &mut c.uri,
+            (8, b'r') if k.eq_ignore_ascii_case("response") => &mut c.response,
+            (9, b'a') if k.eq_ignore_ascii_case("algorithm") => &mut c.algorithm,
+            (3, b'q') if k.eq_ignore_ascii_case("qop") => {
+                c.qop = Some(v);
+                continue;
+            }
+            (2, b'n') if k.eq_ignore_ascii_case("nc") => {
+                c.nc = Some(v);
+                continue;
+            }
+            (6, b'c') if k.eq_ignore_ascii_case("cnonce") => {
+                c.cnonce = Some(v);
+                continue;
+            }
+            _ => continue,
+        };
+        *slot = v;
     }
     Some(c)
 }
@@ -142,16 +153,32 @@ pub fn digest_response(
     nonce: &str,
     qop: Option<(&str, &str)>,
 ) -> String {
+    digest_hex(alg, user, realm, password, method, uri, nonce, qop)
+        .as_str()
+        .to_owned()
+}
+
+/// `digest_response` on the stack.
+#[allow(clippy::too_many_arguments)]
+fn digest_hex(
+    alg: Algorithm,
+    user: &str,
+    realm: &str,
+    password: &str,
+    method: &str,
+    uri: &str,
+    nonce: &str,
+    qop: Option<(&str, &str)>,
+) -> Hex {
     let ha1 = hash_parts(alg, &[user, realm, password]);
     let ha2 = hash_parts(alg, &[method, uri]);
-    let r = match qop {
+    match qop {
         Some((nc, cnonce)) => hash_parts(
             alg,
             &[ha1.as_str(), nonce, nc, cnonce, "auth", ha2.as_str()],
         ),
         None => hash_parts(alg, &[ha1.as_str(), nonce, ha2.as_str()]),
-    };
-    r.as_str().to_owned()
+    }
 }
 
 fn now() -> u64 {
@@ -167,6 +194,16 @@ fn same(a: &str, b: &str) -> bool {
         && a.bytes()
             .zip(b.bytes())
             .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// `same` for an expected lower-case hex string and a received one in any case.
+fn same_hex(expected: &str, got: &str) -> bool {
+    expected.len() == got.len()
+        && expected
+            .bytes()
+            .zip(got.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y.to_ascii_lowercase()))
             == 0
 }
 
@@ -212,17 +249,24 @@ impl Authenticator {
     /// the same second get different nonces and nonce counts), and the MAC.
     pub fn nonce_at(&self, ts: u64) -> String {
         let salt: u32 = rand::random();
-        format!("{ts:016x}{salt:08x}{}", self.mac(ts, salt).as_str())
+        let mut head = [0u8; 12];
+        head[..8].copy_from_slice(&ts.to_be_bytes());
+        head[8..].copy_from_slice(&salt.to_be_bytes());
+        let mut nonce = String::with_capacity(56);
+        nonce.push_str(Hex::of(&head).as_str());
+        nonce.push_str(self.mac(ts, salt).as_str());
+        nonce
     }
 
-    /// Some(age) for a nonce we issued; None for a forged or garbled one.
-    fn nonce_age(&self, nonce: &str) -> Option<u64> {
+    /// Some((age, MAC)) for a nonce we issued; None for a forged or garbled one.
+    fn nonce_age(&self, nonce: &str) -> Option<(u64, u128)> {
         if nonce.len() != 56 || !nonce.is_ascii() {
             return None;
         }
         let ts = u64::from_str_radix(&nonce[..16], 16).ok()?;
         let salt = u32::from_str_radix(&nonce[16..24], 16).ok()?;
-        same(&nonce[24..], self.mac(ts, salt).as_str()).then(|| now().saturating_sub(ts))
+        let mac = u128::from_str_radix(&nonce[24..], 16).ok()?;
+        same(&nonce[24..], self.mac(ts, salt).as_str()).then(|| (now().saturating_sub(ts), mac))
     }
 
     /// Values of WWW-Authenticate / Proxy-Authenticate, in order of preference.
@@ -235,11 +279,19 @@ impl Authenticator {
                     Algorithm::Md5 => "MD5",
                     Algorithm::Sha256 => "SHA-256",
                 };
-                format!(
-                    "Digest realm=\"{}\", nonce=\"{nonce}\", qop=\"auth\", algorithm={name}{}",
-                    self.realm,
-                    if stale { ", stale=true" } else { "" }
-                )
+                let mut v = String::with_capacity(128 + self.realm.len());
+                for part in [
+                    "Digest realm=\"",
+                    &self.realm,
+                    "\", nonce=\"",
+                    &nonce,
+                    "\", qop=\"auth\", algorithm=",
+                    name,
+                    if stale { ", stale=true" } else { "" },
+                ] {
+                    v.push_str(part);
+                }
+                v
             })
             .collect()
     }
@@ -263,38 +315,44 @@ impl Authenticator {
         else {
             return Verdict::Missing;
         };
-        let alg = match c.algorithm.as_str() {
-            "MD5" if self.algorithms.contains(&Algorithm::Md5) => Algorithm::Md5,
-            "SHA-256" if self.algorithms.contains(&Algorithm::Sha256) => Algorithm::Sha256,
-            _ => return Verdict::Failed("unsupported digest algorithm"),
+        let alg = if c.algorithm.eq_ignore_ascii_case("MD5")
+            && self.algorithms.contains(&Algorithm::Md5)
+        {
+            Algorithm::Md5
+        } else if c.algorithm.eq_ignore_ascii_case("SHA-256")
+            && self.algorithms.contains(&Algorithm::Sha256)
+        {
+            Algorithm::Sha256
+        } else {
+            return Verdict::Failed("unsupported digest algorithm");
         };
-        let Some(age) = self.nonce_age(&c.nonce) else {
+        let Some((age, nonce_mac)) = self.nonce_age(c.nonce) else {
             return Verdict::Failed("nonce not issued by us");
         };
         // RFC 7616 §3.4.6: the digest-uri names this request. Some clients
         // (sipp) put our address there instead of the Request-URI: accept that.
-        if c.uri != request_uri && !uri_is_ours(&c.uri) {
+        if c.uri != request_uri && !uri_is_ours(c.uri) {
             return Verdict::Failed("digest uri differs from the Request-URI");
         }
-        let known_password = password_of(&c.username);
+        let known_password = password_of(c.username);
         let known = known_password.is_some();
         let password = known_password.unwrap_or_else(|| hex::encode(self.secret));
-        let qop = match (&c.qop, &c.nc, &c.cnonce) {
-            (Some(q), Some(nc), Some(cn)) if q == "auth" => Some((nc.as_str(), cn.as_str())),
+        let qop = match (c.qop, c.nc, c.cnonce) {
+            (Some(q), Some(nc), Some(cn)) if q == "auth" => Some((nc, cn)),
             (None, _, _) => None,
             _ => return Verdict::Failed("bad qop parameters"),
         };
-        let expected = digest_response(
+        let expected = digest_hex(
             alg,
-            &c.username,
+            c.username,
             &self.realm,
             &password,
             method,
-            &c.uri,
-            &c.nonce,
+            c.uri,
+            c.nonce,
             qop,
         );
-        if !same(&expected, &c.response) || !known {
+        if !same_hex(expected.as_str(), c.response) || !known {
             return Verdict::Failed("wrong credentials");
         }
         if age > self.lifetime {
@@ -304,15 +362,15 @@ impl Authenticator {
             let Ok(nc) = u32::from_str_radix(nc, 16) else {
                 return Verdict::Failed("bad nonce count");
             };
+            // One lookup: a new nonce enters with 0 ("nothing seen yet").
             let mut counts = self.nonce_counts.lock();
-            match counts.get(&c.nonce) {
-                Some(last) if nc <= *last => return Verdict::Failed("nonce count replayed"),
-                _ => {
-                    counts.put(c.nonce.clone(), nc);
-                }
+            let last = counts.get_or_insert_mut(nonce_mac, || 0);
+            if u64::from(nc) < *last {
+                return Verdict::Failed("nonce count replayed");
             }
+            *last = u64::from(nc) + 1;
         }
-        Verdict::Ok(c.username)
+        Verdict::Ok(c.username.to_owned())
     }
 }
 
@@ -362,9 +420,29 @@ mod tests {
                 a.verify([h.as_str()], "REGISTER", "sip:pbx", |_| false, pw),
                 Verdict::Failed(_)
             ));
-            let h2 = creds(&a, alg, "secret", &nonce, "00000002");
+            let h3 = creds(&a, alg, "secret", &nonce, "00000003");
             assert_eq!(
+                a.verify([h3.as_str()], "REGISTER", "sip:pbx", |_| false, pw),
+                Verdict::Ok("100".into())
+            );
+            // A lower count after a higher one is a replay too; the response
+            // hex may come in upper case.
+            let h2 = creds(&a, alg, "secret", &nonce, "00000002");
+            assert!(matches!(
                 a.verify([h2.as_str()], "REGISTER", "sip:pbx", |_| false, pw),
+                Verdict::Failed(_)
+            ));
+            let h4 = creds(&a, alg, "secret", &nonce, "00000004");
+            let r = h4
+                .split("response=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap();
+            let upper = h4.replace(r, &r.to_ascii_uppercase());
+            assert_eq!(
+                a.verify([upper.as_str()], "REGISTER", "sip:pbx", |_| false, pw),
                 Verdict::Ok("100".into())
             );
         }

@@ -150,9 +150,28 @@ impl Location {
         v
     }
 
+    /// Calls `f` with each live binding of `aor`, highest q first, under the
+    /// read lock (no copy of the bindings, unlike `lookup`). Keep `f` short.
+    pub fn visit(&self, aor: &str, mut f: impl FnMut(&Binding)) {
+        let now = unix_now();
+        let map = self.bindings.read();
+        let Some(list) = map.get(aor) else {
+            return;
+        };
+        let mut live: Vec<&Binding> = list.iter().filter(|b| b.expires_at > now).collect();
+        live.sort_by(|a, b| b.q.partial_cmp(&a.q).unwrap_or(std::cmp::Ordering::Equal));
+        for b in live {
+            f(b);
+        }
+    }
+
     pub fn put(&self, b: Binding) {
         let mut map = self.bindings.write();
-        let list = map.entry(b.aor.clone()).or_default();
+        // The AOR key is copied only for a new AOR.
+        let list = match map.get_mut(&b.aor) {
+            Some(list) => list,
+            None => map.entry(b.aor.clone()).or_default(),
+        };
         match list.iter_mut().find(|x| x.contact == b.contact) {
             Some(existing) => *existing = b.clone(),
             None => list.push(b.clone()),

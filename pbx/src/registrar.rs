@@ -123,12 +123,13 @@ pub fn register(
         };
         updates.push((uri_text.to_owned(), expires.min(cfg.max_expires), q));
     }
-    let existing = engine.location.lookup(&aor);
-    let after = existing
-        .iter()
-        .filter(|b| !updates.iter().any(|(c, _, _)| c == &b.contact))
-        .count()
-        + updates.iter().filter(|(_, e, _)| *e > 0).count();
+    let mut kept = 0;
+    engine.location.visit(&aor, |b| {
+        if !updates.iter().any(|(c, _, _)| c == &b.contact) {
+            kept += 1;
+        }
+    });
+    let after = kept + updates.iter().filter(|(_, e, _)| *e > 0).count();
     if after > cfg.max_contacts {
         return reply(msg, 403, "Too Many Contacts", &tag);
     }
@@ -160,16 +161,16 @@ pub fn register(
         }
     }
     let mut ok = reply(msg, 200, "OK", &tag);
-    for b in engine.location.lookup(&aor) {
-        ok.add_header(
-            "Contact",
-            format!(
-                "<{}>;expires={}",
-                b.contact,
-                b.expires_at.saturating_sub(now)
-            ),
-        );
-    }
+    engine.location.visit(&aor, |b| {
+        let mut v = Vec::with_capacity(b.contact.len() + 16);
+        v.push(b'<');
+        v.extend_from_slice(b.contact.as_bytes());
+        v.extend_from_slice(b">;expires=");
+        let left = b.expires_at.saturating_sub(now);
+        crate::sip::message::push_decimal(&mut v, usize::try_from(left).unwrap_or(usize::MAX));
+        // Only ASCII digits were appended to a valid string.
+        ok.add_header("Contact", String::from_utf8(v).unwrap_or_default());
+    });
     for p in &path {
         ok.add_header("Path", p.clone());
     }

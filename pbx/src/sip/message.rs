@@ -497,7 +497,11 @@ impl Message {
                 out.extend_from_slice(b" SIP/2.0\r\n");
             }
             StartLine::Response { code, reason } => {
-                out.extend_from_slice(format!("SIP/2.0 {code} {reason}\r\n").as_bytes());
+                out.extend_from_slice(b"SIP/2.0 ");
+                push_decimal(&mut out, usize::from(*code));
+                out.push(b' ');
+                out.extend_from_slice(reason.as_bytes());
+                out.extend_from_slice(b"\r\n");
             }
         }
         for h in &self.headers {
@@ -509,7 +513,9 @@ impl Message {
             out.extend_from_slice(h.value.as_bytes());
             out.extend_from_slice(b"\r\n");
         }
-        out.extend_from_slice(format!("Content-Length: {}\r\n\r\n", self.body.len()).as_bytes());
+        out.extend_from_slice(b"Content-Length: ");
+        push_decimal(&mut out, self.body.len());
+        out.extend_from_slice(b"\r\n\r\n");
         out.extend_from_slice(&self.body);
         out
     }
@@ -597,6 +603,21 @@ fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
         method: method.to_owned(),
         uri: uri.to_owned(),
     })
+}
+
+/// Appends `n` in decimal (no formatting machinery: every response writes two).
+pub fn push_decimal(out: &mut Vec<u8>, mut n: usize) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 /// Splits a header value at commas outside quotes and angle brackets.
