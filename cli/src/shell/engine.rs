@@ -129,7 +129,7 @@ async fn run<S: Session>(session: &mut S, words: &[String]) -> Result<Vec<String
         "rollback" => {
             let [n] = rest else {
                 return usage(
-                    "rollback N  (0 = the newest commit; see 'show system commit-history')",
+                    "rollback N  (0 = the newest commit; see 'show commit-history')",
                 );
             };
             let n: u8 = n.parse().map_err(|_| ShellError::Command {
