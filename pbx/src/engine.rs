@@ -179,11 +179,11 @@ impl Engine {
     }
 
     pub fn new_tag(&self) -> String {
-        format!(
-            "{:08x}{:x}",
-            rand::random::<u32>(),
-            self.seq.fetch_add(1, Ordering::Relaxed)
-        )
+        // "{:08x}{:x}" of a random u32 and the sequence, without format!.
+        let mut tag = String::with_capacity(24);
+        crate::sip::message::push_hex(&mut tag, u64::from(rand::random::<u32>()), 8);
+        crate::sip::message::push_hex(&mut tag, self.seq.fetch_add(1, Ordering::Relaxed), 1);
+        tag
     }
 
     /// A branch with the magic cookie, our instance and the loop hash (§16.6 step 8).

@@ -606,18 +606,52 @@ fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
 }
 
 /// Appends `n` in decimal (no formatting machinery: every response writes two).
-pub fn push_decimal(out: &mut Vec<u8>, mut n: usize) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
+pub fn push_decimal(out: &mut Vec<u8>, n: usize) {
+    out.extend_from_slice(decimal(n, &mut [0; 20]).as_bytes());
+}
+
+/// `n` in decimal, written at the end of `buf`.
+pub fn decimal(mut n: usize, buf: &mut [u8; 20]) -> &str {
+    let mut i = buf.len();
     loop {
         i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
+        buf[i] = b'0' + (n % 10) as u8;
         n /= 10;
         if n == 0 {
             break;
         }
     }
-    out.extend_from_slice(&digits[i..]);
+    std::str::from_utf8(&buf[i..]).unwrap_or("0")
+}
+
+/// Appends `n` in lower-case hex, zero-padded to `width` digits.
+pub fn push_hex(out: &mut String, mut n: u64, width: usize) {
+    let mut buf = [b'0'; 16];
+    let mut i = buf.len();
+    while n != 0 || buf.len() - i < width.max(1) {
+        i -= 1;
+        buf[i] = b"0123456789abcdef"[(n & 15) as usize];
+        n >>= 4;
+    }
+    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or("0"));
+}
+
+/// Appends an address as `Display` writes it; IPv4 without formatting machinery.
+pub fn push_ip(out: &mut String, ip: std::net::IpAddr) {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            for (i, o) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                out.push_str(decimal(usize::from(o), &mut [0; 20]));
+            }
+        }
+        std::net::IpAddr::V6(v6) => {
+            use std::fmt::Write as _;
+            let _ = write!(out, "{v6}");
+        }
+    }
 }
 
 /// Splits a header value at commas outside quotes and angle brackets.

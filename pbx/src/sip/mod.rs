@@ -225,7 +225,6 @@ pub fn stamp_via(value: &str, source: SocketAddr) -> String {
 
 /// `stamp_via` for a value already parsed into `via`.
 pub fn stamp_parsed_via(value: &str, via: &Via, source: SocketAddr) -> String {
-    use std::fmt::Write as _;
     let mut s = String::with_capacity(value.len() + 48);
     for (i, part) in value.split(';').enumerate() {
         if i > 0 {
@@ -239,10 +238,12 @@ pub fn stamp_parsed_via(value: &str, via: &Via, source: SocketAddr) -> String {
     }
     let host_ip = via.host.parse::<IpAddr>().ok();
     if host_ip != Some(source.ip()) || via.rport.is_some() {
-        let _ = write!(s, ";received={}", source.ip());
+        s.push_str(";received=");
+        message::push_ip(&mut s, source.ip());
     }
     if via.rport.is_some() {
-        let _ = write!(s, ";rport={}", source.port());
+        s.push_str(";rport=");
+        s.push_str(message::decimal(usize::from(source.port()), &mut [0; 20]));
     }
     s
 }

@@ -157,3 +157,36 @@ fn every_known_header_name_is_canonicalised() {
     }
     assert_eq!(super::message::known_name("X-Custom"), None);
 }
+
+#[test]
+fn number_and_address_writers_match_display() {
+    use super::message::{decimal, push_hex, push_ip};
+    for n in [0usize, 7, 10, 65535, usize::MAX] {
+        assert_eq!(decimal(n, &mut [0; 20]), n.to_string());
+    }
+    for (n, w) in [
+        (0u64, 8),
+        (0xabc, 8),
+        (0xdeadbeef, 8),
+        (0, 1),
+        (u64::MAX, 1),
+        (0x10, 1),
+    ] {
+        let mut s = String::new();
+        push_hex(&mut s, n, w);
+        assert_eq!(s, format!("{n:0w$x}"));
+    }
+    for ip in [
+        "127.0.0.1",
+        "0.0.0.0",
+        "255.255.255.255",
+        "10.20.3.4",
+        "::1",
+        "fe80::1",
+    ] {
+        let ip: std::net::IpAddr = ip.parse().unwrap();
+        let mut s = String::new();
+        push_ip(&mut s, ip);
+        assert_eq!(s, ip.to_string());
+    }
+}
