@@ -230,8 +230,30 @@ async fn up(args: UpArgs) -> Result<(), String> {
     };
     println!("\nStopping the box ({reason}) ...");
     stop_all(children).await;
+    remove_firewall_objects(&bin_dir, &root_arg).await;
     println!("All stopped.");
     Ok(())
+}
+
+/// The box on loopback is a run on someone's machine, not an appliance that
+/// keeps its bans over a restart: leave no drop rule or ban set behind.
+async fn remove_firewall_objects(bin_dir: &Path, root_arg: &str) {
+    let secd = bin_dir.join("besip-secd");
+    if !secd.exists() {
+        return;
+    }
+    let result = Command::new(&secd)
+        .args(["--root", root_arg, "teardown"])
+        .output()
+        .await;
+    match result {
+        Ok(out) if out.status.success() => println!("  firewall rules and ban sets removed"),
+        Ok(out) => println!(
+            "  could not remove the firewall rules: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        Err(e) => println!("  could not run besip-secd teardown: {e}"),
+    }
 }
 
 async fn stop_all(children: Vec<(String, Child)>) {
