@@ -80,7 +80,10 @@ pub struct Route {
     pub prefix: String,
     pub strip: usize,
     pub prepend: String,
+    /// Empty when the route names a dispatcher set instead.
     pub trunk: String,
+    /// /pbx/route/dispatcher-set (the other case of choice target).
+    pub dispatcher_set: Option<String>,
     pub required_group: Option<String>,
 }
 
@@ -102,6 +105,7 @@ pub struct Config {
     pub aliases: HashMap<String, String>,
     pub trunks: HashMap<String, Trunk>,
     pub routes: Vec<Route>,
+    pub dispatcher_sets: HashMap<String, crate::dispatcher::SetConfig>,
     pub external_address: Option<IpAddr>,
     /// /pbx/nat/local-network
     pub local_networks: Vec<(IpAddr, u8)>,
@@ -299,19 +303,33 @@ impl Config {
                 },
             );
         }
+        let dispatcher_sets = crate::dispatcher::SetConfig::from_package(pkg).map_err(rule)?;
         let mut routes = Vec::new();
         for s in pkg.sections_of("route") {
-            let (Some(name), Some(prefix), Some(trunk)) =
-                (s.get("name"), s.get("match"), s.get("trunk"))
-            else {
+            let set = s.get("dispatcher_set");
+            let (Some(name), Some(prefix)) = (s.get("name"), s.get("match")) else {
                 return Err(rule(format!(
-                    "route section {} needs name, match and trunk",
+                    "route section {} needs name and match",
                     s.name
                 )));
             };
-            if !trunks.contains_key(trunk) {
-                return Err(rule(format!("route {name} uses unknown trunk {trunk}")));
-            }
+            let trunk = match (s.get("trunk"), set) {
+                (Some(t), None) if trunks.contains_key(t) => t,
+                (Some(t), None) => {
+                    return Err(rule(format!("route {name} uses unknown trunk {t}")))
+                }
+                (None, Some(d)) if dispatcher_sets.contains_key(d) => "",
+                (None, Some(d)) => {
+                    return Err(rule(format!(
+                        "route {name} uses unknown dispatcher set {d}"
+                    )))
+                }
+                _ => {
+                    return Err(rule(format!(
+                        "route {name} needs exactly one of trunk and dispatcher-set"
+                    )))
+                }
+            };
             routes.push(Route {
                 name: name.to_owned(),
                 priority: get_or(Some(s), "priority", 100)?,
@@ -319,6 +337,7 @@ impl Config {
                 strip: get_or(Some(s), "strip", 0)?,
                 prepend: s.get("prepend").unwrap_or("").to_owned(),
                 trunk: trunk.to_owned(),
+                dispatcher_set: set.map(str::to_owned),
                 required_group: s.get("required_group").map(str::to_owned),
             });
         }
@@ -364,6 +383,7 @@ impl Config {
             aliases,
             trunks,
             routes,
+            dispatcher_sets,
             external_address,
             local_networks,
             rtp_port_min,

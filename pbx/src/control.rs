@@ -51,7 +51,7 @@ impl Control {
         let c = &e.counters;
         let r = |i: usize| c.replies[i].load(Ordering::Relaxed).to_string();
         // RFC 7951: 64-bit integers are JSON strings.
-        json!({"besip-pbx:pbx": {
+        let mut state = json!({"besip-pbx:pbx": {
             "registrations": {"registration": registrations},
             "calls": {"call": calls},
             "trunk-registrations": crate::trunk_registration::state_json(e),
@@ -64,7 +64,11 @@ impl Control {
                 "malformed": c.malformed.load(Ordering::Relaxed).to_string(),
                 "transactions": e.tables.lock().len(),
             }
-        }})
+        }});
+        if let Some(sets) = crate::dispatcher::state_json(&e.config()) {
+            state["besip-pbx:pbx"]["dispatcher-set"] = sets;
+        }
+        state
     }
 }
 

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod b2bua;
 pub mod config;
 pub mod control;
+pub mod dispatcher;
 pub mod engine;
 pub mod fuzzing;
 pub mod location;

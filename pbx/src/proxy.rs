@@ -26,6 +26,8 @@ enum Decision {
     Reply(u16, &'static str, Vec<(&'static str, String)>),
     Forward(Vec<Target>),
     Response(Message),
+    /// A route naming a dispatcher set: (set, number after strip/prepend).
+    Dispatch(String, String),
 }
 
 fn loop_hash(msg: &Message, ruri: &str) -> u32 {
@@ -74,8 +76,13 @@ pub fn route(
         return;
     }
     let original_uri = msg.uri().to_owned();
-    let decision = decide(engine, &cfg, &mut msg, source, transport);
+    let mut decision = decide(engine, &cfg, &mut msg, source, transport);
+    let mut failover = None;
+    if let Decision::Dispatch(set, number) = decision {
+        (decision, failover) = dispatch(&cfg, &msg, set, number);
+    }
     match decision {
+        Decision::Dispatch(..) => {}
         Decision::Reply(code, reason, extra) => {
             let tag = engine.new_tag();
             let mut r = response_to(&msg, code, reason, Some(&tag));
@@ -107,6 +114,10 @@ pub fn route(
                 crate::b2bua::start(engine, key, msg, targets, hash, &original_uri);
             } else {
                 fork(engine, key, msg, targets, hash, local, &original_uri);
+                if let (Some(mut f), true) = (failover, invite) {
+                    f.hash = hash;
+                    crate::dispatcher::watch(engine, key, f);
+                }
             }
             if let Some((meta, call_id)) = meta {
                 crate::accounting::attach(engine, &call_id, meta);
@@ -378,10 +389,13 @@ fn lookup(
             {
                 return Decision::Reply(403, "Forbidden: Route Not Allowed", vec![]);
             }
+            let number = format!("{}{}", r.prepend, user.get(r.strip..).unwrap_or(""));
+            if let Some(set) = &r.dispatcher_set {
+                return Decision::Dispatch(set.clone(), number);
+            }
             let Some(trunk) = cfg.trunks.get(&r.trunk) else {
                 continue;
             };
-            let number = format!("{}{}", r.prepend, user.get(r.strip..).unwrap_or(""));
             let Ok(ip) = trunk.host.parse::<std::net::IpAddr>() else {
                 return Decision::Reply(
                     502,
@@ -400,6 +414,36 @@ fn lookup(
     }
     let _ = ruri;
     Decision::Reply(404, "Not Found", vec![])
+}
+
+/// The first destination of a dispatcher set for this call, and the rest
+/// for failover; 503 when every destination is down.
+fn dispatch(
+    cfg: &Config,
+    msg: &Message,
+    set: String,
+    number: String,
+) -> (Decision, Option<crate::dispatcher::Failover>) {
+    let Some(sc) = cfg.dispatcher_sets.get(&set) else {
+        return (Decision::Reply(404, "Not Found", vec![]), None);
+    };
+    let mut dests = crate::dispatcher::candidates(sc, msg.call_id());
+    if dests.is_empty() {
+        let d = Decision::Reply(503, "Service Unavailable: No Destination Up", vec![]);
+        return (d, None);
+    }
+    let first = dests.remove(0);
+    if msg.method() == "INVITE" {
+        crate::dispatcher::count_call(cfg, &set, &first);
+    }
+    let target = crate::dispatcher::target(&number, &first);
+    let failover = crate::dispatcher::Failover {
+        set,
+        number,
+        rest: dests,
+        hash: 0,
+    };
+    (Decision::Forward(vec![target]), Some(failover))
 }
 
 /// Sends one branch per target, each a client transaction of server transaction `key`.

@@ -90,6 +90,7 @@ async fn run(args: Args) -> Result<(), String> {
     transports.serve(bound, sink);
     tokio::spawn(engine.clone().sweep_loop());
     tokio::spawn(besip_pbx::timers::run(engine.clone()));
+    tokio::spawn(besip_pbx::dispatcher::prober(engine.clone()));
     engine.accounting.open(
         &layout.lib_dir().join("accounting.db"),
         &engine.config().accounting,

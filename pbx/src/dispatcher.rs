@@ -1,0 +1,558 @@
+//! Dispatcher sets (/pbx/dispatcher-set, like Kamailio's/OpenSIPS' dispatcher):
+//! a route naming a set sends the call to a destination picked by the set's
+//! algorithm among those not down; OPTIONS probes mark destinations down and
+//! up; in proxy mode an INVITE answered 408/5xx goes on to the next one.
+//! Nothing here runs unless a route names a set (the REGISTER and trunk paths
+//! never look at it).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, Instant};
+
+use besip_core::uci::Package;
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+
+use crate::config::{Config, Transport};
+use crate::engine::Engine;
+use crate::proxy::Target;
+use crate::sip::{format_host, response_to, Message, Uri};
+use crate::transaction::{client_key, ClientState, ClientTx};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    HashCallId,
+    RoundRobin,
+    Weighted,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Destination {
+    pub uri: String,
+    pub weight: u32,
+    pub addr: SocketAddr,
+    pub transport: Transport,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetConfig {
+    pub name: String,
+    pub algorithm: Algorithm,
+    pub probing: bool,
+    pub probe_interval: u64,
+    pub destinations: Vec<Destination>,
+}
+
+impl SetConfig {
+    /// Sets of UCI sections `dispatcher_set` / `dispatcher_set_destination`.
+    pub fn from_package(pkg: &Package) -> Result<HashMap<String, SetConfig>, String> {
+        let mut sets = HashMap::new();
+        for s in pkg.sections_of("dispatcher_set") {
+            let name = s
+                .get("name")
+                .ok_or_else(|| format!("dispatcher_set section {} has no name", s.name))?;
+            // YANG defaults: round-robin, probing true, probe-interval 30.
+            let algorithm = match s.get("algorithm").unwrap_or("round-robin") {
+                "hash-call-id" => Algorithm::HashCallId,
+                "round-robin" => Algorithm::RoundRobin,
+                "weighted" => Algorithm::Weighted,
+                other => {
+                    return Err(format!(
+                        "dispatcher set {name}: algorithm '{other}' unknown"
+                    ))
+                }
+            };
+            let probing = s.get_bool("probing").map_err(|e| e.to_string())?;
+            let interval: Option<u64> =
+                s.get_parsed("probe_interval").map_err(|e| e.to_string())?;
+            let set = SetConfig {
+                name: name.to_owned(),
+                algorithm,
+                probing: probing.unwrap_or(true),
+                probe_interval: interval.unwrap_or(30).clamp(1, 3600),
+                destinations: Vec::new(),
+            };
+            sets.insert(name.to_owned(), set);
+        }
+        for s in pkg.sections_of("dispatcher_set_destination") {
+            let (Some(set), Some(uri)) = (s.get("dispatcher_set"), s.get("uri")) else {
+                return Err(format!(
+                    "dispatcher destination {} needs set and uri",
+                    s.name
+                ));
+            };
+            let weight: Option<u32> = s.get_parsed("weight").map_err(|e| e.to_string())?;
+            let parsed = Uri::parse(uri)
+                .ok_or_else(|| format!("dispatcher destination '{uri}' is not a SIP URI"))?;
+            let addr = parsed.socket_addr().ok_or_else(|| {
+                format!("dispatcher destination '{uri}': host must be an IP address")
+            })?;
+            let transport = match parsed.transport() {
+                Some(t) if t.eq_ignore_ascii_case("tcp") => Transport::Tcp,
+                _ => Transport::Udp,
+            };
+            let Some(entry) = sets.get_mut(set) else {
+                return Err(format!(
+                    "dispatcher destination '{uri}' of unknown set {set}"
+                ));
+            };
+            entry.destinations.push(Destination {
+                uri: uri.to_owned(),
+                weight: weight.unwrap_or(1).max(1),
+                addr,
+                transport,
+            });
+        }
+        Ok(sets)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Health {
+    Up,
+    Down,
+    Probing,
+}
+
+#[derive(Debug, Clone)]
+struct DestState {
+    health: Health,
+    last_probe: Option<String>,
+    calls: u64,
+}
+
+/// Runtime state per (set, uri); one PBX engine per process.
+struct Runtime {
+    dests: HashMap<(String, String), DestState>,
+    rr: HashMap<String, usize>,
+    last_probe: HashMap<String, Instant>,
+}
+
+static RUNTIME: LazyLock<Mutex<Runtime>> = LazyLock::new(|| {
+    Mutex::new(Runtime {
+        dests: HashMap::new(),
+        rr: HashMap::new(),
+        last_probe: HashMap::new(),
+    })
+});
+
+fn initial(set: &SetConfig) -> DestState {
+    DestState {
+        health: if set.probing {
+            Health::Probing
+        } else {
+            Health::Up
+        },
+        last_probe: None,
+        calls: 0,
+    }
+}
+
+fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Destinations of `set` not down, the algorithm's pick first, then the
+/// others in configuration order after it (the failover order).
+pub fn candidates(set: &SetConfig, call_id: &str) -> Vec<Destination> {
+    let n = set.destinations.len();
+    if n == 0 {
+        return Vec::new();
+    }
+    let mut rt = RUNTIME.lock();
+    let down = |rt: &Runtime, d: &Destination| {
+        rt.dests
+            .get(&(set.name.clone(), d.uri.clone()))
+            .is_some_and(|s| s.health == Health::Down)
+    };
+    let live: Vec<usize> = (0..n)
+        .filter(|&i| !down(&rt, &set.destinations[i]))
+        .collect();
+    if live.is_empty() {
+        return Vec::new();
+    }
+    let start = match set.algorithm {
+        Algorithm::HashCallId => (fnv1a(call_id) % n as u64) as usize,
+        Algorithm::RoundRobin => {
+            let c = rt.rr.entry(set.name.clone()).or_insert(0);
+            // The turn moves over live destinations only, so a down one
+            // does not double its neighbour's share.
+            let pick = live[*c % live.len()];
+            *c = c.wrapping_add(1);
+            pick
+        }
+        Algorithm::Weighted => {
+            let total: u32 = live.iter().map(|&i| set.destinations[i].weight).sum();
+            let mut r = rand::random::<u32>() % total.max(1);
+            let mut pick = live[0];
+            for &i in &live {
+                let w = set.destinations[i].weight;
+                if r < w {
+                    pick = i;
+                    break;
+                }
+                r -= w;
+            }
+            pick
+        }
+    };
+    (0..n)
+        .map(|k| (start + k) % n)
+        .filter(|i| live.contains(i))
+        .map(|i| set.destinations[i].clone())
+        .collect()
+}
+
+/// The branch target for `number` at destination `d`.
+pub fn target(number: &str, d: &Destination) -> Target {
+    let tp = if d.transport == Transport::Tcp {
+        ";transport=tcp"
+    } else {
+        ""
+    };
+    Target {
+        ruri: format!(
+            "sip:{number}@{}:{}{tp}",
+            format_host(&d.addr.ip()),
+            d.addr.port()
+        ),
+        dest: d.addr,
+        transport: d.transport,
+        routes: vec![],
+    }
+}
+
+/// Counts an INVITE sent to destination `d` of `set`.
+pub fn count_call(cfg: &Config, set: &str, d: &Destination) {
+    let Some(sc) = cfg.dispatcher_sets.get(set) else {
+        return;
+    };
+    let mut rt = RUNTIME.lock();
+    rt.dests
+        .entry((set.to_owned(), d.uri.clone()))
+        .or_insert_with(|| initial(sc))
+        .calls += 1;
+}
+
+/// What the proxy needs to send an INVITE on to the next destination.
+pub struct Failover {
+    pub set: String,
+    pub number: String,
+    pub rest: Vec<Destination>,
+    pub hash: u32,
+}
+
+/// Proxy mode: holds the server transaction `key` open (one extra pending
+/// branch) and, when the current branch ends with 408 or 5xx, sends the
+/// INVITE to the next destination; otherwise lets the best answer go up.
+pub fn watch(engine: &Arc<Engine>, key: &str, failover: Failover) {
+    let base = {
+        let mut tables = engine.tables.lock();
+        let tables = &mut *tables;
+        let Some(stx) = tables.server.get_mut(key) else {
+            return;
+        };
+        // The final answer is already there (a loopback race): nothing to hold.
+        if stx.pending == 0 || stx.final_code.is_some() {
+            return;
+        }
+        let Some(first) = stx.branches.first() else {
+            return;
+        };
+        let Some(tx) = tables.client.get(first) else {
+            return;
+        };
+        let mut base = tx.request.clone();
+        base.remove_first_value("Via");
+        stx.pending += 1;
+        base
+    };
+    let engine = engine.clone();
+    let key = key.to_owned();
+    tokio::spawn(async move { hold(engine, key, base, failover).await });
+}
+
+enum Step {
+    Wait,
+    Done,
+    Send(Transport, SocketAddr, Vec<u8>, String),
+    Final(Message),
+}
+
+async fn hold(engine: Arc<Engine>, key: String, base: Message, mut f: Failover) {
+    f.rest.reverse(); // popped from the end
+                      // Bounded: Timer C plus the transaction timeout, for each destination.
+    let deadline = Instant::now() + Duration::from_secs(250 * (f.rest.len() as u64 + 1));
+    loop {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let step = next_step(&engine, &key, &base, &mut f, Instant::now() > deadline);
+        match step {
+            Step::Wait => {}
+            Step::Done => return,
+            Step::Send(t, dest, bytes, ckey) => {
+                engine.send(t, dest, bytes);
+                crate::responses::spawn_client_timer(&engine, ckey);
+            }
+            Step::Final(resp) => {
+                let call = engine.calls.lock().remove(resp.call_id());
+                if let Some(call) = call {
+                    let code = resp.status().unwrap_or(500);
+                    crate::accounting::ended(&engine, resp.call_id(), call, code);
+                }
+                engine.reply(&key, resp);
+                return;
+            }
+        }
+    }
+}
+
+fn next_step(engine: &Engine, key: &str, base: &Message, f: &mut Failover, late: bool) -> Step {
+    let cfg = engine.config();
+    let mut tables = engine.tables.lock();
+    let Some(stx) = tables.server.get_mut(key) else {
+        return Step::Done;
+    };
+    if stx.final_code.is_some() {
+        stx.pending = stx.pending.saturating_sub(1);
+        return Step::Done;
+    }
+    if stx.pending > 1 && !late {
+        return Step::Wait; // the current branch has not ended
+    }
+    let code = stx.best.as_ref().and_then(Message::status).unwrap_or(408);
+    let retry = !late && !stx.cancelled && (code == 408 || code >= 500) && code < 600;
+    let next = match retry {
+        true => loop {
+            let Some(d) = f.rest.pop() else { break None };
+            let down = RUNTIME
+                .lock()
+                .dests
+                .get(&(f.set.clone(), d.uri.clone()))
+                .is_some_and(|s| s.health == Health::Down);
+            if !down {
+                break Some(d);
+            }
+        },
+        false => None,
+    };
+    let Some(d) = next else {
+        stx.pending = 0;
+        let resp = match stx.best.take() {
+            Some(mut b) => {
+                b.remove_first_value("Via");
+                b
+            }
+            None => response_to(&stx.request, 503, "Service Unavailable", None),
+        };
+        return Step::Final(resp);
+    };
+    tracing::info!(set = %f.set, code, next = %d.uri, call_id = %base.call_id(), "dispatcher failover");
+    let t = target(&f.number, &d);
+    let mut req = base.clone();
+    req.set_uri(t.ruri);
+    let branch = engine.new_branch(f.hash);
+    req.push_header_front(
+        "Via",
+        engine.via_for(t.transport, t.dest.is_ipv6(), &branch),
+    );
+    let bytes = req.to_bytes();
+    let ckey = client_key(&branch, "INVITE");
+    stx.best = None;
+    stx.pending += 1;
+    stx.branches.push(ckey.clone());
+    let cancelled = stx.cancelled;
+    tables.client.insert(
+        ckey.clone(),
+        ClientTx {
+            server_key: Some(key.to_owned()),
+            request: req,
+            bytes: bytes.clone(),
+            dest: t.dest,
+            transport: t.transport,
+            state: ClientState::Trying,
+            cancel_pending: cancelled,
+            cancel_sent: false,
+            created: Instant::now(),
+            expires: None,
+        },
+    );
+    drop(tables);
+    count_call(&cfg, &f.set, &d);
+    Step::Send(t.transport, t.dest, bytes, ckey)
+}
+
+/// Probes every destination of every set with probing on, each probe-interval;
+/// follows reloads (the configuration is read at each tick).
+pub async fn prober(engine: Arc<Engine>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tick.tick().await;
+        let cfg = engine.config();
+        if cfg.dispatcher_sets.is_empty() {
+            continue;
+        }
+        let now = Instant::now();
+        let mut due = Vec::new();
+        {
+            let mut rt = RUNTIME.lock();
+            // Forget sets and destinations a reload removed.
+            rt.dests.retain(|(s, u), _| {
+                cfg.dispatcher_sets
+                    .get(s)
+                    .is_some_and(|set| set.destinations.iter().any(|d| &d.uri == u))
+            });
+            for set in cfg.dispatcher_sets.values() {
+                if !set.probing {
+                    for d in &set.destinations {
+                        if let Some(s) = rt.dests.get_mut(&(set.name.clone(), d.uri.clone())) {
+                            s.health = Health::Up;
+                        }
+                    }
+                    continue;
+                }
+                let every = Duration::from_secs(set.probe_interval);
+                if rt
+                    .last_probe
+                    .get(&set.name)
+                    .is_some_and(|t| now < *t + every)
+                {
+                    continue;
+                }
+                rt.last_probe.insert(set.name.clone(), now);
+                due.extend(set.destinations.iter().map(|d| (set.clone(), d.clone())));
+            }
+        }
+        for (set, d) in due {
+            tokio::spawn(async move {
+                let wait = Duration::from_secs(set.probe_interval.clamp(1, 5));
+                let result = probe(d.addr, wait).await;
+                record(&set, &d, result);
+            });
+        }
+    }
+}
+
+fn record(set: &SetConfig, d: &Destination, result: Result<(u16, String), String>) {
+    let (health, text) = match result {
+        Ok((code, line)) if code >= 500 => (Health::Down, line),
+        Ok((_, line)) => (Health::Up, line),
+        Err(why) => (Health::Down, why),
+    };
+    let mut rt = RUNTIME.lock();
+    let s = rt
+        .dests
+        .entry((set.name.clone(), d.uri.clone()))
+        .or_insert_with(|| initial(set));
+    if s.health != health {
+        tracing::info!(set = %set.name, uri = %d.uri, result = %text, up = health == Health::Up, "dispatcher destination changed state");
+    }
+    s.health = health;
+    s.last_probe = Some(text);
+}
+
+/// One OPTIONS over UDP from an ephemeral socket: the final status, or why not.
+async fn probe(dest: SocketAddr, wait: Duration) -> Result<(u16, String), String> {
+    let bind: SocketAddr = match dest.ip() {
+        IpAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
+        IpAddr::V6(_) => SocketAddr::from(([0u16; 8], 0)),
+    };
+    let sock = tokio::net::UdpSocket::bind(bind)
+        .await
+        .map_err(|e| format!("error: {e}"))?;
+    sock.connect(dest)
+        .await
+        .map_err(|e| format!("error: {e}"))?;
+    let me = sock.local_addr().map_err(|e| format!("error: {e}"))?;
+    let id: u64 = rand::random();
+    let (host, dhost) = (format_host(&me.ip()), format_host(&dest.ip()));
+    let req = format!(
+        "OPTIONS sip:{dhost}:{dp} SIP/2.0\r\nVia: SIP/2.0/UDP {host}:{mp};branch=z9hG4bKdsp{id:x};rport\r\nMax-Forwards: 70\r\nFrom: <sip:dispatcher@{host}>;tag={id:x}\r\nTo: <sip:{dhost}:{dp}>\r\nCall-ID: dsp{id:x}@{host}\r\nCSeq: 1 OPTIONS\r\nUser-Agent: besip-pbxd\r\nContent-Length: 0\r\n\r\n",
+        dp = dest.port(),
+        mp = me.port()
+    );
+    let end = Instant::now() + wait;
+    let mut resend = Instant::now();
+    let mut buf = vec![0u8; 4096];
+    loop {
+        if Instant::now() >= resend {
+            let _ = sock.send(req.as_bytes()).await;
+            resend = Instant::now() + Duration::from_millis(500);
+        }
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err("timeout".into());
+        }
+        let slice = left.min(resend.saturating_duration_since(Instant::now()));
+        match tokio::time::timeout(slice, sock.recv(&mut buf)).await {
+            Err(_) => {}
+            // ICMP port unreachable on a connected socket.
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                return Err("unreachable".into())
+            }
+            Ok(Err(e)) => return Err(format!("error: {e}")),
+            Ok(Ok(n)) => {
+                let Ok(msg) = Message::parse(&buf[..n]) else {
+                    continue;
+                };
+                if msg.call_id() != format!("dsp{id:x}@{host}") {
+                    continue;
+                }
+                match msg.status() {
+                    Some(code) if code >= 200 => {
+                        let line = String::from_utf8_lossy(&buf[..n]);
+                        let line = line.lines().next().unwrap_or("");
+                        let text = line.strip_prefix("SIP/2.0 ").unwrap_or(line);
+                        return Ok((code, text.to_owned()));
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+/// RFC 7951 list /pbx/dispatcher-set with the state leaves of each destination.
+pub fn state_json(cfg: &Config) -> Option<Value> {
+    if cfg.dispatcher_sets.is_empty() {
+        return None;
+    }
+    let rt = RUNTIME.lock();
+    let mut names: Vec<&String> = cfg.dispatcher_sets.keys().collect();
+    names.sort();
+    let sets: Vec<Value> = names
+        .into_iter()
+        .filter_map(|n| cfg.dispatcher_sets.get(n))
+        .map(|set| {
+            let dests: Vec<Value> = set
+                .destinations
+                .iter()
+                .map(|d| {
+                    let s = rt
+                        .dests
+                        .get(&(set.name.clone(), d.uri.clone()))
+                        .cloned()
+                        .unwrap_or_else(|| initial(set));
+                    let state = match s.health {
+                        Health::Up => "up",
+                        Health::Down => "down",
+                        Health::Probing => "probing",
+                    };
+                    let mut v =
+                        json!({"uri": d.uri, "state": state, "calls-sent": s.calls.to_string()});
+                    if let Some(p) = s.last_probe {
+                        v["last-probe-result"] = json!(p);
+                    }
+                    v
+                })
+                .collect();
+            match dests.is_empty() {
+                true => json!({"name": set.name}),
+                false => json!({"name": set.name, "destination": dests}),
+            }
+        })
+        .collect();
+    Some(Value::Array(sets))
+}

@@ -1,0 +1,176 @@
+//! Dispatcher sets: a dialplan route naming a set sends calls to sipp UASes
+//! on distinct 127.0.0.x addresses; round-robin spreads them, OPTIONS probing
+//! marks a stopped destination down (it then gets no calls, and with all
+//! down the caller gets 503), and a 503 from one destination fails the call
+//! over to the next. The IPC state shows each destination's state.
+
+use std::time::{Duration, Instant};
+
+use besip_tests::pbx::*;
+#[path = "../src/pbx/state_check.rs"]
+mod state_check;
+use state_check::assert_state_valid;
+
+/// The PBX with set `gw` (`algorithm`, probing every second or off) of
+/// destinations `dests` (ip, port), reached by numbers starting with 0.
+fn dispatcher_pbx(algorithm: &str, probing: bool, dests: &[(&str, u16)]) -> Pbx {
+    let port = free_port();
+    let mut uci = config(port, "");
+    uci.push_str(&format!(
+        "config dispatcher_set 'dispatcher_set_gw'\n\toption name 'gw'\n\toption algorithm '{algorithm}'\n\toption probing '{}'\n\toption probe_interval '1'\n\n",
+        u8::from(probing)
+    ));
+    for (i, (ip, p)) in dests.iter().enumerate() {
+        uci.push_str(&format!(
+            "config dispatcher_set_destination 'dispatcher_set_gw__d{i}'\n\toption dispatcher_set 'gw'\n\toption uri 'sip:{ip}:{p}'\n\toption weight '1'\n\n"
+        ));
+    }
+    uci.push_str("config route 'route_out'\n\toption name 'out'\n\toption priority '100'\n\toption match '0'\n\toption strip '0'\n\toption dispatcher_set 'gw'\n\n");
+    Pbx::start(&uci, port)
+}
+
+/// (state, calls-sent) of destination `uri` in the IPC state.
+fn dest_state(pbx: &Pbx, uri: &str) -> (String, u64) {
+    let s = pbx.state();
+    let sets = s["besip-pbx:pbx"]["dispatcher-set"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for set in sets {
+        for d in set["destination"].as_array().cloned().unwrap_or_default() {
+            if d["uri"] == uri {
+                let calls = d["calls-sent"].as_str().and_then(|c| c.parse().ok());
+                return (
+                    d["state"].as_str().unwrap_or("").to_owned(),
+                    calls.unwrap_or(u64::MAX),
+                );
+            }
+        }
+    }
+    panic!("no destination {uri} in the state: {s}");
+}
+
+fn wait_state(pbx: &Pbx, uri: &str, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(8);
+    loop {
+        let (state, _) = dest_state(pbx, uri);
+        if state == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{uri} is {state}, not {want}: {}",
+            pbx.state()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn call(sipp: &Sipp, pbx: &Pbx, name: &str, scenario: &str) {
+    let r = sipp.run(
+        name,
+        scenario,
+        free_port(),
+        pbx.port,
+        &["-au", "100", "-ap", "pw100"],
+    );
+    assert!(r.success, "{name} failed:\n{}", r.log);
+}
+
+#[test]
+fn round_robin_spreads_calls_over_two_destinations() {
+    if !have_sipp() {
+        eprintln!("SKIP: sipp not installed");
+        return;
+    }
+    let (pa, pb) = (free_port(), free_port());
+    let pbx = dispatcher_pbx(
+        "round-robin",
+        false,
+        &[("127.0.0.2", pa), ("127.0.0.3", pb)],
+    );
+    let sipp = Sipp::new();
+    let a = sipp.spawn("a", &callee_answers(0), pa, pbx.port, &["-i", "127.0.0.2"]);
+    let b = sipp.spawn("b", &callee_answers(0), pb, pbx.port, &["-i", "127.0.0.3"]);
+    call(&sipp, &pbx, "call1", &caller_answered("100", "0555001"));
+    call(&sipp, &pbx, "call2", &caller_answered("100", "0555002"));
+    let (ra, rb) = (sipp.wait(a), sipp.wait(b));
+    assert!(ra.success, "destination a got no call:\n{}", ra.log);
+    assert!(rb.success, "destination b got no call:\n{}", rb.log);
+    let ua = format!("sip:127.0.0.2:{pa}");
+    let ub = format!("sip:127.0.0.3:{pb}");
+    assert_eq!(dest_state(&pbx, &ua), ("up".into(), 1));
+    assert_eq!(dest_state(&pbx, &ub), ("up".into(), 1));
+    let state = pbx.state();
+    assert_state_valid(&pbx, &state);
+}
+
+#[test]
+fn failover_to_the_next_destination_on_503() {
+    if !have_sipp() {
+        eprintln!("SKIP: sipp not installed");
+        return;
+    }
+    let (pa, pb) = (free_port(), free_port());
+    let pbx = dispatcher_pbx(
+        "round-robin",
+        false,
+        &[("127.0.0.4", pa), ("127.0.0.5", pb)],
+    );
+    let sipp = Sipp::new();
+    let a = sipp.spawn(
+        "a",
+        &callee_rejects(503, "Service Unavailable"),
+        pa,
+        pbx.port,
+        &["-i", "127.0.0.4"],
+    );
+    let b = sipp.spawn("b", &callee_answers(0), pb, pbx.port, &["-i", "127.0.0.5"]);
+    // Round-robin starts with the first destination: it answers 503, the
+    // call is answered by the second.
+    call(&sipp, &pbx, "call", &caller_answered("100", "0555003"));
+    let (ra, rb) = (sipp.wait(a), sipp.wait(b));
+    assert!(ra.success, "destination a:\n{}", ra.log);
+    assert!(rb.success, "destination b got no failover:\n{}", rb.log);
+    assert_eq!(dest_state(&pbx, &format!("sip:127.0.0.4:{pa}")).1, 1);
+    assert_eq!(dest_state(&pbx, &format!("sip:127.0.0.5:{pb}")).1, 1);
+}
+
+#[test]
+fn probing_marks_a_stopped_destination_down_and_it_gets_no_calls() {
+    if !have_sipp() {
+        eprintln!("SKIP: sipp not installed");
+        return;
+    }
+    let (pa, pb) = (free_port(), free_port());
+    let pbx = dispatcher_pbx("round-robin", true, &[("127.0.0.6", pa), ("127.0.0.7", pb)]);
+    let (ua, ub) = (format!("sip:127.0.0.6:{pa}"), format!("sip:127.0.0.7:{pb}"));
+    let sipp = Sipp::new();
+    // Both answer OPTIONS (-aa); a is then stopped. sipp counts each OPTIONS
+    // as a call, hence the large -m (the test stops both).
+    let uas = |name: &str, ip: &str, port: u16| {
+        let args = ["-i", ip, "-aa", "-m", "1000"];
+        sipp.spawn(name, &callee_answers(0), port, pbx.port, &args)
+    };
+    let (mut a, mut b) = (uas("a", "127.0.0.6", pa), uas("b", "127.0.0.7", pb));
+    wait_state(&pbx, &ua, "up");
+    wait_state(&pbx, &ub, "up");
+    let state = pbx.state();
+    assert_state_valid(&pbx, &state);
+    let _ = a.kill();
+    let _ = a.wait();
+    wait_state(&pbx, &ua, "down");
+    let state = pbx.state();
+    assert_state_valid(&pbx, &state);
+    // Both calls are answered, by b: a is down and gets none.
+    call(&sipp, &pbx, "call1", &caller_answered("100", "0555004"));
+    call(&sipp, &pbx, "call2", &caller_answered("100", "0555005"));
+    assert_eq!(dest_state(&pbx, &ua), ("down".into(), 0));
+    assert_eq!(dest_state(&pbx, &ub), ("up".into(), 2));
+    // b is stopped too: every destination down, the caller gets 503.
+    let _ = b.kill();
+    let _ = b.wait();
+    wait_state(&pbx, &ub, "down");
+    let rejected = caller_rejected("100", "0555006", 503);
+    call(&sipp, &pbx, "call3", &rejected);
+}
