@@ -427,6 +427,8 @@ mod tests {
             "config pbx 'main'\n\toption mode 'hub'\n",
             "config alias 'a'\n\toption alias 'x'\n\toption extension '404'\n",
             "config pbx 'main'\n\toption registrar_max_contacts 'many'\n",
+            "config route 'r'\n\toption name 'r'\n\toption match '0'\n\toption dispatcher_set 'nope'\n",
+            "config route 'r'\n\toption name 'r'\n\toption match '0'\n",
         ] {
             let pkg = Package::parse("besip_pbx", bad).expect("uci");
             assert!(Config::from_package(&pkg, "f").is_err(), "accepted: {bad}");

@@ -556,3 +556,85 @@ pub fn state_json(cfg: &Config) -> Option<Value> {
         .collect();
     Some(Value::Array(sets))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sets(text: &str) -> Result<HashMap<String, SetConfig>, String> {
+        let pkg = Package::parse("besip_pbx", text).expect("uci");
+        SetConfig::from_package(&pkg)
+    }
+
+    fn set(name: &str, algorithm: &str, weights: &[u32]) -> SetConfig {
+        let mut t = format!("config dispatcher_set 's'\n\toption name '{name}'\n\toption algorithm '{algorithm}'\n\toption probing '0'\n");
+        for (i, w) in weights.iter().enumerate() {
+            t.push_str(&format!("config dispatcher_set_destination 'd{i}'\n\toption dispatcher_set '{name}'\n\toption uri 'sip:10.0.0.{i}:5060'\n\toption weight '{w}'\n"));
+        }
+        sets(&t).expect("set").remove(name).expect("named set")
+    }
+
+    #[test]
+    fn rejects_bad_sets() {
+        for bad in [
+            "config dispatcher_set 's'\n\toption name 'a'\n\toption algorithm 'random'\n",
+            "config dispatcher_set 's'\n\toption name 'a'\n\toption probe_interval 'often'\n",
+            "config dispatcher_set 's'\n\toption name 'a'\nconfig dispatcher_set_destination 'd'\n\toption dispatcher_set 'a'\n\toption uri 'sip:gw.example.com'\n",
+            "config dispatcher_set_destination 'd'\n\toption dispatcher_set 'none'\n\toption uri 'sip:10.0.0.1'\n",
+            "config dispatcher_set 's'\n\toption name 'a'\nconfig dispatcher_set_destination 'd'\n\toption dispatcher_set 'a'\n\toption uri 'tel:123'\n",
+        ] {
+            assert!(sets(bad).is_err(), "accepted: {bad}");
+        }
+        let s = set("defaults", "round-robin", &[1]);
+        assert_eq!(s.destinations[0].addr, "10.0.0.0:5060".parse().unwrap());
+    }
+
+    #[test]
+    fn hash_call_id_is_stable_and_failover_order_covers_the_rest() {
+        let s = set("hash", "hash-call-id", &[1, 1, 1]);
+        let first = candidates(&s, "abc@host");
+        assert_eq!(first.len(), 3);
+        for _ in 0..5 {
+            assert_eq!(candidates(&s, "abc@host"), first);
+        }
+        let spread: std::collections::HashSet<String> = (0..50)
+            .map(|i| candidates(&s, &format!("call{i}"))[0].uri.clone())
+            .collect();
+        assert_eq!(spread.len(), 3, "Call-IDs spread over every destination");
+    }
+
+    #[test]
+    fn round_robin_skips_down_destinations() {
+        let s = set("rr", "round-robin", &[1, 1, 1]);
+        let picks: Vec<String> = (0..3).map(|_| candidates(&s, "x")[0].uri.clone()).collect();
+        assert_eq!(
+            picks,
+            [
+                "sip:10.0.0.0:5060",
+                "sip:10.0.0.1:5060",
+                "sip:10.0.0.2:5060"
+            ]
+        );
+        record(&s, &s.destinations[1], Err("timeout".into()));
+        for _ in 0..6 {
+            let c = candidates(&s, "x");
+            assert_eq!(c.len(), 2);
+            assert!(c.iter().all(|d| d.uri != "sip:10.0.0.1:5060"));
+        }
+        record(&s, &s.destinations[0], Ok((503, "503 Busy".into())));
+        record(&s, &s.destinations[2], Err("unreachable".into()));
+        assert!(candidates(&s, "x").is_empty(), "all down");
+        record(&s, &s.destinations[1], Ok((200, "200 OK".into())));
+        assert_eq!(candidates(&s, "x")[0].uri, "sip:10.0.0.1:5060");
+    }
+
+    #[test]
+    fn weighted_follows_the_weights() {
+        let s = set("w", "weighted", &[1, 9]);
+        let heavy = (0..2000)
+            .filter(|_| candidates(&s, "x")[0].uri == "sip:10.0.0.1:5060")
+            .count();
+        // Expected 1800; bounds far outside random variation.
+        assert!((1650..=1950).contains(&heavy), "{heavy} of 2000");
+    }
+}

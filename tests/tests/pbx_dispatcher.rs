@@ -15,6 +15,10 @@ use state_check::assert_state_valid;
 /// destinations `dests` (ip, port), reached by numbers starting with 0.
 fn dispatcher_pbx(algorithm: &str, probing: bool, dests: &[(&str, u16)]) -> Pbx {
     let port = free_port();
+    Pbx::start(&dispatcher_uci(port, algorithm, probing, dests), port)
+}
+
+fn dispatcher_uci(port: u16, algorithm: &str, probing: bool, dests: &[(&str, u16)]) -> String {
     let mut uci = config(port, "");
     uci.push_str(&format!(
         "config dispatcher_set 'dispatcher_set_gw'\n\toption name 'gw'\n\toption algorithm '{algorithm}'\n\toption probing '{}'\n\toption probe_interval '1'\n\n",
@@ -26,7 +30,7 @@ fn dispatcher_pbx(algorithm: &str, probing: bool, dests: &[(&str, u16)]) -> Pbx 
         ));
     }
     uci.push_str("config route 'route_out'\n\toption name 'out'\n\toption priority '100'\n\toption match '0'\n\toption strip '0'\n\toption dispatcher_set 'gw'\n\n");
-    Pbx::start(&uci, port)
+    uci
 }
 
 /// (state, calls-sent) of destination `uri` in the IPC state.
@@ -173,4 +177,49 @@ fn probing_marks_a_stopped_destination_down_and_it_gets_no_calls() {
     wait_state(&pbx, &ub, "down");
     let rejected = caller_rejected("100", "0555006", 503);
     call(&sipp, &pbx, "call3", &rejected);
+}
+
+#[test]
+fn reload_changes_the_destinations() {
+    if !have_sipp() {
+        eprintln!("SKIP: sipp not installed");
+        return;
+    }
+    let (pa, pb) = (free_port(), free_port());
+    // a: nothing listens there, so probing marks it down; every call gets 503.
+    let mut pbx = dispatcher_pbx("hash-call-id", true, &[("127.0.0.8", pa)]);
+    let ua = format!("sip:127.0.0.8:{pa}");
+    let ub = format!("sip:127.0.0.9:{pb}");
+    wait_state(&pbx, &ua, "down");
+    let sipp = Sipp::new();
+    let rejected = caller_rejected("100", "0555007", 503);
+    call(&sipp, &pbx, "before", &rejected);
+    // The reload adds b (alive), and the call reaches it.
+    let args = ["-i", "127.0.0.9", "-aa", "-m", "1000"];
+    let mut b = sipp.spawn("b", &callee_answers(0), pb, pbx.port, &args);
+    let uci = dispatcher_uci(
+        pbx.port,
+        "hash-call-id",
+        true,
+        &[("127.0.0.8", pa), ("127.0.0.9", pb)],
+    );
+    std::fs::write(pbx.root.path().join("etc/config/besip_pbx"), uci).expect("write");
+    pbx.ipc("reload", serde_json::json!({})).expect("reload");
+    wait_state(&pbx, &ub, "up");
+    assert_eq!(dest_state(&pbx, &ua).0, "down");
+    call(&sipp, &pbx, "after", &caller_answered("100", "0555008"));
+    assert_eq!(dest_state(&pbx, &ub), ("up".into(), 1));
+    let state = pbx.state();
+    assert_state_valid(&pbx, &state);
+    let _ = b.kill();
+    let _ = b.wait();
+    // A reload dropping a leaves only b in the state.
+    let uci = dispatcher_uci(pbx.port, "hash-call-id", true, &[("127.0.0.9", pb)]);
+    std::fs::write(pbx.root.path().join("etc/config/besip_pbx"), uci).expect("write");
+    pbx.ipc("reload", serde_json::json!({})).expect("reload");
+    let s = pbx.state();
+    let dests = &s["besip-pbx:pbx"]["dispatcher-set"][0]["destination"];
+    assert_eq!(dests.as_array().map(Vec::len), Some(1), "{s}");
+    assert_eq!(dests[0]["uri"], ub.as_str());
+    let _ = pbx.stop();
 }
