@@ -1,7 +1,7 @@
 //! Dispatcher sets (/pbx/dispatcher-set, like Kamailio's/OpenSIPS' dispatcher):
 //! a route naming a set sends the call to a destination picked by the set's
 //! algorithm among those not down; OPTIONS probes mark destinations down and
-//! up; in proxy mode an INVITE answered 408/5xx goes on to the next one.
+//! up; an INVITE answered 408/5xx goes on to the next one (proxy and B2BUA).
 //! Nothing here runs unless a route names a set (the REGISTER and trunk paths
 //! never look at it).
 
@@ -14,7 +14,7 @@ use besip_core::uci::Package;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 
-use crate::config::{Config, Transport};
+use crate::config::{Config, Mode, Transport};
 use crate::engine::Engine;
 use crate::proxy::Target;
 use crate::sip::{format_host, response_to, Message, Uri};
@@ -245,7 +245,7 @@ pub struct Failover {
     pub hash: u32,
 }
 
-/// Proxy mode: holds the server transaction `key` open (one extra pending
+/// Holds the server transaction `key` open (one extra pending
 /// branch) and, when the current branch ends with 408 or 5xx, sends the
 /// INVITE to the next destination; otherwise lets the best answer go up.
 pub fn watch(engine: &Arc<Engine>, key: &str, failover: Failover) {
@@ -282,13 +282,13 @@ enum Step {
     Final(Message),
 }
 
-async fn hold(engine: Arc<Engine>, key: String, base: Message, mut f: Failover) {
+async fn hold(engine: Arc<Engine>, key: String, mut base: Message, mut f: Failover) {
     f.rest.reverse(); // popped from the end
                       // Bounded: Timer C plus the transaction timeout, for each destination.
     let deadline = Instant::now() + Duration::from_secs(250 * (f.rest.len() as u64 + 1));
     loop {
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let step = next_step(&engine, &key, &base, &mut f, Instant::now() > deadline);
+        let step = next_step(&engine, &key, &mut base, &mut f, Instant::now() > deadline);
         match step {
             Step::Wait => {}
             Step::Done => return,
@@ -309,9 +309,10 @@ async fn hold(engine: Arc<Engine>, key: String, base: Message, mut f: Failover) 
     }
 }
 
-fn next_step(engine: &Engine, key: &str, base: &Message, f: &mut Failover, late: bool) -> Step {
+fn next_step(engine: &Engine, key: &str, base: &mut Message, f: &mut Failover, late: bool) -> Step {
     let cfg = engine.config();
-    let mut tables = engine.tables.lock();
+    let mut guard = engine.tables.lock();
+    let tables = &mut *guard;
     let Some(stx) = tables.server.get_mut(key) else {
         return Step::Done;
     };
@@ -340,15 +341,41 @@ fn next_step(engine: &Engine, key: &str, base: &Message, f: &mut Failover, late:
     };
     let Some(d) = next else {
         stx.pending = 0;
-        let resp = match stx.best.take() {
-            Some(mut b) => {
+        let last = stx.branches.last().and_then(|k| tables.client.get(k));
+        let info = last.map(|tx| crate::responses::BranchInfo {
+            dest: tx.dest,
+            transport: tx.transport,
+            cseq: tx.request.cseq().map(|c| c.0).unwrap_or(1),
+        });
+        let Some(stx) = tables.server.get_mut(key) else {
+            return Step::Done;
+        };
+        let resp = match (stx.best.take(), info, cfg.mode) {
+            // B2BUA: the caller's answer is rebuilt on its own leg (and the call forgotten).
+            (Some(b), Some(info), Mode::B2bua) => {
+                match crate::b2bua::translate(engine, &stx.request, &b, info) {
+                    Some((up, _)) => up,
+                    None => response_to(&stx.request, 503, "Service Unavailable", None),
+                }
+            }
+            (Some(mut b), _, Mode::Proxy) => {
                 b.remove_first_value("Via");
                 b
             }
-            None => response_to(&stx.request, 503, "Service Unavailable", None),
+            _ => response_to(&stx.request, 503, "Service Unavailable", None),
         };
         return Step::Final(resp);
     };
+    if cfg.mode == Mode::B2bua {
+        // Our own dialog: the retry is a new transaction with the next CSeq,
+        // which later requests on the far leg (ACK, BYE) follow.
+        let cseq = base.cseq().map(|c| c.0).unwrap_or(1) + 1;
+        base.set_header("CSeq", format!("{cseq} INVITE"));
+        if let Some(call) = engine.b2b.lock().get(base.call_id()) {
+            let mut c = call.lock();
+            c.b.cseq = c.b.cseq.max(cseq);
+        }
+    }
     tracing::info!(set = %f.set, code, next = %d.uri, call_id = %base.call_id(), "dispatcher failover");
     let t = target(&f.number, &d);
     let mut req = base.clone();
@@ -379,7 +406,7 @@ fn next_step(engine: &Engine, key: &str, base: &Message, f: &mut Failover, late:
             expires: None,
         },
     );
-    drop(tables);
+    drop(guard);
     count_call(&cfg, &f.set, &d);
     Step::Send(t.transport, t.dest, bytes, ckey)
 }

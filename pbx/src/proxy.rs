@@ -114,10 +114,10 @@ pub fn route(
                 crate::b2bua::start(engine, key, msg, targets, hash, &original_uri);
             } else {
                 fork(engine, key, msg, targets, hash, local, &original_uri);
-                if let (Some(mut f), true) = (failover, invite) {
-                    f.hash = hash;
-                    crate::dispatcher::watch(engine, key, f);
-                }
+            }
+            if let (Some(mut f), true) = (failover, invite) {
+                f.hash = hash;
+                crate::dispatcher::watch(engine, key, f);
             }
             if let Some((meta, call_id)) = meta {
                 crate::accounting::attach(engine, &call_id, meta);

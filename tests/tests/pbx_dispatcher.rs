@@ -110,34 +110,38 @@ fn round_robin_spreads_calls_over_two_destinations() {
 }
 
 #[test]
-fn failover_to_the_next_destination_on_503() {
+fn proxy_fails_over_to_the_next_destination_on_503() {
+    failover_on_503("proxy", "127.0.0.4", "127.0.0.5");
+}
+
+#[test]
+fn b2bua_fails_over_to_the_next_destination_on_503() {
+    failover_on_503("b2bua", "127.0.0.10", "127.0.0.11");
+}
+
+fn failover_on_503(mode: &str, ip_a: &str, ip_b: &str) {
     if !have_sipp() {
         eprintln!("SKIP: sipp not installed");
         return;
     }
-    let (pa, pb) = (free_port(), free_port());
-    let pbx = dispatcher_pbx(
-        "round-robin",
-        false,
-        &[("127.0.0.4", pa), ("127.0.0.5", pb)],
+    let (pa, pb, port) = (free_port(), free_port(), free_port());
+    let uci = dispatcher_uci(port, "round-robin", false, &[(ip_a, pa), (ip_b, pb)]).replace(
+        "\toption mode 'proxy'\n",
+        &format!("\toption mode '{mode}'\n"),
     );
+    let pbx = Pbx::start(&uci, port);
     let sipp = Sipp::new();
-    let a = sipp.spawn(
-        "a",
-        &callee_rejects(503, "Service Unavailable"),
-        pa,
-        pbx.port,
-        &["-i", "127.0.0.4"],
-    );
-    let b = sipp.spawn("b", &callee_answers(0), pb, pbx.port, &["-i", "127.0.0.5"]);
+    let rejects = callee_rejects(503, "Service Unavailable");
+    let a = sipp.spawn("a", &rejects, pa, pbx.port, &["-i", ip_a]);
+    let b = sipp.spawn("b", &callee_answers(0), pb, pbx.port, &["-i", ip_b]);
     // Round-robin starts with the first destination: it answers 503, the
-    // call is answered by the second.
+    // call is answered by the second (and hung up through it).
     call(&sipp, &pbx, "call", &caller_answered("100", "0555003"));
     let (ra, rb) = (sipp.wait(a), sipp.wait(b));
     assert!(ra.success, "destination a:\n{}", ra.log);
     assert!(rb.success, "destination b got no failover:\n{}", rb.log);
-    assert_eq!(dest_state(&pbx, &format!("sip:127.0.0.4:{pa}")).1, 1);
-    assert_eq!(dest_state(&pbx, &format!("sip:127.0.0.5:{pb}")).1, 1);
+    assert_eq!(dest_state(&pbx, &format!("sip:{ip_a}:{pa}")).1, 1);
+    assert_eq!(dest_state(&pbx, &format!("sip:{ip_b}:{pb}")).1, 1);
 }
 
 #[test]
