@@ -287,7 +287,9 @@ async fn hold(engine: Arc<Engine>, key: String, mut base: Message, mut f: Failov
                       // Bounded: Timer C plus the transaction timeout, for each destination.
     let deadline = Instant::now() + Duration::from_secs(250 * (f.rest.len() as u64 + 1));
     loop {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        // 50 ms: a failover is that much later at worst, and ringing calls
+        // take the shared transaction lock only 20 times a second.
+        tokio::time::sleep(Duration::from_millis(50)).await;
         let step = next_step(&engine, &key, &mut base, &mut f, Instant::now() > deadline);
         match step {
             Step::Wait => {}
