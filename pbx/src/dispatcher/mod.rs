@@ -6,7 +6,7 @@
 //! never look at it).
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
@@ -19,6 +19,9 @@ use crate::engine::Engine;
 use crate::proxy::Target;
 use crate::sip::{format_host, response_to, Message, Uri};
 use crate::transaction::{client_key, ClientState, ClientTx};
+
+mod probe;
+pub use probe::prober;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Algorithm {
@@ -413,136 +416,6 @@ fn next_step(engine: &Engine, key: &str, base: &mut Message, f: &mut Failover, l
     Step::Send(t.transport, t.dest, bytes, ckey)
 }
 
-/// Probes every destination of every set with probing on, each probe-interval;
-/// follows reloads (the configuration is read at each tick).
-pub async fn prober(engine: Arc<Engine>) {
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
-    loop {
-        tick.tick().await;
-        let cfg = engine.config();
-        if cfg.dispatcher_sets.is_empty() {
-            continue;
-        }
-        let now = Instant::now();
-        let mut due = Vec::new();
-        {
-            let mut rt = RUNTIME.lock();
-            // Forget sets and destinations a reload removed.
-            rt.dests.retain(|(s, u), _| {
-                cfg.dispatcher_sets
-                    .get(s)
-                    .is_some_and(|set| set.destinations.iter().any(|d| &d.uri == u))
-            });
-            for set in cfg.dispatcher_sets.values() {
-                if !set.probing {
-                    for d in &set.destinations {
-                        if let Some(s) = rt.dests.get_mut(&(set.name.clone(), d.uri.clone())) {
-                            s.health = Health::Up;
-                        }
-                    }
-                    continue;
-                }
-                let every = Duration::from_secs(set.probe_interval);
-                if rt
-                    .last_probe
-                    .get(&set.name)
-                    .is_some_and(|t| now < *t + every)
-                {
-                    continue;
-                }
-                rt.last_probe.insert(set.name.clone(), now);
-                due.extend(set.destinations.iter().map(|d| (set.clone(), d.clone())));
-            }
-        }
-        for (set, d) in due {
-            tokio::spawn(async move {
-                let wait = Duration::from_secs(set.probe_interval.clamp(1, 5));
-                let result = probe(d.addr, wait).await;
-                record(&set, &d, result);
-            });
-        }
-    }
-}
-
-fn record(set: &SetConfig, d: &Destination, result: Result<(u16, String), String>) {
-    let (health, text) = match result {
-        Ok((code, line)) if code >= 500 => (Health::Down, line),
-        Ok((_, line)) => (Health::Up, line),
-        Err(why) => (Health::Down, why),
-    };
-    let mut rt = RUNTIME.lock();
-    let s = rt
-        .dests
-        .entry((set.name.clone(), d.uri.clone()))
-        .or_insert_with(|| initial(set));
-    if s.health != health {
-        tracing::info!(set = %set.name, uri = %d.uri, result = %text, up = health == Health::Up, "dispatcher destination changed state");
-    }
-    s.health = health;
-    s.last_probe = Some(text);
-}
-
-/// One OPTIONS over UDP from an ephemeral socket: the final status, or why not.
-async fn probe(dest: SocketAddr, wait: Duration) -> Result<(u16, String), String> {
-    let bind: SocketAddr = match dest.ip() {
-        IpAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
-        IpAddr::V6(_) => SocketAddr::from(([0u16; 8], 0)),
-    };
-    let sock = tokio::net::UdpSocket::bind(bind)
-        .await
-        .map_err(|e| format!("error: {e}"))?;
-    sock.connect(dest)
-        .await
-        .map_err(|e| format!("error: {e}"))?;
-    let me = sock.local_addr().map_err(|e| format!("error: {e}"))?;
-    let id: u64 = rand::random();
-    let (host, dhost) = (format_host(&me.ip()), format_host(&dest.ip()));
-    let req = format!(
-        "OPTIONS sip:{dhost}:{dp} SIP/2.0\r\nVia: SIP/2.0/UDP {host}:{mp};branch=z9hG4bKdsp{id:x};rport\r\nMax-Forwards: 70\r\nFrom: <sip:dispatcher@{host}>;tag={id:x}\r\nTo: <sip:{dhost}:{dp}>\r\nCall-ID: dsp{id:x}@{host}\r\nCSeq: 1 OPTIONS\r\nUser-Agent: besip-pbxd\r\nContent-Length: 0\r\n\r\n",
-        dp = dest.port(),
-        mp = me.port()
-    );
-    let end = Instant::now() + wait;
-    let mut resend = Instant::now();
-    let mut buf = vec![0u8; 4096];
-    loop {
-        if Instant::now() >= resend {
-            let _ = sock.send(req.as_bytes()).await;
-            resend = Instant::now() + Duration::from_millis(500);
-        }
-        let left = end.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err("timeout".into());
-        }
-        let slice = left.min(resend.saturating_duration_since(Instant::now()));
-        match tokio::time::timeout(slice, sock.recv(&mut buf)).await {
-            Err(_) => {}
-            // ICMP port unreachable on a connected socket.
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                return Err("unreachable".into())
-            }
-            Ok(Err(e)) => return Err(format!("error: {e}")),
-            Ok(Ok(n)) => {
-                let Ok(msg) = Message::parse(&buf[..n]) else {
-                    continue;
-                };
-                if msg.call_id() != format!("dsp{id:x}@{host}") {
-                    continue;
-                }
-                match msg.status() {
-                    Some(code) if code >= 200 => {
-                        let line = String::from_utf8_lossy(&buf[..n]);
-                        let line = line.lines().next().unwrap_or("");
-                        let text = line.strip_prefix("SIP/2.0 ").unwrap_or(line);
-                        return Ok((code, text.to_owned()));
-                    }
-                    _ => {}
-                }
-            }
-        }
-    }
-}
-
 /// RFC 7951 list /pbx/dispatcher-set with the state leaves of each destination.
 pub fn state_json(cfg: &Config) -> Option<Value> {
     if cfg.dispatcher_sets.is_empty() {
@@ -644,16 +517,16 @@ mod tests {
                 "sip:10.0.0.2:5060"
             ]
         );
-        record(&s, &s.destinations[1], Err("timeout".into()));
+        probe::record(&s, &s.destinations[1], Err("timeout".into()));
         for _ in 0..6 {
             let c = candidates(&s, "x");
             assert_eq!(c.len(), 2);
             assert!(c.iter().all(|d| d.uri != "sip:10.0.0.1:5060"));
         }
-        record(&s, &s.destinations[0], Ok((503, "503 Busy".into())));
-        record(&s, &s.destinations[2], Err("unreachable".into()));
+        probe::record(&s, &s.destinations[0], Ok((503, "503 Busy".into())));
+        probe::record(&s, &s.destinations[2], Err("unreachable".into()));
         assert!(candidates(&s, "x").is_empty(), "all down");
-        record(&s, &s.destinations[1], Ok((200, "200 OK".into())));
+        probe::record(&s, &s.destinations[1], Ok((200, "200 OK".into())));
         assert_eq!(candidates(&s, "x")[0].uri, "sip:10.0.0.1:5060");
     }
 
