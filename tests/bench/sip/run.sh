@@ -45,6 +45,9 @@ STEP_SECS=${STEP_SECS:-5}
 if [ -n "${SERVER_CPU_PCT:-}" ]; then
   RATES_REG=${RATES_REG:-"2000 3000 4000 5000 6000 7000 8000 9000 10000 11000 12000 13000 14000 15000 16000"}
   RATES_CALL=${RATES_CALL:-"250 500 750 1000 1250 1500 1750 2000 2500 3000"}
+elif [ -n "${PIN:-}" ]; then
+  # sipp with a core of its own goes past 28,000 REGISTER/s.
+  RATES_REG=${RATES_REG:-"2000 4000 8000 12000 16000 20000 24000 28000 32000 36000 40000"}
 fi
 RATES_REG=${RATES_REG:-"2000 4000 8000 12000 16000 20000 24000 28000"}
 RATES_CALL=${RATES_CALL:-"250 500 1000 1500 2000 2500 3000 4000 5000 6000 7000"}
@@ -105,6 +108,15 @@ cleanup() {
   for p in $UAS_PID $BESIP_PID $KAM_PID; do kill "$p" 2>/dev/null || true; done
   sleep 0.5
   for p in $UAS_PID $BESIP_PID $KAM_PID; do kill -9 "$p" 2>/dev/null || true; done
+  # Wait until they are gone (a server throttled by its CPU quota exits
+  # slowly): a leftover besip-pbxd would share the next run's port (SO_REUSEPORT).
+  local i
+  for ((i = 0; i < 100; i++)); do
+    local alive=""
+    for p in $BESIP_PID $KAM_PID; do kill -0 "$p" 2>/dev/null && alive=1; done
+    [ -z "$alive" ] && break
+    sleep 0.1
+  done
   [ -n "${KEEP:-}" ] || rm -rf "$WORK"
   local d
   for d in "${CG_DIRS[@]}"; do rmdir "$d" 2>/dev/null || true; done
@@ -128,6 +140,20 @@ mkdir -p "$WORK/root/etc/config" "$WORK/root/var/lib/besip" "$WORK/root/run"
   printf "config extension 'extension_2000'\n\toption number '2000'\n\toption password 'pw2000'\n"
 } > "$WORK/root/etc/config/besip_pbx"
 sed -e "s/@PORT@/$KAM_PORT/" -e "s/@CHILDREN@/$CHILDREN/" "$HERE/kamailio.cfg.in" > "$WORK/kamailio.cfg"
+
+# The ports must be free: besip-pbxd binds with SO_REUSEPORT, so a leftover
+# process from an earlier run would silently take part of the traffic.
+for port in "$BESIP_PORT" "$KAM_PORT"; do
+  for ((i = 0; i < 100; i++)); do
+    ss -Huln "sport = :$port" | grep -q . || break
+    sleep 0.1
+  done
+  if ss -Huln "sport = :$port" | grep -q .; then
+    echo "UDP port $port is in use (an earlier run still going?):" >&2
+    ss -Hulnp "sport = :$port" >&2
+    exit 1
+  fi
+done
 
 # in_cgroup DIR cmd… : runs cmd (same pid) inside the cgroup DIR, or as is without one.
 in_cgroup() {
