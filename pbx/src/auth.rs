@@ -12,7 +12,6 @@ use parking_lot::Mutex;
 use sha2::Sha256;
 
 use crate::config::Algorithm;
-use crate::sip::list_items;
 
 const NONCE_COUNTS_KEPT: usize = 100_000;
 
@@ -66,13 +65,49 @@ fn parse_credentials(value: &str) -> Option<Credentials<'_>> {
         algorithm: "MD5",
         ..Default::default()
     };
-    for item in list_items(&value[sp..]) {
-        let eq = memchr::memchr(b'=', item.as_bytes())?;
-        let (k, v) = (item[..eq].trim_ascii(), item[eq + 1..].trim_ascii());
-        let v = v
-            .strip_prefix('"')
-            .and_then(|v| v.strip_suffix('"'))
-            .unwrap_or(v);
+    let rest = &value[sp..];
+    let b = rest.as_bytes();
+    let mut i = 0;
+    // One pass over `k=v, k="v", …`; every cut is at an ASCII byte.
+    loop {
+        while i < b.len() && (b[i] == b',' || b[i].is_ascii_whitespace()) {
+            i += 1;
+        }
+        if i >= b.len() {
+            break;
+        }
+        let eq = i + memchr::memchr(b'=', &b[i..])?;
+        if memchr::memchr(b',', &b[i..eq]).is_some() {
+            return None; // a parameter without '=': not digest credentials
+        }
+        let k = rest[i..eq].trim_ascii();
+        i = eq + 1;
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        let v = if i < b.len() && b[i] == b'"' {
+            let start = i + 1;
+            let mut j = start;
+            let mut escaped = false;
+            while j < b.len() {
+                match b[j] {
+                    _ if escaped => escaped = false,
+                    b'\\' => escaped = true,
+                    b'"' => break,
+                    _ => {}
+                }
+                j += 1;
+            }
+            let v = &rest[start..j];
+            // Anything between the closing quote and the next comma is ignored.
+            i = memchr::memchr(b',', &b[j.min(b.len())..]).map_or(b.len(), |p| j + p);
+            v
+        } else {
+            let end = memchr::memchr(b',', &b[i..]).map_or(b.len(), |p| i + p);
+            let v = rest[i..end].trim_ascii();
+            i = end;
+            v
+        };
         // Dispatch on length first: one comparison per parameter.
         let first = k.as_bytes().first().map_or(0, u8::to_ascii_lowercase);
         let slot = match (k.len(), first) {
@@ -446,6 +481,28 @@ mod tests {
                 Verdict::Ok("100".into())
             );
         }
+    }
+
+    #[test]
+    fn credentials_parser_handles_quotes_commas_and_junk() {
+        let c = parse_credentials(
+            r#"Digest username="a,b", realm = "r\"x" , nonce=n1,uri="sip:x;a=b",response=ABC, qop=auth,nc=00000001,cnonce="c,"  "#,
+        )
+        .unwrap();
+        assert_eq!(c.username, "a,b");
+        assert_eq!(c.realm, r#"r\"x"#);
+        assert_eq!(c.nonce, "n1");
+        assert_eq!(c.uri, "sip:x;a=b");
+        assert_eq!(c.response, "ABC");
+        assert_eq!(
+            (c.qop, c.nc, c.cnonce),
+            (Some("auth"), Some("00000001"), Some("c,"))
+        );
+        assert_eq!(c.algorithm, "MD5");
+        assert!(parse_credentials("Digest stale, realm=\"r\"").is_none());
+        assert!(parse_credentials("Basic abc=").is_none());
+        let c = parse_credentials("Digest realm=\"unterminated").unwrap();
+        assert_eq!(c.realm, "unterminated");
     }
 
     #[test]
