@@ -53,6 +53,20 @@ fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<(), Firewall
     }
 }
 
+/// The iptables rule that drops sources in `set` (added by setup, removed by teardown).
+fn drop_rule(set: &str) -> [&str; 8] {
+    [
+        "INPUT",
+        "-m",
+        "set",
+        "--match-set",
+        set,
+        "src",
+        "-j",
+        "DROP",
+    ]
+}
+
 impl Firewall {
     pub fn new(backend: Backend, set: &str) -> Firewall {
         Firewall {
@@ -93,16 +107,7 @@ impl Firewall {
                     ("iptables", self.set.as_str()),
                     ("ip6tables", set6.as_str()),
                 ] {
-                    let rule = [
-                        "INPUT",
-                        "-m",
-                        "set",
-                        "--match-set",
-                        set,
-                        "src",
-                        "-j",
-                        "DROP",
-                    ];
+                    let rule = drop_rule(set);
                     let mut check = vec!["-w", "-C"];
                     check.extend_from_slice(&rule);
                     if run(tool, &check, None).is_err() {
@@ -138,16 +143,7 @@ impl Firewall {
                     ("iptables", self.set.as_str()),
                     ("ip6tables", set6.as_str()),
                 ] {
-                    let rule = [
-                        "INPUT",
-                        "-m",
-                        "set",
-                        "--match-set",
-                        set,
-                        "src",
-                        "-j",
-                        "DROP",
-                    ];
+                    let rule = drop_rule(set);
                     let mut delete = vec!["-w", "-D"];
                     delete.extend_from_slice(&rule);
                     // Inserted once by setup, but delete every copy there is.
