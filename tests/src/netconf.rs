@@ -127,3 +127,62 @@ pub fn python(port: u16, password: &str, body: &str) -> (bool, String) {
 pub fn suite_dir() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("netconf")
 }
+
+/// A Python (ncclient) script running in the background; each line it prints
+/// arrives on `lines`. Killed on drop.
+pub struct PythonLines {
+    child: Child,
+    pub lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl PythonLines {
+    pub fn spawn(script: &str, args: &[&str]) -> PythonLines {
+        use std::io::{BufRead, BufReader};
+        let mut child = Command::new("/usr/bin/python3")
+            .arg("-c")
+            .arg(script)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("run /usr/bin/python3");
+        let (tx, lines) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().expect("python stdout");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        PythonLines { child, lines }
+    }
+
+    /// The next line must be `expected` (within `wait`).
+    pub fn expect_line(&self, expected: &str, wait: Duration) {
+        let line = self
+            .lines
+            .recv_timeout(wait)
+            .unwrap_or_else(|_| panic!("the script never printed {expected}"));
+        assert_eq!(line, expected);
+    }
+
+    /// The lines printed until `last` (or until none came for `quiet`).
+    pub fn lines_until(&self, last: &str, quiet: Duration) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Ok(line) = self.lines.recv_timeout(quiet) {
+            if line == last {
+                break;
+            }
+            out.push(line);
+        }
+        out
+    }
+}
+
+impl Drop for PythonLines {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

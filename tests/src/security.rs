@@ -287,3 +287,14 @@ pub fn write_config(root: &TempRoot, backend: &str, set: &str, extra: &str) {
     );
     std::fs::write(root.path().join("etc/config/besip_security"), text).expect("write config");
 }
+
+/// `count` OPTIONS from `from` (a 127.0.0.x inside the namespace) to
+/// 127.0.0.1:5060, 20 ms apart: enough to cross a "5 in 5 s" rule.
+pub fn options_burst(ns: &Netns, from: &str, count: u64) {
+    let sender = ns.udp(&format!("{from}:0"));
+    for seq in 0..count {
+        let msg = register("999", from, seq, "flooder").replacen("REGISTER", "OPTIONS", 2);
+        let _ = sender.send_to(msg.as_bytes(), "127.0.0.1:5060");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

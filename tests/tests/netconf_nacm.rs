@@ -2,11 +2,9 @@
 //! besip-netconfd: ncclient sessions of admin, operator and monitor users
 //! against a server of its own (tests/netconf/nacm_cases.py).
 
-use besip_tests::netconf::{python, suite_dir, NetconfServer, ADMIN_PASSWORD};
-use besip_tests::security::{register, tools_present, write_config, Netns, SecDaemon};
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use besip_tests::netconf::{python, suite_dir, NetconfServer, PythonLines, ADMIN_PASSWORD};
+use besip_tests::security::{options_burst, tools_present, write_config, Netns, SecDaemon};
+use std::process::Command;
 use std::time::Duration;
 
 #[test]
@@ -166,46 +164,13 @@ print('CONFIGURED')
     // netconfd retries the daemon's socket every 2 s.
     std::thread::sleep(Duration::from_millis(2500));
 
-    let mut subscriber = Command::new("/usr/bin/python3")
-        .args([
-            "-c",
-            TWO_SUBSCRIBERS,
-            &server.port.to_string(),
-            ADMIN_PASSWORD,
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("run the ncclient subscribers");
-    let (lines_tx, lines) = mpsc::channel();
-    let stdout = subscriber.stdout.take().expect("subscriber stdout");
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if lines_tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let first = lines
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the subscribers never subscribed");
-    assert_eq!(first, "SUBSCRIBED");
+    let subscriber =
+        PythonLines::spawn(TWO_SUBSCRIBERS, &[&server.port.to_string(), ADMIN_PASSWORD]);
+    subscriber.expect_line("SUBSCRIBED", Duration::from_secs(30));
     // 10 OPTIONS from one source in well under 5 s cross the 'short' rule (5 in 5 s).
-    let attacker = ns.udp("127.0.0.9:0");
-    for seq in 0..10 {
-        let msg = register("999", "127.0.0.9", seq, "flooder").replacen("REGISTER", "OPTIONS", 2);
-        let _ = attacker.send_to(msg.as_bytes(), "127.0.0.1:5060");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let mut received = Vec::new();
-    while let Ok(line) = lines.recv_timeout(Duration::from_secs(60)) {
-        if line == "DONE" {
-            break;
-        }
-        received.push(line);
-    }
-    let _ = subscriber.kill();
-    let _ = subscriber.wait();
+    options_burst(&ns, "127.0.0.9", 10);
+    let received = subscriber.lines_until("DONE", Duration::from_secs(60));
+    drop(subscriber);
     let log = daemon.log();
     daemon.stop();
     let has = |l: &str| received.iter().any(|r| r == l);

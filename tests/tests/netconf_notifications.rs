@@ -3,11 +3,8 @@
 //! source and lifts the ban; an ncclient session subscribed on besip-netconfd
 //! receives both `ban-added` and `ban-lifted` as RFC 5277 notifications.
 
-use besip_tests::netconf::{NetconfServer, ADMIN_PASSWORD};
-use besip_tests::security::{register, tools_present, write_config, Netns, SecDaemon};
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use besip_tests::netconf::{NetconfServer, PythonLines, ADMIN_PASSWORD};
+use besip_tests::security::{options_burst, tools_present, write_config, Netns, SecDaemon};
 use std::time::Duration;
 
 const SUBSCRIBER: &str = r#"
@@ -47,44 +44,13 @@ fn a_ban_by_the_security_daemon_reaches_a_netconf_subscriber() {
     // netconfd retries the daemon's socket every 2 s.
     std::thread::sleep(Duration::from_millis(2500));
 
-    let mut subscriber = Command::new("/usr/bin/python3")
-        .args(["-c", SUBSCRIBER, &server.port.to_string(), ADMIN_PASSWORD])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("run the ncclient subscriber");
-    let (lines_tx, lines) = mpsc::channel();
-    let stdout = subscriber.stdout.take().expect("subscriber stdout");
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if lines_tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let first = lines
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the subscriber never subscribed");
-    assert_eq!(first, "SUBSCRIBED");
+    let subscriber = PythonLines::spawn(SUBSCRIBER, &[&server.port.to_string(), ADMIN_PASSWORD]);
+    subscriber.expect_line("SUBSCRIBED", Duration::from_secs(30));
 
     // 10 OPTIONS from one source in well under 5 s cross the 'short' rule (5 in 5 s).
-    let attacker = ns.udp("127.0.0.9:0");
-    for seq in 0..10 {
-        let msg = register("999", "127.0.0.9", seq, "flooder").replacen("REGISTER", "OPTIONS", 2);
-        let _ = attacker.send_to(msg.as_bytes(), "127.0.0.1:5060");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-
-    let mut received = Vec::new();
-    loop {
-        match lines.recv_timeout(Duration::from_secs(60)) {
-            Ok(line) if line == "DONE" => break,
-            Ok(line) => received.push(line),
-            Err(_) => break,
-        }
-    }
-    let _ = subscriber.kill();
-    let _ = subscriber.wait();
+    options_burst(&ns, "127.0.0.9", 10);
+    let received = subscriber.lines_until("DONE", Duration::from_secs(60));
+    drop(subscriber);
     let log = daemon.log();
     daemon.stop();
     let all = received.join("\n");
