@@ -128,9 +128,7 @@ async fn run<S: Session>(session: &mut S, words: &[String]) -> Result<Vec<String
         "commit" => commit(session, rest).await,
         "rollback" => {
             let [n] = rest else {
-                return usage(
-                    "rollback N  (0 = the newest commit; see 'show commit-history')",
-                );
+                return usage("rollback N  (0 = the newest commit; see 'show commit-history')");
             };
             let n: u8 = n.parse().map_err(|_| ShellError::Command {
                 message: format!("rollback needs a number 0..49, not '{n}'"),
