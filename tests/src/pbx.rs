@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use crate::harness::{bin_path, TempRoot};
 
 mod scenarios;
+mod state_check;
 pub use scenarios::*;
+pub use state_check::assert_state_valid;
 
 /// A free UDP (and, almost surely, TCP) port on 127.0.0.1.
 pub fn free_port() -> u16 {

@@ -4,11 +4,9 @@
 
 use std::time::{Duration, Instant};
 
+use besip_tests::pbx::assert_state_valid;
 use besip_tests::pbx::*;
-#[path = "../src/pbx/state_check.rs"]
-mod state_check;
 use serde_json::Value;
-use state_check::assert_state_valid;
 
 fn trunk_and_route(prov_port: u16) -> String {
     format!(

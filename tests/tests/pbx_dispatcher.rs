@@ -6,10 +6,8 @@
 
 use std::time::{Duration, Instant};
 
+use besip_tests::pbx::assert_state_valid;
 use besip_tests::pbx::*;
-#[path = "../src/pbx/state_check.rs"]
-mod state_check;
-use state_check::assert_state_valid;
 
 /// The PBX with set `gw` (`algorithm`, probing every second or off) of
 /// destinations `dests` (ip, port), reached by numbers starting with 0.

@@ -195,24 +195,7 @@ fn state_is_valid_yang_data() {
             .as_u64()
             .is_some_and(|e| e > 3500)
     );
-    let file = pbx.root.path().join("state.json");
-    std::fs::write(&file, serde_json::to_vec(&state).expect("json")).expect("write");
-    let yang = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../yang");
-    let out = std::process::Command::new("yanglint")
-        .arg("-p")
-        .arg(&yang)
-        .arg("-p")
-        .arg(yang.join("ietf"))
-        .args(["-t", "data", "-f", "json"])
-        .arg(yang.join("besip-pbx.yang"))
-        .arg(&file)
-        .output()
-        .expect("run yanglint");
-    assert!(
-        out.status.success(),
-        "yanglint rejects the state:\n{}\n{state}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    besip_tests::pbx::assert_state_valid(&pbx, &state);
 }
 
 /// A reload moves the listen sockets without a restart: the new port

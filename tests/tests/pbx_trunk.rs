@@ -5,11 +5,9 @@
 
 use std::time::{Duration, Instant};
 
+use besip_tests::pbx::assert_state_valid;
 use besip_tests::pbx::*;
-#[path = "../src/pbx/state_check.rs"]
-mod state_check;
 use sha2::Digest;
-use state_check::assert_state_valid;
 
 /// The provider: challenges each REGISTER (MD5 first, SHA-256 for the
 /// refresh and the removal), grants 4 s, and expects the refresh and, at

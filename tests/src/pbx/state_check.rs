@@ -1,6 +1,6 @@
-//! Shared by the pbx trunk and accounting tests (included with #[path]).
+//! The daemon's state answer checked against the besip-pbx YANG module.
 
-use besip_tests::pbx::Pbx;
+use super::Pbx;
 
 /// The state answer checked against the YANG module by yanglint.
 pub fn assert_state_valid(pbx: &Pbx, state: &serde_json::Value) {
