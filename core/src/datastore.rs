@@ -622,7 +622,7 @@ impl Datastore {
         let id = if nothing_changed {
             None
         } else {
-            match self.history.record(&options.user, &options.comment, &xml) {
+            match self.history.record(&options.user, &options.comment, xml) {
                 Ok(id) => Some(id),
                 Err(e) => {
                     tracing::error!(error = %e, "commit applied but not recorded in the history");

@@ -77,8 +77,14 @@ impl History {
         })
     }
 
-    /// Queue a commit's record; returns its id at once.
-    pub fn record(&self, user: &str, comment: &str, config: &str) -> Result<i64, HistoryError> {
+    /// Queue a commit's record (the configuration moves to the writer, no
+    /// copy); returns its id at once.
+    pub fn record(
+        &self,
+        user: &str,
+        comment: &str,
+        config: impl Into<String>,
+    ) -> Result<i64, HistoryError> {
         let mut next = self.next_id.lock().map_err(|_| HistoryError::WriterGone)?;
         let id = *next;
         self.send(Request::Record {
@@ -86,7 +92,7 @@ impl History {
             time: crate::ipc::now_rfc3339(),
             user: user.to_owned(),
             comment: comment.to_owned(),
-            config: config.to_owned(),
+            config: config.into(),
         })?;
         *next += 1;
         Ok(id)
