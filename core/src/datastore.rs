@@ -504,6 +504,18 @@ impl Datastore {
         } else {
             Dirty::All
         };
+        let xml = match printed {
+            Some(xml) => xml,
+            None => cache.print_xml(validated, &dirty, WithDefaults::Explicit.printer_flags()),
+        };
+        // The new running.xml is written and fsynced on another thread while
+        // the packages are rendered and the daemons reload; it is renamed into
+        // place only if they all agree. The thread hands the text back.
+        let running_path = self.layout.running_config();
+        let staging = {
+            let path = running_path.clone();
+            std::thread::spawn(move || (crate::persist::stage(&path, xml.as_bytes()), xml))
+        };
         let mut changed: Vec<(String, String, String)> = Vec::new(); // (module, package, text)
         for module in self.schema.besip_modules() {
             if !all_modules && !self.touched.contains(&module.name) {
@@ -518,18 +530,6 @@ impl Datastore {
                 changed.push((module.name.clone(), package_name, text));
             }
         }
-
-        let xml = match printed {
-            Some(xml) => xml,
-            None => cache.print_xml(validated, &dirty, WithDefaults::Explicit.printer_flags()),
-        };
-        // The new running.xml is written and fsynced on another thread while
-        // the daemons reload; it is renamed into place only if they all agree.
-        let running_path = self.layout.running_config();
-        let staging = {
-            let (path, xml) = (running_path.clone(), xml.clone());
-            std::thread::spawn(move || crate::persist::stage(&path, xml.as_bytes()))
-        };
         // Write the changed packages, then ask their daemons to apply them.
         let mut written: Vec<(String, Option<String>)> = Vec::new();
         let mut reloaded: Vec<String> = Vec::new();
@@ -559,22 +559,21 @@ impl Datastore {
                 }
             }
         }
-        let staged = match staging.join() {
-            Ok(Ok(staged)) => Some(staged),
-            Ok(Err(e)) => {
+        let (staged, xml) = match staging.join() {
+            Ok(staged_and_xml) => staged_and_xml,
+            // Fails the commit below, so the text is never needed.
+            Err(_) => (
+                Err(std::io::Error::other("the thread writing it panicked")),
+                String::new(),
+            ),
+        };
+        let staged = match staged {
+            Ok(staged) => Some(staged),
+            Err(e) => {
                 failure.get_or_insert_with(|| {
                     ConfigError::new(
                         ErrorTag::OperationFailed,
                         format!("cannot write {}: {e}", running_path.display()),
-                    )
-                });
-                None
-            }
-            Err(_) => {
-                failure.get_or_insert_with(|| {
-                    ConfigError::new(
-                        ErrorTag::OperationFailed,
-                        format!("writing {} failed", running_path.display()),
                     )
                 });
                 None
@@ -602,7 +601,6 @@ impl Datastore {
             self.abandon(&mut new_running);
             return Err(error.into());
         }
-
         // Persist: the running file is the source of truth; then history.
         let installed = match staged {
             Some(staged) => staged.install(),
