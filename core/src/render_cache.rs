@@ -14,6 +14,11 @@
 
 use crate::edit::ChangeRecord;
 use std::collections::{HashMap, HashSet};
+
+/// Node identities are hashed once per entry per commit (10,000 times at
+/// 10,000 extensions): a fast fixed hash, not SipHash; the keys are our own
+/// pointers, nothing an outsider can choose.
+pub(crate) type IdentityHash = foldhash::fast::FixedState;
 use yang2::context::Context;
 use yang2::data::{Data, DataFormat, DataNodeRef, DataPrinterFlags, DataTree};
 use yang2::schema::SchemaNodeKind;
@@ -23,7 +28,7 @@ use yang2::schema::SchemaNodeKind;
 pub enum Dirty {
     All,
     /// Node identities (`lyd_node` addresses) of the touched entries.
-    Entries(HashSet<usize>),
+    Entries(HashSet<usize, IdentityHash>),
 }
 
 impl Dirty {
@@ -39,9 +44,54 @@ impl Dirty {
 #[derive(Default)]
 pub struct RenderCache {
     /// UCI text of top-level list entries, per package, by node identity.
-    pub packages: HashMap<String, HashMap<usize, String>>,
+    pub packages: HashMap<String, EntryTexts>,
     /// XML of the list entries directly under top-level containers, by node identity.
-    xml_entries: HashMap<usize, String>,
+    xml_entries: EntryTexts,
+}
+
+/// The rendered text of entries by node identity, kept from one render to
+/// the next. A render marks each entry it reuses or stores; `finish` drops
+/// the rest (entries that are gone). One map and one lookup per entry.
+#[derive(Default)]
+pub struct EntryTexts {
+    texts: HashMap<usize, (String, u64), IdentityHash>,
+    render: u64,
+    touched: usize,
+}
+
+impl EntryTexts {
+    pub fn begin(&mut self) {
+        self.render += 1;
+        self.touched = 0;
+    }
+
+    /// The kept text of `node`, unless the render must redo it.
+    pub fn reuse(&mut self, node: &DataNodeRef<'_, 'static>, dirty: &Dirty) -> Option<&str> {
+        if dirty.is_dirty(node) {
+            return None;
+        }
+        let (text, render) = self.texts.get_mut(&(node.as_raw() as usize))?;
+        if *render != self.render {
+            *render = self.render;
+            self.touched += 1;
+        }
+        Some(text)
+    }
+
+    pub fn store(&mut self, node: &DataNodeRef<'_, 'static>, text: String) {
+        let render = self.render;
+        let previous = self.texts.insert(node.as_raw() as usize, (text, render));
+        if !matches!(previous, Some((_, r)) if r == render) {
+            self.touched += 1;
+        }
+    }
+
+    pub fn finish(&mut self) {
+        if self.touched != self.texts.len() {
+            let render = self.render;
+            self.texts.retain(|_, (_, r)| *r == render);
+        }
+    }
 }
 
 impl RenderCache {
@@ -58,9 +108,11 @@ impl RenderCache {
         // One node at a time (DataPrinterFlags is not Copy: keep its bits).
         let bits = (flags - DataPrinterFlags::WITH_SIBLINGS).bits();
         let print = |node: &DataNodeRef<'_, 'static>| print_node(node, bits);
-        let mut old = std::mem::take(&mut self.xml_entries);
+        let entries = &mut self.xml_entries;
+        entries.begin();
         let mut out = String::with_capacity(1 << 16);
         let Some(first) = tree.reference() else {
+            entries.finish();
             return out;
         };
         for top in first.inclusive_siblings() {
@@ -79,18 +131,20 @@ impl RenderCache {
                     out.push_str(&print(&child));
                     continue;
                 }
-                let identity = child.as_raw() as usize;
-                let text = match old.remove(&identity) {
-                    Some(text) if !dirty.is_dirty(&child) => text,
-                    _ => print(&child),
-                };
-                out.push_str(&text);
-                self.xml_entries.insert(identity, text);
+                match entries.reuse(&child, dirty) {
+                    Some(text) => out.push_str(text),
+                    None => {
+                        let text = print(&child);
+                        out.push_str(&text);
+                        entries.store(&child, text);
+                    }
+                }
             }
             out.push_str("</");
             out.push_str(schema.name());
             out.push('>');
         }
+        entries.finish();
         out
     }
 }
@@ -111,7 +165,7 @@ pub fn dirty_entries(
     tree: &DataTree<'static>,
     changes: &[ChangeRecord],
 ) -> Dirty {
-    let mut entries = HashSet::new();
+    let mut entries = HashSet::default();
     for change in changes {
         match entry_of_change(context, tree, &change.path) {
             Touch::Entry(node) => {

@@ -2,7 +2,7 @@
 //! No per-module code: a new leaf in YANG flows to UCI and back unchanged.
 
 use crate::edit::predicate_value;
-use crate::render_cache::Dirty;
+use crate::render_cache::{Dirty, EntryTexts, IdentityHash};
 use crate::schema::ModuleInfo;
 use crate::uci::Package;
 use std::collections::HashMap;
@@ -75,16 +75,15 @@ pub fn render_module(tree: &DataTree<'static>, module: &ModuleInfo) -> Package {
 
 /// The cached entries a render may reuse, and those it leaves for the next.
 struct Reuse<'a> {
-    old: HashMap<usize, String>,
-    new: HashMap<usize, String>,
+    entries: &'a mut EntryTexts,
     dirty: &'a Dirty,
 }
 
 /// What the text renderer needs to know of a schema node, computed once per node.
 struct NodeFacts {
     /// Option name with container prefixes (leaves), or section type (lists),
-    /// or the prefix contribution (containers).
-    name: String,
+    /// or the prefix contribution (containers). Shared: cloned for every node rendered.
+    name: std::sync::Arc<str>,
     kind: SchemaNodeKind,
     config: bool,
     base: Option<DataValueType>,
@@ -94,7 +93,7 @@ struct NodeFacts {
 /// `render_module(..).render()`, several times faster at 10,000 list entries
 /// because names are computed once per schema node, not once per data node.
 pub struct TextRenderer {
-    facts: HashMap<usize, NodeFacts>,
+    facts: HashMap<usize, NodeFacts, IdentityHash>,
 }
 
 impl Default for TextRenderer {
@@ -106,14 +105,14 @@ impl Default for TextRenderer {
 impl TextRenderer {
     pub fn new() -> Self {
         TextRenderer {
-            facts: HashMap::new(),
+            facts: HashMap::default(),
         }
     }
 
     fn facts(&mut self, schema: &SchemaNode<'_>, prefix: &str) -> &NodeFacts {
         let key = schema.as_raw() as usize;
         self.facts.entry(key).or_insert_with(|| NodeFacts {
-            name: format!("{prefix}{}", uci_name(schema.name())),
+            name: format!("{prefix}{}", uci_name(schema.name())).into(),
             kind: schema.kind(),
             config: schema.is_config(),
             base: schema.leaf_type().map(|t| t.base_type()),
@@ -131,16 +130,16 @@ impl TextRenderer {
         &mut self,
         tree: &DataTree<'static>,
         module: &ModuleInfo,
-        cache: &mut HashMap<usize, String>,
+        cache: &mut EntryTexts,
         dirty: &Dirty,
     ) -> String {
+        cache.begin();
         let mut reuse = Reuse {
-            old: std::mem::take(cache),
-            new: HashMap::new(),
+            entries: cache,
             dirty,
         };
         let text = self.render_with(tree, module, Some(&mut reuse));
-        *cache = reuse.new;
+        cache.finish();
         text
     }
 
@@ -249,14 +248,10 @@ impl TextRenderer {
                     );
                 }
                 SchemaNodeKind::List => {
-                    let identity = child.as_raw() as usize;
                     if let Some(reuse) = reuse.as_deref_mut() {
-                        if !reuse.dirty.is_dirty(&child) {
-                            if let Some(text) = reuse.old.remove(&identity) {
-                                lists.push_str(&text);
-                                reuse.new.insert(identity, text);
-                                continue;
-                            }
+                        if let Some(text) = reuse.entries.reuse(&child, reuse.dirty) {
+                            lists.push_str(text);
+                            continue;
                         }
                     }
                     let keys: Vec<String> = child
@@ -301,7 +296,7 @@ impl TextRenderer {
                     if let Some(reuse) = reuse.as_deref_mut() {
                         if parent.is_none() {
                             entry.push_str(&nested);
-                            reuse.new.insert(identity, entry);
+                            reuse.entries.store(&child, entry);
                         }
                     }
                 }
