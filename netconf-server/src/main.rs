@@ -8,7 +8,7 @@ use clap::Parser;
 use russh::server::Server as _;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 #[derive(Parser)]
 #[command(
@@ -115,20 +115,27 @@ async fn run(args: Args) -> Result<(), String> {
     Ok(())
 }
 
-/// Reverts an unconfirmed confirmed-commit when its timeout expires.
+/// Reverts an unconfirmed confirmed-commit when its timeout expires: sleeps
+/// until the pending commit's deadline, or until running changes (a new,
+/// extended, confirmed or cancelled commit), then looks again.
 fn spawn_confirm_timer(server: Arc<Server>) {
     tokio::spawn(async move {
         loop {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            let mut store = server.store.lock().await;
-            if store.confirm_deadline().is_none() {
+            let deadline = server.store.lock().await.confirm_deadline();
+            let Some(deadline) = deadline else {
+                server.confirm_deadline_changed.notified().await;
                 continue;
+            };
+            tokio::select! {
+                _ = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => {}
+                _ = server.confirm_deadline_changed.notified() => continue,
             }
+            let mut store = server.store.lock().await;
             if let Some(result) = store
                 .revert_if_expired(Instant::now(), &server.reloader)
                 .await
             {
-                server.refresh_nacm(&store);
+                server.running_changed(&store);
                 match result {
                     Ok(_) => tracing::warn!("confirmed commit not confirmed in time: reverted"),
                     Err(e) => tracing::error!(error = %e, "reverting the confirmed commit failed"),

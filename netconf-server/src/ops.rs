@@ -456,7 +456,7 @@ async fn commit(ctx: &SessionCtx, op: &Element) -> OpResult {
             .commit(options, &ctx.server.reloader)
             .await
             .map_err(|e| e.0)?;
-        ctx.server.refresh_nacm(&store);
+        ctx.server.running_changed(&store);
         outcome
     };
     if outcome.id.is_some() {
@@ -475,7 +475,7 @@ async fn cancel_commit(ctx: &SessionCtx, op: &Element) -> OpResult {
         )]);
     }
     let result = store.cancel_commit(persist_id, &ctx.server.reloader).await;
-    ctx.server.refresh_nacm(&store);
+    ctx.server.running_changed(&store);
     result.map(|_| Answer::Ok).map_err(|e| e.0)
 }
 

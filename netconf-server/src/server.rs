@@ -80,6 +80,8 @@ pub struct Server {
     pub nacm_denied: NacmCounters,
     /// `/nacm` of running, re-read whenever running may have changed.
     nacm: RwLock<Arc<Rules>>,
+    /// Wakes the confirmed-commit timer (main.rs) when running changed.
+    pub confirm_deadline_changed: tokio::sync::Notify,
 }
 
 impl Server {
@@ -89,6 +91,7 @@ impl Server {
         Server {
             nacm,
             nacm_denied: NacmCounters::default(),
+            confirm_deadline_changed: tokio::sync::Notify::new(),
             reloader: IpcReloader::new(layout.clone()),
             layout,
             store: tokio::sync::Mutex::new(store),
@@ -129,8 +132,10 @@ impl Server {
         }
     }
 
-    /// Re-read `/nacm` after running changed (commit, cancel, revert).
-    pub fn refresh_nacm(&self, store: &Datastore) {
+    /// After running changed (commit, cancel, revert): re-read `/nacm`, and
+    /// let the confirmed-commit timer look at the (maybe new) deadline.
+    pub fn running_changed(&self, store: &Datastore) {
+        self.confirm_deadline_changed.notify_one();
         let rules = Rules::from_tree(store.tree(Source::Running));
         let mut current = self.nacm.write().unwrap_or_else(|e| e.into_inner());
         if **current != rules {

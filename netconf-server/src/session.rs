@@ -78,7 +78,7 @@ async fn end_session(server: &Server, id: u32) {
             if let Err(e) = store.cancel_commit(None, &server.reloader).await {
                 tracing::error!(session = id, error = %e, "reverting the confirmed commit failed");
             }
-            server.refresh_nacm(&store);
+            server.running_changed(&store);
         }
     }
     server.unregister(id);
