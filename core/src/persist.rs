@@ -15,6 +15,7 @@
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -78,15 +79,31 @@ fn file_name(path: &Path) -> String {
 }
 
 /// Write `contents` into the spare of `path` (created on first use).
+/// Durable files are the configuration itself (running.xml, backups,
+/// exports: password hashes, SIP passwords): readable by their owner only.
+/// Derived UCI packages keep the usual mode, as on OpenWrt.
 fn write_spare(path: &Path, contents: &[u8], durable: bool) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(parent_dir(path))?;
     remove_stale_side_files(path);
     let spare = side_path(path, "spare");
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&spare)?;
+    let mut options = OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    // A spare that is a symlink (planted, or a target that was one) is not
+    // written through.
+    options.custom_flags(libc::O_NOFOLLOW);
+    if durable {
+        options.mode(0o600);
+    }
+    let mut file = match options.open(&spare) {
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            std::fs::remove_file(&spare)?;
+            options.open(&spare)?
+        }
+        other => other?,
+    };
+    if durable {
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
     file.write_all(contents)?;
     file.set_len(contents.len() as u64)?;
     if durable {
@@ -97,13 +114,20 @@ fn write_spare(path: &Path, contents: &[u8], durable: bool) -> std::io::Result<P
 
 /// Rename the spare over `path`, keeping the inode it displaces as the next spare.
 fn install_spare(spare: &Path, path: &Path) -> std::io::Result<()> {
+    // Only a plain file nobody else links to is reused: a hard link the user
+    // made (a quick backup) must keep its contents, as it did with fresh files.
+    let reusable = std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && m.nlink() == 1);
+    if !reusable {
+        std::fs::rename(spare, path)?;
+        return Ok(());
+    }
     let displaced = side_path(path, "displaced");
     let kept = match std::fs::hard_link(path, &displaced) {
         Ok(()) => true,
         Err(e) if e.kind() == ErrorKind::AlreadyExists => {
             std::fs::remove_file(&displaced).is_ok() && std::fs::hard_link(path, &displaced).is_ok()
         }
-        // No target yet, or no hard links on this filesystem: a fresh spare next time.
+        // No hard links on this filesystem: a fresh spare next time.
         Err(_) => false,
     };
     std::fs::rename(spare, path)?;
@@ -194,6 +218,49 @@ mod tests {
             b"3",
             "a shorter version is cut to length"
         );
+    }
+
+    #[test]
+    fn a_file_linked_elsewhere_keeps_its_contents() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("running.xml");
+        let backup = dir.path().join("backup.xml");
+        super::write_atomically(&path, b"one").unwrap();
+        std::fs::hard_link(&path, &backup).unwrap();
+        for version in [&b"two"[..], b"three", b"four"] {
+            super::write_atomically(&path, version).unwrap();
+        }
+        assert_eq!(std::fs::read(&path).unwrap(), b"four");
+        assert_eq!(std::fs::read(&backup).unwrap(), b"one");
+    }
+
+    #[test]
+    fn a_symlinked_spare_is_not_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("besip_pbx");
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"untouched").unwrap();
+        let spare = dir
+            .path()
+            .join(format!(".besip_pbx.spare-{}", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &spare).unwrap();
+        super::replace_derived(&path, b"new").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"new");
+        assert_eq!(std::fs::read(&victim).unwrap(), b"untouched");
+    }
+
+    #[test]
+    fn the_configuration_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("running.xml");
+        std::fs::write(&path, b"old, world-readable").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        for version in [&b"two"[..], b"three", b"four"] {
+            super::write_atomically(&path, version).unwrap();
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
     }
 
     #[test]
