@@ -142,6 +142,7 @@ struct Store {
 impl Store {
     fn open(path: &Path) -> Result<Store, HistoryError> {
         let display = path.display().to_string();
+        restrict_to_owner(path);
         let connection = Connection::open(path).context(DatabaseSnafu {
             path: display.clone(),
         })?;
@@ -252,9 +253,49 @@ impl Store {
     }
 }
 
+/// Every record is a whole configuration (password hashes, SIP passwords):
+/// the database is its owner's only, like running.xml. SQLite gives its WAL
+/// and shared-memory files the database file's mode, so creating that file
+/// first (and narrowing one an older version left) covers all three.
+fn restrict_to_owner(path: &Path) {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path);
+    if let Err(e) = created {
+        // Connection::open reports the real problem right after.
+        tracing::debug!(error = %e, "cannot create the history database file");
+        return;
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let file = format!("{}{suffix}", path.display());
+        let _ = std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_database_and_its_wal_are_the_owners_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history.db");
+        std::fs::write(&path, b"").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let history = History::open(&path).unwrap();
+        history.record("admin", "c", "<config/>").unwrap();
+        assert_eq!(history.list().unwrap().len(), 1);
+        for suffix in ["", "-wal"] {
+            let file = format!("{}{suffix}", path.display());
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{file}");
+        }
+    }
 
     #[test]
     fn keeps_the_last_fifty_newest_first() {
