@@ -289,11 +289,19 @@ async fn copy_config(ctx: &SessionCtx, op: &Element) -> OpResult {
                     } else {
                         Source::Candidate
                     };
-                    ctx.server
-                        .store
-                        .lock()
-                        .await
-                        .print(s, WithDefaults::Explicit)
+                    // What the user may read, as get-config would give it (RFC 8341 §3.4.5).
+                    let store = ctx.server.store.lock().await;
+                    let view = ctx.server.nacm_view(&ctx.user, ctx.group);
+                    let access = read_access(ctx, &view);
+                    with_nacm(view, || {
+                        store.get_config_as(
+                            s,
+                            &besip_core::filter::Filter::All,
+                            WithDefaults::Explicit,
+                            access,
+                        )
+                    })
+                    .map_err(|e| vec![e])?
                 }
                 Store::Config(c) => c.iter().map(|e| e.to_xml()).collect(),
                 Store::Url(src) => read_url_config(&src)

@@ -202,6 +202,20 @@ def test_read_deny_rule_hides_trunks(nc):
     mon.close_session()
 
 
+def test_read_rules_apply_to_an_export_to_a_file(nc, tmp_path):
+    """copy-config to a file URL gives what get-config would (RFC 8341 §3.4.5)."""
+    export = tmp_path / "export.xml"
+    nc.copy_config(source="running", target=f"file://{export}")
+    assert "<trunk>" in export.read_text()
+    set_rules(nc, nacm([("hide", ["admin"], [
+        rule("hide-trunks", "deny", "read", "besip-pbx", path="/besip-pbx:pbx/trunk")])]))
+    assert "<trunk>" not in running(nc)
+    nc.copy_config(source="running", target=f"file://{export}")
+    text = export.read_text()
+    assert "<trunk>" not in text and "192.0.2.1" not in text, text
+    assert "<number>100</number>" in text, text
+
+
 def test_notification_rule_keeps_config_change_from_a_group(nc):
     set_rules(nc, nacm([("quiet", ["quiet"], [
         rule("no-cc", "deny", "read", "ietf-netconf-notifications", notification="netconf-config-change"),

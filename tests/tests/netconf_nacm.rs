@@ -33,7 +33,7 @@ fn nacm_rules_take_effect() {
         "NACM cases failed:\n{stdout}\n{stderr}\n--- server log ---\n{}",
         server.log()
     );
-    assert!(stdout.contains("9 passed"), "{stdout}");
+    assert!(stdout.contains("10 passed"), "{stdout}");
     // The daemon survived every rule, good or bad.
     assert!(!server.log().contains("panicked"), "{}", server.log());
 }
