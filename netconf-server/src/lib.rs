@@ -25,7 +25,8 @@
 //!   over `max-message-size` gets `too-big` and the session is closed;
 //!   connections over `max-sessions` fail authentication; `idle-timeout`
 //!   closes a session with no traffic.
-//! - Notifications: the NETCONF stream only, no replay (`startTime` refused).
+//! - Notifications: the NETCONF stream only; subtree filters; replay of the
+//!   last 1,000 notifications kept in memory (`subscription.rs`).
 
 pub mod framing;
 pub mod modrpc;
@@ -39,4 +40,5 @@ pub mod server;
 pub mod session;
 pub mod ssh;
 pub mod state;
+pub mod subscription;
 pub mod users;

@@ -562,13 +562,9 @@ fn create_subscription(ctx: &mut SessionCtx, op: &Element) -> OpResult {
             )]);
         }
     }
-    if op.child("startTime").is_some() {
-        return Err(vec![ConfigError::protocol(
-            ErrorTag::OperationFailed,
-            "replay is not supported: subscribe without startTime",
-        )]);
-    }
+    let subscription = crate::subscription::Subscription::from_request(op, chrono::Utc::now())
+        .map_err(|e| vec![e])?;
     ctx.subscribed = true;
-    ctx.subscribe_now = true;
+    ctx.new_subscription = Some(subscription);
     Ok(Answer::Ok)
 }

@@ -2,6 +2,7 @@
 //! and the notification stream.
 
 use crate::nacm::{Rules, View};
+use crate::subscription::{Event, ReplayLog};
 use besip_core::datastore::Datastore;
 use besip_core::datastore::Source;
 use besip_core::paths::Layout;
@@ -75,8 +76,10 @@ pub struct Server {
     pub in_sessions: AtomicU64,
     pub in_bad_hellos: AtomicU64,
     pub dropped_sessions: AtomicU64,
-    /// Complete `<notification>` documents for subscribed sessions.
-    pub notifications: broadcast::Sender<String>,
+    /// Published notifications, live, for subscribed sessions.
+    pub notifications: broadcast::Sender<Arc<Event>>,
+    /// The same, kept for replay (RFC 5277 startTime).
+    pub replay: ReplayLog,
     pub nacm_denied: NacmCounters,
     /// `/nacm` of running, re-read whenever running may have changed.
     nacm: RwLock<Arc<Rules>>,
@@ -106,6 +109,7 @@ impl Server {
             in_bad_hellos: AtomicU64::new(0),
             dropped_sessions: AtomicU64::new(0),
             notifications,
+            replay: ReplayLog::default(),
         }
     }
 
@@ -155,11 +159,8 @@ impl Server {
     }
 
     pub fn publish(&self, event_xml: &str) {
-        let doc = format!(
-            "<notification xmlns=\"urn:ietf:params:xml:ns:netconf:notification:1.0\"><eventTime>{}</eventTime>{event_xml}</notification>",
-            besip_core::ipc::now_rfc3339()
-        );
-        let _ = self.notifications.send(doc);
+        let event = self.replay.record(event_xml);
+        let _ = self.notifications.send(event);
     }
 }
 

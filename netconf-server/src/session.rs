@@ -5,6 +5,7 @@ use crate::framing::{encode, FrameError, FrameReader, Framing};
 use crate::reply;
 use crate::rpc;
 use crate::server::{Counters, Group, Server, SessionEntry};
+use crate::subscription::{self, Event, Subscription};
 use besip_core::error::{ConfigError, ErrorTag, ErrorType};
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,8 +25,8 @@ pub struct SessionCtx {
     pub source_host: String,
     pub counters: Arc<Counters>,
     pub subscribed: bool,
-    /// Set by create-subscription; the loop opens the receiver.
-    pub subscribe_now: bool,
+    /// Set by create-subscription; the loop starts it after the reply.
+    pub new_subscription: Option<Subscription>,
 }
 
 pub async fn run<S>(server: Arc<Server>, stream: S, user: String, group: Group, source_host: String)
@@ -52,7 +53,7 @@ where
         source_host,
         counters,
         subscribed: false,
-        subscribe_now: false,
+        new_subscription: None,
     };
 
     let (msg_tx, msg_rx) = mpsc::channel(4);
@@ -142,8 +143,9 @@ async fn serve<W: AsyncWrite + Unpin>(
     let _ = mode_tx.send(framing);
 
     let idle = ctx.server.settings.idle_timeout;
-    let mut notifications: Option<broadcast::Receiver<String>> = None;
+    let mut live: Option<Live> = None;
     loop {
+        let stop_wait = until_stop_time(&live);
         let idle_sleep = async {
             match idle {
                 Some(d) => tokio::time::sleep(d).await,
@@ -175,10 +177,11 @@ async fn serve<W: AsyncWrite + Unpin>(
                     Some(Err(_)) | None => return "client closed",
                 };
                 let outcome = rpc::handle(ctx, &text).await;
-                if ctx.subscribe_now {
-                    ctx.subscribe_now = false;
-                    notifications = Some(ctx.server.notifications.subscribe());
-                }
+                // Listen before replaying, so nothing falls between the two.
+                let started = ctx
+                    .new_subscription
+                    .take()
+                    .map(|s| (ctx.server.notifications.subscribe(), s));
                 if outcome.close {
                     end_session(&ctx.server, ctx.id).await;
                     write_message(w, &outcome.reply, framing).await;
@@ -187,15 +190,32 @@ async fn serve<W: AsyncWrite + Unpin>(
                 if !write_message(w, &outcome.reply, framing).await {
                     return "write failed";
                 }
+                if let Some((receiver, subscription)) = started {
+                    match start_subscription(ctx, w, framing, receiver, subscription).await {
+                        Ok(started) => live = started,
+                        Err(()) => return "write failed",
+                    }
+                }
             }
-            event = next_notification(&mut notifications) => {
-                if !crate::nacm_data::may_receive(&ctx.server.nacm_view(&ctx.user, ctx.group), &event) {
-                    Counters::bump(&ctx.server.nacm_denied.notifications);
+            event = next_notification(&mut live) => {
+                let Some(subscription) = live.as_ref() else { continue };
+                if event.seq <= subscription.replayed_up_to {
+                    continue; // already sent by the replay
+                }
+                if subscription.request.stop.is_some_and(|stop| event.time > stop) {
+                    live = None;
+                    if !write_message(w, &subscription::notification_complete(), framing).await {
+                        return "write failed";
+                    }
                     continue;
                 }
-                Counters::bump(&ctx.counters.out_notifications);
-                Counters::bump(&ctx.server.totals.out_notifications);
-                if !write_message(w, &event, framing).await {
+                if !deliver(ctx, w, framing, &subscription.request, &event).await {
+                    return "write failed";
+                }
+            }
+            _ = stop_time_reached(stop_wait) => {
+                live = None;
+                if !write_message(w, &subscription::notification_complete(), framing).await {
                     return "write failed";
                 }
             }
@@ -205,8 +225,84 @@ async fn serve<W: AsyncWrite + Unpin>(
     }
 }
 
-async fn next_notification(rx: &mut Option<broadcast::Receiver<String>>) -> String {
-    let Some(receiver) = rx else {
+/// A subscription receiving live notifications.
+struct Live {
+    receiver: broadcast::Receiver<Arc<Event>>,
+    request: Subscription,
+    /// The newest event the replay sent (live copies of it are skipped).
+    replayed_up_to: u64,
+}
+
+/// After the `<ok/>`: replay what was asked for, then `<replayComplete>`;
+/// a stopTime already past ends the subscription at once. `Err`: the write failed.
+async fn start_subscription<W: AsyncWrite + Unpin>(
+    ctx: &SessionCtx,
+    w: &mut W,
+    framing: Framing,
+    receiver: broadcast::Receiver<Arc<Event>>,
+    request: Subscription,
+) -> Result<Option<Live>, ()> {
+    let mut replayed_up_to = 0;
+    if let Some(start) = request.start {
+        for event in ctx.server.replay.between(start, request.stop) {
+            replayed_up_to = event.seq;
+            if !deliver(ctx, w, framing, &request, &event).await {
+                return Err(());
+            }
+        }
+        if !write_message(w, &subscription::replay_complete(), framing).await {
+            return Err(());
+        }
+        if request.stop.is_some_and(|stop| stop <= chrono::Utc::now()) {
+            if !write_message(w, &subscription::notification_complete(), framing).await {
+                return Err(());
+            }
+            return Ok(None);
+        }
+    }
+    Ok(Some(Live {
+        receiver,
+        request,
+        replayed_up_to,
+    }))
+}
+
+/// Send one notification if the subscription's filter and NACM let it
+/// through. `false`: the write failed.
+async fn deliver<W: AsyncWrite + Unpin>(
+    ctx: &SessionCtx,
+    w: &mut W,
+    framing: Framing,
+    request: &Subscription,
+    event: &Event,
+) -> bool {
+    if !request.selects(event) {
+        return true;
+    }
+    if !crate::nacm_data::may_receive(&ctx.server.nacm_view(&ctx.user, ctx.group), &event.doc) {
+        Counters::bump(&ctx.server.nacm_denied.notifications);
+        return true;
+    }
+    Counters::bump(&ctx.counters.out_notifications);
+    Counters::bump(&ctx.server.totals.out_notifications);
+    write_message(w, &event.doc, framing).await
+}
+
+/// How long until a live subscription's stopTime (`None`: no end).
+fn until_stop_time(live: &Option<Live>) -> Option<Duration> {
+    let stop = live.as_ref()?.request.stop?;
+    Some((stop - chrono::Utc::now()).to_std().unwrap_or_default())
+}
+
+async fn stop_time_reached(wait: Option<Duration>) {
+    match wait {
+        Some(wait) => tokio::time::sleep(wait).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_notification(live: &mut Option<Live>) -> Arc<Event> {
+    let Some(Live { receiver, .. }) = live else {
         return std::future::pending().await;
     };
     loop {

@@ -118,6 +118,93 @@ def test_notification_after_commit(nc):
     listener.close_session()
 
 
+def utc_now():
+    from datetime import datetime, timezone
+    return datetime.now(timezone.utc)
+
+
+def drain(listener, wait=5):
+    """Notifications until none arrives for `wait` seconds (or a completion marker)."""
+    out = []
+    while True:
+        n = listener.take_notification(timeout=wait)
+        if n is None:
+            return out
+        out.append(n.notification_xml)
+        if "notificationComplete" in out[-1]:
+            return out
+
+
+def test_notification_replay_filter_and_stop_time(nc):
+    start = utc_now().isoformat()
+    nc.edit_config(target="candidate", config=user_xml("replayed", "monitor"))
+    nc.commit()
+    time.sleep(0.2)
+    between = utc_now().isoformat()
+    time.sleep(0.2)
+    nc.edit_config(target="candidate", config=user_xml("replayed", op="delete"))
+    nc.commit()
+
+    # Replay from before both commits: both changes, in order, then replayComplete.
+    everything = connect()
+    everything.create_subscription(start_time=start)
+    got = drain(everything, wait=2)
+    changes = [x for x in got if "netconf-config-change" in x]
+    assert len(changes) == 2, got
+    assert "<operation>merge</operation>" in changes[0] or "create" in changes[0], changes[0]
+    assert "delete" in changes[1], changes[1]
+    assert "replayComplete" in got[-1], got
+    # Still subscribed: a new change arrives live, once.
+    nc.edit_config(target="candidate", config=HOST.format("replay-live"))
+    nc.commit()
+    live = everything.take_notification(timeout=10)
+    assert live is not None and "netconf-config-change" in live.notification_xml
+    assert everything.take_notification(timeout=1) is None
+    everything.close_session()
+
+    # A window that ends between the commits: the first change only, then both markers.
+    window = connect()
+    window.create_subscription(start_time=start, stop_time=between)
+    got = drain(window, wait=5)
+    assert sum("netconf-config-change" in x for x in got) == 1, got
+    assert "replayComplete" in got[-2] and "notificationComplete" in got[-1], got
+    window.close_session()
+
+    # A subtree filter that selects nothing of a config change: only the marker.
+    banned = connect()
+    banned.create_subscription(start_time=start, filter=("subtree", '<ban-added xmlns="urn:besip:security"/>'))
+    got = drain(banned, wait=2)
+    assert len(got) == 1 and "replayComplete" in got[0], got
+    banned.close_session()
+    # One that selects by content: the admin's changes.
+    by_admin = connect()
+    by_admin.create_subscription(start_time=start, filter=("subtree", (
+        '<netconf-config-change xmlns="urn:ietf:params:xml:ns:yang:ietf-netconf-notifications">'
+        '<changed-by><username>admin</username></changed-by></netconf-config-change>')))
+    got = drain(by_admin, wait=2)
+    assert sum("netconf-config-change" in x for x in got) == 3, got
+    by_admin.close_session()
+    nc.edit_config(target="candidate", config=HOST.format("besip"))
+    nc.commit()
+
+
+def test_subscription_parameters_are_checked(nc):
+    from datetime import timedelta
+    m = connect()
+    future = (utc_now() + timedelta(hours=1)).isoformat()
+    for kwargs, tag in ((dict(start_time=future), "bad-element"),
+                        (dict(start_time=utc_now().isoformat(),
+                              stop_time=(utc_now() - timedelta(hours=1)).isoformat()), "bad-element"),
+                        (dict(start_time="yesterday"), "bad-element"),
+                        (dict(filter=("xpath", "/x")), "operation-not-supported")):
+        with pytest.raises(RPCError) as e:
+            m.create_subscription(**kwargs)
+        assert e.value.tag == tag, (kwargs, e.value)
+    # None of them subscribed the session: a plain subscription still works.
+    m.create_subscription()
+    m.close_session()
+
+
 def test_nacm_groups(nc):
     nc.edit_config(target="candidate", config=(
         '<config><system xmlns="urn:besip:system">'
