@@ -84,7 +84,11 @@ def main():
     ap.add_argument("--wake-on-send", action="store_true",
                     help="wake ncclient's transport loop when a request is queued (no 1 ms poll)")
     ap.add_argument("--no-bulk", action="store_true", help="only the edit+commit figures")
+    ap.add_argument("--stock-poll", action="store_true",
+                    help="keep ncclient's own 100 ms poll interval (use few --edits)")
     a = ap.parse_args()
+    if a.stock_poll:
+        ncclient.transport.ssh.TICK = 0.1
     if a.wake_on_send:
         wake_on_send()
     kw = dict(host="127.0.0.1", port=a.port, username=a.user, hostkey_verify=False,

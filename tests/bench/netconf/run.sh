@@ -79,16 +79,20 @@ BW=$(/usr/bin/python3 tests/bench/netconf/bench.py --port "$P1" --password bench
 echo "besip-netconfd (ncclient, wake-on-send):   $BW"
 YW=$(/usr/bin/python3 tests/bench/netconf/bench.py --port "$P2" --user root --key "$WORK/client_key" --edits "$EDITS" --wake-on-send --no-bulk)
 echo "yuma123 netconfd (ncclient, wake-on-send): $YW"
+# ncclient exactly as shipped (100 ms poll), a few edits: what it can show.
+BS=$(/usr/bin/python3 tests/bench/netconf/bench.py --port "$P1" --password bench --edits 20 --stock-poll --no-bulk)
+YS=$(/usr/bin/python3 tests/bench/netconf/bench.py --port "$P2" --user root --key "$WORK/client_key" --edits 20 --stock-poll --no-bulk)
 B=$(/usr/bin/python3 tests/bench/netconf/bench.py --port "$P1" --password bench --edits "$EDITS" --bulk "$BULK")
 echo "besip-netconfd:  $B"
 Y=$(/usr/bin/python3 tests/bench/netconf/bench.py --port "$P2" --user root --key "$WORK/client_key" --edits "$EDITS" --bulk "$BULK")
 echo "yuma123 netconfd: $Y"
-/usr/bin/python3 - "$B" "$Y" "$RB" "$RY" "$BW" "$YW" <<'PY'
+/usr/bin/python3 - "$B" "$Y" "$RB" "$RY" "$BW" "$YW" "$BS" "$YS" <<'PY'
 import json, sys
-b, y, rb, ry, bw, yw = (json.loads(a) for a in sys.argv[1:7])
+b, y, rb, ry, bw, yw, bs, ys = (json.loads(a) for a in sys.argv[1:9])
 print(f"edit+commit, raw OpenSSH client: besip {rb['edit_commit_per_s']:.0f}/s, netconfd {ry['edit_commit_per_s']:.0f}/s, ratio {rb['edit_commit_per_s']/ry['edit_commit_per_s']:.1f}x")
 print(f"edit+commit, ncclient woken on send: besip {bw['edit_commit_per_s']:.0f}/s, netconfd {yw['edit_commit_per_s']:.0f}/s, ratio {bw['edit_commit_per_s']/yw['edit_commit_per_s']:.1f}x")
 print(f"edit+commit, ncclient polling every 1 ms: besip {b['edit_commit_per_s']:.0f}/s, netconfd {y['edit_commit_per_s']:.0f}/s, ratio {b['edit_commit_per_s']/y['edit_commit_per_s']:.1f}x")
+print(f"edit+commit, stock ncclient (100 ms poll, 20 edits): besip {bs['edit_commit_per_s']:.1f}/s, netconfd {ys['edit_commit_per_s']:.1f}/s, ratio {bs['edit_commit_per_s']/ys['edit_commit_per_s']:.1f}x")
 print(f"ncclient's ceiling (pairs of no-op RPCs): polling with besip {b['null_rpc_pairs_per_s']:.0f}/s, with netconfd {y['null_rpc_pairs_per_s']:.0f}/s; woken with besip {bw['null_rpc_pairs_per_s']:.0f}/s, with netconfd {yw['null_rpc_pairs_per_s']:.0f}/s")
 print(f"get-config of {b['extensions']} (besip) / {y['extensions']} (netconfd) extensions: besip {b['get_config_ms_median']:.0f} ms, netconfd {y['get_config_ms_median']:.0f} ms, ratio {y['get_config_ms_median']/b['get_config_ms_median']:.1f}x")
 PY
