@@ -437,12 +437,7 @@ fn dispatch(
         crate::dispatcher::count_call(cfg, &set, &first);
     }
     let target = crate::dispatcher::target(&number, &first);
-    let failover = crate::dispatcher::Failover {
-        set,
-        number,
-        rest: dests,
-        hash: 0,
-    };
+    let failover = crate::dispatcher::Failover::new(set, number, first, dests, sc.no_answer);
     (Decision::Forward(vec![target]), Some(failover))
 }
 

@@ -232,6 +232,9 @@ fn on_branch_response(engine: &Arc<Engine>, key: &str, msg: Message, synthetic: 
             return;
         };
         if code < 200 {
+            // Completed: a branch given up for no answer (or a stray
+            // provisional after its final): nothing of it goes upstream.
+            let done = tx.state == ClientState::Completed;
             if tx.state == ClientState::Trying {
                 tx.state = ClientState::Proceeding;
             }
@@ -239,7 +242,7 @@ fn on_branch_response(engine: &Arc<Engine>, key: &str, msg: Message, synthetic: 
                 tx.cancel_sent = true;
                 cancel_now.push((cancel_for(tx), tx.dest, tx.transport));
             }
-            if code > 100 {
+            if code > 100 && !done {
                 if let Some(stx) = tables.server.get_mut(&skey) {
                     if stx.final_code.is_none() {
                         let bytes = up_msg(engine, &stx.request, &msg, info, &mut out).to_bytes();
@@ -363,6 +366,31 @@ fn cancel_marker(key: &str) -> Message {
         headers: Vec::new(),
         body: Vec::new(),
     }
+}
+
+/// Gives up an INVITE branch that has sent nothing at all (still Trying):
+/// no more retransmissions, no CANCEL (§9.1 forbids one before a
+/// provisional), a local 408 for the branch. Should the destination still
+/// answer, a provisional gets a CANCEL and a final the ACK of a finished
+/// branch. False when the branch has answered meanwhile or is gone.
+pub fn abandon_branch(engine: &Arc<Engine>, key: &str) -> bool {
+    let timeout = {
+        let mut tables = engine.tables.lock();
+        let Some(tx) = tables.client.get_mut(key) else {
+            return false;
+        };
+        if tx.state != ClientState::Trying {
+            return false;
+        }
+        tx.cancel_pending = true;
+        response_to(&tx.request, 408, "Request Timeout", None)
+    };
+    on_branch_response(engine, key, timeout, true);
+    // Kept (also over TCP) so late answers are caught here, not relayed.
+    if let Some(tx) = engine.tables.lock().client.get_mut(key) {
+        tx.expires = Some(Instant::now() + LINGER);
+    }
+    true
 }
 
 /// Timers A/B (INVITE) and E/F (non-INVITE), and Timer C for ringing INVITEs.

@@ -1,8 +1,10 @@
 //! Dispatcher sets: a dialplan route naming a set sends calls to sipp UASes
 //! on distinct 127.0.0.x addresses; round-robin spreads them, OPTIONS probing
 //! marks a stopped destination down (it then gets no calls, and with all
-//! down the caller gets 503), and a 503 from one destination fails the call
-//! over to the next. The IPC state shows each destination's state.
+//! down the caller gets 503), and a 503 from one destination, or no answer
+//! at all within no-answer-timeout, fails the call over to the next and
+//! marks the destination down (the next call skips it). The IPC state shows
+//! each destination's state; YANG refuses a bad no-answer-timeout.
 
 use std::time::{Duration, Instant};
 
@@ -50,6 +52,33 @@ fn dest_state(pbx: &Pbx, uri: &str) -> (String, u64) {
         }
     }
     panic!("no destination {uri} in the state: {s}");
+}
+
+/// last-call-failure of destination `uri` in the IPC state.
+fn last_failure(pbx: &Pbx, uri: &str) -> Option<String> {
+    let s = pbx.state();
+    let sets = s["besip-pbx:pbx"]["dispatcher-set"].as_array().cloned();
+    sets.unwrap_or_default()
+        .iter()
+        .flat_map(|set| set["destination"].as_array().cloned().unwrap_or_default())
+        .find(|d| d["uri"] == uri)
+        .and_then(|d| d["last-call-failure"].as_str().map(str::to_owned))
+}
+
+/// The set's config without probing, a failed destination kept down for a
+/// minute (so the second call of a test must skip it), in `mode`.
+fn failover_uci(mode: &str, dests: &[(&str, u16)], no_answer_ms: u32) -> (String, u16) {
+    let port = free_port();
+    let uci = dispatcher_uci(port, "round-robin", false, dests)
+        .replace(
+            "\toption mode 'proxy'\n",
+            &format!("\toption mode '{mode}'\n"),
+        )
+        .replace(
+            "\toption probe_interval '1'\n",
+            &format!("\toption probe_interval '60'\n\toption no_answer_timeout '{no_answer_ms}'\n"),
+        );
+    (uci, port)
 }
 
 fn wait_state(pbx: &Pbx, uri: &str, want: &str) {
@@ -122,24 +151,114 @@ fn failover_on_503(mode: &str, ip_a: &str, ip_b: &str) {
         eprintln!("SKIP: sipp not installed");
         return;
     }
-    let (pa, pb, port) = (free_port(), free_port(), free_port());
-    let uci = dispatcher_uci(port, "round-robin", false, &[(ip_a, pa), (ip_b, pb)]).replace(
-        "\toption mode 'proxy'\n",
-        &format!("\toption mode '{mode}'\n"),
-    );
+    let (pa, pb) = (free_port(), free_port());
+    let (uci, port) = failover_uci(mode, &[(ip_a, pa), (ip_b, pb)], 3000);
     let pbx = Pbx::start(&uci, port);
     let sipp = Sipp::new();
     let rejects = callee_rejects(503, "Service Unavailable");
     let a = sipp.spawn("a", &rejects, pa, pbx.port, &["-i", ip_a]);
-    let b = sipp.spawn("b", &callee_answers(0), pb, pbx.port, &["-i", ip_b]);
+    let b_args = ["-i", ip_b, "-m", "2"];
+    let b = sipp.spawn("b", &callee_answers(0), pb, pbx.port, &b_args);
     // Round-robin starts with the first destination: it answers 503, the
     // call is answered by the second (and hung up through it).
     call(&sipp, &pbx, "call", &caller_answered("100", "0555003"));
+    let (ua, ub) = (format!("sip:{ip_a}:{pa}"), format!("sip:{ip_b}:{pb}"));
+    // The 503 marked a down: the next call goes straight to b.
+    assert_eq!(dest_state(&pbx, &ua), ("down".into(), 1));
+    assert_eq!(
+        last_failure(&pbx, &ua).as_deref(),
+        Some("503 Service Unavailable")
+    );
+    call(&sipp, &pbx, "call2", &caller_answered("100", "0555013"));
     let (ra, rb) = (sipp.wait(a), sipp.wait(b));
     assert!(ra.success, "destination a:\n{}", ra.log);
     assert!(rb.success, "destination b got no failover:\n{}", rb.log);
-    assert_eq!(dest_state(&pbx, &format!("sip:{ip_a}:{pa}")).1, 1);
-    assert_eq!(dest_state(&pbx, &format!("sip:{ip_b}:{pb}")).1, 1);
+    assert_eq!(dest_state(&pbx, &ua), ("down".into(), 1));
+    assert_eq!(dest_state(&pbx, &ub), ("up".into(), 2));
+    assert_eq!(last_failure(&pbx, &ub), None);
+    let state = pbx.state();
+    assert_state_valid(&pbx, &state);
+}
+
+#[test]
+fn proxy_gives_up_a_silent_destination_and_marks_it_down() {
+    failover_on_silence("proxy", "127.0.0.12", "127.0.0.13");
+}
+
+#[test]
+fn b2bua_gives_up_a_silent_destination_and_marks_it_down() {
+    failover_on_silence("b2bua", "127.0.0.14", "127.0.0.15");
+}
+
+/// A UDP socket that reads and never answers: the SIP methods it got.
+fn silent_destination(ip: &str, port: u16) -> std::thread::JoinHandle<Vec<String>> {
+    let sock = std::net::UdpSocket::bind((ip, port)).expect("bind silent destination");
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
+    std::thread::spawn(move || {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 65536];
+        // Bounded: the test is over well before.
+        let end = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < end {
+            if let Ok((n, _)) = sock.recv_from(&mut buf) {
+                let text = String::from_utf8_lossy(&buf[..n]);
+                if text.starts_with("STOP") {
+                    break;
+                }
+                got.push(text.split(' ').next().unwrap_or("").to_owned());
+            }
+        }
+        got
+    })
+}
+
+fn failover_on_silence(mode: &str, ip_a: &str, ip_b: &str) {
+    if !have_sipp() {
+        eprintln!("SKIP: sipp not installed");
+        return;
+    }
+    let (pa, pb) = (free_port(), free_port());
+    let (uci, port) = failover_uci(mode, &[(ip_a, pa), (ip_b, pb)], 1000);
+    let pbx = Pbx::start(&uci, port);
+    let silent = silent_destination(ip_a, pa);
+    let sipp = Sipp::new();
+    let b_args = ["-i", ip_b, "-m", "2"];
+    let b = sipp.spawn("b", &callee_answers(0), pb, pbx.port, &b_args);
+    // Round-robin starts with a, which never answers: after 1 s the call
+    // goes on to b instead of waiting for Timer B (32 s).
+    let started = Instant::now();
+    call(&sipp, &pbx, "call", &caller_answered("100", "0555014"));
+    assert!(
+        started.elapsed() < Duration::from_secs(16),
+        "failover took {:?}, as long as Timer B",
+        started.elapsed()
+    );
+    let (ua, ub) = (format!("sip:{ip_a}:{pa}"), format!("sip:{ip_b}:{pb}"));
+    assert_eq!(dest_state(&pbx, &ua), ("down".into(), 1));
+    assert_eq!(
+        last_failure(&pbx, &ua).as_deref(),
+        Some("no answer in 1000 ms")
+    );
+    // The next call skips a at once.
+    call(&sipp, &pbx, "call2", &caller_answered("100", "0555015"));
+    let rb = sipp.wait(b);
+    assert!(rb.success, "destination b:\n{}", rb.log);
+    assert_eq!(dest_state(&pbx, &ua), ("down".into(), 1));
+    assert_eq!(dest_state(&pbx, &ub), ("up".into(), 2));
+    // Retransmissions of the INVITE to a stopped when it was given up (at
+    // 0 and 0.5 s; Timer A would go on at 1.5 and 3.5 s), and it got no
+    // CANCEL (it never answered, RFC 3261 §9.1).
+    let left = Duration::from_millis(4000).saturating_sub(started.elapsed());
+    std::thread::sleep(left);
+    let stop = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    stop.send_to(b"STOP", (ip_a, pa)).expect("stop");
+    let got = silent.join().expect("silent destination");
+    let invites = got.iter().filter(|m| *m == "INVITE").count();
+    assert!((1..=3).contains(&invites), "a got {got:?}");
+    assert!(got.iter().all(|m| m == "INVITE"), "a got {got:?}");
+    let state = pbx.state();
+    assert_state_valid(&pbx, &state);
 }
 
 #[test]
@@ -224,4 +343,55 @@ fn reload_changes_the_destinations() {
     assert_eq!(dests.as_array().map(Vec::len), Some(1), "{s}");
     assert_eq!(dests[0]["uri"], ub.as_str());
     let _ = pbx.stop();
+}
+
+/// no-answer-timeout through the real configuration core: out of range or
+/// not a number is refused (and changes nothing), a good value and the
+/// default are rendered as the UCI option the daemon reads.
+#[tokio::test]
+async fn yang_checks_and_renders_no_answer_timeout() {
+    use besip_core::datastore::{CommitOptions, Datastore, NoReload, TestOption};
+    use besip_core::edit::{DefaultOperation, ErrorOption};
+    let root = tempfile::tempdir().expect("tempdir");
+    let layout = besip_core::paths::Layout::new(root.path());
+    let mut store = Datastore::open(layout.clone()).expect("datastore");
+    let set = |name: &str, timeout: &str| {
+        let leaf = match timeout {
+            "" => String::new(),
+            t => format!("<no-answer-timeout>{t}</no-answer-timeout>"),
+        };
+        format!(
+            "<config xmlns:nc=\"urn:ietf:params:xml:ns:netconf:base:1.0\"><pbx xmlns=\"urn:besip:pbx\"><dispatcher-set><name>{name}</name>{leaf}<destination><uri>sip:127.0.0.1:5090</uri></destination></dispatcher-set></pbx></config>"
+        )
+    };
+    let mut edit = |xml: String| {
+        let doc = besip_core::xml::parse(&xml).expect("xml");
+        store
+            .edit_candidate(
+                &doc[0].children,
+                DefaultOperation::Merge,
+                ErrorOption::RollbackOnError,
+                TestOption::TestThenSet,
+            )
+            .map(|_| ())
+    };
+    for bad in ["0", "499", "32001", "70000", "-1", "2s", ""] {
+        let bad = if bad.is_empty() { " " } else { bad };
+        assert!(edit(set("gw", bad)).is_err(), "{bad} accepted");
+    }
+    edit(set("gw", "2000")).expect("2000 ms is fine");
+    edit(set("other", "")).expect("the default");
+    store
+        .commit(CommitOptions::default(), &NoReload)
+        .await
+        .expect("commit");
+    let uci = std::fs::read_to_string(layout.uci_package("besip_pbx")).expect("uci");
+    let pkg = besip_core::uci::Package::parse("besip_pbx", &uci).expect("parse");
+    let timeout = |name: &str| {
+        pkg.sections_of("dispatcher_set")
+            .find(|s| s.get("name") == Some(name))
+            .and_then(|s| s.get("no_answer_timeout").map(str::to_owned))
+    };
+    assert_eq!(timeout("gw").as_deref(), Some("2000"), "{uci}");
+    assert_eq!(timeout("other").as_deref(), Some("3000"), "{uci}");
 }

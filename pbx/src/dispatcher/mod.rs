@@ -1,26 +1,28 @@
 //! Dispatcher sets (/pbx/dispatcher-set, like Kamailio's/OpenSIPS' dispatcher):
 //! a route naming a set sends the call to a destination picked by the set's
 //! algorithm among those not down; OPTIONS probes mark destinations down and
-//! up; an INVITE answered 408/5xx goes on to the next one (proxy and B2BUA).
+//! up; an INVITE answered 408/5xx, or not answered at all within the set's
+//! no-answer-timeout, marks its destination down and goes on to the next
+//! one (proxy and B2BUA; see `failover`).
 //! Nothing here runs unless a route names a set (the REGISTER and trunk paths
 //! never look at it).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use besip_core::uci::Package;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 
-use crate::config::{Config, Mode, Transport};
-use crate::engine::Engine;
+use crate::config::{Config, Transport};
 use crate::proxy::Target;
-use crate::sip::{format_host, response_to, Message, Uri};
-use crate::transaction::{client_key, ClientState, ClientTx};
+use crate::sip::{format_host, Uri};
 
+mod failover;
 mod probe;
+pub use failover::{watch, Failover};
 pub use probe::prober;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +46,8 @@ pub struct SetConfig {
     pub algorithm: Algorithm,
     pub probing: bool,
     pub probe_interval: u64,
+    /// A branch that sends nothing at all for this long is given up.
+    pub no_answer: Duration,
     pub destinations: Vec<Destination>,
 }
 
@@ -69,11 +73,22 @@ impl SetConfig {
             let probing = s.get_bool("probing").map_err(|e| e.to_string())?;
             let interval: Option<u64> =
                 s.get_parsed("probe_interval").map_err(|e| e.to_string())?;
+            // YANG default 3000, range 500..32000 (Timer B): refused outside.
+            let no_answer: Option<u64> = s
+                .get_parsed("no_answer_timeout")
+                .map_err(|e| e.to_string())?;
+            let no_answer = no_answer.unwrap_or(3000);
+            if !(500..=32_000).contains(&no_answer) {
+                return Err(format!(
+                    "dispatcher set {name}: no_answer_timeout {no_answer} ms is outside 500..32000"
+                ));
+            }
             let set = SetConfig {
                 name: name.to_owned(),
                 algorithm,
                 probing: probing.unwrap_or(true),
                 probe_interval: interval.unwrap_or(30).clamp(1, 3600),
+                no_answer: Duration::from_millis(no_answer),
                 destinations: Vec::new(),
             };
             sets.insert(name.to_owned(), set);
@@ -123,6 +138,34 @@ struct DestState {
     health: Health,
     last_probe: Option<String>,
     calls: u64,
+    /// Without probing, when a destination a call marked down is up again.
+    down_until: Option<Instant>,
+    /// Why the last failed call to it failed ("503 Service Unavailable").
+    last_failure: Option<String>,
+}
+
+/// Down, and (without probing) not yet past its down time.
+fn is_down(s: &DestState, now: Instant) -> bool {
+    s.health == Health::Down && s.down_until.is_none_or(|t| t > now)
+}
+
+/// A call to `d` failed (408/5xx or no answer): it gets no calls until a
+/// probe is answered, or without probing for probe-interval seconds.
+fn mark_down(set: &SetConfig, d: &Destination, why: String) {
+    let mut rt = RUNTIME.lock();
+    let s = rt
+        .dests
+        .entry((set.name.clone(), d.uri.clone()))
+        .or_insert_with(|| initial(set));
+    if s.health != Health::Down {
+        tracing::info!(set = %set.name, uri = %d.uri, result = %why, "dispatcher destination marked down by a call");
+    }
+    s.health = Health::Down;
+    s.down_until = match set.probing {
+        true => None,
+        false => Some(Instant::now() + Duration::from_secs(set.probe_interval)),
+    };
+    s.last_failure = Some(why);
 }
 
 /// Runtime state per (set, uri); one PBX engine per process.
@@ -149,6 +192,8 @@ fn initial(set: &SetConfig) -> DestState {
         },
         last_probe: None,
         calls: 0,
+        down_until: None,
+        last_failure: None,
     }
 }
 
@@ -166,10 +211,11 @@ pub fn candidates(set: &SetConfig, call_id: &str) -> Vec<Destination> {
         return Vec::new();
     }
     let mut rt = RUNTIME.lock();
+    let now = Instant::now();
     let down = |rt: &Runtime, d: &Destination| {
         rt.dests
             .get(&(set.name.clone(), d.uri.clone()))
-            .is_some_and(|s| s.health == Health::Down)
+            .is_some_and(|s| is_down(s, now))
     };
     let live: Vec<usize> = (0..n)
         .filter(|&i| !down(&rt, &set.destinations[i]))
@@ -240,182 +286,6 @@ pub fn count_call(cfg: &Config, set: &str, d: &Destination) {
         .calls += 1;
 }
 
-/// What the proxy needs to send an INVITE on to the next destination.
-pub struct Failover {
-    pub set: String,
-    pub number: String,
-    pub rest: Vec<Destination>,
-    pub hash: u32,
-}
-
-/// Holds the server transaction `key` open (one extra pending
-/// branch) and, when the current branch ends with 408 or 5xx, sends the
-/// INVITE to the next destination; otherwise lets the best answer go up.
-pub fn watch(engine: &Arc<Engine>, key: &str, failover: Failover) {
-    let base = {
-        let mut tables = engine.tables.lock();
-        let tables = &mut *tables;
-        let Some(stx) = tables.server.get_mut(key) else {
-            return;
-        };
-        // The final answer is already there (a loopback race): nothing to hold.
-        if stx.pending == 0 || stx.final_code.is_some() {
-            return;
-        }
-        let Some(first) = stx.branches.first() else {
-            return;
-        };
-        let Some(tx) = tables.client.get(first) else {
-            return;
-        };
-        let mut base = tx.request.clone();
-        base.remove_first_value("Via");
-        stx.pending += 1;
-        base
-    };
-    let engine = engine.clone();
-    let key = key.to_owned();
-    tokio::spawn(async move { hold(engine, key, base, failover).await });
-}
-
-enum Step {
-    Wait,
-    Done,
-    Send(Transport, SocketAddr, Vec<u8>, String),
-    Final(Message),
-}
-
-async fn hold(engine: Arc<Engine>, key: String, mut base: Message, mut f: Failover) {
-    f.rest.reverse(); // popped from the end
-                      // Bounded: Timer C plus the transaction timeout, for each destination.
-    let deadline = Instant::now() + Duration::from_secs(250 * (f.rest.len() as u64 + 1));
-    loop {
-        // 50 ms: a failover is that much later at worst, and ringing calls
-        // take the shared transaction lock only 20 times a second.
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let step = next_step(&engine, &key, &mut base, &mut f, Instant::now() > deadline);
-        match step {
-            Step::Wait => {}
-            Step::Done => return,
-            Step::Send(t, dest, bytes, ckey) => {
-                engine.send(t, dest, bytes);
-                crate::responses::spawn_client_timer(&engine, ckey);
-            }
-            Step::Final(resp) => {
-                let call = engine.calls.lock().remove(resp.call_id());
-                if let Some(call) = call {
-                    let code = resp.status().unwrap_or(500);
-                    crate::accounting::ended(&engine, resp.call_id(), call, code);
-                }
-                engine.reply(&key, resp);
-                return;
-            }
-        }
-    }
-}
-
-fn next_step(engine: &Engine, key: &str, base: &mut Message, f: &mut Failover, late: bool) -> Step {
-    let cfg = engine.config();
-    let mut guard = engine.tables.lock();
-    let tables = &mut *guard;
-    let Some(stx) = tables.server.get_mut(key) else {
-        return Step::Done;
-    };
-    if stx.final_code.is_some() {
-        stx.pending = stx.pending.saturating_sub(1);
-        return Step::Done;
-    }
-    if stx.pending > 1 && !late {
-        return Step::Wait; // the current branch has not ended
-    }
-    let code = stx.best.as_ref().and_then(Message::status).unwrap_or(408);
-    let retry = !late && !stx.cancelled && (code == 408 || code >= 500) && code < 600;
-    let next = match retry {
-        true => loop {
-            let Some(d) = f.rest.pop() else { break None };
-            let down = RUNTIME
-                .lock()
-                .dests
-                .get(&(f.set.clone(), d.uri.clone()))
-                .is_some_and(|s| s.health == Health::Down);
-            if !down {
-                break Some(d);
-            }
-        },
-        false => None,
-    };
-    let Some(d) = next else {
-        stx.pending = 0;
-        let last = stx.branches.last().and_then(|k| tables.client.get(k));
-        let info = last.map(|tx| crate::responses::BranchInfo {
-            dest: tx.dest,
-            transport: tx.transport,
-            cseq: tx.request.cseq().map(|c| c.0).unwrap_or(1),
-        });
-        let Some(stx) = tables.server.get_mut(key) else {
-            return Step::Done;
-        };
-        let resp = match (stx.best.take(), info, cfg.mode) {
-            // B2BUA: the caller's answer is rebuilt on its own leg (and the call forgotten).
-            (Some(b), Some(info), Mode::B2bua) => {
-                match crate::b2bua::translate(engine, &stx.request, &b, info) {
-                    Some((up, _)) => up,
-                    None => response_to(&stx.request, 503, "Service Unavailable", None),
-                }
-            }
-            (Some(mut b), _, Mode::Proxy) => {
-                b.remove_first_value("Via");
-                b
-            }
-            _ => response_to(&stx.request, 503, "Service Unavailable", None),
-        };
-        return Step::Final(resp);
-    };
-    if cfg.mode == Mode::B2bua {
-        // Our own dialog: the retry is a new transaction with the next CSeq,
-        // which later requests on the far leg (ACK, BYE) follow.
-        let cseq = base.cseq().map(|c| c.0).unwrap_or(1) + 1;
-        base.set_header("CSeq", format!("{cseq} INVITE"));
-        if let Some(call) = engine.b2b.lock().get(base.call_id()) {
-            let mut c = call.lock();
-            c.b.cseq = c.b.cseq.max(cseq);
-        }
-    }
-    tracing::info!(set = %f.set, code, next = %d.uri, call_id = %base.call_id(), "dispatcher failover");
-    let t = target(&f.number, &d);
-    let mut req = base.clone();
-    req.set_uri(t.ruri);
-    let branch = engine.new_branch(f.hash);
-    req.push_header_front(
-        "Via",
-        engine.via_for(t.transport, t.dest.is_ipv6(), &branch),
-    );
-    let bytes = req.to_bytes();
-    let ckey = client_key(&branch, "INVITE");
-    stx.best = None;
-    stx.pending += 1;
-    stx.branches.push(ckey.clone());
-    let cancelled = stx.cancelled;
-    tables.client.insert(
-        ckey.clone(),
-        ClientTx {
-            server_key: Some(key.to_owned()),
-            request: req,
-            bytes: bytes.clone(),
-            dest: t.dest,
-            transport: t.transport,
-            state: ClientState::Trying,
-            cancel_pending: cancelled,
-            cancel_sent: false,
-            created: Instant::now(),
-            expires: None,
-        },
-    );
-    drop(guard);
-    count_call(&cfg, &f.set, &d);
-    Step::Send(t.transport, t.dest, bytes, ckey)
-}
-
 /// RFC 7951 list /pbx/dispatcher-set with the state leaves of each destination.
 pub fn state_json(cfg: &Config) -> Option<Value> {
     if cfg.dispatcher_sets.is_empty() {
@@ -446,6 +316,9 @@ pub fn state_json(cfg: &Config) -> Option<Value> {
                         json!({"uri": d.uri, "state": state, "calls-sent": s.calls.to_string()});
                     if let Some(p) = s.last_probe {
                         v["last-probe-result"] = json!(p);
+                    }
+                    if let Some(f) = s.last_failure {
+                        v["last-call-failure"] = json!(f);
                     }
                     v
                 })
@@ -528,6 +401,58 @@ mod tests {
         assert!(candidates(&s, "x").is_empty(), "all down");
         probe::record(&s, &s.destinations[1], Ok((200, "200 OK".into())));
         assert_eq!(candidates(&s, "x")[0].uri, "sip:10.0.0.1:5060");
+    }
+
+    #[test]
+    fn no_answer_timeout_is_read_and_range_checked() {
+        assert_eq!(
+            set("na", "round-robin", &[1]).no_answer,
+            Duration::from_millis(3000)
+        );
+        let base = "config dispatcher_set 's'\n\toption name 'a'\n";
+        for bad in ["0", "499", "32001", "soon", "-5"] {
+            let text = format!("{base}\toption no_answer_timeout '{bad}'\n");
+            assert!(sets(&text).is_err(), "accepted {bad}");
+        }
+        let text = format!("{base}\toption no_answer_timeout '800'\n");
+        let s = sets(&text).expect("800 ms");
+        assert_eq!(s["a"].no_answer, Duration::from_millis(800));
+    }
+
+    #[test]
+    fn a_failed_call_marks_down_until_a_probe_or_the_down_time_ends() {
+        let mut s = set("mark", "round-robin", &[1, 1]);
+        s.probing = true;
+        mark_down(&s, &s.destinations[0], "503 Service Unavailable".into());
+        for _ in 0..4 {
+            let c = candidates(&s, "x");
+            assert_eq!(c.len(), 1);
+            assert_eq!(c[0].uri, "sip:10.0.0.1:5060");
+        }
+        probe::record(&s, &s.destinations[0], Ok((200, "200 OK".into())));
+        assert_eq!(candidates(&s, "x").len(), 2, "a probe brings it back");
+        // Without probing: down for probe-interval, then up again.
+        s.probing = false;
+        mark_down(&s, &s.destinations[1], "no answer in 3000 ms".into());
+        assert_eq!(candidates(&s, "x").len(), 1);
+        if let Some(d) = RUNTIME
+            .lock()
+            .dests
+            .get_mut(&("mark".to_owned(), "sip:10.0.0.1:5060".to_owned()))
+        {
+            d.down_until = Some(Instant::now());
+        }
+        assert_eq!(candidates(&s, "x").len(), 2, "the down time is over");
+        let state = last_failure_of(&s);
+        assert!(state.contains("no answer in 3000 ms"), "{state}");
+    }
+
+    fn last_failure_of(s: &SetConfig) -> String {
+        let rt = RUNTIME.lock();
+        let d = rt
+            .dests
+            .get(&(s.name.clone(), s.destinations[1].uri.clone()));
+        format!("{:?}", d.and_then(|d| d.last_failure.clone()))
     }
 
     #[test]

@@ -33,9 +33,13 @@ pub async fn prober(engine: Arc<Engine>) {
             });
             for set in cfg.dispatcher_sets.values() {
                 if !set.probing {
+                    // Up, unless a failed call marked it down for a while.
                     for d in &set.destinations {
                         if let Some(s) = rt.dests.get_mut(&(set.name.clone(), d.uri.clone())) {
-                            s.health = Health::Up;
+                            if s.down_until.is_none_or(|t| t <= now) {
+                                s.health = Health::Up;
+                                s.down_until = None;
+                            }
                         }
                     }
                     continue;
@@ -77,6 +81,7 @@ pub(super) fn record(set: &SetConfig, d: &Destination, result: Result<(u16, Stri
         tracing::info!(set = %set.name, uri = %d.uri, result = %text, up = health == Health::Up, "dispatcher destination changed state");
     }
     s.health = health;
+    s.down_until = None;
     s.last_probe = Some(text);
 }
 
