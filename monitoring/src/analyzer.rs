@@ -1,10 +1,12 @@
 //! Turns captured frames into streams, calls and scores; shared by offline
 //! analysis and the live daemon.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 use crate::codec::{is_non_voice, Codec, CodecTable};
+pub use crate::correlate::Call;
+use crate::correlate::{Signalling, END_GRACE_S};
 use crate::decode::{self, Skip, Transport};
 use crate::emodel::{self, Impairments, Variant};
 use crate::rtcp::{self, RtcpItem};
@@ -84,35 +86,20 @@ pub struct Stream {
     pub non_voice_packets: u64,
     in_non_voice_run: bool,
     pub intervals: Vec<IntervalScore>,
+    /// The call the stream was bound to when its endpoint was first announced.
+    pub call_id: Option<String>,
     interval_start: f64,
     prior_expected: u64,
     prior_received: u64,
-}
-
-/// SDP media endpoint -> the call that announced it and its rtpmap.
-#[derive(Debug, Clone)]
-struct SdpEndpoint {
-    call_id: String,
-    seen: f64,
-    rtpmap: Vec<(u8, String, u32)>,
-}
-
-/// A call seen in SIP.
-#[derive(Debug, Clone)]
-pub struct Call {
-    pub call_id: String,
-    pub from: String,
-    pub to: String,
-    pub start: f64,
 }
 
 pub struct Analyzer {
     pub settings: Settings,
     pub counters: Counters,
     pub streams: HashMap<StreamKey, Stream>,
-    pub calls: Vec<Call>,
-    call_index: HashMap<String, usize>,
-    sdp: HashMap<(IpAddr, u16), SdpEndpoint>,
+    /// Streams ended by a later call on the same key, until taken.
+    pub finished: Vec<Stream>,
+    pub signalling: Signalling,
     /// (sender SSRC, NTP middle 32 bits) -> capture time of the SR.
     sr_seen: HashMap<(u32, u32), f64>,
     /// SSRC -> last RTT (s) measured from the capture point to the reporter.
@@ -126,9 +113,8 @@ impl Analyzer {
             settings,
             counters: Counters::default(),
             streams: HashMap::new(),
-            calls: Vec::new(),
-            call_index: HashMap::new(),
-            sdp: HashMap::new(),
+            finished: Vec::new(),
+            signalling: Signalling::default(),
             sr_seen: HashMap::new(),
             rtt: HashMap::new(),
             reassembler: Default::default(),
@@ -203,11 +189,8 @@ impl Analyzer {
             dst_port: dg.dst_port,
             ssrc: h.ssrc,
         };
-        let sdp = self
-            .sdp
-            .get(&(dg.dst, dg.dst_port))
-            .or_else(|| self.sdp.get(&(dg.src, dg.src_port)));
-        let announced = sdp
+        let owner = self.signalling.owner(ts, &key);
+        let announced = owner
             .and_then(|e| e.rtpmap.iter().find(|(pt, ..)| *pt == h.payload_type))
             .map(|(_, n, c)| (n.as_str(), *c));
         let non_voice = match announced {
@@ -216,10 +199,23 @@ impl Analyzer {
             None => matches!(h.payload_type, 13 | 19 | 101),
         };
         let interval = self.settings.interval_s.max(1.0);
+        let ends = self.streams.get(&key).is_some_and(|s| {
+            s.call_id
+                .as_deref()
+                .is_some_and(|c| self.signalling.ends_stream(c, s.first_seen, ts, owner))
+        });
+        if ends {
+            // Same addresses, ports and SSRC, but another call: a new stream.
+            self.finished.extend(self.streams.remove(&key));
+        }
         let stream = self
             .streams
             .entry(key)
             .or_insert_with(|| Stream::new(key, ts, h.seq));
+        if stream.call_id.is_none() {
+            // RTP may come before the SDP that announces it.
+            stream.call_id = owner.map(|o| o.call_id.clone());
+        }
         if ts >= stream.interval_start + interval {
             stream.close_interval(&self.settings, self.rtt.get(&h.ssrc).copied());
             if ts >= stream.interval_start + interval {
@@ -252,30 +248,7 @@ impl Analyzer {
     }
 
     fn sip(&mut self, ts: f64, info: sip::SipInfo) {
-        if info.is_invite && !self.call_index.contains_key(&info.call_id) {
-            self.call_index
-                .insert(info.call_id.clone(), self.calls.len());
-            self.calls.push(Call {
-                call_id: info.call_id.clone(),
-                from: info.from.clone(),
-                to: info.to.clone(),
-                start: ts,
-            });
-        }
-        for m in info.media {
-            if let Some(addr) = m.address {
-                if m.port != 0 {
-                    let ep = SdpEndpoint {
-                        call_id: info.call_id.clone(),
-                        seen: ts,
-                        rtpmap: m.rtpmap,
-                    };
-                    self.sdp.insert((addr, m.port), ep.clone());
-                    // RTCP on the next port belongs to the same call.
-                    self.sdp.insert((addr, m.port.wrapping_add(1)), ep);
-                }
-            }
-        }
+        self.signalling.sip(ts, info);
     }
 
     fn rtcp(&mut self, ts: f64, item: RtcpItem) {
@@ -309,18 +282,22 @@ impl Analyzer {
         }
     }
 
-    /// The call a stream belongs to, through the SDP of either endpoint.
-    pub fn call_of(&self, key: &StreamKey) -> Option<&str> {
-        self.sdp
-            .get(&(key.dst, key.dst_port))
-            .or_else(|| self.sdp.get(&(key.src, key.src_port)))
-            .map(|e| e.call_id.as_str())
+    /// The call a stream belongs to: the one it was bound to, else (RTP
+    /// seen only before its SDP) the current owner of its endpoints.
+    pub fn call_of<'a>(&'a self, s: &'a Stream) -> Option<&'a str> {
+        s.call_id.as_deref().or_else(|| {
+            self.signalling
+                .owner(s.last_seen, &s.key)
+                .map(|e| e.call_id.as_str())
+        })
+    }
+
+    pub fn calls(&self) -> &[Call] {
+        &self.signalling.calls
     }
 
     pub fn call(&self, call_id: &str) -> Option<&Call> {
-        self.call_index
-            .get(call_id)
-            .and_then(|&i| self.calls.get(i))
+        self.signalling.call(call_id)
     }
 
     /// One-way delay (ms) used for a stream: half the RTCP RTT, else the default.
@@ -332,36 +309,38 @@ impl Analyzer {
 
     /// Forgets signalling older than `before` that no live stream uses.
     pub fn forget_signalling(&mut self, before: f64) {
-        let live: std::collections::HashSet<String> = self
+        let live: HashSet<String> = self
             .streams
             .values()
-            .filter_map(|s| self.call_of(&s.key).map(str::to_string))
+            .chain(&self.finished)
+            .filter_map(|s| self.call_of(s).map(str::to_string))
             .collect();
-        self.sdp
-            .retain(|_, e| e.seen >= before || live.contains(&e.call_id));
-        self.calls
-            .retain(|c| c.start >= before || live.contains(&c.call_id));
-        self.call_index = self
-            .calls
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (c.call_id.clone(), i))
-            .collect();
+        self.signalling.forget(before, &live);
         self.sr_seen.retain(|_, t| *t >= before);
     }
 
-    /// Drops streams idle since `before` and the calls with no stream left,
-    /// returning them (the daemon stores them, then forgets).
-    pub fn take_idle(&mut self, before: f64) -> Vec<Stream> {
+    /// Takes the streams that have ended, for the daemon to store: those
+    /// idle since `idle_before`, those whose call ended (BYE) more than the
+    /// grace before `now` with no packet since, and those a later call ended.
+    pub fn take_idle(&mut self, idle_before: f64, now: f64) -> Vec<Stream> {
+        let over = |s: &Stream| {
+            s.call_id
+                .as_deref()
+                .and_then(|c| self.signalling.ended(c))
+                .is_some_and(|end| {
+                    let done = end + END_GRACE_S;
+                    now > done && s.last_seen < now - END_GRACE_S
+                })
+        };
         let keys: Vec<StreamKey> = self
             .streams
             .values()
-            .filter(|s| s.last_seen < before)
+            .filter(|s| s.last_seen < idle_before || over(s))
             .map(|s| s.key)
             .collect();
-        keys.into_iter()
-            .filter_map(|k| self.streams.remove(&k))
-            .collect()
+        let mut taken = std::mem::take(&mut self.finished);
+        taken.extend(keys.into_iter().filter_map(|k| self.streams.remove(&k)));
+        taken
     }
 }
 
@@ -378,6 +357,7 @@ impl Stream {
             non_voice_packets: 0,
             in_non_voice_run: false,
             intervals: Vec::new(),
+            call_id: None,
             interval_start: ts,
             prior_expected: 0,
             prior_received: 0,

@@ -133,8 +133,12 @@ impl Monitor {
         };
         let (ended, calls, active) = {
             let mut a = self.analyzer.lock();
-            let before = if force_all { f64::INFINITY } else { t - IDLE_S };
-            let taken = a.take_idle(before);
+            let (before, now) = if force_all {
+                (f64::INFINITY, f64::INFINITY)
+            } else {
+                (t - IDLE_S, t)
+            };
+            let taken = a.take_idle(before, now);
             let ended: Vec<StreamReport> = taken
                 .iter()
                 .filter(|s| s.seq.validated() && s.main_pt.is_some())
@@ -166,7 +170,7 @@ impl Monitor {
             for s in a.streams.values() {
                 if let Some(i) = s.intervals.last().filter(|i| i.mos < threshold) {
                     let id = a
-                        .call_of(&s.key)
+                        .call_of(s)
                         .map_or_else(|| StreamReport::from_stream(&a, s).id, str::to_string);
                     live.push((id, i.mos));
                 }

@@ -4,6 +4,7 @@ pub mod analyzer;
 pub mod burst;
 pub mod codec;
 pub mod config;
+pub mod correlate;
 pub mod daemon;
 pub mod decode;
 pub mod emodel;

@@ -39,6 +39,10 @@ pub struct StreamReport {
     pub mos: f64,
     pub min_mos: f64,
     pub intervals: Vec<IntervalScore>,
+    /// first-seen and last-seen in seconds since the epoch (the stored
+    /// intervals of this stream lie between them).
+    #[serde(skip)]
+    pub span: (f64, f64),
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -100,7 +104,7 @@ impl StreamReport {
                 .codec
                 .as_ref()
                 .map_or_else(|| "-".to_string(), |c| c.name.clone()),
-            call_id: a.call_of(k).map(str::to_string),
+            call_id: a.call_of(s).map(str::to_string),
             first_seen: rfc3339(s.first_seen),
             last_seen: rfc3339(s.last_seen),
             packets: s.seq.received,
@@ -126,6 +130,7 @@ impl StreamReport {
                 .copied()
                 .chain(s.current_interval(&a.settings, rtt))
                 .collect(),
+            span: (s.first_seen, s.last_seen),
         }
     }
 }
@@ -136,12 +141,13 @@ pub fn build(a: &Analyzer) -> Report {
     let mut streams: Vec<StreamReport> = a
         .streams
         .values()
+        .chain(&a.finished)
         .filter(|s| s.seq.validated() && s.main_pt.is_some())
         .map(|s| StreamReport::from_stream(a, s))
         .collect();
     streams.sort_by(|x, y| x.first_seen.cmp(&y.first_seen).then(x.id.cmp(&y.id)));
     let calls = a
-        .calls
+        .calls()
         .iter()
         .map(|c| call_report(&c.call_id, &c.from, &c.to, c.start, &streams))
         .collect();

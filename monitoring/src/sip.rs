@@ -9,6 +9,8 @@ pub struct SipInfo {
     pub from: String,
     pub to: String,
     pub is_invite: bool,
+    /// A BYE or CANCEL request: the call is over.
+    pub is_end: bool,
     pub media: Vec<Media>,
 }
 
@@ -67,6 +69,7 @@ pub fn parse(p: &[u8]) -> Option<SipInfo> {
     let start = lines.next()?;
     let mut info = SipInfo {
         is_invite: start.starts_with("INVITE "),
+        is_end: start.starts_with("BYE ") || start.starts_with("CANCEL "),
         ..SipInfo::default()
     };
     let mut cseq_invite = false;

@@ -93,8 +93,13 @@ impl Store {
                 ],
             )
             .context(SqlSnafu)?;
-            tx.execute("DELETE FROM intervals WHERE stream_id = ?1", params![s.id])
-                .context(SqlSnafu)?;
+            // An earlier snapshot of this stream; a stream of an earlier
+            // call on the same ports and SSRC has the same id but earlier intervals.
+            tx.execute(
+                "DELETE FROM intervals WHERE stream_id = ?1 AND start BETWEEN ?2 AND ?3",
+                params![s.id, s.span.0, s.span.1],
+            )
+            .context(SqlSnafu)?;
             for i in &s.intervals {
                 tx.execute(
                     "INSERT INTO intervals (stream_id, start, expected, lost, loss_percent, r_factor, mos, jitter_ms) VALUES (?1,?2,?3,?4,?5,?6,?7,?8)",

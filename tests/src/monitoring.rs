@@ -242,6 +242,25 @@ pub fn capture(linktype: u32, vlan: Option<u16>, mut packets: Vec<(f64, Vec<u8>)
     pcap
 }
 
+/// A SIP message from alice to bob; with `sdp`, a PCMU + telephone-event
+/// offer/answer for that media address and port.
+pub fn sip_message(start: &str, call_id: &str, cseq: &str, sdp: Option<(&str, u16)>) -> Vec<u8> {
+    let body = sdp.map(|(addr, port)| {
+        format!("v=0\r\no=- 1 1 IN IP4 {addr}\r\ns=-\r\nc=IN IP4 {addr}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n")
+    });
+    let mut m = format!(
+        "{start}\r\nVia: SIP/2.0/UDP 10.1.0.1:5060;branch=z9hG4bK1\r\nFrom: \"Alice\" <sip:alice@example.com>;tag=a1\r\nTo: <sip:bob@example.com>\r\nCall-ID: {call_id}\r\nCSeq: {cseq}\r\n"
+    );
+    match &body {
+        Some(b) => m.push_str(&format!(
+            "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{b}",
+            b.len()
+        )),
+        None => m.push_str("Content-Length: 0\r\n\r\n"),
+    }
+    m.into_bytes()
+}
+
 /// `besip-monitord analyze FILE --format json` parsed, plus stderr.
 pub fn analyze_json(file: &Path, extra: &[&str]) -> (serde_json::Value, String) {
     let out = Command::new(bin_path("besip-monitord"))

@@ -173,23 +173,6 @@ fn synthetic_impairments_match_tshark_and_truth() {
     }
 }
 
-fn sip_message(start: &str, call_id: &str, cseq: &str, sdp: Option<(&str, u16)>) -> Vec<u8> {
-    let body = sdp.map(|(addr, port)| {
-        format!("v=0\r\no=- 1 1 IN IP4 {addr}\r\ns=-\r\nc=IN IP4 {addr}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n")
-    });
-    let mut m = format!(
-        "{start}\r\nVia: SIP/2.0/UDP 10.1.0.1:5060;branch=z9hG4bK1\r\nFrom: \"Alice\" <sip:alice@example.com>;tag=a1\r\nTo: <sip:bob@example.com>\r\nCall-ID: {call_id}\r\nCSeq: {cseq}\r\n"
-    );
-    match &body {
-        Some(b) => m.push_str(&format!(
-            "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{b}",
-            b.len()
-        )),
-        None => m.push_str("Content-Length: 0\r\n\r\n"),
-    }
-    m.into_bytes()
-}
-
 #[test]
 fn sip_calls_tie_streams_and_score_the_worse_direction() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -391,11 +391,17 @@ pub fn call(c: &Connection, call_id: &str) -> rusqlite::Result<Option<CallRow>> 
     }
 }
 
-pub fn intervals(c: &Connection, stream_id: &str) -> rusqlite::Result<Vec<IntervalPoint>> {
+/// The intervals of one direction; streams of other calls on the same ports
+/// and SSRC share its id, so only those within its first and last packet.
+pub fn intervals(c: &Connection, d: &Direction) -> rusqlite::Result<Vec<IntervalPoint>> {
+    // The stored times are cut to milliseconds.
+    let from = seconds(&d.first_seen).map_or(f64::NEG_INFINITY, |t| t - 0.001);
+    let to = seconds(&d.last_seen).map_or(f64::INFINITY, |t| t + 0.001);
     let mut st = c.prepare_cached(
-        "SELECT start, mos, loss_percent, jitter_ms FROM intervals WHERE stream_id = ?1 ORDER BY start",
+        "SELECT start, mos, loss_percent, jitter_ms FROM intervals
+         WHERE stream_id = ?1 AND start BETWEEN ?2 AND ?3 ORDER BY start",
     )?;
-    let rows = st.query_map(params![stream_id], |r| {
+    let rows = st.query_map(params![d.id, from, to], |r| {
         Ok(IntervalPoint {
             start: r.get(0)?,
             mos: r.get::<_, Option<f64>>(1)?.unwrap_or(1.0),

@@ -178,7 +178,7 @@ pub async fn detail(
         let mut series = Vec::new();
         for (k, d) in call.directions.iter().enumerate() {
             let label = if k == 0 { "A → B" } else { "B → A" };
-            series.push((format!("{label} {}", d.source), data::intervals(c, &d.id)?));
+            series.push((format!("{label} {}", d.source), data::intervals(c, d)?));
         }
         Ok(Some((call, series)))
     })
