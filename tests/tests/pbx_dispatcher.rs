@@ -345,6 +345,85 @@ fn reload_changes_the_destinations() {
     let _ = pbx.stop();
 }
 
+/// A callee that stays silent for 1.6 s, then rings: it must get a CANCEL
+/// (answered 200 and 487, whose ACK it waits for).
+const LATE_CALLEE: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="late callee">
+  <recv request="INVITE">
+    <action><ereg regexp="[0-9]+" search_in="hdr" header="CSeq:" assign_to="cseq"/></action>
+  </recv>
+  <pause milliseconds="1600"/>
+  <send><![CDATA[
+SIP/2.0 180 Ringing
+[last_Via:]
+[last_From:]
+[last_To:];tag=lateringing[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+Content-Length: 0
+
+]]></send>
+  <recv request="CANCEL"/>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:];tag=lateringing[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+  <send><![CDATA[
+SIP/2.0 487 Request Terminated
+[last_Via:]
+[last_From:]
+[last_To:];tag=lateringing[call_number]
+[last_Call-ID:]
+CSeq: [$cseq] INVITE
+Content-Length: 0
+
+]]></send>
+  <recv request="ACK"/>
+</scenario>
+"#;
+
+/// A destination given up for silence that rings later is cancelled (§9.1:
+/// the CANCEL waits for its provisional) and its ringing never reaches the
+/// caller, who is answered by the next destination.
+#[test]
+fn a_given_up_destination_that_rings_late_is_cancelled() {
+    if !have_sipp() {
+        eprintln!("SKIP: sipp not installed");
+        return;
+    }
+    let (ip_a, ip_b) = ("127.0.0.16", "127.0.0.17");
+    let (pa, pb) = (free_port(), free_port());
+    let (uci, port) = failover_uci("proxy", &[(ip_a, pa), (ip_b, pb)], 1000);
+    let pbx = Pbx::start(&uci, port);
+    let sipp = Sipp::new();
+    let a = sipp.spawn("a", LATE_CALLEE, pa, pbx.port, &["-i", ip_a]);
+    let b = sipp.spawn("b", &callee_answers(2000), pb, pbx.port, &["-i", ip_b]);
+    call(&sipp, &pbx, "call", &caller_answered("100", "0555016"));
+    let (ra, rb) = (sipp.wait(a), sipp.wait(b));
+    assert!(
+        ra.success,
+        "the late destination got no CANCEL:\n{}",
+        ra.log
+    );
+    assert!(rb.success, "destination b:\n{}", rb.log);
+    let seen = sipp.messages("call");
+    assert!(
+        !seen.contains("lateringing"),
+        "the caller heard the given-up branch:\n{seen}"
+    );
+    assert_eq!(
+        dest_state(&pbx, &format!("sip:{ip_a}:{pa}")),
+        ("down".into(), 1)
+    );
+}
+
 /// no-answer-timeout through the real configuration core: out of range or
 /// not a number is refused (and changes nothing), a good value and the
 /// default are rendered as the UCI option the daemon reads.
