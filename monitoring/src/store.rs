@@ -176,3 +176,94 @@ impl Store {
         rows.collect::<Result<Vec<_>, _>>().context(SqlSnafu)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analyzer::IntervalScore;
+    use crate::report::{rfc3339, CallReport};
+
+    /// A stream of call `call` from `t` to `t + 4` with one interval.
+    fn stream(call: &str, t: f64) -> StreamReport {
+        StreamReport {
+            id: "000000a1:10.0.0.1:4000-10.0.0.2:6000".into(),
+            ssrc: 0xa1,
+            source_address: "10.0.0.1".into(),
+            source_port: 4000,
+            destination_address: "10.0.0.2".into(),
+            destination_port: 6000,
+            payload_type: Some(0),
+            codec: "PCMU".into(),
+            call_id: Some(call.into()),
+            first_seen: rfc3339(t),
+            last_seen: rfc3339(t + 4.0),
+            packets: 200,
+            expected: 200,
+            lost: 0,
+            loss_percent: 0.0,
+            duplicates: 0,
+            out_of_order: 0,
+            jitter_ms: 0.0,
+            max_jitter_ms: 0.0,
+            max_delta_ms: 20.0,
+            burst_ratio: 1.0,
+            burst_count: 0,
+            burst_density: 0.0,
+            gap_density: 0.0,
+            one_way_delay_ms: 0.0,
+            r_factor: 93.2,
+            mos: 4.41,
+            min_mos: 4.41,
+            intervals: vec![IntervalScore {
+                start: t,
+                expected: 200,
+                lost: 0,
+                loss_percent: 0.0,
+                r_factor: 93.2,
+                mos: 4.41,
+                jitter_ms: 0.0,
+            }],
+            span: (t, t + 4.0),
+        }
+    }
+
+    fn call(id: &str) -> CallReport {
+        CallReport {
+            call_id: id.into(),
+            from: String::new(),
+            to: String::new(),
+            start_time: String::new(),
+            stream_count: 1,
+            r_factor: Some(93.2),
+            mos: Some(4.41),
+            min_mos: Some(4.41),
+        }
+    }
+
+    #[test]
+    fn calls_reusing_a_stream_id_keep_their_own_intervals() {
+        let dir = std::env::temp_dir().join(format!("besip-store-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("m.db");
+        let mut store = Store::open(&path).unwrap();
+        let t = 1_700_000_000.123_456;
+        store
+            .save(t + 5.0, &[stream("c1", t)], &[call("c1")])
+            .unwrap();
+        // The second call's stream, a snapshot then its final report.
+        store.save(t + 8.0, &[stream("c2", t + 6.0)], &[]).unwrap();
+        store
+            .save(t + 11.0, &[stream("c2", t + 6.0)], &[call("c2")])
+            .unwrap();
+        let c = crate::web::data::open(&path).unwrap();
+        for (id, start) in [("c1", t), ("c2", t + 6.0)] {
+            let row = crate::web::data::call(&c, id).unwrap().unwrap();
+            assert_eq!(row.directions.len(), 1, "{id}");
+            let points = crate::web::data::intervals(&c, &row.directions[0]).unwrap();
+            let starts: Vec<f64> = points.iter().map(|p| p.start).collect();
+            assert_eq!(starts, vec![start], "{id}");
+        }
+        drop(c);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
