@@ -424,6 +424,56 @@ fn a_given_up_destination_that_rings_late_is_cancelled() {
     );
 }
 
+#[test]
+fn proxy_ends_a_cancelled_call_to_a_silent_destination_with_487() {
+    cancel_while_silent("proxy", "127.0.0.18");
+}
+
+#[test]
+fn b2bua_ends_a_cancelled_call_to_a_silent_destination_with_487() {
+    cancel_while_silent("b2bua", "127.0.0.19");
+}
+
+/// The caller cancels while the only destination has sent nothing: no
+/// CANCEL goes to it (§9.1), and once the branch is given up the caller's
+/// INVITE ends 487, not after Timer B.
+fn cancel_while_silent(mode: &str, ip: &str) {
+    if !have_sipp() {
+        eprintln!("SKIP: sipp not installed");
+        return;
+    }
+    let pa = free_port();
+    let (uci, port) = failover_uci(mode, &[(ip, pa)], 1000);
+    let pbx = Pbx::start(&uci, port);
+    let silent = silent_destination(ip, pa);
+    let sipp = Sipp::new();
+    // As caller_cancels, without waiting for a 180 that never comes: the
+    // CANCEL follows our 100 Trying.
+    let cancels = caller_cancels("100", "0555017").replace("  <recv response=\"180\"/>\n", "");
+    let opt = "<recv response=\"100\" optional=\"true\"/>";
+    let at = cancels.rfind(opt).expect("the 100 of the second INVITE");
+    let cancels = format!(
+        "{}<recv response=\"100\"/>{}",
+        &cancels[..at],
+        &cancels[at + opt.len()..]
+    );
+    let started = Instant::now();
+    call(&sipp, &pbx, "call", &cancels);
+    assert!(
+        started.elapsed() < Duration::from_secs(16),
+        "the 487 took {:?}, as long as Timer B",
+        started.elapsed()
+    );
+    let stop = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    stop.send_to(b"STOP", (ip, pa)).expect("stop");
+    let got = silent.join().expect("silent destination");
+    assert!(!got.is_empty(), "the destination got no INVITE");
+    assert!(got.iter().all(|m| m == "INVITE"), "it got {got:?}");
+    // A cancelled call says nothing about the destination.
+    let uri = format!("sip:{ip}:{pa}");
+    assert_eq!(dest_state(&pbx, &uri), ("up".into(), 1));
+}
+
 /// no-answer-timeout through the real configuration core: out of range or
 /// not a number is refused (and changes nothing), a good value and the
 /// default are rendered as the UCI option the daemon reads.

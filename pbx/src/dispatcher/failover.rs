@@ -188,10 +188,25 @@ fn next_step(engine: &Engine, key: &str, base: &mut Message, f: &mut Failover, l
             transport: tx.transport,
             cseq: tx.request.cseq().map(|c| c.0).unwrap_or(1),
         });
+        // The caller cancelled and the branch never answered: it ends as a
+        // CANCEL does (487, §9.2), not with the local timeout.
+        let terminated = match (stx.cancelled && f.abandoned, last) {
+            (true, Some(tx)) => {
+                let tag = engine.new_tag();
+                Some(response_to(
+                    &tx.request,
+                    487,
+                    "Request Terminated",
+                    Some(&tag),
+                ))
+            }
+            _ => None,
+        };
         let Some(stx) = tables.server.get_mut(key) else {
             return Step::Done;
         };
-        let resp = match (stx.best.take(), info, cfg.mode) {
+        let best = terminated.or_else(|| stx.best.take());
+        let resp = match (best, info, cfg.mode) {
             // B2BUA: the caller's answer is rebuilt on its own leg (and the call forgotten).
             (Some(b), Some(info), Mode::B2bua) => {
                 match crate::b2bua::translate(engine, &stx.request, &b, info) {
