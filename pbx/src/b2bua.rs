@@ -326,6 +326,62 @@ pub fn ack_again(engine: &Engine, call_id: &str) -> Option<(Transport, SocketAdd
     c.b_ack.clone().map(|b| (c.b.transport, c.b.dest, b))
 }
 
+/// `ack_again` for a 2xx of the dialog the call is in (same To tag) only.
+pub fn ack_again_of(
+    engine: &Engine,
+    call_id: &str,
+    to_tag: Option<&str>,
+) -> Option<(Transport, SocketAddr, Vec<u8>)> {
+    let call = engine.b2b.lock().get(call_id).cloned()?;
+    let c = call.lock();
+    if c.b.remote_tag.as_deref() != to_tag {
+        return None;
+    }
+    c.b_ack.clone().map(|b| (c.b.transport, c.b.dest, b))
+}
+
+/// A 2xx on the far leg that no call uses (its branch was given up or timed
+/// out): as a UAC that does not want the session, ACK it and send BYE
+/// (RFC 3261 §13.2.2.4), so the destination does not hold a call for nobody.
+pub fn refuse_stray_answer(
+    engine: &Arc<Engine>,
+    req: &Message,
+    resp: &Message,
+    dest: SocketAddr,
+    transport: Transport,
+) {
+    let target = resp
+        .header("Contact")
+        .map_or(req.uri(), addr_uri)
+        .to_owned();
+    let cseq = req.cseq().map(|c| c.0).unwrap_or(1);
+    let build = |method: &str, n: u32| {
+        let mut m = Message {
+            start: StartLine::Request {
+                method: method.to_owned(),
+                uri: target.clone(),
+            },
+            headers: Vec::new(),
+            body: Vec::new(),
+        };
+        let branch = engine.new_branch(0);
+        m.add_header("Via", engine.via_for(transport, dest.is_ipv6(), &branch));
+        // The route set of a UAC: Record-Route in reverse (§12.1.2).
+        for r in resp.header_values("Record-Route").iter().rev() {
+            m.add_header("Route", (*r).to_owned());
+        }
+        m.add_header("Max-Forwards", "70".into());
+        m.add_header("From", req.header("From").unwrap_or("").to_owned());
+        m.add_header("To", resp.header("To").unwrap_or("").to_owned());
+        m.add_header("Call-ID", req.call_id().to_owned());
+        m.add_header("CSeq", format!("{n} {method}"));
+        m
+    };
+    tracing::info!(call_id = %req.call_id(), to = %resp.header("To").unwrap_or(""), "2xx of a given-up branch: ACK and BYE");
+    engine.send(transport, dest, build("ACK", cseq).to_bytes());
+    crate::responses::send_request_tx(engine, build("BYE", cseq + 1), dest, transport);
+}
+
 /// Drops a call; `code` is its final answer (200 once answered) for the CDR.
 fn forget(engine: &Engine, a_id: &str, b_id: &str, code: u16) {
     let mut map = engine.b2b.lock();

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::Transport;
 use crate::engine::Engine;
-use crate::sip::{response_to, Message, StartLine, Via};
+use crate::sip::{param, response_to, Message, StartLine, Via};
 use crate::transaction::{
     client_key, response_rank, ClientState, ClientTx, LINGER, T1, T2, T4, TIMER_C, TX_TIMEOUT,
 };
@@ -263,11 +263,24 @@ fn on_branch_response(engine: &Arc<Engine>, key: &str, msg: Message, synthetic: 
                 out.push((tx.transport, tx.dest, ack_for(tx, &msg)));
             }
             if retransmission {
+                // An initial INVITE's (no To tag): never a re-INVITE's.
+                let initial = param(tx.request.header("To").unwrap_or(""), "tag").is_none();
+                let branch = (code < 300 && is_invite && initial)
+                    .then(|| (tx.request.clone(), tx.dest, tx.transport));
                 drop(tables);
                 if code < 300 {
-                    match crate::b2bua::ack_again(engine, msg.call_id()) {
-                        Some(ack) => out.push(ack),
-                        None => forward_response_stateless(engine, msg),
+                    let tag = param(msg.header("To").unwrap_or(""), "tag");
+                    let b2bua = engine.config().mode == crate::config::Mode::B2bua;
+                    match (
+                        crate::b2bua::ack_again_of(engine, msg.call_id(), tag),
+                        branch,
+                    ) {
+                        (Some(ack), _) => out.push(ack),
+                        // A 2xx of a branch given up or timed out: no call uses it.
+                        (None, Some((req, dest, t))) if b2bua => {
+                            crate::b2bua::refuse_stray_answer(engine, &req, &msg, dest, t)
+                        }
+                        (None, _) => forward_response_stateless(engine, msg),
                     }
                 }
                 for (t, d, b) in out {

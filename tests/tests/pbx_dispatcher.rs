@@ -424,6 +424,61 @@ fn a_given_up_destination_that_rings_late_is_cancelled() {
     );
 }
 
+/// A callee silent for 1.6 s that then answers 200 at once: it must get
+/// our ACK and a BYE (B2BUA mode: nobody uses that answer).
+const LATE_ANSWER: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="late answer">
+  <recv request="INVITE"/>
+  <pause milliseconds="1600"/>
+  <send retrans="500"><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:];tag=lateanswer[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+Content-Length: 0
+
+]]></send>
+  <recv request="ACK"/>
+  <recv request="BYE"/>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+</scenario>
+"#;
+
+#[test]
+fn b2bua_hangs_up_a_late_answer_of_a_given_up_destination() {
+    if !have_sipp() {
+        eprintln!("SKIP: sipp not installed");
+        return;
+    }
+    let (ip_a, ip_b) = ("127.0.0.20", "127.0.0.21");
+    let (pa, pb) = (free_port(), free_port());
+    let (uci, port) = failover_uci("b2bua", &[(ip_a, pa), (ip_b, pb)], 1000);
+    let pbx = Pbx::start(&uci, port);
+    let sipp = Sipp::new();
+    let a = sipp.spawn("a", LATE_ANSWER, pa, pbx.port, &["-i", ip_a]);
+    let b = sipp.spawn("b", &callee_answers(2000), pb, pbx.port, &["-i", ip_b]);
+    call(&sipp, &pbx, "call", &caller_answered("100", "0555018"));
+    let (ra, rb) = (sipp.wait(a), sipp.wait(b));
+    assert!(
+        ra.success,
+        "the late answer got no ACK and BYE:\n{}",
+        ra.log
+    );
+    assert!(rb.success, "destination b:\n{}", rb.log);
+}
+
 #[test]
 fn proxy_ends_a_cancelled_call_to_a_silent_destination_with_487() {
     cancel_while_silent("proxy", "127.0.0.18");
