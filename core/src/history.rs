@@ -263,7 +263,7 @@ fn restrict_to_owner(path: &Path) {
         .write(true)
         .create(true)
         .truncate(false)
-        .mode(0o600)
+        .mode(crate::persist::OWNER_ONLY)
         .open(path);
     if let Err(e) = created {
         // Connection::open reports the real problem right after.
@@ -272,7 +272,10 @@ fn restrict_to_owner(path: &Path) {
     }
     for suffix in ["", "-wal", "-shm"] {
         let file = format!("{}{suffix}", path.display());
-        let _ = std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600));
+        let _ = std::fs::set_permissions(
+            &file,
+            std::fs::Permissions::from_mode(crate::persist::OWNER_ONLY),
+        );
     }
 }
 

@@ -19,6 +19,10 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+/// Mode of files holding the configuration itself (password hashes, SIP
+/// passwords): running.xml, backups, exports, the commit history.
+pub const OWNER_ONLY: u32 = 0o600;
+
 pub fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     stage(path, contents)?.install()
 }
@@ -92,7 +96,7 @@ fn write_spare(path: &Path, contents: &[u8], durable: bool) -> std::io::Result<P
     // written through.
     options.custom_flags(libc::O_NOFOLLOW);
     if durable {
-        options.mode(0o600);
+        options.mode(OWNER_ONLY);
     }
     let mut file = match options.open(&spare) {
         Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
@@ -102,7 +106,7 @@ fn write_spare(path: &Path, contents: &[u8], durable: bool) -> std::io::Result<P
         other => other?,
     };
     if durable {
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        file.set_permissions(std::fs::Permissions::from_mode(OWNER_ONLY))?;
     }
     file.write_all(contents)?;
     file.set_len(contents.len() as u64)?;

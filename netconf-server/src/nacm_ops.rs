@@ -43,6 +43,18 @@ pub fn read_access(ctx: &SessionCtx, view: &View) -> besip_core::datastore::Read
     }
 }
 
+/// A read as this session's user may do it: `read` gets the secrets access,
+/// and its result is pruned by the user's NACM read rules (get, get-config,
+/// and copy-config to a URL all read this way).
+pub fn read_as_user<R>(
+    ctx: &SessionCtx,
+    read: impl FnOnce(besip_core::datastore::ReadAccess) -> R,
+) -> R {
+    let view = ctx.server.nacm_view(&ctx.user, ctx.group);
+    let access = read_access(ctx, &view);
+    with_nacm(view, || read(access))
+}
+
 /// Does this configuration touch what only admins may change (users, NACM)?
 pub fn touches_admin_data(config: &[Element]) -> bool {
     config.iter().any(|el| {

@@ -4,7 +4,7 @@
 
 use crate::nacm_ops::{
     check_edit_rules, check_replace_rules, exec_denied, may_edit, normalize_nacm_paths,
-    read_access, scope_of, with_nacm,
+    read_as_user, scope_of,
 };
 use crate::rpc::{
     access_denied, bad_value, base_child, filter, missing, store_arg, text_of, url_path,
@@ -16,6 +16,7 @@ use crate::{modrpc, reply::BASE_NS, state};
 use besip_core::datastore::{CommitOptions, Confirmed, Source, TestOption, WithDefaults};
 use besip_core::edit::{DefaultOperation, ErrorOption};
 use besip_core::error::{ConfigError, ErrorTag};
+use besip_core::filter::Filter;
 use besip_core::xml::{escape, Element};
 use std::time::Duration;
 
@@ -86,10 +87,11 @@ async fn get(ctx: &SessionCtx, rpc: &Element, op: &Element) -> OpResult {
     if let Ok(history) = store.history_state_json() {
         states.push(history);
     }
-    let view = ctx.server.nacm_view(&ctx.user, ctx.group);
-    let access = read_access(ctx, &view);
-    let read = || store.get_with_state_as(&filter, wd, &states, access);
-    with_nacm(view, read).map(Answer::Data).map_err(|e| vec![e])
+    read_as_user(ctx, |access| {
+        store.get_with_state_as(&filter, wd, &states, access)
+    })
+    .map(Answer::Data)
+    .map_err(|e| vec![e])
 }
 
 fn source_of(store: Store, what: &str) -> Result<Source, ConfigError> {
@@ -110,9 +112,9 @@ async fn get_config(ctx: &SessionCtx, rpc: &Element, op: &Element) -> OpResult {
     let wd = with_defaults(op).map_err(|e| vec![e])?;
     let store = ctx.server.store.lock().await;
     let started = std::time::Instant::now();
-    let view = ctx.server.nacm_view(&ctx.user, ctx.group);
-    let access = read_access(ctx, &view);
-    let result = with_nacm(view, || store.get_config_as(source, &filter, wd, access));
+    let result = read_as_user(ctx, |access| {
+        store.get_config_as(source, &filter, wd, access)
+    });
     tracing::debug!(
         elapsed_us = started.elapsed().as_micros() as u64,
         "get-config"
@@ -291,15 +293,8 @@ async fn copy_config(ctx: &SessionCtx, op: &Element) -> OpResult {
                     };
                     // What the user may read, as get-config would give it (RFC 8341 §3.4.5).
                     let store = ctx.server.store.lock().await;
-                    let view = ctx.server.nacm_view(&ctx.user, ctx.group);
-                    let access = read_access(ctx, &view);
-                    with_nacm(view, || {
-                        store.get_config_as(
-                            s,
-                            &besip_core::filter::Filter::All,
-                            WithDefaults::Explicit,
-                            access,
-                        )
+                    read_as_user(ctx, |access| {
+                        store.get_config_as(s, &Filter::All, WithDefaults::Explicit, access)
                     })
                     .map_err(|e| vec![e])?
                 }

@@ -30,25 +30,23 @@ pub struct Event {
     pub doc: String,
 }
 
-/// The last `REPLAY_KEEP` notifications, oldest first.
+/// The last `REPLAY_KEEP` notifications, oldest first. One lock for the
+/// numbering and the queue: the log stays in publication order.
 #[derive(Default)]
 pub struct ReplayLog {
     events: Mutex<VecDeque<Arc<Event>>>,
-    next_seq: Mutex<u64>,
 }
 
 impl ReplayLog {
     /// Wrap `event_xml` in a `<notification>` stamped now, and keep it.
     pub fn record(&self, event_xml: &str) -> Arc<Event> {
+        let mut events = crate::server::lock(&self.events);
         let time = Utc::now();
-        let mut next_seq = crate::server::lock(&self.next_seq);
-        *next_seq += 1;
         let event = Arc::new(Event {
-            seq: *next_seq,
+            seq: events.back().map_or(1, |last| last.seq + 1),
             time,
             doc: notification(time, event_xml),
         });
-        let mut events = crate::server::lock(&self.events);
         if events.len() == REPLAY_KEEP {
             events.pop_front();
         }

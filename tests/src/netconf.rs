@@ -123,6 +123,41 @@ pub fn python(port: u16, password: &str, body: &str) -> (bool, String) {
     )
 }
 
+/// What a pytest run of an ncclient suite printed.
+pub struct PytestRun {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Run pytest on `target` (a file or directory of tests/netconf) against
+/// `server`, with its port, admin password and root in the environment the
+/// suites' conftest.py reads. `extra`: more pytest options.
+pub fn run_pytest(server: &NetconfServer, target: &Path, extra: &[&str]) -> PytestRun {
+    let output = Command::new("/usr/bin/python3")
+        .args([
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-W",
+            "ignore::DeprecationWarning",
+        ])
+        .args(extra)
+        .arg(target)
+        .env("BESIP_NC_PORT", server.port.to_string())
+        .env("BESIP_NC_PASSWORD", ADMIN_PASSWORD)
+        .env("BESIP_NC_ROOT", server.root_path())
+        .output()
+        .expect("run /usr/bin/python3 -m pytest (apt install python3-pytest python3-ncclient)");
+    PytestRun {
+        success: output.status.success(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
 /// Directory of the Python (ncclient) and yangcli suites.
 pub fn suite_dir() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("netconf")

@@ -2,33 +2,19 @@
 //! (tests/netconf/test_*.py, run by /usr/bin/python3 -m pytest) and yuma123
 //! yangcli batch scripts (modules fetched from the server with get-schema).
 
-use besip_tests::netconf::{suite_dir, NetconfServer, ADMIN_PASSWORD};
+use besip_tests::netconf::{run_pytest, suite_dir, NetconfServer, PytestRun, ADMIN_PASSWORD};
 use std::process::Command;
 
 #[test]
 fn ncclient_suite() {
     let server = NetconfServer::start();
-    let output = Command::new("/usr/bin/python3")
-        .args([
-            "-m",
-            "pytest",
-            "-q",
-            "-x",
-            "-p",
-            "no:cacheprovider",
-            "-W",
-            "ignore::DeprecationWarning",
-        ])
-        .arg(suite_dir())
-        .env("BESIP_NC_PORT", server.port.to_string())
-        .env("BESIP_NC_PASSWORD", ADMIN_PASSWORD)
-        .env("BESIP_NC_ROOT", server.root_path())
-        .output()
-        .expect("run /usr/bin/python3 -m pytest (apt install python3-pytest python3-ncclient)");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let PytestRun {
+        success,
+        stdout,
+        stderr,
+    } = run_pytest(&server, &suite_dir(), &["-x"]);
     assert!(
-        output.status.success(),
+        success,
         "ncclient suite failed:\n{stdout}\n{stderr}\n--- server log ---\n{}",
         server.log()
     );

@@ -2,34 +2,22 @@
 //! besip-netconfd: ncclient sessions of admin, operator and monitor users
 //! against a server of its own (tests/netconf/nacm_cases.py).
 
-use besip_tests::netconf::{python, suite_dir, NetconfServer, PythonLines, ADMIN_PASSWORD};
+use besip_tests::netconf::{
+    python, run_pytest, suite_dir, NetconfServer, PytestRun, PythonLines, ADMIN_PASSWORD,
+};
 use besip_tests::security::{options_burst, tools_present, write_config, Netns, SecDaemon};
-use std::process::Command;
 use std::time::Duration;
 
 #[test]
 fn nacm_rules_take_effect() {
     let server = NetconfServer::start();
-    let output = Command::new("/usr/bin/python3")
-        .args([
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "-W",
-            "ignore::DeprecationWarning",
-        ])
-        .arg(suite_dir().join("nacm_cases.py"))
-        .env("BESIP_NC_PORT", server.port.to_string())
-        .env("BESIP_NC_PASSWORD", ADMIN_PASSWORD)
-        .env("BESIP_NC_ROOT", server.root_path())
-        .output()
-        .expect("run /usr/bin/python3 -m pytest (apt install python3-pytest python3-ncclient)");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let PytestRun {
+        success,
+        stdout,
+        stderr,
+    } = run_pytest(&server, &suite_dir().join("nacm_cases.py"), &[]);
     assert!(
-        output.status.success(),
+        success,
         "NACM cases failed:\n{stdout}\n{stderr}\n--- server log ---\n{}",
         server.log()
     );
