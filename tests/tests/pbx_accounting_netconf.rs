@@ -8,39 +8,30 @@ use std::time::{Duration, Instant};
 
 use besip_tests::harness::bin_path;
 use besip_tests::netconf::{python, NetconfServer, ADMIN_PASSWORD};
-use besip_tests::pbx::{free_port, have_sipp, Sipp};
+use besip_tests::pbx::{free_port, have_sipp, scenario, uas_reply, Sipp};
 
-const PROVIDER: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="provider">
-  <recv request="REGISTER"/>
-  <send><![CDATA[
-SIP/2.0 401 Unauthorized
-[last_Via:]
-[last_From:]
-[last_To:];tag=prov[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-WWW-Authenticate: Digest realm="prov.test", nonce="nc[pid]", qop="auth", algorithm=MD5
-Content-Length: 0
-
-]]></send>
-  <recv request="REGISTER">
+/// The provider: challenges the REGISTER, then grants it only to user acme.
+fn provider() -> String {
+    scenario(
+        "provider",
+        &format!(
+            r#"  <recv request="REGISTER"/>
+{}  <recv request="REGISTER">
     <action><ereg regexp="username=.acme." search_in="hdr" header="Authorization:" check_it="true" assign_to="u"/></action>
   </recv>
   <Reference variables="u"/>
-  <send><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:];tag=prov[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-[last_Contact:];expires=3600
-Content-Length: 0
-
-]]></send>
-</scenario>
-"#;
+{}"#,
+            uas_reply(
+                "401 Unauthorized",
+                "prov[call_number]",
+                "WWW-Authenticate: Digest realm=\"prov.test\", nonce=\"nc[pid]\", qop=\"auth\", algorithm=MD5\n",
+                "",
+                false
+            ),
+            uas_reply("200 OK", "prov[call_number]", "[last_Contact:];expires=3600\n", "", false)
+        ),
+    )
+}
 
 #[test]
 fn trunk_and_accounting_committed_over_netconf_work_in_the_daemon() {
@@ -68,7 +59,7 @@ fn trunk_and_accounting_committed_over_netconf_work_in_the_daemon() {
     );
     assert!(ok, "commit failed: {out}");
     let sipp = Sipp::new();
-    let provider = sipp.spawn("prov", PROVIDER, prov_port, sip_port, &[]);
+    let provider = sipp.spawn("prov", &provider(), prov_port, sip_port, &[]);
     let mut pbx = Command::new(bin_path("besip-pbxd"))
         .arg("--root")
         .arg(server.root_path())

@@ -347,47 +347,33 @@ fn reload_changes_the_destinations() {
 
 /// A callee that stays silent for 1.6 s, then rings: it must get a CANCEL
 /// (answered 200 and 487, whose ACK it waits for).
-const LATE_CALLEE: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="late callee">
-  <recv request="INVITE">
+fn late_callee() -> String {
+    let tag = "lateringing[call_number]";
+    scenario(
+        "late callee",
+        &format!(
+            r#"  <recv request="INVITE">
     <action><ereg regexp="[0-9]+" search_in="hdr" header="CSeq:" assign_to="cseq"/></action>
   </recv>
   <pause milliseconds="1600"/>
-  <send><![CDATA[
-SIP/2.0 180 Ringing
-[last_Via:]
-[last_From:]
-[last_To:];tag=lateringing[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-Content-Length: 0
-
-]]></send>
-  <recv request="CANCEL"/>
-  <send><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:];tag=lateringing[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-]]></send>
-  <send><![CDATA[
+{}  <recv request="CANCEL"/>
+{}  <send><![CDATA[
 SIP/2.0 487 Request Terminated
 [last_Via:]
 [last_From:]
-[last_To:];tag=lateringing[call_number]
+[last_To:];tag={tag}
 [last_Call-ID:]
 CSeq: [$cseq] INVITE
 Content-Length: 0
 
 ]]></send>
   <recv request="ACK"/>
-</scenario>
-"#;
+"#,
+            uas_reply("180 Ringing", tag, UAS_CONTACT, "", false),
+            uas_reply("200 OK", tag, "", "", false),
+        ),
+    )
+}
 
 /// A destination given up for silence that rings later is cancelled (§9.1:
 /// the CANCEL waits for its provisional) and its ringing never reaches the
@@ -403,7 +389,7 @@ fn a_given_up_destination_that_rings_late_is_cancelled() {
     let (uci, port) = failover_uci("proxy", &[(ip_a, pa), (ip_b, pb)], 1000);
     let pbx = Pbx::start(&uci, port);
     let sipp = Sipp::new();
-    let a = sipp.spawn("a", LATE_CALLEE, pa, pbx.port, &["-i", ip_a]);
+    let a = sipp.spawn("a", &late_callee(), pa, pbx.port, &["-i", ip_a]);
     let b = sipp.spawn("b", &callee_answers(2000), pb, pbx.port, &["-i", ip_b]);
     call(&sipp, &pbx, "call", &caller_answered("100", "0555016"));
     let (ra, rb) = (sipp.wait(a), sipp.wait(b));
@@ -426,35 +412,16 @@ fn a_given_up_destination_that_rings_late_is_cancelled() {
 
 /// A callee silent for 1.6 s that then answers 200 at once: it must get
 /// our ACK and a BYE (B2BUA mode: nobody uses that answer).
-const LATE_ANSWER: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="late answer">
-  <recv request="INVITE"/>
-  <pause milliseconds="1600"/>
-  <send retrans="500"><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:];tag=lateanswer[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-Content-Length: 0
-
-]]></send>
-  <recv request="ACK"/>
-  <recv request="BYE"/>
-  <send><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-]]></send>
-</scenario>
-"#;
+fn late_answer() -> String {
+    scenario(
+        "late answer",
+        &format!(
+            "  <recv request=\"INVITE\"/>\n  <pause milliseconds=\"1600\"/>\n{}{}",
+            uas_reply("200 OK", "lateanswer[call_number]", UAS_CONTACT, "", true),
+            ack_then_bye_answered()
+        ),
+    )
+}
 
 #[test]
 fn b2bua_hangs_up_a_late_answer_of_a_given_up_destination() {
@@ -467,7 +434,7 @@ fn b2bua_hangs_up_a_late_answer_of_a_given_up_destination() {
     let (uci, port) = failover_uci("b2bua", &[(ip_a, pa), (ip_b, pb)], 1000);
     let pbx = Pbx::start(&uci, port);
     let sipp = Sipp::new();
-    let a = sipp.spawn("a", LATE_ANSWER, pa, pbx.port, &["-i", ip_a]);
+    let a = sipp.spawn("a", &late_answer(), pa, pbx.port, &["-i", ip_a]);
     let b = sipp.spawn("b", &callee_answers(2000), pb, pbx.port, &["-i", ip_b]);
     call(&sipp, &pbx, "call", &caller_answered("100", "0555018"));
     let (ra, rb) = (sipp.wait(a), sipp.wait(b));

@@ -15,38 +15,20 @@ use sha2::Digest;
 fn provider_registrar() -> String {
     let challenge = |alg: &str, n: u32| {
         format!(
-            r#"  <recv request="REGISTER"/>
-  <send><![CDATA[
-SIP/2.0 401 Unauthorized
-[last_Via:]
-[last_From:]
-[last_To:];tag=prov[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-WWW-Authenticate: Digest realm="prov.test", nonce="nonce{n}x[pid]", qop="auth", algorithm={alg}
-Content-Length: 0
-
-]]></send>
-  <recv request="REGISTER"/>
-  <send><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:];tag=prov[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-[last_Contact:];expires=4
-Content-Length: 0
-
-]]></send>
-"#
+            "  <recv request=\"REGISTER\"/>\n{}  <recv request=\"REGISTER\"/>\n{}",
+            uas_reply(
+                "401 Unauthorized",
+                "prov[call_number]",
+                &format!("WWW-Authenticate: Digest realm=\"prov.test\", nonce=\"nonce{n}x[pid]\", qop=\"auth\", algorithm={alg}\n"),
+                "",
+                false
+            ),
+            uas_reply("200 OK", "prov[call_number]", "[last_Contact:];expires=4\n", "", false)
         )
     };
-    format!(
-        "<?xml version=\"1.0\" encoding=\"ISO-8859-1\" ?>\n<scenario name=\"provider\">\n{}{}{}</scenario>\n",
-        challenge("MD5", 1),
-        challenge("SHA-256", 2),
-        challenge("SHA-256", 3)
+    scenario(
+        "provider",
+        &(challenge("MD5", 1) + &challenge("SHA-256", 2) + &challenge("SHA-256", 3)),
     )
 }
 
@@ -229,51 +211,26 @@ fn registration_round_trip(transport: &str) {
 /// The provider challenges the first INVITE with 407, takes the ACK, and
 /// answers the INVITE that carries credentials; the caller hangs up.
 fn provider_challenges_invite() -> String {
-    format!(
-        r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="provider">
-  <recv request="INVITE"/>
-  <send><![CDATA[
-SIP/2.0 407 Proxy Authentication Required
-[last_Via:]
-[last_From:]
-[last_To:];tag=prov[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Proxy-Authenticate: Digest realm="prov.test", nonce="inv[pid]", qop="auth", algorithm=MD5
-Content-Length: 0
-
-]]></send>
-  <recv request="ACK"/>
-  <recv request="INVITE"/>
-  <send retrans="500"><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:];tag=prov2[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-[last_Record-Route:]
-Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-Content-Type: application/sdp
-Content-Length: [len]
-
-{SDP}
-]]></send>
-  <recv request="ACK"/>
-  <recv request="BYE"/>
-  <send><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-]]></send>
-</scenario>
-"#
+    let challenge = uas_reply(
+        "407 Proxy Authentication Required",
+        "prov[call_number]",
+        "Proxy-Authenticate: Digest realm=\"prov.test\", nonce=\"inv[pid]\", qop=\"auth\", algorithm=MD5\n",
+        "",
+        false,
+    );
+    let answer = uas_reply(
+        "200 OK",
+        "prov2[call_number]",
+        &format!("[last_Record-Route:]\n{UAS_CONTACT}Content-Type: application/sdp\n"),
+        SDP,
+        true,
+    );
+    scenario(
+        "provider",
+        &format!(
+            "  <recv request=\"INVITE\"/>\n{challenge}  <recv request=\"ACK\"/>\n  <recv request=\"INVITE\"/>\n{answer}{}",
+            ack_then_bye_answered()
+        ),
     )
 }
 
@@ -367,31 +324,24 @@ fn call_to_a_challenging_trunk(mode: &str) {
 /// A provider that first answers 503, then challenges and accepts; later it
 /// takes the removal (Expires: 0) after a challenge.
 fn provider_fails_once() -> String {
-    let reply = |code: &str, extra: &str| {
+    let reply = |status: &str, headers: &str| {
         format!(
-            r#"  <recv request="REGISTER"/>
-  <send><![CDATA[
-SIP/2.0 {code}
-[last_Via:]
-[last_From:]
-[last_To:];tag=prov[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-{extra}Content-Length: 0
-
-]]></send>
-"#
+            "  <recv request=\"REGISTER\"/>\n{}",
+            uas_reply(status, "prov[call_number]", headers, "", false)
         )
     };
     let challenge =
         "WWW-Authenticate: Digest realm=\"prov.test\", nonce=\"n[pid]\", algorithm=MD5\n";
-    format!(
-        "<?xml version=\"1.0\" encoding=\"ISO-8859-1\" ?>\n<scenario name=\"provider\">\n{}{}{}{}{}</scenario>\n",
-        reply("503 Service Unavailable", ""),
-        reply("401 Unauthorized", challenge),
-        reply("200 OK", "[last_Contact:];expires=3600\n"),
-        reply("401 Unauthorized", challenge),
-        reply("200 OK", "")
+    scenario(
+        "provider",
+        &[
+            reply("503 Service Unavailable", ""),
+            reply("401 Unauthorized", challenge),
+            reply("200 OK", "[last_Contact:];expires=3600\n"),
+            reply("401 Unauthorized", challenge),
+            reply("200 OK", ""),
+        ]
+        .concat(),
     )
 }
 

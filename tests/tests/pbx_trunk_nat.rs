@@ -14,43 +14,22 @@ const RTP_MIN: u16 = 31200;
 const RTP_MAX: u16 = 31298;
 
 fn provider(media_port: u16) -> String {
-    format!(
-        r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="provider">
-  <recv request="INVITE"/>
-  <send retrans="500"><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:];tag=prov[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Contact: <sip:prov@{OUTSIDE}:[local_port]>
-Content-Type: application/sdp
-Content-Length: [len]
-
-v=0
-o=prov 1 1 IN IP4 {OUTSIDE}
-s=-
-c=IN IP4 {OUTSIDE}
-t=0 0
-m=audio {media_port} RTP/AVP 0
-a=rtpmap:0 PCMU/8000
-]]></send>
-  <recv request="ACK"/>
-  <recv request="BYE"/>
-  <send><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-]]></send>
-</scenario>
-"#
+    let sdp = format!(
+        "v=0\no=prov 1 1 IN IP4 {OUTSIDE}\ns=-\nc=IN IP4 {OUTSIDE}\nt=0 0\nm=audio {media_port} RTP/AVP 0\na=rtpmap:0 PCMU/8000"
+    );
+    let answer = uas_reply(
+        "200 OK",
+        "prov[call_number]",
+        &format!("Contact: <sip:prov@{OUTSIDE}:[local_port]>\nContent-Type: application/sdp\n"),
+        &sdp,
+        true,
+    );
+    scenario(
+        "provider",
+        &format!(
+            "  <recv request=\"INVITE\"/>\n{answer}{}",
+            ack_then_bye_answered()
+        ),
     )
 }
 

@@ -1,4 +1,46 @@
-//! sipp scenarios for the pbx tests: registration with digest, callers and callees.
+//! sipp scenarios for the pbx tests: registration with digest, callers and
+//! callees, and the pieces other tests build their own scenarios from.
+
+/// A whole scenario: the XML head, `steps`, the end.
+pub fn scenario(name: &str, steps: &str) -> String {
+    format!("<?xml version=\"1.0\" encoding=\"ISO-8859-1\" ?>\n<scenario name=\"{name}\">\n{steps}</scenario>\n")
+}
+
+/// A UAS's response to the last request: `status` ("200 OK"), `to_tag`
+/// appended to the request's To (empty: none), `headers` (each ending in a
+/// newline) before the body, `body` ("" for none; else sent with
+/// `Content-Length: [len]`). `retrans`: resent every 500 ms until the ACK.
+pub fn uas_reply(status: &str, to_tag: &str, headers: &str, body: &str, retrans: bool) -> String {
+    let send = if retrans {
+        r#"<send retrans="500">"#
+    } else {
+        "<send>"
+    };
+    let tag = if to_tag.is_empty() {
+        String::new()
+    } else {
+        format!(";tag={to_tag}")
+    };
+    let tail = if body.is_empty() {
+        "Content-Length: 0\n\n".to_owned()
+    } else {
+        format!("Content-Length: [len]\n\n{body}\n")
+    };
+    format!(
+        "  {send}<![CDATA[\nSIP/2.0 {status}\n[last_Via:]\n[last_From:]\n[last_To:]{tag}\n[last_Call-ID:]\n[last_CSeq:]\n{headers}{tail}]]></send>\n"
+    )
+}
+
+/// The callee's end of an answered call: the ACK, then the BYE answered 200.
+pub fn ack_then_bye_answered() -> String {
+    format!(
+        "  <recv request=\"ACK\"/>\n  <recv request=\"BYE\"/>\n{}",
+        uas_reply("200 OK", "", "", "", false)
+    )
+}
+
+/// The Contact a UAS puts in its answers.
+pub const UAS_CONTACT: &str = "Contact: <sip:[local_ip]:[local_port];transport=[transport]>\n";
 
 /// REGISTER, answered 401, then again with credentials (-au/-ap); expects `final_code`.
 pub fn register_scenario(user: &str, expires: u32, final_code: u16) -> String {
@@ -210,36 +252,16 @@ Content-Length: 0
 
 /// Callee: rings, answers after `ring_ms`, waits for ACK and BYE.
 pub fn callee_answers(ring_ms: u32) -> String {
+    let answer = uas_reply(
+        "200 OK",
+        "[pid]uas[call_number]",
+        &format!("[last_Record-Route:]\n{UAS_CONTACT}Content-Type: application/sdp\n"),
+        SDP,
+        true,
+    );
     format!(
-        r#"{UAS_HEAD}  <pause milliseconds="{ring_ms}"/>
-  <send retrans="500"><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]uas[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-[last_Record-Route:]
-Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-Content-Type: application/sdp
-Content-Length: [len]
-
-{SDP}
-]]></send>
-  <recv request="ACK"/>
-  <recv request="BYE"/>
-  <send><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-]]></send>
-</scenario>
-"#
+        "{UAS_HEAD}  <pause milliseconds=\"{ring_ms}\"/>\n{answer}{}</scenario>\n",
+        ack_then_bye_answered()
     )
 }
 
