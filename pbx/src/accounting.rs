@@ -38,6 +38,16 @@ pub struct Meta {
     pub limit: Option<Duration>,
     /// Credit held for this call (0: not a prepaid call).
     pub reserved: i64,
+    /// Its place among the simultaneous outbound calls (calls that leave the box).
+    pub slot: Option<crate::fraud::Slot>,
+}
+
+/// Who a new call is placed for and whether it leaves the box.
+#[derive(Clone, Copy)]
+pub struct Placement<'a> {
+    pub origin: &'a crate::outbound::Origin,
+    pub outbound: bool,
+    pub source: std::net::SocketAddr,
 }
 
 #[derive(Debug, Clone)]
@@ -284,43 +294,75 @@ fn writer(mut db: rusqlite::Connection, rx: Receiver<Write>) {
 }
 
 /// Admission of a new INVITE: Err((code, reason)) refuses it; Ok(Some(meta))
-/// when accounting has something to remember of the call. Cheap when no
-/// trunk, rate or prepaid checking is configured.
+/// when accounting has something to remember of the call. Outbound calls
+/// take a place among the simultaneous outbound calls and are held to the
+/// caller's hourly spend limit. Cheap when nothing of this is configured.
 pub fn admit(
     engine: &Engine,
     cfg: &Config,
     msg: &Message,
     dialled: &str,
     targets: &[Target],
+    placement: Placement,
 ) -> Result<Option<Box<Meta>>, (u16, &'static str)> {
     let acc = &cfg.accounting;
-    if !acc.enabled && acc.rates.is_empty() && cfg.trunks.is_empty() {
+    let Placement {
+        origin,
+        outbound,
+        source,
+    } = placement;
+    // The account charged is the one that proved itself, never a From.
+    let caller_ext = origin.extension().map(str::to_owned);
+    let spend_limit = caller_ext
+        .as_deref()
+        .filter(|_| outbound)
+        .and_then(|e| cfg.extensions.get(e))
+        .and_then(|e| e.outbound.max_spend_per_hour);
+    if !outbound && !acc.enabled && acc.rates.is_empty() && cfg.trunks.is_empty() {
         return Ok(None);
     }
+    let slot = match outbound {
+        true => Some(
+            engine
+                .fraud
+                .take_slot(cfg, origin)
+                .map_err(|r| engine.fraud.refuse(r, msg, source, origin))?,
+        ),
+        false => None,
+    };
     let trunk = targets.first().and_then(|t| {
-        cfg.trunks
-            .values()
-            .find(|tr| {
-                tr.port == t.dest.port() && tr.host.parse::<std::net::IpAddr>() == Ok(t.dest.ip())
-            })
-            .map(|tr| tr.name.clone())
+        t.trunk.clone().or_else(|| {
+            cfg.trunks
+                .values()
+                .find(|tr| {
+                    tr.port == t.dest.port()
+                        && tr.host.parse::<std::net::IpAddr>() == Ok(t.dest.ip())
+                })
+                .map(|tr| tr.name.clone())
+        })
     });
     let number = Uri::parse(dialled).and_then(|u| u.user).unwrap_or_default();
     let rate = acc.rate_for(&number);
-    let caller_ext = msg
-        .header("From")
-        .map(addr_uri)
-        .and_then(Uri::parse)
-        .filter(|u| engine.is_our_domain(&u.host))
-        .and_then(|u| u.user)
-        .and_then(|u| cfg.resolve_user(&u).map(|e| e.number.clone()));
     let mut meta = Meta {
         caller_ext,
         trunk,
         rate,
         limit: None,
         reserved: 0,
+        slot,
     };
+    if let (Some(limit), Some(ext), true) = (spend_limit, meta.caller_ext.clone(), rate > 0) {
+        let spent = engine.fraud.spent_last_hour(&ext) + running_cost(engine, &ext);
+        if spent >= limit {
+            let answer =
+                engine
+                    .fraud
+                    .refuse(crate::fraud::Refusal::SpendLimit, msg, source, origin);
+            return Err(refused(engine, msg, dialled, meta, answer.0, answer.1));
+        }
+        let ms = (i128::from(limit - spent) * 60_000 / i128::from(rate)).min(u32::MAX as i128);
+        meta.limit = Some(Duration::from_millis(ms as u64));
+    }
     if acc.enabled {
         if acc.max_price.is_some_and(|max| rate > max) {
             return Err(refused(
@@ -341,12 +383,25 @@ pub fn admit(
             Some(Err(reason)) => return Err(refused(engine, msg, dialled, meta, 402, reason)),
             Some(Ok(available)) => {
                 let ms = (i128::from(available) * 60_000 / i128::from(rate)).min(u32::MAX as i128);
-                meta.limit = Some(Duration::from_millis(ms as u64));
+                let limit = Duration::from_millis(ms as u64);
+                meta.limit = Some(meta.limit.map_or(limit, |l| l.min(limit)));
                 meta.reserved = available;
             }
         }
     }
     Ok(Some(Box::new(meta)))
+}
+
+/// What the answered outbound calls of `ext` in progress have cost so far.
+fn running_cost(engine: &Engine, ext: &str) -> i64 {
+    engine
+        .calls
+        .lock()
+        .values()
+        .filter_map(|c| Some((c.answered?, c.acct.as_deref()?)))
+        .filter(|(_, m)| m.slot.is_some() && m.caller_ext.as_deref() == Some(ext))
+        .map(|(a, m)| (i128::from(m.rate) * a.elapsed().as_millis() as i128 / 60_000) as i64)
+        .sum()
 }
 
 /// The CDR of a call refused by the accounting checks; hands back the answer.
@@ -392,6 +447,9 @@ pub fn attach(engine: &Engine, call_id: &str, meta: Box<Meta>) {
             if let (Some(ext), true) = (&meta.caller_ext, meta.reserved > 0) {
                 engine.accounting.settle(ext, meta.reserved, 0);
             }
+            if let Some(slot) = &meta.slot {
+                engine.fraud.release(slot);
+            }
         }
     }
 }
@@ -418,6 +476,12 @@ pub fn ended(engine: &Engine, call_id: &str, call: Call, code: u16) {
     if meta.reserved > 0 {
         if let Some(ext) = &meta.caller_ext {
             acc.settle(ext, meta.reserved, price);
+        }
+    }
+    if let Some(slot) = &meta.slot {
+        engine.fraud.release(slot);
+        if let Some(ext) = &meta.caller_ext {
+            engine.fraud.record_spend(ext, price);
         }
     }
     let id = {

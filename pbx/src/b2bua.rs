@@ -228,6 +228,8 @@ pub fn in_dialog(engine: &Arc<Engine>, key: &str, msg: Message, hash: u32) {
         dest,
         transport,
         routes: vec![],
+        trunk: None,
+        contact: false,
     };
     send_branches(engine, key, &req, vec![target], hash);
 }

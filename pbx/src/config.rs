@@ -60,6 +60,8 @@ pub struct Extension {
     pub enabled: bool,
     pub groups: Vec<String>,
     pub forward_unconditional: Option<String>,
+    /// /pbx/extension/outbound
+    pub outbound: crate::outbound::Permissions,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,6 +116,8 @@ pub struct Config {
     pub session_expires: u32,
     pub max_call_duration: u32,
     pub accounting: crate::accounting::Settings,
+    /// /pbx/outbound
+    pub outbound: crate::outbound::Policy,
 }
 
 fn get_or<T: std::str::FromStr>(
@@ -242,6 +246,7 @@ impl Config {
             });
         }
 
+        let outbound = crate::outbound::Policy::from_package(pkg).map_err(rule)?;
         let mut extensions = HashMap::new();
         for s in pkg.sections_of("extension") {
             let number = s
@@ -263,6 +268,7 @@ impl Config {
                         .get("forwarding_unconditional")
                         .filter(|v| !v.is_empty())
                         .map(str::to_owned),
+                    outbound: outbound.permissions_of(s).map_err(rule)?,
                 },
             );
         }
@@ -364,6 +370,7 @@ impl Config {
         let accounting =
             crate::accounting::Settings::from_package(pkg, &extensions).map_err(rule)?;
         Ok(Config {
+            outbound,
             accounting,
             session_expires,
             max_call_duration,

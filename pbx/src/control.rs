@@ -63,6 +63,7 @@ impl Control {
                 "auth-failures": c.auth_failures.load(Ordering::Relaxed).to_string(),
                 "malformed": c.malformed.load(Ordering::Relaxed).to_string(),
                 "transactions": e.tables.lock().len(),
+                "refused": e.fraud.counters_json(),
             }
         }});
         if let Some(sets) = crate::dispatcher::state_json(&e.config()) {

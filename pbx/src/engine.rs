@@ -73,6 +73,8 @@ pub struct Engine {
     pub trunk_regs: crate::trunk_registration::Registrations,
     /// CDRs and prepaid balances.
     pub accounting: crate::accounting::Accounting,
+    /// Toll-fraud protection: refusals, our dialogs, outbound calls, spend.
+    pub fraud: crate::fraud::Guard,
     /// What we are bound to and name in Via / Record-Route; a reload may change it.
     sockets: RwLock<Vec<LocalSocket>>,
     instance: u32,
@@ -118,6 +120,7 @@ impl Engine {
             counters: Counters::default(),
             trunk_regs: Default::default(),
             accounting: Default::default(),
+            fraud: Default::default(),
             sockets: RwLock::new(sockets),
             instance: rand::random(),
             seq: AtomicU64::new(0),
@@ -584,6 +587,7 @@ impl Engine {
                 unsafe {
                     libc::malloc_trim(0);
                 }
+                self.fraud.sweep();
                 let n = self.location.sweep();
                 if n > 0 {
                     tracing::info!(expired = n, "expired bindings removed");

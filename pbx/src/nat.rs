@@ -33,7 +33,7 @@ pub fn parse_networks(values: &[String]) -> Result<Vec<(IpAddr, u8)>, String> {
         .collect()
 }
 
-fn contains(net: &(IpAddr, u8), ip: IpAddr) -> bool {
+pub fn contains(net: &(IpAddr, u8), ip: IpAddr) -> bool {
     match (net.0, ip) {
         (IpAddr::V4(n), IpAddr::V4(i)) => {
             let mask = u32::MAX.checked_shl(32 - u32::from(net.1)).unwrap_or(0);

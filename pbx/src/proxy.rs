@@ -10,6 +10,8 @@ use std::time::Instant;
 use crate::auth::Verdict;
 use crate::config::{Config, Mode, Transport};
 use crate::engine::{Call, Engine};
+use crate::fraud::Refusal;
+use crate::outbound::Origin;
 use crate::sip::{addr_uri, param, response_to, Message, Uri, Via};
 use crate::transaction::{client_key, ClientState, ClientTx};
 
@@ -20,6 +22,25 @@ pub struct Target {
     pub transport: Transport,
     /// Route headers to put on the branch (Path of the binding).
     pub routes: Vec<String>,
+    /// The trunk the dialplan routed this branch to: only then do the
+    /// trunk's credentials answer a challenge of the branch.
+    pub trunk: Option<String>,
+    /// A registered contact of ours (the call does not leave the box).
+    pub contact: bool,
+}
+
+impl Target {
+    /// A branch to somewhere outside (not a registered contact of ours).
+    fn outside(ruri: String, dest: SocketAddr, transport: Transport) -> Target {
+        Target {
+            ruri,
+            dest,
+            transport,
+            routes: vec![],
+            trunk: None,
+            contact: false,
+        }
+    }
 }
 
 enum Decision {
@@ -28,6 +49,8 @@ enum Decision {
     Response(Message),
     /// A route naming a dispatcher set: (set, number after strip/prepend).
     Dispatch(String, String),
+    /// Refused by the toll-fraud protection.
+    Refuse(Refusal),
 }
 
 fn loop_hash(msg: &Message, ruri: &str) -> u32 {
@@ -76,7 +99,8 @@ pub fn route(
         return;
     }
     let original_uri = msg.uri().to_owned();
-    let mut decision = decide(engine, &cfg, &mut msg, source, transport);
+    let mut origin = Origin::Stranger;
+    let mut decision = decide(engine, &cfg, &mut msg, source, transport, &mut origin);
     let mut failover = None;
     if let Decision::Dispatch(set, number) = decision {
         (decision, failover) = dispatch(&cfg, &msg, set, number);
@@ -92,16 +116,38 @@ pub fn route(
             engine.reply(key, r);
         }
         Decision::Response(r) => engine.reply(key, r),
+        Decision::Refuse(refusal) => {
+            let (code, reason) = engine.fraud.refuse(refusal, &msg, source, &origin);
+            let r = response_to(&msg, code, reason, Some(&engine.new_tag()));
+            engine.reply(key, r);
+        }
         Decision::Forward(targets) => {
             let hash = loop_hash(&msg, &original_uri);
             let initial = param(msg.header("To").unwrap_or(""), "tag").is_none();
             let invite = initial && msg.method() == "INVITE";
+            let outbound = initial && targets.iter().any(|t| !t.contact);
+            if let Err(refusal) = permitted(&cfg, &origin, outbound, invite, &original_uri) {
+                let (code, reason) = engine.fraud.refuse(refusal, &msg, source, &origin);
+                let r = response_to(&msg, code, reason, Some(&engine.new_tag()));
+                return engine.reply(key, r);
+            }
             if msg.header("Proxy-Authorization").is_some() {
                 crate::trunk_auth::consume_own_credentials(engine, &mut msg);
             }
+            let placement = crate::accounting::Placement {
+                origin: &origin,
+                outbound,
+                source,
+            };
             let meta = match invite {
-                true => match crate::accounting::admit(engine, &cfg, &msg, &original_uri, &targets)
-                {
+                true => match crate::accounting::admit(
+                    engine,
+                    &cfg,
+                    &msg,
+                    &original_uri,
+                    &targets,
+                    placement,
+                ) {
                     Ok(meta) => meta.map(|m| (m, msg.call_id().to_owned())),
                     Err((code, reason)) => {
                         let r = response_to(&msg, code, reason, Some(&engine.new_tag()));
@@ -132,6 +178,7 @@ fn decide(
     msg: &mut Message,
     source: SocketAddr,
     transport: Transport,
+    origin: &mut Origin,
 ) -> Decision {
     let method = msg.method().to_owned();
     if !cfg.allowed_methods.contains(&method) {
@@ -195,74 +242,115 @@ fn decide(
         ));
     }
     let in_dialog = param(msg.header("To").unwrap_or(""), "tag").is_some();
-    // Pre-loaded or dialog route set: forward to the next hop it names.
-    if let Some(next) = msg.header_values("Route").first().map(|r| r.to_string()) {
-        if !in_dialog {
-            if let Err(d) = authenticate(engine, cfg, msg, &method) {
-                return d;
-            }
+    if in_dialog {
+        // Only dialogs we record-routed: a To tag is no pass to anywhere.
+        if !engine.fraud.dialog_known(msg) {
+            return Decision::Refuse(Refusal::UnknownDialog);
         }
-        return match Uri::parse(addr_uri(&next)).as_ref().and_then(uri_target) {
-            Some((dest, transport)) => Decision::Forward(vec![Target {
-                ruri: ruri_text,
-                dest,
-                transport,
-                routes: vec![],
-            }]),
-            None => Decision::Reply(502, "Bad Gateway: Route Not Resolvable", vec![]),
-        };
-    }
-    if in_dialog && !to_us {
-        return match uri_target(&ruri) {
-            Some((dest, transport)) => Decision::Forward(vec![Target {
-                ruri: ruri_text,
-                dest,
-                transport,
-                routes: vec![],
-            }]),
-            None => Decision::Reply(502, "Bad Gateway: Request-URI Not Resolvable", vec![]),
-        };
-    }
-    // Initial request (or in-dialog request addressed to a user here).
-    let caller_ext = if in_dialog {
-        None
+        // The dialog's route set: forward to the next hop it names.
+        if let Some(next) = msg.header_values("Route").first().map(|r| r.to_string()) {
+            return match Uri::parse(addr_uri(&next)).as_ref().and_then(uri_target) {
+                Some((dest, transport)) => {
+                    Decision::Forward(vec![Target::outside(ruri_text, dest, transport)])
+                }
+                None => Decision::Reply(502, "Bad Gateway: Route Not Resolvable", vec![]),
+            };
+        }
+        if !to_us {
+            return match uri_target(&ruri) {
+                Some((dest, transport)) => {
+                    Decision::Forward(vec![Target::outside(ruri_text, dest, transport)])
+                }
+                None => Decision::Reply(502, "Bad Gateway: Request-URI Not Resolvable", vec![]),
+            };
+        }
     } else {
-        match authenticate(engine, cfg, msg, &method) {
-            Ok(ext) => ext,
+        // A pre-loaded route set is ignored (as Kamailio's default script
+        // does): the next hop of a new request is ours to choose.
+        msg.remove_headers("Route");
+        *origin = match authenticate(engine, cfg, msg, &method, source) {
+            Ok(origin) => origin,
             Err(d) => return d,
-        }
-    };
+        };
+    }
     if !to_us {
-        // Only our authenticated users may reach other domains.
-        return match (caller_ext, uri_target(&ruri)) {
-            (Some(_), Some((dest, transport))) => Decision::Forward(vec![Target {
-                ruri: ruri_text,
-                dest,
-                transport,
-                routes: vec![],
-            }]),
-            _ => Decision::Reply(403, "Relaying Forbidden", vec![]),
+        // Only our authenticated users and trusted peers may reach other domains.
+        return match (&*origin, uri_target(&ruri)) {
+            (Origin::Stranger, _) => Decision::Refuse(Refusal::Relay),
+            (_, Some((dest, transport))) => {
+                Decision::Forward(vec![Target::outside(ruri_text, dest, transport)])
+            }
+            (_, None) => Decision::Reply(502, "Bad Gateway: Request-URI Not Resolvable", vec![]),
         };
     }
     let Some(user) = ruri.user.clone() else {
         return Decision::Reply(484, "Address Incomplete", vec![]);
     };
-    lookup(engine, cfg, &ruri, &user, caller_ext.as_deref(), 0)
+    lookup(engine, cfg, &user, origin, 0)
 }
 
-/// 407 for our users without valid credentials; Ok(Some(number)) when authenticated,
-/// Ok(None) for callers from other domains (they may only reach our users).
+/// The toll-fraud rules of a request about to be forwarded: what leaves
+/// the box needs a caller we vouch for, and a call of an extension or peer
+/// must be to a number of a class it may dial.
+fn permitted(
+    cfg: &Config,
+    origin: &Origin,
+    outbound: bool,
+    invite: bool,
+    dialled: &str,
+) -> Result<(), Refusal> {
+    if outbound && *origin == Origin::Stranger {
+        return Err(Refusal::Relay);
+    }
+    if !invite {
+        return Ok(());
+    }
+    let own: &[String] = match origin {
+        Origin::Stranger => return Ok(()),
+        Origin::Extension(e) | Origin::Forwarded { extension: e, .. } => cfg
+            .extensions
+            .get(e)
+            .map(|e| e.outbound.classes.as_slice())
+            .unwrap_or(&[]),
+        Origin::Peer(p) => cfg
+            .outbound
+            .peers
+            .iter()
+            .find(|peer| &peer.name == p)
+            .map(|peer| peer.classes.as_slice())
+            .unwrap_or(&[]),
+    };
+    let number = match origin {
+        Origin::Forwarded { number, .. } => number.clone(),
+        _ => Uri::parse(dialled).and_then(|u| u.user).unwrap_or_default(),
+    };
+    match cfg.outbound.check_class(own, &number) {
+        Ok(()) => Ok(()),
+        Err(class) => {
+            tracing::info!(?origin, number, class, "call class not allowed");
+            Err(Refusal::CallClass)
+        }
+    }
+}
+
+/// 407 for our users without valid credentials; the extension when
+/// authenticated, a trusted peer by its address, else a stranger (callers
+/// from other domains: they may only reach our users).
 fn authenticate(
     engine: &Engine,
     cfg: &Config,
     msg: &Message,
     method: &str,
-) -> Result<Option<String>, Decision> {
+    source: SocketAddr,
+) -> Result<Origin, Decision> {
     let Some(from) = msg.header("From").map(addr_uri).and_then(Uri::parse) else {
         return Err(Decision::Reply(400, "Bad From Header", vec![]));
     };
+    if let Some(peer) = cfg.outbound.peer_of(source.ip()) {
+        return Ok(Origin::Peer(peer.name.clone()));
+    }
     if !engine.is_our_domain(&from.host) || method == "ACK" || method == "CANCEL" {
-        return Ok(None);
+        return Ok(Origin::Stranger);
     }
     let auth = engine.auth();
     let creds = msg
@@ -305,7 +393,7 @@ fn authenticate(
                     vec![],
                 ));
             }
-            Ok(Some(user))
+            Ok(Origin::Extension(user))
         }
         Verdict::Missing => Err(challenge(false)),
         Verdict::Stale => Err(challenge(true)),
@@ -317,25 +405,21 @@ fn authenticate(
     }
 }
 
-fn lookup(
-    engine: &Engine,
-    cfg: &Config,
-    ruri: &Uri,
-    user: &str,
-    caller: Option<&str>,
-    depth: u8,
-) -> Decision {
+fn lookup(engine: &Engine, cfg: &Config, user: &str, origin: &mut Origin, depth: u8) -> Decision {
     if let Some(ext) = cfg.resolve_user(user).filter(|e| e.enabled) {
         if let (Some(fwd), true) = (&ext.forward_unconditional, depth < 3) {
             if let Some(u) = Uri::parse(fwd) {
                 if !engine.is_our_domain(&u.host) {
+                    // Forwarding set by the administrator: the call leaves
+                    // the box on the extension's behalf, within its rights.
+                    *origin = Origin::Forwarded {
+                        extension: ext.number.clone(),
+                        number: u.user.clone().unwrap_or_default(),
+                    };
                     return match uri_target(&u) {
-                        Some((dest, transport)) => Decision::Forward(vec![Target {
-                            ruri: fwd.clone(),
-                            dest,
-                            transport,
-                            routes: vec![],
-                        }]),
+                        Some((dest, transport)) => {
+                            Decision::Forward(vec![Target::outside(fwd.clone(), dest, transport)])
+                        }
                         None => Decision::Reply(
                             502,
                             "Bad Gateway: Forward Target Not Resolvable",
@@ -344,13 +428,17 @@ fn lookup(
                     };
                 }
                 if let Some(fu) = &u.user {
-                    return lookup(engine, cfg, ruri, fu, caller, depth + 1);
+                    return lookup(engine, cfg, fu, origin, depth + 1);
                 }
             }
-            return lookup(engine, cfg, ruri, fwd, caller, depth + 1);
+            return lookup(engine, cfg, fwd, origin, depth + 1);
         }
         let bindings = engine.location.lookup(&ext.number);
         if bindings.is_empty() {
+            // A stranger must not tell an idle extension from none at all.
+            if *origin == Origin::Stranger {
+                return Decision::Reply(404, "Not Found", vec![]);
+            }
             return Decision::Reply(480, "Temporarily Unavailable", vec![]);
         }
         let targets = bindings
@@ -367,18 +455,33 @@ fn lookup(
                     dest,
                     transport,
                     routes: b.path,
+                    trunk: None,
+                    contact: true,
                 }
             })
             .collect();
         return Decision::Forward(targets);
     }
-    // Not a local user: a dialplan route for our own callers.
-    if let Some(caller) = caller {
-        let groups = cfg
-            .extensions
-            .get(caller)
-            .map(|e| e.groups.clone())
-            .unwrap_or_default();
+    // Not a local user: a dialplan route for our own callers and trusted peers.
+    let groups = match &*origin {
+        Origin::Stranger => None,
+        Origin::Peer(_) => Some(Vec::new()),
+        other => Some(
+            other
+                .extension()
+                .and_then(|e| cfg.extensions.get(e))
+                .map(|e| e.groups.clone())
+                .unwrap_or_default(),
+        ),
+    };
+    let Some(groups) = groups else {
+        // A stranger dialling out through our routes is an attempt at toll fraud.
+        if cfg.routes.iter().any(|r| user.starts_with(&r.prefix)) {
+            return Decision::Refuse(Refusal::Relay);
+        }
+        return Decision::Reply(404, "Not Found", vec![]);
+    };
+    {
         for r in &cfg.routes {
             if !user.starts_with(&r.prefix) {
                 continue;
@@ -409,10 +512,11 @@ fn lookup(
                 dest: SocketAddr::new(ip, trunk.port),
                 transport: trunk.transport,
                 routes: vec![],
+                trunk: Some(trunk.name.clone()),
+                contact: false,
             }]);
         }
     }
-    let _ = ruri;
     Decision::Reply(404, "Not Found", vec![])
 }
 
@@ -474,6 +578,9 @@ fn fork(
             sock.advertised.port()
         );
         base.insert_first("Record-Route", rr);
+        engine
+            .fraud
+            .dialog_created(&base, engine.config().max_transactions);
     }
     if method == "INVITE" && initial {
         track_call(
@@ -484,6 +591,7 @@ fn fork(
         );
     }
     if method == "BYE" {
+        engine.fraud.dialog_ended(base.call_id());
         let call = engine.calls.lock().remove(base.call_id());
         if let Some(call) = call {
             crate::accounting::ended(engine, base.call_id(), call, 200);
@@ -549,6 +657,7 @@ pub fn send_branches(
                     cancel_sent: false,
                     created: Instant::now(),
                     expires: None,
+                    trunk: t.trunk,
                 },
             );
             sends.push((t.transport, t.dest, bytes));
@@ -576,6 +685,10 @@ pub fn forward_stateless(
 ) {
     if engine.config().mode == Mode::B2bua && crate::b2bua::owns(engine, &msg) {
         crate::b2bua::on_ack(engine, &msg);
+        return;
+    }
+    if !engine.fraud.dialog_known(&msg) {
+        tracing::debug!(call_id = %msg.call_id(), "ACK of no dialog of ours dropped");
         return;
     }
     pop_own_routes(engine, &mut msg);

@@ -191,6 +191,7 @@ pub fn send_request_tx(engine: &Arc<Engine>, req: Message, dest: SocketAddr, tra
             cancel_sent: false,
             created: Instant::now(),
             expires: None,
+            trunk: None,
         },
     );
     engine.send(transport, dest, bytes);
@@ -201,7 +202,7 @@ fn on_branch_response(engine: &Arc<Engine>, key: &str, msg: Message, synthetic: 
     let Some(code) = msg.status() else { return };
     let mut out: Vec<(Transport, SocketAddr, Vec<u8>)> = Vec::new();
     let mut cancel_now = Vec::new();
-    let mut final_up: Option<(String, Message)> = None;
+    let mut final_up: Option<(String, Message, bool)> = None;
     let mut retry = None;
     {
         let mut tables = engine.tables.lock();
@@ -337,7 +338,9 @@ fn on_branch_response(engine: &Arc<Engine>, key: &str, msg: Message, synthetic: 
                     if stx.pending == 0 {
                         if let Some(best) = stx.best.take() {
                             let up = up_msg(engine, &stx.request, &best, info, &mut out);
-                            final_up = Some((skey.clone(), up));
+                            let initial =
+                                param(stx.request.header("To").unwrap_or(""), "tag").is_none();
+                            final_up = Some((skey.clone(), up, initial));
                         }
                     }
                 }
@@ -356,7 +359,11 @@ fn on_branch_response(engine: &Arc<Engine>, key: &str, msg: Message, synthetic: 
             _ => cancel_branch(engine, c.uri()),
         }
     }
-    if let Some((skey, resp)) = final_up {
+    if let Some((skey, resp, initial)) = final_up {
+        if initial {
+            // A dialog that never came to be.
+            engine.fraud.dialog_ended(resp.call_id());
+        }
         if resp.method() == "INVITE" {
             let call = engine.calls.lock().remove(resp.call_id());
             if let Some(call) = call {

@@ -63,6 +63,9 @@ pub struct ClientTx {
     pub cancel_sent: bool,
     pub created: Instant,
     pub expires: Option<Instant>,
+    /// The trunk the box routed this request to (whose credentials may
+    /// answer its challenge); None for everything else.
+    pub trunk: Option<String>,
 }
 
 /// A request we answered ourselves with a final response: only what is

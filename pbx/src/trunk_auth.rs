@@ -18,7 +18,7 @@ use crate::transaction::{client_key, ClientState, ClientTx};
 use crate::uac_auth::{credentials, pick_challenge};
 
 /// The retry of a challenged INVITE branch, if we can answer the challenge.
-pub fn retry_request(engine: &Engine, tx: &ClientTx, resp: &Message) -> Option<Message> {
+pub fn retry_request(engine: &Engine, tx: &ClientTx, resp: &Message) -> Option<(Message, String)> {
     let req = &tx.request;
     if req.method() != "INVITE" {
         return None;
@@ -27,9 +27,9 @@ pub fn retry_request(engine: &Engine, tx: &ClientTx, resp: &Message) -> Option<M
     if cfg.trunks.is_empty() {
         return None;
     }
-    let trunk = cfg.trunks.values().find(|t| {
-        t.port == tx.dest.port() && t.host.parse::<std::net::IpAddr>() == Ok(tx.dest.ip())
-    })?;
+    // Only a request the box itself routed to the trunk: a caller's
+    // request that merely goes to the trunk's address gets no credentials.
+    let trunk = cfg.trunks.get(tx.trunk.as_deref()?)?;
     let (user, password) = (trunk.username.as_deref()?, trunk.password.as_deref()?);
     let (challenge, header) = pick_challenge(resp)?;
     // Once: a request that carried credentials for this realm failed.
@@ -55,7 +55,7 @@ pub fn retry_request(engine: &Engine, tx: &ClientTx, resp: &Message) -> Option<M
         engine.via_for(tx.transport, tx.dest.is_ipv6(), &branch),
     );
     tracing::info!(trunk = %trunk.name, call_id = %req.call_id(), "INVITE challenged by the trunk; sending credentials");
-    Some(retry)
+    Some((retry, trunk.name.clone()))
 }
 
 /// Removes the caller's credentials for our own realm before a request is
@@ -80,7 +80,7 @@ pub fn send_retry(
     engine: &Arc<Engine>,
     old: &str,
     skey: &str,
-    req: Message,
+    (req, trunk): (Message, String),
     dest: SocketAddr,
     transport: Transport,
 ) {
@@ -117,6 +117,7 @@ pub fn send_retry(
                 cancel_sent: false,
                 created: Instant::now(),
                 expires: None,
+                trunk: Some(trunk),
             },
         );
     }

@@ -104,6 +104,7 @@ async fn run(args: Args) -> Result<(), String> {
     let _ipc = IpcServer::bind(&layout.socket("pbx"), control)
         .await
         .map_err(|e| e.to_string())?;
+    engine.fraud.set_notifier(_ipc.notifier());
     let _pid = PidFile::create(&layout.pid_file("pbx"))
         .map_err(|e| format!("cannot write pid file: {e}"))?;
     for s in engine.sockets() {

@@ -260,6 +260,7 @@ fn next_step(engine: &Engine, key: &str, base: &mut Message, f: &mut Failover, l
             cancel_sent: false,
             created: Instant::now(),
             expires: None,
+            trunk: None,
         },
     );
     drop(guard);

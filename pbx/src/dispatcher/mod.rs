@@ -271,6 +271,8 @@ pub fn target(number: &str, d: &Destination) -> Target {
         dest: d.addr,
         transport: d.transport,
         routes: vec![],
+        trunk: None,
+        contact: false,
     }
 }
 

@@ -1,0 +1,589 @@
+//! Toll fraud and open relay, tried as an attacker would (sipp as the
+//! attacker, sipp as the provider behind a trunk, all on 127.0.0.1), in
+//! proxy and B2BUA mode: a foreign caller with a Route to the trunk's
+//! address, an INVITE with a made-up To tag aimed at the provider, an
+//! extension dialling the provider's address directly (the trunk's
+//! credentials must not answer for it). Then the outbound permissions:
+//! call classes, simultaneous call limits and the hourly spend limit, each
+//! refused 403, counted and notified; and extension enumeration.
+
+use std::net::UdpSocket;
+use std::time::{Duration, Instant};
+
+use besip_core::ipc::IpcClient;
+use besip_tests::pbx::*;
+
+fn trunk_uci(prov_port: u16) -> String {
+    format!(
+        "config trunk 'trunk_acme'\n\toption name 'acme'\n\toption host '127.0.0.1'\n\toption port '{prov_port}'\n\toption transport 'udp'\n\toption username 'acme'\n\toption password 's3cret'\n\n\
+config route 'route_out'\n\toption name 'out'\n\toption match '0'\n\toption trunk 'acme'\n\n"
+    )
+}
+
+/// An INVITE without credentials: `to` is the To header value (with a tag
+/// for an in-dialog request), `extra` more header lines; expects `code`
+/// whose reason phrase contains `reason`, and ACKs it.
+fn attacker(ruri: &str, to: &str, extra: &str, code: u16, reason: &str) -> String {
+    scenario(
+        "attacker",
+        &format!(
+            r#"  <send retrans="500"><![CDATA[
+INVITE {ruri} SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
+From: <sip:mallory@evil.example>;tag=[pid]atk[call_number]
+To: {to}
+Call-ID: [call_id]
+CSeq: 1 INVITE
+Contact: <sip:mallory@[local_ip]:[local_port]>
+{extra}Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+{SDP}
+]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="{code}"><action><ereg regexp="{reason}" search_in="msg" check_it="true" assign_to="phrase"/></action></recv>
+  <Reference variables="phrase"/>
+  <send><![CDATA[
+ACK {ruri} SIP/2.0
+[last_Via:]
+[last_From:]
+[last_To:]
+Call-ID: [call_id]
+CSeq: 1 ACK
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+"#
+        ),
+    )
+}
+
+/// Received messages of a sipp trace, by first line.
+fn received(trace: &str) -> Vec<String> {
+    trace
+        .split("----------------------------------------------- ")
+        .filter(|b| b.contains("message received"))
+        .map(|b| {
+            b.lines()
+                .skip_while(|l| !l.contains("SIP/2.0"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .collect()
+}
+
+/// The provider: challenges an INVITE with 407 and answers the one that
+/// carries credentials, then takes ACK and BYE (the legitimate call).
+fn provider_challenging() -> String {
+    let challenge = uas_reply(
+        "407 Proxy Authentication Required",
+        "prov[call_number]",
+        "Proxy-Authenticate: Digest realm=\"prov.test\", nonce=\"inv[pid]\", algorithm=MD5\n",
+        "",
+        false,
+    );
+    let answer = uas_reply(
+        "200 OK",
+        "prov2[call_number]",
+        &format!("[last_Record-Route:]\n{UAS_CONTACT}Content-Type: application/sdp\n"),
+        SDP,
+        true,
+    );
+    format!(
+        "  <recv request=\"INVITE\"/>\n{challenge}  <recv request=\"ACK\"/>\n  <recv request=\"INVITE\"/>\n{answer}{}",
+        ack_then_bye_answered()
+    )
+}
+
+/// An authenticated INVITE of `user` to `ruri` that gets `code` from the far end.
+fn caller_to_uri_rejected(user: &str, ruri: &str, code: u16) -> String {
+    caller_rejected(user, "XNUMX", code).replace("sip:XNUMX@besip.test", ruri)
+}
+
+#[test]
+fn proxy_toll_fraud_invites_are_refused() {
+    toll_fraud_invites_are_refused("proxy");
+}
+
+#[test]
+fn b2bua_toll_fraud_invites_are_refused() {
+    toll_fraud_invites_are_refused("b2bua");
+}
+
+fn toll_fraud_invites_are_refused(mode: &str) {
+    if !have_sipp() {
+        eprintln!("SKIP: sipp not installed");
+        return;
+    }
+    let port = free_port();
+    let prov_port = free_port();
+    let uci = config(port, "").replace(
+        "\toption mode 'proxy'\n",
+        &format!("\toption mode '{mode}'\n"),
+    ) + &trunk_uci(prov_port);
+    let pbx = Pbx::start(&uci, port);
+    let sipp = Sipp::new();
+    // The provider: the direct-dial INVITE is challenged and must not be
+    // retried with the trunk's credentials; then the legitimate call.
+    let direct = format!(
+        "  <recv request=\"INVITE\"/>\n{}  <recv request=\"ACK\"/>\n",
+        uas_reply(
+            "407 Proxy Authentication Required",
+            "provx[call_number]",
+            "Proxy-Authenticate: Digest realm=\"prov.test\", nonce=\"d[pid]\", algorithm=MD5\n",
+            "",
+            false,
+        )
+    );
+    let provider = sipp.spawn(
+        "prov1",
+        &scenario("provider", &direct),
+        prov_port,
+        port,
+        &[],
+    );
+    let prov = format!("127.0.0.1:{prov_port}");
+    let attacks = [
+        // A foreign From, a Route naming the trunk's address.
+        (
+            "route-to-trunk",
+            attacker(
+                &format!("sip:0900123@{prov}"),
+                &format!("<sip:0900123@{prov}>"),
+                &format!("Route: <sip:{prov};lr>\n"),
+                403,
+                "Relaying Denied",
+            ),
+        ),
+        // The same to our domain: the Route is ignored, the dialplan is not for strangers.
+        (
+            "route-via-us",
+            attacker(
+                "sip:0900123@besip.test",
+                "<sip:0900123@besip.test>",
+                &format!("Route: <sip:{prov};lr>\n"),
+                403,
+                "Relaying Denied",
+            ),
+        ),
+        // A made-up To tag and the provider in the Request-URI.
+        (
+            "to-tag",
+            attacker(
+                &format!("sip:0900123@{prov}"),
+                &format!("<sip:0900123@{prov}>;tag=made-up"),
+                "",
+                481,
+                "Does Not Exist",
+            ),
+        ),
+        // The same with a Route naming us (as a record-routed dialog would).
+        (
+            "to-tag-routed",
+            attacker(
+                &format!("sip:0900123@{prov}"),
+                &format!("<sip:0900123@{prov}>;tag=made-up"),
+                &format!("Route: <sip:127.0.0.1:{port};lr>\n"),
+                481,
+                "Does Not Exist",
+            ),
+        ),
+    ];
+    for (name, scen) in &attacks {
+        let r = sipp.run(name, scen, free_port(), port, &[]);
+        assert!(
+            r.success,
+            "attack {name} not refused as expected:\n{}",
+            r.log
+        );
+    }
+    // An extension dialling the provider's address: the provider's
+    // challenge is not answered with the trunk's credentials.
+    let direct_code = if mode == "b2bua" { 403 } else { 407 };
+    let r = sipp.run(
+        "direct",
+        &caller_to_uri_rejected("100", &format!("sip:0555000@{prov}"), direct_code),
+        free_port(),
+        port,
+        &["-au", "100", "-ap", "pw100"],
+    );
+    assert!(r.success, "direct dial:\n{}", r.log);
+    let p = sipp.wait(provider);
+    assert!(p.success, "provider:\n{}", p.log);
+    let provider = sipp.spawn(
+        "prov2",
+        &scenario("provider", &provider_challenging()),
+        prov_port,
+        port,
+        &[],
+    );
+    // The legitimate call through the trunk still works, with credentials.
+    let r = sipp.run(
+        "legit",
+        &caller_answered("100", "0555123"),
+        free_port(),
+        port,
+        &["-au", "100", "-ap", "pw100"],
+    );
+    assert!(r.success, "legitimate outbound call failed:\n{}", r.log);
+    let p = sipp.wait(provider);
+    assert!(p.success, "provider:\n{}", p.log);
+    let got = [
+        received(&sipp.messages("prov1")),
+        received(&sipp.messages("prov2")),
+    ]
+    .concat();
+    let invites: Vec<&String> = got.iter().filter(|m| m.starts_with("INVITE ")).collect();
+    assert_eq!(invites.len(), 3, "{got:#?}");
+    assert!(
+        got.iter().all(|m| !m.contains("0900123")),
+        "an attack reached the provider: {got:#?}"
+    );
+    let with_credentials: Vec<&&String> = invites
+        .iter()
+        .filter(|m| m.contains("username=\"acme\""))
+        .collect();
+    assert_eq!(with_credentials.len(), 1, "{invites:#?}");
+    assert!(with_credentials[0].contains("0555123"), "{invites:#?}");
+    let state = pbx.state();
+    let refused = &state["besip-pbx:pbx"]["counters"]["refused"];
+    assert_eq!(refused["relay"], "2", "{state}");
+    assert_eq!(refused["unknown-dialog"], "2", "{state}");
+    assert_state_valid(&pbx, &state);
+}
+
+/// The provider answers `calls` calls and takes their BYE.
+fn provider_answering() -> String {
+    let answer = uas_reply(
+        "200 OK",
+        "prov[call_number]",
+        &format!("[last_Record-Route:]\n{UAS_CONTACT}Content-Type: application/sdp\n"),
+        SDP,
+        true,
+    );
+    scenario(
+        "provider",
+        &format!(
+            "  <recv request=\"INVITE\"/>\n{answer}{}",
+            ack_then_bye_answered()
+        ),
+    )
+}
+
+/// Waits (bounded) until the state lists an established call.
+fn wait_established(pbx: &Pbx) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let s = pbx.state();
+        let calls = s["besip-pbx:pbx"]["calls"]["call"].clone();
+        if calls
+            .as_array()
+            .is_some_and(|a| a.iter().any(|c| c["state"] == "established"))
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no call established: {s}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn outbound_permissions_limits_and_spend_refuse_with_403() {
+    if !have_sipp() {
+        eprintln!("SKIP: sipp not installed");
+        return;
+    }
+    let port = free_port();
+    let prov_port = free_port();
+    // Classes national 0, international 00, premium 0900; everyone may call
+    // national numbers; 100 international too, one outbound call at a time;
+    // the box two at a time... once 100 holds one, 101 may not add a second
+    // when the global limit is one. 101 may spend 1.0 an hour; 0555 costs
+    // 600.0 a minute.
+    let main = "\toption outbound_max_calls '1'\n\tlist outbound_default_call_class 'national'\n";
+    let mut uci = config(port, main) + &trunk_uci(prov_port);
+    uci = uci.replace(
+        "\toption password 'pw100'\n",
+        "\toption password 'pw100'\n\tlist outbound_call_class 'national'\n\tlist outbound_call_class 'international'\n\toption outbound_max_calls '1'\n",
+    );
+    uci = uci.replace(
+        "\toption password 'pw101'\n",
+        "\toption password 'pw101'\n\toption outbound_max_spend_per_hour '1.0'\n",
+    );
+    for (name, prefixes) in [
+        ("national", &["0"][..]),
+        ("international", &["00"][..]),
+        ("premium", &["0900", "0976"][..]),
+    ] {
+        uci.push_str(&format!(
+            "config outbound_call_class '{name}'\n\toption name '{name}'\n"
+        ));
+        for p in prefixes {
+            uci.push_str(&format!("\tlist prefix '{p}'\n"));
+        }
+        uci.push('\n');
+    }
+    uci.push_str("config accounting_rate 'rate_0555'\n\toption prefix '0555'\n\toption price_per_minute '600.0'\n\n");
+    let pbx = Pbx::start(&uci, port);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let client = rt
+        .block_on(IpcClient::connect(&pbx.socket()))
+        .expect("connect IPC");
+    let mut notes = client.notifications();
+    let sipp = Sipp::new();
+    let auth = |u: &'static str| -> Vec<String> {
+        vec!["-au".into(), u.into(), "-ap".into(), format!("pw{u}")]
+    };
+    let run_refused = |name: &str, user: &'static str, number: &str, reason: &str| {
+        let a = auth(user);
+        let args: Vec<&str> = a.iter().map(String::as_str).collect();
+        let scen = caller_rejected(user, number, 403).replace(
+            "<recv response=\"403\"/>",
+            &format!("<recv response=\"403\"><action><ereg regexp=\"{reason}\" search_in=\"msg\" check_it=\"true\" assign_to=\"phrase\"/></action></recv>\n  <Reference variables=\"phrase\"/>"),
+        );
+        let r = sipp.run(name, &scen, free_port(), port, &args);
+        assert!(r.success, "{name}: no 403 {reason}:\n{}", r.log);
+    };
+    // Premium: 101 has the default (national), 100 national and international.
+    run_refused("class-101", "101", "0900123", "Call Class Not Allowed");
+    run_refused("class-100", "100", "0976123", "Call Class Not Allowed");
+    // 100 holds an international call; its second call and 101's are refused.
+    let provider = sipp.spawn("prov1", &provider_answering(), prov_port, port, &[]);
+    let a = auth("100");
+    let args: Vec<&str> = a.iter().map(String::as_str).collect();
+    let long_call = caller_answered("100", "0049301234").replace(
+        "<pause milliseconds=\"300\"/>",
+        "<pause milliseconds=\"4000\"/>",
+    );
+    let held = sipp.spawn("held", &long_call, free_port(), port, &args);
+    wait_established(&pbx);
+    run_refused(
+        "limit-100",
+        "100",
+        "0555777",
+        "Too Many Outbound Calls Of The Caller",
+    );
+    run_refused("limit-all", "101", "0666777", "Too Many Outbound Calls");
+    let r = sipp.wait(held);
+    assert!(r.success, "the held call failed:\n{}", r.log);
+    let p = sipp.wait(provider);
+    assert!(p.success, "provider:\n{}", p.log);
+    // 101 spends more than 1.0 in one call (10 a second), then is refused.
+    let provider = sipp.spawn("prov2", &provider_answering(), prov_port, port, &[]);
+    let a = auth("101");
+    let args: Vec<&str> = a.iter().map(String::as_str).collect();
+    let r = sipp.run(
+        "paid",
+        &caller_answered("101", "0555123"),
+        free_port(),
+        port,
+        &args,
+    );
+    assert!(r.success, "paid call failed:\n{}", r.log);
+    let p = sipp.wait(provider);
+    assert!(p.success, "provider:\n{}", p.log);
+    run_refused("spend-101", "101", "0555124", "Hourly Spend Limit Reached");
+    // Nothing refused reached the provider: one INVITE per provider run.
+    for name in ["prov1", "prov2"] {
+        let got = received(&sipp.messages(name));
+        let invites = got.iter().filter(|m| m.starts_with("INVITE ")).count();
+        assert_eq!(invites, 1, "{name}: {got:#?}");
+    }
+    let state = pbx.state();
+    let refused = &state["besip-pbx:pbx"]["counters"]["refused"];
+    assert_eq!(refused["call-class"], "2", "{state}");
+    assert_eq!(refused["extension-call-limit"], "1", "{state}");
+    assert_eq!(refused["global-call-limit"], "1", "{state}");
+    assert_eq!(refused["spend-limit"], "1", "{state}");
+    assert_eq!(refused["relay"], "0", "{state}");
+    assert_state_valid(&pbx, &state);
+    // Each refusal was sent as a notification, in order.
+    let mut reasons = Vec::new();
+    while reasons.len() < 5 {
+        let n = rt
+            .block_on(async { tokio::time::timeout(Duration::from_secs(5), notes.recv()).await })
+            .expect("notification in time")
+            .expect("notification");
+        assert_eq!(n.name, "besip-pbx:call-refused", "{n:?}");
+        reasons.push(n.data["reason"].as_str().unwrap_or("").to_owned());
+        if reasons.len() == 3 {
+            assert_eq!(n.data["extension"], "100", "{n:?}");
+        }
+    }
+    assert_eq!(
+        reasons,
+        [
+            "call-class",
+            "call-class",
+            "extension-call-limit",
+            "global-call-limit",
+            "spend-limit"
+        ]
+    );
+}
+
+/// An inbound trunk call (a foreign caller) reaches a registered extension.
+#[test]
+fn inbound_trunk_call_reaches_an_extension() {
+    if !have_sipp() {
+        eprintln!("SKIP: sipp not installed");
+        return;
+    }
+    for mode in ["proxy", "b2bua"] {
+        let port = free_port();
+        let prov_port = free_port();
+        let uci = config(port, "").replace(
+            "\toption mode 'proxy'\n",
+            &format!("\toption mode '{mode}'\n"),
+        ) + &trunk_uci(prov_port);
+        let pbx = Pbx::start(&uci, port);
+        let sipp = Sipp::new();
+        let callee_port = free_port();
+        register(&sipp, "101", callee_port, pbx.port);
+        let uas = sipp.spawn("uas", &callee_answers(100), callee_port, port, &[]);
+        // The provider calls 101 from its own domain, without credentials.
+        let answered = caller_answered("101", "101");
+        let after_auth = answered
+            .find("  <recv response=\"180\" optional=\"true\"/>")
+            .expect("scenario shape");
+        let inbound = scenario(
+            "inbound",
+            &format!(
+                r#"  <send retrans="500"><![CDATA[
+INVITE sip:101@besip.test SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
+From: <sip:101@besip.test>;tag=[pid]call[call_number]
+To: <sip:101@besip.test>
+Call-ID: [call_id]
+CSeq: 2 INVITE
+Contact: <sip:provider@[local_ip]:[local_port]>
+Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+{SDP}
+]]></send>
+  <recv response="100" optional="true"/>
+{}"#,
+                answered[after_auth..].trim_end_matches("</scenario>\n")
+            ),
+        )
+        .replace(
+            "From: <sip:101@besip.test>",
+            "From: <sip:+420555123@prov.test>",
+        );
+        let r = sipp.run("inbound", &inbound, prov_port, port, &[]);
+        let callee = sipp.wait(uas);
+        assert!(r.success, "{mode}: inbound call failed:\n{}", r.log);
+        assert!(callee.success, "{mode}: callee failed:\n{}", callee.log);
+    }
+}
+
+/// What a response says, without what differs per request (tags, nonces,
+/// the user named in the request).
+fn normalised(response: &str, user: &str) -> String {
+    response
+        .lines()
+        .map(|l| {
+            let l = l.replace(user, "USER");
+            let mut out = String::new();
+            for part in l.split([';', ',']) {
+                let p = part.trim();
+                if p.starts_with("tag=") || p.starts_with("nonce=") || p.starts_with("opaque=") {
+                    continue;
+                }
+                out.push_str(p);
+                out.push('|');
+            }
+            out
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A request of `method` for `user` over UDP; `from_domain` names the caller's domain.
+fn ask(port: u16, method: &str, user: &str, from_domain: &str, auth: &str) -> String {
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    sock.set_read_timeout(Some(Duration::from_secs(3)))
+        .expect("timeout");
+    let me = sock.local_addr().expect("addr").port();
+    let ruri = if method == "REGISTER" {
+        "sip:besip.test".to_owned()
+    } else {
+        format!("sip:{user}@besip.test")
+    };
+    let request = format!(
+        "{method} {ruri} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{me};branch=z9hG4bKenum{me}\r\nFrom: <sip:{user}@{from_domain}>;tag=e{me}\r\nTo: <sip:{user}@besip.test>\r\nCall-ID: enum{me}\r\nCSeq: 1 {method}\r\nContact: <sip:{user}@127.0.0.1:{me}>\r\n{auth}Max-Forwards: 70\r\nUser-Agent: friendly-phone\r\nContent-Length: 0\r\n\r\n"
+    );
+    sock.send_to(request.as_bytes(), ("127.0.0.1", port))
+        .expect("send");
+    let mut buf = vec![0u8; 65536];
+    // The final answer (skip 100 Trying).
+    for _ in 0..5 {
+        let (n, _) = sock.recv_from(&mut buf).expect("answer");
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if !text.starts_with("SIP/2.0 100 ") {
+            // Normalise the Via (our port) and Call-ID.
+            return text
+                .replace(&format!("enum{me}"), "ID")
+                .replace(&format!("127.0.0.1:{me}"), "ME")
+                .replace(&format!("e{me}"), "FTAG")
+                .replace(&me.to_string(), "PORT");
+        }
+    }
+    panic!("no final answer to {method} for {user}");
+}
+
+#[test]
+fn extension_enumeration_reveals_nothing() {
+    let port = free_port();
+    let pbx = Pbx::start(&config(port, ""), port);
+    let wrong = |user: &str, method: &str, header: &str| {
+        let uri = if method == "REGISTER" {
+            "sip:besip.test".to_owned()
+        } else {
+            format!("sip:{user}@besip.test")
+        };
+        format!("{header}: Digest username=\"{user}\", realm=\"besip.test\", nonce=\"deadbeef\", uri=\"{uri}\", response=\"00000000000000000000000000000000\", algorithm=MD5\r\n")
+    };
+    // 102 exists (not registered), 555 does not.
+    for (method, from_domain, header) in [
+        ("REGISTER", "besip.test", "Authorization"),
+        ("INVITE", "besip.test", "Proxy-Authorization"),
+        ("OPTIONS", "besip.test", "Proxy-Authorization"),
+        ("INVITE", "evil.example", ""),
+        ("OPTIONS", "evil.example", ""),
+    ] {
+        let mut answers = Vec::new();
+        for user in ["102", "555"] {
+            let plain = ask(pbx.port, method, user, from_domain, "");
+            let bad = if header.is_empty() {
+                String::new()
+            } else {
+                ask(
+                    pbx.port,
+                    method,
+                    user,
+                    from_domain,
+                    &wrong(user, method, header),
+                )
+            };
+            answers.push((normalised(&plain, user), normalised(&bad, user)));
+        }
+        assert_eq!(
+            answers[0], answers[1],
+            "{method} from {from_domain}: an existing and a missing user answered differently"
+        );
+        assert!(
+            !answers[0].0.starts_with("SIP/2.0 2"),
+            "{method}: {}",
+            answers[0].0
+        );
+    }
+}
