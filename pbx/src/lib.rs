@@ -1,6 +1,7 @@
 //! besip-pbxd: SIP registrar and stateful proxy of BESIP-rs (DESIGN.md §7).
 
 pub mod accounting;
+pub mod admission;
 pub mod auth;
 pub mod b2bua;
 pub mod config;

@@ -7,7 +7,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::auth::Verdict;
 use crate::config::{Config, Mode, Transport};
 use crate::engine::{Call, Engine};
 use crate::fraud::Refusal;
@@ -43,7 +42,7 @@ impl Target {
     }
 }
 
-enum Decision {
+pub(crate) enum Decision {
     Reply(u16, &'static str, Vec<(&'static str, String)>),
     Forward(Vec<Target>),
     Response(Message),
@@ -126,7 +125,9 @@ pub fn route(
             let initial = param(msg.header("To").unwrap_or(""), "tag").is_none();
             let invite = initial && msg.method() == "INVITE";
             let outbound = initial && targets.iter().any(|t| !t.contact);
-            if let Err(refusal) = permitted(&cfg, &origin, outbound, invite, &original_uri) {
+            if let Err(refusal) =
+                crate::admission::permitted(&cfg, &origin, outbound, invite, &original_uri)
+            {
                 let (code, reason) = engine.fraud.refuse(refusal, &msg, source, &origin);
                 let r = response_to(&msg, code, reason, Some(&engine.new_tag()));
                 return engine.reply(key, r);
@@ -268,7 +269,7 @@ fn decide(
         // A pre-loaded route set is ignored (as Kamailio's default script
         // does): the next hop of a new request is ours to choose.
         msg.remove_headers("Route");
-        *origin = match authenticate(engine, cfg, msg, &method, source) {
+        *origin = match crate::admission::authenticate(engine, cfg, msg, &method, source) {
             Ok(origin) => origin,
             Err(d) => return d,
         };
@@ -287,122 +288,6 @@ fn decide(
         return Decision::Reply(484, "Address Incomplete", vec![]);
     };
     lookup(engine, cfg, &user, origin, 0)
-}
-
-/// The toll-fraud rules of a request about to be forwarded: what leaves
-/// the box needs a caller we vouch for, and a call of an extension or peer
-/// must be to a number of a class it may dial.
-fn permitted(
-    cfg: &Config,
-    origin: &Origin,
-    outbound: bool,
-    invite: bool,
-    dialled: &str,
-) -> Result<(), Refusal> {
-    if outbound && *origin == Origin::Stranger {
-        return Err(Refusal::Relay);
-    }
-    if !invite {
-        return Ok(());
-    }
-    let own: &[String] = match origin {
-        Origin::Stranger => return Ok(()),
-        Origin::Extension(e) | Origin::Forwarded { extension: e, .. } => cfg
-            .extensions
-            .get(e)
-            .map(|e| e.outbound.classes.as_slice())
-            .unwrap_or(&[]),
-        Origin::Peer(p) => cfg
-            .outbound
-            .peers
-            .iter()
-            .find(|peer| &peer.name == p)
-            .map(|peer| peer.classes.as_slice())
-            .unwrap_or(&[]),
-    };
-    let number = match origin {
-        Origin::Forwarded { number, .. } => number.clone(),
-        _ => Uri::parse(dialled).and_then(|u| u.user).unwrap_or_default(),
-    };
-    match cfg.outbound.check_class(own, &number) {
-        Ok(()) => Ok(()),
-        Err(class) => {
-            tracing::info!(?origin, number, class, "call class not allowed");
-            Err(Refusal::CallClass)
-        }
-    }
-}
-
-/// 407 for our users without valid credentials; the extension when
-/// authenticated, a trusted peer by its address, else a stranger (callers
-/// from other domains: they may only reach our users).
-fn authenticate(
-    engine: &Engine,
-    cfg: &Config,
-    msg: &Message,
-    method: &str,
-    source: SocketAddr,
-) -> Result<Origin, Decision> {
-    let Some(from) = msg.header("From").map(addr_uri).and_then(Uri::parse) else {
-        return Err(Decision::Reply(400, "Bad From Header", vec![]));
-    };
-    if let Some(peer) = cfg.outbound.peer_of(source.ip()) {
-        return Ok(Origin::Peer(peer.name.clone()));
-    }
-    if !engine.is_our_domain(&from.host) || method == "ACK" || method == "CANCEL" {
-        return Ok(Origin::Stranger);
-    }
-    let auth = engine.auth();
-    let creds = msg
-        .headers
-        .iter()
-        .filter(|h| h.name == "Proxy-Authorization")
-        .map(|h| h.value.as_str());
-    let password_of = |u: &str| {
-        cfg.extensions
-            .get(u)
-            .filter(|e| e.enabled)
-            .map(|e| e.password.clone())
-    };
-    let challenge = |stale: bool| {
-        let extra = auth
-            .challenges(stale)
-            .into_iter()
-            .map(|c| ("Proxy-Authenticate", c))
-            .collect();
-        Decision::Reply(407, "Proxy Authentication Required", extra)
-    };
-    match auth.verify(
-        creds,
-        method,
-        msg.uri(),
-        |u| engine.uri_is_ours(u),
-        password_of,
-    ) {
-        Verdict::Ok(user) => {
-            let from_user = from
-                .user
-                .as_deref()
-                .and_then(|u| cfg.resolve_user(u))
-                .map(|e| e.number.clone());
-            if from_user.as_deref() != Some(user.as_str()) {
-                engine.counters.auth_failure();
-                return Err(Decision::Reply(
-                    403,
-                    "Forbidden: From Does Not Match Credentials",
-                    vec![],
-                ));
-            }
-            Ok(Origin::Extension(user))
-        }
-        Verdict::Missing => Err(challenge(false)),
-        Verdict::Stale => Err(challenge(true)),
-        Verdict::Failed(why) => {
-            engine.counters.auth_failure();
-            tracing::info!(reason = why, "proxy authentication failed");
-            Err(challenge(false))
-        }
-    }
 }
 
 fn lookup(engine: &Engine, cfg: &Config, user: &str, origin: &mut Origin, depth: u8) -> Decision {
