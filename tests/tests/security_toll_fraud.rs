@@ -448,21 +448,32 @@ fn inbound_trunk_call_reaches_an_extension() {
         register(&sipp, "101", callee_port, pbx.port);
         let uas = sipp.spawn("uas", &callee_answers(100), callee_port, port, &[]);
         // The provider calls 101 from its own domain, without credentials.
-        let answered = caller_answered("101", "101");
-        let after_auth = answered
-            .find("  <recv response=\"180\" optional=\"true\"/>")
-            .expect("scenario shape");
-        let inbound = scenario(
-            "inbound",
-            &format!(
-                r#"  <send retrans="500"><![CDATA[
-INVITE sip:101@besip.test SIP/2.0
+        let inbound = caller_without_credentials("+420555123@prov.test", "101");
+        let r = sipp.run("inbound", &inbound, prov_port, port, &[]);
+        let callee = sipp.wait(uas);
+        assert!(r.success, "{mode}: inbound call failed:\n{}", r.log);
+        assert!(callee.success, "{mode}: callee failed:\n{}", callee.log);
+    }
+}
+
+/// A call without credentials from `from` (user@domain) to `callee` at
+/// our domain, answered, then hung up (the answered part of caller_answered).
+fn caller_without_credentials(from: &str, callee: &str) -> String {
+    let answered = caller_answered("XCALLER", callee);
+    let after_auth = answered
+        .find("  <recv response=\"180\" optional=\"true\"/>")
+        .expect("scenario shape");
+    scenario(
+        "caller",
+        &format!(
+            r#"  <send retrans="500"><![CDATA[
+INVITE sip:{callee}@besip.test SIP/2.0
 Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
-From: <sip:101@besip.test>;tag=[pid]call[call_number]
-To: <sip:101@besip.test>
+From: <sip:XCALLER@besip.test>;tag=[pid]call[call_number]
+To: <sip:{callee}@besip.test>
 Call-ID: [call_id]
 CSeq: 2 INVITE
-Contact: <sip:provider@[local_ip]:[local_port]>
+Contact: <sip:peer@[local_ip]:[local_port]>
 Max-Forwards: 70
 Content-Type: application/sdp
 Content-Length: [len]
@@ -471,18 +482,70 @@ Content-Length: [len]
 ]]></send>
   <recv response="100" optional="true"/>
 {}"#,
-                answered[after_auth..].trim_end_matches("</scenario>\n")
-            ),
-        )
-        .replace(
-            "From: <sip:101@besip.test>",
-            "From: <sip:+420555123@prov.test>",
-        );
-        let r = sipp.run("inbound", &inbound, prov_port, port, &[]);
-        let callee = sipp.wait(uas);
-        assert!(r.success, "{mode}: inbound call failed:\n{}", r.log);
-        assert!(callee.success, "{mode}: callee failed:\n{}", callee.log);
+            answered[after_auth..].trim_end_matches("</scenario>\n")
+        ),
+    )
+    .replace("<sip:XCALLER@besip.test>", &format!("<sip:{from}>"))
+}
+
+/// A trusted peer (by address, 127.0.0.2) places outbound calls without
+/// credentials, within its call classes; the same call from another
+/// address is refused as relaying.
+#[test]
+fn trusted_peer_calls_out_within_its_classes() {
+    if !have_sipp() {
+        eprintln!("SKIP: sipp not installed");
+        return;
     }
+    let port = free_port();
+    let prov_port = free_port();
+    let uci = config(port, "")
+        + &trunk_uci(prov_port)
+        + "config outbound_call_class 'national'\n\toption name 'national'\n\tlist prefix '0'\n\n\
+config outbound_call_class 'premium'\n\toption name 'premium'\n\tlist prefix '0900'\n\n\
+config outbound_trusted_peer 'gw'\n\toption name 'gw'\n\tlist address '127.0.0.2/32'\n\tlist call_class 'national'\n\n";
+    let pbx = Pbx::start(&uci, port);
+    let sipp = Sipp::new();
+    let provider = sipp.spawn("prov", &provider_answering(), prov_port, port, &[]);
+    let peer = ["-i", "127.0.0.2"];
+    let r = sipp.run(
+        "peer-call",
+        &caller_without_credentials("gw@gw.example", "0555123"),
+        free_port(),
+        port,
+        &peer,
+    );
+    assert!(r.success, "the trusted peer's call failed:\n{}", r.log);
+    let p = sipp.wait(provider);
+    assert!(p.success, "provider:\n{}", p.log);
+    let premium = attacker(
+        "sip:0900123@besip.test",
+        "<sip:0900123@besip.test>",
+        "",
+        403,
+        "Call Class Not Allowed",
+    );
+    let r = sipp.run("peer-premium", &premium, free_port(), port, &peer);
+    assert!(r.success, "premium from the peer:\n{}", r.log);
+    let stranger = attacker(
+        "sip:0555123@besip.test",
+        "<sip:0555123@besip.test>",
+        "",
+        403,
+        "Relaying Denied",
+    );
+    let r = sipp.run("stranger", &stranger, free_port(), port, &[]);
+    assert!(r.success, "the same call from elsewhere:\n{}", r.log);
+    let got = received(&sipp.messages("prov"));
+    assert_eq!(
+        got.iter().filter(|m| m.starts_with("INVITE ")).count(),
+        1,
+        "{got:#?}"
+    );
+    let state = pbx.state();
+    let refused = &state["besip-pbx:pbx"]["counters"]["refused"];
+    assert_eq!(refused["call-class"], "1", "{state}");
+    assert_eq!(refused["relay"], "1", "{state}");
 }
 
 /// What a response says, without what differs per request (tags, nonces,
