@@ -341,7 +341,11 @@ pub fn admit(
                 .map(|tr| tr.name.clone())
         })
     });
-    let number = Uri::parse(dialled).and_then(|u| u.user).unwrap_or_default();
+    // A forwarded call is priced by where it goes, not the extension dialled.
+    let number = match origin {
+        crate::outbound::Origin::Forwarded { number, .. } => number.clone(),
+        _ => Uri::parse(dialled).and_then(|u| u.user).unwrap_or_default(),
+    };
     let rate = acc.rate_for(&number);
     let mut meta = Meta {
         caller_ext,

@@ -312,11 +312,18 @@ fn lookup(engine: &Engine, cfg: &Config, user: &str, origin: &mut Origin, depth:
                         ),
                     };
                 }
-                if let Some(fu) = &u.user {
-                    return lookup(engine, cfg, fu, origin, depth + 1);
-                }
             }
-            return lookup(engine, cfg, fwd, origin, depth + 1);
+            let number = Uri::parse(fwd).and_then(|u| u.user);
+            let number = number.as_deref().unwrap_or(fwd.as_str());
+            if cfg.resolve_user(number).is_none() {
+                // A number outside (through the dialplan): placed with the
+                // forwarding extension's rights, whoever called.
+                *origin = Origin::Forwarded {
+                    extension: ext.number.clone(),
+                    number: number.to_owned(),
+                };
+            }
+            return lookup(engine, cfg, number, origin, depth + 1);
         }
         let bindings = engine.location.lookup(&ext.number);
         if bindings.is_empty() {

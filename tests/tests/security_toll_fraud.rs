@@ -548,6 +548,65 @@ config outbound_trusted_peer 'gw'\n\toption name 'gw'\n\tlist address '127.0.0.2
     assert_eq!(refused["relay"], "1", "{state}");
 }
 
+/// An inbound call to an extension forwarded to an outside number goes out
+/// with that extension's rights (its call classes), whoever called.
+#[test]
+fn forwarding_outside_uses_the_forwarding_extensions_rights() {
+    if !have_sipp() {
+        eprintln!("SKIP: sipp not installed");
+        return;
+    }
+    let port = free_port();
+    let prov_port = free_port();
+    let uci = config(port, "\tlist outbound_default_call_class 'national'\n")
+        .replace(
+            "\toption password 'pw102'\n",
+            "\toption password 'pw102'\n\toption forwarding_unconditional '0555999'\n",
+        )
+        .replace(
+            "\toption password 'pw103'\n",
+            "\toption password 'pw103'\n\toption forwarding_unconditional '0900999'\n",
+        )
+        + &trunk_uci(prov_port)
+        + "config outbound_call_class 'national'\n\toption name 'national'\n\tlist prefix '0'\n\n\
+config outbound_call_class 'premium'\n\toption name 'premium'\n\tlist prefix '0900'\n\n";
+    let pbx = Pbx::start(&uci, port);
+    let sipp = Sipp::new();
+    let provider = sipp.spawn("prov", &provider_answering(), prov_port, port, &[]);
+    let r = sipp.run(
+        "to-102",
+        &caller_without_credentials("+420555123@prov.test", "102"),
+        free_port(),
+        port,
+        &[],
+    );
+    assert!(r.success, "forwarded call failed:\n{}", r.log);
+    let p = sipp.wait(provider);
+    assert!(p.success, "provider:\n{}", p.log);
+    let premium = attacker(
+        "sip:103@besip.test",
+        "<sip:103@besip.test>",
+        "",
+        403,
+        "Call Class Not Allowed",
+    );
+    let r = sipp.run("to-103", &premium, free_port(), port, &[]);
+    assert!(r.success, "forwarding to premium:\n{}", r.log);
+    let got = received(&sipp.messages("prov"));
+    let invites: Vec<&String> = got.iter().filter(|m| m.starts_with("INVITE ")).collect();
+    assert_eq!(invites.len(), 1, "{got:#?}");
+    assert!(
+        invites[0].starts_with("INVITE sip:0555999@"),
+        "{}",
+        invites[0]
+    );
+    let state = pbx.state();
+    assert_eq!(
+        state["besip-pbx:pbx"]["counters"]["refused"]["call-class"], "1",
+        "{state}"
+    );
+}
+
 /// What a response says, without what differs per request (tags, nonces,
 /// the user named in the request).
 fn normalised(response: &str, user: &str) -> String {
