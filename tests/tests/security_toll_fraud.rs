@@ -290,7 +290,30 @@ fn wait_established(pbx: &Pbx) {
 }
 
 #[test]
-fn outbound_permissions_limits_and_spend_refuse_with_403() {
+fn proxy_outbound_permissions_limits_and_spend_refuse_with_403() {
+    outbound_permissions_limits_and_spend("proxy");
+}
+
+#[test]
+fn b2bua_outbound_permissions_limits_and_spend_refuse_with_403() {
+    outbound_permissions_limits_and_spend("b2bua");
+}
+
+/// The caller's side of a call the PBX ends (B2BUA: the spend limit is
+/// reached during the call): answered, ACKed, then the PBX's BYE answered.
+fn caller_cut_off(user: &str, callee: &str) -> String {
+    let answered = caller_answered(user, callee);
+    let pause = answered
+        .find("  <pause milliseconds=\"300\"/>")
+        .expect("scenario shape");
+    format!(
+        "{}  <recv request=\"BYE\"/>\n{}</scenario>\n",
+        &answered[..pause],
+        uas_reply("200 OK", "", "", "", false)
+    )
+}
+
+fn outbound_permissions_limits_and_spend(mode: &str) {
     if !have_sipp() {
         eprintln!("SKIP: sipp not installed");
         return;
@@ -303,7 +326,10 @@ fn outbound_permissions_limits_and_spend_refuse_with_403() {
     // when the global limit is one. 101 may spend 1.0 an hour; 0555 costs
     // 600.0 a minute.
     let main = "\toption outbound_max_calls '1'\n\tlist outbound_default_call_class 'national'\n";
-    let mut uci = config(port, main) + &trunk_uci(prov_port);
+    let mut uci = config(port, main).replace(
+        "\toption mode 'proxy'\n",
+        &format!("\toption mode '{mode}'\n"),
+    ) + &trunk_uci(prov_port);
     uci = uci.replace(
         "\toption password 'pw100'\n",
         "\toption password 'pw100'\n\tlist outbound_call_class 'national'\n\tlist outbound_call_class 'international'\n\toption outbound_max_calls '1'\n",
@@ -336,6 +362,9 @@ fn outbound_permissions_limits_and_spend_refuse_with_403() {
         .block_on(IpcClient::connect(&pbx.socket()))
         .expect("connect IPC");
     let mut notes = client.notifications();
+    // Once a call is answered the daemon has subscribed this connection.
+    rt.block_on(client.call("ping", serde_json::json!({})))
+        .expect("ping");
     let sipp = Sipp::new();
     let auth = |u: &'static str| -> Vec<String> {
         vec!["-au".into(), u.into(), "-ap".into(), format!("pw{u}")]
@@ -380,7 +409,12 @@ fn outbound_permissions_limits_and_spend_refuse_with_403() {
     let args: Vec<&str> = a.iter().map(String::as_str).collect();
     let r = sipp.run(
         "paid",
-        &caller_answered("101", "0555123"),
+        // B2BUA ends the call once 1.0 is spent (after 100 ms); a proxy cannot.
+        &if mode == "b2bua" {
+            caller_cut_off("101", "0555123")
+        } else {
+            caller_answered("101", "0555123")
+        },
         free_port(),
         port,
         &args,
