@@ -271,3 +271,57 @@ impl Guard {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use besip_core::uci::Package;
+
+    fn config() -> Config {
+        let text = "config pbx 'main'\n\toption outbound_max_calls '2'\n\n\
+config extension 'e100'\n\toption number '100'\n\toption password 'p'\n\toption outbound_max_calls '1'\n\n\
+config extension 'e101'\n\toption number '101'\n\toption password 'p'\n";
+        let pkg = Package::parse("besip_pbx", text).expect("uci");
+        Config::from_package(&pkg, "besip_pbx").expect("config")
+    }
+
+    #[test]
+    fn slots_follow_the_extension_and_global_limits() {
+        let cfg = config();
+        let guard = Guard::default();
+        let e100 = Origin::Extension("100".into());
+        let e101 = Origin::Extension("101".into());
+        let first = guard.take_slot(&cfg, &e100).expect("first call of 100");
+        assert_eq!(
+            guard.take_slot(&cfg, &e100),
+            Err(Refusal::ExtensionCallLimit)
+        );
+        let other = guard.take_slot(&cfg, &e101).expect("101 has no own limit");
+        assert_eq!(guard.take_slot(&cfg, &e101), Err(Refusal::GlobalCallLimit));
+        guard.release(&first);
+        guard.release(&other);
+        assert_eq!(guard.active_calls(), 0);
+        assert!(guard.take_slot(&cfg, &e100).is_ok());
+    }
+
+    #[test]
+    fn in_dialog_requests_need_the_creators_tag() {
+        let guard = Guard::default();
+        let invite = Message::parse(
+            b"INVITE sip:101@x SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKa\r\nFrom: <sip:100@x>;tag=caller\r\nTo: <sip:101@x>\r\nCall-ID: c1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n",
+        )
+        .expect("invite");
+        guard.dialog_created(&invite, 10);
+        let request = |from: &str, to: &str, call: &str| {
+            Message::parse(format!("BYE sip:x SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKb\r\nFrom: <sip:a@x>;tag={from}\r\nTo: <sip:b@x>;tag={to}\r\nCall-ID: {call}\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n").as_bytes()).expect("bye")
+        };
+        assert!(guard.dialog_known(&request("caller", "callee", "c1")));
+        assert!(guard.dialog_known(&request("callee", "caller", "c1")));
+        assert!(!guard.dialog_known(&request("made", "up", "c1")));
+        assert!(!guard.dialog_known(&request("caller", "callee", "c2")));
+        guard.dialog_ended("c1");
+        assert!(!guard.dialog_known(&request("caller", "callee", "c1")));
+        guard.record_spend("100", 5);
+        assert_eq!(guard.spent_last_hour("100"), 5);
+    }
+}
