@@ -109,6 +109,8 @@ async fn hold(engine: Arc<Engine>, key: String, mut base: Message, mut f: Failov
                 crate::responses::spawn_client_timer(&engine, ckey);
             }
             Step::Final(resp) => {
+                // The initial INVITE failed everywhere: no dialog came to be.
+                engine.fraud.dialog_ended(resp.call_id());
                 let call = engine.calls.lock().remove(resp.call_id());
                 if let Some(call) = call {
                     let code = resp.status().unwrap_or(500);
