@@ -895,14 +895,17 @@ impl Datastore {
         access: ReadAccess,
     ) -> Result<String, ConfigError> {
         if access == ReadAccess::WithoutSecrets {
-            let mut tree = match filter::to_xpaths(filter)? {
-                None => self
-                    .tree(source)
-                    .duplicate()
-                    .map_err(|e| ConfigError::new(ErrorTag::OperationFailed, describe(&e)))?,
-                Some(xpaths) => filter::select(self.tree(source), &xpaths)?,
-            };
+            // What the reader may not see goes first: a filter evaluated on
+            // the whole tree (`starts-with(password, 'a')`) would otherwise
+            // answer questions about the secrets it then hides.
+            let mut tree = self
+                .tree(source)
+                .duplicate()
+                .map_err(|e| ConfigError::new(ErrorTag::OperationFailed, describe(&e)))?;
             crate::secrets::remove_secrets(&mut tree);
+            if let Some(xpaths) = filter::to_xpaths(filter)? {
+                tree = filter::select(&tree, &xpaths)?;
+            }
             return Ok(print_tree(&tree, with_defaults));
         }
         match filter::to_xpaths(filter)? {
