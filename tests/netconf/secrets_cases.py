@@ -152,22 +152,24 @@ def test_operator_cannot_delete_or_replace_the_users(nc, edit):
     body, default_operation = edit
     before_running, before_candidate = users_of(nc), candidate_users(nc)
     assert "<name>admin</name>" in before_running
-    oper = connect("oper", "s3cret")
-    kw = {"default_operation": default_operation} if default_operation else {}
-    e = denied(lambda: oper.edit_config(target="candidate", config=cfg(body), **kw))
-    assert e.type == "application", e
-    assert candidate_users(nc) == before_candidate
-    assert "taken" not in nc.get_config("candidate").data_xml
-    # Whole-configuration copies replace the users too.
-    denied(lambda: oper.dispatch(to_ele(
-        f'<copy-config xmlns="{BASE}"><target><candidate/></target><source><config>'
-        f'<system xmlns="{SYS}"><hostname>taken</hostname></system></config></source></copy-config>')))
-    assert candidate_users(nc) == before_candidate and users_of(nc) == before_running
-    # What does not touch the users still works for an operator.
-    oper.edit_config(target="candidate", config=cfg(f'<system xmlns="{SYS}"><hostname>oper-set</hostname></system>'))
-    assert "oper-set" in nc.get_config("candidate").data_xml
-    oper.discard_changes()
-    oper.close_session()
+    # 'ruled' is an operator with NACM rules: the rules' built-in fallback guards it.
+    for user in ("oper", "ruled"):
+        oper = connect(user, "s3cret")
+        kw = {"default_operation": default_operation} if default_operation else {}
+        e = denied(lambda: oper.edit_config(target="candidate", config=cfg(body), **kw))
+        assert e.type == "application", e
+        assert candidate_users(nc) == before_candidate
+        assert "taken" not in nc.get_config("candidate").data_xml
+        # Whole-configuration copies replace the users too.
+        denied(lambda: oper.dispatch(to_ele(
+            f'<copy-config xmlns="{BASE}"><target><candidate/></target><source><config>'
+            f'<system xmlns="{SYS}"><hostname>taken</hostname></system></config></source></copy-config>')))
+        assert candidate_users(nc) == before_candidate and users_of(nc) == before_running
+        # What does not touch the users still works for an operator.
+        oper.edit_config(target="candidate", config=cfg(f'<system xmlns="{SYS}"><hostname>oper-set</hostname></system>'))
+        assert "oper-set" in nc.get_config("candidate").data_xml
+        oper.discard_changes()
+        oper.close_session()
 
 
 def test_operator_cannot_roll_back_to_another_user_list(nc):
@@ -177,13 +179,16 @@ def test_operator_cannot_roll_back_to_another_user_list(nc):
     nc.commit()
     nc.edit_config(target="candidate", config=cfg(f'<system xmlns="{SYS}"><hostname>rb-host</hostname></system>'))
     nc.commit()
-    oper = connect("oper", "s3cret")
     before = candidate_users(nc)
     assert "temp" in before
     # back=2 is the configuration before 'temp' was added: refused, nothing changes.
-    denied(lambda: oper.dispatch(to_ele(f'<rollback xmlns="{SYS}"><back>2</back></rollback>')))
-    assert candidate_users(nc) == before
-    assert "rb-host" in nc.get_config("candidate").data_xml
+    for user in ("ruled", "oper"):
+        oper = connect(user, "s3cret")
+        denied(lambda: oper.dispatch(to_ele(f'<rollback xmlns="{SYS}"><back>2</back></rollback>')))
+        assert candidate_users(nc) == before
+        assert "rb-host" in nc.get_config("candidate").data_xml
+        if user == "ruled":
+            oper.close_session()
     # back=1 has the same users: allowed.
     oper.dispatch(to_ele(f'<rollback xmlns="{SYS}"><back>1</back></rollback>'))
     assert "rb-host" not in nc.get_config("candidate").data_xml
@@ -207,6 +212,9 @@ def close_quietly(m):
 
 
 def test_operator_cannot_kill_an_admin_session(nc):
+    ruled = connect("ruled", "s3cret")
+    denied(lambda: ruled.kill_session(nc.session_id))
+    ruled.close_session()
     oper, other = connect("oper", "s3cret"), connect("oper", "s3cret")
     denied(lambda: oper.kill_session(nc.session_id))
     assert "<name>admin</name>" in users_of(nc)  # the admin's session lives
