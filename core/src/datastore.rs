@@ -275,6 +275,9 @@ impl Datastore {
                 .context(HistorySnafu)?;
             let _ = std::fs::remove_file(&backup_path);
         }
+        crate::persist::restrict_to_owner(&running_path).context(WriteSnafu {
+            path: running_path.display().to_string(),
+        })?;
         store.render_all_to_disk()?;
         Ok(store)
     }
@@ -312,6 +315,10 @@ impl Datastore {
             let on_disk = std::fs::read_to_string(&path).ok();
             if on_disk.as_deref() != Some(text.as_str()) {
                 crate::persist::replace_derived(&path, text.as_bytes()).context(WriteSnafu {
+                    path: path.display().to_string(),
+                })?;
+            } else {
+                crate::persist::restrict_to_owner(&path).context(WriteSnafu {
                     path: path.display().to_string(),
                 })?;
             }

@@ -23,6 +23,19 @@ use std::sync::Mutex;
 /// passwords): running.xml, backups, exports, the commit history.
 pub const OWNER_ONLY: u32 = 0o600;
 
+/// Narrow a file written before its kind was owner-only (an upgraded box):
+/// it is not rewritten while its contents stay the same.
+pub fn restrict_to_owner(path: &Path) -> std::io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_file() && meta.permissions().mode() & 0o077 != 0 => {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(OWNER_ONLY))
+        }
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 pub fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     stage(path, contents)?.install()
 }
