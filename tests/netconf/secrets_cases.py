@@ -282,3 +282,23 @@ def test_file_urls_stay_in_the_files_directory(nc, tmp_path):
     nc.copy_config(source=f"file://{inside}", target="candidate")
     nc.delete_config(target=f"file://{inside}")
     assert not os.path.exists(inside)
+
+
+def test_the_files_directory_is_configurable(nc):
+    other = os.path.join(ROOT, "var/lib/besip/other")
+    netconf = f'<system xmlns="{SYS}"><netconf><files-directory>/var/lib/besip/other</files-directory></netconf></system>'
+    nc.edit_config(target="candidate", config=cfg(netconf))
+    nc.commit()
+    try:
+        # Takes effect at once; the directory is created on first use.
+        nc.copy_config(source="running", target=f"file://{other}/box.xml")
+        assert os.path.exists(os.path.join(other, "box.xml"))
+        e = rpc_error(lambda: nc.copy_config(source="running", target=f"file://{FILES}/box.xml"))
+        assert e.tag == "invalid-value" and "other" in e.message, e
+        assert not os.path.exists(os.path.join(FILES, "box.xml"))
+    finally:
+        nc.edit_config(target="candidate", config=cfg(
+            f'<system xmlns="{SYS}"><netconf><files-directory {NC} nc:operation="remove"/></netconf></system>'))
+        nc.commit()
+    nc.copy_config(source="running", target=f"file://{FILES}/box.xml")
+    nc.delete_config(target=f"file://{FILES}/box.xml")

@@ -21,7 +21,7 @@ fn secrets_and_admin_data_are_guarded() {
         "secrets cases failed:\n{stdout}\n{stderr}\n--- server log ---\n{}",
         server.log()
     );
-    assert!(stdout.contains("13 passed"), "{stdout}");
+    assert!(stdout.contains("14 passed"), "{stdout}");
     assert!(!server.log().contains("panicked"), "{}", server.log());
     // The rendered packages that hold password hashes and SIP passwords,
     // and running.xml, are readable by their owner only.
