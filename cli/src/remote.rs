@@ -225,9 +225,7 @@ pub fn export(remote: &RemoteArgs, args: ExportArgs) -> i32 {
                 print!("{text}");
                 return Ok(());
             }
-            std::fs::write(&args.file, text).map_err(|e| ShellError::Command {
-                message: format!("cannot write {}: {e}", args.file.display()),
-            })?;
+            transfer::write_export(&args.file, &text)?;
             eprintln!(
                 "Exported the running configuration to {}",
                 args.file.display()

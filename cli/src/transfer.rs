@@ -115,6 +115,27 @@ pub async fn export<S: Session>(
     Ok(out)
 }
 
+/// Write an export to `path` readable by its owner only: it holds SIP
+/// passwords (and, for an admin, password hashes). A file that exists with a
+/// wider mode is narrowed before the secrets go in.
+pub fn write_export(path: &std::path::Path, text: &str) -> Result<(), ShellError> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let failed = |e: std::io::Error| cmd(format!("cannot write {}: {e}", path.display()));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(besip_core::persist::OWNER_ONLY)
+        .open(path)
+        .map_err(failed)?;
+    file.set_permissions(std::fs::Permissions::from_mode(
+        besip_core::persist::OWNER_ONLY,
+    ))
+    .map_err(failed)?;
+    file.write_all(text.as_bytes()).map_err(failed)
+}
+
 /// A configuration file read and checked against the schema.
 pub struct ConfigFile {
     /// Top-level data elements (children of `<config>`).

@@ -275,6 +275,9 @@ impl Datastore {
                 .context(HistorySnafu)?;
             let _ = std::fs::remove_file(&backup_path);
         }
+        crate::persist::restrict_to_owner(&running_path).context(WriteSnafu {
+            path: running_path.display().to_string(),
+        })?;
         store.render_all_to_disk()?;
         Ok(store)
     }
@@ -312,6 +315,10 @@ impl Datastore {
             let on_disk = std::fs::read_to_string(&path).ok();
             if on_disk.as_deref() != Some(text.as_str()) {
                 crate::persist::replace_derived(&path, text.as_bytes()).context(WriteSnafu {
+                    path: path.display().to_string(),
+                })?;
+            } else {
+                crate::persist::restrict_to_owner(&path).context(WriteSnafu {
                     path: path.display().to_string(),
                 })?;
             }
@@ -895,14 +902,17 @@ impl Datastore {
         access: ReadAccess,
     ) -> Result<String, ConfigError> {
         if access == ReadAccess::WithoutSecrets {
-            let mut tree = match filter::to_xpaths(filter)? {
-                None => self
-                    .tree(source)
-                    .duplicate()
-                    .map_err(|e| ConfigError::new(ErrorTag::OperationFailed, describe(&e)))?,
-                Some(xpaths) => filter::select(self.tree(source), &xpaths)?,
-            };
+            // What the reader may not see goes first: a filter evaluated on
+            // the whole tree (`starts-with(password, 'a')`) would otherwise
+            // answer questions about the secrets it then hides.
+            let mut tree = self
+                .tree(source)
+                .duplicate()
+                .map_err(|e| ConfigError::new(ErrorTag::OperationFailed, describe(&e)))?;
             crate::secrets::remove_secrets(&mut tree);
+            if let Some(xpaths) = filter::to_xpaths(filter)? {
+                tree = filter::select(&tree, &xpaths)?;
+            }
             return Ok(print_tree(&tree, with_defaults));
         }
         match filter::to_xpaths(filter)? {

@@ -23,6 +23,19 @@ use std::sync::Mutex;
 /// passwords): running.xml, backups, exports, the commit history.
 pub const OWNER_ONLY: u32 = 0o600;
 
+/// Narrow a file written before its kind was owner-only (an upgraded box):
+/// it is not rewritten while its contents stay the same.
+pub fn restrict_to_owner(path: &Path) -> std::io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_file() && meta.permissions().mode() & 0o077 != 0 => {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(OWNER_ONLY))
+        }
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 pub fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     stage(path, contents)?.install()
 }
@@ -83,9 +96,10 @@ fn file_name(path: &Path) -> String {
 }
 
 /// Write `contents` into the spare of `path` (created on first use).
-/// Durable files are the configuration itself (running.xml, backups,
-/// exports: password hashes, SIP passwords): readable by their owner only.
-/// Derived UCI packages keep the usual mode, as on OpenWrt.
+/// Every file written here holds configuration with secrets (running.xml,
+/// backups, exports: password hashes; the UCI packages besip_system and
+/// besip_pbx: hashes, SIP passwords), so all are readable by their owner
+/// only (the daemons that read the packages run as that owner, root).
 fn write_spare(path: &Path, contents: &[u8], durable: bool) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(parent_dir(path))?;
     remove_stale_side_files(path);
@@ -95,9 +109,7 @@ fn write_spare(path: &Path, contents: &[u8], durable: bool) -> std::io::Result<P
     // A spare that is a symlink (planted, or a target that was one) is not
     // written through.
     options.custom_flags(libc::O_NOFOLLOW);
-    if durable {
-        options.mode(OWNER_ONLY);
-    }
+    options.mode(OWNER_ONLY);
     let mut file = match options.open(&spare) {
         Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
             std::fs::remove_file(&spare)?;
@@ -105,9 +117,8 @@ fn write_spare(path: &Path, contents: &[u8], durable: bool) -> std::io::Result<P
         }
         other => other?,
     };
-    if durable {
-        file.set_permissions(std::fs::Permissions::from_mode(OWNER_ONLY))?;
-    }
+    // A reused spare may be an inode written before with a wider mode.
+    file.set_permissions(std::fs::Permissions::from_mode(OWNER_ONLY))?;
     file.write_all(contents)?;
     file.set_len(contents.len() as u64)?;
     if durable {
@@ -263,6 +274,15 @@ mod tests {
         for version in [&b"two"[..], b"three", b"four"] {
             super::write_atomically(&path, version).unwrap();
             let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+        // Rendered UCI packages hold SIP passwords too.
+        let package = dir.path().join("besip_pbx");
+        std::fs::write(&package, b"old, world-readable").unwrap();
+        std::fs::set_permissions(&package, std::fs::Permissions::from_mode(0o644)).unwrap();
+        for version in [&b"two"[..], b"three", b"four"] {
+            super::replace_derived(&package, version).unwrap();
+            let mode = std::fs::metadata(&package).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o600);
         }
     }

@@ -5,14 +5,17 @@
 //! - `:candidate` only (no `:writable-running`): `<edit-config>`/`<copy-config>`
 //!   to running get `operation-not-supported`; edit the candidate and commit.
 //!   The candidate is shared by all sessions (RFC 6241 §8.3).
-//! - `:url` offers `file:///absolute/path` only, and only to the admin group
-//!   (it reads and writes files as the server's user).
+//! - `:url` offers `file:///absolute/path` only, only to the admin group
+//!   (it reads and writes files as the server's user), and only inside
+//!   besip-system `netconf/files-directory` (`files`).
 //! - Access control (RFC 8341, module `nacm`): every user has one of three
 //!   built-in besip groups: admin (all), operator (no change to
 //!   `/system/user` or `/nacm`, no whole-configuration copy), monitor
-//!   (read-only: no edit, commit, discard, kill or module RPC); nodes marked
+//!   (read-only: no edit, commit, discard, kill, lock or module RPC); only an
+//!   admin ends an admin's session; nodes marked
 //!   `nacm:default-deny-all` (password hashes, SIP passwords, `/nacm`) are
-//!   hidden from non-admins. Rule-lists configured under `/nacm` are
+//!   hidden from non-admins, and removed before a filter is evaluated (a
+//!   filter cannot probe them). Rule-lists configured under `/nacm` are
 //!   evaluated on top, first matching rule wins, for operations, module
 //!   RPCs, each changed data node of edit-config/copy-config, reads (denied
 //!   subtrees silently left out) and notifications; a request no rule matches
@@ -28,6 +31,7 @@
 //! - Notifications: the NETCONF stream only; subtree filters; replay of the
 //!   last 1,000 notifications kept in memory (`subscription.rs`).
 
+pub mod files;
 pub mod framing;
 pub mod modrpc;
 pub mod nacm;

@@ -56,13 +56,20 @@ pub async fn module_rpc(ctx: &SessionCtx, op: &Element) -> OpResult {
             })?;
         let mut store = ctx.server.store.lock().await;
         let view = ctx.server.nacm_view(&ctx.user, ctx.group);
-        if !view.active() {
+        if !view.active() && ctx.group == crate::server::Group::Admin {
             return store
                 .rollback_candidate(back as usize)
                 .map(|_| Answer::Ok)
                 .map_err(|e| vec![e]);
         }
-        return checked_rollback(&view, &mut store, back as usize);
+        let group = ctx.group;
+        return checked_rollback(&mut store, back as usize, |before, after| {
+            if view.active() {
+                crate::nacm_data::check_replace(&view, before, after)
+            } else {
+                crate::nacm_ops::check_rollback_kept_admin_data(group, before, after)
+            }
+        });
     }
     let daemon = module_name.trim_start_matches("besip-").to_owned();
     let socket = ctx.server.layout.socket(&daemon);
@@ -97,12 +104,16 @@ pub async fn module_rpc(ctx: &SessionCtx, op: &Element) -> OpResult {
     }
 }
 
-/// A rollback for a user with NACM rules: every difference it makes to the
-/// candidate must be permitted, else the candidate is put back.
+/// A rollback for a user with NACM rules or outside the admin group:
+/// `check` must permit the difference it makes to the candidate, else the
+/// candidate is put back.
 fn checked_rollback(
-    view: &crate::nacm::View,
     store: &mut besip_core::datastore::Datastore,
     back: usize,
+    check: impl FnOnce(
+        &besip_core::yang2::data::DataTree<'static>,
+        &besip_core::yang2::data::DataTree<'static>,
+    ) -> Result<(), ConfigError>,
 ) -> OpResult {
     use besip_core::datastore::Source;
     let failed = |e: String| vec![ConfigError::new(ErrorTag::OperationFailed, e)];
@@ -112,8 +123,7 @@ fn checked_rollback(
         .duplicate()
         .map_err(|e| failed(e.to_string()))?;
     store.rollback_candidate(back).map_err(|e| vec![e])?;
-    let Err(denied) = crate::nacm_data::check_replace(view, &before, store.tree(Source::Candidate))
-    else {
+    let Err(denied) = check(&before, store.tree(Source::Candidate)) else {
         return Ok(Answer::Ok);
     };
     let restored = if was_modified {

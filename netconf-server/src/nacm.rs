@@ -24,6 +24,10 @@
 //!   `/nacm` and `/system/user`, and run the ietf-netconf operations needed to
 //!   do so (get, get-config, edit-config, validate, lock, unlock, commit,
 //!   discard-changes, cancel-commit). `close-session` is always allowed.
+//!   Without rules, an operator's edit or rollback that would change
+//!   `/system/user` or `/nacm` indirectly (deleting or replacing `/system`,
+//!   default-operation replace) is refused too, and only an admin ends an
+//!   admin's session (`nacm_ops`, `ops::kill_session`).
 
 use crate::server::Group;
 use besip_core::yang2::data::{Data, DataNodeRef, DataTree};
@@ -289,6 +293,8 @@ pub fn builtin_exec(group: Group, module: &str, name: &str) -> bool {
                     && matches!(
                         name,
                         "commit"
+                            | "lock"
+                            | "unlock"
                             | "cancel-commit"
                             | "discard-changes"
                             | "kill-session"
@@ -391,6 +397,7 @@ mod tests {
         // access-operations `read` does not cover exec: built-in (deny) decides.
         assert!(!v.may_exec("besip-pbx", "x"));
         assert!(!v.may_exec("ietf-netconf", "commit"));
+        assert!(!v.may_exec("ietf-netconf", "lock"));
         assert!(v.may_exec("ietf-netconf", "get"));
         assert!(v.may_exec("ietf-netconf", "close-session"));
     }

@@ -12,6 +12,7 @@ use besip_core::datastore::{Datastore, Source};
 use besip_core::edit::{DefaultOperation, Editor, ErrorOption};
 use besip_core::error::{ConfigError, ErrorTag};
 use besip_core::xml::Element;
+use besip_core::yang2::data::{DataDiffFlags, DataTree};
 
 const SYSTEM_NS: &str = "urn:besip:system";
 
@@ -72,6 +73,71 @@ pub fn may_edit(ctx: &SessionCtx, config: &[Element]) -> Result<(), Vec<ConfigEr
         Group::Operator => Err(write_denied("change users or access control")),
         Group::Monitor => Err(write_denied("change the configuration")),
     }
+}
+
+/// Where the admin data lives: what only the admin group may change.
+const ADMIN_DATA: &[&str] = &["/besip-system:system/user", "/ietf-netconf-acm:nacm"];
+
+/// Does `post` hold other users or NACM rules than `pre`?
+fn admin_data_differs(
+    pre: &DataTree<'static>,
+    post: &DataTree<'static>,
+) -> Result<bool, ConfigError> {
+    let paths: Vec<String> = ADMIN_DATA.iter().map(|p| (*p).to_owned()).collect();
+    let before = besip_core::filter::select(pre, &paths)?;
+    let after = besip_core::filter::select(post, &paths)?;
+    let diff = before
+        .diff(&after, DataDiffFlags::empty())
+        .map_err(|e| ConfigError::new(ErrorTag::OperationFailed, e.to_string()))?;
+    let differs = diff.iter().next().is_some();
+    Ok(differs)
+}
+
+/// The built-in guard for a user without NACM rules whose edit names
+/// `/system`: an operation on `/system` itself (delete, remove, replace, or
+/// default-operation replace) takes `/system/user` with it, though the edit
+/// never names a user. The edit is tried on a copy of the candidate and
+/// refused if the users or rules would differ.
+pub fn check_admin_data_kept(
+    ctx: &SessionCtx,
+    store: &Datastore,
+    config: &[Element],
+    default_operation: DefaultOperation,
+    error_option: ErrorOption,
+) -> Result<(), Vec<ConfigError>> {
+    let names_system = config
+        .iter()
+        .any(|el| el.namespace == SYSTEM_NS && el.name == "system");
+    if ctx.group == Group::Admin || !names_system {
+        return Ok(());
+    }
+    let failed = |e: String| vec![ConfigError::new(ErrorTag::OperationFailed, e)];
+    let pre = store.tree(Source::Candidate);
+    let mut post = pre.duplicate().map_err(|e| failed(e.to_string()))?;
+    let (_, errors, _) = Editor::new(&mut post, error_option)
+        .map_err(|e| vec![e])?
+        .apply(config, default_operation);
+    if !errors.is_empty() && error_option != ErrorOption::ContinueOnError {
+        return Err(errors);
+    }
+    if admin_data_differs(pre, &post).map_err(|e| vec![e])? {
+        return Err(write_denied("change users or access control"));
+    }
+    Ok(())
+}
+
+/// The built-in guard for a rollback by a user without NACM rules: only an
+/// admin may go back to a commit with other users or rules.
+pub fn check_rollback_kept_admin_data(
+    group: Group,
+    before: &DataTree<'static>,
+    after: &DataTree<'static>,
+) -> Result<(), ConfigError> {
+    if group == Group::Admin || !admin_data_differs(before, after)? {
+        return Ok(());
+    }
+    let mut errors = write_denied("roll back to a commit with other users or access rules");
+    Err(errors.remove(0))
 }
 
 /// A denied data write is an application error (RFC 8341 §3.4.5).

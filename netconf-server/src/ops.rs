@@ -3,16 +3,16 @@
 //! `nacm_ops`.
 
 use crate::nacm_ops::{
-    check_edit_rules, check_replace_rules, exec_denied, may_edit, normalize_nacm_paths,
-    read_as_user, scope_of,
+    check_admin_data_kept, check_edit_rules, check_replace_rules, exec_denied, may_edit,
+    normalize_nacm_paths, read_as_user, scope_of,
 };
 use crate::rpc::{
-    access_denied, bad_value, base_child, filter, missing, store_arg, text_of, url_path,
-    with_defaults, Answer, OpResult, Store, MONITORING_NS, NOTIFICATION_NS,
+    access_denied, bad_value, base_child, filter, missing, store_arg, text_of, with_defaults,
+    Answer, OpResult, Store, MONITORING_NS, NOTIFICATION_NS,
 };
 use crate::server::{lock, Group};
 use crate::session::SessionCtx;
-use crate::{modrpc, reply::BASE_NS, state};
+use crate::{files, modrpc, reply::BASE_NS, state};
 use besip_core::datastore::{CommitOptions, Confirmed, Source, TestOption, WithDefaults};
 use besip_core::edit::{DefaultOperation, ErrorOption};
 use besip_core::error::{ConfigError, ErrorTag};
@@ -43,7 +43,7 @@ pub async fn dispatch(ctx: &mut SessionCtx, rpc: &Element, op: &Element) -> OpRe
             "get-config" => get_config(ctx, rpc, op).await,
             "edit-config" => edit_config(ctx, rpc, op).await,
             "copy-config" => copy_config(ctx, op).await,
-            "delete-config" => delete_config(ctx, op),
+            "delete-config" => delete_config(ctx, op).await,
             "lock" => lock_op(ctx, op, true).await,
             "unlock" => lock_op(ctx, op, false).await,
             "validate" => validate(ctx, op).await,
@@ -139,28 +139,6 @@ fn check_lock(ctx: &SessionCtx, source: Source) -> Result<(), Vec<ConfigError>> 
     }
 }
 
-/// The `<config>` content of a file (export format: `<config>` wrapper or bare).
-fn read_url_config(url: &str) -> Result<Vec<Element>, ConfigError> {
-    let path = url_path(url)?;
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        ConfigError::new(
-            ErrorTag::OperationFailed,
-            format!("cannot read {}: {e}", path.display()),
-        )
-    })?;
-    let mut roots = besip_core::xml::parse(&text).map_err(|e| {
-        ConfigError::new(
-            ErrorTag::MalformedMessage,
-            format!("{}: {e}", path.display()),
-        )
-    })?;
-    normalize_nacm_paths(&mut roots, &[]);
-    Ok(match roots.as_slice() {
-        [w] if w.name == "config" || w.name == "data" => w.children.clone(),
-        _ => roots,
-    })
-}
-
 async fn edit_config(ctx: &SessionCtx, rpc: &Element, op: &Element) -> OpResult {
     let target = store_arg(op, "target").map_err(|e| vec![e])?;
     match target {
@@ -216,7 +194,9 @@ async fn edit_config(ctx: &SessionCtx, rpc: &Element, op: &Element) -> OpResult 
         if ctx.group != Group::Admin {
             return Err(access_denied("read files through <url>"));
         }
-        read_url_config(u.trimmed_text()).map_err(|e| vec![e])?
+        files::read_url_config(ctx, u.trimmed_text())
+            .await
+            .map_err(|e| vec![e])?
     } else {
         return Err(vec![missing("config")]);
     };
@@ -228,6 +208,8 @@ async fn edit_config(ctx: &SessionCtx, rpc: &Element, op: &Element) -> OpResult 
     let mut store = ctx.server.store.lock().await;
     if view.active() {
         check_edit_rules(&view, &store, &config, default_operation, error_option)?;
+    } else {
+        check_admin_data_kept(ctx, &store, &config, default_operation, error_option)?;
     }
     store
         .edit_candidate(&config, default_operation, error_option, test_option)
@@ -254,7 +236,7 @@ async fn copy_config(ctx: &SessionCtx, op: &Element) -> OpResult {
                     normalize_nacm_paths(&mut c, &scope_of(&[op]));
                     c
                 }
-                Store::Url(u) => read_url_config(&u).map_err(|e| vec![e])?,
+                Store::Url(u) => files::read_url_config(ctx, &u).await.map_err(|e| vec![e])?,
                 Store::Running => {
                     let mut store = ctx.server.store.lock().await;
                     return store
@@ -283,7 +265,7 @@ async fn copy_config(ctx: &SessionCtx, op: &Element) -> OpResult {
                 .map_err(|e| e.0)
         }
         Store::Url(u) => {
-            let path = url_path(&u).map_err(|e| vec![e])?;
+            let path = files::resolve(ctx, &u).await.map_err(|e| vec![e])?;
             let content = match source {
                 Store::Running | Store::Candidate => {
                     let s = if matches!(source, Store::Running) {
@@ -299,7 +281,8 @@ async fn copy_config(ctx: &SessionCtx, op: &Element) -> OpResult {
                     .map_err(|e| vec![e])?
                 }
                 Store::Config(c) => c.iter().map(|e| e.to_xml()).collect(),
-                Store::Url(src) => read_url_config(&src)
+                Store::Url(src) => files::read_url_config(ctx, &src)
+                    .await
                     .map_err(|e| vec![e])?
                     .iter()
                     .map(|e| e.to_xml())
@@ -328,13 +311,13 @@ async fn copy_config(ctx: &SessionCtx, op: &Element) -> OpResult {
     }
 }
 
-fn delete_config(ctx: &SessionCtx, op: &Element) -> OpResult {
+async fn delete_config(ctx: &SessionCtx, op: &Element) -> OpResult {
     match store_arg(op, "target").map_err(|e| vec![e])? {
         Store::Url(u) => {
             if ctx.group != Group::Admin {
                 return Err(access_denied("delete files"));
             }
-            let path = url_path(&u).map_err(|e| vec![e])?;
+            let path = files::resolve(ctx, &u).await.map_err(|e| vec![e])?;
             std::fs::remove_file(&path)
                 .map(|_| Answer::Ok)
                 .map_err(|e| {
@@ -509,6 +492,10 @@ fn kill_session(ctx: &SessionCtx, op: &Element) -> OpResult {
     let entry = sessions
         .get(&id)
         .ok_or_else(|| vec![bad_value("session-id", format!("there is no session {id}"))])?;
+    // Lock-out guard: an administrator's session ends only by an administrator.
+    if entry.group == Group::Admin && ctx.group != Group::Admin {
+        return Err(access_denied("end an administrator's session"));
+    }
     entry.kill.notify_one();
     drop(sessions);
     // Its locks are free once the reply is sent (RFC 6241 §7.9); the killed

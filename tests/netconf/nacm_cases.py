@@ -1,12 +1,13 @@
 """NACM rules configured under /nacm (RFC 8341) take effect. Run against a
 server of its own by tests/tests/netconf_nacm.rs (the file name keeps it out
 of the shared ncclient suite: its rules would change what other tests see)."""
+import pathlib
 import time
 
 import pytest
 from ncclient.operations.rpc import RPCError
 
-from conftest import connect, BASE
+from conftest import connect, BASE, ROOT
 
 NACM = "urn:ietf:params:xml:ns:yang:ietf-netconf-acm"
 PBX = "urn:besip:pbx"
@@ -202,9 +203,11 @@ def test_read_deny_rule_hides_trunks(nc):
     mon.close_session()
 
 
-def test_read_rules_apply_to_an_export_to_a_file(nc, tmp_path):
+def test_read_rules_apply_to_an_export_to_a_file(nc):
     """copy-config to a file URL gives what get-config would (RFC 8341 §3.4.5)."""
-    export = tmp_path / "export.xml"
+    files = pathlib.Path(ROOT) / "var/lib/besip/files"
+    files.mkdir(parents=True, exist_ok=True)
+    export = files / "export.xml"
     nc.copy_config(source="running", target=f"file://{export}")
     assert "<trunk>" in export.read_text()
     set_rules(nc, nacm([("hide", ["admin"], [

@@ -2,6 +2,7 @@
 validate, commit, discard-changes, copy-config/delete-config with URLs,
 get-schema, /netconf-state, /modules-state, with-defaults."""
 import os
+import pathlib
 import pytest
 from ncclient.operations.rpc import RPCError
 from ncclient.xml_ import to_ele
@@ -130,8 +131,11 @@ def test_get_schema(nc):
     assert e.value.tag == "invalid-value"
 
 
-def test_copy_and_delete_config_url(nc, tmp_path):
-    export = tmp_path / "export.xml"
+def test_copy_and_delete_config_url(nc):
+    # file:// URLs name files in besip-system netconf/files-directory only.
+    files = pathlib.Path(ROOT) / "var/lib/besip/files"
+    files.mkdir(parents=True, exist_ok=True)
+    export = files / "export.xml"
     nc.copy_config(source="running", target=f"file://{export}")
     text = export.read_text()
     assert "<hostname>" in text and "<config" in text

@@ -3,6 +3,7 @@
 
 use besip_tests::cli::{admin, besip, uci_files};
 use besip_tests::netconf::{NetconfServer, ADMIN_PASSWORD};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 fn configure_box_a(port: u16) {
@@ -159,11 +160,19 @@ fn secrets_are_exported_only_for_admins() {
         .unwrap()
         .contains("password-hash"));
     let by_oper = dir.path().join("oper.xml");
+    // An export file that exists world-readable is narrowed, not reused as is.
+    std::fs::write(&by_oper, "old").unwrap();
+    std::fs::set_permissions(&by_oper, std::fs::Permissions::from_mode(0o644)).unwrap();
     export(a.port, "oper", "op-pw", &by_oper, "xml");
     let text = std::fs::read_to_string(&by_oper).unwrap();
     assert!(!text.contains("password-hash"), "{text}");
     assert!(!text.contains("$argon2"), "{text}");
     assert!(text.contains("<name>oper</name>"), "{text}");
+    // Exports hold SIP passwords (and an admin's, password hashes).
+    for file in [&by_admin, &by_oper] {
+        let mode = std::fs::metadata(file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", file.display());
+    }
 }
 
 /// The server's own `<copy-config>` from a `file://` URL takes a `besip
@@ -173,8 +182,10 @@ fn exported_file_loads_through_copy_config_url() {
     let a = NetconfServer::start();
     let b = NetconfServer::start();
     configure_box_a(a.port);
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("box.xml");
+    // file:// URLs name files in B's besip-system netconf/files-directory only.
+    let files = b.root_path().join("var/lib/besip/files");
+    std::fs::create_dir_all(&files).unwrap();
+    let file = files.join("box.xml");
     export(a.port, "admin", ADMIN_PASSWORD, &file, "xml");
     let (ok, out) = besip_tests::netconf::python(
         b.port,
