@@ -29,6 +29,7 @@
 //!   last 1,000 notifications kept in memory (`subscription.rs`).
 
 pub mod framing;
+pub mod login_throttle;
 pub mod modrpc;
 pub mod nacm;
 pub mod nacm_data;
@@ -39,6 +40,7 @@ pub mod rpc;
 pub mod server;
 pub mod session;
 pub mod ssh;
+pub mod ssh_accept;
 pub mod state;
 pub mod subscription;
 pub mod users;
