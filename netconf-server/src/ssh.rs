@@ -58,7 +58,7 @@ pub fn host_key(path: &Path) -> Result<PrivateKey, String> {
 pub fn config(key: PrivateKey, server: &Server) -> russh::server::Config {
     russh::server::Config {
         keys: vec![key],
-        methods: MethodSet::from(&[MethodKind::PublicKey, MethodKind::Password][..]),
+        methods: methods(),
         auth_rejection_time: std::time::Duration::from_millis(300),
         auth_rejection_time_initial: Some(std::time::Duration::from_millis(0)),
         inactivity_timeout: server.settings.idle_timeout,
@@ -103,8 +103,18 @@ impl Drop for Connection {
     }
 }
 
+/// The login methods offered: public key and password.
+fn methods() -> MethodSet {
+    MethodSet::from(&[MethodKind::PublicKey, MethodKind::Password][..])
+}
+
+/// Refuse this attempt but keep offering both methods (russh would drop
+/// `password` after one wrong password, unlike OpenSSH's retries).
 fn reject() -> Auth {
-    Auth::reject()
+    Auth::Reject {
+        proceed_with_methods: Some(methods()),
+        partial_success: false,
+    }
 }
 
 fn same_key(stored: &str, offered: &PublicKey) -> bool {

@@ -48,21 +48,21 @@ fn idle_preauth_connections_do_not_block_the_admin_and_are_closed_at_the_grace_t
         NetconfServer::start(),
         "<login-grace-time>20</login-grace-time>",
     );
-    let script = format!(
-        "{SOCKETS}\n\
-held = [tcp('127.0.0.%d' % (2 + i % 8)) for i in range(64)]\n\
-extra = [tcp('127.0.0.10') for i in range(20)]\n\
-print('HELD', [state(s, 10) for s in held].count('banner'))\n\
-extra_states = [state(s, 10) for s in extra]\n\
-print('EXTRA-BANNER', extra_states.count('banner'), 'EXTRA-CLOSED', extra_states.count('closed'))\n\
-m = connect(); print('ADMIN', m.get_config('running').data_xml.count('<hostname>')); m.close_session()\n\
-print('STILL-OPEN', [state(s, 0.1) for s in held].count('open'))\n\
-kexed = transport('127.0.0.11')\n\
-print('ALL-CLOSED', all(closed_within(s, 90) for s in held))\n\
-end = time.time() + 30\n\
-while kexed.is_active() and time.time() < end: time.sleep(0.5)\n\
-print('KEXED-ACTIVE', kexed.is_active())\n"
-    );
+    let script = [SOCKETS, r#"
+held = [tcp('127.0.0.%d' % (2 + i % 8)) for i in range(64)]
+extra = [tcp('127.0.0.10') for i in range(20)]
+print('HELD', [state(s, 10) for s in held].count('banner'))
+extra_states = [state(s, 10) for s in extra]
+print('EXTRA-BANNER', extra_states.count('banner'), 'EXTRA-CLOSED', extra_states.count('closed'))
+m = connect(); print('ADMIN', m.get_config('running').data_xml.count('<hostname>')); m.close_session()
+print('STILL-OPEN', [state(s, 0.1) for s in held].count('open'))
+kexed = transport('127.0.0.11')
+print('ALL-CLOSED', all(closed_within(s, 90) for s in held))
+end = time.time() + 30
+while kexed.is_active() and time.time() < end: time.sleep(0.5)
+print('KEXED-ACTIVE', kexed.is_active())
+"#]
+    .concat();
     let (ok, out) = python(server.port, ADMIN_PASSWORD, &script);
     assert!(ok, "{out}\n{}", server.log());
     // 8 sources x 8 connections: all under the per-source limit (10), held.
@@ -81,25 +81,32 @@ print('KEXED-ACTIVE', kexed.is_active())\n"
 #[test]
 fn password_failures_delay_that_source_and_user_only() {
     let server = NetconfServer::start();
-    let script = format!(
-        "{SOCKETS}\n\
-def login(t, pw):\n\
-    try:\n\
-        t.auth_password('admin', pw); return t.is_authenticated()\n\
-    except paramiko.AuthenticationException:\n\
-        return False\n\
-t = transport('127.0.0.2')\n\
-print('WRONG', [login(t, 'guess%d' % i) for i in range(3)])\n\
-# The right password at once from the guessing source: still delayed.\n\
-print('RIGHT-FROM-GUESSER', login(t, PW)); t.close()\n\
-# The admin from another address is not delayed at all.\n\
-a = transport('127.0.0.3'); print('RIGHT-ELSEWHERE', login(a, PW)); a.close()\n\
-# A delay, not a ban: the guessing source gets in once it has passed.\n\
-ok = False; end = time.time() + 60\n\
-while not ok and time.time() < end:\n\
-    time.sleep(1); t = transport('127.0.0.2'); ok = login(t, PW); t.close()\n\
-print('RIGHT-FROM-GUESSER-LATER', ok)\n"
-    );
+    let script = [
+        SOCKETS,
+        r#"
+def login(t, pw):
+    try:
+        t.auth_password('admin', pw); return t.is_authenticated()
+    except paramiko.AuthenticationException:
+        return False
+# One login attempt per connection (paramiko asks for the ssh-userauth
+# service again on a second attempt, which russh does not answer).
+def attempt(source, pw):
+    t = transport(source); ok = login(t, pw); t.close(); return ok
+ready = transport('127.0.0.2')
+print('WRONG', [attempt('127.0.0.2', 'guess%d' % i) for i in range(3)])
+# The right password at once from the guessing source: still delayed.
+print('RIGHT-FROM-GUESSER', login(ready, PW)); ready.close()
+# The admin from another address is not delayed at all.
+a = transport('127.0.0.3'); print('RIGHT-ELSEWHERE', login(a, PW)); a.close()
+# A delay, not a ban: the guessing source gets in once it has passed.
+ok = False; end = time.time() + 60
+while not ok and time.time() < end:
+    time.sleep(1); ok = attempt('127.0.0.2', PW)
+print('RIGHT-FROM-GUESSER-LATER', ok)
+"#,
+    ]
+    .concat();
     let (ok, out) = python(server.port, ADMIN_PASSWORD, &script);
     assert!(ok, "{out}\n{}", server.log());
     assert!(out.contains("WRONG [False, False, False]"), "{out}");
@@ -118,26 +125,29 @@ print('RIGHT-FROM-GUESSER-LATER', ok)\n"
 #[test]
 fn channels_per_connection_are_bounded() {
     let server = NetconfServer::start();
-    let script = format!(
-        "{SOCKETS}\n\
-t = transport('127.0.0.2'); t.auth_password('admin', PW)\n\
-opened, refused = [], 0\n\
-for i in range(20):\n\
-    try:\n\
-        opened.append(t.open_session(timeout=10))\n\
-    except paramiko.ChannelException:\n\
-        refused += 1\n\
-print('OPENED', len(opened), 'REFUSED', refused)\n\
-opened[0].close(); time.sleep(0.5)\n\
-again = None\n\
-for i in range(20):\n\
-    try:\n\
-        again = t.open_session(timeout=10); break\n\
-    except paramiko.ChannelException:\n\
-        time.sleep(0.25)\n\
-print('REOPENED', again is not None)\n\
-m = connect(); print('OTHER', m.get_config('running').data_xml.count('<hostname>'))\n"
-    );
+    let script = [
+        SOCKETS,
+        r#"
+t = transport('127.0.0.2'); t.auth_password('admin', PW)
+opened, refused = [], 0
+for i in range(20):
+    try:
+        opened.append(t.open_session(timeout=10))
+    except paramiko.ChannelException:
+        refused += 1
+print('OPENED', len(opened), 'REFUSED', refused)
+opened[0].close(); time.sleep(0.5)
+again = None
+for i in range(20):
+    try:
+        again = t.open_session(timeout=10); break
+    except paramiko.ChannelException:
+        time.sleep(0.25)
+print('REOPENED', again is not None)
+m = connect(); print('OTHER', m.get_config('running').data_xml.count('<hostname>'))
+"#,
+    ]
+    .concat();
     let (ok, out) = python(server.port, ADMIN_PASSWORD, &script);
     assert!(ok, "{out}\n{}", server.log());
     assert!(out.contains("OPENED 4 REFUSED 16"), "{out}");
@@ -148,30 +158,30 @@ m = connect(); print('OTHER', m.get_config('running').data_xml.count('<hostname>
 #[test]
 fn deep_and_huge_rpcs_get_too_big_and_the_server_goes_on() {
     let server = NetconfServer::start();
-    let script = format!(
-        "{SOCKETS}\n\
-t = transport('127.0.0.2'); t.auth_password('admin', PW)\n\
-c = t.open_session(); c.invoke_subsystem('netconf')\n\
-def send(text): c.sendall((text + ']]>]]>').encode())\n\
-buf = b''\n\
-def receive():\n\
-    global buf\n\
-    while b']]>]]>' not in buf:\n\
-        chunk = c.recv(65536)\n\
-        if not chunk: raise EOFError('closed')\n\
-        buf += chunk\n\
-    msg, _, buf = buf.partition(b']]>]]>'); return msg.decode()\n\
-receive()\n\
-send('<hello xmlns=\"urn:ietf:params:xml:ns:netconf:base:1.0\"><capabilities><capability>urn:ietf:params:netconf:base:1.0</capability></capabilities></hello>')\n\
-rpc = '<rpc xmlns=\"urn:ietf:params:xml:ns:netconf:base:1.0\" message-id=\"%s\"><get-config><source><running/></source><filter type=\"subtree\">%s</filter></get-config></rpc>'\n\
-send(rpc % ('1', '<a>' * 100000 + '</a>' * 100000))\n\
-deep = receive(); print('DEEP', 'too-big' in deep, 'nested deeper' in deep)\n\
-send(rpc % ('2', '<a/>' * 300000))\n\
-flat = receive(); print('FLAT', 'too-big' in flat, 'more than 200000 elements' in flat)\n\
-send(rpc % ('3', '<system xmlns=\"urn:besip:system\"><hostname/></system>'))\n\
-print('SAME-SESSION', '<hostname>' in receive())\n\
-m = connect(); print('OTHER', m.get_config('running').data_xml.count('<hostname>'))\n"
-    );
+    let script = [SOCKETS, r#"
+t = transport('127.0.0.2'); t.auth_password('admin', PW)
+c = t.open_session(); c.invoke_subsystem('netconf')
+def send(text): c.sendall((text + ']]>]]>').encode())
+buf = b''
+def receive():
+    global buf
+    while b']]>]]>' not in buf:
+        chunk = c.recv(65536)
+        if not chunk: raise EOFError('closed')
+        buf += chunk
+    msg, _, buf = buf.partition(b']]>]]>'); return msg.decode()
+receive()
+send('<hello xmlns="urn:ietf:params:xml:ns:netconf:base:1.0"><capabilities><capability>urn:ietf:params:netconf:base:1.0</capability></capabilities></hello>')
+rpc = '<rpc xmlns="urn:ietf:params:xml:ns:netconf:base:1.0" message-id="%s"><get-config><source><running/></source><filter type="subtree">%s</filter></get-config></rpc>'
+send(rpc % ('1', '<a>' * 100000 + '</a>' * 100000))
+deep = receive(); print('DEEP', 'too-big' in deep, 'nested deeper' in deep)
+send(rpc % ('2', '<a/>' * 300000))
+flat = receive(); print('FLAT', 'too-big' in flat, 'more than 200000 elements' in flat)
+send(rpc % ('3', '<system xmlns="urn:besip:system"><hostname/></system>'))
+print('SAME-SESSION', '<hostname>' in receive())
+m = connect(); print('OTHER', m.get_config('running').data_xml.count('<hostname>'))
+"#]
+    .concat();
     let (ok, out) = python(server.port, ADMIN_PASSWORD, &script);
     assert!(ok, "{out}\n{}", server.log());
     assert!(out.contains("DEEP True True"), "{out}");
