@@ -1,10 +1,12 @@
 //! `besip [--host H] [-c CMD]`, `besip export`, `besip import`: the shell and
 //! the whole-box transfer against a box over NETCONF/SSH. Exit codes: 0 ok,
-//! 1 command error, 2 usage, 3 connection or login failure.
+//! 1 command error, 2 usage, 3 connection or login failure (also a host key
+//! that differs from the stored one, see `shell::known_hosts`).
 
 use besip_cli::shell::client::NetconfClient;
 use besip_cli::shell::editor::run_shell;
 use besip_cli::shell::engine::execute;
+use besip_cli::shell::known_hosts::HostKeyPolicy;
 use besip_cli::shell::ShellError;
 use besip_cli::transfer::{self, Format};
 use std::io::{BufRead, IsTerminal, Write};
@@ -24,6 +26,10 @@ pub struct RemoteArgs {
     /// Environment variable holding the password (else it is asked on the terminal).
     #[arg(long, global = true, default_value = "BESIP_PASSWORD")]
     pub password_env: String,
+    /// Trust a host key that differs from the one stored for this box (after
+    /// a reinstall); the new key replaces the stored one.
+    #[arg(long, global = true)]
+    pub accept_new_host_key: bool,
     /// Run this command and exit (repeatable; stops at the first error).
     #[arg(short = 'c', long = "command")]
     pub commands: Vec<String>,
@@ -111,8 +117,15 @@ fn runtime() -> Result<tokio::runtime::Runtime, ShellError> {
 }
 
 async fn connect(args: &RemoteArgs) -> Result<NetconfClient, ShellError> {
+    let file = HostKeyPolicy::default_file().ok_or_else(|| ShellError::Usage {
+        message: "no place for known host keys: set BESIP_KNOWN_HOSTS or HOME".into(),
+    })?;
+    let host_keys = HostKeyPolicy {
+        file,
+        accept_new: args.accept_new_host_key,
+    };
     let pw = password(args)?;
-    NetconfClient::connect(&args.host, args.port, &args.user, &pw).await
+    NetconfClient::connect(&args.host, args.port, &args.user, &pw, &host_keys).await
 }
 
 fn finish(result: Result<(), ShellError>) -> i32 {

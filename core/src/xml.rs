@@ -1,6 +1,9 @@
 //! A small namespace-aware XML element tree over quick-xml, for NETCONF
 //! payloads and configuration files. DTDs are refused and no entity other than
 //! the five predefined ones is expanded (no billion-laughs, no external entities).
+//! Nesting is limited (trees are walked recursively elsewhere, and a deep tree
+//! must not overflow the stack); callers reading from the network also limit
+//! the number of elements ([`parse_limited`]).
 
 use quick_xml::events::Event;
 use quick_xml::name::ResolveResult;
@@ -13,7 +16,25 @@ pub enum XmlError {
     Malformed { line: usize, message: String },
     #[snafu(display("XML at line {line}: DTDs and entity declarations are not accepted"))]
     Doctype { line: usize },
+    #[snafu(display("XML at line {line} is nested deeper than {limit} elements"))]
+    TooDeep { line: usize, limit: usize },
+    #[snafu(display("XML at line {line} has more than {limit} elements"))]
+    TooManyElements { line: usize, limit: usize },
 }
+
+impl XmlError {
+    /// A size limit rather than a syntax error (NETCONF answers `too-big`).
+    pub fn is_limit(&self) -> bool {
+        matches!(
+            self,
+            XmlError::TooDeep { .. } | XmlError::TooManyElements { .. }
+        )
+    }
+}
+
+/// Deepest nesting accepted anywhere: far beyond any YANG tree this box
+/// uses (an edit-config is about a dozen levels), far below a stack overflow.
+pub const MAX_DEPTH: usize = 128;
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Element {
@@ -159,6 +180,12 @@ impl LineCounter<'_> {
 
 /// Parse a document (or a fragment with several top-level elements) into elements.
 pub fn parse(input: &str) -> Result<Vec<Element>, XmlError> {
+    parse_limited(input, usize::MAX)
+}
+
+/// [`parse`] refusing more than `max_elements` elements (memory is about
+/// 0.3 KiB per element, so a small message of `<a/>`s must not become gigabytes).
+pub fn parse_limited(input: &str, max_elements: usize) -> Result<Vec<Element>, XmlError> {
     if input.contains('\0') {
         return Err(XmlError::Malformed {
             line: line_of(input, input.find('\0').unwrap_or(0)),
@@ -175,6 +202,7 @@ pub fn parse(input: &str) -> Result<Vec<Element>, XmlError> {
         position: 0,
         line: 1,
     };
+    let mut elements: usize = 0;
     loop {
         let line = lines.line_at(reader.buffer_position() as usize);
         let malformed = |message: String| XmlError::Malformed { line, message };
@@ -183,6 +211,19 @@ pub fn parse(input: &str) -> Result<Vec<Element>, XmlError> {
             .map_err(|e| malformed(e.to_string()))?;
         match event {
             Event::Start(ref start) | Event::Empty(ref start) => {
+                elements += 1;
+                if elements > max_elements {
+                    return Err(XmlError::TooManyElements {
+                        line,
+                        limit: max_elements,
+                    });
+                }
+                if stack.len() >= MAX_DEPTH {
+                    return Err(XmlError::TooDeep {
+                        line,
+                        limit: MAX_DEPTH,
+                    });
+                }
                 let namespace = match resolve {
                     ResolveResult::Bound(ns) => String::from_utf8_lossy(ns.as_ref()).into_owned(),
                     ResolveResult::Unbound => String::new(),
@@ -318,6 +359,25 @@ mod tests {
         assert!(parse("<a><b></a>").is_err());
         assert!(parse("<a>").is_err());
         assert!(parse("<p:a/>").is_err());
+    }
+
+    #[test]
+    fn refuses_deep_nesting_and_too_many_elements() {
+        let deep = "<a>".repeat(100_000) + &"</a>".repeat(100_000);
+        assert!(matches!(
+            parse(&deep),
+            Err(XmlError::TooDeep {
+                limit: MAX_DEPTH,
+                ..
+            })
+        ));
+        let ok = "<a>".repeat(MAX_DEPTH) + &"</a>".repeat(MAX_DEPTH);
+        assert!(parse(&ok).is_ok());
+        let flat = format!("<r>{}</r>", "<a/>".repeat(1000));
+        assert!(parse_limited(&flat, 1001).is_ok());
+        let err = parse_limited(&flat, 1000).unwrap_err();
+        assert!(err.is_limit(), "{err}");
+        assert!(matches!(err, XmlError::TooManyElements { limit: 1000, .. }));
     }
 
     #[test]

@@ -33,6 +33,7 @@
 
 pub mod files;
 pub mod framing;
+pub mod login_throttle;
 pub mod modrpc;
 pub mod nacm;
 pub mod nacm_data;
@@ -43,6 +44,7 @@ pub mod rpc;
 pub mod server;
 pub mod session;
 pub mod ssh;
+pub mod ssh_accept;
 pub mod state;
 pub mod subscription;
 pub mod users;

@@ -3,9 +3,8 @@
 use besip_core::datastore::Datastore;
 use besip_core::paths::Layout;
 use besip_netconf::server::Server;
-use besip_netconf::{modrpc, ssh, users};
+use besip_netconf::{modrpc, ssh, ssh_accept, users};
 use clap::Parser;
-use russh::server::Server as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -100,15 +99,7 @@ async fn run(args: Args) -> Result<(), String> {
     spawn_confirm_timer(server.clone());
     modrpc::forward_daemon_notifications(server.clone());
     for listener in listeners {
-        let mut ssh_server = ssh::SshServer {
-            server: server.clone(),
-        };
-        let config = config.clone();
-        tokio::spawn(async move {
-            if let Err(e) = ssh_server.run_on_socket(config, &listener).await {
-                tracing::error!(error = %e, "SSH listener failed");
-            }
-        });
+        tokio::spawn(ssh_accept::serve(server.clone(), config.clone(), listener));
     }
     besip_core::daemon::shutdown_signal().await;
     tracing::info!("stopping");

@@ -35,8 +35,19 @@ pub type OpResult = Result<Answer, Vec<ConfigError>>;
 pub async fn handle(ctx: &mut SessionCtx, text: &str) -> Outcome {
     Counters::bump(&ctx.counters.in_rpcs);
     Counters::bump(&ctx.server.totals.in_rpcs);
-    let roots = match besip_core::xml::parse(text) {
+    let roots = match besip_core::xml::parse_limited(text, ctx.server.settings.max_message_elements)
+    {
         Ok(roots) => roots,
+        Err(e) if e.is_limit() => {
+            let e = ConfigError {
+                error_type: ErrorType::Rpc,
+                ..ConfigError::new(
+                    ErrorTag::TooBig,
+                    format!("{e} (besip-system netconf/max-message-elements; nesting at most {} levels)", besip_core::xml::MAX_DEPTH),
+                )
+            };
+            return bad_rpc(ctx, "", e);
+        }
         Err(e) => {
             return bad_rpc(
                 ctx,

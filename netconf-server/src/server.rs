@@ -21,6 +21,12 @@ pub struct Settings {
     pub idle_timeout: Option<Duration>,
     pub max_sessions: usize,
     pub max_message_size: usize,
+    /// Elements one NETCONF message may hold (memory per message is bounded).
+    pub max_message_elements: usize,
+    /// An SSH connection not logged in within this time is closed.
+    pub login_grace_time: Duration,
+    /// Connections not yet logged in, per source address (IPv6: per /64).
+    pub max_unauthenticated_per_source: usize,
 }
 
 #[derive(Default)]
@@ -67,8 +73,12 @@ pub struct Server {
     pub reloader: IpcReloader,
     pub sessions: Mutex<HashMap<u32, SessionEntry>>,
     pub locks: Mutex<Locks>,
-    /// SSH connections currently open (limited by max-sessions).
+    /// SSH connections logged in (limited by max-sessions).
     pub connections: AtomicU32,
+    /// SSH connections not logged in yet, per source.
+    pub unauthenticated: crate::ssh_accept::Unauthenticated,
+    /// Delays after failed password logins, per source and user.
+    pub login_throttle: crate::login_throttle::LoginThrottle,
     next_session: AtomicU32,
     pub settings: Settings,
     pub start_time: String,
@@ -101,6 +111,8 @@ impl Server {
             sessions: Mutex::new(HashMap::new()),
             locks: Mutex::new(Locks::default()),
             connections: AtomicU32::new(0),
+            unauthenticated: Default::default(),
+            login_throttle: Default::default(),
             next_session: AtomicU32::new(1),
             settings,
             start_time: besip_core::ipc::now_rfc3339(),

@@ -131,7 +131,7 @@ async fn serve<W: AsyncWrite + Unpin>(
         Ok(_) => return "closed before hello",
         Err(_) => return "no hello in time",
     };
-    let framing = match client_framing(&hello) {
+    let framing = match client_framing(&hello, ctx.server.settings.max_message_elements) {
         Some(f) => f,
         None => {
             ctx.server
@@ -317,8 +317,8 @@ async fn next_notification(live: &mut Option<Live>) -> Arc<Event> {
 }
 
 /// The framing both sides support: chunked if the client speaks base:1.1.
-fn client_framing(hello: &str) -> Option<Framing> {
-    let roots = besip_core::xml::parse(hello).ok()?;
+fn client_framing(hello: &str, max_elements: usize) -> Option<Framing> {
+    let roots = besip_core::xml::parse_limited(hello, max_elements).ok()?;
     let hello = roots
         .iter()
         .find(|r| r.name == "hello" && r.namespace == reply::BASE_NS)?;

@@ -1,16 +1,19 @@
 //! The SSH side (russh): host key, password and public-key authentication
-//! against besip-system users, the session limit, and the `netconf` subsystem.
+//! against besip-system users, the session limit, a bounded number of
+//! channels per connection, and the `netconf` subsystem. Accepting
+//! connections (grace time, per-source limit) is in `ssh_accept`.
 
 use crate::server::{Group, Server};
 use crate::users;
 use russh::keys::{PrivateKey, PublicKey};
-use russh::server::{Auth, Msg, Session};
-use russh::{Channel, ChannelId, MethodKind, MethodSet};
+use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
+use russh::{Channel, ChannelId, ChannelOpenFailure, MethodKind, MethodSet};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use tokio::sync::watch;
 
 /// Load the ed25519 host key, generating it on first start (mode 0600).
 pub fn host_key(path: &Path) -> Result<PrivateKey, String> {
@@ -22,11 +25,13 @@ pub fn host_key(path: &Path) -> Result<PrivateKey, String> {
             )
         });
     }
-    let key = PrivateKey::random(
-        &mut russh::keys::ssh_key::rand_core::OsRng,
-        russh::keys::Algorithm::Ed25519,
-    )
-    .map_err(|e| format!("cannot generate an SSH host key: {e}"))?;
+    // A seed from the OS generator (russh's key type wants a newer rand_core than ours).
+    let mut seed = [0u8; 32];
+    rand::RngCore::try_fill_bytes(&mut rand::rngs::OsRng, &mut seed)
+        .map_err(|e| format!("cannot generate an SSH host key: {e}"))?;
+    let key = PrivateKey::from(russh::keys::ssh_key::private::Ed25519Keypair::from_seed(
+        &seed,
+    ));
     let text = key
         .to_openssh(russh::keys::ssh_key::LineEnding::LF)
         .map_err(|e| format!("cannot encode the SSH host key: {e}"))?;
@@ -53,7 +58,7 @@ pub fn host_key(path: &Path) -> Result<PrivateKey, String> {
 pub fn config(key: PrivateKey, server: &Server) -> russh::server::Config {
     russh::server::Config {
         keys: vec![key],
-        methods: MethodSet::from(&[MethodKind::PublicKey, MethodKind::Password][..]),
+        methods: methods(),
         auth_rejection_time: std::time::Duration::from_millis(300),
         auth_rejection_time_initial: Some(std::time::Duration::from_millis(0)),
         inactivity_timeout: server.settings.idle_timeout,
@@ -63,52 +68,52 @@ pub fn config(key: PrivateKey, server: &Server) -> russh::server::Config {
     }
 }
 
-#[derive(Clone)]
-pub struct SshServer {
-    pub server: Arc<Server>,
-}
+/// Session channels one SSH connection may hold open at once (NETCONF needs
+/// one; a few more for clients that open a shell beside it).
+pub const MAX_CHANNELS_PER_CONNECTION: usize = 4;
 
-impl russh::server::Server for SshServer {
-    type Handler = Connection;
+/// One open session channel of a connection; dropping it frees the place.
+pub struct ChannelSlot(Arc<AtomicUsize>);
 
-    fn new_client(&mut self, peer: Option<SocketAddr>) -> Connection {
-        let open = self.server.connections.fetch_add(1, Ordering::SeqCst) + 1;
-        let over_limit = open as usize > self.server.settings.max_sessions;
-        if over_limit {
-            self.server.dropped_sessions.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(
-                ?peer,
-                open,
-                "session limit reached (besip-system netconf/max-sessions); refusing"
-            );
-        }
-        Connection {
-            server: self.server.clone(),
-            peer,
-            user: None,
-            channels: HashMap::new(),
-            over_limit,
-        }
+impl Drop for ChannelSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
 pub struct Connection {
     server: Arc<Server>,
-    peer: Option<SocketAddr>,
+    peer: SocketAddr,
     user: Option<(String, Group)>,
-    channels: HashMap<ChannelId, Channel<Msg>>,
-    over_limit: bool,
+    /// Channels opened but not yet given a subsystem or shell.
+    channels: HashMap<ChannelId, (Channel<Msg>, ChannelSlot)>,
+    /// Session channels open, including those running a subsystem or shell.
+    open_channels: Arc<AtomicUsize>,
+    /// Tells the accept loop the login succeeded (ends the grace time).
+    logged_in: watch::Sender<bool>,
+    /// Whether this connection counts against max-sessions.
+    counted: bool,
 }
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        self.server.connections.fetch_sub(1, Ordering::SeqCst);
+        if self.counted {
+            self.server.connections.fetch_sub(1, Ordering::SeqCst);
+        }
     }
 }
 
+/// The login methods offered: public key and password.
+fn methods() -> MethodSet {
+    MethodSet::from(&[MethodKind::PublicKey, MethodKind::Password][..])
+}
+
+/// Refuse this attempt but keep offering both methods (russh would drop
+/// `password` after one wrong password, unlike OpenSSH's retries).
 fn reject() -> Auth {
     Auth::Reject {
-        proceed_with_methods: None,
+        proceed_with_methods: Some(methods()),
+        partial_success: false,
     }
 }
 
@@ -119,6 +124,18 @@ fn same_key(stored: &str, offered: &PublicKey) -> bool {
 }
 
 impl Connection {
+    pub fn new(server: Arc<Server>, peer: SocketAddr, logged_in: watch::Sender<bool>) -> Self {
+        Connection {
+            server,
+            peer,
+            user: None,
+            channels: HashMap::new(),
+            open_channels: Arc::new(AtomicUsize::new(0)),
+            logged_in,
+            counted: false,
+        }
+    }
+
     async fn key_allowed(&self, user: &str, key: &PublicKey) -> Option<Group> {
         let store = self.server.store.lock().await;
         let u = users::find_user(&store, user)?;
@@ -127,60 +144,96 @@ impl Connection {
             .any(|k| same_key(k, key))
             .then_some(u.group)
     }
+
+    /// The one place an SSH login succeeds (password or key): the session
+    /// limit applies here, to logged-in connections only.
+    fn login_succeeded(&mut self, user: &str, group: Group, method: &str) -> Auth {
+        let open = self.server.connections.fetch_add(1, Ordering::SeqCst) + 1;
+        if open as usize > self.server.settings.max_sessions {
+            self.server.connections.fetch_sub(1, Ordering::SeqCst);
+            self.server.dropped_sessions.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                peer = %self.peer,
+                user,
+                open,
+                "session limit reached (besip-system netconf/max-sessions); refusing"
+            );
+            return reject();
+        }
+        self.counted = true;
+        self.user = Some((user.to_owned(), group));
+        let _ = self.logged_in.send(true);
+        tracing::info!(peer = %self.peer, user, method, "SSH login");
+        Auth::Accept
+    }
+
+    async fn check_password(&self, user: &str, password: &str) -> Option<Group> {
+        let found = {
+            let store = self.server.store.lock().await;
+            users::find_user(&store, user)
+        };
+        let Some(found) = found else {
+            tracing::info!(user, peer = %self.peer, "login refused: unknown user");
+            return None;
+        };
+        let hash = found.password_hash.clone()?;
+        let password = password.to_owned();
+        let ok =
+            tokio::task::spawn_blocking(move || besip_core::password::verify(&hash, &password))
+                .await
+                .unwrap_or(false);
+        if !ok {
+            tracing::info!(user, peer = %self.peer, "login refused: wrong password");
+        }
+        ok.then_some(found.group)
+    }
 }
 
 impl russh::server::Handler for Connection {
     type Error = russh::Error;
 
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
-        if self.over_limit {
+        if self.user.is_some() {
             return Ok(reject());
         }
-        let found = {
-            let store = self.server.store.lock().await;
-            users::find_user(&store, user)
+        let attempt = match self.server.login_throttle.begin(self.peer.ip(), user) {
+            Ok(attempt) => attempt,
+            Err(wait) => {
+                tracing::info!(user, peer = %self.peer, wait_s = wait.as_secs_f32(),
+                    "login refused without checking the password: failed attempts from this source delay the next one");
+                return Ok(reject());
+            }
         };
-        let Some(found) = found else {
-            tracing::info!(user, peer = ?self.peer, "login refused: unknown user");
-            return Ok(reject());
-        };
-        let Some(hash) = found.password_hash.clone() else {
-            return Ok(reject());
-        };
-        let password = password.to_owned();
-        let ok =
-            tokio::task::spawn_blocking(move || besip_core::password::verify(&hash, &password))
-                .await
-                .unwrap_or(false);
-        if ok {
-            self.user = Some((found.name, found.group));
-            Ok(Auth::Accept)
-        } else {
-            tracing::info!(user, peer = ?self.peer, "login refused: wrong password");
-            Ok(reject())
+        match self.check_password(user, password).await {
+            Some(group) => {
+                self.server.login_throttle.succeeded(attempt);
+                Ok(self.login_succeeded(user, group, "password"))
+            }
+            None => Ok(reject()),
         }
     }
 
     async fn auth_publickey_offered(
         &mut self,
         user: &str,
-        key: &PublicKey,
+        offer: PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
-        if self.over_limit || self.key_allowed(user, key).await.is_none() {
+        if self.user.is_some() || self.key_allowed(user, offer.public_key).await.is_none() {
             return Ok(reject());
         }
         Ok(Auth::Accept)
     }
 
-    async fn auth_publickey(&mut self, user: &str, key: &PublicKey) -> Result<Auth, Self::Error> {
-        if self.over_limit {
+    async fn auth_publickey(
+        &mut self,
+        user: &str,
+        key: VerifiedPublicKey<'_>,
+    ) -> Result<Auth, Self::Error> {
+        if self.user.is_some() {
             return Ok(reject());
         }
-        match self.key_allowed(user, key).await {
-            Some(group) => {
-                self.user = Some((user.to_owned(), group));
-                Ok(Auth::Accept)
-            }
+        match self.key_allowed(user, key.public_key).await {
+            Some(group) => Ok(self.login_succeeded(user, group, "publickey")),
             None => Ok(reject()),
         }
     }
@@ -188,13 +241,35 @@ impl russh::server::Handler for Connection {
     async fn channel_open_session(
         &mut self,
         channel: Channel<Msg>,
+        reply: ChannelOpenHandle,
         _session: &mut Session,
-    ) -> Result<bool, Self::Error> {
+    ) -> Result<(), Self::Error> {
         if self.user.is_none() {
-            return Ok(false);
+            reply
+                .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
         }
-        self.channels.insert(channel.id(), channel);
-        Ok(true)
+        let open = self.open_channels.fetch_add(1, Ordering::SeqCst) + 1;
+        let slot = ChannelSlot(self.open_channels.clone());
+        if open > MAX_CHANNELS_PER_CONNECTION {
+            tracing::info!(peer = %self.peer, limit = MAX_CHANNELS_PER_CONNECTION, "session channel refused: too many open on this connection");
+            drop(slot);
+            reply.reject(ChannelOpenFailure::ResourceShortage).await;
+            return Ok(());
+        }
+        self.channels.insert(channel.id(), (channel, slot));
+        reply.accept().await;
+        Ok(())
+    }
+
+    async fn channel_close(
+        &mut self,
+        channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.channels.remove(&channel);
+        Ok(())
     }
 
     /// A terminal for the interactive CLI: accepted (the shell draws its own line).
@@ -226,13 +301,14 @@ impl russh::server::Handler for Connection {
         id: ChannelId,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let (Some((user, group)), Some(channel)) = (self.user.clone(), self.channels.remove(&id))
+        let (Some((user, group)), Some((channel, slot))) =
+            (self.user.clone(), self.channels.remove(&id))
         else {
             session.channel_failure(id)?;
             return Ok(());
         };
         session.channel_success(id)?;
-        let source = self.peer.map(|p| p.ip().to_string()).unwrap_or_default();
+        let source = self.peer.ip().to_string();
         let (netconf_end, shell_end) = tokio::io::duplex(1 << 20);
         tokio::spawn(crate::session::run(
             self.server.clone(),
@@ -242,6 +318,7 @@ impl russh::server::Handler for Connection {
             source,
         ));
         tokio::spawn(async move {
+            let _slot = slot;
             let (input, mut output) = tokio::io::split(channel.into_stream());
             let prompt = format!("{user}@besip> ");
             match besip_cli::shell::client::NetconfStream::start(shell_end).await {
@@ -276,7 +353,8 @@ impl russh::server::Handler for Connection {
         name: &str,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let (Some((user, group)), Some(channel)) = (self.user.clone(), self.channels.remove(&id))
+        let (Some((user, group)), Some((channel, slot))) =
+            (self.user.clone(), self.channels.remove(&id))
         else {
             session.channel_failure(id)?;
             return Ok(());
@@ -287,15 +365,12 @@ impl russh::server::Handler for Connection {
             return Ok(());
         }
         session.channel_success(id)?;
-        let source = self.peer.map(|p| p.ip().to_string()).unwrap_or_default();
+        let source = self.peer.ip().to_string();
         let server = self.server.clone();
-        tokio::spawn(crate::session::run(
-            server,
-            channel.into_stream(),
-            user,
-            group,
-            source,
-        ));
+        tokio::spawn(async move {
+            let _slot = slot;
+            crate::session::run(server, channel.into_stream(), user, group, source).await;
+        });
         Ok(())
     }
 }

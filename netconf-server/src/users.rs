@@ -89,6 +89,17 @@ pub fn settings(store: &Datastore) -> (Settings, Vec<String>, u16) {
         max_message_size: get("max-message-size")
             .and_then(|v| v.parse().ok())
             .unwrap_or(16 * 1024 * 1024),
+        max_message_elements: get("max-message-elements")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(200_000),
+        login_grace_time: Duration::from_secs(
+            get("login-grace-time")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(30),
+        ),
+        max_unauthenticated_per_source: get("max-unauthenticated-per-source")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(10),
     };
     let addresses = netconf
         .as_ref()

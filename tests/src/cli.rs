@@ -10,9 +10,33 @@ pub struct Output {
     pub stderr: String,
 }
 
+/// Every test server has a new host key and ports get reused, so test runs
+/// trust whatever key they meet, as `ssh -o UserKnownHostsFile=/dev/null`
+/// (tests/tests/cli_host_key.rs checks the real known-hosts file).
+pub const SCRATCH_KNOWN_HOSTS: &str = "/dev/null";
+
 /// Run `besip --port PORT --user USER ARGS…` with `password` in BESIP_PASSWORD
 /// and `stdin` as its input.
 pub fn besip(port: u16, user: &str, password: &str, args: &[&str], stdin: &str) -> Output {
+    besip_with_env(
+        port,
+        user,
+        password,
+        args,
+        stdin,
+        &[("BESIP_KNOWN_HOSTS", SCRATCH_KNOWN_HOSTS)],
+    )
+}
+
+/// [`besip`] with these environment variables set.
+pub fn besip_with_env(
+    port: u16,
+    user: &str,
+    password: &str,
+    args: &[&str],
+    stdin: &str,
+    env: &[(&str, &str)],
+) -> Output {
     let mut child = Command::new(bin_path("besip"))
         .arg("--port")
         .arg(port.to_string())
@@ -20,6 +44,7 @@ pub fn besip(port: u16, user: &str, password: &str, args: &[&str], stdin: &str) 
         .arg(user)
         .args(args)
         .env("BESIP_PASSWORD", password)
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

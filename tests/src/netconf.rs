@@ -34,7 +34,15 @@ impl NetconfServer {
 
     /// `admin_password: None` lets the server pick a random first password.
     pub fn start_with(root: TempRoot, admin_password: Option<&str>) -> NetconfServer {
-        let port = free_port();
+        Self::launch(root, admin_password, free_port())
+    }
+
+    /// Start on a given port (e.g. another box where the last one was).
+    pub fn start_on(root: TempRoot, port: u16) -> NetconfServer {
+        Self::launch(root, Some(ADMIN_PASSWORD), port)
+    }
+
+    fn launch(root: TempRoot, admin_password: Option<&str>, port: u16) -> NetconfServer {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

@@ -14,7 +14,8 @@ fn shell(port: u16, user: &str, password: &str) -> rexpect::session::PtySession 
     let mut command = Command::new(bin_path("besip"));
     command
         .args(["--port", &port.to_string(), "--user", user])
-        .env("BESIP_PASSWORD", password);
+        .env("BESIP_PASSWORD", password)
+        .env("BESIP_KNOWN_HOSTS", besip_tests::cli::SCRATCH_KNOWN_HOSTS);
     rexpect::session::spawn_command(command, Some(20_000)).expect("spawn besip in a pty")
 }
 

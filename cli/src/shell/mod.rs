@@ -8,6 +8,7 @@ pub mod client;
 pub mod complete;
 pub mod editor;
 pub mod engine;
+pub mod known_hosts;
 pub mod path;
 pub mod render;
 
