@@ -40,13 +40,40 @@ pub trait Sink: Send + Sync + 'static {
     fn on_oversized(&self, head: &[u8], source: SocketAddr, local: SocketAddr);
 }
 
+/// An open TCP connection: its send queue and what keeps it from the idle
+/// timeout.
+struct TcpConn {
+    tx: mpsc::Sender<Vec<u8>>,
+    use_times: Arc<UseTimes>,
+}
+
+/// Milliseconds after the connection opened.
+struct UseTimes {
+    opened: Instant,
+    /// Of the last write: what we send keeps a connection in use as much
+    /// as what we read.
+    last_write: AtomicU64,
+    /// Until when a registration over it holds it open (`hold_tcp`).
+    held_until: AtomicU64,
+}
+
+impl UseTimes {
+    fn at(&self, ms: &AtomicU64) -> Instant {
+        self.opened + Duration::from_millis(ms.load(Ordering::Relaxed))
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
 /// Per-connection queue depth; a peer that does not read is dropped, not buffered forever.
 const TCP_QUEUE: usize = 1024;
 
 pub struct Transports {
     /// The listen sockets being served; a reload adds and removes entries.
     served: RwLock<Vec<Served>>,
-    tcp: Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>,
+    tcp: Mutex<HashMap<SocketAddr, TcpConn>>,
     /// Where messages read on connections we opened (and on sockets a
     /// reload adds) go.
     outbound_sink: Mutex<Option<Arc<dyn Sink>>>,
@@ -133,6 +160,20 @@ impl Transports {
     /// TCP connections refused by a limit since start.
     pub fn tcp_refused(&self) -> u64 {
         self.tcp_admission.refused()
+    }
+
+    /// Keeps the connection from `peer` open for `time` whatever the idle
+    /// timeout: a phone registered over it is reached through it (as
+    /// Kamailio's tcp_persistent_flag sets a connection's lifetime to the
+    /// registration's).
+    pub fn hold_tcp(&self, peer: SocketAddr, time: Duration) {
+        if let Some(conn) = self.tcp.lock().get(&peer) {
+            let t = &conn.use_times;
+            let until = t
+                .now_ms()
+                .saturating_add(u64::try_from(time.as_millis()).unwrap_or(u64::MAX));
+            t.held_until.fetch_max(until, Ordering::Relaxed);
+        }
     }
 
     /// Binds every listed socket; on an error nothing stays bound.
@@ -302,18 +343,22 @@ impl Transports {
         let _ = stream.set_nodelay(true);
         let (mut reader, mut writer) = stream.into_split();
         let (tx, mut rx) = mpsc::channel::<Vec<u8>>(TCP_QUEUE);
-        self.tcp.lock().insert(peer, tx);
-        let opened = Instant::now();
-        // Milliseconds after `opened` of the last write: what we send keeps
-        // a connection in use as much as what we read.
-        let last_write = Arc::new(AtomicU64::new(0));
-        let written = last_write.clone();
+        let times = Arc::new(UseTimes {
+            opened: Instant::now(),
+            last_write: AtomicU64::new(0),
+            held_until: AtomicU64::new(0),
+        });
+        let use_times = times.clone();
+        self.tcp.lock().insert(peer, TcpConn { tx, use_times });
+        let written = times.clone();
         tokio::spawn(async move {
             while let Some(bytes) = rx.recv().await {
                 if writer.write_all(&bytes).await.is_err() {
                     break;
                 }
-                written.store(opened.elapsed().as_millis() as u64, Ordering::Relaxed);
+                written
+                    .last_write
+                    .store(written.now_ms(), Ordering::Relaxed);
             }
         });
         let me = self.clone();
@@ -324,13 +369,17 @@ impl Transports {
             let mut last_read = Instant::now();
             // Since when the buffer holds part of a message, none completed.
             let mut partial_since: Option<Instant> = None;
+            // When the connection counts as idle (written to or held since
+            // the last read moves it on).
+            let idle_at = |last_read: Instant, idle: Duration| {
+                let last_use = last_read.max(times.at(&times.last_write));
+                (last_use + idle).max(times.at(&times.held_until))
+            };
             'conn: loop {
                 let limits = *me.tcp_limits.read();
-                let last_use = last_read
-                    .max(opened + Duration::from_millis(last_write.load(Ordering::Relaxed)));
                 let deadline = match partial_since {
                     Some(since) => since + limits.message_timeout,
-                    None => last_use + limits.idle_timeout,
+                    None => idle_at(last_read, limits.idle_timeout),
                 };
                 match tokio::time::timeout_at(deadline.into(), reader.read(&mut chunk)).await {
                     Err(_) if partial_since.is_some() => {
@@ -338,10 +387,8 @@ impl Transports {
                         break;
                     }
                     Err(_) => {
-                        let written =
-                            opened + Duration::from_millis(last_write.load(Ordering::Relaxed));
-                        if written + limits.idle_timeout > Instant::now() {
-                            continue; // a write since: still in use
+                        if idle_at(last_read, limits.idle_timeout) > Instant::now() {
+                            continue; // written to or held since: still in use
                         }
                         tracing::debug!(%peer, "idle TCP connection; closing");
                         break;
@@ -436,7 +483,7 @@ impl Transports {
                 }
             }
             Transport::Tcp => {
-                let existing = self.tcp.lock().get(&dest).cloned();
+                let existing = self.tcp.lock().get(&dest).map(|c| c.tx.clone());
                 match existing {
                     Some(tx) => {
                         if tx.try_send(bytes).is_err() {
@@ -465,7 +512,7 @@ impl Transports {
         if let (Some(sink), Some(slot)) = (sink, slot) {
             self.clone()
                 .start_connection(stream, dest, local, sink, slot);
-            if let Some(tx) = self.tcp.lock().get(&dest).cloned() {
+            if let Some(tx) = self.tcp.lock().get(&dest).map(|c| c.tx.clone()) {
                 let _ = tx.try_send(bytes);
             }
         }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use besip_tests::pbx::*;
 
 const PER_SOURCE: usize = 4;
-const GLOBAL: usize = 6;
+const GLOBAL: usize = 7;
 
 fn register(n: usize) -> String {
     format!(
@@ -69,6 +69,31 @@ fn closed_by_pbx(stream: &mut TcpStream) -> bool {
     answer(stream).is_none()
 }
 
+/// REGISTERs 101 over `stream` with digest credentials (MD5, qop=auth)
+/// and returns the final answer.
+fn authenticated_register(stream: &mut TcpStream) -> String {
+    let challenge = try_register(stream, 200).expect("challenge");
+    let nonce = challenge
+        .split("nonce=\"")
+        .nth(1)
+        .and_then(|x| x.split('"').next())
+        .expect("nonce")
+        .to_owned();
+    let md5 = |s: String| format!("{:032x}", md5_digest(s.as_bytes()));
+    let ha1 = md5("101:besip.test:pw101".into());
+    let ha2 = md5("REGISTER:sip:besip.test".into());
+    let resp = md5(format!("{ha1}:{nonce}:00000001:c0:auth:{ha2}"));
+    let req = register(201)
+        .replace("sip:100@", "sip:101@")
+        .replace("CSeq: 1 ", "CSeq: 2 ")
+        .replace(
+            "Max-Forwards",
+            &format!("Expires: 60\r\nAuthorization: Digest username=\"101\", realm=\"besip.test\", nonce=\"{nonce}\", uri=\"sip:besip.test\", response=\"{resp}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"c0\"\r\nMax-Forwards"),
+        );
+    stream.write_all(req.as_bytes()).expect("send");
+    answer(stream).expect("answer to the authenticated REGISTER")
+}
+
 fn udp_register_answered(port: u16) {
     let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
     sock.set_read_timeout(Some(Duration::from_secs(5)))
@@ -90,6 +115,11 @@ fn connection_limits_timeouts_and_size_bounds_hold() {
     );
     let pbx = Pbx::start(&config(port, &extra), port);
 
+    // A phone registered over TCP (one of the GLOBAL connections).
+    let mut registered = connect("127.0.0.7", port);
+    let ok = authenticated_register(&mut registered);
+    assert!(ok.starts_with("SIP/2.0 200 "), "{ok}");
+
     // Per source: PER_SOURCE connections are served, the next one is closed.
     let mut first: Vec<TcpStream> = (0..PER_SOURCE)
         .map(|i| {
@@ -105,7 +135,7 @@ fn connection_limits_timeouts_and_size_bounds_hold() {
         "connection over the per-source limit served"
     );
     // Another source still gets in, up to the global limit.
-    let mut others: Vec<TcpStream> = (0..GLOBAL - PER_SOURCE)
+    let mut others: Vec<TcpStream> = (0..GLOBAL - PER_SOURCE - 1)
         .map(|i| {
             let mut s = connect("127.0.0.2", port);
             assert_challenged(try_register(&mut s, 60 + i), "another source");
@@ -122,10 +152,17 @@ fn connection_limits_timeouts_and_size_bounds_hold() {
     // UDP is not affected.
     udp_register_answered(port);
 
-    // Idle connections are closed (idle-timeout 3 s), and free their places.
+    // A phone registered over TCP keeps its connection past the idle
+    // timeout (requests for it go over it); idle ones are closed
+    // (idle-timeout 3 s) and free their places.
     for s in first.iter_mut().chain(others.iter_mut()) {
         assert!(closed_by_pbx(s), "idle connection kept open");
     }
+    std::thread::sleep(Duration::from_secs(2));
+    assert_challenged(
+        try_register(&mut registered, 202),
+        "the registered phone's connection after the idle timeout",
+    );
     let mut again = connect("127.0.0.1", port);
     assert_challenged(
         try_register(&mut again, 80),
