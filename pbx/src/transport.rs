@@ -47,7 +47,8 @@ struct TcpConn {
     use_times: Arc<UseTimes>,
 }
 
-/// Milliseconds after the connection opened.
+/// When a connection was last used, in milliseconds after it opened
+/// (atomics: its writer task and `hold_tcp` move them on).
 struct UseTimes {
     opened: Instant,
     /// Of the last write: what we send keeps a connection in use as much
