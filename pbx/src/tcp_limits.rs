@@ -81,6 +81,19 @@ pub struct Slot {
     source: IpAddr,
 }
 
+/// What one source is for the per-source limit: an IPv4 address, or the
+/// /64 of an IPv6 one (one host or site usually holds a whole /64, so
+/// counting addresses would let it open connections without bound).
+fn source_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        },
+        v4 => v4,
+    }
+}
+
 impl Admission {
     /// A place for a connection from `source`, or None when the global or
     /// the per-source limit is reached. Connections we open ourselves
@@ -92,6 +105,7 @@ impl Admission {
         limits: &TcpLimits,
         enforce: bool,
     ) -> Option<Slot> {
+        let source = source_of(source);
         let mut open = self.open.lock();
         let from_source = open.per_source.get(&source).copied().unwrap_or(0);
         if enforce && (open.total >= limits.max_connections || from_source >= limits.max_per_source)
@@ -159,5 +173,26 @@ mod tests {
         drop(a1);
         assert!(adm.admit(a, &limits, true).is_some(), "a's place freed");
         assert_eq!(adm.refused(), 2);
+    }
+
+    #[test]
+    fn an_ipv6_64_is_one_source() {
+        let limits = TcpLimits {
+            max_per_source: 2,
+            ..TcpLimits::default()
+        };
+        let adm = Arc::new(Admission::default());
+        let _a = adm.admit("2001:db8::1".parse().unwrap(), &limits, true);
+        let _b = adm.admit("2001:db8::ffff:2".parse().unwrap(), &limits, true);
+        assert!(adm
+            .admit("2001:db8::3".parse().unwrap(), &limits, true)
+            .is_none());
+        assert!(adm
+            .admit("2001:db8:0:1::3".parse().unwrap(), &limits, true)
+            .is_some());
+        assert_eq!(
+            source_of("::ffff:192.0.2.1".parse().unwrap()),
+            "192.0.2.1".parse::<IpAddr>().unwrap()
+        );
     }
 }
