@@ -97,7 +97,7 @@ proptest! {
 
 prop_compose! {
     fn arb_pbx()(extensions in prop::collection::btree_map("[0-9]{2,5}", (
-                    prop::option::of("[A-Za-z '\"&<>_.:/-]{0,24}"),
+                    prop::option::of("[A-Za-z '&<>_.:/-]{0,24}"), // no '"': YANG refuses it (header-text)
                     "[A-Za-z0-9!#%'_-]{4,16}",
                     any::<bool>(),
                     prop::collection::btree_set("[a-z]{3,8}", 0..3),

@@ -13,6 +13,18 @@ use crate::rtcp::{self, RtcpItem};
 use crate::rtp::{self, Jitter, SeqStats};
 use crate::sip;
 
+/// RTP streams measured at once. A small office's box carries a few
+/// hundred calls at most, and the daemon takes streams idle for 5 s: past
+/// this, packets of new streams are counted (`untracked-rtp`) but not
+/// measured, so a spray of distinct ports or SSRCs cannot grow memory
+/// (about 1 KiB a stream, more with a long call's intervals).
+pub const MAX_STREAMS: usize = 20_000;
+/// Scores kept per stream: a day of the default 10 s intervals; a longer
+/// stream keeps its most recent day.
+pub const MAX_INTERVALS: usize = 8_640;
+/// Round-trip times remembered by SSRC (as many as sender reports).
+const MAX_RTT: usize = 100_000;
+
 /// Analysis settings (from the UCI package in the daemon, defaults offline).
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -49,6 +61,10 @@ pub struct Counters {
     pub rtcp_packets: u64,
     pub rtp_packets: u64,
     pub non_rtp: u64,
+    /// RTP packets of new streams not measured: MAX_STREAMS reached.
+    pub untracked_rtp: u64,
+    /// IPv4 fragments dropped by the reassembly limits or given up.
+    pub fragments_dropped: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -135,7 +151,9 @@ impl Analyzer {
                 let Some(frag) = decode::ipv4_fragment(linktype, data) else {
                     return;
                 };
-                let Some(whole) = self.reassembler.add(ts, &frag) else {
+                let whole = self.reassembler.add(ts, &frag);
+                self.counters.fragments_dropped = self.reassembler.dropped;
+                let Some(whole) = whole else {
                     return;
                 };
                 if let Ok(dg) = decode::reassembled(frag.protocol, frag.src, frag.dst, &whole) {
@@ -208,6 +226,10 @@ impl Analyzer {
             // Same addresses, ports and SSRC, but another call: a new stream.
             self.finished.extend(self.streams.remove(&key));
         }
+        if self.streams.len() >= MAX_STREAMS && !self.streams.contains_key(&key) {
+            self.counters.untracked_rtp += 1;
+            return;
+        }
         let stream = self
             .streams
             .entry(key)
@@ -267,7 +289,7 @@ impl Analyzer {
                 if let Some(&sent) = self.sr_seen.get(&(source, lsr)) {
                     let rtt = ts - sent - f64::from(dlsr) / 65536.0;
                     if (0.0..10.0).contains(&rtt) {
-                        self.rtt.insert(source, rtt);
+                        self.remember_rtt(source, rtt);
                     }
                 }
             }
@@ -276,10 +298,19 @@ impl Analyzer {
                 round_trip_ms,
                 ..
             } if round_trip_ms > 0 => {
-                self.rtt.insert(source, f64::from(round_trip_ms) / 1000.0);
+                self.remember_rtt(source, f64::from(round_trip_ms) / 1000.0);
             }
             _ => {}
         }
+    }
+
+    fn remember_rtt(&mut self, ssrc: u32, rtt: f64) {
+        if self.rtt.len() >= MAX_RTT && !self.rtt.contains_key(&ssrc) {
+            // Keep the streams being measured; forget the rest.
+            let live: HashSet<u32> = self.streams.keys().map(|k| k.ssrc).collect();
+            self.rtt.retain(|s, _| live.contains(s));
+        }
+        self.rtt.insert(ssrc, rtt);
     }
 
     /// The call a stream belongs to: the one it was bound to, else (RTP
@@ -413,6 +444,9 @@ impl Stream {
 
     fn close_interval(&mut self, settings: &Settings, rtt: Option<f64>) {
         if let Some(score) = self.current_interval(settings, rtt) {
+            if self.intervals.len() >= MAX_INTERVALS {
+                self.intervals.remove(0);
+            }
             self.intervals.push(score);
         }
         self.prior_expected = self.seq.expected();
@@ -436,5 +470,73 @@ impl Stream {
         let avg = all.iter().sum::<f64>() / all.len() as f64;
         let min = all.iter().copied().fold(f64::INFINITY, f64::min);
         (r, avg, min)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An RTP packet (version 2, PCMU) with this sequence number and SSRC.
+    fn rtp(seq: u16, ssrc: u32) -> Vec<u8> {
+        let mut p = vec![0x80, 0, 0, 0, 0, 0, 0, 0];
+        p[2..4].copy_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&ssrc.to_be_bytes());
+        p.extend_from_slice(&[0xff; 160]);
+        p
+    }
+
+    fn feed(a: &mut Analyzer, ts: f64, src_port: u16, ssrc: u32, seq: u16) {
+        let payload = rtp(seq, ssrc);
+        a.datagram(
+            ts,
+            decode::Datagram {
+                transport: Transport::Udp,
+                src: IpAddr::from([192, 0, 2, 1]),
+                dst: IpAddr::from([192, 0, 2, 2]),
+                src_port,
+                dst_port: 40_000,
+                payload: &payload,
+            },
+        );
+    }
+
+    #[test]
+    fn a_flood_of_distinct_streams_is_bounded_and_idle_streams_go() {
+        let mut a = Analyzer::new(Settings::default());
+        // A spray of distinct SSRCs: the table stops at MAX_STREAMS.
+        for n in 0..(MAX_STREAMS as u32 + 5_000) {
+            feed(&mut a, 1.0, 20_000, n, 1);
+        }
+        assert_eq!(a.streams.len(), MAX_STREAMS);
+        assert_eq!(a.counters.untracked_rtp, 5_000);
+        // Idle streams are taken, and a new one is measured again.
+        let taken = a.take_idle(10.0, 20.0);
+        assert_eq!(taken.len(), MAX_STREAMS);
+        feed(&mut a, 21.0, 30_000, 1, 1);
+        feed(&mut a, 21.02, 30_000, 1, 2);
+        assert_eq!(a.streams.len(), 1);
+        assert_eq!(a.counters.untracked_rtp, 5_000);
+    }
+
+    #[test]
+    fn a_long_stream_keeps_a_bounded_history() {
+        let mut a = Analyzer::new(Settings::default());
+        // One packet per interval, for longer than MAX_INTERVALS intervals.
+        let interval = a.settings.interval_s;
+        for i in 0..(MAX_INTERVALS + 100) {
+            feed(&mut a, i as f64 * interval, 20_000, 7, i as u16);
+        }
+        let s = a.streams.values().next().expect("stream");
+        assert!(s.intervals.len() <= MAX_INTERVALS, "{}", s.intervals.len());
+    }
+
+    #[test]
+    fn rtt_table_is_bounded() {
+        let mut a = Analyzer::new(Settings::default());
+        for ssrc in 0..(MAX_RTT as u32 + 10) {
+            a.remember_rtt(ssrc, 0.05);
+        }
+        assert!(a.rtt.len() <= MAX_RTT);
     }
 }

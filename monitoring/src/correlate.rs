@@ -15,6 +15,41 @@ use crate::sip::SipInfo;
 /// RTP still in flight when a BYE passes: the far end sends until it gets it.
 pub const END_GRACE_S: f64 = 1.0;
 
+// Bounds against a flood of SIP (distinct Call-IDs, SDP with many m= lines):
+// far above what a small office's box sees within the signalling TTL, and
+// small enough (a few tens of MiB at most) for the box. When a table is
+// full its oldest tenth goes: recent calls matter for correlation.
+/// Calls remembered (by their first INVITE).
+pub const MAX_CALLS: usize = 10_000;
+/// SDP media endpoints remembered (two per m= line: RTP and RTCP).
+pub const MAX_ENDPOINTS: usize = 40_000;
+/// Ended calls remembered.
+pub const MAX_ENDED: usize = 10_000;
+/// Longest Call-ID, From or To kept (longer ones are cut).
+pub const MAX_TEXT: usize = 256;
+/// Payload types kept per endpoint (a=rtpmap lines).
+pub const MAX_RTPMAP: usize = 16;
+
+/// `s` cut to at most MAX_TEXT bytes, on a character boundary.
+fn bounded(s: &str) -> String {
+    let mut end = s.len().min(MAX_TEXT);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
+}
+
+/// The `ts` below which about the oldest tenth of `times` lies.
+fn oldest_tenth(times: impl Iterator<Item = f64>) -> f64 {
+    let mut t: Vec<f64> = times.collect();
+    let nth = t.len() / 10;
+    if t.is_empty() {
+        return f64::NEG_INFINITY;
+    }
+    let (_, cut, _) = t.select_nth_unstable_by(nth, f64::total_cmp);
+    *cut
+}
+
 /// SDP media endpoint: the call that announced it last and its rtpmap.
 #[derive(Debug, Clone)]
 pub struct SdpEndpoint {
@@ -43,25 +78,43 @@ pub struct Signalling {
 
 impl Signalling {
     pub fn sip(&mut self, ts: f64, info: SipInfo) {
-        if info.is_invite && !self.index.contains_key(&info.call_id) {
-            self.index.insert(info.call_id.clone(), self.calls.len());
+        let call_id = bounded(&info.call_id);
+        if info.is_invite && !self.index.contains_key(&call_id) {
+            if self.calls.len() >= MAX_CALLS {
+                // In order of arrival: the oldest tenth is at the front.
+                self.calls.drain(..MAX_CALLS / 10);
+                self.reindex();
+            }
+            self.index.insert(call_id.clone(), self.calls.len());
             self.calls.push(Call {
-                call_id: info.call_id.clone(),
-                from: info.from.clone(),
-                to: info.to.clone(),
+                call_id: call_id.clone(),
+                from: bounded(&info.from),
+                to: bounded(&info.to),
                 start: ts,
             });
         }
-        if info.is_end {
+        if info.is_end && !self.ended.contains_key(&call_id) {
+            if self.ended.len() >= MAX_ENDED {
+                let cut = oldest_tenth(self.ended.values().copied());
+                self.ended.retain(|_, t| *t > cut);
+            }
             // Retransmitted BYEs do not move the end.
-            self.ended.entry(info.call_id.clone()).or_insert(ts);
+            self.ended.insert(call_id.clone(), ts);
         }
-        for m in info.media {
+        for mut m in info.media {
             let Some(addr) = m.address.filter(|_| m.port != 0) else {
                 continue;
             };
+            if self.sdp.len() + 2 > MAX_ENDPOINTS {
+                let cut = oldest_tenth(self.sdp.values().map(|e| e.seen));
+                self.sdp.retain(|_, e| e.seen > cut);
+            }
+            m.rtpmap.truncate(MAX_RTPMAP);
+            for (_, name, _) in &mut m.rtpmap {
+                *name = bounded(name);
+            }
             let ep = SdpEndpoint {
-                call_id: info.call_id.clone(),
+                call_id: call_id.clone(),
                 seen: ts,
                 rtpmap: m.rtpmap,
             };
@@ -130,6 +183,10 @@ impl Signalling {
         self.calls
             .retain(|c| c.start >= before || live.contains(&c.call_id));
         self.ended.retain(|id, t| *t >= before || live.contains(id));
+        self.reindex();
+    }
+
+    fn reindex(&mut self) {
         self.index = self
             .calls
             .iter()
@@ -137,12 +194,58 @@ impl Signalling {
             .map(|(i, c)| (c.call_id.clone(), i))
             .collect();
     }
+
+    /// Entries held: (calls, SDP endpoints, ended calls).
+    pub fn held(&self) -> (usize, usize, usize) {
+        (self.calls.len(), self.sdp.len(), self.ended.len())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::sip::Media;
+
+    fn invite(n: u32, ts_media: u16) -> SipInfo {
+        SipInfo {
+            call_id: format!("{n}@flood{}", "x".repeat(1000)),
+            from: "f".repeat(5000),
+            to: "sip:t@x".into(),
+            is_invite: true,
+            is_end: true,
+            media: (0..8)
+                .map(|i| Media {
+                    address: Some(IpAddr::from([10, 0, (n >> 8) as u8, n as u8])),
+                    port: ts_media.wrapping_add(i * 2),
+                    payload_types: vec![0],
+                    rtpmap: (0..20).map(|pt| (pt, "N".repeat(300), 8000)).collect(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_flood_of_calls_stays_bounded_and_old_calls_expire() {
+        let mut s = Signalling::default();
+        for n in 0..12_000u32 {
+            s.sip(f64::from(n) * 0.01, invite(n, 4000));
+            let (calls, endpoints, ended) = s.held();
+            assert!(calls <= MAX_CALLS && endpoints <= MAX_ENDPOINTS && ended <= MAX_ENDED);
+        }
+        for c in &s.calls {
+            assert!(c.call_id.len() <= MAX_TEXT && c.from.len() <= MAX_TEXT);
+        }
+        for e in s.sdp.values() {
+            assert!(e.rtpmap.len() <= MAX_RTPMAP);
+            assert!(e.rtpmap.iter().all(|(_, n, _)| n.len() <= MAX_TEXT));
+        }
+        // The newest call is still known; the first ones were let go.
+        assert!(s.call(&bounded(&invite(11_999, 0).call_id)).is_some());
+        assert!(s.call(&bounded(&invite(0, 0).call_id)).is_none());
+        // Everything older than the signalling TTL goes once no stream uses it.
+        s.forget(1_000.0, &HashSet::new());
+        assert_eq!(s.held(), (0, 0, 0));
+    }
 
     fn sip(call_id: &str, invite: bool, end: bool, media: &[(&str, u16)]) -> SipInfo {
         SipInfo {

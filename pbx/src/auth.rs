@@ -2,6 +2,14 @@
 //! nonces: `<unix time hex><HMAC-SHA256(secret, time|realm) hex>`, so no table
 //! of issued nonces can be flooded. Replay is caught by remembering the last
 //! nonce-count per nonce in a bounded LRU.
+//!
+//! Answers without qop (RFC 2069 style) carry no nonce count, so a captured
+//! one could be replayed for the nonce's whole lifetime. They are still
+//! accepted, for old phones, but tracked in the same table as if they were
+//! nc=1: a nonce answered without qop is good for exactly one request (a
+//! one-time nonce, as Kamailio's auth module with otn_enabled), and a
+//! client reusing it gets a fresh challenge. Refusing them outright would
+//! lock such phones out and protect nothing more.
 
 use std::num::NonZeroUsize;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -393,9 +401,14 @@ impl Authenticator {
         if age > self.lifetime {
             return Verdict::Stale;
         }
-        if let Some((nc, _)) = qop {
-            let Ok(nc) = u32::from_str_radix(nc, 16) else {
-                return Verdict::Failed("bad nonce count");
+        {
+            let nc = match qop {
+                Some((nc, _)) => match u32::from_str_radix(nc, 16) {
+                    Ok(nc) => nc,
+                    Err(_) => return Verdict::Failed("bad nonce count"),
+                },
+                // Without qop: one use per nonce (see the module comment).
+                None => 1,
             };
             // One lookup: a new nonce enters with 0 ("nothing seen yet").
             let mut counts = self.nonce_counts.lock();
@@ -481,6 +494,29 @@ mod tests {
                 Verdict::Ok("100".into())
             );
         }
+    }
+
+    #[test]
+    fn an_answer_without_qop_is_good_once() {
+        let a = auth();
+        let nonce = a.nonce_at(now());
+        let r = digest_response(
+            Algorithm::Md5,
+            "100",
+            "pbx",
+            "secret",
+            "REGISTER",
+            "sip:pbx",
+            &nonce,
+            None,
+        );
+        let h = format!("Digest username=\"100\", realm=\"pbx\", nonce=\"{nonce}\", uri=\"sip:pbx\", response=\"{r}\", algorithm=MD5");
+        let verify = |h: &str| a.verify([h], "REGISTER", "sip:pbx", |_| false, pw);
+        assert_eq!(verify(&h), Verdict::Ok("100".into()));
+        assert_eq!(verify(&h), Verdict::Failed("nonce count replayed"));
+        // Nor can the same nonce be reused with qop and nc=1 afterwards.
+        let q = creds(&a, Algorithm::Md5, "secret", &nonce, "00000001");
+        assert!(matches!(verify(&q), Verdict::Failed(_)));
     }
 
     #[test]

@@ -218,8 +218,9 @@ pub fn in_dialog(engine: &Arc<Engine>, key: &str, msg: Message, hash: u32) {
         }
         copy_body(&msg, &mut req);
         let (dest, transport) = (far.dest, far.transport);
+        let sender = if from_a { c.a.dest } else { c.b.dest }.ip();
         if let Some(r) = &c.relay {
-            crate::nat::anchor(engine, r, from_a, dest, &mut req);
+            crate::nat::anchor(engine, r, from_a, sender, dest, &mut req);
         }
         (req, dest, transport)
     };
@@ -283,7 +284,7 @@ pub fn translate(
     }
     copy_body(resp, &mut up);
     if let Some(r) = &c.relay {
-        crate::nat::anchor(engine, r, !from_a, near_dest, &mut up);
+        crate::nat::anchor(engine, r, !from_a, branch.dest.ip(), near_dest, &mut up);
     }
     let mut ack = None;
     if invite && (200..300).contains(&code) {

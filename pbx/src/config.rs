@@ -96,6 +96,8 @@ pub struct Config {
     pub allowed_methods: HashSet<String>,
     pub max_transactions: usize,
     pub listens: Vec<Listen>,
+    /// /pbx/tcp
+    pub tcp: crate::tcp_limits::TcpLimits,
     pub min_expires: u32,
     pub default_expires: u32,
     pub max_expires: u32,
@@ -227,6 +229,7 @@ impl Config {
         // /pbx/auth/nonce-lifetime, default 300
         let nonce_lifetime: u64 = get_or(main, "auth_nonce_lifetime", 300)?;
 
+        let tcp = crate::tcp_limits::TcpLimits::from_section(main)?;
         let mut listens = Vec::new();
         for s in pkg.sections_of("listen") {
             // /pbx/listen/{address 0.0.0.0, port 5060, transport udp}
@@ -379,6 +382,7 @@ impl Config {
             allowed_methods,
             max_transactions,
             listens,
+            tcp,
             min_expires,
             default_expires,
             max_expires,

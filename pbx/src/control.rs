@@ -62,6 +62,8 @@ impl Control {
                 "replies-4xx": r(3), "replies-5xx": r(4), "replies-6xx": r(5),
                 "auth-failures": c.auth_failures.load(Ordering::Relaxed).to_string(),
                 "malformed": c.malformed.load(Ordering::Relaxed).to_string(),
+                "tcp-refused": e.transports.tcp_refused().to_string(),
+                "rtp-dropped": crate::rtp_relay::dropped_total().to_string(),
                 "transactions": e.tables.lock().len(),
                 "refused": e.fraud.counters_json(),
             }

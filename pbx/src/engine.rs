@@ -103,6 +103,7 @@ impl Engine {
         transports: Arc<Transports>,
         sockets: Vec<LocalSocket>,
     ) -> Engine {
+        transports.set_tcp_limits(config.tcp);
         let auth = Authenticator::new(
             config.realm.clone(),
             config.algorithms.clone(),
@@ -145,6 +146,7 @@ impl Engine {
             config.nonce_lifetime,
         );
         *self.auth.write() = Arc::new(auth);
+        self.transports.set_tcp_limits(config.tcp);
         *self.config.write() = Arc::new(config);
     }
 

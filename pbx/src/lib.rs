@@ -19,6 +19,7 @@ pub mod registrar;
 pub mod responses;
 pub mod rtp_relay;
 pub mod sip;
+pub mod tcp_limits;
 pub mod timers;
 pub mod transaction;
 pub mod transport;

@@ -102,7 +102,7 @@ pub fn anchor_offer(
         tracing::warn!("no free RTP relay port in the rtp range; media not anchored");
         return None;
     };
-    relay.set_target(true, a_media);
+    relay.set_target(true, a_media, a.ip());
     let ip = address_for(&cfg, b)?;
     invite.body = rewrite_sdp(offer, ip, relay.b_port).into_bytes();
     tracing::debug!(
@@ -113,10 +113,18 @@ pub fn anchor_offer(
     Some(Arc::new(relay))
 }
 
-/// SDP in `msg` came from side A (`from_a`) or B and goes to the other side
-/// at `to`: its sender's media address becomes a relay target and the body
-/// points the receiver at the relay.
-pub fn anchor(engine: &Engine, relay: &Relay, from_a: bool, to: SocketAddr, msg: &mut Message) {
+/// SDP in `msg` came from side A (`from_a`) or B, whose signalling comes
+/// from `sender`, and goes to the other side at `to`: its sender's media
+/// address becomes a relay target and the body points the receiver at the
+/// relay.
+pub fn anchor(
+    engine: &Engine,
+    relay: &Relay,
+    from_a: bool,
+    sender: IpAddr,
+    to: SocketAddr,
+    msg: &mut Message,
+) {
     let Ok(sdp) = std::str::from_utf8(&msg.body) else {
         return;
     };
@@ -127,7 +135,7 @@ pub fn anchor(engine: &Engine, relay: &Relay, from_a: bool, to: SocketAddr, msg:
     let Some(ip) = address_for(&cfg, to) else {
         return;
     };
-    relay.set_target(from_a, media);
+    relay.set_target(from_a, media, sender);
     let port = if from_a { relay.b_port } else { relay.a_port };
     msg.body = rewrite_sdp(sdp, ip, port).into_bytes();
 }

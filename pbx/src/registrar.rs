@@ -142,6 +142,13 @@ pub fn register(
         .into_iter()
         .map(str::to_owned)
         .collect();
+    let longest = updates.iter().map(|(_, e, _)| *e).max().unwrap_or(0);
+    if transport == Transport::Tcp && longest > 0 {
+        // Requests for the phone go over this connection: keep it.
+        engine
+            .transports
+            .hold_tcp(source, std::time::Duration::from_secs(longest.into()));
+    }
     for (contact, expires, q) in updates {
         if expires == 0 {
             engine.location.remove(&aor, Some(&contact));

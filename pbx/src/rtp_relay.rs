@@ -1,21 +1,78 @@
 //! A minimal RTP relay for B2BUA calls that cross the NAT boundary: one UDP
 //! socket facing each leg, ports from /pbx/rtp. What arrives on the A-facing
-//! socket leaves from the B-facing one towards B, and back. The target of
-//! each side is its SDP address until a packet arrives from it; then its
-//! real source is used (symmetric RTP latching, as behind a NAT the SDP
-//! address is not the one packets come from). RTCP is not relayed.
+//! socket leaves from the B-facing one towards B, and back. RTCP is not
+//! relayed.
+//!
+//! Only a side's own phone is heard and answered (no audio injection, no
+//! RTP bleed to whoever sprays the ports): packets are taken from the media
+//! address its SDP announced or, for a phone behind a NAT (whose SDP names
+//! an address packets do not come from), from the first source seen at its
+//! signalling IP within LEARNING of the media being negotiated; that source
+//! is latched and answered (symmetric RTP). Every other packet is dropped
+//! and counted; nothing is ever sent to an address not learnt so.
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+/// How long after an offer or answer a NATed phone's source may be learnt:
+/// phones start sending at once, and rtpengine's learning also lasts 3 s.
+/// Short, so a stranger at the same NAT address has little time to race.
+pub const LEARNING: Duration = Duration::from_secs(3);
+
+/// Packets dropped by every relay since start (from a source not the phone's).
+static DROPPED_TOTAL: AtomicU64 = AtomicU64::new(0);
+
+/// Who one side's phone is, as the signalling and its first packets told.
+#[derive(Default)]
+struct Peer {
+    /// The media address its SDP announced.
+    announced: Option<SocketAddr>,
+    /// The address its signalling comes from.
+    signalling: Option<IpAddr>,
+    /// A packet came from `announced`: no other source will be learnt.
+    confirmed: bool,
+    /// The source learnt at `signalling` (a NATed phone).
+    latched: Option<SocketAddr>,
+    /// Until when a source may be learnt.
+    learn_until: Option<Instant>,
+}
+
+impl Peer {
+    /// Whether a packet from `source` comes from this side's phone; learns
+    /// the source of a NATed phone on the way.
+    fn accepts(&mut self, source: SocketAddr, now: Instant) -> bool {
+        if Some(source) == self.announced {
+            self.confirmed = true;
+            return true;
+        }
+        if Some(source) == self.latched {
+            return true;
+        }
+        let learning = self.learn_until.is_some_and(|until| now < until);
+        if learning
+            && !self.confirmed
+            && self.latched.is_none()
+            && Some(source.ip()) == self.signalling
+        {
+            self.latched = Some(source);
+            return true;
+        }
+        false
+    }
+
+    /// Where this side's packets go: the learnt source, else the announced address.
+    fn target(&self) -> Option<SocketAddr> {
+        self.latched.or(self.announced)
+    }
+}
+
 struct Side {
     sock: UdpSocket,
-    /// Where packets for this side go.
-    target: Mutex<Option<SocketAddr>>,
+    peer: Mutex<Peer>,
 }
 
 struct Inner {
@@ -23,6 +80,7 @@ struct Inner {
     b: Side,
     stop: AtomicBool,
     relayed: AtomicU64,
+    dropped: AtomicU64,
 }
 
 /// The relay of one call; dropping it stops its threads.
@@ -59,14 +117,15 @@ impl Relay {
         let inner = Arc::new(Inner {
             a: Side {
                 sock: a,
-                target: Mutex::new(None),
+                peer: Mutex::default(),
             },
             b: Side {
                 sock: b,
-                target: Mutex::new(None),
+                peer: Mutex::default(),
             },
             stop: AtomicBool::new(false),
             relayed: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
         });
         for from_a in [true, false] {
             let mine = inner.clone();
@@ -85,16 +144,40 @@ impl Relay {
         })
     }
 
-    /// The media address announced in the SDP of side A (true) or B.
-    pub fn set_target(&self, a: bool, addr: SocketAddr) {
-        let side = if a { &self.inner.a } else { &self.inner.b };
-        *side.target.lock() = Some(addr);
+    /// The media address announced in the SDP of side A (true) or B, and
+    /// the IP its signalling came from. Media starts now (offer or answer):
+    /// both sides may learn a NATed phone's source for LEARNING; a side
+    /// announcing a new address forgets what it learnt.
+    pub fn set_target(&self, a: bool, media: SocketAddr, signalling: IpAddr) {
+        let until = Instant::now() + LEARNING;
+        for (side, this) in [(&self.inner.a, a), (&self.inner.b, !a)] {
+            let mut peer = side.peer.lock();
+            if this {
+                if peer.announced != Some(media) {
+                    peer.confirmed = false;
+                    peer.latched = None;
+                }
+                peer.announced = Some(media);
+                peer.signalling = Some(signalling);
+            }
+            peer.learn_until = Some(until);
+        }
     }
 
     /// Packets relayed so far, both directions.
     pub fn relayed(&self) -> u64 {
         self.inner.relayed.load(Ordering::Relaxed)
     }
+
+    /// Packets dropped so far (not from either side's phone).
+    pub fn dropped(&self) -> u64 {
+        self.inner.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// Packets dropped by all relays since start (/pbx/counters/rtp-dropped).
+pub fn dropped_total() -> u64 {
+    DROPPED_TOTAL.load(Ordering::Relaxed)
 }
 
 impl Drop for Relay {
@@ -115,9 +198,12 @@ fn pump(inner: &Inner, from_a: bool) {
         let Ok((n, source)) = from.sock.recv_from(&mut buf) else {
             continue; // timeout: look at the stop flag again
         };
-        // Latch: replies for this side go where its packets come from.
-        *from.target.lock() = Some(source);
-        let target = *to.target.lock();
+        if !from.peer.lock().accepts(source, Instant::now()) {
+            inner.dropped.fetch_add(1, Ordering::Relaxed);
+            DROPPED_TOTAL.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        let target = to.peer.lock().target();
         if let Some(t) = target {
             if to.sock.send_to(&buf[..n], t).is_ok() {
                 inner.relayed.fetch_add(1, Ordering::Relaxed);
@@ -207,9 +293,10 @@ mod tests {
         for s in [&a, &b] {
             s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
         }
-        relay.set_target(false, b.local_addr().unwrap());
-        // A announced a wrong address (behind a NAT): its packets teach the real one.
-        relay.set_target(true, "127.0.0.1:9".parse().unwrap());
+        relay.set_target(false, b.local_addr().unwrap(), lo);
+        // A announced a wrong address (behind a NAT): its packets, from its
+        // signalling address, teach the real one.
+        relay.set_target(true, "127.0.0.1:9".parse().unwrap(), lo);
         a.send_to(b"from-a", (lo, relay.a_port)).unwrap();
         let mut buf = [0u8; 64];
         let (n, src) = b.recv_from(&mut buf).unwrap();
@@ -227,5 +314,57 @@ mod tests {
             std::thread::sleep(Duration::from_millis(10));
         }
         assert_eq!(relay.relayed(), 2);
+    }
+
+    #[test]
+    fn strangers_are_neither_heard_nor_answered() {
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        let relay = Relay::open(lo, 30200, 30300).expect("ports");
+        let bind = |ip: &str| {
+            let s = UdpSocket::bind((ip, 0)).unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(300)))
+                .unwrap();
+            s
+        };
+        let (a, b) = (bind("127.0.0.1"), bind("127.0.0.1"));
+        let (elsewhere, same_ip) = (bind("127.0.0.3"), bind("127.0.0.1"));
+        // A is behind a NAT (announces a port nothing comes from); B is not.
+        relay.set_target(true, "127.0.0.1:9".parse().unwrap(), lo);
+        relay.set_target(false, b.local_addr().unwrap(), lo);
+        let mut buf = [0u8; 64];
+        let recv = |s: &UdpSocket| {
+            let mut buf = [0u8; 64];
+            let n = s.recv_from(&mut buf).expect("relayed").0;
+            buf[..n].to_vec()
+        };
+        // A stranger at another address is never learnt, on either side.
+        for port in [relay.a_port, relay.b_port] {
+            elsewhere.send_to(b"inject", (lo, port)).unwrap();
+        }
+        assert!(b.recv_from(&mut buf).is_err(), "injected audio reached B");
+        a.send_to(b"from-a", (lo, relay.a_port)).unwrap();
+        assert_eq!(recv(&b), b"from-a");
+        b.send_to(b"from-b", (lo, relay.b_port)).unwrap();
+        assert_eq!(recv(&a), b"from-b");
+        // Once A is learnt and B confirmed, not even its own IP is learnt again.
+        for port in [relay.a_port, relay.b_port] {
+            same_ip.send_to(b"inject", (lo, port)).unwrap();
+            elsewhere.send_to(b"inject", (lo, port)).unwrap();
+        }
+        b.send_to(b"from-b-2", (lo, relay.b_port)).unwrap();
+        assert_eq!(recv(&a), b"from-b-2");
+        a.send_to(b"from-a-2", (lo, relay.a_port)).unwrap();
+        assert_eq!(recv(&b), b"from-a-2");
+        for s in [&elsewhere, &same_ip] {
+            assert!(s.recv_from(&mut buf).is_err(), "a stranger got media");
+        }
+        for _ in 0..100 {
+            if relay.dropped() == 6 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(relay.dropped(), 6);
+        assert!(dropped_total() >= 6);
     }
 }

@@ -2,12 +2,14 @@
 //! block in recvfrom and handle each datagram to the end on the spot (the
 //! model of Kamailio's UDP children: no readiness polling, no task hand-off
 //! per packet). TCP on tokio: connections kept and reused in both directions,
-//! stream framing by Content-Length with the 64 KiB message limit.
+//! stream framing by Content-Length with the 64 KiB message limit, and the
+//! connection limits and timeouts of /pbx/tcp (tcp_limits).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 use snafu::{ResultExt, Snafu};
@@ -19,6 +21,7 @@ use tokio::sync::mpsc;
 
 use crate::config::{Listen, Transport};
 use crate::sip::message::{frame_length, header_end, ParseError, MAX_MESSAGE_SIZE};
+use crate::tcp_limits::{Admission, Slot, TcpLimits};
 
 #[derive(Debug, Snafu)]
 pub enum TransportError {
@@ -37,17 +40,48 @@ pub trait Sink: Send + Sync + 'static {
     fn on_oversized(&self, head: &[u8], source: SocketAddr, local: SocketAddr);
 }
 
+/// An open TCP connection: its send queue and what keeps it from the idle
+/// timeout.
+struct TcpConn {
+    tx: mpsc::Sender<Vec<u8>>,
+    use_times: Arc<UseTimes>,
+}
+
+/// When a connection was last used, in milliseconds after it opened
+/// (atomics: its writer task and `hold_tcp` move them on).
+struct UseTimes {
+    opened: Instant,
+    /// Of the last write: what we send keeps a connection in use as much
+    /// as what we read.
+    last_write: AtomicU64,
+    /// Until when a registration over it holds it open (`hold_tcp`).
+    held_until: AtomicU64,
+}
+
+impl UseTimes {
+    fn at(&self, ms: &AtomicU64) -> Instant {
+        self.opened + Duration::from_millis(ms.load(Ordering::Relaxed))
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
 /// Per-connection queue depth; a peer that does not read is dropped, not buffered forever.
 const TCP_QUEUE: usize = 1024;
 
 pub struct Transports {
     /// The listen sockets being served; a reload adds and removes entries.
     served: RwLock<Vec<Served>>,
-    tcp: Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>,
+    tcp: Mutex<HashMap<SocketAddr, TcpConn>>,
     /// Where messages read on connections we opened (and on sockets a
     /// reload adds) go.
     outbound_sink: Mutex<Option<Arc<dyn Sink>>>,
     readers: usize,
+    tcp_limits: RwLock<TcpLimits>,
+    /// TCP connections open, by source.
+    tcp_admission: Arc<Admission>,
 }
 
 type UdpSocket = std::net::UdpSocket;
@@ -113,7 +147,34 @@ impl Transports {
             tcp: Mutex::new(HashMap::new()),
             outbound_sink: Mutex::new(None),
             readers: readers.unwrap_or(cores).clamp(1, 64),
+            tcp_limits: RwLock::new(TcpLimits::default()),
+            tcp_admission: Arc::default(),
         })
+    }
+
+    /// The limits for TCP connections from now on (open ones keep their
+    /// place; new timeouts apply at their next read).
+    pub fn set_tcp_limits(&self, limits: TcpLimits) {
+        *self.tcp_limits.write() = limits;
+    }
+
+    /// TCP connections refused by a limit since start.
+    pub fn tcp_refused(&self) -> u64 {
+        self.tcp_admission.refused()
+    }
+
+    /// Keeps the connection from `peer` open for `time` whatever the idle
+    /// timeout: a phone registered over it is reached through it (as
+    /// Kamailio's tcp_persistent_flag sets a connection's lifetime to the
+    /// registration's).
+    pub fn hold_tcp(&self, peer: SocketAddr, time: Duration) {
+        if let Some(conn) = self.tcp.lock().get(&peer) {
+            let t = &conn.use_times;
+            let until = t
+                .now_ms()
+                .saturating_add(u64::try_from(time.as_millis()).unwrap_or(u64::MAX));
+            t.held_until.fetch_max(until, Ordering::Relaxed);
+        }
     }
 
     /// Binds every listed socket; on an error nothing stays bound.
@@ -236,12 +297,25 @@ impl Transports {
                         loop {
                             match listener.accept().await {
                                 Ok((stream, peer)) => {
-                                    me.clone()
-                                        .start_connection(stream, peer, local, sink.clone())
+                                    let limits = *me.tcp_limits.read();
+                                    match me.tcp_admission.admit(peer.ip(), &limits, true) {
+                                        Some(slot) => me.clone().start_connection(
+                                            stream,
+                                            peer,
+                                            local,
+                                            sink.clone(),
+                                            slot,
+                                        ),
+                                        // Closed at once: a refused peer holds nothing.
+                                        None => {
+                                            tracing::debug!(%peer, "TCP connection limit reached; refused");
+                                            drop(stream);
+                                        }
+                                    }
                                 }
                                 Err(e) => {
                                     tracing::warn!(error = %e, "TCP accept failed");
-                                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                                    tokio::time::sleep(Duration::from_millis(20)).await;
                                 }
                             }
                         }
@@ -265,26 +339,66 @@ impl Transports {
         peer: SocketAddr,
         local: SocketAddr,
         sink: Arc<dyn Sink>,
+        slot: Slot,
     ) {
         let _ = stream.set_nodelay(true);
         let (mut reader, mut writer) = stream.into_split();
         let (tx, mut rx) = mpsc::channel::<Vec<u8>>(TCP_QUEUE);
-        self.tcp.lock().insert(peer, tx);
+        let times = Arc::new(UseTimes {
+            opened: Instant::now(),
+            last_write: AtomicU64::new(0),
+            held_until: AtomicU64::new(0),
+        });
+        let use_times = times.clone();
+        self.tcp.lock().insert(peer, TcpConn { tx, use_times });
+        let written = times.clone();
         tokio::spawn(async move {
             while let Some(bytes) = rx.recv().await {
                 if writer.write_all(&bytes).await.is_err() {
                     break;
                 }
+                written
+                    .last_write
+                    .store(written.now_ms(), Ordering::Relaxed);
             }
         });
         let me = self.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let mut buf: Vec<u8> = Vec::with_capacity(8192);
             let mut chunk = vec![0u8; 16384];
+            let mut last_read = Instant::now();
+            // Since when the buffer holds part of a message, none completed.
+            let mut partial_since: Option<Instant> = None;
+            // When the connection counts as idle (written to or held since
+            // the last read moves it on).
+            let idle_at = |last_read: Instant, idle: Duration| {
+                let last_use = last_read.max(times.at(&times.last_write));
+                (last_use + idle).max(times.at(&times.held_until))
+            };
             'conn: loop {
-                match reader.read(&mut chunk).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                let limits = *me.tcp_limits.read();
+                let deadline = match partial_since {
+                    Some(since) => since + limits.message_timeout,
+                    None => idle_at(last_read, limits.idle_timeout),
+                };
+                match tokio::time::timeout_at(deadline.into(), reader.read(&mut chunk)).await {
+                    Err(_) if partial_since.is_some() => {
+                        tracing::info!(%peer, "TCP message not complete in time; closing");
+                        break;
+                    }
+                    Err(_) => {
+                        if idle_at(last_read, limits.idle_timeout) > Instant::now() {
+                            continue; // written to or held since: still in use
+                        }
+                        tracing::debug!(%peer, "idle TCP connection; closing");
+                        break;
+                    }
+                    Ok(Ok(0) | Err(_)) => break,
+                    Ok(Ok(n)) => {
+                        last_read = Instant::now();
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
                 }
                 loop {
                     // CRLF keepalives between messages (RFC 5626 §3.5.1).
@@ -297,8 +411,16 @@ impl Transports {
                         Ok(Some(len)) => {
                             sink.on_message(&buf[..len], peer, Transport::Tcp, local);
                             buf.drain(..len);
+                            partial_since = None;
                         }
-                        Ok(None) => break,
+                        Ok(None) => {
+                            if buf.is_empty() {
+                                partial_since = None;
+                            } else if partial_since.is_none() {
+                                partial_since = Some(Instant::now());
+                            }
+                            break;
+                        }
                         Err(ParseError::TooLarge { .. }) => {
                             if let Some(end) = header_end(&buf) {
                                 sink.on_oversized(&buf[..end], peer, local);
@@ -314,7 +436,7 @@ impl Transports {
                 }
             }
             // Give a queued 513 a moment to leave before the writer is dropped.
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
             me.tcp.lock().remove(&peer);
         });
     }
@@ -362,7 +484,7 @@ impl Transports {
                 }
             }
             Transport::Tcp => {
-                let existing = self.tcp.lock().get(&dest).cloned();
+                let existing = self.tcp.lock().get(&dest).map(|c| c.tx.clone());
                 match existing {
                     Some(tx) => {
                         if tx.try_send(bytes).is_err() {
@@ -379,17 +501,19 @@ impl Transports {
     }
 
     async fn connect_and_send(self: Arc<Self>, dest: SocketAddr, bytes: Vec<u8>) {
-        let connect =
-            tokio::time::timeout(std::time::Duration::from_secs(5), TcpStream::connect(dest));
+        let connect = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(dest));
         let Ok(Ok(stream)) = connect.await else {
             tracing::info!(%dest, "cannot open TCP connection");
             return;
         };
         let local = stream.local_addr().unwrap_or(dest);
         let sink = self.outbound_sink.lock().clone();
-        if let Some(sink) = sink {
-            self.clone().start_connection(stream, dest, local, sink);
-            if let Some(tx) = self.tcp.lock().get(&dest).cloned() {
+        let limits = *self.tcp_limits.read();
+        let slot = self.tcp_admission.admit(dest.ip(), &limits, false);
+        if let (Some(sink), Some(slot)) = (sink, slot) {
+            self.clone()
+                .start_connection(stream, dest, local, sink, slot);
+            if let Some(tx) = self.tcp.lock().get(&dest).map(|c| c.tx.clone()) {
                 let _ = tx.try_send(bytes);
             }
         }
@@ -437,7 +561,7 @@ fn udp_reader(socket: &UdpSocket, local: SocketAddr, sink: &dyn Sink, stop: &Ato
                 }
                 tracing::debug!(%local, error = %e, "UDP receive error");
                 // Never spin on a persistent error.
-                std::thread::sleep(std::time::Duration::from_millis(1));
+                std::thread::sleep(Duration::from_millis(1));
             }
         }
     }

@@ -69,12 +69,21 @@ fn sdp_media(msg: &str) -> (String, u16) {
     (c.trim().to_owned(), m)
 }
 
-#[test]
-fn b2bua_call_to_an_outside_trunk_names_the_external_address_and_relays_media() {
-    if !have_sipp() {
-        eprintln!("SKIP: sipp not installed");
-        return;
-    }
+/// A call from the inside caller (100) out through the trunk, up and
+/// answered; the caller hangs up after `hold_ms`.
+struct NatCall {
+    pbx: Pbx,
+    sipp: Sipp,
+    caller: std::process::Child,
+    prov: std::process::Child,
+    a_media: UdpSocket,
+    b_media: UdpSocket,
+    /// The 200 the caller got and the INVITE the provider got.
+    ok: String,
+    invite: String,
+}
+
+fn nat_call(hold_ms: u32) -> NatCall {
     let port = free_port();
     let prov_port = free_port();
     // The test plays both media endpoints.
@@ -104,7 +113,7 @@ fn b2bua_call_to_an_outside_trunk_names_the_external_address_and_relays_media() 
     let caller_scenario = caller_answered("100", "0555")
         .replacen(
             "<pause milliseconds=\"300\"/>",
-            "<pause milliseconds=\"1500\"/>",
+            &format!("<pause milliseconds=\"{hold_ms}\"/>"),
             1,
         )
         .replace("c=IN IP[media_ip_type] [media_ip]", "c=IN IP4 127.0.0.1")
@@ -133,6 +142,34 @@ fn b2bua_call_to_an_outside_trunk_names_the_external_address_and_relays_media() 
         std::thread::sleep(Duration::from_millis(50));
     };
     let invite = received(&sipp.messages("prov"), "INVITE ").expect("provider got the INVITE");
+    NatCall {
+        pbx,
+        sipp,
+        caller,
+        prov,
+        a_media,
+        b_media,
+        ok,
+        invite,
+    }
+}
+
+#[test]
+fn b2bua_call_to_an_outside_trunk_names_the_external_address_and_relays_media() {
+    if !have_sipp() {
+        eprintln!("SKIP: sipp not installed");
+        return;
+    }
+    let NatCall {
+        pbx,
+        sipp,
+        caller,
+        prov,
+        a_media,
+        b_media,
+        ok,
+        invite,
+    } = nat_call(1500);
     // Outside: the external address in Contact and SDP, a relay port.
     let contact = header(&invite, "Contact").expect("Contact");
     assert!(contact.contains(&format!("@{EXTERNAL}:")), "{contact}");
@@ -179,4 +216,98 @@ fn b2bua_call_to_an_outside_trunk_names_the_external_address_and_relays_media() 
         .expect("timeout");
     assert!(b_media.recv_from(&mut buf).is_err(), "relay still open");
     drop(pbx);
+}
+
+/// No audio injection, no RTP bleed: strangers spraying both relay ports
+/// during a call (another host, and other ports at each phone's own
+/// address once its media flows) reach neither phone and get nothing back;
+/// the relay drops and counts their packets while the call's media flows.
+#[test]
+fn strangers_spraying_the_relay_reach_no_phone_and_hear_nothing() {
+    if !have_sipp() {
+        eprintln!("SKIP: sipp not installed");
+        return;
+    }
+    let call = nat_call(4000);
+    let (_, relay_b) = sdp_media(&call.invite);
+    let (_, relay_a) = sdp_media(&call.ok);
+    let bind = |ip: &str| {
+        let s = UdpSocket::bind((ip, 0)).expect("bind stranger");
+        s.set_read_timeout(Some(Duration::from_millis(300)))
+            .expect("timeout");
+        s
+    };
+    let elsewhere = bind("127.0.0.9");
+    let near_caller = bind("127.0.0.1");
+    let near_provider = bind(OUTSIDE);
+    let spray = |s: &UdpSocket| {
+        for _ in 0..10 {
+            s.send_to(b"injected", ("127.0.0.1", relay_a))
+                .expect("send");
+            s.send_to(b"injected", (EXTERNAL, relay_b)).expect("send");
+        }
+    };
+    let mut buf = [0u8; 256];
+    let mut exchange = |round: &str| {
+        let from_caller = format!("caller-{round}");
+        call.a_media
+            .send_to(from_caller.as_bytes(), ("127.0.0.1", relay_a))
+            .expect("send");
+        let (n, _) = call
+            .b_media
+            .recv_from(&mut buf)
+            .expect("media reached the provider");
+        assert_eq!(
+            &buf[..n],
+            from_caller.as_bytes(),
+            "the provider got another packet first"
+        );
+        let from_provider = format!("provider-{round}");
+        call.b_media
+            .send_to(from_provider.as_bytes(), (EXTERNAL, relay_b))
+            .expect("send");
+        let (n, _) = call
+            .a_media
+            .recv_from(&mut buf)
+            .expect("media reached the caller");
+        assert_eq!(
+            &buf[..n],
+            from_provider.as_bytes(),
+            "the caller got another packet first"
+        );
+    };
+    // Before the phones send anything (sources still to be learnt) ...
+    spray(&elsewhere);
+    exchange("1");
+    // ... and once both are heard, from their own addresses too.
+    for s in [&elsewhere, &near_caller, &near_provider] {
+        spray(s);
+    }
+    exchange("2");
+    for s in [
+        &call.a_media,
+        &call.b_media,
+        &elsewhere,
+        &near_caller,
+        &near_provider,
+    ] {
+        s.set_read_timeout(Some(Duration::from_millis(300)))
+            .expect("timeout");
+        let mut buf = [0u8; 256];
+        assert!(
+            s.recv_from(&mut buf).is_err(),
+            "unexpected packet at {:?}: {:?}",
+            s.local_addr(),
+            String::from_utf8_lossy(&buf)
+        );
+    }
+    assert!(
+        call.pbx.counter("rtp-dropped") >= 80,
+        "{}",
+        call.pbx.counter("rtp-dropped")
+    );
+    let caller = call.sipp.wait(call.caller);
+    let prov = call.sipp.wait(call.prov);
+    assert!(caller.success, "caller failed:\n{}", caller.log);
+    assert!(prov.success, "provider failed:\n{}", prov.log);
 }
