@@ -154,6 +154,7 @@ impl russh::server::Handler for Connection {
                 .unwrap_or(false);
         if ok {
             self.user = Some((found.name, found.group));
+            crate::protect::protect_login_source(&self.server, self.peer);
             Ok(Auth::Accept)
         } else {
             tracing::info!(user, peer = ?self.peer, "login refused: wrong password");
@@ -179,6 +180,7 @@ impl russh::server::Handler for Connection {
         match self.key_allowed(user, key).await {
             Some(group) => {
                 self.user = Some((user.to_owned(), group));
+                crate::protect::protect_login_source(&self.server, self.peer);
                 Ok(Auth::Accept)
             }
             None => Ok(reject()),
