@@ -297,10 +297,9 @@ impl Daemon {
         {
             let fw = self.firewall.lock();
             // nftables refuses a prefix overlapping its own elements.
-            for (old, b) in &absorbed {
-                if let Err(e) = fw.unban(*old, b.scope) {
-                    tracing::error!(address = %old, error = %e, "absorbed ban not removed");
-                }
+            let old: Vec<(IpNet, Scope)> = absorbed.iter().map(|(n, b)| (*n, b.scope)).collect();
+            if let Err(e) = fw.unban_many(&old) {
+                tracing::error!(prefix = %net, error = %e, "absorbed bans not removed");
             }
             if let Err(e) = fw.ban(net, ban.scope, seconds) {
                 tracing::error!(address = %net, error = %e, "ban not applied in the kernel");

@@ -374,6 +374,54 @@ impl Firewall {
         }
     }
 
+    /// Lift many bans with one command per set (a prefix ban absorbing up
+    /// to max-bans single bans must not run a tool per address).
+    pub fn unban_many(&self, nets: &[(IpNet, Scope)]) -> Result<(), FirewallError> {
+        for v6 in [false, true] {
+            for scope in [Scope::Sip, Scope::All] {
+                let elements: Vec<String> = nets
+                    .iter()
+                    .filter(|(n, s)| matches!(n, IpNet::V6(_)) == v6 && *s == scope)
+                    .map(|(n, _)| element(n))
+                    .collect();
+                if elements.is_empty() {
+                    continue;
+                }
+                match self.backend {
+                    Backend::LogOnly => {}
+                    Backend::IptablesIpset => {
+                        let set = self.ipset(v6, scope);
+                        let script: String = elements
+                            .iter()
+                            .map(|e| format!("del {set} {e}\n"))
+                            .collect();
+                        run("ipset", &["-exist", "restore"], Some(&script))?;
+                    }
+                    Backend::Nftables => {
+                        // Elements the kernel expired already make the batch fail: then one by one.
+                        let list = format!("{{ {} }}", elements.join(", "));
+                        let set = Firewall::nft_set(v6, scope);
+                        if run(
+                            "nft",
+                            &["delete", "element", "inet", &self.set, set, &list],
+                            None,
+                        )
+                        .is_err()
+                        {
+                            for (n, _) in nets
+                                .iter()
+                                .filter(|(n, s)| matches!(n, IpNet::V6(_)) == v6 && *s == scope)
+                            {
+                                self.unban(*n, scope)?;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub fn unban(&self, net: IpNet, scope: Scope) -> Result<(), FirewallError> {
         let a = element(&net);
         let v6 = matches!(net, IpNet::V6(_));
