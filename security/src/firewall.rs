@@ -182,6 +182,13 @@ impl Firewall {
                     }
                 }
                 script.push_str(&format!("add rule inet {t} input ip saddr @v4all counter drop\nadd rule inet {t} input ip6 saddr @v6all counter drop\n"));
+                if run("nft", &["-f", "-"], Some(&script)).is_ok() {
+                    return Ok(());
+                }
+                // A table of an older version (sets without the interval
+                // flag): replace it; the daemon restores its bans from SQLite.
+                tracing::warn!(table = %t, "replacing an nftables table of another layout");
+                run("nft", &["delete", "table", "inet", t], None)?;
                 run("nft", &["-f", "-"], Some(&script))
             }
         }

@@ -450,6 +450,7 @@ fn attacks(backend: &str) {
     assert_eq!(ban["rule"], "auth-failure");
     assert_eq!(ban["scope"], "sip");
     let guesses = pbx_counter(&root, "auth-failures") - failures_before;
+    eprintln!("guesser: banned after {guesses} wrong passwords reached the PBX");
     assert!(
         (10..20).contains(&guesses),
         "the PBX saw {guesses} wrong passwords from the guesser (want 10..19)"
