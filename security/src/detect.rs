@@ -234,9 +234,7 @@ impl Detector {
         let s = self.sources.get_or_insert_mut(to, Source::default);
         if code != 403 {
             // A challenge: a failure only if it answers a password try.
-            let Some(at) = s.pending_tries.iter().position(|t| *t == sip.transaction) else {
-                return None;
-            };
+            let at = s.pending_tries.iter().position(|t| *t == sip.transaction)?;
             s.pending_tries.remove(at);
             if sip.stale {
                 return None;
