@@ -477,6 +477,30 @@ impl IpcClient {
     }
 }
 
+/// The security daemon's internal RPC that keeps a management session's
+/// source address from being banned (see docs/CONTRACTS.md).
+pub const PROTECT_RPC: &str = "protect";
+
+/// Ask besip-secd (socket `security_socket`) never to ban `source` for the next
+/// `ttl`; callers repeat it while their session lives. Bans covering `source`
+/// are lifted. Errors (no security daemon running) are the caller's to log.
+pub async fn protect_source(
+    security_socket: &Path,
+    source: std::net::IpAddr,
+    ttl: Duration,
+) -> Result<(), IpcError> {
+    let client = IpcClient::connect(security_socket)
+        .await?
+        .with_timeout(Duration::from_secs(5));
+    client
+        .call(
+            "rpc",
+            json!({"name": PROTECT_RPC, "input": {"address": source.to_string(), "ttl": ttl.as_secs().max(1)}}),
+        )
+        .await?;
+    Ok(())
+}
+
 /// Current UTC time as RFC 3339 with seconds, e.g. `2026-11-23T13:00:00Z`.
 pub fn now_rfc3339() -> String {
     let secs = std::time::SystemTime::now()

@@ -39,6 +39,7 @@ pub mod nacm;
 pub mod nacm_data;
 pub mod nacm_ops;
 pub mod ops;
+pub mod protect;
 pub mod reply;
 pub mod rpc;
 pub mod server;

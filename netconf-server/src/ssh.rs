@@ -163,6 +163,7 @@ impl Connection {
         self.counted = true;
         self.user = Some((user.to_owned(), group));
         let _ = self.logged_in.send(true);
+        crate::protect::protect_login_source(&self.server, Some(self.peer));
         tracing::info!(peer = %self.peer, user, method, "SSH login");
         Auth::Accept
     }

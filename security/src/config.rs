@@ -23,6 +23,32 @@ pub enum Backend {
     LogOnly,
 }
 
+/// Which traffic of a banned source the kernel drops (typedef ban-scope).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Scope {
+    /// The SIP ports and the RTP range only: management stays reachable.
+    Sip,
+    /// Every port.
+    All,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Sip => "sip",
+            Scope::All => "all",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Scope> {
+        match text {
+            "sip" => Some(Scope::Sip),
+            "all" => Some(Scope::All),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct RateRule {
     pub name: String,
@@ -31,6 +57,7 @@ pub struct RateRule {
     pub count: u32,
     pub window_s: u32,
     pub ban_time_s: u32,
+    pub scope: Scope,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -45,15 +72,19 @@ pub struct Config {
     pub auth_count: u32,
     pub auth_window_s: u32,
     pub auth_ban_time_s: u32,
+    pub auth_scope: Scope,
     pub scanner_enabled: bool,
     /// Lower-cased substrings.
     pub scanner_agents: Vec<String>,
     pub scanner_ban_time_s: u32,
+    pub scanner_scope: Scope,
     pub escalation_factor: u32,
     pub max_ban_time_s: u32,
     pub office_exemption: u32,
     pub whitelist: Vec<IpNet>,
     pub max_tracked: usize,
+    /// Single-address bans at most; beyond, offenders are banned by prefix.
+    pub max_bans: usize,
 }
 
 const DEFAULT_SCANNERS: [&str; 8] = [
@@ -141,6 +172,14 @@ impl Config {
         if sip_ports.is_empty() {
             sip_ports.push(5060);
         }
+        let scope_of = |sec: &Section, opt: &str, what: &str| -> Result<Scope, ConfigError> {
+            let text = sec.get(opt).unwrap_or("sip"); // typedef ban-scope, default sip
+            Scope::parse(text).ok_or_else(|| {
+                invalid(format!(
+                    "{what}: scope '{text}' is unknown (use sip or all)"
+                ))
+            })
+        };
         let mut rules = Vec::new();
         for s in pkg.sections_of("rule") {
             let name = s.get("name").unwrap_or(&s.name).to_owned();
@@ -161,6 +200,7 @@ impl Config {
                 count: num("count", None)?,
                 window_s: num("window", None)?,
                 ban_time_s: num("ban_time", Some(600))?, // leaf rule/ban-time
+                scope: scope_of(s, "scope", &format!("rule {name}"))?,
                 name,
             });
         }
@@ -192,14 +232,17 @@ impl Config {
             auth_count: u32_opt("auth_failure_count", 10, 1)?,
             auth_window_s: u32_opt("auth_failure_window", 60, 1)?,
             auth_ban_time_s: u32_opt("auth_failure_ban_time", 3600, 1)?,
+            auth_scope: scope_of(main, "auth_failure_scope", "auth-failure")?,
             scanner_enabled: flag("scanner_enabled")?, // leaf scanner/enabled
             scanner_agents,
             scanner_ban_time_s: u32_opt("scanner_ban_time", 86400, 1)?,
+            scanner_scope: scope_of(main, "scanner_scope", "scanner")?,
             escalation_factor: u32_opt("escalation_factor", 2, 1)?, // leaf escalation/factor
             max_ban_time_s: u32_opt("escalation_max_ban_time", 604_800, 1)?,
             office_exemption: u32_opt("office_exemption", 3, 0)?, // leaf office-exemption
             whitelist,
             max_tracked: u32_opt("max_tracked_sources", 100_000, 1000)? as usize,
+            max_bans: u32_opt("max_bans", 10_000, 10)?.min(1_000_000) as usize, // leaf max-bans
         })
     }
 

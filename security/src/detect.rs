@@ -8,6 +8,15 @@
 //! `office_exemption` different users registered successfully within the last hour
 //! is many phones behind one NAT: rate rules do not ban it; the auth-failure and
 //! scanner rules still do.
+//!
+//! Brute force: a failed authentication is a 401/407 answering a request that
+//! carried credentials (a stale nonce excepted), or a 403. The plain challenge
+//! every registration of every phone gets first is not a failure, so an office
+//! re-registering fast is never taken for a password guesser.
+//!
+//! Sources in the guard (own addresses, whitelist, trunks, dispatcher
+//! destinations, management sessions) are never counted, whatever a forged
+//! packet claims.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -15,11 +24,14 @@ use std::num::NonZeroUsize;
 
 use lru::LruCache;
 
-use crate::config::Config;
+use crate::config::{Config, Scope};
 use crate::packet::{SipInfo, Start};
+use crate::protect::Guard;
 
 const OFFICE_MEMORY_MS: u64 = 3_600_000;
 const MAX_USERS_PER_SOURCE: usize = 256;
+/// Password tries per source awaiting their answer (older ones are forgotten).
+const MAX_PENDING_TRIES: usize = 32;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Verdict {
@@ -28,6 +40,7 @@ pub struct Verdict {
     pub count: u32,
     pub window_s: u32,
     pub ban_time_s: u32,
+    pub scope: Scope,
     pub sample_user_agent: Option<String>,
     pub reason: String,
 }
@@ -36,6 +49,8 @@ pub struct Verdict {
 struct Source {
     rule_windows: Vec<VecDeque<u64>>,
     auth_failures: VecDeque<u64>,
+    /// Transactions of requests with credentials, not yet answered.
+    pending_tries: VecDeque<u64>,
     ok_users: HashMap<String, u64>,
     sample_ua: Option<String>,
 }
@@ -43,7 +58,7 @@ struct Source {
 pub struct Detector {
     cfg: Config,
     sources: LruCache<IpAddr, Source>,
-    own: Vec<IpAddr>,
+    guard: Guard,
 }
 
 /// Push `now` and report whether `count` events now lie within `window_ms`.
@@ -63,7 +78,7 @@ impl Detector {
         Detector {
             cfg,
             sources: LruCache::new(cap),
-            own,
+            guard: Guard::new(own),
         }
     }
 
@@ -91,11 +106,20 @@ impl Detector {
     }
 
     pub fn never_banned(&self, addr: &IpAddr) -> bool {
-        let addr = match addr {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(*addr, IpAddr::V4),
-            a => *a,
-        };
-        self.own.contains(&addr) || self.cfg.whitelist.iter().any(|n| n.contains(&addr))
+        self.guard.protects(*addr, &self.cfg.whitelist)
+    }
+
+    /// Whether `net` holds an address that is never banned.
+    pub fn protects_any_in(&self, net: &ipnet::IpNet) -> bool {
+        self.guard.protects_any_in(net, &self.cfg.whitelist)
+    }
+
+    pub fn guard(&self) -> &Guard {
+        &self.guard
+    }
+
+    pub fn guard_mut(&mut self) -> &mut Guard {
+        &mut self.guard
     }
 
     /// Feed one SIP message seen on the wire (`now_ms`: a monotonic clock).
@@ -107,8 +131,8 @@ impl Detector {
         sip: &SipInfo<'_>,
     ) -> Option<Verdict> {
         match sip.start {
-            Start::Request(method) => self.request(now_ms, src, method, sip.user_agent),
-            Start::Response(code, cseq) => self.response(now_ms, dst, code, cseq, sip.to_user),
+            Start::Request(method) => self.request(now_ms, src, method, sip),
+            Start::Response(code, cseq) => self.response(now_ms, dst, code, cseq, sip),
         }
     }
 
@@ -117,14 +141,20 @@ impl Detector {
         now: u64,
         src: IpAddr,
         method: &str,
-        ua: Option<&str>,
+        sip: &SipInfo<'_>,
     ) -> Option<Verdict> {
         if self.never_banned(&src) {
             return None;
         }
         let cfg = &self.cfg;
         let s = self.sources.get_or_insert_mut(src, Source::default);
-        if let Some(ua) = ua {
+        if sip.credentials {
+            if s.pending_tries.len() >= MAX_PENDING_TRIES {
+                s.pending_tries.pop_front();
+            }
+            s.pending_tries.push_back(sip.transaction);
+        }
+        if let Some(ua) = sip.user_agent {
             if s.sample_ua.is_none() {
                 s.sample_ua = Some(ua.chars().take(128).collect());
             }
@@ -141,6 +171,7 @@ impl Detector {
                         count: 1,
                         window_s: 0,
                         ban_time_s: cfg.scanner_ban_time_s,
+                        scope: cfg.scanner_scope,
                         sample_user_agent: Some(ua.chars().take(128).collect()),
                         reason: format!("scanner user agent (matches '{pat}')"),
                     });
@@ -163,6 +194,7 @@ impl Detector {
                     count: rule.count,
                     window_s: rule.window_s,
                     ban_time_s: rule.ban_time_s,
+                    scope: rule.scope,
                     sample_user_agent: s.sample_ua.clone(),
                     reason: format!(
                         "{} {} requests within {} s",
@@ -182,14 +214,14 @@ impl Detector {
         to: IpAddr,
         code: u16,
         cseq: Option<&str>,
-        user: Option<&str>,
+        sip: &SipInfo<'_>,
     ) -> Option<Verdict> {
         if self.never_banned(&to) {
             return None;
         }
         let cfg = &self.cfg;
         if (200..300).contains(&code) && cseq == Some("REGISTER") {
-            if let (Some(user), Some(s)) = (user, self.sources.get_mut(&to)) {
+            if let (Some(user), Some(s)) = (sip.to_user, self.sources.get_mut(&to)) {
                 if s.ok_users.len() < MAX_USERS_PER_SOURCE || s.ok_users.contains_key(user) {
                     s.ok_users.insert(user.to_owned(), now);
                 }
@@ -200,6 +232,14 @@ impl Detector {
             return None;
         }
         let s = self.sources.get_or_insert_mut(to, Source::default);
+        if code != 403 {
+            // A challenge: a failure only if it answers a password try.
+            let at = s.pending_tries.iter().position(|t| *t == sip.transaction)?;
+            s.pending_tries.remove(at);
+            if sip.stale {
+                return None;
+            }
+        }
         if hit(
             &mut s.auth_failures,
             now,
@@ -213,9 +253,10 @@ impl Detector {
                 count: cfg.auth_count,
                 window_s: cfg.auth_window_s,
                 ban_time_s: cfg.auth_ban_time_s,
+                scope: cfg.auth_scope,
                 sample_user_agent: s.sample_ua.clone(),
                 reason: format!(
-                    "{} failed authentications (401/403/407) within {} s",
+                    "{} failed authentications (wrong credentials) within {} s",
                     cfg.auth_count, cfg.auth_window_s
                 ),
             });
@@ -239,6 +280,7 @@ mod tests {
             count: 50,
             window_s: 5,
             ban_time_s: 600,
+            scope: Scope::Sip,
         });
         c.rules.push(RateRule {
             name: "pike".into(),
@@ -246,15 +288,14 @@ mod tests {
             count: 16,
             window_s: 2,
             ban_time_s: 300,
+            scope: Scope::Sip,
         });
         c
     }
     fn req(m: &str) -> SipInfo<'_> {
         SipInfo {
-            start: Start::Request(m),
             user_agent: Some("phone"),
-            to_user: None,
-            length: None,
+            ..SipInfo::new(Start::Request(m))
         }
     }
     const A: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
@@ -279,25 +320,54 @@ mod tests {
     fn scanner_whitelist_own_and_auth() {
         let mut d = Detector::new(cfg(), vec![BOX]);
         let scan = SipInfo {
-            start: Start::Request("OPTIONS"),
             user_agent: Some("Friendly-Scanner 1.0"),
-            to_user: None,
-            length: None,
+            ..SipInfo::new(Start::Request("OPTIONS"))
         };
         assert_eq!(d.observe(0, A, BOX, &scan).unwrap().rule, "scanner");
         let w: IpAddr = "10.9.1.1".parse().unwrap();
         assert!(d.observe(0, w, BOX, &scan).is_none());
         assert!(d.observe(0, BOX, BOX, &scan).is_none());
-        let fail = SipInfo {
-            start: Start::Response(401, Some("REGISTER")),
-            user_agent: None,
+        // Challenges to requests without credentials are not failures: an
+        // office re-registering 500 times gets 500 of them.
+        let challenge = |n: u64| SipInfo {
             to_user: Some("100"),
-            length: None,
+            transaction: n,
+            ..SipInfo::new(Start::Response(401, Some("REGISTER")))
         };
-        let v = (0..10u64)
-            .find_map(|i| d.observe(i, BOX, A, &fail))
+        for n in 0..500u64 {
+            let register = SipInfo {
+                transaction: n,
+                ..req("REGISTER")
+            };
+            assert!(d.observe(n * 200, A, BOX, &register).is_none());
+            assert!(d.observe(n * 200, BOX, A, &challenge(n)).is_none());
+        }
+        // A 401 to a password try is a failure; a stale nonce is not.
+        let mut d = Detector::new(cfg(), vec![BOX]);
+        let try_ = |n: u64| SipInfo {
+            credentials: true,
+            transaction: 1000 + n,
+            ..req("REGISTER")
+        };
+        d.observe(0, A, BOX, &try_(0));
+        let stale = SipInfo {
+            stale: true,
+            ..challenge(1000)
+        };
+        assert!(d.observe(0, BOX, A, &stale).is_none());
+        let v = (1..=10u64)
+            .find_map(|n| {
+                d.observe(n * 300, A, BOX, &try_(n));
+                d.observe(n * 300, BOX, A, &challenge(1000 + n))
+            })
             .unwrap();
         assert_eq!((v.rule.as_str(), v.count), ("auth-failure", 10));
+        // A forged try from the box itself counts nothing.
+        let forged = SipInfo {
+            credentials: true,
+            ..req("REGISTER")
+        };
+        assert!(d.observe(0, BOX, BOX, &forged).is_none());
     }
 
     #[test]
@@ -306,19 +376,15 @@ mod tests {
         d.observe(0, A, BOX, &req("REGISTER"));
         for u in ["100", "101", "102"] {
             let ok = SipInfo {
-                start: Start::Response(200, Some("REGISTER")),
-                user_agent: None,
                 to_user: Some(u),
-                length: None,
+                ..SipInfo::new(Start::Response(200, Some("REGISTER")))
             };
             d.observe(1, BOX, A, &ok);
         }
         assert!((0..500u64).all(|i| d.observe(10 + i, A, BOX, &req("REGISTER")).is_none()));
         let scan = SipInfo {
-            start: Start::Request("OPTIONS"),
             user_agent: Some("sipvicious"),
-            to_user: None,
-            length: None,
+            ..SipInfo::new(Start::Request("OPTIONS"))
         };
         assert!(d.observe(600, A, BOX, &scan).is_some());
     }

@@ -8,7 +8,8 @@ use std::time::Duration;
 use besip_core::daemon::{init_tracing, shutdown_signal, PidFile};
 use besip_core::ipc::IpcServer;
 use besip_core::paths::Layout;
-use besip_security::daemon::{Daemon, IpcHandler};
+use besip_security::daemon::Daemon;
+use besip_security::ipc::IpcHandler;
 use clap::Parser;
 
 #[derive(Parser)]
@@ -66,9 +67,13 @@ fn main() -> ExitCode {
         let result = besip_security::config::Config::load(&path)
             .map_err(|e| e.to_string())
             .and_then(|cfg| {
-                besip_security::firewall::Firewall::new(cfg.backend, &cfg.set_name)
-                    .teardown()
-                    .map_err(|e| e.to_string())
+                besip_security::firewall::Firewall::new(
+                    cfg.backend,
+                    &cfg.set_name,
+                    besip_security::firewall::Ports::default(),
+                )
+                .teardown()
+                .map_err(|e| e.to_string())
             });
         return match result {
             Ok(()) => ExitCode::SUCCESS,
@@ -123,10 +128,17 @@ async fn run(cli: Cli) -> Result<(), String> {
         let d = daemon.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(200));
-            loop {
+            for round in 1u64.. {
                 tick.tick().await;
                 let d = d.clone();
-                let _ = tokio::task::spawn_blocking(move || d.expire()).await;
+                // Own addresses and the PBX's trunks and ports every 5 s.
+                let _ = tokio::task::spawn_blocking(move || {
+                    d.expire();
+                    if round % 25 == 0 {
+                        d.housekeeping();
+                    }
+                })
+                .await;
             }
         })
     };

@@ -85,6 +85,33 @@ pub struct SipInfo<'a> {
     /// Bytes from the start line to the end of the body, when the header
     /// block ends in this payload (Content-Length, absent = 0).
     pub length: Option<usize>,
+    /// A request carrying Authorization or Proxy-Authorization (a password try).
+    pub credentials: bool,
+    /// A challenge with `stale=true` (an old nonce, not a wrong password).
+    pub stale: bool,
+    /// Hash of Call-ID and CSeq number: ties a response to its request.
+    pub transaction: u64,
+}
+
+impl<'a> SipInfo<'a> {
+    pub fn new(start: Start<'a>) -> SipInfo<'a> {
+        SipInfo {
+            start,
+            user_agent: None,
+            to_user: None,
+            length: None,
+            credentials: false,
+            stale: false,
+            transaction: 0,
+        }
+    }
+}
+
+/// FNV-1a, enough to match a response to a request of the same source.
+fn fnv(hash: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(hash, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 /// SIP messages looked at per TCP segment at most.
@@ -155,13 +182,9 @@ pub fn parse_sip(payload: &[u8]) -> Option<SipInfo<'_>> {
         }
         Start::Request(a)
     };
-    let mut info = SipInfo {
-        start,
-        user_agent: None,
-        to_user: None,
-        length: None,
-    };
+    let mut info = SipInfo::new(start);
     let mut content_length = 0usize;
+    let (mut call_id, mut cseq_number) = ("", "");
     for line in lines {
         if line.is_empty() {
             info.length = header_block_end(text).map(|end| end + content_length);
@@ -179,11 +202,27 @@ pub fn parse_sip(payload: &[u8]) -> Option<SipInfo<'_>> {
         } else if name.eq_ignore_ascii_case("content-length") || name == "l" {
             content_length = value.parse().unwrap_or(0);
         } else if name.eq_ignore_ascii_case("cseq") {
+            cseq_number = value.split_whitespace().next().unwrap_or("");
             if let Start::Response(code, _) = info.start {
                 info.start = Start::Response(code, value.split_whitespace().nth(1));
             }
+        } else if name.eq_ignore_ascii_case("call-id") || name == "i" {
+            call_id = value;
+        } else if name.eq_ignore_ascii_case("authorization")
+            || name.eq_ignore_ascii_case("proxy-authorization")
+        {
+            info.credentials = true;
+        } else if name.eq_ignore_ascii_case("www-authenticate")
+            || name.eq_ignore_ascii_case("proxy-authenticate")
+        {
+            let lower = value.to_ascii_lowercase();
+            info.stale |= lower.contains("stale=true") || lower.contains("stale=\"true\"");
         }
     }
+    info.transaction = fnv(
+        fnv(0xcbf2_9ce4_8422_2325, call_id.as_bytes()),
+        cseq_number.as_bytes(),
+    );
     Some(info)
 }
 
@@ -222,6 +261,12 @@ mod tests {
             .unwrap();
         assert_eq!(s.start, Start::Response(401, Some("REGISTER")));
         assert_eq!(s.to_user, Some("7"));
+        assert!(!s.stale && !r.credentials);
+        // A password try and its answer share the transaction hash.
+        let try_ = parse_sip(b"REGISTER sip:x SIP/2.0\r\nCall-ID: c1\r\nCSeq: 2 REGISTER\r\nAuthorization: Digest username=\"1\"\r\n\r\n").unwrap();
+        let stale = parse_sip(b"SIP/2.0 401 Unauthorized\r\ni: c1\r\nCSeq: 2 REGISTER\r\nWWW-Authenticate: Digest realm=\"x\", nonce=\"n\", stale=TRUE\r\n\r\n").unwrap();
+        assert!(try_.credentials && stale.stale);
+        assert_eq!(try_.transaction, stale.transaction);
     }
 
     #[test]

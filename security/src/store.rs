@@ -23,6 +23,8 @@ pub struct BanRow {
     pub address: String,
     pub rule: String,
     pub reason: String,
+    /// `sip` or `all` (config::Scope).
+    pub scope: String,
     pub since: u64,
     pub expires: u64,
     pub offences: u32,
@@ -45,6 +47,12 @@ impl Store {
              CREATE INDEX IF NOT EXISTS bans_address ON bans(address);",
         )
         .context(StoreSnafu { path: p.clone() })?;
+        // Added with ban scopes; a database of an older version gets the column.
+        let has_scope = db.prepare("SELECT scope FROM bans LIMIT 0").is_ok();
+        if !has_scope {
+            db.execute_batch("ALTER TABLE bans ADD COLUMN scope TEXT NOT NULL DEFAULT 'sip'")
+                .context(StoreSnafu { path: p.clone() })?;
+        }
         Ok(Store { db, path: p })
     }
 
@@ -57,8 +65,8 @@ impl Store {
     pub fn add(&self, row: &BanRow, evidence: &str) -> Result<(), StoreError> {
         self.db
             .execute(
-                "INSERT INTO bans (address, rule, reason, since, expires, offences, evidence) VALUES (?1,?2,?3,?4,?5,?6,?7)",
-                params![row.address, row.rule, row.reason, row.since, row.expires, row.offences, evidence],
+                "INSERT INTO bans (address, rule, reason, since, expires, offences, evidence, scope) VALUES (?1,?2,?3,?4,?5,?6,?7,?8)",
+                params![row.address, row.rule, row.reason, row.since, row.expires, row.offences, evidence, row.scope],
             )
             .context(self.ctx())?;
         Ok(())
@@ -78,7 +86,7 @@ impl Store {
     pub fn active(&self, now: u64) -> Result<Vec<BanRow>, StoreError> {
         let mut st = self
             .db
-            .prepare("SELECT address, rule, reason, since, expires, offences FROM bans WHERE lifted_at IS NULL AND expires > ?1 ORDER BY id")
+            .prepare("SELECT address, rule, reason, since, expires, offences, scope FROM bans WHERE lifted_at IS NULL AND expires > ?1 ORDER BY id")
             .context(self.ctx())?;
         let rows = st
             .query_map([now], |r| {
@@ -89,6 +97,7 @@ impl Store {
                     since: r.get(3)?,
                     expires: r.get(4)?,
                     offences: r.get(5)?,
+                    scope: r.get(6)?,
                 })
             })
             .context(self.ctx())?;

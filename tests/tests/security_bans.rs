@@ -298,9 +298,17 @@ fn scenario(backend: &str) {
         .map(|i| register("w", "127.0.0.5:5099", i, "friendly-scanner"))
         .collect();
     send_from(&ns, "127.0.0.5", &flood);
-    // 4. Brute force: wrong passwords answered 401 by the registrar.
+    // 4. Brute force: wrong passwords (requests with credentials) answered
+    // 401 by the registrar. A plain challenge is not a failure (every phone
+    // gets one per registration), so every guess carries credentials.
     let brute: Vec<String> = (0..12)
-        .map(|i| register("brute", "127.0.0.6:5099", i, "Guess/1"))
+        .map(|i| {
+            register("brute", "127.0.0.6:5099", i, "Guess/1").replacen(
+                "Max-Forwards",
+                "Authorization: Digest username=\"brute\", response=\"0\"\r\nMax-Forwards",
+                1,
+            )
+        })
         .collect();
     send_from(&ns, "127.0.0.6", &brute);
     let b = wait_ban(&rt, &root, "127.0.0.6", 3).expect("brute force not banned");

@@ -214,6 +214,15 @@ impl Auth {
     pub fn logout(&self, id: &str) {
         self.sessions.lock().remove(id);
     }
+
+    /// Whether session `id` is still open (its idle clock untouched).
+    pub fn is_live(&self, id: &str) -> bool {
+        let timeout = *self.timeout.lock();
+        self.sessions
+            .lock()
+            .get(id)
+            .is_some_and(|s| s.last_seen.elapsed() < timeout)
+    }
 }
 
 impl Default for Auth {

@@ -9,6 +9,7 @@ pub mod charts;
 pub mod csv;
 pub mod data;
 pub mod pages;
+pub mod protect;
 pub mod settings;
 
 use std::net::SocketAddr;

@@ -75,6 +75,7 @@ pub async fn submit(
     match outcome {
         LoginOutcome::Ok(id) => {
             tracing::info!(user = %user, source = %peer.ip(), "web login");
+            crate::web::protect::protect_login_source(&state, peer.ip(), &id);
             (
                 [(
                     header::SET_COOKIE,
