@@ -10,7 +10,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use besip_tests::netconf::ADMIN_PASSWORD;
-use besip_tests::web::{form_encode, pinned, raw, Panel, Via};
+use besip_tests::web::{form_encode, pinned, raw, Panel, Via, MONITOR_PASSWORD, MONITOR_USER};
 
 const QUIET_CAPTURE: &str = "<interface>lo</interface><capture-filter>udp port 9</capture-filter>";
 
@@ -184,8 +184,18 @@ fn a_configured_certificate_is_served_and_a_bad_one_refused() {
     ));
     assert!(out.contains("REFUSED"), "{out}");
     assert_eq!(served_fingerprint(p.port, dir.path()), configured);
-    // The key is a secret: not in a monitor user's view (checked by the
-    // generic nacm:default-deny-all rule) and not in the daemon's log.
+    // The key is a secret like a password hash: the admin reads it back, a
+    // monitor user sees the certificate but not the key; nor does the log.
+    let config_as = |user: &str, pw: &str| {
+        p.netconf(&format!(
+            "m = connect('{user}', '{pw}')\nprint(m.get_config('running', filter=('subtree', '<system xmlns=\"urn:besip:system\"><web/></system>')).data_xml)\n"
+        ))
+    };
+    let admin_view = config_as("admin", ADMIN_PASSWORD);
+    assert!(admin_view.contains("BEGIN PRIVATE KEY"), "{admin_view}");
+    let monitor_view = config_as(MONITOR_USER, MONITOR_PASSWORD);
+    assert!(monitor_view.contains("BEGIN CERTIFICATE"), "{monitor_view}");
+    assert!(!monitor_view.contains("PRIVATE KEY"), "{monitor_view}");
     assert!(!p.monitord.log().contains("PRIVATE KEY"));
 }
 
