@@ -75,14 +75,6 @@ impl Web {
         self.running.lock().await.as_ref().map(|r| r.https.addr)
     }
 
-    /// Where plain HTTP is redirected from now.
-    pub async fn redirect_addr(&self) -> Option<SocketAddr> {
-        let running = self.running.lock().await;
-        running
-            .as_ref()
-            .and_then(|r| r.redirect.as_ref().map(|l| l.addr))
-    }
-
     /// Applies settings (`None`: no besip_system file, panel off). A changed
     /// address, port or certificate rebinds at once; sessions survive a
     /// rebind. If a newly asked HTTPS address or certificate cannot be used
