@@ -287,3 +287,32 @@ fn an_attacker_cannot_lock_the_admin_out_from_elsewhere() {
     p.client_from(ip("127.0.0.5"))
         .login_ok("admin", ADMIN_PASSWORD);
 }
+
+#[test]
+fn the_generated_certificate_survives_a_restart() {
+    let Panel {
+        monitord,
+        netconf,
+        port,
+        ..
+    } = Panel::start(QUIET_CAPTURE);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cert = netconf.root_path().join("etc/besip/web-cert.pem");
+    let generated = fingerprint_of_pem(&cert);
+    assert_eq!(served_fingerprint(port, dir.path()), generated);
+    assert!(monitord.stop().success());
+    let monitord = besip_tests::monitoring::Monitord::start_in(
+        besip_tests::harness::TempRoot::existing(netconf.root_path()),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no panel after the restart: {}",
+            monitord.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(fingerprint_of_pem(&cert), generated, "the files were kept");
+    assert_eq!(served_fingerprint(port, dir.path()), generated);
+}
