@@ -1,12 +1,20 @@
 //! Helpers for the web panel tests: a box whose configuration is set through
 //! NETCONF (besip-netconfd renders besip_system and besip_monitoring), with
-//! besip-monitord serving the panel; and a small HTTP/1.1 client that can
+//! besip-monitord serving the panel over HTTPS; and a small HTTP/1.1 client
+//! over rustls, trusting exactly the panel's certificate (pinned), that can
 //! also send what a browser never would (forged forms, garbage).
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 
 use crate::harness::TempRoot;
 use crate::monitoring::Monitord;
@@ -22,25 +30,29 @@ pub fn free_tcp_port() -> u16 {
         .expect("a free loopback port")
 }
 
-/// besip-netconfd and besip-monitord on one root; the panel on 127.0.0.1:`port`.
+/// besip-netconfd and besip-monitord on one root; the panel's HTTPS on
+/// 127.0.0.1:`port`, its plain HTTP redirect on 127.0.0.1:`http_port`.
 pub struct Panel {
     pub monitord: Monitord,
     pub netconf: NetconfServer,
     pub port: u16,
+    pub http_port: u16,
+    /// Trusts the certificate the panel generated on its first start.
+    pub tls: Arc<ClientConfig>,
 }
 
 impl Panel {
     /// `monitoring_xml`: children of `<monitoring>` to set (capture on lo etc.).
     pub fn start(monitoring_xml: &str) -> Panel {
         let netconf = NetconfServer::start();
-        let port = free_tcp_port();
+        let (port, http_port) = (free_tcp_port(), free_tcp_port());
         let hash = besip_core::password::hash(MONITOR_PASSWORD).expect("hash");
         let (ok, out) = python(
             netconf.port,
             ADMIN_PASSWORD,
             &format!(
                 "m = connect()\nm.edit_config(target='candidate', config='''<config>\
-<system xmlns=\"urn:besip:system\"><web><listen-address>127.0.0.1</listen-address><port>{port}</port><session-timeout>60</session-timeout></web>\
+<system xmlns=\"urn:besip:system\"><web><listen-address>127.0.0.1</listen-address><port>{port}</port><http-redirect-port>{http_port}</http-redirect-port><session-timeout>60</session-timeout></web>\
 <user><name>{MONITOR_USER}</name><password-hash>{hash}</password-hash><group>monitor</group></user></system>\
 <monitoring xmlns=\"urn:besip:monitoring\">{monitoring_xml}</monitoring></config>''')\nm.commit()\n"
             ),
@@ -56,15 +68,36 @@ impl Panel {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+        let cert = std::fs::read_to_string(netconf.root_path().join("etc/besip/web-cert.pem"))
+            .expect("the certificate besip-monitord generated");
         Panel {
             monitord,
             netconf,
             port,
+            http_port,
+            tls: pinned(&cert),
         }
     }
 
     pub fn client(&self) -> Client {
-        Client::new(self.port)
+        Client::new(self.port, self.tls.clone())
+    }
+
+    /// A client of the panel on another port (after a move through NETCONF).
+    pub fn client_on(&self, port: u16) -> Client {
+        Client::new(port, self.tls.clone())
+    }
+
+    /// A client whose connections come from `source` (an address of 127.0.0.0/8).
+    pub fn client_from(&self, source: IpAddr) -> Client {
+        let mut c = self.client();
+        c.source = Some(source);
+        c
+    }
+
+    /// Raw bytes over TLS to the panel (see `raw`).
+    pub fn raw(&self, request: &[u8]) -> Option<Response> {
+        raw(&Via::Tls(self.tls.clone()), None, self.port, request)
     }
 
     /// Runs ncclient code against this box's besip-netconfd as admin.
@@ -116,14 +149,109 @@ fn dechunk(mut raw: &[u8]) -> Vec<u8> {
     }
 }
 
-/// Sends raw bytes, reads until the server closes; None if it answered nothing.
-pub fn raw(port: u16, request: &[u8]) -> Option<Response> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the panel");
+/// How a request reaches the panel.
+#[derive(Clone)]
+pub enum Via {
+    Plain,
+    Tls(Arc<ClientConfig>),
+}
+
+/// A client configuration that trusts exactly this certificate (the first of
+/// `pem`), whatever name it carries: pinning, as for a self-signed panel.
+pub fn pinned(pem: &str) -> Arc<ClientConfig> {
+    let cert = CertificateDer::from_pem_slice(pem.as_bytes()).expect("a PEM certificate");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = PinnedCert {
+        cert,
+        algorithms: provider.signature_verification_algorithms,
+    };
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
+#[derive(Debug)]
+struct PinnedCert {
+    cert: CertificateDer<'static>,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for PinnedCert {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if end_entity.as_ref() == self.cert.as_ref() {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General(
+                "not the pinned panel certificate".into(),
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+fn connect(source: Option<IpAddr>, port: u16) -> TcpStream {
+    let to = SocketAddr::from(([127, 0, 0, 1], port));
+    let Some(source) = source else {
+        return TcpStream::connect(to).expect("connect to the panel");
+    };
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket
+        .bind(&SocketAddr::new(source, 0).into())
+        .expect("bind the client's source address");
+    socket
+        .connect_timeout(&to.into(), Duration::from_secs(10))
+        .expect("connect to the panel");
+    socket.into()
+}
+
+/// Sends raw bytes (over TLS or plain TCP, from `source` if given), reads
+/// until the server closes; None if it answered nothing (or the TLS
+/// handshake failed).
+pub fn raw(via: &Via, source: Option<IpAddr>, port: u16, request: &[u8]) -> Option<Response> {
+    let s = connect(source, port);
     s.set_read_timeout(Some(Duration::from_secs(20))).ok()?;
-    // The server may answer (413, 400) and close before reading everything.
-    let _ = s.write_all(request);
     let mut buf = Vec::new();
-    let _ = s.read_to_end(&mut buf);
+    match via {
+        Via::Plain => exchange(s, request, &mut buf),
+        Via::Tls(config) => {
+            let name = ServerName::try_from("127.0.0.1").ok()?;
+            let conn = rustls::ClientConnection::new(config.clone(), name).ok()?;
+            exchange_tls(conn, s, request, &mut buf)
+        }
+    }
     let split = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = String::from_utf8_lossy(&buf[..split]).to_string();
     let mut lines = head.lines();
@@ -146,10 +274,69 @@ pub fn raw(port: u16, request: &[u8]) -> Option<Response> {
     })
 }
 
+/// As `exchange` over TLS, driven by hand: rustls' stream would try to
+/// send the rest of a request the server stopped reading before it reads
+/// the answer, and give up on the error.
+fn exchange_tls(
+    mut conn: rustls::ClientConnection,
+    mut s: TcpStream,
+    request: &[u8],
+    buf: &mut Vec<u8>,
+) {
+    while conn.is_handshaking() {
+        if conn.complete_io(&mut s).is_err() {
+            return;
+        }
+    }
+    conn.set_buffer_limit(None);
+    let _ = conn.writer().write_all(request);
+    while conn.wants_write() {
+        if conn.write_tls(&mut s).is_err() {
+            break;
+        }
+    }
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        match conn.reader().read(&mut chunk) {
+            Ok(0) => return,
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                continue;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => return,
+        }
+        match conn.read_tls(&mut s) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                if conn.process_new_packets().is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The server may answer (413, 400) and close before reading everything, and
+/// may close without a TLS close_notify: keep whatever arrived.
+fn exchange(mut s: impl Read + Write, request: &[u8], buf: &mut Vec<u8>) {
+    let _ = s.write_all(request).and_then(|()| s.flush());
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
 /// A client with a cookie jar (one browser).
 pub struct Client {
     pub port: u16,
     pub cookies: HashMap<String, String>,
+    pub tls: Arc<ClientConfig>,
+    /// The address its connections come from (None: the system's choice).
+    pub source: Option<IpAddr>,
 }
 
 pub fn form_encode(fields: &[(&str, &str)]) -> String {
@@ -173,10 +360,12 @@ pub fn form_encode(fields: &[(&str, &str)]) -> String {
 }
 
 impl Client {
-    pub fn new(port: u16) -> Client {
+    pub fn new(port: u16, tls: Arc<ClientConfig>) -> Client {
         Client {
             port,
             cookies: HashMap::new(),
+            tls,
+            source: None,
         }
     }
 
@@ -208,7 +397,8 @@ impl Client {
         } else {
             req.extend_from_slice(b"\r\n");
         }
-        let r = raw(self.port, &req).unwrap_or_else(|| panic!("no HTTP answer to {method} {path}"));
+        let r = raw(&Via::Tls(self.tls.clone()), self.source, self.port, &req)
+            .unwrap_or_else(|| panic!("no HTTP answer to {method} {path}"));
         for (k, v) in &r.headers {
             if k.eq_ignore_ascii_case("set-cookie") {
                 if let Some((name, rest)) = v.split_once('=') {

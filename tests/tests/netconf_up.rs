@@ -28,12 +28,14 @@ fn free_udp_port() -> u16 {
 fn up_starts_the_box_and_ctrl_c_stops_it() {
     let root = TempRoot::new();
     let (nc_port, sip_port, web_port) = (free_port(), free_udp_port(), free_port());
+    let web_http_port = free_port();
     let mut child = Command::new(bin_path("besip"))
         .args(["up", "--root"])
         .arg(root.path())
         .args(["--netconf-port", &nc_port.to_string()])
         .args(["--sip-port", &sip_port.to_string()])
         .args(["--web-port", &web_port.to_string()])
+        .args(["--web-http-port", &web_http_port.to_string()])
         .args(["--admin-password", "up-test-pw"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -60,6 +62,11 @@ fn up_starts_the_box_and_ctrl_c_stops_it() {
     }
     assert!(banner.contains("up-test-pw"), "{banner}");
     assert!(banner.contains(&format!("--ncport={nc_port}")), "{banner}");
+    assert!(
+        banner.contains(&format!("https://127.0.0.1:{web_port}/"))
+            && banner.contains(&format!("http://127.0.0.1:{web_http_port}/ redirects")),
+        "{banner}"
+    );
     assert!(
         banner.contains("ncclient") && banner.contains("ssh -p"),
         "{banner}"

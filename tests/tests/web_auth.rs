@@ -1,4 +1,4 @@
-//! The web panel's guards over plain HTTP: every route refuses a request
+//! The web panel's guards (over HTTPS): every route refuses a request
 //! without login; forged forms (no / wrong / another session's CSRF token)
 //! are refused and change nothing; the monitor group only reads; a growing
 //! delay after failed logins; bad input gets a clear 4xx and the daemon lives
@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use besip_tests::netconf::ADMIN_PASSWORD;
-use besip_tests::web::{raw, Client, Panel, MONITOR_PASSWORD, MONITOR_USER};
+use besip_tests::web::{Client, Panel, MONITOR_PASSWORD, MONITOR_USER};
 
 const QUIET_CAPTURE: &str = "<interface>lo</interface><capture-filter>udp port 9</capture-filter>";
 
@@ -75,7 +75,7 @@ fn guards_of_every_route() {
     }
     assert_eq!(calls_in_db(&p), 1, "an anonymous erase changed the data");
 
-    // 2. Logged in: the cookie is HttpOnly and SameSite=Strict.
+    // 2. Logged in: the cookie is HttpOnly, Secure and SameSite=Strict.
     let mut admin = p.client();
     let page = admin.get("/login");
     let token = page.csrf().expect("login token");
@@ -92,6 +92,7 @@ fn guards_of_every_route() {
     assert!(
         cookie.starts_with("besip_session=")
             && cookie.contains("HttpOnly")
+            && cookie.contains("; Secure")
             && cookie.contains("SameSite=Strict"),
         "{cookie}"
     );
@@ -177,13 +178,13 @@ fn guards_of_every_route() {
     let r = admin.send("POST", "/capture/stop", Some(("text/plain", b"csrf=x")));
     assert_eq!(r.status, 415, "{r:?}");
     // Not HTTP at all.
-    let r = raw(p.port, b"\x16\x03\x01\x02\x00garbage\r\n\r\n");
+    let r = p.raw(b"\x16\x03\x01\x02\x00garbage\r\n\r\n");
     assert!(r.as_ref().is_none_or(|r| r.status == 400), "{r:?}");
     let long = format!(
         "GET /calls?number={} HTTP/1.1\r\nHost: x\r\n\r\n",
         "9".repeat(200_000)
     );
-    let r = raw(p.port, long.as_bytes());
+    let r = p.raw(long.as_bytes());
     assert!(
         r.as_ref().is_none_or(|r| (400..500).contains(&r.status)),
         "{r:?}"
@@ -256,7 +257,7 @@ fn guards_of_every_route() {
     );
     other.port = new_port;
     assert_eq!(other.get("/").status, 200, "session after the move");
-    assert_eq!(Client::new(new_port).get("/").status, 303);
+    assert_eq!(p.client_on(new_port).get("/").status, 303);
 
     // enabled=false closes the panel; true opens it again.
     for (on, open) in [("false", false), ("true", true)] {
@@ -267,6 +268,11 @@ fn guards_of_every_route() {
             std::net::TcpStream::connect(("127.0.0.1", new_port)).is_ok(),
             open,
             "web enabled={on}"
+        );
+        assert_eq!(
+            std::net::TcpStream::connect(("127.0.0.1", p.http_port)).is_ok(),
+            open,
+            "HTTP redirect with web enabled={on}"
         );
     }
 }

@@ -1,8 +1,11 @@
-//! The web panel end to end in headless Chromium (chromedriver + fantoccini):
-//! a real sipp call with RTP echo is captured live by besip-monitord on lo;
-//! a person logs in, sees the dashboard with its SVG chart (screenshot saved
-//! to tests/artifacts/web-dashboard.png), opens the call, exports the CSV,
-//! erases with confirmation and logs out.
+//! The web panel end to end in headless Chromium (chromedriver + fantoccini)
+//! over HTTPS with the panel's self-signed certificate accepted (as a person
+//! accepts it once): a real sipp call with RTP echo is captured live by
+//! besip-monitord on lo; a person logs in, sees the dashboard with its SVG
+//! chart (screenshot saved to tests/artifacts/web-dashboard.png), opens the
+//! call, exports the CSV, erases with confirmation and logs out. A second
+//! test, without sipp: the plain HTTP address leads the browser to the
+//! HTTPS login, and the session cookie it gets is Secure.
 
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
@@ -42,6 +45,8 @@ fn start_chromedriver() -> (Driver, u16) {
 
 async fn browser(driver_port: u16, profile: &std::path::Path) -> Client {
     let mut caps = serde_json::Map::new();
+    // The panel's certificate is self-signed (pinned by the other tests).
+    caps.insert("acceptInsecureCerts".into(), json!(true));
     caps.insert(
         "goog:chromeOptions".into(),
         json!({
@@ -154,7 +159,7 @@ fn a_person_reads_a_live_call_in_the_browser() {
 
     let (_driver, driver_port) = start_chromedriver();
     let profile = tempfile::tempdir().expect("profile dir");
-    let base = format!("http://127.0.0.1:{}", panel.port);
+    let base = format!("https://127.0.0.1:{}", panel.port);
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
         let c = browser(driver_port, profile.path()).await;
@@ -268,6 +273,56 @@ fn a_person_reads_a_live_call_in_the_browser() {
         wait_path(&c, "/login").await;
         c.goto(&format!("{base}/calls")).await.expect("calls");
         assert_eq!(path_of(&c).await, "/login");
+        c.close().await.expect("close browser");
+    });
+}
+
+#[test]
+fn chromium_logs_in_over_https_from_the_plain_http_address() {
+    let panel =
+        Panel::start("<interface>lo</interface><capture-filter>udp port 9</capture-filter>");
+    let (_driver, driver_port) = start_chromedriver();
+    let profile = tempfile::tempdir().expect("profile dir");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let c = browser(driver_port, profile.path()).await;
+        // Typed as http://...: redirected to the HTTPS login page.
+        c.goto(&format!("http://127.0.0.1:{}/calls", panel.http_port))
+            .await
+            .expect("open the plain HTTP address");
+        let url = c.current_url().await.expect("url");
+        assert_eq!(url.scheme(), "https", "{url}");
+        assert_eq!(url.port(), Some(panel.port), "{url}");
+        assert_eq!(url.path(), "/login", "{url}");
+        c.find(Locator::Css("#user"))
+            .await
+            .expect("user field")
+            .send_keys("admin")
+            .await
+            .expect("type");
+        c.find(Locator::Css("#password"))
+            .await
+            .expect("password field")
+            .send_keys(ADMIN_PASSWORD)
+            .await
+            .expect("type");
+        click(&c, "#login").await;
+        wait_path(&c, "/").await;
+        assert_eq!(c.current_url().await.expect("url").scheme(), "https");
+        assert_eq!(text(&c, "#calls-24h").await, "0");
+        let cookie = c
+            .get_named_cookie("besip_session")
+            .await
+            .expect("the session cookie");
+        assert_eq!(cookie.secure(), Some(true), "{cookie:?}");
+        assert_eq!(cookie.http_only(), Some(true), "{cookie:?}");
+        // Logged in over HTTPS: the panel's pages open.
+        c.goto(&format!("https://127.0.0.1:{}/capture", panel.port))
+            .await
+            .expect("capture page");
+        assert_eq!(path_of(&c).await, "/capture");
+        click(&c, "#logout").await;
+        wait_path(&c, "/login").await;
         c.close().await.expect("close browser");
     });
 }

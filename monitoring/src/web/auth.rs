@@ -1,29 +1,24 @@
-//! Logins: sessions (random id in an HttpOnly SameSite=Strict cookie, idle
-//! timeout), per-session CSRF tokens, and a growing delay after repeated
-//! failed logins per user and per source address.
+//! Logins: sessions (random id in an HttpOnly Secure SameSite=Strict
+//! cookie, idle timeout), per-session CSRF tokens, and the limits of
+//! `throttle` on password checks (bounded at once, delays per source).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use rand::RngCore;
 
 use super::settings::{Group, User};
+use super::throttle::{self, CheckPermit, Refusal, Throttle};
 
 pub const SESSION_COOKIE: &str = "besip_session";
 /// Double-submit token of the login form (there is no session yet).
 pub const LOGIN_COOKIE: &str = "besip_login";
 
-/// Failures before the first delay, per user name and per source address.
-pub const USER_FREE_FAILURES: u32 = 5;
-pub const SOURCE_FREE_FAILURES: u32 = 10;
-/// Longest delay; failures older than `FORGET` are forgotten.
-const MAX_DELAY: Duration = Duration::from_secs(300);
-const FORGET: Duration = Duration::from_secs(900);
-/// Bounds on memory whatever clients send.
+/// Bound on memory whatever clients send.
 const MAX_SESSIONS: usize = 1000;
-const MAX_TRACKED: usize = 10_000;
 
 pub fn random_token() -> String {
     let mut b = [0u8; 32];
@@ -48,67 +43,32 @@ pub struct SessionData {
     last_seen: Instant,
 }
 
-#[derive(Debug, Default)]
-struct Failures {
-    count: u32,
-    last: Option<Instant>,
-    locked_until: Option<Instant>,
-}
-
-/// Delay after the `count`-th failure: none up to `free`, then 1 s doubling.
-pub fn delay_after(count: u32, free: u32) -> Duration {
-    if count < free {
-        return Duration::ZERO;
-    }
-    let exp = (count - free).min(16);
-    Duration::from_secs(1u64 << exp).min(MAX_DELAY)
-}
-
 pub struct Auth {
     users: Mutex<HashMap<String, User>>,
     timeout: Mutex<Duration>,
     sessions: Mutex<HashMap<String, SessionData>>,
-    by_user: Mutex<HashMap<String, Failures>>,
-    by_source: Mutex<HashMap<IpAddr, Failures>>,
+    throttle: Throttle,
 }
 
 pub enum LoginOutcome {
     /// The new session id.
     Ok(String),
     Wrong,
-    /// Locked out for this long (no password was checked).
-    Locked(Duration),
+    /// Not checked: delayed for this long after failures from this source,
+    /// or `Busy` (too many checks running).
+    Refused(Refusal),
 }
 
-fn locked(map_entry: Option<&Failures>, now: Instant) -> Option<Duration> {
-    map_entry
-        .and_then(|f| f.locked_until)
-        .and_then(|t| t.checked_duration_since(now))
-        .filter(|d| !d.is_zero())
-}
-
-fn record_failure<K: std::hash::Hash + Eq + Clone>(
-    map: &mut HashMap<K, Failures>,
-    key: &K,
-    free: u32,
-    now: Instant,
-) {
-    if map.len() >= MAX_TRACKED {
-        map.retain(|_, f| f.last.is_some_and(|t| now.duration_since(t) < FORGET));
-    }
-    if map.len() >= MAX_TRACKED && !map.contains_key(key) {
-        return;
-    }
-    let f = map.entry(key.clone()).or_default();
-    if f.last.is_some_and(|t| now.duration_since(t) >= FORGET) {
-        *f = Failures::default();
-    }
-    f.count += 1;
-    f.last = Some(now);
-    let d = delay_after(f.count, free);
-    if !d.is_zero() {
-        f.locked_until = Some(now + d);
-    }
+/// A hash of a password nobody has: unknown users cost the same check as
+/// known ones, so the answer's timing does not tell which names exist.
+fn dummy_hash() -> &'static str {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    DUMMY.get_or_init(|| {
+        besip_core::password::hash(&random_token()).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot hash the dummy password");
+            String::new()
+        })
+    })
 }
 
 impl Auth {
@@ -117,8 +77,7 @@ impl Auth {
             users: Mutex::new(HashMap::new()),
             timeout: Mutex::new(Duration::from_secs(3600)),
             sessions: Mutex::new(HashMap::new()),
-            by_user: Mutex::new(HashMap::new()),
-            by_source: Mutex::new(HashMap::new()),
+            throttle: Throttle::new(throttle::max_checks()),
         }
     }
 
@@ -134,40 +93,44 @@ impl Auth {
         *self.timeout.lock() = timeout;
     }
 
-    /// Checks lockout, then the password (argon2 is slow: call from a blocking thread).
+    /// Admits a password check (fast; the failure is counted now).
+    pub fn admit(&self, name: &str, source: IpAddr) -> Result<CheckPermit, Refusal> {
+        self.throttle.admit(name, source)
+    }
+
+    /// `admit` then `check`, for callers already on a blocking thread.
     pub fn login(&self, name: &str, password: &str, source: IpAddr) -> LoginOutcome {
-        let now = Instant::now();
-        let wait = locked(self.by_user.lock().get(name), now)
-            .into_iter()
-            .chain(locked(self.by_source.lock().get(&source), now))
-            .max();
-        if let Some(wait) = wait {
-            return LoginOutcome::Locked(wait);
+        match self.admit(name, source) {
+            Ok(permit) => self.check(name, password, source, permit),
+            Err(refusal) => LoginOutcome::Refused(refusal),
         }
+    }
+
+    /// Checks the password of an admitted login (argon2 is slow: call from
+    /// a blocking thread); the permit is held until the hash is done.
+    pub fn check(
+        &self,
+        name: &str,
+        password: &str,
+        source: IpAddr,
+        permit: CheckPermit,
+    ) -> LoginOutcome {
         let user = self.users.lock().get(name).cloned();
         let ok = match &user {
             Some(u) if !u.password_hash.is_empty() => {
                 besip_core::password::verify(&u.password_hash, password)
             }
-            _ => false,
+            _ => {
+                let _ = besip_core::password::verify(dummy_hash(), password);
+                false
+            }
         };
+        drop(permit);
         let Some(user) = user.filter(|_| ok) else {
-            record_failure(
-                &mut self.by_user.lock(),
-                &name.to_string(),
-                USER_FREE_FAILURES,
-                now,
-            );
-            record_failure(
-                &mut self.by_source.lock(),
-                &source,
-                SOURCE_FREE_FAILURES,
-                now,
-            );
             return LoginOutcome::Wrong;
         };
-        self.by_user.lock().remove(name);
-        self.by_source.lock().remove(&source);
+        self.throttle.succeeded(name, source);
+        let now = Instant::now();
         let id = random_token();
         let mut sessions = self.sessions.lock();
         self.expire(&mut sessions, now);
@@ -266,24 +229,16 @@ mod tests {
     }
 
     #[test]
-    fn delays_grow_and_cap() {
-        assert_eq!(delay_after(4, 5), Duration::ZERO);
-        assert_eq!(delay_after(5, 5), Duration::from_secs(1));
-        assert_eq!(delay_after(7, 5), Duration::from_secs(4));
-        assert_eq!(delay_after(40, 5), MAX_DELAY);
-    }
-
-    #[test]
-    fn lockout_per_user_then_success_resets() {
+    fn lockout_per_source_and_user_then_success_resets() {
         let a = auth_with("admin", "pw", Group::Admin);
         let src: IpAddr = "127.0.0.1".parse().unwrap();
-        for _ in 0..USER_FREE_FAILURES {
+        for _ in 0..throttle::SOURCE_USER_FREE_FAILURES {
             assert!(matches!(a.login("admin", "bad", src), LoginOutcome::Wrong));
         }
         // Locked: even the right password is not checked.
         assert!(matches!(
             a.login("admin", "pw", src),
-            LoginOutcome::Locked(_)
+            LoginOutcome::Refused(Refusal::Locked(_))
         ));
         std::thread::sleep(Duration::from_millis(1100));
         let LoginOutcome::Ok(id) = a.login("admin", "pw", src) else {
@@ -326,7 +281,7 @@ mod tests {
     fn unknown_users_count_against_the_source() {
         let a = auth_with("admin", "pw", Group::Admin);
         let src: IpAddr = "127.0.0.9".parse().unwrap();
-        for i in 0..SOURCE_FREE_FAILURES {
+        for i in 0..throttle::SOURCE_FREE_FAILURES {
             assert!(matches!(
                 a.login(&format!("u{i}"), "x", src),
                 LoginOutcome::Wrong
@@ -334,7 +289,7 @@ mod tests {
         }
         assert!(matches!(
             a.login("admin", "pw", src),
-            LoginOutcome::Locked(_)
+            LoginOutcome::Refused(Refusal::Locked(_))
         ));
         let other: IpAddr = "127.0.0.10".parse().unwrap();
         assert!(matches!(a.login("admin", "pw", other), LoginOutcome::Ok(_)));

@@ -10,11 +10,12 @@ pub mod csv;
 pub mod data;
 pub mod pages;
 pub mod protect;
+pub mod server;
 pub mod settings;
+pub mod throttle;
+pub mod tls;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -23,11 +24,11 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use tokio::sync::oneshot;
 
 use crate::daemon::Monitor;
 use auth::{Auth, SessionData};
-use settings::{Group, WebSettings};
+pub use server::Web;
+use settings::Group;
 
 /// Forms are a few fields; anything bigger is refused (413).
 const BODY_LIMIT: usize = 16 * 1024;
@@ -35,125 +36,6 @@ const BODY_LIMIT: usize = 16 * 1024;
 pub struct AppState {
     pub monitor: Arc<Monitor>,
     pub auth: Auth,
-}
-
-struct Running {
-    addr: SocketAddr,
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-/// The panel's server: (re)bound when the web settings change.
-pub struct Web {
-    state: Arc<AppState>,
-    running: tokio::sync::Mutex<Option<Running>>,
-    /// The address last asked for (None: off), bound or not.
-    wanted: tokio::sync::Mutex<Option<SocketAddr>>,
-}
-
-impl Web {
-    pub fn new(monitor: Arc<Monitor>) -> Web {
-        Web {
-            state: Arc::new(AppState {
-                monitor,
-                auth: Auth::new(),
-            }),
-            running: tokio::sync::Mutex::new(None),
-            wanted: tokio::sync::Mutex::new(None),
-        }
-    }
-
-    /// Where the panel listens now.
-    pub async fn local_addr(&self) -> Option<SocketAddr> {
-        self.running.lock().await.as_ref().map(|r| r.addr)
-    }
-
-    /// Applies settings (`None`: no besip_system file, panel off). A changed
-    /// address or port rebinds at once; sessions survive a rebind. If a newly
-    /// asked address cannot be bound the old one is restored and an error
-    /// returned; an unchanged one that still cannot be bound is only logged
-    /// (it must not block unrelated monitoring changes).
-    pub async fn apply(&self, settings: Option<WebSettings>) -> Result<(), String> {
-        let want = settings.as_ref().filter(|s| s.enabled).map(|s| s.addr);
-        let asked_before = std::mem::replace(&mut *self.wanted.lock().await, want) == want;
-        if let Some(s) = &settings {
-            self.state
-                .auth
-                .configure(s.users.clone(), s.session_timeout);
-        }
-        let mut running = self.running.lock().await;
-        let have = running.as_ref().map(|r| r.addr);
-        if want == have {
-            return Ok(());
-        }
-        if let Some(old) = running.take() {
-            stop(old).await;
-        }
-        let Some(addr) = want else {
-            tracing::info!("web panel off");
-            return Ok(());
-        };
-        match self.serve(addr).await {
-            Ok(r) => {
-                *running = Some(r);
-                Ok(())
-            }
-            Err(e) => {
-                if let Some(old) = have {
-                    match self.serve(old).await {
-                        Ok(r) => *running = Some(r),
-                        Err(e2) => tracing::error!(error = %e2, "web panel: cannot rebind {old}"),
-                    }
-                }
-                if asked_before {
-                    tracing::error!(error = %e, "web panel still not listening");
-                    return Ok(());
-                }
-                Err(e)
-            }
-        }
-    }
-
-    async fn serve(&self, addr: SocketAddr) -> Result<Running, String> {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| format!("web panel: cannot listen on {addr}: {e}"))?;
-        let addr = listener.local_addr().unwrap_or(addr);
-        let app = router(self.state.clone());
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let served = axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async {
-                let _ = rx.await;
-            })
-            .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "web panel stopped");
-            }
-        });
-        tracing::info!(%addr, "web panel listening");
-        Ok(Running {
-            addr,
-            stop: tx,
-            task,
-        })
-    }
-}
-
-async fn stop(r: Running) {
-    let _ = r.stop.send(());
-    let abort = r.task.abort_handle();
-    // Idle keep-alive connections may hold a graceful stop open: cut them.
-    if tokio::time::timeout(Duration::from_secs(2), r.task)
-        .await
-        .is_err()
-    {
-        abort.abort();
-    }
-    tracing::info!(addr = %r.addr, "web panel closed");
 }
 
 pub fn router(state: Arc<AppState>) -> Router {

@@ -17,10 +17,34 @@ pub struct User {
     pub group: Group,
 }
 
+/// A PEM private key: compared like a string, never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretPem(pub String);
+
+impl std::fmt::Debug for SecretPem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretPem(..)")
+    }
+}
+
+/// The certificate chain and key configured in besip-system.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfiguredCert {
+    pub certificate: String,
+    pub private_key: SecretPem,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebSettings {
     pub enabled: bool,
+    /// The HTTPS address.
     pub addr: SocketAddr,
+    /// Plain HTTP that only redirects to `addr` (None: not served).
+    pub redirect_addr: Option<SocketAddr>,
+    /// None: the self-signed certificate generated under /etc/besip.
+    pub certificate: Option<ConfiguredCert>,
+    /// Named in a generated certificate.
+    pub hostname: String,
     pub session_timeout: Duration,
     pub users: HashMap<String, User>,
 }
@@ -50,10 +74,32 @@ impl WebSettings {
         let port: u16 = main
             .get_parsed("web_port")
             .map_err(|e| e.to_string())?
-            .unwrap_or(8080);
+            .unwrap_or(8443);
         if port == 0 {
             return Err(format!("{file}: option web_port '0' is invalid: 1..65535"));
         }
+        let redirect_port: u16 = main
+            .get_parsed("web_http_redirect_port")
+            .map_err(|e| e.to_string())?
+            .unwrap_or(8080);
+        if redirect_port == port {
+            return Err(format!(
+                "{file}: option web_http_redirect_port '{redirect_port}' is the HTTPS port"
+            ));
+        }
+        let certificate = match (main.get("web_certificate"), main.get("web_private_key")) {
+            (Some(c), Some(k)) => Some(ConfiguredCert {
+                certificate: c.to_string(),
+                private_key: SecretPem(k.to_string()),
+            }),
+            (None, None) => None,
+            _ => {
+                return Err(format!(
+                    "{file}: options web_certificate and web_private_key go together"
+                ))
+            }
+        };
+        let hostname = main.get("hostname").unwrap_or("besip").to_string();
         let timeout: u64 = main
             .get_parsed("web_session_timeout")
             .map_err(|e| e.to_string())?
@@ -85,6 +131,9 @@ impl WebSettings {
         Ok(WebSettings {
             enabled,
             addr: SocketAddr::new(ip, port),
+            redirect_addr: (redirect_port != 0).then(|| SocketAddr::new(ip, redirect_port)),
+            certificate,
+            hostname,
             session_timeout: Duration::from_secs(timeout),
             users,
         })
@@ -99,11 +148,12 @@ mod tests {
     fn rendered_system_package() {
         let pkg = Package::parse(
             "besip_system",
-            "package besip_system\n\nconfig system 'main'\n\toption hostname 'besip'\n\toption web_enabled '1'\n\toption web_listen_address '127.0.0.1'\n\toption web_port '8181'\n\toption web_session_timeout '600'\n\nconfig user 'user_admin'\n\toption name 'admin'\n\toption password_hash '$argon2id$x'\n\toption group 'admin'\n\nconfig user 'user_mon'\n\toption name 'mon'\n\toption group 'monitor'\n",
+            "package besip_system\n\nconfig system 'main'\n\toption hostname 'besip'\n\toption web_enabled '1'\n\toption web_listen_address '127.0.0.1'\n\toption web_port '8181'\n\toption web_http_redirect_port '0'\n\toption web_session_timeout '600'\n\nconfig user 'user_admin'\n\toption name 'admin'\n\toption password_hash '$argon2id$x'\n\toption group 'admin'\n\nconfig user 'user_mon'\n\toption name 'mon'\n\toption group 'monitor'\n",
         )
         .unwrap();
         let s = WebSettings::from_package(&pkg, "f").unwrap();
         assert_eq!(s.addr, "127.0.0.1:8181".parse().unwrap());
+        assert_eq!(s.redirect_addr, None, "port 0: no plain HTTP");
         assert_eq!(s.session_timeout, Duration::from_secs(600));
         assert_eq!(s.users["admin"].group, Group::Admin);
         assert_eq!(s.users["mon"].password_hash, "");
@@ -116,11 +166,16 @@ mod tests {
         let pkg = Package::parse("besip_system", "package besip_system\n").unwrap();
         let s = WebSettings::from_package(&pkg, "f").unwrap();
         assert!(s.enabled);
-        assert_eq!(s.addr, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(s.addr, "0.0.0.0:8443".parse().unwrap());
+        assert_eq!(s.redirect_addr, Some("0.0.0.0:8080".parse().unwrap()));
+        assert_eq!(s.certificate, None);
+        assert_eq!(s.hostname, "besip");
         for bad in [
             "\toption web_port 'http'\n",
             "\toption web_session_timeout '5'\n",
             "\toption web_listen_address 'localhost'\n",
+            "\toption web_http_redirect_port '8443'\n",
+            "\toption web_certificate '-----BEGIN CERTIFICATE-----'\n",
         ] {
             let pkg = Package::parse(
                 "besip_system",

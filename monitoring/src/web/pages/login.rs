@@ -10,6 +10,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Form;
 
 use crate::web::auth::{self, LoginOutcome, LOGIN_COOKIE, SESSION_COOKIE};
+use crate::web::throttle::Refusal;
 use crate::web::{esc, forbidden, AppState, Session};
 
 fn form(message: &str, user: &str) -> Response {
@@ -29,7 +30,7 @@ fn form(message: &str, user: &str) -> Response {
     (
         [(
             header::SET_COOKIE,
-            format!("{LOGIN_COOKIE}={token}; Path=/login; HttpOnly; SameSite=Strict"),
+            format!("{LOGIN_COOKIE}={token}; Path=/login; HttpOnly; Secure; SameSite=Strict"),
         )],
         Html(super::bare("Log in", &body)),
     )
@@ -65,13 +66,23 @@ pub async fn submit(
     if user.len() > 256 || password.len() > 1024 {
         return super::super::bad_request("user name or password too long");
     }
-    let st = state.clone();
-    let u = user.clone();
-    let outcome =
-        match tokio::task::spawn_blocking(move || st.auth.login(&u, &password, peer.ip())).await {
-            Ok(o) => o,
-            Err(e) => return super::server_error(&e.to_string()),
-        };
+    // Admission is decided here, before any blocking thread is taken: a
+    // flood is refused at once instead of queueing for the hash workers.
+    let outcome = match state.auth.admit(&user, peer.ip()) {
+        Ok(permit) => {
+            let st = state.clone();
+            let u = user.clone();
+            let checked = tokio::task::spawn_blocking(move || {
+                st.auth.check(&u, &password, peer.ip(), permit)
+            })
+            .await;
+            match checked {
+                Ok(o) => o,
+                Err(e) => return super::server_error(&e.to_string()),
+            }
+        }
+        Err(refusal) => LoginOutcome::Refused(refusal),
+    };
     match outcome {
         LoginOutcome::Ok(id) => {
             tracing::info!(user = %user, source = %peer.ip(), "web login");
@@ -79,7 +90,7 @@ pub async fn submit(
             (
                 [(
                     header::SET_COOKIE,
-                    format!("{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict"),
+                    format!("{SESSION_COOKIE}={id}; Path=/; HttpOnly; Secure; SameSite=Strict"),
                 )],
                 Redirect::to("/"),
             )
@@ -91,7 +102,18 @@ pub async fn submit(
             *r.status_mut() = StatusCode::UNAUTHORIZED;
             r
         }
-        LoginOutcome::Locked(wait) => {
+        LoginOutcome::Refused(Refusal::Busy) => {
+            tracing::warn!(user = %user, source = %peer.ip(), "web login refused: too many password checks at once");
+            let mut r = form(
+                "Too many logins are being checked right now: try again in a moment.",
+                &user,
+            );
+            *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            r
+        }
+        LoginOutcome::Refused(Refusal::Locked(wait)) => {
             let secs = wait.as_secs_f64().ceil() as u64;
             tracing::warn!(user = %user, source = %peer.ip(), secs, "web login refused: locked out");
             let mut r = form(
@@ -120,7 +142,7 @@ pub async fn logout(
     (
         [(
             header::SET_COOKIE,
-            format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+            format!("{SESSION_COOKIE}=; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age=0"),
         )],
         Redirect::to("/login"),
     )
