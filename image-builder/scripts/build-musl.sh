@@ -19,7 +19,7 @@ export CMAKE_PREFIX_PATH="$deps"
 # libyang's CMake would otherwise take glibc's /usr/include/pcre2.h (and with it
 # every glibc header): point it at the musl PCRE2.
 toolchain="$deps/toolchain.cmake"
-printf 'set(PCRE2_INCLUDE_DIR "%s/include" CACHE PATH "" FORCE)\nset(PCRE2_LIBRARY "%s/lib/libpcre2-8.a" CACHE FILEPATH "" FORCE)\n' "$deps" "$deps" >"$toolchain"
+printf 'set(BUILD_SHARED_LIBS OFF CACHE BOOL "" FORCE)\nset(ENABLE_TOOLS OFF CACHE BOOL "" FORCE)\nset(PCRE2_INCLUDE_DIR "%s/include" CACHE PATH "" FORCE)\nset(PCRE2_LIBRARY "%s/lib/libpcre2-8.a" CACHE FILEPATH "" FORCE)\n' "$deps" "$deps" >"$toolchain"
 export "CMAKE_TOOLCHAIN_FILE_$triple=$toolchain"
 export "CXX_$triple=musl-gcc"
 export PKG_CONFIG_ALLOW_CROSS=1 PKG_CONFIG_ALL_STATIC=1

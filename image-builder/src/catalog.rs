@@ -15,6 +15,15 @@ const KEEP_D: &str = include_str!("../files/keep.d-besip");
 /// Where the multi-call binary is installed; programs are links to it.
 pub const BOX_PATH: &str = "/usr/bin/besip-box";
 
+/// The programs and where the packages install them (links to BOX_PATH).
+pub const PROGRAMS: [(&str, &str); 5] = [
+    ("besip-netconfd", "/usr/sbin/besip-netconfd"),
+    ("besip-pbxd", "/usr/sbin/besip-pbxd"),
+    ("besip-secd", "/usr/sbin/besip-secd"),
+    ("besip-monitord", "/usr/sbin/besip-monitord"),
+    ("besip", "/usr/bin/besip"),
+];
+
 /// One package: its control data, files and conffiles.
 pub struct PackageSpec {
     pub control: Control,

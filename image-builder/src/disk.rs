@@ -69,6 +69,8 @@ pub struct DiskInput<'a> {
     pub kernel_root: &'a Path,
     pub busybox: &'a Path,
     pub admin_password: Option<String>,
+    /// squashfs compressor: "xz" or "zstd".
+    pub compression: &'a str,
     pub work: &'a Path,
     pub out: &'a Path,
 }
@@ -269,6 +271,11 @@ fn copy_file(from: &Path, to: &Path) -> Result<(), DiskError> {
 /// Copy a dynamically linked host binary and the shared libraries it needs.
 fn copy_with_libraries(binary: &Path, root: &Path, dest: &str) -> Result<(), DiskError> {
     copy_file(binary, &root.join(dest))?;
+    copy_libraries(binary, root)
+}
+
+/// Copy the shared libraries `ldd` lists for `binary` (none for static ones).
+fn copy_libraries(binary: &Path, root: &Path) -> Result<(), DiskError> {
     let output = io("ldd", Command::new("ldd").arg(binary).output())?;
     for line in String::from_utf8_lossy(&output.stdout).lines() {
         let path = line
@@ -319,6 +326,13 @@ pub fn build(input: &DiskInput) -> Result<PathBuf, DiskError> {
     // The root file system.
     materialize(&input.packages, &rootfs)?;
     materialize(&image_files(input.admin_password.as_deref()), &rootfs)?;
+    // Programs of a development build (glibc) bring their shared libraries.
+    for (_, path) in crate::catalog::PROGRAMS {
+        let program = rootfs.join(path.trim_start_matches('/'));
+        if program.is_file() && !program.is_symlink() {
+            copy_libraries(&program, &rootfs)?;
+        }
+    }
     copy_file(input.busybox, &rootfs.join("bin/busybox"))?;
     let applets = io(
         "busybox --list-full",

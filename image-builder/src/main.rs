@@ -55,6 +55,14 @@ enum Commands {
         /// Debian linux-image .deb (default: linux-image-cloud-amd64 via apt-get download).
         #[arg(long)]
         kernel_deb: Option<PathBuf>,
+        /// Development images: a directory with the five separately built
+        /// programs (e.g. target/debug, glibc); they are stripped and their
+        /// shared libraries copied along. Replaces --binary.
+        #[arg(long, conflicts_with = "binary")]
+        programs_dir: Option<PathBuf>,
+        /// squashfs compression: xz (smallest) or zstd (fastest to build).
+        #[arg(long, default_value = "xz")]
+        compression: String,
         #[arg(long, default_value = "/bin/busybox")]
         busybox: PathBuf,
         #[arg(long, default_value = env!("CARGO_PKG_VERSION"))]
@@ -116,11 +124,18 @@ fn run(cli: Cli) -> Result<(), String> {
             binary,
             admin_password_file,
             kernel_deb,
+            programs_dir,
+            compression,
             busybox,
             version,
         } => {
-            let binary = box_binary(binary, "x86_64")?;
-            let bytes = std::fs::read(&binary).map_err(|e| format!("{}: {e}", binary.display()))?;
+            let bytes = match &programs_dir {
+                Some(_) => Vec::new(),
+                None => {
+                    let binary = box_binary(binary, "x86_64")?;
+                    std::fs::read(&binary).map_err(|e| format!("{}: {e}", binary.display()))?
+                }
+            };
             let admin_password = admin_password_file.map(|f| read_password(&f)).transpose()?;
             let work = out.with_extension("work");
             if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -132,12 +147,18 @@ fn run(cli: Cli) -> Result<(), String> {
             for spec in catalog::packages(&version, "x86_64", bytes) {
                 packages.merge(&spec.data);
             }
+            if let Some(dir) = &programs_dir {
+                for (program, path) in catalog::PROGRAMS {
+                    packages.file(path, 0o755, stripped(&dir.join(program))?);
+                }
+            }
             let started = std::time::Instant::now();
             disk::build(&disk::DiskInput {
                 packages,
                 kernel_root: &kernel_root,
                 busybox: &busybox,
                 admin_password,
+                compression: &compression,
                 work: &work,
                 out: &out,
             })
@@ -170,6 +191,23 @@ fn read_password(path: &Path) -> Result<String, String> {
         ));
     }
     Ok(password.to_owned())
+}
+
+/// A program's bytes without symbols (`strip -o`), for development images.
+fn stripped(program: &Path) -> Result<Vec<u8>, String> {
+    let out = std::env::temp_dir().join(format!("besip-image-strip-{}", std::process::id()));
+    let status = Command::new("strip")
+        .arg("-o")
+        .arg(&out)
+        .arg(program)
+        .status()
+        .map_err(|e| format!("strip: {e}"))?;
+    if !status.success() {
+        return Err(format!("strip {} failed", program.display()));
+    }
+    let bytes = std::fs::read(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let _ = std::fs::remove_file(&out);
+    Ok(bytes)
 }
 
 /// The multi-call binary: given, or built static for musl with the size profile.
