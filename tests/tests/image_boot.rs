@@ -2,8 +2,9 @@
 //! boots it (software emulation, user-mode network with ports forwarded to
 //! 127.0.0.1) and real clients use the box: ncclient configures two
 //! extensions, sipp registers through the forwarded SIP port and calls, the
-//! web panel logs in; after a reboot the configuration is still there; after
-//! a factory reset it is gone. Every wait is bounded; the boot time is printed.
+//! web panel logs in; after a reboot and after an upgrade (besip-sysupgrade
+//! from a fresh image) the configuration is still there; after a factory
+//! reset it is gone. Every wait is bounded; the boot time is printed.
 //!
 //! The image holds the workspace's debug programs (glibc, their libraries
 //! copied along) unless BESIP_IMAGE_BINARY names a static besip-box.
@@ -33,15 +34,35 @@ struct Vm {
 impl Vm {
     /// Boot `disk` and wait (bounded) until NETCONF answers; prints the boot time.
     fn boot(disk: &Path, dir: &Path, netconf: u16, sip: u16, web: u16) -> Vm {
+        Vm::boot_with(disk, None, dir, netconf, sip, web)
+    }
+
+    /// Boot with `second` (if any) as a second disk (/dev/vdb in the box).
+    fn boot_with(
+        disk: &Path,
+        second: Option<&Path>,
+        dir: &Path,
+        netconf: u16,
+        sip: u16,
+        web: u16,
+    ) -> Vm {
         let serial = dir.join("serial.sock");
         let _ = std::fs::remove_file(&serial);
         let log = dir.join("console.log");
         let _ = std::fs::remove_file(&log);
         let started = Instant::now();
-        let qemu = Command::new("qemu-system-x86_64")
-            .args(["-m", "1024", "-display", "none", "-no-reboot"])
+        let mut qemu = Command::new("qemu-system-x86_64");
+        qemu.args(["-m", "1024", "-display", "none", "-no-reboot"])
             .arg("-drive")
-            .arg(format!("file={},format=raw,if=virtio", disk.display()))
+            .arg(format!("file={},format=raw,if=virtio", disk.display()));
+        // After the boot disk (/dev/vda): the upgrade source is /dev/vdb.
+        if let Some(second) = second {
+            qemu.arg("-drive").arg(format!(
+                "file={},format=raw,if=virtio,readonly=on",
+                second.display()
+            ));
+        }
+        let qemu = qemu
             .arg("-netdev")
             .arg(format!(
                 "user,id=n0,hostfwd=tcp:127.0.0.1:{netconf}-:830,hostfwd=udp:127.0.0.1:{sip}-:5060,hostfwd=tcp:127.0.0.1:{web}-:8080"
@@ -180,6 +201,9 @@ fn build_image(dir: &Path) -> PathBuf {
 fn booted_image_serves_netconf_sip_and_web_and_keeps_config_until_factory_reset() {
     let dir = tempfile::tempdir().expect("temp dir");
     let disk = build_image(dir.path());
+    // The upgrade source: the image as built, before any boot wrote to it.
+    let fresh = dir.path().join("fresh.img");
+    std::fs::copy(&disk, &fresh).expect("copy the image");
     let (netconf, sip, web) = (free_tcp_port(), free_port(), free_tcp_port());
 
     let vm = Vm::boot(&disk, dir.path(), netconf, sip, web);

@@ -10,7 +10,7 @@ macro_rules! program {
         #[allow(dead_code, unused_imports, clippy::all)]
         mod $module {
             include!(concat!(env!("OUT_DIR"), "/", $file));
-            pub fn run() -> std::process::ExitCode {
+            pub fn multicall_entry() -> std::process::ExitCode {
                 std::process::Termination::report(main())
             }
         }
@@ -25,11 +25,11 @@ program!(cli, "cli.rs");
 
 /// Program names (as installed, the links to this binary) and their entries.
 const PROGRAMS: [(&str, fn() -> ExitCode); 5] = [
-    ("besip-netconfd", netconfd::run),
-    ("besip-pbxd", pbxd::run),
-    ("besip-secd", secd::run),
-    ("besip-monitord", monitord::run),
-    ("besip", cli::run),
+    ("besip-netconfd", netconfd::multicall_entry),
+    ("besip-pbxd", pbxd::multicall_entry),
+    ("besip-secd", secd::multicall_entry),
+    ("besip-monitord", monitord::multicall_entry),
+    ("besip", cli::multicall_entry),
 ];
 
 fn find(name: &str) -> Option<fn() -> ExitCode> {
