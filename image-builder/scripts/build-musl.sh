@@ -14,7 +14,6 @@ rustup target list --installed | grep -qx "$target" || rustup target add "$targe
 triple=${target//-/_}
 export "CC_$triple=musl-gcc"
 export "CFLAGS_$triple=-Os -isystem $deps/include -isystem $deps/kernel-include"
-export "CARGO_TARGET_${triple^^}_LINKER=musl-gcc"
 export CMAKE_PREFIX_PATH="$deps"
 # libyang's CMake would otherwise take glibc's /usr/include/pcre2.h (and with it
 # every glibc header): point it at the musl PCRE2.

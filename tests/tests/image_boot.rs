@@ -258,11 +258,24 @@ fn booted_image_serves_netconf_sip_and_web_and_keeps_config_until_factory_reset(
 
     // A reboot keeps the configuration (it lives on the overlay partition).
     vm.shut_down_with("reboot");
-    let vm = Vm::boot(&disk, dir.path(), netconf, sip, web);
+    let vm = Vm::boot_with(&disk, Some(&fresh), dir.path(), netconf, sip, web);
     let running = running_config(vm.netconf);
     assert!(
         running.contains("<number>101</number>"),
         "configuration lost by a reboot: {running}"
+    );
+
+    // An upgrade to a fresh image (attached as the second disk) keeps it too.
+    vm.shut_down_with("besip-sysupgrade /dev/vdb");
+    let vm = Vm::boot(&disk, dir.path(), netconf, sip, web);
+    assert!(
+        vm.console_log().contains("besip-init: root /dev/vda2"),
+        "booted from the wrong disk after the upgrade"
+    );
+    let running = running_config(vm.netconf);
+    assert!(
+        running.contains("<number>101</number>"),
+        "configuration lost by an upgrade: {running}"
     );
 
     // A factory reset erases it; the admin given at build time is back.
