@@ -182,6 +182,7 @@ fn image_files(password: Option<&str>) -> Tree {
         .dir("root")
         .dir("rom")
         .dir("overlay")
+        .dir("run")
         .dir("var/run")
         .dir("var/lib/besip")
         .dir("var/log")
@@ -362,6 +363,12 @@ pub fn build(input: &DiskInput) -> Result<PathBuf, DiskError> {
         if Path::new(tool).exists() {
             copy_with_libraries(Path::new(tool), &rootfs, dest)?;
         }
+    }
+    // iptables loads its matches and targets (e.g. `-m set`) as plugins, which
+    // ldd does not list.
+    let xtables = Path::new("/usr/lib/x86_64-linux-gnu/xtables");
+    if xtables.is_dir() {
+        copy_tree(xtables, &rootfs.join("usr/lib/x86_64-linux-gnu/xtables"))?;
     }
     for link in ["iptables", "iptables-save", "iptables-restore", "ip6tables"] {
         let path = rootfs.join("usr/sbin").join(link);
