@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use besip_tests::harness::bin_path;
 use besip_tests::netconf::python;
 use besip_tests::pbx::{caller_rejected, free_port, register_scenario, Sipp};
-use besip_tests::web::{free_tcp_port, Client};
+use besip_tests::web::{any_certificate, free_tcp_port, Client};
 
 const ADMIN_PASSWORD: &str = "Image-admin-1";
 const BOOT_LIMIT: Duration = Duration::from_secs(300);
@@ -65,7 +65,7 @@ impl Vm {
         let qemu = qemu
             .arg("-netdev")
             .arg(format!(
-                "user,id=n0,hostfwd=tcp:127.0.0.1:{netconf}-:830,hostfwd=udp:127.0.0.1:{sip}-:5060,hostfwd=tcp:127.0.0.1:{web}-:8080"
+                "user,id=n0,hostfwd=tcp:127.0.0.1:{netconf}-:830,hostfwd=udp:127.0.0.1:{sip}-:5060,hostfwd=tcp:127.0.0.1:{web}-:443"
             ))
             .args(["-device", "virtio-net-pci,netdev=n0"])
             .arg("-chardev")
@@ -253,8 +253,9 @@ fn booted_image_serves_netconf_sip_and_web_and_keeps_config_until_factory_reset(
         call.log
     );
 
-    // The web panel logs the administrator in.
-    Client::new(vm.web).login_ok("admin", ADMIN_PASSWORD);
+    // The web panel logs the administrator in, over HTTPS on 443 (the
+    // certificate was generated inside the guest on its first start).
+    Client::new(vm.web, any_certificate()).login_ok("admin", ADMIN_PASSWORD);
 
     // A reboot keeps the configuration (it lives on the overlay partition).
     vm.shut_down_with("reboot");

@@ -6,7 +6,7 @@
 //! packets claiming to be the trunk, a dispatcher destination, a whitelisted
 //! network, the box itself and the source of the admin's live NETCONF session.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
