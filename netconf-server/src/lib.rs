@@ -29,6 +29,7 @@
 //!   last 1,000 notifications kept in memory (`subscription.rs`).
 
 pub mod framing;
+pub mod fuzzing;
 pub mod modrpc;
 pub mod nacm;
 pub mod nacm_data;
