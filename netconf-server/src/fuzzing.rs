@@ -26,7 +26,7 @@ pub fn framing(data: &[u8]) {
                 Some(Ok(message)) => {
                     // What we frame, we read back whole.
                     let framed = crate::framing::encode(&message, framing);
-                    let mut again = FrameReader::new(&framed[..], usize::MAX);
+                    let mut again = FrameReader::new(&framed[..], framed.len());
                     again.framing = framing;
                     match poll_once(again.next_message()) {
                         Some(Ok(back)) => assert_eq!(back, message),
