@@ -52,3 +52,29 @@ impl Drop for PidFile {
         let _ = std::fs::remove_file(&self.path);
     }
 }
+
+/// The bytes of a daemon's UCI packages as it read them at start-up. A
+/// commit landing between that read and the bind of the IPC socket finds no
+/// daemon to reload (netconfd takes a missing socket for "not running"), so
+/// the daemon compares once its socket is up and reloads if they changed.
+pub struct ConfigSnapshot {
+    files: Vec<(PathBuf, Option<Vec<u8>>)>,
+}
+
+impl ConfigSnapshot {
+    pub fn take(paths: &[PathBuf]) -> ConfigSnapshot {
+        ConfigSnapshot {
+            files: paths
+                .iter()
+                .map(|p| (p.clone(), std::fs::read(p).ok()))
+                .collect(),
+        }
+    }
+
+    /// Whether any package differs from the snapshot now.
+    pub fn changed(&self) -> bool {
+        self.files
+            .iter()
+            .any(|(path, bytes)| std::fs::read(path).ok() != *bytes)
+    }
+}

@@ -274,12 +274,41 @@ impl Datastore {
                 .record("system", comment, &xml)
                 .context(HistorySnafu)?;
             let _ = std::fs::remove_file(&backup_path);
+        } else {
+            store.record_commit_lost_in_crash(&text, &xml);
         }
         crate::persist::restrict_to_owner(&running_path).context(WriteSnafu {
             path: running_path.display().to_string(),
         })?;
         store.render_all_to_disk()?;
         Ok(store)
+    }
+
+    /// A crash between installing running.xml and the history writer's
+    /// insert loses the commit's record: put it on record now, so the
+    /// newest history entry is always the running configuration.
+    fn record_commit_lost_in_crash(&self, running_text: &str, running_printed: &str) {
+        let newest = match self.history.config_back(0) {
+            Ok(newest) => newest,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the commit history");
+                return;
+            }
+        };
+        let same = newest.as_deref().is_some_and(|newest| {
+            newest == running_text
+                || parse_config_tree(self.schema, newest)
+                    .is_ok_and(|tree| print_tree(&tree, WithDefaults::Explicit) == running_printed)
+        });
+        if !same {
+            tracing::warn!("running.xml is newer than the commit history (a crash during a commit): recording it");
+            if let Err(e) =
+                self.history
+                    .record("system", "commit recorded after a restart", running_text)
+            {
+                tracing::error!(error = %e, "cannot record the running configuration in the history");
+            }
+        }
     }
 
     fn confirm_backup_path(layout: &Layout) -> std::path::PathBuf {
@@ -428,8 +457,9 @@ impl Datastore {
             .map_err(|e| ConfigError::from_validation(&e))
     }
 
-    /// Commit the candidate: validate, render UCI, reload the daemons whose
-    /// package changed, persist, record history. All or nothing.
+    /// Commit the candidate: validate, persist running.xml, render UCI,
+    /// reload the daemons whose package changed, record history. All or
+    /// nothing: a refusal puts running.xml and the packages back.
     pub async fn commit<R: Reloader>(
         &mut self,
         options: CommitOptions,
@@ -516,8 +546,8 @@ impl Datastore {
             None => cache.print_xml(validated, &dirty, WithDefaults::Explicit.printer_flags()),
         };
         // The new running.xml is written and fsynced on another thread while
-        // the packages are rendered and the daemons reload; it is renamed into
-        // place only if they all agree. The thread hands the text back.
+        // the packages are rendered; it is renamed into place before any
+        // package is written. The thread hands the text back.
         let running_path = self.layout.running_config();
         let staging = {
             let path = running_path.clone();
@@ -536,6 +566,25 @@ impl Datastore {
             if self.rendered.get(&package_name) != Some(&text) {
                 changed.push((module.name.clone(), package_name, text));
             }
+        }
+        // The durable record comes first: running.xml is in place before any
+        // package or daemon sees the new configuration, so a crash at any
+        // later point leaves daemons on a configuration running.xml holds
+        // (start-up re-renders the packages and reloads every daemon).
+        let (staged, xml) = match staging.join() {
+            Ok(staged_and_xml) => staged_and_xml,
+            Err(_) => (
+                Err(std::io::Error::other("the thread writing it panicked")),
+                String::new(),
+            ),
+        };
+        if let Err(e) = staged.and_then(crate::persist::StagedFile::install) {
+            self.abandon(&mut new_running);
+            return Err(ConfigError::new(
+                ErrorTag::OperationFailed,
+                format!("cannot write {}: {e}", running_path.display()),
+            )
+            .into());
         }
         // Write the changed packages, then ask their daemons to apply them.
         let mut written: Vec<(String, Option<String>)> = Vec::new();
@@ -566,28 +615,14 @@ impl Datastore {
                 }
             }
         }
-        let (staged, xml) = match staging.join() {
-            Ok(staged_and_xml) => staged_and_xml,
-            // Fails the commit below, so the text is never needed.
-            Err(_) => (
-                Err(std::io::Error::other("the thread writing it panicked")),
-                String::new(),
-            ),
-        };
-        let staged = match staged {
-            Ok(staged) => Some(staged),
-            Err(e) => {
-                failure.get_or_insert_with(|| {
-                    ConfigError::new(
-                        ErrorTag::OperationFailed,
-                        format!("cannot write {}: {e}", running_path.display()),
-                    )
-                });
-                None
-            }
-        };
         if let Some(error) = failure {
-            // Put every written package back and let the daemons that took the new one return to the old.
+            // Back to the previous running.xml first, then every written
+            // package, then the daemons that took the new one.
+            self.abandon(&mut new_running);
+            let previous = self.print(Source::Running, WithDefaults::Explicit);
+            if let Err(e) = write_atomically(&running_path, previous.as_bytes()) {
+                tracing::error!(error = %e, "cannot restore running.xml after a refused commit");
+            }
             for (package, old) in &written {
                 if let Some(old) = old {
                     let _ = crate::persist::replace_derived(
@@ -605,21 +640,7 @@ impl Datastore {
                     );
                 }
             }
-            self.abandon(&mut new_running);
             return Err(error.into());
-        }
-        // Persist: the running file is the source of truth; then history.
-        let installed = match staged {
-            Some(staged) => staged.install(),
-            None => Err(std::io::Error::other("not staged")),
-        };
-        if let Err(e) = installed {
-            self.abandon(&mut new_running);
-            return Err(ConfigError::new(
-                ErrorTag::OperationFailed,
-                format!("cannot write {}: {e}", running_path.display()),
-            )
-            .into());
         }
         let nothing_changed = changed.is_empty() && self.touched.is_empty();
         // The commit is durable once running.xml is written; a history

@@ -25,6 +25,8 @@ pub mod error;
 #[cfg(feature = "datastore")]
 pub mod filter;
 #[cfg(feature = "datastore")]
+pub mod fuzzing;
+#[cfg(feature = "datastore")]
 pub mod history;
 #[cfg(feature = "datastore")]
 pub mod persist;

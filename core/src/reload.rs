@@ -34,6 +34,40 @@ impl IpcReloader {
     }
 }
 
+impl IpcReloader {
+    /// Start-up reconciliation: after a crash a daemon may run a
+    /// configuration newer than running.xml (killed between reload and
+    /// persist in an older build) or older (killed before its reload), so
+    /// every running daemon re-reads the packages just rendered from
+    /// running.xml. Daemons that are not running read them when they start.
+    /// Returns the daemons that refused, with their reasons.
+    pub async fn reload_every_daemon(&self) -> Vec<(String, String)> {
+        let mut done: Vec<&str> = Vec::new();
+        let mut refused = Vec::new();
+        for package in PACKAGES {
+            let Some(daemon) = daemon_for_package(package) else {
+                continue;
+            };
+            if done.contains(&daemon) {
+                continue;
+            }
+            done.push(daemon);
+            if let Err(reason) = self.reload(package).await {
+                refused.push((daemon.to_owned(), reason));
+            }
+        }
+        refused
+    }
+}
+
+/// Every UCI package a daemon reads.
+const PACKAGES: [&str; 4] = [
+    "besip_pbx",
+    "besip_security",
+    "besip_monitoring",
+    "besip_system",
+];
+
 impl Reloader for IpcReloader {
     async fn reload(&self, package: &str) -> Result<(), String> {
         let Some(daemon) = daemon_for_package(package) else {

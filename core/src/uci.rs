@@ -338,6 +338,14 @@ mod tests {
     }
 
     #[test]
+    fn a_nul_byte_is_refused_with_its_line() {
+        let err = Package::parse("x", "config a 'b'\n\toption c 'be\0si'\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("x:2:") && err.contains("NUL"), "{err}");
+    }
+
+    #[test]
     fn syntax_errors_name_the_line() {
         let err = Package::parse("x", "config a 'b'\n\toption c 'unterminated\n")
             .unwrap_err()

@@ -131,6 +131,16 @@ fn statements(file: &str, text: &str) -> Result<Vec<Vec<Token>>, UciError> {
 }
 
 pub(crate) fn parse(name: &str, file: &str, text: &str) -> Result<Package, UciError> {
+    // A NUL cannot reach libyang (C strings) or a daemon's config; found by
+    // fuzzing: the import panicked in yang2 on a value holding one.
+    if let Some(at) = text.find('\0') {
+        let line = text[..at].matches('\n').count() + 1;
+        return Err(syntax(
+            file,
+            line,
+            "a NUL byte is not allowed in a UCI file",
+        ));
+    }
     let mut package = Package::new(name);
     let mut current: Option<Section> = None;
     let mut anonymous_count: HashMap<String, usize> = HashMap::new();

@@ -134,6 +134,10 @@ async fn serve(root: PathBuf) -> Result<(), String> {
             layout.root().display()
         )
     })?;
+    let snapshot = besip_core::daemon::ConfigSnapshot::take(&[
+        layout.uci_package("besip_monitoring"),
+        layout.uci_package("besip_system"),
+    ]);
     let config =
         MonitorConfig::load(&layout.uci_package("besip_monitoring")).map_err(|e| e.to_string())?;
     let store = Store::open(&layout.lib_dir().join("monitoring.db")).map_err(|e| e.to_string())?;
@@ -157,6 +161,13 @@ async fn serve(root: PathBuf) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     monitor.set_notifier(ipc.notifier());
+    if snapshot.changed() {
+        // A commit came while starting and found no socket to reload.
+        use besip_core::ipc::Handler;
+        if let Err(e) = service.reload().await {
+            tracing::error!(error = %e, "the configuration committed during start-up is refused");
+        }
+    }
     let _pid =
         besip_core::daemon::PidFile::create(&layout.pid_file("monitoring")).map_err(|e| {
             format!(

@@ -34,6 +34,7 @@
 pub mod files;
 pub mod framing;
 pub mod login_throttle;
+pub mod fuzzing;
 pub mod modrpc;
 pub mod nacm;
 pub mod nacm_data;

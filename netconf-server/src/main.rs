@@ -64,6 +64,15 @@ async fn run(args: Args) -> Result<(), String> {
             );
         }
     }
+    // Datastore::open rendered the packages from running.xml; bring the
+    // daemons that are already running in line with them.
+    for (daemon, reason) in reloader.reload_every_daemon().await {
+        tracing::error!(
+            daemon,
+            reason,
+            "daemon refused the running configuration at start-up"
+        );
+    }
     let (settings, addresses, port) = users::settings(&store);
     let listen: Vec<String> = if !args.listen.is_empty() {
         args.listen.clone()

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use besip_core::daemon::{init_tracing, shutdown_signal, PidFile};
-use besip_core::ipc::IpcServer;
+use besip_core::daemon::{init_tracing, shutdown_signal, ConfigSnapshot, PidFile};
+use besip_core::ipc::{Handler, IpcServer};
 use besip_core::paths::Layout;
 use besip_pbx::config::Config;
 use besip_pbx::control::Control;
@@ -68,6 +68,7 @@ fn main() -> ExitCode {
 async fn run(args: Args) -> Result<(), String> {
     let layout = Layout::new(args.root.clone());
     let config_path = layout.uci_package("besip_pbx");
+    let snapshot = ConfigSnapshot::take(std::slice::from_ref(&config_path));
     let config = Config::load(&config_path).map_err(|e| e.to_string())?;
     std::fs::create_dir_all(layout.lib_dir())
         .map_err(|e| format!("cannot create {}: {e}", layout.lib_dir().display()))?;
@@ -101,10 +102,16 @@ async fn run(args: Args) -> Result<(), String> {
         engine: engine.clone(),
         config_path,
     });
-    let _ipc = IpcServer::bind(&layout.socket("pbx"), control)
+    let _ipc = IpcServer::bind(&layout.socket("pbx"), control.clone())
         .await
         .map_err(|e| e.to_string())?;
     engine.fraud.set_notifier(_ipc.notifier());
+    if snapshot.changed() {
+        // A commit came while starting and found no socket to reload.
+        if let Err(e) = control.reload().await {
+            tracing::error!(error = %e, "the configuration committed during start-up is refused");
+        }
+    }
     let _pid = PidFile::create(&layout.pid_file("pbx"))
         .map_err(|e| format!("cannot write pid file: {e}"))?;
     for s in engine.sockets() {
