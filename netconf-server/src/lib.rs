@@ -33,8 +33,8 @@
 
 pub mod files;
 pub mod framing;
-pub mod login_throttle;
 pub mod fuzzing;
+pub mod login_throttle;
 pub mod modrpc;
 pub mod nacm;
 pub mod nacm_data;
