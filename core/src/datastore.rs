@@ -619,7 +619,13 @@ impl Datastore {
             // Back to the previous running.xml first, then every written
             // package, then the daemons that took the new one.
             self.abandon(&mut new_running);
-            let previous = self.print(Source::Running, WithDefaults::Explicit);
+            // Printed as a commit prints running.xml, so the file comes back
+            // byte for byte, not merely equivalent.
+            let previous = RenderCache::default().print_xml(
+                &self.running,
+                &Dirty::All,
+                WithDefaults::Explicit.printer_flags(),
+            );
             if let Err(e) = write_atomically(&running_path, previous.as_bytes()) {
                 tracing::error!(error = %e, "cannot restore running.xml after a refused commit");
             }

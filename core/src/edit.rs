@@ -404,6 +404,15 @@ impl<'t> Editor<'t> {
                     Some(value)
                 };
                 let leaf = (node.kind() == SchemaNodeKind::Leaf).then_some(node);
+                // A new entry is checked alone only while nothing in it may
+                // point outside it (validation_scope::list_entry_is_self_contained).
+                if self.inside_new_entry > 0
+                    && crate::validation_scope::refers_outside(
+                        node.leaf_type().map(|t| t.base_type()),
+                    )
+                {
+                    self.summary.needs_full_validation = true;
+                }
                 self.set(path, value.as_deref(), module, leaf);
             }
         }

@@ -146,9 +146,20 @@ pub fn update_needs_no_full_validation(name: &str, base: Option<DataValueType>) 
 /// its arrival and nothing inside it looks outside: no must/when/unique of any
 /// module names the list or anything in it, the list has no min/max-elements,
 /// and no node in it has a must, a when, or a leafref/instance-identifier/union
-/// type. The entry itself (mandatory nodes, defaults) is then checked alone
+/// type with a default (a new entry that sets such a reference is validated in
+/// full: `refers_outside`). The entry itself (mandatory nodes, defaults) is then checked alone
 /// (`Datastore` validates a copy of it), and leafrefs elsewhere can only gain
 /// targets.
+/// Whether a leaf of this type may point outside its list entry (leafref,
+/// instance-identifier, or a union that may hold either): setting one in a new
+/// entry asks for full validation.
+pub fn refers_outside(base: Option<DataValueType>) -> bool {
+    matches!(
+        base,
+        Some(DataValueType::LeafRef) | Some(DataValueType::InstanceId) | Some(DataValueType::Union)
+    )
+}
+
 pub fn list_entry_is_self_contained(list: &SchemaNode<'static>) -> bool {
     static DECIDED: OnceLock<Mutex<HashMap<usize, bool>>> = OnceLock::new();
     let decided = DECIDED.get_or_init(|| Mutex::new(HashMap::new()));
@@ -171,13 +182,16 @@ fn decide_self_contained(list: &SchemaNode<'static>) -> bool {
     list.traverse().all(|node| {
         let has_must = node.musts().is_some_and(|m| m.count() > 0);
         let has_when = node.whens().count() > 0;
-        let looks_outside = matches!(
-            node.leaf_type().map(|t| t.base_type()),
-            Some(DataValueType::LeafRef)
-                | Some(DataValueType::InstanceId)
-                | Some(DataValueType::Union)
-        );
-        !has_must && !has_when && !looks_outside && !refs.constraint_names.contains(node.name())
+        // A reference inside the entry is resolved only by full validation:
+        // the edit asks for it when a new entry sets such a leaf
+        // (`refers_outside`, Edit::set). One with a default would be set
+        // implicitly, without any edit naming it, so it rules the list out.
+        let implicit_reference =
+            refers_outside(node.leaf_type().map(|t| t.base_type())) && node.has_default();
+        !has_must
+            && !has_when
+            && !implicit_reference
+            && !refs.constraint_names.contains(node.name())
     })
 }
 
@@ -235,13 +249,19 @@ mod tests {
         ));
         let context = crate::schema::Schema::get().unwrap().context();
         let list = |path: &str| context.find_path(path).unwrap();
-        // Extensions: targets of alias leafrefs only; a new one is checked alone.
+        // Extensions: targets of alias leafrefs, and their own call-class
+        // leafrefs have no default; a new one is checked alone unless it
+        // sets a call class.
         assert!(list_entry_is_self_contained(&list(
             "/besip-pbx:pbx/besip-pbx:extension"
         )));
-        // Aliases point at extensions (leafref): full validation.
-        assert!(!list_entry_is_self_contained(&list(
+        // Aliases point at extensions (a leafref without default): the list
+        // qualifies, but setting that leafref in a new alias asks for full
+        // validation (Edit), as every alias must.
+        assert!(list_entry_is_self_contained(&list(
             "/besip-pbx:pbx/besip-pbx:alias"
         )));
+        let target = list("/besip-pbx:pbx/besip-pbx:alias/besip-pbx:extension");
+        assert!(refers_outside(target.leaf_type().map(|t| t.base_type())));
     }
 }

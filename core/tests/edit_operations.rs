@@ -564,3 +564,39 @@ fn secrets_are_left_out_for_readers_without_admin_rights() {
         .unwrap();
     assert!(!state.contains("argon2"), "{state}");
 }
+
+/// A new extension is checked alone (fast path) unless it sets a reference
+/// that points outside it: its call classes must exist, so full validation
+/// catches a dangling one (validation_scope::refers_outside).
+#[test]
+fn a_new_entry_with_a_reference_outside_it_is_validated_in_full() {
+    let (_d, mut store) = open();
+    let pbx = "urn:besip:pbx";
+    edit(
+        &mut store,
+        &format!("<pbx xmlns=\"{pbx}\"><extension><number>700</number><password>pw-700</password><outbound><call-class>premium</call-class></outbound></extension></pbx>"),
+    )
+    .unwrap();
+    let error = store.validate(Source::Candidate).unwrap_err();
+    assert!(
+        error.path.as_deref().unwrap_or("").contains("call-class"),
+        "{error}"
+    );
+    edit(
+        &mut store,
+        &format!("<pbx xmlns=\"{pbx}\"><outbound><call-class><name>premium</name><prefix>900</prefix></call-class></outbound></pbx>"),
+    )
+    .unwrap();
+    store.validate(Source::Candidate).unwrap();
+    // A new alias always sets its extension reference: a dangling one is refused.
+    edit(
+        &mut store,
+        &format!("<pbx xmlns=\"{pbx}\"><alias><alias>reception</alias><extension>799</extension></alias></pbx>"),
+    )
+    .unwrap();
+    let error = store.validate(Source::Candidate).unwrap_err();
+    assert!(
+        error.path.as_deref().unwrap_or("").contains("alias"),
+        "{error}"
+    );
+}
