@@ -42,6 +42,33 @@ pub struct Ports {
 /// are each bounded by max-bans (at most 1,000,000).
 const SET_MAX_ELEMENTS: &str = "2100000";
 
+/// Insert at the top of INPUT a rule that drops sources in `set` (narrowed by
+/// `matches`, e.g. protocol and ports), tagged with our `mark` comment so that
+/// `delete_iptables_rules` finds it.
+fn insert_drop_rule(
+    tool: &str,
+    matches: &[&str],
+    set: &str,
+    mark: &str,
+) -> Result<(), FirewallError> {
+    let mut args = vec!["-w", "-I", "INPUT"];
+    args.extend_from_slice(matches);
+    args.extend_from_slice(&[
+        "-m",
+        "set",
+        "--match-set",
+        set,
+        "src",
+        "-m",
+        "comment",
+        "--comment",
+        mark,
+        "-j",
+        "DROP",
+    ]);
+    run(tool, &args, None)
+}
+
 fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<(), FirewallError> {
     let command = format!("{program} {}", args.join(" "));
     let fail = |message: String| FirewallError {
@@ -264,56 +291,13 @@ impl Firewall {
         let mark = comment(&self.set);
         for (tool, v6) in [("iptables", false), ("ip6tables", true)] {
             let all = self.ipset(v6, Scope::All);
-            run(
-                tool,
-                &[
-                    "-w",
-                    "-I",
-                    "INPUT",
-                    "-m",
-                    "set",
-                    "--match-set",
-                    &all,
-                    "src",
-                    "-m",
-                    "comment",
-                    "--comment",
-                    &mark,
-                    "-j",
-                    "DROP",
-                ],
-                None,
-            )?;
+            insert_drop_rule(tool, &[], &all, &mark)?;
             let sip = self.ipset(v6, Scope::Sip);
             // Inserted at the top in reverse, so UDP comes first in listings.
             for ports in multiport_lists(&self.ports).iter().rev() {
                 for proto in ["tcp", "udp"] {
-                    run(
-                        tool,
-                        &[
-                            "-w",
-                            "-I",
-                            "INPUT",
-                            "-p",
-                            proto,
-                            "-m",
-                            "multiport",
-                            "--dports",
-                            ports,
-                            "-m",
-                            "set",
-                            "--match-set",
-                            &sip,
-                            "src",
-                            "-m",
-                            "comment",
-                            "--comment",
-                            &mark,
-                            "-j",
-                            "DROP",
-                        ],
-                        None,
-                    )?;
+                    let only = ["-p", proto, "-m", "multiport", "--dports", ports.as_str()];
+                    insert_drop_rule(tool, &only, &sip, &mark)?;
                 }
             }
         }
