@@ -81,12 +81,7 @@ pub(crate) fn authenticate(
         .iter()
         .filter(|h| h.name == "Proxy-Authorization")
         .map(|h| h.value.as_str());
-    let password_of = |u: &str| {
-        cfg.extensions
-            .get(u)
-            .filter(|e| e.enabled)
-            .map(|e| e.password.clone())
-    };
+    let password_of = |u: &str| cfg.password_of(u);
     let challenge = |stale: bool| {
         let extra = auth
             .challenges(stale)

@@ -148,6 +148,15 @@ fn transport_of(s: &Section) -> Result<Transport, ConfigError> {
 }
 
 impl Config {
+    /// The digest password of a known, enabled extension (what
+    /// `Auth::verify` checks answers against, for REGISTER and for calls).
+    pub fn password_of(&self, user: &str) -> Option<String> {
+        self.extensions
+            .get(user)
+            .filter(|e| e.enabled)
+            .map(|e| e.password.clone())
+    }
+
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let pkg = Package::load(path).context(ReadSnafu)?;
         Config::from_package(&pkg, &path.display().to_string())

@@ -37,12 +37,7 @@ pub fn register(
         .iter()
         .filter(|h| h.name == "Authorization")
         .map(|h| h.value.as_str());
-    let password_of = |u: &str| {
-        cfg.extensions
-            .get(u)
-            .filter(|e| e.enabled)
-            .map(|e| e.password.clone())
-    };
+    let password_of = |u: &str| cfg.password_of(u);
     let verdict = auth.verify(
         credentials,
         "REGISTER",
