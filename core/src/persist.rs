@@ -48,6 +48,18 @@ pub fn replace_derived(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     install_spare(&spare, path)
 }
 
+/// A derived file (a UCI package) written into `staged` for daemons to check
+/// before it replaces `path` (two-phase reload). `staged` doubles as the
+/// spare: after `install` it holds the displaced inode, reused next time.
+pub fn stage_derived(path: &Path, staged: &Path, contents: &[u8]) -> std::io::Result<StagedFile> {
+    std::fs::create_dir_all(parent_dir(staged))?;
+    write_into(staged, contents, false)?;
+    Ok(StagedFile {
+        spare: staged.to_owned(),
+        target: path.to_owned(),
+    })
+}
+
 /// A new version of a file, written and fsynced beside it but not yet in
 /// place: the slow disk wait can overlap other work (the commit stages
 /// running.xml while its daemons reload) and the rename is decided later.
@@ -69,6 +81,27 @@ impl StagedFile {
     pub fn install(self) -> std::io::Result<()> {
         install_spare(&self.spare, &self.target)?;
         File::open(parent_dir(&self.target))?.sync_all()
+    }
+
+    /// Rename over the target without waiting for the disk (a derived
+    /// file: start-up renders it again from running.xml).
+    pub fn install_derived(self) -> std::io::Result<()> {
+        install_spare(&self.spare, &self.target)
+    }
+
+    /// The file `install` replaces.
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
+    /// Where the new contents wait until `install`.
+    pub fn staged_path(&self) -> &Path {
+        &self.spare
+    }
+
+    /// Drop the new contents without installing them.
+    pub fn discard(self) {
+        let _ = std::fs::remove_file(&self.spare);
     }
 }
 
@@ -104,16 +137,22 @@ fn write_spare(path: &Path, contents: &[u8], durable: bool) -> std::io::Result<P
     std::fs::create_dir_all(parent_dir(path))?;
     remove_stale_side_files(path);
     let spare = side_path(path, "spare");
+    write_into(&spare, contents, durable)?;
+    Ok(spare)
+}
+
+/// Write `contents` into `spare`, reusing its inode when it exists.
+fn write_into(spare: &Path, contents: &[u8], durable: bool) -> std::io::Result<()> {
     let mut options = OpenOptions::new();
     options.write(true).create(true).truncate(false);
     // A spare that is a symlink (planted, or a target that was one) is not
     // written through.
     options.custom_flags(libc::O_NOFOLLOW);
     options.mode(OWNER_ONLY);
-    let mut file = match options.open(&spare) {
+    let mut file = match options.open(spare) {
         Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-            std::fs::remove_file(&spare)?;
-            options.open(&spare)?
+            std::fs::remove_file(spare)?;
+            options.open(spare)?
         }
         other => other?,
     };
@@ -124,7 +163,7 @@ fn write_spare(path: &Path, contents: &[u8], durable: bool) -> std::io::Result<P
     if durable {
         file.sync_all()?;
     }
-    Ok(spare)
+    Ok(())
 }
 
 /// Rename the spare over `path`, keeping the inode it displaces as the next spare.

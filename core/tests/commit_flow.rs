@@ -75,13 +75,14 @@ async fn reload_goes_to_the_owning_daemon_only_and_a_refusal_rolls_back() {
 
     // A daemon that refuses: the real client sees the refusal as an error.
     daemon.refuse.store(true, Ordering::SeqCst);
-    let refused = besip_core::datastore::Reloader::reload(&reloader, "besip_pbx")
+    let refused = besip_core::datastore::Reloader::reload(&reloader, "pbx")
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(refused.contains("5060"), "{refused}");
     assert_eq!(daemon.reloads.load(Ordering::SeqCst), 1);
     // A daemon that is not running is not an error: it reads the file when it starts.
-    besip_core::datastore::Reloader::reload(&reloader, "besip_security")
+    besip_core::datastore::Reloader::reload(&reloader, "security")
         .await
         .unwrap();
 }

@@ -393,9 +393,26 @@ fn a_failed_edit_takes_back_deletes_replaces_and_validation_failures() {
 #[tokio::test]
 async fn commit_replays_edits_onto_running_and_a_refused_reload_takes_everything_back() {
     struct Refuse;
+    use besip_core::reload::{Prepared, ReloadError, StagedPackage};
     impl besip_core::datastore::Reloader for Refuse {
-        async fn reload(&self, package: &str) -> Result<(), String> {
-            Err(format!("{package}: no thanks"))
+        async fn prepare(
+            &self,
+            daemon: &str,
+            staged: &[StagedPackage],
+        ) -> Result<Prepared, ReloadError> {
+            Err(ReloadError::Refused {
+                daemon: daemon.to_owned(),
+                reason: format!("{}: no thanks", staged[0].package),
+            })
+        }
+        async fn apply(&self, _: &str) -> Result<(), ReloadError> {
+            Ok(())
+        }
+        async fn abort(&self, _: &str) -> Result<(), ReloadError> {
+            Ok(())
+        }
+        async fn reload(&self, _: &str) -> Result<(), ReloadError> {
+            Ok(())
         }
     }
     let (dir, mut store) = open();

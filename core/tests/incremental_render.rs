@@ -9,6 +9,7 @@ use besip_core::datastore::{
 };
 use besip_core::edit::ChangeRecord;
 use besip_core::paths::Layout;
+use besip_core::reload::{Prepared, ReloadError, StagedPackage};
 use besip_core::render_cache::{dirty_entries, Dirty};
 use common::*;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -60,12 +61,24 @@ struct Refusing {
 }
 
 impl Reloader for Refusing {
-    async fn reload(&self, _package: &str) -> Result<(), String> {
+    async fn prepare(&self, daemon: &str, _: &[StagedPackage]) -> Result<Prepared, ReloadError> {
         if self.refuse.load(Ordering::SeqCst) {
-            Err("refused for the test".into())
+            Err(ReloadError::Refused {
+                daemon: daemon.to_owned(),
+                reason: "refused for the test".into(),
+            })
         } else {
-            Ok(())
+            Ok(Prepared::Pending)
         }
+    }
+    async fn apply(&self, _: &str) -> Result<(), ReloadError> {
+        Ok(())
+    }
+    async fn abort(&self, _: &str) -> Result<(), ReloadError> {
+        Ok(())
+    }
+    async fn reload(&self, _: &str) -> Result<(), ReloadError> {
+        Ok(())
     }
 }
 

@@ -69,7 +69,7 @@ async fn run(args: Args) -> Result<(), String> {
     for (daemon, reason) in reloader.reload_every_daemon().await {
         tracing::error!(
             daemon,
-            reason,
+            reason = %reason,
             "daemon refused the running configuration at start-up"
         );
     }
