@@ -234,7 +234,7 @@ pub fn select(
             collect_unselected(&top, &selected, &ancestors, &mut doomed);
         }
     }
-    crate::tree_ops::free_nodes(&mut copy, &doomed);
+    crate::libyang::free_nodes(&mut copy, &doomed);
     Ok(copy)
 }
 

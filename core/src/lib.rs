@@ -29,6 +29,8 @@ pub mod fuzzing;
 #[cfg(feature = "datastore")]
 pub mod history;
 #[cfg(feature = "datastore")]
+pub mod libyang;
+#[cfg(feature = "datastore")]
 pub mod persist;
 #[cfg(feature = "datastore")]
 pub mod reload;
@@ -38,8 +40,11 @@ pub mod render_cache;
 pub mod schema;
 #[cfg(feature = "datastore")]
 pub mod secrets;
+/// The tree operations of `libyang` under their former name.
 #[cfg(feature = "datastore")]
-pub mod tree_ops;
+pub mod tree_ops {
+    pub use crate::libyang::{free_nodes, remove_path};
+}
 #[cfg(feature = "datastore")]
 pub mod uci_map;
 #[cfg(feature = "datastore")]

@@ -6,14 +6,32 @@ use argon2::password_hash::{
     rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
 };
 use argon2::Argon2;
+use snafu::Snafu;
+
+/// argon2 could not hash (in practice: a password beyond its limits).
+#[derive(Debug, Snafu)]
+#[snafu(display("cannot hash the password: {message}"))]
+pub struct HashError {
+    message: String,
+}
+
+/// For callers whose own errors are still text (the CLI's `up`, netconfd's
+/// first-admin setup).
+impl From<HashError> for String {
+    fn from(e: HashError) -> String {
+        e.to_string()
+    }
+}
 
 /// Hash a new password with argon2id and a random salt.
-pub fn hash(password: &str) -> Result<String, String> {
+pub fn hash(password: &str) -> Result<String, HashError> {
     let salt = SaltString::generate(&mut OsRng);
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
-        .map_err(|e| format!("cannot hash the password: {e}"))
+        .map_err(|e| HashError {
+            message: e.to_string(),
+        })
 }
 
 /// Does `password` match `stored`? An unknown or malformed hash never matches.

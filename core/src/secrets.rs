@@ -44,27 +44,7 @@ pub enum ReadAccess {
 
 /// Is this schema node marked `nacm:default-deny-all`?
 pub fn is_secret(schema: &SchemaNode<'_>) -> bool {
-    // SAFETY: reading the compiled schema, which lives as long as the
-    // context; `exts` is a libyang sized array (count stored just before it).
-    unsafe {
-        let exts = (*schema.as_raw()).exts;
-        if exts.is_null() {
-            return false;
-        }
-        let count = *(exts as *const u64).offset(-1);
-        for i in 0..count as usize {
-            let def = (*exts.add(i)).def;
-            if def.is_null() || (*def).name.is_null() || (*def).module.is_null() {
-                continue;
-            }
-            let name = std::ffi::CStr::from_ptr((*def).name);
-            let module = std::ffi::CStr::from_ptr((*(*def).module).name);
-            if name.to_bytes() == b"default-deny-all" && module.to_bytes() == b"ietf-netconf-acm" {
-                return true;
-            }
-        }
-        false
-    }
+    crate::libyang::has_extension(schema, "ietf-netconf-acm", "default-deny-all")
 }
 
 /// Remove every secret node from `tree`.
@@ -86,7 +66,7 @@ pub fn remove_secrets(tree: &mut DataTree<'static>) {
             collect(&top, &mut doomed);
         }
     }
-    crate::tree_ops::free_nodes(tree, &doomed);
+    crate::libyang::free_nodes(tree, &doomed);
 }
 
 fn collect(node: &DataNodeRef<'_, 'static>, doomed: &mut Vec<usize>) {

@@ -227,7 +227,7 @@ impl Datastore {
             })
             .unwrap_or_default();
         for path in tops {
-            crate::tree_ops::remove_path(&mut work, &path).map_err(|e| internal(describe(&e)))?;
+            crate::libyang::remove_path(&mut work, &path).map_err(|e| internal(describe(&e)))?;
         }
         let mut lines = HashMap::new();
         uci_map::import_package(&mut work, package, module, &mut lines)?;

@@ -228,21 +228,12 @@ impl Datastore {
     /// full validation, which then gives the authoritative error.
     fn new_entries_valid_alone(&mut self) -> bool {
         for path in &self.edits.new_entries {
+            if !crate::libyang::add_implicit_defaults(&mut self.running, path) {
+                return false;
+            }
             let Ok(entry) = self.running.find_path(path) else {
                 return false;
             };
-            // SAFETY: `entry` is a node of `self.running`, alive and exclusively
-            // ours (&mut self); libyang only adds children under it.
-            let added = unsafe {
-                yang2::ffi::lyd_new_implicit_tree(
-                    entry.as_raw(),
-                    yang2::ffi::LYD_IMPLICIT_NO_STATE,
-                    std::ptr::null_mut(),
-                )
-            };
-            if added != yang2::ffi::LY_ERR::LY_SUCCESS {
-                return false;
-            }
             let Ok(mut alone) = entry.duplicate(true) else {
                 return false;
             };

@@ -3,103 +3,21 @@
 //! client expects (data-exists, data-missing, invalid-value, unknown-element,
 //! unknown-namespace, bad-attribute, missing-element) and the data path of the fault.
 
+mod options;
+mod undo;
+
+pub use options::{ChangeRecord, DefaultOperation, EditSummary, ErrorOption, Operation};
+pub use undo::EditUndo;
+use undo::UndoStep;
+
 use crate::error::{ConfigError, ErrorTag};
+use crate::libyang::{is_implicit_default, set_default_flag};
 use crate::schema::{data_child, Schema};
 use crate::xml::Element;
-use std::collections::BTreeSet;
 use yang2::data::{Data, DataTree};
 use yang2::schema::{DataValueType, SchemaNode, SchemaNodeKind};
 
 pub const NETCONF_BASE_NS: &str = "urn:ietf:params:xml:ns:netconf:base:1.0";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Operation {
-    Merge,
-    Replace,
-    Create,
-    Delete,
-    Remove,
-    None,
-}
-
-impl Operation {
-    pub fn parse(value: &str) -> Option<Operation> {
-        Some(match value {
-            "merge" => Operation::Merge,
-            "replace" => Operation::Replace,
-            "create" => Operation::Create,
-            "delete" => Operation::Delete,
-            "remove" => Operation::Remove,
-            "none" => Operation::None,
-            _ => return None,
-        })
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum DefaultOperation {
-    #[default]
-    Merge,
-    Replace,
-    None,
-}
-
-impl DefaultOperation {
-    fn as_operation(self) -> Operation {
-        match self {
-            DefaultOperation::Merge => Operation::Merge,
-            DefaultOperation::Replace => Operation::Replace,
-            DefaultOperation::None => Operation::None,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ErrorOption {
-    #[default]
-    StopOnError,
-    ContinueOnError,
-    RollbackOnError,
-}
-
-/// One change an edit made, for RFC 6470 netconf-config-change.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChangeRecord {
-    pub path: String,
-    /// `create`, `replace` or `delete`.
-    pub operation: &'static str,
-}
-
-/// Changes recorded per edit for notifications (a bulk edit records the first ones).
-const MAX_EDIT_RECORDS: usize = 1000;
-
-/// What an edit touched: the modules whose data changed.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct EditSummary {
-    pub modules: BTreeSet<String>,
-    pub changes: usize,
-    pub edits: Vec<ChangeRecord>,
-    /// Some change may affect more than its own value (see validation_scope).
-    pub needs_full_validation: bool,
-    /// List entries this edit created that can be validated on their own
-    /// (validation_scope::list_entry_is_self_contained).
-    pub new_entries: Vec<String>,
-}
-
-impl EditSummary {
-    fn record(&mut self, module: &str, path: &str, operation: &'static str) {
-        if !self.modules.contains(module) {
-            self.modules.insert(module.to_owned());
-        }
-        self.changes += 1;
-        if self.edits.len() < MAX_EDIT_RECORDS {
-            self.edits.push(ChangeRecord {
-                path: path.to_owned(),
-                operation,
-            });
-        }
-    }
-}
 
 /// Applies one `<config>` payload to a tree.
 pub struct Editor<'t> {
@@ -112,55 +30,6 @@ pub struct Editor<'t> {
     /// > 0 while the children of a new self-contained list entry are being
     /// set: they are checked with the entry, not by full validation.
     inside_new_entry: usize,
-}
-
-/// How to take one change back.
-enum UndoStep {
-    /// The node at this path did not exist before.
-    Remove(String),
-    /// The leaf had this value before.
-    SetValue(String, String),
-    /// This subtree (with its parents) was removed.
-    Restore(DataTree<'static>),
-    /// This leaf-list value was a YANG default before it was made explicit.
-    MarkDefault(String),
-}
-
-/// The inverse of an edit, so a failed edit can be taken back without copying
-/// the whole candidate first (a copy costs milliseconds at 10,000 extensions).
-#[derive(Default)]
-pub struct EditUndo {
-    steps: Vec<UndoStep>,
-}
-
-impl EditUndo {
-    /// Take every change back, newest first.
-    pub fn revert(self, tree: &mut DataTree<'static>) {
-        for step in self.steps.into_iter().rev() {
-            let result = match step {
-                UndoStep::Remove(path) => {
-                    if tree.find_path(&path).is_ok() {
-                        crate::tree_ops::remove_path(tree, &path)
-                    } else {
-                        Ok(())
-                    }
-                }
-                UndoStep::SetValue(path, value) => {
-                    tree.new_path(&path, Some(&value), false).map(|_| ())
-                }
-                UndoStep::Restore(subtree) => tree.merge(&subtree),
-                UndoStep::MarkDefault(path) => {
-                    if let Ok(node) = tree.find_path(&path) {
-                        set_default_flag(&node, true);
-                    }
-                    Ok(())
-                }
-            };
-            if let Err(e) = result {
-                tracing::error!(error = %crate::schema::describe(&e), "cannot take an edit back");
-            }
-        }
-    }
 }
 
 impl<'t> Editor<'t> {
@@ -576,7 +445,7 @@ impl<'t> Editor<'t> {
             .find_path(path)
             .ok()
             .and_then(|node| node.duplicate(true).ok());
-        match crate::tree_ops::remove_path(self.tree, path) {
+        match crate::libyang::remove_path(self.tree, path) {
             Ok(()) => {
                 self.undo.steps.extend(backup.map(UndoStep::Restore));
                 self.summary.needs_full_validation = true;
@@ -622,26 +491,6 @@ impl Editor<'_> {
             .steps
             .extend(marked.into_iter().map(UndoStep::MarkDefault));
     }
-}
-
-/// Set or clear libyang's "default node" flag.
-fn set_default_flag(node: &yang2::data::DataNodeRef<'_, 'static>, default: bool) {
-    // SAFETY: a live node of the tree the editor holds exclusively; only the
-    // flag bit changes.
-    unsafe {
-        let flags = &mut (*node.as_raw()).flags;
-        if default {
-            *flags |= yang2::ffi::LYD_DEFAULT as u32;
-        } else {
-            *flags &= !(yang2::ffi::LYD_DEFAULT as u32);
-        }
-    }
-}
-
-/// A leaf libyang added for its YANG default (not set by anyone).
-fn is_implicit_default(node: &yang2::data::DataNodeRef<'_, 'static>) -> bool {
-    // SAFETY: reading the flags of a live node of the tree we hold.
-    unsafe { (*node.as_raw()).flags & yang2::ffi::LYD_DEFAULT as u32 != 0 }
 }
 
 fn data_missing(path: &str) -> ConfigError {
