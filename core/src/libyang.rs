@@ -18,7 +18,6 @@ pub fn remove_path(tree: &mut DataTree<'static>, path: &str) -> Result<(), yang2
     let node = tree.find_path(path)?;
     let node_raw = node.as_raw();
     let is_root = node.parent().is_none() && node_raw == tree.raw();
-    drop(node);
     if !is_root {
         return tree.remove(path);
     }
@@ -76,9 +75,9 @@ pub fn set_default_flag(node: &DataNodeRef<'_, 'static>, default: bool) {
     unsafe {
         let flags = &mut (*node.as_raw()).flags;
         if default {
-            *flags |= yang2::ffi::LYD_DEFAULT as u32;
+            *flags |= yang2::ffi::LYD_DEFAULT;
         } else {
-            *flags &= !(yang2::ffi::LYD_DEFAULT as u32);
+            *flags &= !(yang2::ffi::LYD_DEFAULT);
         }
     }
 }
@@ -86,7 +85,7 @@ pub fn set_default_flag(node: &DataNodeRef<'_, 'static>, default: bool) {
 /// A node libyang added for its YANG default (not set by anyone).
 pub fn is_implicit_default(node: &DataNodeRef<'_, 'static>) -> bool {
     // SAFETY: reading the flags of a live node (kept alive by the borrow).
-    unsafe { (*node.as_raw()).flags & yang2::ffi::LYD_DEFAULT as u32 != 0 }
+    unsafe { (*node.as_raw()).flags & yang2::ffi::LYD_DEFAULT != 0 }
 }
 
 /// Give the subtree at `path` its implicit default nodes (config only), as

@@ -27,7 +27,7 @@ pub struct Editor<'t> {
     errors: Vec<ConfigError>,
     summary: EditSummary,
     undo: EditUndo,
-    /// > 0 while the children of a new self-contained list entry are being
+    /// Above 0 while the children of a new self-contained list entry are being
     /// set: they are checked with the entry, not by full validation.
     inside_new_entry: usize,
 }
