@@ -206,3 +206,87 @@ async fn confirmed_commit_reports_its_events() {
     assert_eq!(outcome.confirm_event, Some(ConfirmEvent::TimedOut));
     assert!(!store.confirm_pending());
 }
+
+/// A PBX daemon stand-in speaking the IPC wire protocol (JSON-RPC lines)
+/// with prepare/apply/abort; records each method with what the staged
+/// besip_pbx held at prepare.
+async fn fake_pbx_daemon(
+    socket: std::path::PathBuf,
+    refuse: bool,
+) -> (
+    tokio::task::JoinHandle<()>,
+    std::sync::Arc<Mutex<Vec<String>>>,
+) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    std::fs::create_dir_all(socket.parent().unwrap()).unwrap();
+    let _ = std::fs::remove_file(&socket);
+    let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+    let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let (read, mut write) = stream.into_split();
+            let mut lines = BufReader::new(read).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let request: serde_json::Value = serde_json::from_str(&line).unwrap();
+                let method = request["method"].as_str().unwrap().to_owned();
+                let mut entry = method.clone();
+                if method == "prepare" {
+                    let path = request["params"]["packages"]["besip_pbx"].as_str().unwrap();
+                    assert!(path.contains("/.staged/"), "{path}");
+                    let staged = std::fs::read_to_string(path).unwrap();
+                    entry = format!("prepare extension_100={}", staged.contains("extension_100"));
+                }
+                record.lock().unwrap().push(entry);
+                let answer = if method == "prepare" && refuse {
+                    serde_json::json!({"jsonrpc": "2.0", "id": request["id"], "error": {"code": -32000, "message": "port 5060 is taken"}})
+                } else {
+                    serde_json::json!({"jsonrpc": "2.0", "id": request["id"], "result": {}})
+                };
+                let mut bytes = serde_json::to_vec(&answer).unwrap();
+                bytes.push(b'\n');
+                write.write_all(&bytes).await.unwrap();
+            }
+        }
+    });
+    (task, seen)
+}
+
+#[tokio::test]
+async fn the_ipc_reloader_speaks_prepare_apply_abort() {
+    let (dir, mut store) = open();
+    let layout = Layout::new(dir.path());
+    let reloader = besip_core::reload::IpcReloader::new(layout.clone());
+    let extension = "<pbx xmlns=\"urn:besip:pbx\"><extension><number>100</number><password>pw</password></extension></pbx>";
+    let pbx_before = std::fs::read_to_string(layout.uci_package("besip_pbx")).unwrap();
+
+    let (daemon, seen) = fake_pbx_daemon(layout.socket("pbx"), true).await;
+    edit(&mut store, extension).unwrap();
+    let errors = store
+        .commit(CommitOptions::default(), &reloader)
+        .await
+        .unwrap_err();
+    assert!(errors.0[0].message.contains("5060"), "{errors}");
+    assert_eq!(*seen.lock().unwrap(), ["prepare extension_100=true"]);
+    assert_eq!(
+        std::fs::read_to_string(layout.uci_package("besip_pbx")).unwrap(),
+        pbx_before
+    );
+    daemon.abort();
+
+    let (_daemon, seen) = fake_pbx_daemon(layout.socket("pbx"), false).await;
+    store
+        .commit(CommitOptions::default(), &reloader)
+        .await
+        .unwrap();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        ["prepare extension_100=true", "apply"]
+    );
+    assert!(std::fs::read_to_string(layout.uci_package("besip_pbx"))
+        .unwrap()
+        .contains("extension_100"));
+}
