@@ -27,21 +27,21 @@ pub(super) struct EditRecord {
 /// What the candidate has over running.
 pub(super) struct PendingEdits {
     /// Modules changed in the candidate since it was last equal to running.
-    pub touched: BTreeSet<String>,
-    pub changes: Vec<ChangeRecord>,
+    touched: BTreeSet<String>,
+    changes: Vec<ChangeRecord>,
     /// The edits that turn running into the candidate, when known: commit
     /// replays them onto running instead of copying the whole tree. `None`
     /// after wholesale changes (copy-config, rollback, import).
-    pub replay: Option<Vec<EditRecord>>,
+    replay: Option<Vec<EditRecord>>,
     /// Whether the changes since running was last valid need libyang's full
     /// validation, or were all harmless value updates (validation_scope).
-    pub full_validation_needed: bool,
+    full_validation_needed: bool,
     /// New list entries (since running) that are validated on their own at
     /// commit instead of by full validation (validation_scope).
-    pub new_entries: Vec<String>,
+    new_entries: Vec<String>,
     /// `changes` holds every change since running (not capped), so the
     /// commit may re-render only the entries they touched.
-    pub changes_complete: bool,
+    changes_complete: bool,
 }
 
 impl Default for PendingEdits {
@@ -65,6 +65,46 @@ impl PendingEdits {
 
     pub fn all_modules_touched(&self) -> bool {
         self.touched.contains(ALL_MODULES)
+    }
+
+    /// May `module`'s configuration differ from running?
+    pub fn touched(&self, module: &str) -> bool {
+        self.all_modules_touched() || self.touched.contains(module)
+    }
+
+    /// Every change since running, when all are on record and no module
+    /// was replaced wholesale: a commit may re-render just their entries.
+    pub fn complete_changes(&self) -> Option<&[ChangeRecord]> {
+        (self.changes_complete && !self.all_modules_touched()).then_some(&self.changes[..])
+    }
+
+    /// The edits from running to the candidate, for replay (None: unknown).
+    pub fn take_replay(&mut self) -> Option<Vec<EditRecord>> {
+        self.replay.take()
+    }
+
+    /// Give back the edits `take_replay` took (the commit did not happen).
+    pub fn keep_replay(&mut self, records: Vec<EditRecord>) {
+        self.replay = Some(records);
+    }
+
+    /// Running was put back after a replay: the edits taken are spent.
+    pub fn forget_replay(&mut self) {
+        self.replay = None;
+    }
+
+    pub fn full_validation_needed(&self) -> bool {
+        self.full_validation_needed
+    }
+
+    /// New list entries a commit may validate one by one.
+    pub fn new_entries(&self) -> &[String] {
+        &self.new_entries
+    }
+
+    /// The committed state: the modules touched and the change records.
+    pub fn into_committed(self) -> (BTreeSet<String>, Vec<ChangeRecord>) {
+        (self.touched, self.changes)
     }
 
     /// An edit that changed something.

@@ -36,10 +36,11 @@ impl Datastore {
             Some(cache) if replayed => cache,
             _ => RenderCache::default(),
         };
-        let dirty = if replayed && self.edits.changes_complete && !all_modules {
-            render_cache::dirty_entries(self.schema.context(), validated, &self.edits.changes)
-        } else {
-            Dirty::All
+        let dirty = match self.edits.complete_changes() {
+            Some(changes) if replayed => {
+                render_cache::dirty_entries(self.schema.context(), validated, changes)
+            }
+            _ => Dirty::All,
         };
         let xml = match printed {
             Some(xml) => xml,
@@ -55,7 +56,7 @@ impl Datastore {
         };
         let mut changed: Vec<(String, String, String)> = Vec::new(); // (module, package, text)
         for module in self.schema.besip_modules() {
-            if !all_modules && !self.edits.touched.contains(&module.name) {
+            if !self.edits.touched(&module.name) {
                 continue;
             }
             let package_name = module.uci_package().unwrap_or_default();
@@ -148,21 +149,21 @@ impl Datastore {
             free_in_background(old);
         }
         self.rendering.section_cache = Some(cache);
-        let edits = std::mem::take(&mut self.edits);
+        let (touched, changes) = std::mem::take(&mut self.edits).into_committed();
         let changed_modules = if all_modules {
             self.schema
                 .besip_modules()
                 .map(|m| m.name.clone())
                 .collect()
         } else {
-            edits.touched.into_iter().collect()
+            touched.into_iter().collect()
         };
         Ok(CommitOutcome {
             id,
             changed_packages,
             changed_modules,
             confirmed_pending: false,
-            changes: edits.changes,
+            changes,
             confirm_event: None,
         })
     }
@@ -173,12 +174,12 @@ impl Datastore {
     /// (whose XML is printed here; a replayed running is printed from the
     /// render cache).
     fn prepare_new_running(&mut self) -> Result<(NewRunning, Option<String>), ConfigError> {
-        if let Some(records) = self.edits.replay.take() {
+        if let Some(records) = self.edits.take_replay() {
             match self.replay_onto_running(&records) {
                 Ok(Some(undos)) => return Ok((NewRunning::Replayed(undos), None)),
                 Ok(None) => {}
                 Err(error) => {
-                    self.edits.replay = Some(records);
+                    self.edits.keep_replay(records);
                     return Err(error);
                 }
             }
@@ -212,7 +213,7 @@ impl Datastore {
                 return Ok(None);
             }
         }
-        if self.edits.full_validation_needed || !self.new_entries_valid_alone() {
+        if self.edits.full_validation_needed() || !self.new_entries_valid_alone() {
             if let Err(e) = self.running.validate(validation_flags()) {
                 let error = ConfigError::from_validation(&e);
                 revert_all(&mut self.running, undos);
@@ -227,7 +228,7 @@ impl Datastore {
     /// with its parents. `false` (also for anything unexpected) means: do the
     /// full validation, which then gives the authoritative error.
     fn new_entries_valid_alone(&mut self) -> bool {
-        for path in &self.edits.new_entries {
+        for path in self.edits.new_entries() {
             if !crate::libyang::add_implicit_defaults(&mut self.running, path) {
                 return false;
             }
@@ -254,7 +255,7 @@ impl Datastore {
                 let undos = std::mem::take(undos);
                 revert_all(&mut self.running, undos);
                 // The candidate's edits are still the way from running to candidate.
-                self.edits.replay = None;
+                self.edits.forget_replay();
             }
             NewRunning::Copied(_) => {}
         }
