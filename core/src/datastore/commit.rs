@@ -32,10 +32,7 @@ impl Datastore {
         // and every change is on record (render_cache.rs). The cache is taken
         // out here and put back only when the commit succeeds.
         let replayed = matches!(new_running, NewRunning::Replayed(_));
-        let mut cache = match self.rendering.section_cache.take() {
-            Some(cache) if replayed => cache,
-            _ => RenderCache::default(),
-        };
+        let mut cache = self.rendering.take_cache(replayed);
         let dirty = match self.edits.complete_changes() {
             Some(changes) if replayed => {
                 render_cache::dirty_entries(self.schema.context(), validated, changes)
@@ -59,14 +56,11 @@ impl Datastore {
             if !self.edits.touched(&module.name) {
                 continue;
             }
-            let package_name = module.uci_package().unwrap_or_default();
-            let sections = cache.packages.entry(package_name.clone()).or_default();
-            let text = self
+            if let Some((package, text)) = self
                 .rendering
-                .renderer
-                .render_cached(validated, module, sections, &dirty);
-            if self.rendering.rendered.get(&package_name) != Some(&text) {
-                changed.push((module.name.clone(), package_name, text));
+                .render_changed(validated, module, &mut cache, &dirty)
+            {
+                changed.push((module.name.clone(), package, text));
             }
         }
         // Phase one: the daemons check the changed packages while running.xml
@@ -122,7 +116,7 @@ impl Datastore {
                 tracing::error!(error = %e, "cannot restore running.xml after a refused commit");
             }
             let error = unwind
-                .roll_back(&self.layout, &self.rendering.rendered, reloader)
+                .roll_back(&self.layout, self.rendering.written(), reloader)
                 .await;
             return Err(error.into());
         }
@@ -142,13 +136,13 @@ impl Datastore {
         };
         let changed_packages: Vec<String> = changed.iter().map(|(_, p, _)| p.clone()).collect();
         for (_, package, text) in changed {
-            self.rendering.rendered.insert(package, text);
+            self.rendering.record_written(package, text);
         }
         if let NewRunning::Copied(tree) = new_running {
             let old = std::mem::replace(&mut self.running, tree);
             free_in_background(old);
         }
-        self.rendering.section_cache = Some(cache);
+        self.rendering.keep_cache(cache);
         let (touched, changes) = std::mem::take(&mut self.edits).into_committed();
         let changed_modules = if all_modules {
             self.schema

@@ -7,8 +7,8 @@ use super::{validation_flags, Datastore, DatastoreError, Source, WithDefaults, W
 use crate::edit::{DefaultOperation, Editor, ErrorOption};
 use crate::error::{ConfigError, ErrorTag};
 use crate::filter::{self, Filter};
-use crate::render_cache::RenderCache;
-use crate::schema::{describe, Schema};
+use crate::render_cache::{Dirty, RenderCache};
+use crate::schema::{describe, ModuleInfo, Schema};
 use crate::secrets::ReadAccess;
 use crate::uci_map;
 use crate::xml::Element;
@@ -21,10 +21,51 @@ use yang2::data::{
 #[derive(Default)]
 pub(super) struct Rendering {
     /// Text last written for each UCI package.
-    pub rendered: HashMap<String, String>,
-    pub renderer: uci_map::TextRenderer,
+    rendered: HashMap<String, String>,
+    renderer: uci_map::TextRenderer,
     /// Rendered top-level list entries of running (None: rebuild at the next commit).
-    pub section_cache: Option<RenderCache>,
+    section_cache: Option<RenderCache>,
+}
+
+impl Rendering {
+    /// The entry cache of running, for a commit that edited running in
+    /// place (`reusable`); else an empty one. Put back with `keep_cache`
+    /// once the commit succeeds.
+    pub fn take_cache(&mut self, reusable: bool) -> RenderCache {
+        match self.section_cache.take() {
+            Some(cache) if reusable => cache,
+            _ => RenderCache::default(),
+        }
+    }
+
+    pub fn keep_cache(&mut self, cache: RenderCache) {
+        self.section_cache = Some(cache);
+    }
+
+    /// Render `module`'s package from `tree`, re-rendering only `dirty`
+    /// entries of `cache`: `Some((package, text))` if it differs from the
+    /// text last written.
+    pub fn render_changed(
+        &mut self,
+        tree: &DataTree<'static>,
+        module: &ModuleInfo,
+        cache: &mut RenderCache,
+        dirty: &Dirty,
+    ) -> Option<(String, String)> {
+        let package = module.uci_package().unwrap_or_default();
+        let sections = cache.packages.entry(package.clone()).or_default();
+        let text = self.renderer.render_cached(tree, module, sections, dirty);
+        (self.rendered.get(&package) != Some(&text)).then_some((package, text))
+    }
+
+    /// The text last written for each package.
+    pub fn written(&self) -> &HashMap<String, String> {
+        &self.rendered
+    }
+
+    pub fn record_written(&mut self, package: String, text: String) {
+        self.rendered.insert(package, text);
+    }
 }
 
 impl Datastore {
@@ -44,7 +85,7 @@ impl Datastore {
                     path: path.display().to_string(),
                 })?;
             }
-            self.rendering.rendered.insert(package_name, text);
+            self.rendering.record_written(package_name, text);
         }
         Ok(())
     }
