@@ -1,9 +1,11 @@
 //! IPC between besip-netconfd (core) and the daemons (DESIGN.md §5):
 //! JSON-RPC 2.0, one JSON object per line, over a Unix socket with mode 0600.
 
+use crate::paths::Layout;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use snafu::{ResultExt, Snafu};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -83,6 +85,9 @@ impl HandlerError {
             message: message.into(),
         }
     }
+    pub fn nothing_prepared() -> Self {
+        HandlerError::refused("no configuration is prepared")
+    }
     pub fn unknown_rpc(name: &str) -> Self {
         HandlerError {
             code: CODE_METHOD_NOT_FOUND,
@@ -97,10 +102,70 @@ impl std::fmt::Display for HandlerError {
     }
 }
 
-/// What a daemon implements to answer core.
+/// The packages a `prepare` takes from staged files (params
+/// `{"packages": {"besip_pbx": "/abs/path", ...}}`); every other package is
+/// read from its usual file. Empty: the live files (what `reload` reads).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StagedPackages {
+    #[serde(default)]
+    pub packages: BTreeMap<String, PathBuf>,
+}
+
+impl StagedPackages {
+    /// Where to read `package` from: its staged file, else its live one.
+    pub fn path(&self, layout: &Layout, package: &str) -> PathBuf {
+        self.packages
+            .get(package)
+            .cloned()
+            .unwrap_or_else(|| layout.uci_package(package))
+    }
+
+    fn from_params(params: &Value) -> Result<StagedPackages, HandlerError> {
+        let staged: StagedPackages = serde_json::from_value(params.clone()).map_err(|e| {
+            HandlerError::invalid_params(format!(
+                "prepare needs params {{\"packages\": {{package: path}}}}: {e}"
+            ))
+        })?;
+        if let Some((package, path)) = staged.packages.iter().find(|(_, p)| !p.is_absolute()) {
+            return Err(HandlerError::invalid_params(format!(
+                "staged file of {package} is not an absolute path: {}",
+                path.display()
+            )));
+        }
+        Ok(staged)
+    }
+}
+
+/// What a daemon implements to answer core. Reload is two-phase (DESIGN.md
+/// §5): `prepare` reads and checks the whole configuration without changing
+/// what the daemon serves and keeps it pending, `apply` switches to it,
+/// `abort` drops it. `reload` (start-up reconciliation) is both at once.
 pub trait Handler: Send + Sync + 'static {
-    /// Re-read the UCI file and apply it live; refuse with a reason if it cannot.
-    fn reload(&self) -> impl Future<Output = Result<(), HandlerError>> + Send;
+    /// Read the configuration (the `staged` packages from their staged
+    /// files), check everything that can be checked, keep it pending
+    /// (replacing an older pending one); refuse with a reason, keeping nothing.
+    fn prepare(
+        &self,
+        staged: &StagedPackages,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        let _ = staged;
+        async { Err(HandlerError::refused("this daemon has no two-phase reload")) }
+    }
+    /// Switch to the pending configuration; refused when none is pending.
+    fn apply(&self) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        async { Err(HandlerError::nothing_prepared()) }
+    }
+    /// Drop the pending configuration, if any.
+    fn abort(&self) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        async { Ok(()) }
+    }
+    /// Re-read the live files and apply them: prepare from them, then apply.
+    fn reload(&self) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        async move {
+            self.prepare(&StagedPackages::default()).await?;
+            self.apply().await
+        }
+    }
     /// RFC 7951 JSON of the module's `config false` nodes, rooted at its top container.
     fn state(&self) -> impl Future<Output = Result<Value, HandlerError>> + Send;
     /// A module RPC (`name` is `module:rpc`); returns the output children.
@@ -326,6 +391,12 @@ async fn answer<H: Handler>(handler: &H, line: &[u8]) -> Option<Value> {
     let outcome = match request.method.as_str() {
         "ping" => Ok(json!("pong")),
         "reload" => handler.reload().await.map(|()| json!({})),
+        "prepare" => match StagedPackages::from_params(&request.params) {
+            Ok(staged) => handler.prepare(&staged).await.map(|()| json!({})),
+            Err(e) => Err(e),
+        },
+        "apply" => handler.apply().await.map(|()| json!({})),
+        "abort" => handler.abort().await.map(|()| json!({})),
         "state" => handler.state().await,
         "rpc" => {
             let Some(name) = request.params.get("name").and_then(Value::as_str) else {
