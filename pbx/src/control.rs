@@ -127,6 +127,10 @@ impl Handler for Control {
 
     async fn apply(&self) -> Result<(), HandlerError> {
         let Prepared { config, bound } = self.pending.take()?;
+        for b in &bound {
+            let (transport, addr) = b.local();
+            tracing::info!(?transport, %addr, "listening");
+        }
         let sink = Arc::new(EngineSink(self.engine.clone()));
         self.engine.transports.serve(bound, sink);
         // Binds nothing now (prepare did); closes the listens that are gone.
