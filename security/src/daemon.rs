@@ -567,7 +567,7 @@ impl Daemon {
 /// is logged and read as empty (the PBX refuses it too, and keeps its
 /// previous configuration).
 fn read_pbx(path: &Path) -> PbxFile {
-    let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+    let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
     let view = PbxView::load(path).unwrap_or_else(|e| {
         tracing::warn!(error = %e, "cannot read the PBX configuration; its trunks are not protected");
         PbxView::default()

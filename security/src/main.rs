@@ -44,50 +44,48 @@ fn main() -> ExitCode {
     }
 }
 
+/// Offline: a capture file through the detector; exit 2 when it cannot run.
 fn replay(common: &CommonArgs, file: &Path, config: Option<&Path>) -> ExitCode {
     init_tracing(&common.log_level);
-    {
-        let path = config
-            .map(Path::to_owned)
-            .unwrap_or_else(|| common.layout().uci_package("besip_security"));
-        let result = besip_security::config::Config::load(&path)
-            .map_err(|e| e.to_string())
-            .and_then(|cfg| besip_security::replay::replay(cfg, file));
-        return match result {
-            Ok(v) => {
-                println!("{v}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("besip-secd: {e}");
-                ExitCode::from(2)
-            }
-        };
+    let path = config
+        .map(Path::to_owned)
+        .unwrap_or_else(|| common.layout().uci_package("besip_security"));
+    let result = besip_security::config::Config::load(&path)
+        .map_err(|e| e.to_string())
+        .and_then(|cfg| besip_security::replay::replay(cfg, file));
+    match result {
+        Ok(v) => {
+            println!("{v}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("besip-secd: {e}");
+            ExitCode::from(2)
+        }
     }
 }
 
+/// Package removal: the configured backend's rules and sets go.
 fn teardown(common: &CommonArgs) -> ExitCode {
     init_tracing(&common.log_level);
-    {
-        let path = common.layout().uci_package("besip_security");
-        let result = besip_security::config::Config::load(&path)
+    let path = common.layout().uci_package("besip_security");
+    let result = besip_security::config::Config::load(&path)
+        .map_err(|e| e.to_string())
+        .and_then(|cfg| {
+            besip_security::firewall::Firewall::new(
+                cfg.backend,
+                &cfg.set_name,
+                besip_security::firewall::Ports::default(),
+            )
+            .teardown()
             .map_err(|e| e.to_string())
-            .and_then(|cfg| {
-                besip_security::firewall::Firewall::new(
-                    cfg.backend,
-                    &cfg.set_name,
-                    besip_security::firewall::Ports::default(),
-                )
-                .teardown()
-                .map_err(|e| e.to_string())
-            });
-        return match result {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("besip-secd: {e}");
-                ExitCode::from(2)
-            }
-        };
+        });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("besip-secd: {e}");
+            ExitCode::from(2)
+        }
     }
 }
 
