@@ -7,8 +7,10 @@ use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use besip_tests::harness::TempRoot;
 use besip_tests::monitoring::Monitord;
 use besip_tests::pbx::{config, free_port, options_answered, raw_register, Pbx};
+use besip_tests::security::{options_burst, tools_present, write_config, Netns, SecDaemon};
 use besip_tests::web::free_tcp_port;
 use serde_json::{json, Value};
 
@@ -211,4 +213,74 @@ fn monitord_prepare_keeps_the_web_panel_until_apply() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// The ban of `addr` in secd's state, waiting up to 10 s for it.
+fn wait_ban(socket: &Path, addr: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let state = ipc(socket, "state", json!({})).expect("state");
+        let bans = state["besip-security:security"]["bans"]["ban"].clone();
+        if let Some(ban) = bans
+            .as_array()
+            .and_then(|a| a.iter().find(|b| b["address"] == addr))
+        {
+            return ban.clone();
+        }
+        assert!(Instant::now() < deadline, "{addr} not banned: {state}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn secd_prepare_changes_no_rule_until_apply() {
+    if !tools_present(&["ip"]) {
+        return;
+    }
+    // Its own loopback: the capture sees only this test's packets. The
+    // log-only backend keeps bans in the daemon's state, not in the kernel.
+    let ns = Netns::new("twophase");
+    let root = TempRoot::new();
+    write_config(&root, "log-only", "twophase", "");
+    let live_path = root.path().join("etc/config/besip_security");
+    // The OPTIONS rule ('short', 5 in 5 s) bans long enough to be seen.
+    let live = std::fs::read_to_string(&live_path)
+        .expect("config")
+        .replace("option ban_time '2'", "option ban_time '600'");
+    std::fs::write(&live_path, &live).expect("write config");
+    let daemon = SecDaemon::start(&ns, &root);
+    let socket = root.path().join("run/security.sock");
+
+    let bad = live.replace("'log-only'", "'carrier-pigeon'");
+    let refused = ipc(
+        &socket,
+        "prepare",
+        stage(root.path(), "besip_security", &bad),
+    )
+    .expect_err("an unknown backend is refused");
+    assert!(refused.contains("carrier-pigeon"), "{refused}");
+    let none = ipc(&socket, "apply", json!({})).expect_err("nothing pending");
+    assert!(none.contains("no configuration is prepared"), "{none}");
+
+    // The rule is renamed in the staged file: bans name the rule in force.
+    let renamed = live.replace("option name 'short'", "option name 'renamed'");
+    let params = stage(root.path(), "besip_security", &renamed);
+    assert_eq!(ipc(&socket, "prepare", params).expect("prepare"), json!({}));
+    options_burst(&ns, "127.0.0.2", 8);
+    let ban = wait_ban(&socket, "127.0.0.2");
+    assert_eq!(
+        ban["rule"], "short",
+        "prepared rules in force before apply: {ban}"
+    );
+
+    assert_eq!(ipc(&socket, "apply", json!({})).expect("apply"), json!({}));
+    options_burst(&ns, "127.0.0.3", 8);
+    let ban = wait_ban(&socket, "127.0.0.3");
+    assert_eq!(ban["rule"], "renamed", "the applied rules: {ban}");
+    assert_eq!(
+        std::fs::read_to_string(&live_path).expect("live"),
+        live,
+        "prepare and apply never write the live file"
+    );
+    daemon.stop();
 }
