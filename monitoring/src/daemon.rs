@@ -1,5 +1,6 @@
 //! The live daemon: capture threads feeding the analyzer, periodic flushes
-//! to SQLite, and the IPC handler (reload, state, erase-reports, low-mos).
+//! to SQLite, and the IPC handler (state, erase-reports, low-mos; the
+//! reload is `Service`'s).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -68,6 +69,25 @@ impl Monitor {
             last_rotation: Mutex::new(now()),
             alarmed: Mutex::new(std::collections::HashSet::new()),
         })
+    }
+
+    /// Switches to a checked configuration (the apply of a two-phase reload).
+    pub fn apply_config(&self, new: MonitorConfig) -> Result<(), HandlerError> {
+        let restart = {
+            let old = self.config.lock();
+            old.interfaces != new.interfaces || old.capture_filter != new.capture_filter
+        };
+        // A stopped capture stays stopped; start-capture uses the new settings.
+        if restart && self.capture_running() {
+            // Open the new captures before dropping the old ones: a bad
+            // interface or filter is refused with the old capture intact.
+            let fresh = start_captures(&new, &self.analyzer).map_err(HandlerError::refused)?;
+            *self.captures.lock() = Some(fresh);
+        }
+        self.analyzer.lock().settings = new.settings.clone();
+        *self.config.lock() = new;
+        tracing::info!("configuration applied");
+        Ok(())
     }
 
     pub fn set_notifier(&self, n: Notifier) {
@@ -285,26 +305,6 @@ fn call_state(c: &CallReport) -> Value {
 }
 
 impl Handler for Monitor {
-    async fn reload(&self) -> Result<(), HandlerError> {
-        let path = self.layout.uci_package("besip_monitoring");
-        let new = MonitorConfig::load(&path).map_err(|e| HandlerError::refused(e.to_string()))?;
-        let restart = {
-            let old = self.config.lock();
-            old.interfaces != new.interfaces || old.capture_filter != new.capture_filter
-        };
-        // A stopped capture stays stopped; start-capture uses the new settings.
-        if restart && self.capture_running() {
-            // Open the new captures before dropping the old ones: a bad
-            // interface or filter is refused with the old capture intact.
-            let fresh = start_captures(&new, &self.analyzer).map_err(HandlerError::refused)?;
-            *self.captures.lock() = Some(fresh);
-        }
-        self.analyzer.lock().settings = new.settings.clone();
-        *self.config.lock() = new;
-        tracing::info!("configuration reloaded");
-        Ok(())
-    }
-
     async fn state(&self) -> Result<Value, HandlerError> {
         let streams: Vec<Value> = {
             let a = self.analyzer.lock();

@@ -2,7 +2,9 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
+use besip_core::daemon::{shutdown_signal, CommonArgs, ConfigSnapshot, DaemonIpc, StartError};
 use besip_monitoring::analyzer::{Analyzer, Settings};
 use besip_monitoring::{offline, report};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -12,13 +14,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
-    /// Root directory of the box (daemon mode).
-    #[arg(long, default_value = "/")]
-    root: PathBuf,
-    #[arg(long, default_value = "info")]
-    log_level: String,
-    #[arg(long)]
-    foreground: bool,
+    #[command(flatten)]
+    common: CommonArgs,
 }
 
 #[derive(Subcommand)]
@@ -98,86 +95,46 @@ fn main() -> ExitCode {
             println!("{text}");
             ExitCode::SUCCESS
         }
-        None => daemon_main(cli.root, &cli.log_level),
+        None => besip_core::daemon::run("besip-monitord", &cli.common, None, serve(&cli.common)),
     }
 }
 
-fn daemon_main(root: PathBuf, log_level: &str) -> ExitCode {
-    besip_core::daemon::init_tracing(log_level);
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("besip-monitord: cannot start the runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    match runtime.block_on(serve(root)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e}");
-            eprintln!("besip-monitord: {e}");
-            ExitCode::from(1)
-        }
-    }
-}
-
-async fn serve(root: PathBuf) -> Result<(), String> {
+async fn serve(common: &CommonArgs) -> Result<(), StartError> {
     use besip_monitoring::config::MonitorConfig;
     use besip_monitoring::daemon::{self, Monitor};
+    use besip_monitoring::service::Service;
     use besip_monitoring::store::Store;
-    use std::sync::Arc;
 
-    let layout = besip_core::paths::Layout::new(root);
+    let layout = common.layout();
     layout.create_dirs().map_err(|e| {
         format!(
             "cannot create the directories under {}: {e}",
             layout.root().display()
         )
     })?;
-    let snapshot = besip_core::daemon::ConfigSnapshot::take(&[
-        layout.uci_package("besip_monitoring"),
-        layout.uci_package("besip_system"),
-    ]);
-    let config =
-        MonitorConfig::load(&layout.uci_package("besip_monitoring")).map_err(|e| e.to_string())?;
-    let store = Store::open(&layout.lib_dir().join("monitoring.db")).map_err(|e| e.to_string())?;
+    let snapshot = ConfigSnapshot::of_packages(&layout, &["besip_monitoring", "besip_system"]);
+    let config = MonitorConfig::load(&layout.uci_package("besip_monitoring"))?;
+    let store = Store::open(&layout.lib_dir().join("monitoring.db"))?;
     let monitor = Arc::new(Monitor::start(layout.clone(), config, store)?);
-    let service = Arc::new(besip_monitoring::service::Service {
-        monitor: monitor.clone(),
-        web: Arc::new(besip_monitoring::web::Web::new(monitor.clone())),
-    });
+    let web = Arc::new(besip_monitoring::web::Web::new(monitor.clone()));
+    let service = Arc::new(Service::new(monitor.clone(), web));
     // The panel is part of the box, not of call monitoring: a bad
     // besip_system or a busy port is logged and the daemon monitors anyway.
     match service.web_settings() {
         Ok(None) => tracing::info!("no besip_system package: web panel off"),
         Ok(settings) => {
-            if let Err(e) = service.web.apply(settings).await {
+            if let Err(e) = service.web().apply(settings).await {
                 tracing::error!(error = %e, "web panel not started");
             }
         }
         Err(e) => tracing::error!(error = %e, "web panel not started"),
     }
-    let ipc = besip_core::ipc::IpcServer::bind(&layout.socket("monitoring"), service.clone())
-        .await
-        .map_err(|e| e.to_string())?;
+    let ipc = DaemonIpc::bind(&layout, "monitoring", service).await?;
     monitor.set_notifier(ipc.notifier());
-    if snapshot.changed() {
-        // A commit came while starting and found no socket to reload.
-        use besip_core::ipc::Handler;
-        if let Err(e) = service.reload().await {
-            tracing::error!(error = %e, "the configuration committed during start-up is refused");
-        }
-    }
-    let _pid =
-        besip_core::daemon::PidFile::create(&layout.pid_file("monitoring")).map_err(|e| {
-            format!(
-                "cannot write pid file {}: {e}",
-                layout.pid_file("monitoring").display()
-            )
-        })?;
+    let running = ipc.ready(&snapshot).await?;
     tracing::info!(root = %layout.root().display(), "besip-monitord running");
-    daemon::run(monitor, besip_core::daemon::shutdown_signal()).await;
-    drop(ipc);
+    daemon::run(monitor, shutdown_signal()).await;
+    drop(running);
     tracing::debug!("IPC closed");
     Ok(())
 }

@@ -1,11 +1,11 @@
 //! besip-netconfd: the NETCONF over SSH server of the box.
 
+use besip_core::daemon::{shutdown_signal, CommonArgs, PidFile, StartError};
 use besip_core::datastore::Datastore;
-use besip_core::paths::Layout;
 use besip_netconf::server::Server;
 use besip_netconf::{modrpc, ssh, ssh_accept, users};
 use clap::Parser;
-use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -15,14 +15,8 @@ use std::time::Instant;
     about = "NETCONF over SSH server of the BESIP box"
 )]
 struct Args {
-    /// Root of the box's file tree (tests and `besip up` use a scratch directory).
-    #[arg(long, default_value = "/")]
-    root: PathBuf,
-    #[arg(long, default_value = "info")]
-    log_level: String,
-    /// Stay in the foreground (the only mode; accepted for a uniform command line).
-    #[arg(long)]
-    foreground: bool,
+    #[command(flatten)]
+    common: CommonArgs,
     /// ADDR:PORT to listen on (repeatable); default: besip-system netconf settings.
     #[arg(long)]
     listen: Vec<String>,
@@ -31,25 +25,16 @@ struct Args {
     admin_password: Option<String>,
 }
 
-fn main() {
+fn main() -> ExitCode {
     let args = Args::parse();
-    besip_core::daemon::init_tracing(&args.log_level);
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start the async runtime");
-            std::process::exit(1);
-        }
-    };
-    if let Err(message) = runtime.block_on(run(args)) {
-        tracing::error!("{message}");
-        std::process::exit(1);
-    }
+    besip_core::daemon::run("besip-netconfd", &args.common, None, run(&args))
 }
 
-async fn run(args: Args) -> Result<(), String> {
-    let layout = Layout::new(args.root.clone());
-    let mut store = Datastore::open(layout.clone()).map_err(|e| e.to_string())?;
+/// netconfd serves no IPC socket (it is the daemons' client): the skeleton
+/// gives it the command line, logging, runtime, pid file and signals.
+async fn run(args: &Args) -> Result<(), StartError> {
+    let layout = args.common.layout();
+    let mut store = Datastore::open(layout.clone())?;
     let reloader = besip_core::reload::IpcReloader::new(layout.clone());
     if let Some(password) =
         users::ensure_admin(&mut store, args.admin_password.clone(), &reloader).await?
@@ -102,7 +87,7 @@ async fn run(args: Args) -> Result<(), String> {
         tracing::info!(address = %addr, "NETCONF over SSH listening");
         listeners.push(listener);
     }
-    let _pid = besip_core::daemon::PidFile::create(&layout.pid_file("netconf"))
+    let _pid = PidFile::create(&layout.pid_file("netconf"))
         .map_err(|e| format!("cannot write the pid file: {e}"))?;
 
     spawn_confirm_timer(server.clone());
@@ -110,7 +95,7 @@ async fn run(args: Args) -> Result<(), String> {
     for listener in listeners {
         tokio::spawn(ssh_accept::serve(server.clone(), config.clone(), listener));
     }
-    besip_core::daemon::shutdown_signal().await;
+    shutdown_signal().await;
     tracing::info!("stopping");
     Ok(())
 }

@@ -1,23 +1,52 @@
-//! IPC handler (DESIGN.md §5): reload, state as RFC 7951 JSON of the
-//! besip-pbx `config false` nodes, the `unregister` RPC.
+//! IPC handler (DESIGN.md §5): two-phase reload (prepare binds the new
+//! listen sockets without serving them, apply switches), state as RFC 7951
+//! JSON of the besip-pbx `config false` nodes, the `unregister` RPC.
 
-use std::path::PathBuf;
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use besip_core::ipc::{Handler, HandlerError};
+use besip_core::daemon::Pending;
+use besip_core::ipc::{Handler, HandlerError, StagedPackages};
+use besip_core::paths::Layout;
 use serde_json::{json, Value};
 
-use crate::config::Config;
-use crate::engine::Engine;
+use crate::config::{Config, Listen, Transport};
+use crate::engine::{Engine, EngineSink};
 use crate::location::unix_now;
+use crate::transport::{Bound, Transports};
 
 pub struct Control {
     pub engine: Arc<Engine>,
-    pub config_path: PathBuf,
+    layout: Layout,
+    pending: Pending<Prepared>,
+}
+
+/// A checked configuration and the sockets of its new listens, bound but
+/// not served until `apply`.
+struct Prepared {
+    config: Config,
+    bound: Vec<Bound>,
+}
+
+/// Whether a served socket (transport, bound address) serves `listen` (a
+/// listen on port 0 is served by whatever port it got).
+fn serves(served: &[(Transport, SocketAddr)], listen: &Listen) -> bool {
+    served.iter().any(|&(transport, local)| {
+        transport == listen.transport
+            && (local == listen.addr || (listen.addr.port() == 0 && local.ip() == listen.addr.ip()))
+    })
 }
 
 impl Control {
+    pub fn new(engine: Arc<Engine>, layout: Layout) -> Control {
+        Control {
+            engine,
+            layout,
+            pending: Pending::default(),
+        }
+    }
+
     pub fn state_json(&self) -> Value {
         let e = &self.engine;
         let now = unix_now();
@@ -76,9 +105,35 @@ impl Control {
 }
 
 impl Handler for Control {
-    async fn reload(&self) -> Result<(), HandlerError> {
-        let config =
-            Config::load(&self.config_path).map_err(|e| HandlerError::refused(e.to_string()))?;
+    async fn prepare(&self, staged: &StagedPackages) -> Result<(), HandlerError> {
+        // The sockets an older pending configuration bound are released first.
+        self.pending.clear();
+        let path = staged.path(&self.layout, "besip_pbx");
+        let config = Config::load(&path).map_err(|e| HandlerError::refused(e.to_string()))?;
+        let served = self.engine.transports.listening();
+        let added: Vec<Listen> = config
+            .listens
+            .iter()
+            .filter(|l| !serves(&served, l))
+            .cloned()
+            .collect();
+        let bound = Transports::bind(&added)
+            .await
+            .map_err(|e| HandlerError::refused(e.to_string()))?;
+        self.pending.put(Prepared { config, bound });
+        tracing::info!(path = %path.display(), "configuration prepared");
+        Ok(())
+    }
+
+    async fn apply(&self) -> Result<(), HandlerError> {
+        let Prepared { config, bound } = self.pending.take()?;
+        for b in &bound {
+            let (transport, addr) = b.local();
+            tracing::info!(?transport, %addr, "listening");
+        }
+        let sink = Arc::new(EngineSink(self.engine.clone()));
+        self.engine.transports.serve(bound, sink);
+        // Binds nothing now (prepare did); closes the listens that are gone.
         self.engine
             .reconfigure_listens(&config)
             .await
@@ -87,7 +142,12 @@ impl Handler for Control {
         crate::trunk_registration::reconcile(&self.engine);
         let accounting = &self.engine.config().accounting;
         self.engine.accounting.on_config(accounting);
-        tracing::info!("configuration reloaded");
+        tracing::info!("configuration applied");
+        Ok(())
+    }
+
+    async fn abort(&self) -> Result<(), HandlerError> {
+        self.pending.clear();
         Ok(())
     }
 

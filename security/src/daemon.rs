@@ -3,10 +3,11 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use besip_core::ipc::{rfc3339_from_unix, HandlerError, Notifier};
+use besip_core::ipc::{rfc3339_from_unix, HandlerError, Notifier, StagedPackages};
 use besip_core::paths::Layout;
 use ipnet::IpNet;
 use parking_lot::Mutex;
@@ -53,6 +54,12 @@ struct PbxFile {
     modified: Option<SystemTime>,
 }
 
+/// A configuration read and checked by `prepare`, applied by `apply`.
+pub struct PreparedConfig {
+    cfg: Config,
+    pbx: PbxFile,
+}
+
 pub struct Daemon {
     layout: Layout,
     started: Instant,
@@ -95,7 +102,7 @@ impl Daemon {
     /// Load config, set up the firewall and restore unexpired bans from SQLite.
     pub fn start(layout: Layout) -> Result<Arc<Daemon>, String> {
         let cfg = Config::load(&layout.uci_package("besip_security")).map_err(|e| e.to_string())?;
-        let pbx = read_pbx(&layout);
+        let pbx = read_pbx(&layout.uci_package("besip_pbx"));
         let store =
             Store::open(&layout.lib_dir().join("security.db")).map_err(|e| e.to_string())?;
         let firewall = Firewall::new(cfg.backend, &cfg.set_name, ports(&cfg, &pbx.view));
@@ -422,7 +429,7 @@ impl Daemon {
         let own = own_addresses();
         let path = self.layout.uci_package("besip_pbx");
         let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
-        let fresh = (modified != self.pbx.lock().modified).then(|| read_pbx(&self.layout));
+        let fresh = (modified != self.pbx.lock().modified).then(|| read_pbx(&path));
         let cfg = {
             let mut e = self.engine.lock();
             e.detector.guard_mut().set_own(own);
@@ -464,10 +471,19 @@ impl Daemon {
         Ok(())
     }
 
-    pub fn reload_config(self: &Arc<Self>) -> Result<(), String> {
-        let cfg =
-            Config::load(&self.layout.uci_package("besip_security")).map_err(|e| e.to_string())?;
-        let pbx = read_pbx(&self.layout);
+    /// Reads the rules (and the PBX's ports and trunks), the `staged`
+    /// packages from their staged files; changes nothing.
+    pub fn prepare_config(&self, staged: &StagedPackages) -> Result<PreparedConfig, String> {
+        let cfg = Config::load(&staged.path(&self.layout, "besip_security"))
+            .map_err(|e| e.to_string())?;
+        let pbx = read_pbx(&staged.path(&self.layout, "besip_pbx"));
+        Ok(PreparedConfig { cfg, pbx })
+    }
+
+    /// Switches to a prepared configuration: firewall set and ports,
+    /// captures, detector rules.
+    pub fn apply_config(self: &Arc<Self>, prepared: PreparedConfig) -> Result<(), String> {
+        let PreparedConfig { cfg, pbx } = prepared;
         let old = self.engine.lock().detector.config().clone();
         let wanted_ports = ports(&cfg, &pbx.view);
         if old.backend != cfg.backend || old.set_name != cfg.set_name {
@@ -503,7 +519,7 @@ impl Daemon {
         }
         *self.pbx.lock() = pbx;
         self.lift_protected();
-        tracing::info!("configuration reloaded");
+        tracing::info!("configuration applied");
         Ok(())
     }
 
@@ -547,12 +563,12 @@ impl Daemon {
     }
 }
 
-/// besip_pbx as it is now; a file that does not parse is logged and read as
-/// empty (the PBX refuses it too, and keeps its previous configuration).
-fn read_pbx(layout: &Layout) -> PbxFile {
-    let path = layout.uci_package("besip_pbx");
-    let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
-    let view = PbxView::load(&path).unwrap_or_else(|e| {
+/// besip_pbx (the live `path` or a staged one); a file that does not parse
+/// is logged and read as empty (the PBX refuses it too, and keeps its
+/// previous configuration).
+fn read_pbx(path: &Path) -> PbxFile {
+    let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    let view = PbxView::load(path).unwrap_or_else(|e| {
         tracing::warn!(error = %e, "cannot read the PBX configuration; its trunks are not protected");
         PbxView::default()
     });

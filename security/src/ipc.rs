@@ -1,16 +1,31 @@
-//! The daemon's IPC handler: `reload`, `state`, the YANG RPC `unban`, and the
+//! The daemon's IPC handler: two-phase reload (`prepare` reads and checks
+//! the rules, `apply` switches firewall, captures and detector), `state`,
+//! the YANG RPC `unban`, and the
 //! internal RPC `protect` (no YANG RPC, so NETCONF clients cannot call it;
 //! netconfd and the web panel call it for the sources of their sessions).
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use besip_core::ipc::{Handler, HandlerError};
+use besip_core::daemon::Pending;
+use besip_core::ipc::{Handler, HandlerError, StagedPackages};
 use serde_json::{json, Value};
 
-use crate::daemon::Daemon;
+use crate::daemon::{Daemon, PreparedConfig};
 
-pub struct IpcHandler(pub Arc<Daemon>);
+pub struct IpcHandler {
+    daemon: Arc<Daemon>,
+    pending: Pending<PreparedConfig>,
+}
+
+impl IpcHandler {
+    pub fn new(daemon: Arc<Daemon>) -> IpcHandler {
+        IpcHandler {
+            daemon,
+            pending: Pending::default(),
+        }
+    }
+}
 
 fn address(input: &Value, rpc: &str) -> Result<IpAddr, HandlerError> {
     let text = input
@@ -22,23 +37,41 @@ fn address(input: &Value, rpc: &str) -> Result<IpAddr, HandlerError> {
 }
 
 impl Handler for IpcHandler {
-    async fn reload(&self) -> Result<(), HandlerError> {
-        let d = Arc::clone(&self.0);
-        tokio::task::spawn_blocking(move || d.reload_config())
+    async fn prepare(&self, staged: &StagedPackages) -> Result<(), HandlerError> {
+        self.pending.clear();
+        let d = Arc::clone(&self.daemon);
+        let staged = staged.clone();
+        let prepared = tokio::task::spawn_blocking(move || d.prepare_config(&staged))
+            .await
+            .map_err(|e| HandlerError::refused(e.to_string()))?
+            .map_err(HandlerError::refused)?;
+        self.pending.put(prepared);
+        Ok(())
+    }
+
+    async fn apply(&self) -> Result<(), HandlerError> {
+        let prepared = self.pending.take()?;
+        let d = Arc::clone(&self.daemon);
+        tokio::task::spawn_blocking(move || d.apply_config(prepared))
             .await
             .map_err(|e| HandlerError::refused(e.to_string()))?
             .map_err(HandlerError::refused)
     }
 
+    async fn abort(&self) -> Result<(), HandlerError> {
+        self.pending.clear();
+        Ok(())
+    }
+
     async fn state(&self) -> Result<Value, HandlerError> {
-        Ok(self.0.state_json())
+        Ok(self.daemon.state_json())
     }
 
     async fn rpc(&self, name: &str, input: Value) -> Result<Value, HandlerError> {
         match name {
             "besip-security:unban" | "unban" => {
                 let addr = address(&input, "unban")?;
-                let d = Arc::clone(&self.0);
+                let d = Arc::clone(&self.daemon);
                 tokio::task::spawn_blocking(move || d.unban(addr))
                     .await
                     .map_err(|e| HandlerError::refused(e.to_string()))??;
@@ -49,7 +82,7 @@ impl Handler for IpcHandler {
                 let ttl = input.get("ttl").and_then(Value::as_u64).ok_or_else(|| {
                     HandlerError::invalid_params("protect needs input 'ttl' (seconds)")
                 })?;
-                let d = Arc::clone(&self.0);
+                let d = Arc::clone(&self.daemon);
                 tokio::task::spawn_blocking(move || d.protect(addr, ttl))
                     .await
                     .map_err(|e| HandlerError::refused(e.to_string()))?;

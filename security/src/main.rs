@@ -1,13 +1,13 @@
 //! besip-secd: watches SIP on the wire and bans offenders in the kernel.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use besip_core::daemon::{init_tracing, shutdown_signal, PidFile};
-use besip_core::ipc::IpcServer;
-use besip_core::paths::Layout;
+use besip_core::daemon::{
+    init_tracing, shutdown_signal, CommonArgs, ConfigSnapshot, DaemonIpc, StartError,
+};
 use besip_security::daemon::Daemon;
 use besip_security::ipc::IpcHandler;
 use clap::Parser;
@@ -15,14 +15,8 @@ use clap::Parser;
 #[derive(Parser)]
 #[command(name = "besip-secd", about = "BESIP SIP security guard")]
 struct Cli {
-    /// Root directory of the box.
-    #[arg(long, default_value = "/")]
-    root: PathBuf,
-    #[arg(long, default_value = "info")]
-    log_level: String,
-    /// Stay in the foreground (the daemon never forks; accepted for symmetry).
-    #[arg(long)]
-    foreground: bool,
+    #[command(flatten)]
+    common: CommonArgs,
     #[command(subcommand)]
     command: Option<Cmd>,
 }
@@ -43,86 +37,76 @@ enum Cmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(&cli.log_level);
-    if let Some(Cmd::Replay { file, config }) = &cli.command {
-        let path = config
-            .clone()
-            .unwrap_or_else(|| Layout::new(cli.root.clone()).uci_package("besip_security"));
-        let result = besip_security::config::Config::load(&path)
-            .map_err(|e| e.to_string())
-            .and_then(|cfg| besip_security::replay::replay(cfg, file));
-        return match result {
-            Ok(v) => {
-                println!("{v}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("besip-secd: {e}");
-                ExitCode::from(2)
-            }
-        };
+    match &cli.command {
+        None => besip_core::daemon::run("besip-secd", &cli.common, Some(2), run(&cli)),
+        Some(Cmd::Replay { file, config }) => replay(&cli.common, file, config.as_deref()),
+        Some(Cmd::Teardown) => teardown(&cli.common),
     }
-    if let Some(Cmd::Teardown) = &cli.command {
-        let path = Layout::new(cli.root.clone()).uci_package("besip_security");
-        let result = besip_security::config::Config::load(&path)
-            .map_err(|e| e.to_string())
-            .and_then(|cfg| {
-                besip_security::firewall::Firewall::new(
-                    cfg.backend,
-                    &cfg.set_name,
-                    besip_security::firewall::Ports::default(),
-                )
-                .teardown()
-                .map_err(|e| e.to_string())
-            });
-        return match result {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("besip-secd: {e}");
-                ExitCode::from(2)
-            }
-        };
-    }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start the runtime");
-            return ExitCode::FAILURE;
+}
+
+/// Offline: a capture file through the detector; exit 2 when it cannot run.
+fn replay(common: &CommonArgs, file: &Path, config: Option<&Path>) -> ExitCode {
+    init_tracing(&common.log_level);
+    let path = config
+        .map(Path::to_owned)
+        .unwrap_or_else(|| common.layout().uci_package("besip_security"));
+    let result = besip_security::config::Config::load(&path)
+        .map_err(|e| e.to_string())
+        .and_then(|cfg| besip_security::replay::replay(cfg, file));
+    match result {
+        Ok(v) => {
+            println!("{v}");
+            ExitCode::SUCCESS
         }
-    };
-    match rt.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            tracing::error!("{message}");
-            eprintln!("besip-secd: {message}");
-            ExitCode::FAILURE
+        Err(e) => {
+            eprintln!("besip-secd: {e}");
+            ExitCode::from(2)
         }
     }
 }
 
-async fn run(cli: Cli) -> Result<(), String> {
-    let layout = Layout::new(cli.root);
+/// Package removal: the configured backend's rules and sets go.
+fn teardown(common: &CommonArgs) -> ExitCode {
+    init_tracing(&common.log_level);
+    let path = common.layout().uci_package("besip_security");
+    let result = besip_security::config::Config::load(&path)
+        .map_err(|e| e.to_string())
+        .and_then(|cfg| {
+            besip_security::firewall::Firewall::new(
+                cfg.backend,
+                &cfg.set_name,
+                besip_security::firewall::Ports::default(),
+            )
+            .teardown()
+            .map_err(|e| e.to_string())
+        });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("besip-secd: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: &Cli) -> Result<(), StartError> {
+    let layout = cli.common.layout();
+    let snapshot = ConfigSnapshot::of_packages(&layout, &["besip_security", "besip_pbx"]);
     let daemon = tokio::task::spawn_blocking({
         let layout = layout.clone();
         move || Daemon::start(layout)
     })
-    .await
-    .map_err(|e| e.to_string())??;
-    let _pid = PidFile::create(&layout.pid_file("security"))
-        .map_err(|e| format!("cannot write pid file: {e}"))?;
-    let server = IpcServer::bind(
-        &layout.socket("security"),
-        Arc::new(IpcHandler(daemon.clone())),
+    .await??;
+    let ipc = DaemonIpc::bind(
+        &layout,
+        "security",
+        Arc::new(IpcHandler::new(daemon.clone())),
     )
-    .await
-    .map_err(|e| e.to_string())?;
-    daemon.set_notifier(server.notifier());
+    .await?;
+    daemon.set_notifier(ipc.notifier());
     let cfg = daemon.config();
     daemon.start_captures(&cfg)?;
+    let running = ipc.ready(&snapshot).await?;
     tracing::info!(backend = ?daemon.backend(), "besip-secd started");
     let ticker = {
         let d = daemon.clone();
@@ -146,6 +130,6 @@ async fn run(cli: Cli) -> Result<(), String> {
     ticker.abort();
     let d = daemon.clone();
     let _ = tokio::task::spawn_blocking(move || d.stop_captures()).await;
-    drop(server);
+    drop(running);
     Ok(())
 }
