@@ -57,10 +57,6 @@ pub enum Prepared {
     Pending,
     /// Not running: it reads the installed files when it starts.
     NotRunning,
-    /// An older daemon that answers `prepare` with "unknown method": it is
-    /// sent `reload` once the files are installed (and, if it refuses, the
-    /// old files and `reload` again). Remove once every daemon speaks prepare.
-    ReloadOnly,
 }
 
 /// A package rendered for a commit, in its staged file beside the real one.
@@ -84,8 +80,7 @@ pub trait Reloader: Send + Sync {
     fn apply(&self, daemon: &str) -> impl Future<Output = Result<(), ReloadError>> + Send;
     /// Drop the prepared configuration (fine when there is none).
     fn abort(&self, daemon: &str) -> impl Future<Output = Result<(), ReloadError>> + Send;
-    /// One phase: re-read the installed packages (start-up reconciliation,
-    /// daemons that answer `prepare` with `Prepared::ReloadOnly`).
+    /// One phase: re-read the installed packages (start-up reconciliation).
     fn reload(&self, daemon: &str) -> impl Future<Output = Result<(), ReloadError>> + Send;
 }
 
@@ -212,16 +207,6 @@ impl Reloader for IpcReloader {
         {
             Ok(Some(_)) => Ok(Prepared::Pending),
             Ok(None) => Ok(Prepared::NotRunning),
-            Err(ReloadError::Unreachable {
-                source: IpcError::Remote { code, .. },
-                ..
-            }) if code == CODE_METHOD_NOT_FOUND => {
-                tracing::debug!(
-                    daemon,
-                    "daemon does not know prepare; it will be sent reload"
-                );
-                Ok(Prepared::ReloadOnly)
-            }
             Err(e) => Err(e),
         }
     }

@@ -2,7 +2,7 @@
 
 mod common;
 use besip_core::datastore::{CommitOptions, Confirmed, Datastore, NoReload, Source, WithDefaults};
-use besip_core::ipc::{Handler, HandlerError, IpcServer};
+use besip_core::ipc::{Handler, HandlerError, IpcServer, StagedPackages};
 use besip_core::paths::Layout;
 use besip_core::reload::IpcReloader;
 use common::*;
@@ -11,18 +11,22 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// A daemon stand-in on a real socket that counts reloads and can refuse them.
+/// A daemon stand-in on a real socket that counts the configurations it is
+/// asked to check (prepare, also the first half of reload) and can refuse them.
 struct CountingDaemon {
     reloads: AtomicUsize,
     refuse: AtomicBool,
 }
 
 impl Handler for CountingDaemon {
-    async fn reload(&self) -> Result<(), HandlerError> {
+    async fn prepare(&self, _staged: &StagedPackages) -> Result<(), HandlerError> {
         self.reloads.fetch_add(1, Ordering::SeqCst);
         if self.refuse.load(Ordering::SeqCst) {
             return Err(HandlerError::refused("listen port 5060 is taken"));
         }
+        Ok(())
+    }
+    async fn apply(&self) -> Result<(), HandlerError> {
         Ok(())
     }
     async fn state(&self) -> Result<Value, HandlerError> {

@@ -92,7 +92,6 @@ const SECURITY: &str = "urn:besip:security";
 const MONITORING: &str = "urn:besip:monitoring";
 
 #[test]
-#[ignore = "needs the two-phase commit side (coresplit)"]
 fn a_refused_prepare_leaves_every_daemon_on_its_old_configuration() {
     let server = NetconfServer::start();
     let root = server.root_path().to_owned();

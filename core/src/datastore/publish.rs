@@ -4,11 +4,6 @@
 //! (`prepare`) before any switches (`apply`); if one refuses, the others
 //! `abort` and nothing is installed. Between the phases the commit installs
 //! running.xml, then the packages.
-//!
-//! Daemons that answer `prepare` with "unknown method" (built before the
-//! two-phase reload) are sent `reload` once the files are installed; if one
-//! of them refuses, the old files go back and those that reloaded reload
-//! again. Remove that path once every daemon speaks prepare.
 
 use crate::error::{ConfigError, ErrorTag};
 use crate::paths::Layout;
@@ -88,8 +83,6 @@ pub(super) struct Checked {
     files: Vec<(String, StagedFile)>,
     /// Daemons holding the new configuration pending.
     pending: Vec<&'static str>,
-    /// Daemons that only know `reload`, with their packages.
-    reload_only: Vec<(&'static str, Vec<String>)>,
 }
 
 /// A failure after running.xml was installed: what must be put back.
@@ -97,8 +90,6 @@ pub(super) struct Unwind {
     pub error: ConfigError,
     /// Packages already renamed into place.
     installed: Vec<String>,
-    /// Reload-only daemons that took the new files.
-    reloaded: Vec<&'static str>,
     pending: Vec<&'static str>,
 }
 
@@ -108,15 +99,11 @@ impl Staged {
     pub async fn prepare<R: Reloader>(self, reloader: &R) -> Result<Checked, ConfigError> {
         let mut checked = Checked {
             pending: Vec::new(),
-            reload_only: Vec::new(),
             files: Vec::new(),
         };
         for (daemon, staged) in by_daemon(&self.files) {
             match reloader.prepare(daemon, &staged).await {
                 Ok(Prepared::Pending) => checked.pending.push(daemon),
-                Ok(Prepared::ReloadOnly) => checked
-                    .reload_only
-                    .push((daemon, staged.into_iter().map(|s| s.package).collect())),
                 Ok(Prepared::NotRunning) => {}
                 Err(error) => {
                     let packages: Vec<String> = staged.into_iter().map(|s| s.package).collect();
@@ -148,13 +135,11 @@ impl Checked {
     }
 
     /// Phase two, once running.xml is installed: rename the packages into
-    /// place, reload the daemons that only know reload, then tell the
-    /// prepared ones to apply.
+    /// place, then tell the prepared daemons to apply.
     pub async fn install_and_apply<R: Reloader>(self, reloader: &R) -> Result<(), Unwind> {
         let mut unwind = Unwind {
             error: ConfigError::new(ErrorTag::OperationFailed, String::new()),
             installed: Vec::new(),
-            reloaded: Vec::new(),
             pending: self.pending,
         };
         for (package, file) in self.files {
@@ -167,13 +152,6 @@ impl Checked {
                 return Err(unwind);
             }
             unwind.installed.push(package);
-        }
-        for (daemon, packages) in &self.reload_only {
-            if let Err(error) = reloader.reload(daemon).await {
-                unwind.error = refusal(daemon, packages, &error);
-                return Err(unwind);
-            }
-            unwind.reloaded.push(daemon);
         }
         // A daemon that prepared has checked everything it could: a failure
         // here leaves it on its old configuration until its next reload
@@ -189,8 +167,8 @@ impl Checked {
 
 impl Unwind {
     /// Put the installed packages back to `previous` (their texts before the
-    /// commit; the caller has restored running.xml), reload the daemons
-    /// that took the new ones, abort the prepared. Returns the error to report.
+    /// commit; the caller has restored running.xml) and abort the prepared
+    /// daemons. Returns the error to report.
     pub async fn roll_back<R: Reloader>(
         self,
         layout: &Layout,
@@ -203,13 +181,6 @@ impl Unwind {
                 if let Err(e) = crate::persist::replace_derived(&path, old.as_bytes()) {
                     tracing::error!(path = %path.display(), error = %e, "cannot restore a package after a refused commit");
                 }
-            }
-        }
-        // A daemon that refused still runs its old configuration, so only
-        // those that took the new files are told to read the old ones.
-        for daemon in &self.reloaded {
-            if let Err(e) = reloader.reload(daemon).await {
-                tracing::error!(daemon, error = %e, "daemon refused its previous configuration during commit rollback");
             }
         }
         abort_all(reloader, &self.pending).await;
