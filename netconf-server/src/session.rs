@@ -1,6 +1,7 @@
 //! One NETCONF session over an SSH channel: hello exchange, framing, the
 //! request loop, notifications (interleaved), idle timeout and kill-session.
 
+use crate::base_notifications::{self, Rollback, RunningBefore, SessionParams, Termination};
 use crate::framing::{encode, FrameError, FrameReader, Framing};
 use crate::reply;
 use crate::rpc;
@@ -27,6 +28,8 @@ pub struct SessionCtx {
     pub subscribed: bool,
     /// Set by create-subscription; the loop starts it after the reply.
     pub new_subscription: Option<Subscription>,
+    /// `end_session` ran (it runs once).
+    ended: bool,
 }
 
 pub async fn run<S>(server: Arc<Server>, stream: S, user: String, group: Group, source_host: String)
@@ -45,6 +48,11 @@ where
         kill: kill.clone(),
     });
     tracing::info!(session = id, user = %user, from = %source_host, "NETCONF session started");
+    server.publish(&base_notifications::session_start(SessionParams {
+        user: &user,
+        session_id: id,
+        source_host: &source_host,
+    }));
     let mut ctx = SessionCtx {
         server: server.clone(),
         id,
@@ -54,6 +62,7 @@ where
         counters,
         subscribed: false,
         new_subscription: None,
+        ended: false,
     };
 
     let (msg_tx, msg_rx) = mpsc::channel(4);
@@ -63,26 +72,61 @@ where
     let reason = serve(&mut ctx, &mut write_half, msg_rx, mode_tx, kill).await;
     tracing::info!(session = id, reason, "NETCONF session ended");
 
-    end_session(&server, id).await;
+    end_session(&mut ctx, termination_of(reason)).await;
     let _ = write_half.shutdown().await;
     // Dropping both halves closes the SSH channel.
     reader.abort();
 }
 
 /// Release what the session holds: its locks and a non-persistent confirmed
-/// commit (RFC 6241 §8.4.1). Idempotent; runs before the close-session reply
-/// so the client sees the locks free once it has its `<ok/>`.
-async fn end_session(server: &Server, id: u32) {
+/// commit (RFC 6241 §8.4.1; published as a cancel), and publish the session's
+/// end. Runs once; before the close-session reply, so the client sees the
+/// locks free (and the notifications published) once it has its `<ok/>`.
+async fn end_session(ctx: &mut SessionCtx, reason: Termination) {
+    if std::mem::replace(&mut ctx.ended, true) {
+        return;
+    }
+    let (server, id) = (&ctx.server, ctx.id);
     {
         let mut store = server.store.lock().await;
         if store.confirm_session() == Some(id) {
-            if let Err(e) = store.cancel_commit(None, &server.reloader).await {
-                tracing::error!(session = id, error = %e, "reverting the confirmed commit failed");
-            }
+            let before = RunningBefore::take(&store);
+            let result = store.cancel_commit(None, &server.reloader).await;
             server.running_changed(&store);
+            match result {
+                Ok(_) => {
+                    let changes = before.changes_to(&store);
+                    drop(store);
+                    base_notifications::publish_rollback(
+                        server,
+                        Rollback::Cancel(SessionParams::from(&*ctx)),
+                        &changes,
+                    );
+                }
+                Err(e) => {
+                    tracing::error!(session = id, error = %e, "reverting the confirmed commit failed")
+                }
+            }
         }
     }
     server.unregister(id);
+    server.publish(&base_notifications::session_end(
+        SessionParams::from(&*ctx),
+        reason,
+        None,
+    ));
+}
+
+/// RFC 6470 `termination-reason` of what `serve` returned.
+fn termination_of(reason: &str) -> Termination {
+    match reason {
+        "close-session" => Termination::Closed,
+        "killed" => Termination::Killed,
+        "client closed" | "closed before hello" | "write failed" => Termination::Dropped,
+        "idle timeout" | "no hello in time" => Termination::Timeout,
+        "bad hello" => Termination::BadHello,
+        _ => Termination::Other,
+    }
 }
 
 /// Reads the hello in end-of-message framing, then switches to what was negotiated.
@@ -183,7 +227,7 @@ async fn serve<W: AsyncWrite + Unpin>(
                     .take()
                     .map(|s| (ctx.server.notifications.subscribe(), s));
                 if outcome.close {
-                    end_session(&ctx.server, ctx.id).await;
+                    end_session(ctx, Termination::Closed).await;
                     write_message(w, &outcome.reply, framing).await;
                     return "close-session";
                 }
