@@ -19,6 +19,7 @@ use besip_core::edit::{DefaultOperation, ErrorOption};
 use besip_core::error::{ConfigError, ErrorTag};
 use besip_core::filter::Filter;
 use besip_core::xml::{escape, Element};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 const SYSTEM_NS: &str = "urn:besip:system";
@@ -516,6 +517,7 @@ fn kill_session(ctx: &SessionCtx, op: &Element) -> OpResult {
     if entry.group == Group::Admin && ctx.group != Group::Admin {
         return Err(access_denied("end an administrator's session"));
     }
+    entry.killed_by.store(ctx.id, Ordering::Relaxed);
     entry.kill.notify_one();
     drop(sessions);
     // Its locks are free once the reply is sent (RFC 6241 §7.9); the killed

@@ -8,6 +8,7 @@ use crate::rpc;
 use crate::server::{Counters, Group, Server, SessionEntry};
 use crate::subscription::{self, Event, Subscription};
 use besip_core::error::{ConfigError, ErrorTag, ErrorType};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -39,6 +40,7 @@ where
     let (read_half, mut write_half) = tokio::io::split(stream);
     let counters = Arc::new(Counters::default());
     let kill = Arc::new(Notify::new());
+    let killed_by = Arc::new(AtomicU32::new(0));
     let id = server.register(SessionEntry {
         user: user.clone(),
         group,
@@ -46,6 +48,7 @@ where
         login_time: besip_core::ipc::now_rfc3339(),
         counters: counters.clone(),
         kill: kill.clone(),
+        killed_by: killed_by.clone(),
     });
     tracing::info!(session = id, user = %user, from = %source_host, "NETCONF session started");
     server.publish(&base_notifications::session_start(SessionParams {
@@ -72,7 +75,8 @@ where
     let reason = serve(&mut ctx, &mut write_half, msg_rx, mode_tx, kill).await;
     tracing::info!(session = id, reason, "NETCONF session ended");
 
-    end_session(&mut ctx, termination_of(reason)).await;
+    let killer = Some(killed_by.load(Ordering::Relaxed)).filter(|id| *id != 0);
+    end_session(&mut ctx, termination_of(reason), killer).await;
     let _ = write_half.shutdown().await;
     // Dropping both halves closes the SSH channel.
     reader.abort();
@@ -82,7 +86,7 @@ where
 /// commit (RFC 6241 §8.4.1; published as a cancel), and publish the session's
 /// end. Runs once; before the close-session reply, so the client sees the
 /// locks free (and the notifications published) once it has its `<ok/>`.
-async fn end_session(ctx: &mut SessionCtx, reason: Termination) {
+async fn end_session(ctx: &mut SessionCtx, reason: Termination, killed_by: Option<u32>) {
     if std::mem::replace(&mut ctx.ended, true) {
         return;
     }
@@ -113,7 +117,7 @@ async fn end_session(ctx: &mut SessionCtx, reason: Termination) {
     server.publish(&base_notifications::session_end(
         SessionParams::from(&*ctx),
         reason,
-        None,
+        killed_by,
     ));
 }
 
@@ -227,7 +231,7 @@ async fn serve<W: AsyncWrite + Unpin>(
                     .take()
                     .map(|s| (ctx.server.notifications.subscribe(), s));
                 if outcome.close {
-                    end_session(ctx, Termination::Closed).await;
+                    end_session(ctx, Termination::Closed, None).await;
                     write_message(w, &outcome.reply, framing).await;
                     return "close-session";
                 }

@@ -99,6 +99,12 @@ from lxml import etree
 with open(os.path.join(OUT, 'running.xml'), 'w') as f:
     f.write(''.join(etree.tostring(c).decode() for c in a.get_config('running').data_ele))
 print('SESSION END OK', flush=True)
+
+c = connect()
+a.kill_session(c.session_id)
+expect(listener, '<netconf-session-end', '<session-id>%s</session-id>' % c.session_id,
+       '<killed-by>%s</killed-by>' % a.session_id, '<termination-reason>killed</termination-reason>')
+print('KILLED OK', flush=True)
 print('DONE', flush=True)
 "#;
 
