@@ -72,11 +72,11 @@ where
     let (mode_tx, mode_rx) = oneshot::channel();
     let limit = server.settings.max_message_size;
     let reader = tokio::spawn(read_messages(read_half, limit, msg_tx, mode_rx));
-    let reason = serve(&mut ctx, &mut write_half, msg_rx, mode_tx, kill).await;
+    let (termination, reason) = serve(&mut ctx, &mut write_half, msg_rx, mode_tx, kill).await;
     tracing::info!(session = id, reason, "NETCONF session ended");
 
     let killer = Some(killed_by.load(Ordering::Relaxed)).filter(|id| *id != 0);
-    end_session(&mut ctx, termination_of(reason), killer).await;
+    end_session(&mut ctx, termination, killer).await;
     let _ = write_half.shutdown().await;
     // Dropping both halves closes the SSH channel.
     reader.abort();
@@ -121,18 +121,6 @@ async fn end_session(ctx: &mut SessionCtx, reason: Termination, killed_by: Optio
     ));
 }
 
-/// RFC 6470 `termination-reason` of what `serve` returned.
-fn termination_of(reason: &str) -> Termination {
-    match reason {
-        "close-session" => Termination::Closed,
-        "killed" => Termination::Killed,
-        "client closed" | "closed before hello" | "write failed" => Termination::Dropped,
-        "idle timeout" | "no hello in time" => Termination::Timeout,
-        "bad hello" => Termination::BadHello,
-        _ => Termination::Other,
-    }
-}
-
 /// Reads the hello in end-of-message framing, then switches to what was negotiated.
 async fn read_messages<R: AsyncRead + Unpin>(
     read_half: R,
@@ -164,20 +152,21 @@ async fn write_message<W: AsyncWrite + Unpin>(w: &mut W, text: &str, framing: Fr
     w.write_all(&bytes).await.is_ok() && w.flush().await.is_ok()
 }
 
+/// The request loop; returns why the session ended (RFC 6470 termination-reason, and for the log).
 async fn serve<W: AsyncWrite + Unpin>(
     ctx: &mut SessionCtx,
     w: &mut W,
     mut rx: mpsc::Receiver<Result<String, FrameError>>,
     mode_tx: oneshot::Sender<Framing>,
     kill: Arc<Notify>,
-) -> &'static str {
+) -> (Termination, &'static str) {
     if !write_message(w, &crate::state::hello(ctx.id), Framing::EndOfMessage).await {
-        return "write failed";
+        return (Termination::Dropped, "write failed");
     }
     let hello = match tokio::time::timeout(HELLO_TIMEOUT, rx.recv()).await {
         Ok(Some(Ok(text))) => text,
-        Ok(_) => return "closed before hello",
-        Err(_) => return "no hello in time",
+        Ok(_) => return (Termination::Dropped, "closed before hello"),
+        Err(_) => return (Termination::Timeout, "no hello in time"),
     };
     let framing = match client_framing(&hello, ctx.server.settings.max_message_elements) {
         Some(f) => f,
@@ -185,7 +174,7 @@ async fn serve<W: AsyncWrite + Unpin>(
             ctx.server
                 .in_bad_hellos
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return "bad hello";
+            return (Termination::BadHello, "bad hello");
         }
     };
     let _ = mode_tx.send(framing);
@@ -212,7 +201,7 @@ async fn serve<W: AsyncWrite + Unpin>(
                         };
                         write_message(w, &reply::errors("", &[e]), framing).await;
                         ctx.server.dropped_sessions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        return "message too big";
+                        return (Termination::Other, "message too big");
                     }
                     Some(Err(FrameError::BadChunk(why))) => {
                         let e = ConfigError {
@@ -220,9 +209,9 @@ async fn serve<W: AsyncWrite + Unpin>(
                             ..ConfigError::new(ErrorTag::MalformedMessage, format!("bad chunked framing: {why}; the session is closed"))
                         };
                         write_message(w, &reply::errors("", &[e]), framing).await;
-                        return "bad framing";
+                        return (Termination::Other, "bad framing");
                     }
-                    Some(Err(_)) | None => return "client closed",
+                    Some(Err(_)) | None => return (Termination::Dropped, "client closed"),
                 };
                 let outcome = rpc::handle(ctx, &text).await;
                 // Listen before replaying, so nothing falls between the two.
@@ -233,15 +222,15 @@ async fn serve<W: AsyncWrite + Unpin>(
                 if outcome.close {
                     end_session(ctx, Termination::Closed, None).await;
                     write_message(w, &outcome.reply, framing).await;
-                    return "close-session";
+                    return (Termination::Closed, "close-session");
                 }
                 if !write_message(w, &outcome.reply, framing).await {
-                    return "write failed";
+                    return (Termination::Dropped, "write failed");
                 }
                 if let Some((receiver, subscription)) = started {
                     match start_subscription(ctx, w, framing, receiver, subscription).await {
                         Ok(started) => live = started,
-                        Err(()) => return "write failed",
+                        Err(()) => return (Termination::Dropped, "write failed"),
                     }
                 }
             }
@@ -253,22 +242,22 @@ async fn serve<W: AsyncWrite + Unpin>(
                 if subscription.request.stop.is_some_and(|stop| event.time > stop) {
                     live = None;
                     if !write_message(w, &subscription::notification_complete(), framing).await {
-                        return "write failed";
+                        return (Termination::Dropped, "write failed");
                     }
                     continue;
                 }
                 if !deliver(ctx, w, framing, &subscription.request, &event).await {
-                    return "write failed";
+                    return (Termination::Dropped, "write failed");
                 }
             }
             _ = stop_time_reached(stop_wait) => {
                 live = None;
                 if !write_message(w, &subscription::notification_complete(), framing).await {
-                    return "write failed";
+                    return (Termination::Dropped, "write failed");
                 }
             }
-            _ = kill.notified() => return "killed",
-            _ = idle_sleep => return "idle timeout",
+            _ = kill.notified() => return (Termination::Killed, "killed"),
+            _ = idle_sleep => return (Termination::Timeout, "idle timeout"),
         }
     }
 }
