@@ -1,6 +1,7 @@
 //! RFC 6470 base notifications of besip-netconfd seen by a real subscriber
 //! (ncclient; netopeer2-cli is not packaged for this Debian release):
-//! `netconf-confirmed-commit` start, extend, complete, cancel, timeout, the
+//! `netconf-confirmed-commit` start, extend, complete (also by persist-id),
+//! cancel, timeout, the
 //! `netconf-config-change` of each rollback, session start and end. Every
 //! notification received is checked against ietf-netconf-notifications by
 //! yanglint (libyang's command-line tool), as a libyang client would parse it.
@@ -92,6 +93,16 @@ expect(listener, CHANGE, theirs)
 expect(listener, CC, theirs, '<confirm-event>cancel</confirm-event>')
 expect(listener, '<netconf-session-end', theirs, '<termination-reason>closed</termination-reason>')
 assert hostname(a) == 'extended'
+
+# a persistent confirmed commit confirmed from another session: complete, by that session
+a.edit_config(target='candidate', config=HOST.format('persisted'))
+a.commit(confirmed=True, timeout='60', persist='tok')
+expect(listener, CC, me, '<confirm-event>start</confirm-event>')
+d = connect()
+d.commit(persist_id='tok')
+expect(listener, CC, '<session-id>%s</session-id>' % d.session_id, '<confirm-event>complete</confirm-event>')
+assert hostname(a) == 'persisted'
+print('PERSIST OK', flush=True)
 a.edit_config(target='candidate', config=HOST.format(original))
 a.commit()
 expect(listener, CHANGE)
