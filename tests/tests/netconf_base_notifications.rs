@@ -2,8 +2,9 @@
 //! (ncclient; netopeer2-cli is not packaged for this Debian release):
 //! `netconf-confirmed-commit` start, extend, complete (also by persist-id),
 //! cancel, timeout, the `netconf-config-change` of each rollback, session
-//! start and end (also killed-by). Every notification received is checked against ietf-netconf-notifications by
-//! yanglint (libyang's command-line tool), as a libyang client would parse it.
+//! start and end (also killed-by). Every notification received is checked
+//! against ietf-netconf-notifications by yanglint (libyang's command-line
+//! tool), as a libyang client would parse it.
 //! NACM notification rules keep them from users who may not read them.
 
 use besip_tests::netconf::{python, NetconfServer, ADMIN_PASSWORD};
