@@ -29,8 +29,12 @@
 //!   connections over `max-sessions` fail authentication; `idle-timeout`
 //!   closes a session with no traffic.
 //! - Notifications: the NETCONF stream only; subtree filters; replay of the
-//!   last 1,000 notifications kept in memory (`subscription.rs`).
+//!   last 1,000 notifications kept in memory (`subscription.rs`); RFC 6470
+//!   base notifications: config change, confirmed commit, session start and
+//!   end (`base_notifications.rs`).
 
+pub mod base_notifications;
+pub mod confirm_timer;
 pub mod files;
 pub mod framing;
 pub mod fuzzing;

@@ -3,11 +3,10 @@
 use besip_core::daemon::{shutdown_signal, CommonArgs, PidFile, StartError};
 use besip_core::datastore::Datastore;
 use besip_netconf::server::Server;
-use besip_netconf::{modrpc, ssh, ssh_accept, users};
+use besip_netconf::{confirm_timer, modrpc, ssh, ssh_accept, users};
 use clap::Parser;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Instant;
 
 #[derive(Parser)]
 #[command(
@@ -90,7 +89,7 @@ async fn run(args: &Args) -> Result<(), StartError> {
     let _pid = PidFile::create(&layout.pid_file("netconf"))
         .map_err(|e| format!("cannot write the pid file: {e}"))?;
 
-    spawn_confirm_timer(server.clone());
+    confirm_timer::spawn(server.clone());
     modrpc::forward_daemon_notifications(server.clone());
     for listener in listeners {
         tokio::spawn(ssh_accept::serve(server.clone(), config.clone(), listener));
@@ -98,34 +97,4 @@ async fn run(args: &Args) -> Result<(), StartError> {
     shutdown_signal().await;
     tracing::info!("stopping");
     Ok(())
-}
-
-/// Reverts an unconfirmed confirmed-commit when its timeout expires: sleeps
-/// until the pending commit's deadline, or until running changes (a new,
-/// extended, confirmed or cancelled commit), then looks again.
-fn spawn_confirm_timer(server: Arc<Server>) {
-    tokio::spawn(async move {
-        loop {
-            let deadline = server.store.lock().await.confirm_deadline();
-            let Some(deadline) = deadline else {
-                server.confirm_deadline_changed.notified().await;
-                continue;
-            };
-            tokio::select! {
-                _ = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => {}
-                _ = server.confirm_deadline_changed.notified() => continue,
-            }
-            let mut store = server.store.lock().await;
-            if let Some(result) = store
-                .revert_if_expired(Instant::now(), &server.reloader)
-                .await
-            {
-                server.running_changed(&store);
-                match result {
-                    Ok(_) => tracing::warn!("confirmed commit not confirmed in time: reverted"),
-                    Err(e) => tracing::error!(error = %e, "reverting the confirmed commit failed"),
-                }
-            }
-        }
-    });
 }

@@ -1,11 +1,9 @@
 //! The bridge to the daemons: RPCs of besip modules forwarded over IPC,
-//! daemon notifications and netconf-config-change delivered to subscribers.
+//! daemon notifications delivered to subscribers.
 
-use crate::reply::xml_error_path;
 use crate::rpc::{Answer, OpResult};
 use crate::server::Server;
 use crate::session::SessionCtx;
-use besip_core::datastore::ChangeRecord;
 use besip_core::error::{ConfigError, ErrorTag};
 use besip_core::ipc::IpcClient;
 use besip_core::schema::Schema;
@@ -13,8 +11,6 @@ use besip_core::xml::{escape, Element};
 use serde_json::{Map, Value};
 use std::sync::Arc;
 use std::time::Duration;
-
-const NC_NOTIF_NS: &str = "urn:ietf:params:xml:ns:yang:ietf-netconf-notifications";
 
 pub async fn module_rpc(ctx: &SessionCtx, op: &Element) -> OpResult {
     let schema = Schema::get()
@@ -209,26 +205,6 @@ fn json_to_xml(value: &Value, ns: &str, top: bool, out: &mut String) {
             }
         }
     }
-}
-
-/// RFC 6470 netconf-config-change after a commit.
-pub fn publish_config_change(ctx: &SessionCtx, changes: &[ChangeRecord]) {
-    let mut edits = String::new();
-    for change in changes {
-        let (target, decls) = xml_error_path(&change.path);
-        edits.push_str(&format!(
-            "<edit><target{decls}>{}</target><operation>{}</operation></edit>",
-            escape(&target),
-            change.operation
-        ));
-    }
-    let event = format!(
-        "<netconf-config-change xmlns=\"{NC_NOTIF_NS}\"><changed-by><username>{}</username><session-id>{}</session-id><source-host>{}</source-host></changed-by><datastore>running</datastore>{edits}</netconf-config-change>",
-        escape(&ctx.user),
-        ctx.id,
-        escape(&ctx.source_host)
-    );
-    ctx.server.publish(&event);
 }
 
 /// Follow each daemon's notifications (reconnecting while it is down) and

@@ -2,6 +2,7 @@
 //! create-subscription) over besip-core's datastore; access control through
 //! `nacm_ops`.
 
+use crate::base_notifications::{self, ConfirmEvent, Rollback, RunningBefore, SessionParams};
 use crate::nacm_ops::{
     check_admin_data_kept, check_edit_rules, check_replace_rules, exec_denied, may_edit,
     normalize_nacm_paths, read_as_user, scope_of,
@@ -18,6 +19,7 @@ use besip_core::edit::{DefaultOperation, ErrorOption};
 use besip_core::error::{ConfigError, ErrorTag};
 use besip_core::filter::Filter;
 use besip_core::xml::{escape, Element};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 const SYSTEM_NS: &str = "urn:besip:system";
@@ -426,6 +428,7 @@ async fn commit(ctx: &SessionCtx, op: &Element) -> OpResult {
     } else {
         None
     };
+    let confirm_timeout = confirmed.as_ref().map(|c| c.timeout);
     let options = CommitOptions {
         user: ctx.user.clone(),
         comment: op
@@ -436,17 +439,26 @@ async fn commit(ctx: &SessionCtx, op: &Element) -> OpResult {
         persist_id: text_of(op, "persist-id").map(str::to_owned),
         session_id: Some(ctx.id),
     };
-    let outcome = {
+    let (outcome, pending_before) = {
         let mut store = ctx.server.store.lock().await;
+        let pending_before = store.confirm_pending();
         let outcome = store
             .commit(options, &ctx.server.reloader)
             .await
             .map_err(|e| e.0)?;
         ctx.server.running_changed(&store);
-        outcome
+        (outcome, pending_before)
     };
+    let by = SessionParams::from(ctx);
     if outcome.id.is_some() {
-        modrpc::publish_config_change(ctx, &outcome.changes);
+        ctx.server.publish(&base_notifications::config_change(
+            Some(by),
+            &outcome.changes,
+        ));
+    }
+    if let Some(event) = ConfirmEvent::of_commit(confirm_timeout, pending_before) {
+        ctx.server
+            .publish(&base_notifications::confirmed_commit(event, Some(by)));
     }
     Ok(Answer::Ok)
 }
@@ -460,9 +472,18 @@ async fn cancel_commit(ctx: &SessionCtx, op: &Element) -> OpResult {
             "the pending confirmed commit belongs to another session",
         )]);
     }
+    let before = store.confirm_pending().then(|| RunningBefore::take(&store));
     let result = store.cancel_commit(persist_id, &ctx.server.reloader).await;
     ctx.server.running_changed(&store);
-    result.map(|_| Answer::Ok).map_err(|e| e.0)
+    result.map_err(|e| e.0)?;
+    let changes = before.map(|b| b.changes_to(&store)).unwrap_or_default();
+    drop(store);
+    base_notifications::publish_rollback(
+        &ctx.server,
+        Rollback::Cancel(SessionParams::from(ctx)),
+        &changes,
+    );
+    Ok(Answer::Ok)
 }
 
 async fn discard(ctx: &SessionCtx) -> OpResult {
@@ -496,6 +517,7 @@ fn kill_session(ctx: &SessionCtx, op: &Element) -> OpResult {
     if entry.group == Group::Admin && ctx.group != Group::Admin {
         return Err(access_denied("end an administrator's session"));
     }
+    entry.killed_by.store(ctx.id, Ordering::Relaxed);
     entry.kill.notify_one();
     drop(sessions);
     // Its locks are free once the reply is sent (RFC 6241 §7.9); the killed

@@ -59,6 +59,8 @@ pub struct SessionEntry {
     pub counters: Arc<Counters>,
     /// Signalled by kill-session.
     pub kill: Arc<Notify>,
+    /// The session that sent the kill-session (0: none yet), for RFC 6470 killed-by.
+    pub killed_by: Arc<AtomicU32>,
 }
 
 #[derive(Default)]

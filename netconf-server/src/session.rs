@@ -1,12 +1,14 @@
 //! One NETCONF session over an SSH channel: hello exchange, framing, the
 //! request loop, notifications (interleaved), idle timeout and kill-session.
 
+use crate::base_notifications::{self, Rollback, RunningBefore, SessionParams, Termination};
 use crate::framing::{encode, FrameError, FrameReader, Framing};
 use crate::reply;
 use crate::rpc;
 use crate::server::{Counters, Group, Server, SessionEntry};
 use crate::subscription::{self, Event, Subscription};
 use besip_core::error::{ConfigError, ErrorTag, ErrorType};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -27,6 +29,8 @@ pub struct SessionCtx {
     pub subscribed: bool,
     /// Set by create-subscription; the loop starts it after the reply.
     pub new_subscription: Option<Subscription>,
+    /// `end_session` ran (it runs once).
+    ended: bool,
 }
 
 pub async fn run<S>(server: Arc<Server>, stream: S, user: String, group: Group, source_host: String)
@@ -36,6 +40,7 @@ where
     let (read_half, mut write_half) = tokio::io::split(stream);
     let counters = Arc::new(Counters::default());
     let kill = Arc::new(Notify::new());
+    let killed_by = Arc::new(AtomicU32::new(0));
     let id = server.register(SessionEntry {
         user: user.clone(),
         group,
@@ -43,8 +48,14 @@ where
         login_time: besip_core::ipc::now_rfc3339(),
         counters: counters.clone(),
         kill: kill.clone(),
+        killed_by: killed_by.clone(),
     });
     tracing::info!(session = id, user = %user, from = %source_host, "NETCONF session started");
+    server.publish(&base_notifications::session_start(SessionParams {
+        user: &user,
+        session_id: id,
+        source_host: &source_host,
+    }));
     let mut ctx = SessionCtx {
         server: server.clone(),
         id,
@@ -54,35 +65,60 @@ where
         counters,
         subscribed: false,
         new_subscription: None,
+        ended: false,
     };
 
     let (msg_tx, msg_rx) = mpsc::channel(4);
     let (mode_tx, mode_rx) = oneshot::channel();
     let limit = server.settings.max_message_size;
     let reader = tokio::spawn(read_messages(read_half, limit, msg_tx, mode_rx));
-    let reason = serve(&mut ctx, &mut write_half, msg_rx, mode_tx, kill).await;
+    let (termination, reason) = serve(&mut ctx, &mut write_half, msg_rx, mode_tx, kill).await;
     tracing::info!(session = id, reason, "NETCONF session ended");
 
-    end_session(&server, id).await;
+    let killer = Some(killed_by.load(Ordering::Relaxed)).filter(|id| *id != 0);
+    end_session(&mut ctx, termination, killer).await;
     let _ = write_half.shutdown().await;
     // Dropping both halves closes the SSH channel.
     reader.abort();
 }
 
 /// Release what the session holds: its locks and a non-persistent confirmed
-/// commit (RFC 6241 §8.4.1). Idempotent; runs before the close-session reply
-/// so the client sees the locks free once it has its `<ok/>`.
-async fn end_session(server: &Server, id: u32) {
+/// commit (RFC 6241 §8.4.1; published as a cancel), and publish the session's
+/// end. Runs once; before the close-session reply, so the client sees the
+/// locks free (and the notifications published) once it has its `<ok/>`.
+async fn end_session(ctx: &mut SessionCtx, reason: Termination, killed_by: Option<u32>) {
+    if std::mem::replace(&mut ctx.ended, true) {
+        return;
+    }
+    let (server, id) = (&ctx.server, ctx.id);
     {
         let mut store = server.store.lock().await;
         if store.confirm_session() == Some(id) {
-            if let Err(e) = store.cancel_commit(None, &server.reloader).await {
-                tracing::error!(session = id, error = %e, "reverting the confirmed commit failed");
-            }
+            let before = RunningBefore::take(&store);
+            let result = store.cancel_commit(None, &server.reloader).await;
             server.running_changed(&store);
+            match result {
+                Ok(_) => {
+                    let changes = before.changes_to(&store);
+                    drop(store);
+                    base_notifications::publish_rollback(
+                        server,
+                        Rollback::Cancel(SessionParams::from(&*ctx)),
+                        &changes,
+                    );
+                }
+                Err(e) => {
+                    tracing::error!(session = id, error = %e, "reverting the confirmed commit failed")
+                }
+            }
         }
     }
     server.unregister(id);
+    server.publish(&base_notifications::session_end(
+        SessionParams::from(&*ctx),
+        reason,
+        killed_by,
+    ));
 }
 
 /// Reads the hello in end-of-message framing, then switches to what was negotiated.
@@ -116,20 +152,21 @@ async fn write_message<W: AsyncWrite + Unpin>(w: &mut W, text: &str, framing: Fr
     w.write_all(&bytes).await.is_ok() && w.flush().await.is_ok()
 }
 
+/// The request loop; returns why the session ended (RFC 6470 termination-reason, and for the log).
 async fn serve<W: AsyncWrite + Unpin>(
     ctx: &mut SessionCtx,
     w: &mut W,
     mut rx: mpsc::Receiver<Result<String, FrameError>>,
     mode_tx: oneshot::Sender<Framing>,
     kill: Arc<Notify>,
-) -> &'static str {
+) -> (Termination, &'static str) {
     if !write_message(w, &crate::state::hello(ctx.id), Framing::EndOfMessage).await {
-        return "write failed";
+        return (Termination::Dropped, "write failed");
     }
     let hello = match tokio::time::timeout(HELLO_TIMEOUT, rx.recv()).await {
         Ok(Some(Ok(text))) => text,
-        Ok(_) => return "closed before hello",
-        Err(_) => return "no hello in time",
+        Ok(_) => return (Termination::Dropped, "closed before hello"),
+        Err(_) => return (Termination::Timeout, "no hello in time"),
     };
     let framing = match client_framing(&hello, ctx.server.settings.max_message_elements) {
         Some(f) => f,
@@ -137,7 +174,7 @@ async fn serve<W: AsyncWrite + Unpin>(
             ctx.server
                 .in_bad_hellos
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return "bad hello";
+            return (Termination::BadHello, "bad hello");
         }
     };
     let _ = mode_tx.send(framing);
@@ -164,7 +201,7 @@ async fn serve<W: AsyncWrite + Unpin>(
                         };
                         write_message(w, &reply::errors("", &[e]), framing).await;
                         ctx.server.dropped_sessions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        return "message too big";
+                        return (Termination::Other, "message too big");
                     }
                     Some(Err(FrameError::BadChunk(why))) => {
                         let e = ConfigError {
@@ -172,9 +209,9 @@ async fn serve<W: AsyncWrite + Unpin>(
                             ..ConfigError::new(ErrorTag::MalformedMessage, format!("bad chunked framing: {why}; the session is closed"))
                         };
                         write_message(w, &reply::errors("", &[e]), framing).await;
-                        return "bad framing";
+                        return (Termination::Other, "bad framing");
                     }
-                    Some(Err(_)) | None => return "client closed",
+                    Some(Err(_)) | None => return (Termination::Dropped, "client closed"),
                 };
                 let outcome = rpc::handle(ctx, &text).await;
                 // Listen before replaying, so nothing falls between the two.
@@ -183,17 +220,17 @@ async fn serve<W: AsyncWrite + Unpin>(
                     .take()
                     .map(|s| (ctx.server.notifications.subscribe(), s));
                 if outcome.close {
-                    end_session(&ctx.server, ctx.id).await;
+                    end_session(ctx, Termination::Closed, None).await;
                     write_message(w, &outcome.reply, framing).await;
-                    return "close-session";
+                    return (Termination::Closed, "close-session");
                 }
                 if !write_message(w, &outcome.reply, framing).await {
-                    return "write failed";
+                    return (Termination::Dropped, "write failed");
                 }
                 if let Some((receiver, subscription)) = started {
                     match start_subscription(ctx, w, framing, receiver, subscription).await {
                         Ok(started) => live = started,
-                        Err(()) => return "write failed",
+                        Err(()) => return (Termination::Dropped, "write failed"),
                     }
                 }
             }
@@ -205,22 +242,22 @@ async fn serve<W: AsyncWrite + Unpin>(
                 if subscription.request.stop.is_some_and(|stop| event.time > stop) {
                     live = None;
                     if !write_message(w, &subscription::notification_complete(), framing).await {
-                        return "write failed";
+                        return (Termination::Dropped, "write failed");
                     }
                     continue;
                 }
                 if !deliver(ctx, w, framing, &subscription.request, &event).await {
-                    return "write failed";
+                    return (Termination::Dropped, "write failed");
                 }
             }
             _ = stop_time_reached(stop_wait) => {
                 live = None;
                 if !write_message(w, &subscription::notification_complete(), framing).await {
-                    return "write failed";
+                    return (Termination::Dropped, "write failed");
                 }
             }
-            _ = kill.notified() => return "killed",
-            _ = idle_sleep => return "idle timeout",
+            _ = kill.notified() => return (Termination::Killed, "killed"),
+            _ = idle_sleep => return (Termination::Timeout, "idle timeout"),
         }
     }
 }
