@@ -1,5 +1,11 @@
-//! besip-cli: one command language for the whole box, derived from the YANG
-//! models (`shell`), the same over SSH into the box and from a laptop.
+//! besip-cli: the `besip` command line, a client of the box. The command
+//! language itself is besip-shell (re-exported as `shell` so the program's
+//! main file also compiles unchanged inside besip-box); here are the SSH
+//! client (`client`), its known host keys (`known_hosts`) and the
+//! whole-configuration export/import (`transfer`).
 
-pub mod shell;
+pub use besip_shell as shell;
+
+pub mod client;
+pub mod known_hosts;
 pub mod transfer;

@@ -1,12 +1,12 @@
 //! `besip [--host H] [-c CMD]`, `besip export`, `besip import`: the shell and
 //! the whole-box transfer against a box over NETCONF/SSH. Exit codes: 0 ok,
 //! 1 command error, 2 usage, 3 connection or login failure (also a host key
-//! that differs from the stored one, see `shell::known_hosts`).
+//! that differs from the stored one, see `known_hosts`).
 
-use besip_cli::shell::client::NetconfClient;
+use besip_cli::client::NetconfClient;
+use besip_cli::known_hosts::HostKeyPolicy;
 use besip_cli::shell::editor::run_shell;
 use besip_cli::shell::engine::execute;
-use besip_cli::shell::known_hosts::HostKeyPolicy;
 use besip_cli::shell::ShellError;
 use besip_cli::transfer::{self, Format};
 use std::io::{BufRead, IsTerminal, Write};
@@ -203,17 +203,7 @@ async fn script(client: &mut NetconfClient) -> Result<(), ShellError> {
         }
         match execute(client, line).await {
             Ok(out) => print(&out),
-            Err(ShellError::Command { message }) => {
-                return Err(ShellError::Command {
-                    message: format!("line {}: {message}", n + 1),
-                })
-            }
-            Err(ShellError::Rpc { message }) => {
-                return Err(ShellError::Rpc {
-                    message: format!("line {}: {message}", n + 1),
-                })
-            }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.at(&format!("line {}", n + 1))),
         }
     }
     Ok(())

@@ -4,11 +4,11 @@
 //! change as set lines, then copy-config to the candidate and commit, with
 //! discard-changes on any failure so nothing half-applied remains.
 
-use crate::shell::engine::{call, config_lines, reply_data};
-use crate::shell::render::{data_lines, diff};
-use crate::shell::{Session, ShellError};
 use besip_core::schema::{data_child, Schema};
 use besip_core::xml::Element;
+use besip_shell::engine::{call, config_lines, reply_data};
+use besip_shell::render::{data_lines, diff};
+use besip_shell::{Session, ShellError};
 use std::collections::HashMap;
 use yang2::data::{
     Data, DataFormat, DataParserFlags, DataPrinterFlags, DataTree, DataValidationFlags,

@@ -51,6 +51,7 @@ pub mod server;
 pub mod session;
 pub mod ssh;
 pub mod ssh_accept;
+pub mod ssh_shell;
 pub mod state;
 pub mod subscription;
 pub mod users;

@@ -1,14 +1,15 @@
 //! The SSH side (russh): host key, password and public-key authentication
 //! against besip-system users, the session limit, a bounded number of
-//! channels per connection, and the `netconf` subsystem. Accepting
-//! connections (grace time, per-source limit) is in `ssh_accept`.
+//! channels per connection, the `netconf` subsystem, and the command shell
+//! (`shell` and `exec` requests, run by `ssh_shell`). Accepting connections
+//! (grace time, per-source limit) is in `ssh_accept`.
 
 use crate::server::{Group, Server};
 use crate::users;
 use russh::keys::{PrivateKey, PublicKey};
 use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, ChannelOpenFailure, MethodKind, MethodSet};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -81,12 +82,21 @@ impl Drop for ChannelSlot {
     }
 }
 
+/// Who a channel's session runs as, and from where (for the session list).
+pub struct LoginUser {
+    pub name: String,
+    pub group: Group,
+    pub source: String,
+}
+
 pub struct Connection {
     server: Arc<Server>,
     peer: SocketAddr,
     user: Option<(String, Group)>,
-    /// Channels opened but not yet given a subsystem or shell.
+    /// Channels opened but not yet given a subsystem, shell or command.
     channels: HashMap<ChannelId, (Channel<Msg>, ChannelSlot)>,
+    /// Channels that asked for a pty (exec output then ends lines in CRLF).
+    terminals: HashSet<ChannelId>,
     /// Session channels open, including those running a subsystem or shell.
     open_channels: Arc<AtomicUsize>,
     /// Tells the accept loop the login succeeded (ends the grace time).
@@ -130,10 +140,28 @@ impl Connection {
             peer,
             user: None,
             channels: HashMap::new(),
+            terminals: HashSet::new(),
             open_channels: Arc::new(AtomicUsize::new(0)),
             logged_in,
             counted: false,
         }
+    }
+
+    /// The logged-in user and a channel not yet running anything, taken
+    /// out to run a shell or command.
+    fn take_channel(&mut self, id: ChannelId) -> Option<(LoginUser, Channel<Msg>, ChannelSlot)> {
+        let (name, group) = self.user.clone()?;
+        let (channel, slot) = self.channels.remove(&id)?;
+        let source = self.peer.ip().to_string();
+        Some((
+            LoginUser {
+                name,
+                group,
+                source,
+            },
+            channel,
+            slot,
+        ))
     }
 
     async fn key_allowed(&self, user: &str, key: &PublicKey) -> Option<Group> {
@@ -270,6 +298,7 @@ impl russh::server::Handler for Connection {
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
         self.channels.remove(&channel);
+        self.terminals.remove(&channel);
         Ok(())
     }
 
@@ -287,6 +316,7 @@ impl russh::server::Handler for Connection {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         if self.user.is_some() && self.channels.contains_key(&channel) {
+            self.terminals.insert(channel);
             session.channel_success(channel)?;
         } else {
             session.channel_failure(channel)?;
@@ -294,57 +324,46 @@ impl russh::server::Handler for Connection {
         Ok(())
     }
 
-    /// `ssh -p 830 admin@box`: the unified CLI as the login shell. It talks
-    /// NETCONF to an in-process session of this user, so the user's group
-    /// rights apply exactly as for any NETCONF client.
+    /// `ssh -p 830 admin@box`: the unified CLI as the login shell (see `ssh_shell`).
     async fn shell_request(
         &mut self,
         id: ChannelId,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let (Some((user, group)), Some((channel, slot))) =
-            (self.user.clone(), self.channels.remove(&id))
-        else {
+        let Some((user, channel, slot)) = self.take_channel(id) else {
             session.channel_failure(id)?;
             return Ok(());
         };
         session.channel_success(id)?;
-        let source = self.peer.ip().to_string();
-        let (netconf_end, shell_end) = tokio::io::duplex(1 << 20);
-        tokio::spawn(crate::session::run(
+        crate::ssh_shell::spawn_interactive(self.server.clone(), channel, slot, user);
+        Ok(())
+    }
+
+    /// `ssh -p 830 admin@box 'show pbx registrations'`: one command list,
+    /// its output and the CLI's exit code (see `ssh_shell`). The command
+    /// arrives in one SSH packet, whose size russh bounds; the shell refuses
+    /// a list over `besip_shell::batch::MAX_COMMAND_LIST` with an error.
+    async fn exec_request(
+        &mut self,
+        id: ChannelId,
+        data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let terminal = self.terminals.contains(&id);
+        let Some((user, channel, slot)) = self.take_channel(id) else {
+            tracing::info!(peer = %self.peer, "exec request refused: the channel already runs a shell or subsystem");
+            session.channel_failure(id)?;
+            return Ok(());
+        };
+        session.channel_success(id)?;
+        crate::ssh_shell::spawn_exec(
             self.server.clone(),
-            netconf_end,
-            user.clone(),
-            group,
-            source,
-        ));
-        tokio::spawn(async move {
-            let _slot = slot;
-            let (input, mut output) = tokio::io::split(channel.into_stream());
-            let prompt = format!("{user}@besip> ");
-            match besip_cli::shell::client::NetconfStream::start(shell_end).await {
-                Ok(mut netconf) => {
-                    if let Err(e) = besip_cli::shell::editor::run_shell(
-                        input,
-                        &mut output,
-                        &mut netconf,
-                        &prompt,
-                    )
-                    .await
-                    {
-                        tracing::info!(error = %e, user, "CLI shell ended");
-                    }
-                }
-                Err(e) => {
-                    use tokio::io::AsyncWriteExt;
-                    let _ = output
-                        .write_all(format!("error: the CLI could not start: {e}\r\n").as_bytes())
-                        .await;
-                }
-            }
-            use tokio::io::AsyncWriteExt;
-            let _ = output.shutdown().await;
-        });
+            channel,
+            slot,
+            user,
+            data.to_vec(),
+            terminal,
+        );
         Ok(())
     }
 
@@ -354,9 +373,7 @@ impl russh::server::Handler for Connection {
         name: &str,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let (Some((user, group)), Some((channel, slot))) =
-            (self.user.clone(), self.channels.remove(&id))
-        else {
+        let Some((user, channel, slot)) = self.take_channel(id) else {
             session.channel_failure(id)?;
             return Ok(());
         };
@@ -366,11 +383,15 @@ impl russh::server::Handler for Connection {
             return Ok(());
         }
         session.channel_success(id)?;
-        let source = self.peer.ip().to_string();
         let server = self.server.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            crate::session::run(server, channel.into_stream(), user, group, source).await;
+            let LoginUser {
+                name,
+                group,
+                source,
+            } = user;
+            crate::session::run(server, channel.into_stream(), name, group, source).await;
         });
         Ok(())
     }

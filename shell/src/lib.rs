@@ -1,16 +1,20 @@
-//! The schema-driven command shell: words resolved against the YANG models
+//! besip-shell: the schema-driven command shell of the box, shared by the
+//! `besip` CLI (over NETCONF/SSH from anywhere) and besip-netconfd (the SSH
+//! login shell and exec requests). Words are resolved against the YANG models
 //! (`path`), turned into NETCONF RPCs and back into set-style lines
-//! (`render`), executed over any [`Session`] (`engine`), with completion and
-//! help (`complete`), a NETCONF-over-SSH client (`client`) and a small line
-//! editor that works over any byte stream (`editor`).
+//! (`render`), executed over any [`Session`] (`engine`, `batch` for a
+//! `;`-separated list), with completion and help (`complete`), NETCONF 1.0
+//! framing over any byte stream (`stream`) and a small line editor that
+//! works over any byte stream (`editor`). No SSH and no host keys here: those
+//! are the client's (besip-cli) and the server's (besip-netconf).
 
-pub mod client;
+pub mod batch;
 pub mod complete;
 pub mod editor;
 pub mod engine;
-pub mod known_hosts;
 pub mod path;
 pub mod render;
+pub mod stream;
 
 use besip_core::xml::Element;
 use snafu::Snafu;
@@ -39,6 +43,21 @@ impl ShellError {
             ShellError::Command { .. } | ShellError::Rpc { .. } => 1,
             ShellError::Usage { .. } => 2,
             ShellError::Connection { .. } => 3,
+        }
+    }
+
+    /// The error of a command or RPC with where it happened in front
+    /// (`line 3: ...`); usage and connection errors are about the whole run
+    /// and stay as they are.
+    pub fn at(self, place: &str) -> ShellError {
+        match self {
+            ShellError::Command { message } => ShellError::Command {
+                message: format!("{place}: {message}"),
+            },
+            ShellError::Rpc { message } => ShellError::Rpc {
+                message: format!("{place}: {message}"),
+            },
+            other => other,
         }
     }
 }
