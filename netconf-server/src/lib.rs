@@ -49,4 +49,5 @@ pub mod ssh;
 pub mod ssh_accept;
 pub mod state;
 pub mod subscription;
+pub mod uci_import;
 pub mod users;
