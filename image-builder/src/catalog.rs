@@ -16,12 +16,14 @@ const KEEP_D: &str = include_str!("../files/keep.d-besip");
 pub const BOX_PATH: &str = "/usr/bin/besip-box";
 
 /// The programs and where the packages install them (links to BOX_PATH).
-pub const PROGRAMS: [(&str, &str); 5] = [
+pub const PROGRAMS: [(&str, &str); 6] = [
     ("besip-netconfd", "/usr/sbin/besip-netconfd"),
     ("besip-pbxd", "/usr/sbin/besip-pbxd"),
     ("besip-secd", "/usr/sbin/besip-secd"),
     ("besip-monitord", "/usr/sbin/besip-monitord"),
     ("besip", "/usr/bin/besip"),
+    // What the init scripts' reload_service runs on a hand edit of a package.
+    ("besip-uci-import", "/usr/sbin/besip-uci-import"),
 ];
 
 /// One package: its control data, files and conffiles.
@@ -98,6 +100,7 @@ pub fn packages(version: &str, arch: &str, box_binary: Vec<u8>) -> Vec<PackageSp
 
     let mut data = Tree::default();
     data.file(BOX_PATH, 0o755, box_binary)
+        .symlink("/usr/sbin/besip-uci-import", BOX_PATH)
         .file("/lib/upgrade/keep.d/besip", 0o644, KEEP_D)
         .file("/etc/uci-defaults/90-besip", 0o755, UCI_DEFAULTS)
         .dir("/etc/besip");

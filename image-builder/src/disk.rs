@@ -155,6 +155,11 @@ fn image_files(password: Option<&str>) -> Tree {
             include_str!("../files/image/udhcpc.script"),
         )
         .file(
+            "sbin/reload_config",
+            0o755,
+            include_str!("../files/image/reload_config"),
+        )
+        .file(
             "usr/sbin/besip-factory-reset",
             0o755,
             include_str!("../files/image/besip-factory-reset"),

@@ -54,4 +54,5 @@ pub mod ssh_accept;
 pub mod ssh_shell;
 pub mod state;
 pub mod subscription;
+pub mod uci_import;
 pub mod users;

@@ -3,7 +3,7 @@
 use besip_core::daemon::{shutdown_signal, CommonArgs, PidFile, StartError};
 use besip_core::datastore::Datastore;
 use besip_netconf::server::Server;
-use besip_netconf::{confirm_timer, modrpc, ssh, ssh_accept, users};
+use besip_netconf::{confirm_timer, modrpc, ssh, ssh_accept, uci_import, users};
 use clap::Parser;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -91,6 +91,9 @@ async fn run(args: &Args) -> Result<(), StartError> {
 
     confirm_timer::spawn(server.clone());
     modrpc::forward_daemon_notifications(server.clone());
+    let _uci_import = uci_import::listen(server.clone())
+        .await
+        .map_err(|e| e.to_string())?;
     for listener in listeners {
         tokio::spawn(ssh_accept::serve(server.clone(), config.clone(), listener));
     }

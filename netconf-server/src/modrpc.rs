@@ -67,6 +67,9 @@ pub async fn module_rpc(ctx: &SessionCtx, op: &Element) -> OpResult {
             }
         });
     }
+    if module_name == "besip-system" && op.name == crate::uci_import::RPC_NAME {
+        return import_uci(ctx, op).await;
+    }
     let daemon = module_name.trim_start_matches("besip-").to_owned();
     let socket = ctx.server.layout.socket(&daemon);
     let client = IpcClient::connect(&socket).await.map_err(|_| {
@@ -97,6 +100,27 @@ pub async fn module_rpc(ctx: &SessionCtx, op: &Element) -> OpResult {
             ErrorTag::OperationFailed,
             e.to_string(),
         )]),
+    }
+}
+
+/// `besip-system:import-uci`: a hand-edited UCI package through the datastore.
+async fn import_uci(ctx: &SessionCtx, op: &Element) -> OpResult {
+    let package = op
+        .child("package")
+        .map(|p| p.trimmed_text().to_owned())
+        .ok_or_else(|| vec![crate::rpc::bad_value("package", "<package> is missing")])?;
+    match crate::uci_import::import(&ctx.server, &package, &ctx.user).await {
+        Ok(imported) => {
+            let result = match imported {
+                crate::uci_import::Imported::Unchanged => "unchanged",
+                crate::uci_import::Imported::Committed(_) => "committed",
+            };
+            Ok(Answer::Body(format!(
+                "<result xmlns=\"{}\">{result}</result>",
+                escape(&op.namespace)
+            )))
+        }
+        Err(refusal) => Err(vec![crate::uci_import::to_config_error(&refusal)]),
     }
 }
 

@@ -82,7 +82,8 @@ def main(feed):
             for needle in ("#!/bin/sh /etc/rc.common", "USE_PROCD=1", "procd_open_instance",
                            "procd_set_param respawn", "procd_set_param stdout 1",
                            "procd_set_param stderr 1", "service_triggers()",
-                           f"procd_add_reload_trigger {DAEMONS[package]}"):
+                           f"procd_add_reload_trigger {DAEMONS[package]}",
+                           f"/usr/sbin/besip-uci-import {DAEMONS[package]}"):
                 if needle not in init:
                     fail(f"{name}: init script lacks {needle!r}")
             if data[f"./etc/init.d/{package}"].mode != 0o755:
@@ -97,6 +98,9 @@ def main(feed):
                 fail("besip-box: binary missing or not executable")
             if "./etc/uci-defaults/90-besip" not in data or "./lib/upgrade/keep.d/besip" not in data:
                 fail("besip-box: uci-defaults or keep.d file missing")
+            link = data.get("./usr/sbin/besip-uci-import")
+            if link is None or not link.issym() or link.linkname != "/usr/bin/besip-box":
+                fail("besip-box: /usr/sbin/besip-uci-import is not a link to the multi-call binary")
         controls[package] = (text, path)
 
     packages = open(os.path.join(feed, "Packages"), "rb").read()

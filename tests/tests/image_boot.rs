@@ -3,8 +3,9 @@
 //! 127.0.0.1) and real clients use the box: ncclient configures two
 //! extensions, sipp registers through the forwarded SIP port and calls, the
 //! web panel logs in; after a reboot and after an upgrade (besip-sysupgrade
-//! from a fresh image) the configuration is still there; after a factory
-//! reset it is gone. Every wait is bounded; the boot time is printed.
+//! from a fresh image) the configuration is still there; a hand edit of
+//! /etc/config/besip_pbx is committed by reload_config, an invalid one
+//! refused and the file put back; after a factory reset it is gone. Every wait is bounded; the boot time is printed.
 //!
 //! The image holds the workspace's debug programs (glibc, their libraries
 //! copied along) unless BESIP_IMAGE_BINARY names a static besip-box.
@@ -125,6 +126,19 @@ impl Vm {
             .write_all(format!("{command}\n").as_bytes())
             .expect("write console");
         std::thread::sleep(Duration::from_secs(1));
+    }
+
+    /// Wait (bounded) until the console shows `needle`.
+    fn wait_console(&self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !self.console_log().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} on the console within 120 s:\n{}",
+                self.console_log()
+            );
+            std::thread::sleep(Duration::from_secs(1));
+        }
     }
 
     /// Run `command` (which reboots) and wait for qemu to exit (-no-reboot).
@@ -264,6 +278,39 @@ fn booted_image_serves_netconf_sip_and_web_and_keeps_config_until_factory_reset(
     assert!(
         running.contains("<number>101</number>"),
         "configuration lost by a reboot: {running}"
+    );
+
+    // A hand edit of /etc/config/besip_pbx (what `uci commit` leaves), then
+    // reload_config: procd's reload trigger imports it through the datastore.
+    // A valid edit is committed; an invalid one (display-name is at most 64
+    // characters) is refused with file, line and YANG path and the file put
+    // back. (The markers are computed so the typed command's echo cannot match.)
+    vm.type_command(
+        "sed -i \"s/option number '101'/option number '101'\\n option display_name 'Hand'/\" /etc/config/besip_pbx; reload_config; echo HAND-EDIT-A=$?",
+    );
+    vm.wait_console("HAND-EDIT-A=0");
+    let running = running_config(vm.netconf);
+    assert!(
+        running.contains("<display-name>Hand</display-name>"),
+        "the hand edit was not committed: {running}"
+    );
+    let too_long = "x".repeat(65);
+    vm.type_command(&format!(
+        "sed -i \"s/'Hand'/'{too_long}'/\" /etc/config/besip_pbx; reload_config; echo HAND-EDIT-B=$?; grep -q {too_long} /etc/config/besip_pbx || echo RESTORED-$((40+2))"
+    ));
+    vm.wait_console("HAND-EDIT-B=1");
+    vm.wait_console("RESTORED-42");
+    let console = vm.console_log();
+    assert!(
+        console.contains("/etc/config/besip_pbx:")
+            && console.contains("edit refused")
+            && console.contains("YANG path /besip-pbx:pbx/extension[number='101']/display-name"),
+        "the refusal does not name file, line and YANG path:\n{console}"
+    );
+    let running = running_config(vm.netconf);
+    assert!(
+        running.contains("<display-name>Hand</display-name>"),
+        "the refused edit changed running: {running}"
     );
 
     // An upgrade to a fresh image (attached as the second disk) keeps it too.

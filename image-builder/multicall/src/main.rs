@@ -22,14 +22,16 @@ program!(pbxd, "pbxd.rs");
 program!(secd, "secd.rs");
 program!(monitord, "monitord.rs");
 program!(cli, "cli.rs");
+mod uci_import;
 
 /// Program names (as installed, the links to this binary) and their entries.
-const PROGRAMS: [(&str, fn() -> ExitCode); 5] = [
+const PROGRAMS: [(&str, fn() -> ExitCode); 6] = [
     ("besip-netconfd", netconfd::multicall_entry),
     ("besip-pbxd", pbxd::multicall_entry),
     ("besip-secd", secd::multicall_entry),
     ("besip-monitord", monitord::multicall_entry),
     ("besip", cli::multicall_entry),
+    ("besip-uci-import", uci_import::run),
 ];
 
 fn find(name: &str) -> Option<fn() -> ExitCode> {
