@@ -136,6 +136,11 @@ impl LeafValue for bool {
 pub struct Decimal64<const D: u8>(pub i64);
 
 impl<const D: u8> Decimal64<D> {
+    /// The nearest `f64` (exact for the values a decimal64 of few digits holds in practice).
+    pub fn as_f64(self) -> f64 {
+        self.0 as f64 / 10f64.powi(i32::from(D))
+    }
+
     pub fn parse(text: &str) -> Option<Self> {
         let t = text.trim();
         let (negative, t) = match t.strip_prefix('-') {
