@@ -90,6 +90,15 @@ pub struct LeafInfo {
     pub field: &'static str,
 }
 
+/// One generated module, for code that walks them all (tests, tools).
+#[derive(Debug, Clone, Copy)]
+pub struct ModuleTable {
+    pub module: &'static str,
+    pub namespace: &'static str,
+    pub package: &'static str,
+    pub leaves: &'static [LeafInfo],
+}
+
 /// A type a leaf's text parses into.
 pub trait LeafValue: Sized {
     fn parse_leaf(text: &str) -> Option<Self>;

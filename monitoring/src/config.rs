@@ -52,7 +52,7 @@ impl MonitorConfig {
         if m.mos_interval > m.rotation_interval {
             return Err(InvalidSnafu {
                 file,
-                option: "mos_interval",
+                option: Monitoring::OPTION_MOS_INTERVAL,
                 value: m.mos_interval.to_string(),
                 why: "at most rotation_interval",
             }
