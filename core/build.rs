@@ -60,7 +60,7 @@ fn main() {
     code.push_str("];\n");
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR")).join("embedded_yang.rs");
     std::fs::write(out, code).expect("write embedded_yang.rs");
-    println!("cargo:rerun-if-changed=build/typed.rs");
+    println!("cargo:rerun-if-changed=build");
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
     typed::generate(&yang_dir, &out_dir);
 }
