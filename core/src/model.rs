@@ -27,54 +27,45 @@ use crate::uci::{Package, Section};
 
 include!(concat!(env!("OUT_DIR"), "/model.rs"));
 
+/// Where in a UCI package a fault is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Place {
+    pub package: String,
+    pub file: String,
+    pub line: usize,
+    pub section: String,
+    pub option: String,
+}
+
+impl std::fmt::Display for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {}:{}: section '{}' option '{}'",
+            self.package, self.file, self.line, self.section, self.option
+        )
+    }
+}
+
 /// A value of the UCI package that the YANG types refuse.
 #[derive(Debug, Clone, PartialEq, Eq, Snafu)]
 pub enum ModelError {
-    #[snafu(display(
-        "{package}: {file}:{line}: section '{section}' option '{option}': '{value}' is not a valid {expected}"
-    ))]
+    #[snafu(display("{place}: '{value}' is not a valid {expected}"))]
     BadValue {
-        package: String,
-        file: String,
-        line: usize,
-        section: String,
-        option: String,
+        place: Box<Place>,
         value: String,
         expected: String,
     },
-    #[snafu(display(
-        "{package}: {file}:{line}: section '{section}' option '{option}': {value} is outside the range {range}"
-    ))]
+    #[snafu(display("{place}: {value} is outside the range {range}"))]
     OutOfRange {
-        package: String,
-        file: String,
-        line: usize,
-        section: String,
-        option: String,
+        place: Box<Place>,
         value: String,
         range: String,
     },
-    #[snafu(display(
-        "{package}: {file}:{line}: section '{section}' lacks option '{option}', which YANG requires"
-    ))]
-    Missing {
-        package: String,
-        file: String,
-        line: usize,
-        section: String,
-        option: String,
-    },
-    #[snafu(display(
-        "{package}: {file}:{line}: section '{section}' option '{option}' names '{value}', which no section of the parent list defines"
-    ))]
-    Orphan {
-        package: String,
-        file: String,
-        line: usize,
-        section: String,
-        option: String,
-        value: String,
-    },
+    #[snafu(display("{place}: missing, and YANG requires it"))]
+    Missing { place: Box<Place> },
+    #[snafu(display("{place}: names '{value}', which no section of the parent list defines"))]
+    Orphan { place: Box<Place>, value: String },
 }
 
 /// Where one config leaf lives in YANG, in UCI and in the generated types.
@@ -289,11 +280,7 @@ impl<'a> Reader<'a> {
             .map(|(_, p)| *p)
             .unwrap_or_default();
         Err(ModelError::Orphan {
-            package: self.pkg.name.clone(),
-            file: orphan.file.clone(),
-            line: orphan.line,
-            section: orphan.name.clone(),
-            option: option.to_owned(),
+            place: self.place(orphan, option, orphan.line),
             value: orphan.get(option).unwrap_or_default().to_owned(),
         })
     }
@@ -308,13 +295,19 @@ impl<'a> Reader<'a> {
         Ok(values.join(" "))
     }
 
-    fn missing(&self, s: &Section, option: &str) -> ModelError {
-        ModelError::Missing {
+    fn place(&self, s: &Section, option: &str, line: usize) -> Box<Place> {
+        Box::new(Place {
             package: self.pkg.name.clone(),
             file: s.file.clone(),
-            line: s.line,
+            line,
             section: s.name.clone(),
             option: option.to_owned(),
+        })
+    }
+
+    fn missing(&self, s: &Section, option: &str) -> ModelError {
+        ModelError::Missing {
+            place: self.place(s, option, s.line),
         }
     }
 
@@ -329,11 +322,7 @@ impl<'a> Reader<'a> {
         let line = s.option(option).map(|o| o.line).unwrap_or(s.line);
         let Some(value) = T::parse_leaf(raw) else {
             return Err(ModelError::BadValue {
-                package: self.pkg.name.clone(),
-                file: s.file.clone(),
-                line,
-                section: s.name.clone(),
-                option: option.to_owned(),
+                place: self.place(s, option, line),
                 value: raw.to_owned(),
                 expected: expected.to_owned(),
             });
@@ -341,11 +330,7 @@ impl<'a> Reader<'a> {
         if let Some(m) = value.magnitude() {
             if !ranges.is_empty() && !ranges.iter().any(|(lo, hi)| (*lo..=*hi).contains(&m)) {
                 return Err(ModelError::OutOfRange {
-                    package: self.pkg.name.clone(),
-                    file: s.file.clone(),
-                    line,
-                    section: s.name.clone(),
-                    option: option.to_owned(),
+                    place: self.place(s, option, line),
                     value: raw.to_owned(),
                     range: ranges
                         .iter()
