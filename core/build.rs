@@ -1,5 +1,9 @@
 //! Embeds every YANG module under `yang/` into the binary, so the box needs no
-//! module files at run time and the NETCONF server serves exactly what it validates with.
+//! module files at run time and the NETCONF server serves exactly what it validates with;
+//! and generates the typed configuration of the besip modules (build/typed.rs).
+
+#[path = "build/typed.rs"]
+mod typed;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -56,4 +60,7 @@ fn main() {
     code.push_str("];\n");
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR")).join("embedded_yang.rs");
     std::fs::write(out, code).expect("write embedded_yang.rs");
+    println!("cargo:rerun-if-changed=build");
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
+    typed::generate(&yang_dir, &out_dir);
 }

@@ -1,11 +1,14 @@
 //! The daemon's configuration, read from the UCI package `besip_monitoring`
-//! (rendered by core from YANG module besip-monitoring). Absent options take
-//! the YANG default named in each comment.
+//! with the types generated from YANG besip-monitoring
+//! (`besip_core::model::monitoring`): absent options take their YANG
+//! defaults, values are checked against the YANG types and ranges there.
 
 use std::collections::HashMap;
 use std::path::Path;
 
-use besip_core::uci::{Package, Section, UciError};
+use besip_core::model::monitoring::{Emodel, Monitoring};
+use besip_core::model::ModelError;
+use besip_core::uci::{Package, UciError};
 use snafu::{ResultExt, Snafu};
 
 use crate::analyzer::Settings;
@@ -16,6 +19,8 @@ use crate::emodel::Variant;
 pub enum ConfigError {
     #[snafu(display("{source}"))]
     Uci { source: UciError },
+    #[snafu(display("{source}"))]
+    Value { source: ModelError },
     #[snafu(display("{file}: option {option} '{value}' is invalid: {why}"))]
     Invalid {
         file: String,
@@ -35,129 +40,54 @@ pub struct MonitorConfig {
     pub settings: Settings,
 }
 
-fn parsed<T>(sec: &Section, name: &str, default: T) -> Result<T, ConfigError>
-where
-    T: std::str::FromStr,
-    T::Err: std::fmt::Display,
-{
-    Ok(sec
-        .get_parsed::<T>(name)
-        .context(UciSnafu)?
-        .unwrap_or(default))
-}
-
 impl MonitorConfig {
     pub fn load(path: &Path) -> Result<MonitorConfig, ConfigError> {
-        let file = path.display().to_string();
         let pkg = Package::load(path).context(UciSnafu)?;
-        let empty = Section::new("monitoring", "main");
-        let main = pkg.section("main").unwrap_or(&empty);
-        let invalid = |option: &str, value: String, why: &str| {
-            InvalidSnafu {
-                file: file.clone(),
-                option,
-                value,
-                why,
+        let monitoring = Monitoring::from_package(&pkg).context(ValueSnafu)?;
+        MonitorConfig::from_model(monitoring, &path.display().to_string())
+    }
+
+    pub fn from_model(m: Monitoring, file: &str) -> Result<MonitorConfig, ConfigError> {
+        // A report interval longer than the file rotation would never end inside one file.
+        if m.mos_interval > m.rotation_interval {
+            return Err(InvalidSnafu {
+                file,
+                option: Monitoring::OPTION_MOS_INTERVAL,
+                value: m.mos_interval.to_string(),
+                why: "at most rotation_interval",
             }
-            .build()
+            .build());
+        }
+        let variant = match m.emodel {
+            Emodel::ItuG107 => Variant::ItuG107,
+            Emodel::BesipSimplified => Variant::BesipSimplified,
         };
-        // leaf-list interface, default "any"
-        let mut interfaces = main.list("interface").to_vec();
-        if interfaces.is_empty() {
-            interfaces.push("any".to_string());
-        }
-        // leaf capture-filter, default "udp"
-        let capture_filter = main.get("capture_filter").unwrap_or("udp").to_string();
-        // leaf-list sip-port, default 5060
-        let mut sip_ports = Vec::new();
-        for p in main.list("sip_port") {
-            sip_ports.push(
-                p.parse::<u16>()
-                    .map_err(|_| invalid("sip_port", p.clone(), "a port number 1..65535"))?,
-            );
-        }
-        if sip_ports.is_empty() {
-            sip_ports.push(5060);
-        }
-        // leaf rotation-interval, default 900 (60..86400)
-        let rotation: u64 = parsed(main, "rotation_interval", 900)?;
-        if !(60..=86400).contains(&rotation) {
-            return Err(invalid(
-                "rotation_interval",
-                rotation.to_string(),
-                "60..86400 seconds",
-            ));
-        }
-        // leaf mos-interval, default 10 (1..3600)
-        let interval: u64 = parsed(main, "mos_interval", 10)?;
-        if !(1..=3600).contains(&interval) || interval > rotation {
-            return Err(invalid(
-                "mos_interval",
-                interval.to_string(),
-                "1..3600 seconds and at most rotation_interval",
-            ));
-        }
-        // leaf emodel, default itu-g107
-        let emodel = main.get("emodel").unwrap_or("itu-g107");
-        let variant = Variant::parse(emodel)
-            .ok_or_else(|| invalid("emodel", emodel.to_string(), "itu-g107 or besip-simplified"))?;
-        // leaf default-one-way-delay, default 0 ms
-        let delay: u32 = parsed(main, "default_one_way_delay", 0)?;
-        // leaf mos-threshold, default 3.60
-        let mos_threshold: f64 = parsed(main, "mos_threshold", 3.6)?;
-        if !(1.0..=5.0).contains(&mos_threshold) {
-            return Err(invalid("mos_threshold", mos_threshold.to_string(), "1..5"));
-        }
-        // leaf retention, default 30 days
-        let retention_days: u64 = parsed(main, "retention", 30)?;
-        // list codec (payload-type key; clock-rate 8000, ie 0, bpl 25.1 defaults)
-        let mut codecs = HashMap::new();
-        for sec in pkg.sections_of("codec") {
-            let pt: u8 = sec
-                .get_parsed("payload_type")
-                .context(UciSnafu)?
-                .ok_or_else(|| {
-                    invalid(
-                        "payload_type",
-                        String::new(),
-                        "every codec entry needs a payload type",
-                    )
-                })?;
-            if pt > 127 {
-                return Err(invalid("payload_type", pt.to_string(), "0..127"));
-            }
-            let name = sec.get("name").unwrap_or("").to_string();
-            let clock_rate: u32 = parsed(sec, "clock_rate", 8000)?;
-            let ie: f64 = parsed(sec, "ie", 0.0)?;
-            let bpl: f64 = parsed(sec, "bpl", 25.1)?;
-            if clock_rate == 0 || !(0.0..=100.0).contains(&ie) || !(1.0..=100.0).contains(&bpl) {
-                return Err(invalid(
-                    "codec",
-                    pt.to_string(),
-                    "clock_rate > 0, ie 0..100, bpl 1..100",
-                ));
-            }
-            codecs.insert(
-                pt,
-                Codec {
-                    name,
-                    clock_rate,
-                    ie,
-                    bpl,
-                },
-            );
-        }
+        let codecs: HashMap<u8, Codec> = m
+            .codec
+            .into_iter()
+            .map(|c| {
+                (
+                    c.payload_type,
+                    Codec {
+                        name: c.name,
+                        clock_rate: c.clock_rate,
+                        ie: c.ie.as_f64(),
+                        bpl: c.bpl.as_f64(),
+                    },
+                )
+            })
+            .collect();
         Ok(MonitorConfig {
-            interfaces,
-            capture_filter,
-            rotation_interval_s: rotation,
-            mos_threshold,
-            retention_days,
+            interfaces: m.interface,
+            capture_filter: m.capture_filter,
+            rotation_interval_s: u64::from(m.rotation_interval),
+            mos_threshold: m.mos_threshold.as_f64(),
+            retention_days: u64::from(m.retention),
             settings: Settings {
                 variant,
-                interval_s: interval as f64,
-                default_delay_ms: f64::from(delay),
-                sip_ports,
+                interval_s: f64::from(m.mos_interval),
+                default_delay_ms: f64::from(m.default_one_way_delay),
+                sip_ports: m.sip_port,
                 codecs: CodecTable::with(codecs),
             },
         })

@@ -15,7 +15,7 @@ use besip_core::xml::Element;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
-const SYSTEM_NS: &str = "urn:besip:system";
+use besip_core::model::system::NAMESPACE as SYSTEM_NS;
 
 /// The YANG default of `files-directory`, for a running tree that lacks it.
 const FALLBACK_DIRECTORY: &str = "/var/lib/besip/files";

@@ -14,7 +14,7 @@ use besip_core::error::{ConfigError, ErrorTag};
 use besip_core::xml::Element;
 use besip_core::yang2::data::{DataDiffFlags, DataTree};
 
-const SYSTEM_NS: &str = "urn:besip:system";
+use besip_core::model::system::NAMESPACE as SYSTEM_NS;
 
 /// An operation the user may not run (RFC 8341 §3.4.4: error-type protocol).
 pub fn exec_denied(name: &str) -> Vec<ConfigError> {

@@ -22,7 +22,7 @@ use besip_core::xml::{escape, Element};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-const SYSTEM_NS: &str = "urn:besip:system";
+use besip_core::model::system::NAMESPACE as SYSTEM_NS;
 
 pub async fn dispatch(ctx: &mut SessionCtx, rpc: &Element, op: &Element) -> OpResult {
     let e = |err: ConfigError| vec![err];

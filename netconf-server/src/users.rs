@@ -8,7 +8,7 @@ use besip_core::filter::Filter;
 use besip_core::xml::{escape, Element};
 use std::time::Duration;
 
-const SYSTEM_NS: &str = "urn:besip:system";
+use besip_core::model::system::NAMESPACE as SYSTEM_NS;
 
 #[derive(Debug, Clone)]
 pub struct User {

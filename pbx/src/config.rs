@@ -1,19 +1,29 @@
-//! The daemon's view of UCI package `besip_pbx` (rendered from YANG besip-pbx).
-//! Every default here repeats the YANG default of the leaf named beside it.
+//! The daemon's view of UCI package `besip_pbx`, built from the types
+//! generated from YANG besip-pbx (`besip_core::model::pbx`): the generated
+//! reader applies YANG's types, ranges, defaults and mandatory leaves; this
+//! file turns them into the shapes the PBX works with and checks the rules
+//! YANG does not state (or the reader does not resolve: references between lists).
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 
-use besip_core::uci::{Package, Section, UciError};
+use besip_core::model::pbx::{self as model, Pbx};
+use besip_core::model::ModelError;
+use besip_core::uci::{Package, UciError};
 use snafu::{ResultExt, Snafu};
+
+pub mod accounting;
+pub mod dispatcher;
+pub mod outbound;
+pub mod tcp;
 
 #[derive(Debug, Snafu)]
 pub enum ConfigError {
     #[snafu(display("cannot read PBX configuration: {source}"))]
     Read { source: UciError },
     #[snafu(display("bad value in PBX configuration: {source}"))]
-    Value { source: UciError },
+    Value { source: ModelError },
     #[snafu(display("{file}: {message}"))]
     Rule { file: String, message: String },
 }
@@ -61,7 +71,7 @@ pub struct Extension {
     pub groups: Vec<String>,
     pub forward_unconditional: Option<String>,
     /// /pbx/extension/outbound
-    pub outbound: crate::outbound::Permissions,
+    pub outbound: outbound::Permissions,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,7 +107,7 @@ pub struct Config {
     pub max_transactions: usize,
     pub listens: Vec<Listen>,
     /// /pbx/tcp
-    pub tcp: crate::tcp_limits::TcpLimits,
+    pub tcp: tcp::TcpLimits,
     pub min_expires: u32,
     pub default_expires: u32,
     pub max_expires: u32,
@@ -109,7 +119,7 @@ pub struct Config {
     pub aliases: HashMap<String, String>,
     pub trunks: HashMap<String, Trunk>,
     pub routes: Vec<Route>,
-    pub dispatcher_sets: HashMap<String, crate::dispatcher::SetConfig>,
+    pub dispatcher_sets: HashMap<String, dispatcher::SetConfig>,
     pub external_address: Option<IpAddr>,
     /// /pbx/nat/local-network
     pub local_networks: Vec<(IpAddr, u8)>,
@@ -117,33 +127,35 @@ pub struct Config {
     pub rtp_port_max: u16,
     pub session_expires: u32,
     pub max_call_duration: u32,
-    pub accounting: crate::accounting::Settings,
+    pub accounting: accounting::Settings,
     /// /pbx/outbound
-    pub outbound: crate::outbound::Policy,
+    pub outbound: outbound::Policy,
 }
 
-fn get_or<T: std::str::FromStr>(
-    s: Option<&Section>,
-    name: &str,
-    default: T,
-) -> Result<T, ConfigError>
-where
-    T::Err: std::fmt::Display,
-{
-    match s {
-        Some(s) => Ok(s.get_parsed(name).context(ValueSnafu)?.unwrap_or(default)),
-        None => Ok(default),
-    }
+/// Parses /pbx/nat/local-network and trusted-peer prefixes ("192.168.0.0/16", "fd00::/8").
+pub fn parse_networks(values: &[String]) -> Result<Vec<(IpAddr, u8)>, String> {
+    values
+        .iter()
+        .map(|v| {
+            let bad = || format!("nat local-network '{v}' is not an IP prefix");
+            let (ip, len) = v.split_once('/').ok_or_else(bad)?;
+            let ip: IpAddr = ip.parse().map_err(|_| bad())?;
+            let len: u8 = len.parse().map_err(|_| bad())?;
+            let max = if ip.is_ipv4() { 32 } else { 128 };
+            if len > max {
+                return Err(bad());
+            }
+            Ok((ip, len))
+        })
+        .collect()
 }
 
-fn transport_of(s: &Section) -> Result<Transport, ConfigError> {
-    match s.get("transport").unwrap_or("udp") {
-        "udp" => Ok(Transport::Udp),
-        "tcp" => Ok(Transport::Tcp),
-        other => Err(ConfigError::Rule {
-            file: s.file.clone(),
-            message: format!("section {}: transport '{other}' is not udp or tcp", s.name),
-        }),
+impl From<model::Transport> for Transport {
+    fn from(t: model::Transport) -> Self {
+        match t {
+            model::Transport::Udp => Transport::Udp,
+            model::Transport::Tcp => Transport::Tcp,
+        }
     }
 }
 
@@ -163,93 +175,55 @@ impl Config {
     }
 
     pub fn from_package(pkg: &Package, file: &str) -> Result<Config, ConfigError> {
+        let pbx = Pbx::from_package(pkg).context(ValueSnafu)?;
+        Config::from_model(pbx, file)
+    }
+
+    pub fn from_model(pbx: Pbx, file: &str) -> Result<Config, ConfigError> {
         let rule = |message: String| ConfigError::Rule {
             file: file.to_owned(),
             message,
         };
-        let main = pkg.section("main");
-        // /pbx/mode, default proxy
-        let mode = match main.and_then(|m| m.get("mode")).unwrap_or("proxy") {
-            "proxy" => Mode::Proxy,
-            "b2bua" => Mode::B2bua,
-            other => return Err(rule(format!("mode '{other}' is not proxy or b2bua"))),
+        let mode = match pbx.mode {
+            model::Mode::Proxy => Mode::Proxy,
+            model::Mode::B2bua => Mode::B2bua,
         };
-        // /pbx/domain
-        let domains: Vec<String> = main
-            .map(|m| {
-                m.list("domain")
-                    .iter()
-                    .map(|d| d.to_ascii_lowercase())
-                    .collect()
-            })
-            .unwrap_or_default();
-        // /pbx/allowed-method, default: all methods the YANG enumerates
-        let mut allowed_methods: HashSet<String> = main
-            .map(|m| m.list("allowed_method").iter().cloned().collect())
-            .unwrap_or_default();
-        if allowed_methods.is_empty() {
-            allowed_methods = [
-                "INVITE",
-                "ACK",
-                "BYE",
-                "CANCEL",
-                "OPTIONS",
-                "REGISTER",
-                "INFO",
-                "UPDATE",
-                "PRACK",
-                "REFER",
-                "MESSAGE",
-                "NOTIFY",
-                "SUBSCRIBE",
-            ]
-            .into_iter()
-            .map(str::to_owned)
+        let domains: Vec<String> = pbx.domain.iter().map(|d| d.to_ascii_lowercase()).collect();
+        let allowed_methods: HashSet<String> = pbx
+            .allowed_method
+            .iter()
+            .map(|m| m.as_str().to_owned())
             .collect();
-        }
-        // /pbx/max-transactions, default 200000
-        let max_transactions: usize = get_or(main, "max_transactions", 200_000)?;
-        // /pbx/registrar/*: 60 / 3600 / 7200 / 5
-        let min_expires: u32 = get_or(main, "registrar_min_expires", 60)?;
-        let default_expires: u32 = get_or(main, "registrar_default_expires", 3600)?;
-        let max_expires: u32 = get_or(main, "registrar_max_expires", 7200)?;
-        let max_contacts: usize = get_or(main, "registrar_max_contacts", 5)?;
-        if !(min_expires <= default_expires && default_expires <= max_expires) {
+        let registrar = &pbx.registrar;
+        if !(registrar.min_expires <= registrar.default_expires
+            && registrar.default_expires <= registrar.max_expires)
+        {
             return Err(rule(
                 "registrar expires must satisfy min <= default <= max".into(),
             ));
         }
-        // /pbx/auth/realm, default: first domain
-        let realm = main
-            .and_then(|m| m.get("auth_realm"))
-            .map(str::to_owned)
+        // No realm configured: the first domain names it.
+        let realm = pbx
+            .auth
+            .realm
+            .clone()
             .or_else(|| domains.first().cloned())
             .unwrap_or_else(|| "besip".to_owned());
-        // /pbx/auth/algorithms, default md5-and-sha-256
-        let algorithms = match main
-            .and_then(|m| m.get("auth_algorithms"))
-            .unwrap_or("md5-and-sha-256")
-        {
-            "md5" => vec![Algorithm::Md5],
-            "sha-256" => vec![Algorithm::Sha256],
-            "md5-and-sha-256" => vec![Algorithm::Md5, Algorithm::Sha256],
-            other => return Err(rule(format!("auth algorithms '{other}' unknown"))),
+        let algorithms = match pbx.auth.algorithms {
+            model::AuthAlgorithms::Md5 => vec![Algorithm::Md5],
+            model::AuthAlgorithms::Sha256 => vec![Algorithm::Sha256],
+            model::AuthAlgorithms::Md5AndSha256 => vec![Algorithm::Md5, Algorithm::Sha256],
         };
-        // /pbx/auth/nonce-lifetime, default 300
-        let nonce_lifetime: u64 = get_or(main, "auth_nonce_lifetime", 300)?;
-
-        let tcp = crate::tcp_limits::TcpLimits::from_section(main)?;
-        let mut listens = Vec::new();
-        for s in pkg.sections_of("listen") {
-            // /pbx/listen/{address 0.0.0.0, port 5060, transport udp}
-            let ip: IpAddr = get_or(Some(s), "address", IpAddr::from([0, 0, 0, 0]))?;
-            let port: u16 = get_or(Some(s), "port", 5060)?;
-            listens.push(Listen {
-                name: s.get("name").unwrap_or(&s.name).to_owned(),
-                transport: transport_of(s)?,
-                addr: SocketAddr::new(ip, port),
-            });
-        }
+        let mut listens: Vec<Listen> = pbx
+            .listen
+            .iter()
+            .map(|l| Listen {
+                name: l.name.clone(),
+                transport: l.transport.into(),
+                addr: SocketAddr::new(l.address, l.port),
+            })
+            .collect();
+        // No listen entry at all: the PBX still answers on the SIP port.
         if listens.is_empty() {
             listens.push(Listen {
                 name: "default".into(),
@@ -258,81 +232,64 @@ impl Config {
             });
         }
 
-        let outbound = crate::outbound::Policy::from_package(pkg).map_err(rule)?;
+        let outbound = outbound::Policy::from_model(&pbx.outbound).map_err(rule)?;
         let mut extensions = HashMap::new();
-        for s in pkg.sections_of("extension") {
-            let number = s
-                .get("number")
-                .ok_or_else(|| rule(format!("extension section {} has no number", s.name)))?;
-            let password = s
-                .get("password")
-                .ok_or_else(|| rule(format!("extension {number} has no password")))?;
+        for e in &pbx.extension {
             extensions.insert(
-                number.to_owned(),
+                e.number.clone(),
                 Extension {
-                    number: number.to_owned(),
-                    display_name: s.get("display_name").map(str::to_owned),
-                    password: password.to_owned(),
-                    // /pbx/extension/enabled, default true
-                    enabled: s.get_bool("enabled").context(ValueSnafu)?.unwrap_or(true),
-                    groups: s.list("group").to_vec(),
-                    forward_unconditional: s
-                        .get("forwarding_unconditional")
-                        .filter(|v| !v.is_empty())
-                        .map(str::to_owned),
-                    outbound: outbound.permissions_of(s).map_err(rule)?,
+                    number: e.number.clone(),
+                    display_name: e.display_name.clone(),
+                    password: e.password.clone(),
+                    enabled: e.enabled,
+                    groups: e.group.clone(),
+                    forward_unconditional: e
+                        .forwarding
+                        .unconditional
+                        .clone()
+                        .filter(|v| !v.is_empty()),
+                    outbound: outbound
+                        .permissions_of(&e.number, &e.outbound)
+                        .map_err(rule)?,
                 },
             );
         }
         let mut aliases = HashMap::new();
-        for s in pkg.sections_of("alias") {
-            let (Some(alias), Some(ext)) = (s.get("alias"), s.get("extension")) else {
+        for a in &pbx.alias {
+            if !extensions.contains_key(&a.extension) {
                 return Err(rule(format!(
-                    "alias section {} needs alias and extension",
-                    s.name
-                )));
-            };
-            if !extensions.contains_key(ext) {
-                return Err(rule(format!(
-                    "alias {alias} points to unknown extension {ext}"
+                    "alias {} points to unknown extension {}",
+                    a.alias, a.extension
                 )));
             }
-            aliases.insert(alias.to_owned(), ext.to_owned());
+            aliases.insert(a.alias.clone(), a.extension.clone());
         }
-        let mut trunks = HashMap::new();
-        for s in pkg.sections_of("trunk") {
-            let (Some(name), Some(host)) = (s.get("name"), s.get("host")) else {
-                return Err(rule(format!(
-                    "trunk section {} needs name and host",
-                    s.name
-                )));
-            };
-            trunks.insert(
-                name.to_owned(),
-                Trunk {
-                    name: name.to_owned(),
-                    host: host.to_owned(),
-                    port: get_or(Some(s), "port", 5060)?,
-                    transport: transport_of(s)?,
-                    username: s.get("username").map(str::to_owned),
-                    password: s.get("password").map(str::to_owned),
-                    // /pbx/trunk/register, default false
-                    register: s.get_bool("register").context(ValueSnafu)?.unwrap_or(false),
-                },
-            );
-        }
-        let dispatcher_sets = crate::dispatcher::SetConfig::from_package(pkg).map_err(rule)?;
+        let trunks: HashMap<String, Trunk> = pbx
+            .trunk
+            .iter()
+            .map(|t| {
+                (
+                    t.name.clone(),
+                    Trunk {
+                        name: t.name.clone(),
+                        host: t.host.clone(),
+                        port: t.port,
+                        transport: t.transport.into(),
+                        username: t.username.clone(),
+                        password: t.password.clone(),
+                        register: t.register,
+                    },
+                )
+            })
+            .collect();
+        let dispatcher_sets =
+            dispatcher::SetConfig::from_model(&pbx.dispatcher_set).map_err(rule)?;
         let mut routes = Vec::new();
-        for s in pkg.sections_of("route") {
-            let set = s.get("dispatcher_set");
-            let (Some(name), Some(prefix)) = (s.get("name"), s.get("match")) else {
-                return Err(rule(format!(
-                    "route section {} needs name and match",
-                    s.name
-                )));
-            };
-            let trunk = match (s.get("trunk"), set) {
-                (Some(t), None) if trunks.contains_key(t) => t,
+        for r in &pbx.route {
+            let name = &r.name;
+            // choice target (mandatory): exactly one case, naming something that exists.
+            let trunk = match (&r.trunk, &r.dispatcher_set) {
+                (Some(t), None) if trunks.contains_key(t) => t.as_str(),
                 (Some(t), None) => {
                     return Err(rule(format!("route {name} uses unknown trunk {t}")))
                 }
@@ -349,65 +306,50 @@ impl Config {
                 }
             };
             routes.push(Route {
-                name: name.to_owned(),
-                priority: get_or(Some(s), "priority", 100)?,
-                prefix: prefix.to_owned(),
-                strip: get_or(Some(s), "strip", 0)?,
-                prepend: s.get("prepend").unwrap_or("").to_owned(),
+                name: name.clone(),
+                priority: r.priority,
+                prefix: r.r#match.clone(),
+                strip: usize::from(r.strip),
+                prepend: r.prepend.clone().unwrap_or_default(),
                 trunk: trunk.to_owned(),
-                dispatcher_set: set.map(str::to_owned),
-                required_group: s.get("required_group").map(str::to_owned),
+                dispatcher_set: r.dispatcher_set.clone(),
+                required_group: r.required_group.clone(),
             });
         }
         routes.sort_by_key(|r| r.priority);
-        let external_address = match main.and_then(|m| m.get("nat_external_address")) {
-            Some(v) => Some(
-                v.parse()
-                    .map_err(|_| rule(format!("nat external-address '{v}' is not an IP")))?,
-            ),
-            None => None,
-        };
-        let local_networks =
-            crate::nat::parse_networks(main.map(|m| m.list("nat_local_network")).unwrap_or(&[]))
-                .map_err(rule)?;
-        // /pbx/rtp/port-min 10000, port-max 20000, must min < max
-        let rtp_port_min: u16 = get_or(main, "rtp_port_min", 10000)?;
-        let rtp_port_max: u16 = get_or(main, "rtp_port_max", 20000)?;
-        if rtp_port_min >= rtp_port_max {
+        let local_networks = parse_networks(&pbx.nat.local_network).map_err(rule)?;
+        if pbx.rtp.port_min >= pbx.rtp.port_max {
             return Err(rule("rtp port-min must be lower than port-max".into()));
         }
-        // /pbx/b2bua/session-expires 1800, max-call-duration 0 (no limit)
-        let session_expires: u32 = get_or(main, "b2bua_session_expires", 1800)?;
-        let max_call_duration: u32 = get_or(main, "b2bua_max_call_duration", 0)?;
         let accounting =
-            crate::accounting::Settings::from_package(pkg, &extensions).map_err(rule)?;
+            accounting::Settings::from_model(&pbx.accounting, &extensions).map_err(rule)?;
         Ok(Config {
             outbound,
             accounting,
-            session_expires,
-            max_call_duration,
+            session_expires: pbx.b2bua.session_expires,
+            max_call_duration: pbx.b2bua.max_call_duration,
             mode,
             domains,
             allowed_methods,
-            max_transactions,
+            max_transactions: pbx.max_transactions as usize,
             listens,
-            tcp,
-            min_expires,
-            default_expires,
-            max_expires,
-            max_contacts,
+            tcp: tcp::TcpLimits::from_model(&pbx.tcp),
+            min_expires: registrar.min_expires,
+            default_expires: registrar.default_expires,
+            max_expires: registrar.max_expires,
+            max_contacts: usize::from(registrar.max_contacts),
             realm,
             algorithms,
-            nonce_lifetime,
+            nonce_lifetime: u64::from(pbx.auth.nonce_lifetime),
             extensions,
             aliases,
             trunks,
             routes,
             dispatcher_sets,
-            external_address,
+            external_address: pbx.nat.external_address,
             local_networks,
-            rtp_port_min,
-            rtp_port_max,
+            rtp_port_min: pbx.rtp.port_min,
+            rtp_port_max: pbx.rtp.port_max,
         })
     }
 

@@ -15,23 +15,7 @@ use crate::engine::Engine;
 use crate::rtp_relay::{media_addr, rewrite_sdp, Relay};
 use crate::sip::Message;
 
-/// Parses /pbx/nat/local-network prefixes ("192.168.0.0/16", "fd00::/8").
-pub fn parse_networks(values: &[String]) -> Result<Vec<(IpAddr, u8)>, String> {
-    values
-        .iter()
-        .map(|v| {
-            let bad = || format!("nat local-network '{v}' is not an IP prefix");
-            let (ip, len) = v.split_once('/').ok_or_else(bad)?;
-            let ip: IpAddr = ip.parse().map_err(|_| bad())?;
-            let len: u8 = len.parse().map_err(|_| bad())?;
-            let max = if ip.is_ipv4() { 32 } else { 128 };
-            if len > max {
-                return Err(bad());
-            }
-            Ok((ip, len))
-        })
-        .collect()
-}
+pub use crate::config::parse_networks;
 
 pub fn contains(net: &(IpAddr, u8), ip: IpAddr) -> bool {
     match (net.0, ip) {

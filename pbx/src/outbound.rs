@@ -6,36 +6,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use besip_core::uci::{Package, Section};
-
-/// Parsed /pbx/outbound.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Policy {
-    /// /pbx/outbound/max-calls (0: no limit).
-    pub max_calls: u32,
-    pub default_classes: Vec<String>,
-    /// (prefix, class), longest prefix first.
-    pub prefixes: Vec<(String, String)>,
-    pub peers: Vec<Peer>,
-}
-
-/// /pbx/outbound/trusted-peer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Peer {
-    pub name: String,
-    pub networks: Vec<(IpAddr, u8)>,
-    pub classes: Vec<String>,
-}
-
-/// /pbx/extension/outbound of one extension.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Permissions {
-    pub classes: Vec<String>,
-    /// Simultaneous outbound calls (0: no limit of its own).
-    pub max_calls: u16,
-    /// Spend limit per hour in ten-thousandths.
-    pub max_spend_per_hour: Option<i64>,
-}
+pub use crate::config::outbound::{Peer, Permissions, Policy};
 
 /// Whom a request is placed for, as far as the policy is concerned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,84 +40,6 @@ impl Origin {
 }
 
 impl Policy {
-    pub fn from_package(pkg: &Package) -> Result<Policy, String> {
-        let main = pkg.section("main");
-        // /pbx/outbound/max-calls, default 0
-        let max_calls = match main.and_then(|m| m.get("outbound_max_calls")) {
-            Some(v) => v
-                .parse()
-                .map_err(|_| format!("outbound max-calls '{v}' is not a number"))?,
-            None => 0,
-        };
-        let mut names = Vec::new();
-        let mut prefixes = Vec::new();
-        for s in pkg.sections_of("outbound_call_class") {
-            let name = s.get("name").unwrap_or(&s.name).to_owned();
-            for p in s.list("prefix") {
-                prefixes.push((p.clone(), name.clone()));
-            }
-            names.push(name);
-        }
-        prefixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
-        let known = |s: &Section, list: &str| -> Result<Vec<String>, String> {
-            let v = s.list(list).to_vec();
-            match v.iter().find(|c| !names.contains(c)) {
-                Some(c) => Err(format!("section {}: unknown call class {c}", s.name)),
-                None => Ok(v),
-            }
-        };
-        let default_classes = match main {
-            Some(m) => known(m, "outbound_default_call_class")?,
-            None => Vec::new(),
-        };
-        let mut peers = Vec::new();
-        for s in pkg.sections_of("outbound_trusted_peer") {
-            let networks = crate::nat::parse_networks(s.list("address"))
-                .map_err(|_| format!("trusted peer {}: address is not an IP prefix", s.name))?;
-            peers.push(Peer {
-                name: s.get("name").unwrap_or(&s.name).to_owned(),
-                networks,
-                classes: known(s, "call_class")?,
-            });
-        }
-        Ok(Policy {
-            max_calls,
-            default_classes,
-            prefixes,
-            peers,
-        })
-    }
-
-    /// Extension settings of one `extension` section.
-    pub fn permissions_of(&self, s: &Section) -> Result<Permissions, String> {
-        let classes = s.list("outbound_call_class").to_vec();
-        if let Some(c) = classes
-            .iter()
-            .find(|c| !self.prefixes.iter().any(|p| &p.1 == *c))
-        {
-            return Err(format!("extension {}: unknown call class {c}", s.name));
-        }
-        let max_calls = match s.get("outbound_max_calls") {
-            Some(v) => v
-                .parse()
-                .map_err(|_| format!("extension {}: outbound max-calls '{v}'", s.name))?,
-            None => 0,
-        };
-        let max_spend_per_hour = match s.get("outbound_max_spend_per_hour") {
-            Some(v) => Some(
-                crate::rating::parse_price(v)
-                    .filter(|p| *p >= 0)
-                    .ok_or_else(|| format!("extension {}: spend limit '{v}'", s.name))?,
-            ),
-            None => None,
-        };
-        Ok(Permissions {
-            classes,
-            max_calls,
-            max_spend_per_hour,
-        })
-    }
-
     /// The trusted peer a source address belongs to.
     pub fn peer_of(&self, ip: IpAddr) -> Option<&Peer> {
         self.peers
@@ -186,6 +79,7 @@ pub type ExtensionPermissions = HashMap<String, Permissions>;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use besip_core::uci::Package;
 
     fn policy(text: &str) -> Result<Policy, String> {
         let pkg = Package::parse("besip_pbx", text).map_err(|e| e.to_string())?;

@@ -1,22 +1,7 @@
 //! Prices and rates of /pbx/accounting: decimal64 money as ten-thousandths,
 //! the rate of a dialled number by longest prefix, prepaid accounts.
 
-use std::collections::HashMap;
-
-use besip_core::uci::Package;
-
-use crate::config::Extension;
-
-/// Parsed /pbx/accounting.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Settings {
-    pub enabled: bool,
-    pub max_price: Option<i64>,
-    /// (prefix, price per minute), longest prefix first.
-    pub rates: Vec<(String, i64)>,
-    /// Balance of each account at the time of the commit.
-    pub accounts: HashMap<String, i64>,
-}
+pub use crate::config::accounting::Settings;
 
 /// A decimal64 with up to 4 fraction digits as ten-thousandths.
 pub fn parse_price(text: &str) -> Option<i64> {
@@ -52,61 +37,6 @@ pub fn format_price(v: i64) -> String {
 }
 
 impl Settings {
-    pub fn from_package(
-        pkg: &Package,
-        extensions: &HashMap<String, Extension>,
-    ) -> Result<Settings, String> {
-        let main = pkg.section("main");
-        let price = |what: &str, v: &str| {
-            parse_price(v)
-                .filter(|p| *p >= 0)
-                .ok_or_else(|| format!("{what}: '{v}' is not a price (0 or more, 4 decimals)"))
-        };
-        // /pbx/accounting/enabled, default false
-        let enabled = main
-            .map(|m| m.get_bool("accounting_enabled"))
-            .transpose()
-            .map_err(|e| e.to_string())?
-            .flatten()
-            .unwrap_or(false);
-        let max_price = match main.and_then(|m| m.get("accounting_max_price_per_minute")) {
-            Some(v) => Some(price("accounting max-price-per-minute", v)?),
-            None => None,
-        };
-        let mut rates = Vec::new();
-        for s in pkg.sections_of("accounting_rate") {
-            let (Some(prefix), Some(p)) = (s.get("prefix"), s.get("price_per_minute")) else {
-                return Err(format!(
-                    "accounting rate {} needs prefix and price_per_minute",
-                    s.name
-                ));
-            };
-            rates.push((prefix.to_owned(), price(&format!("rate {prefix}"), p)?));
-        }
-        rates.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
-        let mut accounts = HashMap::new();
-        for s in pkg.sections_of("accounting_account") {
-            let Some(ext) = s.get("extension") else {
-                return Err(format!("accounting account {} needs extension", s.name));
-            };
-            if !extensions.contains_key(ext) {
-                return Err(format!("accounting account of unknown extension {ext}"));
-            }
-            // /pbx/accounting/account/balance, default 0
-            let b = match s.get("balance") {
-                Some(v) => price(&format!("balance of {ext}"), v)?,
-                None => 0,
-            };
-            accounts.insert(ext.to_owned(), b);
-        }
-        Ok(Settings {
-            enabled,
-            max_price,
-            rates,
-            accounts,
-        })
-    }
-
     /// Price per minute of a dialled number (longest matching prefix), 0 when none matches.
     pub fn rate_for(&self, number: &str) -> i64 {
         self.rates
@@ -120,6 +50,8 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use besip_core::uci::Package;
+    use std::collections::HashMap;
 
     #[test]
     fn prices_parse_and_print_canonically() {

@@ -10,57 +10,10 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
-use besip_core::uci::Section;
 use parking_lot::Mutex;
 
-use crate::config::ConfigError;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TcpLimits {
-    /// /pbx/tcp/max-connections
-    pub max_connections: usize,
-    /// /pbx/tcp/max-connections-per-source
-    pub max_per_source: usize,
-    /// /pbx/tcp/idle-timeout
-    pub idle_timeout: Duration,
-    /// /pbx/tcp/message-read-timeout
-    pub message_timeout: Duration,
-}
-
-impl Default for TcpLimits {
-    /// The YANG defaults.
-    fn default() -> Self {
-        TcpLimits {
-            max_connections: 1024,
-            max_per_source: 32,
-            idle_timeout: Duration::from_secs(120),
-            message_timeout: Duration::from_secs(20),
-        }
-    }
-}
-
-impl TcpLimits {
-    /// Reads the `tcp_*` options of the main section (defaults as in YANG).
-    pub fn from_section(main: Option<&Section>) -> Result<TcpLimits, ConfigError> {
-        let d = TcpLimits::default();
-        let Some(main) = main else { return Ok(d) };
-        let get = |name: &str, default: u64| -> Result<u64, ConfigError> {
-            Ok(main
-                .get_parsed::<u64>(name)
-                .map_err(|source| ConfigError::Value { source })?
-                .unwrap_or(default))
-        };
-        Ok(TcpLimits {
-            max_connections: get("tcp_max_connections", d.max_connections as u64)? as usize,
-            max_per_source: get("tcp_max_connections_per_source", d.max_per_source as u64)?
-                as usize,
-            idle_timeout: Duration::from_secs(get("tcp_idle_timeout", 120)?),
-            message_timeout: Duration::from_secs(get("tcp_message_read_timeout", 20)?),
-        })
-    }
-}
+pub use crate::config::tcp::TcpLimits;
 
 #[derive(Default)]
 struct Open {

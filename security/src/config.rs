@@ -1,10 +1,15 @@
-//! The daemon's view of /etc/config/besip_security. Every default here repeats the
-//! YANG default of the leaf named in the comment (yang/besip-security.yang), so a
-//! hand-written file with options missing behaves like a rendered one.
+//! The daemon's view of /etc/config/besip_security, built from the types
+//! generated from YANG besip-security (`besip_core::model::security`): the
+//! generated reader applies YANG's types, ranges and defaults, so a
+//! hand-written file with options missing behaves like a rendered one. This
+//! file keeps the checks YANG states as patterns (set name, whitelist
+//! prefixes), which the generated reader does not check.
 
 use std::path::Path;
 
-use besip_core::uci::{Package, Section, UciError};
+use besip_core::model::security::{self as model, Security};
+use besip_core::model::ModelError;
+use besip_core::uci::{Package, UciError};
 use ipnet::IpNet;
 use snafu::{ResultExt, Snafu};
 
@@ -12,6 +17,8 @@ use snafu::{ResultExt, Snafu};
 pub enum ConfigError {
     #[snafu(display("{source}"))]
     Uci { source: UciError },
+    #[snafu(display("{source}"))]
+    Value { source: ModelError },
     #[snafu(display("{file}: {what}: fix the value and reload"))]
     Invalid { file: String, what: String },
 }
@@ -87,27 +94,14 @@ pub struct Config {
     pub max_bans: usize,
 }
 
-const DEFAULT_SCANNERS: [&str; 8] = [
-    "friendly-scanner",
-    "sipvicious",
-    "sipcli",
-    "VaxSIPUserAgent",
-    "sundayddr",
-    "iWar",
-    "sip-scan",
-    "SIPVicious",
-];
-
-const METHODS: [&str; 8] = [
-    "REGISTER",
-    "INVITE",
-    "OPTIONS",
-    "SUBSCRIBE",
-    "MESSAGE",
-    "NOTIFY",
-    "BYE",
-    "CANCEL",
-];
+impl From<model::BanScope> for Scope {
+    fn from(scope: model::BanScope) -> Self {
+        match scope {
+            model::BanScope::Sip => Scope::Sip,
+            model::BanScope::All => Scope::All,
+        }
+    }
+}
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -116,38 +110,22 @@ impl Config {
     }
 
     pub fn from_package(pkg: &Package, file: &str) -> Result<Config, ConfigError> {
-        let empty = Section::new("security", "main");
-        let main = pkg.section("main").unwrap_or(&empty);
+        let security = Security::from_package(pkg).context(ValueSnafu)?;
+        Config::from_model(security, file)
+    }
+
+    pub fn from_model(security: Security, file: &str) -> Result<Config, ConfigError> {
         let invalid = |what: String| ConfigError::Invalid {
             file: file.to_owned(),
             what,
         };
-        let u32_opt = |name: &str, default: u32, min: u32| -> Result<u32, ConfigError> {
-            let v = main
-                .get_parsed::<u32>(name)
-                .context(UciSnafu)?
-                .unwrap_or(default);
-            if v < min {
-                return Err(invalid(format!("option {name} must be at least {min}")));
-            }
-            Ok(v)
+        let backend = match security.firewall.backend {
+            model::FirewallBackend::IptablesIpset => Backend::IptablesIpset,
+            model::FirewallBackend::Nftables => Backend::Nftables,
+            model::FirewallBackend::LogOnly => Backend::LogOnly,
         };
-        // leaf firewall/backend
-        let backend = match main.get("firewall_backend").unwrap_or("iptables-ipset") {
-            "iptables-ipset" => Backend::IptablesIpset,
-            "nftables" => Backend::Nftables,
-            "log-only" => Backend::LogOnly,
-            other => {
-                return Err(invalid(format!(
-                "firewall_backend '{other}' is unknown (use iptables-ipset, nftables or log-only)"
-            )))
-            }
-        };
-        // leaf firewall/set-name
-        let set_name = main
-            .get("firewall_set_name")
-            .unwrap_or("besip_ban")
-            .to_owned();
+        // The pattern of firewall/set-name (an ipset/nft set name).
+        let set_name = security.firewall.set_name;
         let name_ok = set_name.len() <= 24
             && set_name
                 .chars()
@@ -158,91 +136,64 @@ impl Config {
                 .all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !name_ok {
             return Err(invalid(format!(
-                "firewall_set_name '{set_name}' must be a letter then letters, digits or _ (at most 24)"
+                "firewall set-name '{set_name}' must be a letter then letters, digits or _ (at most 24)"
             )));
         }
-        // leaf-list capture/sip-port (default 5060)
-        let mut sip_ports = Vec::new();
-        for p in main.list("capture_sip_port") {
-            match p.parse::<u16>() {
-                Ok(n) if n > 0 => sip_ports.push(n),
-                _ => return Err(invalid(format!("capture_sip_port '{p}' is not a port"))),
-            }
+        // Port 0 is a valid port-number in YANG but no port to capture on.
+        if security.capture.sip_port.contains(&0) {
+            return Err(invalid("capture sip-port 0 is not a port".into()));
         }
-        if sip_ports.is_empty() {
-            sip_ports.push(5060);
-        }
-        let scope_of = |sec: &Section, opt: &str, what: &str| -> Result<Scope, ConfigError> {
-            let text = sec.get(opt).unwrap_or("sip"); // typedef ban-scope, default sip
-            Scope::parse(text).ok_or_else(|| {
-                invalid(format!(
-                    "{what}: scope '{text}' is unknown (use sip or all)"
-                ))
+        let rules = security
+            .rule
+            .into_iter()
+            .map(|rule| RateRule {
+                method: match rule.method {
+                    model::SipMethodOrAny::Any => None,
+                    method => Some(method.as_str().to_owned()),
+                },
+                count: rule.count,
+                window_s: rule.window,
+                ban_time_s: rule.ban_time,
+                scope: rule.scope.into(),
+                name: rule.name,
             })
-        };
-        let mut rules = Vec::new();
-        for s in pkg.sections_of("rule") {
-            let name = s.get("name").unwrap_or(&s.name).to_owned();
-            let method = match s.get("method").unwrap_or("any") {
-                "any" => None,
-                m if METHODS.contains(&m) => Some(m.to_owned()),
-                m => return Err(invalid(format!("rule {name}: method '{m}' is unknown"))),
-            };
-            let num = |opt: &str, default: Option<u32>| -> Result<u32, ConfigError> {
-                match s.get_parsed::<u32>(opt).context(UciSnafu)?.or(default) {
-                    Some(v) if v >= 1 => Ok(v),
-                    Some(_) => Err(invalid(format!("rule {name}: {opt} must be at least 1"))),
-                    None => Err(invalid(format!("rule {name}: {opt} is mandatory"))),
-                }
-            };
-            rules.push(RateRule {
-                method,
-                count: num("count", None)?,
-                window_s: num("window", None)?,
-                ban_time_s: num("ban_time", Some(600))?, // leaf rule/ban-time
-                scope: scope_of(s, "scope", &format!("rule {name}"))?,
-                name,
-            });
-        }
+            .collect();
         let mut whitelist = Vec::new();
-        for w in main.list("whitelist") {
+        for w in &security.whitelist {
             let net = w
                 .parse::<IpNet>()
                 .or_else(|_| w.parse::<std::net::IpAddr>().map(IpNet::from))
                 .map_err(|_| invalid(format!("whitelist '{w}' is not an IP prefix")))?;
             whitelist.push(net);
         }
-        let agents = main.list("scanner_user_agent");
-        let scanner_agents = if agents.is_empty() {
-            DEFAULT_SCANNERS.iter().map(|s| s.to_lowercase()).collect()
-        } else {
-            agents.iter().map(|s| s.to_lowercase()).collect()
-        };
-        let flag = |name: &str| -> Result<bool, ConfigError> {
-            Ok(main.get_bool(name).context(UciSnafu)?.unwrap_or(true))
-        };
+        let auth = &security.auth_failure;
+        let scanner = &security.scanner;
         Ok(Config {
-            enabled: flag("enabled")?, // leaf enabled
+            enabled: security.enabled,
             backend,
             set_name,
-            interfaces: main.list("capture_interface").to_vec(), // leaf-list capture/interface
-            sip_ports,
+            interfaces: security.capture.interface,
+            sip_ports: security.capture.sip_port,
             rules,
-            auth_enabled: flag("auth_failure_enabled")?, // leaf auth-failure/enabled
-            auth_count: u32_opt("auth_failure_count", 10, 1)?,
-            auth_window_s: u32_opt("auth_failure_window", 60, 1)?,
-            auth_ban_time_s: u32_opt("auth_failure_ban_time", 3600, 1)?,
-            auth_scope: scope_of(main, "auth_failure_scope", "auth-failure")?,
-            scanner_enabled: flag("scanner_enabled")?, // leaf scanner/enabled
-            scanner_agents,
-            scanner_ban_time_s: u32_opt("scanner_ban_time", 86400, 1)?,
-            scanner_scope: scope_of(main, "scanner_scope", "scanner")?,
-            escalation_factor: u32_opt("escalation_factor", 2, 1)?, // leaf escalation/factor
-            max_ban_time_s: u32_opt("escalation_max_ban_time", 604_800, 1)?,
-            office_exemption: u32_opt("office_exemption", 3, 0)?, // leaf office-exemption
+            auth_enabled: auth.enabled,
+            auth_count: auth.count,
+            auth_window_s: auth.window,
+            auth_ban_time_s: auth.ban_time,
+            auth_scope: auth.scope.into(),
+            scanner_enabled: scanner.enabled,
+            scanner_agents: scanner
+                .user_agent
+                .iter()
+                .map(|a| a.to_lowercase())
+                .collect(),
+            scanner_ban_time_s: scanner.ban_time,
+            scanner_scope: scanner.scope.into(),
+            escalation_factor: u32::from(security.escalation.factor),
+            max_ban_time_s: security.escalation.max_ban_time,
+            office_exemption: security.office_exemption,
             whitelist,
-            max_tracked: u32_opt("max_tracked_sources", 100_000, 1000)? as usize,
-            max_bans: u32_opt("max_bans", 10_000, 10)?.min(1_000_000) as usize, // leaf max-bans
+            max_tracked: security.max_tracked_sources as usize,
+            max_bans: security.max_bans as usize,
         })
     }
 

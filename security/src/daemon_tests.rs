@@ -197,7 +197,7 @@ fn trunks_and_destinations_of_the_pbx_are_never_banned() {
     let (dir, d) = daemon();
     std::fs::write(
         dir.path().join("etc/config/besip_pbx"),
-        "package besip_pbx\n\nconfig trunk 'trunk_p'\n\toption name 'p'\n\toption host '192.0.2.50'\n\nconfig dispatcher_set_destination 'd'\n\toption uri 'sip:192.0.2.51:5060'\n",
+        "package besip_pbx\n\nconfig trunk 'trunk_p'\n\toption name 'p'\n\toption host '192.0.2.50'\n\nconfig dispatcher_set 'dispatcher_set_s'\n\toption name 's'\n\nconfig dispatcher_set_destination 'd'\n\toption dispatcher_set 's'\n\toption uri 'sip:192.0.2.51:5060'\n",
     )
     .unwrap();
     d.housekeeping();

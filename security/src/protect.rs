@@ -12,6 +12,8 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::Path;
 
+use besip_core::model::pbx::Pbx;
+use besip_core::model::ModelError;
 use besip_core::uci::Package;
 use ipnet::IpNet;
 
@@ -39,43 +41,38 @@ impl PbxView {
             return Ok(PbxView::default());
         }
         let pkg = Package::load(path).map_err(|e| e.to_string())?;
-        Ok(PbxView::from_package(&pkg))
+        PbxView::from_package(&pkg).map_err(|e| e.to_string())
     }
 
-    pub fn from_package(pkg: &Package) -> PbxView {
+    /// The view of a package, read with the generated besip-pbx types (YANG
+    /// defaults for what the file leaves out).
+    pub fn from_package(pkg: &Package) -> Result<PbxView, ModelError> {
+        Ok(PbxView::from_model(&Pbx::from_package(pkg)?))
+    }
+
+    pub fn from_model(pbx: &Pbx) -> PbxView {
         let mut view = PbxView::default();
-        for s in pkg.sections_of("listen") {
-            // /pbx/listen/port, default 5060
-            let port = s.get("port").and_then(|p| p.parse().ok()).unwrap_or(5060);
-            if !view.sip_ports.contains(&port) {
-                view.sip_ports.push(port);
+        for listen in &pbx.listen {
+            if !view.sip_ports.contains(&listen.port) {
+                view.sip_ports.push(listen.port);
             }
         }
-        if pkg.sections_of("listen").next().is_none() {
+        if pbx.listen.is_empty() {
             view.sip_ports.push(5060); // the PBX's own fallback listen socket
         }
-        let main = pkg.section("main");
-        let port_of = |name: &str, default: u16| {
-            main.and_then(|m| m.get(name))
-                .and_then(|p| p.parse::<u16>().ok())
-                .unwrap_or(default)
-        };
-        // /pbx/rtp/port-min and port-max, defaults 10000 and 20000
-        let (min, max) = (
-            port_of("rtp_port_min", 10000),
-            port_of("rtp_port_max", 20000),
-        );
-        if min < max {
-            view.rtp = Some((min, max));
+        if pbx.rtp.port_min < pbx.rtp.port_max {
+            view.rtp = Some((pbx.rtp.port_min, pbx.rtp.port_max));
         }
-        for t in pkg.sections_of("trunk") {
-            if let Some(ip) = t.get("host").and_then(parse_host) {
+        for trunk in &pbx.trunk {
+            if let Some(ip) = parse_host(&trunk.host) {
                 view.peers.push(ip);
             }
         }
-        for d in pkg.sections_of("dispatcher_set_destination") {
-            if let Some(ip) = d.get("uri").and_then(uri_host).and_then(parse_host) {
-                view.peers.push(ip);
+        for set in &pbx.dispatcher_set {
+            for d in &set.destination {
+                if let Some(ip) = uri_host(&d.uri).and_then(parse_host) {
+                    view.peers.push(ip);
+                }
             }
         }
         view.peers.sort();
@@ -190,9 +187,10 @@ mod tests {
 
     #[test]
     fn pbx_package_gives_ports_rtp_and_peers() {
-        let text = "package besip_pbx\n\nconfig pbx 'main'\n\toption rtp_port_min '12000'\n\toption rtp_port_max '12100'\n\nconfig listen 'listen_a'\n\toption port '5070'\n\nconfig listen 'listen_b'\n\toption port '5070'\n\toption transport 'tcp'\n\nconfig trunk 'trunk_p'\n\toption host '192.0.2.7'\n\nconfig trunk 'trunk_n'\n\toption host 'sip.example.com'\n\nconfig dispatcher_set_destination 'd1'\n\toption uri 'sip:gw@198.51.100.9:5080;transport=udp'\n\nconfig dispatcher_set_destination 'd2'\n\toption uri 'sip:[2001:db8::9]:5060'\n";
+        // A rendered package (keys and parents present, as core writes them).
+        let text = "package besip_pbx\n\nconfig pbx 'main'\n\toption rtp_port_min '12000'\n\toption rtp_port_max '12100'\n\nconfig listen 'listen_a'\n\toption name 'a'\n\toption port '5070'\n\nconfig listen 'listen_b'\n\toption name 'b'\n\toption port '5070'\n\toption transport 'tcp'\n\nconfig trunk 'trunk_p'\n\toption name 'p'\n\toption host '192.0.2.7'\n\nconfig trunk 'trunk_n'\n\toption name 'n'\n\toption host 'sip.example.com'\n\nconfig dispatcher_set 'dispatcher_set_s'\n\toption name 's'\n\nconfig dispatcher_set_destination 'd1'\n\toption dispatcher_set 's'\n\toption uri 'sip:gw@198.51.100.9:5080;transport=udp'\n\nconfig dispatcher_set_destination 'd2'\n\toption dispatcher_set 's'\n\toption uri 'sip:[2001:db8::9]:5060'\n";
         let pkg = Package::parse("besip_pbx", text).unwrap();
-        let v = PbxView::from_package(&pkg);
+        let v = PbxView::from_package(&pkg).unwrap();
         assert_eq!(v.sip_ports, vec![5070]);
         assert_eq!(v.rtp, Some((12000, 12100)));
         let want: Vec<IpAddr> = ["192.0.2.7", "198.51.100.9", "2001:db8::9"]
@@ -201,7 +199,7 @@ mod tests {
             .collect();
         assert_eq!(v.peers, want);
         let empty = Package::parse("besip_pbx", "package besip_pbx\n").unwrap();
-        assert_eq!(PbxView::from_package(&empty).sip_ports, vec![5060]);
+        assert_eq!(PbxView::from_package(&empty).unwrap().sip_ports, vec![5060]);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use besip_core::schema::Schema;
 use besip_core::xml::{escape, Element};
 use yang2::schema::{SchemaNode, SchemaNodeKind};
 
-pub const SYSTEM_NS: &str = "urn:besip:system";
+pub use besip_core::model::system::NAMESPACE as SYSTEM_NS;
 
 /// The commands of the shell with their one-line help.
 pub const COMMANDS: &[(&str, &str)] = &[

@@ -2,10 +2,11 @@
 //! (YANG besip-system: `/system/web/*` and the `user` list).
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use besip_core::model::system::{System, UserGroup};
 use besip_core::uci::Package;
 
 pub use besip_core::access::Group;
@@ -60,81 +61,60 @@ impl WebSettings {
         Self::from_package(&pkg, &path.display().to_string()).map(Some)
     }
 
+    /// Settings from the package, read with the generated besip-system types
+    /// (`besip_core::model::system`: YANG defaults, types and ranges).
     pub fn from_package(pkg: &Package, file: &str) -> Result<WebSettings, String> {
-        let empty = besip_core::uci::Section::new("system", "main");
-        let main = pkg.section("main").unwrap_or(&empty);
-        let enabled = main
-            .get_bool("web_enabled")
-            .map_err(|e| e.to_string())?
-            .unwrap_or(true);
-        let ip: IpAddr = main
-            .get_parsed("web_listen_address")
-            .map_err(|e| e.to_string())?
-            .unwrap_or(IpAddr::from([0, 0, 0, 0]));
-        let port: u16 = main
-            .get_parsed("web_port")
-            .map_err(|e| e.to_string())?
-            .unwrap_or(8443);
-        if port == 0 {
-            return Err(format!("{file}: option web_port '0' is invalid: 1..65535"));
-        }
-        let redirect_port: u16 = main
-            .get_parsed("web_http_redirect_port")
-            .map_err(|e| e.to_string())?
-            .unwrap_or(8080);
-        if redirect_port == port {
+        let system = System::from_package(pkg).map_err(|e| e.to_string())?;
+        Self::from_model(system, file)
+    }
+
+    /// The rules YANG does not state: the redirect port is not the HTTPS
+    /// port, a certificate comes with its key.
+    pub fn from_model(system: System, file: &str) -> Result<WebSettings, String> {
+        let web = system.web;
+        let ip = web.listen_address;
+        if web.http_redirect_port == web.port {
             return Err(format!(
-                "{file}: option web_http_redirect_port '{redirect_port}' is the HTTPS port"
+                "{file}: web http-redirect-port '{}' is the HTTPS port",
+                web.http_redirect_port
             ));
         }
-        let certificate = match (main.get("web_certificate"), main.get("web_private_key")) {
-            (Some(c), Some(k)) => Some(ConfiguredCert {
-                certificate: c.to_string(),
-                private_key: SecretPem(k.to_string()),
+        let certificate = match (web.certificate, web.private_key) {
+            (Some(certificate), Some(key)) => Some(ConfiguredCert {
+                certificate,
+                private_key: SecretPem(key),
             }),
             (None, None) => None,
             _ => {
                 return Err(format!(
-                    "{file}: options web_certificate and web_private_key go together"
+                    "{file}: web certificate and private-key go together"
                 ))
             }
         };
-        let hostname = main.get("hostname").unwrap_or("besip").to_string();
-        let timeout: u64 = main
-            .get_parsed("web_session_timeout")
-            .map_err(|e| e.to_string())?
-            .unwrap_or(3600);
-        if !(60..=604_800).contains(&timeout) {
-            return Err(format!(
-                "{file}: option web_session_timeout '{timeout}' is invalid: 60..604800 seconds"
-            ));
-        }
-        let mut users = HashMap::new();
-        for sec in pkg.sections_of("user") {
-            let Some(name) = sec.get("name") else {
-                return Err(format!("{file}: a user section without option name"));
-            };
-            let group_text = sec.get("group").unwrap_or("monitor");
-            let group = Group::parse(group_text).ok_or_else(|| {
-                format!(
-                    "{file}: user {name}: group '{group_text}' is not admin, operator or monitor"
-                )
-            })?;
-            users.insert(
-                name.to_string(),
-                User {
-                    password_hash: sec.get("password_hash").unwrap_or("").to_string(),
+        let users = system
+            .user
+            .into_iter()
+            .map(|u| {
+                let group = match u.group {
+                    UserGroup::Admin => Group::Admin,
+                    UserGroup::Operator => Group::Operator,
+                    UserGroup::Monitor => Group::Monitor,
+                };
+                let user = User {
+                    password_hash: u.password_hash.unwrap_or_default(),
                     group,
-                },
-            );
-        }
+                };
+                (u.name, user)
+            })
+            .collect();
         Ok(WebSettings {
-            enabled,
-            addr: SocketAddr::new(ip, port),
-            redirect_addr: (redirect_port != 0).then(|| SocketAddr::new(ip, redirect_port)),
+            enabled: web.enabled,
+            addr: SocketAddr::new(ip, web.port),
+            redirect_addr: (web.http_redirect_port != 0)
+                .then(|| SocketAddr::new(ip, web.http_redirect_port)),
             certificate,
-            hostname,
-            session_timeout: Duration::from_secs(timeout),
+            hostname: system.hostname,
+            session_timeout: Duration::from_secs(u64::from(web.session_timeout)),
             users,
         })
     }

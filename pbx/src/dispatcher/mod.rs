@@ -8,123 +8,22 @@
 //! never look at it).
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
-use besip_core::uci::Package;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 
 use crate::config::{Config, Transport};
 use crate::proxy::Target;
-use crate::sip::{format_host, Uri};
+use crate::sip::format_host;
 
 mod failover;
 mod probe;
 pub use failover::{watch, Failover};
 pub use probe::prober;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Algorithm {
-    HashCallId,
-    RoundRobin,
-    Weighted,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Destination {
-    pub uri: String,
-    pub weight: u32,
-    pub addr: SocketAddr,
-    pub transport: Transport,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SetConfig {
-    pub name: String,
-    pub algorithm: Algorithm,
-    pub probing: bool,
-    pub probe_interval: u64,
-    /// A branch that sends nothing at all for this long is given up.
-    pub no_answer: Duration,
-    pub destinations: Vec<Destination>,
-}
-
-impl SetConfig {
-    /// Sets of UCI sections `dispatcher_set` / `dispatcher_set_destination`.
-    pub fn from_package(pkg: &Package) -> Result<HashMap<String, SetConfig>, String> {
-        let mut sets = HashMap::new();
-        for s in pkg.sections_of("dispatcher_set") {
-            let name = s
-                .get("name")
-                .ok_or_else(|| format!("dispatcher_set section {} has no name", s.name))?;
-            // YANG defaults: round-robin, probing true, probe-interval 30.
-            let algorithm = match s.get("algorithm").unwrap_or("round-robin") {
-                "hash-call-id" => Algorithm::HashCallId,
-                "round-robin" => Algorithm::RoundRobin,
-                "weighted" => Algorithm::Weighted,
-                other => {
-                    return Err(format!(
-                        "dispatcher set {name}: algorithm '{other}' unknown"
-                    ))
-                }
-            };
-            let probing = s.get_bool("probing").map_err(|e| e.to_string())?;
-            let interval: Option<u64> =
-                s.get_parsed("probe_interval").map_err(|e| e.to_string())?;
-            // YANG default 3000, range 500..32000 (Timer B): refused outside.
-            let no_answer: Option<u64> = s
-                .get_parsed("no_answer_timeout")
-                .map_err(|e| e.to_string())?;
-            let no_answer = no_answer.unwrap_or(3000);
-            if !(500..=32_000).contains(&no_answer) {
-                return Err(format!(
-                    "dispatcher set {name}: no_answer_timeout {no_answer} ms is outside 500..32000"
-                ));
-            }
-            let set = SetConfig {
-                name: name.to_owned(),
-                algorithm,
-                probing: probing.unwrap_or(true),
-                probe_interval: interval.unwrap_or(30).clamp(1, 3600),
-                no_answer: Duration::from_millis(no_answer),
-                destinations: Vec::new(),
-            };
-            sets.insert(name.to_owned(), set);
-        }
-        for s in pkg.sections_of("dispatcher_set_destination") {
-            let (Some(set), Some(uri)) = (s.get("dispatcher_set"), s.get("uri")) else {
-                return Err(format!(
-                    "dispatcher destination {} needs set and uri",
-                    s.name
-                ));
-            };
-            let weight: Option<u32> = s.get_parsed("weight").map_err(|e| e.to_string())?;
-            let parsed = Uri::parse(uri)
-                .ok_or_else(|| format!("dispatcher destination '{uri}' is not a SIP URI"))?;
-            let addr = parsed.socket_addr().ok_or_else(|| {
-                format!("dispatcher destination '{uri}': host must be an IP address")
-            })?;
-            let transport = match parsed.transport() {
-                Some(t) if t.eq_ignore_ascii_case("tcp") => Transport::Tcp,
-                _ => Transport::Udp,
-            };
-            let Some(entry) = sets.get_mut(set) else {
-                return Err(format!(
-                    "dispatcher destination '{uri}' of unknown set {set}"
-                ));
-            };
-            entry.destinations.push(Destination {
-                uri: uri.to_owned(),
-                weight: weight.unwrap_or(1).max(1),
-                addr,
-                transport,
-            });
-        }
-        Ok(sets)
-    }
-}
+pub use crate::config::dispatcher::{Algorithm, Destination, SetConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Health {
@@ -337,6 +236,7 @@ pub fn state_json(cfg: &Config) -> Option<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use besip_core::uci::Package;
 
     fn sets(text: &str) -> Result<HashMap<String, SetConfig>, String> {
         let pkg = Package::parse("besip_pbx", text).expect("uci");
