@@ -92,7 +92,7 @@ async fn run(args: Args) -> Result<(), String> {
     tokio::spawn(engine.clone().sweep_loop());
     tokio::spawn(besip_pbx::timers::run(engine.clone()));
     tokio::spawn(besip_pbx::dispatcher::prober(engine.clone()));
-    engine.accounting.open(
+    engine.accounting().open(
         &layout.lib_dir().join("accounting.db"),
         &engine.config().accounting,
     )?;
@@ -105,7 +105,7 @@ async fn run(args: Args) -> Result<(), String> {
     let _ipc = IpcServer::bind(&layout.socket("pbx"), control.clone())
         .await
         .map_err(|e| e.to_string())?;
-    engine.fraud.set_notifier(_ipc.notifier());
+    engine.fraud().set_notifier(_ipc.notifier());
     if snapshot.changed() {
         // A commit came while starting and found no socket to reload.
         if let Err(e) = control.reload().await {

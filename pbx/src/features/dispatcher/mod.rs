@@ -16,8 +16,8 @@ use besip_core::uci::Package;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 
+use crate::call::Target;
 use crate::config::{Config, Transport};
-use crate::proxy::Target;
 use crate::sip::{format_host, Uri};
 
 mod failover;

@@ -11,6 +11,8 @@
 //! client reusing it gets a fresh challenge. Refusing them outright would
 //! lock such phones out and protect nothing more.
 
+pub mod uac;
+
 use std::num::NonZeroUsize;
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -101,7 +101,7 @@ impl Policy {
         };
         let mut peers = Vec::new();
         for s in pkg.sections_of("outbound_trusted_peer") {
-            let networks = crate::nat::parse_networks(s.list("address"))
+            let networks = crate::features::networks::parse_networks(s.list("address"))
                 .map_err(|_| format!("trusted peer {}: address is not an IP prefix", s.name))?;
             peers.push(Peer {
                 name: s.get("name").unwrap_or(&s.name).to_owned(),
@@ -134,7 +134,7 @@ impl Policy {
         };
         let max_spend_per_hour = match s.get("outbound_max_spend_per_hour") {
             Some(v) => Some(
-                crate::rating::parse_price(v)
+                crate::features::rating::parse_price(v)
                     .filter(|p| *p >= 0)
                     .ok_or_else(|| format!("extension {}: spend limit '{v}'", s.name))?,
             ),
@@ -149,9 +149,11 @@ impl Policy {
 
     /// The trusted peer a source address belongs to.
     pub fn peer_of(&self, ip: IpAddr) -> Option<&Peer> {
-        self.peers
-            .iter()
-            .find(|p| p.networks.iter().any(|n| crate::nat::contains(n, ip)))
+        self.peers.iter().find(|p| {
+            p.networks
+                .iter()
+                .any(|n| crate::features::networks::contains(n, ip))
+        })
     }
 
     /// The class of a dialled number (longest prefix), None when no class has it.

@@ -3,6 +3,8 @@
 //! our own branch and method. The proxy's per-request context (branches, best
 //! response, CANCEL state) lives in the INVITE server transaction.
 
+pub mod timers;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
