@@ -1,7 +1,7 @@
 //! The features' state, kept by the engine (`Engine<Features>`), and the
 //! accessors through which each feature reaches its own part.
 
-use crate::features::accounting::{Accounting, Meta};
+use crate::features::accounting::store::{Accounting, Meta};
 use crate::features::b2bua::dialogs::Calls as B2bCalls;
 use crate::features::fraud::Guard;
 use crate::features::trunk_registration::status::Registrations;
