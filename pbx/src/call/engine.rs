@@ -234,8 +234,8 @@ impl<H: Hooks> Engine<H> {
     pub fn new_tag(&self) -> String {
         // "{:08x}{:x}" of a random u32 and the sequence, without format!.
         let mut tag = String::with_capacity(24);
-        crate::sip::message::push_hex(&mut tag, u64::from(rand::random::<u32>()), 8);
-        crate::sip::message::push_hex(&mut tag, self.seq.fetch_add(1, Ordering::Relaxed), 1);
+        crate::sip::text::push_hex(&mut tag, u64::from(rand::random::<u32>()), 8);
+        crate::sip::text::push_hex(&mut tag, self.seq.fetch_add(1, Ordering::Relaxed), 1);
         tag
     }
 

@@ -169,7 +169,7 @@ pub fn register(
         v.extend_from_slice(b.contact.as_bytes());
         v.extend_from_slice(b">;expires=");
         let left = b.expires_at.saturating_sub(now);
-        crate::sip::message::push_decimal(&mut v, usize::try_from(left).unwrap_or(usize::MAX));
+        crate::sip::text::push_decimal(&mut v, usize::try_from(left).unwrap_or(usize::MAX));
         // Only ASCII digits were appended to a valid string.
         ok.add_header("Contact", String::from_utf8(v).unwrap_or_default());
     });

@@ -171,7 +171,7 @@ pub fn server_key_with(msg: &Message, via: Option<&crate::sip::Via>, method: &st
         key.push_str(&v.host);
         key.push(':');
         let port = usize::from(v.port.unwrap_or(5060));
-        key.push_str(crate::sip::message::decimal(port, &mut [0; 20]));
+        key.push_str(crate::sip::text::decimal(port, &mut [0; 20]));
     }
     key.push('|');
     key.push_str(method);
