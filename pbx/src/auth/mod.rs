@@ -383,7 +383,7 @@ impl Authenticator {
         let known = known_password.is_some();
         let password = known_password.unwrap_or_else(|| hex::encode(self.secret));
         let qop = match (c.qop, c.nc, c.cnonce) {
-            (Some(q), Some(nc), Some(cn)) if q == "auth" => Some((nc, cn)),
+            (Some("auth"), Some(nc), Some(cn)) => Some((nc, cn)),
             (None, _, _) => None,
             _ => return Verdict::Failed("bad qop parameters"),
         };

@@ -37,7 +37,7 @@ impl<H: Hooks> Engine<H> {
             self.tables().sweep(Instant::now());
             ticks += 1;
             H::every_second(&self, ticks);
-            if ticks % 10 == 0 {
+            if ticks.is_multiple_of(10) {
                 // Give memory freed after a burst back to the system (glibc keeps it otherwise).
                 #[cfg(all(target_os = "linux", target_env = "gnu"))]
                 // SAFETY: malloc_trim only releases free heap pages; no pointers are touched.

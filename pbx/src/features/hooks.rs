@@ -101,7 +101,7 @@ impl Hooks for Features {
         if engine.config().mode == Mode::B2bua {
             b2bua::expire_calls(engine);
         }
-        if tick % 10 == 0 {
+        if tick.is_multiple_of(10) {
             engine.fraud().sweep();
         }
     }

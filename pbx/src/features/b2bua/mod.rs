@@ -18,7 +18,7 @@ pub use self::dialogs::{B2bCall, Calls, Leg};
 use super::state::Engine;
 use crate::call::branches::{send_branches, track_call};
 use crate::call::client::send_request_tx;
-use crate::call::{BranchInfo, Target};
+use crate::call::{BranchInfo, Outgoing, Target};
 use crate::config::Transport;
 use crate::sip::{addr_uri, param, response_to, Message, StartLine};
 
@@ -221,7 +221,7 @@ pub fn translate(
     near_req: &Message,
     resp: &Message,
     branch: BranchInfo,
-) -> Option<(Message, Option<(Transport, SocketAddr, Vec<u8>)>)> {
+) -> Option<(Message, Option<Outgoing>)> {
     let call = engine.b2b_calls().lock().get(near_req.call_id()).cloned()?;
     let code = resp.status()?;
     let reason = match &resp.start {
@@ -295,18 +295,14 @@ pub fn translate(
 }
 
 /// Our ACK again for a retransmitted 2xx of the B leg.
-pub fn ack_again(engine: &Engine, call_id: &str) -> Option<(Transport, SocketAddr, Vec<u8>)> {
+pub fn ack_again(engine: &Engine, call_id: &str) -> Option<Outgoing> {
     let call = engine.b2b_calls().lock().get(call_id).cloned()?;
     let c = call.lock();
     c.b_ack.clone().map(|b| (c.b.transport, c.b.dest, b))
 }
 
 /// `ack_again` for a 2xx of the dialog the call is in (same To tag) only.
-pub fn ack_again_of(
-    engine: &Engine,
-    call_id: &str,
-    to_tag: Option<&str>,
-) -> Option<(Transport, SocketAddr, Vec<u8>)> {
+pub fn ack_again_of(engine: &Engine, call_id: &str, to_tag: Option<&str>) -> Option<Outgoing> {
     let call = engine.b2b_calls().lock().get(call_id).cloned()?;
     let c = call.lock();
     if c.b.remote_tag.as_deref() != to_tag {
