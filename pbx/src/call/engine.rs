@@ -21,7 +21,9 @@ use crate::transport::Transports;
 /// How the features plug into the call flow. The engine owns the transaction
 /// layer and calls these at the points where a feature decides; the one
 /// implementation (`features::Features`) is chosen at compile time, so a hook
-/// costs a direct call, no allocation and no lock.
+/// costs a direct call, no allocation and no lock. Every hook but the two
+/// request ones has a default (what a plain proxy does), so a new hook is
+/// added without touching the implementations that do not need it.
 pub trait Hooks: Default + Send + Sync + Sized + 'static {
     /// What the features keep with a listed call.
     type CallData: Send + Clone + std::fmt::Debug + 'static;
@@ -41,7 +43,10 @@ pub trait Hooks: Default + Send + Sync + Sized + 'static {
     /// An ACK for a 2xx: its own end-to-end request, outside any transaction.
     fn on_ack(engine: &Arc<Engine<Self>>, msg: Message, source: SocketAddr, transport: Transport);
     /// A response that matches no client transaction; true when a feature took it.
-    fn on_unmatched_response(engine: &Arc<Engine<Self>>, msg: &Message) -> bool;
+    fn on_unmatched_response(engine: &Arc<Engine<Self>>, msg: &Message) -> bool {
+        let _ = (engine, msg);
+        false
+    }
     /// The upstream response for a branch's `resp`, when a feature rebuilds
     /// it instead of relaying it, with an ACK to send on the branch.
     fn rebuild_response(
@@ -49,21 +54,30 @@ pub trait Hooks: Default + Send + Sync + Sized + 'static {
         near_req: &Message,
         resp: &Message,
         branch: BranchInfo,
-    ) -> Option<(Message, Option<Outgoing>)>;
+    ) -> Option<(Message, Option<Outgoing>)> {
+        let _ = (engine, near_req, resp, branch);
+        None
+    }
     /// A 2xx retransmitted on a finished branch; `initial` is the branch's
     /// initial INVITE (request, destination, transport), if it was one.
     fn on_late_2xx(
         engine: &Arc<Engine<Self>>,
         resp: &Message,
         initial: Option<(Message, SocketAddr, Transport)>,
-    ) -> Late2xx;
+    ) -> Late2xx {
+        let _ = (engine, resp, initial);
+        Late2xx::Relay
+    }
     /// The retry of a branch challenged with 401/407, if a feature answers
     /// the challenge (called under the table lock).
     fn retry_challenged(
         engine: &Engine<Self>,
         tx: &ClientTx,
         resp: &Message,
-    ) -> Option<Self::Retry>;
+    ) -> Option<Self::Retry> {
+        let _ = (engine, tx, resp);
+        None
+    }
     /// Sends `retry` in place of the challenged branch `old` of server
     /// transaction `skey`.
     fn send_retry(
@@ -73,13 +87,21 @@ pub trait Hooks: Default + Send + Sync + Sized + 'static {
         retry: Self::Retry,
         dest: SocketAddr,
         transport: Transport,
-    );
+    ) {
+        let _ = (engine, old, skey, retry, dest, transport);
+    }
     /// A call left the call list; `code` is its final answer (200 once answered).
-    fn on_call_ended(engine: &Engine<Self>, call_id: &str, call: Call<Self::CallData>, code: u16);
+    fn on_call_ended(engine: &Engine<Self>, call_id: &str, call: Call<Self::CallData>, code: u16) {
+        let _ = (engine, call_id, call, code);
+    }
     /// An initial INVITE failed: the dialog it would have made never came to be.
-    fn on_dialog_failed(engine: &Engine<Self>, call_id: &str);
+    fn on_dialog_failed(engine: &Engine<Self>, call_id: &str) {
+        let _ = (engine, call_id);
+    }
     /// Once a second (`tick` counts the seconds), for the features' housekeeping.
-    fn every_second(engine: &Arc<Engine<Self>>, tick: u64);
+    fn every_second(engine: &Arc<Engine<Self>>, tick: u64) {
+        let _ = (engine, tick);
+    }
 }
 
 pub struct Engine<H: Hooks> {

@@ -4,6 +4,8 @@
 pub mod branches;
 pub mod client;
 pub mod engine;
+#[cfg(test)]
+mod hooks_test;
 pub mod location;
 pub mod server;
 pub mod state;
