@@ -57,7 +57,7 @@ impl Control {
             .cloned()
             .unwrap_or_else(|| e.config().realm.clone());
         let registrations: Vec<Value> = e
-            .location
+            .location()
             .all()
             .into_iter()
             .map(|b| {
@@ -72,12 +72,11 @@ impl Control {
             })
             .collect();
         let calls: Vec<Value> = e
-            .calls
-            .lock()
+            .calls()
             .iter()
             .map(|(id, c)| json!({"call-id": id, "caller": c.caller, "callee": c.callee, "start": c.start, "state": c.state}))
             .collect();
-        let c = &e.counters;
+        let c = e.counters();
         let r = |i: usize| c.replies[i].load(Ordering::Relaxed).to_string();
         // RFC 7951: 64-bit integers are JSON strings.
         let mut state = json!({"besip-pbx:pbx": {
@@ -91,10 +90,10 @@ impl Control {
                 "replies-4xx": r(3), "replies-5xx": r(4), "replies-6xx": r(5),
                 "auth-failures": c.auth_failures.load(Ordering::Relaxed).to_string(),
                 "malformed": c.malformed.load(Ordering::Relaxed).to_string(),
-                "tcp-refused": e.transports.tcp_refused().to_string(),
+                "tcp-refused": e.transports().tcp_refused().to_string(),
                 "rtp-dropped": crate::rtp_relay::dropped_total().to_string(),
-                "transactions": e.tables.lock().len(),
-                "refused": e.fraud.counters_json(),
+                "transactions": e.tables().len(),
+                "refused": e.fraud().counters_json(),
             }
         }});
         if let Some(sets) = crate::dispatcher::state_json(&e.config()) {
@@ -110,7 +109,7 @@ impl Handler for Control {
         self.pending.clear();
         let path = staged.path(&self.layout, "besip_pbx");
         let config = Config::load(&path).map_err(|e| HandlerError::refused(e.to_string()))?;
-        let served = self.engine.transports.listening();
+        let served = self.engine.transports().listening();
         let added: Vec<Listen> = config
             .listens
             .iter()
@@ -132,7 +131,7 @@ impl Handler for Control {
             tracing::info!(?transport, %addr, "listening");
         }
         let sink = Arc::new(EngineSink(self.engine.clone()));
-        self.engine.transports.serve(bound, sink);
+        self.engine.transports().serve(bound, sink);
         // Binds nothing now (prepare did); closes the listens that are gone.
         self.engine
             .reconfigure_listens(&config)
@@ -141,7 +140,7 @@ impl Handler for Control {
         self.engine.apply(config);
         crate::trunk_registration::reconcile(&self.engine);
         let accounting = &self.engine.config().accounting;
-        self.engine.accounting.on_config(accounting);
+        self.engine.accounting().on_config(accounting);
         tracing::info!("configuration applied");
         Ok(())
     }
@@ -166,7 +165,7 @@ impl Handler for Control {
                 let user = aor.split('@').next().unwrap_or(aor);
                 let user = user.strip_prefix("sip:").unwrap_or(user);
                 let contact = input.get("contact").and_then(Value::as_str);
-                let removed = self.engine.location.remove(user, contact);
+                let removed = self.engine.location().remove(user, contact);
                 tracing::info!(aor, removed, "unregister RPC");
                 Ok(json!({"removed": removed}))
             }

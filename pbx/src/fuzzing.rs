@@ -8,7 +8,7 @@ use crate::sip::{addr_uri, param, split_list, stamp_via, Message, Uri, Via};
 /// daemon reads. Must never panic.
 pub fn exercise(data: &[u8]) {
     let _ = frame_length(data);
-    let _ = crate::engine::error_reply(data, 400, "fuzz");
+    let _ = crate::call::error_reply(data, 400, "fuzz");
     let Ok(msg) = Message::parse(data) else {
         return;
     };

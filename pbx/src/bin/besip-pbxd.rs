@@ -58,7 +58,7 @@ async fn run(args: &Args) -> Result<(), StartError> {
     tokio::spawn(engine.clone().sweep_loop());
     tokio::spawn(besip_pbx::timers::run(engine.clone()));
     tokio::spawn(besip_pbx::dispatcher::prober(engine.clone()));
-    engine.accounting.open(
+    engine.accounting().open(
         &layout.lib_dir().join("accounting.db"),
         &engine.config().accounting,
     )?;
@@ -66,7 +66,7 @@ async fn run(args: &Args) -> Result<(), StartError> {
     besip_pbx::trunk_registration::reconcile(&engine);
     let control = Arc::new(Control::new(engine.clone(), layout.clone()));
     let ipc = DaemonIpc::bind(&layout, "pbx", control).await?;
-    engine.fraud.set_notifier(ipc.notifier());
+    engine.fraud().set_notifier(ipc.notifier());
     let _running = ipc.ready(&snapshot).await?;
     for s in engine.sockets() {
         tracing::info!(transport = ?s.transport, addr = %s.bound, "listening");

@@ -5,6 +5,9 @@ use std::borrow::Cow;
 
 use snafu::Snafu;
 
+use super::names::canonical_name;
+use super::text::{list_items, push_decimal};
+
 /// Largest message accepted on any transport (issue 4: above this → 513 / close).
 pub const MAX_MESSAGE_SIZE: usize = 65_535;
 
@@ -45,107 +48,6 @@ pub struct Message {
     pub start: StartLine,
     pub headers: Vec<Header>,
     pub body: Vec<u8>,
-}
-
-/// Compact forms (RFC 3261 §7.3.3 and later RFCs) and canonical spellings.
-const CANONICAL: &[(&str, &str)] = &[
-    ("i", "Call-ID"),
-    ("m", "Contact"),
-    ("e", "Content-Encoding"),
-    ("l", "Content-Length"),
-    ("c", "Content-Type"),
-    ("f", "From"),
-    ("s", "Subject"),
-    ("k", "Supported"),
-    ("t", "To"),
-    ("v", "Via"),
-    ("o", "Event"),
-    ("r", "Refer-To"),
-    ("b", "Referred-By"),
-    ("x", "Session-Expires"),
-    ("u", "Allow-Events"),
-];
-/// Every long name we canonicalise (`known_name` holds them by length).
-#[cfg(test)]
-pub(super) const KNOWN: &[&str] = &[
-    "Via",
-    "From",
-    "To",
-    "Call-ID",
-    "CSeq",
-    "Contact",
-    "Max-Forwards",
-    "Content-Length",
-    "Content-Type",
-    "Route",
-    "Record-Route",
-    "Expires",
-    "Min-Expires",
-    "Authorization",
-    "Proxy-Authorization",
-    "WWW-Authenticate",
-    "Proxy-Authenticate",
-    "User-Agent",
-    "Server",
-    "Allow",
-    "Path",
-    "Require",
-    "Proxy-Require",
-    "Unsupported",
-    "Supported",
-    "Content-Encoding",
-    "Subject",
-    "Event",
-    "Refer-To",
-    "Referred-By",
-    "Session-Expires",
-    "Allow-Events",
-];
-
-fn canonical_name(name: &str) -> Cow<'static, str> {
-    if name.len() == 1 {
-        if let Some((_, long)) = CANONICAL.iter().find(|(c, _)| c.eq_ignore_ascii_case(name)) {
-            return Cow::Borrowed(long);
-        }
-    }
-    match known_name(name) {
-        Some(k) => Cow::Borrowed(k),
-        None => Cow::Owned(name.to_owned()),
-    }
-}
-
-/// The canonical spelling of a name in `KNOWN`: only the names of the same
-/// length are compared (this runs for every header of every message).
-pub(super) fn known_name(name: &str) -> Option<&'static str> {
-    let candidates: &[&'static str] = match name.len() {
-        2 => &["To"],
-        3 => &["Via"],
-        4 => &["From", "CSeq", "Path"],
-        5 => &["Route", "Allow", "Event"],
-        6 => &["Server"],
-        7 => &["Call-ID", "Contact", "Expires", "Require", "Subject"],
-        8 => &["Refer-To"],
-        9 => &["Supported"],
-        10 => &["User-Agent"],
-        11 => &["Min-Expires", "Referred-By", "Unsupported"],
-        12 => &[
-            "Max-Forwards",
-            "Record-Route",
-            "Content-Type",
-            "Allow-Events",
-        ],
-        13 => &["Authorization", "Proxy-Require"],
-        14 => &["Content-Length"],
-        15 => &["Session-Expires"],
-        16 => &["WWW-Authenticate", "Content-Encoding"],
-        18 => &["Proxy-Authenticate"],
-        19 => &["Proxy-Authorization"],
-        _ => &[],
-    };
-    candidates
-        .iter()
-        .find(|k| k.eq_ignore_ascii_case(name))
-        .copied()
 }
 
 fn is_token_char(b: u8) -> bool {
@@ -603,119 +505,6 @@ fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
         method: method.to_owned(),
         uri: uri.to_owned(),
     })
-}
-
-/// Appends `n` in decimal (no formatting machinery: every response writes two).
-pub fn push_decimal(out: &mut Vec<u8>, n: usize) {
-    out.extend_from_slice(decimal(n, &mut [0; 20]).as_bytes());
-}
-
-/// `n` in decimal, written at the end of `buf`.
-pub fn decimal(mut n: usize, buf: &mut [u8; 20]) -> &str {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    std::str::from_utf8(&buf[i..]).unwrap_or("0")
-}
-
-/// Appends `n` in lower-case hex, zero-padded to `width` digits.
-pub fn push_hex(out: &mut String, mut n: u64, width: usize) {
-    let mut buf = [b'0'; 16];
-    let mut i = buf.len();
-    while n != 0 || buf.len() - i < width.max(1) {
-        i -= 1;
-        buf[i] = b"0123456789abcdef"[(n & 15) as usize];
-        n >>= 4;
-    }
-    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or("0"));
-}
-
-/// Appends an address as `Display` writes it; IPv4 without formatting machinery.
-pub fn push_ip(out: &mut String, ip: std::net::IpAddr) {
-    match ip {
-        std::net::IpAddr::V4(v4) => {
-            for (i, o) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    out.push('.');
-                }
-                out.push_str(decimal(usize::from(o), &mut [0; 20]));
-            }
-        }
-        std::net::IpAddr::V6(v6) => {
-            use std::fmt::Write as _;
-            let _ = write!(out, "{v6}");
-        }
-    }
-}
-
-/// Splits a header value at commas outside quotes and angle brackets.
-pub fn split_list(value: &str) -> Vec<&str> {
-    list_items(value).collect()
-}
-
-/// The items of a list-valued header, lazily, empty items skipped. A byte
-/// scan: the delimiters are ASCII, so every cut is a char boundary.
-pub fn list_items(value: &str) -> ListItems<'_> {
-    ListItems { rest: Some(value) }
-}
-
-pub struct ListItems<'a> {
-    rest: Option<&'a str>,
-}
-
-impl<'a> Iterator for ListItems<'a> {
-    type Item = &'a str;
-
-    fn next(&mut self) -> Option<&'a str> {
-        loop {
-            let value = self.rest?;
-            if memchr::memchr(b',', value.as_bytes()).is_none() {
-                // No comma at all: one item (the usual case), no scan needed.
-                self.rest = None;
-                let part = value.trim();
-                return (!part.is_empty()).then_some(part);
-            }
-            let (mut quoted, mut angle, mut escaped) = (false, false, false);
-            let mut cut = None;
-            for (i, &b) in value.as_bytes().iter().enumerate() {
-                if escaped {
-                    escaped = false;
-                    continue;
-                }
-                match b {
-                    b'\\' if quoted => escaped = true,
-                    b'"' => quoted = !quoted,
-                    b'<' if !quoted => angle = true,
-                    b'>' if !quoted => angle = false,
-                    b',' if !quoted && !angle => {
-                        cut = Some(i);
-                        break;
-                    }
-                    _ => {}
-                }
-            }
-            let part = match cut {
-                Some(i) => {
-                    self.rest = Some(&value[i + 1..]);
-                    &value[..i]
-                }
-                None => {
-                    self.rest = None;
-                    value
-                }
-            };
-            let part = part.trim();
-            if !part.is_empty() {
-                return Some(part);
-            }
-        }
-    }
 }
 
 /// Builds a response to `req` (RFC 3261 §8.2.6): copies Via, From, To, Call-ID, CSeq.

@@ -1,8 +1,11 @@
 //! SIP syntax: messages, URIs, name-addr values and Via headers.
 
 pub mod message;
+mod names;
+pub mod text;
 
-pub use message::{list_items, response_to, split_list, Message, ParseError, StartLine};
+pub use message::{response_to, Message, ParseError, StartLine};
+pub use text::{list_items, split_list};
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -239,11 +242,11 @@ pub fn stamp_parsed_via(value: &str, via: &Via, source: SocketAddr) -> String {
     let host_ip = via.host.parse::<IpAddr>().ok();
     if host_ip != Some(source.ip()) || via.rport.is_some() {
         s.push_str(";received=");
-        message::push_ip(&mut s, source.ip());
+        text::push_ip(&mut s, source.ip());
     }
     if via.rport.is_some() {
         s.push_str(";rport=");
-        s.push_str(message::decimal(usize::from(source.port()), &mut [0; 20]));
+        s.push_str(text::decimal(usize::from(source.port()), &mut [0; 20]));
     }
     s
 }

@@ -145,22 +145,22 @@ fn split_list_respects_quotes_and_brackets() {
 
 #[test]
 fn every_known_header_name_is_canonicalised() {
-    for name in super::message::KNOWN {
+    for name in super::names::KNOWN {
         assert_eq!(
-            super::message::known_name(&name.to_ascii_lowercase()),
+            super::names::known_name(&name.to_ascii_lowercase()),
             Some(*name)
         );
         assert_eq!(
-            super::message::known_name(&name.to_ascii_uppercase()),
+            super::names::known_name(&name.to_ascii_uppercase()),
             Some(*name)
         );
     }
-    assert_eq!(super::message::known_name("X-Custom"), None);
+    assert_eq!(super::names::known_name("X-Custom"), None);
 }
 
 #[test]
 fn number_and_address_writers_match_display() {
-    use super::message::{decimal, push_hex, push_ip};
+    use super::text::{decimal, push_hex, push_ip};
     for n in [0usize, 7, 10, 65535, usize::MAX] {
         assert_eq!(decimal(n, &mut [0; 20]), n.to_string());
     }

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 
+use crate::call::Target;
 use crate::config::{Config, Transport};
-use crate::proxy::Target;
 use crate::sip::format_host;
 
 mod failover;

@@ -6,10 +6,10 @@ use std::net::SocketAddr;
 
 use crate::auth::Verdict;
 use crate::config::Config;
-use crate::engine::Engine;
-use crate::fraud::Refusal;
-use crate::outbound::Origin;
-use crate::proxy::Decision;
+use crate::features::decision::Decision;
+use crate::features::fraud::Refusal;
+use crate::features::outbound::Origin;
+use crate::features::state::Engine;
 use crate::sip::{addr_uri, Message, Uri};
 
 /// The toll-fraud rules of a request about to be forwarded: what leaves
@@ -104,7 +104,7 @@ pub(crate) fn authenticate(
                 .and_then(|u| cfg.resolve_user(u))
                 .map(|e| e.number.clone());
             if from_user.as_deref() != Some(user.as_str()) {
-                engine.counters.auth_failure();
+                engine.counters().auth_failure();
                 return Err(Decision::Reply(
                     403,
                     "Forbidden: From Does Not Match Credentials",
@@ -116,7 +116,7 @@ pub(crate) fn authenticate(
         Verdict::Missing => Err(challenge(false)),
         Verdict::Stale => Err(challenge(true)),
         Verdict::Failed(why) => {
-            engine.counters.auth_failure();
+            engine.counters().auth_failure();
             tracing::info!(reason = why, "proxy authentication failed");
             Err(challenge(false))
         }

@@ -4,9 +4,9 @@
 use std::net::SocketAddr;
 
 use crate::auth::Verdict;
+use crate::call::location::{unix_now, Binding};
 use crate::config::{Config, Transport};
-use crate::engine::Engine;
-use crate::location::{unix_now, Binding};
+use crate::features::state::Engine;
 use crate::sip::{addr_uri, param, response_to, Message, Uri};
 
 fn reply(req: &Message, code: u16, reason: &str, tag: &str) -> Message {
@@ -57,14 +57,14 @@ pub fn register(
         Verdict::Missing => return challenge(false),
         Verdict::Stale => return challenge(true),
         Verdict::Failed(why) => {
-            engine.counters.auth_failure();
+            engine.counters().auth_failure();
             tracing::info!(%source, user, reason = why, "REGISTER authentication failed");
             return challenge(false);
         }
     };
     // The authenticated user may register only its own extension (or an alias of it).
     let Some(ext) = cfg.resolve_user(user).filter(|e| e.number == auth_user) else {
-        engine.counters.auth_failure();
+        engine.counters().auth_failure();
         return reply(msg, 403, "Forbidden: Credentials Do Not Match To", &tag);
     };
     let aor = ext.number.clone();
@@ -86,7 +86,7 @@ pub fn register(
                 &tag,
             );
         }
-        engine.location.remove(&aor, None);
+        engine.location().remove(&aor, None);
         return reply(msg, 200, "OK", &tag);
     }
 
@@ -119,7 +119,7 @@ pub fn register(
         updates.push((uri_text.to_owned(), expires.min(cfg.max_expires), q));
     }
     let mut kept = 0;
-    engine.location.visit(&aor, |b| {
+    engine.location().visit(&aor, |b| {
         if !updates.iter().any(|(c, _, _)| c == &b.contact) {
             kept += 1;
         }
@@ -141,14 +141,14 @@ pub fn register(
     if transport == Transport::Tcp && longest > 0 {
         // Requests for the phone go over this connection: keep it.
         engine
-            .transports
+            .transports()
             .hold_tcp(source, std::time::Duration::from_secs(longest.into()));
     }
     for (contact, expires, q) in updates {
         if expires == 0 {
-            engine.location.remove(&aor, Some(&contact));
+            engine.location().remove(&aor, Some(&contact));
         } else {
-            engine.location.put(Binding {
+            engine.location().put(Binding {
                 aor: aor.clone(),
                 contact,
                 source,
@@ -163,13 +163,13 @@ pub fn register(
         }
     }
     let mut ok = reply(msg, 200, "OK", &tag);
-    engine.location.visit(&aor, |b| {
+    engine.location().visit(&aor, |b| {
         let mut v = Vec::with_capacity(b.contact.len() + 16);
         v.push(b'<');
         v.extend_from_slice(b.contact.as_bytes());
         v.extend_from_slice(b">;expires=");
         let left = b.expires_at.saturating_sub(now);
-        crate::sip::message::push_decimal(&mut v, usize::try_from(left).unwrap_or(usize::MAX));
+        crate::sip::text::push_decimal(&mut v, usize::try_from(left).unwrap_or(usize::MAX));
         // Only ASCII digits were appended to a valid string.
         ok.add_header("Contact", String::from_utf8(v).unwrap_or_default());
     });

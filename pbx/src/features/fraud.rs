@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 use serde_json::{json, Value};
 
 use crate::config::Config;
-use crate::outbound::Origin;
+use crate::features::outbound::Origin;
 use crate::sip::{addr_uri, param, Message};
 
 /// A dialog with no request for this long is forgotten (its BYE never came).

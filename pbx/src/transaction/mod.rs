@@ -3,6 +3,8 @@
 //! our own branch and method. The proxy's per-request context (branches, best
 //! response, CANCEL state) lives in the INVITE server transaction.
 
+pub mod timers;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -169,7 +171,7 @@ pub fn server_key_with(msg: &Message, via: Option<&crate::sip::Via>, method: &st
         key.push_str(&v.host);
         key.push(':');
         let port = usize::from(v.port.unwrap_or(5060));
-        key.push_str(crate::sip::message::decimal(port, &mut [0; 20]));
+        key.push_str(crate::sip::text::decimal(port, &mut [0; 20]));
     }
     key.push('|');
     key.push_str(method);

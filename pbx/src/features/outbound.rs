@@ -42,9 +42,11 @@ impl Origin {
 impl Policy {
     /// The trusted peer a source address belongs to.
     pub fn peer_of(&self, ip: IpAddr) -> Option<&Peer> {
-        self.peers
-            .iter()
-            .find(|p| p.networks.iter().any(|n| crate::nat::contains(n, ip)))
+        self.peers.iter().find(|p| {
+            p.networks
+                .iter()
+                .any(|n| crate::features::networks::contains(n, ip))
+        })
     }
 
     /// The class of a dialled number (longest prefix), None when no class has it.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::{count_call, is_down, mark_down, target, Destination, RUNTIME};
 use crate::config::{Mode, Transport};
-use crate::engine::Engine;
+use crate::features::state::Engine;
 use crate::sip::{response_to, Message, StartLine};
 use crate::transaction::{client_key, ClientState, ClientTx};
 
@@ -53,7 +53,7 @@ impl Failover {
 /// lets the best answer go up.
 pub fn watch(engine: &Arc<Engine>, key: &str, failover: Failover) {
     let base = {
-        let mut tables = engine.tables.lock();
+        let mut tables = engine.tables();
         let tables = &mut *tables;
         let Some(stx) = tables.server.get_mut(key) else {
             return;
@@ -100,22 +100,18 @@ async fn hold(engine: Arc<Engine>, key: String, mut base: Message, mut f: Failov
             Step::Wait => {}
             Step::Done => return,
             Step::Abandon(ckey) => {
-                if crate::responses::abandon_branch(&engine, &ckey) {
+                if crate::call::client::abandon_branch(&engine, &ckey) {
                     f.abandoned = true;
                 }
             }
             Step::Send(t, dest, bytes, ckey) => {
                 engine.send(t, dest, bytes);
-                crate::responses::spawn_client_timer(&engine, ckey);
+                crate::call::client::spawn_client_timer(&engine, ckey);
             }
             Step::Final(resp) => {
                 // The initial INVITE failed everywhere: no dialog came to be.
-                engine.fraud.dialog_ended(resp.call_id());
-                let call = engine.calls.lock().remove(resp.call_id());
-                if let Some(call) = call {
-                    let code = resp.status().unwrap_or(500);
-                    crate::accounting::ended(&engine, resp.call_id(), call, code);
-                }
+                engine.fraud().dialog_ended(resp.call_id());
+                engine.end_call(resp.call_id(), resp.status().unwrap_or(500));
                 engine.reply(&key, resp);
                 return;
             }
@@ -125,7 +121,7 @@ async fn hold(engine: Arc<Engine>, key: String, mut base: Message, mut f: Failov
 
 fn next_step(engine: &Engine, key: &str, base: &mut Message, f: &mut Failover, late: bool) -> Step {
     let cfg = engine.config();
-    let mut guard = engine.tables.lock();
+    let mut guard = engine.tables();
     let tables = &mut *guard;
     let Some(stx) = tables.server.get_mut(key) else {
         return Step::Done;
@@ -185,7 +181,7 @@ fn next_step(engine: &Engine, key: &str, base: &mut Message, f: &mut Failover, l
     let Some(d) = next else {
         stx.pending = 0;
         let last = stx.branches.last().and_then(|k| tables.client.get(k));
-        let info = last.map(|tx| crate::responses::BranchInfo {
+        let info = last.map(|tx| crate::call::BranchInfo {
             dest: tx.dest,
             transport: tx.transport,
             cseq: tx.request.cseq().map(|c| c.0).unwrap_or(1),
@@ -211,7 +207,7 @@ fn next_step(engine: &Engine, key: &str, base: &mut Message, f: &mut Failover, l
         let resp = match (best, info, cfg.mode) {
             // B2BUA: the caller's answer is rebuilt on its own leg (and the call forgotten).
             (Some(b), Some(info), Mode::B2bua) => {
-                match crate::b2bua::translate(engine, &stx.request, &b, info) {
+                match crate::features::b2bua::translate(engine, &stx.request, &b, info) {
                     Some((up, _)) => up,
                     None => response_to(&stx.request, 503, "Service Unavailable", None),
                 }
@@ -229,7 +225,7 @@ fn next_step(engine: &Engine, key: &str, base: &mut Message, f: &mut Failover, l
         // which later requests on the far leg (ACK, BYE) follow.
         let cseq = base.cseq().map(|c| c.0).unwrap_or(1) + 1;
         base.set_header("CSeq", format!("{cseq} INVITE"));
-        if let Some(call) = engine.b2b.lock().get(base.call_id()) {
+        if let Some(call) = engine.b2b_calls().lock().get(base.call_id()) {
             let mut c = call.lock();
             c.b.cseq = c.b.cseq.max(cseq);
         }

@@ -6,53 +6,26 @@
 //! for a session timer, RFC 4028) or older than the configured maximum is
 //! ended with BYE on both legs.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+pub mod dialogs;
+
+pub use self::dialogs::{B2bCall, Calls, Leg};
+use super::state::Engine;
+use crate::call::branches::{send_branches, track_call};
+use crate::call::client::send_request_tx;
+use crate::call::{BranchInfo, Outgoing, Target};
 use crate::config::Transport;
-use crate::engine::Engine;
-use crate::proxy::{send_branches, track_call, Target};
-use crate::responses::BranchInfo;
 use crate::sip::{addr_uri, param, response_to, Message, StartLine};
-
-pub struct Leg {
-    pub call_id: String,
-    pub local_tag: String,
-    pub remote_tag: Option<String>,
-    /// Our identity on this leg (From of our requests).
-    pub local_uri: String,
-    /// The peer's identity on this leg.
-    pub remote_uri: String,
-    /// Contact of the peer: Request-URI of our requests on this leg.
-    pub remote_target: String,
-    pub dest: SocketAddr,
-    pub transport: Transport,
-    pub cseq: u32,
-}
-
-pub struct B2bCall {
-    pub a: Leg,
-    pub b: Leg,
-    pub established: Option<Instant>,
-    pub last_activity: Instant,
-    /// Session interval the caller asked for (RFC 4028), if any.
-    pub session_expires: Option<Duration>,
-    /// Our ACK for B's 2xx, re-sent when B retransmits the 2xx.
-    pub b_ack: Option<Vec<u8>>,
-    /// Media relay of a call across the NAT boundary.
-    pub relay: Option<Arc<crate::rtp_relay::Relay>>,
-}
-
-pub type Calls = Mutex<HashMap<String, Arc<Mutex<B2bCall>>>>;
 
 /// Our Contact for `peer` (NAT: the address that peer can reach).
 fn contact(engine: &Engine, transport: Transport, v6: bool, peer: SocketAddr) -> String {
     let s = engine.socket_for(transport, v6);
-    let ip = crate::nat::address_for(&engine.config(), peer).unwrap_or(s.advertised.ip());
+    let ip = super::nat::address_for(&engine.config(), peer).unwrap_or(s.advertised.ip());
     let tp = if transport == Transport::Tcp {
         ";transport=tcp"
     } else {
@@ -97,7 +70,7 @@ fn copy_body(from: &Message, to: &mut Message) {
 /// True when `msg` is an in-dialog request of a B2BUA call.
 pub fn owns(engine: &Engine, msg: &Message) -> bool {
     param(msg.header("To").unwrap_or(""), "tag").is_some()
-        && engine.b2b.lock().contains_key(msg.call_id())
+        && engine.b2b_calls().lock().contains_key(msg.call_id())
 }
 
 /// Starts the B leg of a new call for the INVITE of server transaction `key`.
@@ -111,8 +84,7 @@ pub fn start(
 ) {
     let cfg = engine.config();
     let Some((source, transport)) = engine
-        .tables
-        .lock()
+        .tables()
         .server
         .get(key)
         .map(|t| (t.source, t.transport))
@@ -167,7 +139,7 @@ pub fn start(
         contact(engine, first.transport, first.dest.is_ipv6(), first.dest),
     );
     copy_body(&a_req, &mut base);
-    let relay = crate::nat::anchor_offer(engine, source, first.dest, &mut base);
+    let relay = super::nat::anchor_offer(engine, source, first.dest, &mut base);
     let call = Arc::new(Mutex::new(B2bCall {
         a,
         b,
@@ -179,7 +151,7 @@ pub fn start(
     }));
     let b_call_id = call.lock().b.call_id.clone();
     {
-        let mut map = engine.b2b.lock();
+        let mut map = engine.b2b_calls().lock();
         map.insert(a_req.call_id().to_owned(), call.clone());
         map.insert(b_call_id, call);
     }
@@ -189,7 +161,7 @@ pub fn start(
 
 /// Rebuilds an in-dialog request on the other leg.
 pub fn in_dialog(engine: &Arc<Engine>, key: &str, msg: Message, hash: u32) {
-    let Some(call) = engine.b2b.lock().get(msg.call_id()).cloned() else {
+    let Some(call) = engine.b2b_calls().lock().get(msg.call_id()).cloned() else {
         return;
     };
     let (req, dest, transport) = {
@@ -220,7 +192,7 @@ pub fn in_dialog(engine: &Arc<Engine>, key: &str, msg: Message, hash: u32) {
         let (dest, transport) = (far.dest, far.transport);
         let sender = if from_a { c.a.dest } else { c.b.dest }.ip();
         if let Some(r) = &c.relay {
-            crate::nat::anchor(engine, r, from_a, sender, dest, &mut req);
+            super::nat::anchor(engine, r, from_a, sender, dest, &mut req);
         }
         (req, dest, transport)
     };
@@ -237,7 +209,7 @@ pub fn in_dialog(engine: &Arc<Engine>, key: &str, msg: Message, hash: u32) {
 
 /// The caller's ACK for our 2xx: we already ACKed the far leg; just note activity.
 pub fn on_ack(engine: &Engine, msg: &Message) {
-    if let Some(call) = engine.b2b.lock().get(msg.call_id()) {
+    if let Some(call) = engine.b2b_calls().lock().get(msg.call_id()) {
         call.lock().last_activity = Instant::now();
     }
 }
@@ -249,8 +221,8 @@ pub fn translate(
     near_req: &Message,
     resp: &Message,
     branch: BranchInfo,
-) -> Option<(Message, Option<(Transport, SocketAddr, Vec<u8>)>)> {
-    let call = engine.b2b.lock().get(near_req.call_id()).cloned()?;
+) -> Option<(Message, Option<Outgoing>)> {
+    let call = engine.b2b_calls().lock().get(near_req.call_id()).cloned()?;
     let code = resp.status()?;
     let reason = match &resp.start {
         StartLine::Response { reason, .. } => reason.clone(),
@@ -284,7 +256,7 @@ pub fn translate(
     }
     copy_body(resp, &mut up);
     if let Some(r) = &c.relay {
-        crate::nat::anchor(engine, r, !from_a, branch.dest.ip(), near_dest, &mut up);
+        super::nat::anchor(engine, r, !from_a, branch.dest.ip(), near_dest, &mut up);
     }
     let mut ack = None;
     if invite && (200..300).contains(&code) {
@@ -323,19 +295,15 @@ pub fn translate(
 }
 
 /// Our ACK again for a retransmitted 2xx of the B leg.
-pub fn ack_again(engine: &Engine, call_id: &str) -> Option<(Transport, SocketAddr, Vec<u8>)> {
-    let call = engine.b2b.lock().get(call_id).cloned()?;
+pub fn ack_again(engine: &Engine, call_id: &str) -> Option<Outgoing> {
+    let call = engine.b2b_calls().lock().get(call_id).cloned()?;
     let c = call.lock();
     c.b_ack.clone().map(|b| (c.b.transport, c.b.dest, b))
 }
 
 /// `ack_again` for a 2xx of the dialog the call is in (same To tag) only.
-pub fn ack_again_of(
-    engine: &Engine,
-    call_id: &str,
-    to_tag: Option<&str>,
-) -> Option<(Transport, SocketAddr, Vec<u8>)> {
-    let call = engine.b2b.lock().get(call_id).cloned()?;
+pub fn ack_again_of(engine: &Engine, call_id: &str, to_tag: Option<&str>) -> Option<Outgoing> {
+    let call = engine.b2b_calls().lock().get(call_id).cloned()?;
     let c = call.lock();
     if c.b.remote_tag.as_deref() != to_tag {
         return None;
@@ -382,19 +350,16 @@ pub fn refuse_stray_answer(
     };
     tracing::info!(call_id = %req.call_id(), to = %resp.header("To").unwrap_or(""), "2xx of a given-up branch: ACK and BYE");
     engine.send(transport, dest, build("ACK", cseq).to_bytes());
-    crate::responses::send_request_tx(engine, build("BYE", cseq + 1), dest, transport);
+    send_request_tx(engine, build("BYE", cseq + 1), dest, transport);
 }
 
 /// Drops a call; `code` is its final answer (200 once answered) for the CDR.
 fn forget(engine: &Engine, a_id: &str, b_id: &str, code: u16) {
-    let mut map = engine.b2b.lock();
+    let mut map = engine.b2b_calls().lock();
     map.remove(a_id);
     map.remove(b_id);
     drop(map);
-    let call = engine.calls.lock().remove(a_id);
-    if let Some(call) = call {
-        crate::accounting::ended(engine, a_id, call, code);
-    }
+    engine.end_call(a_id, code);
 }
 
 /// Ends calls past the maximum duration or whose session timer ran out.
@@ -403,7 +368,7 @@ pub fn expire_calls(engine: &Arc<Engine>) {
     let max =
         (cfg.max_call_duration > 0).then(|| Duration::from_secs(cfg.max_call_duration.into()));
     let calls: Vec<Arc<Mutex<B2bCall>>> = {
-        let map = engine.b2b.lock();
+        let map = engine.b2b_calls().lock();
         map.iter()
             .filter(|(id, c)| c.lock().a.call_id == **id)
             .map(|(_, c)| c.clone())
@@ -436,7 +401,7 @@ pub fn expire_calls(engine: &Arc<Engine>) {
 /// Ends the established call listed under the caller's Call-ID `a_call_id`
 /// (BYE on both legs); `why` goes to the log.
 pub fn hang_up(engine: &Arc<Engine>, a_call_id: &str, why: &str) {
-    let call = engine.b2b.lock().get(a_call_id).cloned();
+    let call = engine.b2b_calls().lock().get(a_call_id).cloned();
     if let Some(call) = call {
         end_call(engine, &call, why);
     }
@@ -465,6 +430,6 @@ fn end_call(engine: &Arc<Engine>, call: &Arc<Mutex<B2bCall>>, why: &str) {
     };
     forget(engine, &ids.0, &ids.1, 200);
     for (bye, dest, transport) in byes {
-        crate::responses::send_request_tx(engine, bye, dest, transport);
+        send_request_tx(engine, bye, dest, transport);
     }
 }

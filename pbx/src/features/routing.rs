@@ -5,52 +5,15 @@
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
+use crate::call::branches::{send_branches, track_call};
+use crate::call::Target;
 use crate::config::{Config, Mode, Transport};
-use crate::engine::{Call, Engine};
-use crate::fraud::Refusal;
-use crate::outbound::Origin;
+use crate::features::decision::Decision;
+use crate::features::fraud::Refusal;
+use crate::features::outbound::Origin;
+use crate::features::state::Engine;
 use crate::sip::{addr_uri, param, response_to, Message, Uri, Via};
-use crate::transaction::{client_key, ClientState, ClientTx};
-
-/// Where one branch goes.
-pub struct Target {
-    pub ruri: String,
-    pub dest: SocketAddr,
-    pub transport: Transport,
-    /// Route headers to put on the branch (Path of the binding).
-    pub routes: Vec<String>,
-    /// The trunk the dialplan routed this branch to: only then do the
-    /// trunk's credentials answer a challenge of the branch.
-    pub trunk: Option<String>,
-    /// A registered contact of ours (the call does not leave the box).
-    pub contact: bool,
-}
-
-impl Target {
-    /// A branch to somewhere outside (not a registered contact of ours).
-    fn outside(ruri: String, dest: SocketAddr, transport: Transport) -> Target {
-        Target {
-            ruri,
-            dest,
-            transport,
-            routes: vec![],
-            trunk: None,
-            contact: false,
-        }
-    }
-}
-
-pub(crate) enum Decision {
-    Reply(u16, &'static str, Vec<(&'static str, String)>),
-    Forward(Vec<Target>),
-    Response(Message),
-    /// A route naming a dispatcher set: (set, number after strip/prepend).
-    Dispatch(String, String),
-    /// Refused by the toll-fraud protection.
-    Refuse(Refusal),
-}
 
 fn loop_hash(msg: &Message, ruri: &str) -> u32 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -92,9 +55,9 @@ pub fn route(
     local: SocketAddr,
 ) {
     let cfg = engine.config();
-    if cfg.mode == Mode::B2bua && crate::b2bua::owns(engine, &msg) {
+    if cfg.mode == Mode::B2bua && crate::features::b2bua::owns(engine, &msg) {
         let hash = loop_hash(&msg, msg.uri());
-        crate::b2bua::in_dialog(engine, key, msg, hash);
+        crate::features::b2bua::in_dialog(engine, key, msg, hash);
         return;
     }
     let original_uri = msg.uri().to_owned();
@@ -116,7 +79,7 @@ pub fn route(
         }
         Decision::Response(r) => engine.reply(key, r),
         Decision::Refuse(refusal) => {
-            let (code, reason) = engine.fraud.refuse(refusal, &msg, source, &origin);
+            let (code, reason) = engine.fraud().refuse(refusal, &msg, source, &origin);
             let r = response_to(&msg, code, reason, Some(&engine.new_tag()));
             engine.reply(key, r);
         }
@@ -125,23 +88,27 @@ pub fn route(
             let initial = param(msg.header("To").unwrap_or(""), "tag").is_none();
             let invite = initial && msg.method() == "INVITE";
             let outbound = initial && targets.iter().any(|t| !t.contact);
-            if let Err(refusal) =
-                crate::admission::permitted(&cfg, &origin, outbound, invite, &original_uri)
-            {
-                let (code, reason) = engine.fraud.refuse(refusal, &msg, source, &origin);
+            if let Err(refusal) = crate::features::admission::permitted(
+                &cfg,
+                &origin,
+                outbound,
+                invite,
+                &original_uri,
+            ) {
+                let (code, reason) = engine.fraud().refuse(refusal, &msg, source, &origin);
                 let r = response_to(&msg, code, reason, Some(&engine.new_tag()));
                 return engine.reply(key, r);
             }
             if msg.header("Proxy-Authorization").is_some() {
-                crate::trunk_auth::consume_own_credentials(engine, &mut msg);
+                crate::features::trunk_auth::consume_own_credentials(engine, &mut msg);
             }
-            let placement = crate::accounting::Placement {
+            let placement = crate::features::accounting::Placement {
                 origin: &origin,
                 outbound,
                 source,
             };
             let meta = match invite {
-                true => match crate::accounting::admit(
+                true => match crate::features::accounting::admit(
                     engine,
                     &cfg,
                     &msg,
@@ -158,16 +125,16 @@ pub fn route(
                 false => None,
             };
             if cfg.mode == Mode::B2bua && invite {
-                crate::b2bua::start(engine, key, msg, targets, hash, &original_uri);
+                crate::features::b2bua::start(engine, key, msg, targets, hash, &original_uri);
             } else {
                 fork(engine, key, msg, targets, hash, local, &original_uri);
             }
             if let (Some(mut f), true) = (failover, invite) {
                 f.hash = hash;
-                crate::dispatcher::watch(engine, key, f);
+                crate::features::dispatcher::watch(engine, key, f);
             }
             if let Some((meta, call_id)) = meta {
-                crate::accounting::attach(engine, &call_id, meta);
+                crate::features::accounting::attach(engine, &call_id, meta);
             }
         }
     }
@@ -238,14 +205,14 @@ fn decide(
         if !to_us {
             return Decision::Reply(403, "Relaying Forbidden", vec![]);
         }
-        return Decision::Response(crate::registrar::register(
+        return Decision::Response(crate::features::registrar::register(
             engine, cfg, msg, source, transport,
         ));
     }
     let in_dialog = param(msg.header("To").unwrap_or(""), "tag").is_some();
     if in_dialog {
         // Only dialogs we record-routed: a To tag is no pass to anywhere.
-        if !engine.fraud.dialog_known(msg) {
+        if !engine.fraud().dialog_known(msg) {
             return Decision::Refuse(Refusal::UnknownDialog);
         }
         // The dialog's route set: forward to the next hop it names.
@@ -269,7 +236,8 @@ fn decide(
         // A pre-loaded route set is ignored (as Kamailio's default script
         // does): the next hop of a new request is ours to choose.
         msg.remove_headers("Route");
-        *origin = match crate::admission::authenticate(engine, cfg, msg, &method, source) {
+        *origin = match crate::features::admission::authenticate(engine, cfg, msg, &method, source)
+        {
             Ok(origin) => origin,
             Err(d) => return d,
         };
@@ -325,7 +293,7 @@ fn lookup(engine: &Engine, cfg: &Config, user: &str, origin: &mut Origin, depth:
             }
             return lookup(engine, cfg, number, origin, depth + 1);
         }
-        let bindings = engine.location.lookup(&ext.number);
+        let bindings = engine.location().lookup(&ext.number);
         if bindings.is_empty() {
             // A stranger must not tell an idle extension from none at all.
             if *origin == Origin::Stranger {
@@ -419,21 +387,22 @@ fn dispatch(
     msg: &Message,
     set: String,
     number: String,
-) -> (Decision, Option<crate::dispatcher::Failover>) {
+) -> (Decision, Option<crate::features::dispatcher::Failover>) {
     let Some(sc) = cfg.dispatcher_sets.get(&set) else {
         return (Decision::Reply(404, "Not Found", vec![]), None);
     };
-    let mut dests = crate::dispatcher::candidates(sc, msg.call_id());
+    let mut dests = crate::features::dispatcher::candidates(sc, msg.call_id());
     if dests.is_empty() {
         let d = Decision::Reply(503, "Service Unavailable: No Destination Up", vec![]);
         return (d, None);
     }
     let first = dests.remove(0);
     if msg.method() == "INVITE" {
-        crate::dispatcher::count_call(cfg, &set, &first);
+        crate::features::dispatcher::count_call(cfg, &set, &first);
     }
-    let target = crate::dispatcher::target(&number, &first);
-    let failover = crate::dispatcher::Failover::new(set, number, first, dests, sc.no_answer);
+    let target = crate::features::dispatcher::target(&number, &first);
+    let failover =
+        crate::features::dispatcher::Failover::new(set, number, first, dests, sc.no_answer);
     (Decision::Forward(vec![target]), Some(failover))
 }
 
@@ -471,7 +440,7 @@ fn fork(
         );
         base.insert_first("Record-Route", rr);
         engine
-            .fraud
+            .fraud()
             .dialog_created(&base, engine.config().max_transactions);
     }
     if method == "INVITE" && initial {
@@ -483,89 +452,10 @@ fn fork(
         );
     }
     if method == "BYE" {
-        engine.fraud.dialog_ended(base.call_id());
-        let call = engine.calls.lock().remove(base.call_id());
-        if let Some(call) = call {
-            crate::accounting::ended(engine, base.call_id(), call, 200);
-        }
+        engine.fraud().dialog_ended(base.call_id());
+        engine.end_call(base.call_id(), 200);
     }
     send_branches(engine, key, &base, targets, hash);
-}
-
-/// Lists a new call in the state (bounded like the transaction table).
-pub fn track_call(engine: &Engine, call_id: &str, from: &str, callee: &str) {
-    let mut calls = engine.calls.lock();
-    if calls.len() < engine.config().max_transactions {
-        calls.insert(
-            call_id.to_owned(),
-            Call {
-                caller: addr_uri(from).to_owned(),
-                callee: callee.to_owned(),
-                start: chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-                state: "trying",
-                answered: None,
-                acct: None,
-            },
-        );
-    }
-}
-
-/// Sends `base` to every target, each branch a client transaction of server transaction `key`.
-pub fn send_branches(
-    engine: &Arc<Engine>,
-    key: &str,
-    base: &Message,
-    targets: Vec<Target>,
-    hash: u32,
-) {
-    let method = base.method().to_owned();
-    let mut sends = Vec::with_capacity(targets.len());
-    let mut keys = Vec::with_capacity(targets.len());
-    {
-        let mut tables = engine.tables.lock();
-        for t in targets {
-            let mut req = base.clone();
-            req.set_uri(t.ruri);
-            for r in t.routes.iter().rev() {
-                req.insert_first("Route", r.clone());
-            }
-            let branch = engine.new_branch(hash);
-            req.push_header_front(
-                "Via",
-                engine.via_for(t.transport, t.dest.is_ipv6(), &branch),
-            );
-            let bytes = req.to_bytes();
-            let ckey = client_key(&branch, &method);
-            tables.client.insert(
-                ckey.clone(),
-                ClientTx {
-                    server_key: Some(key.to_owned()),
-                    request: req,
-                    bytes: bytes.clone(),
-                    dest: t.dest,
-                    transport: t.transport,
-                    state: ClientState::Trying,
-                    cancel_pending: false,
-                    cancel_sent: false,
-                    created: Instant::now(),
-                    expires: None,
-                    trunk: t.trunk,
-                },
-            );
-            sends.push((t.transport, t.dest, bytes));
-            keys.push(ckey);
-        }
-        if let Some(tx) = tables.server.get_mut(key) {
-            tx.pending = keys.len();
-            tx.branches = keys.clone();
-        }
-    }
-    for (t, d, b) in sends {
-        engine.send(t, d, b);
-    }
-    for k in keys {
-        crate::responses::spawn_client_timer(engine, k);
-    }
 }
 
 /// Forwards a request without a transaction (ACK for 2xx): Route, else Request-URI.
@@ -575,11 +465,11 @@ pub fn forward_stateless(
     _source: SocketAddr,
     _transport: Transport,
 ) {
-    if engine.config().mode == Mode::B2bua && crate::b2bua::owns(engine, &msg) {
-        crate::b2bua::on_ack(engine, &msg);
+    if engine.config().mode == Mode::B2bua && crate::features::b2bua::owns(engine, &msg) {
+        crate::features::b2bua::on_ack(engine, &msg);
         return;
     }
-    if !engine.fraud.dialog_known(&msg) {
+    if !engine.fraud().dialog_known(&msg) {
         tracing::debug!(call_id = %msg.call_id(), "ACK of no dialog of ours dropped");
         return;
     }
@@ -594,7 +484,7 @@ pub fn forward_stateless(
         next.user
             .as_deref()
             .and_then(|u| engine.config().resolve_user(u).map(|e| e.number.clone()))
-            .and_then(|n| engine.location.lookup(&n).into_iter().next())
+            .and_then(|n| engine.location().lookup(&n).into_iter().next())
             .map(|b| {
                 msg.set_uri(b.contact.clone());
                 (b.source, b.transport)

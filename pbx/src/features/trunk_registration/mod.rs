@@ -14,10 +14,13 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::{Transport, Trunk};
-use crate::engine::Engine;
+pub mod status;
+
+use self::status::{Running, Status};
+use super::state::Engine;
+use crate::auth::uac::{credentials, pick_challenge};
 use crate::sip::{format_host, param, Message};
 use crate::transaction::{T1, T2, TX_TIMEOUT};
-use crate::uac_auth::{credentials, pick_challenge};
 
 /// Every REGISTER we send carries a branch starting with this.
 const BRANCH_PREFIX: &str = "z9hG4bKbsptrk";
@@ -25,33 +28,6 @@ const BRANCH_PREFIX: &str = "z9hG4bKbsptrk";
 const REQUESTED_EXPIRES: u32 = 3600;
 const BACKOFF_MIN: Duration = Duration::from_secs(2);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
-
-#[derive(Debug, Clone, Default)]
-pub struct Status {
-    pub state: &'static str,
-    pub registrar: String,
-    /// Unix time the granted registration ends.
-    pub expires_at: Option<u64>,
-    pub last_response: Option<String>,
-    pub registrations: u32,
-    pub failures: u32,
-}
-
-struct Running {
-    trunk: Trunk,
-    call_id: String,
-    stop: watch::Sender<bool>,
-    status: Arc<Mutex<Status>>,
-    task: JoinHandle<()>,
-}
-
-/// The registrations in progress, by trunk name.
-#[derive(Default)]
-pub struct Registrations {
-    running: Mutex<HashMap<String, Running>>,
-    /// Call-ID -> the task waiting for responses.
-    inbox: Mutex<HashMap<String, mpsc::UnboundedSender<Message>>>,
-}
 
 /// Hands a response to its registration task; false when it is not ours.
 pub fn on_response(engine: &Engine, msg: &Message) -> bool {
@@ -62,7 +38,7 @@ pub fn on_response(engine: &Engine, msg: &Message) -> bool {
     if !ours {
         return false;
     }
-    if let Some(tx) = engine.trunk_regs.inbox.lock().get(msg.call_id()) {
+    if let Some(tx) = engine.trunk_regs().inbox.lock().get(msg.call_id()) {
         let _ = tx.send(msg.clone());
     }
     true
@@ -73,7 +49,7 @@ pub fn on_response(engine: &Engine, msg: &Message) -> bool {
 pub fn reconcile(engine: &Arc<Engine>) {
     let cfg = engine.config();
     let wanted: HashMap<&String, &Trunk> = cfg.trunks.iter().filter(|(_, t)| t.register).collect();
-    let mut running = engine.trunk_regs.running.lock();
+    let mut running = engine.trunk_regs().running.lock();
     let gone: Vec<String> = running
         .iter()
         .filter(|(name, r)| wanted.get(name).is_none_or(|t| **t != r.trunk))
@@ -96,7 +72,7 @@ pub fn reconcile(engine: &Arc<Engine>) {
         let (stop, stop_rx) = watch::channel(false);
         let (tx, rx) = mpsc::unbounded_channel();
         let call_id = format!("{}{}@besip-trunk", engine.new_tag(), engine.new_tag());
-        engine.trunk_regs.inbox.lock().insert(call_id.clone(), tx);
+        engine.trunk_regs().inbox.lock().insert(call_id.clone(), tx);
         let status = Arc::new(Mutex::new(Status {
             state: "registering",
             registrar: format!("{}:{}:{}", tp_name(trunk.transport), trunk.host, trunk.port),
@@ -135,7 +111,7 @@ pub fn reconcile(engine: &Arc<Engine>) {
 /// Unregisters every trunk (bounded by the transaction timeout).
 pub async fn shutdown(engine: &Engine) {
     let all: Vec<Running> = engine
-        .trunk_regs
+        .trunk_regs()
         .running
         .lock()
         .drain()
@@ -148,14 +124,14 @@ pub async fn shutdown(engine: &Engine) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(6);
     for r in all {
         let _ = tokio::time::timeout_at(deadline, r.task).await;
-        engine.trunk_regs.inbox.lock().remove(&r.call_id);
+        engine.trunk_regs().inbox.lock().remove(&r.call_id);
     }
 }
 
 /// RFC 7951 JSON of /pbx/trunk-registrations.
 pub fn state_json(engine: &Engine) -> Value {
-    let now = crate::location::unix_now();
-    let running = engine.trunk_regs.running.lock();
+    let now = crate::call::location::unix_now();
+    let running = engine.trunk_regs().running.lock();
     let mut list: Vec<Value> = running
         .iter()
         .map(|(name, r)| {
@@ -220,7 +196,7 @@ impl Registration {
                     let mut s = self.status.lock();
                     s.state = "registered";
                     s.registrations = s.registrations.saturating_add(1);
-                    s.expires_at = Some(crate::location::unix_now() + u64::from(secs));
+                    s.expires_at = Some(crate::call::location::unix_now() + u64::from(secs));
                     tracing::info!(trunk = %self.trunk.name, expires = secs, "registered to trunk");
                     refresh_after(secs)
                 }
@@ -250,7 +226,7 @@ impl Registration {
                 }
             }
         }
-        self.engine.trunk_regs.inbox.lock().remove(&self.call_id);
+        self.engine.trunk_regs().inbox.lock().remove(&self.call_id);
     }
 
     /// One registration (or removal with 0) including its challenge round.
@@ -344,7 +320,8 @@ impl Registration {
         m.add_header("Call-ID", self.call_id.clone());
         m.add_header("CSeq", format!("{} REGISTER", self.cseq));
         // Behind a NAT the provider must be told the external address.
-        let contact_ip = crate::nat::address_for(&e.config(), dest).unwrap_or(sock.advertised.ip());
+        let contact_ip =
+            crate::features::nat::address_for(&e.config(), dest).unwrap_or(sock.advertised.ip());
         m.add_header(
             "Contact",
             format!(

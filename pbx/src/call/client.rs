@@ -7,27 +7,22 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::engine::{Engine, Hooks};
+use super::state::{BranchInfo, Late2xx, Outgoing};
 use crate::config::Transport;
-use crate::engine::Engine;
 use crate::sip::{param, response_to, Message, StartLine, Via};
+use crate::transaction::timers::Timer;
 use crate::transaction::{
     client_key, response_rank, ClientState, ClientTx, LINGER, T1, T2, T4, TIMER_C, TX_TIMEOUT,
 };
 
-impl Engine {
+impl<H: Hooks> Engine<H> {
     pub fn on_response(self: &Arc<Self>, msg: Message, _source: SocketAddr) {
         let Some(via) = msg.top_via() else { return };
         let method = msg.cseq().map(|c| c.1.to_owned()).unwrap_or_default();
         let key = client_key(via.branch.as_deref().unwrap_or(""), &method);
-        let known = self.tables.lock().client.contains_key(&key);
-        if !known && (200..300).contains(&msg.status().unwrap_or(0)) {
-            // A 2xx retransmitted after its transaction ended: B2BUA re-ACKs.
-            if let Some((t, d, b)) = crate::b2bua::ack_again(self, msg.call_id()) {
-                self.send(t, d, b);
-                return;
-            }
-        }
-        if !known && crate::trunk_registration::on_response(self, &msg) {
+        let known = self.tables().client.contains_key(&key);
+        if !known && H::on_unmatched_response(self, &msg) {
             return;
         }
         if !known {
@@ -40,7 +35,7 @@ impl Engine {
 
 /// Pops our Via and sends the response to the next one (no transaction left,
 /// e.g. a 2xx retransmitted by the callee after the INVITE transaction ended).
-fn forward_response_stateless(engine: &Engine, mut msg: Message) {
+fn forward_response_stateless<H: Hooks>(engine: &Engine<H>, mut msg: Message) {
     let Some(top) = msg.top_via() else { return };
     if !engine.is_local(&top.host, top.port) {
         return;
@@ -58,7 +53,7 @@ fn forward_response_stateless(engine: &Engine, mut msg: Message) {
         Transport::Udp
     };
     if let Some(code) = msg.status() {
-        engine.counters.reply(code);
+        engine.counters().reply(code);
     }
     engine.send(transport, dest, msg.to_bytes());
 }
@@ -70,28 +65,18 @@ fn upstream(msg: &Message) -> Message {
     up
 }
 
-/// What the B2BUA needs of the branch a response came on.
-#[derive(Clone, Copy)]
-pub struct BranchInfo {
-    pub dest: SocketAddr,
-    pub transport: Transport,
-    pub cseq: u32,
-}
-
-/// The response for the upstream side: relayed (proxy) or rebuilt (B2BUA,
-/// which may also add its ACK for the far leg to `out`).
-fn up_msg(
-    engine: &Engine,
+/// The response for the upstream side: relayed (proxy) or rebuilt by a
+/// feature (B2BUA, which may also add its ACK for the far leg to `out`).
+fn up_msg<H: Hooks>(
+    engine: &Engine<H>,
     near_req: &Message,
     resp: &Message,
     info: BranchInfo,
-    out: &mut Vec<(Transport, SocketAddr, Vec<u8>)>,
+    out: &mut Vec<Outgoing>,
 ) -> Message {
-    if engine.config().mode == crate::config::Mode::B2bua {
-        if let Some((up, ack)) = crate::b2bua::translate(engine, near_req, resp, info) {
-            out.extend(ack);
-            return up;
-        }
+    if let Some((up, ack)) = H::rebuild_response(engine, near_req, resp, info) {
+        out.extend(ack);
+        return up;
     }
     upstream(resp)
 }
@@ -151,9 +136,9 @@ fn cancel_for(tx: &ClientTx) -> Message {
 }
 
 /// Sends CANCEL on a branch now if it is ringing, or as soon as it answers (§9.1).
-pub fn cancel_branch(engine: &Arc<Engine>, key: &str) {
+pub fn cancel_branch<H: Hooks>(engine: &Arc<Engine<H>>, key: &str) {
     let cancel = {
-        let mut tables = engine.tables.lock();
+        let mut tables = engine.tables();
         let Some(tx) = tables.client.get_mut(key) else {
             return;
         };
@@ -174,11 +159,16 @@ pub fn cancel_branch(engine: &Arc<Engine>, key: &str) {
 }
 
 /// A client transaction with no server side (our own CANCEL).
-pub fn send_request_tx(engine: &Arc<Engine>, req: Message, dest: SocketAddr, transport: Transport) {
+pub fn send_request_tx<H: Hooks>(
+    engine: &Arc<Engine<H>>,
+    req: Message,
+    dest: SocketAddr,
+    transport: Transport,
+) {
     let branch = req.top_via().and_then(|v| v.branch).unwrap_or_default();
     let key = client_key(&branch, req.method());
     let bytes = req.to_bytes();
-    engine.tables.lock().client.insert(
+    engine.tables().client.insert(
         key.clone(),
         ClientTx {
             server_key: None,
@@ -198,14 +188,14 @@ pub fn send_request_tx(engine: &Arc<Engine>, req: Message, dest: SocketAddr, tra
     spawn_client_timer(engine, key);
 }
 
-fn on_branch_response(engine: &Arc<Engine>, key: &str, msg: Message, synthetic: bool) {
+fn on_branch_response<H: Hooks>(engine: &Arc<Engine<H>>, key: &str, msg: Message, synthetic: bool) {
     let Some(code) = msg.status() else { return };
-    let mut out: Vec<(Transport, SocketAddr, Vec<u8>)> = Vec::new();
+    let mut out: Vec<Outgoing> = Vec::new();
     let mut cancel_now = Vec::new();
     let mut final_up: Option<(String, Message, bool)> = None;
     let mut retry = None;
     {
-        let mut tables = engine.tables.lock();
+        let mut tables = engine.tables();
         let Some(tx) = tables.client.get_mut(key) else {
             return;
         };
@@ -249,9 +239,9 @@ fn on_branch_response(engine: &Arc<Engine>, key: &str, msg: Message, synthetic: 
                         let bytes = up_msg(engine, &stx.request, &msg, info, &mut out).to_bytes();
                         stx.last_response = Some(bytes.clone());
                         out.push((stx.transport, stx.source, bytes));
-                        engine.counters.reply(code);
+                        engine.counters().reply(code);
                     }
-                    if let Some(c) = engine.calls.lock().get_mut(stx.request.call_id()) {
+                    if let Some(c) = engine.calls().get_mut(stx.request.call_id()) {
                         c.state = "ringing";
                     }
                 }
@@ -270,18 +260,10 @@ fn on_branch_response(engine: &Arc<Engine>, key: &str, msg: Message, synthetic: 
                     .then(|| (tx.request.clone(), tx.dest, tx.transport));
                 drop(tables);
                 if code < 300 {
-                    let tag = param(msg.header("To").unwrap_or(""), "tag");
-                    let b2bua = engine.config().mode == crate::config::Mode::B2bua;
-                    match (
-                        crate::b2bua::ack_again_of(engine, msg.call_id(), tag),
-                        branch,
-                    ) {
-                        (Some(ack), _) => out.push(ack),
-                        // A 2xx of a branch given up or timed out: no call uses it.
-                        (None, Some((req, dest, t))) if b2bua => {
-                            crate::b2bua::refuse_stray_answer(engine, &req, &msg, dest, t)
-                        }
-                        (None, _) => forward_response_stateless(engine, msg),
+                    match H::on_late_2xx(engine, &msg, branch) {
+                        Late2xx::Ack(ack) => out.push(ack),
+                        Late2xx::Handled => {}
+                        Late2xx::Relay => forward_response_stateless(engine, msg),
                     }
                 }
                 for (t, d, b) in out {
@@ -290,7 +272,7 @@ fn on_branch_response(engine: &Arc<Engine>, key: &str, msg: Message, synthetic: 
                 return;
             }
             if (code == 401 || code == 407) && !synthetic {
-                retry = crate::trunk_auth::retry_request(engine, tx, &msg)
+                retry = H::retry_challenged(engine, tx, &msg)
                     .map(|r| (skey.clone(), r, tx.dest, tx.transport));
             }
             let stx = match retry {
@@ -302,7 +284,7 @@ fn on_branch_response(engine: &Arc<Engine>, key: &str, msg: Message, synthetic: 
                 if code < 300 {
                     // Every 2xx goes upstream (§16.7 step 5); the other branches are cancelled.
                     let up = up_msg(engine, &stx.request, &msg, info, &mut out);
-                    engine.counters.reply(code);
+                    engine.counters().reply(code);
                     if stx.final_code.is_none() {
                         stx.final_code = Some(code);
                         stx.last_response = Some(up.to_bytes());
@@ -321,9 +303,9 @@ fn on_branch_response(engine: &Arc<Engine>, key: &str, msg: Message, synthetic: 
                                 .filter(|b| *b != key)
                                 .map(|b| (cancel_marker(b), stx.source, stx.transport)),
                         );
-                        if let Some(c) = engine.calls.lock().get_mut(stx.request.call_id()) {
+                        if let Some(c) = engine.calls().get_mut(stx.request.call_id()) {
                             c.state = "established";
-                            crate::accounting::answered_now(c);
+                            c.answered.get_or_insert_with(Instant::now);
                         }
                     }
                 } else if stx.final_code.is_none() {
@@ -351,7 +333,7 @@ fn on_branch_response(engine: &Arc<Engine>, key: &str, msg: Message, synthetic: 
         engine.send(t, d, b);
     }
     if let Some((skey, req, dest, transport)) = retry {
-        crate::trunk_auth::send_retry(engine, key, &skey, req, dest, transport);
+        H::send_retry(engine, key, &skey, req, dest, transport);
     }
     for (c, dest, transport) in cancel_now {
         match c.method() {
@@ -362,14 +344,10 @@ fn on_branch_response(engine: &Arc<Engine>, key: &str, msg: Message, synthetic: 
     if let Some((skey, resp, initial)) = final_up {
         if initial {
             // A dialog that never came to be.
-            engine.fraud.dialog_ended(resp.call_id());
+            H::on_dialog_failed(engine, resp.call_id());
         }
         if resp.method() == "INVITE" {
-            let call = engine.calls.lock().remove(resp.call_id());
-            if let Some(call) = call {
-                let code = resp.status().unwrap_or(500);
-                crate::accounting::ended(engine, resp.call_id(), call, code);
-            }
+            engine.end_call(resp.call_id(), resp.status().unwrap_or(500));
         }
         engine.reply(&skey, resp);
     }
@@ -393,9 +371,9 @@ fn cancel_marker(key: &str) -> Message {
 /// provisional), a local 408 for the branch. Should the destination still
 /// answer, a provisional gets a CANCEL and a final the ACK of a finished
 /// branch. False when the branch has answered meanwhile or is gone.
-pub fn abandon_branch(engine: &Arc<Engine>, key: &str) -> bool {
+pub fn abandon_branch<H: Hooks>(engine: &Arc<Engine<H>>, key: &str) -> bool {
     let timeout = {
-        let mut tables = engine.tables.lock();
+        let mut tables = engine.tables();
         let Some(tx) = tables.client.get_mut(key) else {
             return false;
         };
@@ -407,22 +385,21 @@ pub fn abandon_branch(engine: &Arc<Engine>, key: &str) -> bool {
     };
     on_branch_response(engine, key, timeout, true);
     // Kept (also over TCP) so late answers are caught here, not relayed.
-    if let Some(tx) = engine.tables.lock().client.get_mut(key) {
+    if let Some(tx) = engine.tables().client.get_mut(key) {
         tx.expires = Some(Instant::now() + LINGER);
     }
     true
 }
 
 /// Timers A/B (INVITE) and E/F (non-INVITE), and Timer C for ringing INVITEs.
-pub fn spawn_client_timer(engine: &Arc<Engine>, key: String) {
+pub fn spawn_client_timer<H: Hooks>(engine: &Engine<H>, key: String) {
     arm_client_timer(engine, key, T1);
 }
 
 /// Arms the next check of a client transaction, if it is still there.
-fn arm_client_timer(engine: &Engine, key: String, interval: Duration) {
+fn arm_client_timer<H: Hooks>(engine: &Engine<H>, key: String, interval: Duration) {
     let tcp = engine
-        .tables
-        .lock()
+        .tables()
         .client
         .get(&key)
         .map(|t| t.transport == Transport::Tcp);
@@ -433,13 +410,13 @@ fn arm_client_timer(engine: &Engine, key: String, interval: Duration) {
         interval
     };
     engine
-        .timers
-        .schedule(after, crate::timers::Timer::Client { key, interval });
+        .timers()
+        .schedule(after, Timer::Client { key, interval });
 }
 
 /// One expiry of a client transaction's timer: retransmit, cancel, time out
 /// or re-arm.
-pub fn client_timer_fired(engine: &Arc<Engine>, key: String, mut interval: Duration) {
+pub fn client_timer_fired<H: Hooks>(engine: &Arc<Engine<H>>, key: String, mut interval: Duration) {
     enum Act {
         Stop,
         Wait,
@@ -448,7 +425,7 @@ pub fn client_timer_fired(engine: &Arc<Engine>, key: String, mut interval: Durat
         Timeout(Message),
     }
     let act = {
-        let tables = engine.tables.lock();
+        let tables = engine.tables();
         match tables.client.get(&key) {
             None => Act::Stop,
             Some(tx) => {

@@ -5,12 +5,9 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-
-use crate::engine::Engine;
 
 /// How often the heap is looked at; timers fire at most this late.
 pub const TICK: Duration = Duration::from_millis(10);
@@ -78,27 +75,6 @@ impl Timers {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-}
-
-/// Fires due timers every `TICK`; handlers re-arm what must go on.
-pub async fn run(engine: Arc<Engine>) {
-    let mut tick = tokio::time::interval(TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        for timer in engine.timers.due(Instant::now()) {
-            match timer {
-                Timer::Client { key, interval } => {
-                    crate::responses::client_timer_fired(&engine, key, interval)
-                }
-                Timer::G {
-                    key,
-                    start,
-                    interval,
-                } => engine.timer_g_fired(key, start, interval),
-            }
-        }
     }
 }
 

@@ -5,6 +5,8 @@
 //! stream framing by Content-Length with the 64 KiB message limit, and the
 //! connection limits and timeouts of /pbx/tcp (tcp_limits).
 
+pub mod tcp_limits;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -21,7 +23,7 @@ use tokio::sync::mpsc;
 
 use crate::config::{Listen, Transport};
 use crate::sip::message::{frame_length, header_end, ParseError, MAX_MESSAGE_SIZE};
-use crate::tcp_limits::{Admission, Slot, TcpLimits};
+use tcp_limits::{Admission, Slot, TcpLimits};
 
 #[derive(Debug, Snafu)]
 pub enum TransportError {

@@ -11,6 +11,8 @@
 //! client reusing it gets a fresh challenge. Refusing them outright would
 //! lock such phones out and protect nothing more.
 
+pub mod uac;
+
 use std::num::NonZeroUsize;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -381,7 +383,7 @@ impl Authenticator {
         let known = known_password.is_some();
         let password = known_password.unwrap_or_else(|| hex::encode(self.secret));
         let qop = match (c.qop, c.nc, c.cnonce) {
-            (Some(q), Some(nc), Some(cn)) if q == "auth" => Some((nc, cn)),
+            (Some("auth"), Some(nc), Some(cn)) => Some((nc, cn)),
             (None, _, _) => None,
             _ => return Verdict::Failed("bad qop parameters"),
         };

@@ -11,11 +11,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::auth::uac::{credentials, pick_challenge};
 use crate::config::{Mode, Transport};
-use crate::engine::Engine;
+use crate::features::state::Engine;
 use crate::sip::Message;
 use crate::transaction::{client_key, ClientState, ClientTx};
-use crate::uac_auth::{credentials, pick_challenge};
 
 /// The retry of a challenged INVITE branch, if we can answer the challenge.
 pub fn retry_request(engine: &Engine, tx: &ClientTx, resp: &Message) -> Option<(Message, String)> {
@@ -88,7 +88,7 @@ pub fn send_retry(
     let key = client_key(&branch, "INVITE");
     let cseq = req.cseq().map(|c| c.0).unwrap_or(1);
     // Later requests on the far leg (ACK, BYE) follow the new CSeq.
-    if let Some(call) = engine.b2b.lock().get(req.call_id()) {
+    if let Some(call) = engine.b2b_calls().lock().get(req.call_id()) {
         let mut c = call.lock();
         if c.b.call_id == req.call_id() {
             c.b.cseq = c.b.cseq.max(cseq);
@@ -96,7 +96,7 @@ pub fn send_retry(
     }
     let bytes = req.to_bytes();
     {
-        let mut tables = engine.tables.lock();
+        let mut tables = engine.tables();
         let Some(stx) = tables.server.get_mut(skey) else {
             return; // the caller's transaction is gone: nothing to retry for
         };
@@ -122,5 +122,5 @@ pub fn send_retry(
         );
     }
     engine.send(transport, dest, bytes);
-    crate::responses::spawn_client_timer(engine, key);
+    crate::call::client::spawn_client_timer(engine, key);
 }

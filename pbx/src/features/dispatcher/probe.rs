@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{initial, Destination, Health, SetConfig, RUNTIME};
-use crate::engine::Engine;
+use crate::features::state::Engine;
 use crate::sip::{format_host, Message};
 
 /// Probes every destination of every set with probing on, each probe-interval;

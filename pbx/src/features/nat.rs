@@ -11,25 +11,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use crate::config::Config;
-use crate::engine::Engine;
-use crate::rtp_relay::{media_addr, rewrite_sdp, Relay};
+use crate::features::rtp_relay::{media_addr, rewrite_sdp, Relay};
+use crate::features::state::Engine;
 use crate::sip::Message;
 
-pub use crate::config::parse_networks;
-
-pub fn contains(net: &(IpAddr, u8), ip: IpAddr) -> bool {
-    match (net.0, ip) {
-        (IpAddr::V4(n), IpAddr::V4(i)) => {
-            let mask = u32::MAX.checked_shl(32 - u32::from(net.1)).unwrap_or(0);
-            u32::from(n) & mask == u32::from(i) & mask
-        }
-        (IpAddr::V6(n), IpAddr::V6(i)) => {
-            let mask = u128::MAX.checked_shl(128 - u32::from(net.1)).unwrap_or(0);
-            u128::from(n) & mask == u128::from(i) & mask
-        }
-        _ => false,
-    }
-}
+pub use super::networks::{contains, parse_networks};
 
 /// True when NAT handling is configured and `ip` is outside the local networks.
 pub fn is_outside(cfg: &Config, ip: IpAddr) -> bool {

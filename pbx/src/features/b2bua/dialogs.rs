@@ -1,0 +1,41 @@
+//! The B2BUA's calls: two legs each, listed under both their Call-IDs.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use crate::config::Transport;
+use crate::features::rtp_relay::Relay;
+
+pub struct Leg {
+    pub call_id: String,
+    pub local_tag: String,
+    pub remote_tag: Option<String>,
+    /// Our identity on this leg (From of our requests).
+    pub local_uri: String,
+    /// The peer's identity on this leg.
+    pub remote_uri: String,
+    /// Contact of the peer: Request-URI of our requests on this leg.
+    pub remote_target: String,
+    pub dest: SocketAddr,
+    pub transport: Transport,
+    pub cseq: u32,
+}
+
+pub struct B2bCall {
+    pub a: Leg,
+    pub b: Leg,
+    pub established: Option<Instant>,
+    pub last_activity: Instant,
+    /// Session interval the caller asked for (RFC 4028), if any.
+    pub session_expires: Option<Duration>,
+    /// Our ACK for B's 2xx, re-sent when B retransmits the 2xx.
+    pub b_ack: Option<Vec<u8>>,
+    /// Media relay of a call across the NAT boundary.
+    pub relay: Option<Arc<Relay>>,
+}
+
+pub type Calls = Mutex<HashMap<String, Arc<Mutex<B2bCall>>>>;

@@ -1,0 +1,26 @@
+//! The features: what the PBX does with the calls the engine carries. They
+//! take part in the call flow through the engine's `Hooks`, implemented in
+//! `hooks` (the one place where they are registered); their state is in
+//! `state`. Below `state`: the stores and rules without an engine (fraud,
+//! outbound, rating, networks, rtp_relay, the state types of accounting,
+//! b2bua and trunk_registration); above it, the features that act on calls.
+
+pub mod accounting;
+pub mod admission;
+pub mod b2bua;
+pub mod decision;
+pub mod dispatcher;
+pub mod fraud;
+mod hooks;
+pub mod nat;
+pub mod networks;
+pub mod outbound;
+pub mod rating;
+pub mod registrar;
+pub mod routing;
+pub mod rtp_relay;
+pub mod state;
+pub mod trunk_auth;
+pub mod trunk_registration;
+
+pub use state::{Call, Engine, Features};

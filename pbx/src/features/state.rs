@@ -1,0 +1,44 @@
+//! The features' state, kept by the engine (`Engine<Features>`), and the
+//! accessors through which each feature reaches its own part.
+
+use crate::features::accounting::store::{Accounting, Meta};
+use crate::features::b2bua::dialogs::Calls as B2bCalls;
+use crate::features::fraud::Guard;
+use crate::features::trunk_registration::status::Registrations;
+
+/// The engine of this daemon: the call layer with these features.
+pub type Engine = crate::call::Engine<Features>;
+/// A listed call with what accounting keeps of it.
+pub type Call = crate::call::Call<Box<Meta>>;
+
+/// The state of the features that keep any. A feature with state of its own
+/// adds a field here and an accessor below; its hooks go in `hooks`.
+#[derive(Default)]
+pub struct Features {
+    /// Toll-fraud protection: refusals, our dialogs, outbound calls, spend.
+    fraud: Guard,
+    /// CDRs and prepaid balances.
+    accounting: Accounting,
+    /// Calls of the B2BUA mode, under both their Call-IDs.
+    b2b: B2bCalls,
+    /// Outbound registrations to trunks.
+    trunk_regs: Registrations,
+}
+
+impl Engine {
+    pub fn fraud(&self) -> &Guard {
+        &self.features().fraud
+    }
+
+    pub fn accounting(&self) -> &Accounting {
+        &self.features().accounting
+    }
+
+    pub fn b2b_calls(&self) -> &B2bCalls {
+        &self.features().b2b
+    }
+
+    pub fn trunk_regs(&self) -> &Registrations {
+        &self.features().trunk_regs
+    }
+}
