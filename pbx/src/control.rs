@@ -12,8 +12,9 @@ use besip_core::paths::Layout;
 use serde_json::{json, Value};
 
 use crate::config::{Config, Listen, Transport};
-use crate::engine::{Engine, EngineSink};
-use crate::location::unix_now;
+use crate::call::EngineSink;
+use crate::features::Engine;
+use crate::call::location::unix_now;
 use crate::transport::{Bound, Transports};
 
 pub struct Control {
@@ -82,8 +83,8 @@ impl Control {
         let mut state = json!({"besip-pbx:pbx": {
             "registrations": {"registration": registrations},
             "calls": {"call": calls},
-            "trunk-registrations": crate::trunk_registration::state_json(e),
-            "accounting-state": crate::accounting::state_json(e),
+            "trunk-registrations": crate::features::trunk_registration::state_json(e),
+            "accounting-state": crate::features::accounting::state_json(e),
             "counters": {
                 "requests": c.requests.load(Ordering::Relaxed).to_string(),
                 "replies-1xx": r(0), "replies-2xx": r(1), "replies-3xx": r(2),
@@ -91,12 +92,12 @@ impl Control {
                 "auth-failures": c.auth_failures.load(Ordering::Relaxed).to_string(),
                 "malformed": c.malformed.load(Ordering::Relaxed).to_string(),
                 "tcp-refused": e.transports().tcp_refused().to_string(),
-                "rtp-dropped": crate::rtp_relay::dropped_total().to_string(),
+                "rtp-dropped": crate::features::rtp_relay::dropped_total().to_string(),
                 "transactions": e.tables().len(),
                 "refused": e.fraud().counters_json(),
             }
         }});
-        if let Some(sets) = crate::dispatcher::state_json(&e.config()) {
+        if let Some(sets) = crate::features::dispatcher::state_json(&e.config()) {
             state["besip-pbx:pbx"]["dispatcher-set"] = sets;
         }
         state
@@ -138,7 +139,7 @@ impl Handler for Control {
             .await
             .map_err(HandlerError::refused)?;
         self.engine.apply(config);
-        crate::trunk_registration::reconcile(&self.engine);
+        crate::features::trunk_registration::reconcile(&self.engine);
         let accounting = &self.engine.config().accounting;
         self.engine.accounting().on_config(accounting);
         tracing::info!("configuration applied");

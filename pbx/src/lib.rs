@@ -30,20 +30,3 @@ mod layering_test;
 pub mod sip;
 pub mod transaction;
 pub mod transport;
-
-// The paths the daemon's main and config.rs name (kept while they do).
-pub use call::location;
-pub use features::{accounting, dispatcher, nat, outbound, rating, rtp_relay, trunk_registration};
-pub use transport::tcp_limits;
-
-/// The engine as the daemon's main assembles it.
-pub mod engine {
-    pub use crate::call::{local_sockets, EngineSink};
-    pub use crate::features::Engine;
-}
-
-/// The transaction timers, served by `run`.
-pub mod timers {
-    pub use crate::call::run_timers as run;
-    pub use crate::transaction::timers::*;
-}

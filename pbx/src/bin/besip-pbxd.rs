@@ -6,8 +6,9 @@ use std::sync::Arc;
 use besip_core::daemon::{shutdown_signal, CommonArgs, ConfigSnapshot, DaemonIpc, StartError};
 use besip_pbx::config::Config;
 use besip_pbx::control::Control;
-use besip_pbx::engine::{local_sockets, Engine, EngineSink};
-use besip_pbx::location::Location;
+use besip_pbx::call::{local_sockets, EngineSink};
+use besip_pbx::features::Engine;
+use besip_pbx::call::location::Location;
 use besip_pbx::transport::Transports;
 use clap::Parser;
 
@@ -56,14 +57,14 @@ async fn run(args: &Args) -> Result<(), StartError> {
     transports.set_outbound_sink(sink.clone());
     transports.serve(bound, sink);
     tokio::spawn(engine.clone().sweep_loop());
-    tokio::spawn(besip_pbx::timers::run(engine.clone()));
-    tokio::spawn(besip_pbx::dispatcher::prober(engine.clone()));
+    tokio::spawn(besip_pbx::call::run_timers(engine.clone()));
+    tokio::spawn(besip_pbx::features::dispatcher::prober(engine.clone()));
     engine.accounting().open(
         &layout.lib_dir().join("accounting.db"),
         &engine.config().accounting,
     )?;
-    tokio::spawn(besip_pbx::accounting::cutter(engine.clone()));
-    besip_pbx::trunk_registration::reconcile(&engine);
+    tokio::spawn(besip_pbx::features::accounting::cutter(engine.clone()));
+    besip_pbx::features::trunk_registration::reconcile(&engine);
     let control = Arc::new(Control::new(engine.clone(), layout.clone()));
     let ipc = DaemonIpc::bind(&layout, "pbx", control).await?;
     engine.fraud().set_notifier(ipc.notifier());
@@ -72,7 +73,7 @@ async fn run(args: &Args) -> Result<(), StartError> {
         tracing::info!(transport = ?s.transport, addr = %s.bound, "listening");
     }
     shutdown_signal().await;
-    besip_pbx::trunk_registration::shutdown(&engine).await;
+    besip_pbx::features::trunk_registration::shutdown(&engine).await;
     location.flush();
     Ok(())
 }
