@@ -12,7 +12,7 @@
 //! Per module `besip-X` the output holds `pub mod X` with the constants
 //! MODULE, NAMESPACE, PREFIX, PACKAGE, one struct per config container and list
 //! entry, one enum per enumeration, a reader from the rendered UCI package that
-//! follows docs/CONTRACTS.md (core/src/uci_map.rs renders it), and LEAVES, a
+//! follows docs/CONTRACTS.md (core/src/uci_map/render.rs renders it), and LEAVES, a
 //! table of every config leaf (schema path, section type, option, Rust field).
 
 use std::collections::{BTreeMap, HashMap};

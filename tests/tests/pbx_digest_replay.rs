@@ -1,6 +1,6 @@
 //! A digest answer without qop (RFC 2069 style, no nonce count) is good
 //! for one request: captured and replayed, it is challenged again, never
-//! accepted (pbx/src/auth.rs explains the choice).
+//! accepted (pbx/src/auth/mod.rs explains the choice).
 
 use std::net::UdpSocket;
 use std::time::Duration;
