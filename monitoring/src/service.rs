@@ -53,6 +53,10 @@ impl Handler for Service {
             .map_err(|e| HandlerError::refused(e.to_string()))?;
         let web = WebSettings::load(&staged.path(layout, "besip_system"))
             .map_err(HandlerError::refused)?;
+        self.web
+            .check(web.as_ref())
+            .await
+            .map_err(HandlerError::refused)?;
         self.pending.put(Prepared { monitoring, web });
         Ok(())
     }

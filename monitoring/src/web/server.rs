@@ -75,6 +75,32 @@ impl Web {
         self.running.lock().await.as_ref().map(|r| r.https.addr)
     }
 
+    /// The prepare half of a reload: refuses settings that `apply` could not
+    /// serve — a certificate and key that do not load or do not match, a new
+    /// HTTPS address that cannot be bound (tried and released at once; the
+    /// port could still be taken before `apply`, which then keeps the old
+    /// listeners). Settings asked for before are not checked again, as
+    /// `apply` does not refuse them either.
+    pub async fn check(&self, settings: Option<&WebSettings>) -> Result<(), String> {
+        let Some(plan) = settings.filter(|s| s.enabled).map(Plan::of) else {
+            return Ok(());
+        };
+        if self.wanted.lock().await.as_ref() == Some(&plan) {
+            return Ok(());
+        }
+        tls::server_config_for(
+            plan.certificate.as_ref(),
+            &self.state.monitor.layout().etc_dir(),
+            &plan.hostname,
+            plan.addr.ip(),
+        )?;
+        let serving = self.running.lock().await.as_ref().map(|r| r.plan.addr);
+        if serving != Some(plan.addr) {
+            drop(bind(plan.addr)?);
+        }
+        Ok(())
+    }
+
     /// Applies settings (`None`: no besip_system file, panel off). A changed
     /// address, port or certificate rebinds at once; sessions survive a
     /// rebind. If a newly asked HTTPS address or certificate cannot be used
