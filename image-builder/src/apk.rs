@@ -41,6 +41,8 @@ pub enum ApkError {
     Invalid { package: String, reason: String },
     #[snafu(display("the index: {source}"))]
     Index { source: AdbError },
+    #[snafu(display("signing package {package}: {source}"))]
+    SignPackage { package: String, source: KeyError },
     #[snafu(display("signing the index: {source}"))]
     SignIndex { source: KeyError },
 }
@@ -343,8 +345,10 @@ pub struct BuiltApk {
     pub identity: [u8; 32],
 }
 
-/// Build the .apk of `spec`.
-pub fn build(spec: &PackageSpec) -> Result<BuiltApk, ApkError> {
+/// Build the .apk of `spec`, signed with `key` if given (as `apk mkpkg
+/// --sign`): the index's hashes already cover unsigned packages, a
+/// signature lets `apk add ./file.apk` and `apk verify` trust one alone.
+pub fn build(spec: &PackageSpec, key: Option<&ApkKey>) -> Result<BuiltApk, ApkError> {
     let control = &spec.control;
     let package = control.package.clone();
     if !valid_version(&control.version) {
@@ -472,8 +476,14 @@ pub fn build(spec: &PackageSpec) -> Result<BuiltApk, ApkError> {
     let unique = Sha256::digest(&block);
     block[id_at..id_at + UNIQUE_ID_LEN].copy_from_slice(&unique[..UNIQUE_ID_LEN]);
     let identity: [u8; 32] = Sha256::digest(&block).into();
+    let signatures = match key {
+        Some(key) => vec![key.sign(SCHEMA_PACKAGE, &block).context(SignPackageSnafu {
+            package: package.clone(),
+        })?],
+        None => Vec::new(),
+    };
 
-    let file = adb::container(SCHEMA_PACKAGE, &block, &[], &data)
+    let file = adb::container(SCHEMA_PACKAGE, &block, &signatures, &data)
         .and_then(|c| adb::deflate(&c))
         .context(EncodeSnafu {
             package: package.clone(),
@@ -540,8 +550,8 @@ pub struct ApkSummary {
     pub public_key: Option<String>,
 }
 
-/// Write every package, `packages.adb` and (given a key) the public key
-/// into `out`.
+/// Write every package, `packages.adb` and (given a key, which then signs
+/// the index and every package) the public key into `out`.
 pub fn write(
     out: &Path,
     specs: &[PackageSpec],
@@ -549,7 +559,10 @@ pub fn write(
     key: Option<&ApkKey>,
 ) -> Result<ApkSummary, ApkError> {
     std::fs::create_dir_all(out).context(WriteApkSnafu { path: out })?;
-    let built = specs.iter().map(build).collect::<Result<Vec<_>, _>>()?;
+    let built = specs
+        .iter()
+        .map(|spec| build(spec, key))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut files = Vec::new();
     for package in &built {
         let path = out.join(&package.file_name);
@@ -635,7 +648,7 @@ mod tests {
             .iter()
             .find(|s| s.control.package == "besip-pbxd")
             .unwrap();
-        let built = build(spec).unwrap();
+        let built = build(spec, None).unwrap();
         let file = inflate(&built.bytes);
         assert_eq!(&file[..8], b"ADB.pckg");
         let block = adb_block(&file);
@@ -701,9 +714,31 @@ mod tests {
     }
 
     #[test]
+    fn a_signed_package_keeps_its_adb_block_and_puts_the_signature_before_data() {
+        let specs = catalog::packages("0.1.0", "x86_64", b"box".to_vec());
+        let key = ApkKey::generate();
+        let unsigned = build(&specs[0], None).unwrap();
+        let signed = build(&specs[0], Some(&key)).unwrap();
+        assert_eq!(unsigned.identity, signed.identity);
+        let file = inflate(&signed.bytes);
+        let mut at = 8;
+        let mut kinds = Vec::new();
+        while at < file.len() {
+            let tag = u32::from_le_bytes(file[at..at + 4].try_into().unwrap());
+            kinds.push(tag >> 30);
+            if tag >> 30 == 1 {
+                assert_eq!(&file[at + 6..at + 22], &key.key_id());
+            }
+            at += ((tag & 0x3fff_ffff) as usize).next_multiple_of(8);
+        }
+        assert_eq!(kinds[..2], [0, 1]);
+        assert!(kinds[2..].iter().all(|k| *k == 2) && kinds.len() > 2);
+    }
+
+    #[test]
     fn index_lists_packages_by_name_with_hash_and_size_and_is_signed() {
         let specs = catalog::packages("0.1.0", "x86_64", b"box".to_vec());
-        let built: Vec<_> = specs.iter().map(|s| build(s).unwrap()).collect();
+        let built: Vec<_> = specs.iter().map(|s| build(s, None).unwrap()).collect();
         let key = ApkKey::generate();
         let file = inflate(&index(&built, "test", Some(&key)).unwrap());
         assert_eq!(&file[..8], b"ADB.indx");
