@@ -11,8 +11,10 @@
 //! id zeroed, as mkpkg fills it in). The index is an "indx" ADB listing each
 //! package's pkginfo with `hashes` replaced by the SHA-256 of the package's
 //! ADB block (what apk checks a downloaded package against) and
-//! `file-size`; it is signed, packages are not (OpenWrt signs only the
-//! index; the index's hashes cover the packages).
+//! `file-size`. Given a key, the index is signed (what apk trusts a
+//! repository by; its hashes then cover the packages) and so is each
+//! package (SIG block between the ADB and DATA blocks, as `apk mkpkg
+//! --sign`), so a single .apk verifies on its own too.
 
 pub mod adb;
 pub mod sign;
