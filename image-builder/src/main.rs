@@ -4,8 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
+use besip_image::apk::sign::ApkKey;
 use besip_image::usign::SecretKey;
-use besip_image::{catalog, disk, feed, ipk};
+use besip_image::{apk, catalog, disk, feed, ipk};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -27,7 +28,17 @@ enum Commands {
         #[arg(long)]
         public: PathBuf,
     },
-    /// Write the .ipk packages and the opkg feed (Packages, .gz, .sig, key).
+    /// Generate an ECDSA P-256 key pair (as `openssl ecparam -name
+    /// prime256v1 -genkey`) to sign the apk-tools v3 index with.
+    ApkKeygen {
+        #[arg(long)]
+        secret: PathBuf,
+        #[arg(long)]
+        public: PathBuf,
+    },
+    /// Write the .ipk packages and the opkg feed (Packages, .gz, .sig, key)
+    /// into OUT, and the same packages as apk-tools v3 .apk files with
+    /// packages.adb (and the public key) into OUT/apk.
     Packages {
         #[arg(long, default_value = "x86_64")]
         arch: String,
@@ -36,6 +47,10 @@ enum Commands {
         /// usign secret key; without it the feed is left unsigned.
         #[arg(long)]
         key: Option<PathBuf>,
+        /// EC P-256 private key (PEM) for packages.adb; without it the apk
+        /// index is left unsigned.
+        #[arg(long)]
+        apk_key: Option<PathBuf>,
         /// The static besip-box binary (default: built by scripts/build-musl.sh).
         #[arg(long)]
         binary: Option<PathBuf>,
@@ -88,10 +103,17 @@ fn run(cli: Cli) -> Result<(), String> {
             println!("{}", key.key_id());
             Ok(())
         }
+        Commands::ApkKeygen { secret, public } => {
+            let key = ApkKey::generate();
+            key.write(&secret, &public).map_err(|e| e.to_string())?;
+            println!("{}", hex::encode(key.key_id()));
+            Ok(())
+        }
         Commands::Packages {
             arch,
             out,
             key,
+            apk_key,
             binary,
             version,
         } => {
@@ -103,8 +125,25 @@ fn run(cli: Cli) -> Result<(), String> {
                 .map(|k| SecretKey::read(&k))
                 .transpose()
                 .map_err(|e| e.to_string())?;
+            let apk_key = apk_key
+                .map(|k| ApkKey::read(&k))
+                .transpose()
+                .map_err(|e| e.to_string())?;
             let specs = catalog::packages(&version, &arch, bytes);
             let summary = feed::write(&out, &specs, key.as_ref()).map_err(|e| e.to_string())?;
+            let apk_summary = apk::write(
+                &out.join("apk"),
+                &specs,
+                &format!("BESIP {version} {arch}"),
+                apk_key.as_ref(),
+            )
+            .map_err(|e| e.to_string())?;
+            for (file, size) in &apk_summary.files {
+                println!("apk/{file}\t{size}");
+            }
+            if let Some(name) = &apk_summary.public_key {
+                println!("apk index signed, public key apk/{name}");
+            }
             for (file, size) in &summary.files {
                 println!("{file}\t{size}");
             }
