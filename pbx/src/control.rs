@@ -11,10 +11,10 @@ use besip_core::ipc::{Handler, HandlerError, StagedPackages};
 use besip_core::paths::Layout;
 use serde_json::{json, Value};
 
-use crate::config::{Config, Listen, Transport};
-use crate::call::EngineSink;
-use crate::features::Engine;
 use crate::call::location::unix_now;
+use crate::call::EngineSink;
+use crate::config::{Config, Listen, Transport};
+use crate::features::Engine;
 use crate::transport::{Bound, Transports};
 
 pub struct Control {

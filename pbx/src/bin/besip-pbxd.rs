@@ -4,11 +4,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use besip_core::daemon::{shutdown_signal, CommonArgs, ConfigSnapshot, DaemonIpc, StartError};
+use besip_pbx::call::location::Location;
+use besip_pbx::call::{local_sockets, EngineSink};
 use besip_pbx::config::Config;
 use besip_pbx::control::Control;
-use besip_pbx::call::{local_sockets, EngineSink};
 use besip_pbx::features::Engine;
-use besip_pbx::call::location::Location;
 use besip_pbx::transport::Transports;
 use clap::Parser;
 
