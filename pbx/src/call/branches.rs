@@ -2,13 +2,12 @@
 //! (RFC 3261 §16.6), and the call list entry of a new INVITE.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use super::client::spawn_client_timer;
 use super::engine::{Engine, Hooks};
 use super::state::{Call, Target};
 use crate::sip::{addr_uri, Message};
-use crate::transaction::{client_key, ClientState, ClientTx};
+use crate::transaction::{client_key, ClientTx};
 
 /// Lists a new call in the state (bounded like the transaction table).
 pub fn track_call<H: Hooks>(engine: &Engine<H>, call_id: &str, from: &str, callee: &str) {
@@ -56,19 +55,7 @@ pub fn send_branches<H: Hooks>(
             let ckey = client_key(&branch, &method);
             tables.client.insert(
                 ckey.clone(),
-                ClientTx {
-                    server_key: Some(key.to_owned()),
-                    request: req,
-                    bytes: bytes.clone(),
-                    dest: t.dest,
-                    transport: t.transport,
-                    state: ClientState::Trying,
-                    cancel_pending: false,
-                    cancel_sent: false,
-                    created: Instant::now(),
-                    expires: None,
-                    trunk: t.trunk,
-                },
+                ClientTx::trying(key, req, bytes.clone(), t.dest, t.transport, t.trunk),
             );
             sends.push((t.transport, t.dest, bytes));
             keys.push(ckey);

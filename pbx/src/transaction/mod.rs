@@ -70,6 +70,33 @@ pub struct ClientTx {
     pub trunk: Option<String>,
 }
 
+impl ClientTx {
+    /// A branch just sent for the server transaction `server_key`: Trying,
+    /// no CANCEL sent yet, no expiry until a provisional response.
+    pub fn trying(
+        server_key: &str,
+        request: Message,
+        bytes: Vec<u8>,
+        dest: SocketAddr,
+        transport: Transport,
+        trunk: Option<String>,
+    ) -> ClientTx {
+        ClientTx {
+            server_key: Some(server_key.to_owned()),
+            request,
+            bytes,
+            dest,
+            transport,
+            state: ClientState::Trying,
+            cancel_pending: false,
+            cancel_sent: false,
+            created: Instant::now(),
+            expires: None,
+            trunk,
+        }
+    }
+}
+
 /// A request we answered ourselves with a final response: only what is
 /// needed to answer its retransmissions (Timer J), not the request itself.
 pub struct Answered {

@@ -248,17 +248,8 @@ fn next_step(engine: &Engine, key: &str, base: &mut Message, f: &mut Failover, l
     tables.client.insert(
         ckey.clone(),
         ClientTx {
-            server_key: Some(key.to_owned()),
-            request: req,
-            bytes: bytes.clone(),
-            dest: t.dest,
-            transport: t.transport,
-            state: ClientState::Trying,
             cancel_pending: cancelled,
-            cancel_sent: false,
-            created: Instant::now(),
-            expires: None,
-            trunk: None,
+            ..ClientTx::trying(key, req, bytes.clone(), t.dest, t.transport, None)
         },
     );
     drop(guard);
