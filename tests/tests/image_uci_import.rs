@@ -179,4 +179,36 @@ fn hand_edits_are_validated_and_committed_or_refused_and_put_back() {
     );
     assert!(ok && out.contains(">committed</result>"), "{out}");
     assert_eq!(display_name(&server), "Carol");
+
+    // A read-only (monitor) user may not import: access-denied, nothing
+    // committed, the hand-edited file left as it is for an admin to import.
+    let (ok, out) = python(
+        server.port,
+        ADMIN_PASSWORD,
+        r#"
+m = connect()
+m.edit_config(target='candidate', config='''<config><system xmlns="urn:besip:system"><user><name>mon</name><group>monitor</group>
+<password-hash>$6$saltsalt$As4wrv0kZlfch1du9WeH7qhskyLriQWySXrZzynnvi46nFnNxjdpl6ksRegrrKexvhIa/Iny8S8uF3fVWTMuC1</password-hash></user></system></config>''')
+m.commit()
+print('CONFIGURED')
+"#,
+    );
+    assert!(ok && out.contains("CONFIGURED"), "{out}");
+    let edited = accepted.replace("'Alicia'", "'Dave'");
+    std::fs::write(&file, &edited).unwrap();
+    let (ok, out) = python(
+        server.port,
+        ADMIN_PASSWORD,
+        r#"
+from ncclient.xml_ import to_ele
+m = connect('mon', 's3cret')
+try:
+    print('REPLY', m.dispatch(to_ele('<import-uci xmlns="urn:besip:system"><package>besip_pbx</package></import-uci>')).xml)
+except Exception as e:
+    print('ERROR', getattr(e, 'tag', ''), e)
+"#,
+    );
+    assert!(ok && out.contains("ERROR access-denied"), "{out}");
+    assert_eq!(display_name(&server), "Carol");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), edited);
 }
