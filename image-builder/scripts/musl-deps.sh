@@ -1,14 +1,30 @@
 #!/usr/bin/env bash
-# Builds the two C libraries the BESIP binaries link that Debian ships only for
-# glibc (PCRE2 for libyang, libpcap for capture) as static musl libraries,
-# from Debian's own source packages, with musl-gcc (Debian package musl-tools).
-# libyang itself and SQLite are compiled by their crates (bundled) with the
-# same compiler. Usage: musl-deps.sh PREFIX   (idempotent: skips what exists)
+# Builds the C parts the BESIP binaries link that Debian ships only for glibc
+# (PCRE2 for libyang, libpcap for capture) as static musl libraries, from
+# Debian's own source packages. x86_64: with musl-gcc (Debian's musl-tools).
+# aarch64: Debian has no musl cross toolchain, so musl itself is built first
+# from Debian's musl source with the aarch64 GNU cross compiler
+# (gcc-aarch64-linux-gnu) and musl's own gcc wrapper (bin/musl-gcc, a specs
+# file pointing that compiler at musl's headers, crt and libc) is installed
+# under PREFIX. libyang and SQLite are compiled by their crates (bundled) with
+# the same compiler.
+# Usage: musl-deps.sh PREFIX [x86_64|aarch64]   (idempotent: skips what exists)
 set -euo pipefail
-prefix=$(realpath -m "${1:?usage: musl-deps.sh PREFIX}")
+prefix=$(realpath -m "${1:?usage: musl-deps.sh PREFIX [ARCH]}")
+arch=${2:-x86_64}
 [ -f "$prefix/lib/libpcap.a" ] && [ -f "$prefix/lib/libpcre2-8.a" ] && exit 0
 command -v flex >/dev/null && command -v bison >/dev/null || { echo "musl-deps: libpcap needs flex and bison" >&2; exit 1; }
-command -v musl-gcc >/dev/null || { echo "musl-deps: musl-gcc missing (apt-get install musl-tools)" >&2; exit 1; }
+case "$arch" in
+  x86_64)
+    command -v musl-gcc >/dev/null || { echo "musl-deps: musl-gcc missing (apt-get install musl-tools)" >&2; exit 1; }
+    cc=musl-gcc host=() sources=(pcre2 libpcap)
+    kernel_headers=/usr/include asm_headers="/usr/include/$(gcc -dumpmachine)/asm" ;;
+  aarch64)
+    command -v aarch64-linux-gnu-gcc >/dev/null || { echo "musl-deps: aarch64-linux-gnu-gcc missing (apt-get install gcc-aarch64-linux-gnu)" >&2; exit 1; }
+    cc="$prefix/bin/musl-gcc" host=(--host=aarch64-linux-musl) sources=(pcre2 libpcap musl)
+    kernel_headers=/usr/aarch64-linux-gnu/include asm_headers=/usr/aarch64-linux-gnu/include/asm ;;
+  *) echo "musl-deps: unknown arch $arch" >&2; exit 1 ;;
+esac
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cd "$work"
@@ -18,19 +34,26 @@ echo "deb-src http://deb.debian.org/debian $(. /etc/os-release; echo "$VERSION_C
 apt_opts=(-o Dir::Etc::SourceList="$work/src.list" -o Dir::Etc::SourceParts=/dev/null
   -o Dir::State::Lists="$work/lists" -o APT::Sandbox::User=root)
 apt-get "${apt_opts[@]}" update -qq
-apt-get "${apt_opts[@]}" source --download-only pcre2 libpcap >/dev/null
+apt-get "${apt_opts[@]}" source --download-only "${sources[@]}" >/dev/null
 jobs=$(nproc)
-# musl-gcc sees only musl's headers; libpcap needs the kernel's (linux/, asm/).
+if [ "$arch" = aarch64 ] && [ ! -x "$cc" ]; then
+  tar xzf musl_*.orig.tar.gz
+  (cd musl-*/ && ./configure -q CROSS_COMPILE=aarch64-linux-gnu- CC=aarch64-linux-gnu-gcc CFLAGS=-Os \
+    --target=aarch64-linux-musl --prefix="$prefix" --disable-shared --enable-wrapper=gcc \
+    && make -s -j"$jobs" && make -s install) >/dev/null
+fi
+# musl's gcc wrapper sees only musl's headers; libpcap needs the kernel's (linux/, asm/).
 mkdir -p "$prefix/kernel-include"
-ln -sfn /usr/include/linux "$prefix/kernel-include/linux"
-ln -sfn /usr/include/asm-generic "$prefix/kernel-include/asm-generic"
-ln -sfn "/usr/include/$(gcc -dumpmachine)/asm" "$prefix/kernel-include/asm"
+ln -sfn "$kernel_headers/linux" "$prefix/kernel-include/linux"
+ln -sfn "$kernel_headers/asm-generic" "$prefix/kernel-include/asm-generic"
+ln -sfn "$asm_headers" "$prefix/kernel-include/asm"
 tar xzf pcre2_*.orig.tar.gz
-(cd pcre2-*/ && ./configure -q CC=musl-gcc CFLAGS=-Os --prefix="$prefix" --disable-shared \
+(cd pcre2-*/ && ./configure -q CC="$cc" CFLAGS=-Os "${host[@]}" --prefix="$prefix" --disable-shared \
   --enable-static --disable-pcre2-16 --disable-pcre2-32 --disable-jit \
   && make -s -j"$jobs" && make -s install) >/dev/null
 tar xzf libpcap_*.orig.tar.gz
-(cd libpcap-*/ && ./configure -q CC=musl-gcc CFLAGS="-Os -isystem $prefix/kernel-include" --prefix="$prefix" --disable-shared \
+(cd libpcap-*/ && ./configure -q CC="$cc" CFLAGS="-Os -isystem $prefix/kernel-include" "${host[@]}" \
+  --with-pcap=linux --prefix="$prefix" --disable-shared \
   --without-libnl --disable-dbus --disable-rdma --disable-bluetooth --disable-usb \
   --disable-netmap --without-dag --without-septel --without-snf --without-turbocap \
   && make -s -j"$jobs" libpcap.a && make -s install) >/dev/null
