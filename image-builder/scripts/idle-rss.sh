@@ -28,13 +28,19 @@ echo "booted after ${waited} s; settling ${settle} s" >&2
 sleep "$settle"
 # The report runs in the box; its output comes back on the console.
 report='echo RSS-BEGIN; t=0; ps=0; for p in /proc/[0-9]*; do r=$(awk "/^VmRSS/{print \$2}" $p/status 2>/dev/null); [ -n "$r" ] || continue; s=$(awk "/^Pss:/{print \$2}" $p/smaps_rollup 2>/dev/null); t=$((t+r)); ps=$((ps+${s:-0})); echo "$(cat $p/comm) pid=${p#/proc/} Pss: ${s:-?} kB $(grep -E "^(VmRSS|RssAnon|RssFile|RssShmem|Threads)" $p/status | tr -s " \t" " " | tr "\n" " ")"; done; echo "TOTAL VmRSS $t kB, Pss $ps kB"; grep -E "^(MemTotal|MemAvailable)" /proc/meminfo | tr -s " " | tr "\n" " "; echo; for d in besip-netconfd besip-pbxd besip-secd besip-monitord; do p=$(pidof $d | cut -d" " -f1); [ -n "$p" ] || continue; echo "== $d big mappings"; awk "/^[0-9a-f]+-/{m=\$0} /^Rss:/{if (\$2>1024) print \$2\" kB \"m}" /proc/$p/smaps; done; echo RSS-END'
-python3 - "$dir/serial.sock" "$report" <<'PY'
+python3 - "$dir/serial.sock" "$report" "$dir/console.log" <<'PY'
 import socket, sys, time
 s = socket.socket(socket.AF_UNIX)
 s.connect(sys.argv[1])
 s.sendall(b"\n")
 time.sleep(2)
 s.sendall(sys.argv[2].encode() + b"\n")
-time.sleep(8)
+# The serial line is slow: keep the console open until the report's end
+# marker is back (bounded).
+for _ in range(120):
+    time.sleep(0.5)
+    with open(sys.argv[3], "rb") as log:
+        if b"\nRSS-END" in log.read():
+            break
 PY
 sed -n '/^RSS-BEGIN/,/^RSS-END/p' "$dir/console.log" | tr -d '\r'
