@@ -55,7 +55,7 @@ pub fn send_branches<H: Hooks>(
             let ckey = client_key(&branch, &method);
             tables.client.insert(
                 ckey.clone(),
-                ClientTx::trying(key, req, bytes.clone(), t.dest, t.transport, t.trunk),
+                ClientTx::trying(Some(key), req, bytes.clone(), t.dest, t.transport, t.trunk),
             );
             sends.push((t.transport, t.dest, bytes));
             keys.push(ckey);

@@ -170,19 +170,7 @@ pub fn send_request_tx<H: Hooks>(
     let bytes = req.to_bytes();
     engine.tables().client.insert(
         key.clone(),
-        ClientTx {
-            server_key: None,
-            request: req,
-            bytes: bytes.clone(),
-            dest,
-            transport,
-            state: ClientState::Trying,
-            cancel_pending: false,
-            cancel_sent: false,
-            created: Instant::now(),
-            expires: None,
-            trunk: None,
-        },
+        ClientTx::trying(None, req, bytes.clone(), dest, transport, None),
     );
     engine.send(transport, dest, bytes);
     spawn_client_timer(engine, key);

@@ -71,10 +71,11 @@ pub struct ClientTx {
 }
 
 impl ClientTx {
-    /// A branch just sent for the server transaction `server_key`: Trying,
-    /// no CANCEL sent yet, no expiry until a provisional response.
+    /// A request just sent (a branch of the server transaction `server_key`,
+    /// or the box's own request with None): Trying, no CANCEL sent yet, no
+    /// expiry until a provisional response.
     pub fn trying(
-        server_key: &str,
+        server_key: Option<&str>,
         request: Message,
         bytes: Vec<u8>,
         dest: SocketAddr,
@@ -82,7 +83,7 @@ impl ClientTx {
         trunk: Option<String>,
     ) -> ClientTx {
         ClientTx {
-            server_key: Some(server_key.to_owned()),
+            server_key: server_key.map(str::to_owned),
             request,
             bytes,
             dest,

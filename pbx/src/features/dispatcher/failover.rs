@@ -249,7 +249,7 @@ fn next_step(engine: &Engine, key: &str, base: &mut Message, f: &mut Failover, l
         ckey.clone(),
         ClientTx {
             cancel_pending: cancelled,
-            ..ClientTx::trying(key, req, bytes.clone(), t.dest, t.transport, None)
+            ..ClientTx::trying(Some(key), req, bytes.clone(), t.dest, t.transport, None)
         },
     );
     drop(guard);
