@@ -24,6 +24,10 @@ pub struct UpArgs {
     /// SIP port of the PBX on 127.0.0.1.
     #[arg(long, default_value_t = 5060)]
     pub sip_port: u16,
+    /// STUN port of the PBX on 127.0.0.1 (default: 3478 + the SIP port - 5060,
+    /// so boxes side by side do not collide).
+    #[arg(long)]
+    pub stun_port: Option<u16>,
     /// HTTPS port of the web panel on 127.0.0.1.
     #[arg(long, default_value_t = 8443)]
     pub web_port: u16,
@@ -34,6 +38,22 @@ pub struct UpArgs {
     /// Password of `admin` (set on the first start, reset when given later).
     #[arg(long, env = "BESIP_ADMIN_PASSWORD", hide_env_values = true)]
     pub admin_password: Option<String>,
+}
+
+impl UpArgs {
+    /// --stun-port, or its default beside the SIP port.
+    pub fn stun_port(&self) -> Result<u16, String> {
+        if let Some(port) = self.stun_port {
+            return Ok(port);
+        }
+        let port = 3478 + i32::from(self.sip_port) - 5060;
+        u16::try_from(port).ok().filter(|p| *p != 0).ok_or_else(|| {
+            format!(
+                "no default STUN port for SIP port {}: give --stun-port",
+                self.sip_port
+            )
+        })
+    }
 }
 
 pub fn run(args: UpArgs) -> Result<(), String> {
@@ -66,8 +86,9 @@ async fn configure(layout: &Layout, args: &UpArgs) -> Result<PasswordNote, Strin
     let schema = besip_core::schema::Schema::get().map_err(|e| e.to_string())?;
     let pbx = if schema.modules().iter().any(|m| m.name == "besip-pbx") {
         format!(
-            "<pbx xmlns=\"urn:besip:pbx\"><listen><name>up</name><transport>udp</transport><address>127.0.0.1</address><port>{}</port></listen></pbx>",
-            args.sip_port
+            "<pbx xmlns=\"urn:besip:pbx\"><listen><name>up</name><transport>udp</transport><address>127.0.0.1</address><port>{}</port></listen><stun><enabled>true</enabled><address>127.0.0.1</address><port>{}</port></stun></pbx>",
+            args.sip_port,
+            args.stun_port()?
         )
     } else {
         String::new()
@@ -290,6 +311,9 @@ fn print_banner(args: &UpArgs, root: &Path, note: &PasswordNote, children: &[(St
     println!("BESIP box is up under {}", root.display());
     println!("  running: {}", running.join(", "));
     println!("  SIP (PBX):    udp 127.0.0.1:{}", args.sip_port);
+    if let Ok(stun) = args.stun_port() {
+        println!("  STUN:         udp 127.0.0.1:{stun}");
+    }
     // Served by besip-monitord; log in with the same users as NETCONF/SSH.
     println!("  web panel:    https://127.0.0.1:{}/", args.web_port);
     if args.web_http_port != 0 {

@@ -130,6 +130,15 @@ pub struct Config {
     pub accounting: accounting::Settings,
     /// /pbx/outbound
     pub outbound: outbound::Policy,
+    /// /pbx/stun, when enabled.
+    pub stun: Option<StunSettings>,
+}
+
+/// /pbx/stun of an enabled STUN server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StunSettings {
+    pub addr: SocketAddr,
+    pub max_requests_per_source: u32,
 }
 
 /// Parses /pbx/nat/local-network and trusted-peer prefixes ("192.168.0.0/16", "fd00::/8").
@@ -348,6 +357,10 @@ impl Config {
             dispatcher_sets,
             external_address: pbx.nat.external_address,
             local_networks,
+            stun: pbx.stun.enabled.then(|| StunSettings {
+                addr: SocketAddr::new(pbx.stun.address, pbx.stun.port),
+                max_requests_per_source: pbx.stun.max_requests_per_source,
+            }),
             rtp_port_min: pbx.rtp.port_min,
             rtp_port_max: pbx.rtp.port_max,
         })

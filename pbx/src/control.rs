@@ -15,19 +15,22 @@ use crate::call::location::unix_now;
 use crate::call::EngineSink;
 use crate::config::{Config, Listen, Transport};
 use crate::features::Engine;
+use crate::stun;
 use crate::transport::{Bound, Transports};
 
 pub struct Control {
     pub engine: Arc<Engine>,
     layout: Layout,
     pending: Pending<Prepared>,
+    stun: stun::Service,
 }
 
-/// A checked configuration and the sockets of its new listens, bound but
-/// not served until `apply`.
+/// A checked configuration and the sockets of its new listens (SIP and
+/// STUN), bound but not served until `apply`.
 struct Prepared {
     config: Config,
     bound: Vec<Bound>,
+    stun: stun::Plan,
 }
 
 /// Whether a served socket (transport, bound address) serves `listen` (a
@@ -45,7 +48,16 @@ impl Control {
             engine,
             layout,
             pending: Pending::default(),
+            stun: stun::Service::default(),
         }
+    }
+
+    /// Serves /pbx/stun of the running configuration (at start).
+    pub fn start_stun(&self) -> Result<(), stun::StunError> {
+        let config = self.engine.config();
+        let want = config.stun.as_ref();
+        let plan = self.stun.plan(want)?;
+        self.stun.switch(plan, want)
     }
 
     pub fn state_json(&self) -> Value {
@@ -93,6 +105,8 @@ impl Control {
                 "malformed": c.malformed.load(Ordering::Relaxed).to_string(),
                 "tcp-refused": e.transports().tcp_refused().to_string(),
                 "rtp-dropped": crate::features::rtp_relay::dropped_total().to_string(),
+                "stun-answered": self.stun.counters().answered.load(Ordering::Relaxed).to_string(),
+                "stun-dropped": self.stun.counters().dropped.load(Ordering::Relaxed).to_string(),
                 "transactions": e.tables().len(),
                 "refused": e.fraud().counters_json(),
             }
@@ -120,13 +134,28 @@ impl Handler for Control {
         let bound = Transports::bind(&added)
             .await
             .map_err(|e| HandlerError::refused(e.to_string()))?;
-        self.pending.put(Prepared { config, bound });
+        let stun = self
+            .stun
+            .plan(config.stun.as_ref())
+            .map_err(|e| HandlerError::refused(e.to_string()))?;
+        self.pending.put(Prepared {
+            config,
+            bound,
+            stun,
+        });
         tracing::info!(path = %path.display(), "configuration prepared");
         Ok(())
     }
 
     async fn apply(&self) -> Result<(), HandlerError> {
-        let Prepared { config, bound } = self.pending.take()?;
+        let Prepared {
+            config,
+            bound,
+            stun,
+        } = self.pending.take()?;
+        self.stun
+            .switch(stun, config.stun.as_ref())
+            .map_err(|e| HandlerError::refused(e.to_string()))?;
         for b in &bound {
             let (transport, addr) = b.local();
             tracing::info!(?transport, %addr, "listening");

@@ -10,6 +10,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     // The typed configuration: named by every layer above, names none of them.
     ("config", &["config.rs", "config/"]),
     ("transport", &["transport/"]),
+    ("stun", &["stun/"]),
     ("auth", &["auth/"]),
     ("transaction", &["transaction/"]),
     ("call", &["call/"]),

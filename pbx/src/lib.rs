@@ -15,6 +15,7 @@
 //!   transaction/  transaction tables, the timer heap
 //!   auth/       digest authentication, server (auth) and client (uac)
 //!   transport/  UDP and TCP sockets, TCP limits
+//!   stun/       the STUN server (beside transport: names only config)
 //!   sip/        message syntax
 //!   config      the daemon's view of its UCI package (read by every layer)
 //! ```
@@ -28,5 +29,6 @@ pub mod fuzzing;
 #[cfg(test)]
 mod layering_test;
 pub mod sip;
+pub mod stun;
 pub mod transaction;
 pub mod transport;

@@ -29,6 +29,7 @@ fn up_starts_the_box_and_ctrl_c_stops_it() {
     let root = TempRoot::new();
     let (nc_port, sip_port, web_port) = (free_port(), free_udp_port(), free_port());
     let web_http_port = free_port();
+    let stun_port = free_udp_port();
     let mut child = Command::new(bin_path("besip"))
         .args(["up", "--root"])
         .arg(root.path())
@@ -36,6 +37,7 @@ fn up_starts_the_box_and_ctrl_c_stops_it() {
         .args(["--sip-port", &sip_port.to_string()])
         .args(["--web-port", &web_port.to_string()])
         .args(["--web-http-port", &web_http_port.to_string()])
+        .args(["--stun-port", &stun_port.to_string()])
         .args(["--admin-password", "up-test-pw"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -74,6 +76,10 @@ fn up_starts_the_box_and_ctrl_c_stops_it() {
     let pbx_exists = bin_path_exists("besip-pbxd");
     if pbx_exists {
         assert!(banner.contains("besip-pbxd"), "{banner}");
+        assert!(
+            banner.contains(&format!("STUN:         udp 127.0.0.1:{stun_port}")),
+            "{banner}"
+        );
     }
 
     // The box answers NETCONF with the loopback configuration, and daemon state.
@@ -103,6 +109,24 @@ fn up_starts_the_box_and_ctrl_c_stops_it() {
     if pbx_exists {
         // `counters` is config-false state that only besip-pbxd knows (IPC `state`).
         assert!(state.contains("<counters>"), "{state}");
+        // The STUN server answers on the printed port with our source.
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut request = vec![0, 1, 0, 0, 0x21, 0x12, 0xA4, 0x42];
+        request.extend_from_slice(b"up-test-txid");
+        client.send_to(&request, ("127.0.0.1", stun_port)).unwrap();
+        let mut buf = [0u8; 512];
+        let (n, _) = client.recv_from(&mut buf).expect("STUN answer");
+        assert_eq!(&buf[..2], &[0x01, 0x01], "a Binding success response");
+        // XOR-MAPPED-ADDRESS, IPv4: the port XORed with the cookie's top
+        // half, 127.0.0.1 with the cookie.
+        let port = client.local_addr().unwrap().port() ^ 0x2112;
+        let mut expected = vec![0x00, 0x20, 0, 8, 0, 1];
+        expected.extend_from_slice(&port.to_be_bytes());
+        expected.extend_from_slice(&[127 ^ 0x21, 0x12, 0xA4, 1 ^ 0x42]);
+        assert_eq!(&buf[20..n], &expected[..], "the mapped address is ours");
     }
 
     // Ctrl-C: everything stops and the ports are free again.

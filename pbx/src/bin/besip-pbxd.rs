@@ -66,6 +66,7 @@ async fn run(args: &Args) -> Result<(), StartError> {
     tokio::spawn(besip_pbx::features::accounting::cutter(engine.clone()));
     besip_pbx::features::trunk_registration::reconcile(&engine);
     let control = Arc::new(Control::new(engine.clone(), layout.clone()));
+    control.start_stun().map_err(|e| e.to_string())?;
     let ipc = DaemonIpc::bind(&layout, "pbx", control).await?;
     engine.fraud().set_notifier(ipc.notifier());
     let _running = ipc.ready(&snapshot).await?;
