@@ -1,7 +1,7 @@
 //! A minimal RTP relay for B2BUA calls that cross the NAT boundary: one UDP
-//! socket facing each leg, ports from /pbx/rtp. What arrives on the A-facing
-//! socket leaves from the B-facing one towards B, and back. RTCP is not
-//! relayed.
+//! socket facing each leg, ports from /pbx/rtp, served by the epoll workers
+//! of transport::media. What arrives on the A-facing socket leaves from the
+//! B-facing one towards B, and back. RTCP is not relayed.
 //!
 //! Only a side's own phone is heard and answered (no audio injection, no
 //! RTP bleed to whoever sprays the ports): packets are taken from the media
@@ -12,11 +12,13 @@
 //! and counted; nothing is ever sent to an address not learnt so.
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+
+use crate::transport::media::{self, MediaPair, MediaRoute};
 
 /// How long after an offer or answer a NATed phone's source may be learnt:
 /// phones start sending at once, and rtpengine's learning also lasts 3 s.
@@ -70,24 +72,19 @@ impl Peer {
     }
 }
 
-struct Side {
-    sock: UdpSocket,
-    peer: Mutex<Peer>,
-}
-
 struct Inner {
-    a: Side,
-    b: Side,
-    stop: AtomicBool,
+    a: Mutex<Peer>,
+    b: Mutex<Peer>,
     relayed: AtomicU64,
     dropped: AtomicU64,
 }
 
-/// The relay of one call; dropping it stops its threads.
+/// The relay of one call; dropping it closes its ports.
 pub struct Relay {
     pub a_port: u16,
     pub b_port: u16,
     inner: Arc<Inner>,
+    _media: MediaPair,
 }
 
 /// Binds an even port of `min..=max` on `ip`, starting at a random one.
@@ -111,36 +108,24 @@ impl Relay {
         let a_port = a.local_addr().ok()?.port();
         let b = bind_even(bind, min, max, Some(a_port))?;
         let b_port = b.local_addr().ok()?.port();
-        for s in [&a, &b] {
-            s.set_read_timeout(Some(Duration::from_millis(200))).ok()?;
-        }
         let inner = Arc::new(Inner {
-            a: Side {
-                sock: a,
-                peer: Mutex::default(),
-            },
-            b: Side {
-                sock: b,
-                peer: Mutex::default(),
-            },
-            stop: AtomicBool::new(false),
+            a: Mutex::default(),
+            b: Mutex::default(),
             relayed: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
         });
-        for from_a in [true, false] {
-            let mine = inner.clone();
-            let spawned = std::thread::Builder::new()
-                .name("rtp-relay".into())
-                .spawn(move || pump(&mine, from_a));
-            if spawned.is_err() {
-                inner.stop.store(true, Ordering::Relaxed);
+        let media = match media::serve(a, b, inner.clone()) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot serve RTP relay ports");
                 return None;
             }
-        }
+        };
         Some(Relay {
             a_port,
             b_port,
             inner,
+            _media: media,
         })
     }
 
@@ -151,7 +136,7 @@ impl Relay {
     pub fn set_target(&self, a: bool, media: SocketAddr, signalling: IpAddr) {
         let until = Instant::now() + LEARNING;
         for (side, this) in [(&self.inner.a, a), (&self.inner.b, !a)] {
-            let mut peer = side.peer.lock();
+            let mut peer = side.lock();
             if this {
                 if peer.announced != Some(media) {
                     peer.confirmed = false;
@@ -180,35 +165,23 @@ pub fn dropped_total() -> u64 {
     DROPPED_TOTAL.load(Ordering::Relaxed)
 }
 
-impl Drop for Relay {
-    fn drop(&mut self) {
-        self.inner.stop.store(true, Ordering::Relaxed);
-    }
-}
-
-/// Receives on one side's socket and sends from the other side's socket.
-fn pump(inner: &Inner, from_a: bool) {
-    let (from, to) = if from_a {
-        (&inner.a, &inner.b)
-    } else {
-        (&inner.b, &inner.a)
-    };
-    let mut buf = vec![0u8; 2048];
-    while !inner.stop.load(Ordering::Relaxed) {
-        let Ok((n, source)) = from.sock.recv_from(&mut buf) else {
-            continue; // timeout: look at the stop flag again
+impl MediaRoute for Inner {
+    /// Only the side's own phone is heard; its packet goes to the other
+    /// side's phone.
+    fn route(&self, from_a: bool, source: SocketAddr, _len: usize) -> Option<SocketAddr> {
+        let (from, to) = if from_a {
+            (&self.a, &self.b)
+        } else {
+            (&self.b, &self.a)
         };
-        if !from.peer.lock().accepts(source, Instant::now()) {
-            inner.dropped.fetch_add(1, Ordering::Relaxed);
+        if !from.lock().accepts(source, Instant::now()) {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
             DROPPED_TOTAL.fetch_add(1, Ordering::Relaxed);
-            continue;
+            return None;
         }
-        let target = to.peer.lock().target();
-        if let Some(t) = target {
-            if to.sock.send_to(&buf[..n], t).is_ok() {
-                inner.relayed.fetch_add(1, Ordering::Relaxed);
-            }
-        }
+        let target = to.lock().target()?;
+        self.relayed.fetch_add(1, Ordering::Relaxed);
+        Some(target)
     }
 }
 

@@ -5,6 +5,7 @@
 //! stream framing by Content-Length with the 64 KiB message limit, and the
 //! connection limits and timeouts of /pbx/tcp (tcp_limits).
 
+pub mod media;
 pub mod tcp_limits;
 
 use std::net::SocketAddr;

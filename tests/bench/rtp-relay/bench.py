@@ -1,0 +1,371 @@
+#!/usr/bin/env python3
+"""RTP relay benchmark: besip-pbxd's relay vs rtpengine (userspace), side by
+side in one run, on loopback.
+
+Each relay gets N calls set up through its own control plane — rtpengine by
+its ng protocol (offer/answer), besip-pbxd by real SIP calls through its B2BUA
+across the NAT boundary (caller 127.0.0.1 inside, callee registered from
+127.0.1.5 outside, so the media is anchored) — then besip-rtp-load sends a
+G.711 stream each way per call (50 packets/s/direction) for STEP_SECS and
+reports loss and latency. The relay under test is pinned to one core, the
+load generator to the other; the relay's CPU time over the step is read from
+/proc. For each relay, the ladder of N stops at the first step with >= 0.1 %
+loss; the highest passing N is its "calls per core".
+
+Environment: RTPENGINE (binary), PBXD, LOAD (binaries), CALLS ("100 200 ..."),
+STEP_SECS, RELAYS ("besip rtpengine").
+"""
+import hashlib
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.abspath(os.path.join(HERE, "../../.."))
+PBXD = os.environ.get("PBXD", os.path.join(REPO, "target/release/besip-pbxd"))
+LOAD = os.environ.get("LOAD", os.path.join(REPO, "target/release/besip-rtp-load"))
+RTPENGINE = os.environ.get("RTPENGINE", shutil.which("rtpengine") or "/usr/bin/rtpengine")
+CALLS = [int(n) for n in os.environ.get("CALLS", "100 200 300 400 600 800 1000 1200 1500 2000").split()]
+STEP_SECS = float(os.environ.get("STEP_SECS", "10"))
+RELAYS = os.environ.get("RELAYS", "besip rtpengine").split()
+MAX_LOSS = 0.1  # percent
+INSIDE, OUTSIDE, EXTERNAL = "127.0.0.1", "127.0.1.5", "127.0.0.2"
+PIN_RELAY, PIN_LOAD = ["taskset", "-c", "1"], ["taskset", "-c", "0"]
+
+
+def cpu_seconds(pid):
+    """User+system CPU time of a process and all its threads."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def sdp(ip, port, sess):
+    return (f"v=0\r\no=- {sess} 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n"
+            f"m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
+
+
+def media_of(body):
+    ip = re.search(r"c=IN IP[46] (\S+)", body).group(1)
+    port = int(re.search(r"m=audio (\d+)", body).group(1))
+    return ip, port
+
+
+def free_port(kind=socket.SOCK_DGRAM):
+    s = socket.socket(socket.AF_INET, kind)
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+# --- rtpengine: ng protocol (bencode over UDP) ---------------------------------
+
+def bencode(v):
+    if isinstance(v, int):
+        return b"i%de" % v
+    if isinstance(v, str):
+        v = v.encode()
+    if isinstance(v, bytes):
+        return b"%d:%s" % (len(v), v)
+    if isinstance(v, list):
+        return b"l" + b"".join(bencode(x) for x in v) + b"e"
+    if isinstance(v, dict):
+        return b"d" + b"".join(bencode(k) + bencode(v[k]) for k in sorted(v)) + b"e"
+    raise TypeError(v)
+
+
+def bdecode(data, i=0):
+    c = data[i:i + 1]
+    if c == b"i":
+        end = data.index(b"e", i)
+        return int(data[i + 1:end]), end + 1
+    if c == b"l":
+        out, i = [], i + 1
+        while data[i:i + 1] != b"e":
+            x, i = bdecode(data, i)
+            out.append(x)
+        return out, i + 1
+    if c == b"d":
+        out, i = {}, i + 1
+        while data[i:i + 1] != b"e":
+            k, i = bdecode(data, i)
+            v, i = bdecode(data, i)
+            out[k.decode()] = v
+        return out, i + 1
+    colon = data.index(b":", i)
+    n = int(data[i:colon])
+    return data[colon + 1:colon + 1 + n], colon + 1 + n
+
+
+class Ng:
+    def __init__(self, port):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.settimeout(5)
+        self.addr = ("127.0.0.1", port)
+
+    def call(self, msg):
+        cookie = b"%08x" % random.getrandbits(32)
+        self.sock.sendto(cookie + b" " + bencode(msg), self.addr)
+        while True:
+            data, _ = self.sock.recvfrom(65536)
+            if data.startswith(cookie + b" "):
+                reply, _ = bdecode(data, len(cookie) + 1)
+                if reply.get("result") not in (b"ok", b"pong"):
+                    raise RuntimeError(f"rtpengine: {reply}")
+                return reply
+
+
+def run_rtpengine(n, workdir):
+    ng_port = free_port()
+    proc = subprocess.Popen(
+        PIN_RELAY + [RTPENGINE, "--foreground", "--table=-1", "--interface=127.0.0.1",
+                     f"--listen-ng=127.0.0.1:{ng_port}", "--port-min=30000", "--port-max=40000",
+                     "--num-threads=1", "--log-level=3", "--log-stderr", "--delete-delay=0"],
+        stdout=subprocess.DEVNULL, stderr=open(os.path.join(workdir, "rtpengine.log"), "w"))
+    try:
+        ng = Ng(ng_port)
+        deadline = time.time() + 10
+        while True:
+            try:
+                ng.call({"command": "ping"})
+                break
+            except (socket.timeout, ConnectionRefusedError):
+                if time.time() > deadline:
+                    raise RuntimeError("rtpengine did not answer ping")
+        lines = []
+        for i in range(n):
+            a_port, b_port = 20000 + 2 * i, 20000 + 2 * i
+            cid = f"bench-{i}"
+            offer = ng.call({"command": "offer", "call-id": cid, "from-tag": "a",
+                             "sdp": sdp(INSIDE, a_port, i)})
+            b_dest = media_of(offer["sdp"].decode())
+            answer = ng.call({"command": "answer", "call-id": cid, "from-tag": "a", "to-tag": "b",
+                              "sdp": sdp(OUTSIDE, b_port, i)})
+            a_dest = media_of(answer["sdp"].decode())
+            lines.append(f"{INSIDE}:{a_port} {a_dest[0]}:{a_dest[1]} {OUTSIDE}:{b_port} {b_dest[0]}:{b_dest[1]}")
+        return measure(proc.pid, lines, workdir)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+# --- besip-pbxd: SIP through the B2BUA -----------------------------------------
+
+def md5(s):
+    return hashlib.md5(s.encode()).hexdigest()
+
+
+class Ua:
+    """A minimal SIP user agent on one UDP socket (enough for the bench)."""
+
+    def __init__(self, ip, pbx_port):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((ip, 0))
+        self.sock.settimeout(5)
+        self.ip, self.port = self.sock.getsockname()
+        self.pbx = ("127.0.0.1", pbx_port)
+
+    def send(self, text, to=None):
+        self.sock.sendto(text.encode(), to or self.pbx)
+
+    def recv(self):
+        data, src = self.sock.recvfrom(65536)
+        return data.decode(errors="replace"), src
+
+    def recv_reply(self, cseq_method, call_id=None):
+        while True:
+            msg, src = self.recv()
+            if call_id and header(msg, "Call-ID") != call_id:
+                continue  # a retransmission of an earlier call's reply
+            if msg.startswith("SIP/2.0 ") and re.search(rf"^CSeq: *\d+ {cseq_method}\r?$", msg, re.M | re.I):
+                code = int(msg.split()[1])
+                if code >= 200:
+                    return code, msg
+
+    def auth_header(self, challenge, method, uri, user, password):
+        realm = re.search(r'realm="([^"]*)"', challenge).group(1)
+        nonce = re.search(r'nonce="([^"]*)"', challenge).group(1)
+        ha1 = md5(f"{user}:{realm}:{password}")
+        ha2 = md5(f"{method}:{uri}")
+        resp = md5(f"{ha1}:{nonce}:00000001:c0:auth:{ha2}")
+        name = "Authorization" if challenge.startswith("SIP/2.0 401") else "Proxy-Authorization"
+        return (f'{name}: Digest username="{user}", realm="{realm}", nonce="{nonce}", uri="{uri}", '
+                f'response="{resp}", algorithm=MD5, qop=auth, nc=00000001, cnonce="c0"\r\n')
+
+
+def header(msg, name):
+    m = re.search(rf"^{name}: *(.*?)\r?$", msg, re.M | re.I)
+    return m.group(1) if m else ""
+
+
+def body_of(msg):
+    return msg.split("\r\n\r\n", 1)[1] if "\r\n\r\n" in msg else ""
+
+
+def request(method, uri, ua, user, call_id, cseq, to_tag="", extra="", body="", branch=None):
+    branch = branch or f"z9hG4bK{random.getrandbits(48):x}"
+    ctype = "Content-Type: application/sdp\r\n" if body else ""
+    to = f"<sip:{uri.split(':', 1)[1]}>" + (f";tag={to_tag}" if to_tag else "")
+    return (f"{method} {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {ua.ip}:{ua.port};branch={branch};rport\r\n"
+            f"From: <sip:{user}@besip.test>;tag={call_id}f\r\nTo: {to}\r\nCall-ID: {call_id}\r\n"
+            f"CSeq: {cseq} {method}\r\nContact: <sip:{user}@{ua.ip}:{ua.port}>\r\nMax-Forwards: 70\r\n"
+            f"{extra}{ctype}Content-Length: {len(body)}\r\n\r\n{body}")
+
+
+def register(ua, user, password):
+    uri = "sip:besip.test"
+    cid = f"reg-{user}-{random.getrandbits(32)}"
+    ua.send(request("REGISTER", uri, ua, user, cid, 1, extra="Expires: 3600\r\n").replace(
+        f"To: <sip:besip.test>", f"To: <sip:{user}@besip.test>"))
+    code, msg = ua.recv_reply("REGISTER")
+    if code == 401:
+        auth = ua.auth_header(msg, "REGISTER", uri, user, password)
+        ua.send(request("REGISTER", uri, ua, user, cid, 2, extra="Expires: 3600\r\n" + auth).replace(
+            f"To: <sip:besip.test>", f"To: <sip:{user}@besip.test>"))
+        code, msg = ua.recv_reply("REGISTER")
+    if code != 200:
+        raise RuntimeError(f"REGISTER {user}: {msg}")
+
+
+def reply_to(req, code, reason, ua, to_tag, body=""):
+    vias = "".join(f"Via: {v}\r\n" for v in re.findall(r"^Via: *(.*?)\r?$", req, re.M | re.I))
+    ctype = "Content-Type: application/sdp\r\n" if body else ""
+    return (f"SIP/2.0 {code} {reason}\r\n{vias}From: {header(req, 'From')}\r\n"
+            f"To: {header(req, 'To')};tag={to_tag}\r\nCall-ID: {header(req, 'Call-ID')}\r\n"
+            f"CSeq: {header(req, 'CSeq')}\r\nContact: <sip:101@{ua.ip}:{ua.port}>\r\n"
+            f"{ctype}Content-Length: {len(body)}\r\n\r\n{body}")
+
+
+def besip_call(caller, callee, i):
+    """One call 100 -> 101 through the B2BUA; returns the load line."""
+    a_port, b_port = 20000 + 2 * i, 20000 + 2 * i
+    cid = f"bench-{i}-{random.getrandbits(32):x}"
+    uri = "sip:101@besip.test"
+    offer = sdp(INSIDE, a_port, i)
+    branch = f"z9hG4bK{random.getrandbits(48):x}"
+    caller.send(request("INVITE", uri, caller, "100", cid, 1, body=offer, branch=branch))
+    code, msg = caller.recv_reply("INVITE", cid)
+    if code == 407 or code == 401:
+        # The ACK of a failure reply belongs to the INVITE's transaction (same branch).
+        caller.send(request("ACK", uri, caller, "100", cid, 1, branch=branch,
+                            to_tag=re.search(r";tag=([^;>\s]+)", header(msg, "To")).group(1)))
+        auth = caller.auth_header(msg, "INVITE", uri, "100", "pw100")
+        caller.send(request("INVITE", uri, caller, "100", cid, 2, extra=auth, body=offer))
+    # The callee side: INVITE in, 200 with our SDP out, ACK in.
+    while True:
+        req, src = callee.recv()
+        if req.startswith("INVITE "):
+            break
+    b_dest = media_of(body_of(req))
+    callee.send(reply_to(req, 200, "OK", callee, f"u{i}", sdp(OUTSIDE, b_port, i)), src)
+    code, msg = caller.recv_reply("INVITE", cid)
+    if code != 200:
+        raise RuntimeError(f"call {i}: {msg[:200]}")
+    a_dest = media_of(body_of(msg))
+    to_tag = re.search(r";tag=([^;>\s]+)", header(msg, "To")).group(1)
+    cseq = int(header(msg, "CSeq").split()[0])
+    contact = re.search(r"<([^>]+)>", header(msg, "Contact")).group(1)
+    caller.send(request("ACK", contact, caller, "100", cid, cseq, to_tag=to_tag).replace(
+        f"To: <sip:{contact.split(':', 1)[1]}>", f"To: <sip:101@besip.test>"))
+    return f"{INSIDE}:{a_port} {a_dest[0]}:{a_dest[1]} {OUTSIDE}:{b_port} {b_dest[0]}:{b_dest[1]}"
+
+
+def run_besip(n, workdir):
+    root = tempfile.mkdtemp(prefix="besip-rtp-bench-", dir=workdir)
+    for d in ("etc/config", "run", "var/lib/besip"):
+        os.makedirs(os.path.join(root, d), exist_ok=True)
+    sip_port = free_port()
+    with open(os.path.join(root, "etc/config/besip_pbx"), "w") as f:
+        f.write(
+            "package besip_pbx\n\nconfig pbx 'main'\n\toption mode 'b2bua'\n\tlist domain 'besip.test'\n"
+            "\toption auth_realm 'besip.test'\n\toption auth_algorithms 'md5'\n"
+            f"\toption nat_external_address '{EXTERNAL}'\n\tlist nat_local_network '127.0.0.0/24'\n"
+            "\toption rtp_port_min '30000'\n\toption rtp_port_max '40000'\n\n"
+            f"config listen 'listen_udp'\n\toption name 'udp'\n\toption transport 'udp'\n\toption address '127.0.0.1'\n\toption port '{sip_port}'\n\n"
+            "config extension 'extension_100'\n\toption number '100'\n\toption password 'pw100'\n\n"
+            "config extension 'extension_101'\n\toption number '101'\n\toption password 'pw101'\n\n")
+    proc = subprocess.Popen(PIN_RELAY + [PBXD, "--root", root, "--log-level", "warn", "--threads", "1",
+                                         "--udp-readers", "1"],
+                            stdout=subprocess.DEVNULL, stderr=open(os.path.join(workdir, "pbxd.log"), "w"))
+    try:
+        deadline = time.time() + 10
+        while not os.path.exists(os.path.join(root, "run/pbx.sock")):
+            if time.time() > deadline or proc.poll() is not None:
+                raise RuntimeError("besip-pbxd did not start (see pbxd.log)")
+            time.sleep(0.05)
+        caller, callee = Ua(INSIDE, sip_port), Ua(OUTSIDE, sip_port)
+        register(callee, "101", "pw101")
+        try:
+            lines = [besip_call(caller, callee, i) for i in range(n)]
+        except (OSError, RuntimeError) as e:
+            with open(os.path.join(workdir, "pbxd.log")) as log:
+                tail = log.read()[-3000:]
+            raise RuntimeError(f"call setup failed after {n} calls asked: {e}\n{tail}") from e
+        return measure(proc.pid, lines, workdir)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# --- the measured step ----------------------------------------------------------
+
+def measure(pid, lines, workdir):
+    calls_file = os.path.join(workdir, "calls.txt")
+    with open(calls_file, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    cpu0, t0 = cpu_seconds(pid), time.time()
+    out = subprocess.run(PIN_LOAD + [LOAD, calls_file, str(STEP_SECS), "1"],
+                         capture_output=True, text=True, check=True).stdout
+    cpu1, t1 = cpu_seconds(pid), time.time()
+    r = dict(kv.split("=") for kv in out.split())
+    r["relay_cpu_pct"] = 100.0 * (cpu1 - cpu0) / (t1 - t0)
+    return r
+
+
+def main():
+    for b in (LOAD,) + ((PBXD,) if "besip" in RELAYS else ()) + ((RTPENGINE,) if "rtpengine" in RELAYS else ()):
+        if not os.access(b, os.X_OK):
+            sys.exit(f"missing {b}")
+    workdir = tempfile.mkdtemp(prefix="rtp-relay-bench-")
+    best = {}
+    print(f"{'relay':10} {'calls':>6} {'loss %':>8} {'p50 us':>7} {'p99 us':>7} {'relay CPU %':>11} "
+          f"{'CPU ms/call/s':>13} {'gen lag ms':>10}")
+    try:
+        for relay in RELAYS:
+            for n in CALLS:
+                r = (run_besip if relay == "besip" else run_rtpengine)(n, workdir)
+                loss = float(r["loss_pct"])
+                per_call = 10.0 * r["relay_cpu_pct"] / n  # ms of CPU per call per second
+                print(f"{relay:10} {n:6} {loss:8.3f} {r['p50_us']:>7} {r['p99_us']:>7} "
+                      f"{r['relay_cpu_pct']:11.1f} {per_call:13.3f} {float(r['sender_lag_ms']):10.1f}",
+                      flush=True)
+                if loss >= MAX_LOSS:
+                    break
+                best[relay] = (n, per_call, int(r["p99_us"]))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    print()
+    for relay, (n, per_call, p99) in best.items():
+        print(f"{relay}: {n} calls on one core with < {MAX_LOSS} % loss "
+              f"(CPU {per_call:.3f} ms per call-second, p99 {p99} us)")
+    if "besip" in best and "rtpengine" in best:
+        print(f"ratio besip/rtpengine (calls per core): {best['besip'][0] / best['rtpengine'][0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
