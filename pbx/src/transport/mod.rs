@@ -6,6 +6,7 @@
 //! connection limits and timeouts of /pbx/tcp (tcp_limits).
 
 pub mod media;
+pub mod srtp;
 pub mod tcp_limits;
 
 use std::net::SocketAddr;
