@@ -19,6 +19,7 @@ pub mod rating;
 pub mod registrar;
 pub mod routing;
 pub mod rtp_relay;
+pub mod sdes;
 pub mod state;
 pub mod trunk_auth;
 pub mod trunk_registration;
