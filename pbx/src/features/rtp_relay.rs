@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use crate::transport::media::{self, MediaPair, MediaRoute};
+use crate::transport::srtp::{self, MasterKey, Suite};
 
 /// How long after an offer or answer a NATed phone's source may be learnt:
 /// phones start sending at once, and rtpengine's learning also lasts 3 s.
@@ -75,8 +76,18 @@ impl Peer {
 struct Inner {
     a: Mutex<Peer>,
     b: Mutex<Peer>,
+    /// SRTP ends at the relay for side A, and for side B.
+    crypto: [Mutex<SideCrypto>; 2],
     relayed: AtomicU64,
     dropped: AtomicU64,
+}
+
+/// Where one side speaks SRTP and the other not, the relay opens what the
+/// side's phone sends (its key) and seals what goes to it (our key).
+#[derive(Default)]
+struct SideCrypto {
+    inbound: Option<srtp::Context>,
+    outbound: Option<srtp::Context>,
 }
 
 /// The relay of one call; dropping it closes its ports.
@@ -111,6 +122,7 @@ impl Relay {
         let inner = Arc::new(Inner {
             a: Mutex::default(),
             b: Mutex::default(),
+            crypto: Default::default(),
             relayed: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
         });
@@ -149,6 +161,20 @@ impl Relay {
         }
     }
 
+    /// SRTP of side A (true) or B ends here: `inbound` is the key its phone
+    /// sends with (None: it sends plain RTP), `outbound` the key we send to
+    /// it with. A key that did not change keeps its stream state.
+    pub fn set_srtp(
+        &self,
+        a: bool,
+        inbound: Option<(Suite, &MasterKey)>,
+        outbound: Option<(Suite, &MasterKey)>,
+    ) {
+        let mut side = self.inner.crypto[usize::from(!a)].lock();
+        side.inbound = inbound.map(|(suite, key)| srtp::Context::new(suite, key));
+        side.outbound = outbound.map(|(suite, key)| srtp::Context::new(suite, key));
+    }
+
     /// Packets relayed so far, both directions.
     pub fn relayed(&self) -> u64 {
         self.inner.relayed.load(Ordering::Relaxed)
@@ -168,7 +194,13 @@ pub fn dropped_total() -> u64 {
 impl MediaRoute for Inner {
     /// Only the side's own phone is heard; its packet goes to the other
     /// side's phone.
-    fn route(&self, from_a: bool, source: SocketAddr, _len: usize) -> Option<SocketAddr> {
+    fn route(
+        &self,
+        from_a: bool,
+        source: SocketAddr,
+        packet: &mut [u8],
+        len: usize,
+    ) -> Option<(SocketAddr, usize)> {
         let (from, to) = if from_a {
             (&self.a, &self.b)
         } else {
@@ -180,8 +212,40 @@ impl MediaRoute for Inner {
             return None;
         }
         let target = to.lock().target()?;
+        let (sender, receiver) = if from_a { (0, 1) } else { (1, 0) };
+        let Some(len) = self.transform(sender, receiver, packet, len) else {
+            // Forged, replayed or undecryptable: never forwarded.
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            DROPPED_TOTAL.fetch_add(1, Ordering::Relaxed);
+            return None;
+        };
         self.relayed.fetch_add(1, Ordering::Relaxed);
-        Some(target)
+        Some((target, len))
+    }
+}
+
+impl Inner {
+    /// Opens SRTP from side `sender` and seals it for side `receiver`, as
+    /// each side's `SideCrypto` says; RTCP muxed on the port (RFC 5761) is
+    /// told apart by its payload type.
+    fn transform(
+        &self,
+        sender: usize,
+        receiver: usize,
+        packet: &mut [u8],
+        len: usize,
+    ) -> Option<usize> {
+        let rtcp = srtp::is_rtcp(&packet[..len]);
+        let len = match &mut self.crypto[sender].lock().inbound {
+            Some(ctx) if rtcp => ctx.unprotect_rtcp(packet, len).ok()?,
+            Some(ctx) => ctx.unprotect_rtp(packet, len).ok()?,
+            None => len,
+        };
+        match &mut self.crypto[receiver].lock().outbound {
+            Some(ctx) if rtcp => ctx.protect_rtcp(packet, len).ok(),
+            Some(ctx) => ctx.protect_rtp(packet, len).ok(),
+            None => Some(len),
+        }
     }
 }
 
@@ -339,5 +403,59 @@ mod tests {
         }
         assert_eq!(relay.dropped(), 6);
         assert!(dropped_total() >= 6);
+    }
+
+    #[test]
+    fn srtp_ends_at_the_relay_for_one_side() {
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        let relay = Relay::open(lo, 30400, 30500).expect("ports");
+        let (a, b) = (
+            UdpSocket::bind("127.0.0.1:0").unwrap(),
+            UdpSocket::bind("127.0.0.1:0").unwrap(),
+        );
+        for s in [&a, &b] {
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        }
+        relay.set_target(true, a.local_addr().unwrap(), lo);
+        relay.set_target(false, b.local_addr().unwrap(), lo);
+        // A speaks SRTP (its key KA, ours to it KO); B plain RTP.
+        let suite = Suite::AesCm128HmacSha1_80;
+        let (ka, ko) = (MasterKey::random(), MasterKey::random());
+        relay.set_srtp(true, Some((suite, &ka)), Some((suite, &ko)));
+        let mut phone_tx = srtp::Context::new(suite, &ka);
+        let mut phone_rx = srtp::Context::new(suite, &ko);
+        let plain: Vec<u8> = [0x80u8, 0, 0, 1, 0, 0, 0, 0, 1, 2, 3, 4]
+            .iter()
+            .copied()
+            .chain(std::iter::repeat_n(0x55, 160))
+            .collect();
+        let mut buf = [0u8; 256];
+        buf[..plain.len()].copy_from_slice(&plain);
+        let n = phone_tx.protect_rtp(&mut buf, plain.len()).unwrap();
+        a.send_to(&buf[..n], (lo, relay.a_port)).unwrap();
+        let (got, _) = b.recv_from(&mut buf).expect("B gets plain RTP");
+        assert_eq!(&buf[..got], &plain[..]);
+        // The same packet again (a replay) and a forged one are dropped.
+        let mut again = [0u8; 256];
+        again[..plain.len()].copy_from_slice(&plain);
+        let mut fresh = srtp::Context::new(suite, &ka);
+        let n = fresh.protect_rtp(&mut again, plain.len()).unwrap();
+        a.send_to(&again[..n], (lo, relay.a_port)).unwrap();
+        a.send_to(&plain, (lo, relay.a_port)).unwrap();
+        b.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        assert!(
+            b.recv_from(&mut buf).is_err(),
+            "a replay or plain RTP passed"
+        );
+        // B's plain RTP reaches A sealed with our key.
+        b.send_to(&plain, (lo, relay.b_port)).unwrap();
+        let (got, _) = a.recv_from(&mut buf).expect("A gets SRTP");
+        assert_eq!(got, plain.len() + 10);
+        assert_ne!(&buf[12..plain.len()], &plain[12..]);
+        let opened = phone_rx
+            .unprotect_rtp(&mut buf, got)
+            .expect("our key opens it");
+        assert_eq!(&buf[..opened], &plain[..]);
     }
 }

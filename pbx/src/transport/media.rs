@@ -15,10 +15,17 @@ use parking_lot::Mutex;
 
 /// Decides the fate of each packet of a pair.
 pub trait MediaRoute: Send + Sync + 'static {
-    /// A packet from `source` arrived on side A's socket (`from_a`) or B's:
-    /// the address to send it to from the other side's socket, or None to
-    /// drop it.
-    fn route(&self, from_a: bool, source: SocketAddr, len: usize) -> Option<SocketAddr>;
+    /// A packet from `source`, `packet[..len]`, arrived on side A's socket
+    /// (`from_a`) or B's: where to send it from the other side's socket and
+    /// its length then (it may be transformed in place, e.g. SRTP; `packet`
+    /// has room beyond `len`), or None to drop it.
+    fn route(
+        &self,
+        from_a: bool,
+        source: SocketAddr,
+        packet: &mut [u8],
+        len: usize,
+    ) -> Option<(SocketAddr, usize)>;
 }
 
 struct Pair {
@@ -132,7 +139,8 @@ impl Drop for MediaPair {
 
 fn run_worker(worker: &Worker) {
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
-    let mut buf = vec![0u8; 2048];
+    // Room for the largest datagram we take plus what SRTP adds.
+    let mut buf = vec![0u8; 2048 + 64];
     loop {
         // SAFETY: `events` has room for the length passed.
         let ready = unsafe {
@@ -159,11 +167,11 @@ fn run_worker(worker: &Worker) {
                 (&pair.b, &pair.a)
             };
             for _ in 0..BURST {
-                let Ok((n, source)) = from.recv_from(&mut buf) else {
+                let Ok((n, source)) = from.recv_from(&mut buf[..2048]) else {
                     break; // drained (WouldBlock) or an ICMP error of an earlier send
                 };
-                if let Some(target) = pair.route.route(from_a, source, n) {
-                    let _ = to.send_to(&buf[..n], target);
+                if let Some((target, len)) = pair.route.route(from_a, source, &mut buf, n) {
+                    let _ = to.send_to(&buf[..len.min(buf.len())], target);
                 }
             }
         }
@@ -182,9 +190,15 @@ mod tests {
     }
 
     impl MediaRoute for OneWay {
-        fn route(&self, from_a: bool, _: SocketAddr, _: usize) -> Option<SocketAddr> {
+        fn route(
+            &self,
+            from_a: bool,
+            _: SocketAddr,
+            _: &mut [u8],
+            len: usize,
+        ) -> Option<(SocketAddr, usize)> {
             self.seen.fetch_add(1, Ordering::Relaxed);
-            from_a.then_some(self.to_b)
+            from_a.then_some((self.to_b, len))
         }
     }
 
