@@ -189,8 +189,10 @@ impl Context {
         let seq = u16::from_be_bytes([buf[2], buf[3]]);
         if self.state.ssrc != Some(ssrc) {
             // Not adopted before the tag is checked below.
-            let mut fresh = StreamState::default();
-            fresh.ssrc = Some(ssrc);
+            let fresh = StreamState {
+                ssrc: Some(ssrc),
+                ..StreamState::default()
+            };
             let index = u64::from(seq);
             let roc = 0u32.to_be_bytes();
             self.check_tag(&buf[..body], &roc, &buf[body..len])?;
