@@ -83,6 +83,8 @@ pub struct Trunk {
     pub username: Option<String>,
     pub password: Option<String>,
     pub register: bool,
+    /// /pbx/trunk/media-encryption is sdes: SRTP towards the provider.
+    pub srtp: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -287,6 +289,7 @@ impl Config {
                         username: t.username.clone(),
                         password: t.password.clone(),
                         register: t.register,
+                        srtp: t.media_encryption == model::TrunkMediaEncryption::Sdes,
                     },
                 )
             })

@@ -3,7 +3,8 @@
 //! address in our Contact and in the SDP, and a call between inside and
 //! outside has its media anchored on an RTP relay (ports of /pbx/rtp), since
 //! an inside phone's own media address is unreachable from outside. Without
-//! both settings nothing here is used. Limits: the first audio stream of an
+//! both settings nothing here is used, except that a call whose SRTP ends at
+//! the relay (b2bua::media_crypto) is anchored whatever the networks. Limits: the first audio stream of an
 //! offer in the INVITE is anchored (a late offer, SDP first in the 2xx, is
 //! not); Via keeps our bound address (peers answer to the source, RFC 3581).
 
@@ -48,16 +49,26 @@ pub fn address_for(cfg: &Config, peer: SocketAddr) -> Option<IpAddr> {
     local_ip_towards(peer)
 }
 
-/// For a new call from `a` to `b` that crosses the NAT boundary: a relay,
+/// The address to name to `peer` for media on our relay: as `address_for`,
+/// or without NAT handling our own source address towards it.
+fn relay_address_for(cfg: &Config, peer: SocketAddr) -> Option<IpAddr> {
+    address_for(cfg, peer).or_else(|| local_ip_towards(peer))
+}
+
+/// For a new call from `a` to `b` that crosses the NAT boundary, or whose
+/// media must pass the relay anyway (`force`: SRTP ends there): a relay,
 /// with the offer in `invite` rewritten to point B at it.
 pub fn anchor_offer(
     engine: &Engine,
     a: SocketAddr,
     b: SocketAddr,
     invite: &mut Message,
+    force: bool,
 ) -> Option<Arc<Relay>> {
     let cfg = engine.config();
-    if cfg.external_address.is_none() || is_outside(&cfg, a.ip()) == is_outside(&cfg, b.ip()) {
+    let crosses =
+        cfg.external_address.is_some() && is_outside(&cfg, a.ip()) != is_outside(&cfg, b.ip());
+    if !crosses && !force {
         return None;
     }
     let offer = std::str::from_utf8(&invite.body).ok()?;
@@ -73,7 +84,7 @@ pub fn anchor_offer(
         return None;
     };
     relay.set_target(true, a_media, a.ip());
-    let ip = address_for(&cfg, b)?;
+    let ip = relay_address_for(&cfg, b)?;
     invite.body = rewrite_sdp(offer, ip, relay.b_port).into_bytes();
     tracing::debug!(
         a_port = relay.a_port,
@@ -102,7 +113,7 @@ pub fn anchor(
         return;
     };
     let cfg = engine.config();
-    let Some(ip) = address_for(&cfg, to) else {
+    let Some(ip) = relay_address_for(&cfg, to) else {
         return;
     };
     relay.set_target(from_a, media, sender);

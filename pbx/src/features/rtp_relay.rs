@@ -86,8 +86,34 @@ struct Inner {
 /// side's phone sends (its key) and seals what goes to it (our key).
 #[derive(Default)]
 struct SideCrypto {
-    inbound: Option<srtp::Context>,
-    outbound: Option<srtp::Context>,
+    inbound: Option<Keyed>,
+    outbound: Option<Keyed>,
+}
+
+/// A context and the key it was made from (to tell a new key from the same).
+struct Keyed {
+    suite: Suite,
+    key: MasterKey,
+    ctx: srtp::Context,
+}
+
+fn rekey(slot: &mut Option<Keyed>, key: Option<(Suite, &MasterKey)>) {
+    match key {
+        None => *slot = None,
+        Some((suite, key)) => {
+            if slot
+                .as_ref()
+                .is_some_and(|k| k.suite == suite && k.key == *key)
+            {
+                return;
+            }
+            *slot = Some(Keyed {
+                suite,
+                key: key.clone(),
+                ctx: srtp::Context::new(suite, key),
+            });
+        }
+    }
 }
 
 /// The relay of one call; dropping it closes its ports.
@@ -161,18 +187,17 @@ impl Relay {
         }
     }
 
-    /// SRTP of side A (true) or B ends here: `inbound` is the key its phone
-    /// sends with (None: it sends plain RTP), `outbound` the key we send to
-    /// it with. A key that did not change keeps its stream state.
-    pub fn set_srtp(
-        &self,
-        a: bool,
-        inbound: Option<(Suite, &MasterKey)>,
-        outbound: Option<(Suite, &MasterKey)>,
-    ) {
+    /// Side A (true) or B sends SRTP with `key` (None: plain RTP). The same
+    /// key again keeps the stream's replay state.
+    pub fn srtp_from(&self, a: bool, key: Option<(Suite, &MasterKey)>) {
         let mut side = self.inner.crypto[usize::from(!a)].lock();
-        side.inbound = inbound.map(|(suite, key)| srtp::Context::new(suite, key));
-        side.outbound = outbound.map(|(suite, key)| srtp::Context::new(suite, key));
+        rekey(&mut side.inbound, key);
+    }
+
+    /// What goes to side A (true) or B is sealed with `key` (None: plain).
+    pub fn srtp_to(&self, a: bool, key: Option<(Suite, &MasterKey)>) {
+        let mut side = self.inner.crypto[usize::from(!a)].lock();
+        rekey(&mut side.outbound, key);
     }
 
     /// Packets relayed so far, both directions.
@@ -237,13 +262,13 @@ impl Inner {
     ) -> Option<usize> {
         let rtcp = srtp::is_rtcp(&packet[..len]);
         let len = match &mut self.crypto[sender].lock().inbound {
-            Some(ctx) if rtcp => ctx.unprotect_rtcp(packet, len).ok()?,
-            Some(ctx) => ctx.unprotect_rtp(packet, len).ok()?,
+            Some(k) if rtcp => k.ctx.unprotect_rtcp(packet, len).ok()?,
+            Some(k) => k.ctx.unprotect_rtp(packet, len).ok()?,
             None => len,
         };
         match &mut self.crypto[receiver].lock().outbound {
-            Some(ctx) if rtcp => ctx.protect_rtcp(packet, len).ok(),
-            Some(ctx) => ctx.protect_rtp(packet, len).ok(),
+            Some(k) if rtcp => k.ctx.protect_rtcp(packet, len).ok(),
+            Some(k) => k.ctx.protect_rtp(packet, len).ok(),
             None => Some(len),
         }
     }
@@ -421,7 +446,8 @@ mod tests {
         // A speaks SRTP (its key KA, ours to it KO); B plain RTP.
         let suite = Suite::AesCm128HmacSha1_80;
         let (ka, ko) = (MasterKey::random(), MasterKey::random());
-        relay.set_srtp(true, Some((suite, &ka)), Some((suite, &ko)));
+        relay.srtp_from(true, Some((suite, &ka)));
+        relay.srtp_to(true, Some((suite, &ko)));
         let mut phone_tx = srtp::Context::new(suite, &ka);
         let mut phone_rx = srtp::Context::new(suite, &ko);
         let plain: Vec<u8> = [0x80u8, 0, 0, 1, 0, 0, 0, 0, 1, 2, 3, 4]

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use super::media_crypto::MediaCrypto;
 use crate::config::Transport;
 use crate::features::rtp_relay::Relay;
 
@@ -34,8 +35,11 @@ pub struct B2bCall {
     pub session_expires: Option<Duration>,
     /// Our ACK for B's 2xx, re-sent when B retransmits the 2xx.
     pub b_ack: Option<Vec<u8>>,
-    /// Media relay of a call across the NAT boundary.
+    /// Media relay of a call across the NAT boundary or between an SRTP
+    /// and a plain leg.
     pub relay: Option<Arc<Relay>>,
+    /// SRTP ending at the relay for one leg.
+    pub media_crypto: Option<MediaCrypto>,
 }
 
 pub type Calls = Mutex<HashMap<String, Arc<Mutex<B2bCall>>>>;

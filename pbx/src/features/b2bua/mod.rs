@@ -13,8 +13,10 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 pub mod dialogs;
+pub mod media_crypto;
 
 pub use self::dialogs::{B2bCall, Calls, Leg};
+use self::media_crypto::MediaCrypto;
 use super::state::Engine;
 use crate::call::branches::{send_branches, track_call};
 use crate::call::client::send_request_tx;
@@ -139,7 +141,23 @@ pub fn start(
         contact(engine, first.transport, first.dest.is_ipv6(), first.dest),
     );
     copy_body(&a_req, &mut base);
-    let relay = super::nat::anchor_offer(engine, source, first.dest, &mut base);
+    let mut media_crypto = MediaCrypto::plan(&cfg, &base.body, first.trunk.as_deref());
+    let relay = super::nat::anchor_offer(
+        engine,
+        source,
+        first.dest,
+        &mut base,
+        media_crypto.is_some(),
+    );
+    match (&relay, &mut media_crypto) {
+        (Some(r), Some(mc)) => mc.apply(r, true, &mut base),
+        (None, Some(_)) => {
+            // No relay port: the legs must agree by themselves.
+            tracing::warn!("no RTP relay port for SRTP on one leg only; SDP passed unchanged");
+            media_crypto = None;
+        }
+        _ => {}
+    }
     let call = Arc::new(Mutex::new(B2bCall {
         a,
         b,
@@ -148,6 +166,7 @@ pub fn start(
         session_expires,
         b_ack: None,
         relay,
+        media_crypto,
     }));
     let b_call_id = call.lock().b.call_id.clone();
     {
@@ -191,8 +210,11 @@ pub fn in_dialog(engine: &Arc<Engine>, key: &str, msg: Message, hash: u32) {
         copy_body(&msg, &mut req);
         let (dest, transport) = (far.dest, far.transport);
         let sender = if from_a { c.a.dest } else { c.b.dest }.ip();
-        if let Some(r) = &c.relay {
-            super::nat::anchor(engine, r, from_a, sender, dest, &mut req);
+        if let Some(r) = c.relay.clone() {
+            super::nat::anchor(engine, &r, from_a, sender, dest, &mut req);
+            if let Some(mc) = &mut c.media_crypto {
+                mc.apply(&r, from_a, &mut req);
+            }
         }
         (req, dest, transport)
     };
@@ -255,8 +277,11 @@ pub fn translate(
         }
     }
     copy_body(resp, &mut up);
-    if let Some(r) = &c.relay {
-        super::nat::anchor(engine, r, !from_a, branch.dest.ip(), near_dest, &mut up);
+    if let Some(r) = c.relay.clone() {
+        super::nat::anchor(engine, &r, !from_a, branch.dest.ip(), near_dest, &mut up);
+        if let Some(mc) = &mut c.media_crypto {
+            mc.apply(&r, !from_a, &mut up);
+        }
     }
     let mut ack = None;
     if invite && (200..300).contains(&code) {
