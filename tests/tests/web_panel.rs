@@ -64,15 +64,31 @@ async fn browser(driver_port: u16, profile: &std::path::Path) -> Client {
         .expect("WebDriver session with headless Chromium")
 }
 
+fn mid_navigation(e: &fantoccini::error::CmdError) -> bool {
+    let text = e.to_string();
+    text.contains("navigation") || text.contains("stale element")
+}
+
 async fn text(c: &Client, css: &str) -> String {
-    c.wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("no {css}: {e}"))
-        .text()
-        .await
-        .expect("element text")
+    // A look-up that starts while a submitted form is still loading is
+    // "aborted by navigation": ask again (bounded) once the new page is there.
+    for attempt in 0..5 {
+        let found = c
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css(css))
+            .await;
+        match found {
+            Ok(element) => match element.text().await {
+                Ok(text) => return text,
+                Err(e) if attempt < 4 && mid_navigation(&e) => continue,
+                Err(e) => panic!("text of {css}: {e}"),
+            },
+            Err(e) if attempt < 4 && mid_navigation(&e) => continue,
+            Err(e) => panic!("no {css}: {e}"),
+        }
+    }
+    unreachable!("the last attempt returns or panics")
 }
 
 async fn click(c: &Client, css: &str) {
