@@ -14,6 +14,8 @@ pub mod ipc;
 pub mod model;
 pub mod password;
 pub mod paths;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod uci;
 mod uci_parse;
 

@@ -17,6 +17,7 @@ pub mod accounting;
 pub mod dispatcher;
 pub mod outbound;
 pub mod tcp;
+pub mod tls;
 
 #[derive(Debug, Snafu)]
 pub enum ConfigError {
@@ -38,6 +39,7 @@ pub enum Mode {
 pub enum Transport {
     Udp,
     Tcp,
+    Tls,
 }
 
 impl Transport {
@@ -45,7 +47,40 @@ impl Transport {
         match self {
             Transport::Udp => "UDP",
             Transport::Tcp => "TCP",
+            Transport::Tls => "TLS",
         }
+    }
+
+    /// The name in a URI's transport parameter and in state ("udp", "tcp", "tls").
+    pub fn as_param(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+        }
+    }
+
+    /// The transport a Via or a transport parameter names (any case); None
+    /// for one we do not serve (SCTP, WS).
+    pub fn from_name(name: &str) -> Option<Transport> {
+        [Transport::Udp, Transport::Tcp, Transport::Tls]
+            .into_iter()
+            .find(|t| t.as_param().eq_ignore_ascii_case(name))
+    }
+
+    /// A URI parameter naming the transport (none for UDP, the default).
+    pub fn uri_param(self) -> &'static str {
+        match self {
+            Transport::Udp => "",
+            Transport::Tcp => ";transport=tcp",
+            Transport::Tls => ";transport=tls",
+        }
+    }
+
+    /// Over a connection: stream framing, no retransmissions, the
+    /// connection reused to reach the peer.
+    pub fn is_stream(self) -> bool {
+        self != Transport::Udp
     }
 }
 
@@ -85,6 +120,8 @@ pub struct Trunk {
     pub register: bool,
     /// /pbx/trunk/media-encryption is sdes: SRTP towards the provider.
     pub srtp: bool,
+    /// /pbx/trunk/tls-ca: CA certificates (PEM) for a TLS trunk.
+    pub tls_ca: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,6 +147,8 @@ pub struct Config {
     pub listens: Vec<Listen>,
     /// /pbx/tcp
     pub tcp: tcp::TcpLimits,
+    /// /pbx/tls
+    pub tls: tls::TlsSettings,
     pub min_expires: u32,
     pub default_expires: u32,
     pub max_expires: u32,
@@ -166,6 +205,7 @@ impl From<model::Transport> for Transport {
         match t {
             model::Transport::Udp => Transport::Udp,
             model::Transport::Tcp => Transport::Tcp,
+            model::Transport::Tls => Transport::Tls,
         }
     }
 }
@@ -290,6 +330,7 @@ impl Config {
                         password: t.password.clone(),
                         register: t.register,
                         srtp: t.media_encryption == model::TrunkMediaEncryption::Sdes,
+                        tls_ca: t.tls_ca.clone(),
                     },
                 )
             })
@@ -346,6 +387,7 @@ impl Config {
             max_transactions: pbx.max_transactions as usize,
             listens,
             tcp: tcp::TcpLimits::from_model(&pbx.tcp),
+            tls: tls::TlsSettings::from_model(&pbx.tls),
             min_expires: registrar.min_expires,
             default_expires: registrar.default_expires,
             max_expires: registrar.max_expires,

@@ -31,6 +31,8 @@ struct Prepared {
     config: Config,
     bound: Vec<Bound>,
     stun: stun::Plan,
+    /// /pbx/tls and the TLS trunks.
+    tls: crate::transport::tls::TlsPlan,
 }
 
 /// Whether a served socket (transport, bound address) serves `listen` (a
@@ -77,7 +79,7 @@ impl Control {
                 json!({
                     "aor": format!("{}@{domain}", b.aor),
                     "contact": b.contact,
-                    "source": format!("{}:{}", if b.transport == crate::config::Transport::Tcp { "tcp" } else { "udp" }, b.source),
+                    "source": format!("{}:{}", b.transport.as_param(), b.source),
                     "expires": b.expires_at.saturating_sub(now),
                     "user-agent": b.user_agent,
                     "q": format!("{:.3}", b.q),
@@ -138,10 +140,13 @@ impl Handler for Control {
             .stun
             .plan(config.stun.as_ref())
             .map_err(|e| HandlerError::refused(e.to_string()))?;
+        let tls = crate::transport::tls::plan(&config, &self.layout.etc_dir())
+            .map_err(HandlerError::refused)?;
         self.pending.put(Prepared {
             config,
             bound,
             stun,
+            tls,
         });
         tracing::info!(path = %path.display(), "configuration prepared");
         Ok(())
@@ -152,7 +157,10 @@ impl Handler for Control {
             config,
             bound,
             stun,
+            tls,
         } = self.pending.take()?;
+        // Before the new sockets serve: a new TLS listen needs its certificate.
+        self.engine.transports().apply_tls(tls);
         self.stun
             .switch(stun, config.stun.as_ref())
             .map_err(|e| HandlerError::refused(e.to_string()))?;

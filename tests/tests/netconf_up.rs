@@ -30,6 +30,7 @@ fn up_starts_the_box_and_ctrl_c_stops_it() {
     let (nc_port, sip_port, web_port) = (free_port(), free_udp_port(), free_port());
     let web_http_port = free_port();
     let stun_port = free_udp_port();
+    let sip_tls_port = free_port();
     let mut child = Command::new(bin_path("besip"))
         .args(["up", "--root"])
         .arg(root.path())
@@ -38,6 +39,7 @@ fn up_starts_the_box_and_ctrl_c_stops_it() {
         .args(["--web-port", &web_port.to_string()])
         .args(["--web-http-port", &web_http_port.to_string()])
         .args(["--stun-port", &stun_port.to_string()])
+        .args(["--sip-tls-port", &sip_tls_port.to_string()])
         .args(["--admin-password", "up-test-pw"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -78,6 +80,10 @@ fn up_starts_the_box_and_ctrl_c_stops_it() {
         assert!(banner.contains("besip-pbxd"), "{banner}");
         assert!(
             banner.contains(&format!("STUN:         udp 127.0.0.1:{stun_port}")),
+            "{banner}"
+        );
+        assert!(
+            banner.contains(&format!("SIP over TLS: tls 127.0.0.1:{sip_tls_port}")),
             "{banner}"
         );
     }
@@ -127,6 +133,7 @@ fn up_starts_the_box_and_ctrl_c_stops_it() {
         expected.extend_from_slice(&port.to_be_bytes());
         expected.extend_from_slice(&[127 ^ 0x21, 0x12, 0xA4, 1 ^ 0x42]);
         assert_eq!(&buf[20..n], &expected[..], "the mapped address is ours");
+        options_over_tls(root.path(), sip_tls_port);
     }
 
     // Ctrl-C: everything stops and the ports are free again.
@@ -160,4 +167,29 @@ fn up_starts_the_box_and_ctrl_c_stops_it() {
 
 fn bin_path_exists(name: &str) -> bool {
     std::panic::catch_unwind(|| bin_path(name)).is_ok()
+}
+
+/// A TLS handshake (verifying the certificate besip-pbxd generated under
+/// the root) and an OPTIONS answered over it, by Python's ssl module.
+fn options_over_tls(root: &std::path::Path, port: u16) {
+    let cafile = root.join("etc/besip/sip-tls-cert.pem");
+    let script = format!(
+        "import socket, ssl\n\
+         ctx = ssl.create_default_context(cafile='{}')\n\
+         s = ctx.wrap_socket(socket.create_connection(('127.0.0.1', {port}), timeout=10), server_hostname='127.0.0.1')\n\
+         s.sendall(b'OPTIONS sip:127.0.0.1:{port} SIP/2.0\\r\\nVia: SIP/2.0/TLS 127.0.0.1:9;branch=z9hG4bKup1\\r\\nFrom: <sip:up@127.0.0.1>;tag=1\\r\\nTo: <sip:127.0.0.1:{port}>\\r\\nCall-ID: up1@test\\r\\nCSeq: 1 OPTIONS\\r\\nMax-Forwards: 70\\r\\nContent-Length: 0\\r\\n\\r\\n')\n\
+         print(s.recv(4096).decode().split('\\r\\n')[0])\n",
+        cafile.display()
+    );
+    let out = Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .expect("python3");
+    let answer = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        answer.starts_with("SIP/2.0 200"),
+        "OPTIONS over TLS: {answer}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

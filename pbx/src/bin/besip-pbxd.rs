@@ -44,6 +44,7 @@ async fn run(args: &Args) -> Result<(), StartError> {
         .map_err(|e| format!("cannot create {}: {e}", layout.lib_dir().display()))?;
     let location = Arc::new(Location::open(&layout.lib_dir().join("pbx.db"))?);
     let transports = Transports::new(args.udp_readers);
+    transports.apply_tls(besip_pbx::transport::tls::plan(&config, &layout.etc_dir())?);
     let bound = Transports::bind(&config.listens).await?;
     let listening: Vec<_> = bound.iter().map(|b| b.local()).collect();
     let sockets = local_sockets(&listening, config.external_address);

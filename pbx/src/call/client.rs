@@ -47,11 +47,7 @@ fn forward_response_stateless<H: Hooks>(engine: &Engine<H>, mut msg: Message) {
     let Some(dest) = next.response_target() else {
         return;
     };
-    let transport = if next.transport == "TCP" {
-        Transport::Tcp
-    } else {
-        Transport::Udp
-    };
+    let transport = Transport::from_name(&next.transport).unwrap_or(Transport::Udp);
     if let Some(code) = msg.status() {
         engine.counters().reply(code);
     }
@@ -197,7 +193,7 @@ fn on_branch_response<H: Hooks>(engine: &Arc<Engine<H>>, key: &str, msg: Message
         // finals; Timer K (T4) for non-INVITE; a 2xx ends an INVITE client
         // transaction at once (§17.1.1.2): later 2xx are relayed statelessly.
         let linger = match (tx.transport, is_invite) {
-            (Transport::Tcp, _) => Duration::ZERO,
+            (Transport::Tcp | Transport::Tls, _) => Duration::ZERO,
             (Transport::Udp, true) if (200..300).contains(&code) => Duration::ZERO,
             (Transport::Udp, true) => LINGER,
             (Transport::Udp, false) => T4,
@@ -390,7 +386,7 @@ fn arm_client_timer<H: Hooks>(engine: &Engine<H>, key: String, interval: Duratio
         .tables()
         .client
         .get(&key)
-        .map(|t| t.transport == Transport::Tcp);
+        .map(|t| t.transport.is_stream());
     let Some(tcp) = tcp else { return };
     let after = if tcp {
         Duration::from_secs(1)

@@ -105,11 +105,7 @@ impl Location {
                     aor: row.0,
                     contact: row.1,
                     source,
-                    transport: if row.3 == "tcp" {
-                        Transport::Tcp
-                    } else {
-                        Transport::Udp
-                    },
+                    transport: Transport::from_name(&row.3).unwrap_or(Transport::Udp),
                     expires_at: row.4.max(0) as u64,
                     user_agent: row.5,
                     q: row.6 as f32,
@@ -290,11 +286,7 @@ fn write_loop(mut conn: Connection, ops: mpsc::Receiver<Op>) {
                                 b.aor,
                                 b.contact,
                                 b.source.to_string(),
-                                if b.transport == Transport::Tcp {
-                                    "tcp"
-                                } else {
-                                    "udp"
-                                },
+                                b.transport.as_param(),
                                 b.expires_at as i64,
                                 b.user_agent,
                                 b.q as f64,

@@ -25,9 +25,15 @@ impl<H: Hooks> Sink for EngineSink<H> {
     fn on_message(&self, data: &[u8], source: SocketAddr, transport: Transport, local: SocketAddr) {
         self.0.on_message(data, source, transport, local);
     }
-    fn on_oversized(&self, head: &[u8], source: SocketAddr, _local: SocketAddr) {
+    fn on_oversized(
+        &self,
+        head: &[u8],
+        source: SocketAddr,
+        transport: Transport,
+        _local: SocketAddr,
+    ) {
         if let Some(reply) = error_reply(head, 513, "Message Too Large") {
-            self.0.transports().send(Transport::Tcp, source, reply);
+            self.0.transports().send(transport, source, reply);
         }
     }
 }
@@ -76,6 +82,9 @@ impl<H: Hooks> Engine<H> {
         local: SocketAddr,
     ) {
         self.counters().requests.fetch_add(1, Ordering::Relaxed);
+        if transport.is_stream() {
+            crate::transport::alias::from_via(self.transports(), &msg, &top, source);
+        }
         // The top Via, parsed by the parser, serves both the stamp and the key.
         let stamped = msg
             .first_value("Via")

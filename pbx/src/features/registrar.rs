@@ -138,7 +138,7 @@ pub fn register(
         .map(str::to_owned)
         .collect();
     let longest = updates.iter().map(|(_, e, _)| *e).max().unwrap_or(0);
-    if transport == Transport::Tcp && longest > 0 {
+    if transport.is_stream() && longest > 0 {
         // Requests for the phone go over this connection: keep it.
         engine
             .transports()

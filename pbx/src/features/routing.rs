@@ -24,13 +24,21 @@ fn loop_hash(msg: &Message, ruri: &str) -> u32 {
     h.finish() as u32
 }
 
-/// Socket address and transport of a URI whose host is an IP literal.
+/// Socket address and transport of a URI whose host is an IP literal: a
+/// sips: URI is reached over TLS whatever its transport parameter says
+/// (RFC 3261 §26.2.2), on port 5061 unless it names one.
 fn uri_target(uri: &Uri) -> Option<(SocketAddr, Transport)> {
-    let transport = match uri.transport() {
-        Some(t) if t.eq_ignore_ascii_case("tcp") => Transport::Tcp,
-        _ => Transport::Udp,
+    let named = uri.transport().and_then(Transport::from_name);
+    let transport = if uri.scheme == "sips" {
+        Transport::Tls
+    } else {
+        named.unwrap_or(Transport::Udp)
     };
-    Some((uri.socket_addr()?, transport))
+    let mut addr = uri.socket_addr()?;
+    if transport == Transport::Tls && uri.port.is_none() {
+        addr.set_port(5061);
+    }
+    Some((addr, transport))
 }
 
 /// Removes the Route entries that name us (loose routing, §16.4).
@@ -406,6 +414,16 @@ fn dispatch(
     (Decision::Forward(vec![target]), Some(failover))
 }
 
+/// A Record-Route entry naming `sock`.
+fn record_route(sock: &crate::call::LocalSocket) -> String {
+    format!(
+        "<sip:{}:{}{};lr>",
+        crate::sip::format_host(&sock.advertised.ip()),
+        sock.advertised.port(),
+        sock.transport.uri_param()
+    )
+}
+
 /// Sends one branch per target, each a client transaction of server transaction `key`.
 fn fork(
     engine: &Arc<Engine>,
@@ -428,17 +446,16 @@ fn fork(
         let sock = engine
             .socket_bound_to(local)
             .unwrap_or_else(|| engine.socket_for(Transport::Udp, local.is_ipv6()));
-        let tp = if sock.transport == Transport::Tcp {
-            ";transport=tcp"
-        } else {
-            ""
-        };
-        let rr = format!(
-            "<sip:{}:{}{tp};lr>",
-            crate::sip::format_host(&sock.advertised.ip()),
-            sock.advertised.port()
-        );
-        base.insert_first("Record-Route", rr);
+        base.insert_first("Record-Route", record_route(&sock));
+        // Crossing transports (UDP in, TLS out, ...): a second entry for the
+        // socket facing the callee, so each side routes in-dialog requests
+        // to the socket it can reach (double Record-Route, RFC 5658).
+        let out = targets.first().map(|t| t.transport);
+        let same_out = out.filter(|o| targets.iter().all(|t| t.transport == *o));
+        if let Some(out) = same_out.filter(|o| *o != sock.transport) {
+            let v6 = targets.first().is_some_and(|t| t.dest.is_ipv6());
+            base.insert_first("Record-Route", record_route(&engine.socket_for(out, v6)));
+        }
         engine
             .fraud()
             .dialog_created(&base, engine.config().max_transactions);

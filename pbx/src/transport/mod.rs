@@ -3,11 +3,14 @@
 //! model of Kamailio's UDP children: no readiness polling, no task hand-off
 //! per packet). TCP on tokio: connections kept and reused in both directions,
 //! stream framing by Content-Length with the 64 KiB message limit, and the
-//! connection limits and timeouts of /pbx/tcp (tcp_limits).
+//! connection limits and timeouts of /pbx/tcp (tcp_limits). TLS (tls) is
+//! the same connection handling once its handshake is done.
 
+pub mod alias;
 pub mod media;
 pub mod srtp;
 pub mod tcp_limits;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,7 +22,7 @@ use parking_lot::{Mutex, RwLock};
 use snafu::{ResultExt, Snafu};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::collections::HashMap;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
@@ -41,14 +44,25 @@ pub enum TransportError {
 pub trait Sink: Send + Sync + 'static {
     fn on_message(&self, data: &[u8], source: SocketAddr, transport: Transport, local: SocketAddr);
     /// A stream message over the size limit: the sink may answer 513 from the head.
-    fn on_oversized(&self, head: &[u8], source: SocketAddr, local: SocketAddr);
+    fn on_oversized(
+        &self,
+        head: &[u8],
+        source: SocketAddr,
+        transport: Transport,
+        local: SocketAddr,
+    );
 }
 
 /// An open TCP connection: its send queue and what keeps it from the idle
 /// timeout.
+#[derive(Clone)]
 struct TcpConn {
+    /// TCP or TLS.
+    transport: Transport,
     tx: mpsc::Sender<Vec<u8>>,
     use_times: Arc<UseTimes>,
+    /// Listed under an RFC 5923 alias, not under its peer's address.
+    alias: bool,
 }
 
 /// When a connection was last used, in milliseconds after it opened
@@ -86,6 +100,7 @@ pub struct Transports {
     tcp_limits: RwLock<TcpLimits>,
     /// TCP connections open, by source.
     tcp_admission: Arc<Admission>,
+    tls: tls::Tls,
 }
 
 type UdpSocket = std::net::UdpSocket;
@@ -153,6 +168,7 @@ impl Transports {
             readers: readers.unwrap_or(cores).clamp(1, 64),
             tcp_limits: RwLock::new(TcpLimits::default()),
             tcp_admission: Arc::default(),
+            tls: tls::Tls::default(),
         })
     }
 
@@ -160,6 +176,17 @@ impl Transports {
     /// place; new timeouts apply at their next read).
     pub fn set_tcp_limits(&self, limits: TcpLimits) {
         *self.tcp_limits.write() = limits;
+    }
+
+    /// The TLS certificate, handshake timeout and trunk verification from
+    /// now on (open connections keep their session).
+    pub fn apply_tls(&self, plan: tls::TlsPlan) {
+        self.tls.apply(plan);
+    }
+
+    /// Why the last TLS connection to trunk address `dest` failed.
+    pub fn tls_error(&self, dest: SocketAddr) -> Option<String> {
+        self.tls.last_error(dest)
     }
 
     /// TCP connections refused by a limit since start.
@@ -179,6 +206,33 @@ impl Transports {
                 .saturating_add(u64::try_from(time.as_millis()).unwrap_or(u64::MAX));
             t.held_until.fetch_max(until, Ordering::Relaxed);
         }
+    }
+
+    /// RFC 5923: requests for `alias` (the sent-by of a Via with `;alias`)
+    /// go over the connection from `peer`. Only an address of the peer's
+    /// own host is taken (a peer cannot draw another host's traffic), and
+    /// never in place of a connection of its own.
+    pub fn alias_connection(&self, peer: SocketAddr, alias: SocketAddr) {
+        if alias.ip() != peer.ip() || alias == peer {
+            return;
+        }
+        let mut conns = self.tcp.lock();
+        let Some(conn) = conns.get(&peer).cloned() else {
+            return;
+        };
+        match conns.get(&alias) {
+            Some(c) if !c.alias || c.tx.same_channel(&conn.tx) => return,
+            _ => {}
+        }
+        // One alias per connection: a peer cannot grow the table.
+        conns.retain(|_, c| !(c.alias && c.tx.same_channel(&conn.tx)));
+        conns.insert(
+            alias,
+            TcpConn {
+                alias: true,
+                ..conn
+            },
+        );
     }
 
     /// Binds every listed socket; on an error nothing stays bound.
@@ -201,7 +255,7 @@ impl Transports {
                         kind,
                     });
                 }
-                Transport::Tcp => {
+                Transport::Tcp | Transport::Tls => {
                     let listener = TcpListener::bind(l.addr).await.context(ctx)?;
                     let local = listener.local_addr().context(ctx)?;
                     let kind = BoundKind::Tcp(listener);
@@ -297,19 +351,27 @@ impl Transports {
                 BoundKind::Tcp(listener) => {
                     let sink = sink.clone();
                     let me = self.clone();
+                    let transport = b.listen.0;
                     let task = tokio::spawn(async move {
                         loop {
                             match listener.accept().await {
                                 Ok((stream, peer)) => {
                                     let limits = *me.tcp_limits.read();
                                     match me.tcp_admission.admit(peer.ip(), &limits, true) {
-                                        Some(slot) => me.clone().start_connection(
-                                            stream,
-                                            peer,
-                                            local,
-                                            sink.clone(),
-                                            slot,
-                                        ),
+                                        Some(slot) if transport == Transport::Tls => me
+                                            .clone()
+                                            .accept_tls(stream, peer, local, sink.clone(), slot),
+                                        Some(slot) => {
+                                            let _ = stream.set_nodelay(true);
+                                            me.clone().start_connection(
+                                                stream,
+                                                Transport::Tcp,
+                                                peer,
+                                                local,
+                                                sink.clone(),
+                                                slot,
+                                            )
+                                        }
                                         // Closed at once: a refused peer holds nothing.
                                         None => {
                                             tracing::debug!(%peer, "TCP connection limit reached; refused");
@@ -337,7 +399,10 @@ impl Transports {
         }
     }
 
-    fn start_connection(
+    /// Finishes the TLS handshake of an accepted connection off the accept
+    /// loop; the slot is held meanwhile, so a peer that never finishes one
+    /// counts against its limit until the handshake timeout frees it.
+    fn accept_tls(
         self: Arc<Self>,
         stream: TcpStream,
         peer: SocketAddr,
@@ -346,7 +411,31 @@ impl Transports {
         slot: Slot,
     ) {
         let _ = stream.set_nodelay(true);
-        let (mut reader, mut writer) = stream.into_split();
+        tokio::spawn(async move {
+            match self.tls.accept(stream).await {
+                Ok(tls) => {
+                    self.clone()
+                        .start_connection(tls, Transport::Tls, peer, local, sink, slot)
+                }
+                Err(e) => tracing::debug!(%peer, error = %e, "TLS connection closed"),
+            }
+        });
+    }
+
+    /// Runs a connection (TCP, or TLS after its handshake): a writer task
+    /// fed by the send queue and a reader that frames messages.
+    fn start_connection<S>(
+        self: Arc<Self>,
+        stream: S,
+        transport: Transport,
+        peer: SocketAddr,
+        local: SocketAddr,
+        sink: Arc<dyn Sink>,
+        slot: Slot,
+    ) where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let (mut reader, mut writer) = tokio::io::split(stream);
         let (tx, mut rx) = mpsc::channel::<Vec<u8>>(TCP_QUEUE);
         let times = Arc::new(UseTimes {
             opened: Instant::now(),
@@ -354,11 +443,20 @@ impl Transports {
             held_until: AtomicU64::new(0),
         });
         let use_times = times.clone();
-        self.tcp.lock().insert(peer, TcpConn { tx, use_times });
+        self.tcp.lock().insert(
+            peer,
+            TcpConn {
+                transport,
+                tx: tx.clone(),
+                use_times,
+                alias: false,
+            },
+        );
         let written = times.clone();
         tokio::spawn(async move {
             while let Some(bytes) = rx.recv().await {
-                if writer.write_all(&bytes).await.is_err() {
+                // A TLS writer buffers records until flushed.
+                if writer.write_all(&bytes).await.is_err() || writer.flush().await.is_err() {
                     break;
                 }
                 written
@@ -413,7 +511,7 @@ impl Transports {
                     buf.drain(..skip);
                     match frame_length(&buf) {
                         Ok(Some(len)) => {
-                            sink.on_message(&buf[..len], peer, Transport::Tcp, local);
+                            sink.on_message(&buf[..len], peer, transport, local);
                             buf.drain(..len);
                             partial_since = None;
                         }
@@ -427,9 +525,9 @@ impl Transports {
                         }
                         Err(ParseError::TooLarge { .. }) => {
                             if let Some(end) = header_end(&buf) {
-                                sink.on_oversized(&buf[..end], peer, local);
+                                sink.on_oversized(&buf[..end], peer, transport, local);
                             }
-                            tracing::info!(%peer, "message over 64 KiB on TCP; closing the connection");
+                            tracing::info!(%peer, ?transport, "message over 64 KiB on a connection; closing it");
                             break 'conn;
                         }
                         Err(e) => {
@@ -441,7 +539,8 @@ impl Transports {
             }
             // Give a queued 513 a moment to leave before the writer is dropped.
             tokio::time::sleep(Duration::from_millis(50)).await;
-            me.tcp.lock().remove(&peer);
+            // Under its peer's address and its aliases.
+            me.tcp.lock().retain(|_, c| !c.tx.same_channel(&tx));
         });
     }
 
@@ -487,8 +586,13 @@ impl Transports {
                     Err(e) => tracing::debug!(%dest, error = %e, "UDP send failed"),
                 }
             }
-            Transport::Tcp => {
-                let existing = self.tcp.lock().get(&dest).map(|c| c.tx.clone());
+            Transport::Tcp | Transport::Tls => {
+                let existing = self
+                    .tcp
+                    .lock()
+                    .get(&dest)
+                    .filter(|c| c.transport == transport)
+                    .map(|c| c.tx.clone());
                 match existing {
                     Some(tx) => {
                         if tx.try_send(bytes).is_err() {
@@ -497,29 +601,54 @@ impl Transports {
                     }
                     None => {
                         let me = self.clone();
-                        tokio::spawn(async move { me.connect_and_send(dest, bytes).await });
+                        tokio::spawn(
+                            async move { me.connect_and_send(transport, dest, bytes).await },
+                        );
                     }
                 }
             }
         }
     }
 
-    async fn connect_and_send(self: Arc<Self>, dest: SocketAddr, bytes: Vec<u8>) {
+    async fn connect_and_send(
+        self: Arc<Self>,
+        transport: Transport,
+        dest: SocketAddr,
+        bytes: Vec<u8>,
+    ) {
         let connect = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(dest));
         let Ok(Ok(stream)) = connect.await else {
-            tracing::info!(%dest, "cannot open TCP connection");
+            tracing::info!(%dest, ?transport, "cannot open connection");
+            if transport == Transport::Tls {
+                self.tls
+                    .connect_failed(dest, "cannot open a TCP connection");
+            }
             return;
         };
+        let _ = stream.set_nodelay(true);
         let local = stream.local_addr().unwrap_or(dest);
         let sink = self.outbound_sink.lock().clone();
         let limits = *self.tcp_limits.read();
         let slot = self.tcp_admission.admit(dest.ip(), &limits, false);
-        if let (Some(sink), Some(slot)) = (sink, slot) {
-            self.clone()
-                .start_connection(stream, dest, local, sink, slot);
-            if let Some(tx) = self.tcp.lock().get(&dest).map(|c| c.tx.clone()) {
-                let _ = tx.try_send(bytes);
-            }
+        let (Some(sink), Some(slot)) = (sink, slot) else {
+            return;
+        };
+        match transport {
+            Transport::Tls => match self.tls.connect(stream, dest).await {
+                Ok(tls) => self
+                    .clone()
+                    .start_connection(tls, transport, dest, local, sink, slot),
+                Err(e) => {
+                    tracing::warn!(%dest, error = %e, "TLS connection failed");
+                    return;
+                }
+            },
+            _ => self
+                .clone()
+                .start_connection(stream, transport, dest, local, sink, slot),
+        }
+        if let Some(tx) = self.tcp.lock().get(&dest).map(|c| c.tx.clone()) {
+            let _ = tx.try_send(bytes);
         }
     }
 

@@ -28,11 +28,7 @@ use crate::sip::{addr_uri, param, response_to, Message, StartLine};
 fn contact(engine: &Engine, transport: Transport, v6: bool, peer: SocketAddr) -> String {
     let s = engine.socket_for(transport, v6);
     let ip = super::nat::address_for(&engine.config(), peer).unwrap_or(s.advertised.ip());
-    let tp = if transport == Transport::Tcp {
-        ";transport=tcp"
-    } else {
-        ""
-    };
+    let tp = transport.uri_param();
     format!(
         "<sip:b2bua@{}:{}{tp}>",
         crate::sip::format_host(&ip),

@@ -149,6 +149,9 @@ pub fn state_json(engine: &Engine) -> Value {
             if let Some(l) = s.last_response {
                 v["last-response"] = json!(l);
             }
+            if let Some(e) = tls_error(engine, &r.trunk) {
+                v["last-tls-error"] = json!(e);
+            }
             v
         })
         .collect();
@@ -156,11 +159,19 @@ pub fn state_json(engine: &Engine) -> Value {
     json!({ "trunk": list })
 }
 
-fn tp_name(t: Transport) -> &'static str {
-    match t {
-        Transport::Udp => "udp",
-        Transport::Tcp => "tcp",
+/// Why the last TLS connection to a TLS trunk failed.
+fn tls_error(engine: &Engine, trunk: &Trunk) -> Option<String> {
+    if trunk.transport != Transport::Tls {
+        return None;
     }
+    let ip = trunk.host.parse::<std::net::IpAddr>().ok()?;
+    engine
+        .transports()
+        .tls_error(std::net::SocketAddr::new(ip, trunk.port))
+}
+
+fn tp_name(t: Transport) -> &'static str {
+    t.as_param()
 }
 
 struct Registration {
@@ -297,11 +308,7 @@ impl Registration {
         let sock = e.socket_for(t, dest.is_ipv6());
         let branch = format!("{BRANCH_PREFIX}{}", e.new_tag());
         let host = format_host(&dest.ip());
-        let tp = if t == Transport::Tcp {
-            ";transport=tcp"
-        } else {
-            ""
-        };
+        let tp = t.uri_param();
         let mut m = Message {
             start: crate::sip::StartLine::Request {
                 method: "REGISTER".into(),
