@@ -15,6 +15,7 @@ use snafu::{ResultExt, Snafu};
 
 pub mod accounting;
 pub mod dispatcher;
+pub mod dns;
 pub mod outbound;
 pub mod tcp;
 pub mod tls;
@@ -66,6 +67,14 @@ impl Transport {
         [Transport::Udp, Transport::Tcp, Transport::Tls]
             .into_iter()
             .find(|t| t.as_param().eq_ignore_ascii_case(name))
+    }
+
+    /// The port a URI or a DNS name without one means (RFC 3261 §19.1.2).
+    pub fn default_port(self) -> u16 {
+        match self {
+            Transport::Udp | Transport::Tcp => 5060,
+            Transport::Tls => 5061,
+        }
     }
 
     /// A URI parameter naming the transport (none for UDP, the default).
@@ -122,6 +131,8 @@ pub struct Trunk {
     pub srtp: bool,
     /// /pbx/trunk/tls-ca: CA certificates (PEM) for a TLS trunk.
     pub tls_ca: Option<String>,
+    /// The host is a domain name: what DNS is asked (`features::dns`).
+    pub lookup: Option<dns::Lookup>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,6 +184,8 @@ pub struct Config {
     pub outbound: outbound::Policy,
     /// /pbx/stun, when enabled.
     pub stun: Option<StunSettings>,
+    /// /pbx/dns
+    pub dns: dns::Settings,
 }
 
 /// /pbx/stun of an enabled STUN server.
@@ -324,13 +337,20 @@ impl Config {
                     Trunk {
                         name: t.name.clone(),
                         host: t.host.clone(),
-                        port: t.port,
-                        transport: t.transport.into(),
+                        // RFC 3263: absent, they are found by DNS for a name.
+                        port: t.port.unwrap_or_else(|| {
+                            t.transport
+                                .map(Transport::from)
+                                .unwrap_or(Transport::Udp)
+                                .default_port()
+                        }),
+                        transport: t.transport.map(Into::into).unwrap_or(Transport::Udp),
                         username: t.username.clone(),
                         password: t.password.clone(),
                         register: t.register,
                         srtp: t.media_encryption == model::TrunkMediaEncryption::Sdes,
                         tls_ca: t.tls_ca.clone(),
+                        lookup: dns::Lookup::of_host(&t.host, t.port, t.transport.map(Into::into)),
                     },
                 )
             })
@@ -408,6 +428,7 @@ impl Config {
             }),
             rtp_port_min: pbx.rtp.port_min,
             rtp_port_max: pbx.rtp.port_max,
+            dns: dns::Settings::from_model(&pbx.dns),
         })
     }
 

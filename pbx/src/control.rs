@@ -116,6 +116,9 @@ impl Control {
         if let Some(sets) = crate::features::dispatcher::state_json(&e.config()) {
             state["besip-pbx:pbx"]["dispatcher-set"] = sets;
         }
+        if let Some(dns) = crate::features::dns::state_json(e) {
+            state["besip-pbx:pbx"]["dns-state"] = dns;
+        }
         state
     }
 }
@@ -176,6 +179,7 @@ impl Handler for Control {
             .await
             .map_err(HandlerError::refused)?;
         self.engine.apply(config);
+        crate::features::dns::reconcile(&self.engine);
         crate::features::trunk_registration::reconcile(&self.engine);
         let accounting = &self.engine.config().accounting;
         self.engine.accounting().on_config(accounting);

@@ -2,6 +2,7 @@
 //! binaries, temporary `--root` trees, and per-area helpers.
 
 pub mod cli;
+pub mod dns;
 pub mod harness;
 pub mod monitoring;
 pub mod netconf;

@@ -65,6 +65,7 @@ async fn run(args: &Args) -> Result<(), StartError> {
         &engine.config().accounting,
     )?;
     tokio::spawn(besip_pbx::features::accounting::cutter(engine.clone()));
+    besip_pbx::features::dns::reconcile(&engine);
     besip_pbx::features::trunk_registration::reconcile(&engine);
     let control = Arc::new(Control::new(engine.clone(), layout.clone()));
     control.start_stun().map_err(|e| e.to_string())?;

@@ -13,4 +13,6 @@ pub enum Decision {
     Dispatch(String, String),
     /// Refused by the toll-fraud protection.
     Refuse(Refusal),
+    /// A route to a trunk whose host is a domain name: (trunk, number).
+    ResolvedTrunk(String, String),
 }

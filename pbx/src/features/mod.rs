@@ -10,6 +10,7 @@ pub mod admission;
 pub mod b2bua;
 pub mod decision;
 pub mod dispatcher;
+pub mod dns;
 pub mod fraud;
 mod hooks;
 pub mod nat;

@@ -75,8 +75,11 @@ pub fn route(
     if let Decision::Dispatch(set, number) = decision {
         (decision, failover) = dispatch(&cfg, &msg, set, number);
     }
+    if let Decision::ResolvedTrunk(trunk, number) = decision {
+        (decision, failover) = crate::features::dns::route_to_trunk(engine, &cfg, &trunk, &number);
+    }
     match decision {
-        Decision::Dispatch(..) => {}
+        Decision::Dispatch(..) | Decision::ResolvedTrunk(..) => {}
         Decision::Reply(code, reason, extra) => {
             let tag = engine.new_tag();
             let mut r = response_to(&msg, code, reason, Some(&tag));
@@ -367,6 +370,9 @@ fn lookup(engine: &Engine, cfg: &Config, user: &str, origin: &mut Origin, depth:
             let Some(trunk) = cfg.trunks.get(&r.trunk) else {
                 continue;
             };
+            if trunk.lookup.is_some() {
+                return Decision::ResolvedTrunk(trunk.name.clone(), number);
+            }
             let Ok(ip) = trunk.host.parse::<std::net::IpAddr>() else {
                 return Decision::Reply(
                     502,

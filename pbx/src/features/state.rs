@@ -23,6 +23,8 @@ pub struct Features {
     b2b: B2bCalls,
     /// Outbound registrations to trunks.
     trunk_regs: Registrations,
+    /// Trunk hosts that are domain names, resolved.
+    dns: crate::features::dns::Names,
 }
 
 impl Engine {
@@ -40,5 +42,9 @@ impl Engine {
 
     pub fn trunk_regs(&self) -> &Registrations {
         &self.features().trunk_regs
+    }
+
+    pub fn dns(&self) -> &crate::features::dns::Names {
+        &self.features().dns
     }
 }

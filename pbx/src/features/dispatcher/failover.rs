@@ -3,6 +3,9 @@
 //! within the set's no-answer-timeout is given up (no CANCEL: it never
 //! answered, RFC 3261 §9.1), and a branch ending 408/5xx or given up marks
 //! its destination down and sends the INVITE on to the next one not down.
+//! The same failover walks the DNS targets of a trunk whose host is a
+//! domain name (RFC 3263 §4.3, `Failover::for_trunk`): there the
+//! Request-URI keeps the name and a failure is noted in the trunk's DNS state.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,6 +28,8 @@ pub struct Failover {
     no_answer: Duration,
     /// The current branch was given up for sending nothing.
     abandoned: bool,
+    /// The targets are a trunk's DNS answer: (trunk, Request-URI kept).
+    trunk: Option<(String, String)>,
 }
 
 impl Failover {
@@ -43,6 +48,22 @@ impl Failover {
             rest,
             no_answer,
             abandoned: false,
+            trunk: None,
+        }
+    }
+
+    /// Failover over the DNS targets of `trunk` (`rest` in the order to
+    /// try), every branch with Request-URI `ruri`.
+    pub fn for_trunk(
+        trunk: String,
+        ruri: String,
+        current: Destination,
+        rest: Vec<Destination>,
+        no_answer: Duration,
+    ) -> Failover {
+        Failover {
+            trunk: Some((trunk.clone(), ruri)),
+            ..Failover::new(trunk, String::new(), current, rest, no_answer)
         }
     }
 }
@@ -160,18 +181,26 @@ fn next_step(engine: &Engine, key: &str, base: &mut Message, f: &mut Failover, l
             }
             _ => format!("{code}"),
         };
-        if let Some(set) = cfg.dispatcher_sets.get(&f.set) {
-            mark_down(set, &f.current, why);
+        match &f.trunk {
+            Some((trunk, _)) => {
+                crate::features::dns::target_failed(engine, trunk, &f.current, &why)
+            }
+            None => {
+                if let Some(set) = cfg.dispatcher_sets.get(&f.set) {
+                    mark_down(set, &f.current, why);
+                }
+            }
         }
     }
     let next = match failed {
         true => loop {
             let Some(d) = f.rest.pop() else { break None };
-            let down = RUNTIME
-                .lock()
-                .dests
-                .get(&(f.set.clone(), d.uri.clone()))
-                .is_some_and(|s| is_down(s, Instant::now()));
+            let down = f.trunk.is_none()
+                && RUNTIME
+                    .lock()
+                    .dests
+                    .get(&(f.set.clone(), d.uri.clone()))
+                    .is_some_and(|s| is_down(s, Instant::now()));
             if !down {
                 break Some(d);
             }
@@ -231,7 +260,11 @@ fn next_step(engine: &Engine, key: &str, base: &mut Message, f: &mut Failover, l
         }
     }
     tracing::info!(set = %f.set, code, next = %d.uri, call_id = %base.call_id(), "dispatcher failover");
-    let t = target(&f.number, &d);
+    let mut t = target(&f.number, &d);
+    if let Some((trunk, ruri)) = &f.trunk {
+        t.ruri = ruri.clone();
+        t.trunk = Some(trunk.clone());
+    }
     let mut req = base.clone();
     req.set_uri(t.ruri);
     let branch = engine.new_branch(f.hash);
@@ -249,11 +282,13 @@ fn next_step(engine: &Engine, key: &str, base: &mut Message, f: &mut Failover, l
         ckey.clone(),
         ClientTx {
             cancel_pending: cancelled,
-            ..ClientTx::trying(Some(key), req, bytes.clone(), t.dest, t.transport, None)
+            ..ClientTx::trying(Some(key), req, bytes.clone(), t.dest, t.transport, t.trunk)
         },
     );
     drop(guard);
-    count_call(&cfg, &f.set, &d);
+    if f.trunk.is_none() {
+        count_call(&cfg, &f.set, &d);
+    }
     f.current = d;
     f.abandoned = false;
     Step::Send(t.transport, t.dest, bytes, ckey)

@@ -245,11 +245,28 @@ impl Registration {
         let Some(user) = self.trunk.username.clone().filter(|u| !u.is_empty()) else {
             return Outcome::Failed("trunk has register true but no username".into());
         };
-        let Ok(ip) = self.trunk.host.parse::<std::net::IpAddr>() else {
-            return Outcome::Failed("trunk host must be an IP address".into());
+        let (dest, uri) = match &self.trunk.lookup {
+            // A domain name: the first DNS target, by the transport DNS chose.
+            Some(lookup) => {
+                let targets = crate::features::dns::targets_of(&self.engine, &self.trunk.name);
+                let Some(first) = targets.first() else {
+                    return Outcome::Failed("trunk host does not resolve (see dns-state)".into());
+                };
+                self.trunk.transport = first.transport;
+                let port = lookup.port.map(|p| format!(":{p}")).unwrap_or_default();
+                (first.addr, format!("sip:{}{port}", lookup.name))
+            }
+            None => {
+                let Ok(ip) = self.trunk.host.parse::<std::net::IpAddr>() else {
+                    return Outcome::Failed("trunk host is not an IP address".into());
+                };
+                let dest = std::net::SocketAddr::new(ip, self.trunk.port);
+                (
+                    dest,
+                    format!("sip:{}:{}", format_host(&ip), self.trunk.port),
+                )
+            }
         };
-        let dest = std::net::SocketAddr::new(ip, self.trunk.port);
-        let uri = format!("sip:{}:{}", format_host(&ip), self.trunk.port);
         let mut auth: Option<(&'static str, String)> = None;
         let mut challenged = 0;
         loop {
