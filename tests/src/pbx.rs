@@ -123,6 +123,11 @@ impl Pbx {
         }
     }
 
+    /// The daemon's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn socket(&self) -> PathBuf {
         self.root.path().join("run/pbx.sock")
     }
