@@ -147,7 +147,7 @@ fn a_rendered_pbx_tree_reads_back_typed() {
     let listen = p.listen.iter().find(|l| l.name == "tcp6").unwrap();
     assert_eq!(listen.transport, pbx::Transport::Tcp);
     assert_eq!(listen.address, "::1".parse::<std::net::IpAddr>().unwrap());
-    assert_eq!(listen.port, 5070);
+    assert_eq!(listen.port, Some(5070));
     assert_eq!(p.registrar.min_expires, 30);
     assert_eq!(p.registrar.max_expires, 7200, "YANG default");
     let e100 = p.extension.iter().find(|e| e.number == "100").unwrap();

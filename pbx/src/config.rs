@@ -281,10 +281,14 @@ impl Config {
         let mut listens: Vec<Listen> = pbx
             .listen
             .iter()
-            .map(|l| Listen {
-                name: l.name.clone(),
-                transport: l.transport.into(),
-                addr: SocketAddr::new(l.address, l.port),
+            .map(|l| {
+                let transport = Transport::from(l.transport);
+                Listen {
+                    name: l.name.clone(),
+                    transport,
+                    // No port: the transport's registered one (5061 for TLS).
+                    addr: SocketAddr::new(l.address, l.port.unwrap_or(transport.default_port())),
+                }
             })
             .collect();
         // No listen entry at all: the PBX still answers on the SIP port.
@@ -458,6 +462,23 @@ mod tests {
             c.resolve_user("boss").map(|e| e.number.as_str()),
             Some("100")
         );
+    }
+
+    #[test]
+    fn listen_without_port_binds_the_transports_port() {
+        let text = "config listen 'u'\n\toption name 'u'\n\nconfig listen 't'\n\toption name 't'\n\toption transport 'tcp'\n\nconfig listen 's'\n\toption name 's'\n\toption transport 'tls'\n\nconfig listen 'p'\n\toption name 'p'\n\toption transport 'tls'\n\toption port '5071'\n";
+        let pkg = Package::parse("besip_pbx", text).expect("uci");
+        let c = Config::from_package(&pkg, "besip_pbx").expect("config");
+        let port = |name: &str| {
+            c.listens
+                .iter()
+                .find(|l| l.name == name)
+                .map(|l| l.addr.port())
+        };
+        assert_eq!(port("u"), Some(5060));
+        assert_eq!(port("t"), Some(5060));
+        assert_eq!(port("s"), Some(5061), "TLS without a port binds 5061");
+        assert_eq!(port("p"), Some(5071), "a given port wins");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::Path;
 
-use besip_core::model::pbx::Pbx;
+use besip_core::model::pbx::{Pbx, Transport};
 use besip_core::model::ModelError;
 use besip_core::uci::Package;
 use ipnet::IpNet;
@@ -53,8 +53,13 @@ impl PbxView {
     pub fn from_model(pbx: &Pbx) -> PbxView {
         let mut view = PbxView::default();
         for listen in &pbx.listen {
-            if !view.sip_ports.contains(&listen.port) {
-                view.sip_ports.push(listen.port);
+            // No port: the PBX binds the transport's registered one.
+            let port = listen.port.unwrap_or(match listen.transport {
+                Transport::Tls => 5061,
+                Transport::Udp | Transport::Tcp => 5060,
+            });
+            if !view.sip_ports.contains(&port) {
+                view.sip_ports.push(port);
             }
         }
         if pbx.listen.is_empty() {
@@ -188,10 +193,10 @@ mod tests {
     #[test]
     fn pbx_package_gives_ports_rtp_and_peers() {
         // A rendered package (keys and parents present, as core writes them).
-        let text = "package besip_pbx\n\nconfig pbx 'main'\n\toption rtp_port_min '12000'\n\toption rtp_port_max '12100'\n\nconfig listen 'listen_a'\n\toption name 'a'\n\toption port '5070'\n\nconfig listen 'listen_b'\n\toption name 'b'\n\toption port '5070'\n\toption transport 'tcp'\n\nconfig trunk 'trunk_p'\n\toption name 'p'\n\toption host '192.0.2.7'\n\nconfig trunk 'trunk_n'\n\toption name 'n'\n\toption host 'sip.example.com'\n\nconfig dispatcher_set 'dispatcher_set_s'\n\toption name 's'\n\nconfig dispatcher_set_destination 'd1'\n\toption dispatcher_set 's'\n\toption uri 'sip:gw@198.51.100.9:5080;transport=udp'\n\nconfig dispatcher_set_destination 'd2'\n\toption dispatcher_set 's'\n\toption uri 'sip:[2001:db8::9]:5060'\n";
+        let text = "package besip_pbx\n\nconfig pbx 'main'\n\toption rtp_port_min '12000'\n\toption rtp_port_max '12100'\n\nconfig listen 'listen_a'\n\toption name 'a'\n\toption port '5070'\n\nconfig listen 'listen_b'\n\toption name 'b'\n\toption port '5070'\n\toption transport 'tcp'\n\nconfig trunk 'trunk_p'\n\toption name 'p'\n\toption host '192.0.2.7'\n\nconfig trunk 'trunk_n'\n\toption name 'n'\n\toption host 'sip.example.com'\n\nconfig dispatcher_set 'dispatcher_set_s'\n\toption name 's'\n\nconfig dispatcher_set_destination 'd1'\n\toption dispatcher_set 's'\n\toption uri 'sip:gw@198.51.100.9:5080;transport=udp'\n\nconfig dispatcher_set_destination 'd2'\n\toption dispatcher_set 's'\n\toption uri 'sip:[2001:db8::9]:5060'\n\nconfig listen 'listen_c'\n\toption name 'c'\n\toption transport 'tls'\n";
         let pkg = Package::parse("besip_pbx", text).unwrap();
         let v = PbxView::from_package(&pkg).unwrap();
-        assert_eq!(v.sip_ports, vec![5070]);
+        assert_eq!(v.sip_ports, vec![5070, 5061], "TLS without a port is 5061");
         assert_eq!(v.rtp, Some((12000, 12100)));
         let want: Vec<IpAddr> = ["192.0.2.7", "198.51.100.9", "2001:db8::9"]
             .iter()

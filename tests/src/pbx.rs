@@ -46,6 +46,9 @@ pub struct Pbx {
     pub root: TempRoot,
     pub port: u16,
     child: Option<Child>,
+    /// Log filter of a daemon whose log goes to `log()` instead of the
+    /// test's stderr.
+    log_filter: Option<String>,
 }
 
 impl Pbx {
@@ -57,20 +60,56 @@ impl Pbx {
             root,
             port,
             child: None,
+            log_filter: None,
         };
         pbx.spawn();
         pbx
     }
 
+    /// `start`, logging at `filter` (e.g. "trace") into a file that `log()`
+    /// reads: for tests that check what the daemon writes to its log.
+    pub fn start_logged(uci: &str, port: u16, filter: &str) -> Pbx {
+        let root = TempRoot::new();
+        std::fs::write(root.path().join("etc/config/besip_pbx"), uci).expect("write config");
+        let mut pbx = Pbx {
+            root,
+            port,
+            child: None,
+            log_filter: Some(filter.to_owned()),
+        };
+        pbx.spawn();
+        pbx
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.root.path().join("pbx.log")
+    }
+
+    /// What a daemon started with `start_logged` has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
     pub fn spawn(&mut self) {
         let _ = std::fs::remove_file(self.socket());
+        let (filter, stderr) = match &self.log_filter {
+            Some(filter) => {
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.log_path())
+                    .expect("open the daemon's log");
+                (filter.as_str(), Stdio::from(file))
+            }
+            None => ("besip_pbx=info", Stdio::inherit()),
+        };
         let child = Command::new(bin_path("besip-pbxd"))
             .arg("--root")
             .arg(self.root.path())
             .arg("--log-level")
-            .arg("besip_pbx=info")
+            .arg(filter)
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("start besip-pbxd");
         self.child = Some(child);
@@ -82,6 +121,11 @@ impl Pbx {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The daemon's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     pub fn socket(&self) -> PathBuf {

@@ -321,3 +321,256 @@ fn a_huge_srv_answer_set_is_cut_to_a_bounded_target_list() {
     let state = pbx.state();
     assert_state_valid(&pbx, &state);
 }
+
+/// UCI of a PBX whose route 0… goes to dispatcher set `gw` (no probing,
+/// no-answer-timeout 1 s) of destinations `uris`, asking dnsmasq on `dns_port`.
+fn dispatcher_dns_uci(port: u16, dns_port: u16, uris: &[&str]) -> String {
+    let dns = format!(
+        "\tlist dns_server '127.0.0.1'\n\toption dns_server_port '{dns_port}'\n\toption dns_timeout '300'\n"
+    );
+    let mut uci = config(port, &dns);
+    uci.push_str("config dispatcher_set 'dispatcher_set_gw'\n\toption name 'gw'\n\toption probing '0'\n\toption no_answer_timeout '1000'\n\n");
+    for (i, uri) in uris.iter().enumerate() {
+        uci.push_str(&format!(
+            "config dispatcher_set_destination 'dispatcher_set_gw__d{i}'\n\toption dispatcher_set 'gw'\n\toption uri '{uri}'\n\n"
+        ));
+    }
+    uci.push_str("config route 'route_out'\n\toption name 'out'\n\toption priority '100'\n\toption match '0'\n\toption strip '0'\n\toption dispatcher_set 'gw'\n\n");
+    uci
+}
+
+/// /pbx/dns-state/destination of `uri`.
+fn destination_state(pbx: &Pbx, uri: &str) -> serde_json::Value {
+    let s = pbx.state();
+    s["besip-pbx:pbx"]["dns-state"]["destination"]
+        .as_array()
+        .and_then(|a| a.iter().find(|d| d["uri"] == uri).cloned())
+        .unwrap_or(serde_json::Value::Null)
+}
+
+/// Waits until the destination's resolution is `want` and `check` holds.
+fn wait_destination(
+    pbx: &Pbx,
+    uri: &str,
+    want: &str,
+    check: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let d = destination_state(pbx, uri);
+        if d["state"] == want && check(&d) {
+            return d;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "destination resolution is not {want}: {d}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The dispatcher's state of destination `uri` (up, down, probing).
+fn dispatcher_state(pbx: &Pbx, uri: &str) -> String {
+    let s = pbx.state();
+    s["besip-pbx:pbx"]["dispatcher-set"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|set| set["destination"].as_array().cloned().unwrap_or_default())
+        .find(|d| d["uri"] == uri)
+        .and_then(|d| d["state"].as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_dispatcher_destination_by_name_fails_over_across_its_srv_targets() {
+    if !tools() {
+        return;
+    }
+    let (pa, pb, pc, dns_port, port) = (
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+    );
+    // pbx.example.test: SRV to a target answering 503, then one that stays
+    // silent, then one that answers.
+    let _dns = Dnsmasq::start(
+        dns_port,
+        60,
+        &[
+            srv("_sip._udp.pbx.example.test", "a.example.test", pa, 10, 10),
+            srv("_sip._udp.pbx.example.test", "b.example.test", pb, 20, 10),
+            srv("_sip._udp.pbx.example.test", "c.example.test", pc, 30, 10),
+            host("a.example.test", "127.0.0.12"),
+            host("b.example.test", "127.0.0.13"),
+            host("c.example.test", "127.0.0.14"),
+        ],
+    );
+    let uri = "sip:pbx.example.test";
+    let pbx = Pbx::start(&dispatcher_dns_uci(port, dns_port, &[uri]), port);
+    let d = wait_destination(&pbx, uri, "resolved", |d| targets(d).len() == 3);
+    assert_eq!(
+        targets(&d),
+        vec![
+            format!("udp:127.0.0.12:{pa}"),
+            format!("udp:127.0.0.13:{pb}"),
+            format!("udp:127.0.0.14:{pc}")
+        ]
+    );
+    assert_eq!(d["set"], "gw");
+    assert_eq!(d["host"], "pbx.example.test");
+    let sipp = Sipp::new();
+    let rejects = callee_rejects(503, "Service Unavailable");
+    let a = sipp.spawn("a", &rejects, pa, pbx.port, &["-i", "127.0.0.12"]);
+    let silent = silent_target("127.0.0.13", pb);
+    let c = sipp.spawn("c", &callee_answers(0), pc, pbx.port, &["-i", "127.0.0.14"]);
+    call(&sipp, &pbx, "call", &caller_answered("100", "0555010"));
+    let (ra, rc) = (sipp.wait(a), sipp.wait(c));
+    assert!(ra.success, "the first target got no call:\n{}", ra.log);
+    assert!(rc.success, "no failover to the third target:\n{}", rc.log);
+    let stop = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    stop.send_to(b"STOP", ("127.0.0.13", pb)).expect("stop");
+    assert!(
+        silent.join().expect("silent target") >= 1,
+        "the second target got no INVITE"
+    );
+    // RFC 3263: the name stays in the Request-URI.
+    assert!(
+        sipp.messages("c")
+            .contains("INVITE sip:0555010@pbx.example.test SIP/2.0"),
+        "{}",
+        sipp.messages("c")
+    );
+    let d = destination_state(&pbx, uri);
+    assert_eq!(
+        d["last-error"].as_str(),
+        Some(format!("udp:127.0.0.13:{pb}: no answer in 1000 ms").as_str()),
+        "{d}"
+    );
+    // One of its targets answered: the destination is not down.
+    assert_eq!(dispatcher_state(&pbx, uri), "up");
+    let state = pbx.state();
+    assert_state_valid(&pbx, &state);
+}
+
+#[test]
+fn a_dispatcher_destination_that_does_not_resolve_gets_503_at_once() {
+    if !tools() {
+        return;
+    }
+    let (dns_port, port) = (free_port(), free_port());
+    let _dns = Dnsmasq::start(dns_port, 60, &[host("other.test", "127.0.0.9")]);
+    let uri = "sip:nowhere.test";
+    let pbx = Pbx::start(&dispatcher_dns_uci(port, dns_port, &[uri]), port);
+    let d = wait_destination(&pbx, uri, "failed", |d| d["last-error"].is_string());
+    assert!(targets(&d).is_empty(), "{d}");
+    assert!(
+        d["last-error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("nowhere.test"),
+        "{d}"
+    );
+    let sipp = Sipp::new();
+    let started = Instant::now();
+    call(&sipp, &pbx, "call", &caller_rejected("100", "0555011", 503));
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the 503 came after {:?}",
+        started.elapsed()
+    );
+    let state = pbx.state();
+    assert_state_valid(&pbx, &state);
+}
+
+/// Resident memory of process `pid` in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn huge_and_garbage_destination_names_keep_the_tables_bounded() {
+    if !tools() {
+        return;
+    }
+    let (dns_port, port) = (free_port(), free_port());
+    let mut records = Vec::new();
+    for i in 0..300u16 {
+        records.push(srv(
+            "_sip._udp.many.example.test",
+            &format!("gw{i}.example.test"),
+            6000 + i,
+            10,
+            10,
+        ));
+        records.push(host(&format!("gw{i}.example.test"), "127.0.0.15"));
+    }
+    let _dns = Dnsmasq::start(dns_port, 1, &records);
+    let (many, garbage) = ("sip:many.example.test", "sip:a..b-.example.test");
+    // Route 0… goes to set gw (the garbage name only); set big holds the name
+    // with the huge answer.
+    let uci = dispatcher_dns_uci(port, dns_port, &[garbage])
+        + "config dispatcher_set 'dispatcher_set_big'\n\toption name 'big'\n\toption probing '0'\n\n"
+        + &format!("config dispatcher_set_destination 'dispatcher_set_big__d0'\n\toption dispatcher_set 'big'\n\toption uri '{many}'\n\n");
+    let pbx = Pbx::start(&uci, port);
+    let d = wait_destination(&pbx, many, "resolved", |_| true);
+    assert_eq!(targets(&d).len(), 16, "{d}");
+    let g = wait_destination(&pbx, garbage, "failed", |d| d["last-error"].is_string());
+    assert!(
+        g["last-error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not a valid domain name"),
+        "{g}"
+    );
+    // A flood of calls to the garbage name: each gets 503 at once, none
+    // starts a lookup or adds a name or a destination.
+    let pid = pbx.pid().expect("running");
+    let before = rss_kib(pid);
+    let sipp = Sipp::new();
+    let started = Instant::now();
+    let flood = sipp.run(
+        "flood",
+        &caller_rejected("100", "0555012", 503),
+        free_port(),
+        pbx.port,
+        &[
+            "-au", "100", "-ap", "pw100", "-m", "200", "-r", "100", "-l", "50",
+        ],
+    );
+    assert!(flood.success, "every call gets 503:\n{}", flood.log);
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "the flood took {:?}",
+        started.elapsed()
+    );
+    let state = pbx.state();
+    let dns = &state["besip-pbx:pbx"]["dns-state"];
+    assert_eq!(
+        dns["destination"].as_array().map(Vec::len),
+        Some(2),
+        "{dns}"
+    );
+    assert!(dns.get("trunk").is_none(), "{dns}");
+    for d in dns["destination"].as_array().into_iter().flatten() {
+        assert!(targets(d).len() <= 16, "{d}");
+    }
+    // The answer (TTL 1 s) is asked again and again: still 16 targets.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(targets(&destination_state(&pbx, many)).len(), 16);
+    let after = rss_kib(pid);
+    assert!(
+        after < before + 16 * 1024,
+        "memory grew from {before} KiB to {after} KiB"
+    );
+    assert!(options_answered(pbx.port), "the PBX stopped answering");
+    assert_state_valid(&pbx, &state);
+}

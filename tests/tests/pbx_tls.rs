@@ -5,13 +5,17 @@
 //! generated certificate is reused across restarts, a trunk over TLS is
 //! verified against its CA (a wrong CA is refused and named in the state),
 //! and an attacker's plaintext, stalled handshakes, garbage and giant
-//! messages change nothing.
+//! messages change nothing. A real phone (baresip) over TLS with SRTP calls
+//! a plain-RTP phone through the B2BUA (pbx_tls/baresip.rs).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use besip_tests::pbx::*;
+
+#[path = "pbx_tls/baresip.rs"]
+mod baresip;
 
 /// Shared by the drivers: a TLS client, message reading, digest answers.
 const PY_COMMON: &str = r#"

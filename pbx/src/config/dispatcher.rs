@@ -2,12 +2,13 @@
 //! `besip_core::model::pbx` types; the runtime side is in `dispatcher`).
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use besip_core::model::pbx::{Pbx, PbxDispatcherSet};
 use besip_core::uci::Package;
 
+use super::dns::Lookup;
 use super::Transport;
 use crate::sip::Uri;
 
@@ -18,8 +19,14 @@ pub use besip_core::model::pbx::DispatcherSetAlgorithm as Algorithm;
 pub struct Destination {
     pub uri: String,
     pub weight: u32,
+    /// Where requests go. For a host that is a domain name: unspecified
+    /// (0.0.0.0) in the configuration; each call gets one copy per DNS
+    /// target with the target's address (`features::dns::expand`).
     pub addr: SocketAddr,
     pub transport: Transport,
+    /// The host is a domain name: what DNS is asked (RFC 3263, as for a
+    /// trunk); the Request-URI keeps the name.
+    pub lookup: Option<Lookup>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,8 +47,8 @@ impl SetConfig {
         SetConfig::from_model(&pbx.dispatcher_set)
     }
 
-    /// Destinations must be SIP URIs with an IP address host (not a YANG rule:
-    /// the dispatcher sends to addresses, it resolves no names).
+    /// Destinations must be SIP URIs (not a YANG rule); a host that is a
+    /// domain name is resolved like a trunk's (`features::dns`).
     pub fn from_model(sets: &[PbxDispatcherSet]) -> Result<HashMap<String, SetConfig>, String> {
         let mut out = HashMap::new();
         for set in sets {
@@ -50,21 +57,28 @@ impl SetConfig {
                 let parsed = Uri::parse(&d.uri).ok_or_else(|| {
                     format!("dispatcher destination '{}' is not a SIP URI", d.uri)
                 })?;
-                let addr = parsed.socket_addr().ok_or_else(|| {
-                    format!(
-                        "dispatcher destination '{}': host must be an IP address",
-                        d.uri
-                    )
-                })?;
-                let transport = match parsed.transport() {
-                    Some(t) if t.eq_ignore_ascii_case("tcp") => Transport::Tcp,
+                let named = parsed.transport().and_then(Transport::from_name);
+                let transport = match named {
+                    Some(Transport::Tcp) => Transport::Tcp,
                     _ => Transport::Udp,
+                };
+                let lookup = Lookup::of_host(&parsed.host, parsed.port, named);
+                let addr = match (&lookup, parsed.socket_addr()) {
+                    (None, Some(addr)) => addr,
+                    (Some(_), _) => SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 0),
+                    (None, None) => {
+                        return Err(format!(
+                            "dispatcher destination '{}': the host is neither an IP address nor a domain name",
+                            d.uri
+                        ))
+                    }
                 };
                 destinations.push(Destination {
                     uri: d.uri.clone(),
                     weight: u32::from(d.weight),
                     addr,
                     transport,
+                    lookup,
                 });
             }
             out.insert(

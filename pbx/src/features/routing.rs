@@ -73,7 +73,7 @@ pub fn route(
     let mut decision = decide(engine, &cfg, &mut msg, source, transport, &mut origin);
     let mut failover = None;
     if let Decision::Dispatch(set, number) = decision {
-        (decision, failover) = dispatch(&cfg, &msg, set, number);
+        (decision, failover) = dispatch(engine, &cfg, &msg, set, number);
     }
     if let Decision::ResolvedTrunk(trunk, number) = decision {
         (decision, failover) = crate::features::dns::route_to_trunk(engine, &cfg, &trunk, &number);
@@ -395,8 +395,10 @@ fn lookup(engine: &Engine, cfg: &Config, user: &str, origin: &mut Origin, depth:
 }
 
 /// The first destination of a dispatcher set for this call, and the rest
-/// for failover; 503 when every destination is down.
+/// for failover (a destination by name as its DNS targets); 503 when every
+/// destination is down or its name does not resolve.
 fn dispatch(
+    engine: &Engine,
     cfg: &Config,
     msg: &Message,
     set: String,
@@ -405,10 +407,15 @@ fn dispatch(
     let Some(sc) = cfg.dispatcher_sets.get(&set) else {
         return (Decision::Reply(404, "Not Found", vec![]), None);
     };
-    let mut dests = crate::features::dispatcher::candidates(sc, msg.call_id());
+    let live = crate::features::dispatcher::candidates(sc, msg.call_id());
+    let named = live.iter().any(|d| d.lookup.is_some());
+    let mut dests = crate::features::dispatcher::names::expand(engine, sc, live);
     if dests.is_empty() {
-        let d = Decision::Reply(503, "Service Unavailable: No Destination Up", vec![]);
-        return (d, None);
+        let reason = match named {
+            true => "Service Unavailable: Destination Host Does Not Resolve",
+            false => "Service Unavailable: No Destination Up",
+        };
+        return (Decision::Reply(503, reason, vec![]), None);
     }
     let first = dests.remove(0);
     if msg.method() == "INVITE" {

@@ -23,15 +23,23 @@ pub struct MediaCrypto {
 
 impl MediaCrypto {
     /// The plan for a new call whose offer from A is `offer`, routed to
-    /// `trunk` (None: an extension of ours, which gets what A offered):
-    /// None when both legs speak the same.
-    pub fn plan(cfg: &Config, offer: &[u8], trunk: Option<&str>) -> Option<MediaCrypto> {
+    /// `trunk` (its media-encryption decides) or else to a phone or a
+    /// destination reached over TLS on every branch (`b_over_tls`: it gets
+    /// what A offered) or not (plain RTP: an SDES key never goes out over
+    /// signaling in the clear, RFC 4568 §8.3): None when both legs speak
+    /// the same.
+    pub fn plan(
+        cfg: &Config,
+        offer: &[u8],
+        trunk: Option<&str>,
+        b_over_tls: bool,
+    ) -> Option<MediaCrypto> {
         let offer = std::str::from_utf8(offer).ok()?;
         let a_offers = sdes::offered(offer);
         let a_secure = !a_offers.is_empty();
         let b_secure = trunk
             .and_then(|t| cfg.trunks.get(t))
-            .map_or(a_secure, |t| t.srtp);
+            .map_or(a_secure && b_over_tls, |t| t.srtp);
         if a_secure == b_secure {
             return None;
         }
@@ -93,5 +101,38 @@ impl MediaCrypto {
             sdes::strip(sdp)
         };
         msg.body = body.into_bytes();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use besip_core::uci::Package;
+
+    const SRTP_OFFER: &str = "v=0\r\nc=IN IP4 192.0.2.1\r\nm=audio 4000 RTP/SAVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\r\n";
+    const RTP_OFFER: &str = "v=0\r\nc=IN IP4 192.0.2.1\r\nm=audio 4000 RTP/AVP 0\r\n";
+
+    fn cfg() -> Config {
+        let text = "config trunk 'p'\n\toption name 'plain'\n\toption host '192.0.2.9'\n\nconfig trunk 's'\n\toption name 'sdes'\n\toption host '192.0.2.10'\n\toption media_encryption 'sdes'\n";
+        let pkg = Package::parse("besip_pbx", text).expect("uci");
+        Config::from_package(&pkg, "besip_pbx").expect("config")
+    }
+
+    #[test]
+    fn keys_go_only_over_tls_or_to_an_sdes_trunk() {
+        let c = cfg();
+        let ends = |offer: &str, trunk: Option<&str>, tls: bool| {
+            MediaCrypto::plan(&c, offer.as_bytes(), trunk, tls).map(|m| m.secure)
+        };
+        // A phone over TLS gets what the caller offered.
+        assert_eq!(ends(SRTP_OFFER, None, true), None);
+        assert_eq!(ends(RTP_OFFER, None, true), None);
+        // Over UDP/TCP no key is sent: SRTP ends at the relay.
+        assert_eq!(ends(SRTP_OFFER, None, false), Some([true, false]));
+        assert_eq!(ends(RTP_OFFER, None, false), None);
+        // A trunk's media-encryption decides, whatever the transport.
+        assert_eq!(ends(SRTP_OFFER, Some("plain"), true), Some([true, false]));
+        assert_eq!(ends(RTP_OFFER, Some("sdes"), false), Some([false, true]));
+        assert_eq!(ends(SRTP_OFFER, Some("sdes"), false), None);
     }
 }

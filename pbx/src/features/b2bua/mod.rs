@@ -137,7 +137,8 @@ pub fn start(
         contact(engine, first.transport, first.dest.is_ipv6(), first.dest),
     );
     copy_body(&a_req, &mut base);
-    let mut media_crypto = MediaCrypto::plan(&cfg, &base.body, first.trunk.as_deref());
+    let b_over_tls = targets.iter().all(|t| t.transport == Transport::Tls);
+    let mut media_crypto = MediaCrypto::plan(&cfg, &base.body, first.trunk.as_deref(), b_over_tls);
     let relay = super::nat::anchor_offer(
         engine,
         source,
@@ -260,13 +261,19 @@ pub fn translate(
     } else {
         c.b.local_tag.clone()
     };
-    let near_dest = if from_a { c.a.dest } else { c.b.dest };
+    let (near_dest, near_transport) = if from_a {
+        (c.a.dest, c.a.transport)
+    } else {
+        (c.b.dest, c.b.transport)
+    };
     let mut up = response_to(near_req, code, &reason, Some(&near_tag));
     let invite = near_req.method() == "INVITE";
     if invite && (101..300).contains(&code) {
+        // The near side's own transport: a TLS phone must come back over
+        // TLS (its ACK, its BYE), not to the far leg's UDP socket.
         up.add_header(
             "Contact",
-            contact(engine, branch.transport, branch.dest.is_ipv6(), near_dest),
+            contact(engine, near_transport, near_dest.is_ipv6(), near_dest),
         );
         if let (Some(se), true) = (c.session_expires, code < 300) {
             up.add_header("Session-Expires", format!("{};refresher=uac", se.as_secs()));

@@ -4,14 +4,17 @@
 //! answered, RFC 3261 §9.1), and a branch ending 408/5xx or given up marks
 //! its destination down and sends the INVITE on to the next one not down.
 //! The same failover walks the DNS targets of a trunk whose host is a
-//! domain name (RFC 3263 §4.3, `Failover::for_trunk`): there the
-//! Request-URI keeps the name and a failure is noted in the trunk's DNS state.
+//! domain name (RFC 3263 §4.3, `Failover::for_trunk`) and of a destination
+//! whose host is one (one copy per target, `names::expand`: the
+//! destination is marked down only when its last target fails): there the
+//! Request-URI keeps the name and a failure is noted in the DNS state.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{count_call, is_down, mark_down, target, Destination, RUNTIME};
 use crate::config::{Mode, Transport};
+use crate::features::dns::Owner;
 use crate::features::state::Engine;
 use crate::sip::{response_to, Message, StartLine};
 use crate::transaction::{client_key, ClientState, ClientTx};
@@ -183,10 +186,17 @@ fn next_step(engine: &Engine, key: &str, base: &mut Message, f: &mut Failover, l
         };
         match &f.trunk {
             Some((trunk, _)) => {
-                crate::features::dns::target_failed(engine, trunk, &f.current, &why)
+                let owner = Owner::Trunk(trunk.clone());
+                crate::features::dns::target_failed(engine, &owner, &f.current, &why)
             }
             None => {
-                if let Some(set) = cfg.dispatcher_sets.get(&f.set) {
+                if f.current.lookup.is_some() {
+                    let owner = super::names::owner(&f.set, &f.current);
+                    crate::features::dns::target_failed(engine, &owner, &f.current, &why);
+                }
+                // A destination by name is down once its last target failed.
+                let more_targets = f.rest.last().is_some_and(|n| n.uri == f.current.uri);
+                if let (Some(set), false) = (cfg.dispatcher_sets.get(&f.set), more_targets) {
                     mark_down(set, &f.current, why);
                 }
             }
@@ -259,7 +269,7 @@ fn next_step(engine: &Engine, key: &str, base: &mut Message, f: &mut Failover, l
             c.b.cseq = c.b.cseq.max(cseq);
         }
     }
-    tracing::info!(set = %f.set, code, next = %d.uri, call_id = %base.call_id(), "dispatcher failover");
+    tracing::info!(set = %f.set, code, next = %d.uri, addr = %d.addr, call_id = %base.call_id(), "dispatcher failover");
     let mut t = target(&f.number, &d);
     if let Some((trunk, ruri)) = &f.trunk {
         t.ruri = ruri.clone();

@@ -19,6 +19,7 @@ use crate::config::{Config, Transport};
 use crate::sip::format_host;
 
 mod failover;
+pub mod names;
 mod probe;
 pub use failover::{watch, Failover};
 pub use probe::prober;
@@ -154,19 +155,24 @@ pub fn candidates(set: &SetConfig, call_id: &str) -> Vec<Destination> {
         .collect()
 }
 
-/// The branch target for `number` at destination `d`.
+/// The branch target for `number` at destination `d` (for a host that is
+/// a name, the Request-URI keeps the name: RFC 3263 §4).
 pub fn target(number: &str, d: &Destination) -> Target {
     let tp = if d.transport == Transport::Tcp {
         ";transport=tcp"
     } else {
         ""
     };
-    Target {
-        ruri: format!(
+    let ruri = match &d.lookup {
+        Some(lookup) => crate::features::dns::request_uri(number, lookup),
+        None => format!(
             "sip:{number}@{}:{}{tp}",
             format_host(&d.addr.ip()),
             d.addr.port()
         ),
+    };
+    Target {
+        ruri,
         dest: d.addr,
         transport: d.transport,
         routes: vec![],
@@ -256,7 +262,7 @@ mod tests {
         for bad in [
             "config dispatcher_set 's'\n\toption name 'a'\n\toption algorithm 'random'\n",
             "config dispatcher_set 's'\n\toption name 'a'\n\toption probe_interval 'often'\n",
-            "config dispatcher_set 's'\n\toption name 'a'\nconfig dispatcher_set_destination 'd'\n\toption dispatcher_set 'a'\n\toption uri 'sip:gw.example.com'\n",
+            "config dispatcher_set 's'\n\toption name 'a'\nconfig dispatcher_set_destination 'd'\n\toption dispatcher_set 'a'\n\toption uri 'sip:gw$example.com'\n",
             "config dispatcher_set_destination 'd'\n\toption dispatcher_set 'none'\n\toption uri 'sip:10.0.0.1'\n",
             "config dispatcher_set 's'\n\toption name 'a'\nconfig dispatcher_set_destination 'd'\n\toption dispatcher_set 'a'\n\toption uri 'tel:123'\n",
         ] {
@@ -264,6 +270,33 @@ mod tests {
         }
         let s = set("defaults", "round-robin", &[1]);
         assert_eq!(s.destinations[0].addr, "10.0.0.0:5060".parse().unwrap());
+        assert_eq!(s.destinations[0].lookup, None);
+    }
+
+    #[test]
+    fn a_destination_by_name_is_looked_up_and_keeps_the_name_in_the_request_uri() {
+        let text = "config dispatcher_set 's'\n\toption name 'n'\nconfig dispatcher_set_destination 'd'\n\toption dispatcher_set 'n'\n\toption uri 'sip:GW.Example.test'\nconfig dispatcher_set_destination 'e'\n\toption dispatcher_set 'n'\n\toption uri 'sip:gw2.example.test:5080;transport=tcp'\n";
+        let s = sets(text)
+            .expect("names are accepted")
+            .remove("n")
+            .expect("set");
+        let a = s.destinations[0].lookup.clone().expect("a name");
+        assert_eq!(
+            (a.name.as_str(), a.port, a.transport),
+            ("gw.example.test", None, None)
+        );
+        let b = s.destinations[1].lookup.clone().expect("a name");
+        assert_eq!((b.port, b.transport), (Some(5080), Some(Transport::Tcp)));
+        // A copy for one DNS target: sent there, the name kept in the R-URI.
+        let hop = Destination {
+            addr: "192.0.2.7:5062".parse().unwrap(),
+            ..s.destinations[0].clone()
+        };
+        let t = target("0555", &hop);
+        assert_eq!(t.ruri, "sip:0555@gw.example.test");
+        assert_eq!(t.dest, hop.addr);
+        let t = target("0555", &s.destinations[1]);
+        assert_eq!(t.ruri, "sip:0555@gw2.example.test:5080;transport=tcp");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! OPTIONS probing of dispatcher destinations (like Kamailio's ds_ping_interval):
 //! each set with probing on gets one OPTIONS per destination every
 //! probe-interval; no answer (or a 5xx) marks the destination down, any
-//! other final answer up.
+//! other final answer up. A destination by name is probed at each of its
+//! DNS targets and is up while one answers.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -57,9 +58,15 @@ pub async fn prober(engine: Arc<Engine>) {
             }
         }
         for (set, d) in due {
+            let addrs = super::names::probe_addresses(&engine, &set, &d);
+            if addrs.is_empty() {
+                // A name not (yet) resolved: it gets no calls anyway, and
+                // its DNS state says why; no probe result to keep.
+                continue;
+            }
             tokio::spawn(async move {
                 let wait = Duration::from_secs(set.probe_interval.clamp(1, 5));
-                let result = probe(d.addr, wait).await;
+                let result = probe_any(&addrs, wait).await;
                 record(&set, &d, result);
             });
         }
@@ -83,6 +90,29 @@ pub(super) fn record(set: &SetConfig, d: &Destination, result: Result<(u16, Stri
     s.health = health;
     s.down_until = None;
     s.last_probe = Some(text);
+}
+
+/// What one probe found: the final status and its line, or why none came.
+type ProbeResult = Result<(u16, String), String>;
+
+/// Probes every address at once (a destination by name: its DNS targets):
+/// the first answer below 500, else the first address's result.
+async fn probe_any(addrs: &[SocketAddr], wait: Duration) -> ProbeResult {
+    let mut probes = tokio::task::JoinSet::new();
+    for (i, addr) in addrs.iter().copied().enumerate() {
+        probes.spawn(async move { (i, probe(addr, wait).await) });
+    }
+    let mut first: Option<(usize, ProbeResult)> = None;
+    while let Some(done) = probes.join_next().await {
+        let Ok((i, result)) = done else { continue };
+        if matches!(result, Ok((code, _)) if code < 500) {
+            return result;
+        }
+        if first.as_ref().is_none_or(|(j, _)| i < *j) {
+            first = Some((i, result));
+        }
+    }
+    first.map_or_else(|| Err("error: nothing to probe".into()), |(_, r)| r)
 }
 
 /// One OPTIONS over UDP from an ephemeral socket: the final status, or why not.
@@ -143,5 +173,57 @@ async fn probe(dest: SocketAddr, wait: Duration) -> Result<(u16, String), String
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A UDP socket on loopback that answers every request with `status`
+    /// (None: never answers).
+    async fn peer(status: Option<&'static str>) -> SocketAddr {
+        let sock = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = sock.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            while let Ok((n, from)) = sock.recv_from(&mut buf).await {
+                let (Some(status), Ok(req)) = (status, Message::parse(&buf[..n])) else {
+                    continue;
+                };
+                let mut resp = String::from("SIP/2.0 ") + status + "\r\n";
+                for name in ["Via", "From", "To", "Call-ID", "CSeq"] {
+                    resp += &format!("{name}: {}\r\n", req.header(name).unwrap_or(""));
+                }
+                resp += "Content-Length: 0\r\n\r\n";
+                let _ = sock.send_to(resp.as_bytes(), from).await;
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_name_is_up_while_one_of_its_targets_answers() {
+        let (silent, busy, ok) = (
+            peer(None).await,
+            peer(Some("503 Busy")).await,
+            peer(Some("200 OK")).await,
+        );
+        let wait = Duration::from_millis(600);
+        assert_eq!(
+            probe_any(&[silent, busy, ok], wait).await,
+            Ok((200, "200 OK".into()))
+        );
+        // None up: the first target's result.
+        assert_eq!(
+            probe_any(&[busy, silent], wait).await,
+            Ok((503, "503 Busy".into()))
+        );
+        assert_eq!(
+            probe_any(&[silent, busy], wait).await,
+            Err("timeout".into())
+        );
     }
 }

@@ -1,12 +1,14 @@
-//! Trunk hosts that are domain names (RFC 3263): one task per such trunk
-//! resolves the name (`resolve`), keeps the targets for the answer's TTL and
-//! resolves again when it ends (or a few seconds after a failure). Calls
-//! read the kept targets without waiting: the first gets the INVITE, the
-//! others are the failover order (`dispatcher::Failover` in its trunk form);
-//! a name without targets gets 503 at once. The store holds one entry per
-//! configured trunk, each with at most `MAX_TARGETS` targets.
+//! Trunk hosts and dispatcher destination hosts that are domain names
+//! (RFC 3263): one task per such trunk or destination resolves the name
+//! (`resolve`), keeps the targets for the answer's TTL and resolves again
+//! when it ends (or a few seconds after a failure). Calls read the kept
+//! targets without waiting: the first gets the INVITE, the others are the
+//! failover order (`dispatcher::Failover`); a trunk whose name has no
+//! targets gets 503 at once. Calls never start a lookup: the store holds one
+//! entry per configured name, each with at most `MAX_TARGETS` targets.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,6 +30,24 @@ pub use resolve::{Answer, DnsError, Resolver, Target, MAX_TARGETS};
 
 /// After a failed resolution, the next try.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(3);
+
+/// What a name is resolved for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Owner {
+    /// A trunk (its name).
+    Trunk(String),
+    /// A dispatcher destination: (set, uri).
+    Destination(String, String),
+}
+
+impl fmt::Display for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Owner::Trunk(name) => write!(f, "trunk {name}"),
+            Owner::Destination(set, uri) => write!(f, "dispatcher set {set} destination {uri}"),
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Resolution {
@@ -51,11 +71,11 @@ struct Running {
     task: JoinHandle<()>,
 }
 
-/// The resolved trunk hosts, by trunk name.
+/// The resolved names, by what they are resolved for.
 #[derive(Default)]
 pub struct Names {
-    entries: Arc<Mutex<HashMap<String, Entry>>>,
-    running: Mutex<HashMap<String, Running>>,
+    entries: Arc<Mutex<HashMap<Owner, Entry>>>,
+    running: Mutex<HashMap<Owner, Running>>,
     /// The /pbx/dns the tasks were started with.
     settings: Mutex<Option<Settings>>,
 }
@@ -68,16 +88,28 @@ impl Drop for Names {
     }
 }
 
+/// The names the configuration asks to resolve.
+fn wanted(cfg: &Config) -> HashMap<Owner, &Lookup> {
+    let trunks = cfg
+        .trunks
+        .iter()
+        .filter_map(|(n, t)| t.lookup.as_ref().map(|l| (Owner::Trunk(n.clone()), l)));
+    let destinations = cfg.dispatcher_sets.values().flat_map(|set| {
+        set.destinations.iter().filter_map(|d| {
+            let owner = Owner::Destination(set.name.clone(), d.uri.clone());
+            d.lookup.as_ref().map(|l| (owner, l))
+        })
+    });
+    trunks.chain(destinations).collect()
+}
+
 /// Starts, restarts or stops the resolution tasks so that they match the
-/// trunks of the running configuration (at start and after each reload).
+/// trunks and dispatcher destinations of the running configuration (at
+/// start and after each reload).
 pub fn reconcile(engine: &Engine) {
     let cfg = engine.config();
     let names = engine.dns();
-    let wanted: HashMap<&String, &Lookup> = cfg
-        .trunks
-        .iter()
-        .filter_map(|(n, t)| t.lookup.as_ref().map(|l| (n, l)))
-        .collect();
+    let wanted = wanted(&cfg);
     let mut running = names.running.lock();
     let mut settings = names.settings.lock();
     // New servers or timeouts: every name is asked again through them.
@@ -95,22 +127,22 @@ pub fn reconcile(engine: &Engine) {
         }
         keep
     });
-    if wanted.keys().all(|n| running.contains_key(*n)) {
+    if wanted.keys().all(|n| running.contains_key(n)) {
         return;
     }
     let resolver = match Resolver::new(&cfg.dns) {
         Ok(r) => Arc::new(r),
         Err(e) => {
-            tracing::warn!(error = %e, "no DNS resolver: trunks with domain names get no calls");
+            tracing::warn!(error = %e, "no DNS resolver: trunks and destinations with domain names get no calls");
             let mut entries = names.entries.lock();
-            for (name, lookup) in &wanted {
-                entries.insert((*name).clone(), failed_entry(lookup, e.to_string()));
+            for (owner, lookup) in &wanted {
+                entries.insert(owner.clone(), failed_entry(lookup, e.to_string()));
             }
             return;
         }
     };
     for (name, lookup) in wanted {
-        if running.contains_key(name) {
+        if running.contains_key(&name) {
             continue;
         }
         names.entries.lock().insert(
@@ -149,12 +181,12 @@ fn failed_entry(lookup: &Lookup, error: String) -> Entry {
     }
 }
 
-/// Resolves `lookup` for trunk `trunk` again and again, each time the
-/// answer expires.
+/// Resolves `lookup` for `owner` again and again, each time the answer
+/// expires.
 async fn keep_resolved(
     resolver: Arc<Resolver>,
-    entries: Arc<Mutex<HashMap<String, Entry>>>,
-    trunk: String,
+    entries: Arc<Mutex<HashMap<Owner, Entry>>>,
+    owner: Owner,
     lookup: Lookup,
 ) {
     loop {
@@ -163,29 +195,29 @@ async fn keep_resolved(
             Ok(a) => resolve::hold_for(a.valid_until),
             Err(_) => RETRY_AFTER_FAILURE,
         };
-        if !record(&entries, &trunk, &lookup, outcome, wait) {
+        if !record(&entries, &owner, &lookup, outcome, wait) {
             return;
         }
         tokio::time::sleep(wait).await;
     }
 }
 
-/// Keeps the outcome of one resolution; false when the trunk is gone.
+/// Keeps the outcome of one resolution; false when its owner is gone.
 fn record(
-    entries: &Mutex<HashMap<String, Entry>>,
-    trunk: &str,
+    entries: &Mutex<HashMap<Owner, Entry>>,
+    owner: &Owner,
     lookup: &Lookup,
     outcome: Result<Answer, DnsError>,
     wait: Duration,
 ) -> bool {
     let mut entries = entries.lock();
-    let Some(entry) = entries.get_mut(trunk) else {
+    let Some(entry) = entries.get_mut(owner) else {
         return false;
     };
     match outcome {
         Ok(answer) => {
             if entry.targets != answer.targets {
-                tracing::info!(trunk = %trunk, host = %lookup.name, targets = ?answer.targets, "trunk host resolved");
+                tracing::info!(owner = %owner, host = %lookup.name, targets = ?answer.targets, "host resolved");
             }
             entry.resolution = Resolution::Resolved;
             entry.targets = answer.targets;
@@ -193,7 +225,7 @@ fn record(
         }
         Err(e) => {
             if entry.resolution != Resolution::Failed {
-                tracing::warn!(trunk = %trunk, host = %lookup.name, error = %e, "trunk host does not resolve");
+                tracing::warn!(owner = %owner, host = %lookup.name, error = %e, "host does not resolve");
             }
             entry.resolution = Resolution::Failed;
             entry.targets.clear();
@@ -206,25 +238,38 @@ fn record(
 
 /// The kept targets of `trunk` (empty when its host did not resolve).
 pub fn targets_of(engine: &Engine, trunk: &str) -> Vec<Target> {
+    targets_for(engine, &Owner::Trunk(trunk.to_owned()))
+}
+
+/// The kept targets of `owner` (empty when its host did not resolve).
+pub fn targets_for(engine: &Engine, owner: &Owner) -> Vec<Target> {
     engine
         .dns()
         .entries
         .lock()
-        .get(trunk)
+        .get(owner)
         .map(|e| e.targets.clone())
         .unwrap_or_default()
 }
 
-/// Notes that a call to `target` of `trunk` failed over (`why`: "503 …").
-pub fn target_failed(engine: &Engine, trunk: &str, target: &Destination, why: &str) {
-    if let Some(e) = engine.dns().entries.lock().get_mut(trunk) {
-        e.last_error = Some(format!("{}: {why}", target.uri));
+/// Notes that a call to `target` of `owner` failed over (`why`: "503 …").
+pub fn target_failed(engine: &Engine, owner: &Owner, target: &Destination, why: &str) {
+    if let Some(e) = engine.dns().entries.lock().get_mut(owner) {
+        e.last_error = Some(format!("{}: {why}", describe_addr(target)));
     }
 }
 
-/// The Request-URI of `number` at a trunk whose host is a name (§4: the
-/// name stays in it; the targets are only where it is sent).
-fn trunk_ruri(number: &str, lookup: &Lookup) -> String {
+/// "udp:192.0.2.1:5060" of a destination copy for one target.
+fn describe_addr(d: &Destination) -> String {
+    describe(&Target {
+        transport: d.transport,
+        addr: d.addr,
+    })
+}
+
+/// The Request-URI of `number` at a host that is a name (§4: the name
+/// stays in it; the targets are only where it is sent).
+pub fn request_uri(number: &str, lookup: &Lookup) -> String {
     let port = lookup.port.map(|p| format!(":{p}")).unwrap_or_default();
     let tp = match lookup.transport {
         Some(Transport::Tcp) => ";transport=tcp",
@@ -244,7 +289,7 @@ pub fn route_to_trunk(
     let Some(lookup) = cfg.trunks.get(trunk).and_then(|t| t.lookup.as_ref()) else {
         return (Decision::Reply(404, "Not Found", vec![]), None);
     };
-    let ruri = trunk_ruri(number, lookup);
+    let ruri = request_uri(number, lookup);
     let mut dests: Vec<Destination> = targets_of(engine, trunk)
         .into_iter()
         .map(|target| Destination {
@@ -252,6 +297,7 @@ pub fn route_to_trunk(
             weight: 1,
             addr: target.addr,
             transport: target.transport,
+            lookup: None,
         })
         .collect();
     if dests.is_empty() {
@@ -277,39 +323,55 @@ fn describe(t: &Target) -> String {
     format!("{tp}:{}:{}", format_host(&t.addr.ip()), t.addr.port())
 }
 
-/// RFC 7951 JSON of /pbx/dns-state (None when no trunk host is a name).
+/// RFC 7951 JSON of /pbx/dns-state (None when no host is a name).
 pub fn state_json(engine: &Engine) -> Option<Value> {
     let entries = engine.dns().entries.lock();
     if entries.is_empty() {
         return None;
     }
     let now = Instant::now();
-    let mut names: Vec<&String> = entries.keys().collect();
-    names.sort();
-    let trunks: Vec<Value> = names
-        .into_iter()
-        .filter_map(|n| entries.get(n).map(|e| (n, e)))
-        .map(|(name, e)| {
-            let mut v = json!({
-                "name": name,
-                "host": e.lookup.name,
-                "state": match e.resolution {
-                    Resolution::Resolving => "resolving",
-                    Resolution::Resolved => "resolved",
-                    Resolution::Failed => "failed",
-                },
-            });
-            if !e.targets.is_empty() {
-                v["target"] = e.targets.iter().map(describe).collect();
+    let mut owners: Vec<&Owner> = entries.keys().collect();
+    owners.sort();
+    let (mut trunks, mut destinations) = (Vec::new(), Vec::new());
+    for owner in owners {
+        let Some(e) = entries.get(owner) else {
+            continue;
+        };
+        let mut v = json!({
+            "host": e.lookup.name,
+            "state": match e.resolution {
+                Resolution::Resolving => "resolving",
+                Resolution::Resolved => "resolved",
+                Resolution::Failed => "failed",
+            },
+        });
+        if !e.targets.is_empty() {
+            v["target"] = e.targets.iter().map(describe).collect();
+        }
+        if let Some(x) = e.expires {
+            v["expires"] = json!(x.saturating_duration_since(now).as_secs());
+        }
+        if let Some(err) = &e.last_error {
+            v["last-error"] = json!(err);
+        }
+        match owner {
+            Owner::Trunk(name) => {
+                v["name"] = json!(name);
+                trunks.push(v);
             }
-            if let Some(x) = e.expires {
-                v["expires"] = json!(x.saturating_duration_since(now).as_secs());
+            Owner::Destination(set, uri) => {
+                v["set"] = json!(set);
+                v["uri"] = json!(uri);
+                destinations.push(v);
             }
-            if let Some(err) = &e.last_error {
-                v["last-error"] = json!(err);
-            }
-            v
-        })
-        .collect();
-    Some(json!({ "trunk": trunks }))
+        }
+    }
+    let mut state = json!({});
+    if !trunks.is_empty() {
+        state["trunk"] = Value::Array(trunks);
+    }
+    if !destinations.is_empty() {
+        state["destination"] = Value::Array(destinations);
+    }
+    Some(state)
 }

@@ -1,0 +1,414 @@
+//! A real phone over TLS with SRTP: Debian's baresip registers over TLS
+//! (trusting the PBX's generated certificate) with `mediaenc srtp-mand` and
+//! calls a plain-RTP phone on UDP through the B2BUA. SRTP ends at the relay:
+//! baresip's offer and our answer are RTP/SAVP with a=crypto, the UDP phone
+//! sees RTP/AVP without crypto and gets baresip's sine as plain PCMU, all of
+//! baresip's signalling stays on TLS (ACK and BYE too), the BYE ends the
+//! call on both legs, and no SRTP key appears in the PBX's log.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::*;
+
+/// The UDP phone 101 and baresip's remote control (ctrl_tcp, netstring
+/// JSON). argv: PBX UDP port, ctrl_tcp port. Prints `key value` lines.
+const PY_UDP_PHONE: &str = r#"
+import hashlib, json, re, socket, sys, time
+
+pbx_port, ctrl_port = int(sys.argv[1]), int(sys.argv[2])
+PBX = ("127.0.0.1", pbx_port)
+
+def header(msg, name):
+    m = re.search(r"(?im)^" + name + r":\s*(.*?)\r?$", msg)
+    return m.group(1) if m else ""
+def headers(msg, name):
+    return re.findall(r"(?im)^" + name + r":\s*(.*?)\r?$", msg)
+def md5(s): return hashlib.md5(s.encode()).hexdigest()
+def body(msg): return msg.split("\r\n\r\n", 1)[1] if "\r\n\r\n" in msg else ""
+
+sip = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); sip.bind(("127.0.0.1", 0)); sip.settimeout(10)
+media = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); media.bind(("127.0.0.1", 0)); media.settimeout(5)
+me, mport = "127.0.0.1:%d" % sip.getsockname()[1], media.getsockname()[1]
+
+def recv_sip(start):
+    while True:
+        msg = sip.recvfrom(65536)[0].decode(errors="replace")
+        if msg.startswith(start):
+            return msg
+
+def register(n, auth=""):
+    sip.sendto(("REGISTER sip:besip.test SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bKr%d;rport\r\n"
+                "From: <sip:101@besip.test>;tag=r1\r\nTo: <sip:101@besip.test>\r\nCall-ID: reg101\r\n"
+                "CSeq: %d REGISTER\r\nContact: <sip:101@%s>\r\nExpires: 300\r\nMax-Forwards: 70\r\n%s"
+                "Content-Length: 0\r\n\r\n" % (me, n, n, me, auth)).encode(), PBX)
+    return recv_sip("SIP/2.0")
+r = register(1)
+if r.startswith("SIP/2.0 401"):
+    nonce = re.search(r'nonce="([^"]*)"', header(r, "WWW-Authenticate")).group(1)
+    resp = md5("%s:%s:00000001:c0:auth:%s" % (md5("101:besip.test:pw101"), nonce, md5("REGISTER:sip:besip.test")))
+    r = register(2, 'Authorization: Digest username="101", realm="besip.test", nonce="%s", uri="sip:besip.test", '
+                    'response="%s", algorithm=MD5, qop=auth, nc=00000001, cnonce="c0"\r\n' % (nonce, resp))
+print("udp-register", r.split("\r\n")[0][8:], flush=True)
+
+ctrl = socket.create_connection(("127.0.0.1", ctrl_port), timeout=10)
+cbuf, events = b"", []
+def ctrl_send(command, params):
+    js = json.dumps({"command": command, "params": params, "token": command}).encode()
+    ctrl.sendall(b"%d:%s," % (len(js), js))
+def ctrl_poll(timeout):
+    global cbuf
+    ctrl.settimeout(timeout)
+    try:
+        cbuf += ctrl.recv(65536)
+    except socket.timeout:
+        pass
+    while b":" in cbuf:
+        colon = cbuf.index(b":")
+        end = colon + 1 + int(cbuf[:colon])
+        if len(cbuf) < end + 1:
+            break
+        events.append(json.loads(cbuf[colon + 1:end]))
+        cbuf = cbuf[end + 1:]
+
+# baresip (100) dials 101.
+ctrl_send("dial", "sip:101@besip.test")
+inv = recv_sip("INVITE")
+offer = body(inv)
+print("udp-offer-profile", re.search(r"m=audio \d+ (\S+)", offer).group(1))
+print("udp-offer-crypto", "a=crypto" in offer or "inline:" in offer)
+relay = (re.search(r"c=IN IP4 (\S+)", offer).group(1), int(re.search(r"m=audio (\d+)", offer).group(1)))
+pt = int(re.search(r"m=audio \d+ \S+ (\d+)", offer).group(1))
+print("udp-offer-pt", pt)
+answer = ("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+          "m=audio %d RTP/AVP %d\r\na=rtpmap:%d %s/8000\r\na=ptime:20\r\n" % (mport, pt, pt, "PCMU" if pt == 0 else "PCMA"))
+def reply(code, text, extra="", sdp=""):
+    sip.sendto(("SIP/2.0 %d %s\r\n%s%sFrom: %s\r\nTo: %s;tag=u1\r\nCall-ID: %s\r\nCSeq: %s\r\n%s"
+                "Content-Length: %d\r\n\r\n%s" % (code, text, "".join("Via: %s\r\n" % v for v in headers(inv, "Via")),
+                "".join("Record-Route: %s\r\n" % v for v in headers(inv, "Record-Route")),
+                header(inv, "From"), header(inv, "To"), header(inv, "Call-ID"), header(inv, "CSeq"), extra,
+                len(sdp), sdp)).encode(), PBX)
+reply(180, "Ringing")
+reply(200, "OK", "Contact: <sip:101@%s>\r\nContent-Type: application/sdp\r\n" % me, answer)
+print("udp-ack", recv_sip("ACK").split()[0])
+
+def ulaw(b):
+    b = ~b & 0xff
+    t = (((b & 0x0f) << 3) + 0x84) << ((b & 0x70) >> 4)
+    return (0x84 - t) if (b & 0x80) else (t - 0x84)
+
+# Media: baresip's 440 Hz sine, SRTP on its leg, arrives here as plain RTP;
+# what we send back the relay seals for baresip.
+pkts, deadline = [], time.time() + 8
+while len(pkts) < 25 and time.time() < deadline:
+    try:
+        p = media.recv(2048)
+    except socket.timeout:
+        break
+    pkts.append(p)
+    media.sendto(p, relay)
+print("udp-rtp-packets", len(pkts))
+p = pkts[-1] if pkts else b"\0" * 12
+print("udp-rtp-version", p[0] >> 6)
+print("udp-rtp-pt", p[1] & 0x7f)
+print("udp-rtp-length", len(p))
+# 20 ms of a 440 Hz sine crosses zero about 17 times; ciphertext (or an
+# SRTP tag) read as PCMU would cross about 80 times.
+samples = [ulaw(x) for x in p[12:]]
+print("udp-rtp-zero-crossings", sum(1 for a, b in zip(samples, samples[1:]) if (a < 0) != (b < 0)))
+
+# Wait until baresip has our SRTP (its RTP is established), then hang up.
+deadline = time.time() + 5
+while time.time() < deadline and not any(e.get("type") == "CALL_RTPESTAB" for e in events):
+    ctrl_poll(0.2)
+contact = re.search(r"<([^>]*)>", header(inv, "Contact")).group(1)
+sip.sendto(("BYE %s SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bKbye1;rport\r\n%sFrom: %s;tag=u1\r\nTo: %s\r\n"
+            "Call-ID: %s\r\nCSeq: 1 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+            % (contact, me, "".join("Route: %s\r\n" % v for v in headers(inv, "Record-Route")),
+               header(inv, "To"), header(inv, "From"), header(inv, "Call-ID"))).encode(), PBX)
+print("udp-bye-answer", recv_sip("SIP/2.0").split("\r\n")[0][8:])
+deadline = time.time() + 5
+while time.time() < deadline and not any(e.get("type") == "CALL_CLOSED" for e in events):
+    ctrl_poll(0.2)
+print("baresip-events", ",".join(e["type"] for e in events if e.get("event")))
+print("baresip-dial", any(e.get("token") == "dial" and e.get("ok") for e in events))
+print("done")
+"#;
+
+/// A baresip phone (extension 100) over TLS to `tls_port`, trusting
+/// `cafile`, remote-controlled on `ctrl_port`; killed on drop.
+struct Baresip {
+    child: Child,
+    trace: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Baresip {
+    fn start(tls_port: u16, ctrl_port: u16, cafile: &Path) -> Baresip {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // No sound device: a sine as the microphone, a bridge nobody reads
+        // as the speaker (ausine needs 48 kHz stereo; baresip resamples).
+        let config = format!(
+            "poll_method\t\tepoll\nsip_listen\t\t127.0.0.1:0\nsip_cafile\t\t{ca}\n\
+             audio_player\t\taubridge,nowhere\naudio_source\t\tausine,440\naudio_alert\t\taubridge,nowhere\n\
+             ausrc_srate\t\t48000\nausrc_channels\t\t2\nauplay_srate\t\t48000\nauplay_channels\t\t2\n\
+             module_path\t\t/usr/lib/baresip/modules\nmodule\t\t\tg711.so\nmodule\t\t\tausine.so\n\
+             module\t\t\taubridge.so\nmodule\t\t\tsrtp.so\nmodule_app\t\taccount.so\n\
+             module_app\t\tmenu.so\nmodule_app\t\tctrl_tcp.so\nctrl_tcp_listen\t\t127.0.0.1:{ctrl_port}\n",
+            ca = cafile.display()
+        );
+        std::fs::write(dir.path().join("config"), config).expect("write config");
+        std::fs::write(
+            dir.path().join("accounts"),
+            format!("<sip:100@besip.test;transport=tls>;auth_pass=pw100;outbound=\"sip:127.0.0.1:{tls_port};transport=tls\";mediaenc=srtp-mand;regint=300;audio_codecs=PCMU\n"),
+        )
+        .expect("write accounts");
+        std::fs::write(dir.path().join("contacts"), "").expect("write contacts");
+        let trace = dir.path().join("trace.txt");
+        let out = std::fs::File::create(&trace).expect("trace file");
+        let err = out.try_clone().expect("trace file");
+        // -s: the SIP trace (every message sent and received) on stdout.
+        let child = Command::new("baresip")
+            .arg("-f")
+            .arg(dir.path())
+            .arg("-s")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("start baresip");
+        Baresip {
+            child,
+            trace,
+            _dir: dir,
+        }
+    }
+
+    /// The SIP trace, without terminal colours.
+    fn trace(&self) -> String {
+        strip_ansi(&std::fs::read_to_string(&self.trace).unwrap_or_default())
+    }
+}
+
+impl Drop for Baresip {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn have_baresip() -> bool {
+    Command::new("baresip")
+        .arg("-h")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}
+
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // ESC [ ... final letter
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The messages of a baresip SIP trace: (transport, from, to, text).
+fn messages(trace: &str) -> Vec<(String, String, String, String)> {
+    let mut out: Vec<(String, String, String, String)> = Vec::new();
+    for line in trace.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if let [tp @ ("UDP" | "TCP" | "TLS"), from, "->", to] = words.as_slice() {
+            out.push((
+                tp.to_string(),
+                from.to_string(),
+                to.to_string(),
+                String::new(),
+            ));
+        } else if let Some(m) = out.last_mut() {
+            m.3.push_str(line);
+            m.3.push('\n');
+        }
+    }
+    out
+}
+
+/// The `inline:` keys (SDES) in `text`.
+fn inline_keys(text: &str) -> Vec<String> {
+    text.split("inline:")
+        .skip(1)
+        .map(|rest| {
+            rest.chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '='))
+                .collect::<String>()
+        })
+        .filter(|k| k.len() >= 20)
+        .collect()
+}
+
+#[test]
+fn baresip_over_tls_with_srtp_calls_a_plain_rtp_phone() {
+    if !have_baresip() {
+        eprintln!("SKIP: baresip not installed (scripts/install-deps installs baresip-core)");
+        return;
+    }
+    let (port, tls_port, ctrl_port) = (free_port(), free_port(), free_port());
+    let extra = "\toption rtp_port_min '31800'\n\toption rtp_port_max '31898'\n";
+    let uci = tls_config(port, tls_port, extra)
+        .replace("\toption mode 'proxy'\n", "\toption mode 'b2bua'\n");
+    // Every target at trace level: nothing the daemon or its libraries log
+    // may carry a key.
+    let pbx = Pbx::start_logged(&uci, port, "trace");
+    let cafile = pbx.root.path().join("etc/besip/sip-tls-cert.pem");
+    let phone = Baresip::start(tls_port, ctrl_port, &cafile);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !pbx
+        .registrations()
+        .iter()
+        .any(|(aor, contact)| aor.contains("100@") && contact.contains("transport=tls"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "baresip did not register over TLS:\n{}",
+            phone.trace()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let out = Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(PY_UDP_PHONE)
+        .args([port.to_string(), ctrl_port.to_string()])
+        .output()
+        .expect("python3");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let trace = phone.trace();
+    assert!(
+        out.status.success() && stdout.contains("done"),
+        "driver failed:\n{stdout}\n{}\nbaresip:\n{trace}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Vec<(String, String)> = stdout
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let ctx = format!("{r:?}\nbaresip:\n{trace}");
+
+    // The UDP phone: plain RTP/AVP in the SDP and on the wire.
+    assert_eq!(value(&r, "udp-register"), "200 OK", "{ctx}");
+    assert_eq!(value(&r, "udp-offer-profile"), "RTP/AVP", "{ctx}");
+    assert_eq!(value(&r, "udp-offer-crypto"), "False", "{ctx}");
+    assert_eq!(value(&r, "udp-ack"), "ACK", "{ctx}");
+    assert_eq!(value(&r, "udp-rtp-packets"), "25", "{ctx}");
+    assert_eq!(value(&r, "udp-rtp-version"), "2", "{ctx}");
+    assert_eq!(value(&r, "udp-rtp-pt"), value(&r, "udp-offer-pt"), "{ctx}");
+    // 12 header bytes + 20 ms of PCMU, no SRTP authentication tag.
+    assert_eq!(value(&r, "udp-rtp-length"), "172", "{ctx}");
+    let crossings: u32 = value(&r, "udp-rtp-zero-crossings").parse().unwrap_or(999);
+    assert!(
+        (10..=30).contains(&crossings),
+        "the UDP phone hears baresip's 440 Hz sine (zero crossings {crossings}): {ctx}"
+    );
+    assert_eq!(value(&r, "udp-bye-answer"), "200 OK", "{ctx}");
+
+    // baresip: the call came up, its media flowed both ways (RTPESTAB: our
+    // SRTP passed its authentication), the BYE closed it.
+    let events = value(&r, "baresip-events");
+    for e in [
+        "CALL_ESTABLISHED",
+        "CALL_MENC",
+        "CALL_RTPESTAB",
+        "CALL_CLOSED",
+    ] {
+        assert!(events.contains(e), "baresip event {e}: {ctx}");
+    }
+    assert_eq!(value(&r, "baresip-dial"), "True", "{ctx}");
+
+    // baresip's side of the signalling: all TLS, SRTP offered and answered.
+    let msgs = messages(&trace);
+    assert!(
+        msgs.iter().all(|(tp, ..)| tp == "TLS"),
+        "baresip's signalling stays on TLS (our Contact names TLS): {ctx}"
+    );
+    let tls_addr = format!("127.0.0.1:{tls_port}");
+    let sent = |start: &str| {
+        msgs.iter()
+            .filter(|(_, _, to, m)| to == &tls_addr && m.starts_with(start))
+            .map(|(.., m)| m.clone())
+            .collect::<Vec<_>>()
+    };
+    let received = |start: &str| {
+        msgs.iter()
+            .filter(|(_, from, _, m)| from == &tls_addr && m.starts_with(start))
+            .map(|(.., m)| m.clone())
+            .collect::<Vec<_>>()
+    };
+    let offer = sent("INVITE ").pop().unwrap_or_default();
+    assert!(
+        offer.contains("RTP/SAVP") && offer.contains("a=crypto:"),
+        "baresip offers SRTP: {offer}"
+    );
+    let answer = received("SIP/2.0 200 OK")
+        .into_iter()
+        .find(|m| m.contains(" INVITE\n"))
+        .unwrap_or_default();
+    assert!(
+        answer.contains("RTP/SAVP")
+            && answer.contains("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"),
+        "the PBX answers SRTP with baresip's tag and suite: {answer}"
+    );
+    assert!(
+        answer.contains(&format!(
+            "Contact: <sip:b2bua@127.0.0.1:{tls_port};transport=tls>"
+        )),
+        "our Contact towards a TLS phone is TLS: {answer}"
+    );
+    assert!(
+        !sent("ACK sip:b2bua").is_empty(),
+        "baresip's ACK came over TLS: {ctx}"
+    );
+    assert!(
+        received("BYE ").len() == 1 && sent("SIP/2.0 200 OK").iter().any(|m| m.contains(" BYE\n")),
+        "the BYE reached baresip over TLS and was answered: {ctx}"
+    );
+
+    // Neither baresip's key nor ours appears in the PBX's log.
+    let keys = inline_keys(&trace);
+    assert!(keys.len() >= 2, "keys in baresip's trace: {keys:?}");
+    let log = pbx.log();
+    assert!(!log.is_empty(), "the PBX logged at trace level");
+    for key in &keys {
+        assert!(
+            !log.contains(key.as_str()),
+            "SRTP key {key} in the PBX's log"
+        );
+    }
+    assert!(
+        !log.contains("inline:"),
+        "SDES key material in the PBX's log"
+    );
+
+    let state = pbx.state();
+    assert_state_valid(&pbx, &state);
+    assert_eq!(
+        state["besip-pbx:pbx"]["calls"]["call"]
+            .as_array()
+            .map(Vec::len)
+            .unwrap_or(0),
+        0,
+        "the call is over on both legs: {state}"
+    );
+}
