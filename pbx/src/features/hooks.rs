@@ -10,7 +10,7 @@ use crate::call::{BranchInfo, Hooks, Late2xx, Outgoing};
 use crate::config::{Mode, Transport};
 use crate::features::accounting::{self, Meta};
 use crate::features::state::{Call, Engine, Features};
-use crate::features::{b2bua, routing, trunk_auth, trunk_registration};
+use crate::features::{b2bua, nat_proxy, routing, trunk_auth, trunk_registration};
 use crate::sip::{param, Message};
 use crate::transaction::ClientTx;
 
@@ -34,6 +34,9 @@ impl Hooks for Features {
     }
 
     fn on_unmatched_response(engine: &Arc<Engine>, msg: &Message) -> bool {
+        if nat_proxy::absorbs(msg) {
+            return true; // the answer to a keepalive
+        }
         if (200..300).contains(&msg.status().unwrap_or(0)) {
             // A 2xx retransmitted after its transaction ended: B2BUA re-ACKs.
             if let Some((t, d, b)) = b2bua::ack_again(engine, msg.call_id()) {
@@ -51,7 +54,8 @@ impl Hooks for Features {
         branch: BranchInfo,
     ) -> Option<(Message, Option<Outgoing>)> {
         if engine.config().mode != Mode::B2bua {
-            return None;
+            return nat_proxy::on_response(engine, resp, branch.dest, branch.transport)
+                .map(|up| (up, None));
         }
         b2bua::translate(engine, near_req, resp, branch)
     }
@@ -104,5 +108,6 @@ impl Hooks for Features {
         if tick.is_multiple_of(10) {
             engine.fraud().sweep();
         }
+        nat_proxy::every_second(engine, tick);
     }
 }
