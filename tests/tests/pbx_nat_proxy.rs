@@ -1,0 +1,389 @@
+//! NAT traversal in proxy mode, with a real NAT: the test makes a network
+//! namespace of its own (deleted on drop) and runs the PBX in it; inside,
+//! iptables SNATs the phone's private side (127.0.0.10) to a public one
+//! (127.0.0.20, other ports). Phone 100 registers with a private Via and
+//! Contact (192.168.1.10); a caller (127.0.0.1) calls it through the proxy:
+//! the INVITE reaches its public address, media and RTCP flow both ways
+//! through the relay, strangers spraying the relay ports get nothing,
+//! nat-state shows the call, keepalives reach the phone, BYE closes it.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use besip_tests::pbx::*;
+use besip_tests::security::{tools_present, Netns};
+
+const RTP_MIN: u16 = 32400;
+const RTP_MAX: u16 = 32415; // four calls of four ports
+
+fn sock(addr: &str) -> UdpSocket {
+    let s = UdpSocket::bind(addr).expect("bind");
+    s.set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    s
+}
+
+/// The next SIP message on `s` starting with `start` (others skipped and
+/// kept in `seen`), within 5 s.
+fn next_sip(s: &UdpSocket, start: &str, seen: &mut Vec<String>) -> (String, SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut buf = vec![0u8; 65536];
+    while Instant::now() < deadline {
+        if let Ok((n, from)) = s.recv_from(&mut buf) {
+            let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if m.starts_with(start) {
+                return (m, from);
+            }
+            seen.push(m);
+        }
+    }
+    panic!("no '{start}' within 5 s; seen: {seen:#?}");
+}
+
+fn header<'a>(msg: &'a str, name: &str) -> Vec<&'a str> {
+    msg.lines()
+        .filter_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+        .collect()
+}
+
+fn sdp_port(msg: &str) -> u16 {
+    msg.lines()
+        .find_map(|l| l.trim().strip_prefix("m=audio "))
+        .and_then(|m| m.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no m=audio in:\n{msg}"))
+}
+
+fn sdp(ip: &str, port: u16, rtcp: Option<u16>, extra: &str) -> String {
+    let rtcp = rtcp.map(|p| format!("a=rtcp:{p}\r\n")).unwrap_or_default();
+    format!("v=0\r\no=t 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\n{rtcp}a=rtpmap:0 PCMU/8000\r\n{extra}")
+}
+
+/// REGISTER of 100 from a phone that believes it is 192.168.1.10:5060.
+fn register_behind_nat(phone: &UdpSocket, pbx_port: u16) -> String {
+    let request = |cseq: u32, auth: &str| {
+        format!(
+            "REGISTER sip:besip.test SIP/2.0\r\nVia: SIP/2.0/UDP 192.168.1.10:5060;branch=z9hG4bKnatreg{cseq};rport\r\nFrom: <sip:100@besip.test>;tag=nr\r\nTo: <sip:100@besip.test>\r\nCall-ID: natreg@192.168.1.10\r\nCSeq: {cseq} REGISTER\r\nContact: <sip:100@192.168.1.10:5060>\r\nExpires: 300\r\n{auth}Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    let mut seen = Vec::new();
+    phone
+        .send_to(request(1, "").as_bytes(), ("127.0.0.1", pbx_port))
+        .expect("send");
+    let (r, _) = next_sip(phone, "SIP/2.0 401", &mut seen);
+    let nonce = r
+        .split("nonce=\"")
+        .nth(1)
+        .and_then(|x| x.split('"').next())
+        .expect("nonce")
+        .to_owned();
+    let md5 = |s: String| format!("{:032x}", md5_digest(s.as_bytes()));
+    let ha1 = md5("100:besip.test:pw100".into());
+    let ha2 = md5("REGISTER:sip:besip.test".into());
+    let resp = md5(format!("{ha1}:{nonce}:00000001:c0:auth:{ha2}"));
+    let auth = format!("Authorization: Digest username=\"100\", realm=\"besip.test\", nonce=\"{nonce}\", uri=\"sip:besip.test\", response=\"{resp}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"c0\"\r\n");
+    phone
+        .send_to(request(2, &auth).as_bytes(), ("127.0.0.1", pbx_port))
+        .expect("send");
+    next_sip(phone, "SIP/2.0 ", &mut seen).0
+}
+
+fn invite(call: &str, caller: &UdpSocket, body: &str) -> String {
+    let me = caller.local_addr().expect("addr");
+    format!(
+        "INVITE sip:100@besip.test SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK{call}i;rport\r\nFrom: <sip:alice@outside.test>;tag={call}a\r\nTo: <sip:100@besip.test>\r\nCall-ID: {call}\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@{me}>\r\nMax-Forwards: 70\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// The phone's answer to a request it got (Via, Record-Route, From, To,
+/// Call-ID, CSeq copied), with `body` as SDP when not empty.
+fn answer(req: &str, status: &str, body: &str) -> String {
+    let mut out = format!("SIP/2.0 {status}\r\n");
+    for v in header(req, "Via") {
+        out.push_str(&format!("Via: {v}\r\n"));
+    }
+    for v in header(req, "Record-Route") {
+        out.push_str(&format!("Record-Route: {v}\r\n"));
+    }
+    let to = header(req, "To")[0];
+    let to = if to.contains("tag=") {
+        to.to_owned()
+    } else {
+        format!("{to};tag=phone")
+    };
+    out.push_str(&format!(
+        "From: {}\r\nTo: {to}\r\nCall-ID: {}\r\nCSeq: {}\r\nContact: <sip:100@192.168.1.10:5060>\r\n",
+        header(req, "From")[0],
+        header(req, "Call-ID")[0],
+        header(req, "CSeq")[0]
+    ));
+    if body.is_empty() {
+        out.push_str("Content-Length: 0\r\n\r\n");
+    } else {
+        out.push_str(&format!(
+            "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ));
+    }
+    out
+}
+
+fn rtp(seq: u16) -> Vec<u8> {
+    let mut p = vec![0x80u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7];
+    p[2..4].copy_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&[0x55; 160]);
+    p
+}
+
+fn nat_state(pbx: &Pbx) -> serde_json::Value {
+    pbx.state()["besip-pbx:pbx"]["nat-state"].clone()
+}
+
+/// The namespace with the NAT rule, entered by this thread (the PBX it
+/// starts and the sockets it opens live there); None when not possible.
+fn natted_namespace(tag: &str) -> Option<Netns> {
+    if !tools_present(&["ip", "iptables"]) || !nix::unistd::Uid::effective().is_root() {
+        eprintln!("SKIP: needs root, ip and iptables");
+        return None;
+    }
+    let ns = Netns::new(tag);
+    let out = ns.run(&[
+        "iptables",
+        "-t",
+        "nat",
+        "-A",
+        "POSTROUTING",
+        "-s",
+        "127.0.0.10",
+        "-p",
+        "udp",
+        "-j",
+        "SNAT",
+        "--to-source",
+        "127.0.0.20:41000-41999",
+    ]);
+    assert!(out.status.success(), "iptables: {out:?}");
+    ns.enter_thread();
+    Some(ns)
+}
+
+fn pbx_config(port: u16, nat: &str) -> String {
+    config(
+        port,
+        &format!("\toption rtp_port_min '{RTP_MIN}'\n\toption rtp_port_max '{RTP_MAX}'\n{nat}"),
+    )
+}
+
+#[test]
+fn phone_behind_nat_is_reached_and_its_media_relayed_with_rtcp() {
+    let Some(_ns) = natted_namespace("call") else {
+        return;
+    };
+    let port = free_port();
+    let pbx = Pbx::start(
+        &pbx_config(
+            port,
+            "\toption nat_keepalive_method 'options'\n\toption nat_keepalive_interval '5'\n",
+        ),
+        port,
+    );
+    let phone = sock("127.0.0.10:0");
+    let ok = register_behind_nat(&phone, port);
+    assert!(ok.starts_with("SIP/2.0 200 "), "{ok}");
+    // The binding is fixed: the phone is reached at its public address.
+    let state = pbx.state();
+    let reg = &state["besip-pbx:pbx"]["registrations"]["registration"][0];
+    let source = reg["source"].as_str().expect("source");
+    assert!(source.starts_with("udp:127.0.0.20:41"), "{reg}");
+    assert_eq!(nat_state(&pbx)["nated-registrations"], 1);
+
+    let mut seen = Vec::new();
+    let caller = sock("127.0.0.1:0");
+    let caller_rtp = sock("127.0.0.1:0");
+    let caller_rtcp = sock("127.0.0.1:0");
+    let (c_rtp, c_rtcp) = (
+        caller_rtp.local_addr().unwrap().port(),
+        caller_rtcp.local_addr().unwrap().port(),
+    );
+    let offer = sdp("127.0.0.1", c_rtp, Some(c_rtcp), "");
+    caller
+        .send_to(
+            invite("natcall1", &caller, &offer).as_bytes(),
+            ("127.0.0.1", port),
+        )
+        .expect("send");
+    let (inv, from) = next_sip(&phone, "INVITE ", &mut seen);
+    assert_eq!(from.port(), port, "the INVITE came from the PBX");
+    assert!(
+        inv.starts_with("INVITE sip:100@192.168.1.10:5060 "),
+        "{inv}"
+    );
+    let relay_b = sdp_port(&inv);
+    assert!((RTP_MIN..=RTP_MAX).contains(&relay_b), "{inv}");
+    assert!(inv.contains("c=IN IP4 127.0.0.1\r\n"), "{inv}");
+    assert!(
+        inv.contains(&format!("a=rtcp:{} IN IP4 127.0.0.1", relay_b + 1)),
+        "{inv}"
+    );
+
+    // The phone answers with its private media address.
+    let phone_rtp = sock("127.0.0.10:0");
+    let phone_rtcp = sock("127.0.0.10:0");
+    let body = sdp("192.168.1.10", 4000, Some(4001), "");
+    phone
+        .send_to(
+            answer(&inv, "200 OK", &body).as_bytes(),
+            ("127.0.0.1", port),
+        )
+        .expect("send");
+    let (ok, _) = next_sip(&caller, "SIP/2.0 200", &mut seen);
+    let relay_a = sdp_port(&ok);
+    assert!(
+        (RTP_MIN..=RTP_MAX).contains(&relay_a) && relay_a != relay_b,
+        "{ok}"
+    );
+    assert!(
+        ok.contains(&format!("a=rtcp:{} IN IP4 127.0.0.1", relay_a + 1)),
+        "{ok}"
+    );
+    let contact = header(&ok, "Contact")[0].to_owned();
+    assert!(contact.contains(";alias=127.0.0.20~41"), "{contact}");
+
+    // ACK by the dialog's route reaches the phone at its public address.
+    let uri = contact.trim_start_matches('<').split('>').next().unwrap();
+    let rr = header(&ok, "Record-Route")[0].to_owned();
+    let to = header(&ok, "To")[0].to_owned();
+    let me = caller.local_addr().unwrap();
+    let ack = format!("ACK {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKnatack;rport\r\nRoute: {rr}\r\nFrom: <sip:alice@outside.test>;tag=natcall1a\r\nTo: {to}\r\nCall-ID: natcall1\r\nCSeq: 1 ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n");
+    caller
+        .send_to(ack.as_bytes(), ("127.0.0.1", port))
+        .expect("send");
+    let (got, _) = next_sip(&phone, "ACK ", &mut seen);
+    assert!(got.starts_with("ACK sip:100@192.168.1.10:5060 "), "{got}");
+    assert!(!got.contains("alias="), "{got}");
+
+    // Media: the phone speaks first (its NAT mapping is learnt), then both ways.
+    let mut buf = [0u8; 512];
+    for seq in [1u16, 2, 4] {
+        phone_rtp
+            .send_to(&rtp(seq), ("127.0.0.1", relay_b))
+            .expect("send");
+        let (n, src) = caller_rtp
+            .recv_from(&mut buf)
+            .expect("phone's RTP reached the caller");
+        assert_eq!((n, src.port()), (172, relay_a));
+    }
+    caller_rtp
+        .send_to(&rtp(1), ("127.0.0.1", relay_a))
+        .expect("send");
+    let (n, src) = phone_rtp
+        .recv_from(&mut buf)
+        .expect("caller's RTP reached the phone");
+    assert_eq!((n, src.port()), (172, relay_b));
+    // RTCP beside RTP.
+    let rtcp = [0x80u8, 200, 0, 6, 0, 0, 0, 7];
+    phone_rtcp
+        .send_to(&rtcp, ("127.0.0.1", relay_b + 1))
+        .expect("send");
+    let (n, src) = caller_rtcp
+        .recv_from(&mut buf)
+        .expect("RTCP reached the caller");
+    assert_eq!((n, src.port()), (8, relay_a + 1));
+    caller_rtcp
+        .send_to(&rtcp, ("127.0.0.1", relay_a + 1))
+        .expect("send");
+    let (n, _) = phone_rtcp
+        .recv_from(&mut buf)
+        .expect("RTCP reached the phone");
+    assert_eq!(n, 8);
+
+    // A stranger spraying the relay ports is neither relayed nor answered.
+    let stranger = sock("127.0.0.3:0");
+    for p in [relay_a, relay_b, relay_a + 1, relay_b + 1] {
+        for seq in 0..5u16 {
+            stranger
+                .send_to(&rtp(100 + seq), ("127.0.0.1", p))
+                .expect("send");
+        }
+    }
+    assert!(
+        stranger.recv_from(&mut buf).is_err(),
+        "the stranger was answered"
+    );
+    assert!(
+        caller_rtp.recv_from(&mut buf).is_err(),
+        "stranger's RTP relayed to the caller"
+    );
+    assert!(
+        phone_rtp.recv_from(&mut buf).is_err(),
+        "stranger's RTP relayed to the phone"
+    );
+
+    // nat-state shows the call's relay.
+    let ns = nat_state(&pbx);
+    let relay = ns["relay"]
+        .as_array()
+        .and_then(|a| a.iter().find(|r| r["call-id"] == "natcall1"))
+        .unwrap_or_else(|| panic!("no relay in {ns}"))
+        .clone();
+    assert_eq!(relay["caller-rtp-port"], relay_a);
+    assert_eq!(relay["callee-rtp-port"], relay_b);
+    assert_eq!(relay["caller-rtcp-port"], relay_a + 1);
+    assert_eq!(relay["nated"], true);
+    assert_eq!(relay["rtcp-mux"], false);
+    assert_eq!(relay["caller-latched"], format!("127.0.0.1:{c_rtp}"));
+    assert!(
+        relay["callee-latched"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("127.0.0.20:41"),
+        "{relay}"
+    );
+    assert_eq!(relay["packets-relayed"], "6");
+    assert_eq!(relay["packets-lost"], "1");
+    assert_eq!(relay["packets-dropped"], "20");
+    assert!(pbx.counter("rtp-dropped") >= 20);
+    assert_state_valid(&pbx, &pbx.state());
+
+    // Keepalives reach the NATed phone at its public address, every 5 s.
+    let deadline = Instant::now() + Duration::from_secs(12);
+    let mut keepalives = seen
+        .iter()
+        .filter(|m| m.starts_with("OPTIONS ") && m.contains("besip-nat-keepalive"))
+        .count();
+    while keepalives < 2 && Instant::now() < deadline {
+        if let Ok((n, _)) = phone.recv_from(&mut buf) {
+            let m = String::from_utf8_lossy(&buf[..n]);
+            if m.starts_with("OPTIONS sip:100@192.168.1.10:5060 ") {
+                keepalives += 1;
+            }
+        }
+    }
+    assert!(keepalives >= 2, "keepalives seen: {keepalives}");
+    assert!(
+        nat_state(&pbx)["keepalives-sent"]
+            .as_str()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+            >= 2
+    );
+
+    // BYE closes the relay.
+    let bye = format!("BYE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKnatbye;rport\r\nRoute: {rr}\r\nFrom: <sip:alice@outside.test>;tag=natcall1a\r\nTo: {to}\r\nCall-ID: natcall1\r\nCSeq: 2 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n");
+    caller
+        .send_to(bye.as_bytes(), ("127.0.0.1", port))
+        .expect("send");
+    let (got, _) = next_sip(&phone, "BYE ", &mut seen);
+    phone
+        .send_to(answer(&got, "200 OK", "").as_bytes(), ("127.0.0.1", port))
+        .expect("send");
+    assert_eq!(nat_state(&pbx)["relays-open"], 0);
+    caller_rtp
+        .send_to(&rtp(9), ("127.0.0.1", relay_a))
+        .expect("send");
+    assert!(phone_rtp.recv_from(&mut buf).is_err(), "relayed after BYE");
+}
