@@ -64,9 +64,14 @@ fn sdp(ip: &str, port: u16, rtcp: Option<u16>, extra: &str) -> String {
 
 /// REGISTER of 100 from a phone that believes it is 192.168.1.10:5060.
 fn register_behind_nat(phone: &UdpSocket, pbx_port: u16) -> String {
+    register_as(phone, pbx_port, "192.168.1.10:5060")
+}
+
+/// REGISTER of 100 naming `me` in Via and Contact.
+fn register_as(phone: &UdpSocket, pbx_port: u16, me: &str) -> String {
     let request = |cseq: u32, auth: &str| {
         format!(
-            "REGISTER sip:besip.test SIP/2.0\r\nVia: SIP/2.0/UDP 192.168.1.10:5060;branch=z9hG4bKnatreg{cseq};rport\r\nFrom: <sip:100@besip.test>;tag=nr\r\nTo: <sip:100@besip.test>\r\nCall-ID: natreg@192.168.1.10\r\nCSeq: {cseq} REGISTER\r\nContact: <sip:100@192.168.1.10:5060>\r\nExpires: 300\r\n{auth}Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+            "REGISTER sip:besip.test SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKnatreg{cseq};rport\r\nFrom: <sip:100@besip.test>;tag=nr\r\nTo: <sip:100@besip.test>\r\nCall-ID: natreg@{me}\r\nCSeq: {cseq} REGISTER\r\nContact: <sip:100@{me}>\r\nExpires: 300\r\n{auth}Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
         )
     };
     let mut seen = Vec::new();
@@ -386,4 +391,302 @@ fn phone_behind_nat_is_reached_and_its_media_relayed_with_rtcp() {
         .send_to(&rtp(9), ("127.0.0.1", relay_a))
         .expect("send");
     assert!(phone_rtp.recv_from(&mut buf).is_err(), "relayed after BYE");
+}
+
+/// A request of the caller inside dialog `call` (by its route), with SDP when `body` is not empty.
+fn in_dialog(method: &str, cseq: u32, dialog: &Dialog, body: &str) -> String {
+    let ct = if body.is_empty() {
+        String::new()
+    } else {
+        "Content-Type: application/sdp\r\n".into()
+    };
+    format!(
+        "{method} {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK{call}{method}{cseq};rport\r\nRoute: {rr}\r\nFrom: <sip:alice@outside.test>;tag={call}a\r\nTo: {to}\r\nCall-ID: {call}\r\nCSeq: {cseq} {method}\r\nContact: <sip:alice@{me}>\r\nMax-Forwards: 70\r\n{ct}Content-Length: {}\r\n\r\n{body}",
+        body.len(),
+        uri = dialog.uri,
+        me = dialog.me,
+        rr = dialog.rr,
+        to = dialog.to,
+        call = dialog.call,
+    )
+}
+
+/// What the caller keeps of a dialog from the 200.
+struct Dialog {
+    call: String,
+    uri: String,
+    rr: String,
+    to: String,
+    me: SocketAddr,
+}
+
+fn dialog_of(call: &str, ok: &str, caller: &UdpSocket) -> Dialog {
+    let contact = header(ok, "Contact")[0];
+    Dialog {
+        call: call.into(),
+        uri: contact
+            .trim_start_matches('<')
+            .split('>')
+            .next()
+            .unwrap()
+            .to_owned(),
+        rr: header(ok, "Record-Route")[0].to_owned(),
+        to: header(ok, "To")[0].to_owned(),
+        me: caller.local_addr().unwrap(),
+    }
+}
+
+fn relay_of(pbx: &Pbx, call: &str) -> serde_json::Value {
+    let ns = nat_state(pbx);
+    ns["relay"]
+        .as_array()
+        .and_then(|a| a.iter().find(|r| r["call-id"] == call))
+        .unwrap_or_else(|| panic!("no relay of {call} in {ns}"))
+        .clone()
+}
+
+#[test]
+fn late_offer_hold_rtcp_mux_and_crlf_keepalives() {
+    let Some(_ns) = natted_namespace("late") else {
+        return;
+    };
+    let port = free_port();
+    let pbx = Pbx::start(
+        &pbx_config(
+            port,
+            "\toption nat_keepalive_method 'crlf'\n\toption nat_keepalive_interval '5'\n",
+        ),
+        port,
+    );
+    let phone = sock("127.0.0.10:0");
+    assert!(register_behind_nat(&phone, port).starts_with("SIP/2.0 200 "));
+    let mut seen = Vec::new();
+    let caller = sock("127.0.0.1:0");
+    let caller_rtp = sock("127.0.0.1:0");
+    let phone_rtp = sock("127.0.0.10:0");
+    let c_rtp = caller_rtp.local_addr().unwrap().port();
+
+    // Late offer: no SDP in the INVITE; the offer in the 200, the answer in the ACK.
+    caller
+        .send_to(
+            invite("natlate", &caller, "").as_bytes(),
+            ("127.0.0.1", port),
+        )
+        .expect("send");
+    let (inv, _) = next_sip(&phone, "INVITE ", &mut seen);
+    assert!(!inv.contains("m=audio"), "{inv}");
+    let offer = sdp("192.168.1.10", 4000, None, "");
+    phone
+        .send_to(
+            answer(&inv, "200 OK", &offer).as_bytes(),
+            ("127.0.0.1", port),
+        )
+        .expect("send");
+    let (ok, _) = next_sip(&caller, "SIP/2.0 200", &mut seen);
+    let relay_a = sdp_port(&ok);
+    assert!((RTP_MIN..=RTP_MAX).contains(&relay_a), "{ok}");
+    assert!(ok.contains("c=IN IP4 127.0.0.1\r\n"), "{ok}");
+    let d = dialog_of("natlate", &ok, &caller);
+    let ack = in_dialog("ACK", 1, &d, &sdp("127.0.0.1", c_rtp, None, ""));
+    caller
+        .send_to(ack.as_bytes(), ("127.0.0.1", port))
+        .expect("send");
+    let (ack, _) = next_sip(&phone, "ACK ", &mut seen);
+    let relay_b = sdp_port(&ack);
+    assert!(
+        (RTP_MIN..=RTP_MAX).contains(&relay_b) && relay_b != relay_a,
+        "{ack}"
+    );
+    let mut buf = [0u8; 512];
+    phone_rtp
+        .send_to(&rtp(1), ("127.0.0.1", relay_b))
+        .expect("send");
+    caller_rtp.recv_from(&mut buf).expect("phone's RTP relayed");
+    caller_rtp
+        .send_to(&rtp(1), ("127.0.0.1", relay_a))
+        .expect("send");
+    phone_rtp.recv_from(&mut buf).expect("caller's RTP relayed");
+
+    // Hold and back by re-INVITE: the relay stays, the state says so.
+    for (cseq, dir, held) in [(2, "a=sendonly\r\n", true), (3, "a=sendrecv\r\n", false)] {
+        let reinvite = in_dialog("INVITE", cseq, &d, &sdp("127.0.0.1", c_rtp, None, dir));
+        caller
+            .send_to(reinvite.as_bytes(), ("127.0.0.1", port))
+            .expect("send");
+        let (got, _) = next_sip(&phone, "INVITE ", &mut seen);
+        assert_eq!(sdp_port(&got), relay_b, "{got}");
+        assert!(got.contains(dir), "{got}");
+        let back = if held {
+            "a=recvonly\r\n"
+        } else {
+            "a=sendrecv\r\n"
+        };
+        phone
+            .send_to(
+                answer(&got, "200 OK", &sdp("192.168.1.10", 4000, None, back)).as_bytes(),
+                ("127.0.0.1", port),
+            )
+            .expect("send");
+        let (ok, _) = next_sip(&caller, "SIP/2.0 200", &mut seen);
+        assert_eq!(sdp_port(&ok), relay_a, "{ok}");
+        caller
+            .send_to(
+                in_dialog("ACK", cseq, &d, "").as_bytes(),
+                ("127.0.0.1", port),
+            )
+            .expect("send");
+        assert_eq!(relay_of(&pbx, "natlate")["on-hold"], held);
+    }
+    caller_rtp
+        .send_to(&rtp(2), ("127.0.0.1", relay_a))
+        .expect("send");
+    phone_rtp.recv_from(&mut buf).expect("media after the hold");
+
+    // A second call with rtcp-mux: no RTCP ports, RTCP on the RTP port.
+    let caller2 = sock("127.0.0.1:0");
+    let mux = sdp("127.0.0.1", c_rtp, None, "a=rtcp-mux\r\n");
+    caller2
+        .send_to(
+            invite("natmux", &caller2, &mux).as_bytes(),
+            ("127.0.0.1", port),
+        )
+        .expect("send");
+    let (inv, _) = next_sip(&phone, "INVITE ", &mut seen);
+    assert!(
+        inv.contains("a=rtcp-mux") && !inv.contains("a=rtcp:"),
+        "{inv}"
+    );
+    let r = relay_of(&pbx, "natmux");
+    assert_eq!(r["rtcp-mux"], true);
+    assert!(r.get("caller-rtcp-port").is_none(), "{r}");
+    assert_state_valid(&pbx, &pbx.state());
+
+    // CRLF keepalives reach the phone every 5 s.
+    let deadline = Instant::now() + Duration::from_secs(12);
+    let mut crlf = seen.iter().filter(|m| m.as_str() == "\r\n\r\n").count();
+    while crlf < 2 && Instant::now() < deadline {
+        if let Ok((n, _)) = phone.recv_from(&mut buf) {
+            crlf += usize::from(&buf[..n] == b"\r\n\r\n");
+        }
+    }
+    assert!(crlf >= 2, "CRLF keepalives seen: {crlf}");
+}
+
+#[test]
+fn policies_bounds_and_bad_input() {
+    // Plain loopback: "NATed" is told from a Via that is not the source.
+    let port = free_port();
+    let pbx = Pbx::start(
+        &pbx_config(port, "\toption nat_media_relay 'always'\n"),
+        port,
+    );
+    let phone = sock("127.0.0.1:0");
+    let me = phone.local_addr().unwrap().to_string();
+    assert!(register_as(&phone, port, &me).starts_with("SIP/2.0 200 "));
+    assert_eq!(nat_state(&pbx)["nated-registrations"], 0);
+    let mut seen = Vec::new();
+    let caller = sock("127.0.0.1:0");
+    let mut buf = [0u8; 2048];
+
+    // Malformed SDP: a clear 488, nothing opened, nothing forwarded.
+    let bad = "v=0\r\nc=IN IP4 nowhere\r\nm=audio x RTP/AVP 0\r\n";
+    caller
+        .send_to(
+            invite("natbad", &caller, bad).as_bytes(),
+            ("127.0.0.1", port),
+        )
+        .expect("send");
+    let (r, _) = next_sip(&caller, "SIP/2.0 488", &mut seen);
+    assert!(r.contains("Malformed SDP"), "{r}");
+    assert_eq!(nat_state(&pbx)["relays-open"], 0);
+    assert!(
+        phone.recv_from(&mut buf).is_err(),
+        "the phone got the bad INVITE"
+    );
+
+    // always: a call between phones not behind a NAT is anchored too.
+    let offer = sdp("127.0.0.1", 4000, None, "");
+    caller
+        .send_to(
+            invite("natalways", &caller, &offer).as_bytes(),
+            ("127.0.0.1", port),
+        )
+        .expect("send");
+    let (inv, _) = next_sip(&phone, "INVITE ", &mut seen);
+    assert!((RTP_MIN..=RTP_MAX).contains(&sdp_port(&inv)), "{inv}");
+    assert_eq!(relay_of(&pbx, "natalways")["nated"], false);
+
+    // A flood of INVITEs cannot open more relays than the range holds (4).
+    let mut refused = 0;
+    for i in 0..8 {
+        let c = sock("127.0.0.1:0");
+        c.send_to(
+            invite(&format!("natflood{i}"), &c, &offer).as_bytes(),
+            ("127.0.0.1", port),
+        )
+        .expect("send");
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            let Ok((n, _)) = c.recv_from(&mut buf) else {
+                continue;
+            };
+            let m = String::from_utf8_lossy(&buf[..n]);
+            if m.starts_with("SIP/2.0 503") {
+                assert!(m.contains("Media Relay Full"), "{m}");
+                refused += 1;
+                break;
+            }
+            if m.starts_with("SIP/2.0 100") {
+                // Forwarded: the phone rings (it never answers).
+                continue;
+            }
+        }
+    }
+    assert_eq!(
+        refused, 5,
+        "one call up and three flooded ones fill the four relays"
+    );
+    let ns = nat_state(&pbx);
+    assert_eq!(ns["relays-open"], 4, "{ns}");
+    assert_eq!(ns["relays-refused"], "5", "{ns}");
+    assert!(options_answered(port), "the daemon stopped answering");
+
+    // A forged REGISTER (no credentials, Via and Contact of a stranger) changes no binding.
+    let stranger = sock("127.0.0.3:0");
+    let forged = "REGISTER sip:besip.test SIP/2.0\r\nVia: SIP/2.0/UDP 192.168.1.66:5060;branch=z9hG4bKforged;rport\r\nFrom: <sip:100@besip.test>;tag=f\r\nTo: <sip:100@besip.test>\r\nCall-ID: forged@x\r\nCSeq: 1 REGISTER\r\nContact: <sip:100@127.0.0.3:5060>\r\nExpires: 300\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
+    stranger
+        .send_to(forged.as_bytes(), ("127.0.0.1", port))
+        .expect("send");
+    let (r, _) = next_sip(&stranger, "SIP/2.0 ", &mut seen);
+    assert!(r.starts_with("SIP/2.0 401 "), "{r}");
+    let regs = pbx.registrations();
+    assert_eq!(regs.len(), 1, "{regs:?}");
+    assert!(regs[0].1.contains(&me), "{regs:?}");
+    assert_eq!(nat_state(&pbx)["nated-registrations"], 0);
+    assert_state_valid(&pbx, &pbx.state());
+}
+
+#[test]
+fn policy_never_leaves_sdp_alone() {
+    let port = free_port();
+    let pbx = Pbx::start(
+        &pbx_config(port, "\toption nat_media_relay 'never'\n"),
+        port,
+    );
+    let phone = sock("127.0.0.1:0");
+    // A NATed-looking phone (its Via names another address than the source).
+    assert!(register_behind_nat(&phone, port).starts_with("SIP/2.0 200 "));
+    assert_eq!(nat_state(&pbx)["nated-registrations"], 1);
+    let mut seen = Vec::new();
+    let caller = sock("127.0.0.1:0");
+    let offer = sdp("127.0.0.1", 4000, None, "");
+    caller
+        .send_to(
+            invite("natnever", &caller, &offer).as_bytes(),
+            ("127.0.0.1", port),
+        )
+        .expect("send");
+    let (inv, _) = next_sip(&phone, "INVITE ", &mut seen);
+    assert_eq!(sdp_port(&inv), 4000, "{inv}");
+    assert_eq!(nat_state(&pbx)["relays-open"], 0);
 }
