@@ -133,10 +133,7 @@ pub fn on_request(
     }
     let nated = detect::is_nated(msg, source, transport);
     let initial = param(msg.header("To").unwrap_or(""), "tag").is_none();
-    let parsed = match detect::sdp_of(msg) {
-        Some(body) => Some((sdp::parse(body), body.to_owned())),
-        None => None,
-    };
+    let parsed = detect::sdp_of(msg).map(|body| (sdp::parse(body), body.to_owned()));
     let np = engine.nat_proxy();
     let mut relays = np.relays.lock();
     let cfg = engine.config();
