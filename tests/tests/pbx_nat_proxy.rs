@@ -690,3 +690,100 @@ fn policy_never_leaves_sdp_alone() {
     assert_eq!(sdp_port(&inv), 4000, "{inv}");
     assert_eq!(nat_state(&pbx)["relays-open"], 0);
 }
+
+/// Polls nat-state until `relays-open` is `want` (at most `secs` seconds).
+fn wait_relays_open(pbx: &Pbx, want: u64, secs: u64) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let ns = nat_state(pbx);
+        if ns["relays-open"] == want || Instant::now() > deadline {
+            return ns;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn cancel_and_media_timeout_close_relays_but_hold_is_exempt() {
+    let port = free_port();
+    let pbx = Pbx::start(
+        &pbx_config(
+            port,
+            "\toption nat_media_relay 'always'\n\toption nat_media_timeout '2'\n",
+        ),
+        port,
+    );
+    let phone = sock("127.0.0.1:0");
+    let me = phone.local_addr().unwrap().to_string();
+    assert!(register_as(&phone, port, &me).starts_with("SIP/2.0 200 "));
+    let mut seen = Vec::new();
+
+    // CANCEL of a ringing call: the 487 closes its relay.
+    let caller = sock("127.0.0.1:0");
+    let offer = sdp("127.0.0.1", 4000, None, "");
+    let inv_text = invite("natcancel", &caller, &offer);
+    caller
+        .send_to(inv_text.as_bytes(), ("127.0.0.1", port))
+        .expect("send");
+    let (inv, _) = next_sip(&phone, "INVITE ", &mut seen);
+    phone
+        .send_to(
+            answer(&inv, "180 Ringing", "").as_bytes(),
+            ("127.0.0.1", port),
+        )
+        .expect("send");
+    next_sip(&caller, "SIP/2.0 180", &mut seen);
+    assert_eq!(nat_state(&pbx)["relays-open"], 1);
+    let cancel = inv_text
+        .replacen("INVITE sip:", "CANCEL sip:", 1)
+        .replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL");
+    let cancel = format!("{}\r\n\r\n", cancel.split("\r\n\r\n").next().unwrap())
+        .replace("Content-Type: application/sdp\r\n", "")
+        .replace(
+            &format!("Content-Length: {}", offer.len()),
+            "Content-Length: 0",
+        );
+    caller
+        .send_to(cancel.as_bytes(), ("127.0.0.1", port))
+        .expect("send");
+    let (c, _) = next_sip(&phone, "CANCEL ", &mut seen);
+    phone
+        .send_to(answer(&c, "200 OK", "").as_bytes(), ("127.0.0.1", port))
+        .expect("send");
+    phone
+        .send_to(
+            answer(&inv, "487 Request Terminated", "").as_bytes(),
+            ("127.0.0.1", port),
+        )
+        .expect("send");
+    next_sip(&caller, "SIP/2.0 487", &mut seen);
+    let ns = wait_relays_open(&pbx, 0, 2);
+    assert_eq!(ns["relays-open"], 0, "{ns}");
+
+    // Two answered calls without media, one of them on hold: only the
+    // silent active one is closed by the media timeout.
+    for (call, extra) in [("natdead", ""), ("natheld", "a=sendonly\r\n")] {
+        let c = sock("127.0.0.1:0");
+        let offer = sdp("127.0.0.1", 4000, None, extra);
+        c.send_to(invite(call, &c, &offer).as_bytes(), ("127.0.0.1", port))
+            .expect("send");
+        let (inv, _) = next_sip(&phone, "INVITE ", &mut seen);
+        let back = if extra.is_empty() {
+            ""
+        } else {
+            "a=recvonly\r\n"
+        };
+        phone
+            .send_to(
+                answer(&inv, "200 OK", &sdp("127.0.0.1", 4002, None, back)).as_bytes(),
+                ("127.0.0.1", port),
+            )
+            .expect("send");
+        next_sip(&c, "SIP/2.0 200", &mut seen);
+    }
+    assert_eq!(nat_state(&pbx)["relays-open"], 2);
+    let ns = wait_relays_open(&pbx, 1, 6);
+    assert_eq!(ns["relays-open"], 1, "{ns}");
+    assert_eq!(ns["media-timeouts"], "1", "{ns}");
+    assert_eq!(relay_of(&pbx, "natheld")["on-hold"], true);
+}
