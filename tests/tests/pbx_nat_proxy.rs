@@ -257,6 +257,16 @@ fn phone_behind_nat_is_reached_and_its_media_relayed_with_rtcp() {
     );
     let contact = header(&ok, "Contact")[0].to_owned();
     assert!(contact.contains(";alias=127.0.0.20~41"), "{contact}");
+    // A retransmitted 200 names the relay as the first did.
+    std::thread::sleep(Duration::from_millis(200));
+    phone
+        .send_to(
+            answer(&inv, "200 OK", &body).as_bytes(),
+            ("127.0.0.1", port),
+        )
+        .expect("send");
+    let (again, _) = next_sip(&caller, "SIP/2.0 200", &mut seen);
+    assert_eq!(sdp_port(&again), relay_a, "{again}");
 
     // ACK by the dialog's route reaches the phone at its public address.
     let uri = contact.trim_start_matches('<').split('>').next().unwrap();

@@ -43,6 +43,9 @@ impl Hooks for Features {
                 engine.send(t, d, b);
                 return true;
             }
+            if nat_proxy::relay_late_2xx(engine, msg) {
+                return true;
+            }
         }
         trunk_registration::on_response(engine, msg)
     }
@@ -74,6 +77,8 @@ impl Hooks for Features {
                 b2bua::refuse_stray_answer(engine, &req, resp, dest, t);
                 Late2xx::Handled
             }
+            // A retransmitted 2xx of an anchored call: its SDP names the relay too.
+            (None, _) if nat_proxy::relay_late_2xx(engine, resp) => Late2xx::Handled,
             (None, _) => Late2xx::Relay,
         }
     }

@@ -27,7 +27,7 @@ use crate::call::Target;
 use crate::config::nat::MediaRelay;
 use crate::config::{Mode, Transport};
 use crate::features::state::Engine;
-use crate::sip::{addr_uri, param, Message, Uri};
+use crate::sip::{addr_uri, param, Message, Uri, Via};
 
 pub use state::state_json;
 
@@ -266,6 +266,34 @@ pub fn on_response(
         contact::add_alias(&mut up, from, transport);
     }
     Some(up)
+}
+
+/// A 2xx retransmitted by the callee after its transaction ended, of a
+/// call with a relay: sent on to the next Via with its SDP anchored as the
+/// first was. False when there is no such call (relayed as it is).
+pub fn relay_late_2xx(engine: &Engine, resp: &Message) -> bool {
+    let from = match engine.nat_proxy().relays.lock().map.get(resp.call_id()) {
+        Some(call) => call.callee,
+        None => return false,
+    };
+    let Some(top) = resp.top_via() else {
+        return false;
+    };
+    if !engine.is_local(&top.host, top.port) {
+        return false;
+    }
+    let Some(up) = from.and_then(|from| on_response(engine, resp, from, Transport::Udp)) else {
+        return false;
+    };
+    let Some(next) = up.first_value("Via").and_then(Via::parse) else {
+        return false;
+    };
+    let Some(dest) = next.response_target() else {
+        return false;
+    };
+    let transport = Transport::from_name(&next.transport).unwrap_or(Transport::Udp);
+    engine.send(transport, dest, up.to_bytes());
+    true
 }
 
 fn upstream(resp: &Message) -> Message {
