@@ -131,6 +131,15 @@ impl CallMedia {
         sdp::rewrite(body, ip, rtp_port, rtcp_port)
     }
 
+    /// The signalling address of the party that receives what the caller
+    /// (`from_caller`) or the callee sends; None while the callee is unknown.
+    pub fn other_side(&self, from_caller: bool) -> Option<SocketAddr> {
+        match from_caller {
+            true => self.callee,
+            false => Some(self.caller),
+        }
+    }
+
     /// Packets relayed, RTP and RTCP.
     pub fn relayed(&self) -> u64 {
         self.rtp.relayed() + self.rtcp.as_ref().map_or(0, Relay::relayed)

@@ -52,6 +52,25 @@ fn from_tag(msg: &Message) -> &str {
     param(msg.header("From").unwrap_or(""), "tag").unwrap_or("")
 }
 
+/// SDP `body` of `media` from the caller (`from_caller`) or the callee,
+/// signalling from `sender`, anchored on `call`'s relay for the party at
+/// `to`; None when `to` is not known yet (the body goes unchanged).
+fn anchored(
+    engine: &Engine,
+    call: &mut media::CallMedia,
+    from_caller: bool,
+    sender: SocketAddr,
+    media: &sdp::Media,
+    body: &str,
+    to: Option<SocketAddr>,
+) -> Option<Vec<u8>> {
+    let ip = relay_ip(engine, to?)?;
+    Some(
+        call.anchor(from_caller, sender.ip(), media, body, ip)
+            .into_bytes(),
+    )
+}
+
 /// The address to name to `peer` for media on the relay.
 fn relay_ip(engine: &Engine, peer: SocketAddr) -> Option<IpAddr> {
     crate::features::nat::relay_address_for(&engine.config(), peer)
@@ -173,15 +192,12 @@ pub fn on_request(
         let from_caller = from_tag(msg) == call.caller_tag;
         if let Some((media, body)) = parsed {
             let media = media.map_err(|e| (488, malformed_reason(&e)))?;
-            let to = if from_caller {
-                targets.first().map(|t| t.dest).or(call.callee)
-            } else {
-                Some(call.caller)
+            let to = match from_caller {
+                true => targets.first().map(|t| t.dest).or(call.callee),
+                false => Some(call.caller),
             };
-            if let Some(ip) = to.and_then(|to| relay_ip(engine, to)) {
-                msg.body = call
-                    .anchor(from_caller, source.ip(), &media, &body, ip)
-                    .into_bytes();
+            if let Some(b) = anchored(engine, call, from_caller, source, &media, &body, to) {
+                msg.body = b;
             }
         }
     }
@@ -246,15 +262,9 @@ pub fn on_response(
         if let Some(body) = detect::sdp_of(resp) {
             match sdp::parse(body) {
                 Ok(media) => {
-                    let to = if from_caller {
-                        call.callee
-                    } else {
-                        Some(call.caller)
-                    };
-                    if let Some(ip) = to.and_then(|to| relay_ip(engine, to)) {
-                        up.body = call
-                            .anchor(from_caller, from.ip(), &media, body, ip)
-                            .into_bytes();
+                    let to = call.other_side(from_caller);
+                    if let Some(b) = anchored(engine, call, from_caller, from, &media, body, to) {
+                        up.body = b;
                     }
                 }
                 Err(e) => tracing::info!(call_id, error = e.0, "SDP of a response not anchored"),
@@ -321,15 +331,9 @@ pub fn on_ack(engine: &Engine, msg: &mut Message, source: SocketAddr) -> bool {
         return true;
     };
     let from_caller = from_tag(msg) == call.caller_tag;
-    let to = if from_caller {
-        call.callee
-    } else {
-        Some(call.caller)
-    };
-    if let Some(ip) = to.and_then(|to| relay_ip(engine, to)) {
-        msg.body = call
-            .anchor(from_caller, source.ip(), &media, &body, ip)
-            .into_bytes();
+    let to = call.other_side(from_caller);
+    if let Some(b) = anchored(engine, call, from_caller, source, &media, &body, to) {
+        msg.body = b;
     }
     true
 }
