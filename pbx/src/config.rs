@@ -16,6 +16,7 @@ use snafu::{ResultExt, Snafu};
 pub mod accounting;
 pub mod dispatcher;
 pub mod dns;
+pub mod nat;
 pub mod outbound;
 pub mod tcp;
 pub mod tls;
@@ -186,6 +187,8 @@ pub struct Config {
     pub stun: Option<StunSettings>,
     /// /pbx/dns
     pub dns: dns::Settings,
+    /// /pbx/nat: keepalives and media relay of the proxy.
+    pub nat: nat::ProxySettings,
 }
 
 /// /pbx/stun of an enabled STUN server.
@@ -433,6 +436,7 @@ impl Config {
             rtp_port_min: pbx.rtp.port_min,
             rtp_port_max: pbx.rtp.port_max,
             dns: dns::Settings::from_model(&pbx.dns),
+            nat: nat::ProxySettings::from_model(&pbx.nat),
         })
     }
 

@@ -10,7 +10,7 @@ use crate::call::{BranchInfo, Hooks, Late2xx, Outgoing};
 use crate::config::{Mode, Transport};
 use crate::features::accounting::{self, Meta};
 use crate::features::state::{Call, Engine, Features};
-use crate::features::{b2bua, routing, trunk_auth, trunk_registration};
+use crate::features::{b2bua, nat_proxy, routing, trunk_auth, trunk_registration};
 use crate::sip::{param, Message};
 use crate::transaction::ClientTx;
 
@@ -34,10 +34,16 @@ impl Hooks for Features {
     }
 
     fn on_unmatched_response(engine: &Arc<Engine>, msg: &Message) -> bool {
+        if nat_proxy::absorbs(msg) {
+            return true; // the answer to a keepalive
+        }
         if (200..300).contains(&msg.status().unwrap_or(0)) {
             // A 2xx retransmitted after its transaction ended: B2BUA re-ACKs.
             if let Some((t, d, b)) = b2bua::ack_again(engine, msg.call_id()) {
                 engine.send(t, d, b);
+                return true;
+            }
+            if nat_proxy::relay_late_2xx(engine, msg) {
                 return true;
             }
         }
@@ -51,7 +57,8 @@ impl Hooks for Features {
         branch: BranchInfo,
     ) -> Option<(Message, Option<Outgoing>)> {
         if engine.config().mode != Mode::B2bua {
-            return None;
+            return nat_proxy::on_response(engine, resp, branch.dest, branch.transport)
+                .map(|up| (up, None));
         }
         b2bua::translate(engine, near_req, resp, branch)
     }
@@ -70,6 +77,8 @@ impl Hooks for Features {
                 b2bua::refuse_stray_answer(engine, &req, resp, dest, t);
                 Late2xx::Handled
             }
+            // A retransmitted 2xx of an anchored call: its SDP names the relay too.
+            (None, _) if nat_proxy::relay_late_2xx(engine, resp) => Late2xx::Handled,
             (None, _) => Late2xx::Relay,
         }
     }
@@ -104,5 +113,6 @@ impl Hooks for Features {
         if tick.is_multiple_of(10) {
             engine.fraud().sweep();
         }
+        nat_proxy::every_second(engine, tick);
     }
 }

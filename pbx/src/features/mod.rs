@@ -14,6 +14,7 @@ pub mod dns;
 pub mod fraud;
 mod hooks;
 pub mod nat;
+pub mod nat_proxy;
 pub mod networks;
 pub mod outbound;
 pub mod rating;

@@ -51,7 +51,7 @@ pub fn address_for(cfg: &Config, peer: SocketAddr) -> Option<IpAddr> {
 
 /// The address to name to `peer` for media on our relay: as `address_for`,
 /// or without NAT handling our own source address towards it.
-fn relay_address_for(cfg: &Config, peer: SocketAddr) -> Option<IpAddr> {
+pub fn relay_address_for(cfg: &Config, peer: SocketAddr) -> Option<IpAddr> {
     address_for(cfg, peer).or_else(|| local_ip_towards(peer))
 }
 

@@ -88,7 +88,12 @@ pub fn route(
             }
             engine.reply(key, r);
         }
-        Decision::Response(r) => engine.reply(key, r),
+        Decision::Response(r) => {
+            if msg.method() == "REGISTER" && r.status() == Some(200) {
+                crate::features::nat_proxy::registered(engine, &msg, source, transport, local);
+            }
+            engine.reply(key, r)
+        }
         Decision::Refuse(refusal) => {
             let (code, reason) = engine.fraud().refuse(refusal, &msg, source, &origin);
             let r = response_to(&msg, code, reason, Some(&engine.new_tag()));
@@ -135,6 +140,12 @@ pub fn route(
                 },
                 false => None,
             };
+            if let Err((code, reason)) = crate::features::nat_proxy::on_request(
+                engine, &mut msg, source, transport, &targets,
+            ) {
+                let r = response_to(&msg, code, reason, Some(&engine.new_tag()));
+                return engine.reply(key, r);
+            }
             if cfg.mode == Mode::B2bua && invite {
                 crate::features::b2bua::start(engine, key, msg, targets, hash, &original_uri);
             } else {
@@ -234,6 +245,13 @@ fn decide(
                 }
                 None => Decision::Reply(502, "Bad Gateway: Route Not Resolvable", vec![]),
             };
+        }
+        // A NATed party's aliased Contact: reached where its messages came from.
+        if let Some((dest, transport, uri)) =
+            crate::features::nat_proxy::contact::alias_target(&ruri_text)
+        {
+            msg.set_uri(uri.clone());
+            return Decision::Forward(vec![Target::outside(uri, dest, transport)]);
         }
         if !to_us {
             return match uri_target(&ruri) {
@@ -492,7 +510,7 @@ fn fork(
 pub fn forward_stateless(
     engine: &Arc<Engine>,
     mut msg: Message,
-    _source: SocketAddr,
+    source: SocketAddr,
     _transport: Transport,
 ) {
     if engine.config().mode == Mode::B2bua && crate::features::b2bua::owns(engine, &msg) {
@@ -504,6 +522,17 @@ pub fn forward_stateless(
         return;
     }
     pop_own_routes(engine, &mut msg);
+    if !crate::features::nat_proxy::on_ack(engine, &mut msg, source) {
+        tracing::info!(call_id = %msg.call_id(), "malformed SDP in ACK not anchored");
+    }
+    let aliased = match msg.header("Route") {
+        None => crate::features::nat_proxy::contact::alias_target(msg.uri()),
+        Some(_) => None,
+    };
+    if let Some((dest, transport, uri)) = aliased {
+        msg.set_uri(uri);
+        return forward_ack(engine, msg, dest, transport);
+    }
     let next = match msg.header_values("Route").first() {
         Some(r) => Uri::parse(addr_uri(r)),
         None => Uri::parse(msg.uri()),
@@ -525,6 +554,11 @@ pub fn forward_stateless(
     let Some((dest, transport)) = target else {
         return;
     };
+    forward_ack(engine, msg, dest, transport);
+}
+
+/// Sends a stateless ACK on to `dest`.
+fn forward_ack(engine: &Arc<Engine>, mut msg: Message, dest: SocketAddr, transport: Transport) {
     let mf = msg
         .header("Max-Forwards")
         .and_then(|v| v.parse::<u32>().ok())

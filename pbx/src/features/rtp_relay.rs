@@ -1,7 +1,10 @@
 //! A minimal RTP relay for B2BUA calls that cross the NAT boundary: one UDP
 //! socket facing each leg, ports from /pbx/rtp, served by the epoll workers
 //! of transport::media. What arrives on the A-facing socket leaves from the
-//! B-facing one towards B, and back. RTCP is not relayed.
+//! B-facing one towards B, and back. The B2BUA relays RTP only; the proxy
+//! (features::nat_proxy) opens a second relay on the next odd ports for
+//! RTCP (`open_rtcp_beside`). Gaps in the RTP sequence numbers relayed
+//! are counted as lost.
 //!
 //! Only a side's own phone is heard and answered (no audio injection, no
 //! RTP bleed to whoever sprays the ports): packets are taken from the media
@@ -80,6 +83,13 @@ struct Inner {
     crypto: [Mutex<SideCrypto>; 2],
     relayed: AtomicU64,
     dropped: AtomicU64,
+    /// RTP packets missing from each side's sequence numbers.
+    lost: AtomicU64,
+    /// The highest RTP sequence number seen from side A, and from B.
+    seq: [Mutex<Option<u16>>; 2],
+    /// When the relay opened, and milliseconds after it of the last packet relayed.
+    born: Instant,
+    last_relayed_ms: AtomicU64,
 }
 
 /// Where one side speaks SRTP and the other not, the relay opens what the
@@ -144,6 +154,23 @@ impl Relay {
         let a = bind_even(bind, min, max, None)?;
         let a_port = a.local_addr().ok()?.port();
         let b = bind_even(bind, min, max, Some(a_port))?;
+        Relay::serve(a, b)
+    }
+
+    /// A relay on the ports just above `rtp`'s (RTCP beside RTP, RFC 3550
+    /// §11); None when either is taken or beyond the range's `max`.
+    pub fn open_rtcp_beside(rtp: &Relay, bind: IpAddr, max: u16) -> Option<Relay> {
+        let (a_port, b_port) = (rtp.a_port.checked_add(1)?, rtp.b_port.checked_add(1)?);
+        if a_port > max || b_port > max {
+            return None;
+        }
+        let a = UdpSocket::bind(SocketAddr::new(bind, a_port)).ok()?;
+        let b = UdpSocket::bind(SocketAddr::new(bind, b_port)).ok()?;
+        Relay::serve(a, b)
+    }
+
+    fn serve(a: UdpSocket, b: UdpSocket) -> Option<Relay> {
+        let a_port = a.local_addr().ok()?.port();
         let b_port = b.local_addr().ok()?.port();
         let inner = Arc::new(Inner {
             a: Mutex::default(),
@@ -151,6 +178,10 @@ impl Relay {
             crypto: Default::default(),
             relayed: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            lost: AtomicU64::new(0),
+            seq: Default::default(),
+            born: Instant::now(),
+            last_relayed_ms: AtomicU64::new(0),
         });
         let media = match media::serve(a, b, inner.clone()) {
             Ok(m) => m,
@@ -209,6 +240,24 @@ impl Relay {
     pub fn dropped(&self) -> u64 {
         self.inner.dropped.load(Ordering::Relaxed)
     }
+
+    /// RTP packets lost so far (gaps in the sequence numbers relayed).
+    pub fn lost(&self) -> u64 {
+        self.inner.lost.load(Ordering::Relaxed)
+    }
+
+    /// The address side A's (true) or B's media is taken from and sent to,
+    /// once a packet came from it.
+    pub fn latched(&self, a: bool) -> Option<SocketAddr> {
+        let peer = if a { &self.inner.a } else { &self.inner.b }.lock();
+        peer.latched.or(peer.announced.filter(|_| peer.confirmed))
+    }
+
+    /// Time since the last packet relayed (or since the relay opened).
+    pub fn idle(&self) -> Duration {
+        let last = Duration::from_millis(self.inner.last_relayed_ms.load(Ordering::Relaxed));
+        self.inner.born.elapsed().saturating_sub(last)
+    }
 }
 
 /// Packets dropped by all relays since start (/pbx/counters/rtp-dropped).
@@ -245,11 +294,41 @@ impl MediaRoute for Inner {
             return None;
         };
         self.relayed.fetch_add(1, Ordering::Relaxed);
+        let ms = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_relayed_ms.store(ms, Ordering::Relaxed);
+        self.count_loss(sender, &packet[..len]);
         Some((target, len))
     }
 }
 
+/// A forward jump of the sequence number larger than this is a restart
+/// (a new stream, a re-INVITE), not loss.
+const MAX_GAP: u16 = 3000;
+
 impl Inner {
+    /// Counts the RTP packets missing before this one from side `sender`
+    /// (late and repeated packets count nothing).
+    fn count_loss(&self, sender: usize, packet: &[u8]) {
+        if packet.len() < 12 || packet[0] >> 6 != 2 || srtp::is_rtcp(packet) {
+            return;
+        }
+        let seq = u16::from_be_bytes([packet[2], packet[3]]);
+        let mut last = self.seq[sender].lock();
+        match *last {
+            None => *last = Some(seq),
+            Some(prev) => {
+                let ahead = seq.wrapping_sub(prev);
+                if ahead == 0 || ahead >= 0x8000 {
+                    return;
+                }
+                if ahead <= MAX_GAP {
+                    self.lost.fetch_add(u64::from(ahead - 1), Ordering::Relaxed);
+                }
+                *last = Some(seq);
+            }
+        }
+    }
+
     /// Opens SRTP from side `sender` and seals it for side `receiver`, as
     /// each side's `SideCrypto` says; RTCP muxed on the port (RFC 5761) is
     /// told apart by its payload type.

@@ -25,6 +25,8 @@ pub struct Features {
     trunk_regs: Registrations,
     /// Trunk hosts that are domain names, resolved.
     dns: crate::features::dns::Names,
+    /// NAT traversal of the proxy: NATed bindings, call media relays.
+    nat_proxy: crate::features::nat_proxy::NatProxy,
 }
 
 impl Engine {
@@ -46,5 +48,9 @@ impl Engine {
 
     pub fn dns(&self) -> &crate::features::dns::Names {
         &self.features().dns
+    }
+
+    pub fn nat_proxy(&self) -> &crate::features::nat_proxy::NatProxy {
+        &self.features().nat_proxy
     }
 }

@@ -610,6 +610,28 @@ impl Transports {
         }
     }
 
+    /// Sends a UDP datagram from the served socket bound to `local` (the
+    /// one a NATed peer's mapping was opened towards); false when no served
+    /// UDP socket is bound there (nothing is sent).
+    pub fn send_udp_from(&self, local: SocketAddr, dest: SocketAddr, bytes: &[u8]) -> bool {
+        let socket = self.served.read().iter().find_map(|s| match &s.kind {
+            ServedKind::Udp { socket, .. } if s.local == local => Some(socket.clone()),
+            _ => None,
+        });
+        let Some(socket) = socket else {
+            return false;
+        };
+        let sent = socket2::SockRef::from(socket.as_ref()).send_to_with_flags(
+            bytes,
+            &dest.into(),
+            libc::MSG_DONTWAIT,
+        );
+        if let Err(e) = sent {
+            tracing::debug!(%dest, error = %e, "UDP send failed");
+        }
+        true
+    }
+
     async fn connect_and_send(
         self: Arc<Self>,
         transport: Transport,
