@@ -54,28 +54,23 @@ pub struct Pbx {
 impl Pbx {
     /// Starts besip-pbxd with `uci` as its configuration and waits until it answers.
     pub fn start(uci: &str, port: u16) -> Pbx {
-        let root = TempRoot::new();
-        std::fs::write(root.path().join("etc/config/besip_pbx"), uci).expect("write config");
-        let mut pbx = Pbx {
-            root,
-            port,
-            child: None,
-            log_filter: None,
-        };
-        pbx.spawn();
-        pbx
+        Pbx::start_with(uci, port, None)
     }
 
     /// `start`, logging at `filter` (e.g. "trace") into a file that `log()`
     /// reads: for tests that check what the daemon writes to its log.
     pub fn start_logged(uci: &str, port: u16, filter: &str) -> Pbx {
+        Pbx::start_with(uci, port, Some(filter.to_owned()))
+    }
+
+    fn start_with(uci: &str, port: u16, log_filter: Option<String>) -> Pbx {
         let root = TempRoot::new();
         std::fs::write(root.path().join("etc/config/besip_pbx"), uci).expect("write config");
         let mut pbx = Pbx {
             root,
             port,
             child: None,
-            log_filter: Some(filter.to_owned()),
+            log_filter,
         };
         pbx.spawn();
         pbx
@@ -423,6 +418,21 @@ pub fn md5_digest(input: &[u8]) -> u128 {
     u128::from_be_bytes(out)
 }
 
+/// The Authorization header line (MD5, qop=auth, realm besip.test) answering
+/// the 401 `challenge` to a REGISTER of `user`.
+pub fn register_authorization(challenge: &str, user: &str, password: &str) -> String {
+    let nonce = challenge
+        .split("nonce=\"")
+        .nth(1)
+        .and_then(|x| x.split('"').next())
+        .expect("nonce");
+    let md5 = |s: String| format!("{:032x}", md5_digest(s.as_bytes()));
+    let ha1 = md5(format!("{user}:besip.test:{password}"));
+    let ha2 = md5("REGISTER:sip:besip.test".into());
+    let resp = md5(format!("{ha1}:{nonce}:00000001:c0:auth:{ha2}"));
+    format!("Authorization: Digest username=\"{user}\", realm=\"besip.test\", nonce=\"{nonce}\", uri=\"sip:besip.test\", response=\"{resp}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"c0\"\r\n")
+}
+
 /// REGISTER over a plain UDP socket with digest credentials computed here
 /// (MD5, qop=auth): `lines` are extra header lines (Contact, Expires, Path…).
 /// Returns the final response text.
@@ -447,17 +457,7 @@ pub fn raw_register(
     let (n, _) = sock.recv_from(&mut buf).expect("challenge");
     let r = String::from_utf8_lossy(&buf[..n]).into_owned();
     assert!(r.starts_with("SIP/2.0 401 "), "{r}");
-    let nonce = r
-        .split("nonce=\"")
-        .nth(1)
-        .and_then(|x| x.split('"').next())
-        .expect("nonce")
-        .to_owned();
-    let md5 = |s: String| format!("{:032x}", md5_digest(s.as_bytes()));
-    let ha1 = md5(format!("{user}:besip.test:{password}"));
-    let ha2 = md5("REGISTER:sip:besip.test".into());
-    let resp = md5(format!("{ha1}:{nonce}:00000001:c0:auth:{ha2}"));
-    let auth = format!("Authorization: Digest username=\"{user}\", realm=\"besip.test\", nonce=\"{nonce}\", uri=\"sip:besip.test\", response=\"{resp}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"c0\"\r\n");
+    let auth = register_authorization(&r, user, password);
     sock.send_to(request(2, &auth).as_bytes(), ("127.0.0.1", pbx_port))
         .expect("send");
     let (n, _) = sock.recv_from(&mut buf).expect("final answer to REGISTER");

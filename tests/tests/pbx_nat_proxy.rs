@@ -79,17 +79,7 @@ fn register_as(phone: &UdpSocket, pbx_port: u16, me: &str) -> String {
         .send_to(request(1, "").as_bytes(), ("127.0.0.1", pbx_port))
         .expect("send");
     let (r, _) = next_sip(phone, "SIP/2.0 401", &mut seen);
-    let nonce = r
-        .split("nonce=\"")
-        .nth(1)
-        .and_then(|x| x.split('"').next())
-        .expect("nonce")
-        .to_owned();
-    let md5 = |s: String| format!("{:032x}", md5_digest(s.as_bytes()));
-    let ha1 = md5("100:besip.test:pw100".into());
-    let ha2 = md5("REGISTER:sip:besip.test".into());
-    let resp = md5(format!("{ha1}:{nonce}:00000001:c0:auth:{ha2}"));
-    let auth = format!("Authorization: Digest username=\"100\", realm=\"besip.test\", nonce=\"{nonce}\", uri=\"sip:besip.test\", response=\"{resp}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"c0\"\r\n");
+    let auth = register_authorization(&r, "100", "pw100");
     phone
         .send_to(request(2, &auth).as_bytes(), ("127.0.0.1", pbx_port))
         .expect("send");
