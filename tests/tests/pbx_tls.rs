@@ -383,13 +383,19 @@ fn attacks_on_the_tls_port_change_nothing() {
 /// A CA and a server certificate for 127.0.0.1 signed by it: (CA PEM,
 /// server certificate PEM, server key PEM).
 fn test_ca(name: &str) -> (String, String, String) {
+    test_ca_for(name, &["127.0.0.1"])
+}
+
+/// A CA and a server certificate for `names` signed by it.
+fn test_ca_for(name: &str, names: &[&str]) -> (String, String, String) {
     let ca_key = rcgen::KeyPair::generate().expect("key");
     let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
     ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     ca.distinguished_name.push(rcgen::DnType::CommonName, name);
     let ca_cert = ca.self_signed(&ca_key).expect("CA");
     let key = rcgen::KeyPair::generate().expect("key");
-    let server = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).expect("params");
+    let names = names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    let server = rcgen::CertificateParams::new(names).expect("params");
     let cert = server
         .signed_by(&key, &ca_cert, &ca_key)
         .expect("server certificate");
@@ -402,37 +408,68 @@ fn trunk_uci(name: &str, port: u16, ca: &str) -> String {
     )
 }
 
+/// A TLS provider (Python's ssl module) serving `cert`/`key` on `ports`:
+/// it answers REGISTERs with 200 and reports each one on its stdout.
+struct Provider {
+    child: std::process::Child,
+    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Provider {
+    fn start(cert: &str, key: &str, ports: &[u16]) -> Provider {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (cert_file, key_file) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cert_file, cert).expect("write");
+        std::fs::write(&key_file, key).expect("write");
+        let mut child = Command::new("/usr/bin/python3")
+            .arg("-c")
+            .arg(format!("{PY_COMMON}\n{PY_PROVIDER}"))
+            .arg(&cert_file)
+            .arg(&key_file)
+            .args(ports.iter().map(u16::to_string))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        assert_eq!(lines.next().and_then(Result::ok).as_deref(), Some("ready"));
+        Provider {
+            child,
+            lines,
+            _dir: dir,
+        }
+    }
+
+    /// Stops the provider: what it reported.
+    fn stop(mut self) -> Vec<String> {
+        drop(self.child.stdin.take());
+        let _ = self.child.kill();
+        let seen = self.lines.by_ref().map_while(Result::ok).collect();
+        let _ = self.child.wait();
+        seen
+    }
+}
+
+/// /pbx/trunk-registrations/trunk[name] of `state`.
+fn trunk_registration(state: &serde_json::Value, name: &str) -> serde_json::Value {
+    state["besip-pbx:pbx"]["trunk-registrations"]["trunk"]
+        .as_array()
+        .and_then(|a| a.iter().find(|t| t["name"] == name).cloned())
+        .unwrap_or_default()
+}
+
 #[test]
 fn trunk_over_tls_verifies_the_provider() {
     let (ca, cert, key) = test_ca("provider CA");
     let (other_ca, _, _) = test_ca("another CA");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (cert_file, key_file) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert_file, cert).expect("write");
-    std::fs::write(&key_file, key).expect("write");
     let (good, bad) = (free_port(), free_port());
-    let mut provider = Command::new("/usr/bin/python3")
-        .arg("-c")
-        .arg(format!("{PY_COMMON}\n{PY_PROVIDER}"))
-        .arg(&cert_file)
-        .arg(&key_file)
-        .args([good.to_string(), bad.to_string()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3");
-    let mut lines = BufReader::new(provider.stdout.take().expect("stdout")).lines();
-    assert_eq!(lines.next().and_then(Result::ok).as_deref(), Some("ready"));
+    let provider = Provider::start(&cert, &key, &[good, bad]);
 
     let port = free_port();
     let uci = config(port, "") + &trunk_uci("good", good, &ca) + &trunk_uci("bad", bad, &other_ca);
     let pbx = Pbx::start(&uci, port);
-    let trunk = |state: &serde_json::Value, name: &str| {
-        state["besip-pbx:pbx"]["trunk-registrations"]["trunk"]
-            .as_array()
-            .and_then(|a| a.iter().find(|t| t["name"] == name).cloned())
-            .unwrap_or_default()
-    };
+    let trunk = trunk_registration;
     let deadline = Instant::now() + Duration::from_secs(20);
     let state = loop {
         let state = pbx.state();
@@ -454,12 +491,7 @@ fn trunk_over_tls_verifies_the_provider() {
         "the wrong CA is named: {bad_state}"
     );
     assert!(trunk(&state, "good").get("last-tls-error").is_none());
-    drop(provider.stdin.take());
-    let seen: Vec<String> = {
-        let _ = provider.kill();
-        lines.map_while(Result::ok).collect()
-    };
-    let _ = provider.wait();
+    let seen = provider.stop();
     assert!(
         seen.iter()
             .any(|l| l == &format!("register {good} SIP/2.0/TLS")),
@@ -470,5 +502,77 @@ fn trunk_over_tls_verifies_the_provider() {
             .iter()
             .any(|l| l.starts_with(&format!("register {bad}"))),
         "nothing reached the provider with the wrong certificate: {seen:?}"
+    );
+}
+
+/// RFC 5922 §4: a trunk named by DNS is verified for its SIP domain (the
+/// configured host), whatever SRV target and address DNS gives for it. The
+/// provider's certificate names provider.test only; dnsmasq points
+/// _sips._tcp.provider.test at edge1.test (127.0.0.1), and
+/// _sips._tcp.impostor.test at the same kind of server: the first trunk
+/// registers over TLS, the second is refused for the name.
+#[test]
+fn trunk_named_by_dns_is_verified_for_its_domain() {
+    if !besip_tests::dns::have_dnsmasq() {
+        eprintln!("SKIP: dnsmasq not installed");
+        return;
+    }
+    let (ca, cert, key) = test_ca_for("provider CA", &["provider.test"]);
+    let (good, bad) = (free_port(), free_port());
+    let provider = Provider::start(&cert, &key, &[good, bad]);
+    let dns = besip_tests::dns::Dnsmasq::start(
+        free_port(),
+        60,
+        &[
+            format!("--srv-host=_sips._tcp.provider.test,edge1.test,{good},0,10"),
+            format!("--srv-host=_sips._tcp.impostor.test,edge2.test,{bad},0,10"),
+            "--host-record=edge1.test,127.0.0.1".to_owned(),
+            "--host-record=edge2.test,127.0.0.1".to_owned(),
+        ],
+    );
+    let port = free_port();
+    let main = format!(
+        "\tlist dns_server '127.0.0.1'\n\toption dns_server_port '{}'\n",
+        dns.port
+    );
+    let named = |name: &str, host: &str| {
+        format!(
+            "config trunk 'trunk_{name}'\n\toption name '{name}'\n\toption host '{host}'\n\toption transport 'tls'\n\toption username 'acme'\n\toption password 's3cret'\n\toption register '1'\n\toption tls_ca '{ca}'\n\n"
+        )
+    };
+    let uci = config(port, &main) + &named("good", "provider.test") + &named("bad", "impostor.test");
+    let pbx = Pbx::start(&uci, port);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let state = loop {
+        let state = pbx.state();
+        let (g, b) = (
+            trunk_registration(&state, "good"),
+            trunk_registration(&state, "bad"),
+        );
+        if g["state"] == "registered" && b.get("last-tls-error").is_some() {
+            break state;
+        }
+        assert!(Instant::now() < deadline, "trunks: {g} {b}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_state_valid(&pbx, &state);
+    let bad_state = trunk_registration(&state, "bad");
+    assert_ne!(bad_state["state"], "registered");
+    let error = bad_state["last-tls-error"].as_str().unwrap_or("");
+    assert!(
+        error.contains("NotValidForName") || error.contains("not valid for name"),
+        "the impostor's name mismatch is named: {bad_state}"
+    );
+    let seen = provider.stop();
+    assert!(
+        seen.iter()
+            .any(|l| l == &format!("register {good} SIP/2.0/TLS")),
+        "provider.test got a REGISTER over TLS: {seen:?}"
+    );
+    assert!(
+        !seen
+            .iter()
+            .any(|l| l.starts_with(&format!("register {bad}"))),
+        "nothing reached the server that is not impostor.test: {seen:?}"
     );
 }

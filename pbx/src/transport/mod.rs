@@ -184,9 +184,15 @@ impl Transports {
         self.tls.apply(plan);
     }
 
-    /// Why the last TLS connection to trunk address `dest` failed.
-    pub fn tls_error(&self, dest: SocketAddr) -> Option<String> {
-        self.tls.last_error(dest)
+    /// Why the last TLS connection to `trunk` failed.
+    pub fn tls_error(&self, trunk: &str) -> Option<String> {
+        self.tls.last_error(trunk)
+    }
+
+    /// The TLS addresses DNS now gives for `who`: connections to them are
+    /// verified for its name, not for the address.
+    pub fn tls_resolved(&self, who: tls::Resolved, addrs: Vec<SocketAddr>) {
+        self.tls.resolved(who, addrs);
     }
 
     /// TCP connections refused by a limit since start.

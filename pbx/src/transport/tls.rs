@@ -27,19 +27,32 @@ pub const KEY_FILE: &str = "sip-tls-key.pem";
 pub type ServerStream = tokio_rustls::server::TlsStream<TcpStream>;
 pub type ClientStream = tokio_rustls::client::TlsStream<TcpStream>;
 
+/// How a peer we connect to is verified: against which CA store and for
+/// which name (RFC 5922 §4: the SIP domain of the configuration, not the
+/// address or SRV target DNS gave for it).
+#[derive(Clone)]
+struct Identity {
+    client: Arc<ClientConfig>,
+    name: ServerName<'static>,
+    /// The trunk it belongs to; its failures are kept for the trunk's state.
+    trunk: Option<String>,
+}
+
 /// What a configuration asks of TLS, built before it is applied so that a
 /// bad certificate refuses the configuration and changes nothing.
 pub struct TlsPlan {
     /// None when no listen socket uses TLS.
     server: Option<Arc<ServerConfig>>,
     handshake_timeout: Duration,
-    /// Client configurations of the TLS trunks, by their address.
-    trunks: HashMap<SocketAddr, Arc<ClientConfig>>,
+    /// Every trunk's identity, by trunk name.
+    trunks: HashMap<String, Identity>,
+    /// The addresses of trunks whose host is an IP address.
+    fixed: HashMap<SocketAddr, String>,
 }
 
 /// Builds the TLS side of `config`: the server configuration (the
-/// configured certificate, or the one generated under `etc_dir`) and a
-/// client configuration per TLS trunk.
+/// configured certificate, or the one generated under `etc_dir`) and how
+/// each trunk's certificate is verified.
 pub fn plan(config: &Config, etc_dir: &Path) -> Result<TlsPlan, String> {
     let serves_tls = config.listens.iter().any(|l| l.transport == Transport::Tls);
     let server = if serves_tls {
@@ -67,25 +80,35 @@ pub fn plan(config: &Config, etc_dir: &Path) -> Result<TlsPlan, String> {
         None
     };
     let mut trunks = HashMap::new();
+    let mut fixed = HashMap::new();
     for t in config.trunks.values() {
-        if t.transport != Transport::Tls {
-            continue;
-        }
-        // Trunk hosts are IP addresses (trunk_registration says so otherwise).
-        let Ok(ip) = t.host.parse::<IpAddr>() else {
-            continue;
-        };
+        // A trunk named by DNS may be given TLS targets by NAPTR even when
+        // its transport is not fixed: every trunk gets an identity.
         let origin = format!("trunk {} tls-ca", t.name);
         let client = match &t.tls_ca {
             Some(pem) => client_config(roots_from_pem(pem, &origin)?),
             None => default_client(),
         };
-        trunks.insert(SocketAddr::new(ip, t.port), client);
+        let host = t.host.trim_start_matches('[').trim_end_matches(']');
+        let name = ServerName::try_from(host.trim_end_matches('.').to_owned())
+            .map_err(|e| format!("trunk {}: host {host} is not a TLS server name: {e}", t.name))?;
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            if t.transport == Transport::Tls {
+                fixed.insert(SocketAddr::new(ip, t.port), t.name.clone());
+            }
+        }
+        let identity = Identity {
+            client,
+            name,
+            trunk: Some(t.name.clone()),
+        };
+        trunks.insert(t.name.clone(), identity);
     }
     Ok(TlsPlan {
         server,
         handshake_timeout: config.tls.handshake_timeout,
         trunks,
+        fixed,
     })
 }
 
@@ -156,14 +179,29 @@ fn default_client() -> Arc<ClientConfig> {
         .clone()
 }
 
+/// Who was resolved to TLS addresses by DNS.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Resolved {
+    /// A trunk (its name): verified with its tls-ca, for its host name.
+    Trunk(String),
+    /// Anything else named by DNS (a dispatcher destination, by a label of
+    /// its own): the system CA store, for `host`.
+    Other { label: String, host: String },
+}
+
 /// The TLS state of the transports: what accepts and what connects.
 pub struct Tls {
     acceptor: RwLock<Option<TlsAcceptor>>,
     handshake_timeout: RwLock<Duration>,
-    trunks: RwLock<HashMap<SocketAddr, Arc<ClientConfig>>>,
-    /// Why the last connection to a TLS trunk failed (trunk addresses
-    /// only: bounded by the configuration).
-    errors: Mutex<HashMap<SocketAddr, String>>,
+    trunks: RwLock<HashMap<String, Identity>>,
+    /// How the peer at an address is verified: trunks with an IP address
+    /// and the TLS targets DNS gave for names (bounded by the
+    /// configuration and the resolver's target limit).
+    peers: RwLock<HashMap<SocketAddr, Identity>>,
+    /// The addresses DNS gave, by whom they were resolved for.
+    resolved: Mutex<HashMap<Resolved, Vec<SocketAddr>>>,
+    /// Why the last connection to a trunk failed, by trunk name.
+    errors: Mutex<HashMap<String, String>>,
 }
 
 impl Default for Tls {
@@ -172,6 +210,8 @@ impl Default for Tls {
             acceptor: RwLock::new(None),
             handshake_timeout: RwLock::new(Duration::from_secs(10)),
             trunks: RwLock::new(HashMap::new()),
+            peers: RwLock::new(HashMap::new()),
+            resolved: Mutex::new(HashMap::new()),
             errors: Mutex::new(HashMap::new()),
         }
     }
@@ -200,9 +240,62 @@ impl Tls {
     pub fn apply(&self, plan: TlsPlan) {
         *self.acceptor.write() = plan.server.map(TlsAcceptor::from);
         *self.handshake_timeout.write() = plan.handshake_timeout;
-        let mut errors = self.errors.lock();
-        errors.retain(|addr, _| plan.trunks.contains_key(addr));
+        self.errors
+            .lock()
+            .retain(|trunk, _| plan.trunks.contains_key(trunk));
+        let mut resolved = self.resolved.lock();
+        resolved.retain(|who, _| match who {
+            Resolved::Trunk(t) => plan.trunks.contains_key(t),
+            Resolved::Other { .. } => true,
+        });
         *self.trunks.write() = plan.trunks;
+        let mut peers = HashMap::new();
+        for (addr, trunk) in plan.fixed {
+            if let Some(identity) = self.identity_of(&Resolved::Trunk(trunk)) {
+                peers.insert(addr, identity);
+            }
+        }
+        for (who, addrs) in resolved.iter() {
+            if let Some(identity) = self.identity_of(who) {
+                for a in addrs {
+                    peers.entry(*a).or_insert_with(|| identity.clone());
+                }
+            }
+        }
+        *self.peers.write() = peers;
+    }
+
+    fn identity_of(&self, who: &Resolved) -> Option<Identity> {
+        match who {
+            Resolved::Trunk(t) => self.trunks.read().get(t).cloned(),
+            Resolved::Other { host, .. } => Some(Identity {
+                client: default_client(),
+                name: ServerName::try_from(host.clone()).ok()?,
+                trunk: None,
+            }),
+        }
+    }
+
+    /// The TLS addresses DNS now gives for `who` (none: forget it). A
+    /// connection to one of them is verified for `who`'s name.
+    pub fn resolved(&self, who: Resolved, addrs: Vec<SocketAddr>) {
+        let mut resolved = self.resolved.lock();
+        let mut peers = self.peers.write();
+        if let Some(old) = resolved.remove(&who) {
+            for a in old {
+                peers.remove(&a);
+            }
+        }
+        if addrs.is_empty() {
+            return;
+        }
+        let Some(identity) = self.identity_of(&who) else {
+            return;
+        };
+        for a in &addrs {
+            peers.insert(*a, identity.clone());
+        }
+        resolved.insert(who, addrs);
     }
 
     /// The server side of the handshake on an accepted connection, within
@@ -220,46 +313,54 @@ impl Tls {
         }
     }
 
-    /// The client side of the handshake towards `dest`, verifying its
-    /// certificate for its address (the trunk's CA, else the system store).
+    /// The client side of the handshake towards `dest`: a trunk's or a
+    /// resolved name's peer is verified for that name (the trunk's CA, else
+    /// the system store); any other address for the address itself.
     pub async fn connect(
         &self,
         stream: TcpStream,
         dest: SocketAddr,
     ) -> Result<ClientStream, HandshakeError> {
-        let trunk = self.trunks.read().get(&dest).cloned();
-        let is_trunk = trunk.is_some();
-        let connector = TlsConnector::from(trunk.unwrap_or_else(default_client));
+        let identity = self.peers.read().get(&dest).cloned();
+        let (client, name, trunk) = match identity {
+            Some(i) => (i.client, i.name, i.trunk),
+            None => (
+                default_client(),
+                ServerName::IpAddress(dest.ip().into()),
+                None,
+            ),
+        };
+        let connector = TlsConnector::from(client);
         let limit = *self.handshake_timeout.read();
-        let name = ServerName::IpAddress(dest.ip().into());
         let result = match tokio::time::timeout(limit, connector.connect(name, stream)).await {
             Err(_) => Err(HandshakeError::TimedOut),
             Ok(Err(e)) => Err(HandshakeError::Failed(e)),
             Ok(Ok(s)) => Ok(s),
         };
-        if is_trunk {
+        if let Some(trunk) = trunk {
             let mut errors = self.errors.lock();
             match &result {
                 Ok(_) => {
-                    errors.remove(&dest);
+                    errors.remove(&trunk);
                 }
                 Err(e) => {
-                    errors.insert(dest, e.to_string());
+                    errors.insert(trunk, format!("{dest}: {e}"));
                 }
             }
         }
         result
     }
 
-    /// Why the last TLS connection to trunk address `dest` failed.
-    pub fn last_error(&self, dest: SocketAddr) -> Option<String> {
-        self.errors.lock().get(&dest).cloned()
+    /// Why the last TLS connection to `trunk` failed.
+    pub fn last_error(&self, trunk: &str) -> Option<String> {
+        self.errors.lock().get(trunk).cloned()
     }
 
     /// Records that a TLS connection to `dest` could not even be opened.
     pub fn connect_failed(&self, dest: SocketAddr, why: &str) {
-        if self.trunks.read().contains_key(&dest) {
-            self.errors.lock().insert(dest, why.to_owned());
+        let trunk = self.peers.read().get(&dest).and_then(|i| i.trunk.clone());
+        if let Some(trunk) = trunk {
+            self.errors.lock().insert(trunk, format!("{dest}: {why}"));
         }
     }
 }

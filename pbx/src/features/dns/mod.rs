@@ -23,6 +23,8 @@ use crate::features::decision::Decision;
 use crate::features::dispatcher::{Destination, Failover};
 use crate::features::state::Engine;
 use crate::sip::format_host;
+use crate::transport::tls::Resolved;
+use crate::transport::Transports;
 
 mod resolve;
 pub mod srv_order;
@@ -38,6 +40,19 @@ pub enum Owner {
     Trunk(String),
     /// A dispatcher destination: (set, uri).
     Destination(String, String),
+}
+
+impl Owner {
+    /// Who the TLS layer verifies this owner's TLS targets as.
+    fn tls_identity(&self, lookup: &Lookup) -> Resolved {
+        match self {
+            Owner::Trunk(name) => Resolved::Trunk(name.clone()),
+            Owner::Destination(set, uri) => Resolved::Other {
+                label: format!("{set} {uri}"),
+                host: lookup.name.clone(),
+            },
+        }
+    }
 }
 
 impl fmt::Display for Owner {
@@ -124,6 +139,9 @@ pub fn reconcile(engine: &Engine) {
         if !keep {
             r.task.abort();
             names.entries.lock().remove(name);
+            engine
+                .transports()
+                .tls_resolved(name.tls_identity(&r.lookup), vec![]);
         }
         keep
     });
@@ -158,6 +176,7 @@ pub fn reconcile(engine: &Engine) {
         let task = tokio::spawn(keep_resolved(
             resolver.clone(),
             names.entries.clone(),
+            engine.transports().clone(),
             name.clone(),
             lookup.clone(),
         ));
@@ -186,6 +205,7 @@ fn failed_entry(lookup: &Lookup, error: String) -> Entry {
 async fn keep_resolved(
     resolver: Arc<Resolver>,
     entries: Arc<Mutex<HashMap<Owner, Entry>>>,
+    transports: Arc<Transports>,
     owner: Owner,
     lookup: Lookup,
 ) {
@@ -195,6 +215,17 @@ async fn keep_resolved(
             Ok(a) => resolve::hold_for(a.valid_until),
             Err(_) => RETRY_AFTER_FAILURE,
         };
+        // A failure keeps the TLS identities: connections still open to
+        // the old targets are verified as before.
+        if let Ok(answer) = &outcome {
+            let tls = answer
+                .targets
+                .iter()
+                .filter(|t| t.transport == Transport::Tls)
+                .map(|t| t.addr)
+                .collect();
+            transports.tls_resolved(owner.tls_identity(&lookup), tls);
+        }
         if !record(&entries, &owner, &lookup, outcome, wait) {
             return;
         }

@@ -159,15 +159,9 @@ pub fn state_json(engine: &Engine) -> Value {
     json!({ "trunk": list })
 }
 
-/// Why the last TLS connection to a TLS trunk failed.
+/// Why the last TLS connection to a trunk failed.
 fn tls_error(engine: &Engine, trunk: &Trunk) -> Option<String> {
-    if trunk.transport != Transport::Tls {
-        return None;
-    }
-    let ip = trunk.host.parse::<std::net::IpAddr>().ok()?;
-    engine
-        .transports()
-        .tls_error(std::net::SocketAddr::new(ip, trunk.port))
+    engine.transports().tls_error(&trunk.name)
 }
 
 fn tp_name(t: Transport) -> &'static str {
