@@ -2,7 +2,7 @@
 //! boots it (software emulation, user-mode network with ports forwarded to
 //! 127.0.0.1) and real clients use the box: ncclient configures two
 //! extensions, sipp registers through the forwarded SIP port and calls, the
-//! web panel logs in; after a reboot and after an upgrade (besip-sysupgrade
+//! web panel logs in, STUN answers on 3478; after a reboot and after an upgrade (besip-sysupgrade
 //! from a fresh image) the configuration is still there; a hand edit of
 //! /etc/config/besip_pbx is committed by reload_config, an invalid one
 //! refused and the file put back; after a factory reset it is gone. Every wait is bounded; the boot time is printed.
@@ -30,6 +30,8 @@ struct Vm {
     netconf: u16,
     sip: u16,
     web: u16,
+    /// Forwarded to the box's STUN port, 3478.
+    stun: u16,
 }
 
 impl Vm {
@@ -52,6 +54,7 @@ impl Vm {
         let log = dir.join("console.log");
         let _ = std::fs::remove_file(&log);
         let started = Instant::now();
+        let stun = free_port();
         let mut qemu = Command::new("qemu-system-x86_64");
         qemu.args(["-m", "1024", "-display", "none", "-no-reboot"])
             .arg("-drive")
@@ -66,7 +69,7 @@ impl Vm {
         let qemu = qemu
             .arg("-netdev")
             .arg(format!(
-                "user,id=n0,hostfwd=tcp:127.0.0.1:{netconf}-:830,hostfwd=udp:127.0.0.1:{sip}-:5060,hostfwd=tcp:127.0.0.1:{web}-:443"
+                "user,id=n0,hostfwd=tcp:127.0.0.1:{netconf}-:830,hostfwd=udp:127.0.0.1:{sip}-:5060,hostfwd=tcp:127.0.0.1:{web}-:443,hostfwd=udp:127.0.0.1:{stun}-:3478"
             ))
             .args(["-device", "virtio-net-pci,netdev=n0"])
             .arg("-chardev")
@@ -87,6 +90,7 @@ impl Vm {
             netconf,
             sip,
             web,
+            stun,
         };
         loop {
             let console = vm.console_log();
@@ -163,6 +167,52 @@ impl Drop for Vm {
         let _ = self.qemu.kill();
         let _ = self.qemu.wait();
     }
+}
+
+/// Sends a STUN Binding request (RFC 5389) to 127.0.0.1:`port` and returns
+/// the XOR-MAPPED-ADDRESS of the success response (retried for 10 s while
+/// the box starts its daemons).
+fn stun_binding(port: u16) -> std::net::SocketAddr {
+    const COOKIE: [u8; 4] = [0x21, 0x12, 0xa4, 0x42];
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    socket
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    let transaction: [u8; 12] = *b"besip-image1";
+    let mut request = vec![0x00, 0x01, 0x00, 0x00];
+    request.extend_from_slice(&COOKIE);
+    request.extend_from_slice(&transaction);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut buf = [0u8; 1500];
+    let response = loop {
+        assert!(Instant::now() < deadline, "no STUN answer on 3478");
+        socket
+            .send_to(&request, ("127.0.0.1", port))
+            .expect("send");
+        if let Ok(n) = socket.recv(&mut buf) {
+            break buf[..n].to_vec();
+        }
+    };
+    assert_eq!(&response[..2], &[0x01, 0x01], "a Binding success response");
+    assert_eq!(&response[8..20], &transaction, "our transaction");
+    let mut attrs = &response[20..];
+    while attrs.len() >= 4 {
+        let kind = u16::from_be_bytes([attrs[0], attrs[1]]);
+        let len = usize::from(u16::from_be_bytes([attrs[2], attrs[3]]));
+        let value = &attrs[4..4 + len];
+        if kind == 0x0020 && value.len() == 8 && value[1] == 0x01 {
+            let port = u16::from_be_bytes([value[2] ^ COOKIE[0], value[3] ^ COOKIE[1]]);
+            let ip = std::net::Ipv4Addr::new(
+                value[4] ^ COOKIE[0],
+                value[5] ^ COOKIE[1],
+                value[6] ^ COOKIE[2],
+                value[7] ^ COOKIE[3],
+            );
+            return std::net::SocketAddr::new(ip.into(), port);
+        }
+        attrs = &attrs[(4 + len.next_multiple_of(4)).min(attrs.len())..];
+    }
+    panic!("no XOR-MAPPED-ADDRESS in {response:?}");
 }
 
 fn running_config(port: u16) -> String {
@@ -266,6 +316,12 @@ fn booted_image_serves_netconf_sip_and_web_and_keeps_config_until_factory_reset(
         "call 100 -> 101 through the image failed:\n{}",
         call.log
     );
+
+    // The first-boot configuration serves STUN on 3478: a Binding request
+    // through the forwarded port gets a success response carrying the
+    // mapped address of qemu's user network (10.0.2.2).
+    let mapped = stun_binding(vm.stun);
+    assert_eq!(mapped.ip().to_string(), "10.0.2.2", "STUN mapped address");
 
     // The web panel logs the administrator in, over HTTPS on 443 (the
     // certificate was generated inside the guest on its first start).
