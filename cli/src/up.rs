@@ -39,6 +39,10 @@ pub struct UpArgs {
     /// port (0: no plain HTTP).
     #[arg(long, default_value_t = 8080)]
     pub web_http_port: u16,
+    /// Serve the box's Prometheus metrics (every daemon's) at
+    /// http://127.0.0.1:N/metrics (default: not served).
+    #[arg(long)]
+    pub metrics_port: Option<u16>,
     /// Password of `admin` (set on the first start, reset when given later).
     #[arg(long, env = "BESIP_ADMIN_PASSWORD", hide_env_values = true)]
     pub admin_password: Option<String>,
@@ -133,8 +137,15 @@ async fn configure(layout: &Layout, args: &UpArgs) -> Result<PasswordNote, Strin
     } else {
         String::new()
     };
+    // Without --metrics-port an earlier start's endpoint is closed.
+    let metrics = match args.metrics_port {
+        Some(port) => format!(
+            "<metrics><enabled>true</enabled><listen-address>127.0.0.1</listen-address><port>{port}</port></metrics>"
+        ),
+        None => "<metrics><enabled>false</enabled></metrics>".to_owned(),
+    };
     let xml = format!(
-        "<system xmlns=\"urn:besip:system\">{admin}<netconf><port>{}</port></netconf><web><listen-address>127.0.0.1</listen-address><port>{}</port><http-redirect-port>{}</http-redirect-port></web></system>{pbx}{monitoring}{security}",
+        "<system xmlns=\"urn:besip:system\">{admin}{metrics}<netconf><port>{}</port></netconf><web><listen-address>127.0.0.1</listen-address><port>{}</port><http-redirect-port>{}</http-redirect-port></web></system>{pbx}{monitoring}{security}",
         args.netconf_port, args.web_port, args.web_http_port
     );
     let config = besip_core::xml::parse(&xml).map_err(|e| e.to_string())?;
@@ -341,6 +352,10 @@ fn print_banner(args: &UpArgs, root: &Path, note: &PasswordNote, children: &[(St
     }
     if let Ok(stun) = args.stun_port() {
         println!("  STUN:         udp 127.0.0.1:{stun}");
+    }
+    if let Some(port) = args.metrics_port {
+        // Gathered from every daemon by besip-netconfd.
+        println!("  metrics:      http://127.0.0.1:{port}/metrics");
     }
     // Served by besip-monitord; log in with the same users as NETCONF/SSH.
     println!("  web panel:    https://127.0.0.1:{}/", args.web_port);

@@ -2,7 +2,7 @@
 //! frame to a callback; shared by besip-secd and besip-monitord. Stops (and
 //! joins its thread) when dropped.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -15,6 +15,9 @@ const CAPTURE_BUFFER_BYTES: i32 = 2 << 20;
 pub struct LiveCapture {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    /// Packets the kernel dropped for this capture (libpcap's ps_drop and
+    /// ps_ifdrop), read about once a second by the capture thread.
+    kernel_dropped: Arc<AtomicU64>,
 }
 
 impl LiveCapture {
@@ -43,12 +46,22 @@ impl LiveCapture {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let name = iface.to_owned();
+        let kernel_dropped = Arc::new(AtomicU64::new(0));
+        let dropped = kernel_dropped.clone();
         let thread = std::thread::Builder::new()
             .name(format!("capture-{iface}"))
             .spawn(move || {
                 use std::os::fd::AsRawFd;
                 let fd = cap.as_raw_fd();
+                let mut stats_read = std::time::Instant::now();
                 while !flag.load(Ordering::Relaxed) {
+                    if stats_read.elapsed() >= std::time::Duration::from_secs(1) {
+                        stats_read = std::time::Instant::now();
+                        if let Ok(st) = cap.stats() {
+                            let lost = u64::from(st.dropped) + u64::from(st.if_dropped);
+                            dropped.store(lost, Ordering::Relaxed);
+                        }
+                    }
                     let mut pfd = libc::pollfd {
                         fd,
                         events: libc::POLLIN,
@@ -80,7 +93,14 @@ impl LiveCapture {
         Ok(LiveCapture {
             stop,
             thread: Some(thread),
+            kernel_dropped,
         })
+    }
+
+    /// Packets the kernel dropped for this capture so far (updated about
+    /// once a second).
+    pub fn kernel_dropped(&self) -> u64 {
+        self.kernel_dropped.load(Ordering::Relaxed)
     }
 }
 

@@ -11,6 +11,7 @@ pub mod access;
 pub mod capture;
 pub mod daemon;
 pub mod ipc;
+pub mod metrics;
 pub mod model;
 pub mod password;
 pub mod paths;

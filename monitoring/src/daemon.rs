@@ -38,7 +38,18 @@ pub struct Monitor {
     /// Calls (or orphan streams) already reported by low-mos, so an alarm is raised once.
     alarmed: Mutex<std::collections::HashSet<String>>,
     last_rotation: Mutex<f64>,
+    /// MOS of each call report stored, and streams reported (metrics).
+    call_mos: besip_core::metrics::Histogram,
+    streams_reported: std::sync::atomic::AtomicU64,
+    /// Kernel drops of captures already closed (a reload or stop-capture
+    /// replaces them; the counter must not go back).
+    closed_captures_dropped: std::sync::atomic::AtomicU64,
 }
+
+/// Upper bounds of the MOS histogram: ITU-T G.107 user-satisfaction bands
+/// (nearly all dissatisfied < 2.6 < many < 3.1 < some < 3.6 < satisfied <
+/// 4.0 < very satisfied 4.3) and the G.711 ceiling about 4.4.
+const MOS_BUCKETS: [f64; 8] = [1.5, 2.0, 2.6, 3.1, 3.6, 4.0, 4.3, 4.5];
 
 fn start_captures(
     cfg: &MonitorConfig,
@@ -68,7 +79,51 @@ impl Monitor {
             notifier: Mutex::new(None),
             last_rotation: Mutex::new(now()),
             alarmed: Mutex::new(std::collections::HashSet::new()),
+            call_mos: besip_core::metrics::histogram(&MOS_BUCKETS),
+            streams_reported: Default::default(),
+            closed_captures_dropped: Default::default(),
         })
+    }
+
+    /// Replaces the running captures (None: stops them), keeping the
+    /// kernel drops of the closed ones.
+    fn swap_captures(&self, new: Option<Vec<Capture>>) -> Option<Vec<Capture>> {
+        let old = std::mem::replace(&mut *self.captures.lock(), new);
+        let lost: u64 = old.iter().flatten().map(Capture::kernel_dropped).sum();
+        self.closed_captures_dropped
+            .fetch_add(lost, std::sync::atomic::Ordering::Relaxed);
+        old
+    }
+
+    /// OpenMetrics text of the monitoring daemon's families
+    /// (`besip_monitoring_*`, without `# EOF`).
+    pub fn metrics(&self) -> String {
+        use besip_core::metrics::{counter, families, gauge, MetricsRegistry};
+        use std::sync::atomic::Ordering;
+        let captured = self.analyzer.lock().counters.clone();
+        let live_streams = self.analyzer.lock().streams.len();
+        let kernel = self.closed_captures_dropped.load(Ordering::Relaxed)
+            + self
+                .captures
+                .lock()
+                .iter()
+                .flatten()
+                .map(Capture::kernel_dropped)
+                .sum::<u64>();
+        let mut r = MetricsRegistry::with_prefix("besip_monitoring");
+        counter(&mut r, "frames_captured", "Frames the capture delivered.", captured.frames);
+        counter(&mut r, "frames_dropped_by_kernel", "Frames the kernel dropped before the capture read them.", kernel);
+        counter(&mut r, "frames_malformed", "Captured frames that could not be parsed.", captured.malformed);
+        counter(&mut r, "sip_messages", "SIP messages seen.", captured.sip_messages);
+        counter(&mut r, "rtp_packets", "RTP packets measured.", captured.rtp_packets);
+        counter(&mut r, "rtcp_packets", "RTCP packets seen.", captured.rtcp_packets);
+        counter(&mut r, "rtp_untracked", "RTP packets of streams past the stream limit (not measured).", captured.untracked_rtp);
+        counter(&mut r, "fragments_dropped", "IPv4 fragments dropped by the reassembly limits.", captured.fragments_dropped);
+        counter(&mut r, "streams_reported", "RTP streams ended and stored with their report.", self.streams_reported.load(Ordering::Relaxed));
+        gauge(&mut r, "streams", "RTP streams being measured.", i64::try_from(live_streams).unwrap_or(i64::MAX));
+        gauge(&mut r, "capture_running", "1 while the daemon captures, 0 after stop-capture.", i64::from(self.capture_running()));
+        r.register("call_mos", "MOS (E-model) of each call report stored.", self.call_mos.clone());
+        families(&r)
     }
 
     /// Switches to a checked configuration (the apply of a two-phase reload).
@@ -82,7 +137,7 @@ impl Monitor {
             // Open the new captures before dropping the old ones: a bad
             // interface or filter is refused with the old capture intact.
             let fresh = start_captures(&new, &self.analyzer).map_err(HandlerError::refused)?;
-            *self.captures.lock() = Some(fresh);
+            self.swap_captures(Some(fresh));
         }
         self.analyzer.lock().settings = new.settings.clone();
         *self.config.lock() = new;
@@ -121,7 +176,7 @@ impl Monitor {
     /// rpc stop-capture: closes the captures; streams seen so far end and
     /// are stored by the flush loop as usual.
     pub fn stop_capture(&self) -> bool {
-        if self.captures.lock().take().is_some() {
+        if self.swap_captures(None).is_some() {
             tracing::info!("capture stopped on request");
         }
         false
@@ -200,6 +255,13 @@ impl Monitor {
             }
             (ended, calls, active)
         };
+        for c in &calls {
+            if let Some(mos) = c.mos {
+                self.call_mos.observe(mos);
+            }
+        }
+        self.streams_reported
+            .fetch_add(ended.len() as u64, std::sync::atomic::Ordering::Relaxed);
         let mut store = self.store.lock();
         if !ended.is_empty() || !calls.is_empty() {
             if let Err(e) = store.save(t, &ended, &calls) {
@@ -331,6 +393,10 @@ impl Handler for Monitor {
             );
         }
         Ok(json!({"besip-monitoring:monitoring": top}))
+    }
+
+    async fn metrics(&self) -> Result<Value, HandlerError> {
+        Ok(Value::String(Monitor::metrics(self)))
     }
 
     async fn rpc(&self, name: &str, input: Value) -> Result<Value, HandlerError> {

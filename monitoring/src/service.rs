@@ -78,6 +78,10 @@ impl Handler for Service {
         self.monitor.state().await
     }
 
+    async fn metrics(&self) -> Result<Value, HandlerError> {
+        Ok(Value::String(self.monitor.metrics()))
+    }
+
     async fn rpc(&self, name: &str, input: Value) -> Result<Value, HandlerError> {
         self.monitor.rpc(name, input).await
     }

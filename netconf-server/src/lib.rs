@@ -39,6 +39,7 @@ pub mod files;
 pub mod framing;
 pub mod fuzzing;
 pub mod login_throttle;
+pub mod metrics;
 pub mod modrpc;
 pub mod nacm;
 pub mod nacm_data;

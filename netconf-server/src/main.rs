@@ -3,7 +3,7 @@
 use besip_core::daemon::{shutdown_signal, CommonArgs, PidFile, StartError};
 use besip_core::datastore::Datastore;
 use besip_netconf::server::Server;
-use besip_netconf::{confirm_timer, modrpc, ssh, ssh_accept, uci_import, users};
+use besip_netconf::{confirm_timer, metrics, modrpc, ssh, ssh_accept, uci_import, users};
 use clap::Parser;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -90,6 +90,7 @@ async fn run(args: &Args) -> Result<(), StartError> {
         .map_err(|e| format!("cannot write the pid file: {e}"))?;
 
     confirm_timer::spawn(server.clone());
+    metrics::follow_running(server.clone());
     modrpc::forward_daemon_notifications(server.clone());
     let _uci_import = uci_import::listen(server.clone())
         .await

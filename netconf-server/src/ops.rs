@@ -442,10 +442,12 @@ async fn commit(ctx: &SessionCtx, op: &Element) -> OpResult {
     let (outcome, pending_before) = {
         let mut store = ctx.server.store.lock().await;
         let pending_before = store.confirm_pending();
-        let outcome = store
-            .commit(options, &ctx.server.reloader)
-            .await
-            .map_err(|e| e.0)?;
+        let started = std::time::Instant::now();
+        let outcome = store.commit(options, &ctx.server.reloader).await;
+        ctx.server
+            .commits
+            .record(outcome.is_ok(), started.elapsed());
+        let outcome = outcome.map_err(|e| e.0)?;
         ctx.server.running_changed(&store);
         (outcome, pending_before)
     };

@@ -97,6 +97,9 @@ pub struct Server {
     nacm: RwLock<Arc<Rules>>,
     /// Wakes the confirmed-commit timer (main.rs) when running changed.
     pub confirm_deadline_changed: tokio::sync::Notify,
+    /// Wakes the metrics endpoint (main.rs) when running changed.
+    pub metrics_settings_changed: tokio::sync::Notify,
+    pub commits: crate::metrics::CommitMetrics,
 }
 
 impl Server {
@@ -107,6 +110,8 @@ impl Server {
             nacm,
             nacm_denied: NacmCounters::default(),
             confirm_deadline_changed: tokio::sync::Notify::new(),
+            metrics_settings_changed: tokio::sync::Notify::new(),
+            commits: Default::default(),
             reloader: IpcReloader::new(layout.clone()),
             layout,
             store: tokio::sync::Mutex::new(store),
@@ -154,6 +159,7 @@ impl Server {
     /// let the confirmed-commit timer look at the (maybe new) deadline.
     pub fn running_changed(&self, store: &Datastore) {
         self.confirm_deadline_changed.notify_one();
+        self.metrics_settings_changed.notify_one();
         let rules = Rules::from_tree(store.tree(Source::Running));
         let mut current = self.nacm.write().unwrap_or_else(|e| e.into_inner());
         if **current != rules {

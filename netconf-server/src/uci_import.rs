@@ -200,7 +200,10 @@ async fn commit_edit(
         persist_id: None,
         session_id: None,
     };
-    match store.commit(options, &server.reloader).await {
+    let started = std::time::Instant::now();
+    let outcome = store.commit(options, &server.reloader).await;
+    server.commits.record(outcome.is_ok(), started.elapsed());
+    match outcome {
         Ok(outcome) => {
             server.running_changed(store);
             if outcome.id.is_some() {

@@ -199,6 +199,13 @@ impl Handler for Control {
         Ok(self.state_json())
     }
 
+    async fn metrics(&self) -> Result<Value, HandlerError> {
+        Ok(Value::String(crate::metrics::render(
+            &self.engine,
+            self.stun.counters(),
+        )))
+    }
+
     async fn rpc(&self, name: &str, input: Value) -> Result<Value, HandlerError> {
         match name {
             "besip-pbx:unregister" | "unregister" => {

@@ -25,6 +25,7 @@ pub mod call;
 pub mod config;
 pub mod control;
 pub mod features;
+pub mod metrics;
 pub mod fuzzing;
 #[cfg(test)]
 mod layering_test;

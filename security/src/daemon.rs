@@ -38,6 +38,26 @@ struct Counters {
     malformed: u64,
     bans_total: u64,
     bans_refused: u64,
+    /// Bans raised, by rule name (for metrics). Rule names come from the
+    /// configuration and the built-in detectors; past `MAX_RULES_COUNTED`
+    /// distinct names the rest count as "other".
+    bans_by_rule: HashMap<String, u64>,
+}
+
+const MAX_RULES_COUNTED: usize = 256;
+
+impl Counters {
+    fn ban_raised(&mut self, rule: &str) {
+        self.bans_total += 1;
+        let key = if self.bans_by_rule.contains_key(rule)
+            || self.bans_by_rule.len() < MAX_RULES_COUNTED
+        {
+            rule
+        } else {
+            "other"
+        };
+        *self.bans_by_rule.entry(key.to_owned()).or_insert(0) += 1;
+    }
 }
 
 struct Engine {
@@ -275,7 +295,7 @@ impl Daemon {
             }
             let offences = prior + 1;
             e.offences.insert(address, offences);
-            e.counters.bans_total += 1;
+            e.counters.ban_raised(&v.rule);
             let absorbed = if is_single(&net) {
                 Vec::new()
             } else {
@@ -552,6 +572,34 @@ impl Daemon {
                 "protected-sessions": e.detector.guard().sessions(),
             }
         }})
+    }
+
+    /// OpenMetrics text of the security daemon's families
+    /// (`besip_security_*`, without `# EOF`).
+    pub fn metrics(&self) -> String {
+        use besip_core::metrics::{counter, families, gauge, labelled_counter, MetricsRegistry};
+        let e = self.engine.lock();
+        let mut r = MetricsRegistry::with_prefix("besip_security");
+        counter(&mut r, "packets", "SIP packets inspected.", e.counters.packets);
+        counter(&mut r, "malformed", "Inspected packets that were not SIP.", e.counters.malformed);
+        labelled_counter(
+            &mut r,
+            "bans",
+            "Bans raised, by the rule that raised them.",
+            "rule",
+            e.counters.bans_by_rule.iter().map(|(k, v)| (k.as_str(), *v)),
+        );
+        counter(
+            &mut r,
+            "bans_refused",
+            "Bans not placed because the ban table was full.",
+            e.counters.bans_refused,
+        );
+        let active = i64::try_from(e.bans.iter().count()).unwrap_or(i64::MAX);
+        gauge(&mut r, "active_bans", "Bans in force now.", active);
+        let tracked = i64::try_from(e.detector.tracked()).unwrap_or(i64::MAX);
+        gauge(&mut r, "tracked_sources", "Sources the detector keeps counts of.", tracked);
+        families(&r)
     }
 
     pub fn backend(&self) -> Backend {

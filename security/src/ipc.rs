@@ -67,6 +67,10 @@ impl Handler for IpcHandler {
         Ok(self.daemon.state_json())
     }
 
+    async fn metrics(&self) -> Result<Value, HandlerError> {
+        Ok(Value::String(self.daemon.metrics()))
+    }
+
     async fn rpc(&self, name: &str, input: Value) -> Result<Value, HandlerError> {
         match name {
             "besip-security:unban" | "unban" => {

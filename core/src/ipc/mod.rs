@@ -168,6 +168,11 @@ pub trait Handler: Send + Sync + 'static {
     }
     /// RFC 7951 JSON of the module's `config false` nodes, rooted at its top container.
     fn state(&self) -> impl Future<Output = Result<Value, HandlerError>> + Send;
+    /// The daemon's Prometheus families (`crate::metrics::families`) as a
+    /// JSON string; none by default.
+    fn metrics(&self) -> impl Future<Output = Result<Value, HandlerError>> + Send {
+        async { Ok(Value::String(String::new())) }
+    }
     /// A module RPC (`name` is `module:rpc`); returns the output children.
     fn rpc(
         &self,

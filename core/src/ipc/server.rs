@@ -185,6 +185,7 @@ async fn answer<H: Handler>(handler: &H, line: &[u8]) -> Option<Value> {
         "apply" => handler.apply().await.map(|()| json!({})),
         "abort" => handler.abort().await.map(|()| json!({})),
         "state" => handler.state().await,
+        "metrics" => handler.metrics().await,
         "rpc" => {
             let Some(name) = request.params.get("name").and_then(Value::as_str) else {
                 return Some(error_response(

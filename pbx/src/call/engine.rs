@@ -203,6 +203,7 @@ impl<H: Hooks> Engine<H> {
     pub fn end_call(&self, call_id: &str, code: u16) {
         let call = self.calls.lock().remove(call_id);
         if let Some(call) = call {
+            self.counters.call_ended(call.answered);
             H::on_call_ended(self, call_id, call, code);
         }
     }

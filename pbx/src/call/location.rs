@@ -227,6 +227,17 @@ impl Location {
         expired.len()
     }
 
+    /// How many unexpired bindings there are.
+    pub fn count(&self) -> usize {
+        let now = unix_now();
+        self.bindings
+            .read()
+            .values()
+            .flatten()
+            .filter(|b| b.expires_at > now)
+            .count()
+    }
+
     pub fn all(&self) -> Vec<Binding> {
         let now = unix_now();
         self.bindings

@@ -10,12 +10,34 @@ use crate::config::Transport;
 /// A datagram or stream write: transport, destination, bytes.
 pub type Outgoing = (Transport, SocketAddr, Vec<u8>);
 
-#[derive(Default)]
+/// Upper bounds (seconds) of the talk-time histogram: a short call, a
+/// minute, a meeting, an hour.
+const TALK_TIME_BUCKETS: [f64; 9] = [5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0];
+
 pub struct Counters {
     pub requests: AtomicU64,
     pub replies: [AtomicU64; 6],
     pub auth_failures: AtomicU64,
     pub malformed: AtomicU64,
+    /// Calls ended, and of them those that were answered.
+    pub calls_ended: AtomicU64,
+    pub calls_answered: AtomicU64,
+    /// Talk time of answered calls, observed when they end.
+    pub talk_time: besip_core::metrics::Histogram,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            requests: AtomicU64::new(0),
+            replies: Default::default(),
+            auth_failures: AtomicU64::new(0),
+            malformed: AtomicU64::new(0),
+            calls_ended: AtomicU64::new(0),
+            calls_answered: AtomicU64::new(0),
+            talk_time: besip_core::metrics::histogram(&TALK_TIME_BUCKETS),
+        }
+    }
 }
 
 impl Counters {
@@ -25,6 +47,14 @@ impl Counters {
     }
     pub fn auth_failure(&self) {
         self.auth_failures.fetch_add(1, Ordering::Relaxed);
+    }
+    /// A call ended; `answered`: when it was answered, if it was.
+    pub fn call_ended(&self, answered: Option<Instant>) {
+        self.calls_ended.fetch_add(1, Ordering::Relaxed);
+        if let Some(at) = answered {
+            self.calls_answered.fetch_add(1, Ordering::Relaxed);
+            self.talk_time.observe(at.elapsed().as_secs_f64());
+        }
     }
 }
 
