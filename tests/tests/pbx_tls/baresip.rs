@@ -6,9 +6,12 @@
 //! baresip's signalling stays on TLS (ACK and BYE too), the BYE ends the
 //! call on both legs, and no SRTP key appears in the PBX's log.
 
+use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+use besip_tests::baresip::{have_baresip, messages, Baresip, PhoneConfig};
 
 use super::*;
 
@@ -137,112 +140,15 @@ print("done")
 "#;
 
 /// A baresip phone (extension 100) over TLS to `tls_port`, trusting
-/// `cafile`, remote-controlled on `ctrl_port`; killed on drop.
-struct Baresip {
-    child: Child,
-    trace: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Baresip {
-    fn start(tls_port: u16, ctrl_port: u16, cafile: &Path) -> Baresip {
-        let dir = tempfile::tempdir().expect("tempdir");
-        // No sound device: a sine as the microphone, a bridge nobody reads
-        // as the speaker (ausine needs 48 kHz stereo; baresip resamples).
-        let config = format!(
-            "poll_method\t\tepoll\nsip_listen\t\t127.0.0.1:0\nsip_cafile\t\t{ca}\n\
-             audio_player\t\taubridge,nowhere\naudio_source\t\tausine,440\naudio_alert\t\taubridge,nowhere\n\
-             ausrc_srate\t\t48000\nausrc_channels\t\t2\nauplay_srate\t\t48000\nauplay_channels\t\t2\n\
-             module_path\t\t/usr/lib/baresip/modules\nmodule\t\t\tg711.so\nmodule\t\t\tausine.so\n\
-             module\t\t\taubridge.so\nmodule\t\t\tsrtp.so\nmodule_app\t\taccount.so\n\
-             module_app\t\tmenu.so\nmodule_app\t\tctrl_tcp.so\nctrl_tcp_listen\t\t127.0.0.1:{ctrl_port}\n",
-            ca = cafile.display()
-        );
-        std::fs::write(dir.path().join("config"), config).expect("write config");
-        std::fs::write(
-            dir.path().join("accounts"),
-            format!("<sip:100@besip.test;transport=tls>;auth_pass=pw100;outbound=\"sip:127.0.0.1:{tls_port};transport=tls\";mediaenc=srtp-mand;regint=300;audio_codecs=PCMU\n"),
-        )
-        .expect("write accounts");
-        std::fs::write(dir.path().join("contacts"), "").expect("write contacts");
-        let trace = dir.path().join("trace.txt");
-        let out = std::fs::File::create(&trace).expect("trace file");
-        let err = out.try_clone().expect("trace file");
-        // -s: the SIP trace (every message sent and received) on stdout.
-        let child = Command::new("baresip")
-            .arg("-f")
-            .arg(dir.path())
-            .arg("-s")
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .expect("start baresip");
-        Baresip {
-            child,
-            trace,
-            _dir: dir,
-        }
-    }
-
-    /// The SIP trace, without terminal colours.
-    fn trace(&self) -> String {
-        strip_ansi(&std::fs::read_to_string(&self.trace).unwrap_or_default())
-    }
-}
-
-impl Drop for Baresip {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn have_baresip() -> bool {
-    Command::new("baresip")
-        .arg("-h")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok()
-}
-
-fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            // ESC [ ... final letter
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// The messages of a baresip SIP trace: (transport, from, to, text).
-fn messages(trace: &str) -> Vec<(String, String, String, String)> {
-    let mut out: Vec<(String, String, String, String)> = Vec::new();
-    for line in trace.lines() {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        if let [tp @ ("UDP" | "TCP" | "TLS"), from, "->", to] = words.as_slice() {
-            out.push((
-                tp.to_string(),
-                from.to_string(),
-                to.to_string(),
-                String::new(),
-            ));
-        } else if let Some(m) = out.last_mut() {
-            m.3.push_str(line);
-            m.3.push('\n');
-        }
-    }
-    out
+/// `cafile`, remote-controlled on `ctrl_port`, playing a 440 Hz sine.
+fn tls_phone(tls_port: u16, ctrl_port: u16, cafile: &Path) -> Baresip {
+    let mut config = PhoneConfig::new(
+        format!("<sip:100@besip.test;transport=tls>;auth_pass=pw100;outbound=\"sip:127.0.0.1:{tls_port};transport=tls\";mediaenc=srtp-mand;regint=300;audio_codecs=PCMU"),
+        SocketAddr::from(([127, 0, 0, 1], ctrl_port)),
+    );
+    config.cafile = Some(cafile.to_owned());
+    config.modules.push("srtp.so".into());
+    Baresip::start(&config)
 }
 
 /// The `inline:` keys (SDES) in `text`.
@@ -272,7 +178,7 @@ fn baresip_over_tls_with_srtp_calls_a_plain_rtp_phone() {
     // may carry a key.
     let pbx = Pbx::start_logged(&uci, port, "trace");
     let cafile = pbx.root.path().join("etc/besip/sip-tls-cert.pem");
-    let phone = Baresip::start(tls_port, ctrl_port, &cafile);
+    let phone = tls_phone(tls_port, ctrl_port, &cafile);
     let deadline = Instant::now() + Duration::from_secs(15);
     while !pbx
         .registrations()
@@ -340,20 +246,20 @@ fn baresip_over_tls_with_srtp_calls_a_plain_rtp_phone() {
     // baresip's side of the signalling: all TLS, SRTP offered and answered.
     let msgs = messages(&trace);
     assert!(
-        msgs.iter().all(|(tp, ..)| tp == "TLS"),
+        msgs.iter().all(|m| m.transport == "TLS"),
         "baresip's signalling stays on TLS (our Contact names TLS): {ctx}"
     );
     let tls_addr = format!("127.0.0.1:{tls_port}");
     let sent = |start: &str| {
         msgs.iter()
-            .filter(|(_, _, to, m)| to == &tls_addr && m.starts_with(start))
-            .map(|(.., m)| m.clone())
+            .filter(|m| m.to == tls_addr && m.text.starts_with(start))
+            .map(|m| m.text.clone())
             .collect::<Vec<_>>()
     };
     let received = |start: &str| {
         msgs.iter()
-            .filter(|(_, from, _, m)| from == &tls_addr && m.starts_with(start))
-            .map(|(.., m)| m.clone())
+            .filter(|m| m.from == tls_addr && m.text.starts_with(start))
+            .map(|m| m.text.clone())
             .collect::<Vec<_>>()
     };
     let offer = sent("INVITE ").pop().unwrap_or_default();
