@@ -383,33 +383,30 @@ fn call_hold_resume_hangup(mode: Mode) {
     assert_hears(&b, A_TONE, "B");
     assert_wire_carries(&tap, 0, A_RTP, B_TONE, "A");
     assert_wire_carries(&tap, 0, B_RTP, A_TONE, "B");
-    let relayed_before_hold = if mode == Mode::Proxy {
-        let ns = nat_state(&pbx);
-        let relays = ns["relay"].as_array().cloned().unwrap_or_default();
-        assert_eq!(relays.len(), 1, "{ns}");
-        let r = &relays[0];
-        assert_eq!(r["nated"], true, "{r}");
-        assert!(
-            r["caller-latched"]
-                .as_str()
-                .unwrap_or("")
-                .starts_with(&format!("{A_PUBLIC}:41")),
-            "A latched at its public address: {r}"
-        );
-        assert!(
-            r["callee-latched"]
-                .as_str()
-                .unwrap_or("")
-                .starts_with(&format!("{B_ADDRESS}:201")),
-            "B latched at its address: {r}"
-        );
-        let relayed = counter(r, "packets-relayed");
-        // Two phones at 50 packets/s for over a second each.
-        assert!(relayed >= 100, "{r}");
-        relayed
-    } else {
-        0
-    };
+    // nat-state: the call anchored, each phone latched at the address its
+    // packets come from, packets relayed.
+    let ns = nat_state(&pbx);
+    let relays = ns["relay"].as_array().cloned().unwrap_or_default();
+    assert_eq!(
+        (ns["relays-open"].as_u64(), relays.len()),
+        (Some(1), 1),
+        "{ns}"
+    );
+    let r = &relays[0];
+    assert_eq!(r["nated"], true, "{r}");
+    let latched = |side: &str| r[side].as_str().unwrap_or("").to_owned();
+    assert!(
+        latched("caller-latched").starts_with(&format!("{A_PUBLIC}:41")),
+        "A latched at its public address: {r}"
+    );
+    assert!(
+        latched("callee-latched").starts_with(&format!("{B_ADDRESS}:201")),
+        "B latched at its address: {r}"
+    );
+    // Both phones at 50 packets/s for over a second each.
+    let relayed_before_hold = counter(r, "packets-relayed");
+    assert!(relayed_before_hold >= 100, "{r}");
+    assert_state_valid(&pbx, &pbx.state());
 
     // Hold: A's re-INVITE with sendonly reaches B, B's recvonly reaches A.
     assert_eq!(ctl_a.command("hold", "")["ok"], true);
@@ -448,15 +445,14 @@ fn call_hold_resume_hangup(mode: Mode) {
     let resumed = tap.packets().len();
     assert_wire_carries(&tap, resumed, A_RTP, B_TONE, "A after resume");
     assert_wire_carries(&tap, resumed, B_RTP, A_TONE, "B after resume");
+    let ns = nat_state(&pbx);
+    let r = &ns["relay"][0];
+    assert!(
+        counter(r, "packets-relayed") >= relayed_before_hold + 100,
+        "{r}"
+    );
     if mode == Mode::Proxy {
-        let ns = nat_state(&pbx);
-        let r = &ns["relay"][0];
         assert_eq!(r["on-hold"], false, "{ns}");
-        assert!(
-            counter(r, "packets-relayed") >= relayed_before_hold + 100,
-            "{r}"
-        );
-        assert_state_valid(&pbx, &pbx.state());
     }
 
     // A hangs up: both phones see the call closed, the PBX keeps nothing.
