@@ -6,21 +6,23 @@
 //! baresip's signalling stays on TLS (ACK and BYE too), the BYE ends the
 //! call on both legs, and no SRTP key appears in the PBX's log.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use besip_tests::baresip::{have_baresip, messages, Baresip, PhoneConfig};
 
 use super::*;
 
-/// The UDP phone 101 and baresip's remote control (ctrl_tcp, netstring
-/// JSON). argv: PBX UDP port, ctrl_tcp port. Prints `key value` lines.
+/// The UDP phone 101. argv: PBX UDP port. Prints `key value` lines (the
+/// first, udp-register, once registered); waits for a line on stdin
+/// before its BYE.
 const PY_UDP_PHONE: &str = r#"
-import hashlib, json, re, socket, sys, time
+import hashlib, re, socket, sys, time
 
-pbx_port, ctrl_port = int(sys.argv[1]), int(sys.argv[2])
+pbx_port = int(sys.argv[1])
 PBX = ("127.0.0.1", pbx_port)
 
 def header(msg, name):
@@ -55,28 +57,7 @@ if r.startswith("SIP/2.0 401"):
                     'response="%s", algorithm=MD5, qop=auth, nc=00000001, cnonce="c0"\r\n' % (nonce, resp))
 print("udp-register", r.split("\r\n")[0][8:], flush=True)
 
-ctrl = socket.create_connection(("127.0.0.1", ctrl_port), timeout=10)
-cbuf, events = b"", []
-def ctrl_send(command, params):
-    js = json.dumps({"command": command, "params": params, "token": command}).encode()
-    ctrl.sendall(b"%d:%s," % (len(js), js))
-def ctrl_poll(timeout):
-    global cbuf
-    ctrl.settimeout(timeout)
-    try:
-        cbuf += ctrl.recv(65536)
-    except socket.timeout:
-        pass
-    while b":" in cbuf:
-        colon = cbuf.index(b":")
-        end = colon + 1 + int(cbuf[:colon])
-        if len(cbuf) < end + 1:
-            break
-        events.append(json.loads(cbuf[colon + 1:end]))
-        cbuf = cbuf[end + 1:]
-
-# baresip (100) dials 101.
-ctrl_send("dial", "sip:101@besip.test")
+# baresip (100) dials 101 (the test, over ctrl_tcp).
 inv = recv_sip("INVITE")
 offer = body(inv)
 print("udp-offer-profile", re.search(r"m=audio \d+ (\S+)", offer).group(1))
@@ -121,21 +102,14 @@ print("udp-rtp-length", len(p))
 samples = [ulaw(x) for x in p[12:]]
 print("udp-rtp-zero-crossings", sum(1 for a, b in zip(samples, samples[1:]) if (a < 0) != (b < 0)))
 
-# Wait until baresip has our SRTP (its RTP is established), then hang up.
-deadline = time.time() + 5
-while time.time() < deadline and not any(e.get("type") == "CALL_RTPESTAB" for e in events):
-    ctrl_poll(0.2)
+# Hang up once the test saw baresip's RTP established (our SRTP passed).
+sys.stdin.readline()
 contact = re.search(r"<([^>]*)>", header(inv, "Contact")).group(1)
 sip.sendto(("BYE %s SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bKbye1;rport\r\n%sFrom: %s;tag=u1\r\nTo: %s\r\n"
             "Call-ID: %s\r\nCSeq: 1 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
             % (contact, me, "".join("Route: %s\r\n" % v for v in headers(inv, "Record-Route")),
                header(inv, "To"), header(inv, "From"), header(inv, "Call-ID"))).encode(), PBX)
 print("udp-bye-answer", recv_sip("SIP/2.0").split("\r\n")[0][8:])
-deadline = time.time() + 5
-while time.time() < deadline and not any(e.get("type") == "CALL_CLOSED" for e in events):
-    ctrl_poll(0.2)
-print("baresip-events", ",".join(e["type"] for e in events if e.get("event")))
-print("baresip-dial", any(e.get("token") == "dial" and e.get("ok") for e in events))
 print("done")
 "#;
 
@@ -193,12 +167,36 @@ fn baresip_over_tls_with_srtp_calls_a_plain_rtp_phone() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
-    let out = Command::new("/usr/bin/python3")
+    let mut ctl = phone.control();
+    let mut driver = Command::new("/usr/bin/python3")
         .arg("-c")
         .arg(PY_UDP_PHONE)
-        .args([port.to_string(), ctrl_port.to_string()])
-        .output()
+        .arg(port.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("python3");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !pbx
+        .registrations()
+        .iter()
+        .any(|(aor, _)| aor.contains("101@"))
+    {
+        assert!(Instant::now() < deadline, "the UDP phone did not register");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // baresip dials 101; once its RTP is established (our SRTP passed its
+    // authentication), the UDP phone hangs up.
+    let dial = ctl.command("dial", "sip:101@besip.test");
+    let rtp_established = ctl.wait_event("CALL_RTPESTAB", Duration::from_secs(10));
+    let _ = driver
+        .stdin
+        .take()
+        .expect("driver stdin")
+        .write_all(b"bye\n");
+    let closed = ctl.wait_event("CALL_CLOSED", Duration::from_secs(5));
+    let out = driver.wait_with_output().expect("python3");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let trace = phone.trace();
     assert!(
@@ -232,16 +230,20 @@ fn baresip_over_tls_with_srtp_calls_a_plain_rtp_phone() {
 
     // baresip: the call came up, its media flowed both ways (RTPESTAB: our
     // SRTP passed its authentication), the BYE closed it.
-    let events = value(&r, "baresip-events");
-    for e in [
-        "CALL_ESTABLISHED",
-        "CALL_MENC",
-        "CALL_RTPESTAB",
-        "CALL_CLOSED",
-    ] {
-        assert!(events.contains(e), "baresip event {e}: {ctx}");
+    let events: Vec<&str> = ctl
+        .events
+        .iter()
+        .filter(|e| e["event"] == true)
+        .filter_map(|e| e["type"].as_str())
+        .collect();
+    assert!(
+        rtp_established.is_some() && closed.is_some(),
+        "{events:?}: {ctx}"
+    );
+    for e in ["CALL_ESTABLISHED", "CALL_MENC"] {
+        assert!(events.contains(&e), "baresip event {e}: {events:?} {ctx}");
     }
-    assert_eq!(value(&r, "baresip-dial"), "True", "{ctx}");
+    assert_eq!(dial["ok"], true, "{dial}: {ctx}");
 
     // baresip's side of the signalling: all TLS, SRTP offered and answered.
     let msgs = messages(&trace);
