@@ -71,8 +71,7 @@ impl PhoneConfig {
             c.push_str(&format!("module\t\t\t{m}\n"));
         }
         if self.record {
-            // No jitter buffer: what arrives is decoded and recorded at
-            // once (baresip 1.0's buffer stays empty after a hold).
+            // No jitter buffer: what arrives is decoded and recorded at once.
             c.push_str(&format!(
                 "module\t\t\tsndfile.so\nsnd_path\t\t{}\njitter_buffer_delay\t0-0\n",
                 dir.display()
@@ -162,7 +161,9 @@ impl Baresip {
         }
     }
 
-    /// What the phone heard (sndfile's decoder dumps, oldest first).
+    /// What the phone heard (sndfile's decoder dumps, oldest first). baresip
+    /// 1.0 records nothing after a hold: its decoder's filters are dropped
+    /// when a stream turns sendonly/recvonly and never set up again.
     pub fn heard(&self) -> Vec<i16> {
         self.recordings("-dec.wav")
             .iter()
