@@ -116,9 +116,10 @@ impl Control {
         if let Some(sets) = crate::features::dispatcher::state_json(&e.config()) {
             state["besip-pbx:pbx"]["dispatcher-set"] = sets;
         }
-        if e.config().mode == crate::config::Mode::Proxy {
-            state["besip-pbx:pbx"]["nat-state"] = crate::features::nat_proxy::state_json(e);
-        }
+        state["besip-pbx:pbx"]["nat-state"] = match e.config().mode {
+            crate::config::Mode::Proxy => crate::features::nat_proxy::state_json(e),
+            crate::config::Mode::B2bua => crate::features::nat::state_json(e),
+        };
         if let Some(dns) = crate::features::dns::state_json(e) {
             state["besip-pbx:pbx"]["dns-state"] = dns;
         }

@@ -121,6 +121,28 @@ pub fn anchor(
     msg.body = rewrite_sdp(sdp, ip, port).into_bytes();
 }
 
+/// /pbx/nat-state in B2BUA mode: the relays of its calls (listed under the
+/// caller's Call-ID; RTP only, so no RTCP ports), `nated` when the call
+/// crosses the NAT boundary (else its SRTP ends at the relay).
+pub fn state_json(engine: &Engine) -> serde_json::Value {
+    let cfg = engine.config();
+    // Each call is listed under both its Call-IDs: once, under the caller's.
+    let relays: Vec<serde_json::Value> = engine
+        .b2b_calls()
+        .lock()
+        .iter()
+        .filter_map(|(call_id, call)| {
+            let c = call.lock();
+            let relay = c.relay.as_ref().filter(|_| c.a.call_id == *call_id)?;
+            let nated = is_outside(&cfg, c.a.dest.ip()) != is_outside(&cfg, c.b.dest.ip());
+            Some(crate::features::nat_proxy::relay_json(
+                call_id, nated, relay,
+            ))
+        })
+        .collect();
+    serde_json::json!({"relays-open": relays.len(), "relay": relays})
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,5 +161,72 @@ mod tests {
         for bad in ["10.0.0.0", "10.0.0.0/33", "x/8", "::/129"] {
             assert!(parse_networks(&[bad.into()]).is_err(), "{bad}");
         }
+    }
+
+    /// A B2BUA engine with NAT handling: 127.0.0.1 and 127.0.0.30 inside.
+    fn b2bua_engine(dir: &std::path::Path) -> Engine {
+        let path = dir.join("besip_pbx");
+        std::fs::write(
+            &path,
+            "package besip_pbx\n\nconfig pbx 'main'\n\toption mode 'b2bua'\n\toption nat_external_address '127.0.0.1'\n\tlist nat_local_network '127.0.0.1/32'\n\tlist nat_local_network '127.0.0.30/32'\n",
+        )
+        .unwrap();
+        let config = Config::load(&path).unwrap();
+        let location =
+            Arc::new(crate::call::location::Location::open(&dir.join("pbx.db")).unwrap());
+        Engine::new(
+            config,
+            location,
+            crate::transport::Transports::new(Some(1)),
+            Vec::new(),
+        )
+    }
+
+    fn leg(call_id: &str, dest: &str) -> super::super::b2bua::Leg {
+        super::super::b2bua::Leg {
+            call_id: call_id.into(),
+            local_tag: "l".into(),
+            remote_tag: Some("r".into()),
+            local_uri: "sip:a@x".into(),
+            remote_uri: "sip:b@x".into(),
+            remote_target: "sip:b@x".into(),
+            dest: dest.parse().unwrap(),
+            transport: crate::config::Transport::Udp,
+            cseq: 1,
+        }
+    }
+
+    #[test]
+    fn b2bua_relays_are_in_the_state_once_under_the_callers_call_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = b2bua_engine(dir.path());
+        assert_eq!(state_json(&engine)["relays-open"], 0);
+        let relay = Relay::open("127.0.0.1".parse().unwrap(), 32600, 32699).expect("relay ports");
+        let (a_port, b_port) = (relay.a_port, relay.b_port);
+        let call = Arc::new(parking_lot::Mutex::new(super::super::b2bua::B2bCall {
+            // The caller outside (behind a NAT), the callee inside.
+            a: leg("caller-id", "127.0.0.20:41000"),
+            b: leg("callee-id@b2bua", "127.0.0.30:5070"),
+            established: None,
+            last_activity: std::time::Instant::now(),
+            session_expires: None,
+            b_ack: None,
+            relay: Some(Arc::new(relay)),
+            media_crypto: None,
+        }));
+        {
+            let mut calls = engine.b2b_calls().lock();
+            calls.insert("caller-id".into(), call.clone());
+            calls.insert("callee-id@b2bua".into(), call);
+        }
+        let state = state_json(&engine);
+        assert_eq!(state["relays-open"], 1, "{state}");
+        let r = &state["relay"][0];
+        assert_eq!(r["call-id"], "caller-id", "{r}");
+        assert_eq!(r["nated"], true, "{r}");
+        assert_eq!(r["caller-rtp-port"], a_port, "{r}");
+        assert_eq!(r["callee-rtp-port"], b_port, "{r}");
+        assert_eq!(r["packets-relayed"], "0", "{r}");
+        assert!(r.get("caller-rtcp-port").is_none(), "{r}");
     }
 }

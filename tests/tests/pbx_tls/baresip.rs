@@ -6,18 +6,23 @@
 //! baresip's signalling stays on TLS (ACK and BYE too), the BYE ends the
 //! call on both legs, and no SRTP key appears in the PBX's log.
 
+use std::io::Write;
+use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use besip_tests::baresip::{have_baresip, messages, Baresip, PhoneConfig};
 
 use super::*;
 
-/// The UDP phone 101 and baresip's remote control (ctrl_tcp, netstring
-/// JSON). argv: PBX UDP port, ctrl_tcp port. Prints `key value` lines.
+/// The UDP phone 101. argv: PBX UDP port. Prints `key value` lines (the
+/// first, udp-register, once registered); waits for a line on stdin
+/// before its BYE.
 const PY_UDP_PHONE: &str = r#"
-import hashlib, json, re, socket, sys, time
+import hashlib, re, socket, sys, time
 
-pbx_port, ctrl_port = int(sys.argv[1]), int(sys.argv[2])
+pbx_port = int(sys.argv[1])
 PBX = ("127.0.0.1", pbx_port)
 
 def header(msg, name):
@@ -52,28 +57,7 @@ if r.startswith("SIP/2.0 401"):
                     'response="%s", algorithm=MD5, qop=auth, nc=00000001, cnonce="c0"\r\n' % (nonce, resp))
 print("udp-register", r.split("\r\n")[0][8:], flush=True)
 
-ctrl = socket.create_connection(("127.0.0.1", ctrl_port), timeout=10)
-cbuf, events = b"", []
-def ctrl_send(command, params):
-    js = json.dumps({"command": command, "params": params, "token": command}).encode()
-    ctrl.sendall(b"%d:%s," % (len(js), js))
-def ctrl_poll(timeout):
-    global cbuf
-    ctrl.settimeout(timeout)
-    try:
-        cbuf += ctrl.recv(65536)
-    except socket.timeout:
-        pass
-    while b":" in cbuf:
-        colon = cbuf.index(b":")
-        end = colon + 1 + int(cbuf[:colon])
-        if len(cbuf) < end + 1:
-            break
-        events.append(json.loads(cbuf[colon + 1:end]))
-        cbuf = cbuf[end + 1:]
-
-# baresip (100) dials 101.
-ctrl_send("dial", "sip:101@besip.test")
+# baresip (100) dials 101 (the test, over ctrl_tcp).
 inv = recv_sip("INVITE")
 offer = body(inv)
 print("udp-offer-profile", re.search(r"m=audio \d+ (\S+)", offer).group(1))
@@ -118,131 +102,27 @@ print("udp-rtp-length", len(p))
 samples = [ulaw(x) for x in p[12:]]
 print("udp-rtp-zero-crossings", sum(1 for a, b in zip(samples, samples[1:]) if (a < 0) != (b < 0)))
 
-# Wait until baresip has our SRTP (its RTP is established), then hang up.
-deadline = time.time() + 5
-while time.time() < deadline and not any(e.get("type") == "CALL_RTPESTAB" for e in events):
-    ctrl_poll(0.2)
+# Hang up once the test saw baresip's RTP established (our SRTP passed).
+sys.stdin.readline()
 contact = re.search(r"<([^>]*)>", header(inv, "Contact")).group(1)
 sip.sendto(("BYE %s SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bKbye1;rport\r\n%sFrom: %s;tag=u1\r\nTo: %s\r\n"
             "Call-ID: %s\r\nCSeq: 1 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
             % (contact, me, "".join("Route: %s\r\n" % v for v in headers(inv, "Record-Route")),
                header(inv, "To"), header(inv, "From"), header(inv, "Call-ID"))).encode(), PBX)
 print("udp-bye-answer", recv_sip("SIP/2.0").split("\r\n")[0][8:])
-deadline = time.time() + 5
-while time.time() < deadline and not any(e.get("type") == "CALL_CLOSED" for e in events):
-    ctrl_poll(0.2)
-print("baresip-events", ",".join(e["type"] for e in events if e.get("event")))
-print("baresip-dial", any(e.get("token") == "dial" and e.get("ok") for e in events))
 print("done")
 "#;
 
 /// A baresip phone (extension 100) over TLS to `tls_port`, trusting
-/// `cafile`, remote-controlled on `ctrl_port`; killed on drop.
-struct Baresip {
-    child: Child,
-    trace: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Baresip {
-    fn start(tls_port: u16, ctrl_port: u16, cafile: &Path) -> Baresip {
-        let dir = tempfile::tempdir().expect("tempdir");
-        // No sound device: a sine as the microphone, a bridge nobody reads
-        // as the speaker (ausine needs 48 kHz stereo; baresip resamples).
-        let config = format!(
-            "poll_method\t\tepoll\nsip_listen\t\t127.0.0.1:0\nsip_cafile\t\t{ca}\n\
-             audio_player\t\taubridge,nowhere\naudio_source\t\tausine,440\naudio_alert\t\taubridge,nowhere\n\
-             ausrc_srate\t\t48000\nausrc_channels\t\t2\nauplay_srate\t\t48000\nauplay_channels\t\t2\n\
-             module_path\t\t/usr/lib/baresip/modules\nmodule\t\t\tg711.so\nmodule\t\t\tausine.so\n\
-             module\t\t\taubridge.so\nmodule\t\t\tsrtp.so\nmodule_app\t\taccount.so\n\
-             module_app\t\tmenu.so\nmodule_app\t\tctrl_tcp.so\nctrl_tcp_listen\t\t127.0.0.1:{ctrl_port}\n",
-            ca = cafile.display()
-        );
-        std::fs::write(dir.path().join("config"), config).expect("write config");
-        std::fs::write(
-            dir.path().join("accounts"),
-            format!("<sip:100@besip.test;transport=tls>;auth_pass=pw100;outbound=\"sip:127.0.0.1:{tls_port};transport=tls\";mediaenc=srtp-mand;regint=300;audio_codecs=PCMU\n"),
-        )
-        .expect("write accounts");
-        std::fs::write(dir.path().join("contacts"), "").expect("write contacts");
-        let trace = dir.path().join("trace.txt");
-        let out = std::fs::File::create(&trace).expect("trace file");
-        let err = out.try_clone().expect("trace file");
-        // -s: the SIP trace (every message sent and received) on stdout.
-        let child = Command::new("baresip")
-            .arg("-f")
-            .arg(dir.path())
-            .arg("-s")
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .expect("start baresip");
-        Baresip {
-            child,
-            trace,
-            _dir: dir,
-        }
-    }
-
-    /// The SIP trace, without terminal colours.
-    fn trace(&self) -> String {
-        strip_ansi(&std::fs::read_to_string(&self.trace).unwrap_or_default())
-    }
-}
-
-impl Drop for Baresip {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn have_baresip() -> bool {
-    Command::new("baresip")
-        .arg("-h")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok()
-}
-
-fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            // ESC [ ... final letter
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// The messages of a baresip SIP trace: (transport, from, to, text).
-fn messages(trace: &str) -> Vec<(String, String, String, String)> {
-    let mut out: Vec<(String, String, String, String)> = Vec::new();
-    for line in trace.lines() {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        if let [tp @ ("UDP" | "TCP" | "TLS"), from, "->", to] = words.as_slice() {
-            out.push((
-                tp.to_string(),
-                from.to_string(),
-                to.to_string(),
-                String::new(),
-            ));
-        } else if let Some(m) = out.last_mut() {
-            m.3.push_str(line);
-            m.3.push('\n');
-        }
-    }
-    out
+/// `cafile`, remote-controlled on `ctrl_port`, playing a 440 Hz sine.
+fn tls_phone(tls_port: u16, ctrl_port: u16, cafile: &Path) -> Baresip {
+    let mut config = PhoneConfig::new(
+        format!("<sip:100@besip.test;transport=tls>;auth_pass=pw100;outbound=\"sip:127.0.0.1:{tls_port};transport=tls\";mediaenc=srtp-mand;regint=300;audio_codecs=PCMU"),
+        SocketAddr::from(([127, 0, 0, 1], ctrl_port)),
+    );
+    config.cafile = Some(cafile.to_owned());
+    config.modules.push("srtp.so".into());
+    Baresip::start(&config)
 }
 
 /// The `inline:` keys (SDES) in `text`.
@@ -272,7 +152,7 @@ fn baresip_over_tls_with_srtp_calls_a_plain_rtp_phone() {
     // may carry a key.
     let pbx = Pbx::start_logged(&uci, port, "trace");
     let cafile = pbx.root.path().join("etc/besip/sip-tls-cert.pem");
-    let phone = Baresip::start(tls_port, ctrl_port, &cafile);
+    let phone = tls_phone(tls_port, ctrl_port, &cafile);
     let deadline = Instant::now() + Duration::from_secs(15);
     while !pbx
         .registrations()
@@ -287,12 +167,36 @@ fn baresip_over_tls_with_srtp_calls_a_plain_rtp_phone() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
-    let out = Command::new("/usr/bin/python3")
+    let mut ctl = phone.control();
+    let mut driver = Command::new("/usr/bin/python3")
         .arg("-c")
         .arg(PY_UDP_PHONE)
-        .args([port.to_string(), ctrl_port.to_string()])
-        .output()
+        .arg(port.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("python3");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !pbx
+        .registrations()
+        .iter()
+        .any(|(aor, _)| aor.contains("101@"))
+    {
+        assert!(Instant::now() < deadline, "the UDP phone did not register");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // baresip dials 101; once its RTP is established (our SRTP passed its
+    // authentication), the UDP phone hangs up.
+    let dial = ctl.command("dial", "sip:101@besip.test");
+    let rtp_established = ctl.wait_event("CALL_RTPESTAB", Duration::from_secs(10));
+    let _ = driver
+        .stdin
+        .take()
+        .expect("driver stdin")
+        .write_all(b"bye\n");
+    let closed = ctl.wait_event("CALL_CLOSED", Duration::from_secs(5));
+    let out = driver.wait_with_output().expect("python3");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let trace = phone.trace();
     assert!(
@@ -326,34 +230,38 @@ fn baresip_over_tls_with_srtp_calls_a_plain_rtp_phone() {
 
     // baresip: the call came up, its media flowed both ways (RTPESTAB: our
     // SRTP passed its authentication), the BYE closed it.
-    let events = value(&r, "baresip-events");
-    for e in [
-        "CALL_ESTABLISHED",
-        "CALL_MENC",
-        "CALL_RTPESTAB",
-        "CALL_CLOSED",
-    ] {
-        assert!(events.contains(e), "baresip event {e}: {ctx}");
+    let events: Vec<&str> = ctl
+        .events
+        .iter()
+        .filter(|e| e["event"] == true)
+        .filter_map(|e| e["type"].as_str())
+        .collect();
+    assert!(
+        rtp_established.is_some() && closed.is_some(),
+        "{events:?}: {ctx}"
+    );
+    for e in ["CALL_ESTABLISHED", "CALL_MENC"] {
+        assert!(events.contains(&e), "baresip event {e}: {events:?} {ctx}");
     }
-    assert_eq!(value(&r, "baresip-dial"), "True", "{ctx}");
+    assert_eq!(dial["ok"], true, "{dial}: {ctx}");
 
     // baresip's side of the signalling: all TLS, SRTP offered and answered.
     let msgs = messages(&trace);
     assert!(
-        msgs.iter().all(|(tp, ..)| tp == "TLS"),
+        msgs.iter().all(|m| m.transport == "TLS"),
         "baresip's signalling stays on TLS (our Contact names TLS): {ctx}"
     );
     let tls_addr = format!("127.0.0.1:{tls_port}");
     let sent = |start: &str| {
         msgs.iter()
-            .filter(|(_, _, to, m)| to == &tls_addr && m.starts_with(start))
-            .map(|(.., m)| m.clone())
+            .filter(|m| m.to == tls_addr && m.text.starts_with(start))
+            .map(|m| m.text.clone())
             .collect::<Vec<_>>()
     };
     let received = |start: &str| {
         msgs.iter()
-            .filter(|(_, from, _, m)| from == &tls_addr && m.starts_with(start))
-            .map(|(.., m)| m.clone())
+            .filter(|m| m.from == tls_addr && m.text.starts_with(start))
+            .map(|m| m.text.clone())
             .collect::<Vec<_>>()
     };
     let offer = sent("INVITE ").pop().unwrap_or_default();

@@ -29,7 +29,7 @@ use crate::config::{Mode, Transport};
 use crate::features::state::Engine;
 use crate::sip::{addr_uri, param, Message, Uri, Via};
 
-pub use state::state_json;
+pub use state::{relay_json, state_json};
 
 /// The state of the proxy's NAT traversal.
 #[derive(Default)]

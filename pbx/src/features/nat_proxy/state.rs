@@ -4,6 +4,7 @@ use std::sync::atomic::Ordering;
 
 use serde_json::{json, Value};
 
+use crate::features::rtp_relay::Relay;
 use crate::features::state::Engine;
 
 /// /pbx/nat-state: counters and the relay of each proxied call.
@@ -15,27 +16,15 @@ pub fn state_json(engine: &Engine) -> Value {
         .map
         .iter()
         .map(|(call_id, c)| {
-            let mut r = json!({
-                "call-id": call_id,
-                "nated": c.nated,
-                "caller-rtp-port": c.rtp.a_port,
-                "callee-rtp-port": c.rtp.b_port,
-                "rtcp-mux": c.rtcp_mux,
-                "on-hold": c.on_hold,
-                // RFC 7951: 64-bit integers are JSON strings.
-                "packets-relayed": c.relayed().to_string(),
-                "packets-lost": c.rtp.lost().to_string(),
-                "packets-dropped": c.dropped().to_string(),
-            });
+            let mut r = relay_json(call_id, c.nated, &c.rtp);
+            r["rtcp-mux"] = json!(c.rtcp_mux);
+            r["on-hold"] = json!(c.on_hold);
+            // RFC 7951: 64-bit integers are JSON strings.
+            r["packets-relayed"] = json!(c.relayed().to_string());
+            r["packets-dropped"] = json!(c.dropped().to_string());
             if let Some(rtcp) = &c.rtcp {
                 r["caller-rtcp-port"] = json!(rtcp.a_port);
                 r["callee-rtcp-port"] = json!(rtcp.b_port);
-            }
-            if let Some(a) = c.rtp.latched(true) {
-                r["caller-latched"] = json!(a.to_string());
-            }
-            if let Some(b) = c.rtp.latched(false) {
-                r["callee-latched"] = json!(b.to_string());
             }
             r
         })
@@ -48,4 +37,26 @@ pub fn state_json(engine: &Engine) -> Value {
         "media-timeouts": np.media_timeouts.load(Ordering::Relaxed).to_string(),
         "relay": list,
     })
+}
+
+/// One entry of /pbx/nat-state/relay: the RTP ports, latched addresses and
+/// packet counters of `rtp` (side A the caller's), for the call `call_id`.
+pub fn relay_json(call_id: &str, nated: bool, rtp: &Relay) -> Value {
+    let mut r = json!({
+        "call-id": call_id,
+        "nated": nated,
+        "caller-rtp-port": rtp.a_port,
+        "callee-rtp-port": rtp.b_port,
+        // RFC 7951: 64-bit integers are JSON strings.
+        "packets-relayed": rtp.relayed().to_string(),
+        "packets-lost": rtp.lost().to_string(),
+        "packets-dropped": rtp.dropped().to_string(),
+    });
+    if let Some(a) = rtp.latched(true) {
+        r["caller-latched"] = json!(a.to_string());
+    }
+    if let Some(b) = rtp.latched(false) {
+        r["callee-latched"] = json!(b.to_string());
+    }
+    r
 }
