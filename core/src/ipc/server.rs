@@ -57,9 +57,24 @@ impl IpcServer {
                 })
             }
         }
-        let listener = UnixListener::bind(path).context(BindSnafu { path })?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            .context(BindSnafu { path })?;
+        // Bound and restricted under a temporary name, then renamed: the
+        // socket appears only once it listens with mode 0600, so a client
+        // that sees it is neither refused (bound but not yet listening)
+        // nor another user let in before the chmod.
+        let mut staging = path.as_os_str().to_owned();
+        staging.push(format!(".{}.new", std::process::id()));
+        let staging = PathBuf::from(staging);
+        let _ = std::fs::remove_file(&staging);
+        let listener = UnixListener::bind(&staging).context(BindSnafu { path })?;
+        let ready = std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o600))
+            .and_then(|()| std::fs::rename(&staging, path));
+        if let Err(source) = ready {
+            let _ = std::fs::remove_file(&staging);
+            return Err(IpcError::Bind {
+                path: path.to_owned(),
+                source,
+            });
+        }
         let (sender, _) = broadcast::channel(1024);
         let notifier = Notifier { sender };
         let accept_notifier = notifier.clone();
