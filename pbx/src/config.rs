@@ -115,7 +115,6 @@ pub struct Extension {
     pub password: String,
     pub enabled: bool,
     pub groups: Vec<String>,
-    pub forward_unconditional: Option<String>,
     /// /pbx/extension/forwarding and do-not-disturb as configured.
     pub forwarding: forwarding::Forwarding,
     /// /pbx/extension/outbound
@@ -318,11 +317,6 @@ impl Config {
                     password: e.password.clone(),
                     enabled: e.enabled,
                     groups: e.group.clone(),
-                    forward_unconditional: e
-                        .forwarding
-                        .unconditional
-                        .clone()
-                        .filter(|v| !v.is_empty()),
                     forwarding: forwarding::Forwarding::from_model(e),
                     outbound: outbound
                         .permissions_of(&e.number, &e.outbound)

@@ -410,3 +410,80 @@ fn others_cannot_change_an_extensions_forwarding() {
     assert!(s["unconditional"].get("value").is_none(), "{s}");
     assert_eq!(s["unconditional"]["source"], "configuration", "{s}");
 }
+
+/// The caller hangs up while 101 rings: nothing is forwarded, the caller
+/// gets 487 (a CANCEL is no failure of the extension).
+#[test]
+fn a_cancelled_call_is_not_forwarded() {
+    if !have_sipp() {
+        eprintln!("SKIP: sipp not installed");
+        return;
+    }
+    for mode in MODES {
+        let port = free_port();
+        let uci = with_ext(
+            &base(port, mode, ""),
+            "101",
+            "\toption forwarding_no_answer '102'\n\toption forwarding_busy '102'\n",
+        );
+        let (pbx, sipp) = start(&uci, port);
+        let phone_port = free_port();
+        register(&sipp, "101", phone_port, port);
+        let phone = sipp.spawn("phone", &callee_cancelled(), phone_port, port, &[]);
+        let caller = sipp.run(
+            "caller",
+            &caller_cancels("100", "101"),
+            free_port(),
+            port,
+            &["-au", "100", "-ap", "pw100"],
+        );
+        assert!(caller.success, "{mode}: caller:\n{}", caller.log);
+        assert!(sipp.wait(phone).success, "{mode}: phone not cancelled");
+        let list = cdrs(&pbx, 1);
+        let cdr = list.last().expect("CDR");
+        assert_eq!(cdr["disposition"], "cancelled", "{mode}: {cdr}");
+        assert!(cdr.get("forwarded-by").is_none(), "{mode}: {cdr}");
+        assert_eq!(ext_state(&pbx, "101")["forwarded-calls"], "0");
+    }
+}
+
+/// The CLI, generated from the YANG module, sets forwarding and
+/// do-not-disturb like any other leaf, and they reach the PBX's package.
+#[test]
+fn cli_sets_forwarding_and_do_not_disturb() {
+    use besip_tests::cli::{admin, uci_files};
+    use besip_tests::netconf::NetconfServer;
+    let server = NetconfServer::start();
+    admin(
+        server.port,
+        &[
+            "set pbx extension 100 password s3cret",
+            "set pbx extension 100 forwarding busy 200",
+            "set pbx extension 100 forwarding no-answer-timeout 15",
+            "set pbx extension 100 forwarding unavailable 0555123",
+            "set pbx extension 100 do-not-disturb true",
+            "set pbx feature-codes forward-busy-on *21",
+            "commit",
+        ],
+    );
+    let shown = admin(server.port, &["show configuration running pbx extension"]);
+    assert!(
+        shown.contains("set pbx extension 100 forwarding busy 200"),
+        "{shown}"
+    );
+    let uci = uci_files(server.root_path());
+    let pbx = &uci
+        .iter()
+        .find(|(n, _)| n == "besip_pbx")
+        .expect("besip_pbx")
+        .1;
+    for option in [
+        "option forwarding_busy '200'",
+        "option forwarding_no_answer_timeout '15'",
+        "option forwarding_unavailable '0555123'",
+        "option do_not_disturb '1'",
+        "'*21'",
+    ] {
+        assert!(pbx.contains(option), "{option} missing:\n{pbx}");
+    }
+}
