@@ -487,3 +487,55 @@ fn cli_sets_forwarding_and_do_not_disturb() {
         assert!(pbx.contains(option), "{option} missing:\n{pbx}");
     }
 }
+
+/// 101 and 102 forward to each other on busy and both are busy: the
+/// forwards stop after a bounded number (each phone rings twice) and the
+/// caller gets 486.
+#[test]
+fn forwarding_loops_are_bounded() {
+    if !have_sipp() {
+        eprintln!("SKIP: sipp not installed");
+        return;
+    }
+    // One sipp call takes both INVITEs: a forward keeps the Call-ID.
+    let once = callee_rejects(486, "Busy Here");
+    let start_tag = "<scenario name=\"callee\">\n";
+    let body = &once[once.find(start_tag).expect("shape") + start_tag.len()
+        ..once.find("</scenario>").expect("shape")];
+    let twice = scenario("callee", &format!("{body}{body}"));
+    for mode in MODES {
+        let port = free_port();
+        let uci = with_ext(
+            &with_ext(
+                &base(port, mode, ""),
+                "101",
+                "\toption forwarding_busy '102'\n",
+            ),
+            "102",
+            "\toption forwarding_busy '101'\n",
+        );
+        let (pbx, sipp) = start(&uci, port);
+        let (p101, p102) = (free_port(), free_port());
+        register(&sipp, "101", p101, port);
+        register(&sipp, "102", p102, port);
+        let a = sipp.spawn("a", &twice, p101, port, &[]);
+        let b = sipp.spawn("b", &twice, p102, port, &[]);
+        let r = sipp.run(
+            "caller",
+            &caller_rejected("100", "101", 486).replacen(
+                "<recv response=\"180\" optional=\"true\"/>",
+                "<recv response=\"180\" optional=\"true\"/>\n  <recv response=\"180\" optional=\"true\"/>\n  <recv response=\"180\" optional=\"true\"/>\n  <recv response=\"180\" optional=\"true\"/>",
+                1,
+            ),
+            free_port(),
+            port,
+            &["-au", "100", "-ap", "pw100"],
+        );
+        assert!(r.success, "{mode}: expected 486:\n{}", r.log);
+        assert!(sipp.wait(a).success, "{mode}: 101 not rung twice");
+        assert!(sipp.wait(b).success, "{mode}: 102 not rung twice");
+        let cdr = cdrs(&pbx, 1).last().cloned().expect("CDR");
+        assert_eq!(cdr["disposition"], "busy", "{mode}: {cdr}");
+        assert_eq!(cdr["forwarded-by"], "101", "{cdr}");
+    }
+}

@@ -327,13 +327,24 @@ pub fn started(
     }
 }
 
+/// A forward that leaves the box, as accounting keeps it.
+struct Outside<'a> {
+    trunk: Option<String>,
+    number: &'a str,
+    /// Its place among the simultaneous outbound calls.
+    slot: crate::features::fraud::Slot,
+}
+
 /// Records a forward in the call's accounting data (the first forward's
-/// extension and reason, the last one's target); `out`: the trunk and
-/// number when the forward leaves the box.
-fn note_cdr(engine: &Engine, call_id: &str, note: Forwarded, out: Option<(Option<String>, &str)>) {
+/// extension and reason, the last one's target, and where it left the box).
+fn note_cdr(engine: &Engine, call_id: &str, note: Forwarded, out: Option<Outside>) {
     let cfg = engine.config();
     let mut calls = engine.calls();
     let Some(call) = calls.get_mut(call_id) else {
+        drop(calls);
+        if let Some(o) = out {
+            engine.fraud().release(&o.slot); // the call is over already
+        }
         return;
     };
     let meta = call.data.get_or_insert_with(Default::default);
@@ -341,9 +352,14 @@ fn note_cdr(engine: &Engine, call_id: &str, note: Forwarded, out: Option<(Option
         Some(first) => first.to = note.to,
         None => meta.forwarded = Some(note),
     }
-    if let Some((trunk, number)) = out {
-        meta.trunk = trunk.or(meta.trunk.take());
-        meta.rate = cfg.accounting.rate_for(number);
+    if let Some(o) = out {
+        meta.trunk = o.trunk.or(meta.trunk.take());
+        meta.rate = cfg.accounting.rate_for(o.number);
+        match &meta.slot {
+            // Released when the call ends (`accounting::ended`).
+            None => meta.slot = Some(o.slot),
+            Some(_) => engine.fraud().release(&o.slot),
+        }
     }
 }
 
@@ -571,19 +587,37 @@ impl Watcher {
             let (code, reason) = engine.fraud().refuse(refusal, &request, source, &origin);
             return refuse(code, reason);
         }
+        let out = match (&origin, outbound) {
+            (Origin::Forwarded { number, .. }, true) => {
+                // Within the forwarding extension's simultaneous-call limits too.
+                let slot = match engine.fraud().take_slot(&cfg, &origin) {
+                    Ok(slot) => slot,
+                    Err(refusal) => {
+                        let (code, reason) =
+                            engine.fraud().refuse(refusal, &request, source, &origin);
+                        return refuse(code, reason);
+                    }
+                };
+                Some(Outside {
+                    trunk: targets.iter().find_map(|t| t.trunk.clone()),
+                    number: number.as_str(),
+                    slot,
+                })
+            }
+            _ => None,
+        };
         tracing::info!(call_id = %request.call_id(), extension = %self.plan.extension, reason = reason.name(), %target, "call forwarded");
         engine.forwarding().count(&self.plan.extension);
-        let note = Forwarded {
+        let mut note = Forwarded {
             by: self.plan.extension.clone(),
             to: target.to_owned(),
             reason: reason.name(),
         };
-        let out = match &origin {
-            Origin::Forwarded { number, .. } if outbound => {
-                Some((targets.iter().find_map(|t| t.trunk.clone()), number.as_str()))
-            }
-            _ => None,
-        };
+        if let Some(then) = &next.note {
+            // The target forwarded unconditionally in turn: the CDR names the last one.
+            engine.forwarding().count(&then.by);
+            note.to = then.to.clone();
+        }
         note_cdr(engine, request.call_id(), note, out);
         if !self.send(engine, targets) {
             return gone; // the transaction is gone: nothing left to answer
