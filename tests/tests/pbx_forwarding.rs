@@ -103,7 +103,13 @@ fn busy_extension_forwards_to_another_extension() {
         let (busy_port, target_port) = (free_port(), free_port());
         register(&sipp, "101", busy_port, port);
         register(&sipp, "102", target_port, port);
-        let busy = sipp.spawn("busy", &callee_rejects(486, "Busy Here"), busy_port, port, &[]);
+        let busy = sipp.spawn(
+            "busy",
+            &callee_rejects(486, "Busy Here"),
+            busy_port,
+            port,
+            &[],
+        );
         let target = sipp.spawn("target", &callee_answers(100), target_port, port, &[]);
         let caller = sipp.run(
             "caller",

@@ -67,4 +67,3 @@ fn check_target(cfg: &Config, own: &str, number: &str) -> Result<(), &'static st
         None => Err("Not Found: Forward Target Unknown"),
     }
 }
-

@@ -205,7 +205,11 @@ impl Store {
     }
 
     fn count(&self, ext: &str) {
-        *self.forwarded_calls.lock().entry(ext.to_owned()).or_default() += 1;
+        *self
+            .forwarded_calls
+            .lock()
+            .entry(ext.to_owned())
+            .or_default() += 1;
     }
 
     /// RFC 7951 JSON of /pbx/extension-state.
@@ -501,6 +505,8 @@ impl Watcher {
                     p.no_answer.clone().map(|t| (Reason::NoAnswer, t))
                 }
                 486 | 600 => p.busy.clone().map(|t| (Reason::Busy, t)),
+                // Timer C gave up the ringing (the caller's CANCEL is excluded above).
+                487 => p.no_answer.clone().map(|t| (Reason::NoAnswer, t)),
                 408 | 480 | 500..=599 => p
                     .unavailable
                     .clone()
@@ -540,7 +546,12 @@ impl Watcher {
                 b.remove_first_value("Via");
                 b
             }
-            _ => response_to(&stx.request, 408, "Request Timeout", Some(&engine.new_tag())),
+            _ => response_to(
+                &stx.request,
+                408,
+                "Request Timeout",
+                Some(&engine.new_tag()),
+            ),
         };
         Step::Final(resp)
     }

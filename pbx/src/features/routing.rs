@@ -169,7 +169,9 @@ pub fn route(
                 crate::features::accounting::attach(engine, &call_id, meta);
             }
             if invite {
-                crate::features::forwarding::started(engine, key, &call_id, forwarding, &origin, hash);
+                crate::features::forwarding::started(
+                    engine, key, &call_id, forwarding, &origin, hash,
+                );
             }
         }
     }
