@@ -333,6 +333,8 @@ pub fn started(
 
 /// A forward that leaves the box, as accounting keeps it.
 struct Outside<'a> {
+    /// The forwarding extension: it pays, as for a forward decided at once.
+    extension: &'a str,
     trunk: Option<String>,
     number: &'a str,
     /// Its place among the simultaneous outbound calls.
@@ -357,6 +359,10 @@ fn note_cdr(engine: &Engine, call_id: &str, note: Forwarded, out: Option<Outside
         None => meta.forwarded = Some(note),
     }
     if let Some(o) = out {
+        // Credit the caller holds is settled against the caller's account.
+        if meta.reserved == 0 {
+            meta.caller_ext = Some(o.extension.to_owned());
+        }
         meta.trunk = o.trunk.or(meta.trunk.take());
         meta.rate = cfg.accounting.rate_for(o.number);
         match &meta.slot {
@@ -599,7 +605,7 @@ impl Watcher {
             return refuse(code, reason);
         }
         let out = match (&origin, outbound) {
-            (Origin::Forwarded { number, .. }, true) => {
+            (Origin::Forwarded { extension, number }, true) => {
                 // Within the forwarding extension's simultaneous-call limits too.
                 let slot = match engine.fraud().take_slot(&cfg, &origin) {
                     Ok(slot) => slot,
@@ -610,6 +616,7 @@ impl Watcher {
                     }
                 };
                 Some(Outside {
+                    extension: extension.as_str(),
                     trunk: targets.iter().find_map(|t| t.trunk.clone()),
                     number: number.as_str(),
                     slot,
