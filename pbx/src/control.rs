@@ -215,6 +215,20 @@ impl Handler for Control {
                 tracing::info!(aor, removed, "unregister RPC");
                 Ok(json!({"removed": removed}))
             }
+            "besip-pbx:reset-forwarding" | "reset-forwarding" => {
+                let Some(ext) = input.get("extension").and_then(Value::as_str) else {
+                    return Err(HandlerError::invalid_params(
+                        "reset-forwarding needs input 'extension'",
+                    ));
+                };
+                let cleared = self
+                    .engine
+                    .forwarding()
+                    .reset(ext)
+                    .map_err(HandlerError::refused)?;
+                tracing::info!(extension = ext, cleared, "reset-forwarding RPC");
+                Ok(json!({ "cleared": cleared }))
+            }
             other => Err(HandlerError::unknown_rpc(other)),
         }
     }

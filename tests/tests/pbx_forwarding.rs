@@ -545,3 +545,81 @@ fn forwarding_loops_are_bounded() {
         assert_eq!(cdr["forwarded-by"], "101", "{cdr}");
     }
 }
+
+/// The whole way over NETCONF: forwarding committed with ncclient, the
+/// phone's feature code shown in <get> as the phone's, the RPC
+/// reset-forwarding bringing the configured value back.
+#[test]
+fn netconf_shows_the_phones_settings_and_resets_them() {
+    use besip_tests::harness::bin_path;
+    use besip_tests::netconf::{python, NetconfServer, ADMIN_PASSWORD};
+    if !have_sipp() {
+        eprintln!("SKIP: sipp not installed");
+        return;
+    }
+    let server = NetconfServer::start();
+    let sip_port = free_port();
+    let config = format!(
+        "<config><pbx xmlns=\"urn:besip:pbx\"><domain>besip.test</domain>\
+<auth><realm>besip.test</realm><algorithms>md5</algorithms></auth>\
+<listen><name>t</name><address>127.0.0.1</address><port>{sip_port}</port></listen>\
+<extension><number>100</number><password>pw100</password><forwarding><busy>101</busy></forwarding></extension>\
+<extension><number>101</number><password>pw101</password></extension>\
+</pbx></config>"
+    );
+    let (ok, out) = python(
+        server.port,
+        ADMIN_PASSWORD,
+        &format!("m = connect(); m.edit_config(target='candidate', config='{config}'); m.commit()"),
+    );
+    assert!(ok, "commit failed: {out}");
+    let mut pbx = std::process::Command::new(bin_path("besip-pbxd"))
+        .arg("--root")
+        .arg(server.root_path())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start besip-pbxd");
+    let socket = server.root_path().join("run/pbx.sock");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !socket.exists() {
+        assert!(Instant::now() < deadline, "besip-pbxd did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let sipp = Sipp::new();
+    dial_code(&sipp, sip_port, "100", "*78", 480);
+    dial_code(&sipp, sip_port, "100", "*91", 480);
+    let get = "m = connect()\n\
+print(m.get(filter=('subtree', '<pbx xmlns=\"urn:besip:pbx\"><extension-state/></pbx>')).data_xml)\n";
+    let (ok, phone) = python(server.port, ADMIN_PASSWORD, get);
+    assert!(ok, "{phone}");
+    let reset = "from ncclient.xml_ import to_ele\nm = connect()\n\
+print(m.dispatch(to_ele('<reset-forwarding xmlns=\"urn:besip:pbx\"><extension>100</extension></reset-forwarding>')).xml)\n";
+    let (ok, reply) = python(server.port, ADMIN_PASSWORD, reset);
+    let (_, configured) = python(server.port, ADMIN_PASSWORD, get);
+    let _ = pbx.kill();
+    let _ = pbx.wait();
+    assert!(ok, "{reply}");
+    assert!(reply.contains(">2</cleared>"), "{reply}");
+    let compact = |s: &str| s.split_whitespace().collect::<String>();
+    let phone = compact(&phone);
+    assert!(
+        phone
+            .contains("<do-not-disturb><value>true</value><source>phone</source></do-not-disturb>"),
+        "{phone}"
+    );
+    assert!(
+        phone.contains("<busy><source>phone</source></busy>"),
+        "{phone}"
+    );
+    let configured = compact(&configured);
+    assert!(
+        configured.contains(
+            "<do-not-disturb><value>false</value><source>configuration</source></do-not-disturb>"
+        ),
+        "{configured}"
+    );
+    assert!(
+        configured.contains("<busy><value>101</value><source>configuration</source></busy>"),
+        "{configured}"
+    );
+}

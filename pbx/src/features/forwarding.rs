@@ -191,6 +191,19 @@ impl Store {
         self.save(&snapshot)
     }
 
+    /// Drops what the phone of `ext` set (RPC reset-forwarding); how many settings.
+    pub fn reset(&self, ext: &str) -> Result<usize, String> {
+        let (cleared, snapshot) = {
+            let mut overrides = self.overrides.lock();
+            let cleared = overrides.remove(ext).map(|m| m.len()).unwrap_or(0);
+            (cleared, to_json(&overrides))
+        };
+        if cleared > 0 {
+            self.save(&snapshot)?;
+        }
+        Ok(cleared)
+    }
+
     /// Written whole to a temporary file renamed over the old one: a crash
     /// leaves the old or the new file, never half of one.
     fn save(&self, json: &Value) -> Result<(), String> {
