@@ -727,3 +727,74 @@ impl Watcher {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use besip_core::uci::Package;
+
+    fn config(busy: Option<&str>) -> Config {
+        let option = busy
+            .map(|b| format!("\toption forwarding_busy '{b}'\n"))
+            .unwrap_or_default();
+        let text = format!(
+            "package besip_pbx\n\nconfig pbx 'main'\n\toption mode 'proxy'\n\n\
+config extension 'extension_100'\n\toption number '100'\n\toption password 'pw'\n{option}"
+        );
+        let pkg = Package::parse("besip_pbx", &text).expect("uci");
+        Config::from_package(&pkg, "besip_pbx").expect("config")
+    }
+
+    #[test]
+    fn phone_settings_persist_and_lapse_when_the_configuration_changes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("forwarding.json");
+        let before = config(Some("101"));
+        let ext = &before.extensions["100"];
+        let store = Store::default();
+        store.open(&path).expect("open");
+        assert_eq!(store.effective(ext).busy.as_deref(), Some("101"));
+        store.set(ext, "busy", Some("102".into())).expect("set");
+        store.set(ext, DND, Some("true".into())).expect("set");
+
+        // A new daemon reads what the phone set.
+        let again = Store::default();
+        again.open(&path).expect("reopen");
+        let e = again.effective(ext);
+        assert_eq!(e.busy.as_deref(), Some("102"));
+        assert!(e.do_not_disturb);
+        assert_eq!(e.immediate(false), Some((Reason::Busy, "102".into())));
+
+        // A commit that changes busy overrules the phone; DND stays the phone's.
+        let after = config(Some("103"));
+        let e = again.effective(&after.extensions["100"]);
+        assert_eq!(e.busy.as_deref(), Some("103"));
+        assert!(e.do_not_disturb);
+
+        assert_eq!(again.reset("100"), Ok(2));
+        assert!(!again.effective(&after.extensions["100"]).do_not_disturb);
+    }
+
+    #[test]
+    fn forwards_decided_before_ringing_go_in_asterisks_order() {
+        let e = Effective {
+            unconditional: Some("1".into()),
+            busy: Some("2".into()),
+            unavailable: Some("3".into()),
+            do_not_disturb: true,
+            ..Effective::default()
+        };
+        assert_eq!(e.immediate(true), Some((Reason::Unconditional, "1".into())));
+        let e = Effective {
+            unconditional: None,
+            ..e
+        };
+        assert_eq!(e.immediate(true), Some((Reason::Busy, "2".into())));
+        let e = Effective {
+            do_not_disturb: false,
+            ..e
+        };
+        assert_eq!(e.immediate(true), Some((Reason::Unavailable, "3".into())));
+        assert_eq!(e.immediate(false), None);
+    }
+}
