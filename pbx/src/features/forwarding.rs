@@ -278,6 +278,10 @@ fn to_json(overrides: &HashMap<String, HashMap<String, Override>>) -> Value {
 /// What routing learnt of forwarding for one request.
 #[derive(Debug, Default)]
 pub struct Forwarding {
+    /// An INVITE: do-not-disturb and the forwards that depend on how the
+    /// phones answer are for calls; other requests (MESSAGE, SUBSCRIBE)
+    /// follow only unconditional forwarding, as they always did.
+    call: bool,
     /// Forwards already followed (for the CDR).
     note: Option<Forwarded>,
     /// Forwards that depend on how the extension's phones answer.
@@ -296,6 +300,24 @@ pub struct Plan {
 }
 
 impl Forwarding {
+    pub fn for_request(method: &str) -> Forwarding {
+        Forwarding {
+            call: method == "INVITE",
+            ..Forwarding::default()
+        }
+    }
+
+    /// The part of an extension's forwarding that applies to this request.
+    pub fn applicable(&self, s: Effective) -> Effective {
+        match self.call {
+            true => s,
+            false => Effective {
+                unconditional: s.unconditional,
+                ..Effective::default()
+            },
+        }
+    }
+
     /// Routing followed a forward of `ext` to `to`.
     pub fn forwarded(&mut self, ext: &str, to: &str, reason: Reason) {
         match &mut self.note {
@@ -589,7 +611,7 @@ impl Watcher {
             return gone;
         };
         let mut origin = self.origin.clone();
-        let mut next = Forwarding::default();
+        let mut next = Forwarding::for_request("INVITE");
         let decision = crate::features::routing::follow_forward(
             engine,
             &cfg,

@@ -71,7 +71,7 @@ pub fn route(
     }
     let original_uri = msg.uri().to_owned();
     let mut origin = Origin::Stranger;
-    let mut forwarding = Forwarding::default();
+    let mut forwarding = Forwarding::for_request(msg.method());
     let mut decision = decide(
         engine,
         &cfg,
@@ -389,7 +389,7 @@ pub(crate) fn lookup(
     forwarding: &mut Forwarding,
 ) -> Decision {
     if let Some(ext) = cfg.resolve_user(user).filter(|e| e.enabled) {
-        let settings = engine.forwarding().effective(ext);
+        let settings = forwarding.applicable(engine.forwarding().effective(ext));
         let bindings = engine.location().lookup(&ext.number);
         // Unconditional, do-not-disturb and no registration at all decide
         // before anything rings (a bounded number of forwards deep).
