@@ -326,6 +326,7 @@ pub(crate) fn follow_forward(
         let Some(sc) = cfg.dispatcher_sets.get(set) else {
             return Decision::Reply(404, "Not Found", vec![]);
         };
+        // Hashed by the number (no Call-ID here): one destination per number.
         let live = crate::features::dispatcher::candidates(sc, number);
         let dests = crate::features::dispatcher::names::expand(engine, sc, live);
         match dests.first() {
@@ -380,7 +381,7 @@ fn follow(
     lookup(engine, cfg, number, origin, depth + 1, forwarding)
 }
 
-pub(crate) fn lookup(
+fn lookup(
     engine: &Engine,
     cfg: &Config,
     user: &str,
