@@ -16,6 +16,7 @@ use snafu::{ResultExt, Snafu};
 pub mod accounting;
 pub mod dispatcher;
 pub mod dns;
+pub mod forwarding;
 pub mod nat;
 pub mod outbound;
 pub mod tcp;
@@ -114,7 +115,8 @@ pub struct Extension {
     pub password: String,
     pub enabled: bool,
     pub groups: Vec<String>,
-    pub forward_unconditional: Option<String>,
+    /// /pbx/extension/forwarding and do-not-disturb as configured.
+    pub forwarding: forwarding::Forwarding,
     /// /pbx/extension/outbound
     pub outbound: outbound::Permissions,
 }
@@ -189,6 +191,7 @@ pub struct Config {
     pub dns: dns::Settings,
     /// /pbx/nat: keepalives and media relay of the proxy.
     pub nat: nat::ProxySettings,
+    pub feature_codes: forwarding::FeatureCodes,
 }
 
 /// /pbx/stun of an enabled STUN server.
@@ -314,11 +317,7 @@ impl Config {
                     password: e.password.clone(),
                     enabled: e.enabled,
                     groups: e.group.clone(),
-                    forward_unconditional: e
-                        .forwarding
-                        .unconditional
-                        .clone()
-                        .filter(|v| !v.is_empty()),
+                    forwarding: forwarding::Forwarding::from_model(e),
                     outbound: outbound
                         .permissions_of(&e.number, &e.outbound)
                         .map_err(rule)?,
@@ -437,6 +436,7 @@ impl Config {
             rtp_port_max: pbx.rtp.port_max,
             dns: dns::Settings::from_model(&pbx.dns),
             nat: nat::ProxySettings::from_model(&pbx.nat),
+            feature_codes: forwarding::FeatureCodes::from_model(&pbx.feature_codes),
         })
     }
 

@@ -99,6 +99,7 @@ impl Control {
             "calls": {"call": calls},
             "trunk-registrations": crate::features::trunk_registration::state_json(e),
             "accounting-state": crate::features::accounting::state_json(e),
+            "extension-state": e.forwarding().state_json(&e.config()),
             "counters": {
                 "requests": c.requests.load(Ordering::Relaxed).to_string(),
                 "replies-1xx": r(0), "replies-2xx": r(1), "replies-3xx": r(2),
@@ -221,6 +222,20 @@ impl Handler for Control {
                 let removed = self.engine.location().remove(user, contact);
                 tracing::info!(aor, removed, "unregister RPC");
                 Ok(json!({"removed": removed}))
+            }
+            "besip-pbx:reset-forwarding" | "reset-forwarding" => {
+                let Some(ext) = input.get("extension").and_then(Value::as_str) else {
+                    return Err(HandlerError::invalid_params(
+                        "reset-forwarding needs input 'extension'",
+                    ));
+                };
+                let cleared = self
+                    .engine
+                    .forwarding()
+                    .reset(ext)
+                    .map_err(HandlerError::refused)?;
+                tracing::info!(extension = ext, cleared, "reset-forwarding RPC");
+                Ok(json!({ "cleared": cleared }))
             }
             other => Err(HandlerError::unknown_rpc(other)),
         }

@@ -65,6 +65,9 @@ async fn run(args: &Args) -> Result<(), StartError> {
         &engine.config().accounting,
     )?;
     tokio::spawn(besip_pbx::features::accounting::cutter(engine.clone()));
+    engine
+        .forwarding()
+        .open(&layout.lib_dir().join("forwarding.json"))?;
     besip_pbx::features::dns::reconcile(&engine);
     besip_pbx::features::trunk_registration::reconcile(&engine);
     let control = Arc::new(Control::new(engine.clone(), layout.clone()));

@@ -11,6 +11,8 @@ pub mod b2bua;
 pub mod decision;
 pub mod dispatcher;
 pub mod dns;
+pub mod feature_codes;
+pub mod forwarding;
 pub mod fraud;
 mod hooks;
 pub mod nat;

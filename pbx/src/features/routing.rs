@@ -10,6 +10,7 @@ use crate::call::branches::{send_branches, track_call};
 use crate::call::Target;
 use crate::config::{Config, Mode, Transport};
 use crate::features::decision::Decision;
+use crate::features::forwarding::Forwarding;
 use crate::features::fraud::Refusal;
 use crate::features::outbound::Origin;
 use crate::features::state::Engine;
@@ -70,7 +71,15 @@ pub fn route(
     }
     let original_uri = msg.uri().to_owned();
     let mut origin = Origin::Stranger;
-    let mut decision = decide(engine, &cfg, &mut msg, source, transport, &mut origin);
+    let mut forwarding = Forwarding::for_request(msg.method());
+    let mut decision = decide(
+        engine,
+        &cfg,
+        &mut msg,
+        (source, transport),
+        &mut origin,
+        &mut forwarding,
+    );
     let mut failover = None;
     if let Decision::Dispatch(set, number) = decision {
         (decision, failover) = dispatch(engine, &cfg, &msg, set, number);
@@ -101,6 +110,7 @@ pub fn route(
         }
         Decision::Forward(targets) => {
             let hash = loop_hash(&msg, &original_uri);
+            let call_id = msg.call_id().to_owned();
             let initial = param(msg.header("To").unwrap_or(""), "tag").is_none();
             let invite = initial && msg.method() == "INVITE";
             let outbound = initial && targets.iter().any(|t| !t.contact);
@@ -158,6 +168,11 @@ pub fn route(
             if let Some((meta, call_id)) = meta {
                 crate::features::accounting::attach(engine, &call_id, meta);
             }
+            if invite {
+                crate::features::forwarding::started(
+                    engine, key, &call_id, forwarding, &origin, hash,
+                );
+            }
         }
     }
 }
@@ -166,9 +181,9 @@ fn decide(
     engine: &Arc<Engine>,
     cfg: &Config,
     msg: &mut Message,
-    source: SocketAddr,
-    transport: Transport,
+    (source, transport): (SocketAddr, Transport),
     origin: &mut Origin,
+    forwarding: &mut Forwarding,
 ) -> Decision {
     let method = msg.method().to_owned();
     if !cfg.allowed_methods.contains(&method) {
@@ -284,45 +299,108 @@ fn decide(
     let Some(user) = ruri.user.clone() else {
         return Decision::Reply(484, "Address Incomplete", vec![]);
     };
-    lookup(engine, cfg, &user, origin, 0)
+    if method == "INVITE" {
+        if let Some(d) = crate::features::feature_codes::dialled(engine, cfg, &user, origin) {
+            return d;
+        }
+    }
+    lookup(engine, cfg, &user, origin, 0, forwarding)
 }
 
-fn lookup(engine: &Engine, cfg: &Config, user: &str, origin: &mut Origin, depth: u8) -> Decision {
-    if let Some(ext) = cfg.resolve_user(user).filter(|e| e.enabled) {
-        if let (Some(fwd), true) = (&ext.forward_unconditional, depth < 3) {
-            if let Some(u) = Uri::parse(fwd) {
-                if !engine.is_our_domain(&u.host) {
-                    // Forwarding set by the administrator: the call leaves
-                    // the box on the extension's behalf, within its rights.
-                    *origin = Origin::Forwarded {
-                        extension: ext.number.clone(),
-                        number: u.user.clone().unwrap_or_default(),
-                    };
-                    return match uri_target(&u) {
-                        Some((dest, transport)) => {
-                            Decision::Forward(vec![Target::outside(fwd.clone(), dest, transport)])
-                        }
-                        None => Decision::Reply(
-                            502,
-                            "Bad Gateway: Forward Target Not Resolvable",
-                            vec![],
-                        ),
-                    };
-                }
-            }
-            let number = Uri::parse(fwd).and_then(|u| u.user);
-            let number = number.as_deref().unwrap_or(fwd.as_str());
-            if cfg.resolve_user(number).is_none() {
-                // A number outside (through the dialplan): placed with the
-                // forwarding extension's rights, whoever called.
-                *origin = Origin::Forwarded {
-                    extension: ext.number.clone(),
-                    number: number.to_owned(),
-                };
-            }
-            return lookup(engine, cfg, number, origin, depth + 1);
+/// Where a forward of extension `ext` to `fwd` goes: an extension of ours
+/// (followed, `depth` forwards deep so far) or a number or URI outside,
+/// placed with the forwarding extension's rights whoever called. Dispatcher
+/// and DNS trunk routes are resolved to their first destination here (a
+/// forward gets no failover of its own).
+pub(crate) fn follow_forward(
+    engine: &Engine,
+    cfg: &Config,
+    ext: &str,
+    fwd: &str,
+    origin: &mut Origin,
+    depth: u8,
+    forwarding: &mut Forwarding,
+) -> Decision {
+    let decision = follow(engine, cfg, ext, fwd, origin, depth, forwarding);
+    let first_destination = |set: &str, number: &str| {
+        let Some(sc) = cfg.dispatcher_sets.get(set) else {
+            return Decision::Reply(404, "Not Found", vec![]);
+        };
+        // Hashed by the number (no Call-ID here): one destination per number.
+        let live = crate::features::dispatcher::candidates(sc, number);
+        let dests = crate::features::dispatcher::names::expand(engine, sc, live);
+        match dests.first() {
+            Some(d) => Decision::Forward(vec![crate::features::dispatcher::target(number, d)]),
+            None => Decision::Reply(503, "Service Unavailable: No Destination Up", vec![]),
         }
+    };
+    match decision {
+        Decision::Dispatch(set, number) => first_destination(&set, &number),
+        Decision::ResolvedTrunk(trunk, number) => {
+            crate::features::dns::route_to_trunk(engine, cfg, &trunk, &number).0
+        }
+        d => d,
+    }
+}
+
+fn follow(
+    engine: &Engine,
+    cfg: &Config,
+    ext: &str,
+    fwd: &str,
+    origin: &mut Origin,
+    depth: u8,
+    forwarding: &mut Forwarding,
+) -> Decision {
+    if let Some(u) = Uri::parse(fwd) {
+        if !engine.is_our_domain(&u.host) {
+            // The extension's forwarding: the call leaves the box on
+            // its behalf, within its rights.
+            *origin = Origin::Forwarded {
+                extension: ext.to_owned(),
+                number: u.user.clone().unwrap_or_default(),
+            };
+            return match uri_target(&u) {
+                Some((dest, transport)) => {
+                    Decision::Forward(vec![Target::outside(fwd.to_owned(), dest, transport)])
+                }
+                None => Decision::Reply(502, "Bad Gateway: Forward Target Not Resolvable", vec![]),
+            };
+        }
+    }
+    let number = Uri::parse(fwd).and_then(|u| u.user);
+    let number = number.as_deref().unwrap_or(fwd);
+    if cfg.resolve_user(number).is_none() {
+        // A number outside (through the dialplan): placed with the
+        // forwarding extension's rights, whoever called.
+        *origin = Origin::Forwarded {
+            extension: ext.to_owned(),
+            number: number.to_owned(),
+        };
+    }
+    lookup(engine, cfg, number, origin, depth + 1, forwarding)
+}
+
+fn lookup(
+    engine: &Engine,
+    cfg: &Config,
+    user: &str,
+    origin: &mut Origin,
+    depth: u8,
+    forwarding: &mut Forwarding,
+) -> Decision {
+    if let Some(ext) = cfg.resolve_user(user).filter(|e| e.enabled) {
+        let settings = forwarding.applicable(engine.forwarding().effective(ext));
         let bindings = engine.location().lookup(&ext.number);
+        // Unconditional, do-not-disturb and no registration at all decide
+        // before anything rings (a bounded number of forwards deep).
+        if let (Some((reason, fwd)), true) = (settings.immediate(bindings.is_empty()), depth < 3) {
+            forwarding.forwarded(&ext.number, &fwd, reason);
+            return follow(engine, cfg, &ext.number, &fwd, origin, depth, forwarding);
+        }
+        if settings.do_not_disturb {
+            return Decision::Reply(486, "Busy Here", vec![]);
+        }
         if bindings.is_empty() {
             // A stranger must not tell an idle extension from none at all.
             if *origin == Origin::Stranger {
@@ -349,6 +427,8 @@ fn lookup(engine: &Engine, cfg: &Config, user: &str, origin: &mut Origin, depth:
                 }
             })
             .collect();
+        // Busy, no answer, failure: decided as the phones answer.
+        forwarding.plan(&ext.number, &settings, depth);
         return Decision::Forward(targets);
     }
     // Not a local user: a dialplan route for our own callers and trusted peers.

@@ -27,6 +27,7 @@ pub struct Features {
     dns: crate::features::dns::Names,
     /// NAT traversal of the proxy: NATed bindings, call media relays.
     nat_proxy: crate::features::nat_proxy::NatProxy,
+    forwarding: crate::features::forwarding::Store,
 }
 
 impl Engine {
@@ -52,5 +53,9 @@ impl Engine {
 
     pub fn nat_proxy(&self) -> &crate::features::nat_proxy::NatProxy {
         &self.features().nat_proxy
+    }
+
+    pub fn forwarding(&self) -> &crate::features::forwarding::Store {
+        &self.features().forwarding
     }
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use self::store::{now_text, text_before, Write, RECENT};
-pub use self::store::{Accounting, Cdr, Meta};
+pub use self::store::{Accounting, Cdr, Forwarded, Meta};
 use super::state::{Call, Engine};
 pub use crate::call::Target;
 use crate::config::Config;
@@ -92,6 +92,7 @@ pub fn admit(
         limit: None,
         reserved: 0,
         slot,
+        forwarded: None,
     };
     if let (Some(limit), Some(ext), true) = (spend_limit, meta.caller_ext.clone(), rate > 0) {
         let spent = engine.fraud().spent_last_hour(&ext) + running_cost(engine, &ext);
@@ -246,6 +247,7 @@ pub fn ended(engine: &Engine, call_id: &str, call: Call, code: u16) {
         code,
         trunk: meta.trunk,
         price,
+        forwarded: meta.forwarded,
     });
     {
         let mut recent = acc.recent.lock();
@@ -317,6 +319,11 @@ pub fn state_json(engine: &Engine) -> Value {
             }
             if let Some(t) = &c.trunk {
                 v["trunk"] = json!(t);
+            }
+            if let Some(f) = &c.forwarded {
+                v["forwarded-by"] = json!(f.by);
+                v["forwarded-to"] = json!(f.to);
+                v["forward-reason"] = json!(f.reason);
             }
             v
         })

@@ -29,6 +29,19 @@ pub struct Meta {
     pub reserved: i64,
     /// Its place among the simultaneous outbound calls (calls that leave the box).
     pub slot: Option<crate::features::fraud::Slot>,
+    /// The forwarding that sent the call on, if any.
+    pub forwarded: Option<Forwarded>,
+}
+
+/// A call forwarded by an extension, as the CDR records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forwarded {
+    /// The extension whose forwarding applied first.
+    pub by: String,
+    /// The last forward's target.
+    pub to: String,
+    /// YANG forward-reason of the first forward.
+    pub reason: &'static str,
 }
 
 #[derive(Debug, Clone)]
@@ -45,6 +58,7 @@ pub struct Cdr {
     pub code: u16,
     pub trunk: Option<String>,
     pub price: i64,
+    pub forwarded: Option<Forwarded>,
 }
 
 pub(super) enum Write {
@@ -90,14 +104,19 @@ impl Accounting {
              CREATE TABLE IF NOT EXISTS cdr (id INTEGER PRIMARY KEY, call_id TEXT NOT NULL,
                caller TEXT NOT NULL, callee TEXT NOT NULL, start TEXT NOT NULL, answer TEXT,
                end TEXT NOT NULL, duration_ms INTEGER NOT NULL, disposition TEXT NOT NULL,
-               code INTEGER NOT NULL, trunk TEXT, price INTEGER NOT NULL);
+               code INTEGER NOT NULL, trunk TEXT, price INTEGER NOT NULL,
+               forwarded_by TEXT, forwarded_to TEXT, forward_reason TEXT);
              CREATE TABLE IF NOT EXISTS balance (extension TEXT PRIMARY KEY,
                committed INTEGER NOT NULL, current INTEGER NOT NULL);",
         )
         .map_err(|e| format!("cannot prepare {}: {e}", path.display()))?;
+        // A database of a release before forwarding was recorded: its columns added.
+        for column in ["forwarded_by", "forwarded_to", "forward_reason"] {
+            let _ = db.execute(&format!("ALTER TABLE cdr ADD COLUMN {column} TEXT"), []);
+        }
         let load = || -> rusqlite::Result<(Vec<Cdr>, HashMap<String, Balance>)> {
             let mut st = db.prepare(
-                "SELECT id, call_id, caller, callee, start, answer, end, duration_ms, disposition, code, trunk, price FROM cdr ORDER BY id DESC LIMIT ?1",
+                "SELECT id, call_id, caller, callee, start, answer, end, duration_ms, disposition, code, trunk, price, forwarded_by, forwarded_to, forward_reason FROM cdr ORDER BY id DESC LIMIT ?1",
             )?;
             let mut cdrs: Vec<Cdr> = st
                 .query_map([RECENT as i64], |r| {
@@ -114,6 +133,16 @@ impl Accounting {
                         code: r.get(9)?,
                         trunk: r.get(10)?,
                         price: r.get(11)?,
+                        forwarded: match (r.get::<_, Option<String>>(12)?, r.get(13)?) {
+                            (Some(by), Some(to)) => Some(Forwarded {
+                                by,
+                                to,
+                                reason: forward_reason_name(
+                                    &r.get::<_, Option<String>>(14)?.unwrap_or_default(),
+                                ),
+                            }),
+                            _ => None,
+                        },
                     })
                 })?
                 .collect::<Result<_, _>>()?;
@@ -235,6 +264,16 @@ fn disposition_name(s: &str) -> &'static str {
     }
 }
 
+/// The YANG forward-reason a stored one names.
+pub fn forward_reason_name(s: &str) -> &'static str {
+    match s {
+        "busy" => "busy",
+        "no-answer" => "no-answer",
+        "unavailable" => "unavailable",
+        _ => "unconditional",
+    }
+}
+
 fn writer(mut db: rusqlite::Connection, rx: Receiver<Write>) {
     while let Ok(first) = rx.recv() {
         // Everything queued meanwhile goes in the same transaction.
@@ -251,9 +290,10 @@ fn writer(mut db: rusqlite::Connection, rx: Receiver<Write>) {
                 match w {
                     Write::Cdr(c) => {
                         tx.prepare_cached(
-                            "INSERT INTO cdr (id, call_id, caller, callee, start, answer, end, duration_ms, disposition, code, trunk, price) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)",
+                            "INSERT INTO cdr (id, call_id, caller, callee, start, answer, end, duration_ms, disposition, code, trunk, price, forwarded_by, forwarded_to, forward_reason) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)",
                         )?
-                        .execute(rusqlite::params![c.id as i64, c.call_id, c.caller, c.callee, c.start, c.answer, c.end, c.duration_ms as i64, c.disposition, c.code, c.trunk, c.price])?;
+                        .execute(rusqlite::params![c.id as i64, c.call_id, c.caller, c.callee, c.start, c.answer, c.end, c.duration_ms as i64, c.disposition, c.code, c.trunk, c.price,
+                            c.forwarded.as_ref().map(|f| &f.by), c.forwarded.as_ref().map(|f| &f.to), c.forwarded.as_ref().map(|f| f.reason)])?;
                     }
                     Write::Balance(ext, committed, current) => {
                         tx.execute(
