@@ -192,6 +192,15 @@ pub struct Config {
     /// /pbx/nat: keepalives and media relay of the proxy.
     pub nat: nat::ProxySettings,
     pub feature_codes: forwarding::FeatureCodes,
+    /// /pbx/hep, when a collector is configured.
+    pub hep: Option<HepSettings>,
+}
+
+/// Where copies of the SIP messages go (HEP v3 over UDP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HepSettings {
+    pub collector: SocketAddr,
+    pub capture_id: u32,
 }
 
 /// /pbx/stun of an enabled STUN server.
@@ -437,6 +446,10 @@ impl Config {
             dns: dns::Settings::from_model(&pbx.dns),
             nat: nat::ProxySettings::from_model(&pbx.nat),
             feature_codes: forwarding::FeatureCodes::from_model(&pbx.feature_codes),
+            hep: pbx.hep.collector_address.map(|ip| HepSettings {
+                collector: SocketAddr::new(ip, pbx.hep.collector_port),
+                capture_id: pbx.hep.capture_id,
+            }),
         })
     }
 

@@ -110,6 +110,8 @@ impl Control {
                 "rtp-dropped": crate::features::rtp_relay::dropped_total().to_string(),
                 "stun-answered": self.stun.counters().answered.load(Ordering::Relaxed).to_string(),
                 "stun-dropped": self.stun.counters().dropped.load(Ordering::Relaxed).to_string(),
+                "hep-sent": e.hep().counters().sent.load(Ordering::Relaxed).to_string(),
+                "hep-dropped": e.hep().counters().dropped.load(Ordering::Relaxed).to_string(),
                 "transactions": e.tables().len(),
                 "refused": e.fraud().counters_json(),
             }
@@ -185,6 +187,7 @@ impl Handler for Control {
             .map_err(HandlerError::refused)?;
         self.engine.apply(config);
         crate::features::dns::reconcile(&self.engine);
+        crate::features::hep::reconcile(&self.engine);
         crate::features::trunk_registration::reconcile(&self.engine);
         let accounting = &self.engine.config().accounting;
         self.engine.accounting().on_config(accounting);

@@ -14,6 +14,7 @@ pub mod dns;
 pub mod feature_codes;
 pub mod forwarding;
 pub mod fraud;
+pub mod hep;
 mod hooks;
 pub mod nat;
 pub mod nat_proxy;

@@ -28,9 +28,15 @@ pub struct Features {
     /// NAT traversal of the proxy: NATed bindings, call media relays.
     nat_proxy: crate::features::nat_proxy::NatProxy,
     forwarding: crate::features::forwarding::Store,
+    /// Copies of the SIP messages to a HOMER collector.
+    hep: crate::features::hep::Export,
 }
 
 impl Engine {
+    pub fn hep(&self) -> &crate::features::hep::Export {
+        &self.features().hep
+    }
+
     pub fn fraud(&self) -> &Guard {
         &self.features().fraud
     }
