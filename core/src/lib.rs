@@ -10,6 +10,7 @@ pub mod access;
 #[cfg(feature = "capture")]
 pub mod capture;
 pub mod daemon;
+pub mod hep;
 pub mod ipc;
 pub mod metrics;
 pub mod model;
