@@ -123,6 +123,9 @@ impl Control {
             crate::config::Mode::Proxy => crate::features::nat_proxy::state_json(e),
             crate::config::Mode::B2bua => crate::features::nat::state_json(e),
         };
+        if let Some(cluster) = crate::features::cluster::state_json(e) {
+            state["besip-pbx:pbx"]["cluster-state"] = cluster;
+        }
         if let Some(dns) = crate::features::dns::state_json(e) {
             state["besip-pbx:pbx"]["dns-state"] = dns;
         }
@@ -188,6 +191,7 @@ impl Handler for Control {
         self.engine.apply(config);
         crate::features::dns::reconcile(&self.engine);
         crate::features::hep::reconcile(&self.engine);
+        crate::features::cluster::reconcile(&self.engine);
         crate::features::trunk_registration::reconcile(&self.engine);
         let accounting = &self.engine.config().accounting;
         self.engine.accounting().on_config(accounting);

@@ -72,6 +72,9 @@ pub(crate) fn authenticate(
     if let Some(peer) = cfg.outbound.peer_of(source.ip()) {
         return Ok(Origin::Peer(peer.name.clone()));
     }
+    if let Some(name) = crate::features::cluster::box_at(engine, source) {
+        return Ok(Origin::Peer(format!("cluster box {name}")));
+    }
     if !engine.is_our_domain(&from.host) || method == "ACK" || method == "CANCEL" {
         return Ok(Origin::Stranger);
     }

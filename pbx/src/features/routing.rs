@@ -392,14 +392,23 @@ fn lookup(
     if let Some(ext) = cfg.resolve_user(user).filter(|e| e.enabled) {
         let settings = forwarding.applicable(engine.forwarding().effective(ext));
         let bindings = engine.location().lookup(&ext.number);
+        // Registered at another box of the cluster: that box delivers it.
+        let remote = match bindings.is_empty() {
+            true => crate::features::cluster::remote_targets(engine, &ext.number),
+            false => Vec::new(),
+        };
+        let unregistered = bindings.is_empty() && remote.is_empty();
         // Unconditional, do-not-disturb and no registration at all decide
         // before anything rings (a bounded number of forwards deep).
-        if let (Some((reason, fwd)), true) = (settings.immediate(bindings.is_empty()), depth < 3) {
+        if let (Some((reason, fwd)), true) = (settings.immediate(unregistered), depth < 3) {
             forwarding.forwarded(&ext.number, &fwd, reason);
             return follow(engine, cfg, &ext.number, &fwd, origin, depth, forwarding);
         }
         if settings.do_not_disturb {
             return Decision::Reply(486, "Busy Here", vec![]);
+        }
+        if !remote.is_empty() {
+            return Decision::Forward(remote);
         }
         if bindings.is_empty() {
             // A stranger must not tell an idle extension from none at all.

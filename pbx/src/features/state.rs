@@ -30,9 +30,15 @@ pub struct Features {
     forwarding: crate::features::forwarding::Store,
     /// Copies of the SIP messages to a HOMER collector.
     hep: crate::features::hep::Export,
+    /// The location shared with other boxes (PostgreSQL).
+    cluster: crate::features::cluster::Cluster,
 }
 
 impl Engine {
+    pub fn cluster(&self) -> &crate::features::cluster::Cluster {
+        &self.features().cluster
+    }
+
     pub fn hep(&self) -> &crate::features::hep::Export {
         &self.features().hep
     }
