@@ -11,4 +11,5 @@ pub mod pbx;
 pub mod postgres;
 pub mod rtp_tap;
 pub mod security;
+pub mod up;
 pub mod web;

@@ -142,3 +142,48 @@ fn the_database_going_away_loses_no_registration() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn besip_up_joins_a_shared_database() {
+    let Some(pg) = Postgres::start() else { return };
+    let sip = free_port();
+    let args: Vec<String> = [
+        "--netconf-port",
+        &besip_tests::web::free_tcp_port().to_string(),
+        "--sip-port",
+        &sip.to_string(),
+        "--sip-tls-port",
+        &besip_tests::web::free_tcp_port().to_string(),
+        "--stun-port",
+        &free_port().to_string(),
+        "--web-port",
+        &besip_tests::web::free_tcp_port().to_string(),
+        "--web-http-port",
+        "0",
+        "--admin-password",
+        "cluster-up-pw",
+        "--database",
+        &pg.url(),
+        "--box-name",
+        "site-1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let up = besip_tests::up::Up::start(&args);
+    assert!(
+        up.banner.contains("shared location: postgresql://…@127.0.0.1:")
+            && up.banner.contains("(this box: site-1)"),
+        "{}",
+        up.banner
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let row = pg.try_psql("SELECT name || ' ' || sip_address FROM besip_box");
+        if row.as_deref() == Ok(format!("site-1 127.0.0.1:{sip}").as_str()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the box is not in the database: {row:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
