@@ -12,4 +12,4 @@ command -v taskset >/dev/null || { echo "taskset missing (util-linux)" >&2; exit
 # rtpengine-daemon's packaged service would hold ports and CPU beside the one we start.
 systemctl stop rtpengine-daemon 2>/dev/null || true
 (cd "$REPO" && cargo build --release -q -p besip-pbx -p besip-rtp-load)
-exec python3 "$HERE/bench.py"
+exec setsid --wait python3 "$HERE/bench.py"
