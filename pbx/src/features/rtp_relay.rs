@@ -295,8 +295,8 @@ impl MediaRoute for Inner {
             return None;
         };
         self.relayed.fetch_add(1, Ordering::Relaxed);
-        let ms = u64::try_from(now.saturating_duration_since(self.born).as_millis())
-            .unwrap_or(u64::MAX);
+        let ms =
+            u64::try_from(now.saturating_duration_since(self.born).as_millis()).unwrap_or(u64::MAX);
         self.last_relayed_ms.store(ms, Ordering::Relaxed);
         self.count_loss(sender, &packet[..len]);
         Some((target, len))

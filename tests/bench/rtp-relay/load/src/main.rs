@@ -408,9 +408,8 @@ fn send_batch(
     while done < msgs.len() {
         let n = (msgs.len() - done).min(BATCH * 4);
         // SAFETY: `msgs[done..done + n]` point at live buffers and addresses.
-        let rc = unsafe {
-            libc::sendmmsg(sock.as_raw_fd(), msgs[done..].as_mut_ptr(), n as u32, 0)
-        };
+        let rc =
+            unsafe { libc::sendmmsg(sock.as_raw_fd(), msgs[done..].as_mut_ptr(), n as u32, 0) };
         if rc > 0 {
             done += rc as usize;
             t.sent += rc as u64;
