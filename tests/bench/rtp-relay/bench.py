@@ -28,7 +28,8 @@ call per packet and lags from ~1,000 calls on).
 
 Environment: RTPENGINE (binary), PBXD, LOAD (binaries), CALLS ("100 200 ..."),
 STEP_SECS, RELAYS ("besip rtpengine"), PORTS (8), LOAD_THREADS (default: the
-generator's CPUs, 1 when pinned), RETRIES (2), NICE (-15: as root, relay and
+generator's CPUs, 1 when pinned), TICK_US (the generator sends and reads
+every 1000 us), RETRIES (2), NICE (-15: as root, relay and
 generator run at that niceness, ahead of builds sharing the machine).
 """
 import hashlib
@@ -54,6 +55,7 @@ RELAYS = os.environ.get("RELAYS", "besip rtpengine").split()
 PORTS = int(os.environ.get("PORTS", "8"))
 LOAD_THREADS = os.environ.get("LOAD_THREADS", "")
 RETRIES = int(os.environ.get("RETRIES", "2"))
+TICK_US = os.environ.get("TICK_US", "")
 MAX_LOSS = 0.1  # percent
 INSIDE, OUTSIDE, EXTERNAL = "127.0.0.1", "127.0.1.5", "127.0.0.2"
 # Pinned, and ahead of other work on the machine (builds) when we may: a
@@ -357,7 +359,8 @@ def measure(pid, lines, workdir):
         f.write("\n".join(lines) + "\n")
     for attempt in range(RETRIES + 1):
         cpu0, t0 = cpu_seconds(pid), time.time()
-        out = subprocess.run(PIN_LOAD + [LOAD, calls_file, str(STEP_SECS)] + ([LOAD_THREADS] if LOAD_THREADS else []),
+        args = [calls_file, str(STEP_SECS), LOAD_THREADS or "0"] + ([TICK_US] if TICK_US else [])
+        out = subprocess.run(PIN_LOAD + [LOAD] + args,
                              capture_output=True, text=True, check=True).stdout
         cpu1, t1 = cpu_seconds(pid), time.time()
         r = dict(kv.split("=") for kv in out.split())

@@ -2,7 +2,7 @@
 //! way (one 172-byte packet per 20 ms per direction) sent through the relay
 //! under test, counted and timed where it comes out.
 //!
-//! Usage: besip-rtp-load CALLS_FILE SECONDS [THREADS]
+//! Usage: besip-rtp-load CALLS_FILE SECONDS [THREADS [TICK_US]]
 //!
 //! CALLS_FILE has one call per line: `a_bind a_dest b_bind b_dest` — side A
 //! sends from a socket bound at a_bind to a_dest, the relay's port for A,
@@ -49,7 +49,8 @@ const LATE_PCT_MAX: f64 = 0.1;
 const BATCH: usize = 64;
 /// Packets gathered before they are sent, at most.
 const SEND_MAX: usize = 1024;
-/// How often a thread sends what is due and reads what came.
+/// How often a thread sends what is due and reads what came (TICK_US, the
+/// fourth argument, to change it).
 const TICK: Duration = Duration::from_millis(1);
 /// How long after the last packet sent the threads keep reading.
 const DRAIN: Duration = Duration::from_millis(300);
@@ -82,7 +83,7 @@ struct Totals {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 3 {
-        eprintln!("usage: besip-rtp-load CALLS_FILE SECONDS [THREADS]");
+        eprintln!("usage: besip-rtp-load CALLS_FILE SECONDS [THREADS [TICK_US]]");
         std::process::exit(2);
     }
     let text =
@@ -96,6 +97,11 @@ fn main() {
         .filter(|&t| t > 0)
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
 
+    let tick = args
+        .get(4)
+        .and_then(|t| t.parse().ok())
+        .filter(|&t| t > 0)
+        .map_or(TICK, Duration::from_micros);
     // Sockets, one per distinct bind address; streams, two per call.
     let mut binds: HashMap<SocketAddr, usize> = HashMap::new();
     let mut sockets: Vec<UdpSocket> = Vec::new();
@@ -143,7 +149,7 @@ fn main() {
         .into_iter()
         .map(|(socks, streams)| {
             let socks = Arc::new(socks);
-            std::thread::spawn(move || run(&socks, &streams, start, slots))
+            std::thread::spawn(move || run(&socks, &streams, start, slots, tick))
         })
         .collect();
     let mut t = Totals {
@@ -186,9 +192,10 @@ fn main() {
     let lag_ms = |p: f64| percentile(&t.lag, p) as f64 * LAG_BUCKET_US as f64 / 1000.0;
     let gen_ok = late_pct <= LATE_PCT_MAX && t.ovfl == 0 && t.send_errors == 0;
     println!(
-        "calls={calls} threads={threads} sent={} received={} loss_pct={loss:.4} p50_us={} p99_us={} max_us={} \
+        "calls={calls} threads={threads} tick_us={} sent={} received={} loss_pct={loss:.4} p50_us={} p99_us={} max_us={} \
          late_pct={late_pct:.3} lag_p99_ms={:.2} sender_lag_ms={:.1} gen_rcvbuf_drops={} send_errors={} \
          foreign={} gen_cpu_pct={gen_cpu:.1} gen_ok={}",
+        tick.as_micros(),
         t.sent,
         t.received,
         percentile(&t.hist, 0.50),
@@ -296,7 +303,13 @@ fn sockaddr_of(a: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
 /// `sendmmsg` per socket) and reads its sockets empty (`recvmmsg`), until
 /// DRAIN after the last slot. Packets are thus sent up to a TICK after their
 /// due time; what is later than that is the generator's lag.
-fn run(socks: &[UdpSocket], streams: &[Stream], start: Instant, slots: u32) -> Totals {
+fn run(
+    socks: &[UdpSocket],
+    streams: &[Stream],
+    start: Instant,
+    slots: u32,
+    tick_every: Duration,
+) -> Totals {
     let mut t = Totals {
         sent: 0,
         send_errors: 0,
@@ -358,16 +371,17 @@ fn run(socks: &[UdpSocket], streams: &[Stream], start: Instant, slots: u32) -> T
                     list.clear();
                 }
             }
-        }
-        // Read every socket empty (the kernel stamped each packet on arrival).
-        for (sock, last) in socks.iter().zip(last_ovfl.iter_mut()) {
-            while rx.read(sock, &mut t, last) == BATCH {}
+            // Read every socket empty (the kernel stamped each packet on
+            // arrival), also between the batches of a thread far behind.
+            for (sock, last) in socks.iter().zip(last_ovfl.iter_mut()) {
+                while rx.read(sock, &mut t, last) == BATCH {}
+            }
         }
         if slot >= slots && start.elapsed() >= end + DRAIN {
             break;
         }
         // The next tick; a thread behind does not try to catch up ticks.
-        tick = (tick + TICK).max(Instant::now());
+        tick = (tick + tick_every).max(Instant::now());
     }
     t
 }
