@@ -358,6 +358,8 @@ def measure(pid, lines, workdir):
     with open(calls_file, "w") as f:
         f.write("\n".join(lines) + "\n")
     for attempt in range(RETRIES + 1):
+        if attempt:
+            time.sleep(2)  # the relay's backlog of the last attempt drains away
         cpu0, t0 = cpu_seconds(pid), time.time()
         args = [calls_file, str(STEP_SECS), LOAD_THREADS or "0"] + ([TICK_US] if TICK_US else [])
         out = subprocess.run(PIN_LOAD + [LOAD] + args,

@@ -14,8 +14,9 @@
 //! Built not to be the bottleneck: THREADS threads (default: the CPUs this
 //! process may run on) each own some of the sockets; every millisecond each
 //! sends the due packets of its streams in batches (`sendmmsg`, one call
-//! per socket) and reads its sockets in batches (`recvmmsg`). Every packet carries its stream, its
-//! sequence number and when it was sent; latency is taken against the
+//! per socket) and reads its sockets in batches (`recvmmsg`). Every packet
+//! carries its stream, its sequence number, when it was sent and the run's
+//! id (what an earlier run left queued in the relay is not counted); latency is taken against the
 //! kernel's receive timestamp (SO_TIMESTAMPNS), so a generator slow to read
 //! does not add to the relay's latency. Streams are spread evenly over the
 //! 20 ms packet time.
@@ -257,6 +258,12 @@ fn cpu_time() -> f64 {
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
+/// Tells this run's packets from those an earlier run left in the relay.
+fn run_id() -> u32 {
+    static ID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *ID.get_or_init(|| (realtime_ns() as u32) ^ std::process::id().rotate_left(16))
+}
+
 fn realtime_ns() -> u64 {
     // SAFETY: clock_gettime fills the timespec.
     let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
@@ -321,7 +328,8 @@ fn run(
     };
     let dests: Vec<(libc::sockaddr_storage, libc::socklen_t)> =
         streams.iter().map(|s| sockaddr_of(&s.dest)).collect();
-    let mut rx = Reader::new();
+    let run_id = run_id();
+    let mut rx = Reader::new(run_id);
     let mut tx_bufs = vec![[0u8; PACKET]; SEND_MAX];
     let mut pending: Vec<Vec<usize>> = vec![Vec::new(); socks.len()];
     let end = PTIME * slots;
@@ -349,6 +357,7 @@ fn run(
                 buf[2..4].copy_from_slice(&(slot as u16).to_be_bytes());
                 buf[4..8].copy_from_slice(&(slot.wrapping_mul(160)).to_be_bytes());
                 buf[8..12].copy_from_slice(&s.id.to_be_bytes());
+                buf[20..24].copy_from_slice(&run_id.to_be_bytes());
                 pending[s.sock].push(idx | gathered << 32);
                 gathered += 1;
                 idx += 1;
@@ -441,6 +450,8 @@ fn send_batch(
 
 /// Batched reads with receive timestamps.
 struct Reader {
+    /// Packets of this run carry it (bytes 20..24).
+    run_id: u32,
     bufs: Vec<[u8; 256]>,
     ctrl: Vec<[u64; 16]>,
     iovs: Vec<libc::iovec>,
@@ -448,8 +459,9 @@ struct Reader {
 }
 
 impl Reader {
-    fn new() -> Reader {
+    fn new(run_id: u32) -> Reader {
         let mut r = Reader {
+            run_id,
             bufs: vec![[0u8; 256]; BATCH],
             ctrl: vec![[0u64; 16]; BATCH],
             iovs: Vec::with_capacity(BATCH),
@@ -503,7 +515,8 @@ impl Reader {
                 }
             }
             let buf = &self.bufs[i];
-            if len != PACKET || buf[0] != 0x80 {
+            if len != PACKET || buf[0] != 0x80 || buf[20..24] != self.run_id.to_be_bytes() {
+                // Not ours, or late from an earlier run through the same relay.
                 t.foreign += 1;
                 continue;
             }
