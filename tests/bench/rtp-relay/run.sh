@@ -2,7 +2,9 @@
 # RTP relay: besip-pbxd's relay vs rtpengine (Debian's rtpengine-daemon, userspace
 # forwarding, driven by its ng protocol), side by side in one run. See bench.py
 # for what is measured. Needs 2 cores (relay pinned to core 1, load to core 0).
-# Usage: tests/bench/rtp-relay/run.sh   (CALLS="100 200 ..." STEP_SECS=10 RELAYS="besip rtpengine")
+# Usage: tests/bench/rtp-relay/run.sh   (CALLS="100 200 ..." STEP_SECS=10 RELAYS="besip rtpengine"
+#   PORTS=8 LOAD_THREADS= TICK_US=1000 RETRIES=2 NICE=-15; see bench.py)
+# setsid: bench.py gets a session, hence a scheduler autogroup, of its own.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../../.." && pwd)
