@@ -70,6 +70,16 @@ impl Postgres {
         format!("postgresql://besip@127.0.0.1:{}/postgres", self.port)
     }
 
+    /// The server over its Unix socket (reachable from a network namespace
+    /// of the test, whose loopback is its own).
+    pub fn unix_url(&self) -> String {
+        format!(
+            "postgresql://besip@/postgres?host={}&port={}",
+            self.dir.path().display(),
+            self.port
+        )
+    }
+
     /// Starts the server (again) and waits until it accepts connections.
     pub fn start_again(&self) {
         let options = format!(

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use tokio_postgres::{AsyncMessage, Client, NoTls};
+use tokio_postgres::Client;
 
 use super::{RemoteBinding, Shared};
 use crate::call::location::{unix_now, Location};
@@ -49,25 +49,10 @@ async fn session(
     location: &Location,
     shared: &Shared,
 ) -> Result<(), String> {
-    let connect = tokio_postgres::connect(&settings.database, NoTls);
-    let (mut client, mut connection) = tokio::time::timeout(CONNECT_TIMEOUT, connect)
-        .await
-        .map_err(|_| "connecting timed out".to_owned())?
-        .map_err(|e| format!("cannot connect: {e}"))?;
-    // The connection is driven here; NOTIFYs become wake-ups.
+    // NOTIFYs from the other boxes become wake-ups.
     let (wake, mut woken) = mpsc::channel::<()>(1);
-    let driver = tokio::spawn(async move {
-        loop {
-            match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
-                Some(Ok(AsyncMessage::Notification(_))) => {
-                    let _ = wake.try_send(());
-                }
-                Some(Ok(_)) => {}
-                Some(Err(e)) => return e.to_string(),
-                None => return "connection closed".to_owned(),
-            }
-        }
-    });
+    let (mut client, driver) =
+        besip_core::shared_db::connect(&settings.database, CONNECT_TIMEOUT, wake).await?;
     let result = async {
         super::schema::migrate(&mut client)
             .await
