@@ -28,6 +28,8 @@ pub struct Features {
     /// NAT traversal of the proxy: NATed bindings, call media relays.
     nat_proxy: crate::features::nat_proxy::NatProxy,
     forwarding: crate::features::forwarding::Store,
+    /// Blocked and inbound-routed calls, ring groups' calls.
+    inbound: crate::features::inbound::Stats,
 }
 
 impl Engine {
@@ -57,5 +59,9 @@ impl Engine {
 
     pub fn forwarding(&self) -> &crate::features::forwarding::Store {
         &self.features().forwarding
+    }
+
+    pub fn inbound(&self) -> &crate::features::inbound::Stats {
+        &self.features().inbound
     }
 }
