@@ -197,13 +197,23 @@ fn did_to_extension_and_pattern_to_ring_all_group() {
             register(&sipp, u, p, port);
         }
         let phone = sipp.spawn("p101", &callee_answers(100), p101, port, &[]);
-        let call = from_trunk(&sipp, "did-ext", &trunk_answered("0301999", "0301000"), port);
+        let call = from_trunk(
+            &sipp,
+            "did-ext",
+            &trunk_answered("0301999", "0301000"),
+            port,
+        );
         assert!(call.success, "{mode}: DID to 101:\n{}", call.log);
         assert!(sipp.wait(phone).success, "{mode}: 101");
 
         let winner = sipp.spawn("p102", &callee_answers(500), p102, port, &[]);
         let loser = sipp.spawn("p103", &callee_cancelled(), p103, port, &[]);
-        let call = from_trunk(&sipp, "did-group", &trunk_answered("0301999", "0302555"), port);
+        let call = from_trunk(
+            &sipp,
+            "did-group",
+            &trunk_answered("0301999", "0302555"),
+            port,
+        );
         assert!(call.success, "{mode}: DID to the group:\n{}", call.log);
         assert!(sipp.wait(winner).success, "{mode}: 102 answers");
         let loser = sipp.wait(loser);
@@ -231,7 +241,12 @@ fn hunt_skips_busy_and_unanswered_members() {
     }
     let (port, prov) = (free_port(), free_port());
     let extra = inbound_route("group", "0301000", "ring_group '600'")
-        + &ring_group("600", "hunt", &["101", "102", "103"], "\toption member_timeout '2'\n");
+        + &ring_group(
+            "600",
+            "hunt",
+            &["101", "102", "103"],
+            "\toption member_timeout '2'\n",
+        );
     let pbx = Pbx::start(&uci(port, "proxy", prov, &extra), port);
     let sipp = Sipp::new();
     let (p101, p102, p103) = (free_port(), free_port(), free_port());
@@ -246,7 +261,10 @@ fn hunt_skips_busy_and_unanswered_members() {
     assert!(call.success, "hunt:\n{}", call.log);
     let took = started.elapsed();
     assert!(took >= Duration::from_secs(2), "102 rang its 2 s: {took:?}");
-    assert!(took < Duration::from_secs(6), "101's busy was skipped at once: {took:?}");
+    assert!(
+        took < Duration::from_secs(6),
+        "101's busy was skipped at once: {took:?}"
+    );
     assert!(sipp.wait(busy).success, "101 busy");
     let ringing = sipp.wait(ringing);
     assert!(ringing.success, "102 cancelled:\n{}", ringing.log);
@@ -264,7 +282,12 @@ fn memory_hunt_adds_the_next_member_after_the_member_timeout() {
     }
     let (port, prov) = (free_port(), free_port());
     let extra = inbound_route("group", "0301000", "ring_group '600'")
-        + &ring_group("600", "memory-hunt", &["101", "102"], "\toption member_timeout '2'\n");
+        + &ring_group(
+            "600",
+            "memory-hunt",
+            &["101", "102"],
+            "\toption member_timeout '2'\n",
+        );
     let pbx = Pbx::start(&uci(port, "b2bua", prov, &extra), port);
     let sipp = Sipp::new();
     let (p101, p102) = (free_port(), free_port());
@@ -310,9 +333,17 @@ fn group_timeout_sends_the_call_to_the_final_destination() {
         let ringing = sipp.spawn("p101", &callee_cancelled(), p101, port, &[]);
         let last = sipp.spawn("p102", &callee_answers(100), p102, port, &[]);
         let started = Instant::now();
-        let call = from_trunk(&sipp, "timeout", &trunk_answered("0301999", "0301000"), port);
+        let call = from_trunk(
+            &sipp,
+            "timeout",
+            &trunk_answered("0301999", "0301000"),
+            port,
+        );
         assert!(call.success, "{mode}: final destination:\n{}", call.log);
-        assert!(started.elapsed() >= Duration::from_secs(2), "{mode}: too early");
+        assert!(
+            started.elapsed() >= Duration::from_secs(2),
+            "{mode}: too early"
+        );
         let ringing = sipp.wait(ringing);
         assert!(ringing.success, "{mode}: 101 cancelled:\n{}", ringing.log);
         assert!(sipp.wait(last).success, "{mode}: 102 answers");
@@ -335,7 +366,12 @@ fn time_condition_open_rings_the_group_closed_reaches_the_closed_destination() {
         .iter()
         .map(|d| format!("\tlist holiday '{d}'\n"))
         .collect();
-    for (mode, closed) in [("proxy", false), ("b2bua", true), ("proxy", true), ("b2bua", false)] {
+    for (mode, closed) in [
+        ("proxy", false),
+        ("b2bua", true),
+        ("proxy", true),
+        ("b2bua", false),
+    ] {
         let (port, prov) = (free_port(), free_port());
         let office = format!(
             "config time_condition 'tc_office'\n\toption name 'office'\n\tlist open_hours 'mon-sun 00:00-24:00'\n{}\toption open_destination_ring_group '600'\n\toption closed_destination_extension '103'\n\n",
@@ -354,7 +390,10 @@ fn time_condition_open_rings_the_group_closed_reaches_the_closed_destination() {
         assert_eq!(s["time-condition"][0]["name"], "office", "{s}");
         assert_eq!(s["time-condition"][0]["open"], !closed, "{mode}: {s}");
         let (phones, expect) = if closed {
-            (vec![sipp.spawn("p103", &callee_answers(100), p103, port, &[])], "103")
+            (
+                vec![sipp.spawn("p103", &callee_answers(100), p103, port, &[])],
+                "103",
+            )
         } else {
             (
                 vec![
@@ -414,10 +453,23 @@ fn caller_id_route_and_blocklist() {
     register(&sipp, "101", p101, port);
     register(&sipp, "102", p102, port);
     let mobile = sipp.spawn("p102", &callee_answers(100), p102, port, &[]);
-    let call = from_trunk(&sipp, "mobile", &trunk_answered("01701234", "0301000"), port);
+    let call = from_trunk(
+        &sipp,
+        "mobile",
+        &trunk_answered("01701234", "0301000"),
+        port,
+    );
     assert!(call.success, "caller-ID route:\n{}", call.log);
-    assert!(sipp.wait(mobile).success, "102 answers callers from mobiles");
-    let blocked = from_trunk(&sipp, "blocked", &trunk_refused("0900666", "0301000", 603), port);
+    assert!(
+        sipp.wait(mobile).success,
+        "102 answers callers from mobiles"
+    );
+    let blocked = from_trunk(
+        &sipp,
+        "blocked",
+        &trunk_refused("0900666", "0301000", 603),
+        port,
+    );
     assert!(blocked.success, "blocklisted caller:\n{}", blocked.log);
     let list = cdrs(&pbx, 1);
     assert_inbound_cdr(list.last().expect("cdr"), "0301000", "102");
@@ -499,12 +551,145 @@ async fn yang_refuses_malformed_patterns() {
         format!("<inbound-route><name>r</name><did>{did}</did><destination><extension>101</extension></destination></inbound-route>")
     };
     let long = format!("_{}", "X".repeat(40));
-    for bad in ["_", "abc", "_03.0", "0301 000", "_[1-5]XX", long.as_str(), "_0*.!"] {
+    for bad in [
+        "_",
+        "abc",
+        "_03.0",
+        "0301 000",
+        "_[1-5]XX",
+        long.as_str(),
+        "_0*.!",
+    ] {
         assert!(edit(route(bad)).is_err(), "DID pattern {bad:?} accepted");
     }
-    for bad in ["mon-fri 8:00-17:00", "someday 08:00-17:00", "mon 08:00-25:00"] {
-        let tc = format!("<time-condition><name>t</name><open-hours>{bad}</open-hours></time-condition>");
+    for bad in [
+        "mon-fri 8:00-17:00",
+        "someday 08:00-17:00",
+        "mon 08:00-25:00",
+    ] {
+        let tc = format!(
+            "<time-condition><name>t</name><open-hours>{bad}</open-hours></time-condition>"
+        );
         assert!(edit(tc).is_err(), "open hours {bad:?} accepted");
     }
     edit(route("_030XXX.")).expect("a good pattern");
+}
+
+/// The CLI, generated from the YANG module, configures a ring group with
+/// its members in order, a time condition, an inbound route and the
+/// blocklist, and they reach the PBX's package.
+#[test]
+fn cli_configures_inbound_routing() {
+    use besip_tests::cli::{admin, uci_files};
+    use besip_tests::netconf::NetconfServer;
+    let server = NetconfServer::start();
+    admin(
+        server.port,
+        &[
+            "set pbx extension 101 password s3cret",
+            "set pbx extension 102 password s3cret",
+            "set pbx trunk prov host 192.0.2.1",
+            "set pbx ring-group 600 strategy memory-hunt",
+            "set pbx ring-group 600 member-timeout 10",
+            "set pbx ring-group 600 member 102",
+            "set pbx ring-group 600 member 101",
+            "set pbx ring-group 600 final-destination extension 101",
+            "set pbx time-condition office open-hours \"mon-fri 08:00-17:00\"",
+            "set pbx time-condition office holiday 2026-12-24",
+            "set pbx time-condition office open-destination ring-group 600",
+            "set pbx time-condition office closed-destination hangup",
+            "set pbx inbound-route main did _0301XXX",
+            "set pbx inbound-route main trunk prov",
+            "set pbx inbound-route main destination time-condition office",
+            "set pbx blocklist number _0900.",
+            "commit",
+        ],
+    );
+    let shown = admin(server.port, &["show configuration running pbx ring-group"]);
+    assert!(shown.contains("strategy memory-hunt"), "{shown}");
+    let uci = uci_files(server.root_path());
+    let pbx = &uci
+        .iter()
+        .find(|(n, _)| n == "besip_pbx")
+        .expect("besip_pbx")
+        .1;
+    for option in [
+        "option strategy 'memory-hunt'",
+        "option final_destination_extension '101'",
+        "list open_hours 'mon-fri 08:00-17:00'",
+        "option closed_destination_hangup '1'",
+        "option open_destination_ring_group '600'",
+        "option did '_0301XXX'",
+        "option destination_time_condition 'office'",
+        "list blocklist_number '_0900.'",
+    ] {
+        assert!(pbx.contains(option), "{option} missing:\n{pbx}");
+    }
+    // Members keep the order they were given in.
+    let members: Vec<&str> = pbx
+        .split("config ring_group_member")
+        .skip(1)
+        .filter_map(|s| s.lines().find(|l| l.contains("option number")))
+        .map(str::trim)
+        .collect();
+    assert_eq!(
+        members,
+        ["option number '102'", "option number '101'"],
+        "{pbx}"
+    );
+}
+
+/// An extension's busy forwarding to a hunt group: 101 is busy, the
+/// group's watcher takes the call over from forwarding's, skips busy 102
+/// and 103 answers; the CDR names both the forward and who answered.
+#[test]
+fn busy_forward_to_a_hunt_group_hands_the_call_to_the_group() {
+    if skip() {
+        return;
+    }
+    for mode in ["proxy", "b2bua"] {
+        let (port, prov) = (free_port(), free_port());
+        let extra = ring_group(
+            "600",
+            "hunt",
+            &["102", "103"],
+            "\toption member_timeout '5'\n",
+        );
+        let head = "\toption number '101'\n\toption password 'pw101'\n\toption enabled '1'\n";
+        let uci = uci(port, mode, prov, &extra).replacen(
+            head,
+            &format!("{head}\toption forwarding_busy '600'\n"),
+            1,
+        );
+        let pbx = Pbx::start(&uci, port);
+        let sipp = Sipp::new();
+        let (p101, p102, p103) = (free_port(), free_port(), free_port());
+        for (u, p) in [("101", p101), ("102", p102), ("103", p103)] {
+            register(&sipp, u, p, port);
+        }
+        let busy = sipp.spawn("p101", &callee_rejects(486, "Busy Here"), p101, port, &[]);
+        let busy2 = sipp.spawn("p102", &callee_rejects(486, "Busy Here"), p102, port, &[]);
+        let answers = sipp.spawn("p103", &callee_answers(100), p103, port, &[]);
+        let one = "<recv response=\"180\" optional=\"true\"/>";
+        let caller =
+            caller_answered("100", "101").replacen(one, &format!("{one}\n  {one}\n  {one}"), 1);
+        let r = sipp.run(
+            "caller",
+            &caller,
+            free_port(),
+            port,
+            &["-au", "100", "-ap", "pw100"],
+        );
+        assert!(r.success, "{mode}: caller:\n{}", r.log);
+        assert!(sipp.wait(busy).success, "{mode}: 101 busy");
+        assert!(sipp.wait(busy2).success, "{mode}: 102 busy");
+        assert!(sipp.wait(answers).success, "{mode}: 103 answers");
+        let list = cdrs(&pbx, 1);
+        let cdr = list.last().expect("cdr");
+        assert_eq!(cdr["forwarded-by"], "101", "{mode}: {cdr}");
+        assert_eq!(cdr["forwarded-to"], "600", "{mode}: {cdr}");
+        assert_eq!(cdr["answered-by"], "103", "{mode}: {cdr}");
+        let s = inbound_state(&pbx);
+        assert_eq!(s["ring-group"][0]["last-answered-by"], "103", "{mode}: {s}");
+    }
 }

@@ -285,7 +285,7 @@ pub struct Forwarding {
     /// Forwards already followed (for the CDR).
     note: Option<Forwarded>,
     /// Forwards that depend on how the extension's phones answer.
-    plan: Option<Plan>,
+    pub(crate) plan: Option<Plan>,
     /// A ring group rung: its members after the first step.
     pub(crate) group: Option<crate::features::ring_group::Hunt>,
     /// A call from a trunk routed by DID.
@@ -433,10 +433,22 @@ fn watch(engine: &Arc<Engine>, key: &str, plan: Plan, origin: Origin, hash: u32)
     let Some(base) = sequential::hold(engine, key) else {
         return;
     };
+    take_over(engine, key, base, plan, origin, hash);
+}
+
+/// Watches `key`, whose hold (and `base`, the INVITE as last sent) another
+/// watcher hands over: a ring group's final destination that forwards.
+pub(crate) fn take_over(
+    engine: &Arc<Engine>,
+    key: &str,
+    base: Message,
+    plan: Plan,
+    origin: Origin,
+    hash: u32,
+) {
     let engine = engine.clone();
-    let key = key.to_owned();
     let watcher = Watcher {
-        key,
+        key: key.to_owned(),
         base,
         plan,
         origin,
@@ -466,6 +478,8 @@ enum Outcome {
     /// The target rings; `forwards_again` when it is an extension with
     /// busy, no-answer or unavailable forwarding of its own.
     Ringing { forwards_again: bool },
+    /// The target is a ring group: its watcher goes on with the call.
+    Group(crate::features::ring_group::Hunt),
 }
 
 enum Step {
@@ -500,6 +514,18 @@ impl Watcher {
                         return;
                     }
                     Outcome::Ringing { forwards_again } => forwarding = forwards_again,
+                    Outcome::Group(group) => {
+                        // Our hold goes with the call to the group's watcher.
+                        crate::features::ring_group::take_over(
+                            &engine,
+                            &self.key,
+                            self.base.clone(),
+                            group,
+                            self.origin.clone(),
+                            self.hash,
+                        );
+                        return;
+                    }
                 },
                 Step::Final(resp) => {
                     self.finish(&engine, resp);
@@ -647,6 +673,9 @@ impl Watcher {
         }
         self.ringing_since = Instant::now();
         self.cancelled_for_no_answer = false;
+        if let Some(group) = next.group.take() {
+            return Outcome::Group(group);
+        }
         let forwards_again = next.plan.is_some();
         if let Some(plan) = next.plan {
             self.plan = plan;

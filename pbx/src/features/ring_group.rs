@@ -87,6 +87,19 @@ pub fn watch(engine: &Arc<Engine>, key: &str, hunt: Hunt, origin: Origin, hash: 
     let Some(base) = sequential::hold(engine, key) else {
         return;
     };
+    take_over(engine, key, base, hunt, origin, hash);
+}
+
+/// Watches `key`, whose hold (and `base`, the INVITE as last sent) another
+/// watcher hands over: an extension's forward to a group.
+pub(crate) fn take_over(
+    engine: &Arc<Engine>,
+    key: &str,
+    base: Message,
+    hunt: Hunt,
+    origin: Origin,
+    hash: u32,
+) {
     let now = Instant::now();
     let watcher = Watcher {
         key: key.to_owned(),
@@ -117,6 +130,16 @@ struct Watcher {
     /// The group timeout passed: only the final destination is left.
     timed_out: bool,
     final_sent: bool,
+}
+
+/// What follows the final destination.
+enum Then {
+    /// It rings: watch on.
+    Watch,
+    /// It ends the call with this answer (hangup, nothing reachable).
+    Finish(Message),
+    /// Forwarding's watcher took the call over (or the transaction is gone).
+    HandedOver,
 }
 
 enum Step {
@@ -154,9 +177,13 @@ impl Watcher {
                 }
                 Step::Final => {
                     self.final_sent = true;
-                    if let Some(resp) = self.to_final_destination(&engine) {
-                        sequential::finish(&engine, &self.key, resp);
-                        return;
+                    match self.to_final_destination(&engine) {
+                        Then::Watch => {}
+                        Then::Finish(resp) => {
+                            sequential::finish(&engine, &self.key, resp);
+                            return;
+                        }
+                        Then::HandedOver => return,
                     }
                 }
                 Step::Answer(resp) => {
@@ -244,15 +271,16 @@ impl Watcher {
         }
     }
 
-    /// Sends the call on to the final destination; Some(answer) when it
-    /// ends the call instead (hangup, nothing reachable).
-    fn to_final_destination(&mut self, engine: &Arc<Engine>) -> Option<Message> {
+    /// Sends the call on to the final destination.
+    fn to_final_destination(&mut self, engine: &Arc<Engine>) -> Then {
         let cfg = engine.config();
         let request = {
             let tables = engine.tables();
             tables.server.get(&self.key).map(|stx| stx.request.clone())
-        }?;
-        let dest = self.hunt.final_destination.clone()?;
+        };
+        let (Some(request), Some(dest)) = (request, self.hunt.final_destination.clone()) else {
+            return Then::HandedOver;
+        };
         let mut origin = self.origin.clone();
         let mut next = Forwarding::for_request("INVITE");
         let decision =
@@ -261,10 +289,10 @@ impl Watcher {
         let targets = match decision {
             Decision::Forward(t) if !t.is_empty() => t,
             Decision::Reply(code, reason, _) => {
-                return Some(response_to(&request, code, reason, Some(&tag)))
+                return Then::Finish(response_to(&request, code, reason, Some(&tag)))
             }
             _ => {
-                return Some(response_to(
+                return Then::Finish(response_to(
                     &request,
                     480,
                     "Temporarily Unavailable",
@@ -274,7 +302,20 @@ impl Watcher {
         };
         tracing::info!(call_id = %request.call_id(), group = %self.hunt.group, destination = ?dest, "ring group: final destination");
         if !sequential::send(engine, &self.key, &mut self.base, self.hash, targets) {
-            return None;
+            return Then::HandedOver;
+        }
+        // An extension that forwards on busy or no answer: forwarding's
+        // watcher goes on with the call (and our hold).
+        if let Some(plan) = next.plan.take() {
+            crate::features::forwarding::take_over(
+                engine,
+                &self.key,
+                self.base.clone(),
+                plan,
+                self.origin.clone(),
+                self.hash,
+            );
+            return Then::HandedOver;
         }
         // A ring group as final destination goes on as that group.
         if let Some(group) = next.group.take() {
@@ -283,6 +324,6 @@ impl Watcher {
             (self.started, self.step_started) = (now, now);
             (self.timed_out, self.final_sent, self.step_cancelled) = (false, false, false);
         }
-        None
+        Then::Watch
     }
 }
