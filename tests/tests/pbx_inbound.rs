@@ -232,45 +232,47 @@ fn did_to_extension_and_pattern_to_ring_all_group() {
     }
 }
 
-/// Hunt with member-timeout 2 s: 101 is busy (skipped at once), 102 rings
-/// unanswered (cancelled after 2 s), 103 answers.
+/// Hunt with member-timeout 2 s, in both modes: 101 is busy (skipped at
+/// once), 102 rings unanswered (cancelled after 2 s), 103 answers.
 #[test]
 fn hunt_skips_busy_and_unanswered_members() {
     if skip() {
         return;
     }
-    let (port, prov) = (free_port(), free_port());
-    let extra = inbound_route("group", "0301000", "ring_group '600'")
-        + &ring_group(
-            "600",
-            "hunt",
-            &["101", "102", "103"],
-            "\toption member_timeout '2'\n",
+    for mode in ["proxy", "b2bua"] {
+        let (port, prov) = (free_port(), free_port());
+        let extra = inbound_route("group", "0301000", "ring_group '600'")
+            + &ring_group(
+                "600",
+                "hunt",
+                &["101", "102", "103"],
+                "\toption member_timeout '2'\n",
+            );
+        let pbx = Pbx::start(&uci(port, mode, prov, &extra), port);
+        let sipp = Sipp::new();
+        let (p101, p102, p103) = (free_port(), free_port(), free_port());
+        for (u, p) in [("101", p101), ("102", p102), ("103", p103)] {
+            register(&sipp, u, p, port);
+        }
+        let busy = sipp.spawn("p101", &callee_rejects(486, "Busy Here"), p101, port, &[]);
+        let ringing = sipp.spawn("p102", &callee_cancelled(), p102, port, &[]);
+        let answers = sipp.spawn("p103", &callee_answers(100), p103, port, &[]);
+        let started = Instant::now();
+        let call = from_trunk(&sipp, "hunt", &trunk_answered("0301999", "0301000"), port);
+        assert!(call.success, "{mode}: hunt:\n{}", call.log);
+        let took = started.elapsed();
+        assert!(took >= Duration::from_secs(2), "102 rang its 2 s: {took:?}");
+        assert!(
+            took < Duration::from_secs(6),
+            "101's busy was skipped at once: {took:?}"
         );
-    let pbx = Pbx::start(&uci(port, "proxy", prov, &extra), port);
-    let sipp = Sipp::new();
-    let (p101, p102, p103) = (free_port(), free_port(), free_port());
-    for (u, p) in [("101", p101), ("102", p102), ("103", p103)] {
-        register(&sipp, u, p, port);
+        assert!(sipp.wait(busy).success, "101 busy");
+        let ringing = sipp.wait(ringing);
+        assert!(ringing.success, "102 cancelled:\n{}", ringing.log);
+        assert!(sipp.wait(answers).success, "103 answers");
+        let list = cdrs(&pbx, 1);
+        assert_inbound_cdr(list.last().expect("cdr"), "0301000", "103");
     }
-    let busy = sipp.spawn("p101", &callee_rejects(486, "Busy Here"), p101, port, &[]);
-    let ringing = sipp.spawn("p102", &callee_cancelled(), p102, port, &[]);
-    let answers = sipp.spawn("p103", &callee_answers(100), p103, port, &[]);
-    let started = Instant::now();
-    let call = from_trunk(&sipp, "hunt", &trunk_answered("0301999", "0301000"), port);
-    assert!(call.success, "hunt:\n{}", call.log);
-    let took = started.elapsed();
-    assert!(took >= Duration::from_secs(2), "102 rang its 2 s: {took:?}");
-    assert!(
-        took < Duration::from_secs(6),
-        "101's busy was skipped at once: {took:?}"
-    );
-    assert!(sipp.wait(busy).success, "101 busy");
-    let ringing = sipp.wait(ringing);
-    assert!(ringing.success, "102 cancelled:\n{}", ringing.log);
-    assert!(sipp.wait(answers).success, "103 answers");
-    let list = cdrs(&pbx, 1);
-    assert_inbound_cdr(list.last().expect("cdr"), "0301000", "103");
 }
 
 /// Memory-hunt with member-timeout 2 s, in B2BUA mode: 101 rings alone,
