@@ -177,7 +177,7 @@ impl Watcher {
                 }
                 Step::Final => {
                     self.final_sent = true;
-                    match self.to_final_destination(&engine) {
+                    match self.go_to_final_destination(&engine) {
                         Then::Watch => {}
                         Then::Finish(resp) => {
                             sequential::finish(&engine, &self.key, resp);
@@ -272,7 +272,7 @@ impl Watcher {
     }
 
     /// Sends the call on to the final destination.
-    fn to_final_destination(&mut self, engine: &Arc<Engine>) -> Then {
+    fn go_to_final_destination(&mut self, engine: &Arc<Engine>) -> Then {
         let cfg = engine.config();
         let request = {
             let tables = engine.tables();
