@@ -17,6 +17,7 @@ pub mod accounting;
 pub mod dispatcher;
 pub mod dns;
 pub mod forwarding;
+pub mod inbound;
 pub mod nat;
 pub mod outbound;
 pub mod tcp;
@@ -192,6 +193,8 @@ pub struct Config {
     /// /pbx/nat: keepalives and media relay of the proxy.
     pub nat: nat::ProxySettings,
     pub feature_codes: forwarding::FeatureCodes,
+    /// /pbx/inbound-route, ring-group, time-condition, blocklist
+    pub inbound: inbound::Inbound,
     /// /pbx/hep, when a collector is configured.
     pub hep: Option<HepSettings>,
     /// /pbx/cluster, when a database is configured.
@@ -442,6 +445,13 @@ impl Config {
         }
         let accounting =
             accounting::Settings::from_model(&pbx.accounting, &extensions).map_err(rule)?;
+        let dialable: HashSet<&str> = extensions
+            .keys()
+            .chain(aliases.keys())
+            .map(String::as_str)
+            .collect();
+        let trunk_names: HashSet<&str> = trunks.keys().map(String::as_str).collect();
+        let inbound = inbound::Inbound::from_model(&pbx, &dialable, &trunk_names).map_err(rule)?;
         Ok(Config {
             outbound,
             accounting,
@@ -477,6 +487,7 @@ impl Config {
             dns: dns::Settings::from_model(&pbx.dns),
             nat: nat::ProxySettings::from_model(&pbx.nat),
             feature_codes: forwarding::FeatureCodes::from_model(&pbx.feature_codes),
+            inbound,
             cluster,
             hep: pbx.hep.collector_address.map(|ip| HepSettings {
                 collector: SocketAddr::new(ip, pbx.hep.collector_port),

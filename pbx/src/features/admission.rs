@@ -29,7 +29,7 @@ pub fn permitted(
         return Ok(());
     }
     let own: &[String] = match origin {
-        Origin::Stranger => return Ok(()),
+        Origin::Stranger | Origin::Configured(_) => return Ok(()),
         Origin::Extension(e) | Origin::Forwarded { extension: e, .. } => cfg
             .extensions
             .get(e)

@@ -32,6 +32,8 @@ pub struct Features {
     hep: crate::features::hep::Export,
     /// The location shared with other boxes (PostgreSQL).
     cluster: crate::features::cluster::Cluster,
+    /// Blocked and inbound-routed calls, ring groups' calls.
+    inbound: crate::features::inbound::Stats,
 }
 
 impl Engine {
@@ -69,5 +71,9 @@ impl Engine {
 
     pub fn forwarding(&self) -> &crate::features::forwarding::Store {
         &self.features().forwarding
+    }
+
+    pub fn inbound(&self) -> &crate::features::inbound::Stats {
+        &self.features().inbound
     }
 }

@@ -31,6 +31,8 @@ pub struct Meta {
     pub slot: Option<crate::features::fraud::Slot>,
     /// The forwarding that sent the call on, if any.
     pub forwarded: Option<Forwarded>,
+    /// The DID of a call from a trunk routed by an inbound route.
+    pub did: Option<String>,
 }
 
 /// A call forwarded by an extension, as the CDR records it.
@@ -59,6 +61,9 @@ pub struct Cdr {
     pub trunk: Option<String>,
     pub price: i64,
     pub forwarded: Option<Forwarded>,
+    pub did: Option<String>,
+    /// The extension or number outside that answered.
+    pub answered_by: Option<String>,
 }
 
 pub(super) enum Write {
@@ -105,18 +110,25 @@ impl Accounting {
                caller TEXT NOT NULL, callee TEXT NOT NULL, start TEXT NOT NULL, answer TEXT,
                end TEXT NOT NULL, duration_ms INTEGER NOT NULL, disposition TEXT NOT NULL,
                code INTEGER NOT NULL, trunk TEXT, price INTEGER NOT NULL,
-               forwarded_by TEXT, forwarded_to TEXT, forward_reason TEXT);
+               forwarded_by TEXT, forwarded_to TEXT, forward_reason TEXT,
+               did TEXT, answered_by TEXT);
              CREATE TABLE IF NOT EXISTS balance (extension TEXT PRIMARY KEY,
                committed INTEGER NOT NULL, current INTEGER NOT NULL);",
         )
         .map_err(|e| format!("cannot prepare {}: {e}", path.display()))?;
         // A database of a release before forwarding was recorded: its columns added.
-        for column in ["forwarded_by", "forwarded_to", "forward_reason"] {
+        for column in [
+            "forwarded_by",
+            "forwarded_to",
+            "forward_reason",
+            "did",
+            "answered_by",
+        ] {
             let _ = db.execute(&format!("ALTER TABLE cdr ADD COLUMN {column} TEXT"), []);
         }
         let load = || -> rusqlite::Result<(Vec<Cdr>, HashMap<String, Balance>)> {
             let mut st = db.prepare(
-                "SELECT id, call_id, caller, callee, start, answer, end, duration_ms, disposition, code, trunk, price, forwarded_by, forwarded_to, forward_reason FROM cdr ORDER BY id DESC LIMIT ?1",
+                "SELECT id, call_id, caller, callee, start, answer, end, duration_ms, disposition, code, trunk, price, forwarded_by, forwarded_to, forward_reason, did, answered_by FROM cdr ORDER BY id DESC LIMIT ?1",
             )?;
             let mut cdrs: Vec<Cdr> = st
                 .query_map([RECENT as i64], |r| {
@@ -143,6 +155,8 @@ impl Accounting {
                             }),
                             _ => None,
                         },
+                        did: r.get(15)?,
+                        answered_by: r.get(16)?,
                     })
                 })?
                 .collect::<Result<_, _>>()?;
@@ -290,10 +304,10 @@ fn writer(mut db: rusqlite::Connection, rx: Receiver<Write>) {
                 match w {
                     Write::Cdr(c) => {
                         tx.prepare_cached(
-                            "INSERT INTO cdr (id, call_id, caller, callee, start, answer, end, duration_ms, disposition, code, trunk, price, forwarded_by, forwarded_to, forward_reason) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)",
+                            "INSERT INTO cdr (id, call_id, caller, callee, start, answer, end, duration_ms, disposition, code, trunk, price, forwarded_by, forwarded_to, forward_reason, did, answered_by) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17)",
                         )?
                         .execute(rusqlite::params![c.id as i64, c.call_id, c.caller, c.callee, c.start, c.answer, c.end, c.duration_ms as i64, c.disposition, c.code, c.trunk, c.price,
-                            c.forwarded.as_ref().map(|f| &f.by), c.forwarded.as_ref().map(|f| &f.to), c.forwarded.as_ref().map(|f| f.reason)])?;
+                            c.forwarded.as_ref().map(|f| &f.by), c.forwarded.as_ref().map(|f| &f.to), c.forwarded.as_ref().map(|f| f.reason), c.did, c.answered_by])?;
                     }
                     Write::Balance(ext, committed, current) => {
                         tx.execute(
