@@ -50,7 +50,7 @@ fn a_phone_at_one_box_is_called_from_the_other_and_survives_its_box() {
     let b = Pbx::start(&cluster_uci(port_b, &pg.url(), "b"), port_b);
     wait_for(&a, "box a connects", connected);
     wait_for(&b, "box b connects", connected);
-    assert_eq!(pg.psql("SELECT component || ' ' || version FROM besip_schema"), "location 1", "one migration, run once");
+    assert_eq!(pg.psql("SELECT component || ' ' || version FROM besip_schema"), "location 2", "the migrations, run once");
     assert_state_valid(&b, &b.state());
 
     // 100 registers at box A; box B learns of it.
@@ -75,6 +75,22 @@ fn a_phone_at_one_box_is_called_from_the_other_and_survives_its_box() {
     let callee = sipp.wait(uas);
     assert!(caller.success, "caller at box b:\n{}", caller.log);
     assert!(callee.success, "phone at box a:\n{}", callee.log);
+    // Both boxes account the call: B the caller's leg, A the delivery.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let rows = pg.psql("SELECT box || ' ' || caller || ' ' || callee || ' ' || disposition FROM besip_cdr ORDER BY box");
+        if rows.lines().count() == 2 {
+            assert!(rows.starts_with("a ") && rows.contains("\nb "), "{rows}");
+            assert!(
+                rows.lines()
+                    .all(|l| l.contains("sip:101@") && l.contains("sip:100@") && l.ends_with(" answered")),
+                "{rows}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "CDRs of both boxes: {rows:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let invite = sipp.messages("uas-100");
     assert!(
         invite.matches("Record-Route:").count() >= 2 || invite.contains(&format!(":{port_b}")),
@@ -116,7 +132,8 @@ fn the_database_going_away_loses_no_registration() {
     let pbx = Pbx::start(&cluster_uci(port, &pg.url(), "solo"), port);
     wait_for(&pbx, "connects", connected);
     let sipp = Sipp::new();
-    register(&sipp, "100", free_port(), port);
+    let phone = free_port();
+    register(&sipp, "100", phone, port);
 
     pg.stop();
     let s = wait_for(&pbx, "the outage shows", |s| {
@@ -124,9 +141,19 @@ fn the_database_going_away_loses_no_registration() {
     });
     assert!(s["last-error"].as_str().is_some_and(|e| !e.is_empty()), "{s}");
     assert_state_valid(&pbx, &pbx.state());
-    // The box goes on serving its phones.
+    // The box goes on serving its phones, and its calls are accounted.
     register(&sipp, "103", free_port(), port);
     assert_eq!(pbx.registrations().len(), 2);
+    let uas = sipp.spawn("uas-100", &callee_answers(100), phone, port, &[]);
+    let call = sipp.run(
+        "call-101-100",
+        &caller_answered("101", "100"),
+        free_port(),
+        port,
+        &["-au", "101", "-ap", "pw101"],
+    );
+    let callee = sipp.wait(uas);
+    assert!(call.success && callee.success, "{}\n{}", call.log, callee.log);
 
     pg.start_again();
     let s = wait_for(&pbx, "reconnects", connected);
@@ -139,6 +166,16 @@ fn the_database_going_away_loses_no_registration() {
             break;
         }
         assert!(Instant::now() < deadline, "bindings after the outage: {rows:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The CDR of the call made during the outage is copied too.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let rows = pg.psql("SELECT caller || ' ' || callee || ' ' || disposition FROM besip_cdr WHERE box = 'solo'");
+        if rows == "sip:101@besip.test sip:100@besip.test answered" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "CDRs after the outage: {rows:?}");
         std::thread::sleep(Duration::from_millis(100));
     }
 }

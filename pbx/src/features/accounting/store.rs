@@ -88,6 +88,38 @@ pub struct Accounting {
     pub(super) next_id: Mutex<u64>,
     /// Answered or ringing calls with a time limit (the cutter idles at 0).
     pub(super) limited: AtomicUsize,
+    /// The database, for readers besides the writer (the cluster's copy).
+    path: Mutex<Option<std::path::PathBuf>>,
+}
+
+/// The columns of a CDR, in the order `cdr_of_row` reads them.
+const CDR_SELECT: &str = "SELECT id, call_id, caller, callee, start, answer, end, duration_ms, disposition, code, trunk, price, forwarded_by, forwarded_to, forward_reason, did, answered_by FROM cdr";
+
+fn cdr_of_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Cdr> {
+    Ok(Cdr {
+        id: r.get::<_, i64>(0)? as u64,
+        call_id: r.get(1)?,
+        caller: r.get(2)?,
+        callee: r.get(3)?,
+        start: r.get(4)?,
+        answer: r.get(5)?,
+        end: r.get(6)?,
+        duration_ms: r.get::<_, i64>(7)? as u64,
+        disposition: disposition_name(&r.get::<_, String>(8)?),
+        code: r.get(9)?,
+        trunk: r.get(10)?,
+        price: r.get(11)?,
+        forwarded: match (r.get::<_, Option<String>>(12)?, r.get(13)?) {
+            (Some(by), Some(to)) => Some(Forwarded {
+                by,
+                to,
+                reason: forward_reason_name(&r.get::<_, Option<String>>(14)?.unwrap_or_default()),
+            }),
+            _ => None,
+        },
+        did: r.get(15)?,
+        answered_by: r.get(16)?,
+    })
 }
 
 pub(super) fn now_text() -> String {
@@ -127,38 +159,9 @@ impl Accounting {
             let _ = db.execute(&format!("ALTER TABLE cdr ADD COLUMN {column} TEXT"), []);
         }
         let load = || -> rusqlite::Result<(Vec<Cdr>, HashMap<String, Balance>)> {
-            let mut st = db.prepare(
-                "SELECT id, call_id, caller, callee, start, answer, end, duration_ms, disposition, code, trunk, price, forwarded_by, forwarded_to, forward_reason, did, answered_by FROM cdr ORDER BY id DESC LIMIT ?1",
-            )?;
+            let mut st = db.prepare(&format!("{CDR_SELECT} ORDER BY id DESC LIMIT ?1"))?;
             let mut cdrs: Vec<Cdr> = st
-                .query_map([RECENT as i64], |r| {
-                    Ok(Cdr {
-                        id: r.get::<_, i64>(0)? as u64,
-                        call_id: r.get(1)?,
-                        caller: r.get(2)?,
-                        callee: r.get(3)?,
-                        start: r.get(4)?,
-                        answer: r.get(5)?,
-                        end: r.get(6)?,
-                        duration_ms: r.get::<_, i64>(7)? as u64,
-                        disposition: disposition_name(&r.get::<_, String>(8)?),
-                        code: r.get(9)?,
-                        trunk: r.get(10)?,
-                        price: r.get(11)?,
-                        forwarded: match (r.get::<_, Option<String>>(12)?, r.get(13)?) {
-                            (Some(by), Some(to)) => Some(Forwarded {
-                                by,
-                                to,
-                                reason: forward_reason_name(
-                                    &r.get::<_, Option<String>>(14)?.unwrap_or_default(),
-                                ),
-                            }),
-                            _ => None,
-                        },
-                        did: r.get(15)?,
-                        answered_by: r.get(16)?,
-                    })
-                })?
+                .query_map([RECENT as i64], cdr_of_row)?
                 .collect::<Result<_, _>>()?;
             cdrs.reverse();
             let mut st = db.prepare("SELECT extension, committed, current FROM balance")?;
@@ -190,8 +193,29 @@ impl Accounting {
             .spawn(move || writer(db, rx))
             .map_err(|e| format!("cannot start the CDR writer: {e}"))?;
         *self.writer.lock() = Some(tx);
+        *self.path.lock() = Some(path.to_owned());
         self.on_config(settings);
         Ok(())
+    }
+
+    /// The stored CDRs after `id`, oldest first, at most `limit` (read from
+    /// the database, so none is missed however many ended meanwhile).
+    pub fn cdrs_after(&self, id: u64, limit: u32) -> Result<Vec<Cdr>, String> {
+        let Some(path) = self.path.lock().clone() else {
+            return Ok(Vec::new());
+        };
+        let db = rusqlite::Connection::open_with_flags(
+            &path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .map_err(|e| e.to_string())?;
+        let mut st = db
+            .prepare(&format!("{CDR_SELECT} WHERE id > ?1 ORDER BY id LIMIT ?2"))
+            .map_err(|e| e.to_string())?;
+        let rows = st
+            .query_map(rusqlite::params![id as i64, limit], cdr_of_row)
+            .map_err(|e| e.to_string())?;
+        rows.collect::<Result<_, _>>().map_err(|e| e.to_string())
     }
 
     pub(super) fn write(&self, w: Write) {

@@ -6,7 +6,9 @@
 //! it. The bindings stay in memory and SQLite as before: a box that loses
 //! the database keeps serving its own phones, and when the database returns
 //! it writes all its bindings again, so no registration made during the
-//! outage is lost (`/pbx/cluster-state` reports the outage).
+//! outage is lost (`/pbx/cluster-state` reports the outage). Each box's
+//! CDRs are copied too, read from its own store after the last one the
+//! database has, so none is lost however long the database was away.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -43,6 +45,8 @@ pub struct Status {
     pub outages: u64,
     /// Binding changes of this box written to the database.
     pub written: u64,
+    /// CDRs of this box copied to the database.
+    pub cdrs_written: u64,
 }
 
 /// What the sync task and the call path share.
@@ -72,7 +76,7 @@ impl Drop for Cluster {
 
 /// Starts, restarts or stops the sync task as the running configuration
 /// says (at start and after each reload).
-pub fn reconcile(engine: &Engine) {
+pub fn reconcile(engine: &Arc<Engine>) {
     let want = engine.config().cluster.clone();
     let cluster = engine.cluster();
     let mut running = cluster.running.lock();
@@ -91,7 +95,7 @@ pub fn reconcile(engine: &Engine) {
     tracing::info!(box_name = %settings.box_name, sip = %settings.sip, "sharing the location service");
     let task = tokio::spawn(sync::keep_in_sync(
         settings.clone(),
-        engine.location().clone(),
+        Arc::downgrade(engine),
         cluster.shared.clone(),
     ));
     *running = Some((settings, task));
@@ -143,6 +147,7 @@ pub fn state_json(engine: &Engine) -> Option<Value> {
         "database-connected": s.connected,
         "outages": s.outages.to_string(),
         "bindings-written": s.written.to_string(),
+        "cdrs-written": s.cdrs_written.to_string(),
         "remote-bindings": u32::try_from(remote.values().map(Vec::len).sum::<usize>()).unwrap_or(u32::MAX),
     });
     if let Some(e) = s.last_error {

@@ -4,7 +4,7 @@
 //! on any failure note the outage and start over a second later.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -12,6 +12,8 @@ use tokio_postgres::Client;
 
 use super::{RemoteBinding, Shared};
 use crate::call::location::{unix_now, Location};
+use crate::features::accounting::Cdr;
+use crate::features::state::Engine;
 use crate::config::ClusterSettings;
 
 /// How often changes are written and others' bindings read without a NOTIFY.
@@ -26,9 +28,15 @@ type Key = (String, String);
 /// What the database holds of this box: (aor, contact) -> (expires, user agent).
 type Written = HashMap<Key, (u64, String)>;
 
-pub async fn keep_in_sync(settings: ClusterSettings, location: Arc<Location>, shared: Arc<Shared>) {
+/// CDRs copied per round, at most.
+const CDR_BATCH: u32 = 500;
+
+pub async fn keep_in_sync(settings: ClusterSettings, engine: Weak<Engine>, shared: Arc<Shared>) {
     loop {
-        let outcome = session(&settings, &location, &shared).await;
+        let Some(location) = engine.upgrade().map(|e| e.location().clone()) else {
+            return;
+        };
+        let outcome = session(&settings, &location, &engine, &shared).await;
         if let Err(e) = outcome {
             let mut s = shared.status.lock();
             if s.connected || s.outage_since.is_none() {
@@ -47,6 +55,7 @@ pub async fn keep_in_sync(settings: ClusterSettings, location: Arc<Location>, sh
 async fn session(
     settings: &ClusterSettings,
     location: &Location,
+    engine: &Weak<Engine>,
     shared: &Shared,
 ) -> Result<(), String> {
     // NOTIFYs from the other boxes become wake-ups.
@@ -63,6 +72,7 @@ async fn session(
             .map_err(|e| e.to_string())?;
         let mut written = Written::new();
         write_all(&mut client, settings, location, shared, &mut written).await?;
+        let mut last_cdr = copied_cdrs(&client, settings).await?;
         {
             let mut s = shared.status.lock();
             if !s.connected {
@@ -75,6 +85,7 @@ async fn session(
         loop {
             write_changes(&mut client, settings, location, shared, &mut written).await?;
             read_others(&client, settings, shared).await?;
+            copy_cdrs(&mut client, settings, engine, shared, &mut last_cdr).await?;
             if driver.is_finished() {
                 return Err("connection lost".to_owned());
             }
@@ -234,5 +245,76 @@ async fn read_others(client: &Client, settings: &ClusterSettings, shared: &Share
         .filter_map(|r| Some((r.get::<_, String>(1).parse().ok()?, r.get(0))))
         .collect();
     *shared.boxes.write() = boxes;
+    Ok(())
+}
+
+/// The newest of this box's CDRs the database has (its local id).
+async fn copied_cdrs(client: &Client, settings: &ClusterSettings) -> Result<u64, String> {
+    let row = client
+        .query_one(
+            "SELECT COALESCE(MAX(local_id), 0) FROM besip_cdr WHERE box = $1",
+            &[&settings.box_name],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+}
+
+/// This box's CDRs after `last`, from its own store, into the database.
+async fn copy_cdrs(
+    client: &mut Client,
+    settings: &ClusterSettings,
+    engine: &Weak<Engine>,
+    shared: &Shared,
+    last: &mut u64,
+) -> Result<(), String> {
+    let Some(engine) = engine.upgrade() else {
+        return Ok(());
+    };
+    let after = *last;
+    let cdrs: Vec<Cdr> = tokio::task::spawn_blocking(move || {
+        engine.accounting().cdrs_after(after, CDR_BATCH)
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    if cdrs.is_empty() {
+        return Ok(());
+    }
+    let tx = client.transaction().await.map_err(|e| e.to_string())?;
+    for c in &cdrs {
+        let (by, to, reason) = match &c.forwarded {
+            Some(f) => (Some(f.by.as_str()), Some(f.to.as_str()), Some(f.reason)),
+            None => (None, None, None),
+        };
+        tx.execute(
+            "INSERT INTO besip_cdr VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+             ON CONFLICT (box, local_id) DO NOTHING",
+            &[
+                &settings.box_name,
+                &i64::try_from(c.id).unwrap_or(i64::MAX),
+                &c.call_id,
+                &c.caller,
+                &c.callee,
+                &c.start,
+                &c.answer,
+                &c.end,
+                &i64::try_from(c.duration_ms).unwrap_or(i64::MAX),
+                &c.disposition,
+                &i32::from(c.code),
+                &c.trunk,
+                &c.price,
+                &by,
+                &to,
+                &reason,
+                &c.did,
+                &c.answered_by,
+            ],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    }
+    tx.commit().await.map_err(|e| e.to_string())?;
+    *last = cdrs.last().map_or(after, |c| c.id);
+    shared.status.lock().cdrs_written += cdrs.len() as u64;
     Ok(())
 }
