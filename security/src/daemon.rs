@@ -484,7 +484,7 @@ impl Daemon {
 
     /// Every few seconds: the box's addresses (DHCP, new interfaces) and the
     /// PBX's trunks, destinations and ports may have changed.
-    pub fn housekeeping(&self) {
+    pub fn housekeeping(self: &Arc<Self>) {
         let own = own_addresses();
         let path = self.layout.uci_package("besip_pbx");
         let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
@@ -502,7 +502,10 @@ impl Daemon {
             if let Err(e) = self.firewall.lock().set_ports(ports(&cfg, &p.view)) {
                 tracing::error!(error = %e, "cannot apply the PBX's ports to the drop rules");
             }
+            let cluster = p.view.cluster.clone();
             *self.pbx.lock() = p;
+            // besip_pbx belongs to the PBX's reload: its cluster is followed here.
+            crate::shared_bans::reconcile(self, cluster);
         }
         self.lift_protected();
     }
