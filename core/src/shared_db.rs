@@ -46,30 +46,74 @@ pub async fn migrate(
     Ok(migrations.len())
 }
 
-/// Connects to `url` within `timeout` and drives the connection in a task
-/// of its own; each NOTIFY received wakes `wake`. The task's handle ends
-/// (with the reason) when the connection does.
-pub async fn connect(
-    url: &str,
-    timeout: std::time::Duration,
-    wake: tokio::sync::mpsc::Sender<()>,
-) -> Result<(Client, tokio::task::JoinHandle<String>), String> {
-    let connect = tokio_postgres::connect(url, tokio_postgres::NoTls);
-    let (client, mut connection) = tokio::time::timeout(timeout, connect)
-        .await
-        .map_err(|_| "connecting timed out".to_owned())?
-        .map_err(|e| format!("cannot connect: {e}"))?;
-    let driver = tokio::spawn(async move {
-        loop {
-            match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
-                Some(Ok(tokio_postgres::AsyncMessage::Notification(_))) => {
-                    let _ = wake.try_send(());
+/// A connection to the shared database: the client, the task that drives
+/// it, and the wake-ups its NOTIFYs give. Dropping it closes it.
+pub struct Connection {
+    pub client: Client,
+    driver: tokio::task::JoinHandle<String>,
+    woken: tokio::sync::mpsc::Receiver<()>,
+}
+
+impl Connection {
+    /// Connects to `url` within `timeout`, migrates `component` to the newest
+    /// of `migrations` and listens on `channel`.
+    pub async fn open(
+        url: &str,
+        timeout: std::time::Duration,
+        component: &str,
+        migrations: &[&str],
+        channel: &str,
+    ) -> Result<Connection, String> {
+        let (wake, woken) = tokio::sync::mpsc::channel(1);
+        let connect = tokio_postgres::connect(url, tokio_postgres::NoTls);
+        let (client, mut connection) = tokio::time::timeout(timeout, connect)
+            .await
+            .map_err(|_| "connecting timed out".to_owned())?
+            .map_err(|e| format!("cannot connect: {e}"))?;
+        let driver = tokio::spawn(async move {
+            loop {
+                match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                    Some(Ok(tokio_postgres::AsyncMessage::Notification(_))) => {
+                        let _ = wake.try_send(());
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return e.to_string(),
+                    None => return "connection closed".to_owned(),
                 }
-                Some(Ok(_)) => {}
-                Some(Err(e)) => return e.to_string(),
-                None => return "connection closed".to_owned(),
             }
+        });
+        let mut c = Connection {
+            client,
+            driver,
+            woken,
+        };
+        migrate(&mut c.client, component, migrations)
+            .await
+            .map_err(|e| format!("schema: {e}"))?;
+        // A channel name is ours (a constant), never input.
+        c.client
+            .batch_execute(&format!("LISTEN {channel}"))
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(c)
+    }
+
+    /// Waits for a NOTIFY or `tick`, whichever comes first; an error once
+    /// the connection is gone.
+    pub async fn wait(&mut self, tick: std::time::Duration) -> Result<(), String> {
+        if self.driver.is_finished() {
+            return Err("connection lost".to_owned());
         }
-    });
-    Ok((client, driver))
+        tokio::select! {
+            _ = self.woken.recv() => {}
+            _ = tokio::time::sleep(tick) => {}
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
 }

@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::config::Scope;
@@ -123,33 +122,20 @@ async fn keep_in_sync(settings: Settings, daemon: Arc<Daemon>) {
 }
 
 async fn session(settings: &Settings, daemon: &Arc<Daemon>, last_id: &mut i64) -> Result<(), String> {
-    let (wake, mut woken) = mpsc::channel::<()>(1);
-    let (mut client, driver) =
-        besip_core::shared_db::connect(&settings.database, CONNECT_TIMEOUT, wake).await?;
-    let result = async {
-        besip_core::shared_db::migrate(&mut client, "bans", MIGRATIONS)
-            .await
-            .map_err(|e| format!("schema: {e}"))?;
-        client
-            .batch_execute(&format!("LISTEN {CHANNEL}"))
-            .await
-            .map_err(|e| e.to_string())?;
-        *daemon.shared_bans().connected.lock() = true;
-        loop {
-            write_queued(&mut client, settings, daemon).await?;
-            read_others(&client, settings, daemon, last_id).await?;
-            if driver.is_finished() {
-                return Err("connection lost".to_owned());
-            }
-            tokio::select! {
-                _ = woken.recv() => {}
-                _ = tokio::time::sleep(TICK) => {}
-            }
-        }
+    let mut db = besip_core::shared_db::Connection::open(
+        &settings.database,
+        CONNECT_TIMEOUT,
+        "bans",
+        MIGRATIONS,
+        CHANNEL,
+    )
+    .await?;
+    *daemon.shared_bans().connected.lock() = true;
+    loop {
+        write_queued(&mut db.client, settings, daemon).await?;
+        read_others(&db.client, settings, daemon, last_id).await?;
+        db.wait(TICK).await?;
     }
-    .await;
-    driver.abort();
-    result
 }
 
 async fn write_queued(

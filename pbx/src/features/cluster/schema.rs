@@ -1,9 +1,7 @@
 //! The PBX's shared tables (component "location" of besip_core::shared_db):
 //! boxes, their phones' bindings, their CDRs.
 
-use tokio_postgres::Client;
-
-const MIGRATIONS: &[&str] = &[
+pub const MIGRATIONS: &[&str] = &[
     // 1: boxes and their phones' bindings.
     "CREATE TABLE besip_box (
        name TEXT PRIMARY KEY,
@@ -40,7 +38,3 @@ const MIGRATIONS: &[&str] = &[
        PRIMARY KEY (box, local_id));
      CREATE INDEX besip_cdr_start ON besip_cdr (start_time);",
 ];
-
-pub async fn migrate(client: &mut Client) -> Result<usize, tokio_postgres::Error> {
-    besip_core::shared_db::migrate(client, "location", MIGRATIONS).await
-}

@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
 use tokio_postgres::Client;
 
 use super::{RemoteBinding, Shared};
@@ -58,46 +57,34 @@ async fn session(
     engine: &Weak<Engine>,
     shared: &Shared,
 ) -> Result<(), String> {
-    // NOTIFYs from the other boxes become wake-ups.
-    let (wake, mut woken) = mpsc::channel::<()>(1);
-    let (mut client, driver) =
-        besip_core::shared_db::connect(&settings.database, CONNECT_TIMEOUT, wake).await?;
-    let result = async {
-        super::schema::migrate(&mut client)
-            .await
-            .map_err(|e| format!("schema: {e}"))?;
-        client
-            .batch_execute(&format!("LISTEN {CHANNEL}"))
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut written = Written::new();
-        write_all(&mut client, settings, location, shared, &mut written).await?;
-        let mut last_cdr = copied_cdrs(&client, settings).await?;
-        {
-            let mut s = shared.status.lock();
-            if !s.connected {
-                tracing::info!(box_name = %settings.box_name, "shared location database connected");
-            }
-            s.connected = true;
-            s.outage_since = None;
-            s.last_error = None;
+    let mut db = besip_core::shared_db::Connection::open(
+        &settings.database,
+        CONNECT_TIMEOUT,
+        "location",
+        super::schema::MIGRATIONS,
+        CHANNEL,
+    )
+    .await?;
+    let client = &mut db.client;
+    let mut written = Written::new();
+    write_all(client, settings, location, shared, &mut written).await?;
+    let mut last_cdr = copied_cdrs(client, settings).await?;
+    {
+        let mut s = shared.status.lock();
+        if !s.connected {
+            tracing::info!(box_name = %settings.box_name, "shared location database connected");
         }
-        loop {
-            write_changes(&mut client, settings, location, shared, &mut written).await?;
-            read_others(&client, settings, shared).await?;
-            copy_cdrs(&mut client, settings, engine, shared, &mut last_cdr).await?;
-            if driver.is_finished() {
-                return Err("connection lost".to_owned());
-            }
-            tokio::select! {
-                _ = woken.recv() => {}
-                _ = tokio::time::sleep(TICK) => {}
-            }
-        }
+        s.connected = true;
+        s.outage_since = None;
+        s.last_error = None;
     }
-    .await;
-    driver.abort();
-    result
+    loop {
+        let client = &mut db.client;
+        write_changes(client, settings, location, shared, &mut written).await?;
+        read_others(client, settings, shared).await?;
+        copy_cdrs(client, settings, engine, shared, &mut last_cdr).await?;
+        db.wait(TICK).await?;
+    }
 }
 
 /// This box's live bindings as the database holds them.
