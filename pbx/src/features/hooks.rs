@@ -98,6 +98,18 @@ impl Hooks for Features {
         trunk_auth::send_retry(engine, old, skey, retry, dest, transport);
     }
 
+    fn on_own_response(
+        engine: &Arc<Engine>,
+        req: &Message,
+        resp: &Message,
+        branch: BranchInfo,
+        first: bool,
+    ) {
+        if engine.config().mode == Mode::B2bua {
+            b2bua::transfer::on_response(engine, req, resp, branch, first);
+        }
+    }
+
     fn on_call_ended(engine: &Engine, call_id: &str, call: Call, code: u16) {
         accounting::ended(engine, call_id, call, code);
     }
@@ -109,6 +121,7 @@ impl Hooks for Features {
     fn every_second(engine: &Arc<Engine>, tick: u64) {
         if engine.config().mode == Mode::B2bua {
             b2bua::expire_calls(engine);
+            b2bua::transfer::sweep(engine);
         }
         if tick.is_multiple_of(10) {
             engine.fraud().sweep();

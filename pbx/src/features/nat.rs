@@ -213,6 +213,8 @@ mod tests {
             b_ack: None,
             relay: Some(Arc::new(relay)),
             media_crypto: None,
+            a_ext: None,
+            transfer: None,
         }));
         {
             let mut calls = engine.b2b_calls().lock();

@@ -157,7 +157,15 @@ pub fn route(
                 return engine.reply(key, r);
             }
             if cfg.mode == Mode::B2bua && invite {
-                crate::features::b2bua::start(engine, key, msg, targets, hash, &original_uri);
+                crate::features::b2bua::start(
+                    engine,
+                    key,
+                    msg,
+                    targets,
+                    hash,
+                    &original_uri,
+                    &origin,
+                );
             } else {
                 fork(engine, key, msg, targets, hash, local, &original_uri);
             }
@@ -247,6 +255,11 @@ fn decide(
         ));
     }
     let in_dialog = param(msg.header("To").unwrap_or(""), "tag").is_some();
+    if method == "REFER" && !in_dialog {
+        // A transfer belongs to a call: a REFER outside one would make a
+        // phone call anybody a stranger names.
+        return Decision::Reply(403, "Forbidden: REFER Outside A Dialog", vec![]);
+    }
     if in_dialog {
         // Only dialogs we record-routed: a To tag is no pass to anywhere.
         if !engine.fraud().dialog_known(msg) {

@@ -28,6 +28,8 @@ pub struct Features {
     /// NAT traversal of the proxy: NATed bindings, call media relays.
     nat_proxy: crate::features::nat_proxy::NatProxy,
     forwarding: crate::features::forwarding::Store,
+    /// B2BUA transfers in progress.
+    transfers: crate::features::b2bua::transfer::Transfers,
 }
 
 impl Engine {
@@ -57,5 +59,9 @@ impl Engine {
 
     pub fn forwarding(&self) -> &crate::features::forwarding::Store {
         &self.features().forwarding
+    }
+
+    pub fn transfers(&self) -> &crate::features::b2bua::transfer::Transfers {
+        &self.features().transfers
     }
 }

@@ -14,6 +14,7 @@ use parking_lot::Mutex;
 
 pub mod dialogs;
 pub mod media_crypto;
+pub mod transfer;
 
 pub use self::dialogs::{B2bCall, Calls, Leg};
 use self::media_crypto::MediaCrypto;
@@ -68,7 +69,8 @@ fn copy_body(from: &Message, to: &mut Message) {
 /// True when `msg` is an in-dialog request of a B2BUA call.
 pub fn owns(engine: &Engine, msg: &Message) -> bool {
     param(msg.header("To").unwrap_or(""), "tag").is_some()
-        && engine.b2b_calls().lock().contains_key(msg.call_id())
+        && (engine.b2b_calls().lock().contains_key(msg.call_id())
+            || engine.transfers().is_gone(msg.call_id()))
 }
 
 /// Starts the B leg of a new call for the INVITE of server transaction `key`.
@@ -79,7 +81,13 @@ pub fn start(
     targets: Vec<Target>,
     hash: u32,
     dialled: &str,
+    origin: &crate::features::outbound::Origin,
 ) {
+    // Only an extension that proved itself may later transfer as the caller.
+    let caller_ext = match origin {
+        crate::features::outbound::Origin::Extension(e) => Some(e.clone()),
+        _ => None,
+    };
     let cfg = engine.config();
     let Some((source, transport)) = engine
         .tables()
@@ -164,6 +172,8 @@ pub fn start(
         b_ack: None,
         relay,
         media_crypto,
+        a_ext: caller_ext,
+        transfer: None,
     }));
     let b_call_id = call.lock().b.call_id.clone();
     {
@@ -177,6 +187,9 @@ pub fn start(
 
 /// Rebuilds an in-dialog request on the other leg.
 pub fn in_dialog(engine: &Arc<Engine>, key: &str, msg: Message, hash: u32) {
+    if transfer::intercepts(engine, key, &msg) {
+        return;
+    }
     let Some(call) = engine.b2b_calls().lock().get(msg.call_id()).cloned() else {
         return;
     };
@@ -326,6 +339,9 @@ pub fn translate(
 pub fn ack_again(engine: &Engine, call_id: &str) -> Option<Outgoing> {
     let call = engine.b2b_calls().lock().get(call_id).cloned()?;
     let c = call.lock();
+    if c.b.call_id != call_id {
+        return None;
+    }
     c.b_ack.clone().map(|b| (c.b.transport, c.b.dest, b))
 }
 
@@ -388,6 +404,8 @@ fn forget(engine: &Engine, a_id: &str, b_id: &str, code: u16) {
     map.remove(b_id);
     drop(map);
     engine.end_call(a_id, code);
+    // After a transfer the call's record is the new leg's.
+    engine.end_call(b_id, code);
 }
 
 /// Ends calls past the maximum duration or whose session timer ran out.
