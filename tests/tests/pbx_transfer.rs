@@ -504,3 +504,305 @@ fn proxy_hold_and_resume_pass_through() {
     }
     hold_and_resume(false);
 }
+
+/// A phone on a plain UDP socket, scripted by the test: it keeps two calls
+/// at once (which one sipp scenario cannot).
+struct RawPhone {
+    sock: UdpSocket,
+    pbx: u16,
+    /// Requests answered 200 on the way (NOTIFY, BYE), as received.
+    answered: Vec<String>,
+}
+
+fn header<'a>(msg: &'a str, name: &str) -> &'a str {
+    msg.lines()
+        .find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+        .unwrap_or("")
+}
+
+fn tag_of(value: &str) -> &str {
+    value
+        .split(";tag=")
+        .nth(1)
+        .map(|t| t.split(';').next().unwrap_or(t))
+        .unwrap_or("")
+}
+
+impl RawPhone {
+    fn send(&self, text: &str) {
+        let text = text.replace("\r\n", "\n").replace('\n', "\r\n");
+        self.sock
+            .send_to(text.as_bytes(), ("127.0.0.1", self.pbx))
+            .expect("send");
+    }
+
+    /// The response to `req` with `code reason`, `extra` lines and SDP when `sdp`.
+    fn respond(&self, req: &str, code: &str, to_tag: &str, sdp: bool) {
+        let mut out = format!("SIP/2.0 {code}\n");
+        for l in req.lines() {
+            let name = l.split(':').next().unwrap_or("").trim();
+            if name.eq_ignore_ascii_case("Via")
+                || name.eq_ignore_ascii_case("From")
+                || name.eq_ignore_ascii_case("Call-ID")
+                || name.eq_ignore_ascii_case("CSeq")
+            {
+                out.push_str(l.trim_end());
+                out.push('\n');
+            }
+        }
+        let to = header(req, "To");
+        match (to.contains(";tag="), to_tag) {
+            (false, t) if !t.is_empty() => out.push_str(&format!("To: {to};tag={t}\n")),
+            _ => out.push_str(&format!("To: {to}\n")),
+        }
+        let me = self.sock.local_addr().expect("addr");
+        out.push_str(&format!("Contact: <sip:101@{me}>\n"));
+        if sdp {
+            let body = self.sdp();
+            out.push_str(&format!(
+                "Content-Type: application/sdp\nContent-Length: {}\n\n{body}",
+                body.len()
+            ));
+        } else {
+            out.push_str("Content-Length: 0\n\n");
+        }
+        self.send(&out);
+    }
+
+    fn sdp(&self) -> String {
+        "v=0\r\no=b 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\n".into()
+    }
+
+    /// Answers what arrives within 200 ms (NOTIFY, BYE: 200, kept).
+    fn pump(&mut self) {
+        let mut buf = vec![0u8; 65536];
+        if let Ok(n) = self.sock.recv(&mut buf) {
+            let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if m.starts_with("NOTIFY ") || m.starts_with("BYE ") {
+                self.respond(&m, "200 OK", "", false);
+                self.answered.push(m);
+            }
+        }
+    }
+
+    /// The next message that `want` accepts; NOTIFY and BYE on the way are
+    /// answered 200 and kept, 100 Trying skipped.
+    fn wait_for(&mut self, what: &str, want: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut buf = vec![0u8; 65536];
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "no {what}; had {:?}",
+                self.answered
+            );
+            let Ok(n) = self.sock.recv(&mut buf) else {
+                continue;
+            };
+            let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if want(&m) {
+                return m;
+            }
+            if m.starts_with("NOTIFY ") || m.starts_with("BYE ") {
+                self.respond(&m, "200 OK", "", false);
+                self.answered.push(m);
+            }
+        }
+    }
+}
+
+#[test]
+fn b2bua_attended_transfer_joins_the_two_far_parties() {
+    if !have_sipp() {
+        eprintln!("SKIP: sipp not installed");
+        return;
+    }
+    let port = free_port();
+    let pbx = Pbx::start(&b2bua_config(port, ""), port);
+    let sipp = Sipp::new();
+    let c_port = free_port();
+    register(&sipp, "102", c_port, pbx.port);
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let me = sock.local_addr().expect("addr");
+    let reg = raw_register(
+        &sock,
+        pbx.port,
+        "101",
+        "pw101",
+        &format!("Contact: <sip:101@{me}>\r\nExpires: 3600\r\n"),
+        "breg",
+    );
+    assert!(reg.starts_with("SIP/2.0 200"), "{reg}");
+    let mut b = RawPhone {
+        sock,
+        pbx: pbx.port,
+        answered: Vec::new(),
+    };
+    // C (102) answers B's consultation call, then is re-INVITEd without
+    // SDP by the PBX and offers in its 200.
+    let c_scenario = scenario(
+        "target",
+        &format!(
+            "{}  <recv request=\"INVITE\"/>\n{}  <recv request=\"ACK\"/>\n  <recv request=\"BYE\"/>\n{}",
+            uas_answer_with(false),
+            uas_reply(
+                "200 OK",
+                "",
+                &format!("{UAS_CONTACT}Content-Type: application/sdp\n"),
+                SDP,
+                true
+            ),
+            ok()
+        ),
+    );
+    let c = sipp.spawn("c", &c_scenario, c_port, pbx.port, &[]);
+    let reinvited = format!(
+        "  <recv request=\"INVITE\"/>\n{}  <recv request=\"ACK\"/>\n",
+        uas_reply(
+            "200 OK",
+            "",
+            &format!("{UAS_CONTACT}Content-Type: application/sdp\n"),
+            SDP,
+            true
+        )
+    );
+    let a = sipp.spawn(
+        "a",
+        &caller_with(&reinvited),
+        free_port(),
+        pbx.port,
+        &["-au", "100", "-ap", "pw100"],
+    );
+
+    // Call 1: A calls B, B answers.
+    let inv1 = b.wait_for("INVITE from A", |m| m.starts_with("INVITE "));
+    b.respond(&inv1, "200 OK", "b1tag", true);
+    b.wait_for("ACK of call 1", |m| m.starts_with("ACK "));
+
+    // Call 2: B calls C (authenticating as 101).
+    let call2 = "call2-attended@test";
+    let sdp = b.sdp();
+    let invite2 = |cseq: u32, auth: &str| {
+        let body = &sdp;
+        format!(
+            "INVITE sip:102@besip.test SIP/2.0\nVia: SIP/2.0/UDP {me};branch=z9hG4bKc2{cseq};rport\nFrom: <sip:101@besip.test>;tag=b2tag\nTo: <sip:102@besip.test>\nCall-ID: {call2}\nCSeq: {cseq} INVITE\nContact: <sip:101@{me}>\n{auth}Max-Forwards: 70\nContent-Type: application/sdp\nContent-Length: {}\n\n{body}",
+            body.len()
+        )
+    };
+    b.send(&invite2(1, ""));
+    let challenge = b.wait_for("407", |m| m.starts_with("SIP/2.0 407"));
+    b.send(&format!(
+        "ACK sip:102@besip.test SIP/2.0\nVia: SIP/2.0/UDP {me};branch=z9hG4bKc21;rport\nFrom: <sip:101@besip.test>;tag=b2tag\nTo: {}\nCall-ID: {call2}\nCSeq: 1 ACK\nMax-Forwards: 70\nContent-Length: 0\n\n",
+        header(&challenge, "To")
+    ));
+    let nonce = challenge
+        .split("nonce=\"")
+        .nth(1)
+        .and_then(|x| x.split('"').next())
+        .expect("nonce");
+    let md5 = |s: String| format!("{:032x}", md5_digest(s.as_bytes()));
+    let ha1 = md5("101:besip.test:pw101".into());
+    let ha2 = md5("INVITE:sip:102@besip.test".into());
+    let resp = md5(format!("{ha1}:{nonce}:00000001:c0:auth:{ha2}"));
+    b.send(&invite2(
+        2,
+        &format!("Proxy-Authorization: Digest username=\"101\", realm=\"besip.test\", nonce=\"{nonce}\", uri=\"sip:102@besip.test\", response=\"{resp}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"c0\"\n"),
+    ));
+    let ok2 = b.wait_for("200 of call 2", |m| {
+        m.starts_with("SIP/2.0 200") && m.contains(call2)
+    });
+    let pbx_tag2 = tag_of(header(&ok2, "To")).to_owned();
+    let target2 = crate_uri(header(&ok2, "Contact"));
+    b.send(&format!(
+        "ACK {target2} SIP/2.0\nVia: SIP/2.0/UDP {me};branch=z9hG4bKc2a;rport\nFrom: <sip:101@besip.test>;tag=b2tag\nTo: {}\nCall-ID: {call2}\nCSeq: 2 ACK\nMax-Forwards: 70\nContent-Length: 0\n\n",
+        header(&ok2, "To")
+    ));
+    std::thread::sleep(Duration::from_millis(200));
+
+    // B transfers A to C, replacing its call with C.
+    let call1 = header(&inv1, "Call-ID").to_owned();
+    let target1 = crate_uri(header(&inv1, "Contact"));
+    b.send(&format!(
+        "REFER {target1} SIP/2.0\nVia: SIP/2.0/UDP {me};branch=z9hG4bKr1;rport\nFrom: {};tag=b1tag\nTo: {}\nCall-ID: {call1}\nCSeq: 1 REFER\nContact: <sip:101@{me}>\nRefer-To: <sip:102@besip.test?Replaces={call2}%3Bto-tag%3D{pbx_tag2}%3Bfrom-tag%3Db2tag>\nReferred-By: <sip:101@besip.test>\nMax-Forwards: 70\nContent-Length: 0\n\n",
+        header(&inv1, "To"),
+        header(&inv1, "From"),
+    ));
+    let accepted = b.wait_for("202", |m| m.starts_with("SIP/2.0 "));
+    assert!(accepted.starts_with("SIP/2.0 202"), "{accepted}");
+    // Both of B's calls are hung up by the PBX, after the final NOTIFY.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !(b
+        .answered
+        .iter()
+        .any(|m| m.starts_with("BYE ") && m.contains(&call1))
+        && b.answered
+            .iter()
+            .any(|m| m.starts_with("BYE ") && m.contains(call2)))
+    {
+        assert!(Instant::now() < deadline, "B not hung up: {:?}", b.answered);
+        b.pump();
+    }
+    let a = sipp.wait(a);
+    let c = sipp.wait(c);
+    assert!(a.success, "transferee failed:\n{}", a.log);
+    assert!(c.success, "transfer target failed:\n{}", c.log);
+    let notifies: Vec<&String> = b
+        .answered
+        .iter()
+        .filter(|m| m.starts_with("NOTIFY "))
+        .collect();
+    assert!(
+        notifies.last().is_some_and(|m| m.contains("SIP/2.0 200")),
+        "{notifies:?}"
+    );
+    // C's re-INVITE had no offer; its ACK carries A's answer.
+    let c_in = received(&sipp.messages("c"));
+    let invites: Vec<&String> = c_in.iter().filter(|m| m.contains("INVITE sip:")).collect();
+    assert_eq!(invites.len(), 2, "{c_in:?}");
+    assert!(!invites[1].contains("m=audio"), "{}", invites[1]);
+    let acks: Vec<&String> = c_in.iter().filter(|m| m.contains("ACK sip:")).collect();
+    assert!(
+        acks.last().is_some_and(|m| m.contains("m=audio")),
+        "{acks:?}"
+    );
+    // CDRs: call 1, call 2, then A with C.
+    let list = cdrs(&pbx, 3);
+    let pairs: Vec<(String, String)> = list
+        .iter()
+        .map(|c| {
+            (
+                c["caller"].as_str().unwrap_or("").to_owned(),
+                c["callee"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    for want in [
+        ("sip:100@besip.test", "sip:101@besip.test"),
+        ("sip:101@besip.test", "sip:102@besip.test"),
+        ("sip:100@besip.test", "sip:102@besip.test"),
+    ] {
+        assert!(
+            pairs.iter().any(|p| p.0 == want.0 && p.1 == want.1),
+            "{want:?} not in {pairs:?}"
+        );
+    }
+    assert!(
+        list.iter().all(|c| c["disposition"] == "answered"),
+        "{list:?}"
+    );
+    no_calls_left(&pbx);
+}
+
+/// The URI inside a name-addr.
+fn crate_uri(value: &str) -> String {
+    let v = value.trim();
+    match (v.find('<'), v.find('>')) {
+        (Some(a), Some(b)) if a < b => v[a + 1..b].to_owned(),
+        _ => v.split(';').next().unwrap_or(v).to_owned(),
+    }
+}

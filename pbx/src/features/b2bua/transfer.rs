@@ -333,7 +333,7 @@ fn refer(
     // transferor's other call (attended).
     let (far, other, stage, blind) = match &target.replaces {
         Some(r) => {
-            let (other, far) = replaced(engine, call, r, source)?;
+            let (other, far) = replaced(engine, call, r, source, &ext)?;
             (far, Some(other), None, false)
         }
         None => {
@@ -365,8 +365,9 @@ fn refer(
         }
         ids
     };
-    if let Some(o) = &other {
-        o.lock().transfer = Some(String::new());
+    if let (Some(o), Some(r)) = (&other, &target.replaces) {
+        // The transferor's leg of the other call: its BYE is absorbed too.
+        o.lock().transfer = Some(r.call_id.clone());
     }
     // The new party: invited without SDP, its offer comes in its 2xx.
     let mut far = far;
@@ -511,6 +512,7 @@ fn replaced(
     call: &Arc<Mutex<B2bCall>>,
     r: &Replaces,
     source: SocketAddr,
+    ext: &str,
 ) -> Result<(Arc<Mutex<B2bCall>>, Leg), Refusal> {
     const NOT_YOURS: Refusal = (403, "Forbidden: Replaced Dialog Not Yours");
     let other = engine
@@ -532,7 +534,12 @@ fn replaced(
     let ours = [Some(mine.local_tag.as_str()), mine.remote_tag.as_deref()];
     let same =
         (tags[0] == ours[0] && tags[1] == ours[1]) || (tags[0] == ours[1] && tags[1] == ours[0]);
-    if !same || mine.dest != source {
+    // The same phone, or another phone of the same extension.
+    let owner = || match c.a.call_id == r.call_id {
+        true => c.a_ext.clone().or_else(|| extension_at(engine, mine.dest)),
+        false => extension_at(engine, mine.dest),
+    };
+    if !same || (mine.dest != source && owner().as_deref() != Some(ext)) {
         return Err(NOT_YOURS);
     }
     if c.established.is_none() || far.remote_tag.is_none() {
@@ -719,23 +726,24 @@ fn transferee_answered(
         return;
     }
     let far_ack = ack_bytes(engine, &p.far, far_cseq, Some(resp));
-    engine.send(p.far.transport, p.far.dest, far_ack.clone());
+    // The bookkeeping first, the messages last: a BYE of the bridged call
+    // may follow our ACK at once.
     let mut ended = Vec::new();
     let mut gone = Vec::new();
-    {
+    let mut hang_up = Vec::new();
+    let stay_ack = {
         let mut c = p.call.lock();
         let stay_ack = match leg_mut(&mut c, &p.stay) {
-            Some(l) => {
-                let a = ack_bytes(engine, l, reinvite_cseq, None);
-                (l.transport, l.dest, a)
-            }
+            Some(l) => (
+                l.transport,
+                l.dest,
+                ack_bytes(engine, l, reinvite_cseq, None),
+            ),
             None => return,
         };
-        engine.send(stay_ack.0, stay_ack.1, stay_ack.2);
         let t = p.transferor.clone();
         if let Some(l) = leg_mut(&mut c, &t) {
-            notify(engine, l, p.refer_cseq, "SIP/2.0 200 OK", true);
-            bye(engine, l);
+            hang_up.push((l.clone(), true));
         }
         gone.push(t);
         ended.extend([c.a.call_id.clone(), c.b.call_id.clone()]);
@@ -746,22 +754,22 @@ fn transferee_answered(
             c.b.clone()
         };
         c.b = p.far.clone();
-        c.b_ack = Some(far_ack);
+        c.b_ack = Some(far_ack.clone());
         c.transfer = None;
         c.established.get_or_insert_with(Instant::now);
         c.last_activity = Instant::now();
-    }
+        stay_ack
+    };
     if let Some(o) = &p.other {
-        let mut guard = o.lock();
-        let o = &mut *guard;
-        let (x2, z) = if o.a.call_id == p.far.call_id {
-            (&mut o.b, o.a.call_id.clone())
+        let mut o = o.lock();
+        let x2 = if o.a.call_id == p.far.call_id {
+            o.b.clone()
         } else {
-            (&mut o.a, o.b.call_id.clone())
+            o.a.clone()
         };
-        bye(engine, x2);
         gone.push(x2.call_id.clone());
-        ended.extend([x2.call_id.clone(), z]);
+        ended.extend([o.a.call_id.clone(), o.b.call_id.clone()]);
+        hang_up.push((x2, false));
         o.transfer = None;
     }
     {
@@ -793,6 +801,14 @@ fn transferee_answered(
             c.state = "established";
             c.answered = Some(Instant::now());
         }
+    }
+    engine.send(p.far.transport, p.far.dest, far_ack);
+    engine.send(stay_ack.0, stay_ack.1, stay_ack.2);
+    for (mut leg, transferor) in hang_up {
+        if transferor {
+            notify(engine, &mut leg, p.refer_cseq, "SIP/2.0 200 OK", true);
+        }
+        bye(engine, &mut leg);
     }
     tracing::info!(call_id = %p.stay, new_leg = %p.far.call_id, "transfer completed");
 }
