@@ -192,6 +192,16 @@ pub struct Config {
     /// /pbx/nat: keepalives and media relay of the proxy.
     pub nat: nat::ProxySettings,
     pub feature_codes: forwarding::FeatureCodes,
+    /// /pbx/presence: limits of the dialog-event subscriptions.
+    pub presence: PresenceLimits,
+}
+
+/// /pbx/presence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PresenceLimits {
+    pub per_extension: usize,
+    pub total: usize,
+    pub max_expires: u32,
 }
 
 /// /pbx/stun of an enabled STUN server.
@@ -437,6 +447,11 @@ impl Config {
             dns: dns::Settings::from_model(&pbx.dns),
             nat: nat::ProxySettings::from_model(&pbx.nat),
             feature_codes: forwarding::FeatureCodes::from_model(&pbx.feature_codes),
+            presence: PresenceLimits {
+                per_extension: usize::from(pbx.presence.max_subscriptions_per_extension),
+                total: pbx.presence.max_subscriptions as usize,
+                max_expires: pbx.presence.max_expires,
+            },
         })
     }
 

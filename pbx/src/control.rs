@@ -100,6 +100,7 @@ impl Control {
             "trunk-registrations": crate::features::trunk_registration::state_json(e),
             "accounting-state": crate::features::accounting::state_json(e),
             "extension-state": e.forwarding().state_json(&e.config()),
+            "presence-state": crate::features::presence::state_json(e),
             "counters": {
                 "requests": c.requests.load(Ordering::Relaxed).to_string(),
                 "replies-1xx": r(0), "replies-2xx": r(1), "replies-3xx": r(2),

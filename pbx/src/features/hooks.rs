@@ -10,7 +10,7 @@ use crate::call::{BranchInfo, Hooks, Late2xx, Outgoing};
 use crate::config::{Mode, Transport};
 use crate::features::accounting::{self, Meta};
 use crate::features::state::{Call, Engine, Features};
-use crate::features::{b2bua, nat_proxy, routing, trunk_auth, trunk_registration};
+use crate::features::{b2bua, nat_proxy, presence, routing, trunk_auth, trunk_registration};
 use crate::sip::{param, Message};
 use crate::transaction::ClientTx;
 
@@ -108,6 +108,7 @@ impl Hooks for Features {
         if engine.config().mode == Mode::B2bua {
             b2bua::transfer::on_response(engine, req, resp, branch, first);
         }
+        presence::on_response(engine, req, resp);
     }
 
     fn on_call_ended(engine: &Engine, call_id: &str, call: Call, code: u16) {
@@ -127,5 +128,6 @@ impl Hooks for Features {
             engine.fraud().sweep();
         }
         nat_proxy::every_second(engine, tick);
+        presence::tick(engine);
     }
 }

@@ -63,6 +63,9 @@ pub fn route(
     transport: Transport,
     local: SocketAddr,
 ) {
+    if crate::features::presence::take(engine, key, &msg, source, transport) {
+        return;
+    }
     let cfg = engine.config();
     if cfg.mode == Mode::B2bua && crate::features::b2bua::owns(engine, &msg) {
         let hash = loop_hash(&msg, msg.uri());

@@ -30,6 +30,8 @@ pub struct Features {
     forwarding: crate::features::forwarding::Store,
     /// B2BUA transfers in progress.
     transfers: crate::features::b2bua::transfer::Transfers,
+    /// Dialog-event subscriptions (busy-lamp fields).
+    presence: crate::features::presence::Presence,
 }
 
 impl Engine {
@@ -63,5 +65,9 @@ impl Engine {
 
     pub fn transfers(&self) -> &crate::features::b2bua::transfer::Transfers {
         &self.features().transfers
+    }
+
+    pub fn presence(&self) -> &crate::features::presence::Presence {
+        &self.features().presence
     }
 }

@@ -1,0 +1,320 @@
+//! Busy-lamp fields with besip-pbxd: an extension subscribes to the dialog
+//! event package (RFC 4235) of another and sees it ring, talk and hang up
+//! in NOTIFYs of application/dialog-info+xml, in both modes; `<get>` (the
+//! daemon's state) shows the lamp. Attacks: a stranger may not watch, the
+//! subscriptions of one extension are bounded, a refresh from another
+//! address is refused, an expiry is capped.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use besip_tests::pbx::*;
+
+fn header<'a>(msg: &'a str, name: &str) -> &'a str {
+    msg.lines()
+        .find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+        .unwrap_or("")
+}
+
+/// A watching phone on a plain UDP socket (extension `user`).
+struct Watcher {
+    sock: UdpSocket,
+    pbx: u16,
+    user: String,
+    /// NOTIFYs received (answered 200), in order.
+    notifies: Vec<String>,
+}
+
+impl Watcher {
+    fn new(pbx: u16, user: &str) -> Watcher {
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("timeout");
+        Watcher {
+            sock,
+            pbx,
+            user: user.to_owned(),
+            notifies: Vec::new(),
+        }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.sock.local_addr().expect("addr")
+    }
+
+    fn send(&self, text: &str) {
+        let text = text.replace("\r\n", "\n").replace('\n', "\r\n");
+        self.sock
+            .send_to(text.as_bytes(), ("127.0.0.1", self.pbx))
+            .expect("send");
+    }
+
+    /// Reads for up to `ms`; NOTIFYs are answered and kept; the first
+    /// response (not 100) is returned.
+    fn pump(&mut self, ms: u64) -> Option<String> {
+        let deadline = Instant::now() + Duration::from_millis(ms);
+        let mut buf = vec![0u8; 65536];
+        while Instant::now() < deadline {
+            let Ok(n) = self.sock.recv(&mut buf) else {
+                continue;
+            };
+            let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if m.starts_with("NOTIFY ") {
+                let mut ok = String::from("SIP/2.0 200 OK\n");
+                for name in ["Via", "From", "To", "Call-ID", "CSeq"] {
+                    ok.push_str(&format!("{name}: {}\n", header(&m, name)));
+                }
+                ok.push_str("Content-Length: 0\n\n");
+                self.send(&ok);
+                self.notifies.push(m);
+            } else if m.starts_with("SIP/2.0 ") && !m.starts_with("SIP/2.0 100") {
+                return Some(m);
+            }
+        }
+        None
+    }
+
+    fn subscribe_raw(&mut self, target: &str, call_id: &str, cseq: u32, extra: &str) -> String {
+        let me = self.addr();
+        let user = self.user.clone();
+        self.send(&format!(
+            "SUBSCRIBE sip:{target}@besip.test SIP/2.0\nVia: SIP/2.0/UDP {me};branch=z9hG4bK{call_id}{cseq};rport\nFrom: <sip:{user}@besip.test>;tag=w{call_id}\nTo: <sip:{target}@besip.test>\nCall-ID: {call_id}\nCSeq: {cseq} SUBSCRIBE\nContact: <sip:{user}@{me}>\nEvent: dialog\nAccept: application/dialog-info+xml\n{extra}Max-Forwards: 70\nContent-Length: 0\n\n"
+        ));
+        self.pump(3000).expect("an answer to SUBSCRIBE")
+    }
+
+    /// SUBSCRIBE answered 407, then with credentials; the final answer.
+    fn subscribe(&mut self, target: &str, call_id: &str, expires: u32) -> String {
+        let expires = format!("Expires: {expires}\n");
+        let challenge = self.subscribe_raw(target, call_id, 1, &expires);
+        assert!(challenge.starts_with("SIP/2.0 407"), "{challenge}");
+        let nonce = challenge
+            .split("nonce=\"")
+            .nth(1)
+            .and_then(|x| x.split('"').next())
+            .expect("nonce");
+        let md5 = |s: String| format!("{:032x}", md5_digest(s.as_bytes()));
+        let user = &self.user;
+        let ha1 = md5(format!("{user}:besip.test:pw{user}"));
+        let ha2 = md5(format!("SUBSCRIBE:sip:{target}@besip.test"));
+        let resp = md5(format!("{ha1}:{nonce}:00000001:c0:auth:{ha2}"));
+        let auth = format!("Proxy-Authorization: Digest username=\"{user}\", realm=\"besip.test\", nonce=\"{nonce}\", uri=\"sip:{target}@besip.test\", response=\"{resp}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"c0\"\n");
+        self.subscribe_raw(target, call_id, 2, &format!("{expires}{auth}"))
+    }
+
+    /// An in-dialog SUBSCRIBE of subscription `ok` (its 200), from `sock`.
+    fn resubscribe(&self, sock: &UdpSocket, ok: &str, cseq: u32, expires: u32) -> String {
+        let me = sock.local_addr().expect("addr");
+        let user = &self.user;
+        let msg = format!(
+            "SUBSCRIBE sip:{}@besip.test SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKre{cseq};rport\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {cseq} SUBSCRIBE\r\nContact: <sip:{user}@{me}>\r\nEvent: dialog\r\nExpires: {expires}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            header(ok, "To").split('@').next().unwrap_or("").trim_start_matches("<sip:"),
+            header(ok, "From"),
+            header(ok, "To"),
+            header(ok, "Call-ID"),
+        );
+        sock.send_to(msg.as_bytes(), ("127.0.0.1", self.pbx))
+            .expect("send");
+        String::new()
+    }
+}
+
+/// The dialog states of a NOTIFY body, in order (empty: idle).
+fn states(notify: &str) -> Vec<String> {
+    notify
+        .split("<state>")
+        .skip(1)
+        .filter_map(|s| s.split("</state>").next())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn lamp(pbx: &Pbx, ext: &str) -> Option<String> {
+    let state = pbx.state();
+    state["besip-pbx:pbx"]["presence-state"]["extension"]
+        .as_array()?
+        .iter()
+        .find(|e| e["number"] == ext)
+        .and_then(|e| e["state"].as_str().map(str::to_owned))
+}
+
+fn watch_a_call(b2bua: bool) {
+    let port = free_port();
+    let uci = match b2bua {
+        true => config(port, "\toption mode 'b2bua'\n").replace("\toption mode 'proxy'\n", ""),
+        false => config(port, ""),
+    };
+    let pbx = Pbx::start(&uci, port);
+    let sipp = Sipp::new();
+    let b_port = free_port();
+    register(&sipp, "101", b_port, pbx.port);
+    // Bound before the watcher's socket, which could take the port just freed.
+    let callee = sipp.spawn("b", &callee_answers(1500), b_port, pbx.port, &[]);
+    let mut w = Watcher::new(pbx.port, "102");
+    let ok = w.subscribe("101", "blf-1@test", 600);
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    assert_eq!(header(&ok, "Expires"), "600", "{ok}");
+    w.pump(500);
+    assert_eq!(w.notifies.len(), 1, "initial NOTIFY: {:?}", w.notifies);
+    let first = &w.notifies[0];
+    assert!(first.contains("Event: dialog"), "{first}");
+    assert!(first.contains("application/dialog-info+xml"), "{first}");
+    assert!(first.contains("entity=\"sip:101@besip.test\""), "{first}");
+    assert!(states(first).is_empty(), "101 is idle: {first}");
+    assert_eq!(lamp(&pbx, "101").as_deref(), Some("idle"));
+
+    // 100 calls 101: it rings 1.5 s, talks 2 s.
+    let caller = caller_answered("100", "101").replace(
+        "<pause milliseconds=\"300\"/>",
+        "<pause milliseconds=\"2000\"/>",
+    );
+    let a = sipp.spawn(
+        "a",
+        &caller,
+        free_port(),
+        pbx.port,
+        &["-au", "100", "-ap", "pw100"],
+    );
+    let mut lamps = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        w.pump(200);
+        if let Some(l) = lamp(&pbx, "101") {
+            if lamps.last() != Some(&l) {
+                lamps.push(l);
+            }
+        }
+        let seen: Vec<Vec<String>> = w.notifies.iter().map(|n| states(n)).collect();
+        if seen.iter().any(|s| s.contains(&"confirmed".to_owned()))
+            && seen
+                .last()
+                .is_some_and(|s| s.contains(&"terminated".to_owned()))
+        {
+            break;
+        }
+    }
+    let a = sipp.wait(a);
+    let b = sipp.wait(callee);
+    assert!(a.success, "caller failed:\n{}", a.log);
+    assert!(b.success, "callee failed:\n{}", b.log);
+    let seen: Vec<Vec<String>> = w.notifies.iter().map(|n| states(n)).collect();
+    let flat: Vec<&str> = seen
+        .iter()
+        .map(|s| s.first().map(String::as_str).unwrap_or("idle"))
+        .collect();
+    // Ringing, talking, over: in this order.
+    let pos = |s: &str| flat.iter().position(|x| *x == s);
+    let (e, c, t) = (pos("early"), pos("confirmed"), pos("terminated"));
+    assert!(
+        matches!((e, c, t), (Some(e), Some(c), Some(t)) if e < c && c < t),
+        "{flat:?}"
+    );
+    assert!(
+        w.notifies
+            .iter()
+            .any(|n| n.contains("direction=\"recipient\"")),
+        "{:?}",
+        w.notifies
+    );
+    for l in ["ringing", "busy"] {
+        assert!(
+            lamps.iter().any(|x| x == l),
+            "{l} not seen in state: {lamps:?}"
+        );
+    }
+    assert_eq!(lamp(&pbx, "101").as_deref(), Some("idle"));
+
+    // Unsubscribe: a last NOTIFY, terminated; nothing held.
+    let sock = w.sock.try_clone().expect("clone");
+    w.notifies.clear();
+    w.resubscribe(&sock, &ok, 3, 0);
+    let bye = w.pump(2000).expect("answer to the unsubscribe");
+    assert!(bye.starts_with("SIP/2.0 200"), "{bye}");
+    w.pump(500);
+    assert!(
+        w.notifies
+            .last()
+            .is_some_and(|n| header(n, "Subscription-State").starts_with("terminated")),
+        "{:?}",
+        w.notifies
+    );
+    let state = pbx.state();
+    assert_eq!(
+        state["besip-pbx:pbx"]["presence-state"]["subscriptions"], 0,
+        "{state}"
+    );
+    assert_state_valid(&pbx, &state);
+}
+
+#[test]
+fn proxy_busy_lamp_follows_a_call() {
+    if !have_sipp() {
+        eprintln!("SKIP: sipp not installed");
+        return;
+    }
+    watch_a_call(false);
+}
+
+#[test]
+fn b2bua_busy_lamp_follows_a_call() {
+    if !have_sipp() {
+        eprintln!("SKIP: sipp not installed");
+        return;
+    }
+    watch_a_call(true);
+}
+
+#[test]
+fn presence_attacks_are_refused() {
+    let port = free_port();
+    let pbx = Pbx::start(
+        &config(
+            port,
+            "\toption presence_max_subscriptions_per_extension '2'\n\toption presence_max_expires '120'\n",
+        ),
+        port,
+    );
+    // A stranger (another domain, no credentials) may not watch anybody.
+    let mut evil = Watcher::new(pbx.port, "102");
+    let me = evil.addr();
+    evil.send(&format!(
+        "SUBSCRIBE sip:101@besip.test SIP/2.0\nVia: SIP/2.0/UDP {me};branch=z9hG4bKev1;rport\nFrom: <sip:spy@example.com>;tag=ev\nTo: <sip:101@besip.test>\nCall-ID: evil-1\nCSeq: 1 SUBSCRIBE\nContact: <sip:spy@{me}>\nEvent: dialog\nExpires: 600\nMax-Forwards: 70\nContent-Length: 0\n\n"
+    ));
+    let refused = evil.pump(2000).expect("an answer");
+    assert!(refused.starts_with("SIP/2.0 403"), "{refused}");
+    assert!(evil.notifies.is_empty(), "{:?}", evil.notifies);
+
+    // Two subscriptions per extension; the third is refused. Expiry capped.
+    let mut w = Watcher::new(pbx.port, "102");
+    let ok = w.subscribe("101", "cap-1@test", 99999);
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    assert_eq!(header(&ok, "Expires"), "120", "{ok}");
+    let ok2 = w.subscribe("100", "cap-2@test", 600);
+    assert!(ok2.starts_with("SIP/2.0 200"), "{ok2}");
+    let third = w.subscribe("103", "cap-3@test", 600);
+    assert!(third.starts_with("SIP/2.0 503"), "{third}");
+
+    // A refresh of 102's subscription from elsewhere is refused.
+    let other = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    other
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    w.resubscribe(&other, &ok, 3, 0);
+    let mut buf = vec![0u8; 65536];
+    let answer = loop {
+        let n = other.recv(&mut buf).expect("an answer");
+        let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if !m.starts_with("SIP/2.0 100") {
+            break m;
+        }
+    };
+    assert!(answer.starts_with("SIP/2.0 403"), "{answer}");
+    let state = pbx.state();
+    assert_eq!(
+        state["besip-pbx:pbx"]["presence-state"]["subscriptions"], 2,
+        "{state}"
+    );
+}
