@@ -115,6 +115,8 @@ pub struct Extension {
     pub password: String,
     pub enabled: bool,
     pub groups: Vec<String>,
+    /// /pbx/extension/pickup-group
+    pub pickup_groups: Vec<String>,
     /// /pbx/extension/forwarding and do-not-disturb as configured.
     pub forwarding: forwarding::Forwarding,
     /// /pbx/extension/outbound
@@ -194,6 +196,8 @@ pub struct Config {
     pub feature_codes: forwarding::FeatureCodes,
     /// /pbx/presence: limits of the dialog-event subscriptions.
     pub presence: PresenceLimits,
+    /// /pbx/feature-codes/pickup, when feature codes are enabled.
+    pub pickup_code: Option<String>,
 }
 
 /// /pbx/presence.
@@ -327,6 +331,7 @@ impl Config {
                     password: e.password.clone(),
                     enabled: e.enabled,
                     groups: e.group.clone(),
+                    pickup_groups: e.pickup_group.clone(),
                     forwarding: forwarding::Forwarding::from_model(e),
                     outbound: outbound
                         .permissions_of(&e.number, &e.outbound)
@@ -452,6 +457,10 @@ impl Config {
                 total: pbx.presence.max_subscriptions as usize,
                 max_expires: pbx.presence.max_expires,
             },
+            pickup_code: pbx
+                .feature_codes
+                .enabled
+                .then(|| pbx.feature_codes.pickup.clone()),
         })
     }
 

@@ -318,3 +318,175 @@ fn presence_attacks_are_refused() {
         "{state}"
     );
 }
+
+/// The caller whose call is ended by the other side: ACK, then the BYE answered.
+fn caller_hung_up(user: &str, callee: &str) -> String {
+    let s = caller_answered(user, callee);
+    let pause = "  <pause milliseconds=\"300\"/>\n";
+    let head = s.split_once(pause).expect("scenario shape").0;
+    format!(
+        "{head}  <recv request=\"BYE\"/>\n{}</scenario>\n",
+        uas_reply("200 OK", "", "", "", false)
+    )
+}
+
+fn wait_ringing(pbx: &Pbx) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let state = pbx.state();
+        let ringing = state["besip-pbx:pbx"]["calls"]["call"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|c| c["state"] == "ringing"));
+        if ringing {
+            return;
+        }
+        assert!(Instant::now() < deadline, "nothing rings: {state}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// 100 calls 101, which rings; `picker` dials `code` and takes the call.
+fn pick_up(extra_uci: &str, picker: &str, code: &str, refused: &[(&str, &str, u16)]) {
+    let port = free_port();
+    let uci = config(port, "\toption mode 'b2bua'\n")
+        .replace("\toption mode 'proxy'\n", "")
+        .replace(
+            "config extension 'extension_101'\n",
+            &format!("config extension 'extension_101'\n{extra_uci}"),
+        )
+        .replace(
+            "config extension 'extension_102'\n",
+            &format!("config extension 'extension_102'\n{extra_uci}"),
+        );
+    let pbx = Pbx::start(&uci, port);
+    let sipp = Sipp::new();
+    let b_port = free_port();
+    register(&sipp, "101", b_port, pbx.port);
+    // Nothing rings yet.
+    for (who, dial, _) in refused {
+        let r = sipp.run(
+            &format!("early-{who}"),
+            &caller_rejected(who, dial, 404),
+            free_port(),
+            pbx.port,
+            &["-au", who, "-ap", &format!("pw{who}")],
+        );
+        assert!(
+            r.success,
+            "{who} dialling {dial} with nothing ringing:\n{}",
+            r.log
+        );
+    }
+    let callee = sipp.spawn("b", &callee_cancelled(), b_port, pbx.port, &[]);
+    let a = sipp.spawn(
+        "a",
+        &caller_hung_up("100", "101"),
+        free_port(),
+        pbx.port,
+        &["-au", "100", "-ap", "pw100"],
+    );
+    wait_ringing(&pbx);
+    for (who, dial, code) in refused {
+        let r = sipp.run(
+            &format!("refused-{who}"),
+            &caller_rejected(who, dial, *code),
+            free_port(),
+            pbx.port,
+            &["-au", who, "-ap", &format!("pw{who}")],
+        );
+        assert!(
+            r.success,
+            "{who} dialling {dial} not refused {code}:\n{}",
+            r.log
+        );
+    }
+    let p = sipp.run(
+        "p",
+        &caller_answered(picker, code),
+        free_port(),
+        pbx.port,
+        &["-au", picker, "-ap", &format!("pw{picker}")],
+    );
+    let a = sipp.wait(a);
+    let callee = sipp.wait(callee);
+    assert!(p.success, "picker failed:\n{}", p.log);
+    assert!(a.success, "caller failed:\n{}", a.log);
+    assert!(
+        callee.success,
+        "ringing phone not cancelled:\n{}",
+        callee.log
+    );
+    // The caller's answer carries the picker's SDP and the picker's the caller's.
+    let state = pbx.state();
+    let cdrs = state["besip-pbx:pbx"]["accounting-state"]["cdr"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let picked: Vec<&serde_json::Value> = cdrs
+        .iter()
+        .filter(|c| c["caller"] == "sip:100@besip.test")
+        .collect();
+    assert_eq!(picked.len(), 1, "{state}");
+    assert_eq!(
+        picked[0]["callee"],
+        format!("sip:{picker}@besip.test"),
+        "{state}"
+    );
+    assert_eq!(picked[0]["disposition"], "answered", "{state}");
+    assert_eq!(
+        state["besip-pbx:pbx"]["calls"]["call"]
+            .as_array()
+            .map_or(0, Vec::len),
+        0,
+        "{state}"
+    );
+}
+
+#[test]
+fn b2bua_directed_pickup_answers_a_ringing_call() {
+    if !have_sipp() {
+        eprintln!("SKIP: sipp not installed");
+        return;
+    }
+    pick_up("", "102", "*8101", &[("102", "*8103", 404)]);
+}
+
+#[test]
+fn b2bua_group_pickup_takes_a_call_of_the_group_only() {
+    if !have_sipp() {
+        eprintln!("SKIP: sipp not installed");
+        return;
+    }
+    // 103 is in no pickup group: nothing for it to pick up.
+    pick_up(
+        "\tlist pickup_group 'sales'\n",
+        "102",
+        "*8",
+        &[("103", "*8", 404), ("102", "*8102", 404)],
+    );
+}
+
+#[test]
+fn pickup_refused_to_strangers_and_in_proxy_mode() {
+    let port = free_port();
+    let pbx = Pbx::start(&config(port, ""), port);
+    let mut w = Watcher::new(pbx.port, "102");
+    let me = w.addr();
+    w.send(&format!(
+        "INVITE sip:*8101@besip.test SIP/2.0\nVia: SIP/2.0/UDP {me};branch=z9hG4bKpk1;rport\nFrom: <sip:spy@example.com>;tag=ev\nTo: <sip:*8101@besip.test>\nCall-ID: pick-evil\nCSeq: 1 INVITE\nContact: <sip:spy@{me}>\nMax-Forwards: 70\nContent-Length: 0\n\n"
+    ));
+    let r = w.pump(2000).expect("an answer");
+    assert!(r.starts_with("SIP/2.0 403"), "{r}");
+    if !have_sipp() {
+        return;
+    }
+    let sipp = Sipp::new();
+    let r = sipp.run(
+        "proxy",
+        &caller_rejected("102", "*8101", 501),
+        free_port(),
+        pbx.port,
+        &["-au", "102", "-ap", "pw102"],
+    );
+    assert!(r.success, "pickup in proxy mode:\n{}", r.log);
+}

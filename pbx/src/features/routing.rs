@@ -63,7 +63,9 @@ pub fn route(
     transport: Transport,
     local: SocketAddr,
 ) {
-    if crate::features::presence::take(engine, key, &msg, source, transport) {
+    if crate::features::presence::take(engine, key, &msg, source, transport)
+        || crate::features::pickup::take(engine, key, &msg, source, transport)
+    {
         return;
     }
     let cfg = engine.config();

@@ -37,6 +37,11 @@ fn contact(engine: &Engine, transport: Transport, v6: bool, peer: SocketAddr) ->
     )
 }
 
+/// Our Contact for a dialog with `peer` (a feature answering for the B2BUA).
+pub fn contact_for(engine: &Engine, transport: Transport, peer: SocketAddr) -> String {
+    contact(engine, transport, peer.is_ipv6(), peer)
+}
+
 fn new_request(method: &str, leg: &Leg, cseq: u32) -> Message {
     let mut m = Message {
         start: StartLine::Request {
