@@ -198,6 +198,27 @@ pub struct Config {
     pub presence: PresenceLimits,
     /// /pbx/feature-codes/pickup, when feature codes are enabled.
     pub pickup_code: Option<String>,
+    /// /pbx/parking, when enabled.
+    pub parking: Option<Parking>,
+}
+
+/// /pbx/parking of enabled parking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parking {
+    pub first: u32,
+    pub slots: u32,
+    pub timeout: std::time::Duration,
+}
+
+impl Parking {
+    /// The slot `user` names, if it is one.
+    pub fn slot(&self, user: &str) -> Option<u32> {
+        if user.is_empty() || !user.bytes().all(|b| b.is_ascii_digit()) || user.starts_with('0') {
+            return None;
+        }
+        let n: u32 = user.parse().ok()?;
+        (n >= self.first && n - self.first < self.slots).then_some(n)
+    }
 }
 
 /// /pbx/presence.
@@ -457,6 +478,11 @@ impl Config {
                 total: pbx.presence.max_subscriptions as usize,
                 max_expires: pbx.presence.max_expires,
             },
+            parking: pbx.parking.enabled.then(|| Parking {
+                first: pbx.parking.first_slot,
+                slots: u32::from(pbx.parking.slots),
+                timeout: std::time::Duration::from_secs(u64::from(pbx.parking.timeout)),
+            }),
             pickup_code: pbx
                 .feature_codes
                 .enabled

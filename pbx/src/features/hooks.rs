@@ -107,6 +107,7 @@ impl Hooks for Features {
     ) {
         if engine.config().mode == Mode::B2bua {
             b2bua::transfer::on_response(engine, req, resp, branch, first);
+            b2bua::parking::on_response(engine, req, resp, first);
         }
         presence::on_response(engine, req, resp);
     }
@@ -123,6 +124,7 @@ impl Hooks for Features {
         if engine.config().mode == Mode::B2bua {
             b2bua::expire_calls(engine);
             b2bua::transfer::sweep(engine);
+            b2bua::parking::tick(engine);
         }
         if tick.is_multiple_of(10) {
             engine.fraud().sweep();

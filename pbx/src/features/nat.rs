@@ -215,6 +215,7 @@ mod tests {
             media_crypto: None,
             a_ext: None,
             transfer: None,
+            parked: None,
         }));
         {
             let mut calls = engine.b2b_calls().lock();

@@ -65,6 +65,7 @@ pub fn route(
 ) {
     if crate::features::presence::take(engine, key, &msg, source, transport)
         || crate::features::pickup::take(engine, key, &msg, source, transport)
+        || crate::features::b2bua::parking::take(engine, key, &msg, source, transport)
     {
         return;
     }

@@ -30,6 +30,8 @@ pub struct Features {
     forwarding: crate::features::forwarding::Store,
     /// B2BUA transfers in progress.
     transfers: crate::features::b2bua::transfer::Transfers,
+    /// Parked calls (B2BUA).
+    parking: crate::features::b2bua::parking::Lots,
     /// Dialog-event subscriptions (busy-lamp fields).
     presence: crate::features::presence::Presence,
 }
@@ -65,6 +67,10 @@ impl Engine {
 
     pub fn transfers(&self) -> &crate::features::b2bua::transfer::Transfers {
         &self.features().transfers
+    }
+
+    pub fn parking(&self) -> &crate::features::b2bua::parking::Lots {
+        &self.features().parking
     }
 
     pub fn presence(&self) -> &crate::features::presence::Presence {

@@ -45,6 +45,8 @@ pub struct B2bCall {
     pub a_ext: Option<String>,
     /// A transfer in progress: the Call-ID of the transferor's leg.
     pub transfer: Option<String>,
+    /// Parked on this slot: leg a waits, leg b is gone.
+    pub parked: Option<u32>,
 }
 
 pub type Calls = Mutex<HashMap<String, Arc<Mutex<B2bCall>>>>;

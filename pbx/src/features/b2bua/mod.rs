@@ -14,6 +14,7 @@ use parking_lot::Mutex;
 
 pub mod dialogs;
 pub mod media_crypto;
+pub mod parking;
 pub mod transfer;
 
 pub use self::dialogs::{B2bCall, Calls, Leg};
@@ -179,6 +180,7 @@ pub fn start(
         media_crypto,
         a_ext: caller_ext,
         transfer: None,
+        parked: None,
     }));
     let b_call_id = call.lock().b.call_id.clone();
     {

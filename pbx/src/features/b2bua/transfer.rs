@@ -52,6 +52,11 @@ impl Transfers {
         self.gone.lock().contains_key(call_id)
     }
 
+    /// A leg hung up on by a feature: its late requests are answered.
+    pub(super) fn mark_gone(&self, call_id: &str) {
+        self.gone.lock().insert(call_id.to_owned(), Instant::now());
+    }
+
     /// Number of transfers in progress (state).
     pub fn in_progress(&self) -> usize {
         self.pending.lock().len()
@@ -168,18 +173,28 @@ fn leg_mut<'a>(c: &'a mut B2bCall, call_id: &str) -> Option<&'a mut Leg> {
     }
 }
 
-/// Sends `req` (built by `new_request` on `leg`) with our Via.
-fn send_on(engine: &Arc<Engine>, mut req: Message, leg: &Leg) {
+/// A request ready to leave: sent only once no call is locked (the
+/// transaction table is locked before a call's lock, never after).
+pub(super) type Out = (Message, SocketAddr, crate::config::Transport);
+
+/// `req` (built by `new_request` on `leg`) with our Via, to send.
+pub(super) fn prepared(engine: &Engine, mut req: Message, leg: &Leg) -> Out {
     let branch = engine.new_branch(0);
     req.push_header_front(
         "Via",
         engine.via_for(leg.transport, leg.dest.is_ipv6(), &branch),
     );
-    send_request_tx(engine, req, leg.dest, leg.transport);
+    (req, leg.dest, leg.transport)
+}
+
+pub(super) fn send_all(engine: &Arc<Engine>, outs: impl IntoIterator<Item = Out>) {
+    for (req, dest, transport) in outs {
+        send_request_tx(engine, req, dest, transport);
+    }
 }
 
 /// An ACK on `leg` for our INVITE `cseq` (outside any transaction).
-fn ack_bytes(engine: &Engine, leg: &Leg, cseq: u32, body: Option<&Message>) -> Vec<u8> {
+pub(super) fn ack_bytes(engine: &Engine, leg: &Leg, cseq: u32, body: Option<&Message>) -> Vec<u8> {
     let mut ack = new_request("ACK", leg, cseq);
     if let Some(b) = body.filter(|b| !b.body.is_empty()) {
         super::copy_body(b, &mut ack);
@@ -193,7 +208,13 @@ fn ack_bytes(engine: &Engine, leg: &Leg, cseq: u32, body: Option<&Message>) -> V
 }
 
 /// The transferor's progress report (RFC 3515 §2.4.5).
-fn notify(engine: &Arc<Engine>, leg: &mut Leg, refer_cseq: u32, frag: &str, done: bool) {
+pub(super) fn notify(
+    engine: &Engine,
+    leg: &mut Leg,
+    refer_cseq: u32,
+    frag: &str,
+    done: bool,
+) -> Out {
     leg.cseq += 1;
     let mut n = new_request("NOTIFY", leg, leg.cseq);
     n.add_header(
@@ -208,14 +229,13 @@ fn notify(engine: &Arc<Engine>, leg: &mut Leg, refer_cseq: u32, frag: &str, done
     n.add_header("Subscription-State", state);
     n.add_header("Content-Type", "message/sipfrag;version=2.0".into());
     n.body = format!("{frag}\r\n").into_bytes();
-    let leg = &*leg;
-    send_on(engine, n, leg);
+    prepared(engine, n, leg)
 }
 
-fn bye(engine: &Arc<Engine>, leg: &mut Leg) {
+pub(super) fn bye(engine: &Engine, leg: &mut Leg) -> Out {
     leg.cseq += 1;
     let req = new_request("BYE", leg, leg.cseq);
-    send_on(engine, req, leg);
+    prepared(engine, req, leg)
 }
 
 /// Our extension whose phone is registered from `addr`, if any.
@@ -252,6 +272,9 @@ pub fn intercepts(engine: &Arc<Engine>, key: &str, msg: &Message) -> bool {
     let Some(call) = engine.b2b_calls().lock().get(msg.call_id()).cloned() else {
         return false;
     };
+    if call.lock().parked.is_some() {
+        return super::parking::intercept(engine, key, msg, &call);
+    }
     if msg.method() == "REFER" {
         let (code, reason) = match refer(engine, key, msg, &call) {
             Ok(()) => return true,
@@ -283,7 +306,7 @@ pub fn intercepts(engine: &Arc<Engine>, key: &str, msg: &Message) -> bool {
     }
 }
 
-type Refusal = (u16, &'static str);
+pub(super) type Refusal = (u16, &'static str);
 
 fn refer(
     engine: &Arc<Engine>,
@@ -329,6 +352,19 @@ fn refer(
     }
     .ok_or((403, "Forbidden: Only Extensions Transfer"))?;
 
+    // A slot of the parking lot: the transferee waits there.
+    let slot = cfg
+        .parking
+        .zip(Uri::parse(&target.uri))
+        .and_then(|(lot, u)| {
+            let ours = engine.is_our_domain(&u.host);
+            u.user
+                .filter(|_| ours && target.replaces.is_none())
+                .and_then(|n| lot.slot(&n))
+        });
+    if let Some(slot) = slot {
+        return super::parking::park(engine, key, msg, call, from_a, &ext, slot);
+    }
     // Where the transferee goes: a new call (blind), or the far leg of the
     // transferor's other call (attended).
     let (far, other, stage, blind) = match &target.replaces {
@@ -353,6 +389,7 @@ fn refer(
         contact(engine, t, source.is_ipv6(), source)
     });
     engine.reply(key, ok);
+    let mut out = Vec::new();
     let (stay, transferor) = {
         let mut c = call.lock();
         let ids = match from_a {
@@ -361,10 +398,11 @@ fn refer(
         };
         c.transfer = Some(ids.1.clone());
         if let Some(l) = leg_mut(&mut c, &ids.1) {
-            notify(engine, l, refer_cseq, "SIP/2.0 100 Trying", false);
+            out.push(notify(engine, l, refer_cseq, "SIP/2.0 100 Trying", false));
         }
         ids
     };
+    send_all(engine, out);
     if let (Some(o), Some(r)) = (&other, &target.replaces) {
         // The transferor's leg of the other call: its BYE is absorbed too.
         o.lock().transfer = Some(r.call_id.clone());
@@ -411,6 +449,69 @@ fn refer(
     send_request_tx(engine, req, dest, transport);
     Ok(())
 }
+
+/// Rings extension `ext` back for the call parked on `call` (leg a waits):
+/// the blind transfer without a transferor.
+pub(super) fn ring_back(
+    engine: &Arc<Engine>,
+    call: &Arc<Mutex<B2bCall>>,
+    ext: &str,
+) -> Result<(), Refusal> {
+    let cfg = engine.config();
+    let (stay, waiting) = {
+        let c = call.lock();
+        (c.a.call_id.clone(), c.a.remote_uri.clone())
+    };
+    let domain = cfg
+        .domains
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "localhost".into());
+    let target = format!("sip:{ext}@{domain}");
+    // What the parker's REFER would have been: whom the checks and the
+    // CDR see placing the call.
+    let mut stand_in = Message {
+        start: crate::sip::StartLine::Request {
+            method: "INVITE".into(),
+            uri: target.clone(),
+        },
+        headers: Vec::new(),
+        body: Vec::new(),
+    };
+    stand_in.add_header("From", format!("<{waiting}>;tag={}", engine.new_tag()));
+    stand_in.add_header("Call-ID", format!("ringback-{stay}"));
+    stand_in.add_header("CSeq", "1 INVITE".into());
+    let (mut far, mut invite) = blind_leg(engine, &cfg, &stand_in, call, false, ext, &target)?;
+    invite.remove_headers("Referred-By");
+    call.lock().transfer = Some(NO_TRANSFEROR.into());
+    far.cseq += 1;
+    let cseq = far.cseq;
+    invite.set_header("CSeq", format!("{cseq} INVITE"));
+    let (dest, transport) = (far.dest, far.transport);
+    let pending = Pending {
+        call: call.clone(),
+        stay,
+        transferor: NO_TRANSFEROR.into(),
+        refer_cseq: 0,
+        far,
+        other: None,
+        blind_cdr: true,
+        stage: Stage::Offer { cseq },
+        started: Instant::now(),
+    };
+    engine
+        .transfers()
+        .pending
+        .lock()
+        .insert(pending.far.call_id.clone(), Arc::new(Mutex::new(pending)));
+    let branch = engine.new_branch(0);
+    invite.push_header_front("Via", engine.via_for(transport, dest.is_ipv6(), &branch));
+    send_request_tx(engine, invite, dest, transport);
+    Ok(())
+}
+
+/// The transferor of a ring-back: no leg has this Call-ID.
+const NO_TRANSFEROR: &str = "-";
 
 /// The blind transfer's new leg to `target`, placed with `ext`'s rights,
 /// and its INVITE (without Via and SDP).
@@ -624,15 +725,17 @@ fn offer_answered(
             };
             let mut c = p.call.lock();
             let t = p.transferor.clone();
-            if let Some(l) = leg_mut(&mut c, &t) {
+            let out = leg_mut(&mut c, &t).map(|l| {
                 notify(
                     engine,
                     l,
                     p.refer_cseq,
                     &format!("SIP/2.0 {code} {reason}"),
                     false,
-                );
-            }
+                )
+            });
+            drop(c);
+            send_all(engine, out);
         }
         return;
     }
@@ -668,8 +771,8 @@ fn offer_answered(
         let ack = ack_bytes(engine, &p.far, cseq, None);
         engine.send(p.far.transport, p.far.dest, ack);
         if p.blind_cdr {
-            let far = &mut p.far;
-            bye(engine, far);
+            let out = bye(engine, &mut p.far);
+            send_all(engine, [out]);
         }
         return fail(engine, p, 488, "Not Acceptable Here");
     }
@@ -686,6 +789,8 @@ fn offer_answered(
         contact(engine, leg.transport, leg.dest.is_ipv6(), leg.dest),
     );
     super::copy_body(resp, &mut re);
+    let out = prepared(engine, re, leg);
+    drop(c);
     // Filed under the transferee's leg before the re-INVITE leaves: its
     // answer may come back before this function returns.
     p.stage = Stage::Answer {
@@ -698,7 +803,7 @@ fn offer_answered(
             pending.insert(stay, me);
         }
     }
-    send_on(engine, re, leg);
+    send_all(engine, [out]);
 }
 
 fn transferee_answered(
@@ -717,8 +822,8 @@ fn transferee_answered(
         let ack = ack_bytes(engine, &p.far, far_cseq, None);
         engine.send(p.far.transport, p.far.dest, ack);
         if p.blind_cdr {
-            let far = &mut p.far;
-            bye(engine, far);
+            let out = bye(engine, &mut p.far);
+            send_all(engine, [out]);
         }
         return fail(engine, p, 503, "Service Unavailable");
     }
@@ -756,6 +861,7 @@ fn transferee_answered(
         c.b = p.far.clone();
         c.b_ack = Some(far_ack.clone());
         c.transfer = None;
+        c.parked = None;
         c.established.get_or_insert_with(Instant::now);
         c.last_activity = Instant::now();
         stay_ack
@@ -806,9 +912,11 @@ fn transferee_answered(
     engine.send(stay_ack.0, stay_ack.1, stay_ack.2);
     for (mut leg, transferor) in hang_up {
         if transferor {
-            notify(engine, &mut leg, p.refer_cseq, "SIP/2.0 200 OK", true);
+            let n = notify(engine, &mut leg, p.refer_cseq, "SIP/2.0 200 OK", true);
+            send_all(engine, [n]);
         }
-        bye(engine, &mut leg);
+        let b = bye(engine, &mut leg);
+        send_all(engine, [b]);
     }
     tracing::info!(call_id = %p.stay, new_leg = %p.far.call_id, "transfer completed");
 }
@@ -824,16 +932,17 @@ fn fail(engine: &Arc<Engine>, p: &mut Pending, code: u16, reason: &str) {
     let mut c = p.call.lock();
     c.transfer = None;
     let t = p.transferor.clone();
-    if let Some(l) = leg_mut(&mut c, &t) {
+    let out = leg_mut(&mut c, &t).map(|l| {
         notify(
             engine,
             l,
             p.refer_cseq,
             &format!("SIP/2.0 {code} {reason}"),
             true,
-        );
-    }
+        )
+    });
     drop(c);
+    send_all(engine, out);
     if let Some(o) = &p.other {
         o.lock().transfer = None;
     }
