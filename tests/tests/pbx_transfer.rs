@@ -806,3 +806,119 @@ fn crate_uri(value: &str) -> String {
         _ => v.split(';').next().unwrap_or(v).to_owned(),
     }
 }
+
+/// Real phones (baresip): 100 calls 101, 101 transfers the call to 102
+/// (baresip's `transfer`, a blind REFER); 100 and 102 end up talking and
+/// 101 is out of the call. In B2BUA mode the PBX executes the REFER; in
+/// proxy mode it reaches 100, which calls 102 itself.
+fn baresip_blind_transfer(b2bua: bool) {
+    use besip_tests::baresip::{Baresip, PhoneConfig};
+    let port = free_port();
+    let uci = match b2bua {
+        true => b2bua_config(port, ""),
+        false => config(port, ""),
+    };
+    let pbx = Pbx::start(&uci, port);
+    let phone = |user: u16| {
+        let control = UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .expect("a free port");
+        let account = format!(
+            "<sip:{user}@besip.test>;auth_pass=pw{user};outbound=\"sip:127.0.0.1:{port}\";regint=300;audio_codecs=PCMU"
+        );
+        Baresip::start(&PhoneConfig::new(account, control))
+    };
+    let (a, b, c) = (phone(100), phone(101), phone(102));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pbx.registrations().len() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "phones not registered: {:?}\n{}",
+            pbx.registrations(),
+            a.trace()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (mut ctl_a, mut ctl_b, mut ctl_c) = (a.control(), b.control(), c.control());
+    let wait = Duration::from_secs(8);
+    assert_eq!(ctl_a.command("dial", "sip:101@besip.test")["ok"], true);
+    ctl_b
+        .wait_event("CALL_INCOMING", wait)
+        .unwrap_or_else(|| panic!("B not called:\n{}", b.trace()));
+    assert_eq!(ctl_b.command("accept", "")["ok"], true);
+    for (ctl, who) in [(&mut ctl_a, "A"), (&mut ctl_b, "B")] {
+        ctl.wait_event("CALL_ESTABLISHED", wait)
+            .unwrap_or_else(|| panic!("{who}: no CALL_ESTABLISHED: {:?}", ctl.events));
+    }
+    let t = ctl_b.command("transfer", "sip:102@besip.test");
+    assert_eq!(t["ok"], true, "{t}");
+    ctl_c
+        .wait_event("CALL_INCOMING", wait)
+        .unwrap_or_else(|| panic!("C not called:\nB:\n{}\nC:\n{}", b.trace(), c.trace()));
+    assert_eq!(ctl_c.command("accept", "")["ok"], true);
+    ctl_c
+        .wait_event("CALL_ESTABLISHED", wait)
+        .unwrap_or_else(|| panic!("C: no CALL_ESTABLISHED:\n{}", c.trace()));
+    ctl_b
+        .wait_event("CALL_CLOSED", wait)
+        .unwrap_or_else(|| panic!("B still in the call:\n{}", b.trace()));
+    std::thread::sleep(Duration::from_millis(500));
+    if b2bua {
+        // The PBX invited C on B's behalf.
+        assert!(
+            c.trace().contains("Referred-By: <sip:101@besip.test>"),
+            "{}",
+            c.trace()
+        );
+    } else {
+        // The REFER reached A, which called C itself.
+        assert!(
+            a.trace().contains("Refer-To: sip:102@besip.test"),
+            "{}",
+            a.trace()
+        );
+    }
+    // A hangs up: C's call ends.
+    assert_eq!(ctl_a.command("hangup", "")["ok"], true);
+    ctl_c
+        .wait_event("CALL_CLOSED", wait)
+        .unwrap_or_else(|| panic!("C not hung up:\nA:\n{}\nC:\n{}", a.trace(), c.trace()));
+    let list = cdrs(&pbx, 2);
+    let pairs: Vec<(String, String)> = list
+        .iter()
+        .map(|c| {
+            (
+                c["caller"].as_str().unwrap_or("").to_owned(),
+                c["callee"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    for want in [
+        ("sip:100@besip.test", "sip:101@besip.test"),
+        ("sip:100@besip.test", "sip:102@besip.test"),
+    ] {
+        assert!(
+            pairs.iter().any(|p| p.0 == want.0 && p.1 == want.1),
+            "{want:?} not in {pairs:?}"
+        );
+    }
+    no_calls_left(&pbx);
+}
+
+#[test]
+fn b2bua_baresip_blind_transfer() {
+    if !besip_tests::baresip::have_baresip() {
+        eprintln!("SKIP: baresip not installed");
+        return;
+    }
+    baresip_blind_transfer(true);
+}
+
+#[test]
+fn proxy_baresip_blind_transfer() {
+    if !besip_tests::baresip::have_baresip() {
+        eprintln!("SKIP: baresip not installed");
+        return;
+    }
+    baresip_blind_transfer(false);
+}
