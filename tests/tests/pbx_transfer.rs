@@ -727,6 +727,28 @@ fn b2bua_attended_transfer_joins_the_two_far_parties() {
     // B transfers A to C, replacing its call with C.
     let call1 = header(&inv1, "Call-ID").to_owned();
     let target1 = crate_uri(header(&inv1, "Contact"));
+    // The same REFER from another address (someone who learnt the
+    // dialog's identifiers) is refused, and changes nothing.
+    let spy = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    spy.set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    let spy_addr = spy.local_addr().expect("addr");
+    let forged = format!(
+        "REFER {target1} SIP/2.0\r\nVia: SIP/2.0/UDP {spy_addr};branch=z9hG4bKspy1;rport\r\nFrom: {};tag=b1tag\r\nTo: {}\r\nCall-ID: {call1}\r\nCSeq: 1 REFER\r\nContact: <sip:101@{spy_addr}>\r\nRefer-To: <sip:102@besip.test?Replaces={call2}%3Bto-tag%3D{pbx_tag2}%3Bfrom-tag%3Db2tag>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        header(&inv1, "To"),
+        header(&inv1, "From"),
+    );
+    spy.send_to(forged.as_bytes(), ("127.0.0.1", pbx.port))
+        .expect("send");
+    let mut buf = vec![0u8; 65536];
+    let refused = loop {
+        let n = spy.recv(&mut buf).expect("an answer to the forged REFER");
+        let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if !m.starts_with("SIP/2.0 100") {
+            break m;
+        }
+    };
+    assert!(refused.starts_with("SIP/2.0 403"), "{refused}");
     b.send(&format!(
         "REFER {target1} SIP/2.0\nVia: SIP/2.0/UDP {me};branch=z9hG4bKr1;rport\nFrom: {};tag=b1tag\nTo: {}\nCall-ID: {call1}\nCSeq: 1 REFER\nContact: <sip:101@{me}>\nRefer-To: <sip:102@besip.test?Replaces={call2}%3Bto-tag%3D{pbx_tag2}%3Bfrom-tag%3Db2tag>\nReferred-By: <sip:101@besip.test>\nMax-Forwards: 70\nContent-Length: 0\n\n",
         header(&inv1, "To"),
