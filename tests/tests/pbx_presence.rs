@@ -490,3 +490,121 @@ fn pickup_refused_to_strangers_and_in_proxy_mode() {
     );
     assert!(r.success, "pickup in proxy mode:\n{}", r.log);
 }
+
+/// The attribute `name` of the first `<dialog` element of `body` that has it.
+fn dialog_attr(body: &str, name: &str) -> Option<String> {
+    body.split("<dialog ")
+        .skip(1)
+        .find_map(|d| d.split(&format!("{name}=\"")).nth(1))
+        .and_then(|v| v.split('"').next())
+        .map(str::to_owned)
+}
+
+/// A phone sees 101 ring on its busy-lamp field and picks the call up as
+/// phones do: an INVITE with Replaces built from the NOTIFY's dialog info.
+#[test]
+fn b2bua_phone_picks_up_from_its_busy_lamp_with_replaces() {
+    if !have_sipp() {
+        eprintln!("SKIP: sipp not installed");
+        return;
+    }
+    let port = free_port();
+    let uci = config(port, "\toption mode 'b2bua'\n").replace("\toption mode 'proxy'\n", "");
+    let pbx = Pbx::start(&uci, port);
+    let sipp = Sipp::new();
+    let b_port = free_port();
+    register(&sipp, "101", b_port, pbx.port);
+    let callee = sipp.spawn("b", &callee_cancelled(), b_port, pbx.port, &[]);
+    let mut w = Watcher::new(pbx.port, "102");
+    let ok = w.subscribe("101", "blf-pick@test", 600);
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    let a = sipp.spawn(
+        "a",
+        &caller_hung_up("100", "101"),
+        free_port(),
+        pbx.port,
+        &["-au", "100", "-ap", "pw100"],
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (call_id, tag) = loop {
+        w.pump(200);
+        let found = w.notifies.iter().rev().find_map(|n| {
+            let body = n.split("\r\n\r\n").nth(1)?;
+            Some((
+                dialog_attr(body, "call-id")?,
+                dialog_attr(body, "remote-tag")?,
+            ))
+        });
+        if let Some(f) = found {
+            break f;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no ringing dialog: {:?}",
+            w.notifies
+        );
+    };
+    let me = w.addr();
+    let sdp = "v=0\r\no=w 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 41000 RTP/AVP 0\r\n";
+    let invite = |cseq: u32, auth: &str| {
+        format!(
+            "INVITE sip:101@besip.test SIP/2.0\nVia: SIP/2.0/UDP {me};branch=z9hG4bKpu{cseq};rport\nFrom: <sip:102@besip.test>;tag=pu1\nTo: <sip:101@besip.test>\nCall-ID: pickup-replaces@test\nCSeq: {cseq} INVITE\nContact: <sip:102@{me}>\nReplaces: {call_id};to-tag=;from-tag={tag};early-only\n{auth}Max-Forwards: 70\nContent-Type: application/sdp\nContent-Length: {}\n\n{sdp}",
+            sdp.len()
+        )
+    };
+    w.send(&invite(1, ""));
+    let challenge = w.pump(3000).expect("407");
+    assert!(challenge.starts_with("SIP/2.0 407"), "{challenge}");
+    w.send(&format!(
+        "ACK sip:101@besip.test SIP/2.0\nVia: SIP/2.0/UDP {me};branch=z9hG4bKpu1;rport\nFrom: <sip:102@besip.test>;tag=pu1\nTo: {}\nCall-ID: pickup-replaces@test\nCSeq: 1 ACK\nMax-Forwards: 70\nContent-Length: 0\n\n",
+        header(&challenge, "To")
+    ));
+    let nonce = challenge
+        .split("nonce=\"")
+        .nth(1)
+        .and_then(|x| x.split('"').next())
+        .expect("nonce");
+    let md5 = |s: String| format!("{:032x}", md5_digest(s.as_bytes()));
+    let ha1 = md5("102:besip.test:pw102".into());
+    let ha2 = md5("INVITE:sip:101@besip.test".into());
+    let resp = md5(format!("{ha1}:{nonce}:00000001:c0:auth:{ha2}"));
+    w.send(&invite(2, &format!("Proxy-Authorization: Digest username=\"102\", realm=\"besip.test\", nonce=\"{nonce}\", uri=\"sip:101@besip.test\", response=\"{resp}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"c0\"\n")));
+    let answer = w.pump(3000).expect("an answer to the pickup");
+    assert!(answer.starts_with("SIP/2.0 200"), "{answer}");
+    assert!(answer.contains("m=audio"), "no SDP of the caller: {answer}");
+    let contact = header(&answer, "Contact")
+        .trim_start_matches('<')
+        .split('>')
+        .next()
+        .unwrap_or("")
+        .to_owned();
+    let to = header(&answer, "To").to_owned();
+    w.send(&format!(
+        "ACK {contact} SIP/2.0\nVia: SIP/2.0/UDP {me};branch=z9hG4bKpua;rport\nFrom: <sip:102@besip.test>;tag=pu1\nTo: {to}\nCall-ID: pickup-replaces@test\nCSeq: 2 ACK\nMax-Forwards: 70\nContent-Length: 0\n\n"
+    ));
+    std::thread::sleep(Duration::from_millis(300));
+    w.send(&format!(
+        "BYE {contact} SIP/2.0\nVia: SIP/2.0/UDP {me};branch=z9hG4bKpub;rport\nFrom: <sip:102@besip.test>;tag=pu1\nTo: {to}\nCall-ID: pickup-replaces@test\nCSeq: 3 BYE\nMax-Forwards: 70\nContent-Length: 0\n\n"
+    ));
+    let bye_ok = w.pump(3000).expect("an answer to BYE");
+    assert!(bye_ok.starts_with("SIP/2.0 200"), "{bye_ok}");
+    let a = sipp.wait(a);
+    let callee = sipp.wait(callee);
+    assert!(a.success, "caller failed:\n{}", a.log);
+    assert!(
+        callee.success,
+        "ringing phone not cancelled:\n{}",
+        callee.log
+    );
+    let state = pbx.state();
+    let picked = state["besip-pbx:pbx"]["accounting-state"]["cdr"]
+        .as_array()
+        .and_then(|l| {
+            l.iter()
+                .find(|c| c["caller"] == "sip:100@besip.test")
+                .cloned()
+        })
+        .unwrap_or_default();
+    assert_eq!(picked["callee"], "sip:102@besip.test", "{state}");
+    assert_eq!(picked["disposition"], "answered", "{state}");
+}

@@ -216,6 +216,7 @@ mod tests {
             a_ext: None,
             transfer: None,
             parked: None,
+            offer: None,
         }));
         {
             let mut calls = engine.b2b_calls().lock();

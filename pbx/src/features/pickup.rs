@@ -35,6 +35,12 @@ pub fn take(
         return false;
     }
     let cfg = engine.config();
+    if let Some(replaces) = msg.header("Replaces") {
+        // A phone picking up from its busy-lamp field (B2BUA mode; in proxy
+        // mode the phones settle it between themselves).
+        return cfg.mode == Mode::B2bua
+            && by_replaces(engine, key, msg, source, transport, replaces);
+    }
     let Some(code) = cfg.pickup_code.as_deref() else {
         return false;
     };
@@ -77,6 +83,65 @@ pub fn take(
             true
         }
         Err(reason) => reply(404, reason, vec![]),
+    }
+}
+
+/// An INVITE with Replaces naming the callee leg of a ringing call, as
+/// the dialog-info of our NOTIFYs gives it (call-id, remote-tag: our tag).
+fn by_replaces(
+    engine: &Arc<Engine>,
+    key: &str,
+    msg: &Message,
+    source: SocketAddr,
+    transport: Transport,
+    replaces: &str,
+) -> bool {
+    let reply = |code: u16, reason: &str, extra: Vec<(&'static str, String)>| {
+        let mut r = response_to(msg, code, reason, Some(&engine.new_tag()));
+        for (n, v) in extra {
+            r.add_header(n, v);
+        }
+        engine.reply(key, r);
+        true
+    };
+    let cfg = engine.config();
+    let picker = match crate::features::admission::authenticate(engine, &cfg, msg, "INVITE", source)
+    {
+        Ok(Origin::Extension(e)) => e,
+        Ok(_) => return reply(403, "Forbidden: Pickup Is For Our Extensions", vec![]),
+        Err(Decision::Reply(code, reason, extra)) => return reply(code, reason, extra),
+        Err(_) => return reply(403, "Forbidden", vec![]),
+    };
+    let mut parts = replaces.split(';');
+    let call_id = parts.next().unwrap_or("").trim();
+    let tags: Vec<&str> = parts
+        .filter_map(|p| p.trim().split_once('='))
+        .filter(|(n, _)| n.eq_ignore_ascii_case("from-tag") || n.eq_ignore_ascii_case("to-tag"))
+        .map(|(_, v)| v.trim())
+        .collect();
+    if call_id.is_empty() {
+        return reply(400, "Bad Request: Malformed Replaces", vec![]);
+    }
+    // Our tag on the ringing leg proves the dialog info was seen.
+    let a_call_id = engine
+        .b2b_calls()
+        .lock()
+        .get(call_id)
+        .cloned()
+        .and_then(|c| {
+            let c = c.lock();
+            let ringing = c.established.is_none() && c.b.call_id == call_id;
+            (ringing && tags.contains(&c.b.local_tag.as_str())).then(|| c.a.call_id.clone())
+        });
+    let Some(a_call_id) = a_call_id else {
+        return reply(481, "Call/Transaction Does Not Exist", vec![]);
+    };
+    match pick(engine, key, msg, source, transport, &a_call_id) {
+        Ok(()) => {
+            tracing::info!(%picker, call_id = %a_call_id, "call picked up with Replaces");
+            true
+        }
+        Err(reason) => reply(481, reason, vec![]),
     }
 }
 
@@ -184,7 +249,10 @@ fn pick(
         copy_sdp(p_msg, &mut a_ok);
         let mut p_ok = response_to(p_msg, 200, "OK", Some(&p_leg.local_tag));
         p_ok.add_header("Contact", contact_for(engine, transport, source));
-        copy_sdp(&a_req, &mut p_ok);
+        if let Some((ct, sdp)) = c.offer.take() {
+            p_ok.add_header("Content-Type", ct);
+            p_ok.body = sdp;
+        }
         let old_b = std::mem::replace(&mut c.b, p_leg.clone());
         c.established = Some(Instant::now());
         c.last_activity = Instant::now();

@@ -62,6 +62,9 @@ struct Dialog {
     id: String,
     initiator: bool,
     state: &'static str,
+    /// A call ringing at the extension (B2BUA): the Call-ID and our tag of
+    /// its leg, for a phone that picks it up with Replaces.
+    pickup: Option<(String, String)>,
 }
 
 /// What a lamp shows.
@@ -317,8 +320,14 @@ fn dialogs_of(engine: &Engine, cfg: &Config) -> HashMap<String, Vec<Dialog>> {
             .and_then(|u| u.user)
             .and_then(|u| cfg.resolve_user(&u).map(|e| e.number.clone()))
     };
-    for (call_id, c) in engine.calls().iter() {
-        let state = match c.state {
+    // A snapshot first: no lock is held across another.
+    let calls: Vec<(String, String, String, &'static str)> = engine
+        .calls()
+        .iter()
+        .map(|(id, c)| (id.clone(), c.caller.clone(), c.callee.clone(), c.state))
+        .collect();
+    for (call_id, caller, callee, state) in calls {
+        let state = match state {
             "established" => "confirmed",
             "ringing" => "early",
             _ => "trying",
@@ -326,12 +335,23 @@ fn dialogs_of(engine: &Engine, cfg: &Config) -> HashMap<String, Vec<Dialog>> {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         call_id.hash(&mut h);
         let id = format!("{:016x}", h.finish());
-        for (uri, initiator) in [(&c.caller, true), (&c.callee, false)] {
+        let pickup = match state {
+            "confirmed" => None,
+            _ => {
+                let call = engine.b2b_calls().lock().get(&call_id).cloned();
+                call.map(|c| {
+                    let c = c.lock();
+                    (c.b.call_id.clone(), c.b.local_tag.clone())
+                })
+            }
+        };
+        for (uri, initiator) in [(&caller, true), (&callee, false)] {
             if let Some(ext) = ext_of(uri) {
                 out.entry(ext).or_default().push(Dialog {
                     id: id.clone(),
                     initiator,
                     state,
+                    pickup: pickup.clone().filter(|_| !initiator),
                 });
             }
         }
@@ -398,8 +418,18 @@ fn dialog_info(entity: &str, version: u32, dialogs: &[Dialog]) -> String {
         } else {
             "recipient"
         };
+        // What a phone needs to pick the call up (RFC 4235 §4.1.1):
+        // Replaces: call-id;to-tag=<local-tag>;from-tag=<remote-tag>.
+        let ids = match &d.pickup {
+            Some((call_id, ours)) => format!(
+                " call-id=\"{}\" remote-tag=\"{}\"",
+                xml_escape(call_id),
+                xml_escape(ours)
+            ),
+            None => String::new(),
+        };
         x.push_str(&format!(
-            "<dialog id=\"{}\" direction=\"{direction}\"><state>{}</state></dialog>\r\n",
+            "<dialog id=\"{}\"{ids} direction=\"{direction}\"><state>{}</state></dialog>\r\n",
             d.id, d.state
         ));
     }
@@ -496,6 +526,7 @@ mod tests {
             id: "x".into(),
             initiator,
             state,
+            pickup: None,
         }
     }
 

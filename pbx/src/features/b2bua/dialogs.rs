@@ -47,6 +47,9 @@ pub struct B2bCall {
     pub transfer: Option<String>,
     /// Parked on this slot: leg a waits, leg b is gone.
     pub parked: Option<u32>,
+    /// The caller's offer (Content-Type, SDP) until the call is answered:
+    /// the transaction keeps no body, a pickup answers with it.
+    pub offer: Option<(String, Vec<u8>)>,
 }
 
 pub type Calls = Mutex<HashMap<String, Arc<Mutex<B2bCall>>>>;

@@ -181,6 +181,10 @@ pub fn start(
         a_ext: caller_ext,
         transfer: None,
         parked: None,
+        offer: a_req
+            .header("Content-Type")
+            .filter(|_| !a_req.body.is_empty())
+            .map(|ct| (ct.to_owned(), a_req.body.clone())),
     }));
     let b_call_id = call.lock().b.call_id.clone();
     {
@@ -329,6 +333,7 @@ pub fn translate(
         if from_a && c.established.is_none() {
             c.established = Some(Instant::now());
             c.b_ack = Some(bytes.clone());
+            c.offer = None;
         }
         ack = Some((bytes_dest.0, bytes_dest.1, bytes));
     }

@@ -125,7 +125,8 @@ pub fn parse_refer_to(value: &str) -> Result<ReferTo, &'static str> {
     })
 }
 
-fn parse_replaces(v: &str) -> Option<Replaces> {
+/// A Replaces header value (RFC 3891): Call-ID, to-tag and from-tag.
+pub(crate) fn parse_replaces(v: &str) -> Option<Replaces> {
     let mut parts = v.split(';');
     let call_id = parts.next()?.trim();
     let (mut to_tag, mut from_tag) = (None, None);
