@@ -157,6 +157,13 @@ pub(super) fn intercept(
             true
         }
         "ACK" => true,
+        // A session refresh without SDP (RFC 4028) or a keepalive: the
+        // waiting party must not lose its call for it.
+        "UPDATE" | "INFO" | "OPTIONS" if msg.body.is_empty() || msg.method() == "INFO" => {
+            call.lock().last_activity = Instant::now();
+            reply(200, "OK")
+        }
+        // Nothing to negotiate media with until someone takes the call.
         _ => reply(491, "Request Pending: Call Parked"),
     }
 }
