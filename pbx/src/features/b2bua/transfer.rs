@@ -56,11 +56,6 @@ impl Transfers {
     pub(super) fn mark_gone(&self, call_id: &str) {
         self.gone.lock().insert(call_id.to_owned(), Instant::now());
     }
-
-    /// Number of transfers in progress (state).
-    pub fn in_progress(&self) -> usize {
-        self.pending.lock().len()
-    }
 }
 
 enum Stage {
