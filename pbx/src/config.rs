@@ -116,6 +116,8 @@ pub struct Extension {
     pub password: String,
     pub enabled: bool,
     pub groups: Vec<String>,
+    /// /pbx/extension/pickup-group
+    pub pickup_groups: Vec<String>,
     /// /pbx/extension/forwarding and do-not-disturb as configured.
     pub forwarding: forwarding::Forwarding,
     /// /pbx/extension/outbound
@@ -199,6 +201,12 @@ pub struct Config {
     pub hep: Option<HepSettings>,
     /// /pbx/cluster, when a database is configured.
     pub cluster: Option<ClusterSettings>,
+    /// /pbx/presence: limits of the dialog-event subscriptions.
+    pub presence: PresenceLimits,
+    /// /pbx/feature-codes/pickup, when feature codes are enabled.
+    pub pickup_code: Option<String>,
+    /// /pbx/parking, when enabled.
+    pub parking: Option<Parking>,
 }
 
 /// The shared location (/pbx/cluster).
@@ -215,6 +223,33 @@ pub struct ClusterSettings {
 pub struct HepSettings {
     pub collector: SocketAddr,
     pub capture_id: u32,
+}
+
+/// /pbx/parking of enabled parking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parking {
+    pub first: u32,
+    pub slots: u32,
+    pub timeout: std::time::Duration,
+}
+
+impl Parking {
+    /// The slot `user` names, if it is one.
+    pub fn slot(&self, user: &str) -> Option<u32> {
+        if user.is_empty() || !user.bytes().all(|b| b.is_ascii_digit()) || user.starts_with('0') {
+            return None;
+        }
+        let n: u32 = user.parse().ok()?;
+        (n >= self.first && n - self.first < self.slots).then_some(n)
+    }
+}
+
+/// /pbx/presence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PresenceLimits {
+    pub per_extension: usize,
+    pub total: usize,
+    pub max_expires: u32,
 }
 
 /// /pbx/stun of an enabled STUN server.
@@ -360,6 +395,7 @@ impl Config {
                     password: e.password.clone(),
                     enabled: e.enabled,
                     groups: e.group.clone(),
+                    pickup_groups: e.pickup_group.clone(),
                     forwarding: forwarding::Forwarding::from_model(e),
                     outbound: outbound
                         .permissions_of(&e.number, &e.outbound)
@@ -493,6 +529,20 @@ impl Config {
                 collector: SocketAddr::new(ip, pbx.hep.collector_port),
                 capture_id: pbx.hep.capture_id,
             }),
+            presence: PresenceLimits {
+                per_extension: usize::from(pbx.presence.max_subscriptions_per_extension),
+                total: pbx.presence.max_subscriptions as usize,
+                max_expires: pbx.presence.max_expires,
+            },
+            parking: pbx.parking.enabled.then(|| Parking {
+                first: pbx.parking.first_slot,
+                slots: u32::from(pbx.parking.slots),
+                timeout: std::time::Duration::from_secs(u64::from(pbx.parking.timeout)),
+            }),
+            pickup_code: pbx
+                .feature_codes
+                .enabled
+                .then(|| pbx.feature_codes.pickup.clone()),
         })
     }
 

@@ -101,6 +101,8 @@ impl Control {
             "accounting-state": crate::features::accounting::state_json(e),
             "extension-state": e.forwarding().state_json(&e.config()),
             "inbound-state": e.inbound().state_json(&e.config()),
+            "presence-state": crate::features::presence::state_json(e),
+            "parking-state": crate::features::b2bua::parking::state_json(e),
             "counters": {
                 "requests": c.requests.load(Ordering::Relaxed).to_string(),
                 "replies-1xx": r(0), "replies-2xx": r(1), "replies-3xx": r(2),

@@ -199,10 +199,26 @@ fn on_branch_response<H: Hooks>(engine: &Arc<Engine<H>>, key: &str, msg: Message
             (Transport::Udp, false) => T4,
         };
         let Some(skey) = tx.server_key.clone() else {
-            // Our own CANCEL: a final answer ends it.
+            // Our own request (CANCEL, BYE, or a feature's INVITE/NOTIFY):
+            // a final answer ends it; the feature that sent it hears of it.
+            let first_final = code >= 200 && tx.state != ClientState::Completed;
+            if code < 200 && tx.state == ClientState::Trying {
+                tx.state = ClientState::Proceeding;
+            }
             if code >= 200 {
                 tx.state = ClientState::Completed;
                 tx.expires = Some(Instant::now() + linger);
+            }
+            if is_invite && code >= 300 && !synthetic {
+                out.push((tx.transport, tx.dest, ack_for(tx, &msg)));
+            }
+            let req = (code < 200 || first_final || is_invite).then(|| tx.request.clone());
+            drop(tables);
+            for (t, d, b) in out {
+                engine.send(t, d, b);
+            }
+            if let Some(req) = req {
+                H::on_own_response(engine, &req, &msg, info, code < 200 || first_final);
             }
             return;
         };

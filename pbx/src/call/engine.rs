@@ -90,6 +90,17 @@ pub trait Hooks: Default + Send + Sync + Sized + 'static {
     ) {
         let _ = (engine, old, skey, retry, dest, transport);
     }
+    /// A response to a request the box sent itself (no server transaction),
+    /// e.g. a transfer's INVITE; `first`: not a retransmitted final.
+    fn on_own_response(
+        engine: &Arc<Engine<Self>>,
+        req: &Message,
+        resp: &Message,
+        branch: BranchInfo,
+        first: bool,
+    ) {
+        let _ = (engine, req, resp, branch, first);
+    }
     /// A call left the call list; `code` is its final answer (200 once answered).
     fn on_call_ended(engine: &Engine<Self>, call_id: &str, call: Call<Self::CallData>, code: u16) {
         let _ = (engine, call_id, call, code);

@@ -10,7 +10,7 @@ use crate::call::{BranchInfo, Hooks, Late2xx, Outgoing};
 use crate::config::{Mode, Transport};
 use crate::features::accounting::{self, Meta};
 use crate::features::state::{Call, Engine, Features};
-use crate::features::{b2bua, nat_proxy, routing, trunk_auth, trunk_registration};
+use crate::features::{b2bua, nat_proxy, presence, routing, trunk_auth, trunk_registration};
 use crate::sip::{param, Message};
 use crate::transaction::ClientTx;
 
@@ -98,6 +98,20 @@ impl Hooks for Features {
         trunk_auth::send_retry(engine, old, skey, retry, dest, transport);
     }
 
+    fn on_own_response(
+        engine: &Arc<Engine>,
+        req: &Message,
+        resp: &Message,
+        branch: BranchInfo,
+        first: bool,
+    ) {
+        if engine.config().mode == Mode::B2bua {
+            b2bua::transfer::on_response(engine, req, resp, branch, first);
+            b2bua::parking::on_response(engine, req, resp, first);
+        }
+        presence::on_response(engine, req, resp);
+    }
+
     fn on_call_ended(engine: &Engine, call_id: &str, call: Call, code: u16) {
         accounting::ended(engine, call_id, call, code);
     }
@@ -109,10 +123,13 @@ impl Hooks for Features {
     fn every_second(engine: &Arc<Engine>, tick: u64) {
         if engine.config().mode == Mode::B2bua {
             b2bua::expire_calls(engine);
+            b2bua::transfer::sweep(engine);
+            b2bua::parking::tick(engine);
         }
         if tick.is_multiple_of(10) {
             engine.fraud().sweep();
         }
         nat_proxy::every_second(engine, tick);
+        presence::tick(engine);
     }
 }

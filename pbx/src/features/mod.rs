@@ -22,6 +22,8 @@ pub mod nat;
 pub mod nat_proxy;
 pub mod networks;
 pub mod outbound;
+pub mod pickup;
+pub mod presence;
 pub mod rating;
 pub mod registrar;
 pub mod ring_group;

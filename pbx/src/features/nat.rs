@@ -213,6 +213,10 @@ mod tests {
             b_ack: None,
             relay: Some(Arc::new(relay)),
             media_crypto: None,
+            a_ext: None,
+            transfer: None,
+            parked: None,
+            offer: None,
         }));
         {
             let mut calls = engine.b2b_calls().lock();

@@ -64,6 +64,12 @@ pub fn route(
     transport: Transport,
     local: SocketAddr,
 ) {
+    if crate::features::presence::take(engine, key, &msg, source, transport)
+        || crate::features::pickup::take(engine, key, &msg, source, transport)
+        || crate::features::b2bua::parking::take(engine, key, &msg, source, transport)
+    {
+        return;
+    }
     let cfg = engine.config();
     if cfg.mode == Mode::B2bua && crate::features::b2bua::owns(engine, &msg) {
         let hash = loop_hash(&msg, msg.uri());
@@ -158,7 +164,15 @@ pub fn route(
                 return engine.reply(key, r);
             }
             if cfg.mode == Mode::B2bua && invite {
-                crate::features::b2bua::start(engine, key, msg, targets, hash, &original_uri);
+                crate::features::b2bua::start(
+                    engine,
+                    key,
+                    msg,
+                    targets,
+                    hash,
+                    &original_uri,
+                    &origin,
+                );
             } else {
                 fork(engine, key, msg, targets, hash, local, &original_uri);
             }
@@ -248,6 +262,11 @@ fn decide(
         ));
     }
     let in_dialog = param(msg.header("To").unwrap_or(""), "tag").is_some();
+    if method == "REFER" && !in_dialog {
+        // A transfer belongs to a call: a REFER outside one would make a
+        // phone call anybody a stranger names.
+        return Decision::Reply(403, "Forbidden: REFER Outside A Dialog", vec![]);
+    }
     if in_dialog {
         // Only dialogs we record-routed: a To tag is no pass to anywhere.
         if !engine.fraud().dialog_known(msg) {

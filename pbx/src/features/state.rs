@@ -34,6 +34,12 @@ pub struct Features {
     cluster: crate::features::cluster::Cluster,
     /// Blocked and inbound-routed calls, ring groups' calls.
     inbound: crate::features::inbound::Stats,
+    /// B2BUA transfers in progress.
+    transfers: crate::features::b2bua::transfer::Transfers,
+    /// Parked calls (B2BUA).
+    parking: crate::features::b2bua::parking::Lots,
+    /// Dialog-event subscriptions (busy-lamp fields).
+    presence: crate::features::presence::Presence,
 }
 
 impl Engine {
@@ -75,5 +81,17 @@ impl Engine {
 
     pub fn inbound(&self) -> &crate::features::inbound::Stats {
         &self.features().inbound
+    }
+
+    pub fn transfers(&self) -> &crate::features::b2bua::transfer::Transfers {
+        &self.features().transfers
+    }
+
+    pub fn parking(&self) -> &crate::features::b2bua::parking::Lots {
+        &self.features().parking
+    }
+
+    pub fn presence(&self) -> &crate::features::presence::Presence {
+        &self.features().presence
     }
 }

@@ -11,6 +11,7 @@ use super::media_crypto::MediaCrypto;
 use crate::config::Transport;
 use crate::features::rtp_relay::Relay;
 
+#[derive(Clone)]
 pub struct Leg {
     pub call_id: String,
     pub local_tag: String,
@@ -40,6 +41,15 @@ pub struct B2bCall {
     pub relay: Option<Arc<Relay>>,
     /// SRTP ending at the relay for one leg.
     pub media_crypto: Option<MediaCrypto>,
+    /// The caller's extension, when it authenticated (it may transfer).
+    pub a_ext: Option<String>,
+    /// A transfer in progress: the Call-ID of the transferor's leg.
+    pub transfer: Option<String>,
+    /// Parked on this slot: leg a waits, leg b is gone.
+    pub parked: Option<u32>,
+    /// The caller's offer (Content-Type, SDP) until the call is answered:
+    /// the transaction keeps no body, a pickup answers with it.
+    pub offer: Option<(String, Vec<u8>)>,
 }
 
 pub type Calls = Mutex<HashMap<String, Arc<Mutex<B2bCall>>>>;

@@ -14,6 +14,8 @@ use parking_lot::Mutex;
 
 pub mod dialogs;
 pub mod media_crypto;
+pub mod parking;
+pub mod transfer;
 
 pub use self::dialogs::{B2bCall, Calls, Leg};
 use self::media_crypto::MediaCrypto;
@@ -34,6 +36,11 @@ fn contact(engine: &Engine, transport: Transport, v6: bool, peer: SocketAddr) ->
         crate::sip::format_host(&ip),
         s.advertised.port()
     )
+}
+
+/// Our Contact for a dialog with `peer` (a feature answering for the B2BUA).
+pub fn contact_for(engine: &Engine, transport: Transport, peer: SocketAddr) -> String {
+    contact(engine, transport, peer.is_ipv6(), peer)
 }
 
 fn new_request(method: &str, leg: &Leg, cseq: u32) -> Message {
@@ -68,7 +75,8 @@ fn copy_body(from: &Message, to: &mut Message) {
 /// True when `msg` is an in-dialog request of a B2BUA call.
 pub fn owns(engine: &Engine, msg: &Message) -> bool {
     param(msg.header("To").unwrap_or(""), "tag").is_some()
-        && engine.b2b_calls().lock().contains_key(msg.call_id())
+        && (engine.b2b_calls().lock().contains_key(msg.call_id())
+            || engine.transfers().is_gone(msg.call_id()))
 }
 
 /// Starts the B leg of a new call for the INVITE of server transaction `key`.
@@ -79,7 +87,13 @@ pub fn start(
     targets: Vec<Target>,
     hash: u32,
     dialled: &str,
+    origin: &crate::features::outbound::Origin,
 ) {
+    // Only an extension that proved itself may later transfer as the caller.
+    let caller_ext = match origin {
+        crate::features::outbound::Origin::Extension(e) => Some(e.clone()),
+        _ => None,
+    };
     let cfg = engine.config();
     let Some((source, transport)) = engine
         .tables()
@@ -164,6 +178,13 @@ pub fn start(
         b_ack: None,
         relay,
         media_crypto,
+        a_ext: caller_ext,
+        transfer: None,
+        parked: None,
+        offer: a_req
+            .header("Content-Type")
+            .filter(|_| !a_req.body.is_empty())
+            .map(|ct| (ct.to_owned(), a_req.body.clone())),
     }));
     let b_call_id = call.lock().b.call_id.clone();
     {
@@ -177,6 +198,9 @@ pub fn start(
 
 /// Rebuilds an in-dialog request on the other leg.
 pub fn in_dialog(engine: &Arc<Engine>, key: &str, msg: Message, hash: u32) {
+    if transfer::intercepts(engine, key, &msg) {
+        return;
+    }
     let Some(call) = engine.b2b_calls().lock().get(msg.call_id()).cloned() else {
         return;
     };
@@ -309,6 +333,7 @@ pub fn translate(
         if from_a && c.established.is_none() {
             c.established = Some(Instant::now());
             c.b_ack = Some(bytes.clone());
+            c.offer = None;
         }
         ack = Some((bytes_dest.0, bytes_dest.1, bytes));
     }
@@ -326,6 +351,9 @@ pub fn translate(
 pub fn ack_again(engine: &Engine, call_id: &str) -> Option<Outgoing> {
     let call = engine.b2b_calls().lock().get(call_id).cloned()?;
     let c = call.lock();
+    if c.b.call_id != call_id {
+        return None;
+    }
     c.b_ack.clone().map(|b| (c.b.transport, c.b.dest, b))
 }
 
@@ -388,6 +416,8 @@ fn forget(engine: &Engine, a_id: &str, b_id: &str, code: u16) {
     map.remove(b_id);
     drop(map);
     engine.end_call(a_id, code);
+    // After a transfer the call's record is the new leg's.
+    engine.end_call(b_id, code);
 }
 
 /// Ends calls past the maximum duration or whose session timer ran out.

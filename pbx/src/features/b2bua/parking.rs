@@ -1,0 +1,386 @@
+//! Call parking (YANG /pbx/parking, /pbx/parking-state), B2BUA mode: a
+//! party transfers its call (REFER) to a free slot (70–79 by default); the
+//! other party waits there, its leg kept by the B2BUA, the parker hung up.
+//! An extension dialling the slot retrieves the call: the waiting party is
+//! re-INVITEd with the retriever's offer and its answer goes back in our
+//! 200. After the timeout the parker is rung back (the blind-transfer
+//! flow of `transfer`, without a transferor), again after each timeout
+//! while the parker does not answer.
+//!
+//! While parked, the waiting party's BYE ends the call; its other requests
+//! get 491. CDRs: the call up to the parking, then one of the waiting
+//! party with the slot, naming the retriever once retrieved.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+
+use super::transfer::{ack_bytes, bye, notify, prepared, ring_back, send_all, Refusal};
+use super::{contact, copy_body, new_request, B2bCall, Leg};
+use crate::call::branches::track_call;
+use crate::config::{Mode, Transport};
+use crate::features::decision::Decision;
+use crate::features::outbound::Origin;
+use crate::features::state::Engine;
+use crate::sip::{addr_uri, param, response_to, Message, Uri};
+
+/// The parked calls by slot, and retrievals in progress.
+#[derive(Default)]
+pub struct Lots {
+    parked: Mutex<HashMap<u32, Parked>>,
+    /// By the Call-ID of the waiting leg (re-INVITEd).
+    retrievals: Mutex<HashMap<String, Retrieval>>,
+}
+
+struct Parked {
+    call: Arc<Mutex<B2bCall>>,
+    /// The parking extension (rung back).
+    by: String,
+    since: Instant,
+    /// Parked, or rung back last.
+    last_try: Instant,
+    waiting: String,
+}
+
+struct Retrieval {
+    slot: u32,
+    key: String,
+    req: Message,
+    leg: Leg,
+    cseq: u32,
+}
+
+/// Parks the transferee of `call` on `slot` for the REFER `msg` of `ext`.
+pub(super) fn park(
+    engine: &Arc<Engine>,
+    key: &str,
+    msg: &Message,
+    call: &Arc<Mutex<B2bCall>>,
+    from_a: bool,
+    ext: &str,
+    slot: u32,
+) -> Result<(), Refusal> {
+    let mut lots = engine.parking().parked.lock();
+    if lots.contains_key(&slot) {
+        return Err((486, "Busy Here: Parking Slot Taken"));
+    }
+    let refer_cseq = msg.cseq().map(|c| c.0).unwrap_or(0);
+    let (waiting_id, gone_id, waiting, ok, out) = {
+        let mut guard = call.lock();
+        let c = &mut *guard;
+        // The waiting party becomes leg a, the transferor's leg is b.
+        if from_a {
+            std::mem::swap(&mut c.a, &mut c.b);
+        }
+        let mut ok = response_to(msg, 202, "Accepted", Some(&c.b.local_tag));
+        ok.add_header(
+            "Contact",
+            contact(engine, c.b.transport, c.b.dest.is_ipv6(), c.b.dest),
+        );
+        let out = [
+            notify(engine, &mut c.b, refer_cseq, "SIP/2.0 200 OK", true),
+            bye(engine, &mut c.b),
+        ];
+        c.parked = Some(slot);
+        c.b_ack = None;
+        (
+            c.a.call_id.clone(),
+            c.b.call_id.clone(),
+            c.a.remote_uri.clone(),
+            ok,
+            out,
+        )
+    };
+    engine.reply(key, ok);
+    send_all(engine, out);
+    engine.transfers().mark_gone(&gone_id);
+    engine.b2b_calls().lock().remove(&gone_id);
+    // The call so far has its CDR; the wait gets its own.
+    engine.end_call(&waiting_id, 200);
+    engine.end_call(&gone_id, 200);
+    let cfg = engine.config();
+    let domain = cfg.domains.first().cloned().unwrap_or_default();
+    track_call(
+        engine,
+        &waiting_id,
+        &format!("<{waiting}>"),
+        &format!("sip:{slot}@{domain}"),
+    );
+    if let Some(c) = engine.calls().get_mut(&waiting_id) {
+        c.state = "established";
+        c.answered = Some(Instant::now());
+    }
+    let now = Instant::now();
+    lots.insert(
+        slot,
+        Parked {
+            call: call.clone(),
+            by: ext.to_owned(),
+            since: now,
+            last_try: now,
+            waiting,
+        },
+    );
+    tracing::info!(slot, extension = %ext, call_id = %waiting_id, "call parked");
+    Ok(())
+}
+
+/// An in-dialog request of a parked call (only its waiting leg is left).
+pub(super) fn intercept(
+    engine: &Arc<Engine>,
+    key: &str,
+    msg: &Message,
+    call: &Arc<Mutex<B2bCall>>,
+) -> bool {
+    let reply = |code, reason| {
+        engine.reply(key, response_to(msg, code, reason, None));
+        true
+    };
+    match msg.method() {
+        "BYE" => {
+            let (slot, id) = {
+                let mut c = call.lock();
+                (c.parked.take(), c.a.call_id.clone())
+            };
+            reply(200, "OK");
+            engine.b2b_calls().lock().remove(&id);
+            if let Some(slot) = slot {
+                engine.parking().parked.lock().remove(&slot);
+            }
+            engine.parking().retrievals.lock().remove(&id);
+            engine.end_call(&id, 200);
+            tracing::info!(call_id = %id, "parked party hung up");
+            true
+        }
+        "ACK" => true,
+        // A session refresh without SDP (RFC 4028) or a keepalive: the
+        // waiting party must not lose its call for it.
+        "UPDATE" | "INFO" | "OPTIONS" if msg.body.is_empty() || msg.method() == "INFO" => {
+            call.lock().last_activity = Instant::now();
+            reply(200, "OK")
+        }
+        // Nothing to negotiate media with until someone takes the call.
+        _ => reply(491, "Request Pending: Call Parked"),
+    }
+}
+
+/// An INVITE to a parking slot: retrieves the call parked there. True when
+/// `msg` was answered (or is being) here.
+pub fn take(
+    engine: &Arc<Engine>,
+    key: &str,
+    msg: &Message,
+    source: SocketAddr,
+    transport: Transport,
+) -> bool {
+    if msg.method() != "INVITE" || param(msg.header("To").unwrap_or(""), "tag").is_some() {
+        return false;
+    }
+    let cfg = engine.config();
+    let (Some(lot), Mode::B2bua) = (cfg.parking, cfg.mode) else {
+        return false;
+    };
+    let Some(ruri) = Uri::parse(msg.uri()) else {
+        return false;
+    };
+    let Some(slot) = ruri.user.as_deref().and_then(|u| lot.slot(u)) else {
+        return false;
+    };
+    if !engine.is_our_domain(&ruri.host) {
+        return false;
+    }
+    let reply = |code: u16, reason: &str, extra: Vec<(&'static str, String)>| {
+        let mut r = response_to(msg, code, reason, Some(&engine.new_tag()));
+        for (n, v) in extra {
+            r.add_header(n, v);
+        }
+        engine.reply(key, r);
+        true
+    };
+    let retriever =
+        match crate::features::admission::authenticate(engine, &cfg, msg, "INVITE", source) {
+            Ok(Origin::Extension(e)) => e,
+            Ok(_) => {
+                return reply(
+                    403,
+                    "Forbidden: Parked Calls Are For Our Extensions",
+                    vec![],
+                )
+            }
+            Err(Decision::Reply(code, reason, extra)) => return reply(code, reason, extra),
+            Err(_) => return reply(403, "Forbidden", vec![]),
+        };
+    let Some(call) = engine
+        .parking()
+        .parked
+        .lock()
+        .get(&slot)
+        .map(|p| p.call.clone())
+    else {
+        return reply(404, "Not Found: Nothing Parked There", vec![]);
+    };
+    let from = msg.header("From").unwrap_or("");
+    let leg = Leg {
+        call_id: msg.call_id().to_owned(),
+        local_tag: engine.new_tag(),
+        remote_tag: param(from, "tag").map(str::to_owned),
+        local_uri: addr_uri(msg.header("To").unwrap_or("")).to_owned(),
+        remote_uri: addr_uri(from).to_owned(),
+        remote_target: msg
+            .header("Contact")
+            .map(addr_uri)
+            .unwrap_or(addr_uri(from))
+            .to_owned(),
+        dest: source,
+        transport,
+        cseq: 0,
+    };
+    let mut retrievals = engine.parking().retrievals.lock();
+    let mut c = call.lock();
+    if c.transfer.is_some() || retrievals.contains_key(&c.a.call_id) {
+        drop(c);
+        drop(retrievals);
+        return reply(486, "Busy Here: Call Being Taken", vec![]);
+    }
+    c.a.cseq += 1;
+    let cseq = c.a.cseq;
+    let mut re = new_request("INVITE", &c.a, cseq);
+    re.add_header(
+        "Contact",
+        contact(engine, c.a.transport, c.a.dest.is_ipv6(), c.a.dest),
+    );
+    copy_body(msg, &mut re);
+    retrievals.insert(
+        c.a.call_id.clone(),
+        Retrieval {
+            slot,
+            key: key.to_owned(),
+            req: msg.clone(),
+            leg,
+            cseq,
+        },
+    );
+    drop(retrievals);
+    let out = prepared(engine, re, &c.a);
+    drop(c);
+    tracing::info!(slot, %retriever, "retrieving a parked call");
+    send_all(engine, [out]);
+    true
+}
+
+/// The waiting party's answer to the retrieval's re-INVITE.
+pub fn on_response(engine: &Arc<Engine>, req: &Message, resp: &Message, first: bool) {
+    let code = resp.status().unwrap_or(0);
+    if req.method() != "INVITE" || code < 200 || !first {
+        return;
+    }
+    let cseq = req.cseq().map(|c| c.0).unwrap_or(0);
+    let r = {
+        let mut retrievals = engine.parking().retrievals.lock();
+        match retrievals.get(req.call_id()) {
+            Some(r) if r.cseq == cseq => retrievals.remove(req.call_id()),
+            _ => None,
+        }
+    };
+    let Some(r) = r else { return };
+    let Some(call) = engine
+        .parking()
+        .parked
+        .lock()
+        .get(&r.slot)
+        .map(|p| p.call.clone())
+    else {
+        return;
+    };
+    if code >= 300 {
+        let reply = response_to(
+            &r.req,
+            480,
+            "Temporarily Unavailable: Parked Party Did Not Answer",
+            Some(&r.leg.local_tag),
+        );
+        engine.reply(&r.key, reply);
+        return;
+    }
+    let (ack, ok, waiting_id) = {
+        let mut c = call.lock();
+        let ack = (c.a.transport, c.a.dest, ack_bytes(engine, &c.a, cseq, None));
+        let mut ok = response_to(&r.req, 200, "OK", Some(&r.leg.local_tag));
+        ok.add_header(
+            "Contact",
+            contact(engine, r.leg.transport, r.leg.dest.is_ipv6(), r.leg.dest),
+        );
+        copy_body(resp, &mut ok);
+        c.b = r.leg.clone();
+        c.parked = None;
+        c.b_ack = None;
+        c.last_activity = Instant::now();
+        (ack, ok, c.a.call_id.clone())
+    };
+    engine.parking().parked.lock().remove(&r.slot);
+    engine
+        .b2b_calls()
+        .lock()
+        .insert(r.leg.call_id.clone(), call.clone());
+    if let Some(rec) = engine.calls().get_mut(&waiting_id) {
+        rec.callee = r.leg.remote_uri.clone();
+    }
+    engine.send(ack.0, ack.1, ack.2);
+    engine.reply(&r.key, ok);
+    tracing::info!(slot = r.slot, call_id = %waiting_id, "parked call retrieved");
+}
+
+/// Drops slots whose call ended, rings parkers back after the timeout.
+pub fn tick(engine: &Arc<Engine>) {
+    let Some(lot) = engine.config().parking else {
+        return;
+    };
+    let due: Vec<(Arc<Mutex<B2bCall>>, String)> = {
+        let mut parked = engine.parking().parked.lock();
+        parked.retain(|_, p| p.call.lock().parked.is_some());
+        let retrievals = engine.parking().retrievals.lock();
+        parked
+            .values_mut()
+            .filter(|p| p.last_try.elapsed() >= lot.timeout)
+            .filter(|p| {
+                let c = p.call.lock();
+                c.transfer.is_none() && !retrievals.contains_key(&c.a.call_id)
+            })
+            .map(|p| {
+                p.last_try = Instant::now();
+                (p.call.clone(), p.by.clone())
+            })
+            .collect()
+    };
+    for (call, by) in due {
+        tracing::info!(extension = %by, "parking timeout: ringing the parker back");
+        if let Err((code, reason)) = ring_back(engine, &call, &by) {
+            tracing::info!(extension = %by, code, reason, "ring-back not placed");
+        }
+    }
+}
+
+/// RFC 7951 JSON of /pbx/parking-state.
+pub fn state_json(engine: &Engine) -> Value {
+    let parked = engine.parking().parked.lock();
+    // A call rung back and answered leaves its slot at the next tick.
+    let mut slots: Vec<Value> = parked
+        .iter()
+        .filter(|(_, p)| p.call.lock().parked.is_some())
+        .map(|(n, p)| {
+            json!({
+                "number": n,
+                "parked": p.waiting,
+                "parked-by": p.by,
+                "waiting": p.since.elapsed().as_secs(),
+                "ringing-back": p.call.lock().transfer.is_some(),
+            })
+        })
+        .collect();
+    slots.sort_by_key(|s| s["number"].as_u64());
+    json!({ "slot": slots })
+}

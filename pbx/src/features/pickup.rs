@@ -1,0 +1,288 @@
+//! Call pickup by feature code (YANG /pbx/feature-codes/pickup,
+//! /pbx/extension/pickup-group), B2BUA mode: an extension dials *8101 to
+//! answer the call ringing at 101 (directed), or *8 alone for a call
+//! ringing at an extension sharing one of its pickup groups (group).
+//!
+//! The picked call's caller is answered with the picker's SDP, the picker
+//! with the caller's, the ringing branches are cancelled, and the picker's
+//! dialog takes the place of the callee leg: from then on the call is
+//! bridged as any other. Its CDR names the picker as the callee.
+//!
+//! Only an extension that authenticated the INVITE picks up; in proxy mode
+//! the PBX is no party to the call and cannot answer it (501).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::call::client::cancel_branch;
+use crate::config::{Config, Mode, Transport};
+use crate::features::b2bua::{contact_for, Leg};
+use crate::features::decision::Decision;
+use crate::features::outbound::Origin;
+use crate::features::state::Engine;
+use crate::sip::{addr_uri, param, response_to, Message, Uri};
+
+/// Takes an INVITE to the pickup code; true when it was answered here.
+pub fn take(
+    engine: &Arc<Engine>,
+    key: &str,
+    msg: &Message,
+    source: SocketAddr,
+    transport: Transport,
+) -> bool {
+    if msg.method() != "INVITE" || param(msg.header("To").unwrap_or(""), "tag").is_some() {
+        return false;
+    }
+    let cfg = engine.config();
+    if let Some(replaces) = msg.header("Replaces") {
+        // A phone picking up from its busy-lamp field (B2BUA mode; in proxy
+        // mode the phones settle it between themselves).
+        return cfg.mode == Mode::B2bua
+            && by_replaces(engine, key, msg, source, transport, replaces);
+    }
+    let Some(code) = cfg.pickup_code.as_deref() else {
+        return false;
+    };
+    let Some(ruri) = Uri::parse(msg.uri()) else {
+        return false;
+    };
+    let Some(digits) = ruri.user.as_deref().and_then(|u| u.strip_prefix(code)) else {
+        return false;
+    };
+    if !engine.is_our_domain(&ruri.host) {
+        return false;
+    }
+    let reply = |code: u16, reason: &str, extra: Vec<(&'static str, String)>| {
+        let mut r = response_to(msg, code, reason, Some(&engine.new_tag()));
+        for (n, v) in extra {
+            r.add_header(n, v);
+        }
+        engine.reply(key, r);
+        true
+    };
+    let picker = match crate::features::admission::authenticate(engine, &cfg, msg, "INVITE", source)
+    {
+        Ok(Origin::Extension(e)) => e,
+        Ok(_) => return reply(403, "Forbidden: Pickup Is For Our Extensions", vec![]),
+        Err(Decision::Reply(code, reason, extra)) => return reply(code, reason, extra),
+        Err(_) => return reply(403, "Forbidden", vec![]),
+    };
+    if cfg.mode != Mode::B2bua {
+        return reply(501, "Not Implemented: Pickup Needs B2BUA Mode", vec![]);
+    }
+    if !digits.chars().all(|c| c.is_ascii_alphanumeric()) || digits.len() > 32 {
+        return reply(484, "Address Incomplete", vec![]);
+    }
+    let Some(a_call_id) = ringing_call(engine, &cfg, &picker, digits) else {
+        return reply(404, "Not Found: Nothing To Pick Up", vec![]);
+    };
+    match pick(engine, key, msg, source, transport, &a_call_id) {
+        Ok(()) => {
+            tracing::info!(%picker, call_id = %a_call_id, directed = !digits.is_empty(), "call picked up");
+            true
+        }
+        Err(reason) => reply(404, reason, vec![]),
+    }
+}
+
+/// An INVITE with Replaces naming the callee leg of a ringing call, as
+/// the dialog-info of our NOTIFYs gives it (call-id, remote-tag: our tag).
+fn by_replaces(
+    engine: &Arc<Engine>,
+    key: &str,
+    msg: &Message,
+    source: SocketAddr,
+    transport: Transport,
+    replaces: &str,
+) -> bool {
+    let reply = |code: u16, reason: &str, extra: Vec<(&'static str, String)>| {
+        let mut r = response_to(msg, code, reason, Some(&engine.new_tag()));
+        for (n, v) in extra {
+            r.add_header(n, v);
+        }
+        engine.reply(key, r);
+        true
+    };
+    let cfg = engine.config();
+    let picker = match crate::features::admission::authenticate(engine, &cfg, msg, "INVITE", source)
+    {
+        Ok(Origin::Extension(e)) => e,
+        Ok(_) => return reply(403, "Forbidden: Pickup Is For Our Extensions", vec![]),
+        Err(Decision::Reply(code, reason, extra)) => return reply(code, reason, extra),
+        Err(_) => return reply(403, "Forbidden", vec![]),
+    };
+    let mut parts = replaces.split(';');
+    let call_id = parts.next().unwrap_or("").trim();
+    let tags: Vec<&str> = parts
+        .filter_map(|p| p.trim().split_once('='))
+        .filter(|(n, _)| n.eq_ignore_ascii_case("from-tag") || n.eq_ignore_ascii_case("to-tag"))
+        .map(|(_, v)| v.trim())
+        .collect();
+    if call_id.is_empty() {
+        return reply(400, "Bad Request: Malformed Replaces", vec![]);
+    }
+    // Our tag on the ringing leg proves the dialog info was seen.
+    let a_call_id = engine
+        .b2b_calls()
+        .lock()
+        .get(call_id)
+        .cloned()
+        .and_then(|c| {
+            let c = c.lock();
+            let ringing = c.established.is_none() && c.b.call_id == call_id;
+            (ringing && tags.contains(&c.b.local_tag.as_str())).then(|| c.a.call_id.clone())
+        });
+    let Some(a_call_id) = a_call_id else {
+        return reply(481, "Call/Transaction Does Not Exist", vec![]);
+    };
+    match pick(engine, key, msg, source, transport, &a_call_id) {
+        Ok(()) => {
+            tracing::info!(%picker, call_id = %a_call_id, "call picked up with Replaces");
+            true
+        }
+        Err(reason) => reply(481, reason, vec![]),
+    }
+}
+
+/// The Call-ID of the call `picker` may pick up: ringing at extension
+/// `digits` (directed), or at an extension sharing one of the picker's
+/// pickup groups (group, the oldest); never the picker's own.
+fn ringing_call(engine: &Engine, cfg: &Config, picker: &str, digits: &str) -> Option<String> {
+    let groups = cfg
+        .extensions
+        .get(picker)
+        .map(|e| e.pickup_groups.clone())
+        .unwrap_or_default();
+    let directed = (!digits.is_empty())
+        .then(|| cfg.resolve_user(digits).map(|e| e.number.clone()))
+        .map(|e| e.unwrap_or_default());
+    // A snapshot of the ringing calls: no lock is held across another.
+    let ringing: Vec<(String, String, String)> = engine
+        .calls()
+        .iter()
+        .filter(|(_, c)| c.state != "established")
+        .map(|(id, c)| (id.clone(), c.callee.clone(), c.start.clone()))
+        .collect();
+    let mut found: Vec<(String, String)> = ringing
+        .into_iter()
+        .filter(|(id, _, _)| {
+            let call = engine.b2b_calls().lock().get(id).cloned();
+            call.is_some_and(|c| {
+                let c = c.lock();
+                c.established.is_none() && c.a.call_id == *id
+            })
+        })
+        .filter_map(|(id, callee, start)| {
+            let callee = Uri::parse(&callee)
+                .and_then(|u| u.user)
+                .and_then(|u| cfg.resolve_user(&u))?;
+            if callee.number == picker {
+                return None;
+            }
+            let ok = match &directed {
+                Some(d) => *d == callee.number,
+                None => callee.pickup_groups.iter().any(|g| groups.contains(g)),
+            };
+            ok.then_some((id, start))
+        })
+        .collect();
+    found.sort_by(|a, b| a.1.cmp(&b.1));
+    found.into_iter().next().map(|(id, _)| id)
+}
+
+fn pick(
+    engine: &Arc<Engine>,
+    p_key: &str,
+    p_msg: &Message,
+    source: SocketAddr,
+    transport: Transport,
+    a_call_id: &str,
+) -> Result<(), &'static str> {
+    const GONE: &str = "Not Found: Call Answered Meanwhile";
+    let call = engine
+        .b2b_calls()
+        .lock()
+        .get(a_call_id)
+        .cloned()
+        .ok_or(GONE)?;
+    // The caller's INVITE still waiting for its answer, and its branches.
+    let (a_key, a_req, branches) = {
+        let tables = engine.tables();
+        tables
+            .server
+            .iter()
+            .find(|(_, t)| {
+                t.request.call_id() == a_call_id
+                    && t.request.method() == "INVITE"
+                    && t.final_code.is_none()
+            })
+            .map(|(k, t)| (k.clone(), t.request.clone(), t.branches.clone()))
+            .ok_or(GONE)?
+    };
+    let p_from = p_msg.header("From").unwrap_or("");
+    let p_leg = Leg {
+        call_id: p_msg.call_id().to_owned(),
+        local_tag: engine.new_tag(),
+        remote_tag: param(p_from, "tag").map(str::to_owned),
+        local_uri: addr_uri(p_msg.header("To").unwrap_or("")).to_owned(),
+        remote_uri: addr_uri(p_from).to_owned(),
+        remote_target: p_msg
+            .header("Contact")
+            .map(addr_uri)
+            .unwrap_or(addr_uri(p_from))
+            .to_owned(),
+        dest: source,
+        transport,
+        cseq: 0,
+    };
+    let (a_ok, p_ok, old_b) = {
+        let mut c = call.lock();
+        if c.established.is_some() || c.transfer.is_some() {
+            return Err(GONE);
+        }
+        if c.relay.is_some() || c.media_crypto.is_some() {
+            return Err("Not Found: Call Has A Media Relay");
+        }
+        let mut a_ok = response_to(&a_req, 200, "OK", Some(&c.a.local_tag));
+        a_ok.add_header("Contact", contact_for(engine, c.a.transport, c.a.dest));
+        copy_sdp(p_msg, &mut a_ok);
+        let mut p_ok = response_to(p_msg, 200, "OK", Some(&p_leg.local_tag));
+        p_ok.add_header("Contact", contact_for(engine, transport, source));
+        if let Some((ct, sdp)) = c.offer.take() {
+            p_ok.add_header("Content-Type", ct);
+            p_ok.body = sdp;
+        }
+        let old_b = std::mem::replace(&mut c.b, p_leg.clone());
+        c.established = Some(Instant::now());
+        c.last_activity = Instant::now();
+        c.b_ack = None;
+        (a_ok, p_ok, old_b.call_id)
+    };
+    {
+        let mut map = engine.b2b_calls().lock();
+        map.remove(&old_b);
+        map.insert(p_leg.call_id.clone(), call.clone());
+    }
+    if let Some(rec) = engine.calls().get_mut(a_call_id) {
+        rec.callee = p_leg.remote_uri.clone();
+        rec.state = "established";
+        rec.answered = Some(Instant::now());
+    }
+    engine.reply(&a_key, a_ok);
+    engine.reply(p_key, p_ok);
+    for b in branches {
+        cancel_branch(engine, &b);
+    }
+    Ok(())
+}
+
+fn copy_sdp(from: &Message, to: &mut Message) {
+    if from.body.is_empty() {
+        return;
+    }
+    if let Some(ct) = from.header("Content-Type") {
+        to.add_header("Content-Type", ct.to_owned());
+    }
+    to.body = from.body.clone();
+}

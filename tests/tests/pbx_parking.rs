@@ -1,0 +1,384 @@
+//! Call parking with sipp against besip-pbxd in B2BUA mode: a phone
+//! transfers its call to slot 70, the daemon's state lists it, another
+//! extension dials 70 and talks to the parked party; unretrieved, the call
+//! rings the parker back after the timeout. CDRs for each leg. Strangers
+//! cannot retrieve, an empty slot answers 404.
+
+use std::net::UdpSocket;
+use std::time::{Duration, Instant};
+
+use besip_tests::pbx::*;
+use serde_json::Value;
+
+fn b2bua_config(port: u16, extra: &str) -> String {
+    config(port, &format!("\toption mode 'b2bua'\n{extra}")).replace("\toption mode 'proxy'\n", "")
+}
+
+/// The answered call's INVITE, captured for requests the callee sends.
+const UAS_INVITE_CAPTURED: &str = r#"  <recv request="INVITE" rrs="true">
+    <action>
+      <ereg regexp=".*" search_in="hdr" header="From:" assign_to="peer"/>
+      <ereg regexp=".*" search_in="hdr" header="To:" assign_to="me"/>
+    </action>
+  </recv>
+"#;
+
+fn ok() -> String {
+    uas_reply("200 OK", "", "", "", false)
+}
+
+/// 101 answers, then transfers the call to slot 70: 202, NOTIFY 200, BYE.
+fn parker() -> String {
+    let answer = format!(
+        "{UAS_INVITE_CAPTURED}{}{}  <recv request=\"ACK\"/>\n",
+        uas_reply(
+            "180 Ringing",
+            "[pid]uas[call_number]",
+            "[last_Record-Route:]\n",
+            "",
+            false
+        ),
+        uas_reply(
+            "200 OK",
+            "[pid]uas[call_number]",
+            &format!("[last_Record-Route:]\n{UAS_CONTACT}Content-Type: application/sdp\n"),
+            SDP,
+            true
+        ),
+    );
+    let refer = r#"  <pause milliseconds="200"/>
+  <send retrans="500"><![CDATA[
+REFER [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
+From:[$me];tag=[pid]uas[call_number]
+To:[$peer]
+Call-ID: [call_id]
+CSeq: 10 REFER
+Contact: <sip:101@[local_ip]:[local_port];transport=[transport]>
+Refer-To: <sip:70@besip.test>
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <recv response="202"/>
+  <recv request="NOTIFY"/>
+"#;
+    scenario(
+        "parker",
+        &format!("{answer}{refer}{}  <recv request=\"BYE\"/>\n{}", ok(), ok()),
+    )
+}
+
+/// The caller: answered by 101, parked, then re-INVITEd (by whoever takes
+/// the call) and answers; `end`: what follows.
+fn parked_caller(end: &str) -> String {
+    let s = caller_answered("100", "101");
+    let s = s.replace(
+        r#"<recv response="200" rrs="true"/>"#,
+        r#"<recv response="200" rrs="true"><action><ereg regexp=".*" search_in="hdr" header="To:" assign_to="callee"/></action></recv>"#,
+    );
+    let pause = "  <pause milliseconds=\"300\"/>\n";
+    let (head, tail) = s.split_once(pause).expect("scenario shape");
+    let reinvited = format!(
+        "  <recv request=\"INVITE\"/>\n{}  <recv request=\"ACK\"/>\n",
+        uas_reply(
+            "200 OK",
+            "",
+            &format!("{UAS_CONTACT}Content-Type: application/sdp\n"),
+            SDP,
+            true
+        )
+    );
+    match end {
+        // It hangs up itself.
+        "bye" => format!(
+            "{head}{reinvited}{pause}{}",
+            tail.replacen("[last_To:]", "To:[$callee]", 1)
+        ),
+        // The other side hangs up (the captured To is then unused: sipp
+        // refuses that, so it is logged).
+        _ => format!(
+            "{}{reinvited}  <recv request=\"BYE\"/>\n{}  <nop><action><log message=\"[$callee]\"/></action></nop>\n</scenario>\n",
+            head,
+            ok()
+        ),
+    }
+}
+
+fn slots(pbx: &Pbx) -> Vec<Value> {
+    pbx.state()["besip-pbx:pbx"]["parking-state"]["slot"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn wait_parked(pbx: &Pbx) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(s) = slots(pbx).into_iter().next() {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "nothing parked: {}", pbx.state());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn cdrs(pbx: &Pbx, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let state = pbx.state();
+        let list = state["besip-pbx:pbx"]["accounting-state"]["cdr"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if list.len() >= n {
+            return list;
+        }
+        assert!(Instant::now() < deadline, "fewer than {n} CDRs: {state}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn pairs(list: &[Value]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|c| {
+            (
+                c["caller"].as_str().unwrap_or("").to_owned(),
+                c["callee"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn no_calls_left(pbx: &Pbx) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let state = pbx.state();
+        let n = state["besip-pbx:pbx"]["calls"]["call"]
+            .as_array()
+            .map_or(0, Vec::len);
+        if n == 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "calls left: {state}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn b2bua_parked_call_is_retrieved_by_dialling_the_slot() {
+    if !have_sipp() {
+        eprintln!("SKIP: sipp not installed");
+        return;
+    }
+    let port = free_port();
+    let pbx = Pbx::start(&b2bua_config(port, ""), port);
+    let sipp = Sipp::new();
+    let b_port = free_port();
+    register(&sipp, "101", b_port, pbx.port);
+    let b = sipp.spawn("b", &parker(), b_port, pbx.port, &[]);
+    let a = sipp.spawn(
+        "a",
+        &parked_caller("wait"),
+        free_port(),
+        pbx.port,
+        &["-au", "100", "-ap", "pw100"],
+    );
+    let slot = wait_parked(&pbx);
+    assert_eq!(slot["number"], 70, "{slot}");
+    assert_eq!(slot["parked"], "sip:100@besip.test", "{slot}");
+    assert_eq!(slot["parked-by"], "101", "{slot}");
+    assert_eq!(slot["ringing-back"], false, "{slot}");
+    assert_state_valid(&pbx, &pbx.state());
+    let b = sipp.wait(b);
+    assert!(b.success, "parker failed:\n{}", b.log);
+
+    // A stranger cannot take it; 103 does.
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    sock.set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    let me = sock.local_addr().expect("addr");
+    let evil = format!(
+        "INVITE sip:70@besip.test SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKpark1;rport\r\nFrom: <sip:spy@example.com>;tag=ev\r\nTo: <sip:70@besip.test>\r\nCall-ID: park-evil\r\nCSeq: 1 INVITE\r\nContact: <sip:spy@{me}>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    );
+    sock.send_to(evil.as_bytes(), ("127.0.0.1", pbx.port))
+        .expect("send");
+    let mut buf = vec![0u8; 65536];
+    let answer = loop {
+        let n = sock.recv(&mut buf).expect("an answer");
+        let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if !m.starts_with("SIP/2.0 100") {
+            break m;
+        }
+    };
+    assert!(answer.starts_with("SIP/2.0 403"), "{answer}");
+    let empty = sipp.run(
+        "empty",
+        &caller_rejected("102", "71", 404),
+        free_port(),
+        pbx.port,
+        &["-au", "102", "-ap", "pw102"],
+    );
+    assert!(empty.success, "empty slot 71:\n{}", empty.log);
+    let r = sipp.run(
+        "r",
+        &caller_answered("103", "70"),
+        free_port(),
+        pbx.port,
+        &["-au", "103", "-ap", "pw103"],
+    );
+    let a = sipp.wait(a);
+    assert!(r.success, "retriever failed:\n{}", r.log);
+    assert!(a.success, "parked caller failed:\n{}", a.log);
+    assert!(slots(&pbx).is_empty(), "{}", pbx.state());
+    let list = cdrs(&pbx, 2);
+    let p = pairs(&list);
+    for want in [
+        ("sip:100@besip.test", "sip:101@besip.test"),
+        ("sip:100@besip.test", "sip:103@besip.test"),
+    ] {
+        assert!(
+            p.iter().any(|x| x.0 == want.0 && x.1 == want.1),
+            "{want:?} not in {p:?}"
+        );
+    }
+    no_calls_left(&pbx);
+}
+
+#[test]
+fn b2bua_parked_call_rings_the_parker_back_after_the_timeout() {
+    if !have_sipp() {
+        eprintln!("SKIP: sipp not installed");
+        return;
+    }
+    let port = free_port();
+    let pbx = Pbx::start(&b2bua_config(port, "\toption parking_timeout '5'\n"), port);
+    let sipp = Sipp::new();
+    let b_port = free_port();
+    register(&sipp, "101", b_port, pbx.port);
+    let b = sipp.spawn("b", &parker(), b_port, pbx.port, &[]);
+    let started = Instant::now();
+    let a = sipp.spawn(
+        "a",
+        &parked_caller("bye"),
+        free_port(),
+        pbx.port,
+        &["-au", "100", "-ap", "pw100"],
+    );
+    wait_parked(&pbx);
+    let b = sipp.wait(b);
+    assert!(b.success, "parker failed:\n{}", b.log);
+    // The parker's phone again, now rung back.
+    let b2 = sipp.spawn("b2", &callee_answers(100), b_port, pbx.port, &[]);
+    let a = sipp.wait(a);
+    let b2 = sipp.wait(b2);
+    assert!(a.success, "parked caller failed:\n{}", a.log);
+    assert!(b2.success, "parker not rung back:\n{}", b2.log);
+    assert!(
+        started.elapsed() >= Duration::from_secs(5),
+        "rung back before the timeout"
+    );
+    let list = cdrs(&pbx, 3);
+    let p = pairs(&list);
+    for want in [
+        ("sip:100@besip.test", "sip:101@besip.test"),
+        ("sip:100@besip.test", "sip:70@besip.test"),
+    ] {
+        assert!(
+            p.iter().any(|x| x.0 == want.0 && x.1 == want.1),
+            "{want:?} not in {p:?}"
+        );
+    }
+    assert_eq!(
+        p.iter().filter(|x| x.1 == "sip:101@besip.test").count(),
+        2,
+        "{p:?}"
+    );
+    assert!(slots(&pbx).is_empty(), "{}", pbx.state());
+    no_calls_left(&pbx);
+}
+
+/// The box as configured over NETCONF with the CLI: a call parked by a
+/// sipp phone is listed by `show pbx parking-state`, and a watched
+/// extension's lamp by `show pbx presence-state`.
+#[test]
+fn cli_shows_parked_calls() {
+    use besip_tests::cli::{admin, besip};
+    use besip_tests::harness::bin_path;
+    use besip_tests::netconf::{NetconfServer, ADMIN_PASSWORD};
+    use std::process::{Command, Stdio};
+    if !have_sipp() {
+        eprintln!("SKIP: sipp not installed");
+        return;
+    }
+    let server = NetconfServer::start();
+    let sip_port = free_port();
+    admin(
+        server.port,
+        &[
+            "set pbx mode b2bua",
+            "set pbx domain besip.test",
+            "set pbx auth realm besip.test",
+            "set pbx auth algorithms md5",
+            "set pbx listen u address 127.0.0.1",
+            &format!("set pbx listen u port {sip_port}"),
+            "set pbx extension 100 password pw100",
+            "set pbx extension 101 password pw101",
+            "set pbx parking first-slot 70",
+            "commit",
+        ],
+    );
+    let mut daemon = Command::new(bin_path("besip-pbxd"))
+        .arg("--root")
+        .arg(server.root_path())
+        .arg("--foreground")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start besip-pbxd");
+    let socket = server.root_path().join("run/pbx.sock");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !options_answered(sip_port) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let sipp = Sipp::new();
+    let b_port = free_port();
+    register(&sipp, "101", b_port, sip_port);
+    let b = sipp.spawn("b", &parker(), b_port, sip_port, &[]);
+    let mut a = sipp.spawn(
+        "a",
+        &parked_caller("wait"),
+        free_port(),
+        sip_port,
+        &["-au", "100", "-ap", "pw100"],
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let shown = loop {
+        let out = besip(
+            server.port,
+            "admin",
+            ADMIN_PASSWORD,
+            &["-c", "show pbx parking-state"],
+            "",
+        );
+        let text = out.stdout.clone();
+        if text.contains("70") && text.contains("sip:100@besip.test") {
+            break text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no parked call shown: {}{}",
+            out.stdout,
+            out.stderr
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    let _ = sipp.wait(b);
+    // The parked caller would wait for its retrieval until sipp's timeout.
+    let _ = a.kill();
+    let _ = a.wait();
+    assert!(shown.contains("101"), "parker not shown:\n{shown}");
+    assert!(socket.exists() || !shown.is_empty());
+}
