@@ -48,6 +48,8 @@ pub struct Monitor {
     hep: Mutex<Option<HepExport>>,
     hep_sent: std::sync::atomic::AtomicU64,
     hep_dropped: std::sync::atomic::AtomicU64,
+    /// Call quality shared with the other boxes of a cluster.
+    pub sites: crate::sites::Sites,
 }
 
 struct HepExport {
@@ -113,6 +115,7 @@ impl Monitor {
             hep: Mutex::new(hep),
             hep_sent: Default::default(),
             hep_dropped: Default::default(),
+            sites: Default::default(),
         })
     }
 
@@ -343,6 +346,9 @@ impl Monitor {
         self.streams_reported
             .fetch_add(ended.len() as u64, std::sync::atomic::Ordering::Relaxed);
         self.export_reports(&ended);
+        self.sites
+            .follow(&self.layout.uci_package("besip_pbx"));
+        self.sites.stored(&calls);
         let mut store = self.store.lock();
         if !ended.is_empty() || !calls.is_empty() {
             if let Err(e) = store.save(t, &ended, &calls) {

@@ -15,5 +15,6 @@ pub mod rtcp;
 pub mod rtp;
 pub mod service;
 pub mod sip;
+pub mod sites;
 pub mod store;
 pub mod web;

@@ -47,6 +47,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/calls", get(calls::list))
         .route("/calls.csv", get(csv::export))
         .route("/calls/:id", get(calls::detail))
+        .route("/sites", get(pages::sites::page))
         .route("/capture", get(control::page))
         .route("/capture/start", post(control::start))
         .route("/capture/stop", post(control::stop))

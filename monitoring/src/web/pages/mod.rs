@@ -5,6 +5,7 @@ pub mod calls;
 pub mod control;
 pub mod dashboard;
 pub mod login;
+pub mod sites;
 pub mod status;
 
 use std::sync::Arc;
@@ -58,7 +59,7 @@ pub fn frame(title: &str, s: &Session, status: &str, body: &str) -> Response {
     let html = format!(
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t} · BESIP</title>\
 <meta name=\"viewport\" content=\"width=device-width\"><style>{CSS}</style></head><body>\
-<header><span>BESIP</span><a href=\"/\">Dashboard</a><a href=\"/calls\">Calls</a><a href=\"/capture\">Capture</a>\
+<header><span>BESIP</span><a href=\"/\">Dashboard</a><a href=\"/calls\">Calls</a><a href=\"/sites\">Sites</a><a href=\"/capture\">Capture</a>\
 <span class=\"who\">{user} ({group})</span><form method=\"post\" action=\"/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
 <button id=\"logout\" type=\"submit\">Log out</button></form></header>{status}<main><h1>{t}</h1>{body}</main></body></html>",
         t = esc(title),
