@@ -45,6 +45,7 @@ pub mod render_cache;
 pub mod schema;
 #[cfg(feature = "datastore")]
 pub mod secrets;
+#[cfg(feature = "shared-db")]
 pub mod shared_db;
 /// The tree operations of `libyang` under their former name.
 #[cfg(feature = "datastore")]

@@ -56,32 +56,36 @@ pub struct Connection {
 
 impl Connection {
     /// Connects to `url` within `timeout`, migrates `component` to the newest
-    /// of `migrations` and listens on `channel`.
+    /// of `migrations` and listens on `channel`. With `sslmode=require` in
+    /// the URL the connection is TLS, the server's certificate verified for
+    /// the URL's host against `ca` (PEM) or the system's CA store.
     pub async fn open(
         url: &str,
+        ca: Option<&str>,
         timeout: std::time::Duration,
         component: &str,
         migrations: &[&str],
         channel: &str,
     ) -> Result<Connection, String> {
         let (wake, woken) = tokio::sync::mpsc::channel(1);
-        let connect = tokio_postgres::connect(url, tokio_postgres::NoTls);
-        let (client, mut connection) = tokio::time::timeout(timeout, connect)
-            .await
-            .map_err(|_| "connecting timed out".to_owned())?
-            .map_err(|e| format!("cannot connect: {e}"))?;
-        let driver = tokio::spawn(async move {
-            loop {
-                match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
-                    Some(Ok(tokio_postgres::AsyncMessage::Notification(_))) => {
-                        let _ = wake.try_send(());
-                    }
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => return e.to_string(),
-                    None => return "connection closed".to_owned(),
-                }
-            }
-        });
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| format!("bad database URL: {e}"))?;
+        let (client, driver) = if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+            let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls_config(ca)?);
+            let (client, connection) = tokio::time::timeout(timeout, config.connect(tls))
+                .await
+                .map_err(|_| "connecting timed out".to_owned())?
+                .map_err(|e| format!("cannot connect: {}", describe(&e)))?;
+            (client, drive(connection, wake))
+        } else {
+            let (client, connection) =
+                tokio::time::timeout(timeout, config.connect(tokio_postgres::NoTls))
+                    .await
+                    .map_err(|_| "connecting timed out".to_owned())?
+                    .map_err(|e| format!("cannot connect: {}", describe(&e)))?;
+            (client, drive(connection, wake))
+        };
         let mut c = Connection {
             client,
             driver,
@@ -116,4 +120,58 @@ impl Drop for Connection {
     fn drop(&mut self) {
         self.driver.abort();
     }
+}
+
+/// An error with its cause (tokio-postgres puts the TLS or I/O reason there).
+fn describe(e: &tokio_postgres::Error) -> String {
+    match std::error::Error::source(e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
+    }
+}
+
+/// Drives `connection` in a task of its own; each NOTIFY wakes `wake`. The
+/// task ends (with the reason) when the connection does.
+fn drive<S, T>(
+    mut connection: tokio_postgres::Connection<S, T>,
+    wake: tokio::sync::mpsc::Sender<()>,
+) -> tokio::task::JoinHandle<String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        loop {
+            match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                Some(Ok(tokio_postgres::AsyncMessage::Notification(_))) => {
+                    let _ = wake.try_send(());
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return e.to_string(),
+                None => return "connection closed".to_owned(),
+            }
+        }
+    })
+}
+
+/// The TLS client of the database: `ca` (PEM) or the system's CA store.
+fn tls_config(ca: Option<&str>) -> Result<rustls::ClientConfig, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    match ca {
+        Some(pem) => {
+            for cert in crate::tls::certificates(pem, "cluster database-ca")? {
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("cluster database-ca: not a usable CA certificate: {e}"))?;
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            roots.add_parsable_certificates(found.certs);
+        }
+    }
+    rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+        .with_safe_default_protocol_versions()
+        .map(|b| b.with_root_certificates(roots).with_no_client_auth())
+        .map_err(|e| e.to_string())
 }

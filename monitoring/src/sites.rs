@@ -43,6 +43,8 @@ pub const SHOWN: i64 = 100;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     pub database: String,
+    /// /pbx/cluster/database-ca (PEM).
+    pub database_ca: Option<String>,
     pub box_name: String,
 }
 
@@ -86,6 +88,7 @@ fn cluster_of(path: &Path) -> Option<Settings> {
     let database = pbx.cluster.database?;
     Some(Settings {
         database,
+        database_ca: pbx.cluster.database_ca,
         box_name: pbx.cluster.box_name,
     })
 }
@@ -164,6 +167,7 @@ async fn keep_in_sync(settings: Settings, shared: Arc<Shared>) {
 async fn session(settings: &Settings, shared: &Shared) -> Result<(), String> {
     let mut db = besip_core::shared_db::Connection::open(
         &settings.database,
+        settings.database_ca.as_deref(),
         CONNECT_TIMEOUT,
         "quality",
         MIGRATIONS,

@@ -213,6 +213,8 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterSettings {
     pub database: String,
+    /// /pbx/cluster/database-ca (PEM).
+    pub database_ca: Option<String>,
     pub box_name: String,
     /// Where the other boxes send calls for this box's phones (UDP).
     pub sip: SocketAddr,
@@ -379,6 +381,7 @@ impl Config {
                 }
                 Some(ClusterSettings {
                     database: database.clone(),
+                    database_ca: pbx.cluster.database_ca.clone(),
                     box_name: pbx.cluster.box_name.clone(),
                     sip: SocketAddr::new(ip, udp.addr.port()),
                 })

@@ -46,6 +46,8 @@ pub const CLUSTER_RULE: &str = "cluster:";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     pub database: String,
+    /// /pbx/cluster/database-ca (PEM).
+    pub database_ca: Option<String>,
     pub box_name: String,
 }
 
@@ -124,6 +126,7 @@ async fn keep_in_sync(settings: Settings, daemon: Arc<Daemon>) {
 async fn session(settings: &Settings, daemon: &Arc<Daemon>, last_id: &mut i64) -> Result<(), String> {
     let mut db = besip_core::shared_db::Connection::open(
         &settings.database,
+        settings.database_ca.as_deref(),
         CONNECT_TIMEOUT,
         "bans",
         MIGRATIONS,

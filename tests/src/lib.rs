@@ -2,6 +2,7 @@
 //! binaries, temporary `--root` trees, and per-area helpers.
 
 pub mod baresip;
+pub mod certs;
 pub mod cli;
 pub mod dns;
 pub mod harness;

@@ -9,6 +9,8 @@ pub struct Postgres {
     pub port: u16,
     bin: PathBuf,
     dir: tempfile::TempDir,
+    /// More server options (TLS).
+    extra: String,
 }
 
 /// The newest installed server's bin directory.
@@ -31,6 +33,39 @@ fn as_postgres(bin: &Path, tool: &str) -> Command {
 impl Postgres {
     /// None (with a SKIP line) when PostgreSQL or the postgres user is missing.
     pub fn start() -> Option<Postgres> {
+        let pg = Postgres::init()?;
+        pg.start_again();
+        Some(pg)
+    }
+
+    /// A server that takes TCP clients over TLS only (`cert`/`key` PEM;
+    /// pg_hba: hostssl trust, hostnossl reject; its Unix socket stays plain).
+    pub fn start_tls(cert: &str, key: &str) -> Option<Postgres> {
+        let mut pg = Postgres::init()?;
+        let data = pg.dir.path().join("data");
+        std::fs::write(data.join("server.crt"), cert).expect("write cert");
+        std::fs::write(data.join("server.key"), key).expect("write key");
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostnossl all all 127.0.0.1/32 reject\n",
+        )
+        .expect("write pg_hba.conf");
+        let owned = Command::new("chown")
+            .args(["postgres:postgres"])
+            .arg(data.join("server.crt"))
+            .arg(data.join("server.key"))
+            .arg(data.join("pg_hba.conf"))
+            .status();
+        assert!(owned.is_ok_and(|s| s.success()), "chown");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(data.join("server.key"), std::fs::Permissions::from_mode(0o600))
+            .expect("chmod");
+        pg.extra = " -c ssl=on".to_owned();
+        pg.start_again();
+        Some(pg)
+    }
+
+    fn init() -> Option<Postgres> {
         let Some(bin) = server_bin() else {
             eprintln!("SKIP: PostgreSQL server not installed");
             return None;
@@ -56,13 +91,12 @@ impl Postgres {
             "initdb: {}",
             String::from_utf8_lossy(&init.stderr)
         );
-        let pg = Postgres {
+        Some(Postgres {
             port: crate::web::free_tcp_port(),
             bin,
             dir,
-        };
-        pg.start_again();
-        Some(pg)
+            extra: String::new(),
+        })
     }
 
     /// postgresql://besip@127.0.0.1:PORT/postgres
@@ -83,9 +117,10 @@ impl Postgres {
     /// Starts the server (again) and waits until it accepts connections.
     pub fn start_again(&self) {
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off{}",
             self.port,
-            self.dir.path().display()
+            self.dir.path().display(),
+            self.extra
         );
         let started = as_postgres(&self.bin, "pg_ctl")
             .arg("-D")

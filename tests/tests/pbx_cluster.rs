@@ -224,3 +224,45 @@ fn besip_up_joins_a_shared_database() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// The database over TLS (sslmode=require): verified against
+/// /pbx/cluster/database-ca; a box given another CA is refused for the
+/// certificate, and one without TLS is refused by the server.
+#[test]
+fn the_database_over_tls_is_verified() {
+    let (ca, cert, key) = besip_tests::certs::test_ca_for("database CA", &["127.0.0.1"]);
+    let (other_ca, _, _) = besip_tests::certs::test_ca_for("another CA", &["127.0.0.1"]);
+    let Some(pg) = Postgres::start_tls(&cert, &key) else { return };
+    let tls_url = format!("{}?sslmode=require", pg.url());
+    let uci = |port: u16, url: &str, name: &str, ca: &str| {
+        let ca = match ca {
+            "" => String::new(),
+            pem => format!("\toption cluster_database_ca '{pem}'\n"),
+        };
+        config(
+            port,
+            &format!("\toption cluster_database '{url}'\n\toption cluster_box_name '{name}'\n{ca}"),
+        )
+    };
+    let (p1, p2, p3) = (free_port(), free_port(), free_port());
+    let good = Pbx::start(&uci(p1, &tls_url, "good", &ca), p1);
+    let wrong = Pbx::start(&uci(p2, &tls_url, "wrong", &other_ca), p2);
+    let plain = Pbx::start(&uci(p3, &pg.url(), "plain", ""), p3);
+    wait_for(&good, "the box with the database's CA connects", connected);
+    let s = wait_for(&wrong, "the wrong CA is refused", |s| {
+        s["last-error"].as_str().is_some_and(|e| !e.is_empty())
+    });
+    assert_eq!(s["database-connected"], false, "{s}");
+    assert!(
+        s["last-error"].as_str().is_some_and(|e| e.contains("certificate")),
+        "{s}"
+    );
+    let s = wait_for(&plain, "the unencrypted box is refused", |s| {
+        s["last-error"].as_str().is_some_and(|e| !e.is_empty())
+    });
+    assert!(
+        s["last-error"].as_str().is_some_and(|e| e.contains("no encryption") || e.contains("pg_hba")),
+        "{s}"
+    );
+    assert_eq!(pg.psql("SELECT name FROM besip_box ORDER BY name"), "good");
+}

@@ -12,6 +12,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use besip_tests::certs::test_ca_for;
 use besip_tests::pbx::*;
 
 #[path = "pbx_tls/baresip.rs"]
@@ -384,22 +385,6 @@ fn attacks_on_the_tls_port_change_nothing() {
 /// server certificate PEM, server key PEM).
 fn test_ca(name: &str) -> (String, String, String) {
     test_ca_for(name, &["127.0.0.1"])
-}
-
-/// A CA and a server certificate for `names` signed by it.
-fn test_ca_for(name: &str, names: &[&str]) -> (String, String, String) {
-    let ca_key = rcgen::KeyPair::generate().expect("key");
-    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(rcgen::DnType::CommonName, name);
-    let ca_cert = ca.self_signed(&ca_key).expect("CA");
-    let key = rcgen::KeyPair::generate().expect("key");
-    let names = names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
-    let server = rcgen::CertificateParams::new(names).expect("params");
-    let cert = server
-        .signed_by(&key, &ca_cert, &ca_key)
-        .expect("server certificate");
-    (ca_cert.pem(), cert.pem(), key.serialize_pem())
 }
 
 fn trunk_uci(name: &str, port: u16, ca: &str) -> String {

@@ -59,6 +59,7 @@ async fn session(
 ) -> Result<(), String> {
     let mut db = besip_core::shared_db::Connection::open(
         &settings.database,
+        settings.database_ca.as_deref(),
         CONNECT_TIMEOUT,
         "location",
         super::schema::MIGRATIONS,
