@@ -125,8 +125,10 @@ impl TextRenderer {
             out.push_str(" 'main'\n");
             self.children(
                 &top,
-                "",
-                "",
+                Prefixes {
+                    option: "",
+                    section_type: "",
+                },
                 None,
                 &mut out,
                 &mut lists,
@@ -141,13 +143,16 @@ impl TextRenderer {
     fn children(
         &mut self,
         node: &DataNodeRef<'_, 'static>,
-        option_prefix: &str,
-        type_prefix: &str,
+        prefixes: Prefixes<'_>,
         parent: Option<(&str, &str, &str)>,
         section_text: &mut String,
         lists: &mut String,
         mut reuse: Option<&mut Reuse<'_>>,
     ) {
+        let Prefixes {
+            option: option_prefix,
+            section_type: type_prefix,
+        } = prefixes;
         for child in node.children() {
             let schema = child.schema();
             let (kind, config, base, name) = {
@@ -191,8 +196,10 @@ impl TextRenderer {
                     let type_prefix = format!("{type_prefix}{}_", uci_name(schema.name()));
                     self.children(
                         &child,
-                        &option_prefix,
-                        &type_prefix,
+                        Prefixes {
+                            option: &option_prefix,
+                            section_type: &type_prefix,
+                        },
                         parent,
                         section_text,
                         lists,
@@ -236,8 +243,10 @@ impl TextRenderer {
                     let mut nested = String::new();
                     self.children(
                         &child,
-                        "",
-                        &format!("{name}_"),
+                        Prefixes {
+                            option: "",
+                            section_type: &format!("{name}_"),
+                        },
                         Some((&name, &section_name, &key_value)),
                         &mut entry,
                         &mut nested,
@@ -266,4 +275,12 @@ fn push_quoted(out: &mut String, value: &str) {
         out.push_str(value);
     }
     out.push('\'');
+}
+
+/// What the names of a node's options and list sections start with: the
+/// containers above it, joined with `_` (UCI has no nesting).
+#[derive(Clone, Copy)]
+struct Prefixes<'p> {
+    option: &'p str,
+    section_type: &'p str,
 }
