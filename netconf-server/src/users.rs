@@ -151,3 +151,36 @@ pub async fn ensure_admin(
         .map_err(|e| e.to_string())?;
     Ok(Some(password))
 }
+
+/// The `restconf` container of besip-system and the host name (for the
+/// certificate), YANG defaults when unset.
+pub fn restconf_settings(store: &Datastore) -> besip_restconf::backend::Settings {
+    let system = system_part(store, "/s:system/s:restconf | /s:system/s:hostname");
+    let restconf = system
+        .as_ref()
+        .and_then(|s| s.children.iter().find(|c| c.name == "restconf"));
+    let get = |name: &str| {
+        restconf
+            .and_then(|n| n.child(name))
+            .map(|c| c.trimmed_text().to_owned())
+    };
+    besip_restconf::backend::Settings {
+        enabled: get("enabled").as_deref() == Some("true"),
+        addresses: restconf
+            .map(|n| {
+                n.children
+                    .iter()
+                    .filter(|c| c.name == "listen-address")
+                    .filter_map(|c| c.trimmed_text().parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default(),
+        port: get("port").and_then(|v| v.parse().ok()).unwrap_or(8444),
+        hostname: system
+            .as_ref()
+            .and_then(|s| s.child("hostname"))
+            .map(|h| h.trimmed_text().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "besip".into()),
+    }
+}
