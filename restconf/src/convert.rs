@@ -10,7 +10,7 @@ use besip_core::schema::{describe, Schema};
 use besip_core::xml::Element;
 use serde_json::{Map, Value};
 use yang2::data::{Data, DataFormat, DataParserFlags, DataPrinterFlags, DataTree, DataValidationFlags};
-use yang2::schema::SchemaNodeKind;
+use yang2::iter::NodeIterable;
 
 pub const RESTCONF_NS: &str = crate::errors::RESTCONF_NS;
 
@@ -56,7 +56,7 @@ pub fn data_reply(
         .map_err(|e| failed(format!("cannot re-read the datastore's reply: {}", describe(&e))))?
     };
     if shape.nonconfig_only {
-        drop_config(&mut tree);
+        tree = state_only(&tree)?;
     }
     let flags = || DataPrinterFlags::WD_ALL | DataPrinterFlags::SHRINK;
     let Some((xpath, qualified)) = target else {
@@ -150,40 +150,20 @@ fn parse_xml(text: &str) -> Result<Vec<Element>, ConfigError> {
     besip_core::xml::parse(text).map_err(|e| failed(e.to_string()))
 }
 
-/// content=nonconfig: remove configuration leaves, then what holds nothing
-/// else than list keys.
-fn drop_config(tree: &mut DataTree<'static>) {
-    let mut paths: Vec<String> = tree
-        .traverse()
-        .filter(|n| {
-            let s = n.schema();
-            s.is_config()
-                && matches!(s.kind(), SchemaNodeKind::Leaf | SchemaNodeKind::LeafList)
-                && !s.is_list_key()
-        })
-        .map(|n| n.path())
-        .collect();
-    paths.dedup();
-    for p in paths {
-        let _ = tree.remove(&p);
-    }
-    // Empty containers and list entries of only keys go, innermost first.
-    loop {
-        let empty: Vec<String> = tree
-            .traverse()
-            .filter(|n| {
-                matches!(n.schema().kind(), SchemaNodeKind::Container | SchemaNodeKind::List)
-                    && n.children().all(|c| c.schema().is_list_key())
-            })
-            .map(|n| n.path())
-            .collect();
-        if empty.is_empty() {
-            break;
-        }
-        for p in empty {
-            let _ = tree.remove(&p);
+/// content=nonconfig: a new tree of the state nodes (with their ancestors
+/// and list keys), built by copying rather than freeing nodes in place.
+fn state_only(tree: &DataTree<'static>) -> Result<DataTree<'static>, ConfigError> {
+    let schema = Schema::get().map_err(|e| failed(e.to_string()))?;
+    let mut out = DataTree::new(schema.context());
+    for node in tree.traverse() {
+        let state = !node.schema().is_config();
+        let parent_is_config = node.parent().is_none_or(|p| p.schema().is_config());
+        if state && parent_is_config {
+            let copy = node.duplicate(true).map_err(|e| failed(describe(&e)))?;
+            out.merge(&copy).map_err(|e| failed(describe(&e)))?;
         }
     }
+    Ok(out)
 }
 
 /// depth: members deeper than `depth` levels (the outer object's members
