@@ -109,7 +109,7 @@ async fn read<B: Backend>(
     path: &ApiPath,
     q: &Query,
 ) -> Result<Response, Vec<ConfigError>> {
-    q.only(&["content", "depth", "with-defaults"], "GET").map_err(|e| vec![e])?;
+    q.only(&["content", "depth", "with-defaults", "fields"], "GET").map_err(|e| vec![e])?;
     let version = ctx.backend.version();
     let wd = q.with_defaults.unwrap_or(WithDefaults::Explicit);
     let source = match (ds, q.content) {
@@ -126,11 +126,20 @@ async fn read<B: Backend>(
         None => Element::new(BASE_NS, "get"),
     };
     let xpath = if path.is_root() { None } else { Some(path.xpath().map_err(|e| vec![e])?) };
-    if let Some(x) = &xpath {
+    let select = match (&xpath, q.fields.is_empty()) {
+        (x, true) => x.clone(),
+        (x, false) => Some(fields_select(path, x.as_deref().unwrap_or(""), &q.fields)?),
+    };
+    if let Some(x) = &select {
         let mut filter = Element::new(BASE_NS, "filter");
         filter.attributes.push((String::new(), "type".into(), "xpath".into()));
         filter.attributes.push((String::new(), "select".into(), x.clone()));
         filter.namespace_declarations = path.namespaces();
+        for (m, ns) in field_namespaces(&q.fields) {
+            if !filter.namespace_declarations.iter().any(|(p, _)| *p == m) {
+                filter.namespace_declarations.push((m, ns));
+            }
+        }
         op.children.push(filter);
     }
     if wd != WithDefaults::Explicit {
@@ -175,6 +184,52 @@ async fn read<B: Backend>(
         return Ok((StatusCode::OK, headers).into_response());
     }
     Ok((StatusCode::OK, headers, text).into_response())
+}
+
+/// fields: the union of each field path under the target (XPath with
+/// module names as prefixes; a step without one is in its parent's module).
+fn fields_select(path: &ApiPath, target: &str, fields: &[String]) -> Result<String, Vec<ConfigError>> {
+    let mut parts = Vec::new();
+    for f in fields {
+        let mut module = path.target().map(|t| t.module.clone());
+        let mut out = target.to_owned();
+        for step in f.split('/') {
+            let (m, name) = match step.split_once(':') {
+                Some((m, n)) => (m.to_owned(), n),
+                None => match &module {
+                    Some(m) => (m.clone(), step),
+                    None => {
+                        return Err(vec![protocol(
+                            ErrorTag::InvalidValue,
+                            format!("fields '{f}': a top-level field names its module (module:node)"),
+                        )])
+                    }
+                },
+            };
+            out.push_str(&format!("/{m}:{name}"));
+            module = Some(m);
+        }
+        parts.push(out);
+    }
+    Ok(parts.join(" | "))
+}
+
+/// Prefix → namespace for the modules named in fields.
+fn field_namespaces(fields: &[String]) -> Vec<(String, String)> {
+    let Ok(schema) = Schema::get() else { return Vec::new() };
+    let mut out: Vec<(String, String)> = Vec::new();
+    for f in fields {
+        for step in f.split('/') {
+            if let Some((m, _)) = step.split_once(':') {
+                if let Some(module) = schema.module_by_name(m) {
+                    if !out.iter().any(|(p, _)| p == m) {
+                        out.push((m.to_owned(), module.namespace().to_owned()));
+                    }
+                }
+            }
+        }
+    }
+    out
 }
 
 /// The body as XML elements, parsed per Content-Type.

@@ -17,6 +17,8 @@ pub struct Query {
     pub content: Content,
     pub depth: Option<u32>,
     pub with_defaults: Option<WithDefaults>,
+    /// RFC 8040 §4.8.3 fields, expanded to paths (`a/b`, `m:c`).
+    pub fields: Vec<String>,
     /// Which parameters were given (each is allowed with some methods only).
     pub given: Vec<String>,
 }
@@ -68,7 +70,8 @@ impl Query {
                         format!("{name}={value}: only insert=last is offered (ordered-by user lists append)"),
                     ))
                 }
-                "fields" | "filter" | "start-time" | "stop-time" => {
+                "fields" => q.fields = expand_fields(&value)?,
+                "filter" | "start-time" | "stop-time" => {
                     return Err(ConfigError::protocol(
                         ErrorTag::OperationNotSupported,
                         format!("the query parameter '{name}' is not offered by this server"),
@@ -90,6 +93,63 @@ impl Query {
     }
 }
 
+/// `a;b(c;d/e)` → `a`, `b/c`, `b/d/e`.
+pub fn expand_fields(expr: &str) -> Result<Vec<String>, ConfigError> {
+    let bad = || invalid("fields", format!("fields '{expr}' is not a list of paths (a;b/c;d(e;f))"));
+    let mut out = Vec::new();
+    let mut depth = 0usize;
+    let mut start = 0;
+    let bytes = expr.as_bytes();
+    let mut items = Vec::new();
+    for (i, b) in bytes.iter().enumerate() {
+        match b {
+            b'(' => depth += 1,
+            b')' => depth = depth.checked_sub(1).ok_or_else(bad)?,
+            b';' if depth == 0 => {
+                items.push(&expr[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if depth != 0 {
+        return Err(bad());
+    }
+    items.push(&expr[start..]);
+    for item in items {
+        let item = item.trim();
+        if item.is_empty() {
+            return Err(bad());
+        }
+        match item.find('(') {
+            Some(open) if item.ends_with(')') => {
+                let head = &item[..open];
+                if head.is_empty() {
+                    return Err(bad());
+                }
+                for sub in expand_fields(&item[open + 1..item.len() - 1])? {
+                    out.push(format!("{head}/{sub}"));
+                }
+            }
+            Some(_) => return Err(bad()),
+            None => out.push(item.to_owned()),
+        }
+    }
+    let valid = |p: &str| {
+        p.split('/').all(|seg| {
+            !seg.is_empty()
+                && seg
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+        })
+    };
+    if out.iter().all(|p| valid(p)) {
+        Ok(out)
+    } else {
+        Err(bad())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,5 +165,12 @@ mod tests {
         assert!(Query::parse(Some("bogus=1")).is_err());
         assert!(Query::parse(Some("depth=1&depth=2")).is_err());
         assert!(Query::parse(Some("insert=first")).is_err());
+        assert_eq!(
+            expand_fields("a;b(c;d/e);m:f").unwrap(),
+            vec!["a", "b/c", "b/d/e", "m:f"]
+        );
+        assert!(expand_fields("a(b").is_err());
+        assert!(expand_fields("a;;b").is_err());
+        assert!(expand_fields("a[1]").is_err());
     }
 }

@@ -126,6 +126,10 @@ fn discovery_reads_and_query_parameters() {
     assert!(defaults.body.contains("\"max-sessions\":64"), "{}", defaults.body);
     let explicit = b.admin("GET", "/restconf/data/besip-system:system/netconf", None, &[]);
     assert_eq!(explicit.status, 404, "only defaults there: {}", explicit.body);
+    let fields = b.admin("GET", "/restconf/data/besip-system:system?fields=hostname;netconf(port)&with-defaults=report-all", None, &[]);
+    assert_eq!(fields.body, r#"{"besip-system:system":{"hostname":"besip","netconf":{"port":830}}}"#, "{}", fields.body);
+    let bad_fields = b.admin("GET", "/restconf/data/besip-system:system?fields=a(b", None, &[]);
+    assert_eq!(bad_fields.status, 400);
     let config = b.admin("GET", "/restconf/data?content=config", None, &[]);
     assert!(!config.body.contains("netconf-state"), "{}", config.body);
     let state = b.admin("GET", "/restconf/data?content=nonconfig", None, &[]);

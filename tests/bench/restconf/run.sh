@@ -36,13 +36,21 @@ m.commit()
 m.close_session()
 PY
 
-echo "workload: $EDITS x (create one extension + commit), one besip-netconfd ($PROFILE build)"
-N=$(/usr/bin/python3 tests/bench/netconf/raw.py --port "$NC" --user admin --key "$WORK/client_key" --edits "$EDITS")
-echo "NETCONF  (ssh -s netconf, edit-config + commit): $N"
-R=$(python3 tests/bench/restconf/client.py --port "$RC" --password bench --edits "$EDITS")
-echo "RESTCONF (HTTPS keep-alive, POST /data):         $R"
-python3 - "$N" "$R" <<'PY'
+ROUNDS=${ROUNDS:-2}
+echo "workload: $EDITS x (create one extension + commit), one besip-netconfd ($PROFILE build), $ROUNDS rounds alternating"
+NS=(); RS=()
+for round in $(seq 1 "$ROUNDS"); do
+  N=$(/usr/bin/python3 tests/bench/netconf/raw.py --port "$NC" --user admin --key "$WORK/client_key" --edits "$EDITS" --first $((300000 + round * 10000)))
+  echo "round $round NETCONF  (ssh -s netconf, edit-config + commit): $N"
+  R=$(python3 tests/bench/restconf/client.py --port "$RC" --password bench --edits "$EDITS" --first $((400000 + round * 10000)))
+  echo "round $round RESTCONF (HTTPS keep-alive, POST /data):         $R"
+  NS+=("$N"); RS+=("$R")
+done
+python3 - "${#NS[@]}" "${NS[@]}" "${RS[@]}" <<'PY'
 import json, sys
-n, r = (json.loads(x)["edit_commit_per_s"] for x in sys.argv[1:3])
-print(f"RESTCONF/NETCONF edit+commit ratio: {r / n:.2f}  ({r:.0f}/s vs {n:.0f}/s)")
+k = int(sys.argv[1])
+n = [json.loads(x)["edit_commit_per_s"] for x in sys.argv[2:2 + k]]
+r = [json.loads(x)["edit_commit_per_s"] for x in sys.argv[2 + k:]]
+mn, mr = sum(n) / k, sum(r) / k
+print(f"mean NETCONF {mn:.0f}/s, RESTCONF {mr:.0f}/s; RESTCONF/NETCONF edit+commit ratio: {mr / mn:.2f}")
 PY
