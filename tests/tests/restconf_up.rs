@@ -90,6 +90,17 @@ fn besip_up_serves_restconf_and_a_restconf_extension_registers() {
         .expect("curl");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "204");
 
+    // A module RPC reaches its daemon (besip-secd answers: nothing to unban).
+    let unban = Command::new("curl")
+        .args(["-sk", "-u", &format!("admin:{PASSWORD}"), "-X", "POST"])
+        .args(["-H", "Content-Type: application/yang-data+json", "--data-binary"])
+        .arg(r#"{"besip-security:input":{"address":"192.0.2.77"}}"#)
+        .arg(format!("{root_url}/operations/besip-security:unban"))
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&unban.stdout);
+    assert!(text.contains("ietf-restconf:errors") && text.contains("192.0.2.77") && !text.contains("not running"), "{text}");
+
     if !have_sipp() {
         eprintln!("SKIP (sipp part): sipp not installed");
         return;
