@@ -39,6 +39,14 @@ pub struct UpArgs {
     /// port (0: no plain HTTP).
     #[arg(long, default_value_t = 8080)]
     pub web_http_port: u16,
+    /// Share the location service with other boxes on this PostgreSQL
+    /// database (postgresql://user:password@host/db); the box is named
+    /// after --box-name.
+    #[arg(long)]
+    pub database: Option<String>,
+    /// This box's name in the shared database (with --database).
+    #[arg(long, default_value = "box")]
+    pub box_name: String,
     /// Serve the box's Prometheus metrics (every daemon's) at
     /// http://127.0.0.1:N/metrics (default: not served).
     #[arg(long)]
@@ -111,10 +119,11 @@ async fn configure(layout: &Layout, args: &UpArgs) -> Result<PasswordNote, Strin
     let schema = besip_core::schema::Schema::get().map_err(|e| e.to_string())?;
     let pbx = if schema.modules().iter().any(|m| m.name == "besip-pbx") {
         format!(
-            "<pbx xmlns=\"urn:besip:pbx\"><listen><name>up</name><transport>udp</transport><address>127.0.0.1</address><port>{}</port></listen><listen><name>up-tls</name><transport>tls</transport><address>127.0.0.1</address><port>{}</port></listen><stun><enabled>true</enabled><address>127.0.0.1</address><port>{}</port></stun></pbx>",
+            "<pbx xmlns=\"urn:besip:pbx\"><listen><name>up</name><transport>udp</transport><address>127.0.0.1</address><port>{}</port></listen><listen><name>up-tls</name><transport>tls</transport><address>127.0.0.1</address><port>{}</port></listen><stun><enabled>true</enabled><address>127.0.0.1</address><port>{}</port></stun>{}</pbx>",
             args.sip_port,
             args.sip_tls_port()?,
-            args.stun_port()?
+            args.stun_port()?,
+            cluster(args)
         )
     } else {
         String::new()
@@ -178,6 +187,18 @@ async fn configure(layout: &Layout, args: &UpArgs) -> Result<PasswordNote, Strin
         .await
         .map_err(|e| format!("the loopback configuration is refused: {e}"))?;
     Ok(note)
+}
+
+/// /pbx/cluster of --database (none: an earlier start's is removed).
+fn cluster(args: &UpArgs) -> String {
+    match &args.database {
+        Some(url) => format!(
+            "<cluster><database>{}</database><box-name>{}</box-name></cluster>",
+            escape(url),
+            escape(&args.box_name)
+        ),
+        None => "<cluster xmlns:nc=\"urn:ietf:params:xml:ns:netconf:base:1.0\" nc:operation=\"remove\"/>".to_owned(),
+    }
 }
 
 enum PasswordNote {
@@ -363,6 +384,14 @@ fn print_banner(args: &UpArgs, root: &Path, note: &PasswordNote, children: &[(St
     }
     if let Ok(stun) = args.stun_port() {
         println!("  STUN:         udp 127.0.0.1:{stun}");
+    }
+    if let Some(url) = &args.database {
+        // The password, if any, stays out of the banner.
+        let shown = match url.split_once('@') {
+            Some((_, host)) => format!("postgresql://…@{host}"),
+            None => url.clone(),
+        };
+        println!("  shared location: {shown} (this box: {})", args.box_name);
     }
     if let Some(port) = args.metrics_port {
         // Gathered from every daemon by besip-netconfd.

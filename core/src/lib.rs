@@ -10,6 +10,7 @@ pub mod access;
 #[cfg(feature = "capture")]
 pub mod capture;
 pub mod daemon;
+pub mod hep;
 pub mod ipc;
 pub mod metrics;
 pub mod model;
@@ -44,6 +45,7 @@ pub mod render_cache;
 pub mod schema;
 #[cfg(feature = "datastore")]
 pub mod secrets;
+pub mod shared_db;
 /// The tree operations of `libyang` under their former name.
 #[cfg(feature = "datastore")]
 pub mod tree_ops {

@@ -38,6 +38,8 @@ pub struct MonitorConfig {
     pub mos_threshold: f64,
     pub retention_days: u64,
     pub settings: Settings,
+    /// /monitoring/hep: the collector and capture id, when configured.
+    pub hep: Option<(std::net::SocketAddr, u32)>,
 }
 
 impl MonitorConfig {
@@ -83,6 +85,12 @@ impl MonitorConfig {
             rotation_interval_s: u64::from(m.rotation_interval),
             mos_threshold: m.mos_threshold.as_f64(),
             retention_days: u64::from(m.retention),
+            hep: m.hep.collector_address.map(|ip| {
+                (
+                    std::net::SocketAddr::new(ip, m.hep.collector_port),
+                    m.hep.capture_id,
+                )
+            }),
             settings: Settings {
                 variant,
                 interval_s: f64::from(m.mos_interval),

@@ -44,6 +44,33 @@ pub struct Monitor {
     /// Kernel drops of captures already closed (a reload or stop-capture
     /// replaces them; the counter must not go back).
     closed_captures_dropped: std::sync::atomic::AtomicU64,
+    /// /monitoring/hep: where stream reports are copied, and how many were.
+    hep: Mutex<Option<HepExport>>,
+    hep_sent: std::sync::atomic::AtomicU64,
+    hep_dropped: std::sync::atomic::AtomicU64,
+}
+
+struct HepExport {
+    settings: (std::net::SocketAddr, u32),
+    sender: besip_core::hep::Sender,
+}
+
+/// The export `want` asks for, reusing `current` when it is the same.
+fn hep_export(current: Option<HepExport>, want: Option<(std::net::SocketAddr, u32)>) -> Option<HepExport> {
+    let want = want?;
+    if let Some(c) = current.filter(|c| c.settings == want) {
+        return Some(c);
+    }
+    match besip_core::hep::Sender::open(want.0) {
+        Ok(sender) => {
+            tracing::info!(collector = %want.0, "HEP export of stream reports");
+            Some(HepExport { settings: want, sender })
+        }
+        Err(e) => {
+            tracing::error!(collector = %want.0, error = %e, "no HEP export: cannot open a socket");
+            None
+        }
+    }
 }
 
 /// Upper bounds of the MOS histogram: ITU-T G.107 user-satisfaction bands
@@ -70,6 +97,7 @@ impl Monitor {
     pub fn start(layout: Layout, config: MonitorConfig, store: Store) -> Result<Monitor, String> {
         let analyzer = Arc::new(Mutex::new(Analyzer::new(config.settings.clone())));
         let captures = start_captures(&config, &analyzer)?;
+        let hep = hep_export(None, config.hep);
         Ok(Monitor {
             layout,
             config: Mutex::new(config),
@@ -82,7 +110,52 @@ impl Monitor {
             call_mos: besip_core::metrics::histogram(&MOS_BUCKETS),
             streams_reported: Default::default(),
             closed_captures_dropped: Default::default(),
+            hep: Mutex::new(hep),
+            hep_sent: Default::default(),
+            hep_dropped: Default::default(),
         })
+    }
+
+    /// Sends the report of each ended stream to the HEP collector, if any.
+    fn export_reports(&self, ended: &[StreamReport]) {
+        use std::sync::atomic::Ordering;
+        let hep = self.hep.lock();
+        let Some(hep) = hep.as_ref() else {
+            return;
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        for r in ended {
+            let addr = |ip: &str, port: u16| {
+                ip.parse::<std::net::IpAddr>()
+                    .ok()
+                    .map(|ip| std::net::SocketAddr::new(ip, port))
+            };
+            let (Some(source), Some(destination)) = (
+                addr(&r.source_address, r.source_port),
+                addr(&r.destination_address, r.destination_port),
+            ) else {
+                self.hep_dropped.fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            let json = serde_json::to_vec(r).unwrap_or_default();
+            let packet = besip_core::hep::Packet {
+                source,
+                destination,
+                ip_protocol: 17,
+                time: now,
+                payload_type: besip_core::hep::Payload::QualityReportJson,
+                capture_id: hep.settings.1,
+                correlation_id: Some(r.call_id.as_deref().unwrap_or(&r.id).as_bytes()),
+                payload: &json,
+            };
+            let counter = match hep.sender.send(&packet) {
+                true => &self.hep_sent,
+                false => &self.hep_dropped,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Replaces the running captures (None: stops them), keeping the
@@ -123,6 +196,8 @@ impl Monitor {
         gauge(&mut r, "streams", "RTP streams being measured.", i64::try_from(live_streams).unwrap_or(i64::MAX));
         gauge(&mut r, "capture_running", "1 while the daemon captures, 0 after stop-capture.", i64::from(self.capture_running()));
         r.register("call_mos", "MOS (E-model) of each call report stored.", self.call_mos.clone());
+        counter(&mut r, "hep_sent", "Stream reports sent to the HEP collector.", self.hep_sent.load(Ordering::Relaxed));
+        counter(&mut r, "hep_dropped", "Stream reports not sent to the HEP collector.", self.hep_dropped.load(Ordering::Relaxed));
         families(&r)
     }
 
@@ -138,6 +213,11 @@ impl Monitor {
             // interface or filter is refused with the old capture intact.
             let fresh = start_captures(&new, &self.analyzer).map_err(HandlerError::refused)?;
             self.swap_captures(Some(fresh));
+        }
+        {
+            let mut hep = self.hep.lock();
+            let current = hep.take();
+            *hep = hep_export(current, new.hep);
         }
         self.analyzer.lock().settings = new.settings.clone();
         *self.config.lock() = new;
@@ -262,6 +342,7 @@ impl Monitor {
         }
         self.streams_reported
             .fetch_add(ended.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        self.export_reports(&ended);
         let mut store = self.store.lock();
         if !ended.is_empty() || !calls.is_empty() {
             if let Err(e) = store.save(t, &ended, &calls) {

@@ -17,6 +17,7 @@ pub mod accounting;
 pub mod dispatcher;
 pub mod dns;
 pub mod forwarding;
+pub mod inbound;
 pub mod nat;
 pub mod outbound;
 pub mod tcp;
@@ -192,6 +193,28 @@ pub struct Config {
     /// /pbx/nat: keepalives and media relay of the proxy.
     pub nat: nat::ProxySettings,
     pub feature_codes: forwarding::FeatureCodes,
+    /// /pbx/inbound-route, ring-group, time-condition, blocklist
+    pub inbound: inbound::Inbound,
+    /// /pbx/hep, when a collector is configured.
+    pub hep: Option<HepSettings>,
+    /// /pbx/cluster, when a database is configured.
+    pub cluster: Option<ClusterSettings>,
+}
+
+/// The shared location (/pbx/cluster).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterSettings {
+    pub database: String,
+    pub box_name: String,
+    /// Where the other boxes send calls for this box's phones (UDP).
+    pub sip: SocketAddr,
+}
+
+/// Where copies of the SIP messages go (HEP v3 over UDP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HepSettings {
+    pub collector: SocketAddr,
+    pub capture_id: u32,
 }
 
 /// /pbx/stun of an enabled STUN server.
@@ -306,6 +329,26 @@ impl Config {
             });
         }
 
+        let cluster = match &pbx.cluster.database {
+            None => None,
+            Some(database) => {
+                let udp = listens
+                    .iter()
+                    .find(|l| l.transport == Transport::Udp)
+                    .ok_or_else(|| rule("cluster needs a UDP listen for calls between boxes".into()))?;
+                let ip = pbx.cluster.sip_address.unwrap_or(udp.addr.ip());
+                if ip.is_unspecified() {
+                    return Err(rule(
+                        "cluster sip-address is needed when the UDP listen is a wildcard address".into(),
+                    ));
+                }
+                Some(ClusterSettings {
+                    database: database.clone(),
+                    box_name: pbx.cluster.box_name.clone(),
+                    sip: SocketAddr::new(ip, udp.addr.port()),
+                })
+            }
+        };
         let outbound = outbound::Policy::from_model(&pbx.outbound).map_err(rule)?;
         let mut extensions = HashMap::new();
         for e in &pbx.extension {
@@ -402,6 +445,13 @@ impl Config {
         }
         let accounting =
             accounting::Settings::from_model(&pbx.accounting, &extensions).map_err(rule)?;
+        let dialable: HashSet<&str> = extensions
+            .keys()
+            .chain(aliases.keys())
+            .map(String::as_str)
+            .collect();
+        let trunk_names: HashSet<&str> = trunks.keys().map(String::as_str).collect();
+        let inbound = inbound::Inbound::from_model(&pbx, &dialable, &trunk_names).map_err(rule)?;
         Ok(Config {
             outbound,
             accounting,
@@ -437,6 +487,12 @@ impl Config {
             dns: dns::Settings::from_model(&pbx.dns),
             nat: nat::ProxySettings::from_model(&pbx.nat),
             feature_codes: forwarding::FeatureCodes::from_model(&pbx.feature_codes),
+            inbound,
+            cluster,
+            hep: pbx.hep.collector_address.map(|ip| HepSettings {
+                collector: SocketAddr::new(ip, pbx.hep.collector_port),
+                capture_id: pbx.hep.capture_id,
+            }),
         })
     }
 

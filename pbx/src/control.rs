@@ -100,6 +100,7 @@ impl Control {
             "trunk-registrations": crate::features::trunk_registration::state_json(e),
             "accounting-state": crate::features::accounting::state_json(e),
             "extension-state": e.forwarding().state_json(&e.config()),
+            "inbound-state": e.inbound().state_json(&e.config()),
             "counters": {
                 "requests": c.requests.load(Ordering::Relaxed).to_string(),
                 "replies-1xx": r(0), "replies-2xx": r(1), "replies-3xx": r(2),
@@ -110,6 +111,8 @@ impl Control {
                 "rtp-dropped": crate::features::rtp_relay::dropped_total().to_string(),
                 "stun-answered": self.stun.counters().answered.load(Ordering::Relaxed).to_string(),
                 "stun-dropped": self.stun.counters().dropped.load(Ordering::Relaxed).to_string(),
+                "hep-sent": e.hep().counters().sent.load(Ordering::Relaxed).to_string(),
+                "hep-dropped": e.hep().counters().dropped.load(Ordering::Relaxed).to_string(),
                 "transactions": e.tables().len(),
                 "refused": e.fraud().counters_json(),
             }
@@ -121,6 +124,9 @@ impl Control {
             crate::config::Mode::Proxy => crate::features::nat_proxy::state_json(e),
             crate::config::Mode::B2bua => crate::features::nat::state_json(e),
         };
+        if let Some(cluster) = crate::features::cluster::state_json(e) {
+            state["besip-pbx:pbx"]["cluster-state"] = cluster;
+        }
         if let Some(dns) = crate::features::dns::state_json(e) {
             state["besip-pbx:pbx"]["dns-state"] = dns;
         }
@@ -185,6 +191,8 @@ impl Handler for Control {
             .map_err(HandlerError::refused)?;
         self.engine.apply(config);
         crate::features::dns::reconcile(&self.engine);
+        crate::features::hep::reconcile(&self.engine);
+        crate::features::cluster::reconcile(&self.engine);
         crate::features::trunk_registration::reconcile(&self.engine);
         let accounting = &self.engine.config().accounting;
         self.engine.accounting().on_config(accounting);

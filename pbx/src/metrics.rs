@@ -80,5 +80,8 @@ pub fn render(engine: &Engine, stun: &stun::Counters) -> String {
     );
     counter(&mut r, "stun_answered", "STUN Binding requests answered.", load(&stun.answered));
     counter(&mut r, "stun_dropped", "STUN datagrams dropped unanswered.", load(&stun.dropped));
+    let hep = engine.hep().counters();
+    counter(&mut r, "hep_sent", "Copies of SIP messages sent to the HEP collector.", load(&hep.sent));
+    counter(&mut r, "hep_dropped", "Copies of SIP messages not sent to the HEP collector.", load(&hep.dropped));
     families(&r)
 }

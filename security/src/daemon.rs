@@ -89,6 +89,8 @@ pub struct Daemon {
     captures: Mutex<Vec<Capture>>,
     notifier: OnceLock<Notifier>,
     pbx: Mutex<PbxFile>,
+    /// Bans shared with the other boxes of a cluster.
+    shared_bans: crate::shared_bans::SharedBans,
 }
 
 /// The ports a `sip`-scope ban drops: the PBX's listen ports, the ports the
@@ -174,10 +176,38 @@ impl Daemon {
             captures: Mutex::new(Vec::new()),
             notifier: OnceLock::new(),
             pbx: Mutex::new(pbx),
+            shared_bans: Default::default(),
         });
         // Bans restored for addresses that are protected now are lifted.
         daemon.lift_protected();
+        let cluster = daemon.pbx.lock().view.cluster.clone();
+        crate::shared_bans::reconcile(&daemon, cluster);
         Ok(daemon)
+    }
+
+    pub fn shared_bans(&self) -> &crate::shared_bans::SharedBans {
+        &self.shared_bans
+    }
+
+    /// A ban another box of the cluster raised, for `seconds` more.
+    pub(crate) fn apply_shared_ban(
+        &self,
+        address: IpAddr,
+        rule: String,
+        reason: String,
+        scope: crate::config::Scope,
+        seconds: u32,
+    ) {
+        self.ban(Verdict {
+            address,
+            rule,
+            count: 0,
+            window_s: 0,
+            ban_time_s: seconds,
+            scope,
+            sample_user_agent: None,
+            reason,
+        });
     }
 
     pub fn set_notifier(&self, n: Notifier) {
@@ -360,6 +390,15 @@ impl Daemon {
             data["sample-user-agent"] = json!(ua);
         }
         self.notify("besip-security:ban-added", data);
+        if is_single(&net) {
+            self.shared_bans.raised(crate::shared_bans::Raised {
+                address: net.addr(),
+                rule: v.rule,
+                reason: ban.reason,
+                scope: ban.scope,
+                expires_ms: ban.expires_ms,
+            });
+        }
     }
 
     fn lifted(&self, net: &IpNet, reason: &str) {
@@ -445,7 +484,7 @@ impl Daemon {
 
     /// Every few seconds: the box's addresses (DHCP, new interfaces) and the
     /// PBX's trunks, destinations and ports may have changed.
-    pub fn housekeeping(&self) {
+    pub fn housekeeping(self: &Arc<Self>) {
         let own = own_addresses();
         let path = self.layout.uci_package("besip_pbx");
         let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
@@ -463,7 +502,10 @@ impl Daemon {
             if let Err(e) = self.firewall.lock().set_ports(ports(&cfg, &p.view)) {
                 tracing::error!(error = %e, "cannot apply the PBX's ports to the drop rules");
             }
+            let cluster = p.view.cluster.clone();
             *self.pbx.lock() = p;
+            // besip_pbx belongs to the PBX's reload: its cluster is followed here.
+            crate::shared_bans::reconcile(self, cluster);
         }
         self.lift_protected();
     }
@@ -537,7 +579,9 @@ impl Daemon {
             e.detector.set_config(cfg);
             e.detector.guard_mut().set_peers(pbx.view.peers.clone());
         }
+        let cluster = pbx.view.cluster.clone();
         *self.pbx.lock() = pbx;
+        crate::shared_bans::reconcile(self, cluster);
         self.lift_protected();
         tracing::info!("configuration applied");
         Ok(())
@@ -562,7 +606,7 @@ impl Daemon {
                 v
             })
             .collect();
-        json!({"besip-security:security": {
+        let mut state = json!({"besip-security:security": {
             "bans": {"ban": list},
             "statistics": {
                 "packets": e.counters.packets.to_string(), "malformed": e.counters.malformed.to_string(),
@@ -571,7 +615,11 @@ impl Daemon {
                 "tracked-sources": e.detector.tracked(),
                 "protected-sessions": e.detector.guard().sessions(),
             }
-        }})
+        }});
+        if let Some(connected) = self.shared_bans.connected() {
+            state["besip-security:security"]["statistics"]["cluster-connected"] = json!(connected);
+        }
+        state
     }
 
     /// OpenMetrics text of the security daemon's families

@@ -10,4 +10,5 @@ pub mod ipc;
 pub mod packet;
 pub mod protect;
 pub mod replay;
+pub mod shared_bans;
 pub mod store;

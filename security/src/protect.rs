@@ -30,6 +30,8 @@ pub struct PbxView {
     /// Trunk hosts and dispatcher destinations given as IP addresses (names
     /// are not resolved by the PBX either).
     pub peers: Vec<IpAddr>,
+    /// /pbx/cluster: the database bans are shared in, and this box's name.
+    pub cluster: Option<crate::shared_bans::Settings>,
 }
 
 impl PbxView {
@@ -82,6 +84,10 @@ impl PbxView {
         }
         view.peers.sort();
         view.peers.dedup();
+        view.cluster = pbx.cluster.database.as_ref().map(|db| crate::shared_bans::Settings {
+            database: db.clone(),
+            box_name: pbx.cluster.box_name.clone(),
+        });
         view
     }
 }

@@ -8,6 +8,8 @@ pub mod harness;
 pub mod monitoring;
 pub mod netconf;
 pub mod pbx;
+pub mod postgres;
 pub mod rtp_tap;
 pub mod security;
+pub mod up;
 pub mod web;

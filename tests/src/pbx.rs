@@ -76,6 +76,13 @@ impl Pbx {
         pbx
     }
 
+    /// Replaces the daemon's configuration file with `uci` and reloads it
+    /// (IPC `reload`: the two-phase prepare + apply).
+    pub fn reload(&self, uci: &str) -> Result<serde_json::Value, String> {
+        std::fs::write(self.root.path().join("etc/config/besip_pbx"), uci).expect("write config");
+        self.ipc("reload", serde_json::json!({}))
+    }
+
     fn log_path(&self) -> PathBuf {
         self.root.path().join("pbx.log")
     }

@@ -8,12 +8,12 @@
 //! (moved and closed by a commit).
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use besip_tests::harness::{bin_path, TempRoot};
+use besip_tests::up::Up;
 use besip_tests::netconf::python;
 use besip_tests::pbx::{free_port, have_sipp, register_scenario, Sipp};
 
@@ -27,82 +27,51 @@ fn free_tcp_port() -> u16 {
         .port()
 }
 
-/// `besip up` on loopback; stopped (SIGINT, then kill) when dropped.
+/// `besip up` on loopback with metrics on `metrics`.
 struct Box {
-    child: Child,
+    _up: Up,
     netconf: u16,
     sip: u16,
-    _root: TempRoot,
 }
 
 impl Box {
     fn up(metrics: u16) -> Box {
-        let root = TempRoot::new();
         let (netconf, sip) = (free_tcp_port(), free_port());
-        let mut child = Command::new(bin_path("besip"))
-            .args(["up", "--root"])
-            .arg(root.path())
-            .args(["--netconf-port", &netconf.to_string()])
-            .args(["--sip-port", &sip.to_string()])
-            .args(["--sip-tls-port", &free_tcp_port().to_string()])
-            .args(["--stun-port", &free_port().to_string()])
-            .args(["--web-port", &free_tcp_port().to_string()])
-            .args(["--web-http-port", "0"])
-            .args(["--metrics-port", &metrics.to_string()])
-            .args(["--admin-password", PASSWORD])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start besip up");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let mut banner = String::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !banner.contains("Press Ctrl-C") {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) => banner.push_str(&(line + "\n")),
-                Err(_) => panic!("besip up did not come up: {banner}"),
-            }
-        }
+        let args = [
+            "--netconf-port".to_owned(),
+            netconf.to_string(),
+            "--sip-port".into(),
+            sip.to_string(),
+            "--sip-tls-port".into(),
+            free_tcp_port().to_string(),
+            "--stun-port".into(),
+            free_port().to_string(),
+            "--web-port".into(),
+            free_tcp_port().to_string(),
+            "--web-http-port".into(),
+            "0".into(),
+            "--metrics-port".into(),
+            metrics.to_string(),
+            "--admin-password".into(),
+            PASSWORD.into(),
+        ];
+        let up = Up::start(&args);
         assert!(
-            banner.contains(&format!("metrics:      http://127.0.0.1:{metrics}/metrics")),
-            "the metrics address is printed: {banner}"
+            up.banner
+                .contains(&format!("metrics:      http://127.0.0.1:{metrics}/metrics")),
+            "the metrics address is printed: {}",
+            up.banner
         );
         Box {
-            child,
+            _up: up,
             netconf,
             sip,
-            _root: root,
         }
     }
 
     fn netconf(&self, body: &str) {
         let (ok, out) = python(self.netconf, PASSWORD, body);
         assert!(ok, "NETCONF failed: {out}");
-    }
-}
-
-impl Drop for Box {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGINT,
-        );
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -69,6 +69,8 @@ async fn run(args: &Args) -> Result<(), StartError> {
         .forwarding()
         .open(&layout.lib_dir().join("forwarding.json"))?;
     besip_pbx::features::dns::reconcile(&engine);
+    besip_pbx::features::hep::reconcile(&engine);
+    besip_pbx::features::cluster::reconcile(&engine);
     besip_pbx::features::trunk_registration::reconcile(&engine);
     let control = Arc::new(Control::new(engine.clone(), layout.clone()));
     control.start_stun().map_err(|e| e.to_string())?;

@@ -21,6 +21,7 @@ pub fn track_call<H: Hooks>(engine: &Engine<H>, call_id: &str, from: &str, calle
                 start: chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
                 state: "trying",
                 answered: None,
+                answered_uri: None,
                 data: None,
             },
         );

@@ -259,6 +259,7 @@ fn on_branch_response<H: Hooks>(engine: &Arc<Engine<H>>, key: &str, msg: Message
                 retry = H::retry_challenged(engine, tx, &msg)
                     .map(|r| (skey.clone(), r, tx.dest, tx.transport));
             }
+            let branch_uri = (code < 300 && is_invite).then(|| tx.request.uri().to_owned());
             let stx = match retry {
                 None => tables.server.get_mut(&skey),
                 Some(_) => None, // the branch lives on as its retry
@@ -290,6 +291,9 @@ fn on_branch_response<H: Hooks>(engine: &Arc<Engine<H>>, key: &str, msg: Message
                         if let Some(c) = engine.calls().get_mut(stx.request.call_id()) {
                             c.state = "established";
                             c.answered.get_or_insert_with(Instant::now);
+                            if c.answered_uri.is_none() {
+                                c.answered_uri = branch_uri;
+                            }
                         }
                     }
                 } else if stx.final_code.is_none() {

@@ -49,6 +49,13 @@ impl<H: Hooks> Engine<H> {
         if data.iter().all(|b| b.is_ascii_whitespace()) {
             return; // keepalive
         }
+        self.transports().tap(&crate::transport::tap::Copy {
+            direction: crate::transport::tap::Direction::Received,
+            transport,
+            local,
+            peer: source,
+            bytes: data,
+        });
         let (msg, top) = match Message::parse_with_top_via(data) {
             Ok(m) => m,
             Err(e) => {

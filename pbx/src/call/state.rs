@@ -68,6 +68,8 @@ pub struct Call<D> {
     pub state: &'static str,
     /// When the call was answered (for its CDR).
     pub answered: Option<Instant>,
+    /// The Request-URI of the branch that answered (who answered, for its CDR).
+    pub answered_uri: Option<String>,
     /// The features' data of the call (accounting: trunk, rate, credit limit).
     pub data: Option<D>,
 }

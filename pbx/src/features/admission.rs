@@ -29,7 +29,7 @@ pub fn permitted(
         return Ok(());
     }
     let own: &[String] = match origin {
-        Origin::Stranger => return Ok(()),
+        Origin::Stranger | Origin::Configured(_) => return Ok(()),
         Origin::Extension(e) | Origin::Forwarded { extension: e, .. } => cfg
             .extensions
             .get(e)
@@ -71,6 +71,9 @@ pub(crate) fn authenticate(
     };
     if let Some(peer) = cfg.outbound.peer_of(source.ip()) {
         return Ok(Origin::Peer(peer.name.clone()));
+    }
+    if let Some(name) = crate::features::cluster::box_at(engine, source) {
+        return Ok(Origin::Peer(format!("cluster box {name}")));
     }
     if !engine.is_our_domain(&from.host) || method == "ACK" || method == "CANCEL" {
         return Ok(Origin::Stranger);

@@ -26,15 +26,15 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use serde_json::{json, Map, Value};
 
-use crate::call::{BranchInfo, Target};
+use crate::call::Target;
 use crate::config::forwarding::Setting;
-use crate::config::{Config, Extension, Mode};
+use crate::config::{Config, Extension};
 use crate::features::accounting::Forwarded;
 use crate::features::decision::Decision;
 use crate::features::outbound::Origin;
+use crate::features::sequential;
 use crate::features::state::Engine;
 use crate::sip::{response_to, Message};
-use crate::transaction::{client_key, ClientTx};
 
 /// The store's (and state's) name of do-not-disturb.
 pub const DND: &str = "do-not-disturb";
@@ -285,7 +285,11 @@ pub struct Forwarding {
     /// Forwards already followed (for the CDR).
     note: Option<Forwarded>,
     /// Forwards that depend on how the extension's phones answer.
-    plan: Option<Plan>,
+    pub(crate) plan: Option<Plan>,
+    /// A ring group rung: its members after the first step.
+    pub(crate) group: Option<crate::features::ring_group::Hunt>,
+    /// A call from a trunk routed by DID.
+    pub(crate) inbound: Option<crate::features::inbound::Note>,
 }
 
 /// The busy, no-answer and unavailable forwarding of the extension rung.
@@ -305,6 +309,11 @@ impl Forwarding {
             call: method == "INVITE",
             ..Forwarding::default()
         }
+    }
+
+    /// The request is an INVITE.
+    pub(crate) fn is_call(&self) -> bool {
+        self.call
     }
 
     /// The part of an extension's forwarding that applies to this request.
@@ -361,8 +370,18 @@ pub fn started(
         engine.forwarding().count(&note.by);
         note_cdr(engine, call_id, note, None);
     }
+    if let Some(note) = forwarding.inbound {
+        let mut calls = engine.calls();
+        if let Some(call) = calls.get_mut(call_id) {
+            let meta = call.data.get_or_insert_with(Default::default);
+            meta.did = Some(note.did);
+            meta.trunk = Some(note.trunk);
+        }
+    }
     if let Some(plan) = forwarding.plan {
         watch(engine, key, plan, origin.clone(), hash);
+    } else if let Some(group) = forwarding.group {
+        crate::features::ring_group::watch(engine, key, group, origin.clone(), hash);
     }
 }
 
@@ -411,27 +430,25 @@ fn note_cdr(engine: &Engine, call_id: &str, note: Forwarded, out: Option<Outside
 /// Holds server transaction `key` open (one extra pending branch) until
 /// its branches have ended, then forwards or lets the best answer go up.
 fn watch(engine: &Arc<Engine>, key: &str, plan: Plan, origin: Origin, hash: u32) {
-    let base = {
-        let mut tables = engine.tables();
-        let tables = &mut *tables;
-        let Some(stx) = tables.server.get_mut(key) else {
-            return;
-        };
-        if stx.pending == 0 || stx.final_code.is_some() {
-            return;
-        }
-        let Some(tx) = stx.branches.first().and_then(|k| tables.client.get(k)) else {
-            return;
-        };
-        let mut base = tx.request.clone();
-        base.remove_first_value("Via");
-        stx.pending += 1;
-        base
+    let Some(base) = sequential::hold(engine, key) else {
+        return;
     };
+    take_over(engine, key, base, plan, origin, hash);
+}
+
+/// Watches `key`, whose hold (and `base`, the INVITE as last sent) another
+/// watcher hands over: a ring group's final destination that forwards.
+pub(crate) fn take_over(
+    engine: &Arc<Engine>,
+    key: &str,
+    base: Message,
+    plan: Plan,
+    origin: Origin,
+    hash: u32,
+) {
     let engine = engine.clone();
-    let key = key.to_owned();
     let watcher = Watcher {
-        key,
+        key: key.to_owned(),
         base,
         plan,
         origin,
@@ -461,6 +478,8 @@ enum Outcome {
     /// The target rings; `forwards_again` when it is an extension with
     /// busy, no-answer or unavailable forwarding of its own.
     Ringing { forwards_again: bool },
+    /// The target is a ring group: its watcher goes on with the call.
+    Group(crate::features::ring_group::Hunt),
 }
 
 enum Step {
@@ -487,11 +506,7 @@ impl Watcher {
                 Step::Done => return,
                 Step::CancelAll(keys) => {
                     self.cancelled_for_no_answer = true;
-                    for k in keys {
-                        if !crate::call::client::abandon_branch(&engine, &k) {
-                            crate::call::client::cancel_branch(&engine, &k);
-                        }
-                    }
+                    sequential::cancel(&engine, keys);
                 }
                 Step::Forward(reason, target) => match self.forward(&engine, reason, &target) {
                     Outcome::Final(resp) => {
@@ -499,6 +514,18 @@ impl Watcher {
                         return;
                     }
                     Outcome::Ringing { forwards_again } => forwarding = forwards_again,
+                    Outcome::Group(group) => {
+                        // Our hold goes with the call to the group's watcher.
+                        crate::features::ring_group::take_over(
+                            &engine,
+                            &self.key,
+                            self.base.clone(),
+                            group,
+                            self.origin.clone(),
+                            self.hash,
+                        );
+                        return;
+                    }
                 },
                 Step::Final(resp) => {
                     self.finish(&engine, resp);
@@ -510,13 +537,10 @@ impl Watcher {
 
     /// The INVITE failed for good: the caller gets `resp`.
     fn finish(&self, engine: &Arc<Engine>, resp: Message) {
-        engine.fraud().dialog_ended(resp.call_id());
-        engine.end_call(resp.call_id(), resp.status().unwrap_or(500));
-        engine.reply(&self.key, resp);
+        sequential::finish(engine, &self.key, resp);
     }
 
     fn next_step(&mut self, engine: &Engine, forwarding: bool, late: bool) -> Step {
-        let cfg = engine.config();
         let mut guard = engine.tables();
         let tables = &mut *guard;
         let Some(stx) = tables.server.get_mut(&self.key) else {
@@ -563,38 +587,10 @@ impl Watcher {
                 return Step::Forward(reason, target);
             }
         }
-        stx.pending = 0;
-        let info = stx
-            .branches
-            .last()
-            .and_then(|k| tables.client.get(k))
-            .map(|tx| BranchInfo {
-                dest: tx.dest,
-                transport: tx.transport,
-                cseq: tx.request.cseq().map(|c| c.0).unwrap_or(1),
-            });
-        let Some(stx) = tables.server.get_mut(&self.key) else {
-            return Step::Done;
-        };
-        let resp = match (stx.best.take(), info, cfg.mode) {
-            (Some(b), Some(info), Mode::B2bua) => {
-                match crate::features::b2bua::translate(engine, &stx.request, &b, info) {
-                    Some((up, _)) => up,
-                    None => response_to(&stx.request, 503, "Service Unavailable", None),
-                }
-            }
-            (Some(mut b), _, Mode::Proxy) => {
-                b.remove_first_value("Via");
-                b
-            }
-            _ => response_to(
-                &stx.request,
-                408,
-                "Request Timeout",
-                Some(&engine.new_tag()),
-            ),
-        };
-        Step::Final(resp)
+        match sequential::final_answer(engine, tables, &self.key, (408, "Request Timeout")) {
+            Some(resp) => Step::Final(resp),
+            None => Step::Done,
+        }
     }
 
     /// Sends the INVITE on to `target`.
@@ -677,6 +673,9 @@ impl Watcher {
         }
         self.ringing_since = Instant::now();
         self.cancelled_for_no_answer = false;
+        if let Some(group) = next.group.take() {
+            return Outcome::Group(group);
+        }
         let forwards_again = next.plan.is_some();
         if let Some(plan) = next.plan {
             self.plan = plan;
@@ -686,67 +685,7 @@ impl Watcher {
 
     /// One new branch per target; false when the transaction is gone.
     fn send(&mut self, engine: &Arc<Engine>, targets: Vec<Target>) -> bool {
-        let cfg = engine.config();
-        if cfg.mode == Mode::B2bua {
-            // Our own dialog: the next INVITE of the far leg takes the next CSeq.
-            let cseq = self.base.cseq().map(|c| c.0).unwrap_or(1) + 1;
-            self.base.set_header("CSeq", format!("{cseq} INVITE"));
-            if let Some(call) = engine.b2b_calls().lock().get(self.base.call_id()) {
-                let mut c = call.lock();
-                c.b.cseq = c.b.cseq.max(cseq);
-            }
-        }
-        let mut sends = Vec::with_capacity(targets.len());
-        {
-            let mut guard = engine.tables();
-            let tables = &mut *guard;
-            let Some(stx) = tables.server.get_mut(&self.key) else {
-                return false;
-            };
-            if stx.final_code.is_some() {
-                return false;
-            }
-            let cancelled = stx.cancelled;
-            stx.best = None;
-            for t in targets {
-                let mut req = self.base.clone();
-                req.set_uri(t.ruri);
-                req.remove_headers("Route");
-                for r in t.routes.iter().rev() {
-                    req.insert_first("Route", r.clone());
-                }
-                let branch = engine.new_branch(self.hash);
-                req.push_header_front(
-                    "Via",
-                    engine.via_for(t.transport, t.dest.is_ipv6(), &branch),
-                );
-                let bytes = req.to_bytes();
-                let ckey = client_key(&branch, "INVITE");
-                stx.pending += 1;
-                stx.branches.push(ckey.clone());
-                tables.client.insert(
-                    ckey.clone(),
-                    ClientTx {
-                        // The caller gave up meanwhile: the branch is cancelled once it rings.
-                        cancel_pending: cancelled,
-                        ..ClientTx::trying(
-                            Some(&self.key),
-                            req,
-                            bytes.clone(),
-                            t.dest,
-                            t.transport,
-                            t.trunk,
-                        )
-                    },
-                );
-                sends.push((t.transport, t.dest, bytes, ckey));
-            }
-        }
-        for (transport, dest, bytes, ckey) in sends {
-            engine.send(transport, dest, bytes);
-            crate::call::client::spawn_client_timer(engine, ckey);
-        }
-        true
+        sequential::send(engine, &self.key, &mut self.base, self.hash, targets)
     }
 }
 

@@ -19,6 +19,10 @@ pub enum Origin {
     Peer(String),
     /// Configured forwarding of an extension to `number` outside.
     Forwarded { extension: String, number: String },
+    /// A destination the administrator configured (an inbound route's or a
+    /// ring group's external number): placed through the dialplan routes
+    /// with no call class restriction, whoever called; named for logs.
+    Configured(String),
 }
 
 impl Origin {
@@ -33,7 +37,7 @@ impl Origin {
     /// Name for logs and the notification (extension number or peer name).
     pub fn name(&self) -> Option<&str> {
         match self {
-            Origin::Peer(p) => Some(p),
+            Origin::Peer(p) | Origin::Configured(p) => Some(p),
             _ => self.extension(),
         }
     }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use crate::call::branches::{send_branches, track_call};
 use crate::call::Target;
+use crate::config::inbound::{Destination, RingGroup};
 use crate::config::{Config, Mode, Transport};
 use crate::features::decision::Decision;
 use crate::features::forwarding::Forwarding;
@@ -303,25 +304,179 @@ fn decide(
         if let Some(d) = crate::features::feature_codes::dialled(engine, cfg, &user, origin) {
             return d;
         }
+        if !in_dialog {
+            if let Some(d) = inbound(engine, cfg, msg, source, &user, origin, forwarding) {
+                return d;
+            }
+        }
     }
     lookup(engine, cfg, &user, origin, 0, forwarding)
 }
 
-/// Where a forward of extension `ext` to `fwd` goes: an extension of ours
-/// (followed, `depth` forwards deep so far) or a number or URI outside,
-/// placed with the forwarding extension's rights whoever called. Dispatcher
-/// and DNS trunk routes are resolved to their first destination here (a
-/// forward gets no failover of its own).
-pub(crate) fn follow_forward(
+/// A new call from outside: refused when the caller is on the blocklist;
+/// routed by an inbound route when it comes from a trunk's address or a
+/// trusted peer. None: routed as any other request.
+fn inbound(
     engine: &Engine,
     cfg: &Config,
-    ext: &str,
-    fwd: &str,
+    msg: &Message,
+    source: SocketAddr,
+    did: &str,
+    origin: &mut Origin,
+    forwarding: &mut Forwarding,
+) -> Option<Decision> {
+    // Our own extensions are never blocked (they proved who they are).
+    if origin.extension().is_some() {
+        return None;
+    }
+    let from = msg.header("From").map(addr_uri).and_then(Uri::parse);
+    let caller = from.and_then(|u| u.user).unwrap_or_default();
+    if crate::features::inbound::blocked(cfg, &caller) {
+        engine.inbound().blocked();
+        tracing::info!(call_id = %msg.call_id(), %caller, %source, "caller on the blocklist refused");
+        return Some(Decision::Reply(603, "Decline", vec![]));
+    }
+    let trunk = match &*origin {
+        Origin::Peer(p) => p.clone(),
+        Origin::Stranger => crate::features::inbound::trunk_of(cfg, source.ip())?.to_owned(),
+        _ => return None,
+    };
+    let route = crate::features::inbound::route(cfg, &trunk, did, &caller)?;
+    engine.inbound().routed();
+    tracing::info!(call_id = %msg.call_id(), %trunk, %did, %caller, route = %route.name, "inbound call routed");
+    forwarding.inbound = Some(crate::features::inbound::Note {
+        trunk,
+        did: did.to_owned(),
+    });
+    Some(destination(
+        engine,
+        cfg,
+        &route.destination,
+        origin,
+        0,
+        forwarding,
+    ))
+}
+
+/// Where a configured destination (inbound route, time condition, final
+/// destination of a ring group) sends a call.
+pub(crate) fn to_destination(
+    engine: &Engine,
+    cfg: &Config,
+    d: &Destination,
+    origin: &mut Origin,
+    forwarding: &mut Forwarding,
+) -> Decision {
+    let decision = destination(engine, cfg, d, origin, 0, forwarding);
+    first_targets(engine, cfg, decision)
+}
+
+fn destination(
+    engine: &Engine,
+    cfg: &Config,
+    d: &Destination,
     origin: &mut Origin,
     depth: u8,
     forwarding: &mut Forwarding,
 ) -> Decision {
-    let decision = follow(engine, cfg, ext, fwd, origin, depth, forwarding);
+    match crate::features::inbound::settle(cfg, d) {
+        Some(Destination::Extension(n) | Destination::RingGroup(n)) => {
+            lookup(engine, cfg, n, origin, depth, forwarding)
+        }
+        Some(Destination::External(n)) => {
+            *origin = Origin::Configured(format!("destination {n}"));
+            lookup(engine, cfg, n, origin, depth, forwarding)
+        }
+        Some(Destination::Hangup | Destination::TimeCondition(_)) | None => {
+            Decision::Reply(480, "Temporarily Unavailable", vec![])
+        }
+    }
+}
+
+/// Ring group `g`: the members' branches (an extension's registered
+/// phones, unless do-not-disturb; a number outside through the dialplan,
+/// placed for the group), the first step sent now and the rest left to
+/// `ring_group::watch`.
+fn ring_group(
+    engine: &Engine,
+    cfg: &Config,
+    g: &RingGroup,
+    origin: &mut Origin,
+    depth: u8,
+    forwarding: &mut Forwarding,
+) -> Decision {
+    if forwarding.is_call() {
+        engine.inbound().group_called(&g.number);
+    }
+    let placed_for = format!("ring group {}", g.number);
+    let mut members = Vec::new();
+    let mut outside = false;
+    for m in &g.members {
+        let targets = match cfg.resolve_user(m).filter(|e| e.enabled) {
+            Some(ext) if engine.forwarding().effective(ext).do_not_disturb => continue,
+            Some(ext) => contact_targets(engine.location().lookup(&ext.number)),
+            // A group in a group is not rung (its own timeouts would not apply).
+            None if cfg.inbound.ring_groups.contains_key(m.as_str()) => continue,
+            None => {
+                let mut o = Origin::Configured(placed_for.clone());
+                let d = lookup(engine, cfg, m, &mut o, depth, &mut Forwarding::default());
+                match first_targets(engine, cfg, d) {
+                    Decision::Forward(t) => {
+                        outside = true;
+                        t
+                    }
+                    _ => continue,
+                }
+            }
+        };
+        if !targets.is_empty() {
+            members.push((m.clone(), targets));
+        }
+    }
+    if outside {
+        // The administrator put the number in the group: it may leave the box.
+        *origin = Origin::Configured(placed_for);
+    }
+    if members.is_empty() {
+        return match (&g.final_destination, depth < 3) {
+            (Some(d), true) => destination(engine, cfg, d, origin, depth + 1, forwarding),
+            _ => Decision::Reply(480, "Temporarily Unavailable", vec![]),
+        };
+    }
+    let (first, hunt) = crate::features::ring_group::Hunt::new(g, members);
+    if forwarding.is_call() {
+        forwarding.group = Some(hunt);
+    }
+    Decision::Forward(first)
+}
+
+/// Branches to registered phones, each reached through the first hop of
+/// its Path, else where it registered from.
+fn contact_targets(bindings: Vec<crate::call::location::Binding>) -> Vec<Target> {
+    bindings
+        .into_iter()
+        .map(|b| {
+            let first_path = b
+                .path
+                .first()
+                .and_then(|p| Uri::parse(addr_uri(p)))
+                .and_then(|u| uri_target(&u));
+            let (dest, transport) = first_path.unwrap_or((b.source, b.transport));
+            Target {
+                ruri: b.contact,
+                dest,
+                transport,
+                routes: b.path,
+                trunk: None,
+                contact: true,
+            }
+        })
+        .collect()
+}
+
+/// Dispatcher and DNS trunk routes resolved to their first destination
+/// (a call sent on by a watcher gets no failover of its own).
+pub(crate) fn first_targets(engine: &Engine, cfg: &Config, decision: Decision) -> Decision {
     let first_destination = |set: &str, number: &str| {
         let Some(sc) = cfg.dispatcher_sets.get(set) else {
             return Decision::Reply(404, "Not Found", vec![]);
@@ -341,6 +496,24 @@ pub(crate) fn follow_forward(
         }
         d => d,
     }
+}
+
+/// Where a forward of extension `ext` to `fwd` goes: an extension of ours
+/// (followed, `depth` forwards deep so far) or a number or URI outside,
+/// placed with the forwarding extension's rights whoever called. Dispatcher
+/// and DNS trunk routes are resolved to their first destination here (a
+/// forward gets no failover of its own).
+pub(crate) fn follow_forward(
+    engine: &Engine,
+    cfg: &Config,
+    ext: &str,
+    fwd: &str,
+    origin: &mut Origin,
+    depth: u8,
+    forwarding: &mut Forwarding,
+) -> Decision {
+    let decision = follow(engine, cfg, ext, fwd, origin, depth, forwarding);
+    first_targets(engine, cfg, decision)
 }
 
 fn follow(
@@ -392,14 +565,23 @@ fn lookup(
     if let Some(ext) = cfg.resolve_user(user).filter(|e| e.enabled) {
         let settings = forwarding.applicable(engine.forwarding().effective(ext));
         let bindings = engine.location().lookup(&ext.number);
+        // Registered at another box of the cluster: that box delivers it.
+        let remote = match bindings.is_empty() {
+            true => crate::features::cluster::remote_targets(engine, &ext.number),
+            false => Vec::new(),
+        };
+        let unregistered = bindings.is_empty() && remote.is_empty();
         // Unconditional, do-not-disturb and no registration at all decide
         // before anything rings (a bounded number of forwards deep).
-        if let (Some((reason, fwd)), true) = (settings.immediate(bindings.is_empty()), depth < 3) {
+        if let (Some((reason, fwd)), true) = (settings.immediate(unregistered), depth < 3) {
             forwarding.forwarded(&ext.number, &fwd, reason);
             return follow(engine, cfg, &ext.number, &fwd, origin, depth, forwarding);
         }
         if settings.do_not_disturb {
             return Decision::Reply(486, "Busy Here", vec![]);
+        }
+        if !remote.is_empty() {
+            return Decision::Forward(remote);
         }
         if bindings.is_empty() {
             // A stranger must not tell an idle extension from none at all.
@@ -408,33 +590,18 @@ fn lookup(
             }
             return Decision::Reply(480, "Temporarily Unavailable", vec![]);
         }
-        let targets = bindings
-            .into_iter()
-            .map(|b| {
-                let first_path = b
-                    .path
-                    .first()
-                    .and_then(|p| Uri::parse(addr_uri(p)))
-                    .and_then(|u| uri_target(&u));
-                let (dest, transport) = first_path.unwrap_or((b.source, b.transport));
-                Target {
-                    ruri: b.contact,
-                    dest,
-                    transport,
-                    routes: b.path,
-                    trunk: None,
-                    contact: true,
-                }
-            })
-            .collect();
+        let targets = contact_targets(bindings);
         // Busy, no answer, failure: decided as the phones answer.
         forwarding.plan(&ext.number, &settings, depth);
         return Decision::Forward(targets);
     }
+    if let Some(g) = cfg.inbound.ring_groups.get(user) {
+        return ring_group(engine, cfg, g, origin, depth, forwarding);
+    }
     // Not a local user: a dialplan route for our own callers and trusted peers.
     let groups = match &*origin {
         Origin::Stranger => None,
-        Origin::Peer(_) => Some(Vec::new()),
+        Origin::Peer(_) | Origin::Configured(_) => Some(Vec::new()),
         other => Some(
             other
                 .extension()

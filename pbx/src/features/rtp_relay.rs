@@ -280,7 +280,8 @@ impl MediaRoute for Inner {
         } else {
             (&self.b, &self.a)
         };
-        if !from.lock().accepts(source, Instant::now()) {
+        let now = Instant::now();
+        if !from.lock().accepts(source, now) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             DROPPED_TOTAL.fetch_add(1, Ordering::Relaxed);
             return None;
@@ -294,7 +295,8 @@ impl MediaRoute for Inner {
             return None;
         };
         self.relayed.fetch_add(1, Ordering::Relaxed);
-        let ms = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let ms =
+            u64::try_from(now.saturating_duration_since(self.born).as_millis()).unwrap_or(u64::MAX);
         self.last_relayed_ms.store(ms, Ordering::Relaxed);
         self.count_loss(sender, &packet[..len]);
         Some((target, len))

@@ -28,9 +28,23 @@ pub struct Features {
     /// NAT traversal of the proxy: NATed bindings, call media relays.
     nat_proxy: crate::features::nat_proxy::NatProxy,
     forwarding: crate::features::forwarding::Store,
+    /// Copies of the SIP messages to a HOMER collector.
+    hep: crate::features::hep::Export,
+    /// The location shared with other boxes (PostgreSQL).
+    cluster: crate::features::cluster::Cluster,
+    /// Blocked and inbound-routed calls, ring groups' calls.
+    inbound: crate::features::inbound::Stats,
 }
 
 impl Engine {
+    pub fn cluster(&self) -> &crate::features::cluster::Cluster {
+        &self.features().cluster
+    }
+
+    pub fn hep(&self) -> &crate::features::hep::Export {
+        &self.features().hep
+    }
+
     pub fn fraud(&self) -> &Guard {
         &self.features().fraud
     }
@@ -57,5 +71,9 @@ impl Engine {
 
     pub fn forwarding(&self) -> &crate::features::forwarding::Store {
         &self.features().forwarding
+    }
+
+    pub fn inbound(&self) -> &crate::features::inbound::Stats {
+        &self.features().inbound
     }
 }

@@ -10,6 +10,7 @@ pub mod alias;
 pub mod media;
 pub mod srtp;
 pub mod tcp_limits;
+pub mod tap;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -63,6 +64,8 @@ struct TcpConn {
     use_times: Arc<UseTimes>,
     /// Listed under an RFC 5923 alias, not under its peer's address.
     alias: bool,
+    /// Our end of the connection.
+    local: SocketAddr,
 }
 
 /// When a connection was last used, in milliseconds after it opened
@@ -101,6 +104,8 @@ pub struct Transports {
     /// TCP connections open, by source.
     tcp_admission: Arc<Admission>,
     tls: tls::Tls,
+    /// Gets a copy of each message sent and received (HEP), when set.
+    tap: RwLock<Option<Arc<dyn tap::Tap>>>,
 }
 
 type UdpSocket = std::net::UdpSocket;
@@ -169,7 +174,52 @@ impl Transports {
             tcp_limits: RwLock::new(TcpLimits::default()),
             tcp_admission: Arc::default(),
             tls: tls::Tls::default(),
+            tap: RwLock::new(None),
         })
+    }
+
+    /// Who gets a copy of each message from now on (None: nobody).
+    pub fn set_tap(&self, tap: Option<Arc<dyn tap::Tap>>) {
+        *self.tap.write() = tap;
+    }
+
+    /// Hands a copy of a message to the tap, if any.
+    pub fn tap(&self, message: &tap::Copy<'_>) {
+        if let Some(t) = self.tap.read().as_ref() {
+            t.copy(message);
+        }
+    }
+
+    /// Our socket a message to `dest` over `transport` leaves from: the
+    /// connection's local address, else a served socket of that transport.
+    fn local_for(&self, transport: Transport, dest: SocketAddr) -> Option<SocketAddr> {
+        if transport != Transport::Udp {
+            if let Some(c) = self.tcp.lock().get(&dest) {
+                return Some(c.local);
+            }
+        }
+        let served = self.served.read();
+        let of_transport = || served.iter().filter(|s| s.listen.0 == transport);
+        of_transport()
+            .find(|s| s.local.is_ipv4() == dest.is_ipv4())
+            .or_else(|| of_transport().next())
+            .map(|s| s.local)
+    }
+
+    fn tap_sent(&self, transport: Transport, dest: SocketAddr, bytes: &[u8]) {
+        if self.tap.read().is_none() {
+            return;
+        }
+        let Some(local) = self.local_for(transport, dest) else {
+            return;
+        };
+        self.tap(&tap::Copy {
+            direction: tap::Direction::Sent,
+            transport,
+            local,
+            peer: dest,
+            bytes,
+        });
     }
 
     /// The limits for TCP connections from now on (open ones keep their
@@ -456,6 +506,7 @@ impl Transports {
                 tx: tx.clone(),
                 use_times,
                 alias: false,
+                local,
             },
         );
         let written = times.clone();
@@ -552,6 +603,7 @@ impl Transports {
 
     /// Sends without waiting; UDP datagrams that would block are sent by a task.
     pub fn send(self: &Arc<Self>, transport: Transport, dest: SocketAddr, bytes: Vec<u8>) {
+        self.tap_sent(transport, dest, &bytes);
         match transport {
             Transport::Udp => {
                 let socket = {
@@ -620,6 +672,13 @@ impl Transports {
     /// one a NATed peer's mapping was opened towards); false when no served
     /// UDP socket is bound there (nothing is sent).
     pub fn send_udp_from(&self, local: SocketAddr, dest: SocketAddr, bytes: &[u8]) -> bool {
+        self.tap(&tap::Copy {
+            direction: tap::Direction::Sent,
+            transport: Transport::Udp,
+            local,
+            peer: dest,
+            bytes,
+        });
         let socket = self.served.read().iter().find_map(|s| match &s.kind {
             ServedKind::Udp { socket, .. } if s.local == local => Some(socket.clone()),
             _ => None,

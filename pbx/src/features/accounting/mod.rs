@@ -93,6 +93,7 @@ pub fn admit(
         reserved: 0,
         slot,
         forwarded: None,
+        did: None,
     };
     if let (Some(limit), Some(ext), true) = (spend_limit, meta.caller_ext.clone(), rate > 0) {
         let spent = engine.fraud().spent_last_hour(&ext) + running_cost(engine, &ext);
@@ -137,6 +138,16 @@ pub fn admit(
     Ok(Some(Box::new(meta)))
 }
 
+/// Who answered on the branch to `ruri`: the extension whose registered
+/// contact it is, else the number it names (a number outside).
+fn answered_by(engine: &Engine, ruri: &str) -> Option<String> {
+    let bindings = engine.location().all();
+    if let Some(b) = bindings.iter().find(|b| b.contact == ruri) {
+        return Some(b.aor.clone());
+    }
+    Uri::parse(ruri).and_then(|u| u.user)
+}
+
 /// What the answered outbound calls of `ext` in progress have cost so far.
 fn running_cost(engine: &Engine, ext: &str) -> i64 {
     engine
@@ -164,6 +175,7 @@ fn refused(
         start: now_text(),
         state: "trying",
         answered: None,
+        answered_uri: None,
         data: Some(Box::new(Meta {
             limit: None,
             reserved: 0,
@@ -207,6 +219,10 @@ pub fn ended(engine: &Engine, call_id: &str, call: Call, code: u16) {
         acc.limited.fetch_sub(1, Ordering::Relaxed);
     }
     let talk = call.answered.map(|a| a.elapsed()).unwrap_or_default();
+    let answered_by = call
+        .answered_uri
+        .as_deref()
+        .and_then(|u| answered_by(engine, u));
     let disposition = match (call.answered.is_some(), code) {
         (true, _) => "answered",
         (false, 486 | 600) => "busy",
@@ -248,6 +264,8 @@ pub fn ended(engine: &Engine, call_id: &str, call: Call, code: u16) {
         trunk: meta.trunk,
         price,
         forwarded: meta.forwarded,
+        did: meta.did,
+        answered_by,
     });
     {
         let mut recent = acc.recent.lock();
@@ -319,6 +337,12 @@ pub fn state_json(engine: &Engine) -> Value {
             }
             if let Some(t) = &c.trunk {
                 v["trunk"] = json!(t);
+            }
+            if let Some(d) = &c.did {
+                v["did"] = json!(d);
+            }
+            if let Some(a) = &c.answered_by {
+                v["answered-by"] = json!(a);
             }
             if let Some(f) = &c.forwarded {
                 v["forwarded-by"] = json!(f.by);

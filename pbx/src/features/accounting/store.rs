@@ -31,6 +31,8 @@ pub struct Meta {
     pub slot: Option<crate::features::fraud::Slot>,
     /// The forwarding that sent the call on, if any.
     pub forwarded: Option<Forwarded>,
+    /// The DID of a call from a trunk routed by an inbound route.
+    pub did: Option<String>,
 }
 
 /// A call forwarded by an extension, as the CDR records it.
@@ -59,6 +61,9 @@ pub struct Cdr {
     pub trunk: Option<String>,
     pub price: i64,
     pub forwarded: Option<Forwarded>,
+    pub did: Option<String>,
+    /// The extension or number outside that answered.
+    pub answered_by: Option<String>,
 }
 
 pub(super) enum Write {
@@ -83,6 +88,38 @@ pub struct Accounting {
     pub(super) next_id: Mutex<u64>,
     /// Answered or ringing calls with a time limit (the cutter idles at 0).
     pub(super) limited: AtomicUsize,
+    /// The database, for readers besides the writer (the cluster's copy).
+    path: Mutex<Option<std::path::PathBuf>>,
+}
+
+/// The columns of a CDR, in the order `cdr_of_row` reads them.
+const CDR_SELECT: &str = "SELECT id, call_id, caller, callee, start, answer, end, duration_ms, disposition, code, trunk, price, forwarded_by, forwarded_to, forward_reason, did, answered_by FROM cdr";
+
+fn cdr_of_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Cdr> {
+    Ok(Cdr {
+        id: r.get::<_, i64>(0)? as u64,
+        call_id: r.get(1)?,
+        caller: r.get(2)?,
+        callee: r.get(3)?,
+        start: r.get(4)?,
+        answer: r.get(5)?,
+        end: r.get(6)?,
+        duration_ms: r.get::<_, i64>(7)? as u64,
+        disposition: disposition_name(&r.get::<_, String>(8)?),
+        code: r.get(9)?,
+        trunk: r.get(10)?,
+        price: r.get(11)?,
+        forwarded: match (r.get::<_, Option<String>>(12)?, r.get(13)?) {
+            (Some(by), Some(to)) => Some(Forwarded {
+                by,
+                to,
+                reason: forward_reason_name(&r.get::<_, Option<String>>(14)?.unwrap_or_default()),
+            }),
+            _ => None,
+        },
+        did: r.get(15)?,
+        answered_by: r.get(16)?,
+    })
 }
 
 pub(super) fn now_text() -> String {
@@ -105,46 +142,26 @@ impl Accounting {
                caller TEXT NOT NULL, callee TEXT NOT NULL, start TEXT NOT NULL, answer TEXT,
                end TEXT NOT NULL, duration_ms INTEGER NOT NULL, disposition TEXT NOT NULL,
                code INTEGER NOT NULL, trunk TEXT, price INTEGER NOT NULL,
-               forwarded_by TEXT, forwarded_to TEXT, forward_reason TEXT);
+               forwarded_by TEXT, forwarded_to TEXT, forward_reason TEXT,
+               did TEXT, answered_by TEXT);
              CREATE TABLE IF NOT EXISTS balance (extension TEXT PRIMARY KEY,
                committed INTEGER NOT NULL, current INTEGER NOT NULL);",
         )
         .map_err(|e| format!("cannot prepare {}: {e}", path.display()))?;
         // A database of a release before forwarding was recorded: its columns added.
-        for column in ["forwarded_by", "forwarded_to", "forward_reason"] {
+        for column in [
+            "forwarded_by",
+            "forwarded_to",
+            "forward_reason",
+            "did",
+            "answered_by",
+        ] {
             let _ = db.execute(&format!("ALTER TABLE cdr ADD COLUMN {column} TEXT"), []);
         }
         let load = || -> rusqlite::Result<(Vec<Cdr>, HashMap<String, Balance>)> {
-            let mut st = db.prepare(
-                "SELECT id, call_id, caller, callee, start, answer, end, duration_ms, disposition, code, trunk, price, forwarded_by, forwarded_to, forward_reason FROM cdr ORDER BY id DESC LIMIT ?1",
-            )?;
+            let mut st = db.prepare(&format!("{CDR_SELECT} ORDER BY id DESC LIMIT ?1"))?;
             let mut cdrs: Vec<Cdr> = st
-                .query_map([RECENT as i64], |r| {
-                    Ok(Cdr {
-                        id: r.get::<_, i64>(0)? as u64,
-                        call_id: r.get(1)?,
-                        caller: r.get(2)?,
-                        callee: r.get(3)?,
-                        start: r.get(4)?,
-                        answer: r.get(5)?,
-                        end: r.get(6)?,
-                        duration_ms: r.get::<_, i64>(7)? as u64,
-                        disposition: disposition_name(&r.get::<_, String>(8)?),
-                        code: r.get(9)?,
-                        trunk: r.get(10)?,
-                        price: r.get(11)?,
-                        forwarded: match (r.get::<_, Option<String>>(12)?, r.get(13)?) {
-                            (Some(by), Some(to)) => Some(Forwarded {
-                                by,
-                                to,
-                                reason: forward_reason_name(
-                                    &r.get::<_, Option<String>>(14)?.unwrap_or_default(),
-                                ),
-                            }),
-                            _ => None,
-                        },
-                    })
-                })?
+                .query_map([RECENT as i64], cdr_of_row)?
                 .collect::<Result<_, _>>()?;
             cdrs.reverse();
             let mut st = db.prepare("SELECT extension, committed, current FROM balance")?;
@@ -176,8 +193,29 @@ impl Accounting {
             .spawn(move || writer(db, rx))
             .map_err(|e| format!("cannot start the CDR writer: {e}"))?;
         *self.writer.lock() = Some(tx);
+        *self.path.lock() = Some(path.to_owned());
         self.on_config(settings);
         Ok(())
+    }
+
+    /// The stored CDRs after `id`, oldest first, at most `limit` (read from
+    /// the database, so none is missed however many ended meanwhile).
+    pub fn cdrs_after(&self, id: u64, limit: u32) -> Result<Vec<Cdr>, String> {
+        let Some(path) = self.path.lock().clone() else {
+            return Ok(Vec::new());
+        };
+        let db = rusqlite::Connection::open_with_flags(
+            &path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .map_err(|e| e.to_string())?;
+        let mut st = db
+            .prepare(&format!("{CDR_SELECT} WHERE id > ?1 ORDER BY id LIMIT ?2"))
+            .map_err(|e| e.to_string())?;
+        let rows = st
+            .query_map(rusqlite::params![id as i64, limit], cdr_of_row)
+            .map_err(|e| e.to_string())?;
+        rows.collect::<Result<_, _>>().map_err(|e| e.to_string())
     }
 
     pub(super) fn write(&self, w: Write) {
@@ -290,10 +328,10 @@ fn writer(mut db: rusqlite::Connection, rx: Receiver<Write>) {
                 match w {
                     Write::Cdr(c) => {
                         tx.prepare_cached(
-                            "INSERT INTO cdr (id, call_id, caller, callee, start, answer, end, duration_ms, disposition, code, trunk, price, forwarded_by, forwarded_to, forward_reason) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)",
+                            "INSERT INTO cdr (id, call_id, caller, callee, start, answer, end, duration_ms, disposition, code, trunk, price, forwarded_by, forwarded_to, forward_reason, did, answered_by) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17)",
                         )?
                         .execute(rusqlite::params![c.id as i64, c.call_id, c.caller, c.callee, c.start, c.answer, c.end, c.duration_ms as i64, c.disposition, c.code, c.trunk, c.price,
-                            c.forwarded.as_ref().map(|f| &f.by), c.forwarded.as_ref().map(|f| &f.to), c.forwarded.as_ref().map(|f| f.reason)])?;
+                            c.forwarded.as_ref().map(|f| &f.by), c.forwarded.as_ref().map(|f| &f.to), c.forwarded.as_ref().map(|f| f.reason), c.did, c.answered_by])?;
                     }
                     Write::Balance(ext, committed, current) => {
                         tx.execute(
