@@ -83,7 +83,7 @@ impl Backend for RestconfBackend {
 
     async fn user_group(&self, user: &str) -> Option<Group> {
         let store = self.0.store.lock().await;
-        users::find_user(&store, user).map(|u| u.group)
+        users::group_of(&store, user)
     }
 
     async fn operation(&self, who: &Principal, op: Element) -> Result<Reply, Vec<ConfigError>> {

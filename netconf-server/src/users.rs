@@ -184,3 +184,21 @@ pub fn restconf_settings(store: &Datastore) -> besip_restconf::backend::Settings
             .unwrap_or_else(|| "besip".into()),
     }
 }
+
+/// The group of `name`, read straight from the running tree (no copy, no
+/// XML): RESTCONF re-checks its sessions' users after every commit.
+pub fn group_of(store: &Datastore, name: &str) -> Option<Group> {
+    if name.is_empty() || name.contains(['\'', '"', '[', ']', '/']) {
+        return None;
+    }
+    use besip_core::yang2::data::Data;
+    let tree = store.tree(Source::Running);
+    let user = tree
+        .find_path(&format!("/besip-system:system/user[name='{name}']"))
+        .ok()?;
+    let group = user
+        .children()
+        .find(|c| c.schema().name() == "group")
+        .and_then(|g| g.value_canonical());
+    Some(Group::parse_or_monitor(group.as_deref().unwrap_or("monitor")))
+}

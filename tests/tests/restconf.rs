@@ -400,6 +400,18 @@ fn session_cookie_and_python_requests() {
     assert_eq!(by_cookie.status, 200, "{}", by_cookie.body);
     let forged = curl(&["-H", "Cookie: besip_restconf=00", &b.url("/restconf/data")]);
     assert_eq!(forged.status, 401);
+    // A session ends with its user: deleted by a commit, refused at once.
+    let user = format!(
+        r#"{{"besip-system:user":[{{"name":"mon","group":"monitor","password-hash":"{MON_HASH}"}}]}}"#
+    );
+    assert_eq!(b.admin("POST", "/restconf/data/besip-system:system", Some((JSON, &user)), &[]).status, 201);
+    let mon = b.as_user(&format!("mon:{MON_PASSWORD}"), "GET", "/restconf/data/besip-system:system/hostname", None, &[]);
+    let mon_token = mon.header("set-cookie").expect("cookie").split(';').next().unwrap().to_owned();
+    let by_mon = curl(&["-H", &format!("Cookie: {mon_token}"), &b.url("/restconf/data/besip-system:system/hostname")]);
+    assert_eq!(by_mon.status, 200);
+    assert_eq!(b.admin("DELETE", "/restconf/data/besip-system:system/user=mon", None, &[]).status, 204);
+    let gone = curl(&["-H", &format!("Cookie: {mon_token}"), &b.url("/restconf/data/besip-system:system/hostname")]);
+    assert_eq!(gone.status, 401, "a deleted user's session still works");
 
     let has_requests = Command::new("python3")
         .args(["-c", "import requests"])
