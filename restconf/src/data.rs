@@ -469,7 +469,12 @@ async fn write<B: Backend>(
             };
             (path.parent().wrap(vec![e]), status, None)
         }
-        _ => unreachable_method(),
+        _ => {
+            return Err(vec![protocol(
+                ErrorTag::OperationNotSupported,
+                format!("method {method} does not edit data"),
+            )])
+        }
     };
     match ds {
         Datastore::Candidate => {
@@ -504,9 +509,3 @@ fn mark_target(elements: &mut [Element], depth: usize, op: &str) {
         set_operation(e, op);
     }
 }
-
-fn unreachable_method() -> (Vec<Element>, StatusCode, Option<String>) {
-    // write() is only called for POST, PUT, PATCH and DELETE.
-    (Vec::new(), StatusCode::METHOD_NOT_ALLOWED, None)
-}
-
