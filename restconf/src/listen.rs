@@ -2,7 +2,8 @@
 //! command line fixed it), rebound when a commit changes that.
 
 use crate::backend::{Backend, Settings};
-use axum_server::tls_rustls::RustlsConfig;
+use axum_server::accept::NoDelayAcceptor;
+use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use axum_server::Handle;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -104,7 +105,12 @@ impl<B: Backend> Endpoint<B> {
                 .set_nonblocking(true)
                 .map_err(|e| format!("RESTCONF listener {addr}: {e}"))?;
             let handle = Handle::new();
-            let server = axum_server::from_tcp_rustls(listener, RustlsConfig::from_config(config.clone()))
+            // TCP_NODELAY: a reply is one small write the client waits for;
+            // Nagle would hold it behind the client's delayed ACK.
+            let acceptor = RustlsAcceptor::new(RustlsConfig::from_config(config.clone()))
+                .acceptor(NoDelayAcceptor::new());
+            let server = axum_server::from_tcp(listener)
+                .acceptor(acceptor)
                 .handle(handle.clone());
             let app = crate::handlers::router(self.backend.clone());
             let at = *addr;
