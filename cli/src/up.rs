@@ -51,6 +51,10 @@ pub struct UpArgs {
     /// http://127.0.0.1:N/metrics (default: not served).
     #[arg(long)]
     pub metrics_port: Option<u16>,
+    /// Serve RESTCONF (HTTPS, self-signed certificate) at
+    /// https://127.0.0.1:N/restconf (default: not served).
+    #[arg(long)]
+    pub restconf_port: Option<u16>,
     /// Password of `admin` (set on the first start, reset when given later).
     #[arg(long, env = "BESIP_ADMIN_PASSWORD", hide_env_values = true)]
     pub admin_password: Option<String>,
@@ -153,8 +157,15 @@ async fn configure(layout: &Layout, args: &UpArgs) -> Result<PasswordNote, Strin
         ),
         None => "<metrics><enabled>false</enabled></metrics>".to_owned(),
     };
+    // Likewise RESTCONF, served by besip-netconfd where running says.
+    let restconf = match args.restconf_port {
+        Some(port) => format!(
+            "<restconf><enabled>true</enabled><listen-address>127.0.0.1</listen-address><port>{port}</port></restconf>"
+        ),
+        None => "<restconf><enabled>false</enabled></restconf>".to_owned(),
+    };
     let xml = format!(
-        "<system xmlns=\"urn:besip:system\">{admin}{metrics}<netconf><port>{}</port></netconf><web><listen-address>127.0.0.1</listen-address><port>{}</port><http-redirect-port>{}</http-redirect-port></web></system>{pbx}{monitoring}{security}",
+        "<system xmlns=\"urn:besip:system\">{admin}{metrics}{restconf}<netconf><port>{}</port></netconf><web><listen-address>127.0.0.1</listen-address><port>{}</port><http-redirect-port>{}</http-redirect-port></web></system>{pbx}{monitoring}{security}",
         args.netconf_port, args.web_port, args.web_http_port
     );
     let config = besip_core::xml::parse(&xml).map_err(|e| e.to_string())?;
@@ -385,6 +396,14 @@ fn print_banner(args: &UpArgs, root: &Path, note: &PasswordNote, children: &[(St
     if let Some(port) = args.metrics_port {
         // Gathered from every daemon by besip-netconfd.
         println!("  metrics:      http://127.0.0.1:{port}/metrics");
+    }
+    if let Some(port) = args.restconf_port {
+        // Served by besip-netconfd on the same datastore (the panel moves
+        // there later: one port for both).
+        println!("  RESTCONF:     https://127.0.0.1:{port}/restconf");
+        println!(
+            "                e.g. curl -k -u admin:'<password>' https://127.0.0.1:{port}/restconf/data/besip-pbx:pbx"
+        );
     }
     // Served by besip-monitord; log in with the same users as NETCONF/SSH.
     println!("  web panel:    https://127.0.0.1:{}/", args.web_port);

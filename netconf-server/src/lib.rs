@@ -32,6 +32,8 @@
 //!   last 1,000 notifications kept in memory (`subscription.rs`); RFC 6470
 //!   base notifications: config change, confirmed commit, session start and
 //!   end (`base_notifications.rs`).
+//! - RESTCONF (crate besip-restconf) is served from this process on the
+//!   same `Server`: `restconf.rs` runs its requests through these operations.
 
 pub mod base_notifications;
 pub mod confirm_timer;
@@ -47,6 +49,7 @@ pub mod nacm_ops;
 pub mod ops;
 pub mod protect;
 pub mod reply;
+pub mod restconf;
 pub mod rpc;
 pub mod server;
 pub mod session;

@@ -19,6 +19,9 @@ struct Args {
     /// ADDR:PORT to listen on (repeatable); default: besip-system netconf settings.
     #[arg(long)]
     listen: Vec<String>,
+    /// ADDR:PORT for RESTCONF over HTTPS (repeatable); default: besip-system restconf settings.
+    #[arg(long)]
+    restconf_listen: Vec<std::net::SocketAddr>,
     /// Password of the first admin when the box has no users (default: random, printed once).
     #[arg(long, env = "BESIP_ADMIN_PASSWORD", hide_env_values = true)]
     admin_password: Option<String>,
@@ -95,6 +98,7 @@ async fn run(args: &Args) -> Result<(), StartError> {
     let _uci_import = uci_import::listen(server.clone())
         .await
         .map_err(|e| e.to_string())?;
+    besip_netconf::restconf::serve(server.clone(), args.restconf_listen.clone()).await?;
     for listener in listeners {
         tokio::spawn(ssh_accept::serve(server.clone(), config.clone(), listener));
     }

@@ -100,6 +100,8 @@ pub struct Server {
     /// Wakes the metrics endpoint (main.rs) when running changed.
     pub metrics_settings_changed: tokio::sync::Notify,
     pub commits: crate::metrics::CommitMetrics,
+    /// Version of running (RESTCONF ETag, Last-Modified; its endpoint follows it).
+    pub running_version: tokio::sync::watch::Sender<besip_restconf::Version>,
 }
 
 impl Server {
@@ -112,6 +114,10 @@ impl Server {
             confirm_deadline_changed: tokio::sync::Notify::new(),
             metrics_settings_changed: tokio::sync::Notify::new(),
             commits: Default::default(),
+            running_version: tokio::sync::watch::Sender::new(besip_restconf::Version {
+                generation: 0,
+                modified: std::time::SystemTime::now(),
+            }),
             reloader: IpcReloader::new(layout.clone()),
             layout,
             store: tokio::sync::Mutex::new(store),
@@ -160,6 +166,10 @@ impl Server {
     pub fn running_changed(&self, store: &Datastore) {
         self.confirm_deadline_changed.notify_one();
         self.metrics_settings_changed.notify_one();
+        self.running_version.send_modify(|v| {
+            v.generation += 1;
+            v.modified = std::time::SystemTime::now();
+        });
         let rules = Rules::from_tree(store.tree(Source::Running));
         let mut current = self.nacm.write().unwrap_or_else(|e| e.into_inner());
         if **current != rules {

@@ -33,6 +33,24 @@ pub struct SessionCtx {
     ended: bool,
 }
 
+impl SessionCtx {
+    /// The context of one request of another protocol (RESTCONF): session
+    /// id 0 (RFC 6470: not a NETCONF session), no locks, no subscription.
+    pub fn request(server: Arc<Server>, user: String, group: Group, source_host: String) -> Self {
+        SessionCtx {
+            server,
+            id: 0,
+            user,
+            group,
+            source_host,
+            counters: Arc::new(Counters::default()),
+            subscribed: false,
+            new_subscription: None,
+            ended: true,
+        }
+    }
+}
+
 pub async fn run<S>(server: Arc<Server>, stream: S, user: String, group: Group, source_host: String)
 where
     S: AsyncRead + AsyncWrite + Send + 'static,

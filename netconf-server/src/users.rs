@@ -151,3 +151,54 @@ pub async fn ensure_admin(
         .map_err(|e| e.to_string())?;
     Ok(Some(password))
 }
+
+/// The `restconf` container of besip-system and the host name (for the
+/// certificate), YANG defaults when unset.
+pub fn restconf_settings(store: &Datastore) -> besip_restconf::backend::Settings {
+    let system = system_part(store, "/s:system/s:restconf | /s:system/s:hostname");
+    let restconf = system
+        .as_ref()
+        .and_then(|s| s.children.iter().find(|c| c.name == "restconf"));
+    let get = |name: &str| {
+        restconf
+            .and_then(|n| n.child(name))
+            .map(|c| c.trimmed_text().to_owned())
+    };
+    besip_restconf::backend::Settings {
+        enabled: get("enabled").as_deref() == Some("true"),
+        addresses: restconf
+            .map(|n| {
+                n.children
+                    .iter()
+                    .filter(|c| c.name == "listen-address")
+                    .filter_map(|c| c.trimmed_text().parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default(),
+        port: get("port").and_then(|v| v.parse().ok()).unwrap_or(8444),
+        hostname: system
+            .as_ref()
+            .and_then(|s| s.child("hostname"))
+            .map(|h| h.trimmed_text().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "besip".into()),
+    }
+}
+
+/// The group of `name`, read straight from the running tree (no copy, no
+/// XML): RESTCONF re-checks its sessions' users after every commit.
+pub fn group_of(store: &Datastore, name: &str) -> Option<Group> {
+    if name.is_empty() || name.contains(['\'', '"', '[', ']', '/']) {
+        return None;
+    }
+    use besip_core::yang2::data::Data;
+    let tree = store.tree(Source::Running);
+    let user = tree
+        .find_path(&format!("/besip-system:system/user[name='{name}']"))
+        .ok()?;
+    let group = user
+        .children()
+        .find(|c| c.schema().name() == "group")
+        .and_then(|g| g.value_canonical());
+    Some(Group::parse_or_monitor(group.as_deref().unwrap_or("monitor")))
+}

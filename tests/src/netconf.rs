@@ -15,7 +15,7 @@ pub struct NetconfServer {
     child: Child,
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -42,7 +42,37 @@ impl NetconfServer {
         Self::launch(root, Some(ADMIN_PASSWORD), port)
     }
 
+    /// Start with RESTCONF on a free loopback port too; returns its port.
+    pub fn start_with_restconf() -> (NetconfServer, u16) {
+        let restconf = free_port();
+        let server = Self::launch_with(
+            TempRoot::new(),
+            Some(ADMIN_PASSWORD),
+            free_port(),
+            &["--restconf-listen".to_string(), format!("127.0.0.1:{restconf}")],
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", restconf)).is_err() {
+            assert!(Instant::now() < deadline, "RESTCONF did not listen: {}", server.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        (server, restconf)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     fn launch(root: TempRoot, admin_password: Option<&str>, port: u16) -> NetconfServer {
+        Self::launch_with(root, admin_password, port, &[])
+    }
+
+    fn launch_with(
+        root: TempRoot,
+        admin_password: Option<&str>,
+        port: u16,
+        extra: &[String],
+    ) -> NetconfServer {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -60,6 +90,7 @@ impl NetconfServer {
             .arg(format!("127.0.0.1:{port}"))
             .arg("--log-level")
             .arg("debug")
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

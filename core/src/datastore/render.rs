@@ -165,9 +165,12 @@ impl Datastore {
             .duplicate()
             .map_err(|e| ConfigError::new(ErrorTag::OperationFailed, describe(&e)))?;
         for state in states {
+            // yang2 hands the bytes to lyd_parse_data_mem, which reads a C
+            // string: without the NUL it reads past the end of the buffer.
+            let state = format!("{state}\0");
             match DataTree::parse_string(
                 self.schema.context(),
-                state,
+                &state,
                 DataFormat::JSON,
                 DataParserFlags::NO_VALIDATION,
                 DataValidationFlags::empty(),

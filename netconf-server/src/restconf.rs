@@ -1,0 +1,243 @@
+//! RESTCONF requests run through the NETCONF operations of this server
+//! (`ops`, `nacm_ops`, `modrpc`): one datastore, one set of locks, one
+//! commit history and one access control for both protocols.
+
+use crate::base_notifications::{self, SessionParams};
+use crate::nacm_ops::{check_admin_data_kept, check_edit_rules, exec_denied, may_edit};
+use crate::reply::BASE_NS;
+use crate::rpc::Answer;
+use crate::server::{lock, Counters, Group, Server};
+use crate::session::SessionCtx;
+use crate::{ops, users};
+use besip_core::datastore::{CommitOptions, TestOption};
+use besip_core::edit::{DefaultOperation, ErrorOption};
+use besip_core::error::{ConfigError, ErrorTag, ErrorType};
+use besip_core::xml::Element;
+use besip_restconf::backend::{Refusal, Settings};
+use besip_restconf::{Backend, Principal, Reply, Version};
+use futures::stream::BoxStream;
+use std::net::IpAddr;
+use std::sync::Arc;
+use tokio::sync::broadcast;
+
+pub struct RestconfBackend(pub Arc<Server>);
+
+impl RestconfBackend {
+    fn ctx(&self, who: &Principal) -> SessionCtx {
+        SessionCtx::request(
+            self.0.clone(),
+            who.user.clone(),
+            who.group,
+            who.source.to_string(),
+        )
+    }
+
+    /// The `/nacm` denied counters, as `rpc::handle` keeps them for NETCONF.
+    fn count_denied(&self, errors: &[ConfigError]) {
+        if let Some(e) = errors.iter().find(|e| e.tag == ErrorTag::AccessDenied) {
+            let counter = if e.error_type == ErrorType::Application {
+                &self.0.nacm_denied.data_writes
+            } else {
+                &self.0.nacm_denied.operations
+            };
+            Counters::bump(counter);
+        }
+    }
+}
+
+fn in_use(message: &str) -> Vec<ConfigError> {
+    vec![ConfigError::protocol(ErrorTag::InUse, message)]
+}
+
+impl Backend for RestconfBackend {
+    async fn check_password(&self, user: &str, password: &str, source: IpAddr) -> Result<Group, Refusal> {
+        let server = &self.0;
+        let attempt = server
+            .login_throttle
+            .begin(source, user)
+            .map_err(Refusal::Throttled)?;
+        let found = {
+            let store = server.store.lock().await;
+            users::find_user(&store, user)
+        };
+        let Some(found) = found else {
+            tracing::info!(user, peer = %source, "RESTCONF login refused: unknown user");
+            return Err(Refusal::Wrong);
+        };
+        let Some(hash) = found.password_hash.clone() else {
+            return Err(Refusal::Wrong);
+        };
+        let password = password.to_owned();
+        let ok = tokio::task::spawn_blocking(move || besip_core::password::verify(&hash, &password))
+            .await
+            .unwrap_or(false);
+        if !ok {
+            tracing::info!(user, peer = %source, "RESTCONF login refused: wrong password");
+            return Err(Refusal::Wrong);
+        }
+        server.login_throttle.succeeded(attempt);
+        crate::protect::protect_login_source(server, Some(std::net::SocketAddr::new(source, 0)));
+        tracing::info!(user, peer = %source, "RESTCONF login");
+        Ok(found.group)
+    }
+
+    async fn user_group(&self, user: &str) -> Option<Group> {
+        let store = self.0.store.lock().await;
+        users::group_of(&store, user)
+    }
+
+    async fn operation(&self, who: &Principal, op: Element) -> Result<Reply, Vec<ConfigError>> {
+        let mut ctx = self.ctx(who);
+        Counters::bump(&self.0.totals.in_rpcs);
+        let rpc = Element::new(BASE_NS, "rpc");
+        let result = ops::dispatch(&mut ctx, &rpc, &op).await;
+        match result {
+            Ok(Answer::Ok) | Ok(Answer::Close) => Ok(Reply::Ok),
+            Ok(Answer::Data(d)) => Ok(Reply::Data(d)),
+            Ok(Answer::Body(b)) => Ok(Reply::Body(b)),
+            Err(errors) => {
+                Counters::bump(&self.0.totals.out_rpc_errors);
+                self.count_denied(&errors);
+                Err(errors)
+            }
+        }
+    }
+
+    async fn edit_running(&self, who: &Principal, config: Vec<Element>) -> Result<(), Vec<ConfigError>> {
+        let result = self.edit_and_commit(who, config).await;
+        if let Err(errors) = &result {
+            self.count_denied(errors);
+        }
+        result
+    }
+
+    fn version(&self) -> Version {
+        *self.0.running_version.borrow()
+    }
+
+    fn watch_running(&self) -> tokio::sync::watch::Receiver<Version> {
+        self.0.running_version.subscribe()
+    }
+
+    async fn settings(&self) -> Settings {
+        let store = self.0.store.lock().await;
+        users::restconf_settings(&store)
+    }
+
+    fn max_body(&self) -> usize {
+        self.0.settings.max_message_size
+    }
+
+    fn notifications(&self, who: &Principal) -> BoxStream<'static, String> {
+        let server = self.0.clone();
+        let receiver = server.notifications.subscribe();
+        let (user, group) = (who.user.clone(), who.group);
+        Box::pin(futures::stream::unfold(
+            (server, receiver),
+            move |(server, mut receiver)| {
+                let user = user.clone();
+                async move {
+                    loop {
+                        match receiver.recv().await {
+                            Ok(event) => {
+                                let view = server.nacm_view(&user, group);
+                                if !crate::nacm_data::may_receive(&view, &event.doc) {
+                                    Counters::bump(&server.nacm_denied.notifications);
+                                    continue;
+                                }
+                                Counters::bump(&server.totals.out_notifications);
+                                return Some((event.doc.clone(), (server, receiver)));
+                            }
+                            Err(broadcast::error::RecvError::Lagged(n)) => {
+                                tracing::warn!(missed = n, "a slow RESTCONF event stream missed notifications");
+                            }
+                            Err(broadcast::error::RecvError::Closed) => return None,
+                        }
+                    }
+                }
+            },
+        ))
+    }
+}
+
+impl RestconfBackend {
+    /// RFC 8040 §1.4 on a :candidate server: the edit goes to the candidate
+    /// and is committed at once, all under the datastore lock, so nothing
+    /// of anyone else can ride along.
+    async fn edit_and_commit(&self, who: &Principal, config: Vec<Element>) -> Result<(), Vec<ConfigError>> {
+        let server = &self.0;
+        let ctx = self.ctx(who);
+        let view = server.nacm_view(&ctx.user, ctx.group);
+        for op in ["edit-config", "commit"] {
+            if !view.may_exec("ietf-netconf", op) {
+                return Err(exec_denied(op));
+            }
+        }
+        if !view.active() {
+            may_edit(&ctx, &config)?;
+        }
+        {
+            let locks = lock(&server.locks);
+            if let Some((holder, _)) = locks.candidate.as_ref().or(locks.running.as_ref()) {
+                return Err(vec![ConfigError::protocol(
+                    ErrorTag::InUse,
+                    format!("the configuration is locked by NETCONF session {holder}"),
+                )
+                .with_info("session-id", holder.to_string())]);
+            }
+        }
+        let outcome = {
+            let mut store = server.store.lock().await;
+            if store.candidate_modified() {
+                return Err(in_use(
+                    "the candidate holds uncommitted changes (of a NETCONF session or the RESTCONF candidate datastore): commit or discard them first",
+                ));
+            }
+            if store.confirm_pending() {
+                return Err(in_use(
+                    "a confirmed commit is waiting for its confirmation: confirm or cancel it first",
+                ));
+            }
+            let (op, err) = (DefaultOperation::Merge, ErrorOption::StopOnError);
+            if view.active() {
+                check_edit_rules(&view, &store, &config, op, err)?;
+            } else {
+                check_admin_data_kept(&ctx, &store, &config, op, err)?;
+            }
+            if let Err(e) = store.edit_candidate(&config, op, err, TestOption::TestThenSet) {
+                let _ = store.discard_changes();
+                return Err(e.0);
+            }
+            let options = CommitOptions {
+                user: ctx.user.clone(),
+                comment: "RESTCONF".into(),
+                ..Default::default()
+            };
+            let started = std::time::Instant::now();
+            let outcome = store.commit(options, &server.reloader).await;
+            server.commits.record(outcome.is_ok(), started.elapsed());
+            match outcome {
+                Ok(o) => {
+                    server.running_changed(&store);
+                    o
+                }
+                Err(e) => {
+                    let _ = store.discard_changes();
+                    return Err(e.0);
+                }
+            }
+        };
+        let by = SessionParams::from(&ctx);
+        if outcome.id.is_some() {
+            server.publish(&base_notifications::config_change(Some(by), &outcome.changes));
+        }
+        Ok(())
+    }
+}
+
+/// Serve RESTCONF for `server`: at `fixed` addresses, or as besip-system
+/// `restconf` says (followed after each commit).
+pub async fn serve(server: Arc<Server>, fixed: Vec<std::net::SocketAddr>) -> Result<(), String> {
+    let etc = server.layout.etc_dir();
+    besip_restconf::listen::spawn(Arc::new(RestconfBackend(server)), etc, fixed).await
+}

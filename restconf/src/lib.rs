@@ -1,0 +1,41 @@
+//! RESTCONF (RFC 8040) with the NMDA datastores of RFC 8527, over HTTPS.
+//!
+//! This crate is the protocol only: URLs, methods, query parameters, JSON
+//! (RFC 7951) and XML bodies, errors documents, authentication, the event
+//! stream. What a request does to the box is asked of a [`Backend`], which
+//! besip-netconfd implements with its NETCONF operation code, so both
+//! protocols share one datastore, its locks, candidate, commit history,
+//! confirmed commit, notifications and access control (NACM).
+//!
+//! Decisions a client notices:
+//! - `{+restconf}` is `/restconf` (announced by `/.well-known/host-meta`).
+//! - Edits through `/restconf/data` (and `/restconf/ds/ietf-datastores:running`)
+//!   edit the candidate and commit at once (RFC 8040 §1.4); they fail with
+//!   `in-use` (409) while the candidate is locked or holds someone's
+//!   uncommitted changes. `/restconf/ds/ietf-datastores:candidate` edits the
+//!   shared candidate only; commit it with `POST
+//!   /restconf/operations/ietf-netconf:commit`.
+//! - One ETag and Last-Modified for every resource: the datastore's (they
+//!   change with every change of running, RFC 8040 §3.4.1.1).
+//! - Authentication: HTTP Basic against the box's users, then a session
+//!   cookie (`besip_restconf`); wrong passwords are throttled as SSH logins.
+//! - Query parameters: content, depth, fields, with-defaults; insert only
+//!   `last` (the datastore appends), point not at all; no YANG Patch.
+//! - Operations that need a NETCONF session of their own (lock, unlock,
+//!   edit-config, copy-config, delete-config, kill/close-session,
+//!   create-subscription) are not offered under `/restconf/operations`.
+//! - JSON of RPC output and notifications is converted structurally (every
+//!   value a string); data goes through libyang (typed RFC 7951).
+
+pub mod api_path;
+pub mod auth;
+pub mod backend;
+pub mod convert;
+pub mod data;
+pub mod errors;
+pub mod handlers;
+pub mod listen;
+pub mod query;
+pub mod stream;
+
+pub use backend::{Backend, Principal, Reply, Version};
