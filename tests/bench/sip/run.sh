@@ -333,7 +333,7 @@ cpu_per_k() {
   local f="$WORK/cpu-$1-$2-$3"
   [ -f "$f" ] || { echo n/a; return; }
   local cpu succ
-  read -r cpu succ < "$f"
+  read -r cpu succ _ < "$f"
   if [ "$succ" -gt 0 ]; then echo "$((cpu * 1000 / succ))"; else echo n/a; fi
 }
 COMMON_REG=$(( REG_B < REG_K ? REG_B : REG_K ))
@@ -384,7 +384,7 @@ CPU ms / 1000 REGISTERs (lower is better; ratio = Kamailio/besip)
                      together    $(printf '%10s %21s | %8s %7s' "$TB1" "" "$TK1" "$(ratio "$TK1" "$TB1")")
 rows in the database after the ladder  $(printf '%5s %10s %7s | %8s' "$ROWS_B" "$ROWS_K" "" "$ROWS_K1")  ($USERS users)
 EOT
-  grep -ciE 'error|warn' "$WORK/besip.log" | xargs printf 'besip-pbxd log: %s error/warning lines\n'
-  grep -iE 'error|warn' "$WORK/besip.log" | sort | uniq -c | sort -rn | head -5
-  grep -ciE 'ERROR' "$WORK/kamailio.log" "$WORK/kamailio1.log" | xargs printf 'kamailio log: %s ERROR lines\n'
+  echo "besip-pbxd log: $(grep -ciE 'error|warn' "$WORK/besip.log" || true) error/warning lines;" \
+    "Kamailio logs: $(cat "$WORK/kamailio.log" "$WORK/kamailio1.log" | grep 'ERROR' | grep -vc 'io_wait_loop_epoll' || true) ERROR lines (besides epoll_wait EINVAL of the TCP process)"
+  grep -iE 'error|warn' "$WORK/besip.log" | cut -c1-200 | sort | uniq -c | sort -rn | head -5 || true
 fi
