@@ -373,7 +373,17 @@ if [ -n "${PG:-}" ] && [[ " $PARTS " == *" a "* ]]; then
     [ "$succ" -gt 0 ] || { echo "n/a n/a n/a"; return; }
     echo "$((cpu * 1000 / succ)) $((pg * 1000 / succ)) $(((cpu + pg) * 1000 / succ))"
   }
-  C2=$(( REG_B < REG_K ? REG_B : REG_K )); C1=$(( REG_B < REG_K1 ? REG_B : REG_K1 ))
+  # common_rate A B MAX → the highest rate ≤ MAX that both ladders ran (the ladders differ).
+  common_rate() {
+    local best=0 f r
+    for f in "$WORK/cpu-$1-register-"*; do
+      r=${f##*-}
+      [[ "$r" =~ ^[0-9]+$ ]] && [ "$r" -le "$3" ] && [ "$r" -gt "$best" ] && [ -f "$WORK/cpu-$2-register-$r" ] && best=$r
+    done
+    echo "$best"
+  }
+  C2=$(common_rate besip kamailio $(( REG_B < REG_K ? REG_B : REG_K )))
+  C1=$(common_rate besip kam-dbm1 $(( REG_B < REG_K1 ? REG_B : REG_K1 )))
   read -r SB2 PB2 TB2 < <(pg_cpu_per_k besip "$C2"); read -r SK2 PK2 TK2 < <(pg_cpu_per_k kamailio "$C2")
   read -r SB1 PB1 TB1 < <(pg_cpu_per_k besip "$C1"); read -r SK1 PK1 TK1 < <(pg_cpu_per_k kam-dbm1 "$C1")
   cat <<EOT
