@@ -279,10 +279,25 @@ echo "== (a) REGISTER with digest auth, $USERS users, steps of ${STEP_SECS}s" >&
 REG_B=0; REG_K=0; REG_K1=0; CALL_B=0; CALL_K=0; ROWS_B=-; ROWS_K=-; ROWS_K1=-
 CONC_B=0; SUCC_HB=-; FAIL_HB=-; MEM_HB=-; CONC_K=0; SUCC_HK=-; FAIL_HK=-; MEM_HK=-
 if [[ " $PARTS " == *" a "* ]]; then
+# idle_cpu PID → "server PostgreSQL" CPU ms over IDLE_SECS s without load (PG=1:
+# the fixed cost of keeping the location in sync, counted in every step too).
+IDLE_SECS=${IDLE_SECS:-5}
+idle_cpu() {
+  local c0 p0 c1 p1
+  c0=$(cpu_ticks "$1"); p0=$(pg_cpu_ticks); sleep "$IDLE_SECS"; c1=$(cpu_ticks "$1"); p1=$(pg_cpu_ticks)
+  echo "$(((c1 - c0) * TICK_MS)) $(((p1 - p0) * TICK_MS))"
+}
+IDLE_B="- -"; IDLE_K="- -"
 REG_B=$(ladder besip "$BESIP_PORT" register.xml "$RATES_REG" -inf "$WORK/users.csv")
-[ -n "${PG:-}" ] && { ROWS_B=$(pg_rows_besip); echo "  besip-pbxd: $ROWS_B rows in besip_location" >&2; }
+if [ -n "${PG:-}" ]; then
+  ROWS_B=$(pg_rows_besip); echo "  besip-pbxd: $ROWS_B rows in besip_location" >&2
+  IDLE_B=$(idle_cpu "$BESIP_PID"); echo "  besip-pbxd idle ${IDLE_SECS}s (server, PostgreSQL CPU ms): $IDLE_B" >&2
+fi
 REG_K=$(ladder kamailio "$KAM_PORT" register.xml "$RATES_REG" -inf "$WORK/users.csv")
-[ -n "${PG:-}" ] && { ROWS_K=$(pg_rows_kam kam2); echo "  kamailio db_mode 2: $ROWS_K rows in location" >&2; }
+if [ -n "${PG:-}" ]; then
+  ROWS_K=$(pg_rows_kam kam2); echo "  kamailio db_mode 2: $ROWS_K rows in location" >&2
+  IDLE_K=$(idle_cpu "$KAM_PID"); echo "  kamailio db_mode 2 idle ${IDLE_SECS}s (server, PostgreSQL CPU ms): $IDLE_K" >&2
+fi
 if [ -n "${PG:-}" ]; then
   REG_K1=$(ladder kam-dbm1 "$KAM1_PORT" register.xml "$RATES_REG_DBM1" -inf "$WORK/users.csv")
   ROWS_K1=$(pg_rows_kam kam1); echo "  kamailio db_mode 1: $ROWS_K1 rows in location" >&2
@@ -399,6 +414,7 @@ CPU ms / 1000 REGISTERs (lower is better; ratio = Kamailio/besip)
                      PostgreSQL  $(printf '%10s %21s | %8s %7s' "$PB1" "" "$PK1" "$(ratio "$PK1" "$PB1")")
                      together    $(printf '%10s %21s | %8s %7s' "$TB1" "" "$TK1" "$(ratio "$TK1" "$TB1")")
 rows in the database after the ladder  $(printf '%5s %10s %7s | %8s' "$ROWS_B" "$ROWS_K" "" "$ROWS_K1")  ($USERS users)
+idle ${IDLE_SECS} s after the ladder, CPU ms server+PostgreSQL  $(printf '%s %s' "${IDLE_B/ /+}" "${IDLE_K/ /+}")
 EOT
   echo "besip-pbxd log: $(grep -ciE 'error|warn' "$WORK/besip.log" || true) error/warning lines;" \
     "Kamailio logs: $(cat "$WORK/kamailio.log" "$WORK/kamailio1.log" | grep 'ERROR' | grep -vc 'io_wait_loop_epoll' || true) ERROR lines (besides epoll_wait EINVAL of the TCP process)"
