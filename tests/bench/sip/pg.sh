@@ -73,3 +73,24 @@ pg_cpu_ticks() { cpu_ticks "$PG_PID"; }
 # Rows in the location table of each server.
 pg_rows_besip() { psql_q postgres "SELECT count(*) FROM besip_location" 2>/dev/null || echo "no table"; }
 pg_rows_kam() { psql_q "$1" "SELECT count(*) FROM location" 2>/dev/null || echo "no table"; }
+
+# PG_LAG=1: how far the database is behind the server during each step,
+# sampled every 0.5 s with psql (its connections cost PostgreSQL a little CPU,
+# hence opt-in). besip-pbxd: now + 3600 (the scenario's Expires) − the newest
+# expires_at written; Kamailio: now − the newest last_modified. Whole seconds,
+# so 1 s means "within the second"; sampling stops when sipp ends.
+# pg_lag_loop WHO OUT: appends one lag per line to OUT until killed.
+pg_lag_loop() {
+  local db sql
+  case $1 in
+    besip) db=postgres; sql="SELECT extract(epoch FROM now())::bigint + 3600 - max(expires_at) FROM besip_location" ;;
+    kamailio) db=kam2; sql="SELECT extract(epoch FROM localtimestamp - max(last_modified))::bigint FROM location" ;;
+    *) db=kam1; sql="SELECT extract(epoch FROM localtimestamp - max(last_modified))::bigint FROM location" ;;
+  esac
+  # The first second of a step still shows the pause between steps: skipped.
+  local n=0
+  while sleep 0.5; do
+    n=$((n + 1)); [ "$n" -le 2 ] && continue
+    psql_q "$db" "$sql" >> "$2" 2>/dev/null || true
+  done
+}

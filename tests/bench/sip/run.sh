@@ -234,11 +234,19 @@ run_sipp() {
   local t0 t1 c0 c1 p0=0 p1=0
   c0=$(cpu_ticks "$server_pid")
   [ -n "${PG:-}" ] && p0=$(pg_cpu_ticks)
+  local lagger=""
+  if [ -n "${PG_LAG:-}" ]; then
+    local who=besip
+    [ "$server_pid" = "$KAM_PID" ] && who=kamailio
+    [ "$server_pid" = "$KAM1_PID" ] && who=kam-dbm1
+    rm -f "$WORK/$name.lag"; pg_lag_loop "$who" "$WORK/$name.lag" & lagger=$!
+  fi
   t0=$(date +%s.%N)
   "${SIPP_CPU[@]}" sipp "127.0.0.1:$port" -sf "$HERE/$sf" -i 127.0.0.1 -r "$rate" -rp 1000 -m "$total" \
     -nostdin -recv_timeout 8000 -timeout "$((STEP_SECS * 4 + 30))s" \
     -trace_stat -stf "$stat" -fd 3600 -buff_size "$SIPP_BUF" "$@" > "$WORK/$name.out" 2>&1 || true
   t1=$(date +%s.%N)
+  [ -n "$lagger" ] && { kill "$lagger" 2>/dev/null; wait "$lagger" 2>/dev/null || true; }
   [ -n "${PG:-}" ] && { sleep "$PG_SETTLE"; p1=$(pg_cpu_ticks); }
   c1=$(cpu_ticks "$server_pid")
   local succ fail
@@ -264,7 +272,7 @@ ladder() {
     local total=$((r * STEP_SECS))
     read -r verdict succ fail secs cpu pgcpu < <(run_sipp "$port" "$who-${sf%.xml}-$r" "$sf" "$r" "$total" "$@")
     printf '  %-8s %-12s rate %6s/s  ok %7s  failed %5s  %6.2f s  server CPU %6s ms%s  %s\n' "$who" "$sf" "$r" "$succ" "$fail" "$secs" "$cpu" \
-      "${PG:+  PostgreSQL CPU $(printf '%6s' "$pgcpu") ms}" "$verdict" >&2
+      "${PG:+  PostgreSQL CPU $(printf '%6s' "$pgcpu") ms}${PG_LAG:+  DB lag max $(sort -n "$WORK/$who-${sf%.xml}-$r.lag" 2>/dev/null | tail -1) s}" "$verdict" >&2
     echo "$cpu $succ $pgcpu" > "$WORK/cpu-$who-${sf%.xml}-$r"
     [ "$verdict" = ok ] || break
     best=$r
