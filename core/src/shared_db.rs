@@ -102,17 +102,16 @@ impl Connection {
         Ok(c)
     }
 
-    /// Waits for a NOTIFY or `tick`, whichever comes first; an error once
-    /// the connection is gone.
-    pub async fn wait(&mut self, tick: std::time::Duration) -> Result<(), String> {
+    /// Waits for a NOTIFY or `tick`, whichever comes first: true when a
+    /// NOTIFY came; an error once the connection is gone.
+    pub async fn wait(&mut self, tick: std::time::Duration) -> Result<bool, String> {
         if self.driver.is_finished() {
             return Err("connection lost".to_owned());
         }
-        tokio::select! {
-            _ = self.woken.recv() => {}
-            _ = tokio::time::sleep(tick) => {}
-        }
-        Ok(())
+        Ok(tokio::select! {
+            _ = self.woken.recv() => true,
+            _ = tokio::time::sleep(tick) => false,
+        })
     }
 }
 

@@ -61,6 +61,10 @@ pub fn unix_now() -> u64 {
 pub struct Location {
     bindings: RwLock<HashMap<String, Vec<Binding>>>,
     writer: mpsc::Sender<Op>,
+    /// (aor, contact) changed since the last `take_changes`, kept only
+    /// while someone follows them (the cluster's copy): at most one entry
+    /// per binding there was.
+    changes: parking_lot::Mutex<Option<std::collections::HashSet<(String, String)>>>,
 }
 
 impl Location {
@@ -132,7 +136,40 @@ impl Location {
         Ok(Location {
             bindings: RwLock::new(map),
             writer,
+            changes: parking_lot::Mutex::new(None),
         })
+    }
+
+    /// Notes a change for the follower, if there is one.
+    fn changed(&self, aor: &str, contact: &str) {
+        if let Some(set) = self.changes.lock().as_mut() {
+            set.insert((aor.to_owned(), contact.to_owned()));
+        }
+    }
+
+    /// Starts (or stops) keeping the changed bindings for `take_changes`.
+    pub fn follow_changes(&self, on: bool) {
+        *self.changes.lock() = on.then(Default::default);
+    }
+
+    /// The (aor, contact) pairs changed since the last call, with each
+    /// one's live binding now (None: gone).
+    pub fn take_changes(&self) -> Vec<((String, String), Option<Binding>)> {
+        let keys = match self.changes.lock().as_mut() {
+            Some(set) => std::mem::take(set),
+            None => return Vec::new(),
+        };
+        let now = unix_now();
+        let map = self.bindings.read();
+        keys.into_iter()
+            .map(|(aor, contact)| {
+                let live = map
+                    .get(&aor)
+                    .and_then(|l| l.iter().find(|b| b.contact == contact && b.expires_at > now))
+                    .cloned();
+                ((aor, contact), live)
+            })
+            .collect()
     }
 
     pub fn lookup(&self, aor: &str) -> Vec<Binding> {
@@ -172,6 +209,8 @@ impl Location {
             Some(existing) => *existing = b.clone(),
             None => list.push(b.clone()),
         }
+        drop(map);
+        self.changed(&b.aor, &b.contact);
         let _ = self.writer.send(Op::Put(b));
     }
 
@@ -193,6 +232,7 @@ impl Location {
             map.remove(aor);
         }
         for c in removed {
+            self.changed(aor, &c);
             let _ = self.writer.send(Op::Remove {
                 aor: aor.to_owned(),
                 contact: c,
@@ -219,6 +259,7 @@ impl Location {
             });
         }
         for (aor, contact) in &expired {
+            self.changed(aor, contact);
             let _ = self.writer.send(Op::Remove {
                 aor: aor.clone(),
                 contact: contact.clone(),

@@ -198,6 +198,11 @@ impl Accounting {
         Ok(())
     }
 
+    /// The id of the newest CDR (0: none yet).
+    pub fn last_id(&self) -> u64 {
+        self.next_id.lock().saturating_sub(1)
+    }
+
     /// The stored CDRs after `id`, oldest first, at most `limit` (read from
     /// the database, so none is missed however many ended meanwhile).
     pub fn cdrs_after(&self, id: u64, limit: u32) -> Result<Vec<Cdr>, String> {

@@ -85,6 +85,7 @@ pub fn reconcile(engine: &Arc<Engine>) {
     }
     if let Some((_, task)) = running.take() {
         task.abort();
+        engine.location().follow_changes(false);
         cluster.shared.remote.write().clear();
         cluster.shared.boxes.write().clear();
         *cluster.shared.status.lock() = Status::default();

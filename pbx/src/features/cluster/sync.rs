@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio_postgres::Client;
 
 use super::{RemoteBinding, Shared};
-use crate::call::location::{unix_now, Location};
+use crate::call::location::{unix_now, Binding, Location};
 use crate::features::accounting::Cdr;
 use crate::features::state::Engine;
 use crate::config::ClusterSettings;
@@ -23,9 +23,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const MAX_REMOTE: i64 = 200_000;
 const CHANNEL: &str = "besip_location";
 
-type Key = (String, String);
-/// What the database holds of this box: (aor, contact) -> (expires, user agent).
-type Written = HashMap<Key, (u64, String)>;
+/// Without a NOTIFY, the others' bindings are read every this many ticks.
+const READ_EVERY: u32 = 10;
 
 /// CDRs copied per round, at most.
 const CDR_BATCH: u32 = 500;
@@ -66,10 +65,10 @@ async fn session(
         CHANNEL,
     )
     .await?;
-    let client = &mut db.client;
-    let mut written = Written::new();
-    write_all(client, settings, location, shared, &mut written).await?;
-    let mut last_cdr = copied_cdrs(client, settings).await?;
+    // Changes from now on are kept; everything before is in the full write.
+    location.follow_changes(true);
+    write_all(&mut db.client, settings, location, shared).await?;
+    let mut last_cdr = copied_cdrs(&db.client, settings).await?;
     {
         let mut s = shared.status.lock();
         if !s.connected {
@@ -79,22 +78,19 @@ async fn session(
         s.outage_since = None;
         s.last_error = None;
     }
+    let mut read_due = true;
+    let mut ticks = 0u32;
     loop {
-        let client = &mut db.client;
-        write_changes(client, settings, location, shared, &mut written).await?;
-        read_others(client, settings, shared).await?;
-        copy_cdrs(client, settings, engine, shared, &mut last_cdr).await?;
-        db.wait(TICK).await?;
+        write_changes(&mut db.client, settings, location, shared).await?;
+        // The others' bindings when one of them (or we) notified, and every
+        // few seconds in case a NOTIFY was missed.
+        ticks = ticks.wrapping_add(1);
+        if read_due || ticks % READ_EVERY == 0 {
+            read_others(&db.client, settings, shared).await?;
+        }
+        copy_cdrs(&mut db.client, settings, engine, shared, &mut last_cdr).await?;
+        read_due = db.wait(TICK).await?;
     }
-}
-
-/// This box's live bindings as the database holds them.
-fn local(location: &Location) -> Written {
-    location
-        .all()
-        .into_iter()
-        .map(|b| ((b.aor, b.contact), (b.expires_at, b.user_agent)))
-        .collect()
 }
 
 /// After a (re)connection: this box's rows replaced by what it holds now
@@ -104,9 +100,9 @@ async fn write_all(
     settings: &ClusterSettings,
     location: &Location,
     shared: &Shared,
-    written: &mut Written,
 ) -> Result<(), String> {
-    let now = local(location);
+    let _ = location.take_changes();
+    let now: Vec<Binding> = location.all();
     let tx = client.transaction().await.map_err(|e| e.to_string())?;
     let sip = settings.sip.to_string();
     let seen = i64::try_from(unix_now()).unwrap_or(i64::MAX);
@@ -119,51 +115,52 @@ async fn write_all(
     tx.execute("DELETE FROM besip_location WHERE box = $1", &[&settings.box_name])
         .await
         .map_err(|e| e.to_string())?;
-    for ((aor, contact), (expires, ua)) in &now {
-        upsert(&tx, &settings.box_name, aor, contact, *expires, ua).await?;
-    }
+    upsert(&tx, &settings.box_name, &now).await?;
     tx.execute(&format!("NOTIFY {CHANNEL}"), &[])
         .await
         .map_err(|e| e.to_string())?;
     tx.commit().await.map_err(|e| e.to_string())?;
     shared.status.lock().written += now.len() as u64;
-    *written = now;
     Ok(())
 }
 
+/// `bindings` written in one statement (arrays unnested by the server).
 async fn upsert(
     tx: &tokio_postgres::Transaction<'_>,
     box_name: &str,
-    aor: &str,
-    contact: &str,
-    expires: u64,
-    ua: &str,
+    bindings: &[Binding],
 ) -> Result<(), String> {
-    let expires = i64::try_from(expires).unwrap_or(i64::MAX);
+    if bindings.is_empty() {
+        return Ok(());
+    }
+    let aors: Vec<&str> = bindings.iter().map(|b| b.aor.as_str()).collect();
+    let contacts: Vec<&str> = bindings.iter().map(|b| b.contact.as_str()).collect();
+    let expires: Vec<i64> = bindings
+        .iter()
+        .map(|b| i64::try_from(b.expires_at).unwrap_or(i64::MAX))
+        .collect();
+    let agents: Vec<&str> = bindings.iter().map(|b| b.user_agent.as_str()).collect();
     tx.execute(
-        "INSERT INTO besip_location VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (box, aor, contact) DO UPDATE SET expires_at = $4, user_agent = $5",
-        &[&box_name, &aor, &contact, &expires, &ua],
+        "INSERT INTO besip_location
+         SELECT $1, * FROM unnest($2::text[], $3::text[], $4::bigint[], $5::text[])
+         ON CONFLICT (box, aor, contact) DO UPDATE
+         SET expires_at = EXCLUDED.expires_at, user_agent = EXCLUDED.user_agent",
+        &[&box_name, &aors, &contacts, &expires, &agents],
     )
     .await
     .map(|_| ())
     .map_err(|e| e.to_string())
 }
 
-/// What changed here since the last write, written in one transaction.
+/// What changed here since the last write (the location's change set), in
+/// one transaction of two statements at most.
 async fn write_changes(
     client: &mut Client,
     settings: &ClusterSettings,
     location: &Location,
     shared: &Shared,
-    written: &mut Written,
 ) -> Result<(), String> {
-    let now = local(location);
-    let changed: Vec<(&Key, &(u64, String))> = now
-        .iter()
-        .filter(|(k, v)| written.get(*k) != Some(*v))
-        .collect();
-    let gone: Vec<&Key> = written.keys().filter(|k| !now.contains_key(*k)).collect();
+    let changes = location.take_changes();
     let tx = client.transaction().await.map_err(|e| e.to_string())?;
     let seen = i64::try_from(unix_now()).unwrap_or(i64::MAX);
     tx.execute(
@@ -172,26 +169,34 @@ async fn write_changes(
     )
     .await
     .map_err(|e| e.to_string())?;
-    for ((aor, contact), (expires, ua)) in &changed {
-        upsert(&tx, &settings.box_name, aor, contact, *expires, ua).await?;
+    let mut live = Vec::new();
+    let (mut gone_aors, mut gone_contacts) = (Vec::new(), Vec::new());
+    for ((aor, contact), binding) in &changes {
+        match binding {
+            Some(b) => live.push(b.clone()),
+            None => {
+                gone_aors.push(aor.as_str());
+                gone_contacts.push(contact.as_str());
+            }
+        }
     }
-    for (aor, contact) in &gone {
+    upsert(&tx, &settings.box_name, &live).await?;
+    if !gone_aors.is_empty() {
         tx.execute(
-            "DELETE FROM besip_location WHERE box = $1 AND aor = $2 AND contact = $3",
-            &[&settings.box_name, aor, contact],
+            "DELETE FROM besip_location WHERE box = $1 AND (aor, contact) IN
+             (SELECT * FROM unnest($2::text[], $3::text[]))",
+            &[&settings.box_name, &gone_aors, &gone_contacts],
         )
         .await
         .map_err(|e| e.to_string())?;
     }
-    let count = changed.len() + gone.len();
-    if count > 0 {
+    if !changes.is_empty() {
         tx.execute(&format!("NOTIFY {CHANNEL}"), &[])
             .await
             .map_err(|e| e.to_string())?;
     }
     tx.commit().await.map_err(|e| e.to_string())?;
-    shared.status.lock().written += count as u64;
-    *written = now;
+    shared.status.lock().written += changes.len() as u64;
     Ok(())
 }
 
@@ -259,6 +264,10 @@ async fn copy_cdrs(
     let Some(engine) = engine.upgrade() else {
         return Ok(());
     };
+    // Nothing new since the last copy: no need to read the store.
+    if engine.accounting().last_id() <= *last {
+        return Ok(());
+    }
     let after = *last;
     let cdrs: Vec<Cdr> = tokio::task::spawn_blocking(move || {
         engine.accounting().cdrs_after(after, CDR_BATCH)
