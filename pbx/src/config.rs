@@ -14,6 +14,7 @@ use besip_core::uci::{Package, UciError};
 use snafu::{ResultExt, Snafu};
 
 pub mod accounting;
+pub mod caller_id;
 pub mod dispatcher;
 pub mod dns;
 pub mod forwarding;
@@ -195,6 +196,8 @@ pub struct Config {
     /// /pbx/nat: keepalives and media relay of the proxy.
     pub nat: nat::ProxySettings,
     pub feature_codes: forwarding::FeatureCodes,
+    /// Caller ID, phonebook and speed dials (`features::caller_id`).
+    pub caller_id: caller_id::CallerId,
     /// /pbx/inbound-route, ring-group, time-condition, blocklist
     pub inbound: inbound::Inbound,
     /// /pbx/hep, when a collector is configured.
@@ -308,6 +311,7 @@ impl Config {
     }
 
     pub fn from_model(pbx: Pbx, file: &str) -> Result<Config, ConfigError> {
+        let caller_id = caller_id::CallerId::from_model(&pbx);
         let rule = |message: String| ConfigError::Rule {
             file: file.to_owned(),
             message,
@@ -370,11 +374,14 @@ impl Config {
                 let udp = listens
                     .iter()
                     .find(|l| l.transport == Transport::Udp)
-                    .ok_or_else(|| rule("cluster needs a UDP listen for calls between boxes".into()))?;
+                    .ok_or_else(|| {
+                        rule("cluster needs a UDP listen for calls between boxes".into())
+                    })?;
                 let ip = pbx.cluster.sip_address.unwrap_or(udp.addr.ip());
                 if ip.is_unspecified() {
                     return Err(rule(
-                        "cluster sip-address is needed when the UDP listen is a wildcard address".into(),
+                        "cluster sip-address is needed when the UDP listen is a wildcard address"
+                            .into(),
                     ));
                 }
                 Some(ClusterSettings {
@@ -523,6 +530,7 @@ impl Config {
             dns: dns::Settings::from_model(&pbx.dns),
             nat: nat::ProxySettings::from_model(&pbx.nat),
             feature_codes: forwarding::FeatureCodes::from_model(&pbx.feature_codes),
+            caller_id,
             inbound,
             cluster,
             hep: pbx.hep.collector_address.map(|ip| HepSettings {
