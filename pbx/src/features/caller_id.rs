@@ -60,6 +60,11 @@ pub fn dialled(cfg: &Config, msg: &mut Message, user: &str) -> Result<Option<Str
             msg.set_uri(uri);
         }
     }
+    // The To of a new request is what was dialled: the number, not the code.
+    if let Some(to) = msg.header("To").map(str::to_owned) {
+        let to = to.replacen(&format!(":{user}@"), &format!(":{number}@"), 1);
+        msg.set_header("To", to);
+    }
     Ok(Some(number))
 }
 
