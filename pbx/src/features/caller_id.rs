@@ -195,3 +195,105 @@ pub fn copy_display_name(a_from: &str, b_req: &mut Message) {
     };
     b_req.set_header("From", format!("{display} {from}"));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        let text = "config pbx 'main'\n\toption mode 'proxy'\n\n\
+config extension 'e100'\n\toption number '100'\n\toption password 'pw'\n\toption caller_id_number '0301100'\n\toption display_name 'Alice'\n\n\
+config extension 'e101'\n\toption number '101'\n\toption password 'pw'\n\n\
+config trunk 't'\n\toption name 'prov'\n\toption host '192.0.2.1'\n\toption caller_id_number '0301000'\n\toption send_pai '1'\n\n\
+config phonebook 'p'\n\toption number '0555777'\n\toption name 'Bob'\n\n\
+config speed_dial 's'\n\toption code '*11'\n\toption number '0555123'\n";
+        let pkg = besip_core::uci::Package::parse("besip_pbx", text).expect("uci");
+        Config::from_package(&pkg, "besip_pbx").expect("config")
+    }
+
+    fn invite(to: &str, from: &str) -> Message {
+        let text = format!(
+            "INVITE sip:{to}@besip.test SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.9;branch=z9hG4bKx\r\n\
+From: {from};tag=a1\r\nTo: <sip:{to}@besip.test>\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+        );
+        Message::parse(text.as_bytes()).expect("message")
+    }
+
+    fn trunk_target() -> Vec<Target> {
+        let mut t = Target::outside(
+            "sip:0555123@192.0.2.1".into(),
+            "192.0.2.1:5060".parse().unwrap(),
+            crate::config::Transport::Udp,
+        );
+        t.trunk = Some("prov".into());
+        vec![t]
+    }
+
+    #[test]
+    fn privacy_prefix_and_speed_dial_resolve_to_the_number() {
+        let cfg = config();
+        let mut m = invite("*67*11", "<sip:100@besip.test>");
+        assert_eq!(dialled(&cfg, &mut m, "*67*11"), Ok(Some("0555123".into())));
+        assert_eq!(m.uri(), "sip:0555123@besip.test");
+        assert_eq!(m.header("Privacy"), Some("id"));
+        assert_eq!(m.header("To"), Some("<sip:0555123@besip.test>"));
+        let mut m = invite("*67", "<sip:100@besip.test>");
+        assert_eq!(dialled(&cfg, &mut m, "*67"), Err(()));
+        let mut m = invite("102", "<sip:100@besip.test>");
+        assert_eq!(dialled(&cfg, &mut m, "102"), Ok(None));
+        assert_eq!(m.header("Privacy"), None);
+    }
+
+    #[test]
+    fn from_and_pai_towards_the_trunk() {
+        let cfg = config();
+        let own = Origin::Extension("100".into());
+        let mut m = invite("0555123", "\"Phone\" <sip:100@besip.test>");
+        m.add_header("P-Asserted-Identity", "<sip:999@evil>".into());
+        rewrite(&cfg, &mut m, &own, &trunk_target());
+        assert_eq!(
+            m.header("From"),
+            Some("\"Alice\" <sip:0301100@besip.test>;tag=a1")
+        );
+        assert_eq!(
+            m.header_values("P-Asserted-Identity"),
+            vec!["\"Alice\" <sip:0301100@besip.test>"]
+        );
+        let mut m = invite("0555123", "<sip:101@besip.test>");
+        rewrite(
+            &cfg,
+            &mut m,
+            &Origin::Extension("101".into()),
+            &trunk_target(),
+        );
+        assert_eq!(m.header("From"), Some("<sip:0301000@besip.test>;tag=a1"));
+        let mut m = invite("0555123", "<sip:100@besip.test>");
+        m.add_header("Privacy", "id".into());
+        rewrite(&cfg, &mut m, &own, &trunk_target());
+        assert_eq!(
+            m.header("From"),
+            Some("\"Anonymous\" <sip:anonymous@anonymous.invalid>;tag=a1")
+        );
+        // Not towards a trunk, or not an extension: unchanged.
+        let mut m = invite("0555123", "<sip:100@besip.test>");
+        rewrite(&cfg, &mut m, &Origin::Stranger, &trunk_target());
+        assert_eq!(m.header("From"), Some("<sip:100@besip.test>;tag=a1"));
+    }
+
+    #[test]
+    fn phonebook_names_the_caller() {
+        let cfg = config();
+        let mut m = invite("0301000", "<sip:0555777@prov.test>");
+        phonebook(&cfg, &mut m);
+        assert_eq!(
+            m.header("From"),
+            Some("\"Bob\" <sip:0555777@prov.test>;tag=a1")
+        );
+        let mut m = invite("0301000", "\"X\" <sip:0555000@prov.test>");
+        phonebook(&cfg, &mut m);
+        assert_eq!(
+            m.header("From"),
+            Some("\"X\" <sip:0555000@prov.test>;tag=a1")
+        );
+    }
+}
