@@ -420,6 +420,15 @@ impl Config {
             }
             aliases.insert(a.alias.clone(), a.extension.clone());
         }
+        if let Some(code) = caller_id
+            .speed_dials
+            .keys()
+            .find(|c| extensions.contains_key(*c) || aliases.contains_key(*c))
+        {
+            return Err(rule(format!(
+                "speed dial {code} is also an extension or alias number"
+            )));
+        }
         let trunks: HashMap<String, Trunk> = pbx
             .trunk
             .iter()

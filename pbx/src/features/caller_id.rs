@@ -281,6 +281,15 @@ From: {from};tag=a1\r\nTo: <sip:{to}@besip.test>\r\nCall-ID: c\r\nCSeq: 1 INVITE
     }
 
     #[test]
+    fn a_speed_dial_may_not_shadow_an_extension() {
+        let text = "config pbx 'main'\n\n\
+config extension 'e100'\n\toption number '100'\n\toption password 'pw'\n\n\
+config speed_dial 's'\n\toption code '100'\n\toption number '0555123'\n";
+        let pkg = besip_core::uci::Package::parse("besip_pbx", text).expect("uci");
+        assert!(Config::from_package(&pkg, "besip_pbx").is_err());
+    }
+
+    #[test]
     fn phonebook_names_the_caller() {
         let cfg = config();
         let mut m = invite("0301000", "<sip:0555777@prov.test>");
