@@ -245,6 +245,26 @@ config speed_dial 'speed_dial_13'\n\toption code '*13'\n\toption number '102'\n\
         assert!(r.success, "{mode}: speed dial to 102:\n{}", r.log);
         assert!(sipp.wait(phone).success, "{mode}: phone 102");
 
+        // *67 hides the caller from our own phones too.
+        let phone = sipp.spawn("hidden-phone", &callee_answers(50), phone_port, port, &[]);
+        let r = sipp.run(
+            "hidden-internal",
+            &caller_answered("100", "*67102"),
+            free_port(),
+            port,
+            &["-au", "100", "-ap", "pw100"],
+        );
+        assert!(r.success, "{mode}: *67 to 102:\n{}", r.log);
+        assert!(sipp.wait(phone).success, "{mode}: phone 102");
+        let got = sipp.messages("hidden-phone");
+        let from = header_of(&got, "From").expect("From");
+        assert!(from.contains("<sip:anonymous@anonymous.invalid>"), "{mode}: {from}");
+        // A proxy passes the caller's Contact and its later requests
+        // unchanged; the B2BUA shows nothing of the caller.
+        if mode == "b2bua" {
+            assert!(!got.contains("sip:100@"), "{mode}: caller shown:\n{got}");
+        }
+
         // A stranger dialling the code is a relay attempt.
         let r = sipp.run(
             "stranger",

@@ -133,7 +133,8 @@ impl Outgoing {
 }
 
 /// The identity of a new call of an extension going out through a
-/// trunk; None for other calls.
+/// trunk, or anonymous to our own phones when the caller asked for
+/// privacy; None for other calls.
 pub fn outgoing(
     cfg: &Config,
     msg: &Message,
@@ -143,7 +144,20 @@ pub fn outgoing(
     let Origin::Extension(ext) = origin else {
         return None;
     };
-    let trunk = targets.iter().find_map(|t| t.trunk.as_deref())?;
+    let private = msg
+        .header_values("Privacy")
+        .iter()
+        .any(|v| v.split(';').any(|p| p.trim().eq_ignore_ascii_case("id")));
+    let Some(trunk) = targets.iter().find_map(|t| t.trunk.as_deref()) else {
+        // A call to our own phones keeps the phone's From unless the
+        // caller asked for privacy.
+        return private.then(|| Outgoing {
+            number: ext.clone(),
+            name: None,
+            send_pai: false,
+            private,
+        });
+    };
     let trunk = cfg.caller_id.trunks.get(trunk).cloned().unwrap_or_default();
     let own = cfg
         .caller_id
@@ -151,10 +165,6 @@ pub fn outgoing(
         .get(ext)
         .cloned()
         .unwrap_or_default();
-    let private = msg
-        .header_values("Privacy")
-        .iter()
-        .any(|v| v.split(';').any(|p| p.trim().eq_ignore_ascii_case("id")));
     Some(Outgoing {
         number: own.number.or(trunk.number).unwrap_or_else(|| ext.clone()),
         name: own.name,
@@ -164,7 +174,7 @@ pub fn outgoing(
 }
 
 /// Proxy mode: rewrites From, P-Asserted-Identity and Privacy of a new
-/// call of an extension going out through a trunk.
+/// call of an extension (see `outgoing`).
 pub fn rewrite(cfg: &Config, msg: &mut Message, origin: &Origin, targets: &[Target]) {
     let Some(out) = outgoing(cfg, msg, origin, targets) else {
         return;

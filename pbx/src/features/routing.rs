@@ -159,7 +159,7 @@ pub fn route(
             if cfg.mode == Mode::B2bua && invite {
                 crate::features::b2bua::start(engine, key, msg, targets, hash, &dialled, &origin);
             } else {
-                if invite && outbound {
+                if invite {
                     crate::features::caller_id::rewrite(&cfg, &mut msg, &origin, &targets);
                 }
                 fork(engine, key, msg, targets, hash, local, &dialled);
