@@ -158,6 +158,8 @@ fn without_send_pai_no_identity_leaves_with_star67() {
     }
 }
 
+/// (A speed dial with the code of the DID does not take the call: inbound
+/// routes come first.)
 #[test]
 fn inbound_call_from_a_phonebook_number_shows_its_name() {
     if !have_sipp() {
@@ -170,7 +172,8 @@ fn inbound_call_from_a_phonebook_number_shows_its_name() {
         let uci = base(port, mode, "")
             + &trunk_and_route(prov_port, "")
             + "config inbound_route 'ir_main'\n\toption name 'main'\n\toption did '0301000'\n\toption trunk 'prov'\n\toption destination_extension '101'\n\n\
-config phonebook 'phonebook_1'\n\toption number '0555777'\n\toption name 'Bob Supplier'\n\n";
+config phonebook 'phonebook_1'\n\toption number '0555777'\n\toption name 'Bob Supplier'\n\n\
+config speed_dial 'speed_dial_did'\n\toption code '0301000'\n\toption number '0555123'\n\n";
         let _pbx = Pbx::start(&uci, port);
         let sipp = Sipp::new();
         let phone_port = free_port();

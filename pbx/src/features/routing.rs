@@ -307,15 +307,8 @@ fn decide(
     let Some(mut user) = ruri.user.clone() else {
         return Decision::Reply(484, "Address Incomplete", vec![]);
     };
-    if method == "INVITE" && !in_dialog {
-        match crate::features::caller_id::dialled(cfg, msg, &user) {
-            Ok(Some(number)) => user = number,
-            Ok(None) => {}
-            Err(()) => return Decision::Reply(484, "Address Incomplete", vec![]),
-        }
-        if origin.extension().is_none() {
-            crate::features::caller_id::phonebook(cfg, msg);
-        }
+    if method == "INVITE" && !in_dialog && origin.extension().is_none() {
+        crate::features::caller_id::phonebook(cfg, msg);
     }
     if method == "INVITE" {
         if let Some(d) = crate::features::feature_codes::dialled(engine, cfg, &user, origin) {
@@ -324,6 +317,13 @@ fn decide(
         if !in_dialog {
             if let Some(d) = inbound(engine, cfg, msg, source, &user, origin, forwarding) {
                 return d;
+            }
+            // Not a DID of an inbound route: speed dials and the privacy
+            // prefix stand for the number they lead to.
+            match crate::features::caller_id::dialled(cfg, msg, &user) {
+                Ok(Some(number)) => user = number,
+                Ok(None) => {}
+                Err(()) => return Decision::Reply(484, "Address Incomplete", vec![]),
             }
         }
     }
