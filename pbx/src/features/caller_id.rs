@@ -22,11 +22,19 @@ use crate::sip::{addr_uri, param, Message, Uri};
 /// The anonymous From of RFC 3323 section 4.1.1.3.
 pub const ANONYMOUS_URI: &str = "sip:anonymous@anonymous.invalid";
 
+/// The privacy prefix was dialled alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NumberMissing;
+
 /// What a new INVITE dialled to `user` is routed as: the number behind
 /// the privacy prefix and a speed dial code. Marks the request with
 /// `Privacy: id` and sets its Request-URI to the number. None: unchanged;
 /// Err: the prefix without a number.
-pub fn dialled(cfg: &Config, msg: &mut Message, user: &str) -> Result<Option<String>, ()> {
+pub fn dialled(
+    cfg: &Config,
+    msg: &mut Message,
+    user: &str,
+) -> Result<Option<String>, NumberMissing> {
     let mut number = user;
     let mut private = false;
     if let Some(rest) = cfg
@@ -36,7 +44,7 @@ pub fn dialled(cfg: &Config, msg: &mut Message, user: &str) -> Result<Option<Str
         .and_then(|code| user.strip_prefix(code))
     {
         if rest.is_empty() {
-            return Err(());
+            return Err(NumberMissing);
         }
         number = rest;
         private = true;
@@ -248,7 +256,7 @@ From: {from};tag=a1\r\nTo: <sip:{to}@besip.test>\r\nCall-ID: c\r\nCSeq: 1 INVITE
         assert_eq!(m.header("Privacy"), Some("id"));
         assert_eq!(m.header("To"), Some("<sip:0555123@besip.test>"));
         let mut m = invite("*67", "<sip:100@besip.test>");
-        assert_eq!(dialled(&cfg, &mut m, "*67"), Err(()));
+        assert_eq!(dialled(&cfg, &mut m, "*67"), Err(NumberMissing));
         let mut m = invite("102", "<sip:100@besip.test>");
         assert_eq!(dialled(&cfg, &mut m, "102"), Ok(None));
         assert_eq!(m.header("Privacy"), None);

@@ -323,7 +323,9 @@ fn decide(
             match crate::features::caller_id::dialled(cfg, msg, &user) {
                 Ok(Some(number)) => user = number,
                 Ok(None) => {}
-                Err(()) => return Decision::Reply(484, "Address Incomplete", vec![]),
+                Err(crate::features::caller_id::NumberMissing) => {
+                    return Decision::Reply(484, "Address Incomplete", vec![])
+                }
             }
         }
     }
