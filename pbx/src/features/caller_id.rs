@@ -190,9 +190,16 @@ pub fn rewrite(cfg: &Config, msg: &mut Message, origin: &Origin, targets: &[Targ
     let from = msg.header("From").unwrap_or("").to_owned();
     let tag = param(&from, "tag").unwrap_or("").to_owned();
     let host = Uri::parse(addr_uri(&from))
-        .map(|u| match u.port {
-            Some(p) => format!("{}:{p}", u.host),
-            None => u.host,
+        .map(|u| {
+            // An IPv6 literal is written back in brackets.
+            let host = match u.host.parse::<std::net::IpAddr>() {
+                Ok(ip) => crate::sip::format_host(&ip),
+                Err(_) => u.host,
+            };
+            match u.port {
+                Some(p) => format!("{host}:{p}"),
+                None => host,
+            }
         })
         .unwrap_or_default();
     out.apply(msg, &host, &tag);
@@ -291,6 +298,17 @@ From: {from};tag=a1\r\nTo: <sip:{to}@besip.test>\r\nCall-ID: c\r\nCSeq: 1 INVITE
         assert_eq!(
             m.header("From"),
             Some("\"Anonymous\" <sip:anonymous@anonymous.invalid>;tag=a1")
+        );
+        let mut m = invite("0555123", "<sip:101@[2001:db8::1]:5070>");
+        rewrite(
+            &cfg,
+            &mut m,
+            &Origin::Extension("101".into()),
+            &trunk_target(),
+        );
+        assert_eq!(
+            m.header("From"),
+            Some("<sip:0301000@[2001:db8::1]:5070>;tag=a1")
         );
         // Not towards a trunk, or not an extension: unchanged.
         let mut m = invite("0555123", "<sip:100@besip.test>");
