@@ -14,6 +14,7 @@ use besip_core::uci::{Package, UciError};
 use snafu::{ResultExt, Snafu};
 
 pub mod accounting;
+pub mod caller_id;
 pub mod dispatcher;
 pub mod dns;
 pub mod forwarding;
@@ -195,6 +196,8 @@ pub struct Config {
     /// /pbx/nat: keepalives and media relay of the proxy.
     pub nat: nat::ProxySettings,
     pub feature_codes: forwarding::FeatureCodes,
+    /// Caller ID, phonebook and speed dials (`features::caller_id`).
+    pub caller_id: caller_id::CallerId,
     /// /pbx/inbound-route, ring-group, time-condition, blocklist
     pub inbound: inbound::Inbound,
     /// /pbx/hep, when a collector is configured.
@@ -310,6 +313,7 @@ impl Config {
     }
 
     pub fn from_model(pbx: Pbx, file: &str) -> Result<Config, ConfigError> {
+        let caller_id = caller_id::CallerId::from_model(&pbx);
         let rule = |message: String| ConfigError::Rule {
             file: file.to_owned(),
             message,
@@ -372,11 +376,14 @@ impl Config {
                 let udp = listens
                     .iter()
                     .find(|l| l.transport == Transport::Udp)
-                    .ok_or_else(|| rule("cluster needs a UDP listen for calls between boxes".into()))?;
+                    .ok_or_else(|| {
+                        rule("cluster needs a UDP listen for calls between boxes".into())
+                    })?;
                 let ip = pbx.cluster.sip_address.unwrap_or(udp.addr.ip());
                 if ip.is_unspecified() {
                     return Err(rule(
-                        "cluster sip-address is needed when the UDP listen is a wildcard address".into(),
+                        "cluster sip-address is needed when the UDP listen is a wildcard address"
+                            .into(),
                     ));
                 }
                 Some(ClusterSettings {
@@ -415,6 +422,15 @@ impl Config {
                 )));
             }
             aliases.insert(a.alias.clone(), a.extension.clone());
+        }
+        if let Some(code) = caller_id
+            .speed_dials
+            .keys()
+            .find(|c| extensions.contains_key(*c) || aliases.contains_key(*c))
+        {
+            return Err(rule(format!(
+                "speed dial {code} is also an extension or alias number"
+            )));
         }
         let trunks: HashMap<String, Trunk> = pbx
             .trunk
@@ -526,6 +542,7 @@ impl Config {
             dns: dns::Settings::from_model(&pbx.dns),
             nat: nat::ProxySettings::from_model(&pbx.nat),
             feature_codes: forwarding::FeatureCodes::from_model(&pbx.feature_codes),
+            caller_id,
             inbound,
             cluster,
             hep: pbx.hep.collector_address.map(|ip| HepSettings {

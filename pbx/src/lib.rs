@@ -25,10 +25,10 @@ pub mod call;
 pub mod config;
 pub mod control;
 pub mod features;
-pub mod metrics;
 pub mod fuzzing;
 #[cfg(test)]
 mod layering_test;
+pub mod metrics;
 pub mod sip;
 pub mod stun;
 pub mod transaction;

@@ -17,13 +17,21 @@ pub fn render(engine: &Engine, stun: &stun::Counters) -> String {
     let c = engine.counters();
     let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
     let mut r = MetricsRegistry::with_prefix("besip_pbx");
-    counter(&mut r, "requests", "SIP requests received.", load(&c.requests));
+    counter(
+        &mut r,
+        "requests",
+        "SIP requests received.",
+        load(&c.requests),
+    );
     labelled_counter(
         &mut r,
         "replies",
         "SIP replies sent, by class.",
         "class",
-        REPLY_CLASSES.iter().copied().zip(c.replies.iter().map(load)),
+        REPLY_CLASSES
+            .iter()
+            .copied()
+            .zip(c.replies.iter().map(load)),
     );
     counter(
         &mut r,
@@ -31,7 +39,12 @@ pub fn render(engine: &Engine, stun: &stun::Counters) -> String {
         "Digest authentications that failed (wrong credentials, replayed or forged nonces).",
         load(&c.auth_failures),
     );
-    counter(&mut r, "malformed", "SIP messages that could not be parsed.", load(&c.malformed));
+    counter(
+        &mut r,
+        "malformed",
+        "SIP messages that could not be parsed.",
+        load(&c.malformed),
+    );
     let refused = engine.fraud().counters_json();
     labelled_counter(
         &mut r,
@@ -51,9 +64,24 @@ pub fn render(engine: &Engine, stun: &stun::Counters) -> String {
         i64::try_from(registrations).unwrap_or(i64::MAX),
     );
     let calls = engine.calls().len();
-    gauge(&mut r, "calls", "Calls in progress.", i64::try_from(calls).unwrap_or(i64::MAX));
-    counter(&mut r, "calls_ended", "Calls ended (answered or not).", load(&c.calls_ended));
-    counter(&mut r, "calls_answered", "Calls ended that had been answered.", load(&c.calls_answered));
+    gauge(
+        &mut r,
+        "calls",
+        "Calls in progress.",
+        i64::try_from(calls).unwrap_or(i64::MAX),
+    );
+    counter(
+        &mut r,
+        "calls_ended",
+        "Calls ended (answered or not).",
+        load(&c.calls_ended),
+    );
+    counter(
+        &mut r,
+        "calls_answered",
+        "Calls ended that had been answered.",
+        load(&c.calls_answered),
+    );
     r.register_with_unit(
         "talk_time",
         "Talk time of answered calls, observed when they end.",
@@ -78,10 +106,30 @@ pub fn render(engine: &Engine, stun: &stun::Counters) -> String {
         "RTP packets the relay dropped (strangers, unlatched sources).",
         crate::features::rtp_relay::dropped_total(),
     );
-    counter(&mut r, "stun_answered", "STUN Binding requests answered.", load(&stun.answered));
-    counter(&mut r, "stun_dropped", "STUN datagrams dropped unanswered.", load(&stun.dropped));
+    counter(
+        &mut r,
+        "stun_answered",
+        "STUN Binding requests answered.",
+        load(&stun.answered),
+    );
+    counter(
+        &mut r,
+        "stun_dropped",
+        "STUN datagrams dropped unanswered.",
+        load(&stun.dropped),
+    );
     let hep = engine.hep().counters();
-    counter(&mut r, "hep_sent", "Copies of SIP messages sent to the HEP collector.", load(&hep.sent));
-    counter(&mut r, "hep_dropped", "Copies of SIP messages not sent to the HEP collector.", load(&hep.dropped));
+    counter(
+        &mut r,
+        "hep_sent",
+        "Copies of SIP messages sent to the HEP collector.",
+        load(&hep.sent),
+    );
+    counter(
+        &mut r,
+        "hep_dropped",
+        "Copies of SIP messages not sent to the HEP collector.",
+        load(&hep.dropped),
+    );
     families(&r)
 }

@@ -8,6 +8,7 @@
 pub mod accounting;
 pub mod admission;
 pub mod b2bua;
+pub mod caller_id;
 pub mod cluster;
 pub mod decision;
 pub mod dispatcher;

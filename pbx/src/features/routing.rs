@@ -87,6 +87,8 @@ pub fn route(
         &mut origin,
         &mut forwarding,
     );
+    // What the call is placed to: a speed dial or privacy prefix resolved.
+    let dialled = msg.uri().to_owned();
     let mut failover = None;
     if let Decision::Dispatch(set, number) = decision {
         (decision, failover) = dispatch(engine, &cfg, &msg, set, number);
@@ -121,13 +123,9 @@ pub fn route(
             let initial = param(msg.header("To").unwrap_or(""), "tag").is_none();
             let invite = initial && msg.method() == "INVITE";
             let outbound = initial && targets.iter().any(|t| !t.contact);
-            if let Err(refusal) = crate::features::admission::permitted(
-                &cfg,
-                &origin,
-                outbound,
-                invite,
-                &original_uri,
-            ) {
+            if let Err(refusal) =
+                crate::features::admission::permitted(&cfg, &origin, outbound, invite, &dialled)
+            {
                 let (code, reason) = engine.fraud().refuse(refusal, &msg, source, &origin);
                 let r = response_to(&msg, code, reason, Some(&engine.new_tag()));
                 return engine.reply(key, r);
@@ -142,12 +140,7 @@ pub fn route(
             };
             let meta = match invite {
                 true => match crate::features::accounting::admit(
-                    engine,
-                    &cfg,
-                    &msg,
-                    &original_uri,
-                    &targets,
-                    placement,
+                    engine, &cfg, &msg, &dialled, &targets, placement,
                 ) {
                     Ok(meta) => meta.map(|m| (m, msg.call_id().to_owned())),
                     Err((code, reason)) => {
@@ -164,17 +157,12 @@ pub fn route(
                 return engine.reply(key, r);
             }
             if cfg.mode == Mode::B2bua && invite {
-                crate::features::b2bua::start(
-                    engine,
-                    key,
-                    msg,
-                    targets,
-                    hash,
-                    &original_uri,
-                    &origin,
-                );
+                crate::features::b2bua::start(engine, key, msg, targets, hash, &dialled, &origin);
             } else {
-                fork(engine, key, msg, targets, hash, local, &original_uri);
+                if invite {
+                    crate::features::caller_id::rewrite(&cfg, &mut msg, &origin, &targets);
+                }
+                fork(engine, key, msg, targets, hash, local, &dialled);
             }
             if let (Some(mut f), true) = (failover, invite) {
                 f.hash = hash;
@@ -316,9 +304,12 @@ fn decide(
             (_, None) => Decision::Reply(502, "Bad Gateway: Request-URI Not Resolvable", vec![]),
         };
     }
-    let Some(user) = ruri.user.clone() else {
+    let Some(mut user) = ruri.user.clone() else {
         return Decision::Reply(484, "Address Incomplete", vec![]);
     };
+    if method == "INVITE" && !in_dialog && origin.extension().is_none() {
+        crate::features::caller_id::phonebook(cfg, msg);
+    }
     if method == "INVITE" {
         if let Some(d) = crate::features::feature_codes::dialled(engine, cfg, &user, origin) {
             return d;
@@ -326,6 +317,15 @@ fn decide(
         if !in_dialog {
             if let Some(d) = inbound(engine, cfg, msg, source, &user, origin, forwarding) {
                 return d;
+            }
+            // Not a DID of an inbound route: speed dials and the privacy
+            // prefix stand for the number they lead to.
+            match crate::features::caller_id::dialled(cfg, msg, &user) {
+                Ok(Some(number)) => user = number,
+                Ok(None) => {}
+                Err(crate::features::caller_id::NumberMissing) => {
+                    return Decision::Reply(484, "Address Incomplete", vec![])
+                }
             }
         }
     }

@@ -9,8 +9,8 @@
 pub mod alias;
 pub mod media;
 pub mod srtp;
-pub mod tcp_limits;
 pub mod tap;
+pub mod tcp_limits;
 pub mod tls;
 
 use std::net::SocketAddr;

@@ -90,8 +90,12 @@ pub fn plan(config: &Config, etc_dir: &Path) -> Result<TlsPlan, String> {
             None => default_client(),
         };
         let host = t.host.trim_start_matches('[').trim_end_matches(']');
-        let name = ServerName::try_from(host.trim_end_matches('.').to_owned())
-            .map_err(|e| format!("trunk {}: host {host} is not a TLS server name: {e}", t.name))?;
+        let name = ServerName::try_from(host.trim_end_matches('.').to_owned()).map_err(|e| {
+            format!(
+                "trunk {}: host {host} is not a TLS server name: {e}",
+                t.name
+            )
+        })?;
         if let Ok(ip) = host.parse::<IpAddr>() {
             if t.transport == Transport::Tls {
                 fixed.insert(SocketAddr::new(ip, t.port), t.name.clone());

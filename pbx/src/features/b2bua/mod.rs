@@ -129,11 +129,16 @@ pub fn start(
         transport,
         cseq: 0,
     };
+    // Towards a trunk: the caller ID of the extension (`caller_id`).
+    let identity = crate::features::caller_id::outgoing(&cfg, &a_req, origin, &targets);
     let b = Leg {
         call_id: format!("{}{}@b2bua", engine.new_tag(), engine.new_tag()),
         local_tag: engine.new_tag(),
         remote_tag: None,
-        local_uri: format!("sip:{caller}@{domain}"),
+        local_uri: match &identity {
+            Some(id) => id.uri(&domain),
+            None => format!("sip:{caller}@{domain}"),
+        },
         remote_uri: dialled.to_owned(),
         remote_target: dialled.to_owned(),
         dest: first.dest,
@@ -146,6 +151,10 @@ pub fn start(
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(|s| Duration::from_secs(s.max(cfg.session_expires.into())));
     let mut base = new_request("INVITE", &b, 1);
+    match &identity {
+        Some(id) => id.apply(&mut base, &domain, &b.local_tag),
+        None => crate::features::caller_id::copy_display_name(from, &mut base),
+    }
     base.add_header(
         "Contact",
         contact(engine, first.transport, first.dest.is_ipv6(), first.dest),

@@ -120,7 +120,11 @@ pub fn remote_targets(engine: &Engine, aor: &str) -> Vec<Target> {
     boxes
         .into_iter()
         .map(|sip| Target {
-            ruri: format!("sip:{aor}@{}:{}", crate::sip::format_host(&sip.ip()), sip.port()),
+            ruri: format!(
+                "sip:{aor}@{}:{}",
+                crate::sip::format_host(&sip.ip()),
+                sip.port()
+            ),
             dest: sip,
             transport: Transport::Udp,
             routes: vec![],

@@ -11,9 +11,9 @@ use tokio_postgres::Client;
 
 use super::{RemoteBinding, Shared};
 use crate::call::location::{unix_now, Binding, Location};
+use crate::config::ClusterSettings;
 use crate::features::accounting::Cdr;
 use crate::features::state::Engine;
-use crate::config::ClusterSettings;
 
 /// How often changes are written and others' bindings read without a NOTIFY.
 const TICK: Duration = Duration::from_millis(500);
@@ -201,7 +201,11 @@ async fn write_changes(
 }
 
 /// The other boxes' live bindings, replacing what was read before.
-async fn read_others(client: &Client, settings: &ClusterSettings, shared: &Shared) -> Result<(), String> {
+async fn read_others(
+    client: &Client,
+    settings: &ClusterSettings,
+    shared: &Shared,
+) -> Result<(), String> {
     let now = i64::try_from(unix_now()).unwrap_or(i64::MAX);
     let rows = client
         .query(
@@ -269,11 +273,10 @@ async fn copy_cdrs(
         return Ok(());
     }
     let after = *last;
-    let cdrs: Vec<Cdr> = tokio::task::spawn_blocking(move || {
-        engine.accounting().cdrs_after(after, CDR_BATCH)
-    })
-    .await
-    .map_err(|e| e.to_string())??;
+    let cdrs: Vec<Cdr> =
+        tokio::task::spawn_blocking(move || engine.accounting().cdrs_after(after, CDR_BATCH))
+            .await
+            .map_err(|e| e.to_string())??;
     if cdrs.is_empty() {
         return Ok(());
     }
