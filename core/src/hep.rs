@@ -78,10 +78,18 @@ pub fn encode(p: &Packet<'_>) -> Option<Vec<u8>> {
     }
     put(&mut out, chunk::IP_PROTOCOL, &[p.ip_protocol]);
     put(&mut out, chunk::SOURCE_PORT, &p.source.port().to_be_bytes());
-    put(&mut out, chunk::DESTINATION_PORT, &p.destination.port().to_be_bytes());
+    put(
+        &mut out,
+        chunk::DESTINATION_PORT,
+        &p.destination.port().to_be_bytes(),
+    );
     let seconds = u32::try_from(p.time.as_secs()).unwrap_or(u32::MAX);
     put(&mut out, chunk::TIME_SECONDS, &seconds.to_be_bytes());
-    put(&mut out, chunk::TIME_MICROSECONDS, &p.time.subsec_micros().to_be_bytes());
+    put(
+        &mut out,
+        chunk::TIME_MICROSECONDS,
+        &p.time.subsec_micros().to_be_bytes(),
+    );
     put(&mut out, chunk::PROTOCOL_TYPE, &[p.payload_type as u8]);
     put(&mut out, chunk::CAPTURE_ID, &p.capture_id.to_be_bytes());
     if let Some(id) = correlation {
@@ -164,9 +172,15 @@ mod tests {
         assert_eq!(get(chunk::IP_FAMILY), Some(vec![2]));
         assert_eq!(get(chunk::IPV4_SOURCE), Some(vec![192, 0, 2, 9]));
         assert_eq!(get(chunk::IPV4_DESTINATION), Some(vec![198, 51, 100, 1]));
-        assert_eq!(get(chunk::SOURCE_PORT), Some(5070u16.to_be_bytes().to_vec()));
+        assert_eq!(
+            get(chunk::SOURCE_PORT),
+            Some(5070u16.to_be_bytes().to_vec())
+        );
         assert_eq!(get(chunk::IP_PROTOCOL), Some(vec![17]));
-        assert_eq!(get(chunk::TIME_MICROSECONDS), Some(5u32.to_be_bytes().to_vec()));
+        assert_eq!(
+            get(chunk::TIME_MICROSECONDS),
+            Some(5u32.to_be_bytes().to_vec())
+        );
         assert_eq!(get(chunk::CAPTURE_ID), Some(7u32.to_be_bytes().to_vec()));
         assert_eq!(get(chunk::CORRELATION_ID), Some(b"abc@x".to_vec()));
         assert_eq!(get(chunk::PAYLOAD), Some(b"OPTIONS".to_vec()));

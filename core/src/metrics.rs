@@ -100,12 +100,21 @@ mod tests {
     fn families_of_two_daemons_join_into_one_exposition() {
         let mut a = Registry::with_prefix("besip_pbx");
         counter(&mut a, "requests", "SIP requests received.", 7);
-        labelled_counter(&mut a, "replies", "Replies sent.", "class", [("2xx", 3), ("4xx", 1)]);
+        labelled_counter(
+            &mut a,
+            "replies",
+            "Replies sent.",
+            "class",
+            [("2xx", 3), ("4xx", 1)],
+        );
         let mut b = Registry::with_prefix("besip_security");
         gauge(&mut b, "bans", "Active bans.", 2);
         let text = exposition([families(&a), families(&b)]);
         assert!(text.contains("besip_pbx_requests_total 7\n"), "{text}");
-        assert!(text.contains("besip_pbx_replies_total{class=\"2xx\"} 3\n"), "{text}");
+        assert!(
+            text.contains("besip_pbx_replies_total{class=\"2xx\"} 3\n"),
+            "{text}"
+        );
         assert!(text.contains("besip_security_bans 2\n"), "{text}");
         assert_eq!(text.matches("# EOF").count(), 1);
         assert!(text.ends_with("# EOF\n"));

@@ -68,10 +68,10 @@ impl Connection {
         channel: &str,
     ) -> Result<Connection, String> {
         let (wake, woken) = tokio::sync::mpsc::channel(1);
-        let config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e| format!("bad database URL: {e}"))?;
-        let (client, driver) = if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+        let config: tokio_postgres::Config =
+            url.parse().map_err(|e| format!("bad database URL: {e}"))?;
+        let (client, driver) = if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require
+        {
             let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls_config(ca)?);
             let (client, connection) = tokio::time::timeout(timeout, config.connect(tls))
                 .await
@@ -159,9 +159,9 @@ fn tls_config(ca: Option<&str>) -> Result<rustls::ClientConfig, String> {
     match ca {
         Some(pem) => {
             for cert in crate::tls::certificates(pem, "cluster database-ca")? {
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("cluster database-ca: not a usable CA certificate: {e}"))?;
+                roots.add(cert).map_err(|e| {
+                    format!("cluster database-ca: not a usable CA certificate: {e}")
+                })?;
             }
         }
         None => {

@@ -38,17 +38,38 @@ fn speed_dial(code: &str, number: &str) -> String {
 #[test]
 fn malformed_caller_id_values_are_refused() {
     let refused = [
-        ("caller name with CR LF", ext("<caller-id-name>Alice&#13;&#10;X: y</caller-id-name>")),
-        ("caller name with a quote", ext("<caller-id-name>Al&quot;ice</caller-id-name>")),
-        ("caller number with a space", ext("<caller-id-number>030 1100</caller-id-number>")),
-        ("caller number with @", ext("<caller-id-number>a@b</caller-id-number>")),
-        ("trunk number with LF", trunk("<caller-id-number>0301&#10;X: y</caller-id-number>")),
-        ("phonebook name with a quote", phonebook("0555", "Bob&quot; &lt;sip:x&gt;")),
+        (
+            "caller name with CR LF",
+            ext("<caller-id-name>Alice&#13;&#10;X: y</caller-id-name>"),
+        ),
+        (
+            "caller name with a quote",
+            ext("<caller-id-name>Al&quot;ice</caller-id-name>"),
+        ),
+        (
+            "caller number with a space",
+            ext("<caller-id-number>030 1100</caller-id-number>"),
+        ),
+        (
+            "caller number with @",
+            ext("<caller-id-number>a@b</caller-id-number>"),
+        ),
+        (
+            "trunk number with LF",
+            trunk("<caller-id-number>0301&#10;X: y</caller-id-number>"),
+        ),
+        (
+            "phonebook name with a quote",
+            phonebook("0555", "Bob&quot; &lt;sip:x&gt;"),
+        ),
         ("phonebook name with LF", phonebook("0555", "Bob&#10;X: y")),
         ("phonebook number with &gt;", phonebook("0555&gt;", "Bob")),
         ("speed dial code with letters", speed_dial("*1a", "0555")),
         ("speed dial number with @", speed_dial("*11", "0555@evil")),
-        ("anonymous code without star", pbx("<feature-codes><anonymous>67</anonymous></feature-codes>")),
+        (
+            "anonymous code without star",
+            pbx("<feature-codes><anonymous>67</anonymous></feature-codes>"),
+        ),
     ];
     for (what, xml) in &refused {
         let (_d, mut store) = open();

@@ -58,7 +58,10 @@ struct HepExport {
 }
 
 /// The export `want` asks for, reusing `current` when it is the same.
-fn hep_export(current: Option<HepExport>, want: Option<(std::net::SocketAddr, u32)>) -> Option<HepExport> {
+fn hep_export(
+    current: Option<HepExport>,
+    want: Option<(std::net::SocketAddr, u32)>,
+) -> Option<HepExport> {
     let want = want?;
     if let Some(c) = current.filter(|c| c.settings == want) {
         return Some(c);
@@ -66,7 +69,10 @@ fn hep_export(current: Option<HepExport>, want: Option<(std::net::SocketAddr, u3
     match besip_core::hep::Sender::open(want.0) {
         Ok(sender) => {
             tracing::info!(collector = %want.0, "HEP export of stream reports");
-            Some(HepExport { settings: want, sender })
+            Some(HepExport {
+                settings: want,
+                sender,
+            })
         }
         Err(e) => {
             tracing::error!(collector = %want.0, error = %e, "no HEP export: cannot open a socket");
@@ -187,20 +193,89 @@ impl Monitor {
                 .map(Capture::kernel_dropped)
                 .sum::<u64>();
         let mut r = MetricsRegistry::with_prefix("besip_monitoring");
-        counter(&mut r, "frames_captured", "Frames the capture delivered.", captured.frames);
-        counter(&mut r, "frames_dropped_by_kernel", "Frames the kernel dropped before the capture read them.", kernel);
-        counter(&mut r, "frames_malformed", "Captured frames that could not be parsed.", captured.malformed);
-        counter(&mut r, "sip_messages", "SIP messages seen.", captured.sip_messages);
-        counter(&mut r, "rtp_packets", "RTP packets measured.", captured.rtp_packets);
-        counter(&mut r, "rtcp_packets", "RTCP packets seen.", captured.rtcp_packets);
-        counter(&mut r, "rtp_untracked", "RTP packets of streams past the stream limit (not measured).", captured.untracked_rtp);
-        counter(&mut r, "fragments_dropped", "IPv4 fragments dropped by the reassembly limits.", captured.fragments_dropped);
-        counter(&mut r, "streams_reported", "RTP streams ended and stored with their report.", self.streams_reported.load(Ordering::Relaxed));
-        gauge(&mut r, "streams", "RTP streams being measured.", i64::try_from(live_streams).unwrap_or(i64::MAX));
-        gauge(&mut r, "capture_running", "1 while the daemon captures, 0 after stop-capture.", i64::from(self.capture_running()));
-        r.register("call_mos", "MOS (E-model) of each call report stored.", self.call_mos.clone());
-        counter(&mut r, "hep_sent", "Stream reports sent to the HEP collector.", self.hep_sent.load(Ordering::Relaxed));
-        counter(&mut r, "hep_dropped", "Stream reports not sent to the HEP collector.", self.hep_dropped.load(Ordering::Relaxed));
+        counter(
+            &mut r,
+            "frames_captured",
+            "Frames the capture delivered.",
+            captured.frames,
+        );
+        counter(
+            &mut r,
+            "frames_dropped_by_kernel",
+            "Frames the kernel dropped before the capture read them.",
+            kernel,
+        );
+        counter(
+            &mut r,
+            "frames_malformed",
+            "Captured frames that could not be parsed.",
+            captured.malformed,
+        );
+        counter(
+            &mut r,
+            "sip_messages",
+            "SIP messages seen.",
+            captured.sip_messages,
+        );
+        counter(
+            &mut r,
+            "rtp_packets",
+            "RTP packets measured.",
+            captured.rtp_packets,
+        );
+        counter(
+            &mut r,
+            "rtcp_packets",
+            "RTCP packets seen.",
+            captured.rtcp_packets,
+        );
+        counter(
+            &mut r,
+            "rtp_untracked",
+            "RTP packets of streams past the stream limit (not measured).",
+            captured.untracked_rtp,
+        );
+        counter(
+            &mut r,
+            "fragments_dropped",
+            "IPv4 fragments dropped by the reassembly limits.",
+            captured.fragments_dropped,
+        );
+        counter(
+            &mut r,
+            "streams_reported",
+            "RTP streams ended and stored with their report.",
+            self.streams_reported.load(Ordering::Relaxed),
+        );
+        gauge(
+            &mut r,
+            "streams",
+            "RTP streams being measured.",
+            i64::try_from(live_streams).unwrap_or(i64::MAX),
+        );
+        gauge(
+            &mut r,
+            "capture_running",
+            "1 while the daemon captures, 0 after stop-capture.",
+            i64::from(self.capture_running()),
+        );
+        r.register(
+            "call_mos",
+            "MOS (E-model) of each call report stored.",
+            self.call_mos.clone(),
+        );
+        counter(
+            &mut r,
+            "hep_sent",
+            "Stream reports sent to the HEP collector.",
+            self.hep_sent.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut r,
+            "hep_dropped",
+            "Stream reports not sent to the HEP collector.",
+            self.hep_dropped.load(Ordering::Relaxed),
+        );
         families(&r)
     }
 
@@ -346,8 +421,7 @@ impl Monitor {
         self.streams_reported
             .fetch_add(ended.len() as u64, std::sync::atomic::Ordering::Relaxed);
         self.export_reports(&ended);
-        self.sites
-            .follow(&self.layout.uci_package("besip_pbx"));
+        self.sites.follow(&self.layout.uci_package("besip_pbx"));
         self.sites.stored(&calls);
         let mut store = self.store.lock();
         if !ended.is_empty() || !calls.is_empty() {

@@ -184,12 +184,42 @@ fn own_families(server: &Server) -> String {
         "NETCONF/SSH sessions logged in now.",
         i64::from(server.connections.load(Ordering::Relaxed)),
     );
-    counter(&mut r, "sessions_started", "NETCONF sessions started.", load(&server.in_sessions));
-    counter(&mut r, "rpcs", "NETCONF RPCs received.", load(&server.totals.in_rpcs));
-    counter(&mut r, "bad_rpcs", "NETCONF RPCs that could not be parsed.", load(&server.totals.in_bad_rpcs));
-    counter(&mut r, "rpc_errors", "rpc-error replies sent.", load(&server.totals.out_rpc_errors));
-    counter(&mut r, "commits", "Commits of running that succeeded.", load(&server.commits.ok));
-    counter(&mut r, "commit_failures", "Commits of running that were refused or failed.", load(&server.commits.failed));
+    counter(
+        &mut r,
+        "sessions_started",
+        "NETCONF sessions started.",
+        load(&server.in_sessions),
+    );
+    counter(
+        &mut r,
+        "rpcs",
+        "NETCONF RPCs received.",
+        load(&server.totals.in_rpcs),
+    );
+    counter(
+        &mut r,
+        "bad_rpcs",
+        "NETCONF RPCs that could not be parsed.",
+        load(&server.totals.in_bad_rpcs),
+    );
+    counter(
+        &mut r,
+        "rpc_errors",
+        "rpc-error replies sent.",
+        load(&server.totals.out_rpc_errors),
+    );
+    counter(
+        &mut r,
+        "commits",
+        "Commits of running that succeeded.",
+        load(&server.commits.ok),
+    );
+    counter(
+        &mut r,
+        "commit_failures",
+        "Commits of running that were refused or failed.",
+        load(&server.commits.failed),
+    );
     r.register_with_unit(
         "commit_duration",
         "How long commits took (validation, rendering, every daemon's two-phase reload).",

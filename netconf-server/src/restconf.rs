@@ -50,7 +50,12 @@ fn in_use(message: &str) -> Vec<ConfigError> {
 }
 
 impl Backend for RestconfBackend {
-    async fn check_password(&self, user: &str, password: &str, source: IpAddr) -> Result<Group, Refusal> {
+    async fn check_password(
+        &self,
+        user: &str,
+        password: &str,
+        source: IpAddr,
+    ) -> Result<Group, Refusal> {
         let server = &self.0;
         let attempt = server
             .login_throttle
@@ -68,9 +73,10 @@ impl Backend for RestconfBackend {
             return Err(Refusal::Wrong);
         };
         let password = password.to_owned();
-        let ok = tokio::task::spawn_blocking(move || besip_core::password::verify(&hash, &password))
-            .await
-            .unwrap_or(false);
+        let ok =
+            tokio::task::spawn_blocking(move || besip_core::password::verify(&hash, &password))
+                .await
+                .unwrap_or(false);
         if !ok {
             tracing::info!(user, peer = %source, "RESTCONF login refused: wrong password");
             return Err(Refusal::Wrong);
@@ -103,7 +109,11 @@ impl Backend for RestconfBackend {
         }
     }
 
-    async fn edit_running(&self, who: &Principal, config: Vec<Element>) -> Result<(), Vec<ConfigError>> {
+    async fn edit_running(
+        &self,
+        who: &Principal,
+        config: Vec<Element>,
+    ) -> Result<(), Vec<ConfigError>> {
         let result = self.edit_and_commit(who, config).await;
         if let Err(errors) = &result {
             self.count_denied(errors);
@@ -149,7 +159,10 @@ impl Backend for RestconfBackend {
                                 return Some((event.doc.clone(), (server, receiver)));
                             }
                             Err(broadcast::error::RecvError::Lagged(n)) => {
-                                tracing::warn!(missed = n, "a slow RESTCONF event stream missed notifications");
+                                tracing::warn!(
+                                    missed = n,
+                                    "a slow RESTCONF event stream missed notifications"
+                                );
                             }
                             Err(broadcast::error::RecvError::Closed) => return None,
                         }
@@ -164,7 +177,11 @@ impl RestconfBackend {
     /// RFC 8040 §1.4 on a :candidate server: the edit goes to the candidate
     /// and is committed at once, all under the datastore lock, so nothing
     /// of anyone else can ride along.
-    async fn edit_and_commit(&self, who: &Principal, config: Vec<Element>) -> Result<(), Vec<ConfigError>> {
+    async fn edit_and_commit(
+        &self,
+        who: &Principal,
+        config: Vec<Element>,
+    ) -> Result<(), Vec<ConfigError>> {
         let server = &self.0;
         let ctx = self.ctx(who);
         let view = server.nacm_view(&ctx.user, ctx.group);
@@ -229,7 +246,10 @@ impl RestconfBackend {
         };
         let by = SessionParams::from(&ctx);
         if outcome.id.is_some() {
-            server.publish(&base_notifications::config_change(Some(by), &outcome.changes));
+            server.publish(&base_notifications::config_change(
+                Some(by),
+                &outcome.changes,
+            ));
         }
         Ok(())
     }

@@ -200,5 +200,7 @@ pub fn group_of(store: &Datastore, name: &str) -> Option<Group> {
         .children()
         .find(|c| c.schema().name() == "group")
         .and_then(|g| g.value_canonical());
-    Some(Group::parse_or_monitor(group.as_deref().unwrap_or("monitor")))
+    Some(Group::parse_or_monitor(
+        group.as_deref().unwrap_or("monitor"),
+    ))
 }

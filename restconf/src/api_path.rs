@@ -52,8 +52,7 @@ pub fn percent_decode(s: &str) -> Result<String, ConfigError> {
             i += 1;
         }
     }
-    String::from_utf8(out)
-        .map_err(|_| bad(ErrorTag::InvalidValue, format!("'{s}' is not UTF-8")))
+    String::from_utf8(out).map_err(|_| bad(ErrorTag::InvalidValue, format!("'{s}' is not UTF-8")))
 }
 
 impl ApiPath {
@@ -86,15 +85,13 @@ impl ApiPath {
                             format!("there is no module '{module}' on this server"),
                         )
                     })?;
-                    m.data()
-                        .find(|n| n.name() == name)
-                        .or_else(|| {
-                            m.data().find_map(|n| {
-                                matches!(n.kind(), SchemaNodeKind::Choice)
-                                    .then(|| data_child(&n, &module, &name))
-                                    .flatten()
-                            })
+                    m.data().find(|n| n.name() == name).or_else(|| {
+                        m.data().find_map(|n| {
+                            matches!(n.kind(), SchemaNodeKind::Choice)
+                                .then(|| data_child(&n, &module, &name))
+                                .flatten()
                         })
+                    })
                 }
                 Some(parent) => data_child(&parent.schema, &module, &name),
             }

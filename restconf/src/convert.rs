@@ -9,7 +9,9 @@ use besip_core::error::{ConfigError, ErrorTag};
 use besip_core::schema::{describe, Schema};
 use besip_core::xml::Element;
 use serde_json::{Map, Value};
-use yang2::data::{Data, DataFormat, DataParserFlags, DataPrinterFlags, DataTree, DataValidationFlags};
+use yang2::data::{
+    Data, DataFormat, DataParserFlags, DataPrinterFlags, DataTree, DataValidationFlags,
+};
 use yang2::iter::NodeIterable;
 
 pub const RESTCONF_NS: &str = crate::errors::RESTCONF_NS;
@@ -28,8 +30,11 @@ fn failed(message: String) -> ConfigError {
 }
 
 fn not_found(xpath: &str) -> ConfigError {
-    ConfigError::protocol(ErrorTag::InvalidValue, format!("there is no data at {xpath}"))
-        .at(xpath)
+    ConfigError::protocol(
+        ErrorTag::InvalidValue,
+        format!("there is no data at {xpath}"),
+    )
+    .at(xpath)
 }
 
 /// `Some(text)` of the read data in `format`: the whole datastore when
@@ -53,7 +58,12 @@ pub fn data_reply(
             DataParserFlags::NO_VALIDATION,
             DataValidationFlags::empty(),
         )
-        .map_err(|e| failed(format!("cannot re-read the datastore's reply: {}", describe(&e))))?
+        .map_err(|e| {
+            failed(format!(
+                "cannot re-read the datastore's reply: {}",
+                describe(&e)
+            ))
+        })?
     };
     if shape.nonconfig_only {
         tree = state_only(&tree)?;
@@ -98,7 +108,9 @@ pub fn data_reply(
                     .unwrap_or_default();
                 let v: Value = serde_json::from_str(&text).map_err(|e| failed(e.to_string()))?;
                 let Value::Object(m) = v else { continue };
-                let Some((_, value)) = m.into_iter().next() else { continue };
+                let Some((_, value)) = m.into_iter().next() else {
+                    continue;
+                };
                 merged = Some(match (merged, value) {
                     (Some(Value::Array(mut a)), Value::Array(b)) => {
                         a.extend(b);
@@ -129,7 +141,11 @@ pub fn data_reply(
     }
 }
 
-fn tree_text(tree: &DataTree<'static>, format: Format, flags: DataPrinterFlags) -> Result<String, ConfigError> {
+fn tree_text(
+    tree: &DataTree<'static>,
+    format: Format,
+    flags: DataPrinterFlags,
+) -> Result<String, ConfigError> {
     if tree.reference().is_none() {
         return Ok(String::new());
     }
@@ -275,7 +291,9 @@ fn members_to_elements(
                 .ok_or_else(|| ConfigError::new(ErrorTag::TooBig, "the body has too many nodes"))?;
             let mut e = Element::new(&namespace, &module.1);
             match item {
-                Value::Object(m) => e.children = members_to_elements(m, Some(&here), budget, level + 1)?,
+                Value::Object(m) => {
+                    e.children = members_to_elements(m, Some(&here), budget, level + 1)?
+                }
                 Value::Array(inner) if inner.len() == 1 && inner[0].is_null() => {} // empty
                 Value::Null => {}
                 Value::String(s) => {
@@ -285,7 +303,9 @@ fn members_to_elements(
                 Value::Number(n) => e.text = n.to_string(),
                 Value::Bool(b) => e.text = b.to_string(),
                 Value::Array(_) => {
-                    return Err(malformed(format!("'{key}': nested arrays are not YANG data")))
+                    return Err(malformed(format!(
+                        "'{key}': nested arrays are not YANG data"
+                    )))
                 }
             }
             out.push(e);
@@ -296,7 +316,9 @@ fn members_to_elements(
 
 /// An identityref value `module:identity` needs its prefix bound in XML.
 fn identity_prefix(e: &mut Element) {
-    let Some((prefix, rest)) = e.text.split_once(':') else { return };
+    let Some((prefix, rest)) = e.text.split_once(':') else {
+        return;
+    };
     if rest.is_empty() || prefix.contains(|c: char| c.is_whitespace() || c == '/') {
         return;
     }
@@ -360,16 +382,33 @@ mod tests {
         let xml = "<pbx xmlns=\"urn:besip:pbx\"><extension><number>100</number><display-name>A</display-name></extension></pbx>";
         let text = data_reply(
             xml,
-            Some(("/besip-pbx:pbx/besip-pbx:extension[number='100']", "besip-pbx:extension")),
+            Some((
+                "/besip-pbx:pbx/besip-pbx:extension[number='100']",
+                "besip-pbx:extension",
+            )),
             Format::Json,
             Shape::default(),
         )
         .unwrap();
         let v: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["besip-pbx:extension"][0]["display-name"], "A");
-        let missing = data_reply(xml, Some(("/besip-pbx:pbx/besip-pbx:extension[number='9']", "x")), Format::Json, Shape::default());
+        let missing = data_reply(
+            xml,
+            Some(("/besip-pbx:pbx/besip-pbx:extension[number='9']", "x")),
+            Format::Json,
+            Shape::default(),
+        );
         assert!(missing.is_err());
-        let root = data_reply(xml, None, Format::Json, Shape { depth: Some(1), ..Default::default() }).unwrap();
+        let root = data_reply(
+            xml,
+            None,
+            Format::Json,
+            Shape {
+                depth: Some(1),
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert_eq!(root, r#"{"ietf-restconf:data":{"besip-pbx:pbx":{}}}"#);
     }
 }

@@ -55,7 +55,8 @@ pub async fn serve<B: Backend>(
 ) -> Response {
     let format = ctx.format;
     let result = async {
-        let schema = Schema::get().map_err(|e| vec![protocol(ErrorTag::OperationFailed, e.to_string())])?;
+        let schema =
+            Schema::get().map_err(|e| vec![protocol(ErrorTag::OperationFailed, e.to_string())])?;
         let path = ApiPath::parse(schema, raw_path).map_err(|e| vec![e])?;
         let q = Query::parse(query).map_err(|e| vec![e])?;
         match ctx.method {
@@ -75,7 +76,10 @@ pub async fn serve<B: Backend>(
         Ok(r) => r,
         Err(errors) => {
             let mut doc = Errors::new(format, errors);
-            if doc.errors.first().is_some_and(|e| e.tag == ErrorTag::DataMissing)
+            if doc
+                .errors
+                .first()
+                .is_some_and(|e| e.tag == ErrorTag::DataMissing)
                 && ctx.method == Method::DELETE
             {
                 doc = doc.with_status(StatusCode::NOT_FOUND);
@@ -97,7 +101,10 @@ fn options(ds: Datastore) -> Response {
         StatusCode::NO_CONTENT,
         [
             (header::ALLOW, allowed_methods(ds)),
-            (header::HeaderName::from_static("accept-patch"), "application/yang-data+json, application/yang-data+xml"),
+            (
+                header::HeaderName::from_static("accept-patch"),
+                "application/yang-data+json, application/yang-data+xml",
+            ),
         ],
     )
         .into_response()
@@ -109,7 +116,8 @@ async fn read<B: Backend>(
     path: &ApiPath,
     q: &Query,
 ) -> Result<Response, Vec<ConfigError>> {
-    q.only(&["content", "depth", "with-defaults", "fields"], "GET").map_err(|e| vec![e])?;
+    q.only(&["content", "depth", "with-defaults", "fields"], "GET")
+        .map_err(|e| vec![e])?;
     let version = ctx.backend.version();
     let wd = q.with_defaults.unwrap_or(WithDefaults::Explicit);
     let source = match (ds, q.content) {
@@ -125,15 +133,23 @@ async fn read<B: Backend>(
         ),
         None => Element::new(BASE_NS, "get"),
     };
-    let xpath = if path.is_root() { None } else { Some(path.xpath().map_err(|e| vec![e])?) };
+    let xpath = if path.is_root() {
+        None
+    } else {
+        Some(path.xpath().map_err(|e| vec![e])?)
+    };
     let select = match (&xpath, q.fields.is_empty()) {
         (x, true) => x.clone(),
         (x, false) => Some(fields_select(path, x.as_deref().unwrap_or(""), &q.fields)?),
     };
     if let Some(x) = &select {
         let mut filter = Element::new(BASE_NS, "filter");
-        filter.attributes.push((String::new(), "type".into(), "xpath".into()));
-        filter.attributes.push((String::new(), "select".into(), x.clone()));
+        filter
+            .attributes
+            .push((String::new(), "type".into(), "xpath".into()));
+        filter
+            .attributes
+            .push((String::new(), "select".into(), x.clone()));
         filter.namespace_declarations = path.namespaces();
         for (m, ns) in field_namespaces(&q.fields) {
             if !filter.namespace_declarations.iter().any(|(p, _)| *p == m) {
@@ -188,24 +204,29 @@ async fn read<B: Backend>(
 
 /// fields: the union of each field path under the target (XPath with
 /// module names as prefixes; a step without one is in its parent's module).
-fn fields_select(path: &ApiPath, target: &str, fields: &[String]) -> Result<String, Vec<ConfigError>> {
+fn fields_select(
+    path: &ApiPath,
+    target: &str,
+    fields: &[String],
+) -> Result<String, Vec<ConfigError>> {
     let mut parts = Vec::new();
     for f in fields {
         let mut module = path.target().map(|t| t.module.clone());
         let mut out = target.to_owned();
         for step in f.split('/') {
-            let (m, name) = match step.split_once(':') {
-                Some((m, n)) => (m.to_owned(), n),
-                None => match &module {
-                    Some(m) => (m.clone(), step),
-                    None => {
-                        return Err(vec![protocol(
+            let (m, name) =
+                match step.split_once(':') {
+                    Some((m, n)) => (m.to_owned(), n),
+                    None => match &module {
+                        Some(m) => (m.clone(), step),
+                        None => return Err(vec![protocol(
                             ErrorTag::InvalidValue,
-                            format!("fields '{f}': a top-level field names its module (module:node)"),
-                        )])
-                    }
-                },
-            };
+                            format!(
+                                "fields '{f}': a top-level field names its module (module:node)"
+                            ),
+                        )]),
+                    },
+                };
             out.push_str(&format!("/{m}:{name}"));
             module = Some(m);
         }
@@ -216,7 +237,9 @@ fn fields_select(path: &ApiPath, target: &str, fields: &[String]) -> Result<Stri
 
 /// Prefix → namespace for the modules named in fields.
 fn field_namespaces(fields: &[String]) -> Vec<(String, String)> {
-    let Ok(schema) = Schema::get() else { return Vec::new() };
+    let Ok(schema) = Schema::get() else {
+        return Vec::new();
+    };
     let mut out: Vec<(String, String)> = Vec::new();
     for f in fields {
         for step in f.split('/') {
@@ -269,14 +292,18 @@ fn single(mut elements: Vec<Element>) -> Result<Element, ConfigError> {
     if elements.len() != 1 {
         return Err(protocol(
             ErrorTag::MalformedMessage,
-            format!("the body must hold exactly one resource, not {}", elements.len()),
+            format!(
+                "the body must hold exactly one resource, not {}",
+                elements.len()
+            ),
         ));
     }
     Ok(elements.remove(0))
 }
 
 fn set_operation(e: &mut Element, op: &str) {
-    e.attributes.push((BASE_NS.into(), "operation".into(), op.into()));
+    e.attributes
+        .push((BASE_NS.into(), "operation".into(), op.into()));
 }
 
 /// PUT/PATCH: the body names the target (same node, same keys).
@@ -287,7 +314,10 @@ fn check_same_resource(path: &ApiPath, e: &Element) -> Result<(), ConfigError> {
     if e.name != t.name || e.namespace != t.namespace {
         return Err(protocol(
             ErrorTag::InvalidValue,
-            format!("the body holds '{}', the URL names '{}:{}'", e.name, t.module, t.name),
+            format!(
+                "the body holds '{}', the URL names '{}:{}'",
+                e.name, t.module, t.name
+            ),
         ));
     }
     if t.kind == SchemaNodeKind::List {
@@ -296,7 +326,10 @@ fn check_same_resource(path: &ApiPath, e: &Element) -> Result<(), ConfigError> {
             if given.is_some_and(|g| g != v) {
                 return Err(protocol(
                     ErrorTag::InvalidValue,
-                    format!("key '{k}' is '{v}' in the URL but '{}' in the body", given.unwrap_or("")),
+                    format!(
+                        "key '{k}' is '{v}' in the URL but '{}' in the body",
+                        given.unwrap_or("")
+                    ),
                 ));
             }
         }
@@ -312,7 +345,11 @@ fn created_location(ctx_base: &str, parent_raw: &str, parent: &ApiPath, e: &Elem
         .map(|m| m.name().to_owned())
         .unwrap_or_default();
     let same_module = parent.target().is_some_and(|t| t.module == module);
-    let name = if same_module { e.name.clone() } else { format!("{module}:{}", e.name) };
+    let name = if same_module {
+        e.name.clone()
+    } else {
+        format!("{module}:{}", e.name)
+    };
     let node = match parent.target() {
         Some(t) => besip_core::schema::data_child(&t.schema, &module, &e.name),
         None => schema
@@ -349,16 +386,29 @@ fn percent_encode(v: &str) -> String {
         .collect()
 }
 
-async fn exists<B: Backend>(ctx: &Ctx<'_, B>, path: &ApiPath, source: &str) -> Result<bool, Vec<ConfigError>> {
-    let Ok(xpath) = path.xpath() else { return Ok(false) };
+async fn exists<B: Backend>(
+    ctx: &Ctx<'_, B>,
+    path: &ApiPath,
+    source: &str,
+) -> Result<bool, Vec<ConfigError>> {
+    let Ok(xpath) = path.xpath() else {
+        return Ok(false);
+    };
     let mut filter = Element::new(BASE_NS, "filter");
-    filter.attributes.push((String::new(), "type".into(), "xpath".into()));
-    filter.attributes.push((String::new(), "select".into(), xpath));
+    filter
+        .attributes
+        .push((String::new(), "type".into(), "xpath".into()));
+    filter
+        .attributes
+        .push((String::new(), "select".into(), xpath));
     filter.namespace_declarations = path.namespaces();
     let op = element(
         BASE_NS,
         "get-config",
-        vec![element(BASE_NS, "source", vec![Element::new(BASE_NS, source)]), filter],
+        vec![
+            element(BASE_NS, "source", vec![Element::new(BASE_NS, source)]),
+            filter,
+        ],
     );
     Ok(match ctx.backend.operation(ctx.who, op).await? {
         Reply::Data(d) => !d.trim().is_empty(),
@@ -387,7 +437,11 @@ async fn write<B: Backend>(
     q.only(allowed, method).map_err(|e| vec![e])?;
     // RFC 8040 §3.4.1.3: a stale If-Match refuses the edit.
     let version = ctx.backend.version();
-    if let Some(wanted) = ctx.headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) {
+    if let Some(wanted) = ctx
+        .headers
+        .get(header::IF_MATCH)
+        .and_then(|v| v.to_str().ok())
+    {
         let current = etag(&version);
         let current = current.to_str().unwrap_or("");
         let matches = wanted
@@ -406,7 +460,11 @@ async fn write<B: Backend>(
         }
     }
     let max_elements = ctx.max_elements;
-    let source = if ds == Datastore::Candidate { "candidate" } else { "running" };
+    let source = if ds == Datastore::Candidate {
+        "candidate"
+    } else {
+        "running"
+    };
     let (config, status, location) = match ctx.method {
         Method::DELETE => {
             if path.is_root() {
@@ -420,11 +478,18 @@ async fn write<B: Backend>(
             (target, StatusCode::NO_CONTENT, None)
         }
         Method::POST => {
-            if path.target().is_some_and(|t| matches!(t.kind, SchemaNodeKind::Leaf | SchemaNodeKind::LeafList)) {
-                return Err(vec![protocol(ErrorTag::InvalidValue, "a leaf has no child resources to create")]);
+            if path
+                .target()
+                .is_some_and(|t| matches!(t.kind, SchemaNodeKind::Leaf | SchemaNodeKind::LeafList))
+            {
+                return Err(vec![protocol(
+                    ErrorTag::InvalidValue,
+                    "a leaf has no child resources to create",
+                )]);
             }
-            let mut e = single(body_elements(ctx.headers, body, max_elements).map_err(|e| vec![e])?)
-                .map_err(|e| vec![e])?;
+            let mut e =
+                single(body_elements(ctx.headers, body, max_elements).map_err(|e| vec![e])?)
+                    .map_err(|e| vec![e])?;
             let location = created_location(ctx.data_base, ctx.raw_path, path, &e);
             set_operation(&mut e, "create");
             (path.wrap(vec![e]), StatusCode::CREATED, Some(location))
@@ -436,8 +501,9 @@ async fn write<B: Backend>(
                     "replacing or merging the whole datastore is not offered: name a top-level resource",
                 )]);
             }
-            let mut e = single(body_elements(ctx.headers, body, max_elements).map_err(|e| vec![e])?)
-                .map_err(|e| vec![e])?;
+            let mut e =
+                single(body_elements(ctx.headers, body, max_elements).map_err(|e| vec![e])?)
+                    .map_err(|e| vec![e])?;
             check_same_resource(path, &e).map_err(|e| vec![e])?;
             // A list entry named by the URL carries its keys even if the body omits them.
             if let Some(t) = path.target() {
@@ -451,7 +517,11 @@ async fn write<B: Backend>(
             }
             let status = if ctx.method == Method::PUT {
                 set_operation(&mut e, "replace");
-                if exists(ctx, path, source).await? { StatusCode::NO_CONTENT } else { StatusCode::CREATED }
+                if exists(ctx, path, source).await? {
+                    StatusCode::NO_CONTENT
+                } else {
+                    StatusCode::CREATED
+                }
             } else {
                 set_operation(&mut e, "merge");
                 // RFC 8040 §4.6.1: PATCH does not create the target resource.
@@ -483,7 +553,10 @@ async fn write<B: Backend>(
             let op = element(
                 BASE_NS,
                 "edit-config",
-                vec![element(BASE_NS, "target", vec![Element::new(BASE_NS, "candidate")]), cfg],
+                vec![
+                    element(BASE_NS, "target", vec![Element::new(BASE_NS, "candidate")]),
+                    cfg,
+                ],
             );
             ctx.backend.operation(ctx.who, op).await?;
         }

@@ -24,7 +24,12 @@ impl Format {
 
     /// From a Content-Type or one media range of Accept.
     pub fn from_media(media: &str) -> Option<Format> {
-        let m = media.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let m = media
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         match m.as_str() {
             "application/yang-data+json" | "application/json" => Some(Format::Json),
             "application/yang-data+xml" | "application/xml" | "text/xml" => Some(Format::Xml),
@@ -152,7 +157,10 @@ fn xml_document(errors: &[ConfigError]) -> String {
     let mut out = format!("<errors xmlns=\"{RESTCONF_NS}\">");
     for e in errors {
         out.push_str("<error>");
-        out.push_str(&format!("<error-type>{}</error-type>", e.error_type.as_str()));
+        out.push_str(&format!(
+            "<error-type>{}</error-type>",
+            e.error_type.as_str()
+        ));
         out.push_str(&format!("<error-tag>{}</error-tag>", e.tag.as_str()));
         if let Some(t) = &e.app_tag {
             out.push_str(&format!("<error-app-tag>{}</error-app-tag>", escape(t)));

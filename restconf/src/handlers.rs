@@ -154,8 +154,13 @@ async fn handle<B: Backend>(
             .into_response();
     };
     if path != ROOT && !path.starts_with("/restconf/") {
-        let e = ConfigError::protocol(ErrorTag::InvalidValue, format!("no resource {path}; the RESTCONF root is {ROOT}"));
-        return Errors::one(format, e).with_status(StatusCode::NOT_FOUND).into_response();
+        let e = ConfigError::protocol(
+            ErrorTag::InvalidValue,
+            format!("no resource {path}; the RESTCONF root is {ROOT}"),
+        );
+        return Errors::one(format, e)
+            .with_status(StatusCode::NOT_FOUND)
+            .into_response();
     }
     // Bounded work at once; waiting here holds no body.
     let Ok(_permit) = shared.in_flight.acquire().await else {
@@ -282,13 +287,19 @@ async fn route<B: Backend>(
 
 fn not_found(format: Format, path: &str) -> Response {
     let e = ConfigError::protocol(ErrorTag::InvalidValue, format!("no resource {path}"));
-    Errors::one(format, e).with_status(StatusCode::NOT_FOUND).into_response()
+    Errors::one(format, e)
+        .with_status(StatusCode::NOT_FOUND)
+        .into_response()
 }
 
 fn method_not_allowed(format: Format, allow: &'static str) -> Response {
-    let e = ConfigError::protocol(ErrorTag::OperationNotSupported, format!("this resource takes {allow}"));
+    let e = ConfigError::protocol(
+        ErrorTag::OperationNotSupported,
+        format!("this resource takes {allow}"),
+    );
     let mut r = Errors::one(format, e).into_response();
-    r.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+    r.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
     r
 }
 
@@ -297,7 +308,12 @@ fn reply(format: Format, json: serde_json::Value, xml: String) -> Response {
         Format::Json => json.to_string(),
         Format::Xml => xml,
     };
-    (StatusCode::OK, [(header::CONTENT_TYPE, format.media_type())], body).into_response()
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, format.media_type())],
+        body,
+    )
+        .into_response()
 }
 
 fn root(format: Format) -> Response {
@@ -366,7 +382,11 @@ fn operations_list(format: Format) -> Response {
         xml.push_str(&format!("<{r} xmlns=\"{}\"/>", escape(&ns)));
     }
     xml.push_str("</operations>");
-    reply(format, serde_json::json!({"ietf-restconf:operations": members}), xml)
+    reply(
+        format,
+        serde_json::json!({"ietf-restconf:operations": members}),
+        xml,
+    )
 }
 
 /// `POST /restconf/operations/module:rpc`: the input as the operation's
@@ -379,7 +399,10 @@ async fn operation<B: Backend>(ctx: &Ctx<'_, B>, name: &str, body: &[u8]) -> Res
         Err(e) => return fail(e),
     };
     let Some((module, rpc)) = name.split_once(':') else {
-        return fail(ConfigError::protocol(ErrorTag::InvalidValue, format!("'{name}': name an operation as module:rpc")));
+        return fail(ConfigError::protocol(
+            ErrorTag::InvalidValue,
+            format!("'{name}': name an operation as module:rpc"),
+        ));
     };
     if !rpc_names().iter().any(|(m, r)| m == module && r == rpc) {
         return not_found(format, &format!("/restconf/operations/{name}"));
@@ -398,10 +421,15 @@ async fn operation<B: Backend>(ctx: &Ctx<'_, B>, name: &str, body: &[u8]) -> Res
         let parsed = match Format::from_media(media) {
             Some(Format::Json) => convert::json_to_elements(body, ctx.max_elements),
             Some(Format::Xml) => std::str::from_utf8(body)
-                .map_err(|_| ConfigError::protocol(ErrorTag::MalformedMessage, "the body is not UTF-8"))
+                .map_err(|_| {
+                    ConfigError::protocol(ErrorTag::MalformedMessage, "the body is not UTF-8")
+                })
                 .and_then(|t| {
                     besip_core::xml::parse_limited(t, ctx.max_elements).map_err(|e| {
-                        ConfigError::protocol(ErrorTag::MalformedMessage, format!("the body is not XML: {e}"))
+                        ConfigError::protocol(
+                            ErrorTag::MalformedMessage,
+                            format!("the body is not XML: {e}"),
+                        )
                     })
                 }),
             None => Err(ConfigError::protocol(
@@ -431,13 +459,17 @@ async fn operation<B: Backend>(ctx: &Ctx<'_, B>, name: &str, body: &[u8]) -> Res
         Ok(Reply::Ok) => StatusCode::NO_CONTENT.into_response(),
         Ok(Reply::Body(xml)) | Ok(Reply::Data(xml)) => {
             let elements = besip_core::xml::parse(&xml).unwrap_or_default();
-            let elements: Vec<Element> = elements.into_iter().filter(|e| e.name != "ok" || e.namespace != BASE_NS).collect();
+            let elements: Vec<Element> = elements
+                .into_iter()
+                .filter(|e| e.name != "ok" || e.namespace != BASE_NS)
+                .collect();
             if elements.is_empty() {
                 return StatusCode::NO_CONTENT.into_response();
             }
             let mut output = Element::new(&namespace, "output");
             output.children = elements;
-            let json = serde_json::Value::Object(convert::elements_to_json(&[output.clone()], None));
+            let json =
+                serde_json::Value::Object(convert::elements_to_json(&[output.clone()], None));
             reply(format, json, output.to_xml())
         }
     }

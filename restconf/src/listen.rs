@@ -31,7 +31,10 @@ fn plan(settings: &Settings, fixed: &[SocketAddr]) -> Vec<SocketAddr> {
         return Vec::new();
     }
     if settings.addresses.is_empty() {
-        return vec![SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), settings.port)];
+        return vec![SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            settings.port,
+        )];
     }
     settings
         .addresses
@@ -40,7 +43,11 @@ fn plan(settings: &Settings, fixed: &[SocketAddr]) -> Vec<SocketAddr> {
         .collect()
 }
 
-fn tls_config(etc_dir: &std::path::Path, hostname: &str, addrs: &[SocketAddr]) -> Result<Arc<rustls::ServerConfig>, String> {
+fn tls_config(
+    etc_dir: &std::path::Path,
+    hostname: &str,
+    addrs: &[SocketAddr],
+) -> Result<Arc<rustls::ServerConfig>, String> {
     let mut names = vec![
         hostname.to_owned(),
         "localhost".to_owned(),
@@ -132,7 +139,11 @@ impl<B: Backend> Endpoint<B> {
 
 /// Serve RESTCONF as configured now (an error if it cannot bind), then
 /// follow running: each change of `/system/restconf` rebinds.
-pub async fn spawn<B: Backend>(backend: Arc<B>, etc_dir: PathBuf, fixed: Vec<SocketAddr>) -> Result<(), String> {
+pub async fn spawn<B: Backend>(
+    backend: Arc<B>,
+    etc_dir: PathBuf,
+    fixed: Vec<SocketAddr>,
+) -> Result<(), String> {
     let mut changes = backend.watch_running();
     let mut endpoint = Endpoint {
         backend,

@@ -35,7 +35,10 @@ impl Query {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
             let value = percent_decode(&value.replace('+', " "))?;
             if q.given.iter().any(|g| g == name) {
-                return Err(invalid(name, format!("query parameter '{name}' is given twice")));
+                return Err(invalid(
+                    name,
+                    format!("query parameter '{name}' is given twice"),
+                ));
             }
             match name {
                 "content" => {
@@ -87,7 +90,10 @@ impl Query {
     /// RFC 8040 §4.8: a parameter not defined for the method is an error.
     pub fn only(&self, allowed: &[&str], method: &str) -> Result<(), ConfigError> {
         match self.given.iter().find(|g| !allowed.contains(&g.as_str())) {
-            Some(g) => Err(invalid(g, format!("query parameter '{g}' is not allowed with {method}"))),
+            Some(g) => Err(invalid(
+                g,
+                format!("query parameter '{g}' is not allowed with {method}"),
+            )),
             None => Ok(()),
         }
     }
@@ -95,7 +101,12 @@ impl Query {
 
 /// `a;b(c;d/e)` → `a`, `b/c`, `b/d/e`.
 pub fn expand_fields(expr: &str) -> Result<Vec<String>, ConfigError> {
-    let bad = || invalid("fields", format!("fields '{expr}' is not a list of paths (a;b/c;d(e;f))"));
+    let bad = || {
+        invalid(
+            "fields",
+            format!("fields '{expr}' is not a list of paths (a;b/c;d(e;f))"),
+        )
+    };
     let mut out = Vec::new();
     let mut depth = 0usize;
     let mut start = 0;

@@ -35,10 +35,20 @@ pub async fn serve<B: Backend>(shared: &Arc<Shared<B>>, who: &Principal, name: &
     let json = match name {
         "NETCONF" | "NETCONF/xml" => false,
         "NETCONF/json" => true,
-        _ => return (StatusCode::NOT_FOUND, "no such stream; there is NETCONF (/xml, /json)\n").into_response(),
+        _ => {
+            return (
+                StatusCode::NOT_FOUND,
+                "no such stream; there is NETCONF (/xml, /json)\n",
+            )
+                .into_response()
+        }
     };
     let Some(guard) = count_stream(shared) else {
-        return (StatusCode::SERVICE_UNAVAILABLE, "too many event streams open\n").into_response();
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many event streams open\n",
+        )
+            .into_response();
     };
     tracing::info!(user = %who.user, source = %who.source, json, "RESTCONF event stream opened");
     let events = shared.backend.notifications(who).map(move |doc| {
@@ -46,5 +56,7 @@ pub async fn serve<B: Backend>(shared: &Arc<Shared<B>>, who: &Principal, name: &
         let text = if json { notification_json(&doc) } else { doc };
         Ok::<_, Infallible>(Event::default().data(text))
     });
-    Sse::new(events).keep_alive(KeepAlive::default()).into_response()
+    Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response()
 }

@@ -628,14 +628,27 @@ impl Daemon {
         use besip_core::metrics::{counter, families, gauge, labelled_counter, MetricsRegistry};
         let e = self.engine.lock();
         let mut r = MetricsRegistry::with_prefix("besip_security");
-        counter(&mut r, "packets", "SIP packets inspected.", e.counters.packets);
-        counter(&mut r, "malformed", "Inspected packets that were not SIP.", e.counters.malformed);
+        counter(
+            &mut r,
+            "packets",
+            "SIP packets inspected.",
+            e.counters.packets,
+        );
+        counter(
+            &mut r,
+            "malformed",
+            "Inspected packets that were not SIP.",
+            e.counters.malformed,
+        );
         labelled_counter(
             &mut r,
             "bans",
             "Bans raised, by the rule that raised them.",
             "rule",
-            e.counters.bans_by_rule.iter().map(|(k, v)| (k.as_str(), *v)),
+            e.counters
+                .bans_by_rule
+                .iter()
+                .map(|(k, v)| (k.as_str(), *v)),
         );
         counter(
             &mut r,
@@ -646,7 +659,12 @@ impl Daemon {
         let active = i64::try_from(e.bans.iter().count()).unwrap_or(i64::MAX);
         gauge(&mut r, "active_bans", "Bans in force now.", active);
         let tracked = i64::try_from(e.detector.tracked()).unwrap_or(i64::MAX);
-        gauge(&mut r, "tracked_sources", "Sources the detector keeps counts of.", tracked);
+        gauge(
+            &mut r,
+            "tracked_sources",
+            "Sources the detector keeps counts of.",
+            tracked,
+        );
         families(&r)
     }
 

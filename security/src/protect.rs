@@ -84,11 +84,15 @@ impl PbxView {
         }
         view.peers.sort();
         view.peers.dedup();
-        view.cluster = pbx.cluster.database.as_ref().map(|db| crate::shared_bans::Settings {
-            database: db.clone(),
-            database_ca: pbx.cluster.database_ca.clone(),
-            box_name: pbx.cluster.box_name.clone(),
-        });
+        view.cluster = pbx
+            .cluster
+            .database
+            .as_ref()
+            .map(|db| crate::shared_bans::Settings {
+                database: db.clone(),
+                database_ca: pbx.cluster.database_ca.clone(),
+                box_name: pbx.cluster.box_name.clone(),
+            });
         view
     }
 }

@@ -123,7 +123,11 @@ async fn keep_in_sync(settings: Settings, daemon: Arc<Daemon>) {
     }
 }
 
-async fn session(settings: &Settings, daemon: &Arc<Daemon>, last_id: &mut i64) -> Result<(), String> {
+async fn session(
+    settings: &Settings,
+    daemon: &Arc<Daemon>,
+    last_id: &mut i64,
+) -> Result<(), String> {
     let mut db = besip_core::shared_db::Connection::open(
         &settings.database,
         settings.database_ca.as_deref(),
@@ -214,7 +218,9 @@ async fn read_others(
             format!("{CLUSTER_RULE}{from_box}:{rule}"),
             r.get(4),
             scope,
-            u32::try_from(left_ms.div_ceil(1000)).unwrap_or(u32::MAX).max(1),
+            u32::try_from(left_ms.div_ceil(1000))
+                .unwrap_or(u32::MAX)
+                .max(1),
         );
     }
     Ok(())

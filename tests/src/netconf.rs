@@ -49,11 +49,18 @@ impl NetconfServer {
             TempRoot::new(),
             Some(ADMIN_PASSWORD),
             free_port(),
-            &["--restconf-listen".to_string(), format!("127.0.0.1:{restconf}")],
+            &[
+                "--restconf-listen".to_string(),
+                format!("127.0.0.1:{restconf}"),
+            ],
         );
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect(("127.0.0.1", restconf)).is_err() {
-            assert!(Instant::now() < deadline, "RESTCONF did not listen: {}", server.log());
+            assert!(
+                Instant::now() < deadline,
+                "RESTCONF did not listen: {}",
+                server.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         (server, restconf)

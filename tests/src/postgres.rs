@@ -58,8 +58,11 @@ impl Postgres {
             .status();
         assert!(owned.is_ok_and(|s| s.success()), "chown");
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(data.join("server.key"), std::fs::Permissions::from_mode(0o600))
-            .expect("chmod");
+        std::fs::set_permissions(
+            data.join("server.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .expect("chmod");
         pg.extra = " -c ssl=on".to_owned();
         pg.start_again();
         Some(pg)

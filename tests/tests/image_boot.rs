@@ -186,9 +186,7 @@ fn stun_binding(port: u16) -> std::net::SocketAddr {
     let mut buf = [0u8; 1500];
     let response = loop {
         assert!(Instant::now() < deadline, "no STUN answer on 3478");
-        socket
-            .send_to(&request, ("127.0.0.1", port))
-            .expect("send");
+        socket.send_to(&request, ("127.0.0.1", port)).expect("send");
         if let Ok(n) = socket.recv(&mut buf) {
             break buf[..n].to_vec();
         }

@@ -13,9 +13,9 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use besip_tests::up::Up;
 use besip_tests::netconf::python;
 use besip_tests::pbx::{free_port, have_sipp, register_scenario, Sipp};
+use besip_tests::up::Up;
 
 const PASSWORD: &str = "metrics-test-pw";
 
@@ -203,24 +203,48 @@ fn metrics_follow_the_traffic_and_the_configuration() {
         &register_scenario("101", 600, 401),
         free_port(),
         the_box.sip,
-        &["-au", "101", "-ap", "not-the-password", "-auth_uri", "besip.test"],
+        &[
+            "-au",
+            "101",
+            "-ap",
+            "not-the-password",
+            "-auth_uri",
+            "besip.test",
+        ],
     );
     assert!(wrong.success, "REGISTER 101 refused:\n{}", wrong.log);
 
     let after = scrape_until(port, "the security daemon saw the REGISTERs", |s| {
-        s.get("besip_security_packets_total{}").copied().unwrap_or(0.0)
+        s.get("besip_security_packets_total{}")
+            .copied()
+            .unwrap_or(0.0)
             >= value(&before, "besip_security_packets_total{}") + 4.0
     });
     let delta = |k: &str| value(&after, k) - value(&before, k);
     assert_eq!(delta("besip_pbx_requests_total{}"), 4.0, "four REGISTERs");
-    assert_eq!(delta("besip_pbx_replies_total{class=\"4xx\"}"), 3.0, "three 401s");
-    assert_eq!(delta("besip_pbx_replies_total{class=\"2xx\"}"), 1.0, "one 200");
-    assert_eq!(delta("besip_pbx_auth_failures_total{}"), 1.0, "the wrong password");
+    assert_eq!(
+        delta("besip_pbx_replies_total{class=\"4xx\"}"),
+        3.0,
+        "three 401s"
+    );
+    assert_eq!(
+        delta("besip_pbx_replies_total{class=\"2xx\"}"),
+        1.0,
+        "one 200"
+    );
+    assert_eq!(
+        delta("besip_pbx_auth_failures_total{}"),
+        1.0,
+        "the wrong password"
+    );
     assert_eq!(value(&after, "besip_pbx_registrations{}"), 1.0);
     assert_eq!(delta("besip_netconf_commits_total{}"), 1.0);
     assert_eq!(delta("besip_netconf_commit_duration_seconds_count{}"), 1.0);
     assert!(value(&after, "besip_netconf_commit_duration_seconds_sum{}") > 0.0);
-    assert!(delta("besip_netconf_rpcs_total{}") >= 2.0, "edit-config and commit");
+    assert!(
+        delta("besip_netconf_rpcs_total{}") >= 2.0,
+        "edit-config and commit"
+    );
     assert_eq!(value(&after, "besip_monitoring_capture_running{}"), 1.0);
     // Histograms are complete: +Inf bucket equals the count.
     assert_eq!(
@@ -238,14 +262,20 @@ fn metrics_follow_the_traffic_and_the_configuration() {
         let r = get(port, path).map(|r| r.0);
         assert!(matches!(r, Some(400 | 404)), "{path}: {r:?}");
     }
-    let garbage = http(port, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03garbage\r\n\r\n");
+    let garbage = http(
+        port,
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03garbage\r\n\r\n",
+    );
     assert!(garbage.as_ref().is_none_or(|r| r.0 >= 400), "{garbage:?}");
     let giant = format!(
         "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Fill: {}\r\nConnection: close\r\n\r\n",
         "a".repeat(1 << 20)
     );
     let r = http(port, giant.as_bytes());
-    assert!(r.as_ref().is_none_or(|r| r.0 == 431 || r.0 == 400), "a giant header: {r:?}");
+    assert!(
+        r.as_ref().is_none_or(|r| r.0 == 431 || r.0 == 400),
+        "a giant header: {r:?}"
+    );
     // A flood of concurrent scrapes: each answered (200, or 503 while two
     // are in progress); the endpoint still answers afterwards.
     let flood: Vec<_> = (0..40)
@@ -280,7 +310,10 @@ fn metrics_follow_the_traffic_and_the_configuration() {
     );
     let deadline = Instant::now() + Duration::from_secs(10);
     while get(moved, "/metrics").is_some() {
-        assert!(Instant::now() < deadline, "metrics still served when disabled");
+        assert!(
+            Instant::now() < deadline,
+            "metrics still served when disabled"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }

@@ -13,7 +13,8 @@ use besip_tests::monitoring::{free_udp_pair, have_sipp, sipp_echo_call, Monitord
 /// The chunks of a HEP v3 packet by type (generic vendor), or None when it
 /// is not one.
 fn hep_chunks(p: &[u8]) -> Option<HashMap<u16, Vec<u8>>> {
-    if p.len() < 6 || &p[..4] != b"HEP3" || usize::from(u16::from_be_bytes([p[4], p[5]])) != p.len() {
+    if p.len() < 6 || &p[..4] != b"HEP3" || usize::from(u16::from_be_bytes([p[4], p[5]])) != p.len()
+    {
         return None;
     }
     let mut out = HashMap::new();
@@ -23,7 +24,10 @@ fn hep_chunks(p: &[u8]) -> Option<HashMap<u16, Vec<u8>>> {
         if len < 6 || len > rest.len() {
             return None;
         }
-        out.insert(u16::from_be_bytes([rest[2], rest[3]]), rest[6..len].to_vec());
+        out.insert(
+            u16::from_be_bytes([rest[2], rest[3]]),
+            rest[6..len].to_vec(),
+        );
         rest = &rest[len..];
     }
     Some(out)
@@ -67,8 +71,16 @@ fn stream_reports_reach_the_collector_with_the_call_id() {
         assert_eq!(c[&0x0001], vec![2], "IPv4");
         let json: serde_json::Value = serde_json::from_slice(&c[&0x000f]).expect("JSON payload");
         let port = |k: u16| u16::from_be_bytes([c[&k][0], c[&k][1]]);
-        assert_eq!(json["source-port"].as_u64(), Some(u64::from(port(0x0007))), "{json}");
-        assert_eq!(json["destination-port"].as_u64(), Some(u64::from(port(0x0008))), "{json}");
+        assert_eq!(
+            json["source-port"].as_u64(),
+            Some(u64::from(port(0x0007))),
+            "{json}"
+        );
+        assert_eq!(
+            json["destination-port"].as_u64(),
+            Some(u64::from(port(0x0008))),
+            "{json}"
+        );
         assert_eq!(c[&0x0003], vec![127, 0, 0, 1]);
         let mos = json["mos"].as_f64().unwrap_or(0.0);
         assert!(mos > 3.5 && mos < 4.5, "G.711 on loopback: {json}");

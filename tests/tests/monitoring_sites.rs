@@ -61,11 +61,21 @@ fn the_panel_shows_every_sites_calls() {
         assert!(Instant::now() < deadline, "{}", page.body);
         std::thread::sleep(Duration::from_millis(300));
     };
-    assert!(page.body.contains("<b id=\"this-site\">site-a</b>"), "{}", page.body);
+    assert!(
+        page.body.contains("<b id=\"this-site\">site-a</b>"),
+        "{}",
+        page.body
+    );
     let rows: Vec<&str> = page.body.split("<tr class=\"call\">").skip(1).collect();
     assert_eq!(rows.len(), 2, "{}", page.body);
-    let a = rows.iter().find(|r| r.contains("<td class=\"site\">site-a</td>")).expect("site-a's call");
+    let a = rows
+        .iter()
+        .find(|r| r.contains("<td class=\"site\">site-a</td>"))
+        .expect("site-a's call");
     assert!(a.contains("G.109"), "with its MOS: {a}");
-    let b = rows.iter().find(|r| r.contains("<td class=\"site\">site-b</td>")).expect("site-b's call");
+    let b = rows
+        .iter()
+        .find(|r| r.contains("<td class=\"site\">site-b</td>"))
+        .expect("site-b's call");
     assert!(b.contains(">3.05<") && b.contains("sip:200@b.test"), "{b}");
 }

@@ -261,7 +261,10 @@ config speed_dial 'speed_dial_13'\n\toption code '*13'\n\toption number '102'\n\
         assert!(sipp.wait(phone).success, "{mode}: phone 102");
         let got = sipp.messages("hidden-phone");
         let from = header_of(&got, "From").expect("From");
-        assert!(from.contains("<sip:anonymous@anonymous.invalid>"), "{mode}: {from}");
+        assert!(
+            from.contains("<sip:anonymous@anonymous.invalid>"),
+            "{mode}: {from}"
+        );
         // A proxy passes the caller's Contact and its later requests
         // unchanged; the B2BUA shows nothing of the caller.
         if mode == "b2bua" {

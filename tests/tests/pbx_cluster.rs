@@ -22,7 +22,11 @@ fn cluster_state(pbx: &Pbx) -> serde_json::Value {
     pbx.state()["besip-pbx:pbx"]["cluster-state"].clone()
 }
 
-fn wait_for(pbx: &Pbx, what: &str, check: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+fn wait_for(
+    pbx: &Pbx,
+    what: &str,
+    check: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let s = cluster_state(pbx);
@@ -50,14 +54,20 @@ fn a_phone_at_one_box_is_called_from_the_other_and_survives_its_box() {
     let b = Pbx::start(&cluster_uci(port_b, &pg.url(), "b"), port_b);
     wait_for(&a, "box a connects", connected);
     wait_for(&b, "box b connects", connected);
-    assert_eq!(pg.psql("SELECT component || ' ' || version FROM besip_schema"), "location 2", "the migrations, run once");
+    assert_eq!(
+        pg.psql("SELECT component || ' ' || version FROM besip_schema"),
+        "location 2",
+        "the migrations, run once"
+    );
     assert_state_valid(&b, &b.state());
 
     // 100 registers at box A; box B learns of it.
     let sipp = Sipp::new();
     let phone = free_port();
     register(&sipp, "100", phone, port_a);
-    wait_for(&b, "box b sees 100's binding", |s| s["remote-bindings"] == 1);
+    wait_for(&b, "box b sees 100's binding", |s| {
+        s["remote-bindings"] == 1
+    });
     assert_eq!(
         pg.psql("SELECT box || ' ' || aor FROM besip_location"),
         "a 100"
@@ -82,8 +92,9 @@ fn a_phone_at_one_box_is_called_from_the_other_and_survives_its_box() {
         if rows.lines().count() == 2 {
             assert!(rows.starts_with("a ") && rows.contains("\nb "), "{rows}");
             assert!(
-                rows.lines()
-                    .all(|l| l.contains("sip:101@") && l.contains("sip:100@") && l.ends_with(" answered")),
+                rows.lines().all(|l| l.contains("sip:101@")
+                    && l.contains("sip:100@")
+                    && l.ends_with(" answered")),
                 "{rows}"
             );
             break;
@@ -113,10 +124,21 @@ fn a_phone_at_one_box_is_called_from_the_other_and_survives_its_box() {
         &["-au", "102", "-ap", "pw102"],
     );
     let callee = sipp.wait(uas);
-    assert!(caller.success && callee.success, "{}\n{}", caller.log, callee.log);
+    assert!(
+        caller.success && callee.success,
+        "{}\n{}",
+        caller.log,
+        callee.log
+    );
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !pg.psql("SELECT box FROM besip_location WHERE aor = '100' ORDER BY box").contains('b') {
-        assert!(Instant::now() < deadline, "box b's binding of 100 not written");
+    while !pg
+        .psql("SELECT box FROM besip_location WHERE aor = '100' ORDER BY box")
+        .contains('b')
+    {
+        assert!(
+            Instant::now() < deadline,
+            "box b's binding of 100 not written"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -139,7 +161,10 @@ fn the_database_going_away_loses_no_registration() {
     let s = wait_for(&pbx, "the outage shows", |s| {
         s["database-connected"] == false && s.get("outage-since").is_some()
     });
-    assert!(s["last-error"].as_str().is_some_and(|e| !e.is_empty()), "{s}");
+    assert!(
+        s["last-error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{s}"
+    );
     assert_state_valid(&pbx, &pbx.state());
     // The box goes on serving its phones, and its calls are accounted.
     register(&sipp, "103", free_port(), port);
@@ -153,7 +178,12 @@ fn the_database_going_away_loses_no_registration() {
         &["-au", "101", "-ap", "pw101"],
     );
     let callee = sipp.wait(uas);
-    assert!(call.success && callee.success, "{}\n{}", call.log, callee.log);
+    assert!(
+        call.success && callee.success,
+        "{}\n{}",
+        call.log,
+        callee.log
+    );
 
     pg.start_again();
     let s = wait_for(&pbx, "reconnects", connected);
@@ -165,7 +195,10 @@ fn the_database_going_away_loses_no_registration() {
         if rows == "100\n103" {
             break;
         }
-        assert!(Instant::now() < deadline, "bindings after the outage: {rows:?}");
+        assert!(
+            Instant::now() < deadline,
+            "bindings after the outage: {rows:?}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     // The CDR of the call made during the outage is copied too.
@@ -209,7 +242,8 @@ fn besip_up_joins_a_shared_database() {
     .collect();
     let up = besip_tests::up::Up::start(&args);
     assert!(
-        up.banner.contains("shared location: postgresql://…@127.0.0.1:")
+        up.banner
+            .contains("shared location: postgresql://…@127.0.0.1:")
             && up.banner.contains("(this box: site-1)"),
         "{}",
         up.banner
@@ -220,7 +254,10 @@ fn besip_up_joins_a_shared_database() {
         if row.as_deref() == Ok(format!("site-1 127.0.0.1:{sip}").as_str()) {
             break;
         }
-        assert!(Instant::now() < deadline, "the box is not in the database: {row:?}");
+        assert!(
+            Instant::now() < deadline,
+            "the box is not in the database: {row:?}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -232,7 +269,9 @@ fn besip_up_joins_a_shared_database() {
 fn the_database_over_tls_is_verified() {
     let (ca, cert, key) = besip_tests::certs::test_ca_for("database CA", &["127.0.0.1"]);
     let (other_ca, _, _) = besip_tests::certs::test_ca_for("another CA", &["127.0.0.1"]);
-    let Some(pg) = Postgres::start_tls(&cert, &key) else { return };
+    let Some(pg) = Postgres::start_tls(&cert, &key) else {
+        return;
+    };
     let tls_url = format!("{}?sslmode=require", pg.url());
     let uci = |port: u16, url: &str, name: &str, ca: &str| {
         let ca = match ca {
@@ -254,14 +293,18 @@ fn the_database_over_tls_is_verified() {
     });
     assert_eq!(s["database-connected"], false, "{s}");
     assert!(
-        s["last-error"].as_str().is_some_and(|e| e.contains("certificate")),
+        s["last-error"]
+            .as_str()
+            .is_some_and(|e| e.contains("certificate")),
         "{s}"
     );
     let s = wait_for(&plain, "the unencrypted box is refused", |s| {
         s["last-error"].as_str().is_some_and(|e| !e.is_empty())
     });
     assert!(
-        s["last-error"].as_str().is_some_and(|e| e.contains("no encryption") || e.contains("pg_hba")),
+        s["last-error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no encryption") || e.contains("pg_hba")),
         "{s}"
     );
     assert_eq!(pg.psql("SELECT name FROM besip_box ORDER BY name"), "good");

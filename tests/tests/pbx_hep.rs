@@ -75,8 +75,24 @@ impl Collector {
             .arg("-r")
             .arg(&self.pcap)
             .args(["-Y", "sip", "-T", "fields", "-E", "separator=/s"])
-            .args(["-e", "ip.src", "-e", "udp.srcport", "-e", "ip.dst", "-e", "udp.dstport"])
-            .args(["-e", "sip.Method", "-e", "sip.Status-Code", "-e", "sip.Call-ID"])
+            .args([
+                "-e",
+                "ip.src",
+                "-e",
+                "udp.srcport",
+                "-e",
+                "ip.dst",
+                "-e",
+                "udp.dstport",
+            ])
+            .args([
+                "-e",
+                "sip.Method",
+                "-e",
+                "sip.Status-Code",
+                "-e",
+                "sip.Call-ID",
+            ])
             .output()
             .expect("tshark");
         String::from_utf8_lossy(&out.stdout)
@@ -98,14 +114,21 @@ fn every_message_of_a_registration_reaches_the_collector() {
     register(&sipp, "100", phone, port);
     let deadline = Instant::now() + Duration::from_secs(5);
     while pbx.counter("hep-sent") < 4 {
-        assert!(Instant::now() < deadline, "hep-sent: {}", pbx.counter("hep-sent"));
+        assert!(
+            Instant::now() < deadline,
+            "hep-sent: {}",
+            pbx.counter("hep-sent")
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(300));
     let seen = collector.stop();
     let ids: Vec<&str> = seen.iter().filter_map(|l| l.rsplit(' ').next()).collect();
     assert_eq!(seen.len(), 4, "REGISTER, 401, REGISTER, 200: {seen:#?}");
-    assert!(ids.windows(2).all(|w| w[0] == w[1]), "one Call-ID: {seen:#?}");
+    assert!(
+        ids.windows(2).all(|w| w[0] == w[1]),
+        "one Call-ID: {seen:#?}"
+    );
     let call_id = ids[0];
     let expected = [
         format!("127.0.0.1 {phone} 127.0.0.1 {port} REGISTER {call_id}"),
@@ -132,7 +155,8 @@ fn a_reload_switches_the_export_and_a_missing_collector_harms_nobody() {
 
     // Switched on by a reload, towards a collector that is not there: the
     // phones are served as before, the copies are sent into the void.
-    pbx.reload(&hep_config(port, collector_port)).expect("reload");
+    pbx.reload(&hep_config(port, collector_port))
+        .expect("reload");
     register(&sipp, "101", free_port(), port);
     assert!(pbx.counter("hep-sent") >= 4);
 

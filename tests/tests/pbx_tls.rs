@@ -525,7 +525,8 @@ fn trunk_named_by_dns_is_verified_for_its_domain() {
             "config trunk 'trunk_{name}'\n\toption name '{name}'\n\toption host '{host}'\n\toption transport 'tls'\n\toption username 'acme'\n\toption password 's3cret'\n\toption register '1'\n\toption tls_ca '{ca}'\n\n"
         )
     };
-    let uci = config(port, &main) + &named("good", "provider.test") + &named("bad", "impostor.test");
+    let uci =
+        config(port, &main) + &named("good", "provider.test") + &named("bad", "impostor.test");
     let pbx = Pbx::start(&uci, port);
     let deadline = Instant::now() + Duration::from_secs(30);
     let state = loop {

@@ -20,7 +20,9 @@ impl Http {
     fn header(&self, name: &str) -> Option<String> {
         self.headers.lines().find_map(|l| {
             let (k, v) = l.split_once(':')?;
-            k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_owned())
         })
     }
 }
@@ -28,7 +30,15 @@ impl Http {
 /// `curl -k -i` with `args`; the last status block wins.
 fn curl(args: &[&str]) -> Http {
     let out = Command::new("curl")
-        .args(["-sk", "-i", "--path-as-is", "-H", "Expect:", "--max-time", "30"])
+        .args([
+            "-sk",
+            "-i",
+            "--path-as-is",
+            "-H",
+            "Expect:",
+            "--max-time",
+            "30",
+        ])
         .args(args)
         .output()
         .expect("curl (apt install curl)");
@@ -71,11 +81,23 @@ impl Box {
         self.as_user(&self.admin.clone(), method, path, body, extra)
     }
 
-    fn as_user(&self, user: &str, method: &str, path: &str, body: Option<(&str, &str)>, extra: &[&str]) -> Http {
+    fn as_user(
+        &self,
+        user: &str,
+        method: &str,
+        path: &str,
+        body: Option<(&str, &str)>,
+        extra: &[&str],
+    ) -> Http {
         let url = self.url(path);
         let mut args: Vec<String> = vec!["-u".into(), user.into(), "-X".into(), method.into()];
         if let Some((ct, b)) = body {
-            args.extend(["-H".into(), format!("Content-Type: {ct}"), "--data-binary".into(), b.into()]);
+            args.extend([
+                "-H".into(),
+                format!("Content-Type: {ct}"),
+                "--data-binary".into(),
+                b.into(),
+            ]);
         }
         args.extend(extra.iter().map(|s| s.to_string()));
         args.push(url);
@@ -100,60 +122,183 @@ fn discovery_reads_and_query_parameters() {
     let b = start();
     let meta = curl(&[&b.url("/.well-known/host-meta")]);
     assert_eq!(meta.status, 200);
-    assert!(meta.body.contains("rel=\"restconf\" href=\"/restconf\""), "{}", meta.body);
+    assert!(
+        meta.body.contains("rel=\"restconf\" href=\"/restconf\""),
+        "{}",
+        meta.body
+    );
 
     let root = b.admin("GET", "/restconf", None, &[]);
     assert_eq!(root.status, 200, "{}", root.body);
-    assert!(root.body.contains("\"yang-library-version\":\"2019-01-04\""), "{}", root.body);
-    let v = b.admin("GET", "/restconf/yang-library-version", None, &["-H", &format!("Accept: {XML}")]);
+    assert!(
+        root.body
+            .contains("\"yang-library-version\":\"2019-01-04\""),
+        "{}",
+        root.body
+    );
+    let v = b.admin(
+        "GET",
+        "/restconf/yang-library-version",
+        None,
+        &["-H", &format!("Accept: {XML}")],
+    );
     assert_eq!(v.body, "<yang-library-version xmlns=\"urn:ietf:params:xml:ns:yang:ietf-restconf\">2019-01-04</yang-library-version>");
 
     // JSON (the default) and XML, with the datastore's ETag and Last-Modified.
-    let host = b.admin("GET", "/restconf/data/besip-system:system/hostname", None, &[]);
+    let host = b.admin(
+        "GET",
+        "/restconf/data/besip-system:system/hostname",
+        None,
+        &[],
+    );
     assert_eq!(host.status, 200);
     assert_eq!(host.body, r#"{"besip-system:hostname":"besip"}"#);
     assert_eq!(host.header("content-type").as_deref(), Some(JSON));
-    assert!(host.header("etag").is_some() && host.header("last-modified").is_some(), "{}", host.headers);
-    let xml = b.admin("GET", "/restconf/data/besip-system:system/hostname", None, &["-H", &format!("Accept: {XML}")]);
-    assert_eq!(xml.body, "<hostname xmlns=\"urn:besip:system\">besip</hostname>");
+    assert!(
+        host.header("etag").is_some() && host.header("last-modified").is_some(),
+        "{}",
+        host.headers
+    );
+    let xml = b.admin(
+        "GET",
+        "/restconf/data/besip-system:system/hostname",
+        None,
+        &["-H", &format!("Accept: {XML}")],
+    );
+    assert_eq!(
+        xml.body,
+        "<hostname xmlns=\"urn:besip:system\">besip</hostname>"
+    );
     let head = b.admin("HEAD", "/restconf/data/besip-system:system", None, &["-I"]);
     assert_eq!(head.status, 200);
 
     // depth, content, with-defaults.
-    let shallow = b.admin("GET", "/restconf/data/besip-system:system?depth=1", None, &[]);
-    assert_eq!(shallow.body, r#"{"besip-system:system":{}}"#, "{}", shallow.body);
-    let defaults = b.admin("GET", "/restconf/data/besip-system:system/netconf?with-defaults=report-all", None, &[]);
-    assert!(defaults.body.contains("\"max-sessions\":64"), "{}", defaults.body);
-    let explicit = b.admin("GET", "/restconf/data/besip-system:system/netconf", None, &[]);
-    assert_eq!(explicit.status, 404, "only defaults there: {}", explicit.body);
-    let fields = b.admin("GET", "/restconf/data/besip-system:system?fields=hostname;netconf(port)&with-defaults=report-all", None, &[]);
-    assert_eq!(fields.body, r#"{"besip-system:system":{"hostname":"besip","netconf":{"port":830}}}"#, "{}", fields.body);
-    let bad_fields = b.admin("GET", "/restconf/data/besip-system:system?fields=a(b", None, &[]);
+    let shallow = b.admin(
+        "GET",
+        "/restconf/data/besip-system:system?depth=1",
+        None,
+        &[],
+    );
+    assert_eq!(
+        shallow.body, r#"{"besip-system:system":{}}"#,
+        "{}",
+        shallow.body
+    );
+    let defaults = b.admin(
+        "GET",
+        "/restconf/data/besip-system:system/netconf?with-defaults=report-all",
+        None,
+        &[],
+    );
+    assert!(
+        defaults.body.contains("\"max-sessions\":64"),
+        "{}",
+        defaults.body
+    );
+    let explicit = b.admin(
+        "GET",
+        "/restconf/data/besip-system:system/netconf",
+        None,
+        &[],
+    );
+    assert_eq!(
+        explicit.status, 404,
+        "only defaults there: {}",
+        explicit.body
+    );
+    let fields = b.admin(
+        "GET",
+        "/restconf/data/besip-system:system?fields=hostname;netconf(port)&with-defaults=report-all",
+        None,
+        &[],
+    );
+    assert_eq!(
+        fields.body, r#"{"besip-system:system":{"hostname":"besip","netconf":{"port":830}}}"#,
+        "{}",
+        fields.body
+    );
+    let bad_fields = b.admin(
+        "GET",
+        "/restconf/data/besip-system:system?fields=a(b",
+        None,
+        &[],
+    );
     assert_eq!(bad_fields.status, 400);
     let config = b.admin("GET", "/restconf/data?content=config", None, &[]);
     assert!(!config.body.contains("netconf-state"), "{}", config.body);
     let state = b.admin("GET", "/restconf/data?content=nonconfig", None, &[]);
-    assert!(state.body.contains("netconf-state") && !state.body.contains("\"hostname\""), "{}", state.body);
-    let ds = b.admin("GET", "/restconf/ds/ietf-datastores:operational/ietf-netconf-monitoring:netconf-state/statistics", None, &[]);
+    assert!(
+        state.body.contains("netconf-state") && !state.body.contains("\"hostname\""),
+        "{}",
+        state.body
+    );
+    let ds = b.admin(
+        "GET",
+        "/restconf/ds/ietf-datastores:operational/ietf-netconf-monitoring:netconf-state/statistics",
+        None,
+        &[],
+    );
     assert_eq!(ds.status, 200, "{}", ds.body);
 
     // Errors documents: unknown module 400, missing data 404, bad parameter 400.
     let unknown = b.admin("GET", "/restconf/data/nosuch:thing", None, &[]);
-    assert_eq!((unknown.status, error_tag(&unknown).as_str()), (400, "unknown-namespace"), "{}", unknown.body);
-    let missing = b.admin("GET", "/restconf/data/besip-pbx:pbx/extension=999", None, &[]);
+    assert_eq!(
+        (unknown.status, error_tag(&unknown).as_str()),
+        (400, "unknown-namespace"),
+        "{}",
+        unknown.body
+    );
+    let missing = b.admin(
+        "GET",
+        "/restconf/data/besip-pbx:pbx/extension=999",
+        None,
+        &[],
+    );
     assert_eq!(missing.status, 404, "{}", missing.body);
-    assert!(missing.body.contains("\"error-path\":\"/besip-pbx:pbx/besip-pbx:extension[number='999']\""), "{}", missing.body);
+    assert!(
+        missing
+            .body
+            .contains("\"error-path\":\"/besip-pbx:pbx/besip-pbx:extension[number='999']\""),
+        "{}",
+        missing.body
+    );
     let bad = b.admin("GET", "/restconf/data?depth=0", None, &[]);
-    assert_eq!((bad.status, error_tag(&bad).as_str()), (400, "invalid-value"));
-    let xml_err = b.admin("GET", "/restconf/data?depth=x", None, &["-H", &format!("Accept: {XML}")]);
-    assert!(xml_err.body.starts_with("<errors xmlns=\"urn:ietf:params:xml:ns:yang:ietf-restconf\">"), "{}", xml_err.body);
+    assert_eq!(
+        (bad.status, error_tag(&bad).as_str()),
+        (400, "invalid-value")
+    );
+    let xml_err = b.admin(
+        "GET",
+        "/restconf/data?depth=x",
+        None,
+        &["-H", &format!("Accept: {XML}")],
+    );
+    assert!(
+        xml_err
+            .body
+            .starts_with("<errors xmlns=\"urn:ietf:params:xml:ns:yang:ietf-restconf\">"),
+        "{}",
+        xml_err.body
+    );
     let traversal = b.admin("GET", "/restconf/data/../../etc/passwd", None, &[]);
-    assert!(matches!(traversal.status, 400 | 404), "{}", traversal.status);
+    assert!(
+        matches!(traversal.status, 400 | 404),
+        "{}",
+        traversal.status
+    );
     let outside = b.admin("GET", "/etc/passwd", None, &[]);
     assert_eq!(outside.status, 404);
     let ops = b.admin("GET", "/restconf/operations", None, &[]);
-    assert!(ops.body.contains("\"besip-security:unban\":[null]") && ops.body.contains("\"ietf-netconf:commit\""), "{}", ops.body);
-    assert!(!ops.body.contains("ietf-netconf:lock"), "session-bound operations are not offered");
+    assert!(
+        ops.body.contains("\"besip-security:unban\":[null]")
+            && ops.body.contains("\"ietf-netconf:commit\""),
+        "{}",
+        ops.body
+    );
+    assert!(
+        !ops.body.contains("ietf-netconf:lock"),
+        "session-bound operations are not offered"
+    );
 }
 
 #[test]
@@ -170,18 +315,32 @@ fn edits_commit_to_running_and_are_seen_over_netconf() {
         &[],
     );
     assert_eq!(post.status, 201, "{}", post.body);
-    assert_eq!(post.header("location").as_deref(), Some("/restconf/data/besip-pbx:pbx/extension=100"));
+    assert_eq!(
+        post.header("location").as_deref(),
+        Some("/restconf/data/besip-pbx:pbx/extension=100")
+    );
     let new_etag = post.header("etag").expect("etag");
     assert_ne!(new_etag, etag);
     // Again: data-exists, 409.
-    let again = b.admin("POST", "/restconf/data/besip-pbx:pbx", Some((JSON, r#"{"besip-pbx:extension":[{"number":"100"}]}"#)), &[]);
-    assert_eq!((again.status, error_tag(&again).as_str()), (409, "data-exists"));
+    let again = b.admin(
+        "POST",
+        "/restconf/data/besip-pbx:pbx",
+        Some((JSON, r#"{"besip-pbx:extension":[{"number":"100"}]}"#)),
+        &[],
+    );
+    assert_eq!(
+        (again.status, error_tag(&again).as_str()),
+        (409, "data-exists")
+    );
 
     // If-Match: a stale ETag is refused (412) and changes nothing.
     let stale = b.admin(
         "PATCH",
         "/restconf/data/besip-pbx:pbx/extension=100",
-        Some((JSON, r#"{"besip-pbx:extension":[{"number":"100","display-name":"Mallory"}]}"#)),
+        Some((
+            JSON,
+            r#"{"besip-pbx:extension":[{"number":"100","display-name":"Mallory"}]}"#,
+        )),
         &["-H", &format!("If-Match: {etag}")],
     );
     assert_eq!(stale.status, 412, "{}", stale.body);
@@ -189,37 +348,83 @@ fn edits_commit_to_running_and_are_seen_over_netconf() {
     let patch = b.admin(
         "PATCH",
         "/restconf/data/besip-pbx:pbx/extension=100",
-        Some((JSON, r#"{"besip-pbx:extension":[{"number":"100","display-name":"Alice B"}]}"#)),
+        Some((
+            JSON,
+            r#"{"besip-pbx:extension":[{"number":"100","display-name":"Alice B"}]}"#,
+        )),
         &["-H", &format!("If-Match: {new_etag}")],
     );
     assert_eq!(patch.status, 204, "{}", patch.body);
     // PUT creates (201) then replaces (204), over XML.
     let put_xml = "<extension xmlns=\"urn:besip:pbx\"><number>101</number><password>secret101</password></extension>";
-    let put = b.admin("PUT", "/restconf/data/besip-pbx:pbx/extension=101", Some((XML, put_xml)), &[]);
+    let put = b.admin(
+        "PUT",
+        "/restconf/data/besip-pbx:pbx/extension=101",
+        Some((XML, put_xml)),
+        &[],
+    );
     assert_eq!(put.status, 201, "{}", put.body);
-    let put = b.admin("PUT", "/restconf/data/besip-pbx:pbx/extension=101", Some((XML, put_xml)), &[]);
+    let put = b.admin(
+        "PUT",
+        "/restconf/data/besip-pbx:pbx/extension=101",
+        Some((XML, put_xml)),
+        &[],
+    );
     assert_eq!(put.status, 204, "{}", put.body);
     // A body naming another entry than the URL: 400.
-    let mismatch = b.admin("PUT", "/restconf/data/besip-pbx:pbx/extension=101", Some((JSON, r#"{"besip-pbx:extension":[{"number":"102"}]}"#)), &[]);
+    let mismatch = b.admin(
+        "PUT",
+        "/restconf/data/besip-pbx:pbx/extension=101",
+        Some((JSON, r#"{"besip-pbx:extension":[{"number":"102"}]}"#)),
+        &[],
+    );
     assert_eq!(mismatch.status, 400, "{}", mismatch.body);
 
     // Bad input: 400 with an errors document, nothing changed.
-    let etag_now = b.admin("GET", "/restconf/data/besip-pbx:pbx", None, &[]).header("etag");
+    let etag_now = b
+        .admin("GET", "/restconf/data/besip-pbx:pbx", None, &[])
+        .header("etag");
     for (ct, body) in [
         (JSON, r#"{"besip-pbx:extension":[{"numb"#),
-        (XML, "<extension xmlns=\"urn:besip:pbx\"><number>7</extension>"),
+        (
+            XML,
+            "<extension xmlns=\"urn:besip:pbx\"><number>7</extension>",
+        ),
         (JSON, r#"{"besip-pbx:extension":[{"number":"1 00"}]}"#),
-        (JSON, r#"{"besip-pbx:extension":[{"number":"103","no-such-leaf":1}]}"#),
+        (
+            JSON,
+            r#"{"besip-pbx:extension":[{"number":"103","no-such-leaf":1}]}"#,
+        ),
         ("text/plain", "hello"),
     ] {
-        let r = b.admin("POST", "/restconf/data/besip-pbx:pbx", Some((ct, body)), &[]);
+        let r = b.admin(
+            "POST",
+            "/restconf/data/besip-pbx:pbx",
+            Some((ct, body)),
+            &[],
+        );
         assert_eq!(r.status, 400, "{body}: {}", r.body);
         assert!(r.body.contains("errors"), "{}", r.body);
     }
-    let invalid = b.admin("POST", "/restconf/data/besip-pbx:pbx", Some((JSON, r#"{"besip-pbx:extension":[{"number":"1 00"}]}"#)), &[]);
-    assert!(invalid.body.contains("\"error-path\":\"/besip-pbx:pbx/besip-pbx:extension[number='1 00']"), "{}", invalid.body);
+    let invalid = b.admin(
+        "POST",
+        "/restconf/data/besip-pbx:pbx",
+        Some((JSON, r#"{"besip-pbx:extension":[{"number":"1 00"}]}"#)),
+        &[],
+    );
+    assert!(
+        invalid
+            .body
+            .contains("\"error-path\":\"/besip-pbx:pbx/besip-pbx:extension[number='1 00']"),
+        "{}",
+        invalid.body
+    );
     let after = b.admin("GET", "/restconf/data/besip-pbx:pbx", None, &[]);
-    assert_eq!(after.header("etag"), etag_now, "a refused edit changed running");
+    assert_eq!(
+        after.header("etag"),
+        etag_now,
+        "a refused edit changed running"
+    );
 
     // NETCONF sees what RESTCONF wrote, and RESTCONF what NETCONF writes.
     let (ok, out) = python(
@@ -233,18 +438,45 @@ m.commit()
 print('DONE')
 "#,
     );
-    assert!(ok && out.contains("Alice B") && out.contains("DONE"), "{out}");
-    let by_netconf = b.admin("GET", "/restconf/data/besip-pbx:pbx/extension=200/password", None, &[]);
+    assert!(
+        ok && out.contains("Alice B") && out.contains("DONE"),
+        "{out}"
+    );
+    let by_netconf = b.admin(
+        "GET",
+        "/restconf/data/besip-pbx:pbx/extension=200/password",
+        None,
+        &[],
+    );
     assert_eq!(by_netconf.body, r#"{"besip-pbx:password":"secret200"}"#);
 
     // DELETE: 204, then 404.
-    let del = b.admin("DELETE", "/restconf/data/besip-pbx:pbx/extension=101", None, &[]);
+    let del = b.admin(
+        "DELETE",
+        "/restconf/data/besip-pbx:pbx/extension=101",
+        None,
+        &[],
+    );
     assert_eq!(del.status, 204, "{}", del.body);
-    let del = b.admin("DELETE", "/restconf/data/besip-pbx:pbx/extension=101", None, &[]);
+    let del = b.admin(
+        "DELETE",
+        "/restconf/data/besip-pbx:pbx/extension=101",
+        None,
+        &[],
+    );
     assert_eq!(del.status, 404, "{}", del.body);
     // The commit history names the RESTCONF commits.
-    let history = b.admin("GET", "/restconf/data/besip-system:commit-history", None, &[]);
-    assert!(history.body.contains("\"comment\":\"RESTCONF\""), "{}", history.body);
+    let history = b.admin(
+        "GET",
+        "/restconf/data/besip-system:commit-history",
+        None,
+        &[],
+    );
+    assert!(
+        history.body.contains("\"comment\":\"RESTCONF\""),
+        "{}",
+        history.body
+    );
 }
 
 #[test]
@@ -252,33 +484,91 @@ fn candidate_commit_and_event_stream() {
     let b = start();
     // The SSE stream, open before the commit.
     let mut sse = Command::new("curl")
-        .args(["-sk", "-N", "-u", &b.admin, "--max-time", "20", &b.url("/restconf/streams/NETCONF/json")])
+        .args([
+            "-sk",
+            "-N",
+            "-u",
+            &b.admin,
+            "--max-time",
+            "20",
+            &b.url("/restconf/streams/NETCONF/json"),
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .expect("curl");
     std::thread::sleep(Duration::from_millis(500));
 
     let cand = "/restconf/ds/ietf-datastores:candidate/besip-pbx:pbx";
-    let post = b.admin("POST", cand, Some((JSON, r#"{"besip-pbx:extension":[{"number":"300","password":"secret300"}]}"#)), &[]);
+    let post = b.admin(
+        "POST",
+        cand,
+        Some((
+            JSON,
+            r#"{"besip-pbx:extension":[{"number":"300","password":"secret300"}]}"#,
+        )),
+        &[],
+    );
     assert_eq!(post.status, 201, "{}", post.body);
     let in_candidate = b.admin("GET", &format!("{cand}/extension=300"), None, &[]);
     assert_eq!(in_candidate.status, 200);
-    let in_running = b.admin("GET", "/restconf/ds/ietf-datastores:running/besip-pbx:pbx/extension=300", None, &[]);
+    let in_running = b.admin(
+        "GET",
+        "/restconf/ds/ietf-datastores:running/besip-pbx:pbx/extension=300",
+        None,
+        &[],
+    );
     assert_eq!(in_running.status, 404, "staged only");
     // Running edits wait for the candidate: in-use.
-    let busy = b.admin("POST", "/restconf/data/besip-pbx:pbx", Some((JSON, r#"{"besip-pbx:extension":[{"number":"301"}]}"#)), &[]);
-    assert_eq!((busy.status, error_tag(&busy).as_str()), (409, "in-use"), "{}", busy.body);
+    let busy = b.admin(
+        "POST",
+        "/restconf/data/besip-pbx:pbx",
+        Some((JSON, r#"{"besip-pbx:extension":[{"number":"301"}]}"#)),
+        &[],
+    );
+    assert_eq!(
+        (busy.status, error_tag(&busy).as_str()),
+        (409, "in-use"),
+        "{}",
+        busy.body
+    );
 
-    let commit = b.admin("POST", "/restconf/operations/ietf-netconf:commit", None, &[]);
+    let commit = b.admin(
+        "POST",
+        "/restconf/operations/ietf-netconf:commit",
+        None,
+        &[],
+    );
     assert_eq!(commit.status, 204, "{}", commit.body);
-    let in_running = b.admin("GET", "/restconf/ds/ietf-datastores:running/besip-pbx:pbx/extension=300", None, &[]);
+    let in_running = b.admin(
+        "GET",
+        "/restconf/ds/ietf-datastores:running/besip-pbx:pbx/extension=300",
+        None,
+        &[],
+    );
     assert_eq!(in_running.status, 200);
 
     // Staged then discarded.
-    b.admin("POST", cand, Some((JSON, r#"{"besip-pbx:extension":[{"number":"302","password":"secret302"}]}"#)), &[]);
-    let discard = b.admin("POST", "/restconf/operations/ietf-netconf:discard-changes", None, &[]);
+    b.admin(
+        "POST",
+        cand,
+        Some((
+            JSON,
+            r#"{"besip-pbx:extension":[{"number":"302","password":"secret302"}]}"#,
+        )),
+        &[],
+    );
+    let discard = b.admin(
+        "POST",
+        "/restconf/operations/ietf-netconf:discard-changes",
+        None,
+        &[],
+    );
     assert_eq!(discard.status, 204, "{}", discard.body);
-    assert_eq!(b.admin("GET", &format!("{cand}/extension=302"), None, &[]).status, 404);
+    assert_eq!(
+        b.admin("GET", &format!("{cand}/extension=302"), None, &[])
+            .status,
+        404
+    );
 
     // The commit's netconf-config-change arrived on the stream.
     let stdout = sse.stdout.take().expect("stdout");
@@ -295,11 +585,19 @@ fn candidate_commit_and_event_stream() {
     }
     let _ = sse.kill();
     let _ = sse.wait();
-    assert!(seen.contains("data: {\"ietf-restconf:notification\""), "{seen}");
+    assert!(
+        seen.contains("data: {\"ietf-restconf:notification\""),
+        "{seen}"
+    );
     assert!(seen.contains("extension[pbx:number='300']"), "{seen}");
 
     // A module RPC is forwarded to its daemon (not running here: a clear error).
-    let unban = b.admin("POST", "/restconf/operations/besip-security:unban", Some((JSON, r#"{"besip-security:input":{"address":"192.0.2.9"}}"#)), &[]);
+    let unban = b.admin(
+        "POST",
+        "/restconf/operations/besip-security:unban",
+        Some((JSON, r#"{"besip-security:input":{"address":"192.0.2.9"}}"#)),
+        &[],
+    );
     assert_eq!(unban.status, 500, "{}", unban.body);
     assert!(unban.body.contains("not running"), "{}", unban.body);
     let lock = b.admin("POST", "/restconf/operations/ietf-netconf:lock", None, &[]);
@@ -313,14 +611,32 @@ fn attackers_are_refused() {
     let user = format!(
         r#"{{"besip-system:user":[{{"name":"mon","group":"monitor","password-hash":"{MON_HASH}"}}]}}"#
     );
-    let add = b.admin("POST", "/restconf/data/besip-system:system", Some((JSON, &user)), &[]);
+    let add = b.admin(
+        "POST",
+        "/restconf/data/besip-system:system",
+        Some((JSON, &user)),
+        &[],
+    );
     assert_eq!(add.status, 201, "{}", add.body);
-    b.admin("POST", "/restconf/data/besip-pbx:pbx", Some((JSON, r#"{"besip-pbx:extension":[{"number":"100","password":"secret100"}]}"#)), &[]);
+    b.admin(
+        "POST",
+        "/restconf/data/besip-pbx:pbx",
+        Some((
+            JSON,
+            r#"{"besip-pbx:extension":[{"number":"100","password":"secret100"}]}"#,
+        )),
+        &[],
+    );
 
     // No credentials: 401 with a challenge.
     let anon = curl(&[&b.url("/restconf/data")]);
     assert_eq!(anon.status, 401);
-    assert!(anon.header("www-authenticate").is_some_and(|h| h.starts_with("Basic")), "{}", anon.headers);
+    assert!(
+        anon.header("www-authenticate")
+            .is_some_and(|h| h.starts_with("Basic")),
+        "{}",
+        anon.headers
+    );
     let garbage = curl(&["-H", "Authorization: Basic !!!", &b.url("/restconf/data")]);
     assert_eq!(garbage.status, 401);
 
@@ -328,27 +644,66 @@ fn attackers_are_refused() {
     let mon = format!("mon:{MON_PASSWORD}");
     let read = b.as_user(&mon, "GET", "/restconf/data/besip-pbx:pbx", None, &[]);
     assert_eq!(read.status, 200, "{}", read.body);
-    assert!(!read.body.contains("secret100"), "a monitor saw a SIP password: {}", read.body);
+    assert!(
+        !read.body.contains("secret100"),
+        "a monitor saw a SIP password: {}",
+        read.body
+    );
     let users = b.as_user(&mon, "GET", "/restconf/data/besip-system:system", None, &[]);
     assert!(!users.body.contains("password-hash"), "{}", users.body);
     for (method, body) in [
-        ("POST", Some((JSON, r#"{"besip-pbx:extension":[{"number":"666","password":"secret666"}]}"#))),
+        (
+            "POST",
+            Some((
+                JSON,
+                r#"{"besip-pbx:extension":[{"number":"666","password":"secret666"}]}"#,
+            )),
+        ),
         ("DELETE", None),
     ] {
-        let path = if method == "POST" { "/restconf/data/besip-pbx:pbx" } else { "/restconf/data/besip-pbx:pbx/extension=100" };
+        let path = if method == "POST" {
+            "/restconf/data/besip-pbx:pbx"
+        } else {
+            "/restconf/data/besip-pbx:pbx/extension=100"
+        };
         let r = b.as_user(&mon, method, path, body, &[]);
-        assert_eq!((r.status, error_tag(&r).as_str()), (403, "access-denied"), "{method}: {}", r.body);
+        assert_eq!(
+            (r.status, error_tag(&r).as_str()),
+            (403, "access-denied"),
+            "{method}: {}",
+            r.body
+        );
     }
-    let commit = b.as_user(&mon, "POST", "/restconf/operations/ietf-netconf:commit", None, &[]);
+    let commit = b.as_user(
+        &mon,
+        "POST",
+        "/restconf/operations/ietf-netconf:commit",
+        None,
+        &[],
+    );
     assert_eq!(commit.status, 403, "{}", commit.body);
-    let cand = b.as_user(&mon, "POST", "/restconf/ds/ietf-datastores:candidate/besip-pbx:pbx", Some((JSON, r#"{"besip-pbx:extension":[{"number":"667"}]}"#)), &[]);
+    let cand = b.as_user(
+        &mon,
+        "POST",
+        "/restconf/ds/ietf-datastores:candidate/besip-pbx:pbx",
+        Some((JSON, r#"{"besip-pbx:extension":[{"number":"667"}]}"#)),
+        &[],
+    );
     assert_eq!(cand.status, 403, "{}", cand.body);
 
     // A gigantic body: 413, before it is read.
-    let big = format!("{{\"besip-pbx:pbx\":{{\"domain\":\"{}\"}}}}", "a".repeat(17 * 1024 * 1024));
+    let big = format!(
+        "{{\"besip-pbx:pbx\":{{\"domain\":\"{}\"}}}}",
+        "a".repeat(17 * 1024 * 1024)
+    );
     let file = b.server.root_path().join("big.json");
     std::fs::write(&file, big).unwrap();
-    let r = b.admin("PUT", "/restconf/data/besip-pbx:pbx", Some((JSON, &format!("@{}", file.display()))), &[]);
+    let r = b.admin(
+        "PUT",
+        "/restconf/data/besip-pbx:pbx",
+        Some((JSON, &format!("@{}", file.display()))),
+        &[],
+    );
     assert_eq!(r.status, 413, "{}", r.body);
 
     // Wrong passwords: 401, and after three the right one waits too (as SSH).
@@ -359,10 +714,18 @@ fn attackers_are_refused() {
     let throttled = b.as_user(&mon, "GET", "/restconf/data", None, &[]);
     // The cached verification of earlier requests does not skip the throttle for
     // a fresh password check; a cached one is still good (same password).
-    assert!(matches!(throttled.status, 200 | 401), "{}", throttled.status);
+    assert!(
+        matches!(throttled.status, 200 | 401),
+        "{}",
+        throttled.status
+    );
     let fresh = b.as_user("mon:wrong-again", "GET", "/restconf/data", None, &[]);
     assert_eq!(fresh.status, 401);
-    assert!(fresh.header("retry-after").is_some(), "throttled: {}", fresh.headers);
+    assert!(
+        fresh.header("retry-after").is_some(),
+        "throttled: {}",
+        fresh.headers
+    );
 
     // A flood (each request a new session) leaves memory bounded.
     let rss = |pid: u32| -> u64 {
@@ -383,8 +746,16 @@ fn attackers_are_refused() {
     let status = Command::new("curl").args(&args).status().expect("curl");
     assert!(status.success());
     let after = rss(b.server.pid());
-    assert!(after < before + 64 * 1024, "RSS grew from {before} kB to {after} kB");
-    let still = b.admin("GET", "/restconf/data/besip-system:system/hostname", None, &[]);
+    assert!(
+        after < before + 64 * 1024,
+        "RSS grew from {before} kB to {after} kB"
+    );
+    let still = b.admin(
+        "GET",
+        "/restconf/data/besip-system:system/hostname",
+        None,
+        &[],
+    );
     assert_eq!(still.status, 200);
     assert!(!b.server.log().contains("panicked"), "{}", b.server.log());
 }
@@ -392,11 +763,23 @@ fn attackers_are_refused() {
 #[test]
 fn session_cookie_and_python_requests() {
     let b = start();
-    let first = b.admin("GET", "/restconf/data/besip-system:system/hostname", None, &[]);
+    let first = b.admin(
+        "GET",
+        "/restconf/data/besip-system:system/hostname",
+        None,
+        &[],
+    );
     let cookie = first.header("set-cookie").expect("a session cookie");
-    assert!(cookie.contains("Secure") && cookie.contains("HttpOnly"), "{cookie}");
+    assert!(
+        cookie.contains("Secure") && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
     let token = cookie.split(';').next().unwrap().to_owned();
-    let by_cookie = curl(&["-H", &format!("Cookie: {token}"), &b.url("/restconf/data/besip-system:system/hostname")]);
+    let by_cookie = curl(&[
+        "-H",
+        &format!("Cookie: {token}"),
+        &b.url("/restconf/data/besip-system:system/hostname"),
+    ]);
     assert_eq!(by_cookie.status, 200, "{}", by_cookie.body);
     let forged = curl(&["-H", "Cookie: besip_restconf=00", &b.url("/restconf/data")]);
     assert_eq!(forged.status, 401);
@@ -404,13 +787,51 @@ fn session_cookie_and_python_requests() {
     let user = format!(
         r#"{{"besip-system:user":[{{"name":"mon","group":"monitor","password-hash":"{MON_HASH}"}}]}}"#
     );
-    assert_eq!(b.admin("POST", "/restconf/data/besip-system:system", Some((JSON, &user)), &[]).status, 201);
-    let mon = b.as_user(&format!("mon:{MON_PASSWORD}"), "GET", "/restconf/data/besip-system:system/hostname", None, &[]);
-    let mon_token = mon.header("set-cookie").expect("cookie").split(';').next().unwrap().to_owned();
-    let by_mon = curl(&["-H", &format!("Cookie: {mon_token}"), &b.url("/restconf/data/besip-system:system/hostname")]);
+    assert_eq!(
+        b.admin(
+            "POST",
+            "/restconf/data/besip-system:system",
+            Some((JSON, &user)),
+            &[]
+        )
+        .status,
+        201
+    );
+    let mon = b.as_user(
+        &format!("mon:{MON_PASSWORD}"),
+        "GET",
+        "/restconf/data/besip-system:system/hostname",
+        None,
+        &[],
+    );
+    let mon_token = mon
+        .header("set-cookie")
+        .expect("cookie")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let by_mon = curl(&[
+        "-H",
+        &format!("Cookie: {mon_token}"),
+        &b.url("/restconf/data/besip-system:system/hostname"),
+    ]);
     assert_eq!(by_mon.status, 200);
-    assert_eq!(b.admin("DELETE", "/restconf/data/besip-system:system/user=mon", None, &[]).status, 204);
-    let gone = curl(&["-H", &format!("Cookie: {mon_token}"), &b.url("/restconf/data/besip-system:system/hostname")]);
+    assert_eq!(
+        b.admin(
+            "DELETE",
+            "/restconf/data/besip-system:system/user=mon",
+            None,
+            &[]
+        )
+        .status,
+        204
+    );
+    let gone = curl(&[
+        "-H",
+        &format!("Cookie: {mon_token}"),
+        &b.url("/restconf/data/besip-system:system/hostname"),
+    ]);
     assert_eq!(gone.status, 401, "a deleted user's session still works");
 
     let has_requests = Command::new("python3")
@@ -446,8 +867,15 @@ print('PYTHON OK')
         base = b.base,
         pw = ADMIN_PASSWORD
     );
-    let out = Command::new("python3").args(["-c", &script]).output().expect("python3");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .expect("python3");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("PYTHON OK"), "{text}");
 }
 
@@ -456,7 +884,11 @@ fn the_endpoint_follows_running() {
     let server = NetconfServer::start();
     let port = besip_tests::netconf::free_port();
     let url = format!("https://127.0.0.1:{port}/restconf/yang-library-version");
-    assert_eq!(curl(&["-u", &format!("admin:{ADMIN_PASSWORD}"), &url]).status, 0, "off by default");
+    assert_eq!(
+        curl(&["-u", &format!("admin:{ADMIN_PASSWORD}"), &url]).status,
+        0,
+        "off by default"
+    );
     let (ok, out) = python(
         server.port,
         ADMIN_PASSWORD,
@@ -476,8 +908,15 @@ print('DONE')
         if r.status == 200 {
             break;
         }
-        assert!(Instant::now() < deadline, "RESTCONF did not start: {}", server.log());
+        assert!(
+            Instant::now() < deadline,
+            "RESTCONF did not start: {}",
+            server.log()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert!(server.root_path().join("etc/besip/restconf-cert.pem").exists());
+    assert!(server
+        .root_path()
+        .join("etc/besip/restconf-cert.pem")
+        .exists());
 }

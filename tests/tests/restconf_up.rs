@@ -63,7 +63,11 @@ fn besip_up_serves_restconf_and_a_restconf_extension_registers() {
         .spawn()
         .expect("start besip up");
     let stdout = child.stdout.take().expect("stdout");
-    let up = Up { child, sip, _root: root };
+    let up = Up {
+        child,
+        sip,
+        _root: root,
+    };
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -79,12 +83,30 @@ fn besip_up_serves_restconf_and_a_restconf_extension_registers() {
         }
     }
     let root_url = format!("https://127.0.0.1:{restconf}/restconf");
-    assert!(banner.contains(&format!("RESTCONF:     {root_url}")), "{banner}");
+    assert!(
+        banner.contains(&format!("RESTCONF:     {root_url}")),
+        "{banner}"
+    );
 
     let body = r#"{"besip-pbx:pbx":{"domain":"besip.test","extension":[{"number":"100","password":"pw100-secret"}]}}"#;
     let out = Command::new("curl")
-        .args(["-sk", "-o", "/dev/null", "-w", "%{http_code}", "-u", &format!("admin:{PASSWORD}")])
-        .args(["-X", "PATCH", "-H", "Content-Type: application/yang-data+json", "--data-binary", body])
+        .args([
+            "-sk",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-u",
+            &format!("admin:{PASSWORD}"),
+        ])
+        .args([
+            "-X",
+            "PATCH",
+            "-H",
+            "Content-Type: application/yang-data+json",
+            "--data-binary",
+            body,
+        ])
         .arg(format!("{root_url}/data/besip-pbx:pbx"))
         .output()
         .expect("curl");
@@ -93,13 +115,22 @@ fn besip_up_serves_restconf_and_a_restconf_extension_registers() {
     // A module RPC reaches its daemon (besip-secd answers: nothing to unban).
     let unban = Command::new("curl")
         .args(["-sk", "-u", &format!("admin:{PASSWORD}"), "-X", "POST"])
-        .args(["-H", "Content-Type: application/yang-data+json", "--data-binary"])
+        .args([
+            "-H",
+            "Content-Type: application/yang-data+json",
+            "--data-binary",
+        ])
         .arg(r#"{"besip-security:input":{"address":"192.0.2.77"}}"#)
         .arg(format!("{root_url}/operations/besip-security:unban"))
         .output()
         .expect("curl");
     let text = String::from_utf8_lossy(&unban.stdout);
-    assert!(text.contains("ietf-restconf:errors") && text.contains("192.0.2.77") && !text.contains("not running"), "{text}");
+    assert!(
+        text.contains("ietf-restconf:errors")
+            && text.contains("192.0.2.77")
+            && !text.contains("not running"),
+        "{text}"
+    );
 
     if !have_sipp() {
         eprintln!("SKIP (sipp part): sipp not installed");
@@ -111,7 +142,14 @@ fn besip_up_serves_restconf_and_a_restconf_extension_registers() {
         &register_scenario("100", 600, 200),
         free_port(),
         up.sip,
-        &["-au", "100", "-ap", "pw100-secret", "-auth_uri", "besip.test"],
+        &[
+            "-au",
+            "100",
+            "-ap",
+            "pw100-secret",
+            "-auth_uri",
+            "besip.test",
+        ],
     );
     assert!(ok.success, "REGISTER 100:\n{}", ok.log);
     // The registration is state RESTCONF reads back (content=nonconfig).
@@ -121,5 +159,8 @@ fn besip_up_serves_restconf_and_a_restconf_extension_registers() {
         .output()
         .expect("curl");
     let text = String::from_utf8_lossy(&state.stdout);
-    assert!(text.contains("registration") && text.contains("100@"), "{text}");
+    assert!(
+        text.contains("registration") && text.contains("100@"),
+        "{text}"
+    );
 }

@@ -97,7 +97,10 @@ fn a_ban_raised_at_one_box_is_applied_by_the_other() {
     let in_set = |ns: &Netns, ip: &str| ns.run(&["ipset", "test", &set, ip]).status.success();
     assert!(in_set(&ns_b, "127.0.0.2"), "in box b's kernel set");
     // Not written back: the database holds one ban, box a's.
-    assert_eq!(pg.psql("SELECT box || ' ' || address || ' ' || rule FROM besip_ban"), "a 127.0.0.2 opt");
+    assert_eq!(
+        pg.psql("SELECT box || ' ' || address || ' ' || rule FROM besip_ban"),
+        "a 127.0.0.2 opt"
+    );
 
     // 127.0.0.3 is whitelisted at box b: a's ban of it stays at a.
     options_burst(&ns_a, "127.0.0.3", 12);

@@ -165,7 +165,10 @@ impl Location {
             .map(|(aor, contact)| {
                 let live = map
                     .get(&aor)
-                    .and_then(|l| l.iter().find(|b| b.contact == contact && b.expires_at > now))
+                    .and_then(|l| {
+                        l.iter()
+                            .find(|b| b.contact == contact && b.expires_at > now)
+                    })
                     .cloned();
                 ((aor, contact), live)
             })

@@ -112,9 +112,12 @@ async fn write_all(
     )
     .await
     .map_err(|e| e.to_string())?;
-    tx.execute("DELETE FROM besip_location WHERE box = $1", &[&settings.box_name])
-        .await
-        .map_err(|e| e.to_string())?;
+    tx.execute(
+        "DELETE FROM besip_location WHERE box = $1",
+        &[&settings.box_name],
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     upsert(&tx, &settings.box_name, &now).await?;
     tx.execute(&format!("NOTIFY {CHANNEL}"), &[])
         .await
