@@ -214,19 +214,20 @@ fn fields_select(
         let mut module = path.target().map(|t| t.module.clone());
         let mut out = target.to_owned();
         for step in f.split('/') {
-            let (m, name) =
-                match step.split_once(':') {
-                    Some((m, n)) => (m.to_owned(), n),
-                    None => match &module {
-                        Some(m) => (m.clone(), step),
-                        None => return Err(vec![protocol(
+            let (m, name) = match step.split_once(':') {
+                Some((m, n)) => (m.to_owned(), n),
+                None => match &module {
+                    Some(m) => (m.clone(), step),
+                    None => {
+                        return Err(vec![protocol(
                             ErrorTag::InvalidValue,
                             format!(
                                 "fields '{f}': a top-level field names its module (module:node)"
                             ),
-                        )]),
-                    },
-                };
+                        )])
+                    }
+                },
+            };
             out.push_str(&format!("/{m}:{name}"));
             module = Some(m);
         }
