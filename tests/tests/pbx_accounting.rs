@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use besip_tests::pbx::assert_state_valid;
+use besip_tests::pbx::office::cdrs;
 use besip_tests::pbx::*;
 use serde_json::Value;
 
@@ -21,23 +22,6 @@ fn rate(prefix: &str, price: &str) -> String {
 
 fn account(ext: &str, balance: &str) -> String {
     format!("config accounting_account 'accounting_account_{ext}'\n\toption extension '{ext}'\n\toption balance '{balance}'\n\n")
-}
-
-/// The CDRs in the state, oldest first, once there are `n` of them.
-fn cdrs(pbx: &Pbx, n: usize) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let state = pbx.state();
-        let list = state["besip-pbx:pbx"]["accounting-state"]["cdr"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        if list.len() >= n {
-            return list;
-        }
-        assert!(Instant::now() < deadline, "fewer than {n} CDRs: {state}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn num(v: &Value) -> f64 {

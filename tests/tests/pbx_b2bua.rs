@@ -2,16 +2,8 @@
 //! one side leaks to the other, BYE is bridged, and a call past the maximum
 //! duration is ended by the PBX on both legs.
 
+use besip_tests::pbx::office::received;
 use besip_tests::pbx::*;
-
-/// The SIP messages of a sipp message trace that were received (not sent).
-fn received(trace: &str) -> Vec<String> {
-    trace
-        .split("-----------------------------------------------")
-        .filter(|block| block.contains("message received"))
-        .map(|b| b.to_owned())
-        .collect()
-}
 
 fn header_lines<'a>(msg: &'a str, name: &str) -> Vec<&'a str> {
     msg.lines()

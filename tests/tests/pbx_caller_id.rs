@@ -6,23 +6,8 @@
 //! phone with the phonebook name; a speed dial reaches its number with the
 //! caller's rights (strangers are refused as relays, call classes apply).
 
+use besip_tests::pbx::office::{base, with_ext, MODES};
 use besip_tests::pbx::*;
-
-const MODES: [&str; 2] = ["proxy", "b2bua"];
-
-fn base(port: u16, mode: &str, extra_main: &str) -> String {
-    config(port, &format!("\toption mode '{mode}'\n{extra_main}")).replacen(
-        "\toption mode 'proxy'\n",
-        "",
-        1,
-    )
-}
-
-fn with_ext(uci: &str, n: &str, options: &str) -> String {
-    let head = format!("\toption number '{n}'\n\toption password 'pw{n}'\n\toption enabled '1'\n");
-    assert!(uci.contains(&head), "no extension {n}");
-    uci.replacen(&head, &format!("{head}{options}"), 1)
-}
 
 fn trunk_and_route(prov_port: u16, trunk_options: &str) -> String {
     format!(

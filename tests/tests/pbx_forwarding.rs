@@ -9,26 +9,9 @@
 
 use std::time::{Duration, Instant};
 
+use besip_tests::pbx::office::{base, cdrs, ext_state, with_ext, MODES};
 use besip_tests::pbx::*;
 use serde_json::Value;
-
-const MODES: [&str; 2] = ["proxy", "b2bua"];
-
-/// The test configuration in `mode` with `extra_main` in the main section.
-fn base(port: u16, mode: &str, extra_main: &str) -> String {
-    config(port, &format!("\toption mode '{mode}'\n{extra_main}")).replacen(
-        "\toption mode 'proxy'\n",
-        "",
-        1,
-    )
-}
-
-/// `uci` with `options` added to extension `n`.
-fn with_ext(uci: &str, n: &str, options: &str) -> String {
-    let head = format!("\toption number '{n}'\n\toption password 'pw{n}'\n\toption enabled '1'\n");
-    assert!(uci.contains(&head), "no extension {n}");
-    uci.replacen(&head, &format!("{head}{options}"), 1)
-}
 
 fn trunk_and_route(prov_port: u16) -> String {
     format!(
@@ -42,33 +25,6 @@ config route 'route_out'\n\toption name 'out'\n\toption match '0'\n\toption trun
 fn caller_forwarded(user: &str, callee: &str) -> String {
     let one = "<recv response=\"180\" optional=\"true\"/>";
     caller_answered(user, callee).replacen(one, &format!("{one}\n  {one}"), 1)
-}
-
-/// The CDRs in the state, oldest first, once there are `n` of them.
-fn cdrs(pbx: &Pbx, n: usize) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let state = pbx.state();
-        let list = state["besip-pbx:pbx"]["accounting-state"]["cdr"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        if list.len() >= n {
-            return list;
-        }
-        assert!(Instant::now() < deadline, "fewer than {n} CDRs: {state}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// /pbx/extension-state of extension `n`.
-fn ext_state(pbx: &Pbx, n: &str) -> Value {
-    let state = pbx.state();
-    assert_state_valid(pbx, &state);
-    state["besip-pbx:pbx"]["extension-state"]["extension"]
-        .as_array()
-        .and_then(|l| l.iter().find(|e| e["number"] == n).cloned())
-        .unwrap_or_else(|| panic!("no state of {n}: {state}"))
 }
 
 fn assert_forwarded(cdr: &Value, by: &str, to: &str, reason: &str) {

@@ -13,6 +13,7 @@
 
 use std::time::{Duration, Instant};
 
+use besip_tests::pbx::office::cdrs;
 use besip_tests::pbx::*;
 use serde_json::Value;
 
@@ -138,23 +139,6 @@ Content-Length: 0
 /// Runs the provider's scenario from the trunk's address.
 fn from_trunk(sipp: &Sipp, name: &str, scenario: &str, port: u16) -> SippResult {
     sipp.run(name, scenario, free_port(), port, &["-i", TRUNK_IP])
-}
-
-/// The CDRs in the state, oldest first, once there are `n` of them.
-fn cdrs(pbx: &Pbx, n: usize) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let state = pbx.state();
-        let list = state["besip-pbx:pbx"]["accounting-state"]["cdr"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        if list.len() >= n {
-            return list;
-        }
-        assert!(Instant::now() < deadline, "fewer than {n} CDRs: {state}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn inbound_state(pbx: &Pbx) -> Value {

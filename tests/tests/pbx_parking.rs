@@ -7,12 +7,9 @@
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
+use besip_tests::pbx::office::{b2bua_config, cdrs, no_calls_left};
 use besip_tests::pbx::*;
 use serde_json::Value;
-
-fn b2bua_config(port: u16, extra: &str) -> String {
-    config(port, &format!("\toption mode 'b2bua'\n{extra}")).replace("\toption mode 'proxy'\n", "")
-}
 
 /// The answered call's INVITE, captured for requests the callee sends.
 const UAS_INVITE_CAPTURED: &str = r#"  <recv request="INVITE" rrs="true">
@@ -123,22 +120,6 @@ fn wait_parked(pbx: &Pbx) -> Value {
     }
 }
 
-fn cdrs(pbx: &Pbx, n: usize) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let state = pbx.state();
-        let list = state["besip-pbx:pbx"]["accounting-state"]["cdr"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        if list.len() >= n {
-            return list;
-        }
-        assert!(Instant::now() < deadline, "fewer than {n} CDRs: {state}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn pairs(list: &[Value]) -> Vec<(String, String)> {
     list.iter()
         .map(|c| {
@@ -148,21 +129,6 @@ fn pairs(list: &[Value]) -> Vec<(String, String)> {
             )
         })
         .collect()
-}
-
-fn no_calls_left(pbx: &Pbx) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let state = pbx.state();
-        let n = state["besip-pbx:pbx"]["calls"]["call"]
-            .as_array()
-            .map_or(0, Vec::len);
-        if n == 0 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "calls left: {state}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]

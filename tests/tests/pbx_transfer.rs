@@ -9,53 +9,8 @@
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
+use besip_tests::pbx::office::{b2bua_config, cdrs, no_calls_left, received};
 use besip_tests::pbx::*;
-use serde_json::Value;
-
-fn b2bua_config(port: u16, extra: &str) -> String {
-    config(port, &format!("\toption mode 'b2bua'\n{extra}")).replace("\toption mode 'proxy'\n", "")
-}
-
-/// The SIP messages of a sipp message trace that were received (not sent).
-fn received(trace: &str) -> Vec<String> {
-    trace
-        .split("-----------------------------------------------")
-        .filter(|block| block.contains("message received"))
-        .map(|b| b.to_owned())
-        .collect()
-}
-
-/// The CDRs in the state, oldest first, once there are `n` of them.
-fn cdrs(pbx: &Pbx, n: usize) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let state = pbx.state();
-        let list = state["besip-pbx:pbx"]["accounting-state"]["cdr"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        if list.len() >= n {
-            return list;
-        }
-        assert!(Instant::now() < deadline, "fewer than {n} CDRs: {state}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn no_calls_left(pbx: &Pbx) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let state = pbx.state();
-        let n = state["besip-pbx:pbx"]["calls"]["call"]
-            .as_array()
-            .map_or(0, Vec::len);
-        if n == 0 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "calls left: {state}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// The answered call's INVITE, captured: From (`peer`) and To (`me`) for
 /// requests the callee sends in the dialog.
