@@ -595,6 +595,24 @@ mod tests {
     }
 
     #[test]
+    fn cluster_sip_address_is_the_listen_or_the_configured_one() {
+        let main = |extra: &str| {
+            format!("package besip_pbx\n\nconfig pbx 'main'\n\toption cluster_database 'postgresql://db/besip'\n{extra}\nconfig listen 'listen_u'\n\toption name 'u'\n\toption address '0.0.0.0'\n\toption port '5070'\n")
+        };
+        let load = |text: &str| {
+            let pkg = Package::parse("besip_pbx", text).expect("uci");
+            Config::from_package(&pkg, "besip_pbx")
+        };
+        // A wildcard listen tells other boxes nothing: sip-address is needed.
+        let refused = load(&main("")).expect_err("wildcard without sip-address");
+        assert!(refused.to_string().contains("sip-address"), "{refused}");
+        let c = load(&main("\toption cluster_sip_address '192.0.2.7'\n")).expect("config");
+        let cluster = c.cluster.expect("cluster");
+        assert_eq!(cluster.sip, "192.0.2.7:5070".parse().unwrap());
+        assert_eq!(cluster.box_name, "box");
+    }
+
+    #[test]
     fn listen_without_port_binds_the_transports_port() {
         let text = "config listen 'u'\n\toption name 'u'\n\nconfig listen 't'\n\toption name 't'\n\toption transport 'tcp'\n\nconfig listen 's'\n\toption name 's'\n\toption transport 'tls'\n\nconfig listen 'p'\n\toption name 'p'\n\toption transport 'tls'\n\toption port '5071'\n";
         let pkg = Package::parse("besip_pbx", text).expect("uci");
