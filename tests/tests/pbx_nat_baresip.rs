@@ -30,11 +30,15 @@ const RELAY_MAX: u16 = 32419;
 /// B's, pinned to B's address) by these source ports.
 const A_RTP: (u16, u16) = (20000, 20009);
 const B_RTP: (u16, u16) = (20100, 20109);
+const C_RTP: (u16, u16) = (20200, 20209);
 const A_PRIVATE: &str = "127.0.0.10";
 const A_PUBLIC: &str = "127.0.0.20";
 const B_ADDRESS: &str = "127.0.0.30";
+/// Phone C (102), inside like B: the transfer target.
+const C_ADDRESS: &str = "127.0.0.40";
 const A_TONE: f64 = 440.0;
 const B_TONE: f64 = 1000.0;
+const C_TONE: f64 = 700.0;
 const RATE: u32 = 8000;
 
 #[derive(Clone, Copy, PartialEq, Debug)]
@@ -53,6 +57,11 @@ fn natted_baresip_calls_through_the_b2bua() {
     call_hold_resume_hangup(Mode::B2bua);
 }
 
+#[test]
+fn natted_baresip_call_is_transferred_by_the_b2bua_with_its_media_relayed() {
+    transfer_of_a_relayed_call();
+}
+
 /// The namespace with the NAT, entered by this thread (the PBX and the
 /// phones it starts live there); None (after a SKIP line) when not possible.
 fn natted_namespace(tag: &str) -> Option<Netns> {
@@ -69,6 +78,7 @@ fn natted_namespace(tag: &str) -> Option<Netns> {
         format!("{}:{}", A_RTP.0, A_RTP.1),
         format!("{}:{}", B_RTP.0, B_RTP.1),
     );
+    let c_rtp = format!("{}:{}", C_RTP.0, C_RTP.1);
     let a_public = format!("{A_PUBLIC}:41000-41999");
     let rules = [
         // A's signalling and media leave from its public address.
@@ -79,6 +89,9 @@ fn natted_namespace(tag: &str) -> Option<Netns> {
         // the relay cannot make the SNAT pick another port.
         format!("-t nat -A POSTROUTING -p udp --sport {b_rtp} -j SNAT --to-source {B_ADDRESS}"),
         format!("-t raw -A OUTPUT -p udp -d {B_ADDRESS} --dport {b_rtp} -j NOTRACK"),
+        // C likewise.
+        format!("-t nat -A POSTROUTING -p udp --sport {c_rtp} -j SNAT --to-source {C_ADDRESS}"),
+        format!("-t raw -A OUTPUT -p udp -d {C_ADDRESS} --dport {c_rtp} -j NOTRACK"),
         // Nothing reaches A that A did not start (answers through the NAT pass).
         format!(
             "-A INPUT -p udp -d {A_PRIVATE} ! -s {A_PRIVATE} -m conntrack --ctstate NEW -j DROP"
@@ -104,7 +117,7 @@ fn pbx_config(mode: Mode, port: u16) -> String {
         // The box and B are inside; A's public address is outside.
         Mode::B2bua => config(
             port,
-            &format!("{relay}\toption nat_external_address '127.0.0.1'\n\tlist nat_local_network '127.0.0.1/32'\n\tlist nat_local_network '{B_ADDRESS}/32'\n"),
+            &format!("{relay}\toption nat_external_address '127.0.0.1'\n\tlist nat_local_network '127.0.0.1/32'\n\tlist nat_local_network '{B_ADDRESS}/32'\n\tlist nat_local_network '{C_ADDRESS}/32'\n"),
         )
         .replace("\toption mode 'proxy'\n", "\toption mode 'b2bua'\n"),
     }
@@ -426,4 +439,151 @@ fn call_hold_resume_hangup(mode: Mode) {
 /// A 64-bit counter of the state (an RFC 7951 string).
 fn counter(v: &serde_json::Value, name: &str) -> u64 {
     v[name].as_str().and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+/// Issue 17 on the NAT edge: A (NATed) calls B, B transfers A to C (both
+/// inside; baresip's blind REFER). The B2BUA keeps the call on its relay:
+/// C takes B's side, A is re-INVITEd to the relay port it already sends to,
+/// C hears A's tone and A's phone is sent C's tone, all from the relay; B
+/// is out of the call; hangup leaves no call and no relay.
+fn transfer_of_a_relayed_call() {
+    let Some(_ns) = natted_namespace("uaxfer") else {
+        return;
+    };
+    let tones = tempfile::tempdir().expect("tempdir");
+    let wav = |name: &str, tone: f64| {
+        let p = tones.path().join(name);
+        write_tone_wav(&p, tone, 30, RATE);
+        p
+    };
+    let (a_tone, b_tone, c_tone) = (
+        wav("a.wav", A_TONE),
+        wav("b.wav", B_TONE),
+        wav("c.wav", C_TONE),
+    );
+    let port = free_port();
+    let pbx_addr = format!("127.0.0.1:{port}");
+    let pbx = Pbx::start(&pbx_config(Mode::B2bua, port), port);
+    let tap = RtpTap::start(A_RTP.0..=C_RTP.1);
+    let a = phone(100, A_PRIVATE, A_RTP, &a_tone, port);
+    let b = phone(101, B_ADDRESS, B_RTP, &b_tone, port);
+    let c = phone(102, C_ADDRESS, C_RTP, &c_tone, port);
+    wait_for(
+        10,
+        || format!("registrations: {:?}", pbx.registrations()),
+        || (pbx.registrations().len() == 3).then_some(()),
+    );
+    let (mut ctl_a, mut ctl_b, mut ctl_c) = (a.control(), b.control(), c.control());
+    let ring = Duration::from_secs(5);
+    assert_eq!(ctl_a.command("dial", "sip:101@besip.test")["ok"], true);
+    ctl_b
+        .wait_event("CALL_INCOMING", ring)
+        .unwrap_or_else(|| panic!("B is not called:\n{}", b.trace()));
+    assert_eq!(ctl_b.command("accept", "")["ok"], true);
+    for (ctl, who) in [(&mut ctl_a, "A"), (&mut ctl_b, "B")] {
+        ctl.wait_event("CALL_ESTABLISHED", ring)
+            .unwrap_or_else(|| panic!("{who}: no CALL_ESTABLISHED: {:?}", ctl.events));
+    }
+    assert_hears(&b, A_TONE, "B");
+    let relay_port = |phone: &Baresip| {
+        sdp_received(phone, &pbx_addr)
+            .last()
+            .and_then(|sdp| {
+                sdp.lines()
+                    .find_map(|l| l.strip_prefix("m=audio "))
+                    .and_then(|m| m.split_whitespace().next())
+                    .and_then(|p| p.parse::<u16>().ok())
+            })
+            .unwrap_or(0)
+    };
+    let a_port_before = relay_port(&a);
+
+    // B transfers A to C.
+    let t = ctl_b.command("transfer", "sip:102@besip.test");
+    assert_eq!(t["ok"], true, "{t}");
+    ctl_c
+        .wait_event("CALL_INCOMING", ring)
+        .unwrap_or_else(|| panic!("C is not called:\nB:\n{}\nC:\n{}", b.trace(), c.trace()));
+    assert_eq!(ctl_c.command("accept", "")["ok"], true);
+    ctl_c
+        .wait_event("CALL_ESTABLISHED", ring)
+        .unwrap_or_else(|| panic!("C: no CALL_ESTABLISHED:\n{}", c.trace()));
+    ctl_b
+        .wait_event("CALL_CLOSED", ring)
+        .unwrap_or_else(|| panic!("B still in the call:\n{}", b.trace()));
+    // A was re-INVITEd, still to the relay port it sends to.
+    wait_for(
+        5,
+        || format!("A not re-INVITEd:\n{}", a.trace()),
+        || (sdp_received(&a, &pbx_addr).len() >= 2).then_some(()),
+    );
+    assert_media_on_relay(&a, &pbx_addr, "a=sendrecv", "A after the transfer");
+    assert_eq!(relay_port(&a), a_port_before, "A's relay port moved");
+    // C's answer came in our ACK: the relay, never A's private address.
+    let c_in: Vec<String> = messages(&c.trace())
+        .into_iter()
+        .filter(|m| m.from == pbx_addr && m.text.starts_with("ACK ") && m.text.contains("m=audio"))
+        .map(|m| m.text)
+        .collect();
+    let ack = c_in.last().expect("an ACK with SDP at C");
+    assert!(ack.contains("\nc=IN IP4 127.0.0.1\n"), "{ack}");
+    assert!(!ack.contains(A_PRIVATE), "{ack}");
+
+    // Audio: C hears A; what reaches each phone comes from the relay.
+    assert_hears(&c, A_TONE, "C");
+    let after = tap.packets().len();
+    assert_wire_carries(&tap, after, A_RTP, C_TONE, "A after the transfer");
+    assert_wire_carries(&tap, after, C_RTP, A_TONE, "C");
+    let ns = nat_state(&pbx);
+    let relays = ns["relay"].as_array().cloned().unwrap_or_default();
+    assert_eq!(relays.len(), 1, "{ns}");
+    let r = &relays[0];
+    let latched = |side: &str| r[side].as_str().unwrap_or("").to_owned();
+    assert!(
+        latched("caller-latched").starts_with(&format!("{A_PUBLIC}:41")),
+        "A latched at its public address: {r}"
+    );
+    assert!(
+        latched("callee-latched").starts_with(&format!("{C_ADDRESS}:202")),
+        "C latched at its address: {r}"
+    );
+
+    // A hangs up: C's call ends, nothing is left.
+    assert_eq!(ctl_a.command("hangup", "")["ok"], true);
+    ctl_c
+        .wait_event("CALL_CLOSED", ring)
+        .unwrap_or_else(|| panic!("C: no CALL_CLOSED: {:?}", ctl_c.events));
+    let state = wait_for(
+        5,
+        || format!("call or relay left: {}", pbx.state()),
+        || {
+            let state = pbx.state();
+            let pbx_state = &state["besip-pbx:pbx"];
+            let calls = pbx_state["calls"]["call"].as_array().map_or(0, Vec::len);
+            let relays = pbx_state["nat-state"]["relays-open"].as_u64();
+            (calls == 0 && relays == Some(0)).then_some(state)
+        },
+    );
+    let cdrs: Vec<(String, String)> = state["besip-pbx:pbx"]["accounting-state"]["cdr"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|c| {
+            (
+                c["caller"].as_str().unwrap_or("").to_owned(),
+                c["callee"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    for want in [
+        ("sip:100@besip.test", "sip:101@besip.test"),
+        ("sip:100@besip.test", "sip:102@besip.test"),
+    ] {
+        assert!(
+            cdrs.iter().any(|p| p.0 == want.0 && p.1 == want.1),
+            "{want:?} not in {cdrs:?}"
+        );
+    }
+    assert_state_valid(&pbx, &state);
 }

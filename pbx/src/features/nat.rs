@@ -55,6 +55,26 @@ pub fn relay_address_for(cfg: &Config, peer: SocketAddr) -> Option<IpAddr> {
     address_for(cfg, peer).or_else(|| local_ip_towards(peer))
 }
 
+/// True when media between `a` and `b` crosses the NAT boundary.
+pub fn crosses(cfg: &Config, a: IpAddr, b: IpAddr) -> bool {
+    cfg.external_address.is_some() && is_outside(cfg, a) != is_outside(cfg, b)
+}
+
+/// A relay on a pair of ports of /pbx/rtp; None (logged) when none is free.
+pub fn open_relay(cfg: &Config, v6: bool) -> Option<Relay> {
+    // All addresses: a NAT router forwards the external ports to whichever is ours.
+    let bind: IpAddr = if v6 {
+        std::net::Ipv6Addr::UNSPECIFIED.into()
+    } else {
+        std::net::Ipv4Addr::UNSPECIFIED.into()
+    };
+    let relay = Relay::open(bind, cfg.rtp_port_min, cfg.rtp_port_max);
+    if relay.is_none() {
+        tracing::warn!("no free RTP relay port in the rtp range; media not anchored");
+    }
+    relay
+}
+
 /// For a new call from `a` to `b` that crosses the NAT boundary, or whose
 /// media must pass the relay anyway (`force`: SRTP ends there): a relay,
 /// with the offer in `invite` rewritten to point B at it.
@@ -66,23 +86,12 @@ pub fn anchor_offer(
     force: bool,
 ) -> Option<Arc<Relay>> {
     let cfg = engine.config();
-    let crosses =
-        cfg.external_address.is_some() && is_outside(&cfg, a.ip()) != is_outside(&cfg, b.ip());
-    if !crosses && !force {
+    if !crosses(&cfg, a.ip(), b.ip()) && !force {
         return None;
     }
     let offer = std::str::from_utf8(&invite.body).ok()?;
     let a_media = media_addr(offer)?;
-    // All addresses: a NAT router forwards the external ports to whichever is ours.
-    let bind: IpAddr = if b.is_ipv6() {
-        std::net::Ipv6Addr::UNSPECIFIED.into()
-    } else {
-        std::net::Ipv4Addr::UNSPECIFIED.into()
-    };
-    let Some(relay) = Relay::open(bind, cfg.rtp_port_min, cfg.rtp_port_max) else {
-        tracing::warn!("no free RTP relay port in the rtp range; media not anchored");
-        return None;
-    };
+    let relay = open_relay(&cfg, b.is_ipv6())?;
     relay.set_target(true, a_media, a.ip());
     let ip = relay_address_for(&cfg, b)?;
     invite.body = rewrite_sdp(offer, ip, relay.b_port).into_bytes();
@@ -135,12 +144,32 @@ pub fn state_json(engine: &Engine) -> serde_json::Value {
             let c = call.lock();
             let relay = c.relay.as_ref().filter(|_| c.a.call_id == *call_id)?;
             let nated = is_outside(&cfg, c.a.dest.ip()) != is_outside(&cfg, c.b.dest.ip());
-            Some(crate::features::nat_proxy::relay_json(
-                call_id, nated, relay,
-            ))
+            let mut r = crate::features::nat_proxy::relay_json(call_id, nated, relay);
+            if c.relay_swapped {
+                // Leg a (named caller here) faces the relay's side B.
+                swap_sides(&mut r);
+            }
+            Some(r)
         })
         .collect();
     serde_json::json!({"relays-open": relays.len(), "relay": relays})
+}
+
+/// Exchanges the caller's and the callee's fields of a relay's state.
+fn swap_sides(r: &mut serde_json::Value) {
+    let Some(o) = r.as_object_mut() else { return };
+    for (x, y) in [
+        ("caller-rtp-port", "callee-rtp-port"),
+        ("caller-latched", "callee-latched"),
+    ] {
+        let (vx, vy) = (o.remove(x), o.remove(y));
+        if let Some(v) = vx {
+            o.insert(y.into(), v);
+        }
+        if let Some(v) = vy {
+            o.insert(x.into(), v);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -212,6 +241,7 @@ mod tests {
             session_expires: None,
             b_ack: None,
             relay: Some(Arc::new(relay)),
+            relay_swapped: false,
             media_crypto: None,
             a_ext: None,
             transfer: None,

@@ -8,7 +8,9 @@
 //! dialog takes the place of the callee leg: from then on the call is
 //! bridged as any other. Its CDR names the picker as the callee.
 //!
-//! Only an extension that authenticated the INVITE picks up; in proxy mode
+//! A call anchored on the RTP relay (NAT) stays anchored: the picker takes
+//! the callee's side of it. Only an extension that authenticated the
+//! INVITE picks up; in proxy mode
 //! the PBX is no party to the call and cannot answer it (501).
 
 use std::net::SocketAddr;
@@ -241,8 +243,17 @@ fn pick(
         if c.established.is_some() || c.transfer.is_some() {
             return Err(GONE);
         }
-        if c.relay.is_some() || c.media_crypto.is_some() {
-            return Err("Not Found: Call Has A Media Relay");
+        if c.media_crypto.is_some() {
+            return Err("Not Found: Call's SRTP Ends Here");
+        }
+        // The picker on the other side of the NAT boundary from a caller
+        // whose call had no relay: one now.
+        if c.relay.is_none() {
+            let cfg = engine.config();
+            if crate::features::nat::crosses(&cfg, c.a.dest.ip(), source.ip()) {
+                c.relay = crate::features::nat::open_relay(&cfg, source.is_ipv6()).map(Arc::new);
+                c.relay_swapped = false;
+            }
         }
         let mut a_ok = response_to(&a_req, 200, "OK", Some(&c.a.local_tag));
         a_ok.add_header("Contact", contact_for(engine, c.a.transport, c.a.dest));
@@ -252,6 +263,27 @@ fn pick(
         if let Some((ct, sdp)) = c.offer.take() {
             p_ok.add_header("Content-Type", ct);
             p_ok.body = sdp;
+        }
+        if let Some(relay) = c.relay.clone() {
+            // The picker takes the callee's side of the relay.
+            let (caller_side, picker_side) = (c.relay_side(true), c.relay_side(false));
+            let nat = crate::features::nat::anchor;
+            nat(
+                engine,
+                &relay,
+                picker_side,
+                source.ip(),
+                c.a.dest,
+                &mut a_ok,
+            );
+            nat(
+                engine,
+                &relay,
+                caller_side,
+                c.a.dest.ip(),
+                source,
+                &mut p_ok,
+            );
         }
         let old_b = std::mem::replace(&mut c.b, p_leg.clone());
         c.established = Some(Instant::now());

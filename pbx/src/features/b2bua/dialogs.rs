@@ -39,6 +39,9 @@ pub struct B2bCall {
     /// Media relay of a call across the NAT boundary or between an SRTP
     /// and a plain leg.
     pub relay: Option<Arc<Relay>>,
+    /// The relay's side A faces leg b: a transfer left the transferee,
+    /// once the callee, as leg a.
+    pub relay_swapped: bool,
     /// SRTP ending at the relay for one leg.
     pub media_crypto: Option<MediaCrypto>,
     /// The caller's extension, when it authenticated (it may transfer).
@@ -50,6 +53,13 @@ pub struct B2bCall {
     /// The caller's offer (Content-Type, SDP) until the call is answered:
     /// the transaction keeps no body, a pickup answers with it.
     pub offer: Option<(String, Vec<u8>)>,
+}
+
+impl B2bCall {
+    /// The relay side (true: A) that leg a (`leg_a`) or leg b faces.
+    pub fn relay_side(&self, leg_a: bool) -> bool {
+        leg_a != self.relay_swapped
+    }
 }
 
 pub type Calls = Mutex<HashMap<String, Arc<Mutex<B2bCall>>>>;

@@ -186,6 +186,7 @@ pub fn start(
         session_expires,
         b_ack: None,
         relay,
+        relay_swapped: false,
         media_crypto,
         a_ext: caller_ext,
         transfer: None,
@@ -241,9 +242,10 @@ pub fn in_dialog(engine: &Arc<Engine>, key: &str, msg: Message, hash: u32) {
         let (dest, transport) = (far.dest, far.transport);
         let sender = if from_a { c.a.dest } else { c.b.dest }.ip();
         if let Some(r) = c.relay.clone() {
-            super::nat::anchor(engine, &r, from_a, sender, dest, &mut req);
+            let side = c.relay_side(from_a);
+            super::nat::anchor(engine, &r, side, sender, dest, &mut req);
             if let Some(mc) = &mut c.media_crypto {
-                mc.apply(&r, from_a, &mut req);
+                mc.apply(&r, side, &mut req);
             }
         }
         (req, dest, transport)
@@ -314,9 +316,10 @@ pub fn translate(
     }
     copy_body(resp, &mut up);
     if let Some(r) = c.relay.clone() {
-        super::nat::anchor(engine, &r, !from_a, branch.dest.ip(), near_dest, &mut up);
+        let side = c.relay_side(!from_a);
+        super::nat::anchor(engine, &r, side, branch.dest.ip(), near_dest, &mut up);
         if let Some(mc) = &mut c.media_crypto {
-            mc.apply(&r, !from_a, &mut up);
+            mc.apply(&r, side, &mut up);
         }
     }
     let mut ack = None;

@@ -75,6 +75,7 @@ pub(super) fn park(
         // The waiting party becomes leg a, the transferor's leg is b.
         if from_a {
             std::mem::swap(&mut c.a, &mut c.b);
+            c.relay_swapped = !c.relay_swapped;
         }
         let mut ok = response_to(msg, 202, "Accepted", Some(&c.b.local_tag));
         ok.add_header(
@@ -254,6 +255,16 @@ pub fn take(
         contact(engine, c.a.transport, c.a.dest.is_ipv6(), c.a.dest),
     );
     copy_body(msg, &mut re);
+    // The retriever takes the parker's side of the relay; a call without
+    // one gets one when the two are on two sides of the NAT boundary.
+    if c.relay.is_none() && crate::features::nat::crosses(&cfg, c.a.dest.ip(), source.ip()) {
+        c.relay = crate::features::nat::open_relay(&cfg, source.is_ipv6()).map(Arc::new);
+        c.relay_swapped = false;
+    }
+    if let Some(relay) = c.relay.clone() {
+        let side = c.relay_side(false);
+        crate::features::nat::anchor(engine, &relay, side, source.ip(), c.a.dest, &mut re);
+    }
     retrievals.insert(
         c.a.call_id.clone(),
         Retrieval {
@@ -315,6 +326,11 @@ pub fn on_response(engine: &Arc<Engine>, req: &Message, resp: &Message, first: b
             contact(engine, r.leg.transport, r.leg.dest.is_ipv6(), r.leg.dest),
         );
         copy_body(resp, &mut ok);
+        if let Some(relay) = c.relay.clone() {
+            let side = c.relay_side(true);
+            let waiting = c.a.dest;
+            crate::features::nat::anchor(engine, &relay, side, waiting.ip(), r.leg.dest, &mut ok);
+        }
         c.b = r.leg.clone();
         c.parked = None;
         c.b_ack = None;

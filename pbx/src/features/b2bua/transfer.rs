@@ -29,7 +29,9 @@ use crate::call::client::send_request_tx;
 use crate::call::BranchInfo;
 use crate::features::decision::Decision;
 use crate::features::forwarding::Forwarding;
+use crate::features::nat;
 use crate::features::outbound::Origin;
+use crate::features::rtp_relay::Relay;
 use crate::features::state::Engine;
 use crate::sip::{addr_uri, param, response_to, Message, Uri};
 
@@ -80,6 +82,42 @@ struct Pending {
     blind_cdr: bool,
     stage: Stage,
     started: Instant,
+    /// The relay the bridged call's media takes, once the new party offered.
+    media: Option<BridgeMedia>,
+}
+
+/// A relay for the transferee and the new party: the call's own (the new
+/// party takes the transferor's side), or one opened when the two are on
+/// two sides of the NAT boundary and the call had none.
+struct BridgeMedia {
+    relay: Arc<Relay>,
+    /// The side (true: A) the transferee faces.
+    stay_side: bool,
+}
+
+fn bridge_media(
+    engine: &Engine,
+    c: &B2bCall,
+    stay: &str,
+    new_party: SocketAddr,
+) -> Option<BridgeMedia> {
+    let stay_is_a = c.a.call_id == stay;
+    if let Some(relay) = &c.relay {
+        return Some(BridgeMedia {
+            relay: relay.clone(),
+            stay_side: c.relay_side(stay_is_a),
+        });
+    }
+    let cfg = engine.config();
+    let stay_dest = if stay_is_a { c.a.dest } else { c.b.dest };
+    if !nat::crosses(&cfg, stay_dest.ip(), new_party.ip()) {
+        return None;
+    }
+    let relay = nat::open_relay(&cfg, new_party.is_ipv6())?;
+    Some(BridgeMedia {
+        relay: Arc::new(relay),
+        stay_side: true,
+    })
 }
 
 /// What a Refer-To names.
@@ -331,8 +369,11 @@ fn refer(
         if c.transfer.is_some() {
             return Err((491, "Request Pending: Transfer In Progress"));
         }
-        if c.relay.is_some() || c.media_crypto.is_some() {
-            return Err((501, "Not Implemented: Transfer Of A Media-Relayed Call"));
+        if c.media_crypto.is_some() {
+            return Err((
+                501,
+                "Not Implemented: Transfer Of A Call Whose SRTP Ends Here",
+            ));
         }
         let from_a = msg.call_id() == c.a.call_id;
         let leg = if from_a { &c.a } else { &c.b };
@@ -432,6 +473,7 @@ fn refer(
         blind_cdr: blind,
         stage: Stage::Offer { cseq },
         started: Instant::now(),
+        media: None,
     };
     let (dest, transport) = (pending.far.dest, pending.far.transport);
     engine
@@ -494,6 +536,7 @@ pub(super) fn ring_back(
         blind_cdr: true,
         stage: Stage::Offer { cseq },
         started: Instant::now(),
+        media: None,
     };
     engine
         .transfers()
@@ -648,8 +691,11 @@ fn replaced(
     if c.transfer.is_some() {
         return Err((491, "Request Pending: Transfer In Progress"));
     }
-    if c.relay.is_some() || c.media_crypto.is_some() {
-        return Err((501, "Not Implemented: Transfer Of A Media-Relayed Call"));
+    if c.media_crypto.is_some() {
+        return Err((
+            501,
+            "Not Implemented: Transfer Of A Call Whose SRTP Ends Here",
+        ));
     }
     let far = far.clone();
     drop(c);
@@ -774,6 +820,7 @@ fn offer_answered(
     }
     let mut c = p.call.lock();
     let stay = p.stay.clone();
+    p.media = bridge_media(engine, &c, &stay, branch.dest);
     let Some(leg) = leg_mut(&mut c, &stay) else {
         return;
     };
@@ -785,6 +832,19 @@ fn offer_answered(
         contact(engine, leg.transport, leg.dest.is_ipv6(), leg.dest),
     );
     super::copy_body(resp, &mut re);
+    if let Some(m) = &p.media {
+        // The new party's media comes to the relay; the transferee is sent
+        // to the relay's port on its own side (where it sends already).
+        let new_side = !m.stay_side;
+        nat::anchor(
+            engine,
+            &m.relay,
+            new_side,
+            branch.dest.ip(),
+            leg.dest,
+            &mut re,
+        );
+    }
     let out = prepared(engine, re, leg);
     drop(c);
     // Filed under the transferee's leg before the re-INVITE leaves: its
@@ -826,7 +886,17 @@ fn transferee_answered(
     if code < 200 {
         return;
     }
-    let far_ack = ack_bytes(engine, &p.far, far_cseq, Some(resp));
+    let mut answer = resp.clone();
+    if let Some(m) = &p.media {
+        let stay_ip = {
+            let mut c = p.call.lock();
+            leg_mut(&mut c, &p.stay).map(|l| l.dest.ip())
+        };
+        if let Some(ip) = stay_ip {
+            nat::anchor(engine, &m.relay, m.stay_side, ip, p.far.dest, &mut answer);
+        }
+    }
+    let far_ack = ack_bytes(engine, &p.far, far_cseq, Some(&answer));
     // The bookkeeping first, the messages last: a BYE of the bridged call
     // may follow our ACK at once.
     let mut ended = Vec::new();
@@ -855,6 +925,10 @@ fn transferee_answered(
             c.b.clone()
         };
         c.b = p.far.clone();
+        if let Some(m) = &p.media {
+            c.relay = Some(m.relay.clone());
+            c.relay_swapped = !m.stay_side;
+        }
         c.b_ack = Some(far_ack.clone());
         c.transfer = None;
         c.parked = None;
