@@ -151,7 +151,7 @@ fn unavailable_extension_forwards_outside_through_a_trunk() {
         let uci = with_ext(
             &base(port, mode, ""),
             "101",
-            "\toption forwarding_unavailable '0555123'\n",
+            "\toption forwarding_unavailable '0555123'\n\toption caller_id_number '0301101'\n",
         ) + &trunk_and_route(prov_port);
         let (pbx, sipp) = start(&uci, port);
         for (round, registered) in [(1, false), (2, true)] {
@@ -182,9 +182,25 @@ fn unavailable_extension_forwards_outside_through_a_trunk() {
             }
             let prov = sipp.wait(prov);
             assert!(prov.success, "{mode}/{round}: provider:\n{}", prov.log);
+            let got = sipp.messages(&prov_name);
             assert!(
-                sipp.messages(&prov_name).contains("INVITE sip:0555123@"),
+                got.contains("INVITE sip:0555123@"),
                 "{mode}/{round}: the trunk got another number"
+            );
+            // The provider sees 101's caller ID (the caller as its name)
+            // and 101 as the diverting party (RFC 5806).
+            let invite = got.split("INVITE sip:").nth(1).unwrap_or("");
+            let from = invite
+                .lines()
+                .find(|l| l.starts_with("From:"))
+                .unwrap_or("");
+            assert!(
+                from.contains("\"100\" <sip:0301101@"),
+                "{mode}/{round}: {from}"
+            );
+            assert!(
+                invite.contains("Diversion: <sip:0301101@") && invite.contains(";counter=1"),
+                "{mode}/{round}: no Diversion:\n{invite}"
             );
             let list = cdrs(&pbx, round);
             let cdr = list.last().expect("a CDR");

@@ -101,6 +101,9 @@ pub struct Outgoing {
     pub send_pai: bool,
     /// The caller asked for privacy (Privacy: id).
     pub private: bool,
+    /// A call forwarded out by the extension: it is named in Diversion
+    /// (RFC 5806) as the party that diverted it.
+    pub diverted: bool,
 }
 
 impl Outgoing {
@@ -137,6 +140,13 @@ impl Outgoing {
         if self.private {
             msg.set_header("Privacy", "id".into());
         }
+        msg.remove_headers("Diversion");
+        if self.diverted {
+            msg.add_header(
+                "Diversion",
+                format!("<sip:{}@{host}>;reason=unknown;counter=1", self.number),
+            );
+        }
     }
 }
 
@@ -149,21 +159,26 @@ pub fn outgoing(
     origin: &Origin,
     targets: &[Target],
 ) -> Option<Outgoing> {
-    let Origin::Extension(ext) = origin else {
-        return None;
+    let (ext, diverted) = match origin {
+        Origin::Extension(e) => (e, false),
+        // Forwarded out: the identity is the forwarding extension's (the
+        // one the provider knows), the caller's shown as the name.
+        Origin::Forwarded { extension, .. } => (extension, true),
+        _ => return None,
     };
     let private = msg
         .header_values("Privacy")
         .iter()
         .any(|v| v.split(';').any(|p| p.trim().eq_ignore_ascii_case("id")));
     let Some(trunk) = targets.iter().find_map(|t| t.trunk.as_deref()) else {
-        // A call to our own phones keeps the phone's From unless the
-        // caller asked for privacy.
-        return private.then(|| Outgoing {
+        // A call to our own phones (or forwarded to a SIP address) keeps
+        // the phone's From unless the caller asked for privacy.
+        return (private && !diverted).then(|| Outgoing {
             number: ext.clone(),
             name: None,
             send_pai: false,
             private,
+            diverted: false,
         });
     };
     let trunk = cfg.caller_id.trunks.get(trunk).cloned().unwrap_or_default();
@@ -173,12 +188,36 @@ pub fn outgoing(
         .get(ext)
         .cloned()
         .unwrap_or_default();
+    let name = match diverted {
+        true => caller_name(msg),
+        false => own.name,
+    };
     Some(Outgoing {
         number: own.number.or(trunk.number).unwrap_or_else(|| ext.clone()),
-        name: own.name,
+        name,
         send_pai: trunk.send_pai,
         private,
+        diverted,
     })
+}
+
+/// The caller's display name in From, else its number; None for an
+/// anonymous caller.
+fn caller_name(msg: &Message) -> Option<String> {
+    let from = msg.header("From")?;
+    let display = from
+        .split_once('<')
+        .map(|(d, _)| d.trim().trim_matches('"').trim())
+        .filter(|d| !d.is_empty());
+    let name = match display {
+        Some(d) => d.to_owned(),
+        None => Uri::parse(addr_uri(from))?.user?,
+    };
+    // A name is quoted into From: nothing that could break out of it.
+    let safe = name
+        .chars()
+        .all(|c| !matches!(c, '"' | '\\' | '<' | '>' | '\r' | '\n'));
+    (safe && !name.eq_ignore_ascii_case("anonymous") && name.len() <= 64).then_some(name)
 }
 
 /// Proxy mode: rewrites From, P-Asserted-Identity and Privacy of a new
@@ -267,6 +306,38 @@ From: {from};tag=a1\r\nTo: <sip:{to}@besip.test>\r\nCall-ID: c\r\nCSeq: 1 INVITE
         let mut m = invite("102", "<sip:100@besip.test>");
         assert_eq!(dialled(&cfg, &mut m, "102"), Ok(None));
         assert_eq!(m.header("Privacy"), None);
+    }
+
+    #[test]
+    fn forwarded_out_shows_the_forwarding_extension_and_names_the_caller() {
+        let cfg = config();
+        let fwd = Origin::Forwarded {
+            extension: "100".into(),
+            number: "0555123".into(),
+        };
+        // An outside caller (a phonebook name, or just a number) to 100,
+        // forwarded out through the trunk.
+        let mut m = invite("100", "\"Bob\" <sip:0555777@192.0.2.7>");
+        m.add_header("Diversion", "<sip:1@evil>".into());
+        rewrite(&cfg, &mut m, &fwd, &trunk_target());
+        assert_eq!(
+            m.header("From"),
+            Some("\"Bob\" <sip:0301100@192.0.2.7>;tag=a1")
+        );
+        assert_eq!(
+            m.header_values("Diversion"),
+            vec!["<sip:0301100@192.0.2.7>;reason=unknown;counter=1"]
+        );
+        let mut m = invite("100", "<sip:0555888@192.0.2.7>");
+        rewrite(&cfg, &mut m, &fwd, &trunk_target());
+        assert_eq!(
+            m.header("From"),
+            Some("\"0555888\" <sip:0301100@192.0.2.7>;tag=a1")
+        );
+        // A name that would break out of its quotes is not shown.
+        let mut m = invite("100", "\"x\\\" <sip:0555888@192.0.2.7>");
+        rewrite(&cfg, &mut m, &fwd, &trunk_target());
+        assert_eq!(m.header("From"), Some("<sip:0301100@192.0.2.7>;tag=a1"));
     }
 
     #[test]

@@ -668,7 +668,11 @@ impl Watcher {
             note.to = then.to.clone();
         }
         note_cdr(engine, request.call_id(), note, out);
-        if !self.send(engine, targets) {
+        let sent = match (&origin, outbound) {
+            (Origin::Forwarded { .. }, true) => self.send_forwarded_out(engine, &origin, targets),
+            _ => self.send(engine, targets),
+        };
+        if !sent {
             return gone; // the transaction is gone: nothing left to answer
         }
         self.ringing_since = Instant::now();
@@ -686,6 +690,44 @@ impl Watcher {
     /// One new branch per target; false when the transaction is gone.
     fn send(&mut self, engine: &Arc<Engine>, targets: Vec<Target>) -> bool {
         sequential::send(engine, &self.key, &mut self.base, self.hash, targets)
+    }
+
+    /// As `send`, for a call the extension forwards out: these branches
+    /// show its caller ID (`caller_id::outgoing`), later steps the
+    /// caller's own again.
+    fn send_forwarded_out(
+        &mut self,
+        engine: &Arc<Engine>,
+        origin: &Origin,
+        targets: Vec<Target>,
+    ) -> bool {
+        let cfg = engine.config();
+        let mut base = self.base.clone();
+        match cfg.mode {
+            crate::config::Mode::B2bua => {
+                if let Some(id) =
+                    crate::features::caller_id::outgoing(&cfg, &base, origin, &targets)
+                {
+                    let from = base.header("From").unwrap_or("").to_owned();
+                    let tag = crate::sip::param(&from, "tag").unwrap_or("").to_owned();
+                    let host = crate::sip::Uri::parse(crate::sip::addr_uri(&from))
+                        .map(|u| u.host)
+                        .unwrap_or_default();
+                    id.apply(&mut base, &host, &tag);
+                    // Our leg's From, for its later requests (BYE).
+                    if let Some(call) = engine.b2b_calls().lock().get(base.call_id()) {
+                        call.lock().b.local_uri = id.uri(&host);
+                    }
+                }
+            }
+            _ => crate::features::caller_id::rewrite(&cfg, &mut base, origin, &targets),
+        }
+        let sent = sequential::send(engine, &self.key, &mut base, self.hash, targets);
+        // The B2BUA's next INVITE on the leg takes the next CSeq.
+        if let Some(cseq) = base.header("CSeq").map(str::to_owned) {
+            self.base.set_header("CSeq", cseq);
+        }
+        sent
     }
 }
 
