@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use besip_tests::baresip::{
     dominant_frequency, have_baresip, messages, rms, write_tone_wav, Baresip, PhoneConfig,
 };
+use besip_tests::pbx::office::assert_cdr_pairs;
 use besip_tests::pbx::*;
 use besip_tests::rtp_tap::{pcmu_samples, RtpPacket, RtpTap};
 use besip_tests::security::{tools_present, Netns};
@@ -422,7 +423,13 @@ fn call_hold_resume_hangup(mode: Mode) {
         ctl.wait_event("CALL_CLOSED", ring)
             .unwrap_or_else(|| panic!("{who}: no CALL_CLOSED: {:?}", ctl.events));
     }
-    let state = wait_for(
+    let state = nothing_left(&pbx);
+    assert_state_valid(&pbx, &state);
+}
+
+/// The state once the PBX has no call and no relay left.
+fn nothing_left(pbx: &Pbx) -> serde_json::Value {
+    wait_for(
         5,
         || format!("call or relay left: {}", pbx.state()),
         || {
@@ -432,8 +439,7 @@ fn call_hold_resume_hangup(mode: Mode) {
             let relays = pbx_state["nat-state"]["relays-open"].as_u64();
             (calls == 0 && relays == Some(0)).then_some(state)
         },
-    );
-    assert_state_valid(&pbx, &state);
+    )
 }
 
 /// A 64-bit counter of the state (an RFC 7951 string).
@@ -553,37 +559,17 @@ fn transfer_of_a_relayed_call() {
     ctl_c
         .wait_event("CALL_CLOSED", ring)
         .unwrap_or_else(|| panic!("C: no CALL_CLOSED: {:?}", ctl_c.events));
-    let state = wait_for(
-        5,
-        || format!("call or relay left: {}", pbx.state()),
-        || {
-            let state = pbx.state();
-            let pbx_state = &state["besip-pbx:pbx"];
-            let calls = pbx_state["calls"]["call"].as_array().map_or(0, Vec::len);
-            let relays = pbx_state["nat-state"]["relays-open"].as_u64();
-            (calls == 0 && relays == Some(0)).then_some(state)
-        },
-    );
-    let cdrs: Vec<(String, String)> = state["besip-pbx:pbx"]["accounting-state"]["cdr"]
+    let state = nothing_left(&pbx);
+    let list = state["besip-pbx:pbx"]["accounting-state"]["cdr"]
         .as_array()
         .cloned()
-        .unwrap_or_default()
-        .iter()
-        .map(|c| {
-            (
-                c["caller"].as_str().unwrap_or("").to_owned(),
-                c["callee"].as_str().unwrap_or("").to_owned(),
-            )
-        })
-        .collect();
-    for want in [
-        ("sip:100@besip.test", "sip:101@besip.test"),
-        ("sip:100@besip.test", "sip:102@besip.test"),
-    ] {
-        assert!(
-            cdrs.iter().any(|p| p.0 == want.0 && p.1 == want.1),
-            "{want:?} not in {cdrs:?}"
-        );
-    }
+        .unwrap_or_default();
+    assert_cdr_pairs(
+        &list,
+        &[
+            ("sip:100@besip.test", "sip:101@besip.test"),
+            ("sip:100@besip.test", "sip:102@besip.test"),
+        ],
+    );
     assert_state_valid(&pbx, &state);
 }

@@ -24,6 +24,22 @@ pub fn b2bua_config(port: u16, extra: &str) -> String {
     base(port, "b2bua", extra)
 }
 
+/// Asserts that each (caller, callee) of `want` has a CDR in `list`.
+pub fn assert_cdr_pairs(list: &[Value], want: &[(&str, &str)]) {
+    let pairs: Vec<(&str, &str)> = list
+        .iter()
+        .map(|c| {
+            (
+                c["caller"].as_str().unwrap_or(""),
+                c["callee"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    for w in want {
+        assert!(pairs.contains(w), "{w:?} not in {pairs:?}");
+    }
+}
+
 /// `uci` with `options` added to extension `n`.
 pub fn with_ext(uci: &str, n: &str, options: &str) -> String {
     let head = format!("\toption number '{n}'\n\toption password 'pw{n}'\n\toption enabled '1'\n");
