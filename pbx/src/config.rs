@@ -19,6 +19,7 @@ pub mod dispatcher;
 pub mod dns;
 pub mod forwarding;
 pub mod inbound;
+pub mod media;
 pub mod nat;
 pub mod outbound;
 pub mod tcp;
@@ -210,6 +211,10 @@ pub struct Config {
     pub pickup_code: Option<String>,
     /// /pbx/parking, when enabled.
     pub parking: Option<Parking>,
+    /// /pbx/conference by number.
+    pub rooms: HashMap<String, media::Room>,
+    /// /pbx/voicemail and the mailboxes.
+    pub voicemail: media::Voicemail,
 }
 
 /// The shared location (/pbx/cluster).
@@ -507,6 +512,8 @@ impl Config {
             .collect();
         let trunk_names: HashSet<&str> = trunks.keys().map(String::as_str).collect();
         let inbound = inbound::Inbound::from_model(&pbx, &dialable, &trunk_names).map_err(rule)?;
+        let rooms = media::rooms(&pbx).map_err(rule)?;
+        let voicemail = media::voicemail(&pbx);
         Ok(Config {
             outbound,
             accounting,
@@ -563,6 +570,8 @@ impl Config {
                 .feature_codes
                 .enabled
                 .then(|| pbx.feature_codes.pickup.clone()),
+            rooms,
+            voicemail,
         })
     }
 

@@ -93,6 +93,7 @@ impl Control {
             .collect();
         let c = e.counters();
         let r = |i: usize| c.replies[i].load(Ordering::Relaxed).to_string();
+        let (rooms, voicemail) = crate::features::media_service::state_json(e);
         // RFC 7951: 64-bit integers are JSON strings.
         let mut state = json!({"besip-pbx:pbx": {
             "registrations": {"registration": registrations},
@@ -103,6 +104,8 @@ impl Control {
             "inbound-state": e.inbound().state_json(&e.config()),
             "presence-state": crate::features::presence::state_json(e),
             "parking-state": crate::features::b2bua::parking::state_json(e),
+            "conference-state": rooms,
+            "voicemail-state": voicemail,
             "counters": {
                 "requests": c.requests.load(Ordering::Relaxed).to_string(),
                 "replies-1xx": r(0), "replies-2xx": r(1), "replies-3xx": r(2),
@@ -232,6 +235,27 @@ impl Handler for Control {
                 let removed = self.engine.location().remove(user, contact);
                 tracing::info!(aor, removed, "unregister RPC");
                 Ok(json!({"removed": removed}))
+            }
+            "besip-pbx:kick-participant" | "kick-participant" => {
+                let Some(room) = input.get("room").and_then(Value::as_str) else {
+                    return Err(HandlerError::invalid_params(
+                        "kick-participant needs input 'room'",
+                    ));
+                };
+                let id = match input.get("participant") {
+                    None => None,
+                    Some(v) => Some(
+                        v.as_u64()
+                            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+                            .and_then(|n| u32::try_from(n).ok())
+                            .ok_or_else(|| {
+                                HandlerError::invalid_params("participant must be a number")
+                            })?,
+                    ),
+                };
+                let kicked = self.engine.media().rooms.kick(&self.engine, room, id);
+                tracing::info!(room, ?id, kicked, "kick-participant RPC");
+                Ok(json!({ "kicked": kicked }))
             }
             "besip-pbx:reset-forwarding" | "reset-forwarding" => {
                 let Some(ext) = input.get("extension").and_then(Value::as_str) else {

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::harness::{bin_path, TempRoot};
 
+pub mod media_phone;
 pub mod office;
 mod scenarios;
 mod state_check;

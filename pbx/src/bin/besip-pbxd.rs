@@ -68,6 +68,11 @@ async fn run(args: &Args) -> Result<(), StartError> {
     engine
         .forwarding()
         .open(&layout.lib_dir().join("forwarding.json"))?;
+    engine
+        .media()
+        .voicemail
+        .open(&layout.lib_dir().join("voicemail"))
+        .map_err(|e| format!("cannot create the voicemail directory: {e}"))?;
     besip_pbx::features::dns::reconcile(&engine);
     besip_pbx::features::hep::reconcile(&engine);
     besip_pbx::features::cluster::reconcile(&engine);

@@ -15,6 +15,10 @@ pub enum Destination {
     TimeCondition(String),
     /// A number outside, through the dialplan routes.
     External(String),
+    /// A conference room (/pbx/conference).
+    Conference(String),
+    /// The mailbox of an extension.
+    Voicemail(String),
     /// Refused with 480.
     Hangup,
 }
@@ -28,14 +32,30 @@ macro_rules! destination_of {
             &d.ring_group,
             &d.time_condition,
             &d.external_number,
+            &d.conference,
+            &d.voicemail,
             d.hangup,
         ) {
-            (Some(e), None, None, None, false) => Some(Destination::Extension(e.clone())),
-            (None, Some(g), None, None, false) => Some(Destination::RingGroup(g.clone())),
-            (None, None, Some(t), None, false) => Some(Destination::TimeCondition(t.clone())),
-            (None, None, None, Some(n), false) => Some(Destination::External(n.clone())),
-            (None, None, None, None, true) => Some(Destination::Hangup),
-            (None, None, None, None, false) => None,
+            (Some(e), None, None, None, None, None, false) => {
+                Some(Destination::Extension(e.clone()))
+            }
+            (None, Some(g), None, None, None, None, false) => {
+                Some(Destination::RingGroup(g.clone()))
+            }
+            (None, None, Some(t), None, None, None, false) => {
+                Some(Destination::TimeCondition(t.clone()))
+            }
+            (None, None, None, Some(n), None, None, false) => {
+                Some(Destination::External(n.clone()))
+            }
+            (None, None, None, None, Some(c), None, false) => {
+                Some(Destination::Conference(c.clone()))
+            }
+            (None, None, None, None, None, Some(m), false) => {
+                Some(Destination::Voicemail(m.clone()))
+            }
+            (None, None, None, None, None, None, true) => Some(Destination::Hangup),
+            (None, None, None, None, None, None, false) => None,
             _ => return Err("a destination names more than one target".to_owned()),
         }
     }};

@@ -15,4 +15,6 @@ pub enum Decision {
     Refuse(Refusal),
     /// A route to a trunk whose host is a domain name: (trunk, number).
     ResolvedTrunk(String, String),
+    /// Answered by the box itself (conference, voicemail).
+    Local(crate::features::media_service::Service),
 }

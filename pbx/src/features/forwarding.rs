@@ -480,6 +480,8 @@ enum Outcome {
     Ringing { forwards_again: bool },
     /// The target is a ring group: its watcher goes on with the call.
     Group(crate::features::ring_group::Hunt),
+    /// The box answers the call itself (the extension's mailbox).
+    Answered,
 }
 
 enum Step {
@@ -514,6 +516,7 @@ impl Watcher {
                         return;
                     }
                     Outcome::Ringing { forwards_again } => forwarding = forwards_again,
+                    Outcome::Answered => return,
                     Outcome::Group(group) => {
                         // Our hold goes with the call to the group's watcher.
                         crate::features::ring_group::take_over(
@@ -621,6 +624,45 @@ impl Watcher {
         let refuse = |code, reason| Outcome::Final(response_to(&request, code, reason, Some(&tag)));
         let targets = match decision {
             Decision::Forward(targets) if !targets.is_empty() => targets,
+            Decision::Local(service) => {
+                tracing::info!(call_id = %request.call_id(), extension = %self.plan.extension, reason = reason.name(), "call sent to voicemail");
+                let transport = {
+                    let mut tables = engine.tables();
+                    let Some(stx) = tables.server.get_mut(&self.key) else {
+                        return gone;
+                    };
+                    // The branches are over; the answer is ours now.
+                    stx.pending = 0;
+                    stx.transport
+                };
+                let mut request = request;
+                // The transaction keeps no body: the caller's offer is the
+                // B2BUA call's (whose legs end here), or the INVITE's as sent on.
+                let b2b = engine.b2b_calls().lock().get(request.call_id()).cloned();
+                match b2b {
+                    Some(call) => {
+                        let (offer, ids) = {
+                            let c = call.lock();
+                            (c.offer.clone(), [c.a.call_id.clone(), c.b.call_id.clone()])
+                        };
+                        if let Some((_, body)) = offer {
+                            request.body = body;
+                        }
+                        let mut calls = engine.b2b_calls().lock();
+                        for id in &ids {
+                            calls.remove(id);
+                        }
+                    }
+                    None if request.body.is_empty() => request.body = self.base.body.clone(),
+                    None => {}
+                }
+                // The call is the mailbox's now: its CDR ends here.
+                engine.end_call(request.call_id(), 200);
+                crate::features::media_service::answer(
+                    engine, &self.key, &request, source, transport, service,
+                );
+                return Outcome::Answered;
+            }
             Decision::Reply(code, reason, _) => return refuse(code, reason),
             Decision::Refuse(refusal) => {
                 let (code, reason) = engine.fraud().refuse(refusal, &request, source, &origin);

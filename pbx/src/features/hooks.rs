@@ -131,5 +131,8 @@ impl Hooks for Features {
         }
         nat_proxy::every_second(engine, tick);
         presence::tick(engine);
+        if tick.is_multiple_of(3600) {
+            engine.media().voicemail.expire(&engine.config());
+        }
     }
 }

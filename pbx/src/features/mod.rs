@@ -19,6 +19,7 @@ pub mod fraud;
 pub mod hep;
 mod hooks;
 pub mod inbound;
+pub mod media_service;
 pub mod nat;
 pub mod nat_proxy;
 pub mod networks;

@@ -64,7 +64,9 @@ pub fn route(
     transport: Transport,
     local: SocketAddr,
 ) {
-    if crate::features::presence::take(engine, key, &msg, source, transport)
+    if crate::features::media_service::take(engine, key, &msg)
+        || crate::features::media_service::mwi::take(engine, key, &msg, source, transport)
+        || crate::features::presence::take(engine, key, &msg, source, transport)
         || crate::features::pickup::take(engine, key, &msg, source, transport)
         || crate::features::b2bua::parking::take(engine, key, &msg, source, transport)
     {
@@ -98,6 +100,9 @@ pub fn route(
     }
     match decision {
         Decision::Dispatch(..) | Decision::ResolvedTrunk(..) => {}
+        Decision::Local(service) => {
+            crate::features::media_service::answer(engine, key, &msg, source, transport, service);
+        }
         Decision::Reply(code, reason, extra) => {
             let tag = engine.new_tag();
             let mut r = response_to(&msg, code, reason, Some(&tag));
@@ -310,6 +315,11 @@ fn decide(
     if method == "INVITE" && !in_dialog && origin.extension().is_none() {
         crate::features::caller_id::phonebook(cfg, msg);
     }
+    if method == "INVITE" && !in_dialog {
+        if let Some(d) = crate::features::media_service::dialled(cfg, &user, origin) {
+            return d;
+        }
+    }
     if method == "INVITE" {
         if let Some(d) = crate::features::feature_codes::dialled(engine, cfg, &user, origin) {
             return d;
@@ -405,6 +415,12 @@ fn destination(
         Some(Destination::External(n)) => {
             *origin = Origin::Configured(format!("destination {n}"));
             lookup(engine, cfg, n, origin, depth, forwarding)
+        }
+        Some(Destination::Conference(n)) => Decision::Local(
+            crate::features::media_service::Service::Conference(n.clone()),
+        ),
+        Some(Destination::Voicemail(n)) => {
+            Decision::Local(crate::features::media_service::Service::Leave(n.clone()))
         }
         Some(Destination::Hangup | Destination::TimeCondition(_)) | None => {
             Decision::Reply(480, "Temporarily Unavailable", vec![])
@@ -544,6 +560,11 @@ fn follow(
     depth: u8,
     forwarding: &mut Forwarding,
 ) -> Decision {
+    if fwd == crate::features::media_service::TO_MAILBOX {
+        return Decision::Local(crate::features::media_service::Service::Leave(
+            ext.to_owned(),
+        ));
+    }
     if let Some(u) = Uri::parse(fwd) {
         if !engine.is_our_domain(&u.host) {
             // The extension's forwarding: the call leaves the box on
@@ -582,7 +603,11 @@ fn lookup(
     forwarding: &mut Forwarding,
 ) -> Decision {
     if let Some(ext) = cfg.resolve_user(user).filter(|e| e.enabled) {
-        let settings = forwarding.applicable(engine.forwarding().effective(ext));
+        let settings = forwarding.applicable(crate::features::media_service::with_mailbox(
+            cfg,
+            ext,
+            engine.forwarding().effective(ext),
+        ));
         let bindings = engine.location().lookup(&ext.number);
         // Registered at another box of the cluster: that box delivers it.
         let remote = match bindings.is_empty() {

@@ -40,6 +40,8 @@ pub struct Features {
     parking: crate::features::b2bua::parking::Lots,
     /// Dialog-event subscriptions (busy-lamp fields).
     presence: crate::features::presence::Presence,
+    /// Calls answered by the box itself: conferences, voicemail.
+    media: crate::features::media_service::MediaServices,
 }
 
 impl Engine {
@@ -93,5 +95,9 @@ impl Engine {
 
     pub fn presence(&self) -> &crate::features::presence::Presence {
         &self.features().presence
+    }
+
+    pub fn media(&self) -> &crate::features::media_service::MediaServices {
+        &self.features().media
     }
 }

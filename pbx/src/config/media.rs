@@ -1,0 +1,73 @@
+//! /pbx/conference and /pbx/voicemail as the media services use them; the
+//! runtime side is `features::media_service`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use besip_core::model::pbx::Pbx;
+
+/// A conference room (/pbx/conference).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Room {
+    pub number: String,
+    pub pin: Option<String>,
+    pub admin_pin: Option<String>,
+    pub max_participants: usize,
+}
+
+/// /pbx/voicemail, and the extensions with a mailbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Voicemail {
+    pub mailbox_code: String,
+    pub max_message: Duration,
+    pub max_messages: usize,
+    pub retention: Duration,
+    pub max_sessions: usize,
+    /// Extension number → its PIN (None: no listening by phone).
+    pub mailboxes: HashMap<String, Option<String>>,
+}
+
+pub fn rooms(pbx: &Pbx) -> Result<HashMap<String, Room>, String> {
+    let mut rooms = HashMap::new();
+    for c in &pbx.conference {
+        if c.pin.is_some() && c.pin == c.admin_pin {
+            return Err(format!(
+                "conference {}: pin and admin-pin must differ",
+                c.number
+            ));
+        }
+        if pbx.extension.iter().any(|e| e.number == c.number) {
+            return Err(format!(
+                "conference {}: an extension has the same number",
+                c.number
+            ));
+        }
+        rooms.insert(
+            c.number.clone(),
+            Room {
+                number: c.number.clone(),
+                pin: c.pin.clone(),
+                admin_pin: c.admin_pin.clone(),
+                max_participants: usize::from(c.max_participants),
+            },
+        );
+    }
+    Ok(rooms)
+}
+
+pub fn voicemail(pbx: &Pbx) -> Voicemail {
+    let v = &pbx.voicemail;
+    Voicemail {
+        mailbox_code: v.mailbox_code.clone(),
+        max_message: Duration::from_secs(u64::from(v.max_message_length)),
+        max_messages: usize::from(v.max_messages),
+        retention: Duration::from_secs(u64::from(v.retention) * 86_400),
+        max_sessions: usize::from(v.max_sessions),
+        mailboxes: pbx
+            .extension
+            .iter()
+            .filter(|e| e.voicemail.enabled)
+            .map(|e| (e.number.clone(), e.voicemail.pin.clone()))
+            .collect(),
+    }
+}

@@ -1,0 +1,260 @@
+//! The RTP stream of a call the box answers itself: a port pair of /pbx/rtp
+//! (RTP, and RTCP on the odd port above), what arrives decoded into a
+//! jitter buffer and key presses (RFC 4733), what the service says encoded
+//! and sent every 20 ms by the service's own clock. Latching is strict: a
+//! packet counts only from the offer's address or the caller's signalling
+//! address, and once one came, only from that address and port.
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use besip_media::jitter::{JitterBuffer, Played};
+use besip_media::{dtmf, g711::Law, rtcp, rtp, Frame, FRAME};
+use parking_lot::Mutex;
+use tokio::net::UdpSocket;
+use tokio::task::JoinHandle;
+
+use super::sdp::Offer;
+
+/// Key presses kept unread at most (a flood of events is dropped beyond).
+const MAX_KEYS: usize = 32;
+/// Between our RTCP reports (RFC 3550 suggests 5 s at these rates).
+const RTCP_INTERVAL: Duration = Duration::from_secs(5);
+
+pub struct Endpoint {
+    pub local_port: u16,
+    state: Arc<Mutex<State>>,
+    socket: Arc<UdpSocket>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+struct State {
+    /// Where we send: the offer's address, then where the caller's RTP
+    /// comes from.
+    remote: SocketAddr,
+    latched: bool,
+    signalling: IpAddr,
+    law: Law,
+    events: Option<u8>,
+    sender: rtp::Sender,
+    first: bool,
+    jitter: JitterBuffer,
+    detector: dtmf::Detector,
+    keys: VecDeque<char>,
+    reception: rtcp::Reception,
+    started: Instant,
+    /// Packets from anywhere else (counted, dropped).
+    pub foreign: u64,
+    out: Vec<u8>,
+    encoded: Vec<u8>,
+}
+
+/// Binds an even port of `min..=max` and the odd one above it.
+fn bind_pair(ip: IpAddr, min: u16, max: u16) -> Option<(std::net::UdpSocket, std::net::UdpSocket)> {
+    let first = min + (min % 2);
+    if first >= max {
+        return None;
+    }
+    let pairs = (max - first) / 2;
+    let start = rand::random::<u16>() % pairs.max(1);
+    (0..pairs).find_map(|i| {
+        let port = first + 2 * ((start + i) % pairs);
+        let rtp = std::net::UdpSocket::bind(SocketAddr::new(ip, port)).ok()?;
+        let rtcp = std::net::UdpSocket::bind(SocketAddr::new(ip, port + 1)).ok()?;
+        Some((rtp, rtcp))
+    })
+}
+
+impl Endpoint {
+    /// Opens the ports for `offer` of a caller signalling from `signalling`.
+    pub fn open(
+        bind: IpAddr,
+        min: u16,
+        max: u16,
+        offer: &Offer,
+        signalling: IpAddr,
+    ) -> io::Result<Endpoint> {
+        let (rtp_sock, rtcp_sock) = bind_pair(bind, min, max)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::AddrInUse, "no free RTP port pair"))?;
+        rtp_sock.set_nonblocking(true)?;
+        rtcp_sock.set_nonblocking(true)?;
+        let local_port = rtp_sock.local_addr()?.port();
+        let socket = Arc::new(UdpSocket::from_std(rtp_sock)?);
+        let rtcp_socket = UdpSocket::from_std(rtcp_sock)?;
+        let state = Arc::new(Mutex::new(State {
+            remote: offer.media,
+            latched: false,
+            signalling,
+            law: offer.law,
+            events: offer.events,
+            sender: rtp::Sender::new(rand::random(), rand::random(), rand::random()),
+            first: true,
+            jitter: JitterBuffer::default(),
+            detector: dtmf::Detector::default(),
+            keys: VecDeque::new(),
+            reception: rtcp::Reception::default(),
+            started: Instant::now(),
+            foreign: 0,
+            out: Vec::with_capacity(200),
+            encoded: Vec::with_capacity(FRAME),
+        }));
+        let receive = tokio::spawn(receive(socket.clone(), state.clone()));
+        let reports = tokio::spawn(reports(rtcp_socket, state.clone()));
+        Ok(Endpoint {
+            local_port,
+            state,
+            socket,
+            tasks: vec![receive, reports],
+        })
+    }
+
+    /// A re-INVITE's offer: new address (unlatched again) and codec.
+    pub fn update(&self, offer: &Offer) {
+        let mut s = self.state.lock();
+        if s.remote != offer.media {
+            s.remote = offer.media;
+            s.latched = false;
+        }
+        s.law = offer.law;
+        s.events = offer.events;
+    }
+
+    /// Sends one 20 ms frame.
+    pub fn send(&self, frame: &Frame) {
+        let mut guard = self.state.lock();
+        let s = &mut *guard;
+        let law = s.law;
+        law.encode_into(frame, &mut s.encoded);
+        let marker = std::mem::take(&mut s.first);
+        let encoded = std::mem::take(&mut s.encoded);
+        s.sender.next(
+            &mut s.out,
+            marker,
+            law.payload_type(),
+            &encoded,
+            FRAME as u32,
+        );
+        s.encoded = encoded;
+        // A full socket buffer drops the frame, as the network would.
+        let _ = self.socket.try_send_to(&s.out, s.remote);
+    }
+
+    /// The next frame the caller said (jitter buffer's tick).
+    pub fn take_frame(&self) -> Played {
+        self.state.lock().jitter.pop()
+    }
+
+    /// The oldest key pressed and not read yet.
+    pub fn take_key(&self) -> Option<char> {
+        self.state.lock().keys.pop_front()
+    }
+
+    /// A key that came by SIP INFO (application/dtmf-relay).
+    pub fn push_key(&self, key: char) {
+        let mut s = self.state.lock();
+        if s.keys.len() < MAX_KEYS {
+            s.keys.push_back(key);
+        }
+    }
+
+    /// Drops keys pressed so far (a prompt starts afresh).
+    pub fn clear_keys(&self) {
+        self.state.lock().keys.clear();
+    }
+
+    /// (received, lost, foreign) packet counts.
+    pub fn counters(&self) -> (u32, u32, u64) {
+        let s = self.state.lock();
+        (s.reception.received, s.reception.lost(), s.foreign)
+    }
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+async fn receive(socket: Arc<UdpSocket>, state: Arc<Mutex<State>>) {
+    let mut buf = vec![0u8; 2048];
+    loop {
+        let Ok((len, source)) = socket.recv_from(&mut buf).await else {
+            continue;
+        };
+        let packet = &buf[..len];
+        let mut s = state.lock();
+        let allowed = if s.latched {
+            source == s.remote
+        } else {
+            source.ip() == s.remote.ip() || source.ip() == s.signalling
+        };
+        let Some(h) = rtp::parse(packet).filter(|_| allowed) else {
+            s.foreign += 1;
+            continue;
+        };
+        if !s.latched {
+            s.latched = true;
+            s.remote = source;
+        }
+        let arrival = (s.started.elapsed().as_micros() / 125) as u32;
+        s.reception.packet(h.ssrc, h.sequence, h.timestamp, arrival);
+        let payload = &packet[h.payload.0..h.payload.1];
+        if Some(h.payload_type) == s.events {
+            if let Some(key) = s.detector.packet(h.timestamp, payload) {
+                if s.keys.len() < MAX_KEYS {
+                    s.keys.push_back(key);
+                }
+            }
+            continue;
+        }
+        if h.payload_type != s.law.payload_type() {
+            continue;
+        }
+        // Frames indexed by timestamp, so that any packet time fits.
+        let law = s.law;
+        for (i, chunk) in payload.chunks(FRAME).enumerate() {
+            let mut frame = [0i16; FRAME];
+            for (f, &b) in frame.iter_mut().zip(chunk) {
+                *f = law.decode(b);
+            }
+            let index = (h.timestamp / FRAME as u32).wrapping_add(i as u32) as u16;
+            s.jitter.push(index, frame);
+        }
+    }
+}
+
+async fn reports(socket: UdpSocket, state: Arc<Mutex<State>>) {
+    let mut buf = vec![0u8; 1500];
+    let mut tick = tokio::time::interval(RTCP_INTERVAL);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            // The caller's reports are read and dropped (the monitoring
+            // daemon is where call quality is judged).
+            _ = socket.recv_from(&mut buf) => {}
+            _ = tick.tick() => {
+                let (packet, to) = {
+                    let mut guard = state.lock();
+                    let s = &mut *guard;
+                    let to = SocketAddr::new(s.remote.ip(), s.remote.port().wrapping_add(1));
+                    let reception = (s.reception.received > 0).then_some(&mut s.reception);
+                    let p = rtcp::sender_report(
+                        s.sender.ssrc,
+                        rtcp::ntp_now(),
+                        s.sender.timestamp,
+                        s.sender.packets,
+                        s.sender.octets,
+                        reception,
+                    );
+                    (p, to)
+                };
+                let _ = socket.try_send_to(&packet, to);
+            }
+        }
+    }
+}

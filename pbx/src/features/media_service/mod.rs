@@ -1,0 +1,437 @@
+//! Calls the box answers itself: conference rooms and voicemail, in both
+//! modes (the box is the far end, not a relay). A new INVITE routed to a
+//! service (`Decision::Local`) is answered here with our SDP; the dialog's
+//! later requests (ACK, BYE, re-INVITE, INFO keys) are taken here too, and
+//! the service ends the call with BYE when it is done. The audio is the
+//! `endpoint`'s; what is played and heard is the service's own module.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+
+use crate::call::client::send_request_tx;
+use crate::config::{Config, Extension, Transport};
+use crate::features::b2bua::{contact_for, Leg};
+use crate::features::decision::Decision;
+use crate::features::forwarding::Effective;
+use crate::features::outbound::Origin;
+use crate::features::state::Engine;
+use crate::sip::{addr_uri, param, response_to, Message, StartLine};
+
+pub mod conference;
+pub mod endpoint;
+pub mod mwi;
+pub mod sdp;
+pub mod tones;
+pub mod voicemail;
+
+use self::endpoint::Endpoint;
+
+/// The forwarding target that stands for the extension's own mailbox (no
+/// configured value can be it: angle brackets are not in sip-target).
+pub const TO_MAILBOX: &str = "<voicemail>";
+
+/// A new call dialled to a room number or the mailbox code: answered
+/// here for our extensions and trusted peers; strangers get 403.
+pub fn dialled(cfg: &Config, user: &str, origin: &Origin) -> Option<Decision> {
+    let service = if cfg.rooms.contains_key(user) {
+        Service::Conference(user.to_owned())
+    } else if user == cfg.voicemail.mailbox_code {
+        match origin.extension() {
+            Some(e) => Service::Listen(e.to_owned()),
+            None => {
+                return Some(Decision::Reply(
+                    403,
+                    "Forbidden: Mailboxes Are For Our Extensions",
+                    vec![],
+                ))
+            }
+        }
+    } else {
+        return None;
+    };
+    Some(match origin {
+        Origin::Stranger => {
+            Decision::Reply(403, "Forbidden: Media Services Are For Our Users", vec![])
+        }
+        _ => Decision::Local(service),
+    })
+}
+
+/// The forwarding of `ext` with its mailbox where nothing else is set:
+/// busy (and do-not-disturb), no answer, unavailable.
+pub fn with_mailbox(cfg: &Config, ext: &Extension, mut settings: Effective) -> Effective {
+    if cfg.voicemail.mailboxes.contains_key(&ext.number) {
+        for slot in [
+            &mut settings.busy,
+            &mut settings.no_answer,
+            &mut settings.unavailable,
+        ] {
+            if slot.is_none() {
+                *slot = Some(TO_MAILBOX.to_owned());
+            }
+        }
+    }
+    settings
+}
+
+/// What a call answered here is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Service {
+    /// Join the room with this number.
+    Conference(String),
+    /// Leave a message in this extension's mailbox.
+    Leave(String),
+    /// Listen to this extension's mailbox (its owner, by the mailbox code).
+    Listen(String),
+}
+
+/// A call answered here.
+pub struct Dialog {
+    pub call_id: String,
+    /// URI of the caller (From).
+    pub caller: String,
+    leg: Mutex<Leg>,
+    pub endpoint: Endpoint,
+    answer: Mutex<(String, u64)>,
+    acked: AtomicBool,
+    ended: AtomicBool,
+    /// Woken when the call ends (BYE either way).
+    pub hangup: tokio::sync::Notify,
+}
+
+impl Dialog {
+    pub fn is_ended(&self) -> bool {
+        self.ended.load(Ordering::Acquire)
+    }
+}
+
+/// The calls answered here and the services' own state.
+#[derive(Default)]
+pub struct MediaServices {
+    dialogs: Mutex<HashMap<String, Arc<Dialog>>>,
+    pub rooms: conference::Rooms,
+    pub voicemail: voicemail::Voicemail,
+    pub mwi: mwi::Subscriptions,
+}
+
+/// 200 OK of an INVITE over UDP is ours to repeat until the ACK
+/// (RFC 3261 §13.3.1.4): T1 doubling to T2, for 64 × T1.
+const T1: Duration = Duration::from_millis(500);
+const T2: Duration = Duration::from_secs(4);
+
+impl MediaServices {
+    fn dialog(&self, call_id: &str) -> Option<Arc<Dialog>> {
+        self.dialogs.lock().get(call_id).cloned()
+    }
+
+    /// Calls answered here now.
+    pub fn calls(&self) -> usize {
+        self.dialogs.lock().len()
+    }
+}
+
+/// Takes an in-dialog request of a call answered here; true when taken.
+pub fn take(engine: &Arc<Engine>, key: &str, msg: &Message) -> bool {
+    if param(msg.header("To").unwrap_or(""), "tag").is_none() {
+        return false;
+    }
+    let Some(dialog) = engine.media().dialog(msg.call_id()) else {
+        return false;
+    };
+    let reply = |code: u16, reason: &str| {
+        engine.reply(key, response_to(msg, code, reason, None));
+    };
+    match msg.method() {
+        "ACK" => dialog.acked.store(true, Ordering::Release),
+        "BYE" => {
+            reply(200, "OK");
+            end(engine, &dialog, false);
+        }
+        "INVITE" => {
+            let offer = std::str::from_utf8(&msg.body)
+                .ok()
+                .filter(|b| !b.trim().is_empty());
+            let parsed = match offer {
+                Some(o) => sdp::parse(o),
+                // No offer: our last answer stands as the offer's answer.
+                None => Err(sdp::Refused::NoAudio),
+            };
+            match parsed {
+                Ok(o) => {
+                    dialog.endpoint.update(&o);
+                    let body = {
+                        let mut a = dialog.answer.lock();
+                        a.1 += 1;
+                        let ip = answer_ip(&a.0);
+                        let text = sdp::answer(&o, ip, dialog.endpoint.local_port, 1, a.1);
+                        a.0 = text.clone();
+                        text
+                    };
+                    let mut r = response_to(msg, 200, "OK", None);
+                    let leg = dialog.leg.lock().clone();
+                    r.add_header("Contact", contact_for(engine, leg.transport, leg.dest));
+                    r.add_header("Content-Type", "application/sdp".into());
+                    r.body = body.into_bytes();
+                    engine.reply(key, r);
+                }
+                Err(_) if offer.is_none() => {
+                    let body = dialog.answer.lock().0.clone();
+                    let mut r = response_to(msg, 200, "OK", None);
+                    r.add_header("Content-Type", "application/sdp".into());
+                    r.body = body.into_bytes();
+                    engine.reply(key, r);
+                }
+                Err(e) => reply(488, e.reason()),
+            }
+        }
+        "INFO" => match dtmf_relay(msg) {
+            Some(k) => {
+                dialog.endpoint.push_key(k);
+                reply(200, "OK");
+            }
+            None => reply(415, "Unsupported Media Type"),
+        },
+        "OPTIONS" => reply(200, "OK"),
+        "CANCEL" => reply(200, "OK"),
+        _ => reply(501, "Not Implemented"),
+    }
+    true
+}
+
+/// The IP address in our SDP's connection line.
+fn answer_ip(sdp: &str) -> IpAddr {
+    sdp.lines()
+        .find_map(|l| {
+            l.strip_prefix("c=IN IP4 ")
+                .or_else(|| l.strip_prefix("c=IN IP6 "))
+        })
+        .and_then(|a| a.trim().parse().ok())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+}
+
+/// A key of an INFO with application/dtmf-relay (`Signal=5`) or
+/// application/dtmf (`5`).
+fn dtmf_relay(msg: &Message) -> Option<char> {
+    let ct = msg.header("Content-Type")?.to_ascii_lowercase();
+    let body = std::str::from_utf8(&msg.body).ok()?;
+    let signal = if ct.starts_with("application/dtmf-relay") {
+        body.lines()
+            .find_map(|l| l.trim().strip_prefix("Signal="))?
+            .trim()
+    } else if ct.starts_with("application/dtmf") {
+        body.trim()
+    } else {
+        return None;
+    };
+    let mut chars = signal.chars();
+    let key = chars.next()?;
+    (chars.next().is_none() && besip_media::dtmf::event(key).is_some()).then_some(key)
+}
+
+/// Answers the new INVITE of server transaction `key` for `service`.
+pub fn answer(
+    engine: &Arc<Engine>,
+    key: &str,
+    msg: &Message,
+    source: SocketAddr,
+    transport: Transport,
+    service: Service,
+) {
+    let refuse = |code: u16, reason: &str| {
+        let r = response_to(msg, code, reason, Some(&engine.new_tag()));
+        engine.reply(key, r);
+    };
+    let cfg = engine.config();
+    let Some(offer) = std::str::from_utf8(&msg.body)
+        .ok()
+        .filter(|b| !b.trim().is_empty())
+    else {
+        // Late offer (SDP in the ACK) is not taken by the media services.
+        return refuse(488, "Not Acceptable Here: Offer Needed");
+    };
+    let offer = match sdp::parse(offer) {
+        Ok(o) => o,
+        Err(e) => return refuse(488, e.reason()),
+    };
+    // The service's own admission (room full or locked, mailbox full...).
+    if let Err((code, reason)) = match &service {
+        Service::Conference(room) => engine.media().rooms.admits(&cfg, room),
+        Service::Leave(mailbox) => engine.media().voicemail.admits_message(&cfg, mailbox),
+        Service::Listen(mailbox) => engine.media().voicemail.admits_listener(&cfg, mailbox),
+    } {
+        return refuse(code, reason);
+    }
+    if matches!(service, Service::Leave(_) | Service::Listen(_)) {
+        let sessions = engine.media().voicemail.sessions();
+        if sessions >= cfg.voicemail.max_sessions {
+            return refuse(486, "Busy Here: Voicemail Sessions Full");
+        }
+    }
+    let v6 = source.is_ipv6();
+    let bind: IpAddr = if v6 {
+        Ipv6Addr::UNSPECIFIED.into()
+    } else {
+        Ipv4Addr::UNSPECIFIED.into()
+    };
+    let endpoint = match Endpoint::open(
+        bind,
+        cfg.rtp_port_min,
+        cfg.rtp_port_max,
+        &offer,
+        source.ip(),
+    ) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::warn!(error = %e, "no RTP port for a media service call");
+            return refuse(503, "Service Unavailable: No Media Port");
+        }
+    };
+    let ip = crate::features::nat::address_for(&cfg, source)
+        .unwrap_or_else(|| engine.socket_for(transport, v6).advertised.ip());
+    let answer_sdp = sdp::answer(&offer, ip, endpoint.local_port, 1, 1);
+    let from = msg.header("From").unwrap_or("");
+    let leg = Leg {
+        call_id: msg.call_id().to_owned(),
+        local_tag: engine.new_tag(),
+        remote_tag: param(from, "tag").map(str::to_owned),
+        local_uri: addr_uri(msg.header("To").unwrap_or("")).to_owned(),
+        remote_uri: addr_uri(from).to_owned(),
+        remote_target: msg
+            .header("Contact")
+            .map(addr_uri)
+            .unwrap_or(addr_uri(from))
+            .to_owned(),
+        dest: source,
+        transport,
+        cseq: 0,
+    };
+    let mut ok = response_to(msg, 200, "OK", Some(&leg.local_tag));
+    ok.add_header("Contact", contact_for(engine, transport, source));
+    ok.add_header("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO".into());
+    ok.add_header("Content-Type", "application/sdp".into());
+    ok.body = answer_sdp.clone().into_bytes();
+    let dialog = Arc::new(Dialog {
+        call_id: msg.call_id().to_owned(),
+        caller: leg.remote_uri.clone(),
+        leg: Mutex::new(leg),
+        endpoint,
+        answer: Mutex::new((answer_sdp, 1)),
+        acked: AtomicBool::new(false),
+        ended: AtomicBool::new(false),
+        hangup: tokio::sync::Notify::new(),
+    });
+    engine
+        .media()
+        .dialogs
+        .lock()
+        .insert(dialog.call_id.clone(), dialog.clone());
+    let bytes = ok.to_bytes();
+    engine.reply(key, ok);
+    tracing::info!(call_id = %dialog.call_id, caller = %dialog.caller, ?service, "call answered by a media service");
+    if transport == Transport::Udp {
+        tokio::spawn(repeat_ok(engine.clone(), dialog.clone(), source, bytes));
+    }
+    let engine = engine.clone();
+    tokio::spawn(async move {
+        match service {
+            Service::Conference(room) => conference::run(&engine, &dialog, &room).await,
+            Service::Leave(mailbox) => voicemail::leave(&engine, &dialog, &mailbox).await,
+            Service::Listen(mailbox) => voicemail::listen(&engine, &dialog, &mailbox).await,
+        }
+        // The service is done: the call ends (BYE unless the caller hung up).
+        end(&engine, &dialog, true);
+    });
+}
+
+async fn repeat_ok(engine: Arc<Engine>, dialog: Arc<Dialog>, dest: SocketAddr, bytes: Vec<u8>) {
+    let mut wait = T1;
+    let mut waited = Duration::ZERO;
+    loop {
+        tokio::time::sleep(wait).await;
+        if dialog.acked.load(Ordering::Acquire) || dialog.is_ended() {
+            return;
+        }
+        waited += wait;
+        if waited >= T1 * 64 {
+            tracing::info!(call_id = %dialog.call_id, "no ACK for our 200: call ended");
+            end(&engine, &dialog, true);
+            return;
+        }
+        engine.send(Transport::Udp, dest, bytes.clone());
+        wait = (wait * 2).min(T2);
+    }
+}
+
+/// Ends a call answered here: BYE to the caller unless it hung up itself.
+pub fn end(engine: &Arc<Engine>, dialog: &Arc<Dialog>, send_bye: bool) {
+    if dialog.ended.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    engine.media().dialogs.lock().remove(&dialog.call_id);
+    dialog.hangup.notify_waiters();
+    if send_bye {
+        let mut leg = dialog.leg.lock();
+        leg.cseq += 1;
+        let mut bye = Message {
+            start: StartLine::Request {
+                method: "BYE".into(),
+                uri: leg.remote_target.clone(),
+            },
+            headers: Vec::new(),
+            body: Vec::new(),
+        };
+        let branch = engine.new_branch(0);
+        bye.add_header(
+            "Via",
+            engine.via_for(leg.transport, leg.dest.is_ipv6(), &branch),
+        );
+        bye.add_header("Max-Forwards", "70".into());
+        bye.add_header("From", format!("<{}>;tag={}", leg.local_uri, leg.local_tag));
+        let to_tag = leg
+            .remote_tag
+            .as_deref()
+            .map(|t| format!(";tag={t}"))
+            .unwrap_or_default();
+        bye.add_header("To", format!("<{}>{to_tag}", leg.remote_uri));
+        bye.add_header("Call-ID", leg.call_id.clone());
+        bye.add_header("CSeq", format!("{} BYE", leg.cseq));
+        let (dest, transport) = (leg.dest, leg.transport);
+        drop(leg);
+        send_request_tx(engine, bye, dest, transport);
+    }
+    tracing::info!(call_id = %dialog.call_id, "media service call ended");
+}
+
+/// Ends the call of `call_id` if it is one of ours (kick, shutdown).
+pub fn hang_up(engine: &Arc<Engine>, call_id: &str) -> bool {
+    match engine.media().dialog(call_id) {
+        Some(d) => {
+            end(engine, &d, true);
+            true
+        }
+        None => false,
+    }
+}
+
+/// RFC 7951 JSON of /pbx/conference-state and /pbx/voicemail-state.
+pub fn state_json(engine: &Engine) -> (Value, Value) {
+    let rooms = engine.media().rooms.state_json();
+    let mut vm = engine.media().voicemail.state_json();
+    vm["sessions"] = json!(engine.media().voicemail.sessions());
+    (rooms, vm)
+}
+
+/// Waits `ticks` × 20 ms, or less if the call ends; false when it ended.
+pub async fn pause(dialog: &Dialog, ticks: u32) -> bool {
+    let sleep = tokio::time::sleep(Duration::from_millis(20 * u64::from(ticks)));
+    tokio::select! {
+        _ = sleep => !dialog.is_ended(),
+        _ = dialog.hangup.notified() => false,
+    }
+}

@@ -1,0 +1,317 @@
+//! Voicemail with sipp placing the calls and the tests' own RTP phones:
+//! a call to an unregistered extension with a mailbox reaches the mailbox
+//! in both modes (beep, the caller's tone recorded, # ends it), the WAV
+//! holds that tone for its duration, a subscribed phone is notified of the
+//! counts (RFC 3842), the owner listens by *97 with its PIN (1 plays, 7
+//! deletes), a busy extension's caller reaches the mailbox too, wrong PINs
+//! end the call, and other people's mailboxes are refused.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use besip_tests::baresip::{dominant_frequency, wav_samples};
+use besip_tests::pbx::media_phone::{media_caller, MediaPhone};
+use besip_tests::pbx::office::{base, with_ext, MODES};
+use besip_tests::pbx::*;
+use serde_json::Value;
+
+fn mailbox(pbx: &Pbx, ext: &str) -> Value {
+    let state = pbx.state();
+    state["besip-pbx:pbx"]["voicemail-state"]["mailbox"]
+        .as_array()
+        .and_then(|l| l.iter().find(|m| m["extension"] == ext).cloned())
+        .unwrap_or(Value::Null)
+}
+
+fn wait_mailbox(pbx: &Pbx, ext: &str, messages: usize) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = mailbox(pbx, ext);
+        let n = m["message"].as_array().map_or(0, Vec::len);
+        if n == messages {
+            return m;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "mailbox {ext} never had {messages}: {m}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn wavs(pbx: &Pbx, ext: &str) -> Vec<PathBuf> {
+    let dir = pbx.root.path().join("var/lib/besip/voicemail").join(ext);
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|r| {
+            r.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "wav"))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Subscriber of `user`'s own mailbox that expects NOTIFYs with `counts`
+/// ("new/old"), in order.
+fn mwi_subscriber(user: &str, counts: &[&str]) -> String {
+    let subscribe = |cseq: u32, auth: &str| {
+        format!(
+            "SUBSCRIBE sip:{user}@besip.test SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
+From: <sip:{user}@besip.test>;tag=[pid]s[call_number]
+To: <sip:{user}@besip.test>
+Call-ID: [call_id]
+CSeq: {cseq} SUBSCRIBE
+Contact: <sip:{user}@[local_ip]:[local_port]>
+Event: message-summary
+Accept: application/simple-message-summary
+Expires: 600
+{auth}Max-Forwards: 70
+Content-Length: 0
+
+"
+        )
+    };
+    let mut notifies = String::new();
+    for (i, c) in counts.iter().enumerate() {
+        notifies.push_str(&format!(
+            r#"  <recv request="NOTIFY">
+    <action><ereg regexp="Voice-Message: {c} " search_in="body" check_it="true" assign_to="n{i}"/></action>
+  </recv>
+  <Reference variables="n{i}"/>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+"#
+        ));
+    }
+    format!(
+        r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="mwi">
+  <send retrans="500"><![CDATA[
+{}]]></send>
+  <recv response="407" auth="true"/>
+  <send retrans="500"><![CDATA[
+{}]]></send>
+  <recv response="200"/>
+{notifies}</scenario>
+"#,
+        subscribe(1, ""),
+        subscribe(2, "[authentication]\n")
+    )
+}
+
+fn config(port: u16, mode: &str, rtp: u16) -> String {
+    let uci = base(
+        port,
+        mode,
+        &format!(
+            "\toption rtp_port_min '{rtp}'\n\toption rtp_port_max '{}'\n",
+            rtp + 199
+        ),
+    );
+    let uci = with_ext(
+        &uci,
+        "101",
+        "\toption voicemail_enabled '1'\n\toption voicemail_pin '4321'\n",
+    );
+    with_ext(&uci, "102", "\toption voicemail_enabled '1'\n")
+}
+
+/// 100 calls `callee`, says `tone` after the beep for about 2 s, presses #.
+fn leave_message(sipp: &Sipp, port: u16, callee: &str, tone: f64, name: &str) {
+    let phone = MediaPhone::start(tone);
+    let call = sipp.spawn(
+        name,
+        &media_caller("100", callee, &phone.sdp(), None),
+        free_port(),
+        port,
+        &["-au", "100", "-ap", "pw100"],
+    );
+    let answered = Instant::now();
+    phone.wait_peer();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !phone.heard_tone_since(answered, 1000.0) {
+        assert!(Instant::now() < deadline, "no beep from the mailbox");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(2000));
+    phone.press("#");
+    let done = sipp.wait(call);
+    assert!(
+        done.success,
+        "the mailbox did not end the call after #:\n{}",
+        done.log
+    );
+}
+
+#[test]
+fn a_message_is_left_filed_notified_and_heard_in_both_modes() {
+    if !have_sipp() {
+        eprintln!("sipp missing: skipped");
+        return;
+    }
+    for (i, mode) in MODES.iter().enumerate() {
+        let port = free_port();
+        let pbx = Pbx::start(&config(port, mode, 42000 + 200 * i as u16), port);
+        let sipp = Sipp::new();
+        // 101's phone watches its mailbox: 0/0 now, 1/0 after the message.
+        let watcher = sipp.spawn(
+            &format!("{mode}-mwi"),
+            &mwi_subscriber("101", &["0/0", "1/0"]),
+            free_port(),
+            port,
+            &["-au", "101", "-ap", "pw101"],
+        );
+        std::thread::sleep(Duration::from_millis(500));
+
+        // 101 is not registered: unavailable, so the mailbox answers.
+        leave_message(&sipp, port, "101", 700.0, &format!("{mode}-leave"));
+        let m = wait_mailbox(&pbx, "101", 1);
+        assert_state_valid(&pbx, &pbx.state());
+        assert_eq!(m["new-messages"], 1, "{m}");
+        let msg = &m["message"][0];
+        assert!(
+            msg["caller"].as_str().unwrap().contains("sip:100@"),
+            "{msg}"
+        );
+        let duration = msg["duration"].as_u64().unwrap();
+        assert!(
+            (1500..=3500).contains(&duration),
+            "{mode}: duration {duration} ms"
+        );
+        let files = wavs(&pbx, "101");
+        assert_eq!(files.len(), 1, "{files:?}");
+        let samples = wav_samples(&files[0]);
+        let millis = samples.len() as u64 / 8;
+        assert!(
+            millis.abs_diff(duration) <= 40,
+            "{mode}: WAV {millis} ms, note {duration} ms"
+        );
+        let f = dominant_frequency(&samples, 8000);
+        assert!(
+            (f - 700.0).abs() <= 10.0,
+            "{mode}: message holds {f} Hz, not 700"
+        );
+        let w = sipp.wait(watcher);
+        assert!(w.success, "{mode}: MWI NOTIFYs wrong:\n{}", w.log);
+
+        // The owner listens: PIN, one mark (one new message), 1 plays it, 7 deletes it.
+        let owner = MediaPhone::start(0.0);
+        let call = sipp.spawn(
+            &format!("{mode}-listen"),
+            &media_caller("101", "*97", &owner.sdp(), None),
+            free_port(),
+            port,
+            &["-au", "101", "-ap", "pw101"],
+        );
+        owner.wait_peer();
+        owner.press("4321#");
+        std::thread::sleep(Duration::from_millis(2500));
+        let pressed = Instant::now();
+        owner.press("1");
+        std::thread::sleep(Duration::from_millis(3000));
+        assert!(
+            owner.heard_tone_since(pressed, 700.0),
+            "{mode}: the message was not played"
+        );
+        assert_eq!(mailbox(&pbx, "101")["message"][0]["heard"], true);
+        owner.press("7");
+        wait_mailbox(&pbx, "101", 0);
+        assert!(
+            wavs(&pbx, "101").is_empty(),
+            "{mode}: deleted message still on disk"
+        );
+        owner.press("#");
+        let done = sipp.wait(call);
+        assert!(
+            done.success,
+            "{mode}: mailbox call did not end:\n{}",
+            done.log
+        );
+    }
+}
+
+#[test]
+fn busy_extension_sends_callers_to_its_mailbox_and_wrong_pins_end_the_call() {
+    if !have_sipp() {
+        eprintln!("sipp missing: skipped");
+        return;
+    }
+    let port = free_port();
+    let pbx = Pbx::start(&config(port, "b2bua", 42600), port);
+    let sipp = Sipp::new();
+    let busy_port = free_port();
+    register(&sipp, "102", busy_port, port);
+    let busy = sipp.spawn(
+        "busy-102",
+        &callee_rejects(486, "Busy Here"),
+        busy_port,
+        port,
+        &[],
+    );
+    leave_message(&sipp, port, "102", 1300.0, "busy-leave");
+    let r = sipp.wait(busy);
+    assert!(r.success, "102 was not rung first:\n{}", r.log);
+    let m = wait_mailbox(&pbx, "102", 1);
+    assert_eq!(m["new-messages"], 1);
+    let f = dominant_frequency(&wav_samples(&wavs(&pbx, "102")[0]), 8000);
+    assert!((f - 1300.0).abs() <= 10.0, "{f}");
+
+    // 102 has no PIN: its mailbox cannot be listened to by phone.
+    let refused = sipp.run(
+        "no-pin",
+        &besip_tests::pbx::media_phone::media_caller_refused(
+            "102",
+            "*97",
+            &MediaPhone::start(0.0).sdp(),
+            403,
+        ),
+        free_port(),
+        port,
+        &["-au", "102", "-ap", "pw102"],
+    );
+    assert!(refused.success, "{}", refused.log);
+    // Three wrong PINs: the mailbox hangs up.
+    let phone = MediaPhone::start(0.0);
+    let call = sipp.spawn(
+        "wrong-pin",
+        &media_caller("101", "*97", &phone.sdp(), None),
+        free_port(),
+        port,
+        &["-au", "101", "-ap", "pw101"],
+    );
+    phone.wait_peer();
+    phone.press("1111#2222#3333#");
+    let done = sipp.wait(call);
+    assert!(
+        done.success,
+        "wrong PINs did not end the call:\n{}",
+        done.log
+    );
+    let mut sub = mwi_subscriber("100", &[]);
+    sub = sub
+        .replace("SUBSCRIBE sip:100@", "SUBSCRIBE sip:101@")
+        .replace("<recv response=\"200\"/>", "<recv response=\"403\"/>");
+    let other = sipp.run(
+        "other-mailbox",
+        &sub,
+        free_port(),
+        port,
+        &["-au", "100", "-ap", "pw100"],
+    );
+    assert!(
+        other.success,
+        "100 could watch 101's mailbox:\n{}",
+        other.log
+    );
+}
