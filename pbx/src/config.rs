@@ -215,6 +215,8 @@ pub struct Config {
     pub rooms: HashMap<String, media::Room>,
     /// /pbx/voicemail and the mailboxes.
     pub voicemail: media::Voicemail,
+    /// /pbx/ivr by name.
+    pub ivrs: HashMap<String, inbound::Ivr>,
 }
 
 /// The shared location (/pbx/cluster).
@@ -514,6 +516,7 @@ impl Config {
         let inbound = inbound::Inbound::from_model(&pbx, &dialable, &trunk_names).map_err(rule)?;
         let rooms = media::rooms(&pbx).map_err(rule)?;
         let voicemail = media::voicemail(&pbx);
+        let ivrs = inbound::ivrs(&pbx).map_err(rule)?;
         Ok(Config {
             outbound,
             accounting,
@@ -572,6 +575,7 @@ impl Config {
                 .then(|| pbx.feature_codes.pickup.clone()),
             rooms,
             voicemail,
+            ivrs,
         })
     }
 

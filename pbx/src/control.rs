@@ -236,6 +236,31 @@ impl Handler for Control {
                 tracing::info!(aor, removed, "unregister RPC");
                 Ok(json!({"removed": removed}))
             }
+            "besip-pbx:upload-prompt" | "upload-prompt" => {
+                let (Some(name), Some(audio)) = (
+                    input.get("name").and_then(Value::as_str),
+                    input.get("audio").and_then(Value::as_str),
+                ) else {
+                    return Err(HandlerError::invalid_params(
+                        "upload-prompt needs inputs 'name' and 'audio' (base64 WAV)",
+                    ));
+                };
+                use base64::Engine as _;
+                let compact: String = audio.split_whitespace().collect();
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(compact.as_bytes())
+                    .map_err(|e| {
+                        HandlerError::invalid_params(format!("audio is not base64: {e}"))
+                    })?;
+                let duration = self
+                    .engine
+                    .media()
+                    .prompts
+                    .store(name, &bytes)
+                    .map_err(HandlerError::invalid_params)?;
+                tracing::info!(name, duration, "prompt uploaded");
+                Ok(json!({ "duration": duration }))
+            }
             "besip-pbx:kick-participant" | "kick-participant" => {
                 let Some(room) = input.get("room").and_then(Value::as_str) else {
                     return Err(HandlerError::invalid_params(

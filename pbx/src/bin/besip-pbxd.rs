@@ -73,6 +73,11 @@ async fn run(args: &Args) -> Result<(), StartError> {
         .voicemail
         .open(&layout.lib_dir().join("voicemail"))
         .map_err(|e| format!("cannot create the voicemail directory: {e}"))?;
+    engine
+        .media()
+        .prompts
+        .open(&layout.lib_dir().join("prompts"))
+        .map_err(|e| format!("cannot create the prompt directory: {e}"))?;
     besip_pbx::features::dns::reconcile(&engine);
     besip_pbx::features::hep::reconcile(&engine);
     besip_pbx::features::cluster::reconcile(&engine);

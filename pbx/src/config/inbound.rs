@@ -19,6 +19,8 @@ pub enum Destination {
     Conference(String),
     /// The mailbox of an extension.
     Voicemail(String),
+    /// An IVR menu (/pbx/ivr).
+    Ivr(String),
     /// Refused with 480.
     Hangup,
 }
@@ -34,28 +36,32 @@ macro_rules! destination_of {
             &d.external_number,
             &d.conference,
             &d.voicemail,
+            &d.ivr,
             d.hangup,
         ) {
-            (Some(e), None, None, None, None, None, false) => {
+            (Some(e), None, None, None, None, None, None, false) => {
                 Some(Destination::Extension(e.clone()))
             }
-            (None, Some(g), None, None, None, None, false) => {
+            (None, Some(g), None, None, None, None, None, false) => {
                 Some(Destination::RingGroup(g.clone()))
             }
-            (None, None, Some(t), None, None, None, false) => {
+            (None, None, Some(t), None, None, None, None, false) => {
                 Some(Destination::TimeCondition(t.clone()))
             }
-            (None, None, None, Some(n), None, None, false) => {
+            (None, None, None, Some(n), None, None, None, false) => {
                 Some(Destination::External(n.clone()))
             }
-            (None, None, None, None, Some(c), None, false) => {
+            (None, None, None, None, Some(c), None, None, false) => {
                 Some(Destination::Conference(c.clone()))
             }
-            (None, None, None, None, None, Some(m), false) => {
+            (None, None, None, None, None, Some(m), None, false) => {
                 Some(Destination::Voicemail(m.clone()))
             }
-            (None, None, None, None, None, None, true) => Some(Destination::Hangup),
-            (None, None, None, None, None, None, false) => None,
+            (None, None, None, None, None, None, Some(i), false) => {
+                Some(Destination::Ivr(i.clone()))
+            }
+            (None, None, None, None, None, None, None, true) => Some(Destination::Hangup),
+            (None, None, None, None, None, None, None, false) => None,
             _ => return Err("a destination names more than one target".to_owned()),
         }
     }};
@@ -475,4 +481,50 @@ mod tests {
             assert!(WeeklyRange::parse(bad).is_err(), "accepted {bad}");
         }
     }
+}
+
+/// An IVR menu (/pbx/ivr).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ivr {
+    pub name: String,
+    pub number: Option<String>,
+    pub prompt: String,
+    pub timeout: Duration,
+    pub repeats: u8,
+    pub direct_dial: bool,
+    pub entries: HashMap<char, Destination>,
+    pub timeout_destination: Option<Destination>,
+}
+
+/// The IVR menus by name.
+pub fn ivrs(pbx: &Pbx) -> Result<HashMap<String, Ivr>, String> {
+    let mut out = HashMap::new();
+    for m in &pbx.ivr {
+        let mut entries = HashMap::new();
+        for e in &m.entry {
+            let key = e
+                .key
+                .chars()
+                .next()
+                .ok_or("an IVR entry has an empty key")?;
+            let d = destination_of!(&e.destination)
+                .ok_or_else(|| format!("ivr {} key {key}: no destination", m.name))?;
+            entries.insert(key, d);
+        }
+        let timeout_destination = destination_of!(&m.timeout_destination);
+        out.insert(
+            m.name.clone(),
+            Ivr {
+                name: m.name.clone(),
+                number: m.number.clone(),
+                prompt: m.prompt.clone(),
+                timeout: Duration::from_secs(u64::from(m.timeout)),
+                repeats: m.repeats,
+                direct_dial: m.direct_dial,
+                entries,
+                timeout_destination,
+            },
+        );
+    }
+    Ok(out)
 }

@@ -422,6 +422,9 @@ fn destination(
         Some(Destination::Voicemail(n)) => {
             Decision::Local(crate::features::media_service::Service::Leave(n.clone()))
         }
+        Some(Destination::Ivr(n)) => {
+            Decision::Local(crate::features::media_service::Service::Ivr(n.clone()))
+        }
         Some(Destination::Hangup | Destination::TimeCondition(_)) | None => {
             Decision::Reply(480, "Temporarily Unavailable", vec![])
         }

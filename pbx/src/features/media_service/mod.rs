@@ -25,7 +25,9 @@ use crate::sip::{addr_uri, param, response_to, Message, StartLine};
 
 pub mod conference;
 pub mod endpoint;
+pub mod ivr;
 pub mod mwi;
+pub mod prompts;
 pub mod sdp;
 pub mod tones;
 pub mod voicemail;
@@ -41,6 +43,12 @@ pub const TO_MAILBOX: &str = "<voicemail>";
 pub fn dialled(cfg: &Config, user: &str, origin: &Origin) -> Option<Decision> {
     let service = if cfg.rooms.contains_key(user) {
         Service::Conference(user.to_owned())
+    } else if let Some(menu) = cfg
+        .ivrs
+        .values()
+        .find(|m| m.number.as_deref() == Some(user))
+    {
+        Service::Ivr(menu.name.clone())
     } else if user == cfg.voicemail.mailbox_code {
         match origin.extension() {
             Some(e) => Service::Listen(e.to_owned()),
@@ -89,6 +97,8 @@ pub enum Service {
     Leave(String),
     /// Listen to this extension's mailbox (its owner, by the mailbox code).
     Listen(String),
+    /// The IVR menu of this name.
+    Ivr(String),
 }
 
 /// A call answered here.
@@ -118,6 +128,7 @@ pub struct MediaServices {
     pub rooms: conference::Rooms,
     pub voicemail: voicemail::Voicemail,
     pub mwi: mwi::Subscriptions,
+    pub prompts: prompts::Prompts,
 }
 
 /// 200 OK of an INVITE over UDP is ours to repeat until the ACK
@@ -197,7 +208,8 @@ pub fn take(engine: &Arc<Engine>, key: &str, msg: &Message) -> bool {
             }
             None => reply(415, "Unsupported Media Type"),
         },
-        "OPTIONS" => reply(200, "OK"),
+        // The caller reports a transfer's progress (RFC 3515).
+        "OPTIONS" | "NOTIFY" => reply(200, "OK"),
         "CANCEL" => reply(200, "OK"),
         _ => reply(501, "Not Implemented"),
     }
@@ -264,6 +276,10 @@ pub fn answer(
         Service::Conference(room) => engine.media().rooms.admits(&cfg, room),
         Service::Leave(mailbox) => engine.media().voicemail.admits_message(&cfg, mailbox),
         Service::Listen(mailbox) => engine.media().voicemail.admits_listener(&cfg, mailbox),
+        Service::Ivr(menu) => match cfg.ivrs.contains_key(menu) {
+            true => Ok(()),
+            false => Err((404, "Not Found: No Such Menu")),
+        },
     } {
         return refuse(code, reason);
     }
@@ -343,6 +359,7 @@ pub fn answer(
             Service::Conference(room) => conference::run(&engine, &dialog, &room).await,
             Service::Leave(mailbox) => voicemail::leave(&engine, &dialog, &mailbox).await,
             Service::Listen(mailbox) => voicemail::listen(&engine, &dialog, &mailbox).await,
+            Service::Ivr(menu) => ivr::run(&engine, &dialog, &menu).await,
         }
         // The service is done: the call ends (BYE unless the caller hung up).
         end(&engine, &dialog, true);
@@ -376,33 +393,7 @@ pub fn end(engine: &Arc<Engine>, dialog: &Arc<Dialog>, send_bye: bool) {
     engine.media().dialogs.lock().remove(&dialog.call_id);
     dialog.hangup.notify_waiters();
     if send_bye {
-        let mut leg = dialog.leg.lock();
-        leg.cseq += 1;
-        let mut bye = Message {
-            start: StartLine::Request {
-                method: "BYE".into(),
-                uri: leg.remote_target.clone(),
-            },
-            headers: Vec::new(),
-            body: Vec::new(),
-        };
-        let branch = engine.new_branch(0);
-        bye.add_header(
-            "Via",
-            engine.via_for(leg.transport, leg.dest.is_ipv6(), &branch),
-        );
-        bye.add_header("Max-Forwards", "70".into());
-        bye.add_header("From", format!("<{}>;tag={}", leg.local_uri, leg.local_tag));
-        let to_tag = leg
-            .remote_tag
-            .as_deref()
-            .map(|t| format!(";tag={t}"))
-            .unwrap_or_default();
-        bye.add_header("To", format!("<{}>{to_tag}", leg.remote_uri));
-        bye.add_header("Call-ID", leg.call_id.clone());
-        bye.add_header("CSeq", format!("{} BYE", leg.cseq));
-        let (dest, transport) = (leg.dest, leg.transport);
-        drop(leg);
+        let (bye, dest, transport) = in_dialog(engine, dialog, "BYE");
         send_request_tx(engine, bye, dest, transport);
     }
     tracing::info!(call_id = %dialog.call_id, "media service call ended");
@@ -434,4 +425,51 @@ pub async fn pause(dialog: &Dialog, ticks: u32) -> bool {
         _ = sleep => !dialog.is_ended(),
         _ = dialog.hangup.notified() => false,
     }
+}
+
+/// A new request of ours in the call's dialog, with its destination.
+fn in_dialog(engine: &Engine, dialog: &Dialog, method: &str) -> (Message, SocketAddr, Transport) {
+    let mut leg = dialog.leg.lock();
+    leg.cseq += 1;
+    let mut req = Message {
+        start: StartLine::Request {
+            method: method.into(),
+            uri: leg.remote_target.clone(),
+        },
+        headers: Vec::new(),
+        body: Vec::new(),
+    };
+    let branch = engine.new_branch(0);
+    req.add_header(
+        "Via",
+        engine.via_for(leg.transport, leg.dest.is_ipv6(), &branch),
+    );
+    req.add_header("Max-Forwards", "70".into());
+    req.add_header("From", format!("<{}>;tag={}", leg.local_uri, leg.local_tag));
+    let to_tag = leg
+        .remote_tag
+        .as_deref()
+        .map(|t| format!(";tag={t}"))
+        .unwrap_or_default();
+    req.add_header("To", format!("<{}>{to_tag}", leg.remote_uri));
+    req.add_header("Call-ID", leg.call_id.clone());
+    req.add_header("CSeq", format!("{} {method}", leg.cseq));
+    (req, leg.dest, leg.transport)
+}
+
+/// Asks the caller to call `target` instead (blind transfer, RFC 3515).
+pub fn refer(engine: &Arc<Engine>, dialog: &Dialog, target: &str) {
+    let (mut req, dest, transport) = in_dialog(engine, dialog, "REFER");
+    let (local_uri, contact) = {
+        let leg = dialog.leg.lock();
+        (
+            leg.local_uri.clone(),
+            contact_for(engine, leg.transport, leg.dest),
+        )
+    };
+    req.add_header("Contact", contact);
+    req.add_header("Refer-To", format!("<{target}>"));
+    req.add_header("Referred-By", format!("<{local_uri}>"));
+    tracing::info!(call_id = %dialog.call_id, %target, "caller transferred by REFER");
+    send_request_tx(engine, req, dest, transport);
 }
