@@ -86,6 +86,7 @@ async fn run(args: &Args) -> Result<(), StartError> {
     control.start_stun().map_err(|e| e.to_string())?;
     let ipc = DaemonIpc::bind(&layout, "pbx", control).await?;
     engine.fraud().set_notifier(ipc.notifier());
+    engine.media().mailer.set_notifier(ipc.notifier());
     let _running = ipc.ready(&snapshot).await?;
     for s in engine.sockets() {
         tracing::info!(transport = ?s.transport, addr = %s.bound, "listening");

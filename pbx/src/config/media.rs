@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use besip_core::model::pbx::Pbx;
+use besip_core::model::pbx::{self as model, Pbx};
 
 /// A conference room (/pbx/conference).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +25,28 @@ pub struct Voicemail {
     pub max_sessions: usize,
     /// Extension number → its PIN (None: no listening by phone).
     pub mailboxes: HashMap<String, Option<String>>,
+    /// Extension number → the address its messages are mailed to.
+    pub addresses: HashMap<String, String>,
+    /// The mail server, when one is set.
+    pub email: Option<Email>,
+}
+
+/// How mail leaves the box (/pbx/voicemail/email).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MailSecurity {
+    StartTls,
+    Tls,
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email {
+    pub server: String,
+    pub port: u16,
+    pub security: MailSecurity,
+    pub ca: Option<String>,
+    pub credentials: Option<(String, String)>,
+    pub from: String,
 }
 
 pub fn rooms(pbx: &Pbx) -> Result<HashMap<String, Room>, String> {
@@ -69,5 +91,27 @@ pub fn voicemail(pbx: &Pbx) -> Voicemail {
             .filter(|e| e.voicemail.enabled)
             .map(|e| (e.number.clone(), e.voicemail.pin.clone()))
             .collect(),
+        addresses: pbx
+            .extension
+            .iter()
+            .filter(|e| e.voicemail.enabled)
+            .filter_map(|e| Some((e.number.clone(), e.voicemail.email.clone()?)))
+            .collect(),
+        email: v.email.server.as_ref().map(|server| Email {
+            server: server.clone(),
+            port: v.email.port,
+            security: match v.email.security {
+                model::VoicemailEmailSecurity::Starttls => MailSecurity::StartTls,
+                model::VoicemailEmailSecurity::Tls => MailSecurity::Tls,
+                model::VoicemailEmailSecurity::None => MailSecurity::None,
+            },
+            ca: v.email.ca_certificate.clone(),
+            credentials: v
+                .email
+                .username
+                .clone()
+                .map(|u| (u, v.email.password.clone().unwrap_or_default())),
+            from: v.email.from.clone(),
+        }),
     }
 }

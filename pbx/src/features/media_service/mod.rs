@@ -26,6 +26,7 @@ use crate::sip::{addr_uri, param, response_to, Message, StartLine};
 pub mod conference;
 pub mod endpoint;
 pub mod ivr;
+pub mod mail;
 pub mod mwi;
 pub mod prompts;
 pub mod sdp;
@@ -129,6 +130,7 @@ pub struct MediaServices {
     pub voicemail: voicemail::Voicemail,
     pub mwi: mwi::Subscriptions,
     pub prompts: prompts::Prompts,
+    pub mailer: mail::Mailer,
 }
 
 /// 200 OK of an INVITE over UDP is ours to repeat until the ACK
@@ -415,6 +417,7 @@ pub fn state_json(engine: &Engine) -> (Value, Value) {
     let rooms = engine.media().rooms.state_json();
     let mut vm = engine.media().voicemail.state_json();
     vm["sessions"] = json!(engine.media().voicemail.sessions());
+    vm["email-delivery"] = engine.media().mailer.state_json();
     (rooms, vm)
 }
 

@@ -336,6 +336,9 @@ pub async fn leave(engine: &Arc<Engine>, dialog: &Arc<Dialog>, mailbox: &str) {
         return;
     }
     tracing::info!(mailbox, id, caller = %note.caller, duration, "voicemail message left");
+    if let Ok(wav) = std::fs::read(dir.join(format!("{id}.wav"))) {
+        super::mail::message_left(engine, mailbox, &id, &note, wav);
+    }
     super::mwi::changed(engine, mailbox);
     if by_key {
         let _ = play(dialog, &tones::samples(tones::MESSAGE_MARK)).await;
