@@ -220,10 +220,13 @@ pub async fn play(dialog: &Dialog, samples: &[i16]) -> bool {
     true
 }
 
-/// A 20 ms clock that does not burst after a stall.
+/// A 20 ms clock on a fixed schedule: a tick served late does not push
+/// the next ones back (Delay would: every millisecond of timer lateness
+/// would stretch the stream), and a tick missed altogether is skipped, not
+/// sent in a burst.
 pub fn ticker() -> tokio::time::Interval {
     let mut t = tokio::time::interval(Duration::from_millis(20));
-    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     t
 }
 

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Conference mixing: how many participants besip-pbxd mixes with every
+# frame on time, in rooms of 3, 10 and 50. The load (besip-media-load)
+# places the calls from a trusted peer and sends G.711 every 20 ms for
+# each participant; it counts the mixed frames each gets back against the
+# frames due (1.0000 = none late or lost) and reads the daemon's CPU.
+# The daemon is pinned to core 1, the load to core 0.
+# No peer runs beside it: Asterisk (ConfBridge) is not in Debian; the
+# anchors are in BENCHMARKS.md.
+# Usage: tests/bench/media/run.sh   (SIZES="3 10 50" TOTALS="150 300 600 900" SECS=10)
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$HERE/../../.." && pwd)
+SIZES=${SIZES:-"3 10 50"}
+TOTALS=${TOTALS:-"150 300 600 900 1200"}
+SECS=${SECS:-10}
+(cd "$REPO" && cargo build --release -q -p besip-pbx -p besip-media-load)
+root=$(mktemp -d)
+pid=""
+trap '[ -n "$pid" ] && kill $pid 2>/dev/null; rm -rf "$root"' EXIT
+mkdir -p "$root/etc/config"
+port=$((20000 + RANDOM % 10000))
+{
+  printf "package besip_pbx\n\nconfig pbx 'main'\n\toption mode 'b2bua'\n\tlist domain 'besip.test'\n"
+  printf "\toption rtp_port_min '30000'\n\toption rtp_port_max '59999'\n\toption max_transactions '100000'\n\n"
+  printf "config listen 'listen_udp'\n\toption name 'udp'\n\toption transport 'udp'\n\toption address '127.0.0.1'\n\toption port '%s'\n\n" "$port"
+  printf "config outbound_trusted_peer 'load'\n\toption name 'load'\n\tlist address '127.0.0.2/32'\n\n"
+  for r in $(seq 1000 1400); do
+    printf "config conference 'conference_%s'\n\toption number '%s'\n\toption max_participants '500'\n\n" "$r" "$r"
+  done
+} > "$root/etc/config/besip_pbx"
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+taskset -c 1 "$REPO/target/release/besip-pbxd" --root "$root" --log-level warn &
+pid=$!
+for _ in $(seq 50); do [ -S "$root/run/pbx.sock" ] && break; sleep 0.1; done
+echo "# besip-pbxd $pid on 127.0.0.1:$port (core 1); load on core 0; $SECS s per step"
+for size in $SIZES; do
+  for total in $TOTALS; do
+    rooms=$(( (total + size - 1) / size ))
+    taskset -c 0 "$REPO/target/release/besip-media-load" "127.0.0.1:$port" 127.0.0.2 1000 "$rooms" "$size" "$SECS" "$pid"
+    sleep 2
+  done
+done
