@@ -255,9 +255,13 @@ impl RestconfBackend {
     }
 }
 
-/// Serve RESTCONF for `server`: at `fixed` addresses, or as besip-system
+/// Serve RESTCONF and the web administration for `server`: at `fixed` addresses, or as besip-system
 /// `restconf` says (followed after each commit).
 pub async fn serve(server: Arc<Server>, fixed: Vec<std::net::SocketAddr>) -> Result<(), String> {
     let etc = server.layout.etc_dir();
-    besip_restconf::listen::spawn(Arc::new(RestconfBackend(server)), etc, fixed).await
+    let backend = Arc::new(RestconfBackend(server));
+    // The web administration (besip-web) on the same HTTPS port, through
+    // the same backend: one NACM, candidate, lock set and history.
+    let web = besip_web::router(backend.clone());
+    besip_restconf::listen::spawn_with(backend, etc, fixed, web).await
 }

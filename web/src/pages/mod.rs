@@ -1,0 +1,99 @@
+//! The pages, by path.
+
+pub mod bans;
+pub mod changes;
+pub mod config;
+pub mod login;
+pub mod transfer;
+
+use crate::form::Form;
+use crate::html::{esc, page, seg, unseg};
+use crate::session::User;
+use crate::{schema, Web};
+use axum::http::StatusCode;
+use axum::response::Response;
+use besip_restconf::Backend;
+use std::collections::HashMap;
+
+/// Decoded segments after `/admin/config/`.
+fn config_segments(rest: &str) -> Option<Vec<String>> {
+    rest.split('/')
+        .filter(|s| !s.is_empty())
+        .map(unseg)
+        .collect()
+}
+
+pub async fn get<B: Backend>(
+    web: &Web<B>,
+    user: &User,
+    path: &str,
+    query: &HashMap<String, String>,
+) -> Response {
+    if let Some(rest) = path.strip_prefix("/admin/config/") {
+        let Some(segments) = config_segments(rest) else {
+            return crate::not_found(user);
+        };
+        return match schema::resolve(&segments) {
+            Ok(steps) => config::show(web, user, &steps, query, None).await,
+            Err(_) => crate::not_found(user),
+        };
+    }
+    match path {
+        "/admin/" => overview(web, user).await,
+        "/admin/changes" => changes::show(web, user, query).await,
+        "/admin/history" => changes::history(web, user, query).await,
+        "/admin/bans" => bans::show(web, user, query).await,
+        "/admin/transfer" => transfer::show(user, query, None),
+        "/admin/export" => transfer::export(web, user).await,
+        _ => crate::not_found(user),
+    }
+}
+
+pub async fn post<B: Backend>(web: &Web<B>, user: &User, path: &str, form: &Form) -> Response {
+    if let Some(rest) = path.strip_prefix("/admin/config/") {
+        let Some(segments) = config_segments(rest) else {
+            return crate::not_found(user);
+        };
+        return match schema::resolve(&segments) {
+            Ok(steps) => config::save(web, user, steps, form).await,
+            Err(_) => crate::not_found(user),
+        };
+    }
+    match path {
+        "/admin/commit" => changes::act(web, user, form).await,
+        "/admin/rollback" => changes::rollback(web, user, form).await,
+        "/admin/unban" => bans::unban(web, user, form).await,
+        "/admin/import" => transfer::import(web, user, form).await,
+        _ => crate::not_found(user),
+    }
+}
+
+async fn overview<B: Backend>(web: &Web<B>, user: &User) -> Response {
+    let mut body = String::from(
+        "<p>Every page is made from the box's YANG models: a form per container and list entry, a field per leaf. \
+Saving stages a change in the candidate; the <a href=\"/admin/changes\">Changes</a> page shows it and commits it.</p><ul>",
+    );
+    for top in schema::top_nodes() {
+        body.push_str(&format!(
+            "<li><a href=\"/admin/config/{}\">{}</a> — {}</li>",
+            seg(top.name()),
+            esc(top.name()),
+            esc(&besip_shell::path::summary(&top))
+        ));
+    }
+    body.push_str("</ul>");
+    if let Some(p) = web.pending() {
+        body.push_str(&format!(
+            "<p class=\"refused\">A confirmed commit by {} is waiting: <a href=\"/admin/changes\">confirm it or let it revert</a>.</p>",
+            esc(&p.user)
+        ));
+    }
+    page(
+        StatusCode::OK,
+        &user.who,
+        &user.csrf,
+        "Overview",
+        None,
+        &body,
+    )
+}
