@@ -319,14 +319,10 @@ the Changes page then shows the difference and commits it.</p><table id=\"histor
             "<td>running</td>".to_owned()
         } else if user.who.group.may_write() {
             format!(
-                "<td>{}</td>",
-                button(
-                    "/admin/rollback",
-                    &user.csrf,
-                    &[("back", &back)],
-                    "Load into the candidate",
-                    ""
-                )
+                "<td><form method=\"post\" action=\"/admin/rollback\" class=\"inline\">{}<input type=\"hidden\" name=\"back\" value=\"{b}\">\
+<button id=\"rollback-{b}\">Load into the candidate</button></form></td>",
+                csrf_field(&user.csrf),
+                b = esc(&back)
             )
         } else {
             "<td></td>".to_owned()

@@ -616,8 +616,20 @@ fn field_of(e: &ConfigError) -> Option<String> {
 
 /// Errors sorted onto the form's fields (the rest are general).
 fn sort_errors(errors: &[ConfigError], fields: &[Field], sub: &mut Submitted) {
+    // An error about a list entry itself (its path ends at the entry, as
+    // libyang reports a key that fails its type) belongs to the key.
+    let key = fields.iter().find(|f| f.key).map(|f| f.name.clone());
+    let list = fields
+        .iter()
+        .find(|f| f.key)
+        .and_then(|f| f.node.ancestors().next())
+        .map(|p| p.name().to_owned());
     for e in errors {
-        match field_of(e).filter(|n| fields.iter().any(|f| &f.name == n)) {
+        let named = field_of(e).and_then(|n| match (&list, &key) {
+            (Some(l), Some(k)) if *l == n => Some(k.clone()),
+            _ => Some(n),
+        });
+        match named.filter(|n| fields.iter().any(|f| &f.name == n)) {
             Some(n) => {
                 sub.errors.entry(n).or_insert_with(|| e.message.clone());
             }
