@@ -52,12 +52,26 @@ impl Http {
 }
 
 fn curl(args: &[&str]) -> Http {
+    let mut all = vec!["-H", "Expect:"];
+    all.extend_from_slice(args);
+    curl_as_is(&all)
+}
+
+/// curl without our defaults (a big body keeps curl's `Expect:
+/// 100-continue`, so the 413 comes before the body is sent).
+fn curl_as_is(args: &[&str]) -> Http {
     let out = Command::new("curl")
-        .args(["-sk", "-i", "-H", "Expect:", "--max-time", "30"])
+        .args(["-sk", "-i", "--max-time", "30"])
         .args(args)
         .output()
         .expect("curl (apt install curl)");
-    let text = String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n");
+    let mut text = String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n");
+    while text.starts_with("HTTP/1.1 100") {
+        text = text
+            .split_once("\n\n")
+            .map(|(_, r)| r.to_owned())
+            .unwrap_or_default();
+    }
     let (headers, body) = text.split_once("\n\n").unwrap_or((&text, ""));
     let status = headers
         .split_whitespace()
@@ -206,7 +220,9 @@ fn attacks_on_the_web_administration_are_refused_and_change_nothing() {
     assert_eq!(r.status, 303, "{}", r.body);
     let cookie = r.header("set-cookie").expect("session cookie");
     assert!(
-        cookie.contains("HttpOnly") && cookie.contains("Secure") && cookie.contains("SameSite=Strict"),
+        cookie.contains("HttpOnly")
+            && cookie.contains("Secure")
+            && cookie.contains("SameSite=Strict"),
         "{cookie}"
     );
     let token = admin.csrf();
@@ -226,7 +242,10 @@ fn attacks_on_the_web_administration_are_refused_and_change_nothing() {
     assert_ne!(other_token, token);
     let mut stolen = vec![("csrf", other_token.as_str())];
     stolen.extend_from_slice(&add);
-    assert_eq!(admin.post("/admin/config/pbx/extension", &stolen).status, 403);
+    assert_eq!(
+        admin.post("/admin/config/pbx/extension", &stolen).status,
+        403
+    );
     assert_eq!(b.snapshot(), before, "a refused POST changed something");
 
     // A gigantic form body: 413 before it is read.
@@ -241,13 +260,11 @@ fn attacks_on_the_web_administration_are_refused_and_change_nothing() {
     .expect("write body");
     let mut args = admin.jar_args();
     args.extend([
-        "-H".to_owned(),
-        "Expect: 100-continue".to_owned(),
         "--data-binary".to_owned(),
         format!("@{}", big.path().display()),
         format!("{}/admin/config/pbx/extension", b.base),
     ]);
-    let r = curl(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let r = curl_as_is(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(r.status, 413, "{}", r.body);
     assert_eq!(b.snapshot(), before);
 
@@ -263,7 +280,11 @@ fn attacks_on_the_web_administration_are_refused_and_change_nothing() {
     );
     assert_eq!(r.status, 422, "{}", r.body);
     assert!(r.body.contains("id=\"error-number\""), "{}", r.body);
-    assert!(!r.body.contains("<script>alert"), "unescaped value: {}", r.body);
+    assert!(
+        !r.body.contains("<script>alert"),
+        "unescaped value: {}",
+        r.body
+    );
     assert!(r.body.contains("&lt;script&gt;alert(1)"), "{}", r.body);
     let r = admin.post(
         "/admin/config/pbx/extension/100",
@@ -283,11 +304,19 @@ fn attacks_on_the_web_administration_are_refused_and_change_nothing() {
         ],
     );
     assert_eq!(r.status, 303, "{}", r.body);
-    for page in ["/admin/config/pbx/extension/100", "/admin/config/pbx/extension", "/admin/changes"] {
+    for page in [
+        "/admin/config/pbx/extension/100",
+        "/admin/config/pbx/extension",
+        "/admin/changes",
+    ] {
         let r = admin.get(page);
         assert_eq!(r.status, 200, "{page}");
         assert!(!r.body.contains("<script>alert(2)"), "{page}: {}", r.body);
-        assert!(r.body.contains("&lt;script&gt;alert(2)"), "{page}: {}", r.body);
+        assert!(
+            r.body.contains("&lt;script&gt;alert(2)"),
+            "{page}: {}",
+            r.body
+        );
     }
     let r = admin.post("/admin/commit", &[("csrf", &token), ("action", "discard")]);
     assert_eq!(r.status, 303);
@@ -302,7 +331,11 @@ fn attacks_on_the_web_administration_are_refused_and_change_nothing() {
     let mtoken = page.csrf();
     let r = monitor.post(
         "/admin/config/pbx/extension/100",
-        &[("csrf", &mtoken), ("action", "save"), ("f.display-name", "mine")],
+        &[
+            ("csrf", &mtoken),
+            ("action", "save"),
+            ("f.display-name", "mine"),
+        ],
     );
     assert_eq!(r.status, 403, "{}", r.body);
     assert!(r.body.contains("monitor group"), "{}", r.body);
@@ -315,26 +348,45 @@ fn attacks_on_the_web_administration_are_refused_and_change_nothing() {
     assert_eq!(operator.login(OP_USER, OP_PASSWORD).status, 303);
     assert_eq!(operator.get("/admin/config/system/user").status, 403);
     assert_eq!(
-        operator.get(&format!("/admin/config/system/user/{OP_USER}")).status,
+        operator
+            .get(&format!("/admin/config/system/user/{OP_USER}"))
+            .status,
         403
     );
-    assert!(!operator.get("/admin/").body.contains("/admin/config/system/user"));
+    assert!(!operator
+        .get("/admin/")
+        .body
+        .contains("/admin/config/system/user"));
     assert_eq!(admin.get("/admin/config/system/user").status, 200);
     let otoken = operator.csrf();
     let r = operator.post(
         "/admin/config/pbx/extension",
-        &[("csrf", &otoken), ("action", "add"), ("f.number", "101"), ("f.password", "pw-101")],
+        &[
+            ("csrf", &otoken),
+            ("action", "add"),
+            ("f.number", "101"),
+            ("f.password", "pw-101"),
+        ],
     );
     assert_eq!(r.status, 303, "{}", r.body);
     // The users themselves stay out of reach through a forged form too.
     let r = operator.post(
         "/admin/config/system/user",
-        &[("csrf", &otoken), ("action", "add"), ("f.name", "eve"), ("f.group", "admin")],
+        &[
+            ("csrf", &otoken),
+            ("action", "add"),
+            ("f.name", "eve"),
+            ("f.group", "admin"),
+        ],
     );
     assert_eq!(r.status, 403, "{}", r.body);
     let r = operator.post(
         "/admin/commit",
-        &[("csrf", &otoken), ("action", "commit"), ("comment", "ext 101")],
+        &[
+            ("csrf", &otoken),
+            ("action", "commit"),
+            ("comment", "ext 101"),
+        ],
     );
     assert_eq!(r.status, 303, "{}", r.body);
     let (running, _) = b.snapshot();
@@ -342,13 +394,23 @@ fn attacks_on_the_web_administration_are_refused_and_change_nothing() {
 
     // History and rollback: the commit before 101 comes back.
     let history = admin.get("/admin/history");
-    assert!(history.body.contains("ext 101") && history.body.contains("id=\"rollback-1\""), "{}", history.body);
+    assert!(
+        history.body.contains("ext 101") && history.body.contains("id=\"rollback-1\""),
+        "{}",
+        history.body
+    );
     let r = admin.post("/admin/rollback", &[("csrf", &token), ("back", "1")]);
     assert_eq!(r.status, 303, "{}", r.body);
     let diff = admin.get("/admin/changes");
-    assert!(diff.body.contains("- set pbx extension 101"), "{}", diff.body);
+    assert!(
+        diff.body.contains("- set pbx extension 101"),
+        "{}",
+        diff.body
+    );
     assert_eq!(
-        admin.post("/admin/commit", &[("csrf", &token), ("action", "commit")]).status,
+        admin
+            .post("/admin/commit", &[("csrf", &token), ("action", "commit")])
+            .status,
         303
     );
     assert!(!b.snapshot().0.contains("\"101\""));
@@ -356,7 +418,12 @@ fn attacks_on_the_web_administration_are_refused_and_change_nothing() {
     // Confirmed commit: the countdown, then a revert on request.
     let r = admin.post(
         "/admin/config/pbx/extension",
-        &[("csrf", &token), ("action", "add"), ("f.number", "102"), ("f.password", "pw-102")],
+        &[
+            ("csrf", &token),
+            ("action", "add"),
+            ("f.number", "102"),
+            ("f.password", "pw-102"),
+        ],
     );
     assert_eq!(r.status, 303, "{}", r.body);
     let r = admin.post(
@@ -369,17 +436,61 @@ fn attacks_on_the_web_administration_are_refused_and_change_nothing() {
     assert!(b.snapshot().0.contains("\"102\""));
     let r = admin.post("/admin/commit", &[("csrf", &token), ("action", "cancel")]);
     assert_eq!(r.status, 303, "{}", r.body);
-    assert!(!b.snapshot().0.contains("\"102\""), "the trial commit stayed");
+    assert!(
+        !b.snapshot().0.contains("\"102\""),
+        "the trial commit stayed"
+    );
+    // ... and a trial confirmed in time stays.
+    admin.post(
+        "/admin/config/pbx/extension",
+        &[
+            ("csrf", &token),
+            ("action", "add"),
+            ("f.number", "104"),
+            ("f.password", "pw-104"),
+        ],
+    );
+    let r = admin.post(
+        "/admin/commit",
+        &[("csrf", &token), ("action", "confirmed"), ("minutes", "1")],
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    let r = admin.post("/admin/commit", &[("csrf", &token), ("action", "confirm")]);
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert!(!admin
+        .get("/admin/changes")
+        .body
+        .contains("id=\"countdown\""));
+    assert!(b.snapshot().0.contains("\"104\""));
+    // A trial of 0 or 1000 minutes is refused, nothing committed.
+    let r = admin.post(
+        "/admin/commit",
+        &[
+            ("csrf", &token),
+            ("action", "confirmed"),
+            ("minutes", "1000"),
+        ],
+    );
+    assert_eq!(r.status, 422, "{}", r.body);
 
     // Export, a change, import: the change is undone after the preview.
     let export = admin.get("/admin/export");
     assert_eq!(export.status, 200);
-    assert!(export.body.contains("<config") && export.body.contains("<number>100</number>"), "{}", export.body);
+    assert!(
+        export.body.contains("<config") && export.body.contains("<number>100</number>"),
+        "{}",
+        export.body
+    );
     let saved = tempfile::NamedTempFile::new().expect("temp file");
     std::fs::write(saved.path(), &export.body).expect("write export");
     admin.post(
         "/admin/config/pbx/extension",
-        &[("csrf", &token), ("action", "add"), ("f.number", "103"), ("f.password", "pw-103")],
+        &[
+            ("csrf", &token),
+            ("action", "add"),
+            ("f.number", "103"),
+            ("f.password", "pw-103"),
+        ],
     );
     admin.post("/admin/commit", &[("csrf", &token), ("action", "commit")]);
     assert!(b.snapshot().0.contains("\"103\""));
@@ -394,7 +505,11 @@ fn attacks_on_the_web_administration_are_refused_and_change_nothing() {
     let r = curl(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(r.status, 303, "{}", r.body);
     let diff = admin.get("/admin/changes");
-    assert!(diff.body.contains("- set pbx extension 103"), "{}", diff.body);
+    assert!(
+        diff.body.contains("- set pbx extension 103"),
+        "{}",
+        diff.body
+    );
     admin.post("/admin/commit", &[("csrf", &token), ("action", "commit")]);
     assert!(!b.snapshot().0.contains("\"103\""));
     // An operator cannot import a whole box.
@@ -406,9 +521,31 @@ fn attacks_on_the_web_administration_are_refused_and_change_nothing() {
         format!("file=@{}", saved.path().display()),
         format!("{}/admin/import", b.base),
     ]);
-    assert_eq!(curl(&args.iter().map(String::as_str).collect::<Vec<_>>()).status, 403);
+    assert_eq!(
+        curl(&args.iter().map(String::as_str).collect::<Vec<_>>()).status,
+        403
+    );
 
     assert_eq!(admin.get("/admin/bans").status, 200);
+
+    // The admin adds a user on the users page: the password is hashed by
+    // the box, and the new account logs in.
+    let r = admin.post(
+        "/admin/config/system/user",
+        &[
+            ("csrf", &token),
+            ("action", "add"),
+            ("f.name", "newbie"),
+            ("f.password-hash", "N3wbie-pw"),
+            ("f.group", "operator"),
+        ],
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    let r = admin.post("/admin/commit", &[("csrf", &token), ("action", "commit")]);
+    assert_eq!(r.status, 303, "{}", r.body);
+    let newbie = Browser::new(&b.base);
+    assert_eq!(newbie.login("newbie", "N3wbie-pw").status, 303);
+    assert_eq!(newbie.get("/admin/config/system/user").status, 403);
 
     // Wrong passwords are throttled (per source and user, as SSH): after
     // three, even the right one waits.
@@ -420,7 +557,10 @@ fn attacks_on_the_web_administration_are_refused_and_change_nothing() {
     assert_eq!(r.status, 429, "{}", r.body);
     assert!(r.header("retry-after").is_some(), "{}", r.headers);
     // The admin from the same address is not locked out.
-    assert_eq!(Browser::new(&b.base).login("admin", ADMIN_PASSWORD).status, 303);
+    assert_eq!(
+        Browser::new(&b.base).login("admin", ADMIN_PASSWORD).status,
+        303
+    );
 
     // Logout ends the session.
     let r = admin.post("/admin/logout", &[("csrf", &token)]);
@@ -549,7 +689,9 @@ async fn type_into(c: &Client, css: &str, value: &str) {
         .for_element(Locator::Css(css))
         .await
         .unwrap_or_else(|e| panic!("no {css}: {e}"));
-    e.clear().await.unwrap_or_else(|e| panic!("clear {css}: {e}"));
+    e.clear()
+        .await
+        .unwrap_or_else(|e| panic!("clear {css}: {e}"));
     e.send_keys(value)
         .await
         .unwrap_or_else(|e| panic!("type into {css}: {e}"));
@@ -642,13 +784,17 @@ fn a_person_adds_an_extension_in_chromium_commits_and_rolls_back() {
         wait_path(&c, "/admin/config/pbx/extension").await;
 
         // The domain phones register to, on the PBX's own form.
-        c.goto(&format!("{base}/admin/config/pbx")).await.expect("pbx page");
+        c.goto(&format!("{base}/admin/config/pbx"))
+            .await
+            .expect("pbx page");
         type_into(&c, "#f-domain", "besip.test").await;
         click(&c, "#save").await;
         assert!(text(&c, ".notice").await.contains("Saved to the candidate"));
 
         // An invalid number: the error at its field, nothing staged.
-        c.goto(&format!("{base}/admin/config/pbx/extension")).await.expect("list");
+        c.goto(&format!("{base}/admin/config/pbx/extension"))
+            .await
+            .expect("list");
         type_into(&c, "#f-number", "10 0").await;
         type_into(&c, "#f-password", "pw100-secret").await;
         click(&c, "#add").await;
@@ -661,10 +807,13 @@ fn a_person_adds_an_extension_in_chromium_commits_and_rolls_back() {
         wait_path(&c, "/admin/config/pbx/extension/100").await;
 
         // Preview, then commit.
-        c.goto(&format!("{base}/admin/changes")).await.expect("changes");
+        c.goto(&format!("{base}/admin/changes"))
+            .await
+            .expect("changes");
         let diff = text(&c, "#diff").await;
         assert!(
-            diff.contains("+ set pbx extension 100 password") && diff.contains("+ set pbx domain besip.test"),
+            diff.contains("+ set pbx extension 100 password")
+                && diff.contains("+ set pbx domain besip.test"),
             "{diff}"
         );
         let shot = c.screenshot().await.expect("screenshot");
@@ -683,7 +832,9 @@ fn a_person_adds_an_extension_in_chromium_commits_and_rolls_back() {
             assert!(ok.success, "REGISTER 100 after the web commit:\n{}", ok.log);
         }
 
-        c.goto(&format!("{base}/admin/history")).await.expect("history");
+        c.goto(&format!("{base}/admin/history"))
+            .await
+            .expect("history");
         let history = text(&c, "#history").await;
         assert!(history.contains("phone 100 from the browser"), "{history}");
         click(&c, "#rollback-1").await;
@@ -707,4 +858,20 @@ fn a_person_adds_an_extension_in_chromium_commits_and_rolls_back() {
         }
         let _ = c.close().await;
     });
+
+    // Bans and unban reach besip-secd (nothing banned: it says so).
+    let person = Browser::new(&base);
+    assert_eq!(person.login("admin", ADMIN_PASSWORD).status, 303);
+    let bans = person.get("/admin/bans");
+    assert!(bans.body.contains("id=\"no-bans\""), "{}", bans.body);
+    let token = bans.csrf();
+    let r = person.post(
+        "/admin/unban",
+        &[("csrf", &token), ("address", "192.0.2.77")],
+    );
+    assert!(
+        r.body.contains("192.0.2.77") && !r.body.contains("not running"),
+        "{}",
+        r.body
+    );
 }

@@ -56,7 +56,12 @@ pub struct Web<B> {
     pub backend: Arc<B>,
     pub sessions: session::Sessions,
     pub pending: Mutex<Option<Pending>>,
+    /// Password checks at once (each a slow hash); more get 503.
+    pub logins: tokio::sync::Semaphore,
 }
+
+/// Password checks of web logins running at once.
+const LOGINS_AT_ONCE: usize = 4;
 
 impl<B> Web<B> {
     pub fn pending(&self) -> Option<Pending> {
@@ -78,6 +83,7 @@ pub fn router<B: Backend>(backend: Arc<B>) -> Router {
         backend,
         sessions: session::Sessions::default(),
         pending: Mutex::new(None),
+        logins: tokio::sync::Semaphore::new(LOGINS_AT_ONCE),
     });
     Router::new()
         .route("/", any(handle::<B>))

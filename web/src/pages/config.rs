@@ -625,9 +625,9 @@ fn sort_errors(errors: &[ConfigError], fields: &[Field], sub: &mut Submitted) {
         .and_then(|f| f.node.ancestors().next())
         .map(|p| p.name().to_owned());
     for e in errors {
-        let named = field_of(e).and_then(|n| match (&list, &key) {
-            (Some(l), Some(k)) if *l == n => Some(k.clone()),
-            _ => Some(n),
+        let named = field_of(e).map(|n| match (&list, &key) {
+            (Some(l), Some(k)) if *l == n => k.clone(),
+            _ => n,
         });
         match named.filter(|n| fields.iter().any(|f| &f.name == n)) {
             Some(n) => {

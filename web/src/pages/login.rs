@@ -70,6 +70,16 @@ pub async fn post<B: Backend>(
             StatusCode::UNAUTHORIZED,
         );
     }
+    let Ok(_permit) = web.logins.try_acquire() else {
+        let mut r = form(
+            &query,
+            Some("The box is checking other logins: try again in a moment."),
+            StatusCode::SERVICE_UNAVAILABLE,
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return r;
+    };
     match web
         .sessions
         .auth
