@@ -726,7 +726,7 @@ fn register(sip: u16, password: &str) -> besip_tests::pbx::SippResult {
 #[test]
 fn a_person_adds_an_extension_in_chromium_commits_and_rolls_back() {
     let root = TempRoot::new();
-    let (web, sip) = (free_tcp_port(), free_port());
+    let (web, sip, panel) = (free_tcp_port(), free_port(), free_tcp_port());
     let mut child = Command::new(bin_path("besip"))
         .args(["up", "--root"])
         .arg(root.path())
@@ -735,7 +735,7 @@ fn a_person_adds_an_extension_in_chromium_commits_and_rolls_back() {
         .args(["--sip-tls-port", &free_tcp_port().to_string()])
         .args(["--stun-port", &free_port().to_string()])
         .args(["--web-port", &web.to_string()])
-        .args(["--panel-port", &free_tcp_port().to_string()])
+        .args(["--panel-port", &panel.to_string()])
         .args(["--web-http-port", "0"])
         .args(["--admin-password", ADMIN_PASSWORD])
         .stdout(Stdio::piped())
@@ -782,6 +782,22 @@ fn a_person_adds_an_extension_in_chromium_commits_and_rolls_back() {
         type_into(&c, "#password", ADMIN_PASSWORD).await;
         click(&c, "#login-button").await;
         wait_path(&c, "/admin/config/pbx/extension").await;
+
+        // The MOS panel of besip-monitord is linked from the overview.
+        c.goto(&format!("{base}/admin/")).await.expect("overview");
+        let link = c
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css("#panel"))
+            .await
+            .expect("panel link")
+            .attr("href")
+            .await
+            .expect("href");
+        assert_eq!(
+            link.as_deref(),
+            Some(format!("https://127.0.0.1:{panel}/").as_str())
+        );
 
         // The domain phones register to, on the PBX's own form.
         c.goto(&format!("{base}/admin/config/pbx"))

@@ -144,6 +144,21 @@ fn static_file(kind: &'static str, text: &'static str) -> Response {
         .into_response()
 }
 
+/// The host name of the Host header, without its port; only plain names
+/// and addresses (it is written into a link).
+fn browser_host(headers: &axum::http::HeaderMap) -> Option<String> {
+    let host = headers.get(header::HOST)?.to_str().ok()?;
+    let name = if host.starts_with('[') {
+        &host[..host.find(']')? + 1]
+    } else {
+        host.split(':').next()?
+    };
+    name.chars()
+        .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
+        .then(|| name.to_owned())
+        .filter(|n| !n.is_empty())
+}
+
 async fn handle<B: Backend>(
     State(web): State<Arc<Web<B>>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -182,7 +197,8 @@ async fn handle<B: Backend>(
         return session::login_needed(get, &here);
     };
     if get {
-        return pages::get(&web, &user, &path, &query).await;
+        let host = browser_host(&parts.headers);
+        return pages::get(&web, &user, &path, &query, host.as_deref()).await;
     }
     // A POST: bounded body, then the CSRF token, then the group.
     let limit = if path == "/admin/import" {

@@ -23,11 +23,13 @@ fn config_segments(rest: &str) -> Option<Vec<String>> {
         .collect()
 }
 
+/// `host`: the name the browser used (the MOS panel is linked on it).
 pub async fn get<B: Backend>(
     web: &Web<B>,
     user: &User,
     path: &str,
     query: &HashMap<String, String>,
+    host: Option<&str>,
 ) -> Response {
     if let Some(rest) = path.strip_prefix("/admin/config/") {
         let Some(segments) = config_segments(rest) else {
@@ -39,7 +41,7 @@ pub async fn get<B: Backend>(
         };
     }
     match path {
-        "/admin/" => overview(web, user).await,
+        "/admin/" => overview(web, user, host).await,
         "/admin/changes" => changes::show(web, user, query).await,
         "/admin/history" => changes::history(web, user, query).await,
         "/admin/bans" => bans::show(web, user, query).await,
@@ -68,7 +70,36 @@ pub async fn post<B: Backend>(web: &Web<B>, user: &User, path: &str, form: &Form
     }
 }
 
-async fn overview<B: Backend>(web: &Web<B>, user: &User) -> Response {
+/// The MOS panel of besip-monitord, where `/system/web` puts it.
+async fn panel_link<B: Backend>(web: &Web<B>, user: &User, host: Option<&str>) -> Option<String> {
+    let host = host?;
+    let xml = format!(
+        "<get-config xmlns=\"{}\"><source><running/></source><filter type=\"subtree\"><system xmlns=\"{}\"><web/></system></filter>\
+<with-defaults xmlns=\"urn:ietf:params:xml:ns:yang:ietf-netconf-with-defaults\">report-all</with-defaults></get-config>",
+        crate::nc::BASE_NS,
+        crate::nc::SYSTEM_NS
+    );
+    let reply = crate::nc::op(web.backend.as_ref(), &user.who, &xml)
+        .await
+        .ok()?;
+    let besip_restconf::Reply::Data(data) = reply else {
+        return None;
+    };
+    let elements = besip_core::xml::parse(&data).ok()?;
+    let w = elements.iter().find(|e| e.name == "system")?.child("web")?;
+    if w.child("enabled")
+        .is_some_and(|e| e.trimmed_text() == "false")
+    {
+        return None;
+    }
+    let port = w.child("port")?.trimmed_text().parse::<u16>().ok()?;
+    Some(format!(
+        "<p>Call quality (MOS reports): <a href=\"https://{}:{port}/\" id=\"panel\">the panel of besip-monitord</a>.</p>",
+        esc(host)
+    ))
+}
+
+async fn overview<B: Backend>(web: &Web<B>, user: &User, host: Option<&str>) -> Response {
     let mut body = String::from(
         "<p>Every page is made from the box's YANG models: a form per container and list entry, a field per leaf. \
 Saving stages a change in the candidate; the <a href=\"/admin/changes\">Changes</a> page shows it and commits it.</p><ul>",
@@ -82,6 +113,9 @@ Saving stages a change in the candidate; the <a href=\"/admin/changes\">Changes<
         ));
     }
     body.push_str("</ul>");
+    if let Some(link) = panel_link(web, user, host).await {
+        body.push_str(&link);
+    }
     if let Some(p) = web.pending() {
         body.push_str(&format!(
             "<p class=\"refused\">A confirmed commit by {} is waiting: <a href=\"/admin/changes\">confirm it or let it revert</a>.</p>",
