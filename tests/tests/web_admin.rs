@@ -160,7 +160,10 @@ impl Box {
                 "m = connect()\nm.edit_config(target='candidate', config='''<config>\
 <system xmlns=\"urn:besip:system\"><user><name>{OP_USER}</name><password-hash>{op}</password-hash><group>operator</group></user>\
 <user><name>{MON_USER}</name><password-hash>{mon}</password-hash><group>monitor</group></user></system>\
-<pbx xmlns=\"urn:besip:pbx\"><extension><number>100</number><password>pw-100</password></extension></pbx></config>''')\nm.commit()\n"
+<pbx xmlns=\"urn:besip:pbx\"><extension><number>100</number><password>pw-100</password></extension></pbx>\
+<nacm xmlns=\"urn:ietf:params:xml:ns:yang:ietf-netconf-acm\"><rule-list><name>ops</name><group>operator</group>\
+<rule><name>no-trunks</name><module-name>besip-pbx</module-name><path>/besip-pbx:pbx/trunk</path>\
+<access-operations>create update delete</access-operations><action>deny</action></rule></rule-list></nacm></config>''')\nm.commit()\n"
             ),
         );
         assert!(ok, "users through NETCONF: {out}");
@@ -369,6 +372,18 @@ fn attacks_on_the_web_administration_are_refused_and_change_nothing() {
         ],
     );
     assert_eq!(r.status, 303, "{}", r.body);
+    // A NACM rule-list denies operators the trunks: the form says so.
+    let r = operator.post(
+        "/admin/config/pbx/trunk",
+        &[
+            ("csrf", &otoken),
+            ("action", "add"),
+            ("f.name", "provider"),
+            ("f.host", "192.0.2.10"),
+        ],
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("Refused by access control"), "{}", r.body);
     // The users themselves stay out of reach through a forged form too.
     let r = operator.post(
         "/admin/config/system/user",

@@ -716,10 +716,15 @@ pub async fn save<B: Backend>(
                 Ok(()) => after_edit(web, user, &entry_steps, "added").await,
                 Err(e) => {
                     sort_errors(&e, &fields, &mut sub);
-                    if nc::denied(&e) {
+                    let denied = nc::denied(&e);
+                    if denied {
                         sub.general.insert(0, denied_text(who));
                     }
-                    show(web, user, &steps, &no_query, Some(sub)).await
+                    let mut r = show(web, user, &steps, &no_query, Some(sub)).await;
+                    if denied {
+                        *r.status_mut() = StatusCode::FORBIDDEN;
+                    }
+                    r
                 }
             }
         }
@@ -751,10 +756,15 @@ pub async fn save<B: Backend>(
                 Ok(()) => after_edit(web, user, &steps, "saved").await,
                 Err(e) => {
                     sort_errors(&e, &fields, &mut sub);
-                    if nc::denied(&e) {
+                    let denied = nc::denied(&e);
+                    if denied {
                         sub.general.insert(0, denied_text(who));
                     }
-                    show(web, user, &steps, &no_query, Some(sub)).await
+                    let mut r = show(web, user, &steps, &no_query, Some(sub)).await;
+                    if denied {
+                        *r.status_mut() = StatusCode::FORBIDDEN;
+                    }
+                    r
                 }
             }
         }
@@ -777,11 +787,16 @@ async fn refused<B: Backend>(
     errors: &[ConfigError],
 ) -> Response {
     let mut sub = submitted_of(form);
-    if nc::denied(errors) {
+    let denied = nc::denied(errors);
+    if denied {
         sub.general.push(denied_text(&user.who));
     }
     sub.general.push(nc::describe(errors));
-    show(web, user, steps, &HashMap::new(), Some(sub)).await
+    let mut r = show(web, user, steps, &HashMap::new(), Some(sub)).await;
+    if denied {
+        *r.status_mut() = StatusCode::FORBIDDEN;
+    }
+    r
 }
 
 /// After a staged edit: the candidate is validated at once, so a rule
