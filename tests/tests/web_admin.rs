@@ -890,9 +890,21 @@ fn a_person_adds_an_extension_in_chromium_commits_and_rolls_back() {
         let _ = c.close().await;
     });
 
-    // Bans and unban reach besip-secd (nothing banned: it says so).
+    // Operational state from the daemons: the PBX's registrations (none
+    // left after the rollback) and counters.
     let person = Browser::new(&base);
     assert_eq!(person.login("admin", ADMIN_PASSWORD).status, 303);
+    let pbx = person.get("/admin/config/pbx");
+    assert!(
+        pbx.body.contains("/admin/state/pbx/counters"),
+        "{}",
+        pbx.body
+    );
+    let counters = person.get("/admin/state/pbx/counters");
+    assert_eq!(counters.status, 200);
+    assert!(counters.body.contains("<table>"), "{}", counters.body);
+
+    // Bans and unban reach besip-secd (nothing banned: it says so).
     let bans = person.get("/admin/bans");
     assert!(bans.body.contains("id=\"no-bans\""), "{}", bans.body);
     let token = bans.csrf();

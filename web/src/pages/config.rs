@@ -254,6 +254,9 @@ pub async fn show<B: Backend>(
                 }
                 body.push_str("</ul>");
             }
+            if steps.len() == 1 {
+                body.push_str(&crate::pages::state::links(node));
+            }
             if is_entry && !readonly {
                 body.push_str(&button(
                     &url(steps),

@@ -4,6 +4,7 @@ pub mod bans;
 pub mod changes;
 pub mod config;
 pub mod login;
+pub mod state;
 pub mod transfer;
 
 use crate::form::Form;
@@ -38,6 +39,13 @@ pub async fn get<B: Backend>(
         return match schema::resolve(&segments) {
             Ok(steps) => config::show(web, user, &steps, query, None).await,
             Err(_) => crate::not_found(user),
+        };
+    }
+    if let Some(rest) = path.strip_prefix("/admin/state/") {
+        let parts: Option<Vec<String>> = rest.split('/').map(unseg).collect();
+        return match parts.as_deref() {
+            Some([top, section]) => state::show(web, user, top, section).await,
+            _ => crate::not_found(user),
         };
     }
     match path {
