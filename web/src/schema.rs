@@ -173,6 +173,9 @@ impl Field {
     /// A short note of what the field takes (type, range, units, default).
     pub fn hint(&self) -> String {
         let mut parts = Vec::new();
+        if self.key {
+            parts.push("key, required".to_owned());
+        }
         if let Some(t) = &self.type_name {
             parts.push(t.clone());
         }
