@@ -321,6 +321,22 @@ fn attacks_on_the_web_administration_are_refused_and_change_nothing() {
             r.body
         );
     }
+    // A leafref field offers what its target holds: a route's trunk.
+    admin.post(
+        "/admin/config/pbx/trunk",
+        &[
+            ("csrf", &token),
+            ("action", "add"),
+            ("f.name", "provider-a"),
+            ("f.host", "192.0.2.10"),
+        ],
+    );
+    let routes = admin.get("/admin/config/pbx/route");
+    assert!(
+        routes.body.contains("<option value=\"provider-a\">"),
+        "{}",
+        routes.body
+    );
     let r = admin.post("/admin/commit", &[("csrf", &token), ("action", "discard")]);
     assert_eq!(r.status, 303);
     assert_eq!(b.snapshot(), before);

@@ -131,6 +131,9 @@ pub struct Field {
     pub secret: bool,
     /// `password-hash`: the form takes a password and hashes it.
     pub password_hash: bool,
+    /// A leafref's target as node names from the top container (the
+    /// existing values are offered as suggestions).
+    pub target: Option<Vec<String>>,
 }
 
 impl Field {
@@ -167,6 +170,7 @@ impl Field {
             default,
             secret,
             password_hash,
+            target: leafref_target(node),
         }
     }
 
@@ -222,6 +226,52 @@ pub fn sections(node: &SchemaNode<'static>) -> Vec<SchemaNode<'static>> {
         .into_iter()
         .filter(|c| !is_leafish(c))
         .collect()
+}
+
+/// The leafref path of a leaf resolved to data node names from the top
+/// (`/pbx/trunk/name` or `../../trunk/name` from where the leaf is);
+/// `None` for anything else or a path with predicates.
+fn leafref_target(node: &SchemaNode<'static>) -> Option<Vec<String>> {
+    let ty = node.leaf_type()?;
+    if ty.base_type() != DataValueType::LeafRef {
+        return None;
+    }
+    // SAFETY: a leafref type is a lysc_type_leafref; its path expression
+    // and the text libyang gives for it live with the context.
+    let path = unsafe {
+        let raw = ty.as_raw() as *const ffi::lysc_type_leafref;
+        let expr = (*raw).path;
+        if expr.is_null() {
+            return None;
+        }
+        text(ffi::lyxp_get_expr(expr))
+    };
+    if path.contains('[') || path.is_empty() {
+        return None;
+    }
+    let mut at: Vec<String> = if path.starts_with('/') {
+        Vec::new()
+    } else {
+        // Where the leaf is: its data ancestors (choices and cases are not
+        // steps of a data path), root first, and the leaf itself.
+        let mut names: Vec<String> = node
+            .inclusive_ancestors()
+            .filter(|n| !matches!(n.kind(), SchemaNodeKind::Choice | SchemaNodeKind::Case))
+            .map(|n| n.name().to_owned())
+            .collect();
+        names.reverse();
+        names
+    };
+    for step in path.split('/').filter(|s| !s.is_empty()) {
+        match step {
+            ".." => {
+                at.pop()?;
+            }
+            "." => {}
+            name => at.push(name.rsplit(':').next().unwrap_or(name).to_owned()),
+        }
+    }
+    (at.len() >= 2).then_some(at)
 }
 
 fn input_of(node: &SchemaNode<'static>) -> Input {
@@ -422,5 +472,11 @@ mod tests {
             .iter()
             .any(|f| matches!(&f.input, Input::Number { ranges, .. } if !ranges.is_empty())));
         assert!(f.iter().any(|f| f.default.is_some()));
+        let routes = fields(resolve(&segs("pbx/route")).unwrap()[1].node());
+        let targets: Vec<_> = routes.iter().filter_map(|f| f.target.clone()).collect();
+        assert!(
+            targets.iter().any(|t| t == &["pbx", "trunk", "name"]),
+            "{targets:?}"
+        );
     }
 }

@@ -119,6 +119,63 @@ async fn candidate_top<B: Backend>(
     Ok(data.into_iter().find(|e| e.name == top.name()))
 }
 
+/// Values at `path` under `e` (every entry of every list on the way).
+fn collect(e: &Element, path: &[String], out: &mut Vec<String>) {
+    let Some((first, rest)) = path.split_first() else {
+        return;
+    };
+    for c in e.children.iter().filter(|c| &c.name == first) {
+        if rest.is_empty() {
+            let v = c.trimmed_text().to_owned();
+            if !out.contains(&v) {
+                out.push(v);
+            }
+        } else {
+            collect(c, rest, out);
+        }
+    }
+}
+
+/// What the leafref fields of a form may name: their targets' values in
+/// the candidate (offered as suggestions; the datastore still decides).
+async fn suggestions<B: Backend>(
+    web: &Web<B>,
+    user: &User,
+    fields: &[Field],
+    page_top: Option<&Element>,
+) -> HashMap<String, Vec<String>> {
+    let mut tops: HashMap<String, Option<Element>> = HashMap::new();
+    if let Some(t) = page_top {
+        tops.insert(t.name.clone(), Some(t.clone()));
+    }
+    let mut out = HashMap::new();
+    for f in fields {
+        let Some(target) = &f.target else { continue };
+        let Some((top_name, rest)) = target.split_first() else {
+            continue;
+        };
+        if !tops.contains_key(top_name) {
+            let node = schema::top_nodes()
+                .into_iter()
+                .find(|n| n.name() == top_name);
+            let fetched = match node {
+                Some(n) => candidate_top(web, user, &[Step::Container(n)])
+                    .await
+                    .ok()
+                    .flatten(),
+                None => None,
+            };
+            tops.insert(top_name.clone(), fetched);
+        }
+        let mut values = Vec::new();
+        if let Some(Some(top)) = tops.get(top_name) {
+            collect(top, rest, &mut values);
+        }
+        out.insert(f.name.clone(), values);
+    }
+    out
+}
+
 pub async fn show<B: Backend>(
     web: &Web<B>,
     user: &User,
@@ -172,6 +229,7 @@ pub async fn show<B: Backend>(
             let parent = here;
             body.push_str(&list_table(steps, list, parent, query));
             let fields = schema::fields(list);
+            let suggest = suggestions(web, user, &fields, top.as_ref()).await;
             body.push_str(&format!(
                 "<h2>Add {n}</h2><form method=\"post\" action=\"{a}\" id=\"add-form\">{c}<input type=\"hidden\" name=\"action\" value=\"add\"><fieldset{d}>",
                 n = esc(list.name()),
@@ -185,7 +243,13 @@ pub async fn show<B: Backend>(
                     .get(&format!("f.{}", f.name))
                     .map(|v| vec![v.clone()])
                     .unwrap_or_default();
-                body.push_str(&field_html(f, &shown, sub.errors.get(&f.name), false));
+                body.push_str(&field_html(
+                    f,
+                    &shown,
+                    sub.errors.get(&f.name),
+                    false,
+                    suggest.get(&f.name),
+                ));
             }
             body.push_str("<button id=\"add\">Add to the candidate</button></fieldset></form>");
         }
@@ -207,6 +271,7 @@ pub async fn show<B: Backend>(
                 body.push_str(&format!("<p class=\"help\">{}</p>", esc(d)));
             }
             let fields = schema::fields(node);
+            let suggest = suggestions(web, user, &fields, top.as_ref()).await;
             let is_entry = matches!(last, Step::Entry(..));
             if fields.iter().any(|f| !(is_entry && f.key)) {
                 body.push_str(&format!(
@@ -225,6 +290,7 @@ pub async fn show<B: Backend>(
                         &current,
                         sub.errors.get(&f.name),
                         is_entry && f.key,
+                        suggest.get(&f.name),
                     ));
                 }
                 body.push_str(
@@ -367,7 +433,29 @@ fn list_table(
 }
 
 /// One field of a form. `current`: its values (one for a leaf).
-fn field_html(f: &Field, current: &[String], error: Option<&String>, fixed: bool) -> String {
+fn field_html(
+    f: &Field,
+    current: &[String],
+    error: Option<&String>,
+    fixed: bool,
+    suggest: Option<&Vec<String>>,
+) -> String {
+    // Existing values a leafref may name: a datalist (free text still
+    // allowed, no script needed).
+    let (list_attr, datalist) = match suggest {
+        Some(values) if !values.is_empty() => {
+            let id = format!("dl-{}", f.name);
+            let options: String = values
+                .iter()
+                .map(|v| format!("<option value=\"{}\">", esc(v)))
+                .collect();
+            (
+                format!(" list=\"{}\"", esc(&id)),
+                format!("<datalist id=\"{}\">{options}</datalist>", esc(&id)),
+            )
+        }
+        _ => (String::new(), String::new()),
+    };
     let id = format!("f-{}", f.name);
     let name = format!("f.{}", f.name);
     let value = current.first().cloned().unwrap_or_default();
@@ -379,8 +467,12 @@ fn field_html(f: &Field, current: &[String], error: Option<&String>, fixed: bool
     let control = if fixed {
         format!("<span id=\"{}\">{}</span>", esc(&id), esc(&value))
     } else if f.list {
+        let known = suggest
+            .filter(|v| !v.is_empty())
+            .map(|v| format!("<div class=\"help\">known: {}</div>", esc(&v.join(", "))))
+            .unwrap_or_default();
         format!(
-            "<textarea id=\"{}\" name=\"{}\" rows=\"3\">{}</textarea>",
+            "<textarea id=\"{}\" name=\"{}\" rows=\"3\">{}</textarea>{known}",
             esc(&id),
             esc(&name),
             esc(&current.join("\n"))
@@ -434,7 +526,7 @@ fn field_html(f: &Field, current: &[String], error: Option<&String>, fixed: bool
             // Text, not type=number: the server's validation (with the
             // range in its message) answers, whatever the browser allows.
             Input::Number { .. } | Input::Text => format!(
-                "<input type=\"text\" id=\"{}\" name=\"{}\" value=\"{}\" placeholder=\"{}\"{}>",
+                "<input type=\"text\" id=\"{}\" name=\"{}\" value=\"{}\" placeholder=\"{}\"{}{list_attr}>{datalist}",
                 esc(&id),
                 esc(&name),
                 esc(&value),
