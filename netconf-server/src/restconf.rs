@@ -255,8 +255,8 @@ impl RestconfBackend {
     }
 }
 
-/// Serve RESTCONF and the web administration for `server`: at `fixed` addresses, or as besip-system
-/// `restconf` says (followed after each commit).
+/// Serve RESTCONF and the web administration for `server`: at `fixed`
+/// addresses, or as besip-system `restconf` says (followed after each commit).
 pub async fn serve(server: Arc<Server>, fixed: Vec<std::net::SocketAddr>) -> Result<(), String> {
     let etc = server.layout.etc_dir();
     let backend = Arc::new(RestconfBackend(server));
