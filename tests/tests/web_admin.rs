@@ -321,6 +321,16 @@ fn attacks_on_the_web_administration_are_refused_and_change_nothing() {
             r.body
         );
     }
+    // Delete is staged like any edit.
+    let r = admin.post(
+        "/admin/config/pbx/extension/100",
+        &[("csrf", &token), ("action", "delete")],
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert!(admin
+        .get("/admin/changes")
+        .body
+        .contains("- set pbx extension 100 password"));
     // A leafref field offers what its target holds: a route's trunk.
     admin.post(
         "/admin/config/pbx/trunk",

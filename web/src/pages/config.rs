@@ -770,7 +770,7 @@ pub async fn save<B: Backend>(
         ("delete", Step::Entry(..)) => {
             let keys_only = wrap(&steps, "", Some("delete"));
             match nc::edit_candidate(web.backend.as_ref(), who, &keys_only).await {
-                Ok(()) => redirect(&format!("{}?done=deleted", url(&steps[..steps.len() - 1]))),
+                Ok(()) => after_edit(web, user, &steps[..steps.len() - 1], "deleted").await,
                 Err(e) => refused(web, user, &steps, form, &e).await,
             }
         }
