@@ -2,9 +2,10 @@
 //! the RESTCONF HTTPS port): attacks with curl against a real server, each
 //! checked to change nothing (running and candidate compared over
 //! RESTCONF); and a person in headless Chromium on a box started with
-//! `besip up --web-port`: log in, add an extension through the form, see
-//! the field error, preview the diff, commit, sipp registers it; roll back
-//! from the history page and the registration fails.
+//! `besip up --web-port`, JavaScript switched off: log in, add an extension
+//! through the form, see the field error, preview the diff, commit, sipp
+//! registers it; roll back from the history page and the registration
+//! fails.
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
@@ -677,7 +678,9 @@ async fn browser(driver_port: u16, profile: &std::path::Path) -> Client {
             "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                      "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
                      "--disable-dev-shm-usage", "--window-size=1200,1400",
-                     format!("--user-data-dir={}", profile.display())]
+                     format!("--user-data-dir={}", profile.display())],
+            // JavaScript off: every step of the test works with plain forms.
+            "prefs": {"profile.managed_default_content_settings.javascript": 2}
         }),
     );
     ClientBuilder::native()
