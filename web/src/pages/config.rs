@@ -1,12 +1,10 @@
 //! The configuration pages, one generic page per schema node: a container
 //! or list entry is a form of its leaves with links to what it contains; a
-//! list is a table of its entries and an "add" form. Saving stages the
-//! change in the shared candidate (edit-config, all or nothing); errors
-//! come back at the field their YANG path names.
+//! list is a table of its entries and an "add" form. Saving is `save.rs`.
 
-use crate::form::Form;
-use crate::html::{button, csrf_field, esc, page, redirect, seg};
-use crate::schema::{self, Field, Input, Step};
+use crate::html::{button, csrf_field, esc, page, seg};
+use crate::pages::field_html::field_html;
+use crate::schema::{self, Field, Step};
 use crate::session::User;
 use crate::{access, nc, Web};
 use axum::http::StatusCode;
@@ -31,7 +29,7 @@ pub struct Submitted {
 }
 
 /// Names of the steps (no keys), for access checks.
-fn names(steps: &[Step]) -> Vec<&str> {
+pub(crate) fn names(steps: &[Step]) -> Vec<&str> {
     steps.iter().map(|s| s.node().name()).collect()
 }
 
@@ -63,7 +61,7 @@ fn title(steps: &[Step]) -> String {
 }
 
 /// Key values of a list entry element, in key order.
-fn keys_of(node: &yang2::schema::SchemaNode<'static>, e: &Element) -> Vec<String> {
+pub(crate) fn keys_of(node: &yang2::schema::SchemaNode<'static>, e: &Element) -> Vec<String> {
     node.list_keys()
         .map(|k| {
             e.child(k.name())
@@ -75,7 +73,7 @@ fn keys_of(node: &yang2::schema::SchemaNode<'static>, e: &Element) -> Vec<String
 
 /// The data element the steps name in the candidate (`None`: not there).
 /// A list step yields its parent (whose children are the entries).
-fn locate<'a>(top: Option<&'a Element>, steps: &[Step]) -> Option<&'a Element> {
+pub(crate) fn locate<'a>(top: Option<&'a Element>, steps: &[Step]) -> Option<&'a Element> {
     let mut cur = top?;
     for s in &steps[1..] {
         match s {
@@ -93,7 +91,7 @@ fn locate<'a>(top: Option<&'a Element>, steps: &[Step]) -> Option<&'a Element> {
 }
 
 /// Current values of a field in an element (0 or 1 for a leaf).
-fn values(e: Option<&Element>, name: &str) -> Vec<String> {
+pub(crate) fn values(e: Option<&Element>, name: &str) -> Vec<String> {
     e.map(|e| {
         e.children
             .iter()
@@ -104,7 +102,7 @@ fn values(e: Option<&Element>, name: &str) -> Vec<String> {
     .unwrap_or_default()
 }
 
-async fn candidate_top<B: Backend>(
+pub(crate) async fn candidate_top<B: Backend>(
     web: &Web<B>,
     user: &User,
     steps: &[Step],
@@ -432,148 +430,7 @@ fn list_table(
     out
 }
 
-/// One field of a form. `current`: its values (one for a leaf).
-fn field_html(
-    f: &Field,
-    current: &[String],
-    error: Option<&String>,
-    fixed: bool,
-    suggest: Option<&Vec<String>>,
-) -> String {
-    // Existing values a leafref may name: a datalist (free text still
-    // allowed, no script needed).
-    let (list_attr, datalist) = match suggest {
-        Some(values) if !values.is_empty() => {
-            let id = format!("dl-{}", f.name);
-            let options: String = values
-                .iter()
-                .map(|v| format!("<option value=\"{}\">", esc(v)))
-                .collect();
-            (
-                format!(" list=\"{}\"", esc(&id)),
-                format!("<datalist id=\"{}\">{options}</datalist>", esc(&id)),
-            )
-        }
-        _ => (String::new(), String::new()),
-    };
-    let id = format!("f-{}", f.name);
-    let name = format!("f.{}", f.name);
-    let value = current.first().cloned().unwrap_or_default();
-    let label = if f.password_hash {
-        "password (new)".to_owned()
-    } else {
-        f.name.clone()
-    };
-    let control = if fixed {
-        format!("<span id=\"{}\">{}</span>", esc(&id), esc(&value))
-    } else if f.list {
-        let known = suggest
-            .filter(|v| !v.is_empty())
-            .map(|v| format!("<div class=\"help\">known: {}</div>", esc(&v.join(", "))))
-            .unwrap_or_default();
-        format!(
-            "<textarea id=\"{}\" name=\"{}\" rows=\"3\">{}</textarea>{known}",
-            esc(&id),
-            esc(&name),
-            esc(&current.join("\n"))
-        )
-    } else if f.secret {
-        let placeholder = if value.is_empty() && !f.password_hash {
-            "not set"
-        } else {
-            "unchanged unless typed"
-        };
-        format!(
-            "<input type=\"password\" id=\"{}\" name=\"{}\" autocomplete=\"new-password\" placeholder=\"{placeholder}\">",
-            esc(&id),
-            esc(&name)
-        )
-    } else {
-        match &f.input {
-            Input::Choice(members) => {
-                let mut s = format!("<select id=\"{}\" name=\"{}\">", esc(&id), esc(&name));
-                s.push_str(&unset_option(f, &value));
-                for (m, d) in members {
-                    s.push_str(&format!(
-                        "<option value=\"{v}\" title=\"{d}\"{sel}>{v}</option>",
-                        v = esc(m),
-                        d = esc(d),
-                        sel = if *m == value { " selected" } else { "" }
-                    ));
-                }
-                s.push_str("</select>");
-                s
-            }
-            Input::Bool => {
-                let mut s = format!("<select id=\"{}\" name=\"{}\">", esc(&id), esc(&name));
-                s.push_str(&unset_option(f, &value));
-                for v in ["true", "false"] {
-                    s.push_str(&format!(
-                        "<option value=\"{v}\"{}>{v}</option>",
-                        if v == value { " selected" } else { "" }
-                    ));
-                }
-                s.push_str("</select>");
-                s
-            }
-            Input::Flag => format!(
-                "<input type=\"hidden\" name=\"e.{n}\" value=\"1\"><input type=\"checkbox\" id=\"{i}\" name=\"{m}\"{c}>",
-                n = esc(&f.name),
-                i = esc(&id),
-                m = esc(&name),
-                c = if current.is_empty() { "" } else { " checked" }
-            ),
-            // Text, not type=number: the server's validation (with the
-            // range in its message) answers, whatever the browser allows.
-            Input::Number { .. } | Input::Text => format!(
-                "<input type=\"text\" id=\"{}\" name=\"{}\" value=\"{}\" placeholder=\"{}\"{}{list_attr}>{datalist}",
-                esc(&id),
-                esc(&name),
-                esc(&value),
-                esc(f.default.as_deref().unwrap_or("")),
-                if matches!(f.input, Input::Number { .. }) {
-                    " inputmode=\"numeric\""
-                } else {
-                    ""
-                }
-            ),
-        }
-    };
-    let error_html = error
-        .map(|e| {
-            format!(
-                "<span class=\"error\" id=\"error-{}\">{}</span>",
-                esc(&f.name),
-                esc(e)
-            )
-        })
-        .unwrap_or_default();
-    format!(
-        "<div class=\"field{inv}\" id=\"field-{n}\"><label for=\"{i}\">{l}</label><div>{control}{error_html}</div>\
-<div class=\"help\">{h}{sep}{d}</div></div>",
-        inv = if error.is_some() { " invalid" } else { "" },
-        n = esc(&f.name),
-        i = esc(&id),
-        l = esc(&label),
-        h = esc(&f.hint()),
-        sep = if f.hint().is_empty() { "" } else { " — " },
-        d = esc(&f.description),
-    )
-}
-
-fn unset_option(f: &Field, value: &str) -> String {
-    let text = match &f.default {
-        Some(d) => format!("(default: {d})"),
-        None => "(not set)".to_owned(),
-    };
-    format!(
-        "<option value=\"\"{}>{}</option>",
-        if value.is_empty() { " selected" } else { "" },
-        esc(&text)
-    )
-}
-
-fn forbidden(user: &User) -> Response {
+pub(crate) fn forbidden(user: &User) -> Response {
     page(
         StatusCode::FORBIDDEN,
         &user.who,
@@ -582,353 +439,4 @@ fn forbidden(user: &User) -> Response {
         None,
         "<p class=\"refused\">This page is for the admin group only (users and access control).</p>",
     )
-}
-
-const NC_ATTR: &str = "xmlns:nc=\"urn:ietf:params:xml:ns:netconf:base:1.0\"";
-
-/// `inner` wrapped in the elements the steps name; `op` (an
-/// `nc:operation`) on the innermost.
-fn wrap(steps: &[Step], inner: &str, op: Option<&str>) -> String {
-    let mut xml = inner.to_owned();
-    for (i, s) in steps.iter().enumerate().rev() {
-        let n = s.node();
-        let attr = match (op, i + 1 == steps.len()) {
-            (Some(op), true) => format!(" {NC_ATTR} nc:operation=\"{op}\""),
-            _ => String::new(),
-        };
-        let keys = match s {
-            Step::Entry(_, values) => n
-                .list_keys()
-                .zip(values)
-                .map(|(k, v)| format!("<{k}>{v}</{k}>", k = k.name(), v = esc(v)))
-                .collect::<String>(),
-            _ => String::new(),
-        };
-        xml = format!(
-            "<{name} xmlns=\"{ns}\"{attr}>{keys}{xml}</{name}>",
-            name = n.name(),
-            ns = esc(&schema::namespace(n))
-        );
-    }
-    xml
-}
-
-fn leaf(f: &Field, value: &str) -> String {
-    format!(
-        "<{n} xmlns=\"{ns}\">{v}</{n}>",
-        n = f.name,
-        ns = esc(&schema::namespace(&f.node)),
-        v = esc(value)
-    )
-}
-
-fn removal(f: &Field, value: Option<&str>) -> String {
-    format!(
-        "<{n} xmlns=\"{ns}\" {NC_ATTR} nc:operation=\"remove\">{v}</{n}>",
-        n = f.name,
-        ns = esc(&schema::namespace(&f.node)),
-        v = esc(value.unwrap_or(""))
-    )
-}
-
-/// The edit of one field: `None` when nothing changes.
-fn field_edit(f: &Field, form: &Form, current: &[String]) -> Result<Option<String>, String> {
-    let key = format!("f.{}", f.name);
-    if let Input::Flag = f.input {
-        if form.get(&format!("e.{}", f.name)).is_none() {
-            return Ok(None);
-        }
-        let on = form.get(&key).is_some();
-        return Ok(match (on, current.is_empty()) {
-            (true, true) => Some(leaf(f, "")),
-            (false, false) => Some(removal(f, None)),
-            _ => None,
-        });
-    }
-    let Some(raw) = form.get(&key) else {
-        return Ok(None);
-    };
-    let raw = raw.replace('\r', "");
-    if f.list {
-        let new: Vec<&str> = raw
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .collect();
-        let mut out = String::new();
-        for old in current {
-            if !new.contains(&old.as_str()) {
-                out.push_str(&removal(f, Some(old)));
-            }
-        }
-        for v in &new {
-            if !current.iter().any(|c| c == v) {
-                out.push_str(&leaf(f, v));
-            }
-        }
-        return Ok((!out.is_empty()).then_some(out));
-    }
-    if f.secret {
-        // Never shown, so an empty field means "keep it".
-        if raw.is_empty() {
-            return Ok(None);
-        }
-        if f.password_hash {
-            let hash = besip_core::password::hash(&raw)?;
-            return Ok(Some(leaf(f, &hash)));
-        }
-        return Ok((current.first() != Some(&raw)).then(|| leaf(f, &raw)));
-    }
-    let value = raw.trim();
-    let old = current.first().map(String::as_str);
-    Ok(match (value.is_empty(), old) {
-        (true, None) => None,
-        (true, Some(_)) => Some(removal(f, None)),
-        (false, Some(o)) if o == value => None,
-        (false, _) => Some(leaf(f, value)),
-    })
-}
-
-/// The leaf name an error's YANG path ends at (predicates dropped).
-fn field_of(e: &ConfigError) -> Option<String> {
-    if let Some((_, v)) = e.info.iter().find(|(k, _)| k == "bad-element") {
-        return Some(v.clone());
-    }
-    let path = e.path.as_deref()?;
-    let mut plain = String::new();
-    let mut depth = 0;
-    for c in path.chars() {
-        match c {
-            '[' => depth += 1,
-            ']' => depth -= 1,
-            _ if depth == 0 => plain.push(c),
-            _ => {}
-        }
-    }
-    let last = plain.rsplit('/').next()?;
-    Some(last.rsplit(':').next().unwrap_or(last).to_owned())
-}
-
-/// Errors sorted onto the form's fields (the rest are general).
-fn sort_errors(errors: &[ConfigError], fields: &[Field], sub: &mut Submitted) {
-    // An error about a list entry itself (its path ends at the entry, as
-    // libyang reports a key that fails its type) belongs to the key.
-    let key = fields.iter().find(|f| f.key).map(|f| f.name.clone());
-    let list = fields
-        .iter()
-        .find(|f| f.key)
-        .and_then(|f| f.node.ancestors().next())
-        .map(|p| p.name().to_owned());
-    for e in errors {
-        let named = field_of(e).map(|n| match (&list, &key) {
-            (Some(l), Some(k)) if *l == n => k.clone(),
-            _ => n,
-        });
-        match named.filter(|n| fields.iter().any(|f| &f.name == n)) {
-            Some(n) => {
-                sub.errors.entry(n).or_insert_with(|| e.message.clone());
-            }
-            None => sub.general.push(nc::describe(std::slice::from_ref(e))),
-        }
-    }
-}
-
-fn submitted_of(form: &Form) -> Submitted {
-    Submitted {
-        values: form
-            .pairs()
-            .iter()
-            .filter(|(k, _)| k.starts_with("f.") && !k.contains("password"))
-            .cloned()
-            .collect(),
-        ..Default::default()
-    }
-}
-
-/// POST to a configuration page.
-pub async fn save<B: Backend>(
-    web: &Web<B>,
-    user: &User,
-    steps: Vec<Step>,
-    form: &Form,
-) -> Response {
-    let who = &user.who;
-    if !access::may_open(who.group, &names(&steps)) {
-        return forbidden(user);
-    }
-    let action = form.get("action").unwrap_or("save");
-    let Some(last) = steps.last().cloned() else {
-        return crate::not_found(user);
-    };
-    let top = match candidate_top(web, user, &steps).await {
-        Ok(t) => t,
-        Err(e) => return refused(web, user, &steps, form, &e).await,
-    };
-    let here = locate(top.as_ref(), &steps);
-    let no_query = HashMap::new();
-    match (action, &last) {
-        ("delete", Step::Entry(..)) => {
-            let keys_only = wrap(&steps, "", Some("delete"));
-            match nc::edit_candidate(web.backend.as_ref(), who, &keys_only).await {
-                Ok(()) => after_edit(web, user, &steps[..steps.len() - 1], "deleted").await,
-                Err(e) => refused(web, user, &steps, form, &e).await,
-            }
-        }
-        ("add", Step::List(list)) => {
-            let fields = schema::fields(list);
-            let mut sub = submitted_of(form);
-            let mut keys = Vec::new();
-            for f in fields.iter().filter(|f| f.key) {
-                match form.get(&format!("f.{}", f.name)).map(str::trim) {
-                    Some(v) if !v.is_empty() => keys.push(v.to_owned()),
-                    _ => {
-                        sub.errors
-                            .insert(f.name.clone(), "required: the key of the new entry".into());
-                    }
-                }
-            }
-            if !sub.errors.is_empty() {
-                return show(web, user, &steps, &no_query, Some(sub)).await;
-            }
-            let mut inner = String::new();
-            for f in fields.iter().filter(|f| !f.key) {
-                match field_edit(f, form, &[]) {
-                    Ok(Some(x)) => inner.push_str(&x),
-                    Ok(None) => {}
-                    Err(e) => {
-                        sub.errors.insert(f.name.clone(), e);
-                    }
-                }
-            }
-            if !sub.errors.is_empty() {
-                return show(web, user, &steps, &no_query, Some(sub)).await;
-            }
-            let mut entry_steps = steps.clone();
-            let last_ix = entry_steps.len() - 1;
-            entry_steps[last_ix] = Step::Entry(list.clone(), keys);
-            let xml = wrap(&entry_steps, &inner, Some("create"));
-            match nc::edit_candidate(web.backend.as_ref(), who, &xml).await {
-                Ok(()) => after_edit(web, user, &entry_steps, "added").await,
-                Err(e) => {
-                    sort_errors(&e, &fields, &mut sub);
-                    let denied = nc::denied(&e);
-                    if denied {
-                        sub.general.insert(0, denied_text(who));
-                    }
-                    let mut r = show(web, user, &steps, &no_query, Some(sub)).await;
-                    if denied {
-                        *r.status_mut() = StatusCode::FORBIDDEN;
-                    }
-                    r
-                }
-            }
-        }
-        ("save", Step::Container(node) | Step::Entry(node, _)) => {
-            if matches!(last, Step::Entry(..)) && here.is_none() {
-                return crate::not_found(user);
-            }
-            let fields = schema::fields(node);
-            let mut sub = submitted_of(form);
-            let mut inner = String::new();
-            let is_entry = matches!(last, Step::Entry(..));
-            for f in fields.iter().filter(|f| !(is_entry && f.key)) {
-                match field_edit(f, form, &values(here, &f.name)) {
-                    Ok(Some(x)) => inner.push_str(&x),
-                    Ok(None) => {}
-                    Err(e) => {
-                        sub.errors.insert(f.name.clone(), e);
-                    }
-                }
-            }
-            if !sub.errors.is_empty() {
-                return show(web, user, &steps, &no_query, Some(sub)).await;
-            }
-            if inner.is_empty() {
-                return redirect(&format!("{}?done=unchanged", url(&steps)));
-            }
-            let xml = wrap(&steps, &inner, None);
-            match nc::edit_candidate(web.backend.as_ref(), who, &xml).await {
-                Ok(()) => after_edit(web, user, &steps, "saved").await,
-                Err(e) => {
-                    sort_errors(&e, &fields, &mut sub);
-                    let denied = nc::denied(&e);
-                    if denied {
-                        sub.general.insert(0, denied_text(who));
-                    }
-                    let mut r = show(web, user, &steps, &no_query, Some(sub)).await;
-                    if denied {
-                        *r.status_mut() = StatusCode::FORBIDDEN;
-                    }
-                    r
-                }
-            }
-        }
-        _ => crate::not_found(user),
-    }
-}
-
-fn denied_text(who: &besip_restconf::Principal) -> String {
-    format!(
-        "Refused by access control: the {} group may not change this. Nothing was saved.",
-        who.group.name()
-    )
-}
-
-async fn refused<B: Backend>(
-    web: &Web<B>,
-    user: &User,
-    steps: &[Step],
-    form: &Form,
-    errors: &[ConfigError],
-) -> Response {
-    let mut sub = submitted_of(form);
-    let denied = nc::denied(errors);
-    if denied {
-        sub.general.push(denied_text(&user.who));
-    }
-    sub.general.push(nc::describe(errors));
-    let mut r = show(web, user, steps, &HashMap::new(), Some(sub)).await;
-    if denied {
-        *r.status_mut() = StatusCode::FORBIDDEN;
-    }
-    r
-}
-
-/// After a staged edit: the candidate is validated at once, so a rule
-/// YANG checks only on the whole tree (must, mandatory, unique) shows at
-/// its field now rather than at commit.
-async fn after_edit<B: Backend>(web: &Web<B>, user: &User, steps: &[Step], done: &str) -> Response {
-    let validate = format!(
-        "<validate xmlns=\"{}\"><source><candidate/></source></validate>",
-        nc::BASE_NS
-    );
-    match nc::op(web.backend.as_ref(), &user.who, &validate).await {
-        Ok(_) => redirect(&format!("{}?done={done}", url(steps))),
-        Err(errors) => {
-            let mut sub = Submitted {
-                notice: Some(
-                    "Staged in the candidate, but the candidate does not validate yet: a commit will be refused until this is fixed."
-                        .into(),
-                ),
-                ..Default::default()
-            };
-            let node = steps.last().map(|s| s.node().clone());
-            let fields = node.map(|n| schema::fields(&n)).unwrap_or_default();
-            sort_errors(&errors, &fields, &mut sub);
-            show(web, user, steps, &HashMap::new(), Some(sub)).await
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use besip_core::error::ErrorTag;
-
-    #[test]
-    fn an_error_path_names_its_leaf() {
-        let e = ConfigError::new(ErrorTag::InvalidValue, "bad")
-            .at("/besip-pbx:pbx/extension[number='a/b']/max-contacts");
-        assert_eq!(field_of(&e).as_deref(), Some("max-contacts"));
-    }
 }

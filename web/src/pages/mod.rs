@@ -3,7 +3,10 @@
 pub mod bans;
 pub mod changes;
 pub mod config;
+pub mod edit;
+pub mod field_html;
 pub mod login;
+pub mod save;
 pub mod state;
 pub mod transfer;
 
@@ -65,7 +68,7 @@ pub async fn post<B: Backend>(web: &Web<B>, user: &User, path: &str, form: &Form
             return crate::not_found(user);
         };
         return match schema::resolve(&segments) {
-            Ok(steps) => config::save(web, user, steps, form).await,
+            Ok(steps) => save::save(web, user, steps, form).await,
             Err(_) => crate::not_found(user),
         };
     }
