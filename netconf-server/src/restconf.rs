@@ -138,6 +138,10 @@ impl Backend for RestconfBackend {
         self.0.settings.max_message_size
     }
 
+    async fn confirm_deadline(&self) -> Option<std::time::Instant> {
+        self.0.store.lock().await.confirm_deadline()
+    }
+
     fn notifications(&self, who: &Principal) -> BoxStream<'static, String> {
         let server = self.0.clone();
         let receiver = server.notifications.subscribe();

@@ -570,6 +570,27 @@ fn attacks_on_the_web_administration_are_refused_and_change_nothing() {
 
     assert_eq!(admin.get("/admin/bans").status, 200);
 
+    // A confirmed commit made over NETCONF shows its countdown here too.
+    let (ok, out) = python(
+        b.server.port,
+        ADMIN_PASSWORD,
+        "m = connect()\nm.edit_config(target='candidate', config='''<config><pbx xmlns=\"urn:besip:pbx\"><extension><number>105</number><password>pw-105</password></extension></pbx></config>''')\nm.commit(confirmed=True, timeout='300', persist='from-netconf')\n",
+    );
+    assert!(ok, "{out}");
+    let page = admin.get("/admin/changes");
+    assert!(
+        page.body.contains("made outside this page") && page.body.contains("id=\"countdown\""),
+        "{}",
+        page.body
+    );
+    let (ok, out) = python(
+        b.server.port,
+        ADMIN_PASSWORD,
+        "m = connect()\nm.cancel_commit(persist_id='from-netconf')\n",
+    );
+    assert!(ok, "{out}");
+    assert!(!admin.get("/admin/changes").body.contains("countdown"));
+
     // The admin adds a user on the users page: the password is hashed by
     // the box, and the new account logs in.
     let r = admin.post(

@@ -90,6 +90,14 @@ async fn render<B: Backend>(
             ));
         }
         body.push_str("</section>");
+    } else if let Some(deadline) = web.backend.confirm_deadline().await {
+        // Started over NETCONF (or before besip-netconfd restarted): its
+        // persist-id is not ours, so it is confirmed where it was made.
+        let left = deadline.saturating_duration_since(Instant::now()).as_secs();
+        body.push_str(&format!(
+            "<section id=\"pending\" class=\"refused\"><p>A confirmed commit made outside this page is on trial: the box reverts it in \
+<span id=\"countdown\" class=\"countdown\" data-seconds=\"{left}\">{left}</span> s unless it is confirmed where it was made (NETCONF <code>commit</code>).</p></section>"
+        ));
     }
     match diff(web, user).await {
         Err(e) => body.push_str(&format!("<p class=\"refused\">{}</p>", esc(&e))),
