@@ -899,7 +899,8 @@ fn a_person_adds_an_extension_in_chromium_commits_and_rolls_back() {
         let diff = text(&c, "#diff").await;
         assert!(
             diff.contains("+ set pbx extension 100 password")
-                && diff.contains("+ set pbx domain besip.test"),
+                && diff.contains("+ set pbx domain besip.test")
+                && !diff.contains("pw100-secret"),
             "{diff}"
         );
         if let Ok(shot) = c.screenshot().await {

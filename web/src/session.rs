@@ -87,6 +87,17 @@ impl Sessions {
         hex::encode(mac.finalize().into_bytes())
     }
 
+    /// A short keyed fingerprint of a secret: the diff shows that a
+    /// password changed without showing it.
+    pub fn fingerprint(&self, secret: &str) -> String {
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.key) else {
+            return String::new();
+        };
+        mac.update(b"besip-web secret\0");
+        mac.update(secret.as_bytes());
+        hex::encode(&mac.finalize().into_bytes()[..4])
+    }
+
     pub async fn user<B: Backend>(
         &self,
         backend: &B,

@@ -8,9 +8,12 @@ use crate::session::User;
 use crate::{nc, Pending, Web};
 use axum::http::StatusCode;
 use axum::response::Response;
+use besip_core::schema::Schema;
+use besip_core::xml::Element;
 use besip_restconf::Backend;
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime};
+use yang2::schema::SchemaNode;
 
 /// Longest trial of a confirmed commit offered (minutes).
 const MAX_CONFIRM_MINUTES: u64 = 60;
@@ -24,9 +27,44 @@ pub async fn diff<B: Backend>(web: &Web<B>, user: &User) -> Result<Vec<String>, 
     let candidate = nc::get_config(b, &user.who, "candidate", None)
         .await
         .map_err(|e| nc::describe(&e))?;
+    let (mut running, mut candidate) = (running, candidate);
+    for e in running.iter_mut().chain(candidate.iter_mut()) {
+        mask_top(web, e);
+    }
     let old = besip_shell::render::data_lines(&running);
     let new = besip_shell::render::data_lines(&candidate);
     Ok(besip_shell::render::diff(&old, &new))
+}
+
+/// Secrets (passwords, keys: what the forms never show) replaced by a
+/// keyed fingerprint, so the diff says that one changed, not what to.
+fn mask_top<B>(web: &Web<B>, e: &mut Element) {
+    let Ok(schema) = Schema::get() else { return };
+    let Some(module) = schema.module_by_namespace(&e.namespace) else {
+        return;
+    };
+    if let Some(node) = schema.top_node(&module, &e.name) {
+        mask(web, e, &node);
+    }
+}
+
+fn mask<B>(web: &Web<B>, e: &mut Element, node: &SchemaNode<'static>) {
+    if crate::schema::is_leafish(node) {
+        if crate::schema::Field::of(node).secret && !e.text.trim().is_empty() {
+            e.text = format!("(secret {})", web.sessions.fingerprint(e.text.trim()));
+        }
+        return;
+    }
+    for c in e.children.iter_mut() {
+        let module = Schema::get()
+            .ok()
+            .and_then(|s| s.module_by_namespace(&c.namespace))
+            .map(|m| m.name().to_owned())
+            .unwrap_or_default();
+        if let Some(child) = besip_core::schema::data_child(node, &module, &c.name) {
+            mask(web, c, &child);
+        }
+    }
 }
 
 fn message(query: &HashMap<String, String>) -> Option<&'static str> {
