@@ -124,6 +124,15 @@ Saving stages a change in the candidate; the <a href=\"/admin/changes\">Changes<
         ));
     }
     body.push_str("</ul>");
+    if let Ok(lines) = changes::diff(web, user).await {
+        if !lines.is_empty() {
+            body.push_str(&format!(
+                "<p class=\"notice\" id=\"staged\">The candidate holds {} staged change{}: <a href=\"/admin/changes\">review and commit them</a>.</p>",
+                lines.len(),
+                if lines.len() == 1 { "" } else { "s" }
+            ));
+        }
+    }
     if let Some(link) = panel_link(web, user, host).await {
         body.push_str(&link);
     }
