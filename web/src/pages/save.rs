@@ -20,7 +20,13 @@ fn submitted_of(form: &Form) -> Submitted {
         values: form
             .pairs()
             .iter()
-            .filter(|(k, _)| k.starts_with("f.") && !k.contains("password"))
+            // Secrets are never sent back into a page.
+            .filter(|(k, _)| {
+                k.starts_with("f.")
+                    && !["password", "secret", "private-key"]
+                        .iter()
+                        .any(|s| k.contains(s))
+            })
             .cloned()
             .collect(),
         ..Default::default()
