@@ -150,7 +150,10 @@ impl Field {
         };
         let lower = name.to_ascii_lowercase();
         let password_hash = lower == "password-hash";
+        // What NACM hides from all but admins is a secret; so are fields
+        // named like one.
         let secret = password_hash
+            || besip_core::libyang::has_extension(node, "ietf-netconf-acm", "default-deny-all")
             || lower.contains("password")
             || lower.contains("secret")
             || lower == "private-key";
@@ -472,6 +475,11 @@ mod tests {
             .iter()
             .any(|f| matches!(&f.input, Input::Number { ranges, .. } if !ranges.is_empty())));
         assert!(f.iter().any(|f| f.default.is_some()));
+        let cluster = fields(resolve(&segs("pbx/cluster")).unwrap()[1].node());
+        assert!(
+            cluster.iter().any(|f| f.name == "database" && f.secret),
+            "NACM's default-deny-all marks a secret"
+        );
         let routes = fields(resolve(&segs("pbx/route")).unwrap()[1].node());
         let targets: Vec<_> = routes.iter().filter_map(|f| f.target.clone()).collect();
         assert!(
