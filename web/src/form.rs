@@ -22,6 +22,15 @@ impl Form {
     pub fn pairs(&self) -> &[(String, String)] {
         &self.0
     }
+
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> Form {
+        Form(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        )
+    }
 }
 
 fn too_large(limit: usize) -> Response {

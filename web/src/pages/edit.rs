@@ -163,6 +163,60 @@ mod tests {
     use super::*;
     use besip_core::error::{ConfigError, ErrorTag};
 
+    fn extension_field(name: &str) -> Field {
+        let steps = schema::resolve(&["pbx".into(), "extension".into()]).unwrap();
+        schema::fields(steps[1].node())
+            .into_iter()
+            .find(|f| f.name == name)
+            .unwrap()
+    }
+
+    #[test]
+    fn only_changed_fields_are_edited() {
+        let name = extension_field("display-name");
+        let cur = vec!["Reception".to_owned()];
+        let same = Form::from_pairs(&[("f.display-name", " Reception ")]);
+        assert_eq!(field_edit(&name, &same, &cur).unwrap(), None);
+        let absent = Form::from_pairs(&[]);
+        assert_eq!(
+            field_edit(&name, &absent, &cur).unwrap(),
+            None,
+            "not on the form"
+        );
+        let cleared = Form::from_pairs(&[("f.display-name", "")]);
+        let edit = field_edit(&name, &cleared, &cur).unwrap().unwrap();
+        assert!(edit.contains("nc:operation=\"remove\""), "{edit}");
+        let new = Form::from_pairs(&[("f.display-name", "<b>Desk</b>")]);
+        let edit = field_edit(&name, &new, &cur).unwrap().unwrap();
+        assert!(edit.contains("&lt;b&gt;Desk&lt;/b&gt;"), "escaped: {edit}");
+    }
+
+    #[test]
+    fn secrets_are_kept_unless_typed_and_leaf_lists_diffed() {
+        let password = extension_field("password");
+        let cur = vec!["old".to_owned()];
+        let empty = Form::from_pairs(&[("f.password", "")]);
+        assert_eq!(field_edit(&password, &empty, &cur).unwrap(), None);
+        let group = extension_field("group");
+        let cur = vec!["a".to_owned(), "b".to_owned()];
+        let form = Form::from_pairs(&[("f.group", "b\r\nc\n\n")]);
+        let edit = field_edit(&group, &form, &cur).unwrap().unwrap();
+        assert!(edit.contains("nc:operation=\"remove\">a<"), "{edit}");
+        assert!(edit.contains(">c<") && !edit.contains(">b<"), "{edit}");
+    }
+
+    #[test]
+    fn edits_are_wrapped_in_their_path_with_keys() {
+        let steps = schema::resolve(&["pbx".into(), "extension".into(), "1&2".into()]).unwrap();
+        let xml = wrap(&steps, "", Some("delete"));
+        assert!(xml.starts_with("<pbx xmlns=\"urn:besip:pbx\">"), "{xml}");
+        assert!(
+            xml.contains("nc:operation=\"delete\"><number>1&amp;2</number>"),
+            "{xml}"
+        );
+        assert!(besip_core::xml::parse(&xml).is_ok(), "{xml}");
+    }
+
     #[test]
     fn an_error_path_names_its_leaf() {
         let e = ConfigError::new(ErrorTag::InvalidValue, "bad")
