@@ -58,7 +58,12 @@ pub struct Web<B> {
     pub pending: Mutex<Option<Pending>>,
     /// Password checks at once (each a slow hash); more get 503.
     pub logins: tokio::sync::Semaphore,
+    /// Pages being made at once (each a few NETCONF operations on the
+    /// datastore); more wait, their bodies unread.
+    pub in_flight: tokio::sync::Semaphore,
 }
+
+const PAGES_AT_ONCE: usize = 16;
 
 /// Password checks of web logins running at once.
 const LOGINS_AT_ONCE: usize = 4;
@@ -84,6 +89,7 @@ pub fn router<B: Backend>(backend: Arc<B>) -> Router {
         sessions: session::Sessions::default(),
         pending: Mutex::new(None),
         logins: tokio::sync::Semaphore::new(LOGINS_AT_ONCE),
+        in_flight: tokio::sync::Semaphore::new(PAGES_AT_ONCE),
     });
     Router::new()
         .route("/", any(handle::<B>))
@@ -195,6 +201,9 @@ async fn handle<B: Backend>(
             None => path.clone(),
         };
         return session::login_needed(get, &here);
+    };
+    let Ok(_permit) = web.in_flight.acquire().await else {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
     };
     if get {
         let host = browser_host(&parts.headers);
