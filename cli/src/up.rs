@@ -32,11 +32,16 @@ pub struct UpArgs {
     /// the certificate is self-signed, generated on the first start).
     #[arg(long)]
     pub sip_tls_port: Option<u16>,
-    /// HTTPS port of the web panel on 127.0.0.1.
+    /// HTTPS port on 127.0.0.1 of the web administration (/admin/) and
+    /// RESTCONF (/restconf), both served by besip-netconfd.
     #[arg(long, default_value_t = 8443)]
     pub web_port: u16,
-    /// Port on 127.0.0.1 where plain HTTP redirects to the panel's HTTPS
-    /// port (0: no plain HTTP).
+    /// HTTPS port on 127.0.0.1 of besip-monitord's call-quality (MOS)
+    /// panel (default: the web port + 1).
+    #[arg(long)]
+    pub panel_port: Option<u16>,
+    /// Port on 127.0.0.1 where plain HTTP redirects to the MOS panel's
+    /// HTTPS port (0: no plain HTTP).
     #[arg(long, default_value_t = 8080)]
     pub web_http_port: u16,
     /// Share the location service with other boxes on this PostgreSQL
@@ -51,8 +56,8 @@ pub struct UpArgs {
     /// http://127.0.0.1:N/metrics (default: not served).
     #[arg(long)]
     pub metrics_port: Option<u16>,
-    /// Serve RESTCONF (HTTPS, self-signed certificate) at
-    /// https://127.0.0.1:N/restconf (default: not served).
+    /// Older name of --web-port (RESTCONF and the web administration are
+    /// one port); wins over --web-port when both are given.
     #[arg(long)]
     pub restconf_port: Option<u16>,
     /// Password of `admin` (set on the first start, reset when given later).
@@ -61,6 +66,24 @@ pub struct UpArgs {
 }
 
 impl UpArgs {
+    /// The HTTPS port of RESTCONF and the web administration.
+    pub fn admin_port(&self) -> u16 {
+        self.restconf_port.unwrap_or(self.web_port)
+    }
+
+    /// --panel-port, or the port after the web port.
+    pub fn panel_port(&self) -> Result<u16, String> {
+        match self.panel_port {
+            Some(port) => Ok(port),
+            None => self.web_port.checked_add(1).ok_or_else(|| {
+                format!(
+                    "no default panel port for web port {}: give --panel-port",
+                    self.web_port
+                )
+            }),
+        }
+    }
+
     /// --sip-tls-port, or the port after the SIP port.
     pub fn sip_tls_port(&self) -> Result<u16, String> {
         match self.sip_tls_port {
@@ -157,16 +180,16 @@ async fn configure(layout: &Layout, args: &UpArgs) -> Result<PasswordNote, Strin
         ),
         None => "<metrics><enabled>false</enabled></metrics>".to_owned(),
     };
-    // Likewise RESTCONF, served by besip-netconfd where running says.
-    let restconf = match args.restconf_port {
-        Some(port) => format!(
-            "<restconf><enabled>true</enabled><listen-address>127.0.0.1</listen-address><port>{port}</port></restconf>"
-        ),
-        None => "<restconf><enabled>false</enabled></restconf>".to_owned(),
-    };
+    // RESTCONF and the web administration: one HTTPS port, served by
+    // besip-netconfd where running says; the MOS panel (besip-monitord's
+    // /system/web) beside it.
+    let restconf = format!(
+        "<restconf><enabled>true</enabled><listen-address>127.0.0.1</listen-address><port>{}</port></restconf>",
+        args.admin_port()
+    );
     let xml = format!(
         "<system xmlns=\"urn:besip:system\">{admin}{metrics}{restconf}<netconf><port>{}</port></netconf><web><listen-address>127.0.0.1</listen-address><port>{}</port><http-redirect-port>{}</http-redirect-port></web></system>{pbx}{monitoring}{security}",
-        args.netconf_port, args.web_port, args.web_http_port
+        args.netconf_port, args.panel_port()?, args.web_http_port
     );
     let config = besip_core::xml::parse(&xml).map_err(|e| e.to_string())?;
     store
@@ -397,16 +420,24 @@ fn print_banner(args: &UpArgs, root: &Path, note: &PasswordNote, children: &[(St
         // Gathered from every daemon by besip-netconfd.
         println!("  metrics:      http://127.0.0.1:{port}/metrics");
     }
-    if let Some(port) = args.restconf_port {
-        // Served by besip-netconfd on the same datastore (the panel moves
-        // there later: one port for both).
-        println!("  RESTCONF:     https://127.0.0.1:{port}/restconf");
-        println!(
-            "                e.g. curl -k -u admin:'<password>' https://127.0.0.1:{port}/restconf/data/besip-pbx:pbx"
-        );
-    }
+    // Both served by besip-netconfd on the same datastore and port.
+    let admin_port = args.admin_port();
+    println!("  web administration: https://127.0.0.1:{admin_port}/admin/");
+    println!("  RESTCONF:     https://127.0.0.1:{admin_port}/restconf");
+    println!(
+        "                e.g. curl -k -u admin:'<password>' https://127.0.0.1:{admin_port}/restconf/data/besip-pbx:pbx"
+    );
+    println!(
+        "                certificate: {} (self-signed: accept it in the browser once)",
+        Layout::new(root.to_path_buf())
+            .etc_dir()
+            .join("restconf-cert.pem")
+            .display()
+    );
     // Served by besip-monitord; log in with the same users as NETCONF/SSH.
-    println!("  web panel:    https://127.0.0.1:{}/", args.web_port);
+    if let Ok(panel) = args.panel_port() {
+        println!("  MOS panel:    https://127.0.0.1:{panel}/");
+    }
     if args.web_http_port != 0 {
         println!(
             "                (http://127.0.0.1:{}/ redirects there)",

@@ -34,6 +34,8 @@
 //!   end (`base_notifications.rs`).
 //! - RESTCONF (crate besip-restconf) is served from this process on the
 //!   same `Server`: `restconf.rs` runs its requests through these operations.
+//!   The web administration (crate besip-web, `/admin/`) is served on the
+//!   same HTTPS port through the same backend.
 
 pub mod base_notifications;
 pub mod confirm_timer;

@@ -22,6 +22,14 @@ use tokio::sync::broadcast;
 
 pub struct RestconfBackend(pub Arc<Server>);
 
+/// A hash of a password nobody has (made once, on the first login).
+fn dummy_hash() -> Option<&'static str> {
+    static DUMMY: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    DUMMY
+        .get_or_init(|| besip_core::password::hash(&besip_core::password::random_password()).ok())
+        .as_deref()
+}
+
 impl RestconfBackend {
     fn ctx(&self, who: &Principal) -> SessionCtx {
         SessionCtx::request(
@@ -65,22 +73,22 @@ impl Backend for RestconfBackend {
             let store = server.store.lock().await;
             users::find_user(&store, user)
         };
-        let Some(found) = found else {
-            tracing::info!(user, peer = %source, "RESTCONF login refused: unknown user");
-            return Err(Refusal::Wrong);
-        };
-        let Some(hash) = found.password_hash.clone() else {
-            return Err(Refusal::Wrong);
-        };
+        // An unknown user (or one without a password) costs the same hash
+        // as a known one: the answer's timing does not tell which names
+        // exist (the web administration's login form goes through here).
+        let known = found.as_ref().and_then(|f| f.password_hash.clone());
+        let hash = known
+            .clone()
+            .unwrap_or_else(|| dummy_hash().unwrap_or_default().to_owned());
         let password = password.to_owned();
-        let ok =
+        let matches =
             tokio::task::spawn_blocking(move || besip_core::password::verify(&hash, &password))
                 .await
                 .unwrap_or(false);
-        if !ok {
-            tracing::info!(user, peer = %source, "RESTCONF login refused: wrong password");
+        let Some(found) = found.filter(|_| known.is_some() && matches) else {
+            tracing::info!(user, peer = %source, "RESTCONF login refused: unknown user or wrong password");
             return Err(Refusal::Wrong);
-        }
+        };
         server.login_throttle.succeeded(attempt);
         crate::protect::protect_login_source(server, Some(std::net::SocketAddr::new(source, 0)));
         tracing::info!(user, peer = %source, "RESTCONF login");
@@ -136,6 +144,10 @@ impl Backend for RestconfBackend {
 
     fn max_body(&self) -> usize {
         self.0.settings.max_message_size
+    }
+
+    async fn confirm_deadline(&self) -> Option<std::time::Instant> {
+        self.0.store.lock().await.confirm_deadline()
     }
 
     fn notifications(&self, who: &Principal) -> BoxStream<'static, String> {
@@ -255,9 +267,13 @@ impl RestconfBackend {
     }
 }
 
-/// Serve RESTCONF for `server`: at `fixed` addresses, or as besip-system
-/// `restconf` says (followed after each commit).
+/// Serve RESTCONF and the web administration for `server`: at `fixed`
+/// addresses, or as besip-system `restconf` says (followed after each commit).
 pub async fn serve(server: Arc<Server>, fixed: Vec<std::net::SocketAddr>) -> Result<(), String> {
     let etc = server.layout.etc_dir();
-    besip_restconf::listen::spawn(Arc::new(RestconfBackend(server)), etc, fixed).await
+    let backend = Arc::new(RestconfBackend(server));
+    // The web administration (besip-web) on the same HTTPS port, through
+    // the same backend: one NACM, candidate, lock set and history.
+    let web = besip_web::router(backend.clone());
+    besip_restconf::listen::spawn_with(backend, etc, fixed, web).await
 }

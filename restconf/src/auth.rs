@@ -205,6 +205,54 @@ impl Authenticator {
     }
 
     fn open_session(&self, user: &str, group: Group, generation: u64) -> Option<HeaderValue> {
+        let token = self.new_session(user, group, generation);
+        HeaderValue::from_str(&format!(
+            "{COOKIE}={token}; Path=/restconf; Secure; HttpOnly; SameSite=Strict"
+        ))
+        .ok()
+    }
+
+    /// A password login of a form (the web administration): the password
+    /// is checked by the backend (throttled like SSH logins) and a session
+    /// token is returned for the caller's own cookie.
+    pub async fn password_login<B: Backend>(
+        &self,
+        backend: &B,
+        user: &str,
+        password: &str,
+        source: IpAddr,
+    ) -> Result<(Principal, String), Refusal> {
+        let generation = backend.version().generation;
+        let group = backend.check_password(user, password, source).await?;
+        let token = self.new_session(user, group, generation);
+        Ok((
+            Principal {
+                user: user.to_owned(),
+                group,
+                source,
+            },
+            token,
+        ))
+    }
+
+    /// The principal of a session token, if the session is alive and its
+    /// user still exists (the group is re-read after running changed).
+    pub async fn session<B: Backend>(
+        &self,
+        backend: &B,
+        token: &str,
+        source: IpAddr,
+    ) -> Option<Principal> {
+        let generation = backend.version().generation;
+        self.by_session(backend, token, source, generation).await
+    }
+
+    /// Ends a session (logout).
+    pub fn close_session(&self, token: &str) {
+        lock(&self.sessions).remove(token);
+    }
+
+    fn new_session(&self, user: &str, group: Group, generation: u64) -> String {
         let mut bytes = [0u8; 32];
         rand::thread_rng().fill_bytes(&mut bytes);
         let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
@@ -231,10 +279,7 @@ impl Authenticator {
                 generation,
             },
         );
-        HeaderValue::from_str(&format!(
-            "{COOKIE}={token}; Path=/restconf; Secure; HttpOnly; SameSite=Strict"
-        ))
-        .ok()
+        token
     }
 
     /// Sessions open now (tests of memory bounds read it through the log).

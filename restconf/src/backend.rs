@@ -92,4 +92,10 @@ pub trait Backend: Send + Sync + 'static {
     /// Notifications (XML `<notification>` documents) `who` may receive,
     /// from now on.
     fn notifications(&self, who: &Principal) -> BoxStream<'static, String>;
+
+    /// When a pending confirmed commit reverts by itself (whoever made
+    /// it); `None` when none is pending. The web administration shows it.
+    fn confirm_deadline(&self) -> impl Future<Output = Option<std::time::Instant>> + Send {
+        async { None }
+    }
 }

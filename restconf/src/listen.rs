@@ -15,6 +15,8 @@ pub const KEY_FILE: &str = "restconf-key.pem";
 
 struct Endpoint<B> {
     backend: Arc<B>,
+    /// Served on the same port beside RESTCONF (the web administration).
+    extra: axum::Router,
     etc_dir: PathBuf,
     /// `--restconf-listen`: fixed addresses, configuration not followed.
     fixed: Vec<SocketAddr>,
@@ -119,7 +121,12 @@ impl<B: Backend> Endpoint<B> {
             let server = axum_server::from_tcp(listener)
                 .acceptor(acceptor)
                 .handle(handle.clone());
-            let app = crate::handlers::router(self.backend.clone());
+            // The extra routes have no fallback: whatever they do not
+            // name goes to RESTCONF's handler.
+            let app = self
+                .extra
+                .clone()
+                .merge(crate::handlers::router(self.backend.clone()));
             let at = *addr;
             tokio::spawn(async move {
                 if let Err(e) = server
@@ -144,9 +151,21 @@ pub async fn spawn<B: Backend>(
     etc_dir: PathBuf,
     fixed: Vec<SocketAddr>,
 ) -> Result<(), String> {
+    spawn_with(backend, etc_dir, fixed, axum::Router::new()).await
+}
+
+/// As [`spawn`], with `extra` routes (no fallback) served on the same
+/// HTTPS port: the web administration of besip-web.
+pub async fn spawn_with<B: Backend>(
+    backend: Arc<B>,
+    etc_dir: PathBuf,
+    fixed: Vec<SocketAddr>,
+    extra: axum::Router,
+) -> Result<(), String> {
     let mut changes = backend.watch_running();
     let mut endpoint = Endpoint {
         backend,
+        extra,
         etc_dir,
         fixed,
         serving: Vec::new(),
