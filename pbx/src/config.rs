@@ -217,6 +217,8 @@ pub struct Config {
     pub voicemail: media::Voicemail,
     /// /pbx/ivr by name.
     pub ivrs: HashMap<String, inbound::Ivr>,
+    /// /pbx/recording and the recorded extensions.
+    pub recording: media::Recording,
 }
 
 /// The shared location (/pbx/cluster).
@@ -517,6 +519,7 @@ impl Config {
         let rooms = media::rooms(&pbx).map_err(rule)?;
         let voicemail = media::voicemail(&pbx);
         let ivrs = inbound::ivrs(&pbx).map_err(rule)?;
+        let recording = media::recording(&pbx);
         Ok(Config {
             outbound,
             accounting,
@@ -576,6 +579,7 @@ impl Config {
             rooms,
             voicemail,
             ivrs,
+            recording,
         })
     }
 

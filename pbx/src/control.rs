@@ -106,6 +106,7 @@ impl Control {
             "parking-state": crate::features::b2bua::parking::state_json(e),
             "conference-state": rooms,
             "voicemail-state": voicemail,
+            "recording-state": e.media().recordings.state_json(),
             "counters": {
                 "requests": c.requests.load(Ordering::Relaxed).to_string(),
                 "replies-1xx": r(0), "replies-2xx": r(1), "replies-3xx": r(2),

@@ -78,6 +78,11 @@ async fn run(args: &Args) -> Result<(), StartError> {
         .prompts
         .open(&layout.lib_dir().join("prompts"))
         .map_err(|e| format!("cannot create the prompt directory: {e}"))?;
+    engine
+        .media()
+        .recordings
+        .open(&layout.lib_dir().join("recordings"))
+        .map_err(|e| format!("cannot create the recordings directory: {e}"))?;
     besip_pbx::features::dns::reconcile(&engine);
     besip_pbx::features::hep::reconcile(&engine);
     besip_pbx::features::cluster::reconcile(&engine);

@@ -115,3 +115,27 @@ pub fn voicemail(pbx: &Pbx) -> Voicemail {
         }),
     }
 }
+
+/// /pbx/recording, and the extensions whose calls are recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recording {
+    pub retention: Duration,
+    pub max_recordings: usize,
+    pub max_length: Duration,
+    pub extensions: std::collections::HashSet<String>,
+}
+
+pub fn recording(pbx: &Pbx) -> Recording {
+    let r = &pbx.recording;
+    Recording {
+        retention: Duration::from_secs(u64::from(r.retention) * 86_400),
+        max_recordings: r.max_recordings as usize,
+        max_length: Duration::from_secs(u64::from(r.max_length)),
+        extensions: pbx
+            .extension
+            .iter()
+            .filter(|e| e.record_calls == model::ExtensionRecordCalls::Always)
+            .map(|e| e.number.clone())
+            .collect(),
+    }
+}

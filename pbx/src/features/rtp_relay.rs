@@ -76,7 +76,15 @@ impl Peer {
     }
 }
 
+/// Sees each RTP packet the relay forwards, in the clear (call recording).
+pub trait Tap: Send + Sync + 'static {
+    /// A packet from side A (`from_a`) or B, SRTP already opened.
+    fn packet(&self, from_a: bool, rtp: &[u8]);
+}
+
 struct Inner {
+    /// Set once, before media flows: no lock on the packet path.
+    tap: std::sync::OnceLock<Arc<dyn Tap>>,
     a: Mutex<Peer>,
     b: Mutex<Peer>,
     /// SRTP ends at the relay for side A, and for side B.
@@ -173,6 +181,7 @@ impl Relay {
         let a_port = a.local_addr().ok()?.port();
         let b_port = b.local_addr().ok()?.port();
         let inner = Arc::new(Inner {
+            tap: std::sync::OnceLock::new(),
             a: Mutex::default(),
             b: Mutex::default(),
             crypto: Default::default(),
@@ -229,6 +238,12 @@ impl Relay {
     pub fn srtp_to(&self, a: bool, key: Option<(Suite, &MasterKey)>) {
         let mut side = self.inner.crypto[usize::from(!a)].lock();
         rekey(&mut side.outbound, key);
+    }
+
+    /// Hands every packet relayed from now on to `tap`; false when the
+    /// relay has one already.
+    pub fn tap(&self, tap: Arc<dyn Tap>) -> bool {
+        self.inner.tap.set(tap).is_ok()
     }
 
     /// Packets relayed so far, both directions.
@@ -347,6 +362,9 @@ impl Inner {
             Some(k) => k.ctx.unprotect_rtp(packet, len).ok()?,
             None => len,
         };
+        if let Some(tap) = self.tap.get().filter(|_| !rtcp) {
+            tap.packet(sender == 0, &packet[..len]);
+        }
         match &mut self.crypto[receiver].lock().outbound {
             Some(k) if rtcp => k.ctx.protect_rtcp(packet, len).ok(),
             Some(k) => k.ctx.protect_rtp(packet, len).ok(),

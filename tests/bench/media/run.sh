@@ -12,7 +12,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../../.." && pwd)
 SIZES=${SIZES:-"3 10 50"}
-TOTALS=${TOTALS:-"150 300 600 900 1200"}
+TOTALS=${TOTALS:-"600 1200 1800"}
 SECS=${SECS:-10}
 (cd "$REPO" && cargo build --release -q -p besip-pbx -p besip-media-load)
 root=$(mktemp -d)
@@ -25,7 +25,7 @@ port=$((20000 + RANDOM % 10000))
   printf "\toption rtp_port_min '30000'\n\toption rtp_port_max '59999'\n\toption max_transactions '100000'\n\n"
   printf "config listen 'listen_udp'\n\toption name 'udp'\n\toption transport 'udp'\n\toption address '127.0.0.1'\n\toption port '%s'\n\n" "$port"
   printf "config outbound_trusted_peer 'load'\n\toption name 'load'\n\tlist address '127.0.0.2/32'\n\n"
-  for r in $(seq 1000 1400); do
+  for r in $(seq 1000 1700); do
     printf "config conference 'conference_%s'\n\toption number '%s'\n\toption max_participants '500'\n\n" "$r" "$r"
   done
 } > "$root/etc/config/besip_pbx"

@@ -59,6 +59,11 @@ impl MediaPhone {
         )
     }
 
+    /// Sends to `peer` from now on (a phone told where by its SDP answer).
+    pub fn set_peer(&self, peer: SocketAddr) {
+        *self.inner.peer.lock().unwrap() = Some(peer);
+    }
+
     pub fn set_tone(&self, tone: f64) {
         *self.inner.tone.lock().unwrap() = tone;
     }

@@ -162,13 +162,25 @@ pub fn start(
     copy_body(&a_req, &mut base);
     let b_over_tls = targets.iter().all(|t| t.transport == Transport::Tls);
     let mut media_crypto = MediaCrypto::plan(&cfg, &base.body, first.trunk.as_deref(), b_over_tls);
+    // A recorded call passes the relay, whose tap the recorder reads.
+    let record =
+        crate::features::media_service::recording::wanted(&cfg, caller_ext.as_deref(), dialled);
     let relay = super::nat::anchor_offer(
         engine,
         source,
         first.dest,
         &mut base,
-        media_crypto.is_some(),
+        media_crypto.is_some() || record,
     );
+    if let (true, Some(r)) = (record, &relay) {
+        crate::features::media_service::recording::start(
+            engine,
+            r,
+            a_req.call_id(),
+            addr_uri(from),
+            dialled,
+        );
+    }
     match (&relay, &mut media_crypto) {
         (Some(r), Some(mc)) => mc.apply(r, true, &mut base),
         (None, Some(_)) => {

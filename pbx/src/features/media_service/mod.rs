@@ -29,6 +29,7 @@ pub mod ivr;
 pub mod mail;
 pub mod mwi;
 pub mod prompts;
+pub mod recording;
 pub mod sdp;
 pub mod tones;
 pub mod voicemail;
@@ -131,6 +132,7 @@ pub struct MediaServices {
     pub mwi: mwi::Subscriptions,
     pub prompts: prompts::Prompts,
     pub mailer: mail::Mailer,
+    pub recordings: recording::Recordings,
 }
 
 /// 200 OK of an INVITE over UDP is ours to repeat until the ACK

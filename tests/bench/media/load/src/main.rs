@@ -54,7 +54,9 @@ fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
 fn main() {
     let a: Vec<String> = std::env::args().collect();
     if a.len() < 7 {
-        eprintln!("usage: besip-media-load PBX_ADDR FROM_IP FIRST_ROOM ROOMS PER_ROOM SECONDS [PID]");
+        eprintln!(
+            "usage: besip-media-load PBX_ADDR FROM_IP FIRST_ROOM ROOMS PER_ROOM SECONDS [PID]"
+        );
         std::process::exit(2);
     }
     let pbx: SocketAddr = a[1].parse().expect("PBX_ADDR");
@@ -82,13 +84,17 @@ fn main() {
             });
         }
     }
-    let by_call: HashMap<String, usize> =
-        people.iter().enumerate().map(|(i, p)| (p.call_id.clone(), i)).collect();
+    let by_call: HashMap<String, usize> = people
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.call_id.clone(), i))
+        .collect();
     // Calls placed at 200/s, answered within 20 s.
     let mut buf = vec![0u8; 4096];
     let mut answered = 0;
     let deadline = Instant::now() + Duration::from_secs(20 + people.len() as u64 / 100);
     let mut next_invite = 0;
+    let mut refused: HashMap<String, usize> = HashMap::new();
     while answered < people.len() && Instant::now() < deadline {
         if next_invite < people.len() {
             let p = &people[next_invite];
@@ -102,12 +108,16 @@ fn main() {
         while let Ok((n, _)) = sip.recv_from(&mut buf) {
             let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
             if !msg.starts_with("SIP/2.0 200") {
-                if !msg.starts_with("SIP/2.0 1") {
-                    eprintln!("refused: {}", msg.lines().next().unwrap_or(""));
+                // RTCP may land here too (our SIP port is some RTP port + 1).
+                if msg.starts_with("SIP/2.0 ") && !msg.starts_with("SIP/2.0 1") {
+                    let status = msg.lines().next().unwrap_or("").to_owned();
+                    *refused.entry(status).or_default() += 1;
                 }
                 continue;
             }
-            let Some(&i) = header(&msg, "Call-ID").and_then(|c| by_call.get(c)) else { continue };
+            let Some(&i) = header(&msg, "Call-ID").and_then(|c| by_call.get(c)) else {
+                continue;
+            };
             if people[i].box_rtp.is_some() {
                 continue;
             }
@@ -125,6 +135,9 @@ fn main() {
             let _ = sip.send_to(ack.as_bytes(), pbx);
             answered += 1;
         }
+    }
+    for (status, n) in &refused {
+        eprintln!("refused {n}×: {status}");
     }
     // Talk: 1 s of warm-up, then `seconds` measured.
     let payload: Vec<Vec<u8>> = (0..50)
@@ -184,7 +197,10 @@ fn main() {
     let elapsed = t0.elapsed().as_secs_f64();
     let due = elapsed * 50.0;
     let live: Vec<&Participant> = people.iter().filter(|p| p.box_rtp.is_some()).collect();
-    let worst = live.iter().map(|p| p.received as f64 / due).fold(f64::MAX, f64::min);
+    let worst = live
+        .iter()
+        .map(|p| p.received as f64 / due)
+        .fold(f64::MAX, f64::min);
     let mean = live.iter().map(|p| p.received as f64 / due).sum::<f64>() / live.len().max(1) as f64;
     let hz = 100.0; // USER_HZ on Linux
     let cpu = match (c0, pid.as_deref().and_then(cpu_ticks)) {
