@@ -219,6 +219,8 @@ pub struct Config {
     pub ivrs: HashMap<String, inbound::Ivr>,
     /// /pbx/recording and the recorded extensions.
     pub recording: media::Recording,
+    /// /pbx/music-on-hold, when enabled: the prompt played.
+    pub music_on_hold: Option<String>,
 }
 
 /// The shared location (/pbx/cluster).
@@ -520,6 +522,7 @@ impl Config {
         let voicemail = media::voicemail(&pbx);
         let ivrs = inbound::ivrs(&pbx).map_err(rule)?;
         let recording = media::recording(&pbx);
+        let music_on_hold = media::music_on_hold(&pbx);
         Ok(Config {
             outbound,
             accounting,
@@ -580,6 +583,7 @@ impl Config {
             voicemail,
             ivrs,
             recording,
+            music_on_hold,
         })
     }
 

@@ -139,3 +139,10 @@ pub fn recording(pbx: &Pbx) -> Recording {
             .collect(),
     }
 }
+
+/// /pbx/music-on-hold when enabled: the prompt played.
+pub fn music_on_hold(pbx: &Pbx) -> Option<String> {
+    pbx.music_on_hold
+        .enabled
+        .then(|| pbx.music_on_hold.prompt.clone())
+}

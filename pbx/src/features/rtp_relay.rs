@@ -85,6 +85,11 @@ pub trait Tap: Send + Sync + 'static {
 struct Inner {
     /// Set once, before media flows: no lock on the packet path.
     tap: std::sync::OnceLock<Arc<dyn Tap>>,
+    /// What goes to side A (0) or B (1) is dropped: the box plays to it
+    /// instead (music on hold).
+    muted_towards: [std::sync::atomic::AtomicBool; 2],
+    /// The payload type each side sent last (the codec to play to it).
+    last_payload_type: [std::sync::atomic::AtomicU8; 2],
     a: Mutex<Peer>,
     b: Mutex<Peer>,
     /// SRTP ends at the relay for side A, and for side B.
@@ -182,6 +187,8 @@ impl Relay {
         let b_port = b.local_addr().ok()?.port();
         let inner = Arc::new(Inner {
             tap: std::sync::OnceLock::new(),
+            muted_towards: Default::default(),
+            last_payload_type: Default::default(),
             a: Mutex::default(),
             b: Mutex::default(),
             crypto: Default::default(),
@@ -246,6 +253,28 @@ impl Relay {
         self.inner.tap.set(tap).is_ok()
     }
 
+    /// Drops what the other side sends to side A (`a`) or B while `muted`
+    /// (the box plays to it instead).
+    pub fn mute_towards(&self, a: bool, muted: bool) {
+        self.inner.muted_towards[usize::from(!a)].store(muted, Ordering::Relaxed);
+    }
+
+    /// The payload type side A (`a`) or B sent last (0 before any).
+    pub fn payload_type_of(&self, a: bool) -> u8 {
+        self.inner.last_payload_type[usize::from(!a)].load(Ordering::Relaxed)
+    }
+
+    /// Sends `packet` to side A's (`a`) or B's phone from the relay's socket
+    /// facing it; false when that side's address is not known.
+    pub fn send_to_side(&self, a: bool, packet: &[u8]) -> bool {
+        let peer = if a { &self.inner.a } else { &self.inner.b };
+        let Some(target) = peer.lock().target() else {
+            return false;
+        };
+        self._media.send_from(a, packet, target);
+        true
+    }
+
     /// Packets relayed so far, both directions.
     pub fn relayed(&self) -> u64 {
         self.inner.relayed.load(Ordering::Relaxed)
@@ -303,6 +332,12 @@ impl MediaRoute for Inner {
         }
         let target = to.lock().target()?;
         let (sender, receiver) = if from_a { (0, 1) } else { (1, 0) };
+        if len >= 12 && !srtp::is_rtcp(&packet[..len]) {
+            self.last_payload_type[sender].store(packet[1] & 0x7F, Ordering::Relaxed);
+        }
+        if self.muted_towards[receiver].load(Ordering::Relaxed) {
+            return None;
+        }
         let Some(len) = self.transform(sender, receiver, packet, len) else {
             // Forged, replayed or undecryptable: never forwarded.
             self.dropped.fetch_add(1, Ordering::Relaxed);

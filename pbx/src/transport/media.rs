@@ -118,6 +118,16 @@ pub fn serve(a: UdpSocket, b: UdpSocket, route: Arc<dyn MediaRoute>) -> io::Resu
     Ok(handle)
 }
 
+impl MediaPair {
+    /// Sends `packet` to `dest` from side A's socket (`a`) or B's: media
+    /// the box itself makes for a leg (music on hold).
+    pub fn send_from(&self, a: bool, packet: &[u8], dest: std::net::SocketAddr) {
+        let sock = if a { &self.pair.a } else { &self.pair.b };
+        // A full socket buffer drops the packet, as the network would.
+        let _ = sock.send_to(packet, dest);
+    }
+}
+
 impl Drop for MediaPair {
     fn drop(&mut self) {
         for sock in [&self.pair.a, &self.pair.b] {

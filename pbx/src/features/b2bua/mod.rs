@@ -170,7 +170,7 @@ pub fn start(
         source,
         first.dest,
         &mut base,
-        media_crypto.is_some() || record,
+        media_crypto.is_some() || record || cfg.music_on_hold.is_some(),
     );
     if let (true, Some(r)) = (record, &relay) {
         crate::features::media_service::recording::start(
@@ -258,6 +258,15 @@ pub fn in_dialog(engine: &Arc<Engine>, key: &str, msg: Message, hash: u32) {
             super::nat::anchor(engine, &r, side, sender, dest, &mut req);
             if let Some(mc) = &mut c.media_crypto {
                 mc.apply(&r, side, &mut req);
+            }
+            if c.media_crypto.is_none() && !msg.body.is_empty() {
+                crate::features::media_service::moh::offered(
+                    engine,
+                    &c.a.call_id,
+                    &r,
+                    side,
+                    &msg.body,
+                );
             }
         }
         (req, dest, transport)

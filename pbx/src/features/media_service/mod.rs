@@ -27,6 +27,7 @@ pub mod conference;
 pub mod endpoint;
 pub mod ivr;
 pub mod mail;
+pub mod moh;
 pub mod mwi;
 pub mod prompts;
 pub mod recording;
@@ -133,6 +134,7 @@ pub struct MediaServices {
     pub prompts: prompts::Prompts,
     pub mailer: mail::Mailer,
     pub recordings: recording::Recordings,
+    pub holds: moh::Holds,
 }
 
 /// 200 OK of an INVITE over UDP is ours to repeat until the ACK

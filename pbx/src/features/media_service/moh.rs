@@ -1,0 +1,155 @@
+//! Music on hold (/pbx/music-on-hold), B2BUA mode: the call is anchored
+//! on the RTP relay; when one party's offer holds the call (a=sendonly),
+//! what it sends towards the other is dropped at the relay and the other
+//! hears music instead, sent every 20 ms from the relay's port it already
+//! receives from, in the codec it last used. The offer that resumes
+//! (sendrecv, recvonly) stops the music. The player ends with the relay.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+
+use besip_media::g711::Law;
+use besip_media::{rtp, tone, FRAME};
+use parking_lot::Mutex;
+
+use super::conference::ticker;
+use super::tones::Player;
+use crate::features::rtp_relay::Relay;
+use crate::features::state::Engine;
+
+/// Players by (call, side played to).
+#[derive(Default)]
+pub struct Holds {
+    playing: Mutex<HashMap<(String, bool), Arc<AtomicBool>>>,
+}
+
+/// The direction of the first audio stream of an SDP body.
+fn direction(sdp: &[u8]) -> &'static str {
+    let Ok(text) = std::str::from_utf8(sdp) else {
+        return "sendrecv";
+    };
+    let mut dir = "sendrecv";
+    let mut in_audio = false;
+    for line in text.lines().map(str::trim_end) {
+        if let Some(m) = line.strip_prefix("m=") {
+            if in_audio {
+                break;
+            }
+            in_audio = m.starts_with("audio");
+            continue;
+        }
+        dir = match line {
+            "a=sendonly" => "sendonly",
+            "a=inactive" => "inactive",
+            "a=recvonly" => "recvonly",
+            "a=sendrecv" => "sendrecv",
+            _ => dir,
+        };
+    }
+    dir
+}
+
+/// A built-in melody (A major arpeggio, soft), when the store has no music.
+fn melody() -> Vec<i16> {
+    let mut out = Vec::new();
+    for f in [440.0, 554.37, 659.25, 880.0, 659.25, 554.37] {
+        let mut note = tone::sine(f, 2500.0, 300);
+        let n = note.len();
+        for (i, s) in note.iter_mut().enumerate() {
+            // A short fade at both ends: no clicks between notes.
+            let edge = i.min(n - 1 - i).min(200) as f64 / 200.0;
+            *s = (f64::from(*s) * edge) as i16;
+        }
+        out.extend(note);
+    }
+    out
+}
+
+/// An offer of the party on relay side `holder_a` went on through the
+/// B2BUA (`sdp` as it sent it): starts or stops the music for the other.
+pub fn offered(engine: &Arc<Engine>, call: &str, relay: &Arc<Relay>, holder_a: bool, sdp: &[u8]) {
+    let Some(prompt) = engine.config().music_on_hold.clone() else {
+        return;
+    };
+    let held_a = !holder_a;
+    let key = (call.to_owned(), held_a);
+    let holds = &engine.media().holds;
+    match direction(sdp) {
+        "sendonly" => {
+            let mut playing = holds.playing.lock();
+            if playing.contains_key(&key) {
+                return;
+            }
+            let on = Arc::new(AtomicBool::new(true));
+            playing.insert(key.clone(), on.clone());
+            drop(playing);
+            relay.mute_towards(held_a, true);
+            let music = engine.media().prompts.get(&prompt).unwrap_or_else(melody);
+            tracing::info!(call, "music on hold started");
+            tokio::spawn(play(engine.clone(), key, Arc::downgrade(relay), on, music));
+        }
+        _ => {
+            if let Some(on) = holds.playing.lock().remove(&key) {
+                on.store(false, Ordering::Relaxed);
+                relay.mute_towards(held_a, false);
+                tracing::info!(call, "music on hold stopped");
+            }
+        }
+    }
+}
+
+async fn play(
+    engine: Arc<Engine>,
+    key: (String, bool),
+    relay: Weak<Relay>,
+    on: Arc<AtomicBool>,
+    music: Vec<i16>,
+) {
+    let held_a = key.1;
+    let mut player = Player::new(music.clone());
+    let mut sender = rtp::Sender::new(rand::random(), rand::random(), rand::random());
+    let (mut packet, mut encoded) = (Vec::with_capacity(200), Vec::with_capacity(FRAME));
+    let mut tick = ticker();
+    let mut first = true;
+    while on.load(Ordering::Relaxed) {
+        tick.tick().await;
+        let Some(relay) = relay.upgrade() else { break };
+        let frame = match player.next_frame() {
+            Some(f) => f,
+            None => {
+                player = Player::new(music.clone());
+                player.next_frame().unwrap_or([0; FRAME])
+            }
+        };
+        let law = Law::from_payload_type(relay.payload_type_of(held_a)).unwrap_or(Law::Mu);
+        law.encode_into(&frame, &mut encoded);
+        sender.next(
+            &mut packet,
+            std::mem::take(&mut first),
+            law.payload_type(),
+            &encoded,
+            FRAME as u32,
+        );
+        relay.send_to_side(held_a, &packet);
+    }
+    engine.media().holds.playing.lock().remove(&key);
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_first_audio_streams_direction() {
+        let hold = b"v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 4000 RTP/AVP 0\r\na=sendonly\r\nm=video 5000 RTP/AVP 96\r\na=sendrecv\r\n";
+        assert_eq!(super::direction(hold), "sendonly");
+        assert_eq!(
+            super::direction(b"v=0\r\nm=audio 1 RTP/AVP 0\r\n"),
+            "sendrecv"
+        );
+        assert_eq!(
+            super::direction(b"v=0\r\na=inactive\r\nm=audio 1 RTP/AVP 0\r\n"),
+            "inactive"
+        );
+        assert!(super::melody().len() == 6 * 2400);
+    }
+}
