@@ -253,5 +253,8 @@ fn the_default_prompt_set_is_taken_by_the_prompt_store() {
         names.push(name);
     }
     names.sort();
-    assert_eq!(names, ["goodbye", "invalid", "pin", "welcome"]);
+    assert_eq!(
+        names,
+        ["goodbye", "invalid", "pin", "vm-greeting", "welcome"]
+    );
 }

@@ -298,6 +298,63 @@ fn busy_extension_sends_callers_to_its_mailbox_and_wrong_pins_end_the_call() {
         "wrong PINs did not end the call:\n{}",
         done.log
     );
+    // 101 records its greeting by phone (0, speak, #); a caller hears it
+    // before the beep.
+    let owner = MediaPhone::start(0.0);
+    let call = sipp.spawn(
+        "greeting",
+        &media_caller("101", "*97", &owner.sdp(), None),
+        free_port(),
+        port,
+        &["-au", "101", "-ap", "pw101"],
+    );
+    owner.wait_peer();
+    owner.press("4321#");
+    std::thread::sleep(Duration::from_millis(1500));
+    let t = Instant::now();
+    owner.press("0");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !owner.heard_tone_since(t, 1000.0) {
+        assert!(Instant::now() < deadline, "no beep before the greeting");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    owner.set_tone(1100.0);
+    std::thread::sleep(Duration::from_millis(1500));
+    owner.set_tone(0.0);
+    owner.press("#");
+    std::thread::sleep(Duration::from_millis(600));
+    owner.press("#");
+    let done = sipp.wait(call);
+    assert!(done.success, "{}", done.log);
+    let greeting = pbx
+        .root
+        .path()
+        .join("var/lib/besip/voicemail/101/greeting.wav");
+    let f = dominant_frequency(&wav_samples(&greeting), 8000);
+    assert!((f - 1100.0).abs() <= 10.0, "greeting holds {f} Hz");
+    let caller = MediaPhone::start(0.0);
+    let call = sipp.spawn(
+        "hears-greeting",
+        &media_caller("100", "101", &caller.sdp(), None),
+        free_port(),
+        port,
+        &["-au", "100", "-ap", "pw100"],
+    );
+    let t = Instant::now();
+    caller.wait_peer();
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while !caller.heard_tone_since(t, 1000.0) {
+        assert!(Instant::now() < deadline, "no beep after the greeting");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        caller.heard_tone_since(t, 1100.0),
+        "the greeting was not played before the beep"
+    );
+    caller.press("#");
+    let done = sipp.wait(call);
+    assert!(done.success, "{}", done.log);
+
     let mut sub = mwi_subscriber("100", &[]);
     sub = sub
         .replace("SUBSCRIBE sip:100@", "SUBSCRIBE sip:101@")

@@ -23,7 +23,7 @@ use crate::features::b2bua::{contact_for, Leg};
 use crate::features::decision::Decision;
 use crate::features::outbound::Origin;
 use crate::features::state::Engine;
-use crate::sip::{addr_uri, param, response_to, Message, Uri};
+use crate::sip::{param, response_to, Message, Uri};
 
 /// Takes an INVITE to the pickup code; true when it was answered here.
 pub fn take(
@@ -222,22 +222,7 @@ fn pick(
             .map(|(k, t)| (k.clone(), t.request.clone(), t.branches.clone()))
             .ok_or(GONE)?
     };
-    let p_from = p_msg.header("From").unwrap_or("");
-    let p_leg = Leg {
-        call_id: p_msg.call_id().to_owned(),
-        local_tag: engine.new_tag(),
-        remote_tag: param(p_from, "tag").map(str::to_owned),
-        local_uri: addr_uri(p_msg.header("To").unwrap_or("")).to_owned(),
-        remote_uri: addr_uri(p_from).to_owned(),
-        remote_target: p_msg
-            .header("Contact")
-            .map(addr_uri)
-            .unwrap_or(addr_uri(p_from))
-            .to_owned(),
-        dest: source,
-        transport,
-        cseq: 0,
-    };
+    let p_leg = Leg::answering(p_msg, engine.new_tag(), source, transport);
     let (a_ok, p_ok, old_b) = {
         let mut c = call.lock();
         if c.established.is_some() || c.transfer.is_some() {

@@ -10,6 +10,7 @@ use parking_lot::Mutex;
 use super::media_crypto::MediaCrypto;
 use crate::config::Transport;
 use crate::features::rtp_relay::Relay;
+use crate::sip::{addr_uri, param, Message};
 
 #[derive(Clone)]
 pub struct Leg {
@@ -53,6 +54,34 @@ pub struct B2bCall {
     /// The caller's offer (Content-Type, SDP) until the call is answered:
     /// the transaction keeps no body, a pickup answers with it.
     pub offer: Option<(String, Vec<u8>)>,
+}
+
+impl Leg {
+    /// Our leg towards the sender of the new request `req`, which came from
+    /// `source` over `transport`; `local_tag` is our new tag.
+    pub fn answering(
+        req: &Message,
+        local_tag: String,
+        source: SocketAddr,
+        transport: Transport,
+    ) -> Leg {
+        let from = req.header("From").unwrap_or("");
+        Leg {
+            call_id: req.call_id().to_owned(),
+            local_tag,
+            remote_tag: param(from, "tag").map(str::to_owned),
+            local_uri: addr_uri(req.header("To").unwrap_or("")).to_owned(),
+            remote_uri: addr_uri(from).to_owned(),
+            remote_target: req
+                .header("Contact")
+                .map(addr_uri)
+                .unwrap_or(addr_uri(from))
+                .to_owned(),
+            dest: source,
+            transport,
+            cseq: 0,
+        }
+    }
 }
 
 impl B2bCall {

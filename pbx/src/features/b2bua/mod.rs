@@ -114,21 +114,7 @@ pub fn start(
         .first()
         .cloned()
         .unwrap_or_else(|| crate::sip::format_host(&our.advertised.ip()));
-    let a = Leg {
-        call_id: a_req.call_id().to_owned(),
-        local_tag: engine.new_tag(),
-        remote_tag: param(from, "tag").map(str::to_owned),
-        local_uri: addr_uri(a_req.header("To").unwrap_or("")).to_owned(),
-        remote_uri: addr_uri(from).to_owned(),
-        remote_target: a_req
-            .header("Contact")
-            .map(addr_uri)
-            .unwrap_or(addr_uri(from))
-            .to_owned(),
-        dest: source,
-        transport,
-        cseq: 0,
-    };
+    let a = Leg::answering(&a_req, engine.new_tag(), source, transport);
     // Towards a trunk: the caller ID of the extension (`caller_id`).
     let identity = crate::features::caller_id::outgoing(&cfg, &a_req, origin, &targets);
     let b = Leg {

@@ -26,7 +26,7 @@ use crate::config::{Mode, Transport};
 use crate::features::decision::Decision;
 use crate::features::outbound::Origin;
 use crate::features::state::Engine;
-use crate::sip::{addr_uri, param, response_to, Message, Uri};
+use crate::sip::{param, response_to, Message, Uri};
 
 /// The parked calls by slot, and retrievals in progress.
 #[derive(Default)]
@@ -224,22 +224,7 @@ pub fn take(
     else {
         return reply(404, "Not Found: Nothing Parked There", vec![]);
     };
-    let from = msg.header("From").unwrap_or("");
-    let leg = Leg {
-        call_id: msg.call_id().to_owned(),
-        local_tag: engine.new_tag(),
-        remote_tag: param(from, "tag").map(str::to_owned),
-        local_uri: addr_uri(msg.header("To").unwrap_or("")).to_owned(),
-        remote_uri: addr_uri(from).to_owned(),
-        remote_target: msg
-            .header("Contact")
-            .map(addr_uri)
-            .unwrap_or(addr_uri(from))
-            .to_owned(),
-        dest: source,
-        transport,
-        cseq: 0,
-    };
+    let leg = Leg::answering(msg, engine.new_tag(), source, transport);
     let mut retrievals = engine.parking().retrievals.lock();
     let mut c = call.lock();
     if c.transfer.is_some() || retrievals.contains_key(&c.a.call_id) {

@@ -21,7 +21,7 @@ use crate::features::decision::Decision;
 use crate::features::forwarding::Effective;
 use crate::features::outbound::Origin;
 use crate::features::state::Engine;
-use crate::sip::{addr_uri, param, response_to, Message, StartLine};
+use crate::sip::{param, response_to, Message, StartLine};
 
 pub mod conference;
 pub mod endpoint;
@@ -317,22 +317,7 @@ pub fn answer(
     let ip = crate::features::nat::address_for(&cfg, source)
         .unwrap_or_else(|| engine.socket_for(transport, v6).advertised.ip());
     let answer_sdp = sdp::answer(&offer, ip, endpoint.local_port, 1, 1);
-    let from = msg.header("From").unwrap_or("");
-    let leg = Leg {
-        call_id: msg.call_id().to_owned(),
-        local_tag: engine.new_tag(),
-        remote_tag: param(from, "tag").map(str::to_owned),
-        local_uri: addr_uri(msg.header("To").unwrap_or("")).to_owned(),
-        remote_uri: addr_uri(from).to_owned(),
-        remote_target: msg
-            .header("Contact")
-            .map(addr_uri)
-            .unwrap_or(addr_uri(from))
-            .to_owned(),
-        dest: source,
-        transport,
-        cseq: 0,
-    };
+    let leg = Leg::answering(msg, engine.new_tag(), source, transport);
     let mut ok = response_to(msg, 200, "OK", Some(&leg.local_tag));
     ok.add_header("Contact", contact_for(engine, transport, source));
     ok.add_header("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO".into());
@@ -432,6 +417,19 @@ pub async fn pause(dialog: &Dialog, ticks: u32) -> bool {
         _ = sleep => !dialog.is_ended(),
         _ = dialog.hangup.notified() => false,
     }
+}
+
+/// A new identifier of a stored message or recording: milliseconds since
+/// the epoch (so names sort by time) and a random suffix.
+pub fn new_id() -> String {
+    format!(
+        "{}-{:04x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis(),
+        rand::random::<u16>()
+    )
 }
 
 /// A new request of ours in the call's dialog, with its destination.

@@ -168,14 +168,7 @@ pub fn start(engine: &Arc<Engine>, relay: &Relay, call_id: &str, caller: &str, c
     if !relay.tap(capture.clone()) {
         return;
     }
-    let id = format!(
-        "{}-{:04x}",
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis(),
-        rand::random::<u16>()
-    );
+    let id = super::new_id();
     let note = Note {
         call_id: call_id.to_owned(),
         caller: caller.to_owned(),

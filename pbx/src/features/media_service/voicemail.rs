@@ -30,6 +30,10 @@ const MIN_MESSAGE_MS: u64 = 500;
 const PIN_TRIES: u32 = 3;
 /// Ticks the mailbox menu waits for a key before hanging up (30 s).
 const MENU_TICKS: u32 = 1500;
+/// The prompt played before the beep when the owner recorded no greeting.
+pub const DEFAULT_GREETING: &str = "vm-greeting";
+/// Longest greeting (ticks of 20 ms: 60 s).
+const GREETING_TICKS: u128 = 3000;
 
 #[derive(Default)]
 pub struct Voicemail {
@@ -154,6 +158,13 @@ impl Voicemail {
         wav::parse(&bytes).ok().map(|a| a.channel(0))
     }
 
+    /// The greeting the owner recorded, if any.
+    pub fn greeting(&self, mailbox: &str) -> Option<Vec<i16>> {
+        let path = self.mailbox_dir(mailbox)?.join("greeting.wav");
+        let bytes = std::fs::read(path).ok()?;
+        wav::parse(&bytes).ok().map(|a| a.channel(0))
+    }
+
     fn set_heard(&self, mailbox: &str, id: &str) {
         let Some(dir) = self.mailbox_dir(mailbox) else {
             return;
@@ -258,17 +269,19 @@ pub async fn leave(engine: &Arc<Engine>, dialog: &Arc<Dialog>, mailbox: &str) {
         tracing::warn!(error = %e, mailbox, "cannot create the mailbox directory");
         return;
     }
+    // The owner's greeting, else the default one of the prompt store.
+    let greeting = vm
+        .greeting(mailbox)
+        .or_else(|| engine.media().prompts.get(DEFAULT_GREETING));
+    if let Some(g) = greeting {
+        if !play(dialog, &g).await {
+            return;
+        }
+    }
     if !play(dialog, &tones::samples(tones::BEEP)).await {
         return;
     }
-    let id = format!(
-        "{}-{:04x}",
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis(),
-        rand::random::<u16>()
-    );
+    let id = super::new_id();
     let part = dir.join(format!("{id}.part"));
     let mut writer = match wav::Writer::create(&part, 1) {
         Ok(w) => w,
@@ -279,35 +292,13 @@ pub async fn leave(engine: &Arc<Engine>, dialog: &Arc<Dialog>, mailbox: &str) {
     };
     let received = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let received_unix = unix_now();
-    let max_ticks = cfg.voicemail.max_message.as_millis() / 20;
-    dialog.endpoint.clear_keys();
-    let mut tick = ticker();
-    let mut by_key = false;
-    let mut started = false;
-    for _ in 0..max_ticks {
-        tick.tick().await;
-        if dialog.is_ended() {
-            break;
-        }
-        if dialog.endpoint.take_key() == Some('#') {
-            by_key = true;
-            break;
-        }
-        dialog.endpoint.send(&SILENCE);
-        let frame = match dialog.endpoint.take_frame() {
-            Played::Frame(f) => {
-                started = true;
-                f
-            }
-            // Before the first packet: nothing to keep yet.
-            _ if !started => continue,
-            _ => SILENCE,
-        };
-        if let Err(e) = writer.write(&frame) {
-            tracing::warn!(error = %e, mailbox, "voicemail message cut short");
-            break;
-        }
-    }
+    let by_key = record(
+        dialog,
+        &mut writer,
+        cfg.voicemail.max_message.as_millis() / 20,
+        mailbox,
+    )
+    .await;
     let duration = match writer.finish() {
         Ok(ms) => ms,
         Err(e) => {
@@ -428,10 +419,80 @@ pub async fn listen(engine: &Arc<Engine>, dialog: &Arc<Dialog>, mailbox: &str) {
                     return;
                 }
             }
+            '0' => {
+                // The owner records its greeting: beep, speak, #.
+                if !record_greeting(engine, dialog, mailbox).await {
+                    return;
+                }
+            }
             '#' => return,
             _ => {}
         }
     }
+}
+
+/// Records the greeting of `mailbox`; false when the call ended.
+async fn record_greeting(engine: &Arc<Engine>, dialog: &Arc<Dialog>, mailbox: &str) -> bool {
+    let vm = &engine.media().voicemail;
+    let Some(dir) = vm.mailbox_dir(mailbox) else {
+        return false;
+    };
+    if std::fs::create_dir_all(&dir).is_err() || !play(dialog, &tones::samples(tones::BEEP)).await {
+        return false;
+    }
+    let part = dir.join("greeting.part");
+    let Ok(mut writer) = wav::Writer::create(&part, 1) else {
+        return false;
+    };
+    let by_key = record(dialog, &mut writer, GREETING_TICKS, mailbox).await;
+    match writer.finish() {
+        Ok(ms) if ms >= MIN_MESSAGE_MS => {
+            if std::fs::rename(&part, dir.join("greeting.wav")).is_ok() {
+                tracing::info!(
+                    mailbox,
+                    duration = ms,
+                    "voicemail greeting recorded by phone"
+                );
+            }
+        }
+        _ => {
+            let _ = std::fs::remove_file(&part);
+        }
+    }
+    by_key && play(dialog, &tones::samples(tones::MESSAGE_MARK)).await
+}
+
+/// Writes what the caller says into `writer` (from its first packet, with
+/// silence for lost ones) until #, the call's end or `max_ticks`; true when
+/// # ended it.
+async fn record(dialog: &Dialog, writer: &mut wav::Writer, max_ticks: u128, mailbox: &str) -> bool {
+    dialog.endpoint.clear_keys();
+    let mut tick = ticker();
+    let mut started = false;
+    for _ in 0..max_ticks {
+        tick.tick().await;
+        if dialog.is_ended() {
+            return false;
+        }
+        if dialog.endpoint.take_key() == Some('#') {
+            return true;
+        }
+        dialog.endpoint.send(&SILENCE);
+        let frame = match dialog.endpoint.take_frame() {
+            Played::Frame(f) => {
+                started = true;
+                f
+            }
+            // Before the first packet: nothing to keep yet.
+            _ if !started => continue,
+            _ => SILENCE,
+        };
+        if let Err(e) = writer.write(&frame) {
+            tracing::warn!(error = %e, mailbox, "recording cut short");
+            return false;
+        }
+    }
+    false
 }
 
 /// The next key, silence played meanwhile; None when the call ended or
