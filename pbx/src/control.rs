@@ -262,6 +262,22 @@ impl Handler for Control {
                 tracing::info!(name, duration, "prompt uploaded");
                 Ok(json!({ "duration": duration }))
             }
+            "besip-pbx:fetch-audio" | "fetch-audio" => {
+                let (Some(kind), Some(id)) = (
+                    input.get("kind").and_then(Value::as_str),
+                    input.get("id").and_then(Value::as_str),
+                ) else {
+                    return Err(HandlerError::invalid_params(
+                        "fetch-audio needs inputs 'kind' and 'id'",
+                    ));
+                };
+                let mailbox = input.get("mailbox").and_then(Value::as_str);
+                let bytes =
+                    crate::features::media_service::fetch_audio(&self.engine, kind, mailbox, id)
+                        .map_err(HandlerError::invalid_params)?;
+                use base64::Engine as _;
+                Ok(json!({ "audio": base64::engine::general_purpose::STANDARD.encode(bytes) }))
+            }
             "besip-pbx:kick-participant" | "kick-participant" => {
                 let Some(room) = input.get("room").and_then(Value::as_str) else {
                     return Err(HandlerError::invalid_params(

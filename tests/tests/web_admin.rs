@@ -690,6 +690,11 @@ fn start_chromedriver() -> (Driver, u16) {
 }
 
 async fn browser(driver_port: u16, profile: &std::path::Path) -> Client {
+    browser_js(driver_port, profile, false).await
+}
+
+/// `javascript`: page scripts on (the player test reads the audio element).
+async fn browser_js(driver_port: u16, profile: &std::path::Path, javascript: bool) -> Client {
     let mut caps = serde_json::Map::new();
     caps.insert("acceptInsecureCerts".into(), json!(true));
     caps.insert(
@@ -701,7 +706,7 @@ async fn browser(driver_port: u16, profile: &std::path::Path) -> Client {
                      "--disable-dev-shm-usage", "--window-size=1200,1400",
                      format!("--user-data-dir={}", profile.display())],
             // JavaScript off: every step of the test works with plain forms.
-            "prefs": {"profile.managed_default_content_settings.javascript": 2}
+            "prefs": {"profile.managed_default_content_settings.javascript": if javascript { 1 } else { 2 }}
         }),
     );
     ClientBuilder::native()
@@ -972,4 +977,240 @@ fn a_person_adds_an_extension_in_chromium_commits_and_rolls_back() {
         "{}",
         r.body
     );
+}
+
+/// Starts `besip up` with the web administration on `web` and SIP on `sip`.
+fn up_with_web(web: u16, sip: u16) -> Up {
+    let root = TempRoot::new();
+    let mut child = Command::new(bin_path("besip"))
+        .args(["up", "--root"])
+        .arg(root.path())
+        .args(["--netconf-port", &free_tcp_port().to_string()])
+        .args(["--sip-port", &sip.to_string()])
+        .args(["--sip-tls-port", &free_tcp_port().to_string()])
+        .args(["--stun-port", &free_port().to_string()])
+        .args(["--web-port", &web.to_string()])
+        .args(["--panel-port", &free_tcp_port().to_string()])
+        .args(["--web-http-port", "0"])
+        .args(["--admin-password", ADMIN_PASSWORD])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start besip up");
+    let stdout = child.stdout.take().expect("stdout");
+    let up = Up { child, _root: root };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut banner = String::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !banner.contains("Press Ctrl-C") {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => banner.push_str(&(line + "\n")),
+            Err(_) => panic!("besip up did not come up: {banner}"),
+        }
+    }
+    up
+}
+
+#[test]
+fn voicemail_and_recordings_play_in_chromium() {
+    use besip_tests::pbx::callee_answers;
+    use besip_tests::pbx::media_phone::{media_caller, MediaPhone};
+    if !have_sipp() {
+        eprintln!("SKIP: sipp not installed");
+        return;
+    }
+    let (web, sip) = (free_tcp_port(), free_port());
+    let _up = up_with_web(web, sip);
+    let base = format!("https://127.0.0.1:{web}");
+    let admin = format!("admin:{ADMIN_PASSWORD}");
+    // 101 has a mailbox, 102's calls are recorded (B2BUA mode).
+    let body = r#"{"besip-pbx:pbx":{"mode":"b2bua","domain":"besip.test","extension":[{"number":"100","password":"pw100-secret"},{"number":"101","password":"pw101-secret","voicemail":{"enabled":true}},{"number":"102","password":"pw102-secret","record-calls":"always"}]}}"#;
+    let r = curl(&[
+        "-u",
+        &admin,
+        "-X",
+        "PATCH",
+        "-H",
+        "Content-Type: application/yang-data+json",
+        "--data-binary",
+        body,
+        &format!("{base}/restconf/data/besip-pbx:pbx"),
+    ]);
+    assert_eq!(r.status, 204, "{}", r.body);
+    let sipp = Sipp::new();
+    let auth = [
+        "-au",
+        "100",
+        "-ap",
+        "pw100-secret",
+        "-auth_uri",
+        "besip.test",
+    ];
+
+    // A message for 101 (not registered: its mailbox answers).
+    let phone = MediaPhone::start(700.0);
+    let call = sipp.spawn(
+        "leave",
+        &media_caller("100", "101", &phone.sdp(), None),
+        free_port(),
+        sip,
+        &auth,
+    );
+    let t = Instant::now();
+    phone.wait_peer();
+    while !phone.heard_tone_since(t, 1000.0) {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "no beep from the mailbox"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    phone.press("#");
+    assert!(sipp.wait(call).success, "the message call failed");
+
+    // A recorded call to 102: its phone talks into the relay.
+    let uas_port = free_port();
+    let reg = sipp.run(
+        "register-102",
+        &register_scenario("102", 600, 200),
+        uas_port,
+        sip,
+        &[
+            "-au",
+            "102",
+            "-ap",
+            "pw102-secret",
+            "-auth_uri",
+            "besip.test",
+        ],
+    );
+    assert!(reg.success, "{}", reg.log);
+    let callee = MediaPhone::start(1300.0);
+    let uas = sipp.spawn(
+        "callee-102",
+        &callee_answers(0).replace("[media_port]", &callee.port.to_string()),
+        uas_port,
+        sip,
+        &[],
+    );
+    let caller = MediaPhone::start(0.0);
+    let call = sipp.spawn(
+        "record",
+        &media_caller("100", "102", &caller.sdp(), Some(3000)),
+        free_port(),
+        sip,
+        &auth,
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let st = curl(&[
+            "-u",
+            &admin,
+            "-H",
+            "Accept: application/yang-data+json",
+            &format!("{base}/restconf/data/besip-pbx:pbx/nat-state"),
+        ]);
+        let v: serde_json::Value = serde_json::from_str(&st.body).unwrap_or_default();
+        let port = v
+            .pointer("/besip-pbx:nat-state/relay/0/callee-rtp-port")
+            .and_then(|p| p.as_u64());
+        if let Some(p) = port {
+            callee.set_peer((std::net::Ipv4Addr::LOCALHOST, p as u16).into());
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the recorded call passed no relay: {}",
+            st.body
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(sipp.wait(call).success, "the recorded call failed");
+    assert!(sipp.wait(uas).success, "102's phone failed");
+    std::thread::sleep(Duration::from_millis(1000));
+
+    let (_driver, driver_port) = start_chromedriver();
+    let profile = tempfile::tempdir().expect("profile dir");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let c = browser_js(driver_port, profile.path(), true).await;
+        c.goto(&format!("{base}/admin/media")).await.expect("open");
+        type_into(&c, "#user", "admin").await;
+        type_into(&c, "#password", ADMIN_PASSWORD).await;
+        click(&c, "#login-button").await;
+        wait_path(&c, "/admin/media").await;
+        let vm = text(&c, "#voicemail").await;
+        assert!(
+            vm.contains("101") && vm.contains("sip:100@besip.test"),
+            "{vm}"
+        );
+        let rec = text(&c, "#recordings").await;
+        assert!(rec.contains("102"), "{rec}");
+        // Each player loads its audio: metadata read, a duration of seconds.
+        for table in ["#voicemail", "#recordings"] {
+            let script = format!(
+                "const a = document.querySelector('{table} audio'); const done = arguments[0];\
+                 if (a.readyState >= 1) {{ done(a.duration); return; }}\
+                 a.addEventListener('loadedmetadata', () => done(a.duration));\
+                 a.addEventListener('error', () => done(-1)); a.load();"
+            );
+            let duration = c
+                .execute_async(&script, vec![])
+                .await
+                .expect("audio element");
+            let secs = duration.as_f64().unwrap_or(-1.0);
+            assert!(
+                secs > 0.5 && secs < 10.0,
+                "{table}: the player's audio did not load ({duration})"
+            );
+        }
+        if let Ok(shot) = c.screenshot().await {
+            let artifacts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("artifacts");
+            let _ = std::fs::create_dir_all(&artifacts);
+            let _ = std::fs::write(artifacts.join("web-admin-media.png"), shot);
+        }
+        c.close().await.expect("close");
+    });
+    // The download is the WAV; a bad id and no session are refused.
+    let b = Browser::new(&base);
+    let page = b.get("/admin/login");
+    let login = b.post(
+        "/admin/login",
+        &[
+            ("csrf", &page.csrf()),
+            ("user", "admin"),
+            ("password", ADMIN_PASSWORD),
+        ],
+    );
+    assert!(
+        login.status == 303 || login.status == 302,
+        "{}",
+        login.status
+    );
+    let list = b.get("/admin/media");
+    let src_at = list
+        .body
+        .find("/admin/audio/recording/")
+        .expect("a recording link");
+    let src = &list.body[src_at..src_at + list.body[src_at..].find('"').unwrap()];
+    let wav = b.get(&format!("{src}?download=1"));
+    assert_eq!(wav.status, 200);
+    assert!(wav
+        .header("content-disposition")
+        .unwrap_or_default()
+        .starts_with("attachment"));
+    assert!(wav
+        .header("content-type")
+        .unwrap_or_default()
+        .starts_with("audio/wav"));
+    assert_eq!(b.get("/admin/audio/recording/..%2Fetc.wav").status, 404);
+    assert_eq!(b.get("/admin/audio/recording/nope-0000.wav").status, 404);
+    let stranger = curl(&["-o", "/dev/null", &format!("{base}{src}")]);
+    assert_ne!(stranger.status, 200, "audio served without a session");
 }

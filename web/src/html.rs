@@ -65,7 +65,7 @@ fn secure(mut r: Response) -> Response {
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
-            "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+            "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; media-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
         ),
     );
     h.insert(
@@ -121,7 +121,7 @@ pub fn page(
         nav.push_str("</details>");
     }
     nav.push_str(
-        "<a href=\"/admin/bans\">current bans</a><a href=\"/admin/changes\">Changes</a>\
+        "<a href=\"/admin/bans\">current bans</a><a href=\"/admin/media\">voicemail and recordings</a><a href=\"/admin/changes\">Changes</a>\
 <a href=\"/admin/history\">History</a><a href=\"/admin/transfer\">Export / import</a></nav>",
     );
     let notice = notice

@@ -6,6 +6,7 @@ pub mod config;
 pub mod edit;
 pub mod field_html;
 pub mod login;
+pub mod media;
 pub mod save;
 pub mod state;
 pub mod transfer;
@@ -51,8 +52,12 @@ pub async fn get<B: Backend>(
             _ => crate::not_found(user),
         };
     }
+    if let Some(rest) = path.strip_prefix("/admin/audio/") {
+        return media::audio(web, user, rest, query).await;
+    }
     match path {
         "/admin/" => overview(web, user, host).await,
+        "/admin/media" => media::show(web, user).await,
         "/admin/changes" => changes::show(web, user, query).await,
         "/admin/history" => changes::history(web, user, query).await,
         "/admin/bans" => bans::show(web, user, query).await,

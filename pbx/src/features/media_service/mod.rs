@@ -478,3 +478,37 @@ pub fn refer(engine: &Arc<Engine>, dialog: &Dialog, target: &str) {
     tracing::info!(call_id = %dialog.call_id, %target, "caller transferred by REFER");
     send_request_tx(engine, req, dest, transport);
 }
+
+/// Largest file `fetch-audio` hands out (the IPC message limit is 16 MB).
+const MAX_FETCH: u64 = 10 * 1024 * 1024;
+
+/// The WAV of voicemail message `id` of `mailbox`, or of recording `id`.
+pub fn fetch_audio(
+    engine: &Engine,
+    kind: &str,
+    mailbox: Option<&str>,
+    id: &str,
+) -> Result<Vec<u8>, String> {
+    let valid = |v: &str| {
+        !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    if !valid(id) {
+        return Err("id: letters, digits and - only".into());
+    }
+    let path = match (kind, mailbox) {
+        ("voicemail", Some(m)) => engine.media().voicemail.file(m, id),
+        ("voicemail", None) => return Err("a voicemail message needs its mailbox".into()),
+        ("recording", _) => engine.media().recordings.file(id),
+        _ => return Err(format!("unknown kind '{kind}'")),
+    }
+    .ok_or("no such message or recording")?;
+    let size = std::fs::metadata(&path)
+        .map_err(|_| "no such message or recording")?
+        .len();
+    if size > MAX_FETCH {
+        return Err(format!(
+            "the file is {size} bytes, over the 10 MB fetch-audio hands out"
+        ));
+    }
+    std::fs::read(path).map_err(|e| e.to_string())
+}

@@ -117,6 +117,12 @@ impl Recordings {
         out
     }
 
+    /// The WAV file of recording `id`, when it exists (`id` checked by the caller).
+    pub fn file(&self, id: &str) -> Option<PathBuf> {
+        let path = self.dir.lock().as_ref()?.join(format!("{id}.wav"));
+        path.is_file().then_some(path)
+    }
+
     fn delete(&self, id: &str) {
         if let Some(dir) = self.dir.lock().clone() {
             let _ = std::fs::remove_file(dir.join(format!("{id}.wav")));

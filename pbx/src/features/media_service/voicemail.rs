@@ -158,6 +158,15 @@ impl Voicemail {
         wav::parse(&bytes).ok().map(|a| a.channel(0))
     }
 
+    /// The WAV file of message `id` of `mailbox`, when it exists.
+    pub fn file(&self, mailbox: &str, id: &str) -> Option<std::path::PathBuf> {
+        if !valid_id(id) {
+            return None;
+        }
+        let path = self.mailbox_dir(mailbox)?.join(format!("{id}.wav"));
+        path.is_file().then_some(path)
+    }
+
     /// The greeting the owner recorded, if any.
     pub fn greeting(&self, mailbox: &str) -> Option<Vec<i16>> {
         let path = self.mailbox_dir(mailbox)?.join("greeting.wav");
