@@ -164,3 +164,79 @@ fn a_recorded_extensions_call_is_kept_as_stereo_wav() {
         "right channel holds {fr} Hz, not the callee's 1400"
     );
 }
+
+#[test]
+fn an_on_demand_recording_runs_between_two_toggle_codes() {
+    if !have_sipp() {
+        eprintln!("sipp missing: skipped");
+        return;
+    }
+    let port = free_port();
+    let uci = b2bua_config(
+        port,
+        "\toption rtp_port_min '45200'\n\toption rtp_port_max '45399'\n",
+    );
+    let uci = with_ext(&uci, "101", "\toption record_calls 'on-demand'\n");
+    let pbx = Pbx::start(&uci, port);
+    let sipp = Sipp::new();
+    let uas_port = free_port();
+    register(&sipp, "101", uas_port, port);
+    let (a, b) = (MediaPhone::start(600.0), MediaPhone::start(1400.0));
+    let uas = sipp.spawn(
+        "uas",
+        &callee_answers(0).replace("[media_port]", &b.port.to_string()),
+        uas_port,
+        port,
+        &[],
+    );
+    let caller = sipp.spawn(
+        "caller",
+        &media_caller("100", "101", &a.sdp(), Some(5000)),
+        free_port(),
+        port,
+        &["-au", "100", "-ap", "pw100"],
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (pa, pb) = loop {
+        if let Some(p) = relay_ports(&pbx) {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "on-demand call not anchored");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let lo = std::net::Ipv4Addr::LOCALHOST;
+    a.set_peer((lo, pa).into());
+    b.set_peer((lo, pb).into());
+    std::thread::sleep(Duration::from_millis(1000));
+    // The callee keys *1, talks 2 s, keys *1 again; the call goes on.
+    b.press("*1");
+    std::thread::sleep(Duration::from_millis(2000));
+    b.press("*1");
+    let c = sipp.wait(caller);
+    assert!(c.success, "caller:\n{}", c.log);
+    let u = sipp.wait(uas);
+    assert!(u.success, "callee:\n{}", u.log);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let list = loop {
+        let l = recordings(&pbx);
+        if !l.is_empty() {
+            break l;
+        }
+        assert!(Instant::now() < deadline, "no on-demand recording kept");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let duration = list[0]["duration"].as_u64().unwrap();
+    // Between the two codes only (keys are 200 ms apart), not the 5 s call.
+    assert!(
+        (1500..=3200).contains(&duration),
+        "on-demand recording lasted {duration} ms"
+    );
+    let file = pbx
+        .root
+        .path()
+        .join("var/lib/besip/recordings")
+        .join(format!("{}.wav", list[0]["id"].as_str().unwrap()));
+    let (_, samples) = wav(&file);
+    let right: Vec<i16> = samples.iter().skip(1).step_by(2).copied().collect();
+    assert!((dominant_frequency(&right, 8000) - 1400.0).abs() <= 10.0);
+}

@@ -122,7 +122,11 @@ pub struct Recording {
     pub retention: Duration,
     pub max_recordings: usize,
     pub max_length: Duration,
+    /// Extensions recorded always.
     pub extensions: std::collections::HashSet<String>,
+    /// Extensions recorded while a party keyed `toggle_code`.
+    pub on_demand: std::collections::HashSet<String>,
+    pub toggle_code: String,
 }
 
 pub fn recording(pbx: &Pbx) -> Recording {
@@ -137,6 +141,13 @@ pub fn recording(pbx: &Pbx) -> Recording {
             .filter(|e| e.record_calls == model::ExtensionRecordCalls::Always)
             .map(|e| e.number.clone())
             .collect(),
+        on_demand: pbx
+            .extension
+            .iter()
+            .filter(|e| e.record_calls == model::ExtensionRecordCalls::OnDemand)
+            .map(|e| e.number.clone())
+            .collect(),
+        toggle_code: r.toggle_code.clone(),
     }
 }
 

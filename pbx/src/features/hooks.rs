@@ -132,7 +132,13 @@ impl Hooks for Features {
         nat_proxy::every_second(engine, tick);
         presence::tick(engine);
         if tick.is_multiple_of(3600) {
-            engine.media().voicemail.expire(&engine.config());
+            // Directory scans: off the runtime's threads.
+            let engine = engine.clone();
+            tokio::task::spawn_blocking(move || {
+                let cfg = engine.config();
+                engine.media().voicemail.expire(&cfg);
+                engine.media().recordings.expire(&cfg);
+            });
         }
     }
 }

@@ -24,6 +24,7 @@ use crate::call::branches::{send_branches, track_call};
 use crate::call::client::send_request_tx;
 use crate::call::{BranchInfo, Outgoing, Target};
 use crate::config::Transport;
+use crate::features::media_service::recording::Wanted;
 use crate::sip::{addr_uri, param, response_to, Message, StartLine};
 
 /// Our Contact for `peer` (NAT: the address that peer can reach).
@@ -156,12 +157,13 @@ pub fn start(
         source,
         first.dest,
         &mut base,
-        media_crypto.is_some() || record || cfg.music_on_hold.is_some(),
+        media_crypto.is_some() || record != Wanted::No || cfg.music_on_hold.is_some(),
     );
-    if let (true, Some(r)) = (record, &relay) {
+    if let (true, Some(r)) = (record != Wanted::No, &relay) {
         crate::features::media_service::recording::start(
             engine,
             r,
+            record,
             a_req.call_id(),
             addr_uri(from),
             dialled,

@@ -40,16 +40,60 @@ pub struct Note {
     pub duration: u64,
 }
 
-/// What the relay's tap fills: one jitter buffer per side.
+/// Whether a call is recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wanted {
+    No,
+    Always,
+    /// While a party keyed the toggle code.
+    OnDemand,
+}
+
+/// What the relay's tap fills: one jitter buffer per side; for an
+/// on-demand recording, the keys each side pressed and whether it runs.
 struct Capture {
     sides: Mutex<[JitterBuffer; 2]>,
+    running: std::sync::atomic::AtomicBool,
+    /// The toggle code, when the recording is on demand.
+    toggle: Option<String>,
+    keys: Mutex<[(besip_media::dtmf::Detector, String); 2]>,
+}
+
+impl Capture {
+    /// A key pressed on side `side`: toggles when the code is complete.
+    fn key(&self, side: usize, key: char) {
+        let Some(code) = &self.toggle else { return };
+        let mut keys = self.keys.lock();
+        let typed = &mut keys[side].1;
+        typed.push(key);
+        if typed.len() > code.len() {
+            typed.remove(0);
+        }
+        if typed == code {
+            typed.clear();
+            let running = !self.running.load(std::sync::atomic::Ordering::Relaxed);
+            self.running
+                .store(running, std::sync::atomic::Ordering::Relaxed);
+            tracing::info!(running, "on-demand recording toggled");
+        }
+    }
 }
 
 impl Tap for Capture {
     fn packet(&self, from_a: bool, packet: &[u8]) {
         let Some(h) = rtp::parse(packet) else { return };
         let Some(law) = Law::from_payload_type(h.payload_type) else {
-            return; // telephone-events, other codecs: not audio we write
+            // A dynamic payload of 4 bytes is taken for an RFC 4733 event
+            // (the relay does not read the SDP's rtpmap).
+            let payload = &packet[h.payload.0..h.payload.1];
+            if self.toggle.is_some() && h.payload_type >= 96 && payload.len() == 4 {
+                let side = usize::from(!from_a);
+                let key = self.keys.lock()[side].0.packet(h.timestamp, payload);
+                if let Some(k) = key {
+                    self.key(side, k);
+                }
+            }
+            return;
         };
         let payload = &packet[h.payload.0..h.payload.1];
         let mut sides = self.sides.lock();
@@ -79,15 +123,22 @@ fn user_of(uri: &str) -> Option<String> {
 }
 
 /// Whether a call from `caller_ext` to `dialled` is recorded.
-pub fn wanted(cfg: &Config, caller_ext: Option<&str>, dialled: &str) -> bool {
-    let rec = &cfg.recording.extensions;
-    if rec.is_empty() {
-        return false;
+pub fn wanted(cfg: &Config, caller_ext: Option<&str>, dialled: &str) -> Wanted {
+    let r = &cfg.recording;
+    if r.extensions.is_empty() && r.on_demand.is_empty() {
+        return Wanted::No;
     }
-    caller_ext.is_some_and(|e| rec.contains(e))
-        || user_of(dialled)
-            .and_then(|u| cfg.resolve_user(&u).map(|e| e.number.clone()))
-            .is_some_and(|e| rec.contains(&e))
+    let callee = user_of(dialled).and_then(|u| cfg.resolve_user(&u).map(|e| e.number.clone()));
+    let parties = [caller_ext.map(str::to_owned), callee];
+    let any =
+        |set: &std::collections::HashSet<String>| parties.iter().flatten().any(|p| set.contains(p));
+    if any(&r.extensions) {
+        Wanted::Always
+    } else if any(&r.on_demand) {
+        Wanted::OnDemand
+    } else {
+        Wanted::No
+    }
 }
 
 impl Recordings {
@@ -164,12 +215,23 @@ impl Recordings {
 }
 
 /// Starts recording the call whose media `relay` carries (side A the caller).
-pub fn start(engine: &Arc<Engine>, relay: &Relay, call_id: &str, caller: &str, callee: &str) {
+pub fn start(
+    engine: &Arc<Engine>,
+    relay: &Relay,
+    wanted: Wanted,
+    call_id: &str,
+    caller: &str,
+    callee: &str,
+) {
     let Some(dir) = engine.media().recordings.dir.lock().clone() else {
         return;
     };
+    let on_demand = wanted == Wanted::OnDemand;
     let capture = Arc::new(Capture {
         sides: Mutex::new([JitterBuffer::default(), JitterBuffer::default()]),
+        running: std::sync::atomic::AtomicBool::new(!on_demand),
+        toggle: on_demand.then(|| engine.config().recording.toggle_code.clone()),
+        keys: Mutex::new(Default::default()),
     });
     if !relay.tap(capture.clone()) {
         return;
@@ -195,13 +257,8 @@ async fn write(
     mut note: Note,
 ) {
     let part = dir.join(format!("{id}.part"));
-    let mut writer = match wav::Writer::create(&part, 2) {
-        Ok(w) => w,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot write a call recording");
-            return;
-        }
-    };
+    // Opened when the recording first runs (an on-demand one may never).
+    let mut writer: Option<wav::Writer> = None;
     let max_ticks = engine.config().recording.max_length.as_millis() / 20;
     let mut tick = ticker();
     let mut started = false;
@@ -215,9 +272,21 @@ async fn write(
             (sides[0].pop(), sides[1].pop())
         };
         let heard = matches!(a, Played::Frame(_)) || matches!(b, Played::Frame(_));
-        if !started && !heard {
+        if !capture.running.load(std::sync::atomic::Ordering::Relaxed) || (!started && !heard) {
             continue;
         }
+        if writer.is_none() {
+            match wav::Writer::create(&part, 2) {
+                Ok(w) => writer = Some(w),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot write a call recording");
+                    return;
+                }
+            }
+        }
+        let Some(writer) = writer.as_mut() else {
+            return;
+        };
         started = true;
         ticks += 1;
         for (side, played) in [a, b].into_iter().enumerate() {
@@ -237,6 +306,9 @@ async fn write(
             let _ = writer.flush();
         }
     }
+    let Some(writer) = writer else {
+        return; // never started (on demand, not asked for)
+    };
     note.duration = match writer.finish() {
         Ok(ms) => ms,
         Err(e) => {
@@ -254,5 +326,6 @@ async fn write(
         }
         Err(e) => tracing::warn!(error = %e, "cannot file a call recording"),
     }
-    engine.media().recordings.expire(&engine.config());
+    // The count limit right away; a scan of the notes, off the runtime.
+    tokio::task::spawn_blocking(move || engine.media().recordings.expire(&engine.config()));
 }

@@ -270,7 +270,6 @@ pub async fn leave(engine: &Arc<Engine>, dialog: &Arc<Dialog>, mailbox: &str) {
     let vm = &engine.media().voicemail;
     let _session = Session::start(&vm.sessions);
     let cfg = engine.config();
-    vm.expire(&cfg);
     let Some(dir) = vm.mailbox_dir(mailbox) else {
         return;
     };
