@@ -221,6 +221,8 @@ pub struct Config {
     pub recording: media::Recording,
     /// /pbx/music-on-hold, when enabled: the prompt played.
     pub music_on_hold: Option<String>,
+    /// /pbx/media-max-calls
+    pub media_max_calls: usize,
 }
 
 /// The shared location (/pbx/cluster).
@@ -584,6 +586,7 @@ impl Config {
             ivrs,
             recording,
             music_on_hold,
+            media_max_calls: pbx.media_max_calls as usize,
         })
     }
 

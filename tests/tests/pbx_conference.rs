@@ -308,6 +308,52 @@ fn pin_room_admits_the_right_pin_and_locks_for_its_admin() {
 }
 
 #[test]
+fn a_flood_of_calls_stops_at_media_max_calls() {
+    if !have_sipp() {
+        eprintln!("sipp missing: skipped");
+        return;
+    }
+    let port = free_port();
+    let uci = base(port, "b2bua", "\toption media_max_calls '2'\n") + ROOMS;
+    let pbx = Pbx::start(&uci, port);
+    let sipp = Sipp::new();
+    let mut calls = Vec::new();
+    let mut phones = Vec::new();
+    for (i, user) in ["100", "101"].iter().enumerate() {
+        let phone = MediaPhone::start(0.0);
+        let pw = format!("pw{user}");
+        calls.push(sipp.spawn(
+            &format!("in-{user}"),
+            &media_caller(user, "800", &phone.sdp(), None),
+            free_port(),
+            port,
+            &["-au", user, "-ap", &pw],
+        ));
+        phone.wait_peer();
+        wait_participants(&pbx, "800", i as u64 + 1);
+        phones.push(phone);
+    }
+    // The third call to any service is refused at once, whatever the room allows.
+    let third = MediaPhone::start(0.0);
+    let refused = sipp.run(
+        "third",
+        &media_caller_refused("102", "800", &third.sdp(), 503),
+        free_port(),
+        port,
+        &["-au", "102", "-ap", "pw102"],
+    );
+    assert!(
+        refused.success,
+        "the third call was not refused 503:\n{}",
+        refused.log
+    );
+    assert_eq!(kick(&pbx, "800", None), 2);
+    for c in calls {
+        assert!(sipp.wait(c).success);
+    }
+}
+
+#[test]
 fn strangers_and_unknown_rooms_are_refused() {
     let port = free_port();
     let uci = base(port, "b2bua", "") + ROOMS;

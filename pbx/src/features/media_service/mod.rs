@@ -277,6 +277,10 @@ pub fn answer(
         Ok(o) => o,
         Err(e) => return refuse(488, e.reason()),
     };
+    if engine.media().calls() >= cfg.media_max_calls {
+        tracing::warn!(call_id = %msg.call_id(), "media services busy: media-max-calls reached");
+        return refuse(503, "Service Unavailable: Media Services Busy");
+    }
     // The service's own admission (room full or locked, mailbox full...).
     if let Err((code, reason)) = match &service {
         Service::Conference(room) => engine.media().rooms.admits(&cfg, room),
