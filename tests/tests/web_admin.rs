@@ -1209,6 +1209,23 @@ fn voicemail_and_recordings_play_in_chromium() {
         .header("content-type")
         .unwrap_or_default()
         .starts_with("audio/wav"));
+    // besip-monitord captured the recorded call on lo: its MOS is shown beside it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let page = b.get("/admin/media");
+        let open = "<td class=\"mos\">";
+        let at = page.body.find(open).map(|i| i + open.len());
+        let cell = at.map(|i| &page.body[i..i + page.body[i..].find('<').unwrap_or(0)]);
+        if let Some(mos) = cell.and_then(|c| c.parse::<f64>().ok()) {
+            assert!((1.0..=5.0).contains(&mos), "MOS {mos}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no MOS beside the recording: {cell:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
     assert_eq!(b.get("/admin/audio/recording/..%2Fetc.wav").status, 404);
     assert_eq!(b.get("/admin/audio/recording/nope-0000.wav").status, 404);
     let stranger = curl(&["-o", "/dev/null", &format!("{base}{src}")]);

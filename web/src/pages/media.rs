@@ -1,7 +1,8 @@
 //! Voicemail messages and call recordings (besip-pbxd's state, read with
 //! `<get>`), each with a player and a download link. The audio comes from
 //! the pbx RPC `fetch-audio` run as the logged-in user, so NACM decides
-//! who may listen, as it would over NETCONF.
+//! who may listen, as it would over NETCONF. Beside each recording, the
+//! MOS besip-monitord computed for that call (matched by Call-ID).
 
 use crate::html::{esc, page};
 use crate::session::User;
@@ -100,6 +101,23 @@ pub async fn show<B: Backend>(web: &Web<B>, user: &User) -> Response {
         ));
     }
     body.push_str("<h2>Call recordings</h2>");
+    // The monitoring daemon's MOS of each call, by Call-ID (none when the
+    // call was not captured or the reader may not see it).
+    let monitoring = "<monitoring xmlns=\"urn:besip:monitoring\"><calls/></monitoring>";
+    let mos: HashMap<String, String> = nc::get(web.backend.as_ref(), &user.who, monitoring)
+        .await
+        .map(|data| {
+            data.iter()
+                .filter(|e| e.name == "monitoring")
+                .flat_map(|m| m.children.iter().filter(|c| c.name == "calls"))
+                .flat_map(|c| c.children.iter().filter(|c| c.name == "call"))
+                .filter_map(|call| {
+                    let mos = text(call, "mos");
+                    (!mos.is_empty()).then(|| (text(call, "call-id").to_owned(), mos.to_owned()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     let mut rows = String::new();
     for state in children("recording-state") {
         for r in state.children.iter().filter(|c| c.name == "recording") {
@@ -107,8 +125,12 @@ pub async fn show<B: Backend>(web: &Web<B>, user: &User) -> Response {
             if !valid(id) {
                 continue;
             }
+            let quality = mos
+                .get(text(r, "call-id"))
+                .map(|m| esc(m))
+                .unwrap_or_else(|| "—".into());
             rows.push_str(&format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"mos\">{quality}</td><td>{}</td></tr>",
                 esc(text(r, "caller")),
                 esc(text(r, "callee")),
                 esc(text(r, "started")),
@@ -121,7 +143,7 @@ pub async fn show<B: Backend>(web: &Web<B>, user: &User) -> Response {
         body.push_str("<p id=\"no-recordings\">No call recording.</p>");
     } else {
         body.push_str(&format!(
-            "<table id=\"recordings\"><tr><th>caller</th><th>callee</th><th>started</th><th>length</th><th>listen</th></tr>{rows}</table>"
+            "<table id=\"recordings\"><tr><th>caller</th><th>callee</th><th>started</th><th>length</th><th>MOS</th><th>listen</th></tr>{rows}</table>"
         ));
     }
     page(
