@@ -372,3 +372,66 @@ fn busy_extension_sends_callers_to_its_mailbox_and_wrong_pins_end_the_call() {
         other.log
     );
 }
+
+#[test]
+fn phones_with_unsolicited_mwi_are_told_without_subscribing() {
+    if !have_sipp() {
+        eprintln!("sipp missing: skipped");
+        return;
+    }
+    let port = free_port();
+    let uci = base(
+        port,
+        "b2bua",
+        "\toption rtp_port_min '42800'\n\toption rtp_port_max '42999'\n",
+    );
+    // Do-not-disturb: calls go to the mailbox without ringing the phone.
+    let uci = with_ext(
+        &uci,
+        "101",
+        "\toption voicemail_enabled '1'\n\toption voicemail_unsolicited_mwi '1'\n\toption do_not_disturb '1'\n",
+    );
+    let _pbx = Pbx::start(&uci, port);
+    // 101's phone: registered, never subscribes.
+    let phone = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let me = phone.local_addr().unwrap().port();
+    let ok = raw_register(
+        &phone,
+        port,
+        "101",
+        "pw101",
+        &format!("Contact: <sip:101@127.0.0.1:{me}>\r\nExpires: 600\r\n"),
+        "mwi-reg",
+    );
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    let sipp = Sipp::new();
+    leave_message(&sipp, port, "101", 700.0, "leave-unsolicited");
+    phone
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = vec![0u8; 65536];
+    let notify = loop {
+        let (n, from) = phone.recv_from(&mut buf).expect("an unsolicited NOTIFY");
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if text.starts_with("NOTIFY ") {
+            // Answered as a phone does.
+            let mut ok = String::from("SIP/2.0 200 OK\r\n");
+            for h in text.lines().filter(|l| {
+                ["Via:", "From:", "To:", "Call-ID:", "CSeq:"]
+                    .iter()
+                    .any(|p| l.starts_with(p))
+            }) {
+                ok.push_str(h.trim_end());
+                ok.push_str("\r\n");
+            }
+            ok.push_str("Content-Length: 0\r\n\r\n");
+            phone.send_to(ok.as_bytes(), from).unwrap();
+            break text;
+        }
+    };
+    assert!(notify.contains("Event: message-summary"), "{notify}");
+    assert!(
+        notify.contains("Messages-Waiting: yes") && notify.contains("Voice-Message: 1/0 "),
+        "{notify}"
+    );
+}

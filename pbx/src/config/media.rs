@@ -29,6 +29,8 @@ pub struct Voicemail {
     pub addresses: HashMap<String, String>,
     /// The mail server, when one is set.
     pub email: Option<Email>,
+    /// Mailboxes whose phones get message counts without subscribing.
+    pub unsolicited: std::collections::HashSet<String>,
 }
 
 /// How mail leaves the box (/pbx/voicemail/email).
@@ -96,6 +98,12 @@ pub fn voicemail(pbx: &Pbx) -> Voicemail {
             .iter()
             .filter(|e| e.voicemail.enabled)
             .filter_map(|e| Some((e.number.clone(), e.voicemail.email.clone()?)))
+            .collect(),
+        unsolicited: pbx
+            .extension
+            .iter()
+            .filter(|e| e.voicemail.enabled && e.voicemail.unsolicited_mwi)
+            .map(|e| e.number.clone())
             .collect(),
         email: v.email.server.as_ref().map(|server| Email {
             server: server.clone(),

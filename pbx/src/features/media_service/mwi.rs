@@ -3,7 +3,9 @@
 //! mailbox code) gets a NOTIFY with the new/old counts at once and at every
 //! change of its mailbox. Bounded by /pbx/presence's subscription limits;
 //! a subscription lapses at its expiry unless refreshed. Another
-//! extension's mailbox is refused (403), strangers too.
+//! extension's mailbox is refused (403), strangers too. Mailboxes with
+//! unsolicited-mwi also notify their registered phones without a
+//! subscription.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -181,12 +183,56 @@ fn refresh(
 
 /// The mailbox changed: its subscribers get the new counts.
 pub fn changed(engine: &Arc<Engine>, mailbox: &str) {
+    unsolicited(engine, mailbox);
     let mut subs = engine.media().mwi.subs.lock();
     let now = Instant::now();
     subs.retain(|_, s| s.expires_at > now);
     for sub in subs.values_mut().filter(|s| s.mailbox == mailbox) {
         let left = sub.expires_at.saturating_duration_since(now).as_secs();
         notify(engine, sub, &format!("active;expires={left}"));
+    }
+}
+
+/// Unsolicited NOTIFYs to the registered phones of `mailbox` (outside
+/// any dialog; phones that expect them ignore Subscription-State).
+fn unsolicited(engine: &Arc<Engine>, mailbox: &str) {
+    let cfg = engine.config();
+    if !cfg.voicemail.unsolicited.contains(mailbox) {
+        return;
+    }
+    let (new, old) = engine.media().voicemail.counts(mailbox);
+    let domain = cfg
+        .domains
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "localhost".into());
+    let account = format!("sip:{mailbox}@{domain}");
+    for b in engine.location().lookup(mailbox) {
+        let mut req = Message {
+            start: StartLine::Request {
+                method: "NOTIFY".into(),
+                uri: b.contact.clone(),
+            },
+            headers: Vec::new(),
+            body: summary(new, old, &account).into_bytes(),
+        };
+        let branch = engine.new_branch(0);
+        req.add_header(
+            "Via",
+            engine.via_for(b.transport, b.source.is_ipv6(), &branch),
+        );
+        req.add_header("Max-Forwards", "70".into());
+        req.add_header("From", format!("<{account}>;tag={}", engine.new_tag()));
+        req.add_header("To", format!("<{}>", b.contact));
+        req.add_header(
+            "Call-ID",
+            format!("{}{}@mwi", engine.new_tag(), engine.new_tag()),
+        );
+        req.add_header("CSeq", "1 NOTIFY".into());
+        req.add_header("Event", "message-summary".into());
+        req.add_header("Subscription-State", "active".into());
+        req.add_header("Content-Type", "application/simple-message-summary".into());
+        send_request_tx(engine, req, b.source, b.transport);
     }
 }
 
