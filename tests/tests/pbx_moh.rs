@@ -45,18 +45,26 @@ Content-Length: 0
     )
 }
 
-/// The caller: talks 2 s, holds 3 s, resumes 2 s, hangs up.
-fn holding_caller(sdp: &str) -> String {
+/// The caller: talks 2 s, holds 3 s (`hold`: a=sendonly or a=inactive),
+/// resumes 2 s, hangs up. The answer to an inactive hold must be inactive.
+fn holding_caller(sdp: &str, hold: &str) -> String {
     let s = media_caller("100", "101", sdp, Some(2000));
     let cut = s
         .find("  <send retrans=\"500\"><![CDATA[\nBYE")
         .expect("scenario shape");
     let (head, bye) = s.split_at(cut);
     let bye = bye.replace("CSeq: 3 BYE", "CSeq: 5 BYE");
-    let hold = sdp.replace("a=ptime:20", "a=ptime:20\na=sendonly");
+    let held = sdp.replace("a=ptime:20", &format!("a=ptime:20\n{hold}"));
+    let mut hold_step = reinvite(3, &held);
+    if hold == "a=inactive" {
+        hold_step = hold_step.replacen(
+            "  <recv response=\"200\"/>",
+            "  <recv response=\"200\"><action><ereg regexp=\"a=inactive\" search_in=\"body\" check_it=\"true\" assign_to=\"dir\"/></action></recv>\n  <Reference variables=\"dir\"/>",
+            1,
+        );
+    }
     format!(
-        "{head}{}  <pause milliseconds=\"3000\"/>\n{}  <pause milliseconds=\"2000\"/>\n{bye}",
-        reinvite(3, &hold),
+        "{head}{hold_step}  <pause milliseconds=\"3000\"/>\n{}  <pause milliseconds=\"2000\"/>\n{bye}",
         reinvite(4, sdp)
     )
 }
@@ -83,6 +91,15 @@ fn callee(port: u16) -> String {
 
 #[test]
 fn a_held_party_hears_the_music_and_not_the_holder() {
+    held_party_hears_music("a=sendonly", 45400);
+}
+
+#[test]
+fn an_inactive_hold_plays_the_music_too_and_the_holder_is_answered_inactive() {
+    held_party_hears_music("a=inactive", 45600);
+}
+
+fn held_party_hears_music(hold: &str, rtp: u16) {
     if !have_sipp() {
         eprintln!("sipp missing: skipped");
         return;
@@ -90,7 +107,10 @@ fn a_held_party_hears_the_music_and_not_the_holder() {
     let port = free_port();
     let uci = b2bua_config(
         port,
-        "\toption rtp_port_min '45400'\n\toption rtp_port_max '45599'\n\toption music_on_hold_enabled '1'\n",
+        &format!(
+            "\toption rtp_port_min '{rtp}'\n\toption rtp_port_max '{}'\n\toption music_on_hold_enabled '1'\n",
+            rtp + 199
+        ),
     );
     let pbx = Pbx::start(&uci, port);
     // The music: a 1250 Hz tone uploaded as the store's music-on-hold.
@@ -112,7 +132,7 @@ fn a_held_party_hears_the_music_and_not_the_holder() {
     let uas = sipp.spawn("callee", &callee(b.port), uas_port, port, &[]);
     let caller = sipp.spawn(
         "caller",
-        &holding_caller(&a.sdp()),
+        &holding_caller(&a.sdp(), hold),
         free_port(),
         port,
         &["-au", "100", "-ap", "pw100"],

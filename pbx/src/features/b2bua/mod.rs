@@ -254,6 +254,7 @@ pub fn in_dialog(engine: &Arc<Engine>, key: &str, msg: Message, hash: u32) {
                     &r,
                     side,
                     &msg.body,
+                    &mut req,
                 );
             }
         }
@@ -330,6 +331,7 @@ pub fn translate(
         if let Some(mc) = &mut c.media_crypto {
             mc.apply(&r, side, &mut up);
         }
+        crate::features::media_service::moh::answered(engine, &c.a.call_id, side, &mut up);
     }
     let mut ack = None;
     if invite && (200..300).contains(&code) {

@@ -2,7 +2,9 @@
 //! on the RTP relay; when one party's offer holds the call (a=sendonly),
 //! what it sends towards the other is dropped at the relay and the other
 //! hears music instead, sent every 20 ms from the relay's port it already
-//! receives from, in the codec it last used. The offer that resumes
+//! receives from, in the codec it last used. A hold offering a=inactive
+//! reaches the held party as a=sendonly (it is to hear the music) and its
+//! answer goes back to the holder as a=inactive. The offer that resumes
 //! (sendrecv, recvonly) stops the music. The player ends with the relay.
 
 use std::collections::HashMap;
@@ -17,11 +19,14 @@ use super::conference::ticker;
 use super::tones::Player;
 use crate::features::rtp_relay::Relay;
 use crate::features::state::Engine;
+use crate::sip::Message;
 
 /// Players by (call, side played to).
 #[derive(Default)]
 pub struct Holds {
     playing: Mutex<HashMap<(String, bool), Arc<AtomicBool>>>,
+    /// Holds offered as a=inactive: their answers are rewritten back.
+    inactive: Mutex<std::collections::HashSet<(String, bool)>>,
 }
 
 /// The direction of the first audio stream of an SDP body.
@@ -66,17 +71,34 @@ fn melody() -> Vec<i16> {
     out
 }
 
-/// An offer of the party on relay side `holder_a` went on through the
-/// B2BUA (`sdp` as it sent it): starts or stops the music for the other.
-pub fn offered(engine: &Arc<Engine>, call: &str, relay: &Arc<Relay>, holder_a: bool, sdp: &[u8]) {
+/// An offer of the party on relay side `holder_a` (`sdp` as it sent it)
+/// goes on through the B2BUA as `forwarded`: starts or stops the music for
+/// the other party, rewriting an a=inactive hold to a=sendonly.
+pub fn offered(
+    engine: &Arc<Engine>,
+    call: &str,
+    relay: &Arc<Relay>,
+    holder_a: bool,
+    sdp: &[u8],
+    forwarded: &mut Message,
+) {
     let Some(prompt) = engine.config().music_on_hold.clone() else {
         return;
     };
     let held_a = !holder_a;
     let key = (call.to_owned(), held_a);
     let holds = &engine.media().holds;
-    match direction(sdp) {
-        "sendonly" => {
+    let dir = direction(sdp);
+    match dir {
+        "sendonly" | "inactive" => {
+            if dir == "inactive" {
+                if let Ok(text) = std::str::from_utf8(&forwarded.body) {
+                    forwarded.body = text.replace("a=inactive", "a=sendonly").into_bytes();
+                }
+                holds.inactive.lock().insert(key.clone());
+            } else {
+                holds.inactive.lock().remove(&key);
+            }
             let mut playing = holds.playing.lock();
             if playing.contains_key(&key) {
                 return;
@@ -90,6 +112,7 @@ pub fn offered(engine: &Arc<Engine>, call: &str, relay: &Arc<Relay>, holder_a: b
             tokio::spawn(play(engine.clone(), key, Arc::downgrade(relay), on, music));
         }
         _ => {
+            holds.inactive.lock().remove(&key);
             if let Some(on) = holds.playing.lock().remove(&key) {
                 on.store(false, Ordering::Relaxed);
                 relay.mute_towards(held_a, false);
@@ -97,6 +120,42 @@ pub fn offered(engine: &Arc<Engine>, call: &str, relay: &Arc<Relay>, holder_a: b
             }
         }
     }
+}
+
+/// The held party (relay side `held_a`) answered: an a=inactive hold gets
+/// a=inactive back, whatever the held party said to the rewritten offer.
+pub fn answered(engine: &Engine, call: &str, held_a: bool, answer: &mut Message) {
+    if !engine
+        .media()
+        .holds
+        .inactive
+        .lock()
+        .contains(&(call.to_owned(), held_a))
+    {
+        return;
+    }
+    let Ok(text) = std::str::from_utf8(&answer.body) else {
+        return;
+    };
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut said = false;
+    for line in text.split_inclusive('\n') {
+        match line.trim_end() {
+            "a=recvonly" | "a=sendrecv" | "a=sendonly" | "a=inactive" => {
+                out.push_str("a=inactive\r\n");
+                said = true;
+            }
+            _ => out.push_str(line),
+        }
+    }
+    if !said && !out.is_empty() {
+        // No direction said (sendrecv): the answer to inactive is inactive.
+        if !out.ends_with('\n') {
+            out.push_str("\r\n");
+        }
+        out.push_str("a=inactive\r\n");
+    }
+    answer.body = out.into_bytes();
 }
 
 async fn play(
@@ -134,6 +193,7 @@ async fn play(
         relay.send_to_side(held_a, &packet);
     }
     engine.media().holds.playing.lock().remove(&key);
+    engine.media().holds.inactive.lock().remove(&key);
 }
 
 #[cfg(test)]
