@@ -354,6 +354,77 @@ fn a_flood_of_calls_stops_at_media_max_calls() {
 }
 
 #[test]
+fn a_late_offer_caller_joins_with_its_answer_in_the_ack() {
+    if !have_sipp() {
+        eprintln!("sipp missing: skipped");
+        return;
+    }
+    let port = free_port();
+    let uci = base(
+        port,
+        "b2bua",
+        "\toption rtp_port_min '41400'\n\toption rtp_port_max '41599'\n",
+    ) + ROOMS;
+    let pbx = Pbx::start(&uci, port);
+    let sipp = Sipp::new();
+    let phone = MediaPhone::start(500.0);
+    let sdp = phone.sdp();
+    let scenario = media_caller("100", "800", &sdp, None)
+        .replace(
+            &format!("Content-Type: application/sdp\nContent-Length: [len]\n\n{sdp}\n"),
+            "Content-Length: 0\n\n",
+        )
+        .replace(
+            "<recv response=\"200\" rrs=\"true\"/>",
+            "<recv response=\"200\" rrs=\"true\"><action><ereg regexp=\"RTP/AVP 0 8 101\" search_in=\"body\" check_it=\"true\" assign_to=\"o\"/></action></recv>\n  <Reference variables=\"o\"/>",
+        )
+        .replace(
+            "CSeq: 2 ACK\nMax-Forwards: 70\nContent-Length: 0\n\n",
+            &format!("CSeq: 2 ACK\nMax-Forwards: 70\nContent-Type: application/sdp\nContent-Length: [len]\n\n{sdp}\n"),
+        );
+    assert!(
+        !scenario.contains(&format!(
+            "Content-Length: [len]\n\n{sdp}\n]]></send>\n  <recv response=\"100\""
+        )),
+        "INVITE still has an offer"
+    );
+    let call = sipp.spawn(
+        "late",
+        &scenario,
+        free_port(),
+        port,
+        &["-au", "100", "-ap", "pw100"],
+    );
+    phone.wait_peer();
+    wait_participants(&pbx, "800", 1);
+    // A second caller with an ordinary offer: each hears the other.
+    let other = MediaPhone::start(1100.0);
+    let other_call = sipp.spawn(
+        "offer",
+        &media_caller("101", "800", &other.sdp(), None),
+        free_port(),
+        port,
+        &["-au", "101", "-ap", "pw101"],
+    );
+    other.wait_peer();
+    wait_participants(&pbx, "800", 2);
+    std::thread::sleep(Duration::from_millis(1500));
+    let window = Duration::from_millis(1000);
+    assert!(
+        holds(&phone.heard_last(window), 1100.0, 0.3),
+        "the late-offer caller does not hear the other"
+    );
+    assert!(
+        holds(&other.heard_last(window), 500.0, 0.3),
+        "the late-offer caller is not heard"
+    );
+    assert_eq!(kick(&pbx, "800", None), 2);
+    assert!(sipp.wait(other_call).success);
+    let done = sipp.wait(call);
+    assert!(done.success, "{}", done.log);
+}
+
+#[test]
 fn strangers_and_unknown_rooms_are_refused() {
     let port = free_port();
     let uci = base(port, "b2bua", "") + ROOMS;

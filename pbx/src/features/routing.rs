@@ -807,6 +807,10 @@ pub fn forward_stateless(
     source: SocketAddr,
     _transport: Transport,
 ) {
+    // The ACK of a call the box answered itself (media services).
+    if crate::features::media_service::ack(engine, &msg) {
+        return;
+    }
     if engine.config().mode == Mode::B2bua && crate::features::b2bua::owns(engine, &msg) {
         crate::features::b2bua::on_ack(engine, &msg);
         return;

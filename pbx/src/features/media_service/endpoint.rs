@@ -128,6 +128,9 @@ impl Endpoint {
         let s = &mut *guard;
         let law = s.law;
         law.encode_into(frame, &mut s.encoded);
+        if s.remote.port() == 0 {
+            return; // late offer: no answer (ACK) yet
+        }
         let marker = std::mem::take(&mut s.first);
         let encoded = std::mem::take(&mut s.encoded);
         s.sender.next(

@@ -165,7 +165,7 @@ pub fn take(engine: &Arc<Engine>, key: &str, msg: &Message) -> bool {
         engine.reply(key, response_to(msg, code, reason, None));
     };
     match msg.method() {
-        "ACK" => dialog.acked.store(true, Ordering::Release),
+        "ACK" => acked(&dialog, msg),
         "BYE" => {
             reply(200, "OK");
             end(engine, &dialog, false);
@@ -222,6 +222,31 @@ pub fn take(engine: &Arc<Engine>, key: &str, msg: &Message) -> bool {
     true
 }
 
+/// An ACK (end to end, outside any transaction) of a call answered here;
+/// true when it was ours.
+pub fn ack(engine: &Engine, msg: &Message) -> bool {
+    match engine.media().dialog(msg.call_id()) {
+        Some(dialog) => {
+            acked(&dialog, msg);
+            true
+        }
+        None => false,
+    }
+}
+
+/// The ACK of our 2xx: stops its repetition; an answer to our late offer
+/// in it sets where the media goes.
+fn acked(dialog: &Dialog, msg: &Message) {
+    if let Some(Ok(answer)) = std::str::from_utf8(&msg.body)
+        .ok()
+        .filter(|b| !b.trim().is_empty())
+        .map(sdp::parse)
+    {
+        dialog.endpoint.update(&answer);
+    }
+    dialog.acked.store(true, Ordering::Release);
+}
+
 /// The IP address in our SDP's connection line.
 fn answer_ip(sdp: &str) -> IpAddr {
     sdp.lines()
@@ -266,16 +291,21 @@ pub fn answer(
         engine.reply(key, r);
     };
     let cfg = engine.config();
-    let Some(offer) = std::str::from_utf8(&msg.body)
+    let body = std::str::from_utf8(&msg.body)
         .ok()
-        .filter(|b| !b.trim().is_empty())
-    else {
-        // Late offer (SDP in the ACK) is not taken by the media services.
-        return refuse(488, "Not Acceptable Here: Offer Needed");
-    };
-    let offer = match sdp::parse(offer) {
-        Ok(o) => o,
-        Err(e) => return refuse(488, e.reason()),
+        .filter(|b| !b.trim().is_empty());
+    // No offer: ours goes in the 200 and the answer comes in the ACK; until
+    // then nothing is sent (port 0) and only the caller's address is heard.
+    let late = body.is_none();
+    let offer = match body.map(sdp::parse) {
+        Some(Ok(o)) => o,
+        Some(Err(e)) => return refuse(488, e.reason()),
+        None => sdp::Offer {
+            media: SocketAddr::new(source.ip(), 0),
+            law: besip_media::g711::Law::Mu,
+            events: Some(101),
+            direction: "sendrecv",
+        },
     };
     if engine.media().calls() >= cfg.media_max_calls {
         tracing::warn!(call_id = %msg.call_id(), "media services busy: media-max-calls reached");
@@ -320,7 +350,10 @@ pub fn answer(
     };
     let ip = crate::features::nat::address_for(&cfg, source)
         .unwrap_or_else(|| engine.socket_for(transport, v6).advertised.ip());
-    let answer_sdp = sdp::answer(&offer, ip, endpoint.local_port, 1, 1);
+    let answer_sdp = match late {
+        true => sdp::offer(ip, endpoint.local_port, 1),
+        false => sdp::answer(&offer, ip, endpoint.local_port, 1, 1),
+    };
     let leg = Leg::answering(msg, engine.new_tag(), source, transport);
     let mut ok = response_to(msg, 200, "OK", Some(&leg.local_tag));
     ok.add_header("Contact", contact_for(engine, transport, source));

@@ -134,6 +134,15 @@ pub fn answer(offer: &Offer, ip: IpAddr, port: u16, session: u64, version: u64) 
     )
 }
 
+/// Our offer when the caller sent none (late offer: its answer comes in
+/// the ACK): both laws and telephone-event.
+pub fn offer(ip: IpAddr, port: u16, session: u64) -> String {
+    let family = if ip.is_ipv6() { "IP6" } else { "IP4" };
+    format!(
+        "v=0\r\no=besip {session} 1 IN {family} {ip}\r\ns=besip\r\nc=IN {family} {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\n"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,6 +181,15 @@ mod tests {
             parse("v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 0 RTP/AVP 0\r\n"),
             Err(Refused::NoAudio),
             "stream refused"
+        );
+    }
+
+    #[test]
+    fn our_late_offer_parses_as_an_offer() {
+        let o = parse(&offer("127.0.0.1".parse().unwrap(), 30000, 1)).unwrap();
+        assert_eq!(
+            (o.media.port(), o.law, o.events),
+            (30000, Law::Mu, Some(101))
         );
     }
 
