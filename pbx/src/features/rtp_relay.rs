@@ -148,7 +148,7 @@ pub struct Relay {
 }
 
 /// Binds an even port of `min..=max` on `ip`, starting at a random one.
-fn bind_even(ip: IpAddr, min: u16, max: u16, skip: Option<u16>) -> Option<UdpSocket> {
+pub(crate) fn bind_even(ip: IpAddr, min: u16, max: u16, skip: Option<u16>) -> Option<UdpSocket> {
     let first = min + (min % 2);
     if first > max {
         return None;

@@ -44,7 +44,8 @@ pub fn contact_for(engine: &Engine, transport: Transport, peer: SocketAddr) -> S
     contact(engine, transport, peer.is_ipv6(), peer)
 }
 
-fn new_request(method: &str, leg: &Leg, cseq: u32) -> Message {
+/// A request of ours on `leg` (no Via yet: the sender adds its own).
+pub(crate) fn new_request(method: &str, leg: &Leg, cseq: u32) -> Message {
     let mut m = Message {
         start: StartLine::Request {
             method: method.to_owned(),

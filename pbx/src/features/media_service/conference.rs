@@ -11,10 +11,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use besip_media::jitter::Played;
-use besip_media::{mixer, Frame, FRAME, SILENCE};
+use besip_media::{mixer, Frame};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 
+use super::playback::{key_in, play, ticker};
 use super::tones::{self, Player};
 use super::Dialog;
 use crate::config::Config;
@@ -22,8 +23,6 @@ use crate::features::state::Engine;
 
 /// Wrong PINs before the call is ended.
 const PIN_TRIES: u32 = 3;
-/// Ticks (20 ms) a caller has to key a PIN.
-const PIN_TICKS: u32 = 500;
 
 #[derive(Default)]
 pub struct Rooms {
@@ -204,67 +203,6 @@ pub async fn run(engine: &Arc<Engine>, dialog: &Arc<Dialog>, number: &str) {
     }
 }
 
-/// Plays `samples` to the caller (what it says is dropped); false when the
-/// call ended meanwhile.
-pub async fn play(dialog: &Dialog, samples: &[i16]) -> bool {
-    let mut player = Player::new(samples.to_vec());
-    let mut tick = ticker();
-    while let Some(frame) = player.next_frame() {
-        tick.tick().await;
-        if dialog.is_ended() {
-            return false;
-        }
-        let _ = dialog.endpoint.take_frame();
-        dialog.endpoint.send(&frame);
-    }
-    true
-}
-
-/// A 20 ms clock on a fixed schedule: a tick served late does not push
-/// the next ones back (Delay would: every millisecond of timer lateness
-/// would stretch the stream), and a tick missed altogether is skipped, not
-/// sent in a burst.
-pub fn ticker() -> tokio::time::Interval {
-    let mut t = tokio::time::interval(Duration::from_millis(20));
-    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    t
-}
-
-/// Plays `prompt` (repeated every 3 s) and collects keys until #, up to
-/// `max` digits. None when the call ended or nothing came in time.
-pub async fn key_in(dialog: &Dialog, prompt: (f64, u32), max: usize) -> Option<String> {
-    dialog.endpoint.clear_keys();
-    let prompt = tones::samples(prompt);
-    let mut player = Player::new(prompt.clone());
-    let mut entered = String::new();
-    let mut tick = ticker();
-    for n in 0..PIN_TICKS {
-        tick.tick().await;
-        if dialog.is_ended() {
-            return None;
-        }
-        let _ = dialog.endpoint.take_frame();
-        while let Some(k) = dialog.endpoint.take_key() {
-            match k {
-                '#' => return Some(entered),
-                d if d.is_ascii_digit() && entered.len() < max => {
-                    entered.push(d);
-                    // Keying stops the prompt.
-                    player = Player::default();
-                }
-                _ => {}
-            }
-        }
-        if entered.is_empty() && n % 150 == 149 {
-            player.queue(&prompt);
-        }
-        dialog
-            .endpoint
-            .send(&player.next_frame().unwrap_or(SILENCE));
-    }
-    None
-}
-
 async fn mix_loop(engine: Arc<Engine>, room: Arc<Room>) {
     let mut tick = ticker();
     let mut outputs: Vec<Frame> = Vec::new();
@@ -319,6 +257,5 @@ async fn mix_loop(engine: Arc<Engine>, room: Arc<Room>) {
         for (m, out) in members.iter().zip(&outputs) {
             m.dialog.endpoint.send(out);
         }
-        debug_assert_eq!(outputs.first().map_or(FRAME, |o| o.len()), FRAME);
     }
 }

@@ -52,17 +52,12 @@ struct State {
     encoded: Vec<u8>,
 }
 
-/// Binds an even port of `min..=max` and the odd one above it.
+/// An even port of `min..=max` (the relay's search) and the odd one
+/// above it for RTCP; a few tries when the odd one is taken.
 fn bind_pair(ip: IpAddr, min: u16, max: u16) -> Option<(std::net::UdpSocket, std::net::UdpSocket)> {
-    let first = min + (min % 2);
-    if first >= max {
-        return None;
-    }
-    let pairs = (max - first) / 2;
-    let start = rand::random::<u16>() % pairs.max(1);
-    (0..pairs).find_map(|i| {
-        let port = first + 2 * ((start + i) % pairs);
-        let rtp = std::net::UdpSocket::bind(SocketAddr::new(ip, port)).ok()?;
+    (0..8).find_map(|_| {
+        let rtp = crate::features::rtp_relay::bind_even(ip, min, max.checked_sub(1)?, None)?;
+        let port = rtp.local_addr().ok()?.port();
         let rtcp = std::net::UdpSocket::bind(SocketAddr::new(ip, port + 1)).ok()?;
         Some((rtp, rtcp))
     })

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use besip_media::SILENCE;
 
-use super::conference::{play, ticker};
+use super::playback::{play, ticker};
 use super::tones::{self, Player};
 use super::Dialog;
 use crate::config::inbound::{Destination, Ivr};

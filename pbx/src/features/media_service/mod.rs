@@ -21,7 +21,7 @@ use crate::features::decision::Decision;
 use crate::features::forwarding::Effective;
 use crate::features::outbound::Origin;
 use crate::features::state::Engine;
-use crate::sip::{param, response_to, Message, StartLine};
+use crate::sip::{param, response_to, Message};
 
 pub mod conference;
 pub mod endpoint;
@@ -29,6 +29,7 @@ pub mod ivr;
 pub mod mail;
 pub mod moh;
 pub mod mwi;
+pub mod playback;
 pub mod prompts;
 pub mod recording;
 pub mod sdp;
@@ -111,7 +112,10 @@ pub struct Dialog {
     pub caller: String,
     leg: Mutex<Leg>,
     pub endpoint: Endpoint,
+    /// Our last SDP and its version (re-INVITEs answer anew).
     answer: Mutex<(String, u64)>,
+    /// Our address in the SDP.
+    media_ip: IpAddr,
     acked: AtomicBool,
     ended: AtomicBool,
     /// Woken when the call ends (BYE either way).
@@ -171,41 +175,35 @@ pub fn take(engine: &Arc<Engine>, key: &str, msg: &Message) -> bool {
             end(engine, &dialog, false);
         }
         "INVITE" => {
-            let offer = std::str::from_utf8(&msg.body)
+            // A re-INVITE: a new offer gets a new answer; none (a session
+            // refresh) gets our last one again.
+            let body = match std::str::from_utf8(&msg.body)
                 .ok()
-                .filter(|b| !b.trim().is_empty());
-            let parsed = match offer {
-                Some(o) => sdp::parse(o),
-                // No offer: our last answer stands as the offer's answer.
-                None => Err(sdp::Refused::NoAudio),
-            };
-            match parsed {
-                Ok(o) => {
+                .filter(|b| !b.trim().is_empty())
+                .map(sdp::parse)
+            {
+                Some(Err(e)) => {
+                    reply(488, e.reason());
+                    return true;
+                }
+                Some(Ok(o)) => {
                     dialog.endpoint.update(&o);
-                    let body = {
-                        let mut a = dialog.answer.lock();
-                        a.1 += 1;
-                        let ip = answer_ip(&a.0);
-                        let text = sdp::answer(&o, ip, dialog.endpoint.local_port, 1, a.1);
-                        a.0 = text.clone();
-                        text
-                    };
-                    let mut r = response_to(msg, 200, "OK", None);
-                    let leg = dialog.leg.lock().clone();
-                    r.add_header("Contact", contact_for(engine, leg.transport, leg.dest));
-                    r.add_header("Content-Type", "application/sdp".into());
-                    r.body = body.into_bytes();
-                    engine.reply(key, r);
+                    let mut a = dialog.answer.lock();
+                    a.1 += 1;
+                    a.0 = sdp::answer(&o, dialog.media_ip, dialog.endpoint.local_port, 1, a.1);
+                    a.0.clone()
                 }
-                Err(_) if offer.is_none() => {
-                    let body = dialog.answer.lock().0.clone();
-                    let mut r = response_to(msg, 200, "OK", None);
-                    r.add_header("Content-Type", "application/sdp".into());
-                    r.body = body.into_bytes();
-                    engine.reply(key, r);
-                }
-                Err(e) => reply(488, e.reason()),
-            }
+                None => dialog.answer.lock().0.clone(),
+            };
+            let mut r = response_to(msg, 200, "OK", None);
+            let (transport, dest) = {
+                let leg = dialog.leg.lock();
+                (leg.transport, leg.dest)
+            };
+            r.add_header("Contact", contact_for(engine, transport, dest));
+            r.add_header("Content-Type", "application/sdp".into());
+            r.body = body.into_bytes();
+            engine.reply(key, r);
         }
         "INFO" => match dtmf_relay(msg) {
             Some(k) => {
@@ -245,17 +243,6 @@ fn acked(dialog: &Dialog, msg: &Message) {
         dialog.endpoint.update(&answer);
     }
     dialog.acked.store(true, Ordering::Release);
-}
-
-/// The IP address in our SDP's connection line.
-fn answer_ip(sdp: &str) -> IpAddr {
-    sdp.lines()
-        .find_map(|l| {
-            l.strip_prefix("c=IN IP4 ")
-                .or_else(|| l.strip_prefix("c=IN IP6 "))
-        })
-        .and_then(|a| a.trim().parse().ok())
-        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
 }
 
 /// A key of an INFO with application/dtmf-relay (`Signal=5`) or
@@ -366,6 +353,7 @@ pub fn answer(
         leg: Mutex::new(leg),
         endpoint,
         answer: Mutex::new((answer_sdp, 1)),
+        media_ip: ip,
         acked: AtomicBool::new(false),
         ended: AtomicBool::new(false),
         hangup: tokio::sync::Notify::new(),
@@ -447,15 +435,6 @@ pub fn state_json(engine: &Engine) -> (Value, Value) {
     (rooms, vm)
 }
 
-/// Waits `ticks` × 20 ms, or less if the call ends; false when it ended.
-pub async fn pause(dialog: &Dialog, ticks: u32) -> bool {
-    let sleep = tokio::time::sleep(Duration::from_millis(20 * u64::from(ticks)));
-    tokio::select! {
-        _ = sleep => !dialog.is_ended(),
-        _ = dialog.hangup.notified() => false,
-    }
-}
-
 /// A new identifier of a stored message or recording: milliseconds since
 /// the epoch (so names sort by time) and a random suffix.
 pub fn new_id() -> String {
@@ -473,29 +452,12 @@ pub fn new_id() -> String {
 fn in_dialog(engine: &Engine, dialog: &Dialog, method: &str) -> (Message, SocketAddr, Transport) {
     let mut leg = dialog.leg.lock();
     leg.cseq += 1;
-    let mut req = Message {
-        start: StartLine::Request {
-            method: method.into(),
-            uri: leg.remote_target.clone(),
-        },
-        headers: Vec::new(),
-        body: Vec::new(),
-    };
+    let mut req = crate::features::b2bua::new_request(method, &leg, leg.cseq);
     let branch = engine.new_branch(0);
-    req.add_header(
+    req.push_header_front(
         "Via",
         engine.via_for(leg.transport, leg.dest.is_ipv6(), &branch),
     );
-    req.add_header("Max-Forwards", "70".into());
-    req.add_header("From", format!("<{}>;tag={}", leg.local_uri, leg.local_tag));
-    let to_tag = leg
-        .remote_tag
-        .as_deref()
-        .map(|t| format!(";tag={t}"))
-        .unwrap_or_default();
-    req.add_header("To", format!("<{}>{to_tag}", leg.remote_uri));
-    req.add_header("Call-ID", leg.call_id.clone());
-    req.add_header("CSeq", format!("{} {method}", leg.cseq));
     (req, leg.dest, leg.transport)
 }
 
@@ -526,10 +488,7 @@ pub fn fetch_audio(
     mailbox: Option<&str>,
     id: &str,
 ) -> Result<Vec<u8>, String> {
-    let valid = |v: &str| {
-        !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-    };
-    if !valid(id) {
+    if !voicemail::valid_id(id) {
         return Err("id: letters, digits and - only".into());
     }
     let path = match (kind, mailbox) {

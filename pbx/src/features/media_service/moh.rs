@@ -15,7 +15,7 @@ use besip_media::g711::Law;
 use besip_media::{rtp, tone, FRAME};
 use parking_lot::Mutex;
 
-use super::conference::ticker;
+use super::playback::ticker;
 use super::tones::Player;
 use crate::features::rtp_relay::Relay;
 use crate::features::state::Engine;

@@ -16,11 +16,11 @@ use parking_lot::Mutex;
 
 use crate::call::client::send_request_tx;
 use crate::config::Transport;
-use crate::features::b2bua::contact_for;
+use crate::features::b2bua::{contact_for, new_request, Leg};
 use crate::features::decision::Decision;
 use crate::features::outbound::Origin;
 use crate::features::state::Engine;
-use crate::sip::{addr_uri, param, response_to, Message, StartLine, Uri};
+use crate::sip::{param, response_to, Message, StartLine, Uri};
 
 #[derive(Default)]
 pub struct Subscriptions {
@@ -29,15 +29,8 @@ pub struct Subscriptions {
 
 struct Sub {
     mailbox: String,
-    dest: SocketAddr,
-    transport: Transport,
-    call_id: String,
-    local_tag: String,
-    remote_tag: String,
-    local_uri: String,
-    remote_uri: String,
-    remote_target: String,
-    cseq: u32,
+    /// The subscription's dialog (our NOTIFYs go on it).
+    leg: Leg,
     expires_at: Instant,
 }
 
@@ -104,22 +97,13 @@ pub fn take(
     if !cfg.voicemail.mailboxes.contains_key(&ext) {
         return reply(404, "Not Found: No Mailbox");
     }
-    let Some(contact) = msg.header("Contact").map(addr_uri).map(str::to_owned) else {
+    if msg.header("Contact").is_none() {
         return reply(400, "Bad Request: Contact Missing");
-    };
+    }
     let expires = expires(msg, max);
-    let from = msg.header("From").unwrap_or("");
     let mut sub = Sub {
         mailbox: ext.clone(),
-        dest: source,
-        transport,
-        call_id: msg.call_id().to_owned(),
-        local_tag: engine.new_tag(),
-        remote_tag: param(from, "tag").unwrap_or("").to_owned(),
-        local_uri: addr_uri(msg.header("To").unwrap_or("")).to_owned(),
-        remote_uri: addr_uri(from).to_owned(),
-        remote_target: contact,
-        cseq: 0,
+        leg: Leg::answering(msg, engine.new_tag(), source, transport),
         expires_at: Instant::now() + Duration::from_secs(expires.into()),
     };
     let mut subs = engine.media().mwi.subs.lock();
@@ -129,7 +113,7 @@ pub fn take(
         drop(subs);
         return reply(503, "Service Unavailable: Too Many Subscriptions");
     }
-    let mut ok = response_to(msg, 200, "OK", Some(&sub.local_tag));
+    let mut ok = response_to(msg, 200, "OK", Some(&sub.leg.local_tag));
     ok.add_header("Expires", expires.to_string());
     ok.add_header("Contact", contact_for(engine, transport, source));
     engine.reply(key, ok);
@@ -138,9 +122,10 @@ pub fn take(
         0 => "terminated;reason=timeout".to_owned(),
         e => format!("active;expires={e}"),
     };
-    notify(engine, &mut sub, &state);
+    let counts = engine.media().voicemail.counts(&ext);
+    notify(engine, &mut sub, counts, &state);
     if expires > 0 {
-        subs.insert(sub.call_id.clone(), sub);
+        subs.insert(sub.leg.call_id.clone(), sub);
     }
     true
 }
@@ -161,46 +146,48 @@ fn refresh(
         true
     };
     let to_tag = param(msg.header("To").unwrap_or(""), "tag");
-    if to_tag != Some(sub.local_tag.as_str()) {
+    if to_tag != Some(sub.leg.local_tag.as_str()) {
         return reply(481, "Subscription Does Not Exist");
     }
-    if source != sub.dest {
+    if source != sub.leg.dest {
         return reply(403, "Forbidden: Not The Subscriber");
     }
     let mut ok = response_to(msg, 200, "OK", None);
     ok.add_header("Expires", expires.to_string());
     engine.reply(key, ok);
+    let counts = engine.media().voicemail.counts(&sub.mailbox);
     if expires == 0 {
         if let Some(mut sub) = subs.remove(msg.call_id()) {
-            notify(engine, &mut sub, "terminated;reason=timeout");
+            notify(engine, &mut sub, counts, "terminated;reason=timeout");
         }
         return true;
     }
     sub.expires_at = Instant::now() + Duration::from_secs(expires.into());
-    notify(engine, sub, &format!("active;expires={expires}"));
+    notify(engine, sub, counts, &format!("active;expires={expires}"));
     true
 }
 
 /// The mailbox changed: its subscribers get the new counts.
 pub fn changed(engine: &Arc<Engine>, mailbox: &str) {
-    unsolicited(engine, mailbox);
+    // The mailbox is read once for every phone told.
+    let counts = engine.media().voicemail.counts(mailbox);
+    unsolicited(engine, mailbox, counts);
     let mut subs = engine.media().mwi.subs.lock();
     let now = Instant::now();
     subs.retain(|_, s| s.expires_at > now);
     for sub in subs.values_mut().filter(|s| s.mailbox == mailbox) {
         let left = sub.expires_at.saturating_duration_since(now).as_secs();
-        notify(engine, sub, &format!("active;expires={left}"));
+        notify(engine, sub, counts, &format!("active;expires={left}"));
     }
 }
 
 /// Unsolicited NOTIFYs to the registered phones of `mailbox` (outside
 /// any dialog; phones that expect them ignore Subscription-State).
-fn unsolicited(engine: &Arc<Engine>, mailbox: &str) {
+fn unsolicited(engine: &Arc<Engine>, mailbox: &str, (new, old): (usize, usize)) {
     let cfg = engine.config();
     if !cfg.voicemail.unsolicited.contains(mailbox) {
         return;
     }
-    let (new, old) = engine.media().voicemail.counts(mailbox);
     let domain = cfg
         .domains
         .first()
@@ -242,32 +229,21 @@ pub fn summary(new: usize, old: usize, account: &str) -> String {
     format!("Messages-Waiting: {waiting}\r\nMessage-Account: {account}\r\nVoice-Message: {new}/{old} (0/0)\r\n")
 }
 
-fn notify(engine: &Arc<Engine>, sub: &mut Sub, state: &str) {
-    let (new, old) = engine.media().voicemail.counts(&sub.mailbox);
-    sub.cseq += 1;
-    let mut req = Message {
-        start: StartLine::Request {
-            method: "NOTIFY".into(),
-            uri: sub.remote_target.clone(),
-        },
-        headers: Vec::new(),
-        body: summary(new, old, &sub.local_uri).into_bytes(),
-    };
+fn notify(engine: &Arc<Engine>, sub: &mut Sub, (new, old): (usize, usize), state: &str) {
+    let leg = &mut sub.leg;
+    leg.cseq += 1;
+    let mut req = new_request("NOTIFY", leg, leg.cseq);
     let branch = engine.new_branch(0);
-    req.add_header(
+    req.push_header_front(
         "Via",
-        engine.via_for(sub.transport, sub.dest.is_ipv6(), &branch),
+        engine.via_for(leg.transport, leg.dest.is_ipv6(), &branch),
     );
-    req.add_header("Max-Forwards", "70".into());
-    req.add_header("From", format!("<{}>;tag={}", sub.local_uri, sub.local_tag));
-    req.add_header("To", format!("<{}>;tag={}", sub.remote_uri, sub.remote_tag));
-    req.add_header("Call-ID", sub.call_id.clone());
-    req.add_header("CSeq", format!("{} NOTIFY", sub.cseq));
-    req.add_header("Contact", contact_for(engine, sub.transport, sub.dest));
+    req.add_header("Contact", contact_for(engine, leg.transport, leg.dest));
     req.add_header("Event", "message-summary".into());
     req.add_header("Subscription-State", state.to_owned());
     req.add_header("Content-Type", "application/simple-message-summary".into());
-    send_request_tx(engine, req, sub.dest, sub.transport);
+    req.body = summary(new, old, &leg.local_uri).into_bytes();
+    send_request_tx(engine, req, leg.dest, leg.transport);
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::conference::ticker;
+use super::playback::ticker;
 use crate::config::Config;
 use crate::features::rtp_relay::{Relay, Tap};
 use crate::features::state::Engine;

@@ -18,7 +18,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::conference::{key_in, play, ticker};
+use super::playback::{key_in, play, ticker};
 use super::tones;
 use super::Dialog;
 use crate::config::Config;
@@ -69,7 +69,8 @@ impl Drop for Session<'_> {
     }
 }
 
-fn valid_id(id: &str) -> bool {
+/// A message or recording id, or a mailbox: nothing that names another path.
+pub(super) fn valid_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
@@ -102,7 +103,7 @@ impl Voicemail {
         if self.mailbox_dir(mailbox).is_none() {
             return Err((503, "Service Unavailable: No Voicemail Storage"));
         }
-        if self.messages(mailbox).len() >= cfg.voicemail.max_messages {
+        if self.message_count(mailbox) >= cfg.voicemail.max_messages {
             return Err((486, "Busy Here: Mailbox Full"));
         }
         Ok(())
@@ -139,6 +140,20 @@ impl Voicemail {
                 .then(a.0.cmp(&b.0))
         });
         out
+    }
+
+    /// Messages filed in `mailbox` (their notes counted, not read).
+    fn message_count(&self, mailbox: &str) -> usize {
+        let Some(dir) = self.mailbox_dir(mailbox) else {
+            return 0;
+        };
+        std::fs::read_dir(dir)
+            .map(|r| {
+                r.flatten()
+                    .filter(|e| e.file_name().to_str().is_some_and(|n| n.ends_with(".json")))
+                    .count()
+            })
+            .unwrap_or(0)
     }
 
     /// (new, old) counts.
