@@ -2,6 +2,7 @@
 //! voicemail): codecs, packets, buffers and signal processing, with no
 //! sockets and no SIP. The PBX's media endpoint drives it.
 
+pub mod codec;
 pub mod dtmf;
 pub mod g711;
 pub mod jitter;

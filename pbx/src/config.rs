@@ -223,6 +223,8 @@ pub struct Config {
     pub music_on_hold: Option<String>,
     /// /pbx/media-max-calls
     pub media_max_calls: usize,
+    /// /pbx/media-codec, in the box's preference.
+    pub media_codecs: Vec<besip_media::codec::Codec>,
 }
 
 /// The shared location (/pbx/cluster).
@@ -587,6 +589,15 @@ impl Config {
             recording,
             music_on_hold,
             media_max_calls: pbx.media_max_calls as usize,
+            media_codecs: pbx
+                .media_codec
+                .iter()
+                .map(|c| match c {
+                    model::MediaCodec::PCMU => besip_media::codec::Codec::Pcmu,
+                    model::MediaCodec::PCMA => besip_media::codec::Codec::Pcma,
+                    model::MediaCodec::G722 => besip_media::codec::Codec::G722,
+                })
+                .collect(),
         })
     }
 

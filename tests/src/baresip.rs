@@ -171,6 +171,14 @@ impl Baresip {
             .collect()
     }
 
+    /// The sample rate of what the phone heard (its decoder's, e.g. 16000
+    /// for G.722), from the first recording's header.
+    pub fn heard_rate(&self) -> Option<u32> {
+        let first = self.recordings("-dec.wav").into_iter().next()?;
+        let bytes = std::fs::read(first).ok()?;
+        Some(u32::from_le_bytes(bytes.get(24..28)?.try_into().ok()?))
+    }
+
     fn recordings(&self, suffix: &str) -> Vec<PathBuf> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
             .map(|d| {

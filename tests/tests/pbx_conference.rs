@@ -376,7 +376,7 @@ fn a_late_offer_caller_joins_with_its_answer_in_the_ack() {
         )
         .replace(
             "<recv response=\"200\" rrs=\"true\"/>",
-            "<recv response=\"200\" rrs=\"true\"><action><ereg regexp=\"RTP/AVP 0 8 101\" search_in=\"body\" check_it=\"true\" assign_to=\"o\"/></action></recv>\n  <Reference variables=\"o\"/>",
+            "<recv response=\"200\" rrs=\"true\"><action><ereg regexp=\"RTP/AVP 0 8 9 101\" search_in=\"body\" check_it=\"true\" assign_to=\"o\"/></action></recv>\n  <Reference variables=\"o\"/>",
         )
         .replace(
             "CSeq: 2 ACK\nMax-Forwards: 70\nContent-Length: 0\n\n",

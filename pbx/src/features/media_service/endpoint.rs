@@ -11,8 +11,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use besip_media::codec::{Codec, Decoder, Encoder};
 use besip_media::jitter::{JitterBuffer, Played};
-use besip_media::{dtmf, g711::Law, rtcp, rtp, Frame, FRAME};
+use besip_media::{dtmf, rtcp, rtp, Frame, FRAME};
 use parking_lot::Mutex;
 use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
@@ -37,7 +38,12 @@ struct State {
     remote: SocketAddr,
     latched: bool,
     signalling: IpAddr,
-    law: Law,
+    codec: Codec,
+    payload_type: u8,
+    encoder: Encoder,
+    decoder: Decoder,
+    /// Decoded samples of the last payload.
+    decoded: Vec<i16>,
     events: Option<u8>,
     sender: rtp::Sender,
     first: bool,
@@ -83,7 +89,11 @@ impl Endpoint {
             remote: offer.media,
             latched: false,
             signalling,
-            law: offer.law,
+            codec: offer.codec,
+            payload_type: offer.payload_type,
+            encoder: offer.codec.encoder(),
+            decoder: offer.codec.decoder(),
+            decoded: Vec::new(),
             events: offer.events,
             sender: rtp::Sender::new(rand::random(), rand::random(), rand::random()),
             first: true,
@@ -94,7 +104,7 @@ impl Endpoint {
             started: Instant::now(),
             foreign: 0,
             out: Vec::with_capacity(200),
-            encoded: Vec::with_capacity(FRAME),
+            encoded: Vec::with_capacity(1500),
         }));
         let receive = tokio::spawn(receive(socket.clone(), state.clone()));
         let reports = tokio::spawn(reports(rtcp_socket, state.clone()));
@@ -113,7 +123,12 @@ impl Endpoint {
             s.remote = offer.media;
             s.latched = false;
         }
-        s.law = offer.law;
+        if s.codec != offer.codec {
+            s.encoder = offer.codec.encoder();
+            s.decoder = offer.codec.decoder();
+            s.codec = offer.codec;
+        }
+        s.payload_type = offer.payload_type;
         s.events = offer.events;
     }
 
@@ -121,19 +136,21 @@ impl Endpoint {
     pub fn send(&self, frame: &Frame) {
         let mut guard = self.state.lock();
         let s = &mut *guard;
-        let law = s.law;
-        law.encode_into(frame, &mut s.encoded);
         if s.remote.port() == 0 {
             return; // late offer: no answer (ACK) yet
+        }
+        s.encoder.encode(frame, &mut s.encoded);
+        if s.encoded.is_empty() {
+            return;
         }
         let marker = std::mem::take(&mut s.first);
         let encoded = std::mem::take(&mut s.encoded);
         s.sender.next(
             &mut s.out,
             marker,
-            law.payload_type(),
+            s.payload_type,
             &encoded,
-            FRAME as u32,
+            s.codec.ticks_per_frame(),
         );
         s.encoded = encoded;
         // A full socket buffer drops the frame, as the network would.
@@ -210,17 +227,17 @@ async fn receive(socket: Arc<UdpSocket>, state: Arc<Mutex<State>>) {
             }
             continue;
         }
-        if h.payload_type != s.law.payload_type() {
+        if h.payload_type != s.payload_type {
             continue;
         }
         // Frames indexed by timestamp, so that any packet time fits.
-        let law = s.law;
-        for (i, chunk) in payload.chunks(FRAME).enumerate() {
+        let s = &mut *s;
+        s.decoder.decode(payload, &mut s.decoded);
+        let first = h.timestamp / s.codec.ticks_per_frame();
+        for (i, chunk) in s.decoded.chunks(FRAME).enumerate() {
             let mut frame = [0i16; FRAME];
-            for (f, &b) in frame.iter_mut().zip(chunk) {
-                *f = law.decode(b);
-            }
-            let index = (h.timestamp / FRAME as u32).wrapping_add(i as u32) as u16;
+            frame[..chunk.len()].copy_from_slice(chunk);
+            let index = first.wrapping_add(i as u32) as u16;
             s.jitter.push(index, frame);
         }
     }

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use besip_media::codec::Codec;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 
@@ -169,7 +170,7 @@ pub fn take(engine: &Arc<Engine>, key: &str, msg: &Message) -> bool {
         engine.reply(key, response_to(msg, code, reason, None));
     };
     match msg.method() {
-        "ACK" => acked(&dialog, msg),
+        "ACK" => acked(engine, &dialog, msg),
         "BYE" => {
             reply(200, "OK");
             end(engine, &dialog, false);
@@ -180,7 +181,7 @@ pub fn take(engine: &Arc<Engine>, key: &str, msg: &Message) -> bool {
             let body = match std::str::from_utf8(&msg.body)
                 .ok()
                 .filter(|b| !b.trim().is_empty())
-                .map(sdp::parse)
+                .map(|b| sdp::parse(b, &engine.config().media_codecs))
             {
                 Some(Err(e)) => {
                     reply(488, e.reason());
@@ -225,7 +226,7 @@ pub fn take(engine: &Arc<Engine>, key: &str, msg: &Message) -> bool {
 pub fn ack(engine: &Engine, msg: &Message) -> bool {
     match engine.media().dialog(msg.call_id()) {
         Some(dialog) => {
-            acked(&dialog, msg);
+            acked(engine, &dialog, msg);
             true
         }
         None => false,
@@ -234,11 +235,11 @@ pub fn ack(engine: &Engine, msg: &Message) -> bool {
 
 /// The ACK of our 2xx: stops its repetition; an answer to our late offer
 /// in it sets where the media goes.
-fn acked(dialog: &Dialog, msg: &Message) {
+fn acked(engine: &Engine, dialog: &Dialog, msg: &Message) {
     if let Some(Ok(answer)) = std::str::from_utf8(&msg.body)
         .ok()
         .filter(|b| !b.trim().is_empty())
-        .map(sdp::parse)
+        .map(|b| sdp::parse(b, &engine.config().media_codecs))
     {
         dialog.endpoint.update(&answer);
     }
@@ -284,12 +285,16 @@ pub fn answer(
     // No offer: ours goes in the 200 and the answer comes in the ACK; until
     // then nothing is sent (port 0) and only the caller's address is heard.
     let late = body.is_none();
-    let offer = match body.map(sdp::parse) {
+    let offer = match body.map(|b| sdp::parse(b, &cfg.media_codecs)) {
         Some(Ok(o)) => o,
         Some(Err(e)) => return refuse(488, e.reason()),
         None => sdp::Offer {
             media: SocketAddr::new(source.ip(), 0),
-            law: besip_media::g711::Law::Mu,
+            codec: cfg.media_codecs.first().copied().unwrap_or(Codec::Pcmu),
+            payload_type: cfg
+                .media_codecs
+                .first()
+                .map_or(0, |c| c.static_payload_type()),
             events: Some(101),
             direction: "sendrecv",
         },
@@ -338,7 +343,7 @@ pub fn answer(
     let ip = crate::features::nat::address_for(&cfg, source)
         .unwrap_or_else(|| engine.socket_for(transport, v6).advertised.ip());
     let answer_sdp = match late {
-        true => sdp::offer(ip, endpoint.local_port, 1),
+        true => sdp::offer(ip, endpoint.local_port, 1, &cfg.media_codecs),
         false => sdp::answer(&offer, ip, endpoint.local_port, 1, 1),
     };
     let leg = Leg::answering(msg, engine.new_tag(), source, transport);

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 
-use besip_media::g711::Law;
+use besip_media::codec::{Codec, Encoder};
 use besip_media::{rtp, tone, FRAME};
 use parking_lot::Mutex;
 
@@ -169,6 +169,8 @@ async fn play(
     let mut player = Player::new(music.clone());
     let mut sender = rtp::Sender::new(rand::random(), rand::random(), rand::random());
     let (mut packet, mut encoded) = (Vec::with_capacity(200), Vec::with_capacity(FRAME));
+    // The held party's codec (G.722 keeps state: one encoder per codec).
+    let mut encoder: Option<(Codec, Encoder)> = None;
     let mut tick = ticker();
     let mut first = true;
     while on.load(Ordering::Relaxed) {
@@ -181,14 +183,19 @@ async fn play(
                 player.next_frame().unwrap_or([0; FRAME])
             }
         };
-        let law = Law::from_payload_type(relay.payload_type_of(held_a)).unwrap_or(Law::Mu);
-        law.encode_into(&frame, &mut encoded);
+        let codec =
+            Codec::from_static_payload_type(relay.payload_type_of(held_a)).unwrap_or(Codec::Pcmu);
+        let e = match &mut encoder {
+            Some((c, e)) if *c == codec => e,
+            slot => &mut slot.insert((codec, codec.encoder())).1,
+        };
+        e.encode(&frame, &mut encoded);
         sender.next(
             &mut packet,
             std::mem::take(&mut first),
-            law.payload_type(),
+            codec.static_payload_type(),
             &encoded,
-            FRAME as u32,
+            codec.ticks_per_frame(),
         );
         relay.send_to_side(held_a, &packet);
     }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use besip_media::g711::Law;
+use besip_media::codec::{Codec, Decoder};
 use besip_media::jitter::{JitterBuffer, Played};
 use besip_media::{rtp, wav, FRAME};
 use parking_lot::Mutex;
@@ -52,11 +52,20 @@ pub enum Wanted {
 /// What the relay's tap fills: one jitter buffer per side; for an
 /// on-demand recording, the keys each side pressed and whether it runs.
 struct Capture {
-    sides: Mutex<[JitterBuffer; 2]>,
+    sides: Mutex<[Side; 2]>,
     running: std::sync::atomic::AtomicBool,
     /// The toggle code, when the recording is on demand.
     toggle: Option<String>,
     keys: Mutex<[(besip_media::dtmf::Detector, String); 2]>,
+}
+
+/// One direction of the recorded call: its decoder (G.722 keeps state),
+/// remade when the codec changes, and its jitter buffer.
+#[derive(Default)]
+struct Side {
+    decoder: Option<(Codec, Decoder)>,
+    decoded: Vec<i16>,
+    jitter: JitterBuffer,
 }
 
 impl Capture {
@@ -82,7 +91,7 @@ impl Capture {
 impl Tap for Capture {
     fn packet(&self, from_a: bool, packet: &[u8]) {
         let Some(h) = rtp::parse(packet) else { return };
-        let Some(law) = Law::from_payload_type(h.payload_type) else {
+        let Some(codec) = Codec::from_static_payload_type(h.payload_type) else {
             // A dynamic payload of 4 bytes is taken for an RFC 4733 event
             // (the relay does not read the SDP's rtpmap).
             let payload = &packet[h.payload.0..h.payload.1];
@@ -98,12 +107,15 @@ impl Tap for Capture {
         let payload = &packet[h.payload.0..h.payload.1];
         let mut sides = self.sides.lock();
         let side = &mut sides[usize::from(!from_a)];
-        for (i, chunk) in payload.chunks(FRAME).enumerate() {
+        let decoder = match &mut side.decoder {
+            Some((c, d)) if *c == codec => d,
+            slot => &mut slot.insert((codec, codec.decoder())).1,
+        };
+        decoder.decode(payload, &mut side.decoded);
+        for (i, chunk) in side.decoded.chunks(FRAME).enumerate() {
             let mut frame = [0i16; FRAME];
-            for (f, &b) in frame.iter_mut().zip(chunk) {
-                *f = law.decode(b);
-            }
-            side.push(
+            frame[..chunk.len()].copy_from_slice(chunk);
+            side.jitter.push(
                 (h.timestamp / FRAME as u32).wrapping_add(i as u32) as u16,
                 frame,
             );
@@ -228,7 +240,7 @@ pub fn start(
     };
     let on_demand = wanted == Wanted::OnDemand;
     let capture = Arc::new(Capture {
-        sides: Mutex::new([JitterBuffer::default(), JitterBuffer::default()]),
+        sides: Mutex::new(Default::default()),
         running: std::sync::atomic::AtomicBool::new(!on_demand),
         toggle: on_demand.then(|| engine.config().recording.toggle_code.clone()),
         keys: Mutex::new(Default::default()),
@@ -269,7 +281,7 @@ async fn write(
         tick.tick().await;
         let (a, b) = {
             let mut sides = capture.sides.lock();
-            (sides[0].pop(), sides[1].pop())
+            (sides[0].jitter.pop(), sides[1].jitter.pop())
         };
         let heard = matches!(a, Played::Frame(_)) || matches!(b, Played::Frame(_));
         if !capture.running.load(std::sync::atomic::Ordering::Relaxed) || (!started && !heard) {
