@@ -1,14 +1,15 @@
-//! Music on hold in B2BUA mode, with sipp placing, holding and resuming
+//! Music on hold in B2BUA mode and in proxy mode (calls anchored on the
+//! relay by /pbx/nat/media-relay), with sipp placing, holding and resuming
 //! the call and the tests' own RTP phones on real sockets: when the caller
-//! holds (re-INVITE with a=sendonly) the callee hears the music uploaded
-//! to the prompt store and not the caller; on resume it hears the caller
-//! again and the music stops.
+//! holds (re-INVITE with a=sendonly, or a=inactive) the callee hears the
+//! music uploaded to the prompt store and not the caller; on resume it
+//! hears the caller again and the music stops.
 
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use besip_tests::pbx::media_phone::{holds, media_caller, MediaPhone};
-use besip_tests::pbx::office::b2bua_config;
+use besip_tests::pbx::office::base;
 use besip_tests::pbx::*;
 use serde_json::json;
 
@@ -91,24 +92,31 @@ fn callee(port: u16) -> String {
 
 #[test]
 fn a_held_party_hears_the_music_and_not_the_holder() {
-    held_party_hears_music("a=sendonly", 45400);
+    held_party_hears_music("b2bua", "a=sendonly", 45400);
 }
 
 #[test]
 fn an_inactive_hold_plays_the_music_too_and_the_holder_is_answered_inactive() {
-    held_party_hears_music("a=inactive", 45600);
+    held_party_hears_music("b2bua", "a=inactive", 45600);
 }
 
-fn held_party_hears_music(hold: &str, rtp: u16) {
+#[test]
+fn proxy_mode_anchored_calls_get_music_on_hold_too() {
+    held_party_hears_music("proxy", "a=sendonly", 45800);
+    held_party_hears_music("proxy", "a=inactive", 46000);
+}
+
+fn held_party_hears_music(mode: &str, hold: &str, rtp: u16) {
     if !have_sipp() {
         eprintln!("sipp missing: skipped");
         return;
     }
     let port = free_port();
-    let uci = b2bua_config(
+    let uci = base(
         port,
+        mode,
         &format!(
-            "\toption rtp_port_min '{rtp}'\n\toption rtp_port_max '{}'\n\toption music_on_hold_enabled '1'\n",
+            "\toption rtp_port_min '{rtp}'\n\toption rtp_port_max '{}'\n\toption music_on_hold_enabled '1'\n\toption nat_media_relay 'always'\n",
             rtp + 199
         ),
     );
@@ -146,7 +154,10 @@ fn held_party_hears_music(hold: &str, rtp: u16) {
         {
             break (pa as u16, pb as u16);
         }
-        assert!(Instant::now() < deadline, "call not anchored on the relay");
+        assert!(
+            Instant::now() < deadline,
+            "{mode}: call not anchored on the relay"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     let lo = std::net::Ipv4Addr::LOCALHOST;
@@ -167,23 +178,32 @@ fn held_party_hears_music(hold: &str, rtp: u16) {
     let resumed = window(5600, 6800);
     assert!(
         holds(&talking, 500.0, 0.5),
-        "before the hold 101 did not hear 100"
+        "{mode} {hold}: before the hold 101 did not hear 100"
     );
-    assert!(!holds(&talking, 1250.0, 0.05), "music before the hold");
-    assert!(holds(&held, 1250.0, 0.5), "no music while held");
+    assert!(
+        !holds(&talking, 1250.0, 0.05),
+        "{mode} {hold}: music before the hold"
+    );
+    assert!(
+        holds(&held, 1250.0, 0.5),
+        "{mode} {hold}: no music while held"
+    );
     assert!(
         !holds(&held, 500.0, 0.05),
-        "the holder was heard while holding"
+        "{mode} {hold}: the holder was heard while holding"
     );
     assert!(
         holds(&resumed, 500.0, 0.5),
-        "after the resume 101 did not hear 100"
+        "{mode} {hold}: after the resume 101 did not hear 100"
     );
-    assert!(!holds(&resumed, 1250.0, 0.05), "music after the resume");
+    assert!(
+        !holds(&resumed, 1250.0, 0.05),
+        "{mode} {hold}: music after the resume"
+    );
     // The holder heard the held party all along.
     assert!(a.heard_tone_since(start, 1700.0));
     let c = sipp.wait(caller);
-    assert!(c.success, "caller:\n{}", c.log);
+    assert!(c.success, "{mode} {hold}: caller:\n{}", c.log);
     let u = sipp.wait(uas);
-    assert!(u.success, "callee:\n{}", u.log);
+    assert!(u.success, "{mode} {hold}: callee:\n{}", u.log);
 }

@@ -1,11 +1,13 @@
-//! Music on hold (/pbx/music-on-hold), B2BUA mode: the call is anchored
-//! on the RTP relay; when one party's offer holds the call (a=sendonly),
-//! what it sends towards the other is dropped at the relay and the other
-//! hears music instead, sent every 20 ms from the relay's port it already
-//! receives from, in the codec it last used. A hold offering a=inactive
-//! reaches the held party as a=sendonly (it is to hear the music) and its
-//! answer goes back to the holder as a=inactive. The offer that resumes
-//! (sendrecv, recvonly) stops the music. The player ends with the relay.
+//! Music on hold (/pbx/music-on-hold) for calls anchored on the RTP relay
+//! (every call in B2BUA mode while this is on; in proxy mode those the
+//! media-relay policy anchors): when one party's offer holds the call
+//! (a=sendonly), what it sends towards the other is dropped at the relay
+//! and the other hears music instead, sent every 20 ms from the relay's
+//! port it already receives from, in the codec it last used. A hold
+//! offering a=inactive reaches the held party as a=sendonly (it is to hear
+//! the music) and its answer goes back to the holder as a=inactive. The
+//! offer that resumes (sendrecv, recvonly) stops the music. The player
+//! ends with the relay.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -13,7 +13,8 @@ use super::sdp::{self, Media};
 
 /// One call's relays and what is known of its parties.
 pub struct CallMedia {
-    pub rtp: Relay,
+    /// Shared with music on hold's player (which holds it weakly).
+    pub rtp: std::sync::Arc<Relay>,
     pub rtcp: Option<Relay>,
     /// From tag of the caller (tells its requests from the callee's).
     pub caller_tag: String,
@@ -90,7 +91,7 @@ impl Relays {
         self.map.insert(
             call_id.to_owned(),
             CallMedia {
-                rtp,
+                rtp: std::sync::Arc::new(rtp),
                 rtcp,
                 caller_tag: caller_tag.to_owned(),
                 caller,

@@ -19,6 +19,7 @@ mod state;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use parking_lot::Mutex;
@@ -132,7 +133,7 @@ pub fn registered(
 /// sender's Contact is aliased, and SDP is anchored on the relay as the
 /// policy says. An error refuses it (nothing changed).
 pub fn on_request(
-    engine: &Engine,
+    engine: &Arc<Engine>,
     msg: &mut Message,
     source: SocketAddr,
     transport: Transport,
@@ -198,6 +199,18 @@ pub fn on_request(
             };
             if let Some(b) = anchored(engine, call, from_caller, source, &media, &body, to) {
                 msg.body = b;
+            }
+            // A hold by one party: the other hears music from the relay.
+            if method != "PRACK" {
+                let relay = call.rtp.clone();
+                crate::features::media_service::moh::offered(
+                    engine,
+                    &call_id,
+                    &relay,
+                    from_caller,
+                    body.as_bytes(),
+                    msg,
+                );
             }
         }
     }
@@ -266,6 +279,13 @@ pub fn on_response(
                     if let Some(b) = anchored(engine, call, from_caller, from, &media, body, to) {
                         up.body = b;
                     }
+                    // The held party answered a hold offered as a=inactive.
+                    crate::features::media_service::moh::answered(
+                        engine,
+                        call_id,
+                        from_caller,
+                        &mut up,
+                    );
                 }
                 Err(e) => tracing::info!(call_id, error = e.0, "SDP of a response not anchored"),
             }
