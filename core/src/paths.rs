@@ -47,6 +47,12 @@ impl Layout {
         self.root.join("var/lib/besip")
     }
 
+    /// Read-only data the packages install (`/usr/share/besip`): the
+    /// default IVR prompts.
+    pub fn share_dir(&self) -> PathBuf {
+        self.root.join("usr/share/besip")
+    }
+
     /// IPC sockets and pid files: `/var/run/besip` on the box, `DIR/run` in dev.
     pub fn run_dir(&self) -> PathBuf {
         if self.is_system_root() {

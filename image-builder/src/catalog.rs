@@ -160,3 +160,18 @@ pub fn packages(version: &str, arch: &str, box_binary: Vec<u8>) -> Vec<PackageSp
     });
     specs
 }
+
+/// Where the default IVR prompts are installed (besip-pbxd falls back to
+/// them for any prompt its own store lacks).
+pub const PROMPTS_DIR: &str = "/usr/share/besip/prompts";
+
+/// Adds the default prompts (`name`, WAV bytes) to the besip-pbxd package.
+pub fn add_prompts(specs: &mut [PackageSpec], prompts: &[(String, Vec<u8>)]) {
+    let Some(pbxd) = specs.iter_mut().find(|s| s.control.package == "besip-pbxd") else {
+        return;
+    };
+    for (name, wav) in prompts {
+        pbxd.data
+            .file(&format!("{PROMPTS_DIR}/{name}.wav"), 0o644, wav.clone());
+    }
+}

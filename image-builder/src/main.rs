@@ -54,6 +54,11 @@ enum Commands {
         /// The static besip-box binary (default: built by scripts/build-musl.sh).
         #[arg(long)]
         binary: Option<PathBuf>,
+        /// Default IVR prompts (a directory of WAV files) for
+        /// /usr/share/besip/prompts (default: made by scripts/gen-prompts
+        /// with espeak-ng and sox; none when those are missing).
+        #[arg(long)]
+        prompts: Option<PathBuf>,
         #[arg(long, default_value = env!("CARGO_PKG_VERSION"))]
         version: String,
     },
@@ -80,6 +85,11 @@ enum Commands {
         compression: String,
         #[arg(long, default_value = "/bin/busybox")]
         busybox: PathBuf,
+        /// Default IVR prompts (a directory of WAV files) for
+        /// /usr/share/besip/prompts (default: made by scripts/gen-prompts
+        /// with espeak-ng and sox; none when those are missing).
+        #[arg(long)]
+        prompts: Option<PathBuf>,
         #[arg(long, default_value = env!("CARGO_PKG_VERSION"))]
         version: String,
     },
@@ -115,6 +125,7 @@ fn run(cli: Cli) -> Result<(), String> {
             key,
             apk_key,
             binary,
+            prompts,
             version,
         } => {
             catalog::openwrt_arch(&arch)
@@ -129,7 +140,8 @@ fn run(cli: Cli) -> Result<(), String> {
                 .map(|k| ApkKey::read(&k))
                 .transpose()
                 .map_err(|e| e.to_string())?;
-            let specs = catalog::packages(&version, &arch, bytes);
+            let mut specs = catalog::packages(&version, &arch, bytes);
+            catalog::add_prompts(&mut specs, &default_prompts(prompts)?);
             let summary = feed::write(&out, &specs, key.as_ref()).map_err(|e| e.to_string())?;
             let apk_summary = apk::write(
                 &out.join("apk"),
@@ -166,6 +178,7 @@ fn run(cli: Cli) -> Result<(), String> {
             programs_dir,
             compression,
             busybox,
+            prompts,
             version,
         } => {
             let bytes = match &programs_dir {
@@ -183,7 +196,9 @@ fn run(cli: Cli) -> Result<(), String> {
             }
             let kernel_root = kernel(kernel_deb, &work.with_extension("kernel"))?;
             let mut packages = ipk::Tree::default();
-            for spec in catalog::packages(&version, "x86_64", bytes) {
+            let mut specs = catalog::packages(&version, "x86_64", bytes);
+            catalog::add_prompts(&mut specs, &default_prompts(prompts)?);
+            for spec in specs {
                 packages.merge(&spec.data);
             }
             if let Some(dir) = &programs_dir {
@@ -247,6 +262,43 @@ fn stripped(program: &Path) -> Result<Vec<u8>, String> {
     let bytes = std::fs::read(&out).map_err(|e| format!("{}: {e}", out.display()))?;
     let _ = std::fs::remove_file(&out);
     Ok(bytes)
+}
+
+/// The default prompts: the WAV files of `given`, or those
+/// scripts/gen-prompts makes (espeak-ng + sox) in a scratch directory.
+fn default_prompts(given: Option<PathBuf>) -> Result<Vec<(String, Vec<u8>)>, String> {
+    let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let dir = match given {
+        Some(d) => d,
+        None => {
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/gen-prompts");
+            let status = Command::new(&script)
+                .arg(scratch.path())
+                .status()
+                .map_err(|e| format!("{}: {e}", script.display()))?;
+            if !status.success() {
+                return Err("scripts/gen-prompts failed".into());
+            }
+            scratch.path().to_owned()
+        }
+    };
+    let mut prompts = Vec::new();
+    for entry in std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))? {
+        let path = entry.map_err(|e| e.to_string())?.path();
+        let (Some(name), Some("wav")) = (
+            path.file_stem().and_then(|n| n.to_str()),
+            path.extension().and_then(|e| e.to_str()),
+        ) else {
+            continue;
+        };
+        let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        prompts.push((name.to_owned(), bytes));
+    }
+    prompts.sort();
+    if prompts.is_empty() {
+        eprintln!("no default prompts (espeak-ng or sox missing): IVR menus play tones");
+    }
+    Ok(prompts)
 }
 
 /// The multi-call binary: given, or built static for musl with the size profile.

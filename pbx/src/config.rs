@@ -215,6 +215,8 @@ pub struct Config {
     pub rooms: HashMap<String, media::Room>,
     /// /pbx/voicemail and the mailboxes.
     pub voicemail: media::Voicemail,
+    /// /pbx/prompt-recording
+    pub prompt_recording: media::PromptRecording,
     /// /pbx/ivr by name.
     pub ivrs: HashMap<String, inbound::Ivr>,
     /// /pbx/recording and the recorded extensions.
@@ -524,6 +526,12 @@ impl Config {
         let inbound = inbound::Inbound::from_model(&pbx, &dialable, &trunk_names).map_err(rule)?;
         let rooms = media::rooms(&pbx).map_err(rule)?;
         let voicemail = media::voicemail(&pbx);
+        if voicemail.any_mailbox_code == voicemail.mailbox_code {
+            return Err(rule(
+                "voicemail mailbox-code and any-mailbox-code must differ".into(),
+            ));
+        }
+        let prompt_recording = media::prompt_recording(&pbx);
         let ivrs = inbound::ivrs(&pbx).map_err(rule)?;
         let recording = media::recording(&pbx);
         let music_on_hold = media::music_on_hold(&pbx);
@@ -585,6 +593,7 @@ impl Config {
                 .then(|| pbx.feature_codes.pickup.clone()),
             rooms,
             voicemail,
+            prompt_recording,
             ivrs,
             recording,
             music_on_hold,

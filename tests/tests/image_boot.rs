@@ -321,6 +321,11 @@ fn booted_image_serves_netconf_sip_and_web_and_keeps_config_until_factory_reset(
     let mapped = stun_binding(vm.stun);
     assert_eq!(mapped.ip().to_string(), "10.0.2.2", "STUN mapped address");
 
+    // The default IVR prompts (espeak-ng, made when the image was built)
+    // are where besip-pbxd falls back to for prompts it was not given.
+    vm.type_command("ls /usr/share/besip/prompts/ | tr '\\n' ' '; echo");
+    vm.wait_console("vm-greeting.wav welcome.wav");
+
     // The web panel logs the administrator in, over HTTPS on 443 (the
     // certificate was generated inside the guest on its first start).
     Client::new(vm.web, any_certificate()).login_ok("admin", ADMIN_PASSWORD);

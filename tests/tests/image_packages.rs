@@ -69,6 +69,44 @@ fn feed_reads_back_with_an_independent_reader_and_its_signature_verifies() {
         "public key not named after its key id"
     );
 
+    // The default IVR prompts ride in besip-pbxd, made with espeak-ng.
+    let have_tts = ["espeak-ng", "sox"].iter().all(|t| {
+        Command::new(t)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if have_tts {
+        let pbxd = std::fs::read_dir(&feed)
+            .expect("read feed")
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| {
+                let n = p.file_name().unwrap_or_default().to_string_lossy();
+                n.starts_with("besip-pbxd_") && n.ends_with(".ipk")
+            })
+            .expect("besip-pbxd ipk");
+        let listing = run(Command::new("sh").arg("-c").arg(format!(
+            "tar -xzOf '{}' ./data.tar.gz | tar -tzvf -",
+            pbxd.display()
+        )));
+        for prompt in ["welcome", "invalid", "goodbye", "pin", "vm-greeting"] {
+            let line = listing
+                .lines()
+                .find(|l| l.ends_with(&format!("usr/share/besip/prompts/{prompt}.wav")))
+                .unwrap_or_else(|| panic!("no {prompt} prompt in besip-pbxd:\n{listing}"));
+            // Seconds of speech at 8 kHz, 16 bits: more than a header.
+            let size: u64 = line
+                .split_whitespace()
+                .nth(2)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            assert!(size > 8000, "{prompt} is {size} bytes: {line}");
+        }
+    } else {
+        eprintln!("espeak-ng or sox missing: the prompts check is skipped");
+    }
+
     // A Packages edited after signing is refused.
     let packages = feed.join("Packages");
     let mut text = std::fs::read_to_string(&packages).expect("read Packages");

@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use besip_tests::pbx::media_phone::{media_caller, MediaPhone};
+use besip_tests::pbx::media_phone::{media_caller, media_caller_refused, MediaPhone};
 use besip_tests::pbx::office::{base, with_ext, MODES};
 use besip_tests::pbx::*;
 use serde_json::json;
@@ -257,4 +257,107 @@ fn the_default_prompt_set_is_taken_by_the_prompt_store() {
         names,
         ["goodbye", "invalid", "pin", "vm-greeting", "welcome"]
     );
+}
+
+/// Prompts recorded by phone (/pbx/prompt-recording), in both modes: 100
+/// (allowed) dials *771, hears the beep, says a 700 Hz tone and presses #;
+/// it hears its recording played back, the store holds recording-1 with
+/// that tone, and a menu naming recording-1 plays it to the next caller.
+/// 101 (not allowed) is refused; a code without a number is not one.
+#[test]
+fn prompts_recorded_by_phone_are_kept_and_played_by_a_menu_in_both_modes() {
+    if !have_sipp() {
+        eprintln!("sipp missing: skipped");
+        return;
+    }
+    for (i, mode) in MODES.iter().enumerate() {
+        let port = free_port();
+        let rtp = 43600 + 200 * i as u16;
+        let uci = base(
+            port,
+            mode,
+            &format!(
+                "\toption rtp_port_min '{rtp}'\n\toption rtp_port_max '{}'\n\tlist prompt_recording_extension '100'\n",
+                rtp + 199
+            ),
+        ) + "config ivr 'ivr_rec'\n\toption name 'rec'\n\toption number '510'\n\toption prompt 'recording-1'\n\toption timeout '5'\n\n";
+        let pbx = Pbx::start(&uci, port);
+        let sipp = Sipp::new();
+        let auth = |u: &'static str| ["-au", u, "-ap", if u == "100" { "pw100" } else { "pw101" }];
+
+        let phone = MediaPhone::start(0.0);
+        let call = sipp.spawn(
+            &format!("{mode}-record"),
+            &media_caller("100", "*771", &phone.sdp(), None),
+            free_port(),
+            port,
+            &auth("100"),
+        );
+        phone.wait_peer();
+        let t = Instant::now() - Duration::from_millis(500);
+        wait_tone(&phone, t, 1000.0, "the beep before recording");
+        std::thread::sleep(Duration::from_millis(300));
+        phone.set_tone(700.0);
+        std::thread::sleep(Duration::from_millis(1500));
+        phone.set_tone(0.0);
+        std::thread::sleep(Duration::from_millis(200));
+        let pressed = Instant::now();
+        phone.press("#");
+        wait_tone(&phone, pressed, 700.0, "the recording played back");
+        let done = sipp.wait(call);
+        assert!(done.success, "{mode}: {}", done.log);
+
+        let stored = pbx
+            .root
+            .path()
+            .join("var/lib/besip/prompts/recording-1.wav");
+        let audio = besip_media::wav::parse(&std::fs::read(&stored).expect("recording-1.wav"))
+            .expect("a WAV");
+        let samples = audio.channel(0);
+        let seconds = samples.len() as f64 / 8000.0;
+        assert!(
+            (1.5..=3.0).contains(&seconds),
+            "{mode}: recording-1 lasts {seconds} s"
+        );
+        let tone_at = |from: f64, to: f64| {
+            let (a, b) = ((from * 8000.0) as usize, (to * 8000.0) as usize);
+            besip_media::tone::holds(&samples[a..b.min(samples.len())], 700.0, 0.8)
+        };
+        let has_tone = (0..((seconds - 1.0) * 10.0) as usize)
+            .any(|k| tone_at(k as f64 / 10.0, k as f64 / 10.0 + 1.0));
+        assert!(has_tone, "{mode}: a second of 700 Hz not in recording-1");
+
+        // The menu plays it.
+        let listener = MediaPhone::start(0.0);
+        let call = sipp.spawn(
+            &format!("{mode}-menu"),
+            &media_caller("101", "510", &listener.sdp(), Some(3000)),
+            free_port(),
+            port,
+            &auth("101"),
+        );
+        listener.wait_peer();
+        wait_tone(
+            &listener,
+            Instant::now() - Duration::from_millis(500),
+            700.0,
+            "the menu's recorded prompt",
+        );
+        assert!(sipp.wait(call).success);
+
+        // 101 may not record; *77 alone is no code (nothing to record).
+        let r = sipp.run(
+            &format!("{mode}-refused"),
+            &media_caller_refused("101", "*772", &listener.sdp(), 403),
+            free_port(),
+            port,
+            &auth("101"),
+        );
+        assert!(r.success, "{mode}: 101 recorded a prompt: {}", r.log);
+        assert!(!pbx
+            .root
+            .path()
+            .join("var/lib/besip/prompts/recording-2.wav")
+            .exists());
+    }
 }

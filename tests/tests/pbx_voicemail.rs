@@ -437,3 +437,75 @@ fn phones_with_unsolicited_mwi_are_told_without_subscribing() {
         "{notify}"
     );
 }
+
+/// The any-mailbox code (*98): 102 keys 101's mailbox and its PIN and
+/// hears 101's message; a mailbox that does not exist, or has no PIN, is
+/// asked for a PIN like any other and refuses them all (the call ends
+/// after three), so a caller cannot tell which mailboxes exist.
+#[test]
+fn any_mailbox_is_reached_by_number_and_pin_and_unknown_ones_look_the_same() {
+    if !have_sipp() {
+        eprintln!("sipp missing: skipped");
+        return;
+    }
+    let port = free_port();
+    let pbx = Pbx::start(&config(port, "b2bua", 42800), port);
+    let sipp = Sipp::new();
+    leave_message(&sipp, port, "101", 900.0, "any-leave");
+    wait_mailbox(&pbx, "101", 1);
+
+    let phone = MediaPhone::start(0.0);
+    let call = sipp.spawn(
+        "any-listen",
+        &media_caller("102", "*98", &phone.sdp(), None),
+        free_port(),
+        port,
+        &["-au", "102", "-ap", "pw102"],
+    );
+    phone.wait_peer();
+    std::thread::sleep(Duration::from_millis(500));
+    phone.press("101#");
+    std::thread::sleep(Duration::from_millis(1000));
+    phone.press("4321#");
+    std::thread::sleep(Duration::from_millis(2500));
+    let pressed = Instant::now();
+    phone.press("1");
+    std::thread::sleep(Duration::from_millis(3000));
+    assert!(
+        phone.heard_tone_since(pressed, 900.0),
+        "101's message was not played to 102 by *98"
+    );
+    phone.press("#");
+    let done = sipp.wait(call);
+    assert!(done.success, "{}", done.log);
+    assert_eq!(mailbox(&pbx, "101")["message"][0]["heard"], true);
+
+    for (number, what) in [("555", "no such mailbox"), ("102", "a mailbox without PIN")] {
+        let phone = MediaPhone::start(0.0);
+        let call = sipp.spawn(
+            &format!("any-{number}"),
+            &media_caller("100", "*98", &phone.sdp(), None),
+            free_port(),
+            port,
+            &["-au", "100", "-ap", "pw100"],
+        );
+        phone.wait_peer();
+        std::thread::sleep(Duration::from_millis(500));
+        phone.press(&format!("{number}#"));
+        for pin in ["1111#", "2222#", "3333#"] {
+            std::thread::sleep(Duration::from_millis(1200));
+            phone.press(pin);
+        }
+        let done = sipp.wait(call);
+        assert!(
+            done.success,
+            "{what}: three PINs did not end the call:\n{}",
+            done.log
+        );
+    }
+    // Nothing those callers keyed changed 101's mailbox.
+    assert_eq!(
+        mailbox(&pbx, "101")["message"].as_array().map(Vec::len),
+        Some(1)
+    );
+}

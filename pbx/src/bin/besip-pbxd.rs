@@ -76,7 +76,10 @@ async fn run(args: &Args) -> Result<(), StartError> {
     engine
         .media()
         .prompts
-        .open(&layout.lib_dir().join("prompts"))
+        .open(
+            &layout.lib_dir().join("prompts"),
+            &layout.share_dir().join("prompts"),
+        )
         .map_err(|e| format!("cannot create the prompt directory: {e}"))?;
     engine
         .media()

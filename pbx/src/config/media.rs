@@ -19,6 +19,7 @@ pub struct Room {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Voicemail {
     pub mailbox_code: String,
+    pub any_mailbox_code: String,
     pub max_message: Duration,
     pub max_messages: usize,
     pub retention: Duration,
@@ -83,6 +84,7 @@ pub fn voicemail(pbx: &Pbx) -> Voicemail {
     let v = &pbx.voicemail;
     Voicemail {
         mailbox_code: v.mailbox_code.clone(),
+        any_mailbox_code: v.any_mailbox_code.clone(),
         max_message: Duration::from_secs(u64::from(v.max_message_length)),
         max_messages: usize::from(v.max_messages),
         retention: Duration::from_secs(u64::from(v.retention) * 86_400),
@@ -156,6 +158,20 @@ pub fn recording(pbx: &Pbx) -> Recording {
             .map(|e| e.number.clone())
             .collect(),
         toggle_code: r.toggle_code.clone(),
+    }
+}
+
+/// /pbx/prompt-recording.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PromptRecording {
+    pub code: String,
+    pub extensions: std::collections::HashSet<String>,
+}
+
+pub fn prompt_recording(pbx: &Pbx) -> PromptRecording {
+    PromptRecording {
+        code: pbx.prompt_recording.code.clone(),
+        extensions: pbx.prompt_recording.extension.iter().cloned().collect(),
     }
 }
 

@@ -54,13 +54,27 @@ pub fn dialled(cfg: &Config, user: &str, origin: &Origin) -> Option<Decision> {
         .find(|m| m.number.as_deref() == Some(user))
     {
         Service::Ivr(menu.name.clone())
-    } else if user == cfg.voicemail.mailbox_code {
+    } else if user == cfg.voicemail.mailbox_code || user == cfg.voicemail.any_mailbox_code {
         match origin.extension() {
-            Some(e) => Service::Listen(e.to_owned()),
+            Some(e) if user == cfg.voicemail.mailbox_code => Service::Listen(e.to_owned()),
+            Some(_) => Service::ListenAny,
             None => {
                 return Some(Decision::Reply(
                     403,
                     "Forbidden: Mailboxes Are For Our Extensions",
+                    vec![],
+                ))
+            }
+        }
+    } else if let Some(number) = prompt_number(cfg, user) {
+        match origin.extension() {
+            Some(e) if cfg.prompt_recording.extensions.contains(e) => {
+                Service::RecordPrompt(format!("recording-{number}"))
+            }
+            _ => {
+                return Some(Decision::Reply(
+                    403,
+                    "Forbidden: Not Allowed To Record Prompts",
                     vec![],
                 ))
             }
@@ -74,6 +88,15 @@ pub fn dialled(cfg: &Config, user: &str, origin: &Origin) -> Option<Decision> {
         }
         _ => Decision::Local(service),
     })
+}
+
+/// The prompt number of a dialled prompt-recording code (`*771` → `1`).
+fn prompt_number<'a>(cfg: &Config, user: &'a str) -> Option<&'a str> {
+    let number = user.strip_prefix(cfg.prompt_recording.code.as_str())?;
+    (1..=3)
+        .contains(&number.len())
+        .then_some(number)
+        .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// The forwarding of `ext` with its mailbox where nothing else is set:
@@ -102,6 +125,10 @@ pub enum Service {
     Leave(String),
     /// Listen to this extension's mailbox (its owner, by the mailbox code).
     Listen(String),
+    /// Listen to the mailbox the caller keys (the any-mailbox code).
+    ListenAny,
+    /// Record the prompt of this name by phone.
+    RecordPrompt(String),
     /// The IVR menu of this name.
     Ivr(String),
 }
@@ -308,6 +335,7 @@ pub fn answer(
         Service::Conference(room) => engine.media().rooms.admits(&cfg, room),
         Service::Leave(mailbox) => engine.media().voicemail.admits_message(&cfg, mailbox),
         Service::Listen(mailbox) => engine.media().voicemail.admits_listener(&cfg, mailbox),
+        Service::ListenAny | Service::RecordPrompt(_) => Ok(()),
         Service::Ivr(menu) => match cfg.ivrs.contains_key(menu) {
             true => Ok(()),
             false => Err((404, "Not Found: No Such Menu")),
@@ -315,7 +343,10 @@ pub fn answer(
     } {
         return refuse(code, reason);
     }
-    if matches!(service, Service::Leave(_) | Service::Listen(_)) {
+    if matches!(
+        service,
+        Service::Leave(_) | Service::Listen(_) | Service::ListenAny
+    ) {
         let sessions = engine.media().voicemail.sessions();
         if sessions >= cfg.voicemail.max_sessions {
             return refuse(486, "Busy Here: Voicemail Sessions Full");
@@ -380,6 +411,8 @@ pub fn answer(
             Service::Conference(room) => conference::run(&engine, &dialog, &room).await,
             Service::Leave(mailbox) => voicemail::leave(&engine, &dialog, &mailbox).await,
             Service::Listen(mailbox) => voicemail::listen(&engine, &dialog, &mailbox).await,
+            Service::ListenAny => voicemail::listen_any(&engine, &dialog).await,
+            Service::RecordPrompt(name) => prompts::record(&engine, &dialog, &name).await,
             Service::Ivr(menu) => ivr::run(&engine, &dialog, &menu).await,
         }
         // The service is done: the call ends (BYE unless the caller hung up).

@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use besip_media::SILENCE;
+use besip_media::jitter::Played;
+use besip_media::{Frame, SILENCE};
 
 use super::tones::{self, Player};
 use super::Dialog;
@@ -72,4 +73,41 @@ pub async fn key_in(dialog: &Dialog, prompt: (f64, u32), max: usize) -> Option<S
             .send(&player.next_frame().unwrap_or(SILENCE));
     }
     None
+}
+
+/// Hands what the caller says to `keep` (from its first packet, with
+/// silence for lost ones) until #, the call's end, `max_ticks` or an
+/// error of `keep`; true when # ended it.
+pub async fn record<E: std::fmt::Display>(
+    dialog: &Dialog,
+    max_ticks: u128,
+    mut keep: impl FnMut(&Frame) -> Result<(), E>,
+) -> bool {
+    dialog.endpoint.clear_keys();
+    let mut tick = ticker();
+    let mut started = false;
+    for _ in 0..max_ticks {
+        tick.tick().await;
+        if dialog.is_ended() {
+            return false;
+        }
+        if dialog.endpoint.take_key() == Some('#') {
+            return true;
+        }
+        dialog.endpoint.send(&SILENCE);
+        let frame = match dialog.endpoint.take_frame() {
+            Played::Frame(f) => {
+                started = true;
+                f
+            }
+            // Before the first packet: nothing to keep yet.
+            _ if !started => continue,
+            _ => SILENCE,
+        };
+        if let Err(e) = keep(&frame) {
+            tracing::warn!(error = %e, call_id = %dialog.call_id, "recording cut short");
+            return false;
+        }
+    }
+    false
 }

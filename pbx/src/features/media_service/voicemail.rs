@@ -12,13 +12,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use besip_media::jitter::Played;
 use besip_media::{wav, SILENCE};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::playback::{key_in, play, ticker};
+use super::playback::{key_in, play, record, ticker};
 use super::tones;
 use super::Dialog;
 use crate::config::Config;
@@ -315,12 +314,9 @@ pub async fn leave(engine: &Arc<Engine>, dialog: &Arc<Dialog>, mailbox: &str) {
     };
     let received = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let received_unix = unix_now();
-    let by_key = record(
-        dialog,
-        &mut writer,
-        cfg.voicemail.max_message.as_millis() / 20,
-        mailbox,
-    )
+    let by_key = record(dialog, cfg.voicemail.max_message.as_millis() / 20, |f| {
+        writer.write(f)
+    })
     .await;
     let duration = match writer.finish() {
         Ok(ms) => ms,
@@ -360,6 +356,35 @@ pub async fn leave(engine: &Arc<Engine>, dialog: &Arc<Dialog>, mailbox: &str) {
 }
 
 /// The owner of `mailbox` listens: PIN, then 1 next, 7 delete, 9 keep, # end.
+/// The any-mailbox code: the caller keys a mailbox number and #, then its
+/// PIN (`listen`). A mailbox that does not exist, or has no PIN, is asked
+/// for a PIN all the same and refuses every one, so that a caller cannot
+/// tell which mailboxes exist.
+pub async fn listen_any(engine: &Arc<Engine>, dialog: &Arc<Dialog>) {
+    let Some(number) = key_in(dialog, tones::PIN_PROMPT, 16).await else {
+        return;
+    };
+    let known = engine
+        .config()
+        .voicemail
+        .mailboxes
+        .get(&number)
+        .is_some_and(Option::is_some);
+    if known {
+        return listen(engine, dialog, &number).await;
+    }
+    let _session = Session::start(&engine.media().voicemail.sessions);
+    for tries in 1..=PIN_TRIES {
+        if key_in(dialog, tones::PIN_PROMPT, 12).await.is_none() {
+            return;
+        }
+        tracing::info!(mailbox = %number, tries, "wrong voicemail PIN");
+        if !play(dialog, &tones::samples(tones::WRONG)).await {
+            return;
+        }
+    }
+}
+
 pub async fn listen(engine: &Arc<Engine>, dialog: &Arc<Dialog>, mailbox: &str) {
     let vm = &engine.media().voicemail;
     let _session = Session::start(&vm.sessions);
@@ -467,7 +492,7 @@ async fn record_greeting(engine: &Arc<Engine>, dialog: &Arc<Dialog>, mailbox: &s
     let Ok(mut writer) = wav::Writer::create(&part, 1) else {
         return false;
     };
-    let by_key = record(dialog, &mut writer, GREETING_TICKS, mailbox).await;
+    let by_key = record(dialog, GREETING_TICKS, |f| writer.write(f)).await;
     match writer.finish() {
         Ok(ms) if ms >= MIN_MESSAGE_MS => {
             if std::fs::rename(&part, dir.join("greeting.wav")).is_ok() {
@@ -483,39 +508,6 @@ async fn record_greeting(engine: &Arc<Engine>, dialog: &Arc<Dialog>, mailbox: &s
         }
     }
     by_key && play(dialog, &tones::samples(tones::MESSAGE_MARK)).await
-}
-
-/// Writes what the caller says into `writer` (from its first packet, with
-/// silence for lost ones) until #, the call's end or `max_ticks`; true when
-/// # ended it.
-async fn record(dialog: &Dialog, writer: &mut wav::Writer, max_ticks: u128, mailbox: &str) -> bool {
-    dialog.endpoint.clear_keys();
-    let mut tick = ticker();
-    let mut started = false;
-    for _ in 0..max_ticks {
-        tick.tick().await;
-        if dialog.is_ended() {
-            return false;
-        }
-        if dialog.endpoint.take_key() == Some('#') {
-            return true;
-        }
-        dialog.endpoint.send(&SILENCE);
-        let frame = match dialog.endpoint.take_frame() {
-            Played::Frame(f) => {
-                started = true;
-                f
-            }
-            // Before the first packet: nothing to keep yet.
-            _ if !started => continue,
-            _ => SILENCE,
-        };
-        if let Err(e) = writer.write(&frame) {
-            tracing::warn!(error = %e, mailbox, "recording cut short");
-            return false;
-        }
-    }
-    false
 }
 
 /// The next key, silence played meanwhile; None when the call ended or
