@@ -155,6 +155,7 @@ pub struct Route {
     /// /pbx/route/dispatcher-set (the other case of choice target).
     pub dispatcher_set: Option<String>,
     pub required_group: Option<String>,
+    pub record: media::RecordCalls,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -508,6 +509,7 @@ impl Config {
                 trunk: trunk.to_owned(),
                 dispatcher_set: r.dispatcher_set.clone(),
                 required_group: r.required_group.clone(),
+                record: r.record_calls.into(),
             });
         }
         routes.sort_by_key(|r| r.priority);

@@ -3,7 +3,9 @@
 //! with record-calls always is anchored on the relay, each phone says its
 //! tone, and the stereo WAV has the caller's tone on the left and the
 //! callee's on the right for the call's length; a call between extensions
-//! that are not recorded leaves no recording and passes no relay.
+//! that are not recorded leaves no recording and passes no relay; a
+//! dialplan route with record-calls always records the calls it sends to
+//! its trunk, and max-recordings keeps the newest.
 
 use std::time::{Duration, Instant};
 
@@ -50,6 +52,18 @@ fn call(
 ) -> Option<(u16, u16)> {
     let uas_port = free_port();
     register(sipp, callee, uas_port, port);
+    call_to(pbx, sipp, port, (callee, uas_port), a, b)
+}
+
+/// As `call`, to a sipp UAS already reachable on `uas_port` (a trunk).
+fn call_to(
+    pbx: &Pbx,
+    sipp: &Sipp,
+    port: u16,
+    (callee, uas_port): (&str, u16),
+    a: &MediaPhone,
+    b: &MediaPhone,
+) -> Option<(u16, u16)> {
     let uas = sipp.spawn(
         &format!("uas-{callee}"),
         &callee_answers(0).replace("[media_port]", &b.port.to_string()),
@@ -239,4 +253,59 @@ fn an_on_demand_recording_runs_between_two_toggle_codes() {
     let (_, samples) = wav(&file);
     let right: Vec<i16> = samples.iter().skip(1).step_by(2).copied().collect();
     assert!((dominant_frequency(&right, 8000) - 1400.0).abs() <= 10.0);
+}
+
+#[test]
+fn a_recorded_route_records_its_calls_and_the_count_limit_keeps_the_newest() {
+    if !have_sipp() {
+        eprintln!("sipp missing: skipped");
+        return;
+    }
+    let port = free_port();
+    let trunk_port = free_port();
+    let uci = b2bua_config(
+        port,
+        "\toption rtp_port_min '45200'\n\toption rtp_port_max '45399'\n\toption recording_max_recordings '1'\n",
+    ) + &format!(
+        "config trunk 'trunk_acme'\n\toption name 'acme'\n\toption host '127.0.0.1'\n\toption port '{trunk_port}'\n\toption transport 'udp'\n\n\
+config route 'route_out'\n\toption name 'out'\n\toption match '0'\n\toption trunk 'acme'\n\toption record_calls 'always'\n\n"
+    );
+    let pbx = Pbx::start(&uci, port);
+    let sipp = Sipp::new();
+    for (tones, number) in [((700.0, 1500.0), "0555"), ((800.0, 1600.0), "0556")] {
+        let (a, b) = (MediaPhone::start(tones.0), MediaPhone::start(tones.1));
+        assert!(
+            call_to(&pbx, &sipp, port, (number, trunk_port), &a, &b).is_some(),
+            "a call by the recorded route was not anchored"
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !recordings(&pbx)
+            .iter()
+            .any(|r| r["callee"].as_str().unwrap_or("").contains(number))
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the call to {number} was not recorded"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    // max-recordings 1: only the newest is kept, on disk too.
+    let list = recordings(&pbx);
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert!(
+        list[0]["callee"].as_str().unwrap().contains("0556"),
+        "{list:?}"
+    );
+    let dir = pbx.root.path().join("var/lib/besip/recordings");
+    let wavs: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "wav"))
+        .collect();
+    assert_eq!(wavs.len(), 1, "{wavs:?}");
+    let (_, samples) = wav(&wavs[0].path());
+    let left: Vec<i16> = samples.iter().step_by(2).copied().collect();
+    let f = dominant_frequency(&left, 8000);
+    assert!((f - 800.0).abs() <= 10.0, "the kept recording holds {f} Hz");
 }

@@ -241,6 +241,7 @@ pub struct InboundRoute {
     pub did: Pattern,
     pub caller_id: Option<Pattern>,
     pub destination: Destination,
+    pub record: super::media::RecordCalls,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -334,6 +335,7 @@ impl Inbound {
                     .transpose()
                     .map_err(|e| format!("inbound route {name}: {e}"))?,
                 destination,
+                record: r.record_calls.into(),
             });
         }
         // Asterisk's order within a priority: caller-ID routes, then exact numbers.

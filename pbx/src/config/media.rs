@@ -126,6 +126,25 @@ pub fn voicemail(pbx: &Pbx) -> Voicemail {
     }
 }
 
+/// /pbx/…/record-calls of an extension or route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum RecordCalls {
+    #[default]
+    Never,
+    OnDemand,
+    Always,
+}
+
+impl From<model::RecordCalls> for RecordCalls {
+    fn from(r: model::RecordCalls) -> Self {
+        match r {
+            model::RecordCalls::Never => RecordCalls::Never,
+            model::RecordCalls::OnDemand => RecordCalls::OnDemand,
+            model::RecordCalls::Always => RecordCalls::Always,
+        }
+    }
+}
+
 /// /pbx/recording, and the extensions whose calls are recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recording {
@@ -148,13 +167,13 @@ pub fn recording(pbx: &Pbx) -> Recording {
         extensions: pbx
             .extension
             .iter()
-            .filter(|e| e.record_calls == model::ExtensionRecordCalls::Always)
+            .filter(|e| e.record_calls == model::RecordCalls::Always)
             .map(|e| e.number.clone())
             .collect(),
         on_demand: pbx
             .extension
             .iter()
-            .filter(|e| e.record_calls == model::ExtensionRecordCalls::OnDemand)
+            .filter(|e| e.record_calls == model::RecordCalls::OnDemand)
             .map(|e| e.number.clone())
             .collect(),
         toggle_code: r.toggle_code.clone(),

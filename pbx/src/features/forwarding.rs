@@ -290,6 +290,8 @@ pub struct Forwarding {
     pub(crate) group: Option<crate::features::ring_group::Hunt>,
     /// A call from a trunk routed by DID.
     pub(crate) inbound: Option<crate::features::inbound::Note>,
+    /// Recording asked by the dialplan or inbound route the call took.
+    pub(crate) record: crate::config::media::RecordCalls,
 }
 
 /// The busy, no-answer and unavailable forwarding of the extension rung.

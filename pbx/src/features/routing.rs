@@ -162,7 +162,15 @@ pub fn route(
                 return engine.reply(key, r);
             }
             if cfg.mode == Mode::B2bua && invite {
-                crate::features::b2bua::start(engine, key, msg, targets, hash, &dialled, &origin);
+                crate::features::b2bua::start(
+                    engine,
+                    key,
+                    msg,
+                    targets,
+                    hash,
+                    (&dialled, &origin),
+                    forwarding.record,
+                );
             } else {
                 if invite {
                     crate::features::caller_id::rewrite(&cfg, &mut msg, &origin, &targets);
@@ -372,6 +380,7 @@ fn inbound(
     };
     let route = crate::features::inbound::route(cfg, &trunk, did, &caller)?;
     engine.inbound().routed();
+    forwarding.record = forwarding.record.max(route.record);
     tracing::info!(call_id = %msg.call_id(), %trunk, %did, %caller, route = %route.name, "inbound call routed");
     forwarding.inbound = Some(crate::features::inbound::Note {
         trunk,
@@ -676,6 +685,7 @@ fn lookup(
                 return Decision::Reply(403, "Forbidden: Route Not Allowed", vec![]);
             }
             let number = format!("{}{}", r.prepend, user.get(r.strip..).unwrap_or(""));
+            forwarding.record = forwarding.record.max(r.record);
             if let Some(set) = &r.dispatcher_set {
                 return Decision::Dispatch(set.clone(), number);
             }

@@ -88,8 +88,8 @@ pub fn start(
     a_req: Message,
     targets: Vec<Target>,
     hash: u32,
-    dialled: &str,
-    origin: &crate::features::outbound::Origin,
+    (dialled, origin): (&str, &crate::features::outbound::Origin),
+    route_record: crate::config::media::RecordCalls,
 ) {
     // Only an extension that proved itself may later transfer as the caller.
     let caller_ext = match origin {
@@ -151,8 +151,12 @@ pub fn start(
     let b_over_tls = targets.iter().all(|t| t.transport == Transport::Tls);
     let mut media_crypto = MediaCrypto::plan(&cfg, &base.body, first.trunk.as_deref(), b_over_tls);
     // A recorded call passes the relay, whose tap the recorder reads.
-    let record =
-        crate::features::media_service::recording::wanted(&cfg, caller_ext.as_deref(), dialled);
+    let record = crate::features::media_service::recording::wanted(
+        &cfg,
+        caller_ext.as_deref(),
+        dialled,
+        route_record,
+    );
     let relay = super::nat::anchor_offer(
         engine,
         source,

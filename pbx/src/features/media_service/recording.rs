@@ -12,6 +12,8 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use besip_media::codec::{Codec, Decoder};
+
+use crate::config::media::RecordCalls;
 use besip_media::jitter::{JitterBuffer, Played};
 use besip_media::{rtp, wav, FRAME};
 use parking_lot::Mutex;
@@ -134,22 +136,25 @@ fn user_of(uri: &str) -> Option<String> {
     Uri::parse(uri).and_then(|u| u.user)
 }
 
-/// Whether a call from `caller_ext` to `dialled` is recorded.
-pub fn wanted(cfg: &Config, caller_ext: Option<&str>, dialled: &str) -> Wanted {
+/// Whether a call from `caller_ext` to `dialled` is recorded: the most
+/// either party's extension or the route the call took (`route`) asks.
+pub fn wanted(cfg: &Config, caller_ext: Option<&str>, dialled: &str, route: RecordCalls) -> Wanted {
     let r = &cfg.recording;
-    if r.extensions.is_empty() && r.on_demand.is_empty() {
-        return Wanted::No;
-    }
     let callee = user_of(dialled).and_then(|u| cfg.resolve_user(&u).map(|e| e.number.clone()));
     let parties = [caller_ext.map(str::to_owned), callee];
     let any =
         |set: &std::collections::HashSet<String>| parties.iter().flatten().any(|p| set.contains(p));
-    if any(&r.extensions) {
-        Wanted::Always
+    let by_extension = if any(&r.extensions) {
+        RecordCalls::Always
     } else if any(&r.on_demand) {
-        Wanted::OnDemand
+        RecordCalls::OnDemand
     } else {
-        Wanted::No
+        RecordCalls::Never
+    };
+    match by_extension.max(route) {
+        RecordCalls::Always => Wanted::Always,
+        RecordCalls::OnDemand => Wanted::OnDemand,
+        RecordCalls::Never => Wanted::No,
     }
 }
 
