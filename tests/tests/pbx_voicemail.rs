@@ -509,3 +509,110 @@ fn any_mailbox_is_reached_by_number_and_pin_and_unknown_ones_look_the_same() {
         Some(1)
     );
 }
+
+/// The limits of /pbx/voicemail: a message stops at max-message-length
+/// (the box hangs up); a mailbox holding max-messages refuses the next
+/// caller (486); max-sessions bounds the calls in voicemail at once (486
+/// beyond); messages older than the retention are deleted (at start too)
+/// and younger ones kept.
+#[test]
+fn length_count_sessions_and_retention_limits_hold() {
+    if !have_sipp() {
+        eprintln!("sipp missing: skipped");
+        return;
+    }
+    let port = free_port();
+    let uci = config(port, "b2bua", 43000).replace(
+        "\toption rtp_port_min",
+        "\toption voicemail_max_message_length '5'\n\toption voicemail_max_messages '1'\n\toption voicemail_max_sessions '1'\n\toption voicemail_retention '1'\n\toption rtp_port_min",
+    );
+    assert!(uci.contains("voicemail_retention '1'"), "{uci}");
+    // The box was off while 102's mailbox aged: a message of three days
+    // ago and one of an hour ago are there when it starts again.
+    let mut pbx = Pbx::start(&uci, port);
+    pbx.stop();
+    let dir = pbx.root.path().join("var/lib/besip/voicemail/102");
+    std::fs::create_dir_all(&dir).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let tone = besip_media::wav::encode(1, &besip_media::tone::sine(500.0, 4000.0, 1000));
+    for (id, age) in [("old", 3 * 86_400), ("young", 3600)] {
+        std::fs::write(dir.join(format!("{id}.wav")), &tone).unwrap();
+        let note = serde_json::json!({
+            "caller": "sip:100@besip.test", "received": "2026-01-01T00:00:00Z",
+            "received_unix": now - age, "duration": 1000, "heard": false
+        });
+        std::fs::write(dir.join(format!("{id}.json")), note.to_string()).unwrap();
+    }
+    pbx.spawn();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while dir.join("old.wav").exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the old message outlived the retention"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let m = wait_mailbox(&pbx, "102", 1);
+    assert!(dir.join("young.wav").exists(), "{m}");
+    let sipp = Sipp::new();
+
+    // A caller who never presses #: the message ends at 5 s, the box hangs up.
+    let phone = MediaPhone::start(800.0);
+    let call = sipp.spawn(
+        "too-long",
+        &media_caller("100", "101", &phone.sdp(), None),
+        free_port(),
+        port,
+        &["-au", "100", "-ap", "pw100"],
+    );
+    phone.wait_peer();
+    // Meanwhile a second caller to voicemail finds max-sessions reached.
+    let busy = sipp.run(
+        "sessions-full",
+        &besip_tests::pbx::media_phone::media_caller_refused(
+            "101",
+            "*97",
+            &MediaPhone::start(0.0).sdp(),
+            486,
+        ),
+        free_port(),
+        port,
+        &["-au", "101", "-ap", "pw101"],
+    );
+    assert!(
+        busy.success,
+        "a second voicemail session was taken:\n{}",
+        busy.log
+    );
+    let done = sipp.wait(call);
+    assert!(
+        done.success,
+        "the box did not end the long message:\n{}",
+        done.log
+    );
+    let m = wait_mailbox(&pbx, "101", 1);
+    let duration = m["message"][0]["duration"].as_u64().unwrap_or(0);
+    assert!(
+        (4500..=5200).contains(&duration),
+        "message of {duration} ms"
+    );
+
+    // 101 holds max-messages (1): the next caller is refused.
+    let full = sipp.run(
+        "mailbox-full",
+        &besip_tests::pbx::media_phone::media_caller_refused(
+            "100",
+            "101",
+            &MediaPhone::start(0.0).sdp(),
+            486,
+        ),
+        free_port(),
+        port,
+        &["-au", "100", "-ap", "pw100"],
+    );
+    assert!(full.success, "a full mailbox took a message:\n{}", full.log);
+    assert_eq!(wavs(&pbx, "101").len(), 1);
+}

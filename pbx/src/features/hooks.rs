@@ -131,7 +131,9 @@ impl Hooks for Features {
         }
         nat_proxy::every_second(engine, tick);
         presence::tick(engine);
-        if tick.is_multiple_of(3600) {
+        // Hourly, and a second after start: a box that was off for days
+        // applies the retention at once.
+        if tick == 1 || tick.is_multiple_of(3600) {
             // Directory scans: off the runtime's threads.
             let engine = engine.clone();
             tokio::task::spawn_blocking(move || {
