@@ -8,7 +8,8 @@
 //! open now (rings the group) and closed now (a holiday: the closed
 //! destination), a caller-ID route, the blocklist (603), an inbound route
 //! to a number outside that a stranger cannot use (no toll fraud), and
-//! YANG refusing malformed patterns. The CDRs name the DID, the trunk and
+//! YANG refusing malformed patterns; DIDs to a conference room, a mailbox
+//! and an IVR menu, and an inbound route that records its calls. The CDRs name the DID, the trunk and
 //! who answered; /pbx/inbound-state the groups' calls and the condition.
 
 use std::time::{Duration, Instant};
@@ -677,5 +678,131 @@ fn busy_forward_to_a_hunt_group_hands_the_call_to_the_group() {
         assert_eq!(cdr["answered-by"], "103", "{mode}: {cdr}");
         let s = inbound_state(&pbx);
         assert_eq!(s["ring-group"][0]["last-answered-by"], "103", "{mode}: {s}");
+    }
+}
+
+/// The provider's call answered, held `ms`, then hung up.
+fn trunk_answered_for(caller: &str, did: &str, ms: u32) -> String {
+    trunk_answered(caller, did).replacen(
+        "<pause milliseconds=\"300\"/>",
+        &format!("<pause milliseconds=\"{ms}\"/>"),
+        1,
+    )
+}
+
+/// Inbound routes to the box's own media services, in both modes: DIDs to
+/// a conference room (the caller is a participant while the call lasts),
+/// to a mailbox (a voicemail session while it lasts) and to an IVR menu
+/// (answered by the box); and, in B2BUA mode, an inbound route with
+/// record-calls always records the call it routes to an extension.
+#[test]
+fn dids_reach_rooms_mailboxes_and_menus_and_a_recorded_route_records() {
+    if skip() {
+        return;
+    }
+    for (i, mode) in ["proxy", "b2bua"].into_iter().enumerate() {
+        let (port, prov) = (free_port(), free_port());
+        let rtp = 46200 + 200 * i as u16;
+        let extra = inbound_route("room", "0301500", "conference '800'")
+            + &inbound_route("vm", "0301600", "voicemail '101'")
+            + &inbound_route("menu", "0301700", "ivr 'main'")
+            + &inbound_route("rec", "0301000", "extension '102'").replace(
+                "\toption trunk 'prov'\n",
+                "\toption trunk 'prov'\n\toption record_calls 'always'\n",
+            )
+            + "config conference 'conference_800'\n\toption number '800'\n\n\
+config ivr 'ivr_main'\n\toption name 'main'\n\toption prompt 'welcome'\n\toption timeout '5'\n\n";
+        let uci = uci(port, mode, prov, &extra).replace(
+            "\toption mode",
+            &format!(
+                "\toption rtp_port_min '{rtp}'\n\toption rtp_port_max '{}'\n\toption mode",
+                rtp + 199
+            ),
+        );
+        let uci =
+            besip_tests::pbx::office::with_ext(&uci, "101", "\toption voicemail_enabled '1'\n");
+        assert!(uci.contains("rtp_port_min"), "{uci}");
+        let pbx = Pbx::start(&uci, port);
+        let sipp = Sipp::new();
+
+        let watch = |what: &str, probe: &dyn Fn(&Value) -> bool, scenario: String| {
+            let child = sipp.spawn(what, &scenario, free_port(), port, &["-i", TRUNK_IP]);
+            let deadline = Instant::now() + Duration::from_secs(8);
+            let mut seen = false;
+            while Instant::now() < deadline && !seen {
+                seen = probe(&pbx.state()["besip-pbx:pbx"]);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let done = sipp.wait(child);
+            assert!(done.success, "{mode} {what}:\n{}", done.log);
+            assert!(seen, "{mode} {what}: never seen in the state");
+        };
+        watch(
+            "did-room",
+            &|s| s["conference-state"]["room"][0]["participants"] == 1,
+            trunk_answered_for("0301999", "0301500", 2500),
+        );
+        watch(
+            "did-mailbox",
+            &|s| s["voicemail-state"]["sessions"] == 1,
+            trunk_answered_for("0301999", "0301600", 2500),
+        );
+        let menu = from_trunk(
+            &sipp,
+            "did-menu",
+            &trunk_answered("0301999", "0301700"),
+            port,
+        );
+        assert!(menu.success, "{mode}: DID to the menu:\n{}", menu.log);
+
+        if mode == "b2bua" {
+            let p102 = free_port();
+            register(&sipp, "102", p102, port);
+            // 102 is one of the tests' RTP phones: it talks to the relay.
+            let b = besip_tests::pbx::media_phone::MediaPhone::start(1300.0);
+            let answer = callee_answers(100).replace("[media_port]", &b.port.to_string());
+            let phone = sipp.spawn("p102", &answer, p102, port, &[]);
+            let trunk = sipp.spawn(
+                "did-recorded",
+                &trunk_answered_for("0301999", "0301000", 3000),
+                free_port(),
+                port,
+                &["-i", TRUNK_IP],
+            );
+            let deadline = Instant::now() + Duration::from_secs(8);
+            let relay_b = loop {
+                let st = pbx.state();
+                if let Some(p) =
+                    st["besip-pbx:pbx"]["nat-state"]["relay"][0]["callee-rtp-port"].as_u64()
+                {
+                    break p as u16;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the recorded route's call was not anchored"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            };
+            b.set_peer((std::net::Ipv4Addr::LOCALHOST, relay_b).into());
+            let call = sipp.wait(trunk);
+            assert!(call.success, "{mode}: DID to 102:\n{}", call.log);
+            assert!(sipp.wait(phone).success, "{mode}: 102");
+            let deadline = Instant::now() + Duration::from_secs(8);
+            loop {
+                let list = pbx.state()["besip-pbx:pbx"]["recording-state"]["recording"].clone();
+                if list.as_array().is_some_and(|l| !l.is_empty()) {
+                    assert!(
+                        list[0]["caller"].as_str().unwrap_or("").contains("0301999"),
+                        "{list}"
+                    );
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the recorded route's call was not recorded"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
     }
 }
