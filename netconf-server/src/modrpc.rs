@@ -70,6 +70,10 @@ pub async fn module_rpc(ctx: &SessionCtx, op: &Element) -> OpResult {
     if module_name == "besip-system" && op.name == crate::uci_import::RPC_NAME {
         return import_uci(ctx, op).await;
     }
+    // The input checked against the model here, at the edge: a wrong
+    // type, pattern, length or a missing mandatory leaf never reaches
+    // a daemon.
+    valid_input(schema, op)?;
     let daemon = module_name.trim_start_matches("besip-").to_owned();
     let socket = ctx.server.layout.socket(&daemon);
     let client = IpcClient::connect(&socket).await.map_err(|_| {
@@ -101,6 +105,64 @@ pub async fn module_rpc(ctx: &SessionCtx, op: &Element) -> OpResult {
             e.to_string(),
         )]),
     }
+}
+
+/// Parses and validates `op` as the RPC's input in the YANG schema
+/// (libyang: types, patterns, lengths, ranges, mandatory leaves).
+fn valid_input(schema: &'static Schema, op: &Element) -> Result<(), Vec<ConfigError>> {
+    use besip_core::yang2::{self, data, ffi};
+    let context = schema.context();
+    let invalid = |message: String| {
+        vec![ConfigError::new(
+            ErrorTag::InvalidValue,
+            format!("<{}>: {}", op.name, shorten_quoted(&message)),
+        )]
+    };
+    // libyang reads the input up to a NUL.
+    let tree = data::DataTree::parse_op_string(
+        context,
+        format!("{}\0", op.to_xml()),
+        data::DataFormat::XML,
+        data::DataOperation::RpcYang,
+    )
+    .map_err(|e| invalid(e.to_string()))?;
+    let Some(root) = tree.reference() else {
+        return Err(invalid("no input parsed".into()));
+    };
+    // SAFETY: `root` is the top node of `tree`, alive across the call;
+    // no dependency tree and no diff (null pointers).
+    let result = unsafe {
+        ffi::lyd_validate_op(
+            root.as_raw(),
+            std::ptr::null(),
+            ffi::lyd_type::LYD_TYPE_RPC_YANG,
+            std::ptr::null_mut(),
+        )
+    };
+    if result == ffi::LY_ERR::LY_SUCCESS {
+        Ok(())
+    } else {
+        Err(invalid(yang2::Error::new(context).to_string()))
+    }
+}
+
+/// libyang quotes the offending value whole: a 2 MB upload would come
+/// back in the error. Quoted runs over 64 characters are cut.
+fn shorten_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len().min(512));
+    for (i, part) in message.split('"').enumerate() {
+        if i > 0 {
+            out.push('"');
+        }
+        let quoted = i % 2 == 1;
+        if quoted && part.chars().count() > 64 {
+            out.extend(part.chars().take(32));
+            out.push_str(&format!("… ({} characters)", part.chars().count()));
+        } else {
+            out.push_str(part);
+        }
+    }
+    out
 }
 
 /// `besip-system:import-uci`: a hand-edited UCI package through the datastore.
@@ -280,5 +342,20 @@ mod tests {
             xml,
             "<x xmlns=\"urn:besip:system\"><address>127.0.0.2</address><list><a>1</a></list><list><a>2</a></list><n>3</n></x>"
         );
+    }
+
+    #[test]
+    fn long_quoted_values_are_cut_in_errors() {
+        let long = "A".repeat(5000);
+        let m = shorten_quoted(&format!(
+            "Unsatisfied length - string \"{long}\" is too long."
+        ));
+        assert!(m.len() < 200, "{m}");
+        assert!(
+            m.starts_with("Unsatisfied length - string \"AAAA")
+                && m.ends_with("(5000 characters)\" is too long."),
+            "{m}"
+        );
+        assert_eq!(shorten_quoted("pattern \"x\" bad"), "pattern \"x\" bad");
     }
 }
