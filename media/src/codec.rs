@@ -194,22 +194,17 @@ impl Decoder {
     /// Decodes one RTP payload into `out` (cleared first): 8 kHz samples,
     /// none when the payload is not valid for the codec.
     pub fn decode(&mut self, payload: &[u8], out: &mut Vec<i16>) {
+        // One sample per byte for both (G.722 in its 8 kHz mode).
+        let n = payload.len().min(MAX_DECODED);
         out.clear();
-        out.resize(MAX_DECODED, 0);
-        let written = match &mut self.0 {
-            DecoderKind::G711(law) => {
-                let n = payload.len().min(MAX_DECODED);
-                for (o, &b) in out.iter_mut().zip(&payload[..n]) {
-                    *o = law.decode(b);
-                }
-                n
-            }
+        match &mut self.0 {
+            DecoderKind::G711(law) => out.extend(payload[..n].iter().map(|&b| law.decode(b))),
             DecoderKind::G722(d) => {
-                let n = payload.len().min(MAX_DECODED);
-                d.decode_into(&payload[..n], out).unwrap_or(0)
+                out.resize(n, 0);
+                let written = d.decode_into(&payload[..n], out).unwrap_or(0);
+                out.truncate(written);
             }
-        };
-        out.truncate(written);
+        }
     }
 }
 

@@ -10,6 +10,7 @@
 # MODE=voicemail: each call leaves a message in a mailbox of its own
 # (extensions 1000.. with voicemail, unregistered); MODE=ivr: every call
 # sits in one IVR menu (tone prompt, waiting for a key). SIZES is then 1.
+# CODEC=g722: the participants speak G.722 (decoded and encoded by the box).
 # Usage: tests/bench/media/run.sh   (MODE=conference|voicemail|ivr SIZES="3 10 50" TOTALS="600 1200 1800" SECS=10)
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -27,7 +28,7 @@ mkdir -p "$root/etc/config"
 port=$((20000 + RANDOM % 10000))
 {
   printf "package besip_pbx\n\nconfig pbx 'main'\n\toption mode 'b2bua'\n\tlist domain 'besip.test'\n"
-  printf "\toption rtp_port_min '30000'\n\toption rtp_port_max '59999'\n\toption max_transactions '100000'\n\toption voicemail_max_sessions '1000'\n\n"
+  printf "\toption rtp_port_min '30000'\n\toption rtp_port_max '59999'\n\toption max_transactions '100000'\n\toption voicemail_max_sessions '1000'\n\toption media_max_calls '5000'\n\n"
   printf "config listen 'listen_udp'\n\toption name 'udp'\n\toption transport 'udp'\n\toption address '127.0.0.1'\n\toption port '%s'\n\n" "$port"
   printf "config outbound_trusted_peer 'load'\n\toption name 'load'\n\tlist address '127.0.0.2/32'\n\n"
   case "$MODE" in

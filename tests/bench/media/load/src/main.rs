@@ -10,6 +10,8 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
+use besip_media::codec::Codec;
+
 struct Participant {
     rtp: UdpSocket,
     call_id: String,
@@ -26,24 +28,6 @@ fn cpu_ticks(pid: &str) -> Option<u64> {
     Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
 }
 
-fn mu_encode(sample: i16) -> u8 {
-    let mut pcm = i32::from(sample);
-    let sign = if pcm < 0 {
-        pcm = -pcm;
-        0x80
-    } else {
-        0
-    };
-    pcm = pcm.min(32635) + 0x84;
-    let mut exponent = 7;
-    let mut mask = 0x4000;
-    while pcm & mask == 0 && exponent > 0 {
-        exponent -= 1;
-        mask >>= 1;
-    }
-    !((sign | (exponent << 4) | ((pcm >> (exponent + 3)) & 0x0F)) as u8)
-}
-
 fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
     msg.lines().find_map(|l| {
         let (n, v) = l.split_once(':')?;
@@ -53,6 +37,12 @@ fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
 
 fn main() {
     let a: Vec<String> = std::env::args().collect();
+    // CODEC=g722: the participants speak G.722 (the box decodes and
+    // encodes it); G.711 µ-law otherwise.
+    let codec = match std::env::var("CODEC").as_deref() {
+        Ok("g722") => Codec::G722,
+        _ => Codec::Pcmu,
+    };
     if a.len() < 7 {
         eprintln!(
             "usage: besip-media-load PBX_ADDR FROM_IP FIRST_ROOM ROOMS PER_ROOM SECONDS [PID]"
@@ -99,7 +89,8 @@ fn main() {
         if next_invite < people.len() {
             let p = &people[next_invite];
             let port = p.rtp.local_addr().unwrap().port();
-            let sdp = format!("v=0\r\no=load 1 1 IN IP4 {from}\r\ns=-\r\nc=IN IP4 {from}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n");
+            let (pt, name) = (codec.static_payload_type(), codec.rtpmap());
+            let sdp = format!("v=0\r\no=load 1 1 IN IP4 {from}\r\ns=-\r\nc=IN IP4 {from}\r\nt=0 0\r\nm=audio {port} RTP/AVP {pt} 101\r\na=rtpmap:{pt} {name}\r\na=rtpmap:101 telephone-event/8000\r\n");
             let invite = format!("INVITE sip:{room}@besip.test SIP/2.0\r\nVia: SIP/2.0/UDP {from}:{sip_port};branch=z9hG4bK{cid}\r\nFrom: <sip:load@{from}>;tag=l{next_invite}\r\nTo: <sip:{room}@besip.test>\r\nCall-ID: {cid}\r\nCSeq: 1 INVITE\r\nContact: <sip:load@{from}:{sip_port}>\r\nMax-Forwards: 70\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}", sdp.len(), room = p.room, cid = p.call_id);
             let _ = sip.send_to(invite.as_bytes(), pbx);
             next_invite += 1;
@@ -140,14 +131,18 @@ fn main() {
         eprintln!("refused {n}×: {status}");
     }
     // Talk: 1 s of warm-up, then `seconds` measured.
+    // One second of a 440 Hz tone in the codec, sent in a loop.
+    let mut encoder = codec.encoder();
     let payload: Vec<Vec<u8>> = (0..50)
         .map(|k| {
-            (0..160)
-                .map(|n| {
-                    let t = (k * 160 + n) as f64 / 8000.0;
-                    mu_encode((6000.0 * (std::f64::consts::TAU * 440.0 * t).sin()) as i16)
-                })
-                .collect()
+            let mut frame = [0i16; 160];
+            for (n, s) in frame.iter_mut().enumerate() {
+                let t = (k * 160 + n) as f64 / 8000.0;
+                *s = (6000.0 * (std::f64::consts::TAU * 440.0 * t).sin()) as i16;
+            }
+            let mut out = Vec::new();
+            encoder.encode(&frame, &mut out);
+            out
         })
         .collect();
     let mut packet = Vec::with_capacity(200);
@@ -177,7 +172,7 @@ fn main() {
             }
             let Some(dest) = p.box_rtp else { continue };
             packet.clear();
-            packet.extend_from_slice(&[0x80, 0]);
+            packet.extend_from_slice(&[0x80, codec.static_payload_type()]);
             packet.extend_from_slice(&(tick as u16).to_be_bytes());
             packet.extend_from_slice(&((tick * 160) as u32).to_be_bytes());
             packet.extend_from_slice(&(i as u32 + 1).to_be_bytes());
