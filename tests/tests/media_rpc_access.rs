@@ -106,7 +106,10 @@ outcome('AFTER', lambda: upload(again, 'after', second))
     assert!(line("PATHID").contains("ERR invalid-value"), "{out}");
     assert!(line("PATHID").contains("pattern"), "{out}");
     assert!(line("BIG").contains("ERR invalid-value"), "{out}");
-    assert!(line("BIG").contains("length") && line("BIG").len() < 400, "{out}");
+    assert!(
+        line("BIG").contains("length") && line("BIG").len() < 400,
+        "{out}"
+    );
     assert!(
         line("HUGE").contains("ERR") || line("HUGE").contains("BROKEN"),
         "{out}"

@@ -452,3 +452,72 @@ fn strangers_and_unknown_rooms_are_refused() {
     assert!(room(&pbx, "800").is_null());
     assert!(options_answered(port), "daemon still serving");
 }
+
+/// A call the box answers outlives the 32 s of 2xx retransmission (RFC
+/// 3261 §13.3.1.4: a 2xx never acknowledged is given up after 64·T1 and
+/// the session ended): the ACK must have reached the call. Two callers talk in a room for 35 s, both
+/// modes at once; each still hears the other at the end, and the calls end
+/// by the kick, not before.
+#[test]
+fn calls_in_a_room_outlive_the_2xx_retransmission_window_in_both_modes() {
+    if !have_sipp() {
+        eprintln!("sipp missing: skipped");
+        return;
+    }
+    let runs: Vec<_> = MODES
+        .iter()
+        .enumerate()
+        .map(|(i, mode)| {
+            std::thread::spawn(move || {
+                let port = free_port();
+                let rtp = 47000 + 200 * i as u16;
+                let uci = base(
+                    port,
+                    mode,
+                    &format!(
+                        "\toption rtp_port_min '{rtp}'\n\toption rtp_port_max '{}'\n",
+                        rtp + 199
+                    ),
+                ) + ROOMS;
+                let pbx = Pbx::start(&uci, port);
+                let sipp = Sipp::new();
+                let mut phones = Vec::new();
+                let mut calls = Vec::new();
+                for (user, tone) in [("100", 500.0), ("101", 1100.0)] {
+                    let phone = MediaPhone::start(tone);
+                    let pw = format!("pw{user}");
+                    calls.push(sipp.spawn(
+                        &format!("{mode}-long-{user}"),
+                        &media_caller(user, "800", &phone.sdp(), None),
+                        free_port(),
+                        port,
+                        &["-au", user, "-ap", &pw],
+                    ));
+                    phone.wait_peer();
+                    phones.push(phone);
+                }
+                wait_participants(&pbx, "800", 2);
+                std::thread::sleep(Duration::from_secs(35));
+                let r = room(&pbx, "800");
+                assert_eq!(r["participants"], 2, "{mode}: a call ended early: {r}");
+                let window = Duration::from_millis(1000);
+                assert!(
+                    holds(&phones[0].heard_last(window), 1100.0, 0.3),
+                    "{mode}: after 35 s 100 no longer hears 101"
+                );
+                assert!(
+                    holds(&phones[1].heard_last(window), 500.0, 0.3),
+                    "{mode}: after 35 s 101 no longer hears 100"
+                );
+                assert_eq!(kick(&pbx, "800", None), 2);
+                for c in calls {
+                    let done = sipp.wait(c);
+                    assert!(done.success, "{mode}: {}", done.log);
+                }
+            })
+        })
+        .collect();
+    for r in runs {
+        r.join().expect("a mode's run failed");
+    }
+}
