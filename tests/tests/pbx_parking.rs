@@ -2,7 +2,8 @@
 //! transfers its call to slot 70, the daemon's state lists it, another
 //! extension dials 70 and talks to the parked party; unretrieved, the call
 //! rings the parker back after the timeout. CDRs for each leg. Strangers
-//! cannot retrieve, an empty slot answers 404.
+//! cannot retrieve, an empty slot answers 404. With music on hold on, the
+//! waiting party hears it until the retrieval.
 
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
@@ -347,4 +348,110 @@ fn cli_shows_parked_calls() {
     let _ = a.wait();
     assert!(shown.contains("101"), "parker not shown:\n{shown}");
     assert!(socket.exists() || !shown.is_empty());
+}
+
+/// With music on hold on, the parked party hears the store's music while
+/// it waits (from the relay port it already receives from); once 103
+/// retrieves the call the two hear each other through the relay and the
+/// music has stopped (this fails with the music left running).
+#[test]
+fn b2bua_parked_party_hears_music_until_retrieved() {
+    use besip_tests::pbx::media_phone::{holds, MediaPhone};
+    if !have_sipp() {
+        eprintln!("SKIP: sipp not installed");
+        return;
+    }
+    let port = free_port();
+    let uci = b2bua_config(
+        port,
+        "\toption rtp_port_min '46600'\n\toption rtp_port_max '46799'\n\toption music_on_hold_enabled '1'\n",
+    );
+    let pbx = Pbx::start(&uci, port);
+    // The music: a 1250 Hz tone uploaded as the store's music-on-hold.
+    let music = besip_media::tone::sine(1250.0, 6000.0, 1000);
+    let audio = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        besip_media::wav::encode(1, &music),
+    );
+    pbx.ipc(
+        "rpc",
+        serde_json::json!({"name": "upload-prompt", "input": {"name": "music-on-hold", "audio": audio}}),
+    )
+    .expect("upload the music");
+    let sipp = Sipp::new();
+    let phone = MediaPhone::start(500.0);
+    let b_port = free_port();
+    register(&sipp, "101", b_port, pbx.port);
+    let b = sipp.spawn("b", &parker(), b_port, pbx.port, &[]);
+    let a = sipp.spawn(
+        "a",
+        &parked_caller("wait").replace("[media_port]", &phone.port.to_string()),
+        free_port(),
+        pbx.port,
+        &["-au", "100", "-ap", "pw100"],
+    );
+    // The caller talks to the relay's port named in its 200.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let relay_a = loop {
+        let st = pbx.state();
+        if let Some(p) = st["besip-pbx:pbx"]["nat-state"]["relay"][0]["caller-rtp-port"].as_u64() {
+            break p as u16;
+        }
+        assert!(Instant::now() < deadline, "the call is not anchored: {st}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    phone.set_peer((std::net::Ipv4Addr::LOCALHOST, relay_a).into());
+    wait_parked(&pbx);
+    let parked = Instant::now();
+    let deadline = parked + Duration::from_secs(8);
+    while !phone.heard_tone_since(parked, 1250.0) {
+        assert!(Instant::now() < deadline, "the parked party hears no music");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(sipp.wait(b).success, "parker failed");
+    // 103 retrieves it, saying 700 Hz through the relay.
+    let retriever = MediaPhone::start(700.0);
+    let r = sipp.spawn(
+        "r",
+        &besip_tests::pbx::media_phone::media_caller("103", "70", &retriever.sdp(), Some(3000)),
+        free_port(),
+        pbx.port,
+        &["-au", "103", "-ap", "pw103"],
+    );
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while !slots(&pbx).is_empty() {
+        assert!(Instant::now() < deadline, "not retrieved: {}", pbx.state());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let retrieved = Instant::now();
+    let relay_b = pbx.state()["besip-pbx:pbx"]["nat-state"]["relay"][0]["callee-rtp-port"]
+        .as_u64()
+        .expect("the relay's other port") as u16;
+    retriever.set_peer((std::net::Ipv4Addr::LOCALHOST, relay_b).into());
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while !phone.heard_tone_since(retrieved, 700.0) {
+        assert!(
+            Instant::now() < deadline,
+            "the parked party does not hear the retriever"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(800));
+    let window = phone.heard_last(Duration::from_millis(600));
+    assert!(
+        holds(&window, 700.0, 0.3),
+        "the parked party lost the retriever"
+    );
+    assert!(
+        !holds(&window, 1250.0, 0.1),
+        "the music went on after the retrieval"
+    );
+    assert!(
+        retriever.heard_tone_since(retrieved, 500.0),
+        "the retriever does not hear the parked party"
+    );
+    let r = sipp.wait(r);
+    assert!(r.success, "retriever failed:\n{}", r.log);
+    let a = sipp.wait(a);
+    assert!(a.success, "parked caller failed:\n{}", a.log);
 }

@@ -7,8 +7,9 @@
 //! flow of `transfer`, without a transferor), again after each timeout
 //! while the parker does not answer.
 //!
-//! While parked, the waiting party's BYE ends the call; its other requests
-//! get 491. CDRs: the call up to the parking, then one of the waiting
+//! While parked, the waiting party hears music on hold when it is on (the
+//! call is then anchored on the relay, whose port it receives from); its
+//! BYE ends the call; its other requests get 491. CDRs: the call up to the parking, then one of the waiting
 //! party with the slot, naming the retriever once retrieved.
 
 use std::collections::HashMap;
@@ -44,6 +45,8 @@ struct Parked {
     /// Parked, or rung back last.
     last_try: Instant,
     waiting: String,
+    /// Music on hold for the waiting party, stopped when the slot is freed.
+    _music: Option<crate::features::media_service::moh::Music>,
 }
 
 struct Retrieval {
@@ -69,7 +72,7 @@ pub(super) fn park(
         return Err((486, "Busy Here: Parking Slot Taken"));
     }
     let refer_cseq = msg.cseq().map(|c| c.0).unwrap_or(0);
-    let (waiting_id, gone_id, waiting, ok, out) = {
+    let (waiting_id, gone_id, waiting, ok, out, music) = {
         let mut guard = call.lock();
         let c = &mut *guard;
         // The waiting party becomes leg a, the transferor's leg is b.
@@ -88,12 +91,22 @@ pub(super) fn park(
         ];
         c.parked = Some(slot);
         c.b_ack = None;
+        // The waiting party (leg a now) hears music while it waits.
+        let music = c.relay.as_ref().and_then(|r| {
+            crate::features::media_service::moh::play_while_kept(
+                engine,
+                &c.a.call_id,
+                r,
+                c.relay_side(true),
+            )
+        });
         (
             c.a.call_id.clone(),
             c.b.call_id.clone(),
             c.a.remote_uri.clone(),
             ok,
             out,
+            music,
         )
     };
     engine.reply(key, ok);
@@ -124,6 +137,7 @@ pub(super) fn park(
             since: now,
             last_try: now,
             waiting,
+            _music: music,
         },
     );
     tracing::info!(slot, extension = %ext, call_id = %waiting_id, "call parked");

@@ -124,6 +124,37 @@ pub fn offered(
     }
 }
 
+/// Music playing to one side of a relay until this is dropped.
+pub struct Music(Arc<AtomicBool>);
+
+impl Drop for Music {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Relaxed);
+    }
+}
+
+/// Music to relay side `held_a` of `call` for as long as the returned
+/// `Music` lives (a parked call's waiting party); None when music on hold
+/// is off.
+pub fn play_while_kept(
+    engine: &Arc<Engine>,
+    call: &str,
+    relay: &Arc<Relay>,
+    held_a: bool,
+) -> Option<Music> {
+    let prompt = engine.config().music_on_hold.clone()?;
+    let on = Arc::new(AtomicBool::new(true));
+    let music = engine.media().prompts.get(&prompt).unwrap_or_else(melody);
+    tokio::spawn(play(
+        engine.clone(),
+        (call.to_owned(), held_a),
+        Arc::downgrade(relay),
+        on.clone(),
+        music,
+    ));
+    Some(Music(on))
+}
+
 /// The held party (relay side `held_a`) answered: an a=inactive hold gets
 /// a=inactive back, whatever the held party said to the rewritten offer.
 pub fn answered(engine: &Engine, call: &str, held_a: bool, answer: &mut Message) {
