@@ -93,3 +93,15 @@ impl Default for TempRoot {
         Self::new()
     }
 }
+
+/// Polls `done` every 50 ms until it is Some or `secs` pass; panics with `what`.
+pub fn wait_for<T>(secs: u64, what: impl Fn() -> String, mut done: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(v) = done() {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", what());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

@@ -14,6 +14,32 @@ pub struct Up {
 }
 
 impl Up {
+    /// `start` with every port on loopback chosen free (NETCONF on
+    /// `netconf`, the web's plain HTTP off), the admin's `password` and
+    /// `extra` arguments.
+    pub fn on_loopback(netconf: u16, password: &str, extra: &[String]) -> Up {
+        let free_udp = || crate::pbx::free_port().to_string();
+        let free_tcp = || crate::web::free_tcp_port().to_string();
+        let mut args = vec![
+            "--netconf-port".to_owned(),
+            netconf.to_string(),
+            "--sip-port".into(),
+            free_udp(),
+            "--sip-tls-port".into(),
+            free_tcp(),
+            "--stun-port".into(),
+            free_udp(),
+            "--web-port".into(),
+            free_tcp(),
+            "--web-http-port".into(),
+            "0".into(),
+            "--admin-password".into(),
+            password.into(),
+        ];
+        args.extend_from_slice(extra);
+        Up::start(&args)
+    }
+
     /// `besip up --root <temp> <args>`; panics when it does not come up
     /// within 60 s.
     pub fn start(args: &[String]) -> Up {

@@ -8,7 +8,6 @@
 //! is stored by any of them and the server goes on serving.
 
 use besip_tests::netconf::python;
-use besip_tests::pbx::free_port;
 use besip_tests::up::Up;
 use besip_tests::web::free_tcp_port;
 
@@ -19,23 +18,7 @@ const HASH: &str = "$6$saltsalt$As4wrv0kZlfch1du9WeH7qhskyLriQWySXrZzynnvi46nFnN
 #[test]
 fn prompt_upload_and_audio_fetch_obey_nacm_and_bounds() {
     let netconf = free_tcp_port();
-    let args = [
-        "--netconf-port".to_owned(),
-        netconf.to_string(),
-        "--sip-port".into(),
-        free_port().to_string(),
-        "--sip-tls-port".into(),
-        free_tcp_port().to_string(),
-        "--stun-port".into(),
-        free_port().to_string(),
-        "--web-port".into(),
-        free_tcp_port().to_string(),
-        "--web-http-port".into(),
-        "0".into(),
-        "--admin-password".into(),
-        PASSWORD.into(),
-    ];
-    let up = Up::start(&args);
+    let up = Up::on_loopback(netconf, PASSWORD, &[]);
     let (ok, out) = python(
         netconf,
         PASSWORD,

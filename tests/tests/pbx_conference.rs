@@ -10,7 +10,7 @@ use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
 use besip_tests::pbx::media_phone::{holds, media_caller, media_caller_refused, MediaPhone};
-use besip_tests::pbx::office::{base, MODES};
+use besip_tests::pbx::office::{base, media_base, MODES};
 use besip_tests::pbx::*;
 use serde_json::{json, Value};
 
@@ -471,14 +471,7 @@ fn calls_in_a_room_outlive_the_2xx_retransmission_window_in_both_modes() {
             std::thread::spawn(move || {
                 let port = free_port();
                 let rtp = 47000 + 200 * i as u16;
-                let uci = base(
-                    port,
-                    mode,
-                    &format!(
-                        "\toption rtp_port_min '{rtp}'\n\toption rtp_port_max '{}'\n",
-                        rtp + 199
-                    ),
-                ) + ROOMS;
+                let uci = media_base(port, mode, rtp, "") + ROOMS;
                 let pbx = Pbx::start(&uci, port);
                 let sipp = Sipp::new();
                 let mut phones = Vec::new();

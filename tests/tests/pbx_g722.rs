@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use besip_tests::baresip::{
     dominant_frequency, have_baresip, rms, write_tone_wav, Baresip, PhoneConfig,
 };
+use besip_tests::harness::wait_for;
 use besip_tests::pbx::media_phone::{media_caller, media_caller_refused, MediaPhone};
 use besip_tests::pbx::office::{base, MODES};
 use besip_tests::pbx::*;
@@ -20,17 +21,6 @@ use besip_tests::pbx::*;
 const ROOM: &str = "config conference 'conference_800'\n\toption number '800'\n\n";
 const BARESIP_TONE: f64 = 1000.0;
 const PHONE_TONE: f64 = 600.0;
-
-fn wait_for<T>(secs: u64, what: impl Fn() -> String, mut done: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = done() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "{}", what());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 fn g722_phone(pbx_port: u16, tone: &std::path::Path, codecs: &str) -> Baresip {
     let mut config = PhoneConfig::new(

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use besip_tests::pbx::media_phone::{media_caller, media_caller_refused, MediaPhone};
-use besip_tests::pbx::office::{base, with_ext, MODES};
+use besip_tests::pbx::office::{base, media_base, with_ext, MODES};
 use besip_tests::pbx::*;
 use serde_json::json;
 
@@ -94,14 +94,7 @@ fn menus_route_by_key_nest_transfer_and_time_out_in_both_modes() {
     for (i, mode) in MODES.iter().enumerate() {
         let port = free_port();
         let rtp = 43000 + 200 * i as u16;
-        let uci = base(
-            port,
-            mode,
-            &format!(
-                "\toption rtp_port_min '{rtp}'\n\toption rtp_port_max '{}'\n",
-                rtp + 199
-            ),
-        ) + MENUS;
+        let uci = media_base(port, mode, rtp, "") + MENUS;
         let uci = with_ext(&uci, "101", "\toption voicemail_enabled '1'\n");
         let pbx = Pbx::start(&uci, port);
         let sipp = Sipp::new();
@@ -273,14 +266,8 @@ fn prompts_recorded_by_phone_are_kept_and_played_by_a_menu_in_both_modes() {
     for (i, mode) in MODES.iter().enumerate() {
         let port = free_port();
         let rtp = 43600 + 200 * i as u16;
-        let uci = base(
-            port,
-            mode,
-            &format!(
-                "\toption rtp_port_min '{rtp}'\n\toption rtp_port_max '{}'\n\tlist prompt_recording_extension '100'\n",
-                rtp + 199
-            ),
-        ) + "config ivr 'ivr_rec'\n\toption name 'rec'\n\toption number '510'\n\toption prompt 'recording-1'\n\toption timeout '5'\n\n";
+        let uci = media_base(port, mode, rtp, "\tlist prompt_recording_extension '100'\n")
+            + "config ivr 'ivr_rec'\n\toption name 'rec'\n\toption number '510'\n\toption prompt 'recording-1'\n\toption timeout '5'\n\n";
         let pbx = Pbx::start(&uci, port);
         let sipp = Sipp::new();
         let auth = |u: &'static str| ["-au", u, "-ap", if u == "100" { "pw100" } else { "pw101" }];

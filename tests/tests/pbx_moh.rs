@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use besip_tests::pbx::media_phone::{holds, media_caller, MediaPhone};
-use besip_tests::pbx::office::base;
+use besip_tests::pbx::office::media_base;
 use besip_tests::pbx::*;
 use serde_json::json;
 
@@ -112,13 +112,11 @@ fn held_party_hears_music(mode: &str, hold: &str, rtp: u16) {
         return;
     }
     let port = free_port();
-    let uci = base(
+    let uci = media_base(
         port,
         mode,
-        &format!(
-            "\toption rtp_port_min '{rtp}'\n\toption rtp_port_max '{}'\n\toption music_on_hold_enabled '1'\n\toption nat_media_relay 'always'\n",
-            rtp + 199
-        ),
+        rtp,
+        "\toption music_on_hold_enabled '1'\n\toption nat_media_relay 'always'\n",
     );
     let pbx = Pbx::start(&uci, port);
     // The music: a 1250 Hz tone uploaded as the store's music-on-hold.

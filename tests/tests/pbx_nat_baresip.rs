@@ -15,11 +15,12 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use besip_tests::baresip::{
     dominant_frequency, have_baresip, messages, rms, write_tone_wav, Baresip, PhoneConfig,
 };
+use besip_tests::harness::wait_for;
 use besip_tests::pbx::office::assert_cdr_pairs;
 use besip_tests::pbx::*;
 use besip_tests::rtp_tap::{pcmu_samples, RtpPacket, RtpTap};
@@ -141,18 +142,6 @@ fn phone(user: u16, address: &str, rtp: (u16, u16), tone: &Path, pbx_port: u16) 
 
 fn nat_state(pbx: &Pbx) -> serde_json::Value {
     pbx.state()["besip-pbx:pbx"]["nat-state"].clone()
-}
-
-/// Polls `done` every 50 ms until it is Some or `secs` pass; panics with `what`.
-fn wait_for<T>(secs: u64, what: impl Fn() -> String, mut done: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = done() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "{}", what());
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// The SDP bodies of the INVITEs and 200s `phone` received from the PBX at `pbx`.

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use besip_tests::baresip::{dominant_frequency, wav_samples};
 use besip_tests::pbx::media_phone::{media_caller, MediaPhone};
-use besip_tests::pbx::office::{base, with_ext, MODES};
+use besip_tests::pbx::office::{base, media_base, with_ext, MODES};
 use besip_tests::pbx::*;
 use serde_json::Value;
 
@@ -111,14 +111,7 @@ Content-Length: 0
 }
 
 fn config(port: u16, mode: &str, rtp: u16) -> String {
-    let uci = base(
-        port,
-        mode,
-        &format!(
-            "\toption rtp_port_min '{rtp}'\n\toption rtp_port_max '{}'\n",
-            rtp + 199
-        ),
-    );
+    let uci = media_base(port, mode, rtp, "");
     let uci = with_ext(
         &uci,
         "101",

@@ -19,6 +19,19 @@ pub fn base(port: u16, mode: &str, extra_main: &str) -> String {
     )
 }
 
+/// `base` with the RTP ports `rtp..rtp+199` (the relay's and the media
+/// services') and `extra_main`: tests running at once keep apart.
+pub fn media_base(port: u16, mode: &str, rtp: u16, extra_main: &str) -> String {
+    base(
+        port,
+        mode,
+        &format!(
+            "\toption rtp_port_min '{rtp}'\n\toption rtp_port_max '{}'\n{extra_main}",
+            rtp + 199
+        ),
+    )
+}
+
 /// The test configuration in B2BUA mode with `extra` in the main section.
 pub fn b2bua_config(port: u16, extra: &str) -> String {
     base(port, "b2bua", extra)
