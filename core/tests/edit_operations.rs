@@ -617,3 +617,103 @@ fn a_new_entry_with_a_reference_outside_it_is_validated_in_full() {
         "{error}"
     );
 }
+
+/// RFC 7950 §7.8.6: `insert` (first, last, before, after with `key`) puts
+/// an entry of a user-ordered list where it is asked, for a new entry and
+/// for one that exists (a move); a missing anchor is bad-attribute with
+/// missing-instance and changes nothing; on a list ordered by the system
+/// it is bad-attribute; a failed edit puts a moved entry back.
+#[test]
+fn insert_orders_user_ordered_entries() {
+    let (_d, mut store) = open();
+    const PBX: &str = "urn:besip:pbx";
+    const Y: &str = "urn:ietf:params:xml:ns:yang:1";
+    let group = |members: &str| {
+        format!("<pbx xmlns=\"{PBX}\" xmlns:yang=\"{Y}\"><ring-group><number>600</number>{members}</ring-group></pbx>")
+    };
+    let order = |store: &besip_core::datastore::Datastore| -> Vec<String> {
+        let text = candidate(store);
+        let start = text.find("<ring-group>").expect("the group");
+        let text = &text[start..];
+        let end = text.find("</ring-group>").expect("its end");
+        text[..end]
+            .split("<member>")
+            .skip(1)
+            .filter_map(|m| {
+                m.split("<number>")
+                    .nth(1)?
+                    .split('<')
+                    .next()
+                    .map(str::to_owned)
+            })
+            .collect()
+    };
+    edit(
+        &mut store,
+        &group("<member><number>101</number></member><member><number>102</number></member>"),
+    )
+    .unwrap();
+    assert_eq!(order(&store), ["101", "102"]);
+    edit(
+        &mut store,
+        &group("<member yang:insert=\"first\"><number>103</number></member>"),
+    )
+    .unwrap();
+    assert_eq!(order(&store), ["103", "101", "102"]);
+    edit(
+        &mut store,
+        &group("<member yang:insert=\"after\" yang:key=\"[number='101']\"><number>104</number></member>"),
+    )
+    .unwrap();
+    assert_eq!(order(&store), ["103", "101", "104", "102"]);
+    // An existing entry moves.
+    edit(
+        &mut store,
+        &group("<member yang:insert=\"before\" yang:key=\"[pbx:number='103']\" xmlns:pbx=\"urn:besip:pbx\"><number>102</number></member>"),
+    )
+    .unwrap();
+    assert_eq!(order(&store), ["102", "103", "101", "104"]);
+    edit(
+        &mut store,
+        &group("<member yang:insert=\"last\"><number>102</number></member>"),
+    )
+    .unwrap();
+    assert_eq!(order(&store), ["103", "101", "104", "102"]);
+    // No such anchor: refused, nothing changed.
+    let e = edit(
+        &mut store,
+        &group("<member yang:insert=\"after\" yang:key=\"[number='999']\"><number>105</number></member>"),
+    )
+    .unwrap_err();
+    assert_eq!(e.0[0].tag, ErrorTag::BadAttribute);
+    assert_eq!(e.0[0].app_tag.as_deref(), Some("missing-instance"));
+    assert_eq!(order(&store), ["103", "101", "104", "102"]);
+    // Before/after without a key; a word that is no place.
+    let e = edit(
+        &mut store,
+        &group("<member yang:insert=\"before\"><number>105</number></member>"),
+    )
+    .unwrap_err();
+    assert_eq!(e.0[0].tag, ErrorTag::MissingAttribute);
+    let e = edit(
+        &mut store,
+        &group("<member yang:insert=\"middle\"><number>105</number></member>"),
+    )
+    .unwrap_err();
+    assert_eq!(e.0[0].tag, ErrorTag::BadAttribute);
+    // A move, then a fault in the same edit: the move is taken back.
+    let e = edit(
+        &mut store,
+        &format!("<pbx xmlns=\"{PBX}\" xmlns:yang=\"{Y}\"><ring-group><number>600</number><member yang:insert=\"first\"><number>102</number></member><no-such-leaf/></ring-group></pbx>"),
+    )
+    .unwrap_err();
+    assert_eq!(e.0[0].tag, ErrorTag::UnknownElement);
+    assert_eq!(order(&store), ["103", "101", "104", "102"]);
+    // Users are ordered by the system: insert does not apply.
+    let e = edit(
+        &mut store,
+        &format!("<system xmlns=\"{SYS}\" xmlns:yang=\"{Y}\"><user yang:insert=\"first\"><name>zed</name></user></system>"),
+    )
+    .unwrap_err();
+    assert_eq!(e.0[0].tag, ErrorTag::BadAttribute);
+}

@@ -307,6 +307,53 @@ fn set_operation(e: &mut Element, op: &str) {
         .push((BASE_NS.into(), "operation".into(), op.into()));
 }
 
+/// The YANG attributes of insert/point (RFC 7950 §7.8.6) on the entry the
+/// request writes: `point` names the entry it goes before or after.
+fn set_insert(e: &mut Element, q: &Query) -> Result<(), ConfigError> {
+    const YANG_NS: &str = "urn:ietf:params:xml:ns:yang:1";
+    let Some(insert) = &q.insert else {
+        return Ok(());
+    };
+    e.attributes
+        .push((YANG_NS.into(), "insert".into(), insert.clone()));
+    let Some(point) = &q.point else {
+        return Ok(());
+    };
+    let bad = |m: &str| {
+        protocol(ErrorTag::InvalidValue, format!("point '{point}': {m}"))
+            .with_info("bad-attribute", "point")
+    };
+    let schema = Schema::get().map_err(|e| bad(&e.to_string()))?;
+    let anchor = ApiPath::parse(schema, point)?;
+    let last = anchor.target().ok_or_else(|| bad("names no entry"))?;
+    if last.name != e.name || last.namespace != e.namespace {
+        return Err(bad("is not an entry of the same list"));
+    }
+    match last.kind {
+        SchemaNodeKind::List => {
+            if last.keys.iter().any(|(_, v)| v.contains('\'')) {
+                return Err(bad("a key with a quote cannot be pointed at"));
+            }
+            let predicate: String = last
+                .keys
+                .iter()
+                .map(|(k, v)| format!("[{k}='{v}']"))
+                .collect();
+            e.attributes.push((YANG_NS.into(), "key".into(), predicate));
+        }
+        SchemaNodeKind::LeafList => {
+            let value = last
+                .keys
+                .first()
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default();
+            e.attributes.push((YANG_NS.into(), "value".into(), value));
+        }
+        _ => return Err(bad("is not a list or leaf-list entry")),
+    }
+    Ok(())
+}
+
 /// PUT/PATCH: the body names the target (same node, same keys).
 fn check_same_resource(path: &ApiPath, e: &Element) -> Result<(), ConfigError> {
     let Some(t) = path.target() else {
@@ -493,6 +540,7 @@ async fn write<B: Backend>(
                     .map_err(|e| vec![e])?;
             let location = created_location(ctx.data_base, ctx.raw_path, path, &e);
             set_operation(&mut e, "create");
+            set_insert(&mut e, q).map_err(|e| vec![e])?;
             (path.wrap(vec![e]), StatusCode::CREATED, Some(location))
         }
         Method::PUT | Method::PATCH => {
@@ -518,6 +566,7 @@ async fn write<B: Backend>(
             }
             let status = if ctx.method == Method::PUT {
                 set_operation(&mut e, "replace");
+                set_insert(&mut e, q).map_err(|e| vec![e])?;
                 if exists(ctx, path, source).await? {
                     StatusCode::NO_CONTENT
                 } else {

@@ -19,8 +19,9 @@
 //!   change with every change of running, RFC 8040 §3.4.1.1).
 //! - Authentication: HTTP Basic against the box's users, then a session
 //!   cookie (`besip_restconf`); wrong passwords are throttled as SSH logins.
-//! - Query parameters: content, depth, fields, with-defaults; insert only
-//!   `last` (the datastore appends), point not at all; no YANG Patch.
+//! - Query parameters: content, depth, fields, with-defaults, insert and
+//!   point (POST/PUT on user-ordered lists and leaf-lists, carried to the
+//!   datastore as RFC 7950's yang:insert/key/value); no YANG Patch.
 //! - Operations that need a NETCONF session of their own (lock, unlock,
 //!   edit-config, copy-config, delete-config, kill/close-session,
 //!   create-subscription) are not offered under `/restconf/operations`.

@@ -19,6 +19,11 @@ pub struct Query {
     pub with_defaults: Option<WithDefaults>,
     /// RFC 8040 §4.8.3 fields, expanded to paths (`a/b`, `m:c`).
     pub fields: Vec<String>,
+    /// RFC 8040 §4.8.5-6: where POST/PUT put an entry of a user-ordered
+    /// list or leaf-list (first, last, before, after) and the resource it
+    /// goes before or after.
+    pub insert: Option<String>,
+    pub point: Option<String>,
     /// Which parameters were given (each is allowed with some methods only).
     pub given: Vec<String>,
 }
@@ -65,14 +70,13 @@ impl Query {
                         invalid(name, format!("with-defaults '{value}' is not report-all, trim, explicit or report-all-tagged"))
                     })?)
                 }
-                // Appending is what the datastore does; the other places are not offered.
-                "insert" if value == "last" => {}
-                "insert" | "point" => {
-                    return Err(ConfigError::protocol(
-                        ErrorTag::OperationNotSupported,
-                        format!("{name}={value}: only insert=last is offered (ordered-by user lists append)"),
-                    ))
+                "insert" => {
+                    if !matches!(value.as_str(), "first" | "last" | "before" | "after") {
+                        return Err(invalid(name, format!("insert '{value}' is not first, last, before or after")));
+                    }
+                    q.insert = Some(value.clone());
                 }
+                "point" => q.point = Some(value.clone()),
                 "fields" => q.fields = expand_fields(&value)?,
                 "filter" | "start-time" | "stop-time" => {
                     return Err(ConfigError::protocol(
@@ -83,6 +87,13 @@ impl Query {
                 other => return Err(invalid(other, format!("unknown query parameter '{other}'"))),
             }
             q.given.push(name.to_owned());
+        }
+        let needs_point = matches!(q.insert.as_deref(), Some("before" | "after"));
+        if needs_point != q.point.is_some() {
+            return Err(invalid(
+                "point",
+                "point is given with insert=before or insert=after, and only then".into(),
+            ));
         }
         Ok(q)
     }

@@ -920,3 +920,110 @@ print('DONE')
         .join("etc/besip/restconf-cert.pem")
         .exists());
 }
+
+/// RFC 8040 §4.8.5-6 insert and point on a user-ordered list (a ring
+/// group's members, its hunt order): first, after a point, a PUT moving an
+/// entry; the order read back over RESTCONF and NETCONF; insert=before
+/// without point, a point at nothing and insert on a list ordered by the
+/// system are refused and change nothing.
+#[test]
+fn insert_and_point_order_a_ring_groups_members() {
+    let b = start();
+    let group = "/restconf/data/besip-pbx:pbx/ring-group=600";
+    let post = b.admin(
+        "POST",
+        "/restconf/data/besip-pbx:pbx",
+        Some((JSON, r#"{"besip-pbx:ring-group":[{"number":"600","member":[{"number":"101"},{"number":"102"}]}]}"#)),
+        &[],
+    );
+    assert_eq!(post.status, 201, "{}", post.body);
+    let order = || -> Vec<String> {
+        let g = b.admin("GET", group, None, &[]);
+        let v: serde_json::Value = serde_json::from_str(&g.body).unwrap_or_default();
+        v["besip-pbx:ring-group"][0]["member"]
+            .as_array()
+            .map(|l| {
+                l.iter()
+                    .filter_map(|m| m["number"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(order(), ["101", "102"]);
+    let member = |n: &str| format!(r#"{{"besip-pbx:member":[{{"number":"{n}"}}]}}"#);
+    let r = b.admin(
+        "POST",
+        &format!("{group}?insert=first"),
+        Some((JSON, &member("103"))),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = b.admin(
+        "POST",
+        &format!("{group}?insert=after&point=/besip-pbx:pbx/ring-group=600/member=101"),
+        Some((JSON, &member("104"))),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(order(), ["103", "101", "104", "102"]);
+    // PUT of an existing entry with insert moves it.
+    let r = b.admin(
+        "PUT",
+        &format!("{group}/member=102?insert=first"),
+        Some((JSON, &member("102"))),
+        &[],
+    );
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert_eq!(order(), ["102", "103", "101", "104"]);
+    // NETCONF sees the same order in running.
+    let (ok, out) = python(
+        b.server.port,
+        ADMIN_PASSWORD,
+        "m = connect(); x = m.get_config('running', filter=('xpath', '/pbx/ring-group')).data_xml; import re; print('ORDER', re.findall(r'<member>\\s*<number>([^<]+)</number>', x))",
+    );
+    assert!(
+        ok && out.contains("ORDER ['102', '103', '101', '104']"),
+        "{out}"
+    );
+    // Refusals, nothing changed.
+    let r = b.admin(
+        "POST",
+        &format!("{group}?insert=before"),
+        Some((JSON, &member("105"))),
+        &[],
+    );
+    assert_eq!(
+        (r.status, error_tag(&r).as_str()),
+        (400, "invalid-value"),
+        "{}",
+        r.body
+    );
+    let r = b.admin(
+        "POST",
+        &format!("{group}?insert=before&point=/besip-pbx:pbx/ring-group=600/member=999"),
+        Some((JSON, &member("105"))),
+        &[],
+    );
+    assert_eq!(
+        (r.status, error_tag(&r).as_str()),
+        (400, "bad-attribute"),
+        "{}",
+        r.body
+    );
+    let r = b.admin(
+        "POST",
+        "/restconf/data/besip-system:system?insert=first",
+        Some((
+            JSON,
+            r#"{"besip-system:user":[{"name":"zed","group":"monitor"}]}"#,
+        )),
+        &[],
+    );
+    assert_eq!(
+        (r.status, error_tag(&r).as_str()),
+        (400, "bad-attribute"),
+        "{}",
+        r.body
+    );
+    assert_eq!(order(), ["102", "103", "101", "104"]);
+}

@@ -18,6 +18,18 @@ use yang2::data::{Data, DataTree};
 use yang2::schema::{DataValueType, SchemaNode, SchemaNodeKind};
 
 pub const NETCONF_BASE_NS: &str = "urn:ietf:params:xml:ns:netconf:base:1.0";
+/// The namespace of the `insert`, `key` and `value` attributes (RFC 7950 §7.8.6).
+pub const YANG_NS: &str = "urn:ietf:params:xml:ns:yang:1";
+
+/// Where `insert` puts an entry of a user-ordered list or leaf-list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Insert {
+    First,
+    Last,
+    /// Before / after the entry at this data path.
+    Before(String),
+    After(String),
+}
 
 /// Applies one `<config>` payload to a tree.
 pub struct Editor<'t> {
@@ -178,6 +190,9 @@ impl<'t> Editor<'t> {
         let Some(op) = self.operation_of(element, inherited, &path) else {
             return;
         };
+        let Some(insert) = self.insert_of(element, node, parent_path, &path, op) else {
+            return;
+        };
         let exists = self.tree.find_path(&path).is_ok();
         match node.kind() {
             SchemaNodeKind::Leaf | SchemaNodeKind::LeafList => {
@@ -191,9 +206,164 @@ impl<'t> Editor<'t> {
                     ErrorTag::OperationNotSupported,
                     format!("'{}' cannot be edited", node.name()),
                 )
-                .at(path),
+                .at(path.clone()),
             ),
         }
+        if let Some(insert) = insert {
+            if !self.stopped() {
+                self.move_entry(&path, &insert, exists, &module_name);
+            }
+        }
+    }
+
+    /// The `insert` attribute of an entry of a user-ordered list or
+    /// leaf-list (with `key` or `value` for before/after). Some(None): none
+    /// given; None: a fault, recorded.
+    fn insert_of(
+        &mut self,
+        element: &Element,
+        node: &SchemaNode<'static>,
+        parent_path: &str,
+        path: &str,
+        op: Operation,
+    ) -> Option<Option<Insert>> {
+        let Some(raw) = element.attribute(YANG_NS, "insert") else {
+            return Some(None);
+        };
+        let bad = |message: String| {
+            ConfigError::protocol(ErrorTag::BadAttribute, message)
+                .at(path)
+                .with_info("bad-attribute", "insert")
+                .with_info("bad-element", element.name.clone())
+        };
+        let ordered = matches!(node.kind(), SchemaNodeKind::List | SchemaNodeKind::LeafList)
+            && node.is_user_ordered();
+        if !ordered {
+            self.fail(bad(format!(
+                "'{}' is not ordered by the user: insert does not apply",
+                node.name()
+            )));
+            return None;
+        }
+        if !matches!(
+            op,
+            Operation::Create | Operation::Merge | Operation::Replace
+        ) {
+            return Some(None);
+        }
+        let step = format!("{}/{}:{}", parent_path, node.module().name(), node.name());
+        let anchor = || -> Option<String> {
+            if node.kind() == SchemaNodeKind::List {
+                // `[name='x']` or `[prefix:name='x']`: our paths name keys bare.
+                let key = element.attribute(YANG_NS, "key")?;
+                Some(format!("{step}{}", unprefixed_predicates(key)?))
+            } else {
+                let value = element.attribute(YANG_NS, "value")?;
+                Some(format!("{step}[.={}]", predicate_value(value)?))
+            }
+        };
+        let insert = match raw {
+            "first" => Insert::First,
+            "last" => Insert::Last,
+            "before" | "after" => {
+                let Some(at) = anchor() else {
+                    let what = if node.kind() == SchemaNodeKind::List {
+                        "key"
+                    } else {
+                        "value"
+                    };
+                    self.fail(
+                        ConfigError::protocol(
+                            ErrorTag::MissingAttribute,
+                            format!("insert=\"{raw}\" needs a well-formed '{what}' attribute"),
+                        )
+                        .at(path)
+                        .with_info("bad-attribute", what)
+                        .with_info("bad-element", element.name.clone()),
+                    );
+                    return None;
+                };
+                if raw == "before" {
+                    Insert::Before(at)
+                } else {
+                    Insert::After(at)
+                }
+            }
+            other => {
+                self.fail(bad(format!(
+                    "'{other}' is not a place to insert (first, last, before, after)"
+                )));
+                return None;
+            }
+        };
+        Some(Some(insert))
+    }
+
+    /// Moves the entry at `path` where `insert` says; an entry that was
+    /// there before the edit gets its old place back on undo.
+    fn move_entry(&mut self, path: &str, insert: &Insert, existed: bool, module: &str) {
+        let Ok(node) = self.tree.find_path(path) else {
+            return;
+        };
+        let schema = node.schema().as_raw();
+        use yang2::iter::NodeIterable;
+        let first = match node.parent() {
+            Some(parent) => parent.first_child(),
+            None => self.tree.reference(),
+        };
+        let instances: Vec<_> = first
+            .iter()
+            .flat_map(|f| f.inclusive_siblings())
+            .filter(|n| n.schema().as_raw() == schema)
+            .collect();
+        let position = instances.iter().position(|n| n.as_raw() == node.as_raw());
+        let previous = position
+            .and_then(|i| i.checked_sub(1))
+            .map(|i| instances[i].path());
+        let anchor_of = |at: &str| self.tree.find_path(at).ok().map(|a| a.as_raw());
+        let (anchor, before) = match insert {
+            Insert::First => (instances.first().map(|n| n.as_raw()), true),
+            Insert::Last => (instances.last().map(|n| n.as_raw()), false),
+            Insert::Before(at) | Insert::After(at) => match anchor_of(at) {
+                Some(a) => (Some(a), matches!(insert, Insert::Before(_))),
+                None => {
+                    self.fail(
+                        ConfigError::protocol(
+                            ErrorTag::BadAttribute,
+                            "the entry to insert next to does not exist",
+                        )
+                        .at(at)
+                        .with_app_tag("missing-instance")
+                        .with_info("bad-attribute", "key"),
+                    );
+                    return;
+                }
+            },
+        };
+        let Some(anchor) = anchor.filter(|a| *a != node.as_raw()) else {
+            return;
+        };
+        // SAFETY: both nodes are live siblings of this tree (same parent,
+        // same schema node); libyang relinks `node` next to `anchor`.
+        let result = unsafe {
+            if before {
+                yang2::ffi::lyd_insert_before(anchor, node.as_raw())
+            } else {
+                yang2::ffi::lyd_insert_after(anchor, node.as_raw())
+            }
+        };
+        if result != yang2::ffi::LY_ERR::LY_SUCCESS {
+            self.fail(
+                ConfigError::new(ErrorTag::OperationFailed, "the entry cannot be moved").at(path),
+            );
+            return;
+        }
+        if existed {
+            self.undo
+                .steps
+                .push(UndoStep::MoveBack(path.to_owned(), previous));
+        }
+        self.summary.record(module, path, "replace");
     }
 
     fn list_path(
@@ -491,6 +661,26 @@ impl Editor<'_> {
             .steps
             .extend(marked.into_iter().map(UndoStep::MarkDefault));
     }
+}
+
+/// A key predicate string (`[name='x'][p:id="y"]`) with the prefixes of
+/// the key names dropped; None when it is not one.
+fn unprefixed_predicates(key: &str) -> Option<String> {
+    let mut out = String::new();
+    let mut rest = key.trim();
+    while !rest.is_empty() {
+        let inner = rest.strip_prefix('[')?;
+        let (name, after) = inner.split_once('=')?;
+        let name = name.trim();
+        let name = name.rsplit_once(':').map_or(name, |(_, n)| n);
+        let after = after.trim_start();
+        let quote = after.chars().next().filter(|q| *q == '\'' || *q == '"')?;
+        let (value, tail) = after[1..].split_once(quote)?;
+        let tail = tail.trim_start().strip_prefix(']')?;
+        out.push_str(&format!("[{name}={}]", predicate_value(value)?));
+        rest = tail.trim_start();
+    }
+    (!out.is_empty()).then_some(out)
 }
 
 fn data_missing(path: &str) -> ConfigError {

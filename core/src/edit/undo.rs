@@ -13,6 +13,9 @@ pub(super) enum UndoStep {
     Restore(DataTree<'static>),
     /// This leaf-list value was a YANG default before it was made explicit.
     MarkDefault(String),
+    /// This user-ordered entry was moved: back after that sibling (None:
+    /// first).
+    MoveBack(String, Option<String>),
 }
 
 /// The inverse of an edit, so a failed edit can be taken back without copying
@@ -44,10 +47,49 @@ impl EditUndo {
                     }
                     Ok(())
                 }
+                UndoStep::MoveBack(path, previous) => {
+                    move_back(tree, &path, previous.as_deref());
+                    Ok(())
+                }
             };
             if let Err(e) = result {
                 tracing::error!(error = %crate::schema::describe(&e), "cannot take an edit back");
             }
+        }
+    }
+}
+
+/// Puts the entry at `path` back after `previous` (first among its kind
+/// when None).
+fn move_back(tree: &DataTree<'static>, path: &str, previous: Option<&str>) {
+    use yang2::iter::NodeIterable;
+    let Ok(node) = tree.find_path(path) else {
+        return;
+    };
+    let anchor = match previous {
+        Some(p) => tree.find_path(p).ok().map(|a| (a.as_raw(), false)),
+        None => {
+            let schema = node.schema().as_raw();
+            let first = match node.parent() {
+                Some(parent) => parent.first_child(),
+                None => tree.reference(),
+            };
+            first
+                .iter()
+                .flat_map(|f| f.inclusive_siblings())
+                .find(|n| n.schema().as_raw() == schema)
+                .map(|a| (a.as_raw(), true))
+        }
+    };
+    let Some((anchor, before)) = anchor.filter(|(a, _)| *a != node.as_raw()) else {
+        return;
+    };
+    // SAFETY: both are live siblings of `tree` of one schema node.
+    unsafe {
+        if before {
+            yang2::ffi::lyd_insert_before(anchor, node.as_raw());
+        } else {
+            yang2::ffi::lyd_insert_after(anchor, node.as_raw());
         }
     }
 }
