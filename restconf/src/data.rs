@@ -194,12 +194,29 @@ async fn read<B: Backend>(
         header::CONTENT_TYPE,
         header::HeaderValue::from_static(ctx.format.media_type()),
     );
-    headers.insert(header::ETAG, etag(&version));
+    // A configuration resource has an entity-tag of its own (RFC 8040
+    // §3.5.1); the root and state-only resources the datastore's.
+    let resource = match (path.is_root(), source.unwrap_or("running")) {
+        (true, _) => None,
+        (false, src) => config_of(ctx, path, src).await?.map(|c| resource_etag(&c)),
+    };
+    headers.insert(header::ETAG, resource.unwrap_or_else(|| etag(&version)));
     headers.insert(header::LAST_MODIFIED, last_modified(&version));
     if ctx.method == Method::HEAD {
         return Ok((StatusCode::OK, headers).into_response());
     }
     Ok((StatusCode::OK, headers, text).into_response())
+}
+
+/// The entity-tag of a configuration resource: a digest of its
+/// configuration as the datastore prints it, so it changes when the
+/// resource does and only then.
+fn resource_etag(config: &str) -> header::HeaderValue {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(config.as_bytes());
+    let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+    header::HeaderValue::from_str(&format!("\"r-{hex}\""))
+        .unwrap_or_else(|_| header::HeaderValue::from_static("\"r-0\""))
 }
 
 /// fields: the union of each field path under the target (XPath with
@@ -439,8 +456,18 @@ async fn exists<B: Backend>(
     path: &ApiPath,
     source: &str,
 ) -> Result<bool, Vec<ConfigError>> {
+    Ok(config_of(ctx, path, source).await?.is_some())
+}
+
+/// The configuration of the resource at `path` in `source` (XML as the
+/// datastore prints it), None when it has none.
+async fn config_of<B: Backend>(
+    ctx: &Ctx<'_, B>,
+    path: &ApiPath,
+    source: &str,
+) -> Result<Option<String>, Vec<ConfigError>> {
     let Ok(xpath) = path.xpath() else {
-        return Ok(false);
+        return Ok(None);
     };
     let mut filter = Element::new(BASE_NS, "filter");
     filter
@@ -459,8 +486,8 @@ async fn exists<B: Backend>(
         ],
     );
     Ok(match ctx.backend.operation(ctx.who, op).await? {
-        Reply::Data(d) => !d.trim().is_empty(),
-        _ => false,
+        Reply::Data(d) if !d.trim().is_empty() => Some(d),
+        _ => None,
     })
 }
 
@@ -483,7 +510,9 @@ async fn write<B: Backend>(
         _ => &[],
     };
     q.only(allowed, method).map_err(|e| vec![e])?;
-    // RFC 8040 §3.4.1.3: a stale If-Match refuses the edit.
+    // RFC 8040 §3.4.1.3: a stale If-Match refuses the edit. The tag may be
+    // the datastore's or the target resource's own (then edits of other
+    // resources meanwhile do not make it stale).
     let version = ctx.backend.version();
     if let Some(wanted) = ctx
         .headers
@@ -492,10 +521,22 @@ async fn write<B: Backend>(
     {
         let current = etag(&version);
         let current = current.to_str().unwrap_or("");
+        let source = if ds == Datastore::Candidate {
+            "candidate"
+        } else {
+            "running"
+        };
+        let own = match path.is_root() {
+            true => None,
+            false => config_of(ctx, path, source)
+                .await?
+                .map(|c| resource_etag(&c)),
+        };
+        let own = own.as_ref().and_then(|e| e.to_str().ok()).unwrap_or("");
         let matches = wanted
             .split(',')
             .map(|t| t.trim().trim_start_matches("W/"))
-            .any(|t| t == "*" || t == current);
+            .any(|t| t == "*" || t == current || (!own.is_empty() && t == own));
         if !matches {
             let e = protocol(
                 ErrorTag::OperationFailed,

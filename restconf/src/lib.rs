@@ -15,8 +15,10 @@
 //!   uncommitted changes. `/restconf/ds/ietf-datastores:candidate` edits the
 //!   shared candidate only; commit it with `POST
 //!   /restconf/operations/ietf-netconf:commit`.
-//! - One ETag and Last-Modified for every resource: the datastore's (they
-//!   change with every change of running, RFC 8040 §3.4.1.1).
+//! - ETag: a configuration resource's own (a digest of its configuration,
+//!   RFC 8040 §3.5.1), the datastore's for the root and state-only
+//!   resources; Last-Modified the datastore's. If-Match takes either, so
+//!   an edit of one resource does not make another's tag stale.
 //! - Authentication: HTTP Basic against the box's users, then a session
 //!   cookie (`besip_restconf`); wrong passwords are throttled as SSH logins.
 //! - Query parameters: content, depth, fields, with-defaults, insert and

@@ -186,7 +186,24 @@ mod tests {
         assert!(Query::parse(Some("depth=0")).is_err());
         assert!(Query::parse(Some("bogus=1")).is_err());
         assert!(Query::parse(Some("depth=1&depth=2")).is_err());
-        assert!(Query::parse(Some("insert=first")).is_err());
+        assert_eq!(
+            Query::parse(Some("insert=first"))
+                .unwrap()
+                .insert
+                .as_deref(),
+            Some("first")
+        );
+        assert!(Query::parse(Some("insert=middle")).is_err());
+        assert!(
+            Query::parse(Some("insert=before")).is_err(),
+            "before needs a point"
+        );
+        assert!(
+            Query::parse(Some("point=/m:a=1")).is_err(),
+            "a point needs before/after"
+        );
+        let q = Query::parse(Some("insert=after&point=/m:a=1")).unwrap();
+        assert_eq!(q.point.as_deref(), Some("/m:a=1"));
         assert_eq!(
             expand_fields("a;b(c;d/e);m:f").unwrap(),
             vec!["a", "b/c", "b/d/e", "m:f"]

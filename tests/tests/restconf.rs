@@ -1027,3 +1027,84 @@ fn insert_and_point_order_a_ring_groups_members() {
     );
     assert_eq!(order(), ["102", "103", "101", "104"]);
 }
+
+/// RFC 8040 §3.5.1 resource entity-tags: each extension has its own ETag,
+/// which an edit of another extension leaves as it is (an If-Match with it
+/// still succeeds), while an edit of the extension itself makes the old
+/// one stale (412, nothing changed). The datastore's ETag still works.
+#[test]
+fn each_resource_has_its_own_etag() {
+    let b = start();
+    for n in ["100", "101"] {
+        let post = b.admin(
+            "POST",
+            "/restconf/data/besip-pbx:pbx",
+            Some((
+                JSON,
+                &format!(
+                    r#"{{"besip-pbx:extension":[{{"number":"{n}","password":"secret{n}"}}]}}"#
+                ),
+            )),
+            &[],
+        );
+        assert_eq!(post.status, 201, "{}", post.body);
+    }
+    let tag = |n: &str| {
+        b.admin(
+            "GET",
+            &format!("/restconf/data/besip-pbx:pbx/extension={n}"),
+            None,
+            &[],
+        )
+        .header("etag")
+        .expect("etag")
+    };
+    let patch = |n: &str, name: &str, if_match: &str| {
+        b.admin(
+            "PATCH",
+            &format!("/restconf/data/besip-pbx:pbx/extension={n}"),
+            Some((
+                JSON,
+                &format!(
+                    r#"{{"besip-pbx:extension":[{{"number":"{n}","display-name":"{name}"}}]}}"#
+                ),
+            )),
+            &["-H", &format!("If-Match: {if_match}")],
+        )
+    };
+    let (t100, t101) = (tag("100"), tag("101"));
+    assert_ne!(t100, t101);
+    let root_tag = b
+        .admin("GET", "/restconf/data", None, &[])
+        .header("etag")
+        .expect("etag");
+    assert_ne!(t100, root_tag);
+    // Editing 101 leaves 100's tag as it was.
+    let r = patch("101", "Bob", &t101);
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert_eq!(tag("100"), t100);
+    assert_ne!(tag("101"), t101);
+    let r = patch("100", "Alice", &t100);
+    assert_eq!(r.status, 204, "100's own tag is not stale: {}", r.body);
+    // 101's old tag is stale now: 412 and nothing changes.
+    let r = patch("101", "Mallory", &t101);
+    assert_eq!(r.status, 412, "{}", r.body);
+    let got = b.admin(
+        "GET",
+        "/restconf/data/besip-pbx:pbx/extension=101",
+        None,
+        &[],
+    );
+    assert!(
+        got.body.contains("Bob") && !got.body.contains("Mallory"),
+        "{}",
+        got.body
+    );
+    // The datastore's tag, fresh, is taken too.
+    let fresh = b
+        .admin("GET", "/restconf/data", None, &[])
+        .header("etag")
+        .expect("etag");
+    let r = patch("101", "Carol", &fresh);
+    assert_eq!(r.status, 204, "{}", r.body);
+}
