@@ -132,3 +132,22 @@ pub fn has_extension(schema: &SchemaNode<'_>, module: &str, name: &str) -> bool 
         false
     }
 }
+
+/// The instances of `node`'s list or leaf-list among its siblings, in
+/// order (`node` included). Siblings iterate forward only: from the
+/// parent's first child, or the tree's first top node.
+pub fn instances_beside<'a>(
+    tree: &'a DataTree<'static>,
+    node: &DataNodeRef<'a, 'static>,
+) -> Vec<DataNodeRef<'a, 'static>> {
+    let schema = node.schema().as_raw();
+    let first = match node.parent() {
+        Some(parent) => parent.first_child(),
+        None => tree.reference(),
+    };
+    first
+        .iter()
+        .flat_map(|f| f.inclusive_siblings())
+        .filter(|n| n.schema().as_raw() == schema)
+        .collect()
+}

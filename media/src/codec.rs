@@ -73,11 +73,6 @@ impl Codec {
         }
     }
 
-    /// RTP timestamp units per 20 ms frame (G.722's clock is 8000 too).
-    pub fn ticks_per_frame(self) -> u32 {
-        FRAME as u32
-    }
-
     /// The name configuration and state use.
     pub fn name(self) -> &'static str {
         match self {

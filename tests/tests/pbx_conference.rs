@@ -9,7 +9,7 @@
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
-use besip_tests::pbx::media_phone::{holds, media_caller, media_caller_refused, MediaPhone};
+use besip_tests::pbx::media_phone::{holds, media_caller, refused_call, spawn_call, MediaPhone};
 use besip_tests::pbx::office::{base, media_base, MODES};
 use besip_tests::pbx::*;
 use serde_json::{json, Value};
@@ -86,14 +86,13 @@ fn three_callers_hear_each_other_but_not_themselves_in_both_modes() {
         let mut calls = Vec::new();
         for (i, (user, tone)) in tones.iter().enumerate() {
             let phone = MediaPhone::start(*tone);
-            let scenario = media_caller(user, "800", &phone.sdp(), None);
-            let pw = format!("pw{user}");
-            calls.push(sipp.spawn(
+            calls.push(spawn_call(
+                &sipp,
                 &format!("{mode}-caller-{user}"),
-                &scenario,
-                free_port(),
+                (user, "800"),
+                &phone.sdp(),
+                None,
                 port,
-                &["-au", user, "-ap", &pw],
             ));
             phone.wait_peer();
             wait_participants(&pbx, "800", i as u64 + 1);
@@ -130,12 +129,13 @@ fn three_callers_hear_each_other_but_not_themselves_in_both_modes() {
         assert_eq!(r["locked"], false);
         // Full: a fourth caller gets 486.
         let fourth = MediaPhone::start(0.0);
-        let refused = sipp.run(
+        let refused = refused_call(
+            &sipp,
             &format!("{mode}-fourth"),
-            &media_caller_refused("103", "800", &fourth.sdp(), 486),
-            free_port(),
+            ("103", "800"),
+            &fourth.sdp(),
+            486,
             port,
-            &["-au", "103", "-ap", "pw103"],
         );
         assert!(
             refused.success,
@@ -235,13 +235,7 @@ fn pin_room_admits_the_right_pin_and_locks_for_its_admin() {
     let sipp = Sipp::new();
     // A wrong PIN is told (300 Hz) and not admitted; the right one is.
     let guest = MediaPhone::start(600.0);
-    let guest_call = sipp.spawn(
-        "guest2",
-        &media_caller("100", "801", &guest.sdp(), None),
-        free_port(),
-        port,
-        &["-au", "100", "-ap", "pw100"],
-    );
+    let guest_call = spawn_call(&sipp, "guest2", ("100", "801"), &guest.sdp(), None, port);
     guest.wait_peer();
     let start = Instant::now();
     std::thread::sleep(Duration::from_millis(300));
@@ -259,13 +253,7 @@ fn pin_room_admits_the_right_pin_and_locks_for_its_admin() {
 
     // The admin joins with its PIN and locks the room with *.
     let admin = MediaPhone::start(900.0);
-    let admin_call = sipp.spawn(
-        "admin",
-        &media_caller("101", "801", &admin.sdp(), None),
-        free_port(),
-        port,
-        &["-au", "101", "-ap", "pw101"],
-    );
+    let admin_call = spawn_call(&sipp, "admin", ("101", "801"), &admin.sdp(), None, port);
     admin.wait_peer();
     admin.press("9999#");
     let r = wait_participants(&pbx, "801", 2);
@@ -288,13 +276,7 @@ fn pin_room_admits_the_right_pin_and_locks_for_its_admin() {
     }
     // Locked: a newcomer is refused 403 before any PIN.
     let late = MediaPhone::start(0.0);
-    let refused = sipp.run(
-        "late",
-        &media_caller_refused("102", "801", &late.sdp(), 403),
-        free_port(),
-        port,
-        &["-au", "102", "-ap", "pw102"],
-    );
+    let refused = refused_call(&sipp, "late", ("102", "801"), &late.sdp(), 403, port);
     assert!(
         refused.success,
         "locked room admitted a caller:\n{}",
@@ -321,13 +303,13 @@ fn a_flood_of_calls_stops_at_media_max_calls() {
     let mut phones = Vec::new();
     for (i, user) in ["100", "101"].iter().enumerate() {
         let phone = MediaPhone::start(0.0);
-        let pw = format!("pw{user}");
-        calls.push(sipp.spawn(
+        calls.push(spawn_call(
+            &sipp,
             &format!("in-{user}"),
-            &media_caller(user, "800", &phone.sdp(), None),
-            free_port(),
+            (user, "800"),
+            &phone.sdp(),
+            None,
             port,
-            &["-au", user, "-ap", &pw],
         ));
         phone.wait_peer();
         wait_participants(&pbx, "800", i as u64 + 1);
@@ -335,13 +317,7 @@ fn a_flood_of_calls_stops_at_media_max_calls() {
     }
     // The third call to any service is refused at once, whatever the room allows.
     let third = MediaPhone::start(0.0);
-    let refused = sipp.run(
-        "third",
-        &media_caller_refused("102", "800", &third.sdp(), 503),
-        free_port(),
-        port,
-        &["-au", "102", "-ap", "pw102"],
-    );
+    let refused = refused_call(&sipp, "third", ("102", "800"), &third.sdp(), 503, port);
     assert!(
         refused.success,
         "the third call was not refused 503:\n{}",
@@ -399,13 +375,7 @@ fn a_late_offer_caller_joins_with_its_answer_in_the_ack() {
     wait_participants(&pbx, "800", 1);
     // A second caller with an ordinary offer: each hears the other.
     let other = MediaPhone::start(1100.0);
-    let other_call = sipp.spawn(
-        "offer",
-        &media_caller("101", "800", &other.sdp(), None),
-        free_port(),
-        port,
-        &["-au", "101", "-ap", "pw101"],
-    );
+    let other_call = spawn_call(&sipp, "offer", ("101", "800"), &other.sdp(), None, port);
     other.wait_peer();
     wait_participants(&pbx, "800", 2);
     std::thread::sleep(Duration::from_millis(1500));
@@ -478,13 +448,13 @@ fn calls_in_a_room_outlive_the_2xx_retransmission_window_in_both_modes() {
                 let mut calls = Vec::new();
                 for (user, tone) in [("100", 500.0), ("101", 1100.0)] {
                     let phone = MediaPhone::start(tone);
-                    let pw = format!("pw{user}");
-                    calls.push(sipp.spawn(
+                    calls.push(spawn_call(
+                        &sipp,
                         &format!("{mode}-long-{user}"),
-                        &media_caller(user, "800", &phone.sdp(), None),
-                        free_port(),
+                        (user, "800"),
+                        &phone.sdp(),
+                        None,
                         port,
-                        &["-au", user, "-ap", &pw],
                     ));
                     phone.wait_peer();
                     phones.push(phone);

@@ -14,7 +14,7 @@ use besip_tests::baresip::{
     dominant_frequency, have_baresip, rms, write_tone_wav, Baresip, PhoneConfig,
 };
 use besip_tests::harness::wait_for;
-use besip_tests::pbx::media_phone::{media_caller, media_caller_refused, MediaPhone};
+use besip_tests::pbx::media_phone::{media_caller, refused_call, spawn_call, MediaPhone};
 use besip_tests::pbx::office::{base, MODES};
 use besip_tests::pbx::*;
 
@@ -136,22 +136,24 @@ fn offers_without_a_codec_of_the_box_get_488() {
         .replace("RTP/AVP 0 101", "RTP/AVP 9 101")
         .replace("a=rtpmap:0 PCMU/8000", "a=rtpmap:9 G722/8000");
     for (what, sdp) in [("opus", opus), ("G.722 (not in media-codec)", g722)] {
-        let r = sipp.run(
+        let r = refused_call(
+            &sipp,
             &format!("refused-{what}"),
-            &media_caller_refused("100", "800", &sdp, 488),
-            free_port(),
+            ("100", "800"),
+            &sdp,
+            488,
             port,
-            &["-au", "100", "-ap", "pw100"],
         );
         assert!(r.success, "{what} was not refused with 488: {}", r.log);
     }
     // PCMU still joins.
-    let ok = sipp.spawn(
+    let ok = spawn_call(
+        &sipp,
         "pcmu",
-        &media_caller("100", "800", &phone.sdp(), Some(1000)),
-        free_port(),
+        ("100", "800"),
+        &phone.sdp(),
+        Some(1000),
         port,
-        &["-au", "100", "-ap", "pw100"],
     );
     phone.wait_peer();
     drop(ok);

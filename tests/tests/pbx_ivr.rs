@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use besip_tests::pbx::media_phone::{media_caller, media_caller_refused, MediaPhone};
+use besip_tests::pbx::media_phone::{media_caller, media_caller_refused, spawn_call, MediaPhone};
 use besip_tests::pbx::office::{base, media_base, with_ext, MODES};
 use besip_tests::pbx::*;
 use serde_json::json;
@@ -128,12 +128,13 @@ fn menus_route_by_key_nest_transfer_and_time_out_in_both_modes() {
 
         // 1: the welcome prompt, then the conference in the same call.
         let phone = MediaPhone::start(0.0);
-        let call = sipp.spawn(
+        let call = spawn_call(
+            &sipp,
             &format!("{mode}-to-room"),
-            &media_caller("100", "500", &phone.sdp(), None),
-            free_port(),
+            ("100", "500"),
+            &phone.sdp(),
+            None,
             port,
-            &["-au", "100", "-ap", "pw100"],
         );
         phone.wait_peer();
         let t = Instant::now() - Duration::from_millis(500);
@@ -184,12 +185,13 @@ fn menus_route_by_key_nest_transfer_and_time_out_in_both_modes() {
 
         // No key: the menu twice, then 101's mailbox (its beep); a message is left.
         let phone = MediaPhone::start(900.0);
-        let call = sipp.spawn(
+        let call = spawn_call(
+            &sipp,
             &format!("{mode}-timeout"),
-            &media_caller("100", "500", &phone.sdp(), None),
-            free_port(),
+            ("100", "500"),
+            &phone.sdp(),
+            None,
             port,
-            &["-au", "100", "-ap", "pw100"],
         );
         phone.wait_peer();
         let t = Instant::now();

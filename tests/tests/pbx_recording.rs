@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use besip_tests::baresip::dominant_frequency;
-use besip_tests::pbx::media_phone::{media_caller, MediaPhone};
+use besip_tests::pbx::media_phone::{spawn_call, MediaPhone};
 use besip_tests::pbx::office::{b2bua_config, with_ext};
 use besip_tests::pbx::*;
 use serde_json::Value;
@@ -71,12 +71,13 @@ fn call_to(
         port,
         &[],
     );
-    let caller = sipp.spawn(
+    let caller = spawn_call(
+        &sipp,
         &format!("caller-{callee}"),
-        &media_caller("100", callee, &a.sdp(), Some(3500)),
-        free_port(),
+        ("100", callee),
+        &a.sdp(),
+        Some(3500),
         port,
-        &["-au", "100", "-ap", "pw100"],
     );
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut ports = None;
@@ -203,13 +204,7 @@ fn an_on_demand_recording_runs_between_two_toggle_codes() {
         port,
         &[],
     );
-    let caller = sipp.spawn(
-        "caller",
-        &media_caller("100", "101", &a.sdp(), Some(5000)),
-        free_port(),
-        port,
-        &["-au", "100", "-ap", "pw100"],
-    );
+    let caller = spawn_call(&sipp, "caller", ("100", "101"), &a.sdp(), Some(5000), port);
     let deadline = Instant::now() + Duration::from_secs(5);
     let (pa, pb) = loop {
         if let Some(p) = relay_ports(&pbx) {

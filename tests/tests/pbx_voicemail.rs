@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use besip_tests::baresip::{dominant_frequency, wav_samples};
-use besip_tests::pbx::media_phone::{media_caller, MediaPhone};
+use besip_tests::pbx::media_phone::{refused_call, spawn_call, MediaPhone};
 use besip_tests::pbx::office::{base, media_base, with_ext, MODES};
 use besip_tests::pbx::*;
 use serde_json::Value;
@@ -123,13 +123,7 @@ fn config(port: u16, mode: &str, rtp: u16) -> String {
 /// 100 calls `callee`, says `tone` after the beep for about 2 s, presses #.
 fn leave_message(sipp: &Sipp, port: u16, callee: &str, tone: f64, name: &str) {
     let phone = MediaPhone::start(tone);
-    let call = sipp.spawn(
-        name,
-        &media_caller("100", callee, &phone.sdp(), None),
-        free_port(),
-        port,
-        &["-au", "100", "-ap", "pw100"],
-    );
+    let call = spawn_call(&sipp, name, ("100", callee), &phone.sdp(), None, port);
     let answered = Instant::now();
     phone.wait_peer();
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -200,12 +194,13 @@ fn a_message_is_left_filed_notified_and_heard_in_both_modes() {
 
         // The owner listens: PIN, one mark (one new message), 1 plays it, 7 deletes it.
         let owner = MediaPhone::start(0.0);
-        let call = sipp.spawn(
+        let call = spawn_call(
+            &sipp,
             &format!("{mode}-listen"),
-            &media_caller("101", "*97", &owner.sdp(), None),
-            free_port(),
+            ("101", "*97"),
+            &owner.sdp(),
+            None,
             port,
-            &["-au", "101", "-ap", "pw101"],
         );
         owner.wait_peer();
         owner.press("4321#");
@@ -261,28 +256,18 @@ fn busy_extension_sends_callers_to_its_mailbox_and_wrong_pins_end_the_call() {
     assert!((f - 1300.0).abs() <= 10.0, "{f}");
 
     // 102 has no PIN: its mailbox cannot be listened to by phone.
-    let refused = sipp.run(
+    let refused = refused_call(
+        &sipp,
         "no-pin",
-        &besip_tests::pbx::media_phone::media_caller_refused(
-            "102",
-            "*97",
-            &MediaPhone::start(0.0).sdp(),
-            403,
-        ),
-        free_port(),
+        ("102", "*97"),
+        &MediaPhone::start(0.0).sdp(),
+        403,
         port,
-        &["-au", "102", "-ap", "pw102"],
     );
     assert!(refused.success, "{}", refused.log);
     // Three wrong PINs: the mailbox hangs up.
     let phone = MediaPhone::start(0.0);
-    let call = sipp.spawn(
-        "wrong-pin",
-        &media_caller("101", "*97", &phone.sdp(), None),
-        free_port(),
-        port,
-        &["-au", "101", "-ap", "pw101"],
-    );
+    let call = spawn_call(&sipp, "wrong-pin", ("101", "*97"), &phone.sdp(), None, port);
     phone.wait_peer();
     phone.press("1111#2222#3333#");
     let done = sipp.wait(call);
@@ -294,13 +279,7 @@ fn busy_extension_sends_callers_to_its_mailbox_and_wrong_pins_end_the_call() {
     // 101 records its greeting by phone (0, speak, #); a caller hears it
     // before the beep.
     let owner = MediaPhone::start(0.0);
-    let call = sipp.spawn(
-        "greeting",
-        &media_caller("101", "*97", &owner.sdp(), None),
-        free_port(),
-        port,
-        &["-au", "101", "-ap", "pw101"],
-    );
+    let call = spawn_call(&sipp, "greeting", ("101", "*97"), &owner.sdp(), None, port);
     owner.wait_peer();
     owner.press("4321#");
     std::thread::sleep(Duration::from_millis(1500));
@@ -326,12 +305,13 @@ fn busy_extension_sends_callers_to_its_mailbox_and_wrong_pins_end_the_call() {
     let f = dominant_frequency(&wav_samples(&greeting), 8000);
     assert!((f - 1100.0).abs() <= 10.0, "greeting holds {f} Hz");
     let caller = MediaPhone::start(0.0);
-    let call = sipp.spawn(
+    let call = spawn_call(
+        &sipp,
         "hears-greeting",
-        &media_caller("100", "101", &caller.sdp(), None),
-        free_port(),
+        ("100", "101"),
+        &caller.sdp(),
+        None,
         port,
-        &["-au", "100", "-ap", "pw100"],
     );
     let t = Instant::now();
     caller.wait_peer();
@@ -448,12 +428,13 @@ fn any_mailbox_is_reached_by_number_and_pin_and_unknown_ones_look_the_same() {
     wait_mailbox(&pbx, "101", 1);
 
     let phone = MediaPhone::start(0.0);
-    let call = sipp.spawn(
+    let call = spawn_call(
+        &sipp,
         "any-listen",
-        &media_caller("102", "*98", &phone.sdp(), None),
-        free_port(),
+        ("102", "*98"),
+        &phone.sdp(),
+        None,
         port,
-        &["-au", "102", "-ap", "pw102"],
     );
     phone.wait_peer();
     std::thread::sleep(Duration::from_millis(500));
@@ -475,12 +456,13 @@ fn any_mailbox_is_reached_by_number_and_pin_and_unknown_ones_look_the_same() {
 
     for (number, what) in [("555", "no such mailbox"), ("102", "a mailbox without PIN")] {
         let phone = MediaPhone::start(0.0);
-        let call = sipp.spawn(
+        let call = spawn_call(
+            &sipp,
             &format!("any-{number}"),
-            &media_caller("100", "*98", &phone.sdp(), None),
-            free_port(),
+            ("100", "*98"),
+            &phone.sdp(),
+            None,
             port,
-            &["-au", "100", "-ap", "pw100"],
         );
         phone.wait_peer();
         std::thread::sleep(Duration::from_millis(500));
@@ -554,26 +536,16 @@ fn length_count_sessions_and_retention_limits_hold() {
 
     // A caller who never presses #: the message ends at 5 s, the box hangs up.
     let phone = MediaPhone::start(800.0);
-    let call = sipp.spawn(
-        "too-long",
-        &media_caller("100", "101", &phone.sdp(), None),
-        free_port(),
-        port,
-        &["-au", "100", "-ap", "pw100"],
-    );
+    let call = spawn_call(&sipp, "too-long", ("100", "101"), &phone.sdp(), None, port);
     phone.wait_peer();
     // Meanwhile a second caller to voicemail finds max-sessions reached.
-    let busy = sipp.run(
+    let busy = refused_call(
+        &sipp,
         "sessions-full",
-        &besip_tests::pbx::media_phone::media_caller_refused(
-            "101",
-            "*97",
-            &MediaPhone::start(0.0).sdp(),
-            486,
-        ),
-        free_port(),
+        ("101", "*97"),
+        &MediaPhone::start(0.0).sdp(),
+        486,
         port,
-        &["-au", "101", "-ap", "pw101"],
     );
     assert!(
         busy.success,
@@ -594,17 +566,13 @@ fn length_count_sessions_and_retention_limits_hold() {
     );
 
     // 101 holds max-messages (1): the next caller is refused.
-    let full = sipp.run(
+    let full = refused_call(
+        &sipp,
         "mailbox-full",
-        &besip_tests::pbx::media_phone::media_caller_refused(
-            "100",
-            "101",
-            &MediaPhone::start(0.0).sdp(),
-            486,
-        ),
-        free_port(),
+        ("100", "101"),
+        &MediaPhone::start(0.0).sdp(),
+        486,
         port,
-        &["-au", "100", "-ap", "pw100"],
     );
     assert!(full.success, "a full mailbox took a message:\n{}", full.log);
     assert_eq!(wavs(&pbx, "101").len(), 1);

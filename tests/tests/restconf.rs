@@ -986,45 +986,31 @@ fn insert_and_point_order_a_ring_groups_members() {
         "{out}"
     );
     // Refusals, nothing changed.
-    let r = b.admin(
-        "POST",
-        &format!("{group}?insert=before"),
-        Some((JSON, &member("105"))),
-        &[],
-    );
-    assert_eq!(
-        (r.status, error_tag(&r).as_str()),
-        (400, "invalid-value"),
-        "{}",
-        r.body
-    );
-    let r = b.admin(
-        "POST",
-        &format!("{group}?insert=before&point=/besip-pbx:pbx/ring-group=600/member=999"),
-        Some((JSON, &member("105"))),
-        &[],
-    );
-    assert_eq!(
-        (r.status, error_tag(&r).as_str()),
-        (400, "bad-attribute"),
-        "{}",
-        r.body
-    );
-    let r = b.admin(
-        "POST",
-        "/restconf/data/besip-system:system?insert=first",
-        Some((
-            JSON,
-            r#"{"besip-system:user":[{"name":"zed","group":"monitor"}]}"#,
-        )),
-        &[],
-    );
-    assert_eq!(
-        (r.status, error_tag(&r).as_str()),
-        (400, "bad-attribute"),
-        "{}",
-        r.body
-    );
+    for (target, body, tag) in [
+        (
+            format!("{group}?insert=before"),
+            member("105"),
+            "invalid-value",
+        ),
+        (
+            format!("{group}?insert=before&point=/besip-pbx:pbx/ring-group=600/member=999"),
+            member("105"),
+            "bad-attribute",
+        ),
+        (
+            "/restconf/data/besip-system:system?insert=first".to_owned(),
+            r#"{"besip-system:user":[{"name":"zed","group":"monitor"}]}"#.to_owned(),
+            "bad-attribute",
+        ),
+    ] {
+        let r = b.admin("POST", &target, Some((JSON, &body)), &[]);
+        assert_eq!(
+            (r.status, error_tag(&r).as_str()),
+            (400, tag),
+            "{target}: {}",
+            r.body
+        );
+    }
     assert_eq!(order(), ["102", "103", "101", "104"]);
 }
 

@@ -305,17 +305,7 @@ impl<'t> Editor<'t> {
         let Ok(node) = self.tree.find_path(path) else {
             return;
         };
-        let schema = node.schema().as_raw();
-        use yang2::iter::NodeIterable;
-        let first = match node.parent() {
-            Some(parent) => parent.first_child(),
-            None => self.tree.reference(),
-        };
-        let instances: Vec<_> = first
-            .iter()
-            .flat_map(|f| f.inclusive_siblings())
-            .filter(|n| n.schema().as_raw() == schema)
-            .collect();
+        let instances = crate::libyang::instances_beside(self.tree, &node);
         let position = instances.iter().position(|n| n.as_raw() == node.as_raw());
         let previous = position
             .and_then(|i| i.checked_sub(1))
@@ -640,16 +630,9 @@ impl Editor<'_> {
         if node.schema().kind() != SchemaNodeKind::LeafList || !is_implicit_default(&node) {
             return;
         }
-        let schema = node.schema().as_raw();
         let mut marked = Vec::new();
-        // Siblings iterate forward only: start from the parent's first child.
-        use yang2::iter::NodeIterable;
-        let first = match node.parent() {
-            Some(parent) => parent.first_child(),
-            None => self.tree.reference(),
-        };
-        for sibling in first.iter().flat_map(|f| f.inclusive_siblings()) {
-            if sibling.schema().as_raw() == schema && is_implicit_default(&sibling) {
+        for sibling in crate::libyang::instances_beside(self.tree, &node) {
+            if is_implicit_default(&sibling) {
                 marked.push(sibling.path());
                 set_default_flag(&sibling, false);
             }

@@ -62,24 +62,14 @@ impl EditUndo {
 /// Puts the entry at `path` back after `previous` (first among its kind
 /// when None).
 fn move_back(tree: &DataTree<'static>, path: &str, previous: Option<&str>) {
-    use yang2::iter::NodeIterable;
     let Ok(node) = tree.find_path(path) else {
         return;
     };
     let anchor = match previous {
         Some(p) => tree.find_path(p).ok().map(|a| (a.as_raw(), false)),
-        None => {
-            let schema = node.schema().as_raw();
-            let first = match node.parent() {
-                Some(parent) => parent.first_child(),
-                None => tree.reference(),
-            };
-            first
-                .iter()
-                .flat_map(|f| f.inclusive_siblings())
-                .find(|n| n.schema().as_raw() == schema)
-                .map(|a| (a.as_raw(), true))
-        }
+        None => crate::libyang::instances_beside(tree, &node)
+            .first()
+            .map(|a| (a.as_raw(), true)),
     };
     let Some((anchor, before)) = anchor.filter(|(a, _)| *a != node.as_raw()) else {
         return;

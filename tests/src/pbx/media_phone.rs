@@ -368,3 +368,44 @@ Content-Length: 0
 "#
     )
 }
+
+/// `user` (password pw<user>) calls `callee` offering `sdp` and the box
+/// must refuse with `code`.
+pub fn refused_call(
+    sipp: &crate::pbx::Sipp,
+    name: &str,
+    (user, callee): (&str, &str),
+    sdp: &str,
+    code: u16,
+    pbx_port: u16,
+) -> crate::pbx::SippResult {
+    let pw = format!("pw{user}");
+    sipp.run(
+        name,
+        &media_caller_refused(user, callee, sdp, code),
+        crate::pbx::free_port(),
+        pbx_port,
+        &["-au", user, "-ap", &pw],
+    )
+}
+
+/// `user` (password pw<user>) calls `callee` offering `sdp` in the
+/// background (`media_caller`: hangs up after `hang_up_ms`, or waits for
+/// the box's BYE).
+pub fn spawn_call(
+    sipp: &crate::pbx::Sipp,
+    name: &str,
+    (user, callee): (&str, &str),
+    sdp: &str,
+    hang_up_ms: Option<u32>,
+    pbx_port: u16,
+) -> std::process::Child {
+    let pw = format!("pw{user}");
+    sipp.spawn(
+        name,
+        &media_caller(user, callee, sdp, hang_up_ms),
+        crate::pbx::free_port(),
+        pbx_port,
+        &["-au", user, "-ap", &pw],
+    )
+}

@@ -145,13 +145,8 @@ impl Endpoint {
         }
         let marker = std::mem::take(&mut s.first);
         let encoded = std::mem::take(&mut s.encoded);
-        s.sender.next(
-            &mut s.out,
-            marker,
-            s.payload_type,
-            &encoded,
-            s.codec.ticks_per_frame(),
-        );
+        s.sender
+            .next(&mut s.out, marker, s.payload_type, &encoded, FRAME as u32);
         s.encoded = encoded;
         // A full socket buffer drops the frame, as the network would.
         let _ = self.socket.try_send_to(&s.out, s.remote);
@@ -233,7 +228,7 @@ async fn receive(socket: Arc<UdpSocket>, state: Arc<Mutex<State>>) {
         // Frames indexed by timestamp, so that any packet time fits.
         let s = &mut *s;
         s.decoder.decode(payload, &mut s.decoded);
-        let first = h.timestamp / s.codec.ticks_per_frame();
+        let first = h.timestamp / FRAME as u32;
         for (i, chunk) in s.decoded.chunks(FRAME).enumerate() {
             let mut frame = [0i16; FRAME];
             frame[..chunk.len()].copy_from_slice(chunk);

@@ -105,13 +105,11 @@ pub fn offered(
             if playing.contains_key(&key) {
                 return;
             }
-            let on = Arc::new(AtomicBool::new(true));
-            playing.insert(key.clone(), on.clone());
+            let on = start(engine, &prompt, key.clone(), relay);
+            playing.insert(key, on);
             drop(playing);
             relay.mute_towards(held_a, true);
-            let music = engine.media().prompts.get(&prompt).unwrap_or_else(melody);
             tracing::info!(call, "music on hold started");
-            tokio::spawn(play(engine.clone(), key, Arc::downgrade(relay), on, music));
         }
         _ => {
             holds.inactive.lock().remove(&key);
@@ -143,16 +141,32 @@ pub fn play_while_kept(
     held_a: bool,
 ) -> Option<Music> {
     let prompt = engine.config().music_on_hold.clone()?;
+    Some(Music(start(
+        engine,
+        &prompt,
+        (call.to_owned(), held_a),
+        relay,
+    )))
+}
+
+/// Starts the player of `prompt` (or the melody) for `key`; it plays
+/// while the switch it returns is on.
+fn start(
+    engine: &Arc<Engine>,
+    prompt: &str,
+    key: (String, bool),
+    relay: &Arc<Relay>,
+) -> Arc<AtomicBool> {
     let on = Arc::new(AtomicBool::new(true));
-    let music = engine.media().prompts.get(&prompt).unwrap_or_else(melody);
+    let music = engine.media().prompts.get(prompt).unwrap_or_else(melody);
     tokio::spawn(play(
         engine.clone(),
-        (call.to_owned(), held_a),
+        key,
         Arc::downgrade(relay),
         on.clone(),
         music,
     ));
-    Some(Music(on))
+    on
 }
 
 /// The held party (relay side `held_a`) answered: an a=inactive hold gets
@@ -228,7 +242,7 @@ async fn play(
             std::mem::take(&mut first),
             codec.static_payload_type(),
             &encoded,
-            codec.ticks_per_frame(),
+            FRAME as u32,
         );
         relay.send_to_side(held_a, &packet);
     }

@@ -355,36 +355,35 @@ pub async fn leave(engine: &Arc<Engine>, dialog: &Arc<Dialog>, mailbox: &str) {
     }
 }
 
-/// The owner of `mailbox` listens: PIN, then 1 next, 7 delete, 9 keep, # end.
 /// The any-mailbox code: the caller keys a mailbox number and #, then its
 /// PIN (`listen`). A mailbox that does not exist, or has no PIN, is asked
 /// for a PIN all the same and refuses every one, so that a caller cannot
 /// tell which mailboxes exist.
 pub async fn listen_any(engine: &Arc<Engine>, dialog: &Arc<Dialog>) {
-    let Some(number) = key_in(dialog, tones::PIN_PROMPT, 16).await else {
-        return;
-    };
-    let known = engine
-        .config()
-        .voicemail
-        .mailboxes
-        .get(&number)
-        .is_some_and(Option::is_some);
-    if known {
-        return listen(engine, dialog, &number).await;
-    }
-    let _session = Session::start(&engine.media().voicemail.sessions);
-    for tries in 1..=PIN_TRIES {
-        if key_in(dialog, tones::PIN_PROMPT, 12).await.is_none() {
-            return;
-        }
-        tracing::info!(mailbox = %number, tries, "wrong voicemail PIN");
-        if !play(dialog, &tones::samples(tones::WRONG)).await {
-            return;
-        }
+    if let Some(number) = key_in(dialog, tones::PIN_PROMPT, 16).await {
+        listen(engine, dialog, &number).await;
     }
 }
 
+/// Asks for `pin` up to PIN_TRIES times; None (no such mailbox, or no
+/// PIN) takes none, the same way, so the two cannot be told apart.
+async fn pin_accepted(dialog: &Dialog, mailbox: &str, pin: Option<&str>) -> bool {
+    for tries in 1..=PIN_TRIES {
+        let Some(entered) = key_in(dialog, tones::PIN_PROMPT, 12).await else {
+            return false;
+        };
+        if Some(entered.as_str()) == pin {
+            return true;
+        }
+        tracing::info!(mailbox, tries, "wrong voicemail PIN");
+        if tries == PIN_TRIES || !play(dialog, &tones::samples(tones::WRONG)).await {
+            return false;
+        }
+    }
+    false
+}
+
+/// The owner of `mailbox` listens: PIN, then 1 next, 7 delete, 9 keep, # end.
 pub async fn listen(engine: &Arc<Engine>, dialog: &Arc<Dialog>, mailbox: &str) {
     let vm = &engine.media().voicemail;
     let _session = Session::start(&vm.sessions);
@@ -395,20 +394,8 @@ pub async fn listen(engine: &Arc<Engine>, dialog: &Arc<Dialog>, mailbox: &str) {
         .get(mailbox)
         .cloned()
         .flatten();
-    let Some(pin) = pin else { return };
-    let mut tries = 0;
-    loop {
-        let Some(entered) = key_in(dialog, tones::PIN_PROMPT, 12).await else {
-            return;
-        };
-        if entered == pin {
-            break;
-        }
-        tries += 1;
-        tracing::info!(mailbox, tries, "wrong voicemail PIN");
-        if tries >= PIN_TRIES || !play(dialog, &tones::samples(tones::WRONG)).await {
-            return;
-        }
+    if !pin_accepted(dialog, mailbox, pin.as_deref()).await {
+        return;
     }
     // As many marks as new messages (up to 10).
     let (new, _) = vm.counts(mailbox);
