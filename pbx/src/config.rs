@@ -526,6 +526,15 @@ impl Config {
             .collect();
         let trunk_names: HashSet<&str> = trunks.keys().map(String::as_str).collect();
         let inbound = inbound::Inbound::from_model(&pbx, &dialable, &trunk_names).map_err(rule)?;
+        let parks = inbound
+            .destinations()
+            .any(|d| *d == inbound::Destination::Parking);
+        if parks && !(mode == Mode::B2bua && pbx.parking.enabled) {
+            return Err(rule(
+                "a destination is the parking lot, which needs b2bua mode and parking enabled"
+                    .into(),
+            ));
+        }
         let rooms = media::rooms(&pbx).map_err(rule)?;
         let voicemail = media::voicemail(&pbx);
         if voicemail.any_mailbox_code == voicemail.mailbox_code {
@@ -689,5 +698,26 @@ mod tests {
             let pkg = Package::parse("besip_pbx", bad).expect("uci");
             assert!(Config::from_package(&pkg, "f").is_err(), "accepted: {bad}");
         }
+    }
+
+    #[test]
+    fn the_parking_lot_is_a_destination_in_b2bua_mode_with_parking_on() {
+        let route = "config trunk 't'\n\toption name 'p'\n\toption host '192.0.2.1'\n\nconfig inbound_route 'ir'\n\toption name 'lot'\n\toption did '70'\n\toption destination_parking '1'\n";
+        let load = |main: &str, rest: &str| {
+            let text = format!("config pbx 'main'\n{main}\n{rest}");
+            let pkg = Package::parse("besip_pbx", &text).expect("uci");
+            Config::from_package(&pkg, "f")
+        };
+        load("\toption mode 'b2bua'\n", route).expect("b2bua with parking");
+        for main in [
+            "\toption mode 'proxy'\n",
+            "\toption mode 'b2bua'\n\toption parking_enabled '0'\n",
+        ] {
+            let refused = load(main, route).expect_err(main);
+            assert!(refused.to_string().contains("parking lot"), "{refused}");
+        }
+        let menu = "config ivr 'm'\n\toption name 'm'\n\toption prompt 'p'\n\toption timeout_destination_parking '1'\n";
+        let refused = load("\toption mode 'b2bua'\n", menu).expect_err("menu to the lot");
+        assert!(refused.to_string().contains("parking lot"), "{refused}");
     }
 }

@@ -3,7 +3,9 @@
 //! extension dials 70 and talks to the parked party; unretrieved, the call
 //! rings the parker back after the timeout. CDRs for each leg. Strangers
 //! cannot retrieve, an empty slot answers 404. With music on hold on, the
-//! waiting party hears it until the retrieval.
+//! waiting party hears it until the retrieval. A trunk's DID routed to the
+//! lot: the box answers, the call waits with music until 103 takes it; a
+//! full lot answers 486, and a call nobody takes ends at the timeout.
 
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
@@ -454,4 +456,218 @@ fn b2bua_parked_party_hears_music_until_retrieved() {
     assert!(r.success, "retriever failed:\n{}", r.log);
     let a = sipp.wait(a);
     assert!(a.success, "parked caller failed:\n{}", a.log);
+}
+
+/// The provider's call from 127.0.0.2 to `did` offering `sdp`: answered
+/// by the box, then what `then` expects.
+fn trunk_call(did: &str, sdp: &str, then: &str) -> String {
+    let invite = format!(
+        r#"  <send retrans="500"><![CDATA[
+INVITE sip:{did}@besip.test SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
+From: <sip:0301999@provider.example>;tag=[pid]trunk[call_number]
+To: <sip:{did}@besip.test>
+Call-ID: [call_id]
+CSeq: 1 INVITE
+Contact: <sip:0301999@[local_ip]:[local_port];transport=[transport]>
+Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+{sdp}
+]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="200" rrs="true"/>
+  <send><![CDATA[
+ACK [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
+[last_From:]
+[last_To:]
+[routes]
+Call-ID: [call_id]
+CSeq: 1 ACK
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+"#
+    );
+    scenario("trunk", &format!("{invite}{then}"))
+}
+
+/// A refused trunk call (`code`, then the ACK).
+fn trunk_refused(did: &str, code: u16) -> String {
+    let ok = trunk_call(did, SDP, "");
+    let head = &ok[..ok.find("  <recv response=\"200\"").expect("scenario shape")];
+    format!(
+        "{head}  <recv response=\"{code}\"/>\n  <send><![CDATA[\nACK sip:{did}@besip.test SIP/2.0\n[last_Via:]\n[last_From:]\n[last_To:]\nCall-ID: [call_id]\nCSeq: 1 ACK\nMax-Forwards: 70\nContent-Length: 0\n\n]]></send>\n</scenario>\n"
+    )
+}
+
+/// B2BUA mode with music on, RTP ports from `rtp`, lot `options`, and the
+/// trunk 'prov' whose DID 0301070 goes to the parking lot.
+fn lot_config(port: u16, rtp: u16, options: &str) -> String {
+    besip_tests::pbx::office::media_base(
+        port,
+        "b2bua",
+        rtp,
+        &format!("\toption music_on_hold_enabled '1'\n{options}"),
+    ) + "config trunk 'trunk_prov'\n\toption name 'prov'\n\toption host '127.0.0.2'\n\toption port '5999'\n\n\
+config inbound_route 'ir_lot'\n\toption name 'lot'\n\toption did '0301070'\n\toption trunk 'prov'\n\toption destination_parking '1'\n\n"
+}
+
+/// An inbound route to the parking lot: the trunk's call is answered on
+/// the relay and waits on slot 70 hearing the music (no parker in the
+/// state), until 103 dials 70 and the two hear each other; CDRs name the
+/// slot, then the retriever. A stranger's call to the DID is no trunk call.
+#[test]
+fn a_did_to_the_parking_lot_waits_until_an_extension_takes_it() {
+    use besip_tests::pbx::media_phone::{media_caller, MediaPhone};
+    if !have_sipp() {
+        eprintln!("SKIP: sipp not installed");
+        return;
+    }
+    let port = free_port();
+    let pbx = Pbx::start(&lot_config(port, 47000, ""), port);
+    let sipp = Sipp::new();
+    // The stranger dials the DID from 127.0.0.1: not the trunk, nothing parked.
+    let stranger = sipp.run(
+        "stranger",
+        &trunk_refused("0301070", 404).replace("0301999@provider", "spy@provider"),
+        free_port(),
+        port,
+        &[],
+    );
+    assert!(
+        !stranger.log.contains("SIP/2.0 200"),
+        "a stranger's call was answered:\n{}",
+        stranger.log
+    );
+    assert!(slots(&pbx).is_empty(), "{}", pbx.state());
+
+    let caller = MediaPhone::start(500.0);
+    let waits = format!(
+        "  <recv request=\"INVITE\"/>\n{}  <recv request=\"ACK\"/>\n  <recv request=\"BYE\"/>\n{}",
+        uas_reply(
+            "200 OK",
+            "",
+            &format!("{UAS_CONTACT}Content-Type: application/sdp\n"),
+            &caller.sdp(),
+            true
+        ),
+        ok()
+    );
+    let trunk = sipp.spawn(
+        "trunk",
+        &trunk_call("0301070", &caller.sdp(), &waits),
+        free_port(),
+        port,
+        &["-i", "127.0.0.2"],
+    );
+    let slot = wait_parked(&pbx);
+    assert_eq!(slot["number"], 70, "{slot}");
+    assert_eq!(slot["parked"], "sip:0301999@provider.example", "{slot}");
+    assert!(slot.get("parked-by").is_none(), "{slot}");
+    assert_state_valid(&pbx, &pbx.state());
+    let relay_a = pbx.state()["besip-pbx:pbx"]["nat-state"]["relay"][0]["caller-rtp-port"]
+        .as_u64()
+        .expect("the waiting call is on the relay") as u16;
+    caller.set_peer((std::net::Ipv4Addr::LOCALHOST, relay_a).into());
+    let parked = Instant::now();
+    let deadline = parked + Duration::from_secs(8);
+    // The built-in melody starts on A (440 Hz).
+    while !caller.heard_tone_since(parked, 440.0) {
+        assert!(Instant::now() < deadline, "the waiting call hears no music");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let retriever = MediaPhone::start(700.0);
+    let r = sipp.spawn(
+        "r",
+        &media_caller("103", "70", &retriever.sdp(), Some(3000)),
+        free_port(),
+        port,
+        &["-au", "103", "-ap", "pw103"],
+    );
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while !slots(&pbx).is_empty() {
+        assert!(Instant::now() < deadline, "not retrieved: {}", pbx.state());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let retrieved = Instant::now();
+    let relay_b = pbx.state()["besip-pbx:pbx"]["nat-state"]["relay"][0]["callee-rtp-port"]
+        .as_u64()
+        .expect("the relay's other port") as u16;
+    retriever.set_peer((std::net::Ipv4Addr::LOCALHOST, relay_b).into());
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while !(caller.heard_tone_since(retrieved, 700.0)
+        && retriever.heard_tone_since(retrieved, 500.0))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the trunk's caller and 103 do not hear each other"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let r = sipp.wait(r);
+    assert!(r.success, "retriever failed:\n{}", r.log);
+    let trunk = sipp.wait(trunk);
+    assert!(trunk.success, "the trunk's call failed:\n{}", trunk.log);
+    let list = cdrs(&pbx, 1);
+    let p = pairs(&list);
+    assert!(
+        p.iter()
+            .any(|x| x.0 == "sip:0301999@provider.example" && x.1 == "sip:103@besip.test"),
+        "{p:?}"
+    );
+    no_calls_left(&pbx);
+}
+
+/// A lot of one slot: a second call to it while the first waits gets 486;
+/// nobody takes the first, so after the timeout the box hangs up on it
+/// (there is no parker to ring back) and the slot is free again.
+#[test]
+fn a_call_sent_to_a_full_lot_is_refused_and_an_untaken_one_ends_at_the_timeout() {
+    if !have_sipp() {
+        eprintln!("SKIP: sipp not installed");
+        return;
+    }
+    let port = free_port();
+    let uci = lot_config(
+        port,
+        47200,
+        "\toption parking_slots '1'\n\toption parking_timeout '5'\n",
+    );
+    let pbx = Pbx::start(&uci, port);
+    let sipp = Sipp::new();
+    let hung_up = format!("  <recv request=\"BYE\"/>\n{}", ok());
+    let started = Instant::now();
+    let first = sipp.spawn(
+        "first",
+        &trunk_call("0301070", SDP, &hung_up),
+        free_port(),
+        port,
+        &["-i", "127.0.0.2"],
+    );
+    wait_parked(&pbx);
+    let second = sipp.run(
+        "second",
+        &trunk_refused("0301070", 486),
+        free_port(),
+        port,
+        &["-i", "127.0.0.2"],
+    );
+    assert!(second.success, "full lot:\n{}", second.log);
+    let first = sipp.wait(first);
+    assert!(
+        first.success,
+        "the waiting call was not ended:\n{}",
+        first.log
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(5),
+        "ended before the timeout"
+    );
+    assert!(slots(&pbx).is_empty(), "{}", pbx.state());
+    no_calls_left(&pbx);
 }

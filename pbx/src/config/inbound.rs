@@ -21,6 +21,8 @@ pub enum Destination {
     Voicemail(String),
     /// An IVR menu (/pbx/ivr).
     Ivr(String),
+    /// The parking lot: waits on a free slot (B2BUA mode).
+    Parking,
     /// Refused with 480.
     Hangup,
 }
@@ -37,31 +39,33 @@ macro_rules! destination_of {
             &d.conference,
             &d.voicemail,
             &d.ivr,
+            d.parking,
             d.hangup,
         ) {
-            (Some(e), None, None, None, None, None, None, false) => {
+            (Some(e), None, None, None, None, None, None, false, false) => {
                 Some(Destination::Extension(e.clone()))
             }
-            (None, Some(g), None, None, None, None, None, false) => {
+            (None, Some(g), None, None, None, None, None, false, false) => {
                 Some(Destination::RingGroup(g.clone()))
             }
-            (None, None, Some(t), None, None, None, None, false) => {
+            (None, None, Some(t), None, None, None, None, false, false) => {
                 Some(Destination::TimeCondition(t.clone()))
             }
-            (None, None, None, Some(n), None, None, None, false) => {
+            (None, None, None, Some(n), None, None, None, false, false) => {
                 Some(Destination::External(n.clone()))
             }
-            (None, None, None, None, Some(c), None, None, false) => {
+            (None, None, None, None, Some(c), None, None, false, false) => {
                 Some(Destination::Conference(c.clone()))
             }
-            (None, None, None, None, None, Some(m), None, false) => {
+            (None, None, None, None, None, Some(m), None, false, false) => {
                 Some(Destination::Voicemail(m.clone()))
             }
-            (None, None, None, None, None, None, Some(i), false) => {
+            (None, None, None, None, None, None, Some(i), false, false) => {
                 Some(Destination::Ivr(i.clone()))
             }
-            (None, None, None, None, None, None, None, true) => Some(Destination::Hangup),
-            (None, None, None, None, None, None, None, false) => None,
+            (None, None, None, None, None, None, None, true, false) => Some(Destination::Parking),
+            (None, None, None, None, None, None, None, false, true) => Some(Destination::Hangup),
+            (None, None, None, None, None, None, None, false, false) => None,
             _ => return Err("a destination names more than one target".to_owned()),
         }
     }};
@@ -372,21 +376,7 @@ impl Inbound {
             }
             _ => Ok(()),
         };
-        let all = self
-            .routes
-            .iter()
-            .map(|r| &r.destination)
-            .chain(
-                self.ring_groups
-                    .values()
-                    .filter_map(|g| g.final_destination.as_ref()),
-            )
-            .chain(
-                self.time_conditions
-                    .values()
-                    .flat_map(|t| [&t.open, &t.closed]),
-            );
-        for d in all {
+        for d in self.destinations() {
             exists(d)?;
         }
         for start in self
@@ -411,6 +401,24 @@ impl Inbound {
             }
         }
         Ok(())
+    }
+
+    /// Every configured destination: inbound routes', ring groups' final
+    /// ones, time conditions' open and closed ones.
+    pub fn destinations(&self) -> impl Iterator<Item = &Destination> {
+        self.routes
+            .iter()
+            .map(|r| &r.destination)
+            .chain(
+                self.ring_groups
+                    .values()
+                    .filter_map(|g| g.final_destination.as_ref()),
+            )
+            .chain(
+                self.time_conditions
+                    .values()
+                    .flat_map(|t| [&t.open, &t.closed]),
+            )
     }
 
     /// Where a destination may lead on.
@@ -514,6 +522,17 @@ pub fn ivrs(pbx: &Pbx) -> Result<HashMap<String, Ivr>, String> {
             entries.insert(key, d);
         }
         let timeout_destination = destination_of!(&m.timeout_destination);
+        // A menu passes its caller on by number (REFER); no number parks.
+        if entries
+            .values()
+            .chain(&timeout_destination)
+            .any(|d| *d == Destination::Parking)
+        {
+            return Err(format!(
+                "ivr {}: the parking lot cannot be a menu's destination",
+                m.name
+            ));
+        }
         out.insert(
             m.name.clone(),
             Ivr {

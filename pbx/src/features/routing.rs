@@ -434,6 +434,9 @@ fn destination(
         Some(Destination::Ivr(n)) => {
             Decision::Local(crate::features::media_service::Service::Ivr(n.clone()))
         }
+        Some(Destination::Parking) => {
+            Decision::Local(crate::features::media_service::Service::Park)
+        }
         Some(Destination::Hangup | Destination::TimeCondition(_)) | None => {
             Decision::Reply(480, "Temporarily Unavailable", vec![])
         }

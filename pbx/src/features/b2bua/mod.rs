@@ -502,7 +502,12 @@ fn end_call(engine: &Arc<Engine>, call: &Arc<Mutex<B2bCall>>, why: &str) {
         tracing::info!(call_id = %c.a.call_id, why, "ending call");
         let mut out = Vec::new();
         let c = &mut *c;
-        for leg in [&mut c.a, &mut c.b] {
+        // A parked call's leg b is gone (hung up or never was).
+        let legs = match c.parked {
+            Some(_) => vec![&mut c.a],
+            None => vec![&mut c.a, &mut c.b],
+        };
+        for leg in legs {
             leg.cseq += 1;
             let mut bye = new_request("BYE", leg, leg.cseq);
             let branch = engine.new_branch(0);

@@ -9,8 +9,13 @@
 //!
 //! While parked, the waiting party hears music on hold when it is on (the
 //! call is then anchored on the relay, whose port it receives from); its
-//! BYE ends the call; its other requests get 491. CDRs: the call up to the parking, then one of the waiting
-//! party with the slot, naming the retriever once retrieved.
+//! BYE ends the call; its other requests get 491. CDRs: the call up to the
+//! parking, then one of the waiting party with the slot, naming the
+//! retriever once retrieved.
+//!
+//! A new call whose destination is the lot (`arrive`: an inbound route's,
+//! say) is answered here on a relay and waits on the first free slot the
+//! same way; nobody parked it, so at the timeout it is ended instead.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -25,6 +30,7 @@ use super::{contact, copy_body, new_request, B2bCall, Leg};
 use crate::call::branches::track_call;
 use crate::config::{Mode, Transport};
 use crate::features::decision::Decision;
+use crate::features::media_service::sdp;
 use crate::features::outbound::Origin;
 use crate::features::state::Engine;
 use crate::sip::{param, response_to, Message, Uri};
@@ -39,8 +45,8 @@ pub struct Lots {
 
 struct Parked {
     call: Arc<Mutex<B2bCall>>,
-    /// The parking extension (rung back).
-    by: String,
+    /// The parking extension (rung back); None for a call sent to the lot.
+    by: Option<String>,
     since: Instant,
     /// Parked, or rung back last.
     last_try: Instant,
@@ -133,7 +139,7 @@ pub(super) fn park(
         slot,
         Parked {
             call: call.clone(),
-            by: ext.to_owned(),
+            by: Some(ext.to_owned()),
             since: now,
             last_try: now,
             waiting,
@@ -142,6 +148,126 @@ pub(super) fn park(
     );
     tracing::info!(slot, extension = %ext, call_id = %waiting_id, "call parked");
     Ok(())
+}
+
+/// A new call whose destination is the parking lot (INVITE `msg` of server
+/// transaction `key`): answered on a relay, kept on the first free slot.
+pub fn arrive(
+    engine: &Arc<Engine>,
+    key: &str,
+    msg: &Message,
+    source: SocketAddr,
+    transport: Transport,
+) {
+    let refuse = |code: u16, reason: &str| {
+        engine.reply(key, response_to(msg, code, reason, Some(&engine.new_tag())));
+    };
+    let cfg = engine.config();
+    // Config refuses a lot destination without both; a reload may race.
+    let (Some(lot), Mode::B2bua) = (cfg.parking, cfg.mode) else {
+        return refuse(480, "Temporarily Unavailable: No Parking Lot");
+    };
+    let offer = match std::str::from_utf8(&msg.body)
+        .ok()
+        .filter(|b| !b.trim().is_empty())
+        .map(|b| sdp::parse(b, &cfg.media_codecs))
+    {
+        Some(Ok(o)) => o,
+        Some(Err(e)) => return refuse(488, e.reason()),
+        // Our offer would go in the 200 and the phone's answer in the ACK,
+        // which the retrieval's re-INVITE does not wait for: not supported.
+        None => return refuse(488, "Not Acceptable Here: Parking Needs An Offer"),
+    };
+    let mut lots = engine.parking().parked.lock();
+    let Some(slot) =
+        (lot.first..lot.first.saturating_add(lot.slots)).find(|s| !lots.contains_key(s))
+    else {
+        return refuse(486, "Busy Here: Parking Lot Full");
+    };
+    let (Some(relay), Some(ip)) = (
+        crate::features::nat::open_relay(&cfg, source.is_ipv6()),
+        crate::features::nat::relay_address_for(&cfg, source),
+    ) else {
+        return refuse(503, "Service Unavailable: No Media Port");
+    };
+    // The waiting party is leg a on the relay's side A.
+    relay.set_target(true, offer.media, source.ip());
+    let relay = Arc::new(relay);
+    let a = Leg::answering(msg, engine.new_tag(), source, transport);
+    let mut ok = response_to(msg, 200, "OK", Some(&a.local_tag));
+    ok.add_header(
+        "Contact",
+        contact(engine, transport, source.is_ipv6(), source),
+    );
+    ok.add_header("Content-Type", "application/sdp".into());
+    ok.body = sdp::answer(
+        &offer,
+        ip,
+        relay.a_port,
+        u64::from(rand::random::<u32>()),
+        1,
+    )
+    .into_bytes();
+    // Leg b is filled in by the retrieval; until then nothing is sent on it.
+    let b = Leg {
+        call_id: format!("{}@parked", engine.new_tag()),
+        local_tag: engine.new_tag(),
+        remote_tag: None,
+        local_uri: a.local_uri.clone(),
+        remote_uri: a.local_uri.clone(),
+        remote_target: a.local_uri.clone(),
+        dest: source,
+        transport,
+        cseq: 1,
+    };
+    let (call_id, waiting) = (a.call_id.clone(), a.remote_uri.clone());
+    let music =
+        crate::features::media_service::moh::play_while_kept(engine, &call_id, &relay, true);
+    let now = Instant::now();
+    let call = Arc::new(Mutex::new(B2bCall {
+        a,
+        b,
+        established: Some(now),
+        last_activity: now,
+        session_expires: None,
+        b_ack: None,
+        relay: Some(relay),
+        relay_swapped: false,
+        media_crypto: None,
+        a_ext: None,
+        transfer: None,
+        parked: Some(slot),
+        offer: None,
+    }));
+    engine
+        .b2b_calls()
+        .lock()
+        .insert(call_id.clone(), call.clone());
+    let domain = cfg.domains.first().cloned().unwrap_or_default();
+    track_call(
+        engine,
+        &call_id,
+        &format!("<{waiting}>"),
+        &format!("sip:{slot}@{domain}"),
+    );
+    if let Some(c) = engine.calls().get_mut(&call_id) {
+        c.state = "established";
+        c.answered = Some(now);
+    }
+    lots.insert(
+        slot,
+        Parked {
+            call,
+            by: None,
+            since: now,
+            last_try: now,
+            waiting,
+            _music: music,
+        },
+    );
+    drop(lots);
+    engine.reply(key, ok);
+    tracing::info!(slot, %call_id, "call sent to the parking lot");
 }
 
 /// An in-dialog request of a parked call (only its waiting leg is left).
@@ -354,24 +480,32 @@ pub fn tick(engine: &Arc<Engine>) {
     let Some(lot) = engine.config().parking else {
         return;
     };
-    let due: Vec<(Arc<Mutex<B2bCall>>, String)> = {
+    let due: Vec<(u32, Arc<Mutex<B2bCall>>, Option<String>)> = {
         let mut parked = engine.parking().parked.lock();
         parked.retain(|_, p| p.call.lock().parked.is_some());
         let retrievals = engine.parking().retrievals.lock();
         parked
-            .values_mut()
-            .filter(|p| p.last_try.elapsed() >= lot.timeout)
-            .filter(|p| {
+            .iter_mut()
+            .filter(|(_, p)| p.last_try.elapsed() >= lot.timeout)
+            .filter(|(_, p)| {
                 let c = p.call.lock();
                 c.transfer.is_none() && !retrievals.contains_key(&c.a.call_id)
             })
-            .map(|p| {
+            .map(|(slot, p)| {
                 p.last_try = Instant::now();
-                (p.call.clone(), p.by.clone())
+                (*slot, p.call.clone(), p.by.clone())
             })
             .collect()
     };
-    for (call, by) in due {
+    for (slot, call, by) in due {
+        let Some(by) = by else {
+            // Sent to the lot, not parked by anyone: nobody to ring back.
+            let id = call.lock().a.call_id.clone();
+            engine.parking().parked.lock().remove(&slot);
+            tracing::info!(slot, call_id = %id, "parking timeout: nobody took the call, ending it");
+            super::hang_up(engine, &id, "parking-timeout");
+            continue;
+        };
         tracing::info!(extension = %by, "parking timeout: ringing the parker back");
         if let Err((code, reason)) = ring_back(engine, &call, &by) {
             tracing::info!(extension = %by, code, reason, "ring-back not placed");
@@ -387,13 +521,16 @@ pub fn state_json(engine: &Engine) -> Value {
         .iter()
         .filter(|(_, p)| p.call.lock().parked.is_some())
         .map(|(n, p)| {
-            json!({
+            let mut slot = json!({
                 "number": n,
                 "parked": p.waiting,
-                "parked-by": p.by,
                 "waiting": p.since.elapsed().as_secs(),
                 "ringing-back": p.call.lock().transfer.is_some(),
-            })
+            });
+            if let Some(by) = &p.by {
+                slot["parked-by"] = json!(by);
+            }
+            slot
         })
         .collect();
     slots.sort_by_key(|s| s["number"].as_u64());

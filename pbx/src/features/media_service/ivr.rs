@@ -99,7 +99,9 @@ pub async fn run(engine: &Arc<Engine>, dialog: &Arc<Dialog>, name: &str) {
                 transfer(engine, dialog, &n).await;
                 return;
             }
-            Some(Destination::Hangup | Destination::TimeCondition(_)) | None => return,
+            // Config keeps the lot out of menus; a time condition may still lead there.
+            Some(Destination::Parking | Destination::Hangup | Destination::TimeCondition(_))
+            | None => return,
         }
     }
 }

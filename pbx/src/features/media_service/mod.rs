@@ -131,6 +131,8 @@ pub enum Service {
     RecordPrompt(String),
     /// The IVR menu of this name.
     Ivr(String),
+    /// Wait on the parking lot (answered by `b2bua::parking`).
+    Park,
 }
 
 /// A call answered here.
@@ -305,6 +307,10 @@ pub fn answer(
         let r = response_to(msg, code, reason, Some(&engine.new_tag()));
         engine.reply(key, r);
     };
+    if service == Service::Park {
+        // Not our endpoint's audio: the call waits on a relay for whoever takes it.
+        return crate::features::b2bua::parking::arrive(engine, key, msg, source, transport);
+    }
     let cfg = engine.config();
     let body = std::str::from_utf8(&msg.body)
         .ok()
@@ -335,7 +341,7 @@ pub fn answer(
         Service::Conference(room) => engine.media().rooms.admits(&cfg, room),
         Service::Leave(mailbox) => engine.media().voicemail.admits_message(&cfg, mailbox),
         Service::Listen(mailbox) => engine.media().voicemail.admits_listener(&cfg, mailbox),
-        Service::ListenAny | Service::RecordPrompt(_) => Ok(()),
+        Service::ListenAny | Service::RecordPrompt(_) | Service::Park => Ok(()),
         Service::Ivr(menu) => match cfg.ivrs.contains_key(menu) {
             true => Ok(()),
             false => Err((404, "Not Found: No Such Menu")),
@@ -414,6 +420,7 @@ pub fn answer(
             Service::ListenAny => voicemail::listen_any(&engine, &dialog).await,
             Service::RecordPrompt(name) => prompts::record(&engine, &dialog, &name).await,
             Service::Ivr(menu) => ivr::run(&engine, &dialog, &menu).await,
+            Service::Park => {} // answered by parking::arrive, never here
         }
         // The service is done: the call ends (BYE unless the caller hung up).
         end(&engine, &dialog, true);
