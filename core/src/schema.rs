@@ -26,6 +26,7 @@ const STANDARD_MODULES: &[(&str, &[&str])] = &[
     ("ietf-netconf-acm", &[]),
     ("ietf-netconf-with-defaults", &[]),
     ("ietf-netconf-monitoring", &[]),
+    ("ietf-restconf-monitoring", &[]),
     ("ietf-netconf-notifications", &[]),
     ("notifications", &[]),
     ("nc-notifications", &[]),

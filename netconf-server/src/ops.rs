@@ -86,6 +86,8 @@ async fn get(ctx: &SessionCtx, rpc: &Element, op: &Element) -> OpResult {
     states.push(state::yang_library_json());
     states.push(state::nacm_state_json(&ctx.server));
     let store = ctx.server.store.lock().await;
+    let restconf = crate::users::restconf_settings(&store);
+    states.extend(state::restconf_state_json(&ctx.server, &restconf));
     if let Ok(history) = store.history_state_json() {
         states.push(history);
     }

@@ -14,8 +14,9 @@ use besip_core::edit::{DefaultOperation, ErrorOption};
 use besip_core::error::{ConfigError, ErrorTag, ErrorType};
 use besip_core::xml::Element;
 use besip_restconf::backend::{Refusal, Settings};
-use besip_restconf::{Backend, Principal, Reply, Version};
+use besip_restconf::{Backend, Principal, Replay, Reply, Version};
 use futures::stream::BoxStream;
+use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::sync::Arc;
 use tokio::sync::broadcast;
@@ -150,38 +151,125 @@ impl Backend for RestconfBackend {
         self.0.store.lock().await.confirm_deadline()
     }
 
-    fn notifications(&self, who: &Principal) -> BoxStream<'static, String> {
+    fn notifications(&self, who: &Principal, replay: Option<Replay>) -> BoxStream<'static, String> {
         let server = self.0.clone();
+        // Listen before replaying, so nothing falls between the two.
         let receiver = server.notifications.subscribe();
-        let (user, group) = (who.user.clone(), who.group);
-        Box::pin(futures::stream::unfold(
-            (server, receiver),
-            move |(server, mut receiver)| {
-                let user = user.clone();
-                async move {
-                    loop {
-                        match receiver.recv().await {
-                            Ok(event) => {
-                                let view = server.nacm_view(&user, group);
-                                if !crate::nacm_data::may_receive(&view, &event.doc) {
-                                    Counters::bump(&server.nacm_denied.notifications);
-                                    continue;
-                                }
-                                Counters::bump(&server.totals.out_notifications);
-                                return Some((event.doc.clone(), (server, receiver)));
-                            }
-                            Err(broadcast::error::RecvError::Lagged(n)) => {
-                                tracing::warn!(
-                                    missed = n,
-                                    "a slow RESTCONF event stream missed notifications"
-                                );
-                            }
-                            Err(broadcast::error::RecvError::Closed) => return None,
+        let backlog: VecDeque<_> = replay
+            .map(|r| server.replay.between(r.start, r.stop).into())
+            .unwrap_or_default();
+        let feed = Feed {
+            replayed_up_to: backlog.back().map_or(0, |e| e.seq),
+            backlog,
+            stop: replay.and_then(|r| r.stop),
+            phase: match replay {
+                Some(_) => Phase::Replaying,
+                None => Phase::Live,
+            },
+            receiver,
+            server,
+            user: who.user.clone(),
+            group: who.group,
+        };
+        Box::pin(futures::stream::unfold(feed, |mut feed| async move {
+            let doc = feed.next().await?;
+            Some((doc, feed))
+        }))
+    }
+}
+
+/// One RESTCONF event stream: the replayed backlog, then live events up
+/// to the stop time, as NETCONF's subscriptions (session.rs) have them.
+struct Feed {
+    server: Arc<Server>,
+    receiver: broadcast::Receiver<Arc<crate::subscription::Event>>,
+    user: String,
+    group: Group,
+    backlog: VecDeque<Arc<crate::subscription::Event>>,
+    /// The newest event the replay sends (live copies of it are skipped).
+    replayed_up_to: u64,
+    stop: Option<chrono::DateTime<chrono::Utc>>,
+    phase: Phase,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Replaying,
+    Live,
+    /// The stop time passed: `<notificationComplete>` is all that is left.
+    Ending,
+    Done,
+}
+
+impl Feed {
+    /// May the stream's user receive `doc` (NACM)? Counts either way.
+    fn may_receive(&self, doc: &str) -> bool {
+        let view = self.server.nacm_view(&self.user, self.group);
+        if !crate::nacm_data::may_receive(&view, doc) {
+            Counters::bump(&self.server.nacm_denied.notifications);
+            return false;
+        }
+        Counters::bump(&self.server.totals.out_notifications);
+        true
+    }
+
+    async fn next(&mut self) -> Option<String> {
+        loop {
+            match self.phase {
+                Phase::Done => return None,
+                Phase::Ending => {
+                    self.phase = Phase::Done;
+                    return Some(crate::subscription::notification_complete());
+                }
+                Phase::Replaying => {
+                    if let Some(event) = self.backlog.pop_front() {
+                        if self.may_receive(&event.doc) {
+                            return Some(event.doc.clone());
                         }
+                        continue;
+                    }
+                    let over = self.stop.is_some_and(|stop| stop <= chrono::Utc::now());
+                    self.phase = if over { Phase::Ending } else { Phase::Live };
+                    return Some(crate::subscription::replay_complete());
+                }
+                Phase::Live => {
+                    let until_stop = self
+                        .stop
+                        .map(|stop| (stop - chrono::Utc::now()).to_std().unwrap_or_default());
+                    let stop_reached = async {
+                        match until_stop {
+                            Some(wait) => tokio::time::sleep(wait).await,
+                            None => std::future::pending().await,
+                        }
+                    };
+                    let received = tokio::select! {
+                        r = self.receiver.recv() => r,
+                        _ = stop_reached => {
+                            self.phase = Phase::Ending;
+                            continue;
+                        }
+                    };
+                    match received {
+                        Ok(event) if event.seq <= self.replayed_up_to => {}
+                        Ok(event) if self.stop.is_some_and(|stop| event.time > stop) => {
+                            self.phase = Phase::Ending;
+                        }
+                        Ok(event) => {
+                            if self.may_receive(&event.doc) {
+                                return Some(event.doc.clone());
+                            }
+                        }
+                        Err(broadcast::error::RecvError::Lagged(n)) => {
+                            tracing::warn!(
+                                missed = n,
+                                "a slow RESTCONF event stream missed notifications"
+                            );
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return None,
                     }
                 }
-            },
-        ))
+            }
+        }
     }
 }
 
@@ -271,6 +359,7 @@ impl RestconfBackend {
 /// addresses, or as besip-system `restconf` says (followed after each commit).
 pub async fn serve(server: Arc<Server>, fixed: Vec<std::net::SocketAddr>) -> Result<(), String> {
     let etc = server.layout.etc_dir();
+    let _ = server.restconf_fixed.set(fixed.clone());
     let backend = Arc::new(RestconfBackend(server));
     // The web administration (besip-web) on the same HTTPS port, through
     // the same backend: one NACM, candidate, lock set and history.

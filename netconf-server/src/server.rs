@@ -102,6 +102,8 @@ pub struct Server {
     pub commits: crate::metrics::CommitMetrics,
     /// Version of running (RESTCONF ETag, Last-Modified; its endpoint follows it).
     pub running_version: tokio::sync::watch::Sender<besip_restconf::Version>,
+    /// `--restconf-listen`: where RESTCONF is served whatever the config says.
+    pub restconf_fixed: std::sync::OnceLock<Vec<std::net::SocketAddr>>,
 }
 
 impl Server {
@@ -135,6 +137,7 @@ impl Server {
             dropped_sessions: AtomicU64::new(0),
             notifications,
             replay: ReplayLog::default(),
+            restconf_fixed: std::sync::OnceLock::new(),
         }
     }
 

@@ -241,6 +241,44 @@ pub fn netconf_state_json(server: &Server) -> String {
     .to_string()
 }
 
+/// RFC 8040 §9 `/restconf-state` while RESTCONF is served: its
+/// capabilities and the NETCONF event stream (with replay) at the address
+/// it is served on (`--restconf-listen`, else the host name and port).
+pub fn restconf_state_json(
+    server: &Server,
+    settings: &besip_restconf::backend::Settings,
+) -> Option<String> {
+    let fixed = server.restconf_fixed.get().cloned().unwrap_or_default();
+    let authority = match fixed.first() {
+        Some(a) if !a.ip().is_unspecified() => a.to_string(),
+        Some(a) => format!("{}:{}", settings.hostname, a.port()),
+        None if settings.enabled => format!("{}:{}", settings.hostname, settings.port),
+        None => return None,
+    };
+    let access: Vec<Value> = ["xml", "json"]
+        .into_iter()
+        .map(|encoding| {
+            json!({
+                "encoding": encoding,
+                "location": format!("https://{authority}/restconf/streams/NETCONF/{encoding}"),
+            })
+        })
+        .collect();
+    Some(
+        json!({"ietf-restconf-monitoring:restconf-state": {
+            "capabilities": {"capability": besip_restconf::CAPABILITIES},
+            "streams": {"stream": [{
+                "name": "NETCONF",
+                "description": "All notifications of the box (NACM decides who receives which).",
+                "replay-support": true,
+                "replay-log-creation-time": server.start_time,
+                "access": access,
+            }]},
+        }})
+        .to_string(),
+    )
+}
+
 /// RFC 8341 `/nacm` counters (config false).
 pub fn nacm_state_json(server: &Server) -> String {
     let d = &server.nacm_denied;

@@ -33,6 +33,14 @@ pub struct Version {
     pub modified: SystemTime,
 }
 
+/// RFC 8040 §4.8.7-8: an event stream that first replays the kept
+/// notifications from `start` (to `stop`, when given, and then ends).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Replay {
+    pub start: chrono::DateTime<chrono::Utc>,
+    pub stop: Option<chrono::DateTime<chrono::Utc>>,
+}
+
 /// Why a password was not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
@@ -90,8 +98,9 @@ pub trait Backend: Send + Sync + 'static {
     fn max_body(&self) -> usize;
 
     /// Notifications (XML `<notification>` documents) `who` may receive,
-    /// from now on.
-    fn notifications(&self, who: &Principal) -> BoxStream<'static, String>;
+    /// from now on, or replayed from `replay`'s start first (then
+    /// `<replayComplete>`; at its stop `<notificationComplete>` ends it).
+    fn notifications(&self, who: &Principal, replay: Option<Replay>) -> BoxStream<'static, String>;
 
     /// When a pending confirmed commit reverts by itself (whoever made
     /// it); `None` when none is pending. The web administration shows it.

@@ -276,7 +276,8 @@ async fn route<B: Backend>(
             operation(ctx, name, body).await
         }
         p if p.starts_with("/restconf/streams/") && get => {
-            crate::stream::serve(shared, ctx.who, &p["/restconf/streams/".len()..]).await
+            let name = &p["/restconf/streams/".len()..];
+            crate::stream::serve(shared, ctx.who, name, query, ctx.format).await
         }
         "/restconf" | "/restconf/yang-library-version" | "/restconf/operations" => {
             method_not_allowed(ctx.format, "GET, HEAD")

@@ -41,4 +41,13 @@ pub mod listen;
 pub mod query;
 pub mod stream;
 
-pub use backend::{Backend, Principal, Reply, Version};
+pub use backend::{Backend, Principal, Replay, Reply, Version};
+
+/// RFC 8040 §9.1.1 capabilities of this server (`/restconf-state`).
+pub const CAPABILITIES: &[&str] = &[
+    "urn:ietf:params:restconf:capability:defaults:1.0?basic-mode=explicit",
+    "urn:ietf:params:restconf:capability:depth:1.0",
+    "urn:ietf:params:restconf:capability:fields:1.0",
+    "urn:ietf:params:restconf:capability:with-defaults:1.0",
+    "urn:ietf:params:restconf:capability:replay:1.0",
+];

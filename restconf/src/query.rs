@@ -24,6 +24,9 @@ pub struct Query {
     /// goes before or after.
     pub insert: Option<String>,
     pub point: Option<String>,
+    /// RFC 8040 §4.8.7-8, event streams only.
+    pub start_time: Option<chrono::DateTime<chrono::Utc>>,
+    pub stop_time: Option<chrono::DateTime<chrono::Utc>>,
     /// Which parameters were given (each is allowed with some methods only).
     pub given: Vec<String>,
 }
@@ -78,7 +81,18 @@ impl Query {
                 }
                 "point" => q.point = Some(value.clone()),
                 "fields" => q.fields = expand_fields(&value)?,
-                "filter" | "start-time" | "stop-time" => {
+                "start-time" | "stop-time" => {
+                    let time = chrono::DateTime::parse_from_rfc3339(&value)
+                        .map_err(|_| {
+                            invalid(name, format!("{name} '{value}' is not a date-and-time (RFC 3339)"))
+                        })?
+                        .with_timezone(&chrono::Utc);
+                    match name {
+                        "start-time" => q.start_time = Some(time),
+                        _ => q.stop_time = Some(time),
+                    }
+                }
+                "filter" => {
                     return Err(ConfigError::protocol(
                         ErrorTag::OperationNotSupported,
                         format!("the query parameter '{name}' is not offered by this server"),

@@ -1,13 +1,18 @@
 //! RFC 8040 §6 event streams as Server-Sent Events: the NETCONF stream
 //! (every notification of the box, filtered by NACM) at
-//! `/restconf/streams/NETCONF/xml` and `/restconf/streams/NETCONF/json`.
+//! `/restconf/streams/NETCONF/xml` and `/restconf/streams/NETCONF/json`,
+//! with replay of the kept notifications from `start-time` (to
+//! `stop-time`, where the stream ends), as NETCONF's create-subscription.
 
-use crate::backend::{Backend, Principal};
+use crate::backend::{Backend, Principal, Replay};
 use crate::convert::elements_to_json;
+use crate::errors::{Errors, Format};
 use crate::handlers::{count_stream, Shared};
+use crate::query::Query;
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use besip_core::error::{ConfigError, ErrorTag};
 use futures::StreamExt;
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -31,7 +36,38 @@ pub fn notification_json(doc: &str) -> String {
     serde_json::json!({ "ietf-restconf:notification": members }).to_string()
 }
 
-pub async fn serve<B: Backend>(shared: &Arc<Shared<B>>, who: &Principal, name: &str) -> Response {
+/// start-time and stop-time as RFC 5277 has them for NETCONF: a start not
+/// in the future, a stop only with a start and not before it.
+fn replay_of(query: Option<&str>) -> Result<Option<Replay>, ConfigError> {
+    let q = Query::parse(query)?;
+    q.only(&["start-time", "stop-time"], "an event stream")?;
+    let invalid = |name: &str, message: &str| {
+        ConfigError::protocol(ErrorTag::InvalidValue, message.to_owned())
+            .with_info("bad-attribute", name)
+    };
+    match (q.start_time, q.stop_time) {
+        (None, None) => Ok(None),
+        (None, Some(_)) => Err(invalid(
+            "stop-time",
+            "stop-time needs a start-time (it ends a replay)",
+        )),
+        (Some(start), _) if start > chrono::Utc::now() => {
+            Err(invalid("start-time", "start-time is in the future"))
+        }
+        (Some(start), Some(stop)) if stop < start => {
+            Err(invalid("stop-time", "stop-time is before start-time"))
+        }
+        (Some(start), stop) => Ok(Some(Replay { start, stop })),
+    }
+}
+
+pub async fn serve<B: Backend>(
+    shared: &Arc<Shared<B>>,
+    who: &Principal,
+    name: &str,
+    query: Option<&str>,
+    format: Format,
+) -> Response {
     let json = match name {
         "NETCONF" | "NETCONF/xml" => false,
         "NETCONF/json" => true,
@@ -43,6 +79,10 @@ pub async fn serve<B: Backend>(shared: &Arc<Shared<B>>, who: &Principal, name: &
                 .into_response()
         }
     };
+    let replay = match replay_of(query) {
+        Ok(r) => r,
+        Err(e) => return Errors::one(format, e).into_response(),
+    };
     let Some(guard) = count_stream(shared) else {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -50,8 +90,8 @@ pub async fn serve<B: Backend>(shared: &Arc<Shared<B>>, who: &Principal, name: &
         )
             .into_response();
     };
-    tracing::info!(user = %who.user, source = %who.source, json, "RESTCONF event stream opened");
-    let events = shared.backend.notifications(who).map(move |doc| {
+    tracing::info!(user = %who.user, source = %who.source, json, ?replay, "RESTCONF event stream opened");
+    let events = shared.backend.notifications(who, replay).map(move |doc| {
         let _counted = &guard;
         let text = if json { notification_json(&doc) } else { doc };
         Ok::<_, Infallible>(Event::default().data(text))

@@ -1094,3 +1094,200 @@ fn each_resource_has_its_own_etag() {
     let r = patch("101", "Carol", &fresh);
     assert_eq!(r.status, 204, "{}", r.body);
 }
+
+/// The body of an event stream read to its end (curl stops at `max` s).
+fn stream_body(b: &Box, user: &str, query: &str, max: &str) -> (String, Duration) {
+    let started = Instant::now();
+    let out = Command::new("curl")
+        .args(["-sk", "-N", "-u", user, "--max-time", max])
+        .arg(b.url(&format!("/restconf/streams/NETCONF/xml?{query}")))
+        .output()
+        .expect("curl");
+    let body = String::from_utf8_lossy(&out.stdout).replace("&apos;", "'");
+    (body, started.elapsed())
+}
+
+fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+/// RFC 8040 §4.8.7-8 and §9: `/restconf-state` names the NETCONF stream
+/// with replay at this server's address; start-time replays the kept
+/// notifications (then replayComplete and live ones), stop-time ends the
+/// stream after notificationComplete; bad times are refused with a clear
+/// error, and the parameters belong to event streams only.
+#[test]
+fn event_stream_replays_from_start_time() {
+    let b = start();
+    let state = b.admin(
+        "GET",
+        "/restconf/data/ietf-restconf-monitoring:restconf-state",
+        None,
+        &[],
+    );
+    assert_eq!(state.status, 200, "{}", state.body);
+    let v: serde_json::Value = serde_json::from_str(&state.body).expect("json");
+    let rs = &v["ietf-restconf-monitoring:restconf-state"];
+    let stream = &rs["streams"]["stream"][0];
+    assert_eq!(stream["name"], "NETCONF", "{v}");
+    assert_eq!(stream["replay-support"], true, "{v}");
+    assert!(stream["replay-log-creation-time"].is_string(), "{v}");
+    let locations: Vec<&str> = stream["access"]
+        .as_array()
+        .expect("access")
+        .iter()
+        .filter_map(|a| a["location"].as_str())
+        .collect();
+    assert!(
+        locations.contains(&b.url("/restconf/streams/NETCONF/json").as_str()),
+        "{locations:?}"
+    );
+    assert!(
+        rs["capabilities"]["capability"]
+            .as_array()
+            .expect("capabilities")
+            .iter()
+            .any(|c| c == "urn:ietf:params:restconf:capability:replay:1.0"),
+        "{v}"
+    );
+
+    let add = |number: &str| {
+        let r = b.admin(
+            "POST",
+            "/restconf/data/besip-pbx:pbx",
+            Some((
+                JSON,
+                &format!(r#"{{"besip-pbx:extension":[{{"number":"{number}","password":"secret{number}"}}]}}"#),
+            )),
+            &[],
+        );
+        assert_eq!(r.status, 201, "{}", r.body);
+    };
+    let before = chrono::Utc::now();
+    add("310");
+    std::thread::sleep(Duration::from_millis(50));
+    let between = chrono::Utc::now();
+    add("311");
+    std::thread::sleep(Duration::from_millis(50));
+    let after = chrono::Utc::now();
+    let changed = |body: &str, n: &str| body.contains(&format!("extension[pbx:number='{n}']"));
+
+    // A closed window: both commits, replayComplete, notificationComplete, end.
+    let (body, took) = stream_body(
+        &b,
+        &b.admin,
+        &format!(
+            "start-time={}&stop-time={}",
+            rfc3339(before),
+            rfc3339(after)
+        ),
+        "20",
+    );
+    assert!(changed(&body, "310") && changed(&body, "311"), "{body}");
+    let replayed = body.find("replayComplete").expect("replayComplete");
+    let complete = body
+        .find("notificationComplete")
+        .expect("notificationComplete");
+    assert!(
+        body.find("'311'").unwrap_or(usize::MAX) < replayed && replayed < complete,
+        "{body}"
+    );
+    assert!(
+        took < Duration::from_secs(15),
+        "the stream did not end at its stop-time"
+    );
+
+    // From between the two: only the second, then live events follow.
+    let mut live = Command::new("curl")
+        .args(["-sk", "-N", "-u", &b.admin, "--max-time", "20"])
+        .arg(b.url(&format!(
+            "/restconf/streams/NETCONF/xml?start-time={}",
+            rfc3339(between)
+        )))
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("curl");
+    std::thread::sleep(Duration::from_millis(500));
+    add("312");
+    let stdout = live.stdout.take().expect("stdout");
+    let mut seen = String::new();
+    for line in BufReader::new(stdout).lines() {
+        let Ok(line) = line else { break };
+        let line = line.replace("&apos;", "'");
+        seen.push_str(&line);
+        seen.push('\n');
+        if changed(&line, "312") {
+            break;
+        }
+    }
+    let _ = live.kill();
+    let _ = live.wait();
+    assert!(changed(&seen, "311") && changed(&seen, "312"), "{seen}");
+    assert!(
+        !changed(&seen, "310"),
+        "replayed from before start-time: {seen}"
+    );
+    assert!(
+        seen.find("replayComplete").expect("replayComplete") < seen.find("'312'").expect("312"),
+        "{seen}"
+    );
+
+    // A stop-time a second ahead ends a live stream by itself.
+    let soon = chrono::Utc::now() + chrono::Duration::seconds(2);
+    let (body, took) = stream_body(
+        &b,
+        &b.admin,
+        &format!("start-time={}&stop-time={}", rfc3339(after), rfc3339(soon)),
+        "20",
+    );
+    assert!(body.contains("notificationComplete"), "{body}");
+    assert!(
+        took < Duration::from_secs(15),
+        "the stream outlived its stop-time"
+    );
+
+    // Bad parameters: a clear error, no stream.
+    let future = rfc3339(chrono::Utc::now() + chrono::Duration::hours(1));
+    for (query, what) in [
+        (
+            format!("stop-time={}", rfc3339(after)),
+            "needs a start-time",
+        ),
+        (format!("start-time={future}"), "in the future"),
+        (
+            format!(
+                "start-time={}&stop-time={}",
+                rfc3339(after),
+                rfc3339(before)
+            ),
+            "before start-time",
+        ),
+        ("start-time=yesterday".to_owned(), "not a date-and-time"),
+        ("depth=1".to_owned(), "not allowed"),
+    ] {
+        let r = b.admin(
+            "GET",
+            &format!("/restconf/streams/NETCONF/json?{query}"),
+            None,
+            &[],
+        );
+        assert_eq!(r.status, 400, "{query}: {}", r.body);
+        assert!(r.body.contains(what), "{query}: {}", r.body);
+    }
+    let filter = b.admin("GET", "/restconf/streams/NETCONF/json?filter=/x", None, &[]);
+    assert!(
+        filter.status >= 400 && filter.body.contains("filter"),
+        "{}",
+        filter.body
+    );
+    let on_data = b.admin(
+        "GET",
+        &format!(
+            "/restconf/data/besip-pbx:pbx?start-time={}",
+            rfc3339(before)
+        ),
+        None,
+        &[],
+    );
+    assert_eq!(on_data.status, 400, "{}", on_data.body);
+}
