@@ -36,13 +36,13 @@ impl Datastore {
     }
 }
 
-fn element(ns: &str, name: &str, children: Vec<Element>) -> Element {
+pub(crate) fn element(ns: &str, name: &str, children: Vec<Element>) -> Element {
     let mut e = Element::new(ns, name);
     e.children = children;
     e
 }
 
-fn protocol(tag: ErrorTag, message: impl Into<String>) -> ConfigError {
+pub(crate) fn protocol(tag: ErrorTag, message: impl Into<String>) -> ConfigError {
     ConfigError::protocol(tag, message)
 }
 
@@ -103,7 +103,7 @@ fn options(ds: Datastore) -> Response {
             (header::ALLOW, allowed_methods(ds)),
             (
                 header::HeaderName::from_static("accept-patch"),
-                "application/yang-data+json, application/yang-data+xml",
+                "application/yang-data+json, application/yang-data+xml, application/yang-patch+json, application/yang-patch+xml",
             ),
         ],
     )
@@ -319,14 +319,14 @@ fn single(mut elements: Vec<Element>) -> Result<Element, ConfigError> {
     Ok(elements.remove(0))
 }
 
-fn set_operation(e: &mut Element, op: &str) {
+pub(crate) fn set_operation(e: &mut Element, op: &str) {
     e.attributes
         .push((BASE_NS.into(), "operation".into(), op.into()));
 }
 
 /// The YANG attributes of insert/point (RFC 7950 §7.8.6) on the entry the
 /// request writes: `point` names the entry it goes before or after.
-fn set_insert(e: &mut Element, q: &Query) -> Result<(), ConfigError> {
+pub(crate) fn set_insert(e: &mut Element, q: &Query) -> Result<(), ConfigError> {
     const YANG_NS: &str = "urn:ietf:params:xml:ns:yang:1";
     let Some(insert) = &q.insert else {
         return Ok(());
@@ -372,7 +372,7 @@ fn set_insert(e: &mut Element, q: &Query) -> Result<(), ConfigError> {
 }
 
 /// PUT/PATCH: the body names the target (same node, same keys).
-fn check_same_resource(path: &ApiPath, e: &Element) -> Result<(), ConfigError> {
+pub(crate) fn check_same_resource(path: &ApiPath, e: &Element) -> Result<(), ConfigError> {
     let Some(t) = path.target() else {
         return Ok(());
     };
@@ -491,28 +491,14 @@ async fn config_of<B: Backend>(
     })
 }
 
-async fn write<B: Backend>(
+/// RFC 8040 §3.4.1.3: a stale If-Match refuses the edit (412). The tag may
+/// be the datastore's or the target resource's own (then edits of other
+/// resources meanwhile do not make it stale).
+async fn stale_if_match<B: Backend>(
     ctx: &Ctx<'_, B>,
     ds: Datastore,
     path: &ApiPath,
-    q: &Query,
-    body: &[u8],
-) -> Result<Response, Vec<ConfigError>> {
-    if ds == Datastore::Operational {
-        return Err(vec![protocol(
-            ErrorTag::OperationNotSupported,
-            "the operational datastore is read-only",
-        )]);
-    }
-    let method = ctx.method.as_str();
-    let allowed: &[&str] = match ctx.method {
-        Method::POST | Method::PUT => &["insert", "point"],
-        _ => &[],
-    };
-    q.only(allowed, method).map_err(|e| vec![e])?;
-    // RFC 8040 §3.4.1.3: a stale If-Match refuses the edit. The tag may be
-    // the datastore's or the target resource's own (then edits of other
-    // resources meanwhile do not make it stale).
+) -> Result<Option<Response>, Vec<ConfigError>> {
     let version = ctx.backend.version();
     if let Some(wanted) = ctx
         .headers
@@ -543,10 +529,40 @@ async fn write<B: Backend>(
                 "If-Match: the datastore changed since that ETag; read it again",
             )
             .at(path.xpath().unwrap_or_default());
-            return Ok(Errors::one(ctx.format, e)
-                .with_status(StatusCode::PRECONDITION_FAILED)
-                .into_response());
+            return Ok(Some(
+                Errors::one(ctx.format, e)
+                    .with_status(StatusCode::PRECONDITION_FAILED)
+                    .into_response(),
+            ));
         }
+    }
+    Ok(None)
+}
+
+async fn write<B: Backend>(
+    ctx: &Ctx<'_, B>,
+    ds: Datastore,
+    path: &ApiPath,
+    q: &Query,
+    body: &[u8],
+) -> Result<Response, Vec<ConfigError>> {
+    if ds == Datastore::Operational {
+        return Err(vec![protocol(
+            ErrorTag::OperationNotSupported,
+            "the operational datastore is read-only",
+        )]);
+    }
+    let method = ctx.method.as_str();
+    let allowed: &[&str] = match ctx.method {
+        Method::POST | Method::PUT => &["insert", "point"],
+        _ => &[],
+    };
+    q.only(allowed, method).map_err(|e| vec![e])?;
+    if let Some(refused) = stale_if_match(ctx, ds, path).await? {
+        return Ok(refused);
+    }
+    if ctx.method == Method::PATCH && crate::yang_patch::is_patch(ctx.headers) {
+        return crate::yang_patch::apply(ctx, ds, body).await;
     }
     let max_elements = ctx.max_elements;
     let source = if ds == Datastore::Candidate {
@@ -637,6 +653,21 @@ async fn write<B: Backend>(
             )])
         }
     };
+    edit(ctx, ds, config).await?;
+    let mut headers = version_headers(ctx);
+    if let Some(l) = location.and_then(|l| l.parse().ok()) {
+        headers.insert(header::LOCATION, l);
+    }
+    Ok((status, headers).into_response())
+}
+
+/// `config` (children of `<config>`) edits the candidate, or running
+/// (edited and committed at once).
+pub(crate) async fn edit<B: Backend>(
+    ctx: &Ctx<'_, B>,
+    ds: Datastore,
+    config: Vec<Element>,
+) -> Result<(), Vec<ConfigError>> {
     match ds {
         Datastore::Candidate => {
             let mut cfg = Element::new(BASE_NS, "config");
@@ -653,18 +684,20 @@ async fn write<B: Backend>(
         }
         _ => ctx.backend.edit_running(ctx.who, config).await?,
     }
+    Ok(())
+}
+
+/// ETag and Last-Modified of the datastore after an edit.
+pub(crate) fn version_headers<B: Backend>(ctx: &Ctx<'_, B>) -> HeaderMap {
     let version = ctx.backend.version();
     let mut headers = HeaderMap::new();
     headers.insert(header::ETAG, etag(&version));
     headers.insert(header::LAST_MODIFIED, last_modified(&version));
-    if let Some(l) = location.and_then(|l| l.parse().ok()) {
-        headers.insert(header::LOCATION, l);
-    }
-    Ok((status, headers).into_response())
+    headers
 }
 
 /// The operation attribute goes on the element of the path's last step.
-fn mark_target(elements: &mut [Element], depth: usize, op: &str) {
+pub(crate) fn mark_target(elements: &mut [Element], depth: usize, op: &str) {
     let mut current = elements.first_mut();
     for _ in 1..depth {
         current = current.and_then(|e| e.children.last_mut());

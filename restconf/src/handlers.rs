@@ -86,7 +86,8 @@ fn negotiate(headers: &HeaderMap) -> Result<Format, ()> {
     let content = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .and_then(Format::from_media);
+        .and_then(Format::from_media)
+        .or_else(|| crate::yang_patch::patch_format(headers));
     let Some(accept) = accept else {
         return Ok(content.unwrap_or(Format::Json));
     };

@@ -23,7 +23,10 @@
 //!   cookie (`besip_restconf`); wrong passwords are throttled as SSH logins.
 //! - Query parameters: content, depth, fields, with-defaults, insert and
 //!   point (POST/PUT on user-ordered lists and leaf-lists, carried to the
-//!   datastore as RFC 7950's yang:insert/key/value); no YANG Patch.
+//!   datastore as RFC 7950's yang:insert/key/value).
+//! - YANG Patch (RFC 8072, `application/yang-patch+json` / `+xml`): the
+//!   edits of one patch are one edit of the datastore, in order, all or
+//!   nothing; an error names its edit in the yang-patch-status.
 //! - Operations that need a NETCONF session of their own (lock, unlock,
 //!   edit-config, copy-config, delete-config, kill/close-session,
 //!   create-subscription) are not offered under `/restconf/operations`.
@@ -40,6 +43,7 @@ pub mod handlers;
 pub mod listen;
 pub mod query;
 pub mod stream;
+pub mod yang_patch;
 
 pub use backend::{Backend, Principal, Replay, Reply, Version};
 
@@ -50,4 +54,5 @@ pub const CAPABILITIES: &[&str] = &[
     "urn:ietf:params:restconf:capability:fields:1.0",
     "urn:ietf:params:restconf:capability:with-defaults:1.0",
     "urn:ietf:params:restconf:capability:replay:1.0",
+    "urn:ietf:params:restconf:capability:yang-patch:1.0",
 ];

@@ -1291,3 +1291,198 @@ fn event_stream_replays_from_start_time() {
     );
     assert_eq!(on_data.status, 400, "{}", on_data.body);
 }
+
+const PATCH_JSON: &str = "application/yang-patch+json";
+const PATCH_XML: &str = "application/yang-patch+xml";
+
+/// RFC 8072 YANG Patch with curl: one PATCH of /besip-pbx:pbx creates two
+/// extensions, merges into one, creates a ring group, inserts and moves
+/// its members and deletes an extension — applied in order as one commit
+/// (one history entry), answered with yang-patch-status ok, seen over
+/// NETCONF. A patch whose third edit fails names that edit in its
+/// edit-status and changes nothing; XML patches work the same; a monitor
+/// is refused; malformed patches get a clear error.
+#[test]
+fn yang_patch_applies_ordered_edits_all_or_nothing() {
+    let b = start();
+    let pbx = "/restconf/data/besip-pbx:pbx";
+    let history_len = || -> usize {
+        let h = b.admin(
+            "GET",
+            "/restconf/data/besip-system:commit-history",
+            None,
+            &[],
+        );
+        h.body.matches("\"comment\"").count()
+    };
+    let before = history_len();
+    let patch = r#"{"ietf-yang-patch:yang-patch":{"patch-id":"office-1","edit":[
+        {"edit-id":"e1","operation":"create","target":"/extension=340",
+         "value":{"besip-pbx:extension":[{"number":"340","password":"secret340"}]}},
+        {"edit-id":"e2","operation":"create","target":"/extension=341",
+         "value":{"besip-pbx:extension":[{"number":"341","password":"secret341"}]}},
+        {"edit-id":"e3","operation":"merge","target":"/extension=340",
+         "value":{"besip-pbx:extension":[{"number":"340","display-name":"Reception"}]}},
+        {"edit-id":"e4","operation":"create","target":"/ring-group=640",
+         "value":{"besip-pbx:ring-group":[{"number":"640","member":[{"number":"340"},{"number":"341"}]}]}},
+        {"edit-id":"e5","operation":"insert","target":"/ring-group=640/member=342","where":"first",
+         "value":{"besip-pbx:member":[{"number":"342"}]}},
+        {"edit-id":"e6","operation":"move","target":"/ring-group=640/member=341","where":"before",
+         "point":"/ring-group=640/member=342"},
+        {"edit-id":"e7","operation":"create","target":"/extension=349",
+         "value":{"besip-pbx:extension":[{"number":"349","password":"secret349"}]}},
+        {"edit-id":"e8","operation":"delete","target":"/extension=349"}
+    ]}}"#;
+    let r = b.admin("PATCH", pbx, Some((PATCH_JSON, patch)), &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v: serde_json::Value = serde_json::from_str(&r.body).expect("json status");
+    assert_eq!(
+        v["ietf-yang-patch:yang-patch-status"]["patch-id"], "office-1",
+        "{v}"
+    );
+    assert!(
+        v["ietf-yang-patch:yang-patch-status"]["ok"].is_array(),
+        "{v}"
+    );
+    assert!(r.header("ETag").is_some(), "{}", r.headers);
+    assert_eq!(
+        history_len(),
+        before + 1,
+        "one patch, one commit: {}",
+        b.admin(
+            "GET",
+            "/restconf/data/besip-system:commit-history",
+            None,
+            &[]
+        )
+        .body
+    );
+    let ext = b.admin("GET", &format!("{pbx}/extension=340"), None, &[]);
+    assert!(ext.body.contains("Reception"), "{}", ext.body);
+    assert_eq!(
+        b.admin("GET", &format!("{pbx}/extension=349"), None, &[])
+            .status,
+        404
+    );
+    let (ok, out) = python(
+        b.server.port,
+        ADMIN_PASSWORD,
+        "m = connect(); x = m.get_config('running', filter=('xpath', '/pbx/ring-group')).data_xml; import re; print('ORDER', re.findall(r'<member>\\s*<number>([^<]+)</number>', x))",
+    );
+    assert!(ok && out.contains("ORDER ['341', '342', '340']"), "{out}");
+
+    // The third edit fails (341 exists): the patch changes nothing.
+    let failing = r#"{"ietf-yang-patch:yang-patch":{"patch-id":"office-2","edit":[
+        {"edit-id":"a","operation":"create","target":"/extension=350",
+         "value":{"besip-pbx:extension":[{"number":"350","password":"secret350"}]}},
+        {"edit-id":"b","operation":"delete","target":"/extension=340"},
+        {"edit-id":"c","operation":"create","target":"/extension=341",
+         "value":{"besip-pbx:extension":[{"number":"341","password":"again"}]}}
+    ]}}"#;
+    let r = b.admin("PATCH", pbx, Some((PATCH_JSON, failing)), &[]);
+    assert_eq!(r.status, 409, "{}", r.body);
+    let v: serde_json::Value = serde_json::from_str(&r.body).expect("json status");
+    let edit = &v["ietf-yang-patch:yang-patch-status"]["edit-status"]["edit"][0];
+    assert_eq!(edit["edit-id"], "c", "{v}");
+    assert_eq!(
+        edit["errors"]["error"][0]["error-tag"], "data-exists",
+        "{v}"
+    );
+    assert_eq!(
+        b.admin("GET", &format!("{pbx}/extension=350"), None, &[])
+            .status,
+        404
+    );
+    assert_eq!(
+        b.admin("GET", &format!("{pbx}/extension=340"), None, &[])
+            .status,
+        200
+    );
+    assert_eq!(history_len(), before + 1);
+
+    // XML, on the candidate: staged, answered in XML.
+    let xml = r#"<yang-patch xmlns="urn:ietf:params:xml:ns:yang:ietf-yang-patch"><patch-id>x1</patch-id>
+<edit><edit-id>1</edit-id><operation>replace</operation><target>/extension=341</target>
+<value><extension xmlns="urn:besip:pbx"><number>341</number><password>changed341</password><display-name>Back office</display-name></extension></value></edit>
+<edit><edit-id>2</edit-id><operation>remove</operation><target>/extension=999</target></edit>
+</yang-patch>"#;
+    let cand = "/restconf/ds/ietf-datastores:candidate/besip-pbx:pbx";
+    let r = b.admin("PATCH", cand, Some((PATCH_XML, xml)), &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.body.contains("<yang-patch-status") && r.body.contains("<ok/>"),
+        "{}",
+        r.body
+    );
+    let staged = b.admin("GET", &format!("{cand}/extension=341"), None, &[]);
+    assert!(staged.body.contains("Back office"), "{}", staged.body);
+    let live = b.admin("GET", &format!("{pbx}/extension=341"), None, &[]);
+    assert!(!live.body.contains("Back office"), "{}", live.body);
+    let discard = b.admin(
+        "POST",
+        "/restconf/operations/ietf-netconf:discard-changes",
+        None,
+        &[],
+    );
+    assert_eq!(discard.status, 204, "{}", discard.body);
+
+    // A monitor may not patch.
+    let user = format!(
+        r#"{{"besip-system:user":[{{"name":"mon","group":"monitor","password-hash":"{MON_HASH}"}}]}}"#
+    );
+    let add = b.admin(
+        "POST",
+        "/restconf/data/besip-system:system",
+        Some((JSON, &user)),
+        &[],
+    );
+    assert_eq!(add.status, 201, "{}", add.body);
+    let mon = format!("mon:{MON_PASSWORD}");
+    let denied = b.as_user(&mon, "PATCH", pbx, Some((PATCH_JSON, failing)), &[]);
+    assert_eq!(denied.status, 403, "{}", denied.body);
+    assert!(denied.body.contains("access-denied"), "{}", denied.body);
+
+    // Malformed patches: 400 with the reason, nothing changed.
+    let many: Vec<String> = (0..1001)
+        .map(|i| format!(r#"{{"edit-id":"{i}","operation":"remove","target":"/extension=9{i}"}}"#))
+        .collect();
+    let too_many = format!(
+        r#"{{"ietf-yang-patch:yang-patch":{{"patch-id":"big","edit":[{}]}}}}"#,
+        many.join(",")
+    );
+    for (body, status, says) in [
+        ("{".to_owned(), 400, "not JSON"),
+        (r#"{"ietf-yang-patch:yang-patch":{"edit":[]}}"#.to_owned(), 400, "patch-id"),
+        (
+            r#"{"ietf-yang-patch:yang-patch":{"patch-id":"p","edit":[{"edit-id":"1","operation":"explode","target":"/extension=340"}]}}"#.to_owned(),
+            400,
+            "explode",
+        ),
+        (
+            r#"{"ietf-yang-patch:yang-patch":{"patch-id":"p","edit":[{"edit-id":"1","operation":"remove","target":"/extension=1"},{"edit-id":"1","operation":"remove","target":"/extension=2"}]}}"#.to_owned(),
+            400,
+            "used twice",
+        ),
+        (
+            r#"{"ietf-yang-patch:yang-patch":{"patch-id":"p","edit":[{"edit-id":"1","operation":"delete","target":"/no-such-node"}]}}"#.to_owned(),
+            400,
+            "no-such-node",
+        ),
+        (too_many, 413, "at most 1000"),
+    ] {
+        let r = b.admin("PATCH", pbx, Some((PATCH_JSON, &body)), &[]);
+        assert_eq!(r.status, status, "{}", r.body);
+        assert!(r.body.contains(says), "{says}: {}", r.body);
+        assert!(r.body.contains("yang-patch-status"), "{}", r.body);
+    }
+    // The monitor user's commit, and no other since the patch.
+    assert_eq!(history_len(), before + 2);
+    // The server says it takes YANG Patch.
+    let opts = b.admin("OPTIONS", pbx, None, &[]);
+    assert!(
+        opts.header("Accept-Patch")
+            .is_some_and(|a| a.contains(PATCH_JSON)),
+        "{}",
+        opts.headers
+    );
+}
