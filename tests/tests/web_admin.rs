@@ -1231,3 +1231,107 @@ fn voicemail_and_recordings_play_in_chromium() {
     let stranger = curl(&["-o", "/dev/null", &format!("{base}{src}")]);
     assert_ne!(stranger.status, 200, "audio served without a session");
 }
+
+/// A user-ordered list (a ring group's hunt order) is reordered from its
+/// page: each row has "up" and "down" buttons that move the entry in the
+/// candidate (as RESTCONF and NETCONF see it); the first entry stays first
+/// when moved up, an unknown entry or a system-ordered list is 404, and a
+/// monitor sees no buttons and is refused.
+#[test]
+fn entries_of_a_user_ordered_list_move_up_and_down() {
+    let b = Box::start();
+    let admin_auth = format!("admin:{ADMIN_PASSWORD}");
+    let r = curl(&[
+        "-u",
+        &admin_auth,
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/yang-data+json",
+        "--data-binary",
+        r#"{"besip-pbx:ring-group":[{"number":"650","member":[{"number":"101"},{"number":"102"},{"number":"103"}]}]}"#,
+        &format!("{}/restconf/data/besip-pbx:pbx", b.base),
+    ]);
+    assert_eq!(r.status, 201, "{}", r.body);
+    let order = || -> Vec<String> {
+        let r = curl(&[
+            "-u",
+            &admin_auth,
+            &format!(
+                "{}/restconf/ds/ietf-datastores:candidate/besip-pbx:pbx/ring-group=650",
+                b.base
+            ),
+        ]);
+        let v: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
+        v["besip-pbx:ring-group"][0]["member"]
+            .as_array()
+            .map(|l| {
+                l.iter()
+                    .filter_map(|m| m["number"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(order(), ["101", "102", "103"]);
+    let members = "/admin/config/pbx/ring-group/650/member";
+    let admin = Browser::new(&b.base);
+    assert_eq!(admin.login("admin", ADMIN_PASSWORD).status, 303);
+    let page = admin.get(members);
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains("<th>order</th>") && page.body.contains("value=\"move\""),
+        "{}",
+        page.body
+    );
+    let token = admin.csrf();
+    let mv = |key: &str, to: &str| {
+        admin.post(
+            members,
+            &[
+                ("csrf", &token),
+                ("action", "move"),
+                ("k0", key),
+                ("to", to),
+            ],
+        )
+    };
+    let r = mv("103", "up");
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(order(), ["101", "103", "102"]);
+    assert_eq!(mv("101", "down").status, 303);
+    assert_eq!(order(), ["103", "101", "102"]);
+    assert_eq!(mv("103", "up").status, 303, "the first stays first");
+    assert_eq!(order(), ["103", "101", "102"]);
+    assert_eq!(mv("999", "up").status, 404);
+    // Extensions are ordered by the system: no moving there.
+    let ext = admin.get("/admin/config/pbx/extension");
+    assert!(!ext.body.contains("value=\"move\""), "{}", ext.body);
+    let r = admin.post(
+        "/admin/config/pbx/extension",
+        &[
+            ("csrf", &token),
+            ("action", "move"),
+            ("k0", "100"),
+            ("to", "up"),
+        ],
+    );
+    assert_eq!(r.status, 404, "{}", r.body);
+    // A monitor reads the list without buttons and cannot move.
+    let monitor = Browser::new(&b.base);
+    assert_eq!(monitor.login(MON_USER, MON_PASSWORD).status, 303);
+    let page = monitor.get(members);
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(!page.body.contains("value=\"move\""), "{}", page.body);
+    let mon_token = monitor.csrf();
+    let r = monitor.post(
+        members,
+        &[
+            ("csrf", &mon_token),
+            ("action", "move"),
+            ("k0", "102"),
+            ("to", "up"),
+        ],
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(order(), ["103", "101", "102"]);
+}

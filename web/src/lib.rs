@@ -106,6 +106,7 @@ pub fn done_text(code: &str) -> Option<&'static str> {
         "saved" => "Saved to the candidate. Review and commit it on the Changes page.",
         "added" => "Added to the candidate. Review and commit it on the Changes page.",
         "deleted" => "Deleted in the candidate. Review and commit it on the Changes page.",
+        "moved" => "Moved in the candidate. Review and commit it on the Changes page.",
         "unchanged" => "Nothing to save: the form had no changes.",
         "committed" => "Committed: the change is running.",
         "confirmed-commit" => "Committed on trial: confirm before the countdown ends, or the box reverts by itself.",

@@ -225,7 +225,8 @@ pub async fn show<B: Backend>(
     match last {
         Step::List(list) => {
             let parent = here;
-            body.push_str(&list_table(steps, list, parent, query));
+            let mover = (list.is_user_ordered() && !readonly).then_some(user.csrf.as_str());
+            body.push_str(&list_table(steps, list, parent, query, mover));
             let fields = schema::fields(list);
             let suggest = suggestions(web, user, &fields, top.as_ref()).await;
             body.push_str(&format!(
@@ -352,11 +353,14 @@ fn values_count(e: Option<&Element>, name: &str) -> usize {
         .unwrap_or(0)
 }
 
+/// `mover`: the CSRF token, when entries may be moved (a user-ordered
+/// list, a user who may write): each row gets "up" and "down" buttons.
 fn list_table(
     steps: &[Step],
     list: &yang2::schema::SchemaNode<'static>,
     parent: Option<&Element>,
     query: &HashMap<String, String>,
+    mover: Option<&str>,
 ) -> String {
     let keys: Vec<String> = list.list_keys().map(|k| k.name().to_owned()).collect();
     // A few leaves beside the keys, as the schema orders them.
@@ -385,6 +389,9 @@ fn list_table(
     for c in &columns {
         out.push_str(&format!("<th>{}</th>", esc(&c.name)));
     }
+    if mover.is_some() {
+        out.push_str("<th>order</th>");
+    }
     out.push_str("</tr>");
     for e in entries.iter().skip(page_no * PER_PAGE).take(PER_PAGE) {
         let values = keys_of(list, e);
@@ -411,6 +418,22 @@ fn list_table(
                 .map(|x| x.trimmed_text().to_owned())
                 .unwrap_or_default();
             out.push_str(&format!("<td>{}</td>", esc(&v)));
+        }
+        if let Some(csrf) = mover {
+            let names: Vec<String> = (0..values.len()).map(|i| format!("k{i}")).collect();
+            let mut hidden: Vec<(&str, &str)> = names
+                .iter()
+                .map(String::as_str)
+                .zip(values.iter().map(String::as_str))
+                .collect();
+            hidden.push(("action", "move"));
+            out.push_str("<td>");
+            for (to, label) in [("up", "up"), ("down", "down")] {
+                let mut h = hidden.clone();
+                h.push(("to", to));
+                out.push_str(&button(&url(steps), csrf, &h, label, "move"));
+            }
+            out.push_str("</td>");
         }
         out.push_str("</tr>");
     }

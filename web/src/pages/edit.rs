@@ -14,12 +14,42 @@ const NC_ATTR: &str = "xmlns:nc=\"urn:ietf:params:xml:ns:netconf:base:1.0\"";
 /// `inner` wrapped in the elements the steps name; `op` (an
 /// `nc:operation`) on the innermost.
 pub fn wrap(steps: &[Step], inner: &str, op: Option<&str>) -> String {
+    let attrs = op
+        .map(|op| format!(" {NC_ATTR} nc:operation=\"{op}\""))
+        .unwrap_or_default();
+    wrap_with(steps, inner, &attrs)
+}
+
+/// An entry of a user-ordered list moved `before` or after the entry
+/// whose keys are `anchor` (RFC 7950 §7.8.6 yang:insert and yang:key).
+/// None when a key holds both kinds of quote (no predicate can name it).
+pub fn moved(steps: &[Step], before: bool, anchor: &[String]) -> Option<String> {
+    let list = steps.last()?.node();
+    let mut predicate = String::new();
+    for (k, v) in list.list_keys().zip(anchor) {
+        let quoted = match (v.contains('\''), v.contains('"')) {
+            (false, _) => format!("'{v}'"),
+            (true, false) => format!("\"{v}\""),
+            (true, true) => return None,
+        };
+        predicate.push_str(&format!("[{}={quoted}]", k.name()));
+    }
+    let attrs = format!(
+        " {NC_ATTR} nc:operation=\"merge\" xmlns:yang=\"urn:ietf:params:xml:ns:yang:1\" yang:insert=\"{}\" yang:key=\"{}\"",
+        if before { "before" } else { "after" },
+        esc(&predicate)
+    );
+    Some(wrap_with(steps, "", &attrs))
+}
+
+/// `inner` wrapped in the elements the steps name, `attrs` on the innermost.
+fn wrap_with(steps: &[Step], inner: &str, attrs: &str) -> String {
     let mut xml = inner.to_owned();
     for (i, s) in steps.iter().enumerate().rev() {
         let n = s.node();
-        let attr = match (op, i + 1 == steps.len()) {
-            (Some(op), true) => format!(" {NC_ATTR} nc:operation=\"{op}\""),
-            _ => String::new(),
+        let attr = match i + 1 == steps.len() {
+            true => attrs.to_owned(),
+            false => String::new(),
         };
         let keys = match s {
             Step::Entry(_, values) => n

@@ -4,8 +4,9 @@
 
 use crate::form::Form;
 use crate::html::redirect;
+use crate::pages::config::keys_of;
 use crate::pages::config::{candidate_top, forbidden, locate, names, show, url, values, Submitted};
-use crate::pages::edit::{field_edit, sort_errors, wrap};
+use crate::pages::edit::{field_edit, moved, sort_errors, wrap};
 use crate::schema::{self, Step};
 use crate::session::User;
 use crate::{access, nc, Web};
@@ -59,6 +60,42 @@ pub async fn save<B: Backend>(
             let keys_only = wrap(&steps, "", Some("delete"));
             match nc::edit_candidate(web.backend.as_ref(), who, &keys_only).await {
                 Ok(()) => after_edit(web, user, &steps[..steps.len() - 1], "deleted").await,
+                Err(e) => refused(web, user, &steps, form, &e).await,
+            }
+        }
+        ("move", Step::List(list)) if list.is_user_ordered() => {
+            // The entry (keys k0, k1, ...) goes before its predecessor or after its successor.
+            let keys: Vec<String> = (0..list.list_keys().count())
+                .map(|i| form.get(&format!("k{i}")).unwrap_or("").to_owned())
+                .collect();
+            let order: Vec<Vec<String>> = here
+                .map(|p| {
+                    p.children
+                        .iter()
+                        .filter(|c| c.name == list.name())
+                        .map(|c| keys_of(list, c))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let Some(at) = order.iter().position(|k| *k == keys) else {
+                return crate::not_found(user);
+            };
+            let up = form.get("to") == Some("up");
+            let neighbour = match up {
+                true => at.checked_sub(1).and_then(|i| order.get(i)),
+                false => order.get(at + 1),
+            };
+            let Some(neighbour) = neighbour else {
+                return redirect(&format!("{}?done=unchanged", url(&steps)));
+            };
+            let mut entry_steps = steps.clone();
+            let last_ix = entry_steps.len() - 1;
+            entry_steps[last_ix] = Step::Entry(list.clone(), keys);
+            let Some(xml) = moved(&entry_steps, up, neighbour) else {
+                return crate::not_found(user);
+            };
+            match nc::edit_candidate(web.backend.as_ref(), who, &xml).await {
+                Ok(()) => after_edit(web, user, &steps, "moved").await,
                 Err(e) => refused(web, user, &steps, form, &e).await,
             }
         }
