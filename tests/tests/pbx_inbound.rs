@@ -260,6 +260,57 @@ fn hunt_skips_busy_and_unanswered_members() {
     }
 }
 
+/// A ring group as a member of another, in both modes: hunt group 600 is
+/// 101 then group 610 (102 and 103); 101 is busy, so 102 and 103 ring
+/// together; 103 answers and 102 is cancelled.
+#[test]
+fn a_group_in_a_group_rings_its_extensions_together() {
+    if skip() {
+        return;
+    }
+    for mode in ["proxy", "b2bua"] {
+        let (port, prov) = (free_port(), free_port());
+        let extra = inbound_route("group", "0301000", "ring_group '600'")
+            + &ring_group(
+                "600",
+                "hunt",
+                &["101", "610"],
+                "\toption member_timeout '5'\n",
+            )
+            + &ring_group(
+                "610",
+                "hunt",
+                &["102", "103"],
+                "\toption member_timeout '1'\n",
+            );
+        let pbx = Pbx::start(&uci(port, mode, prov, &extra), port);
+        let sipp = Sipp::new();
+        let (p101, p102, p103) = (free_port(), free_port(), free_port());
+        for (u, p) in [("101", p101), ("102", p102), ("103", p103)] {
+            register(&sipp, u, p, port);
+        }
+        let busy = sipp.spawn("p101", &callee_rejects(486, "Busy Here"), p101, port, &[]);
+        let ringing = sipp.spawn("p102", &callee_cancelled(), p102, port, &[]);
+        // Rings 2 s: past the inner group's 1 s member timeout, which does not apply.
+        let answers = sipp.spawn("p103", &callee_answers(2000), p103, port, &[]);
+        let call = from_trunk(&sipp, "nested", &trunk_answered("0301999", "0301000"), port);
+        assert!(call.success, "{mode}: nested group:\n{}", call.log);
+        assert!(sipp.wait(busy).success, "{mode}: 101 busy");
+        let ringing = sipp.wait(ringing);
+        assert!(
+            ringing.success,
+            "{mode}: 102 rang and was cancelled:\n{}",
+            ringing.log
+        );
+        let answers = sipp.wait(answers);
+        assert!(answers.success, "{mode}: 103 answers:\n{}", answers.log);
+        let list = cdrs(&pbx, 1);
+        let cdr = list.last().expect("cdr");
+        assert_eq!(cdr["disposition"], "answered", "{cdr}");
+        assert_eq!(cdr["did"], "0301000", "{cdr}");
+    }
+}
+
 /// Memory-hunt with member-timeout 2 s, in B2BUA mode: 101 rings alone,
 /// after 2 s 102 rings too and answers; 101 is cancelled.
 #[test]

@@ -461,12 +461,27 @@ fn ring_group(
     let placed_for = format!("ring group {}", g.number);
     let mut members = Vec::new();
     let mut outside = false;
+    let phones = |ext: &crate::config::Extension| -> Vec<Target> {
+        match engine.forwarding().effective(ext).do_not_disturb {
+            true => Vec::new(),
+            false => contact_targets(engine.location().lookup(&ext.number)),
+        }
+    };
     for m in &g.members {
         let targets = match cfg.resolve_user(m).filter(|e| e.enabled) {
-            Some(ext) if engine.forwarding().effective(ext).do_not_disturb => continue,
-            Some(ext) => contact_targets(engine.location().lookup(&ext.number)),
-            // A group in a group is not rung (its own timeouts would not apply).
-            None if cfg.inbound.ring_groups.contains_key(m.as_str()) => continue,
+            Some(ext) => phones(ext),
+            // A group in the group: its extensions ring together as one
+            // member of this one (its own strategy and timeouts do not
+            // apply, its numbers outside and groups are not followed).
+            None if cfg.inbound.ring_groups.contains_key(m.as_str()) => cfg
+                .inbound
+                .ring_groups
+                .get(m.as_str())
+                .into_iter()
+                .flat_map(|inner| &inner.members)
+                .filter_map(|n| cfg.resolve_user(n).filter(|e| e.enabled))
+                .flat_map(phones)
+                .collect(),
             None => {
                 let mut o = Origin::Configured(placed_for.clone());
                 let d = lookup(engine, cfg, m, &mut o, depth, &mut Forwarding::default());
