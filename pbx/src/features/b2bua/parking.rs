@@ -73,6 +73,7 @@ pub(super) fn park(
     ext: &str,
     slot: u32,
 ) -> Result<(), Refusal> {
+    let tune = crate::features::media_service::moh::music(engine);
     let mut lots = engine.parking().parked.lock();
     if lots.contains_key(&slot) {
         return Err((486, "Busy Here: Parking Slot Taken"));
@@ -98,12 +99,13 @@ pub(super) fn park(
         c.parked = Some(slot);
         c.b_ack = None;
         // The waiting party (leg a now) hears music while it waits.
-        let music = c.relay.as_ref().and_then(|r| {
+        let music = c.relay.as_ref().zip(tune).map(|(r, tune)| {
             crate::features::media_service::moh::play_while_kept(
                 engine,
                 &c.a.call_id,
                 r,
                 c.relay_side(true),
+                tune,
             )
         });
         (
@@ -178,12 +180,6 @@ pub fn arrive(
         // which the retrieval's re-INVITE does not wait for: not supported.
         None => return refuse(488, "Not Acceptable Here: Parking Needs An Offer"),
     };
-    let mut lots = engine.parking().parked.lock();
-    let Some(slot) =
-        (lot.first..lot.first.saturating_add(lot.slots)).find(|s| !lots.contains_key(s))
-    else {
-        return refuse(486, "Busy Here: Parking Lot Full");
-    };
     let (Some(relay), Some(ip)) = (
         crate::features::nat::open_relay(&cfg, source.is_ipv6()),
         crate::features::nat::relay_address_for(&cfg, source),
@@ -221,8 +217,15 @@ pub fn arrive(
         cseq: 1,
     };
     let (call_id, waiting) = (a.call_id.clone(), a.remote_uri.clone());
-    let music =
-        crate::features::media_service::moh::play_while_kept(engine, &call_id, &relay, true);
+    let music = crate::features::media_service::moh::music(engine).map(|tune| {
+        crate::features::media_service::moh::play_while_kept(engine, &call_id, &relay, true, tune)
+    });
+    let mut lots = engine.parking().parked.lock();
+    let Some(slot) =
+        (lot.first..lot.first.saturating_add(lot.slots)).find(|s| !lots.contains_key(s))
+    else {
+        return refuse(486, "Busy Here: Parking Lot Full");
+    };
     let now = Instant::now();
     let call = Arc::new(Mutex::new(B2bCall {
         a,

@@ -101,11 +101,17 @@ pub fn offered(
             } else {
                 holds.inactive.lock().remove(&key);
             }
-            let mut playing = holds.playing.lock();
-            if playing.contains_key(&key) {
+            if holds.playing.lock().contains_key(&key) {
                 return;
             }
-            let on = start(engine, &prompt, key.clone(), relay);
+            // The music is read before the lock is taken again: no file
+            // read while other calls' holds wait.
+            let music = engine.media().prompts.get(&prompt).unwrap_or_else(melody);
+            let mut playing = holds.playing.lock();
+            if playing.contains_key(&key) {
+                return; // a retransmitted offer got there first
+            }
+            let on = start(engine, music, key.clone(), relay);
             playing.insert(key, on);
             drop(playing);
             relay.mute_towards(held_a, true);
@@ -131,34 +137,34 @@ impl Drop for Music {
     }
 }
 
-/// Music to relay side `held_a` of `call` for as long as the returned
-/// `Music` lives (a parked call's waiting party); None when music on hold
-/// is off.
+/// The music on hold's samples (read from the store: call it before
+/// taking locks); None when music on hold is off.
+pub fn music(engine: &Engine) -> Option<Vec<i16>> {
+    let prompt = engine.config().music_on_hold.clone()?;
+    Some(engine.media().prompts.get(&prompt).unwrap_or_else(melody))
+}
+
+/// `music` to relay side `held_a` of `call` for as long as the returned
+/// `Music` lives (a parked call's waiting party).
 pub fn play_while_kept(
     engine: &Arc<Engine>,
     call: &str,
     relay: &Arc<Relay>,
     held_a: bool,
-) -> Option<Music> {
-    let prompt = engine.config().music_on_hold.clone()?;
-    Some(Music(start(
-        engine,
-        &prompt,
-        (call.to_owned(), held_a),
-        relay,
-    )))
+    music: Vec<i16>,
+) -> Music {
+    Music(start(engine, music, (call.to_owned(), held_a), relay))
 }
 
-/// Starts the player of `prompt` (or the melody) for `key`; it plays
-/// while the switch it returns is on.
+/// Starts the player of `music` for `key`; it plays while the switch it
+/// returns is on.
 fn start(
     engine: &Arc<Engine>,
-    prompt: &str,
+    music: Vec<i16>,
     key: (String, bool),
     relay: &Arc<Relay>,
 ) -> Arc<AtomicBool> {
     let on = Arc::new(AtomicBool::new(true));
-    let music = engine.media().prompts.get(prompt).unwrap_or_else(melody);
     tokio::spawn(play(
         engine.clone(),
         key,
