@@ -431,29 +431,47 @@ impl Status {
         (status, [(header::CONTENT_TYPE, format.media_type())], body).into_response()
     }
 
+    /// The errors of edit `owner`, or of the whole patch (None).
+    fn errors_of(&self, owner: Option<&str>, format: Format) -> String {
+        let list: Vec<ConfigError> = self
+            .errors
+            .iter()
+            .filter(|(o, _)| o.as_deref() == owner)
+            .map(|(_, e)| e.clone())
+            .collect();
+        let body = crate::errors::Errors::new(format, list).body();
+        // `uses rc:errors` in ietf-yang-patch: the container is in the
+        // patch status's namespace, not ietf-restconf's.
+        let restconf = format!("<errors xmlns=\"{}\">", crate::errors::RESTCONF_NS);
+        body.replacen(&restconf, "<errors>", 1)
+    }
+
+    /// The edits with errors, each once, in the order of their errors.
+    fn failed_edits(&self) -> Vec<&str> {
+        let mut ids: Vec<&str> = Vec::new();
+        for id in self.errors.iter().filter_map(|(o, _)| o.as_deref()) {
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        ids
+    }
+
     fn json(&self) -> String {
+        let errors_of = |owner: Option<&str>| -> Value {
+            let doc: Value =
+                serde_json::from_str(&self.errors_of(owner, Format::Json)).unwrap_or_default();
+            doc["ietf-restconf:errors"].clone()
+        };
         let mut status = serde_json::Map::new();
         status.insert("patch-id".into(), json!(self.patch_id));
         if self.errors.is_empty() {
             status.insert("ok".into(), json!([null]));
         }
-        let errors_of = |owner: Option<&str>| -> Value {
-            let list: Vec<ConfigError> = self
-                .errors
-                .iter()
-                .filter(|(o, _)| o.as_deref() == owner)
-                .map(|(_, e)| e.clone())
-                .collect();
-            let doc: Value =
-                serde_json::from_str(&crate::errors::Errors::new(Format::Json, list).body())
-                    .unwrap_or_default();
-            doc["ietf-restconf:errors"].clone()
-        };
         if self.errors.iter().any(|(o, _)| o.is_none()) {
             status.insert("errors".into(), errors_of(None));
         }
-        let mut edits: Vec<String> = self.errors.iter().filter_map(|(o, _)| o.clone()).collect();
-        edits.dedup();
+        let edits = self.failed_edits();
         if !edits.is_empty() {
             let list: Vec<Value> = edits
                 .iter()
@@ -465,15 +483,6 @@ impl Status {
     }
 
     fn xml(&self) -> String {
-        let errors_of = |owner: Option<&str>| -> String {
-            let list: Vec<ConfigError> = self
-                .errors
-                .iter()
-                .filter(|(o, _)| o.as_deref() == owner)
-                .map(|(_, e)| e.clone())
-                .collect();
-            crate::errors::Errors::new(Format::Xml, list).body()
-        };
         let mut out = format!(
             "<yang-patch-status xmlns=\"{NS}\"><patch-id>{}</patch-id>",
             escape(&self.patch_id)
@@ -482,17 +491,16 @@ impl Status {
             out.push_str("<ok/>");
         }
         if self.errors.iter().any(|(o, _)| o.is_none()) {
-            out.push_str(&errors_of(None));
+            out.push_str(&self.errors_of(None, Format::Xml));
         }
-        let mut edits: Vec<String> = self.errors.iter().filter_map(|(o, _)| o.clone()).collect();
-        edits.dedup();
+        let edits = self.failed_edits();
         if !edits.is_empty() {
             out.push_str("<edit-status>");
-            for id in &edits {
+            for id in edits {
                 out.push_str(&format!(
                     "<edit><edit-id>{}</edit-id>{}</edit>",
                     escape(id),
-                    errors_of(Some(id))
+                    self.errors_of(Some(id), Format::Xml)
                 ));
             }
             out.push_str("</edit-status>");

@@ -1418,6 +1418,19 @@ fn yang_patch_applies_ordered_edits_all_or_nothing() {
     assert!(staged.body.contains("Back office"), "{}", staged.body);
     let live = b.admin("GET", &format!("{pbx}/extension=341"), None, &[]);
     assert!(!live.body.contains("Back office"), "{}", live.body);
+    let clash = r#"<yang-patch xmlns="urn:ietf:params:xml:ns:yang:ietf-yang-patch"><patch-id>x2</patch-id>
+<edit><edit-id>only</edit-id><operation>create</operation><target>/extension=340</target>
+<value><extension xmlns="urn:besip:pbx"><number>340</number><password>again340</password></extension></value></edit>
+</yang-patch>"#;
+    let r = b.admin("PATCH", cand, Some((PATCH_XML, clash)), &[]);
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(
+        r.body
+            .contains("<edit><edit-id>only</edit-id><errors><error>")
+            && r.body.contains("<error-tag>data-exists</error-tag>"),
+        "{}",
+        r.body
+    );
     let discard = b.admin(
         "POST",
         "/restconf/operations/ietf-netconf:discard-changes",
