@@ -1197,6 +1197,42 @@ fn event_stream_replays_from_start_time() {
         "the stream did not end at its stop-time"
     );
 
+    // A monitor whose NACM rules deny config-change notifications replays
+    // the same window without them (the markers still come).
+    let nacm = r#"{"ietf-netconf-acm:rule-list":[{"name":"mon-quiet","group":["monitor"],"rule":[{"name":"no-cc","module-name":"ietf-netconf-notifications","notification-name":"netconf-config-change","access-operations":"read","action":"deny"}]}]}"#;
+    let r = b.admin(
+        "POST",
+        "/restconf/data/ietf-netconf-acm:nacm",
+        Some((JSON, nacm)),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let user = format!(
+        r#"{{"besip-system:user":[{{"name":"mon","group":"monitor","password-hash":"{MON_HASH}"}}]}}"#
+    );
+    let r = b.admin(
+        "POST",
+        "/restconf/data/besip-system:system",
+        Some((JSON, &user)),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let (quiet, _) = stream_body(
+        &b,
+        &format!("mon:{MON_PASSWORD}"),
+        &format!(
+            "start-time={}&stop-time={}",
+            rfc3339(before),
+            rfc3339(after)
+        ),
+        "20",
+    );
+    assert!(quiet.contains("notificationComplete"), "{quiet}");
+    assert!(
+        !quiet.contains("netconf-config-change"),
+        "NACM let it through: {quiet}"
+    );
+
     // From between the two: only the second, then live events follow.
     let mut live = Command::new("curl")
         .args(["-sk", "-N", "-u", &b.admin, "--max-time", "20"])
