@@ -27,6 +27,9 @@
 //! - YANG Patch (RFC 8072, `application/yang-patch+json` / `+xml`): the
 //!   edits of one patch are one edit of the datastore, in order, all or
 //!   nothing; an error names its edit in the yang-patch-status.
+//! - Event streams replay (`start-time`, `stop-time`) what besip-netconfd
+//!   keeps of the notifications, as NETCONF's create-subscription does;
+//!   `/restconf-state` (ietf-restconf-monitoring) names the stream.
 //! - Operations that need a NETCONF session of their own (lock, unlock,
 //!   edit-config, copy-config, delete-config, kill/close-session,
 //!   create-subscription) are not offered under `/restconf/operations`.
