@@ -311,6 +311,59 @@ fn a_group_in_a_group_rings_its_extensions_together() {
     }
 }
 
+/// A member's unconditional forwarding inside a ring-all group, both
+/// modes: 101 forwards to 103, whose phone rings instead and answers; 102
+/// forwards to a number outside and is left out (a phone's forward must
+/// not send the group's calls out of the box). Neither 101's nor 102's
+/// phone gets an INVITE.
+#[test]
+fn a_members_forwarding_to_an_extension_is_followed_in_a_group() {
+    if skip() {
+        return;
+    }
+    for mode in ["proxy", "b2bua"] {
+        let (port, prov) = (free_port(), free_port());
+        let extra = inbound_route("group", "0301000", "ring_group '600'")
+            + &ring_group("600", "ring-all", &["101", "102"], "");
+        let uci = besip_tests::pbx::office::with_ext(
+            &uci(port, mode, prov, &extra),
+            "101",
+            "\toption forwarding_unconditional '103'\n",
+        );
+        let uci = besip_tests::pbx::office::with_ext(
+            &uci,
+            "102",
+            "\toption forwarding_unconditional '0555123'\n",
+        );
+        let pbx = Pbx::start(&uci, port);
+        let sipp = Sipp::new();
+        let (p101, p102, p103) = (free_port(), free_port(), free_port());
+        for (u, p) in [("101", p101), ("102", p102), ("103", p103)] {
+            register(&sipp, u, p, port);
+        }
+        // 101's and 102's phones: sockets that only listen.
+        let quiet: Vec<std::net::UdpSocket> = [p101, p102]
+            .into_iter()
+            .map(|p| std::net::UdpSocket::bind(("127.0.0.1", p)).expect("phone port"))
+            .collect();
+        let answers = sipp.spawn("p103", &callee_answers(300), p103, port, &[]);
+        let call = from_trunk(&sipp, "fwd", &trunk_answered("0301999", "0301000"), port);
+        assert!(call.success, "{mode}: group call:\n{}", call.log);
+        assert!(sipp.wait(answers).success, "{mode}: 103 answers");
+        for (n, sock) in ["101", "102"].iter().zip(&quiet) {
+            sock.set_nonblocking(true).expect("nonblocking");
+            let mut buf = [0u8; 4096];
+            let got = sock
+                .recv(&mut buf)
+                .map(|len| String::from_utf8_lossy(&buf[..len]).into_owned());
+            assert!(got.is_err(), "{mode}: {n}'s phone was rung: {got:?}");
+        }
+        let list = cdrs(&pbx, 1);
+        let cdr = list.last().expect("cdr");
+        assert_eq!(cdr["disposition"], "answered", "{cdr}");
+    }
+}
+
 /// Memory-hunt with member-timeout 2 s, in B2BUA mode: 101 rings alone,
 /// after 2 s 102 rings too and answers; 101 is cancelled.
 #[test]

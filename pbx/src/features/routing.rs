@@ -468,15 +468,34 @@ fn ring_group(
         }
     };
     for m in &g.members {
-        let targets = match cfg.resolve_user(m).filter(|e| e.enabled) {
+        // A member's unconditional forwarding to another extension is
+        // followed, one hop (as FreePBX does unless told to ignore it). A
+        // member forwarded anywhere else is left out: its mailbox would
+        // answer the group's call at once, and a number outside would let
+        // a phone's feature code send the group's calls out of the box
+        // (numbers outside are the administrator's, as members).
+        let settings = cfg
+            .resolve_user(m)
+            .filter(|e| e.enabled)
+            .map(|e| engine.forwarding().effective(e));
+        if settings.as_ref().is_some_and(|s| s.do_not_disturb) {
+            continue;
+        }
+        let forwarded = settings.and_then(|s| s.unconditional);
+        let number = match &forwarded {
+            Some(target) if cfg.resolve_user(target).is_some_and(|e| e.enabled) => target,
+            Some(_) => continue,
+            None => m.as_str(),
+        };
+        let targets = match cfg.resolve_user(number).filter(|e| e.enabled) {
             Some(ext) => phones(ext),
             // A group in the group: its extensions ring together as one
             // member of this one (its own strategy and timeouts do not
             // apply, its numbers outside and groups are not followed).
-            None if cfg.inbound.ring_groups.contains_key(m.as_str()) => cfg
+            None if cfg.inbound.ring_groups.contains_key(number) => cfg
                 .inbound
                 .ring_groups
-                .get(m.as_str())
+                .get(number)
                 .into_iter()
                 .flat_map(|inner| &inner.members)
                 .filter_map(|n| cfg.resolve_user(n).filter(|e| e.enabled))
@@ -484,7 +503,14 @@ fn ring_group(
                 .collect(),
             None => {
                 let mut o = Origin::Configured(placed_for.clone());
-                let d = lookup(engine, cfg, m, &mut o, depth, &mut Forwarding::default());
+                let d = lookup(
+                    engine,
+                    cfg,
+                    number,
+                    &mut o,
+                    depth,
+                    &mut Forwarding::default(),
+                );
                 match first_targets(engine, cfg, d) {
                     Decision::Forward(t) => {
                         outside = true;
