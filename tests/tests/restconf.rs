@@ -1491,6 +1491,59 @@ fn yang_patch_applies_ordered_edits_all_or_nothing() {
     assert_eq!(denied.status, 403, "{}", denied.body);
     assert!(denied.body.contains("access-denied"), "{}", denied.body);
 
+    // An operator whose NACM rules deny trunks: a patch with an allowed
+    // edit and a denied one is refused whole (403), the allowed edit too.
+    let op = r#"{"besip-system:user":[{"name":"oper","group":"operator","password-hash":"HASH"}]}"#
+        .replace("HASH", MON_HASH);
+    let r = b.admin(
+        "POST",
+        "/restconf/data/besip-system:system",
+        Some((JSON, &op)),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let nacm = r#"{"ietf-netconf-acm:rule-list":[{"name":"ops","group":["operator"],"rule":[{"name":"no-trunks","module-name":"besip-pbx","path":"/besip-pbx:pbx/trunk","access-operations":"create update delete","action":"deny"}]}]}"#;
+    let r = b.admin(
+        "POST",
+        "/restconf/data/ietf-netconf-acm:nacm",
+        Some((JSON, nacm)),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let mixed = r#"{"ietf-yang-patch:yang-patch":{"patch-id":"sneak","edit":[
+        {"edit-id":"ext","operation":"create","target":"/extension=360",
+         "value":{"besip-pbx:extension":[{"number":"360","password":"secret360"}]}},
+        {"edit-id":"trunk","operation":"create","target":"/trunk=evil",
+         "value":{"besip-pbx:trunk":[{"name":"evil","host":"192.0.2.66"}]}}
+    ]}}"#;
+    let oper = format!("oper:{MON_PASSWORD}");
+    let r = b.as_user(&oper, "PATCH", pbx, Some((PATCH_JSON, mixed)), &[]);
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("access-denied"), "{}", r.body);
+    assert_eq!(
+        b.admin("GET", &format!("{pbx}/extension=360"), None, &[])
+            .status,
+        404
+    );
+    assert_eq!(
+        b.admin("GET", &format!("{pbx}/trunk=evil"), None, &[])
+            .status,
+        404
+    );
+    let allowed = mixed.replace(
+        r#",
+        {"edit-id":"trunk","operation":"create","target":"/trunk=evil",
+         "value":{"besip-pbx:trunk":[{"name":"evil","host":"192.0.2.66"}]}}"#,
+        "",
+    );
+    let r = b.as_user(&oper, "PATCH", pbx, Some((PATCH_JSON, &allowed)), &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        b.admin("GET", &format!("{pbx}/extension=360"), None, &[])
+            .status,
+        200
+    );
+
     // Malformed patches: 400 with the reason, nothing changed.
     let many: Vec<String> = (0..1001)
         .map(|i| format!(r#"{{"edit-id":"{i}","operation":"remove","target":"/extension=9{i}"}}"#))
@@ -1524,8 +1577,9 @@ fn yang_patch_applies_ordered_edits_all_or_nothing() {
         assert!(r.body.contains(says), "{says}: {}", r.body);
         assert!(r.body.contains("yang-patch-status"), "{}", r.body);
     }
-    // The monitor user's commit, and no other since the patch.
-    assert_eq!(history_len(), before + 2);
+    // The monitor's and operator's users, the NACM rules and the
+    // operator's allowed patch; no other commit since.
+    assert_eq!(history_len(), before + 5);
     // The server says it takes YANG Patch.
     let opts = b.admin("OPTIONS", pbx, None, &[]);
     assert!(
