@@ -76,6 +76,33 @@ impl Box {
         format!("{}{path}", self.base)
     }
 
+    /// Adds user `name` of `group` (password MON_PASSWORD) over RESTCONF;
+    /// its `user:password` for curl.
+    fn add_user(&self, name: &str, group: &str) -> String {
+        let user = format!(
+            r#"{{"besip-system:user":[{{"name":"{name}","group":"{group}","password-hash":"{MON_HASH}"}}]}}"#
+        );
+        let r = self.admin(
+            "POST",
+            "/restconf/data/besip-system:system",
+            Some((JSON, &user)),
+            &[],
+        );
+        assert_eq!(r.status, 201, "{}", r.body);
+        format!("{name}:{MON_PASSWORD}")
+    }
+
+    /// Adds a NACM rule-list (its RFC 7951 JSON) over RESTCONF.
+    fn add_rule_list(&self, json: &str) {
+        let r = self.admin(
+            "POST",
+            "/restconf/data/ietf-netconf-acm:nacm",
+            Some((JSON, json)),
+            &[],
+        );
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+
     /// As admin: method, path, optional (content type, body), extra args.
     fn admin(&self, method: &str, path: &str, body: Option<(&str, &str)>, extra: &[&str]) -> Http {
         self.as_user(&self.admin.clone(), method, path, body, extra)
@@ -1200,26 +1227,11 @@ fn event_stream_replays_from_start_time() {
     // A monitor whose NACM rules deny config-change notifications replays
     // the same window without them (the markers still come).
     let nacm = r#"{"ietf-netconf-acm:rule-list":[{"name":"mon-quiet","group":["monitor"],"rule":[{"name":"no-cc","module-name":"ietf-netconf-notifications","notification-name":"netconf-config-change","access-operations":"read","action":"deny"}]}]}"#;
-    let r = b.admin(
-        "POST",
-        "/restconf/data/ietf-netconf-acm:nacm",
-        Some((JSON, nacm)),
-        &[],
-    );
-    assert_eq!(r.status, 201, "{}", r.body);
-    let user = format!(
-        r#"{{"besip-system:user":[{{"name":"mon","group":"monitor","password-hash":"{MON_HASH}"}}]}}"#
-    );
-    let r = b.admin(
-        "POST",
-        "/restconf/data/besip-system:system",
-        Some((JSON, &user)),
-        &[],
-    );
-    assert_eq!(r.status, 201, "{}", r.body);
+    b.add_rule_list(nacm);
+    let mon = b.add_user("mon", "monitor");
     let (quiet, _) = stream_body(
         &b,
-        &format!("mon:{MON_PASSWORD}"),
+        &mon,
         &format!(
             "start-time={}&stop-time={}",
             rfc3339(before),
@@ -1476,47 +1488,21 @@ fn yang_patch_applies_ordered_edits_all_or_nothing() {
     assert_eq!(discard.status, 204, "{}", discard.body);
 
     // A monitor may not patch.
-    let user = format!(
-        r#"{{"besip-system:user":[{{"name":"mon","group":"monitor","password-hash":"{MON_HASH}"}}]}}"#
-    );
-    let add = b.admin(
-        "POST",
-        "/restconf/data/besip-system:system",
-        Some((JSON, &user)),
-        &[],
-    );
-    assert_eq!(add.status, 201, "{}", add.body);
-    let mon = format!("mon:{MON_PASSWORD}");
+    let mon = b.add_user("mon", "monitor");
     let denied = b.as_user(&mon, "PATCH", pbx, Some((PATCH_JSON, failing)), &[]);
     assert_eq!(denied.status, 403, "{}", denied.body);
     assert!(denied.body.contains("access-denied"), "{}", denied.body);
 
     // An operator whose NACM rules deny trunks: a patch with an allowed
     // edit and a denied one is refused whole (403), the allowed edit too.
-    let op = r#"{"besip-system:user":[{"name":"oper","group":"operator","password-hash":"HASH"}]}"#
-        .replace("HASH", MON_HASH);
-    let r = b.admin(
-        "POST",
-        "/restconf/data/besip-system:system",
-        Some((JSON, &op)),
-        &[],
-    );
-    assert_eq!(r.status, 201, "{}", r.body);
-    let nacm = r#"{"ietf-netconf-acm:rule-list":[{"name":"ops","group":["operator"],"rule":[{"name":"no-trunks","module-name":"besip-pbx","path":"/besip-pbx:pbx/trunk","access-operations":"create update delete","action":"deny"}]}]}"#;
-    let r = b.admin(
-        "POST",
-        "/restconf/data/ietf-netconf-acm:nacm",
-        Some((JSON, nacm)),
-        &[],
-    );
-    assert_eq!(r.status, 201, "{}", r.body);
+    let oper = b.add_user("oper", "operator");
+    b.add_rule_list(r#"{"ietf-netconf-acm:rule-list":[{"name":"ops","group":["operator"],"rule":[{"name":"no-trunks","module-name":"besip-pbx","path":"/besip-pbx:pbx/trunk","access-operations":"create update delete","action":"deny"}]}]}"#);
     let mixed = r#"{"ietf-yang-patch:yang-patch":{"patch-id":"sneak","edit":[
         {"edit-id":"ext","operation":"create","target":"/extension=360",
          "value":{"besip-pbx:extension":[{"number":"360","password":"secret360"}]}},
         {"edit-id":"trunk","operation":"create","target":"/trunk=evil",
          "value":{"besip-pbx:trunk":[{"name":"evil","host":"192.0.2.66"}]}}
     ]}}"#;
-    let oper = format!("oper:{MON_PASSWORD}");
     let r = b.as_user(&oper, "PATCH", pbx, Some((PATCH_JSON, mixed)), &[]);
     assert_eq!(r.status, 403, "{}", r.body);
     assert!(r.body.contains("access-denied"), "{}", r.body);
