@@ -26,6 +26,14 @@ pub enum Datastore {
 }
 
 impl Datastore {
+    /// The NETCONF datastore holding this one's configuration.
+    fn config_source(self) -> &'static str {
+        match self {
+            Datastore::Candidate => "candidate",
+            _ => "running",
+        }
+    }
+
     pub fn from_name(name: &str) -> Option<Datastore> {
         match name {
             "ietf-datastores:running" => Some(Datastore::Running),
@@ -507,11 +515,7 @@ async fn stale_if_match<B: Backend>(
     {
         let current = etag(&version);
         let current = current.to_str().unwrap_or("");
-        let source = if ds == Datastore::Candidate {
-            "candidate"
-        } else {
-            "running"
-        };
+        let source = ds.config_source();
         let own = match path.is_root() {
             true => None,
             false => config_of(ctx, path, source)
@@ -565,11 +569,7 @@ async fn write<B: Backend>(
         return crate::yang_patch::apply(ctx, ds, body).await;
     }
     let max_elements = ctx.max_elements;
-    let source = if ds == Datastore::Candidate {
-        "candidate"
-    } else {
-        "running"
-    };
+    let source = ds.config_source();
     let (config, status, location) = match ctx.method {
         Method::DELETE => {
             if path.is_root() {
@@ -698,11 +698,16 @@ pub(crate) fn version_headers<B: Backend>(ctx: &Ctx<'_, B>) -> HeaderMap {
 
 /// The operation attribute goes on the element of the path's last step.
 pub(crate) fn mark_target(elements: &mut [Element], depth: usize, op: &str) {
+    if let Some(e) = path_end(elements, depth) {
+        set_operation(e, op);
+    }
+}
+
+/// The element of step `depth` of what `ApiPath::wrap` built.
+pub(crate) fn path_end(elements: &mut [Element], depth: usize) -> Option<&mut Element> {
     let mut current = elements.first_mut();
     for _ in 1..depth {
         current = current.and_then(|e| e.children.last_mut());
     }
-    if let Some(e) = current {
-        set_operation(e, op);
-    }
+    current
 }

@@ -10,8 +10,8 @@ use crate::api_path::ApiPath;
 use crate::backend::Backend;
 use crate::convert;
 use crate::data::{
-    check_same_resource, edit, mark_target, protocol, set_insert, set_operation, version_headers,
-    Datastore,
+    check_same_resource, edit, mark_target, path_end, protocol, set_insert, set_operation,
+    version_headers, Datastore,
 };
 use crate::errors::Format;
 use crate::handlers::Ctx;
@@ -225,8 +225,9 @@ fn below(base: &str, target: &str) -> Result<String, ConfigError> {
     })
 }
 
-/// The `<config>` elements of one edit.
-fn config_of(base: &str, e: &Edit) -> Result<Vec<Element>, ConfigError> {
+/// The `<config>` elements of one edit, and its target's XPath (what its
+/// errors' paths start with).
+fn config_of(base: &str, e: &Edit) -> Result<(Vec<Element>, String), ConfigError> {
     let schema = Schema::get().map_err(|e| protocol(ErrorTag::OperationFailed, e.to_string()))?;
     let path = ApiPath::parse(schema, &below(base, &e.target)?)?;
     if path.is_root() {
@@ -275,7 +276,8 @@ fn config_of(base: &str, e: &Edit) -> Result<Vec<Element>, ConfigError> {
         Ok(v)
     };
     let depth = path.segments.len();
-    Ok(match e.operation {
+    let xpath = path.xpath().unwrap_or_default();
+    let config = match e.operation {
         Operation::Create | Operation::Merge | Operation::Replace | Operation::Insert => {
             let mut v = value()?;
             let op = match e.operation {
@@ -295,11 +297,7 @@ fn config_of(base: &str, e: &Edit) -> Result<Vec<Element>, ConfigError> {
             }
             let q = placed(e)?;
             let mut config = path.wrap(vec![]);
-            let mut last = config.first_mut();
-            for _ in 1..depth {
-                last = last.and_then(|e| e.children.last_mut());
-            }
-            let last = last.ok_or_else(|| invalid("nothing to move"))?;
+            let last = path_end(&mut config, depth).ok_or_else(|| invalid("nothing to move"))?;
             set_operation(last, "merge");
             set_insert(last, &q)?;
             config
@@ -317,7 +315,8 @@ fn config_of(base: &str, e: &Edit) -> Result<Vec<Element>, ConfigError> {
             mark_target(&mut config, depth, op);
             config
         }
-    })
+    };
+    Ok((config, xpath))
 }
 
 /// Applies the YANG Patch `body` to the resource at `ctx.raw_path` (its
@@ -349,18 +348,15 @@ pub async fn apply<B: Backend>(
             );
         }
         match config_of(base, e) {
-            Ok(c) => config.extend(c),
+            Ok((c, xpath)) => {
+                config.extend(c);
+                targets.push((e.id.clone(), xpath));
+            }
             Err(error) => {
                 return Ok(Status::failed(&patch.id, vec![(Some(e.id.clone()), error)])
                     .response(ctx.format))
             }
         }
-        let schema = Schema::get().ok();
-        let xpath = schema
-            .and_then(|s| ApiPath::parse(s, &below(base, &e.target).ok()?).ok())
-            .and_then(|p| p.xpath().ok())
-            .unwrap_or_default();
-        targets.push((e.id.clone(), xpath));
     }
     if config.is_empty() {
         return Ok(
@@ -537,7 +533,7 @@ mod tests {
             assert_eq!(p.edits[0].value.len(), 1);
             assert_eq!(p.edits[0].value[0].name, "extension");
         }
-        let c = config_of("/besip-pbx:pbx", &a.edits[2]).expect("delete");
+        let (c, _) = config_of("/besip-pbx:pbx", &a.edits[2]).expect("delete");
         assert_eq!(
             c[0].children[0].attribute(crate::handlers::BASE_NS, "operation"),
             Some("delete")

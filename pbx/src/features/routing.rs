@@ -488,6 +488,10 @@ fn ring_group(
             None => m.as_str(),
         };
         let targets = match cfg.resolve_user(number).filter(|e| e.enabled) {
+            // The member itself: its do-not-disturb was read above.
+            Some(ext) if forwarded.is_none() => {
+                contact_targets(engine.location().lookup(&ext.number))
+            }
             Some(ext) => phones(ext),
             // A group in the group: its extensions ring together as one
             // member of this one (its own strategy and timeouts do not

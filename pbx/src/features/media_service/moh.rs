@@ -84,9 +84,9 @@ pub fn offered(
     sdp: &[u8],
     forwarded: &mut Message,
 ) {
-    let Some(prompt) = engine.config().music_on_hold.clone() else {
+    if engine.config().music_on_hold.is_none() {
         return;
-    };
+    }
     let held_a = !holder_a;
     let key = (call.to_owned(), held_a);
     let holds = &engine.media().holds;
@@ -101,20 +101,18 @@ pub fn offered(
             } else {
                 holds.inactive.lock().remove(&key);
             }
-            if holds.playing.lock().contains_key(&key) {
-                return;
+            let on = Arc::new(AtomicBool::new(true));
+            {
+                let mut playing = holds.playing.lock();
+                if playing.contains_key(&key) {
+                    return;
+                }
+                playing.insert(key.clone(), on.clone());
             }
-            // The music is read before the lock is taken again: no file
-            // read while other calls' holds wait.
-            let music = engine.media().prompts.get(&prompt).unwrap_or_else(melody);
-            let mut playing = holds.playing.lock();
-            if playing.contains_key(&key) {
-                return; // a retransmitted offer got there first
-            }
-            let on = start(engine, music, key.clone(), relay);
-            playing.insert(key, on);
-            drop(playing);
             relay.mute_towards(held_a, true);
+            // Read outside the lock: other calls' holds do not wait on the file.
+            let tune = music(engine).unwrap_or_else(melody);
+            start(engine, tune, key, relay, on);
             tracing::info!(call, "music on hold started");
         }
         _ => {
@@ -153,26 +151,20 @@ pub fn play_while_kept(
     held_a: bool,
     music: Vec<i16>,
 ) -> Music {
-    Music(start(engine, music, (call.to_owned(), held_a), relay))
+    let on = Arc::new(AtomicBool::new(true));
+    start(engine, music, (call.to_owned(), held_a), relay, on.clone());
+    Music(on)
 }
 
-/// Starts the player of `music` for `key`; it plays while the switch it
-/// returns is on.
+/// Starts the player of `music` for `key`; it plays while `on` is.
 fn start(
     engine: &Arc<Engine>,
     music: Vec<i16>,
     key: (String, bool),
     relay: &Arc<Relay>,
-) -> Arc<AtomicBool> {
-    let on = Arc::new(AtomicBool::new(true));
-    tokio::spawn(play(
-        engine.clone(),
-        key,
-        Arc::downgrade(relay),
-        on.clone(),
-        music,
-    ));
-    on
+    on: Arc<AtomicBool>,
+) {
+    tokio::spawn(play(engine.clone(), key, Arc::downgrade(relay), on, music));
 }
 
 /// The held party (relay side `held_a`) answered: an a=inactive hold gets
