@@ -186,6 +186,8 @@ pub struct Config {
     pub local_networks: Vec<(IpAddr, u8)>,
     pub rtp_port_min: u16,
     pub rtp_port_max: u16,
+    /// /pbx/rtp/kernel-forwarding
+    pub rtp_kernel_forwarding: bool,
     pub session_expires: u32,
     pub max_call_duration: u32,
     pub accounting: accounting::Settings,
@@ -578,6 +580,7 @@ impl Config {
             }),
             rtp_port_min: pbx.rtp.port_min,
             rtp_port_max: pbx.rtp.port_max,
+            rtp_kernel_forwarding: pbx.rtp.kernel_forwarding,
             dns: dns::Settings::from_model(&pbx.dns),
             nat: nat::ProxySettings::from_model(&pbx.nat),
             feature_codes: forwarding::FeatureCodes::from_model(&pbx.feature_codes),

@@ -195,6 +195,7 @@ impl Handler for Control {
             .reconfigure_listens(&config)
             .await
             .map_err(HandlerError::refused)?;
+        crate::transport::kernel_forward::configure(config.rtp_kernel_forwarding);
         self.engine.apply(config);
         crate::features::dns::reconcile(&self.engine);
         crate::features::hep::reconcile(&self.engine);

@@ -787,3 +787,232 @@ fn cancel_and_media_timeout_close_relays_but_hold_is_exempt() {
     assert_eq!(ns["media-timeouts"], "1", "{ns}");
     assert_eq!(relay_of(&pbx, "natheld")["on-hold"], true);
 }
+
+/// Packets the kernel forwarded for besip-pbxd (its table's counters) and
+/// the flow directions in its map; (0, 0) when it has no table.
+fn kernel_table(ns: &Netns) -> (u64, usize) {
+    let out = ns.run(&["nft", "-j", "list", "table", "netdev", "besip_relay"]);
+    let Ok(json) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else {
+        return (0, 0);
+    };
+    let items = json["nftables"].as_array().cloned().unwrap_or_default();
+    let packets = items
+        .iter()
+        .filter_map(|i| i.get("counter"))
+        .filter_map(|c| c["packets"].as_u64())
+        .sum();
+    let flows = items
+        .iter()
+        .filter_map(|i| i.get("map"))
+        .map(|m| m["elem"].as_array().map_or(0, Vec::len))
+        .sum();
+    (packets, flows)
+}
+
+/// Sends `count` RTP packets each way, phone first, each one received at
+/// the other end from the relay's port facing it.
+fn exchange(
+    phone_rtp: &UdpSocket,
+    caller_rtp: &UdpSocket,
+    relay: (u16, u16),
+    seqs: std::ops::Range<u16>,
+) {
+    let (relay_a, relay_b) = relay;
+    let mut buf = [0u8; 512];
+    for seq in seqs {
+        phone_rtp
+            .send_to(&rtp(seq), ("127.0.0.1", relay_b))
+            .expect("send");
+        let (n, src) = caller_rtp
+            .recv_from(&mut buf)
+            .unwrap_or_else(|e| panic!("phone's packet {seq} not relayed: {e}"));
+        assert_eq!((n, src.to_string()), (172, format!("127.0.0.1:{relay_a}")));
+        caller_rtp
+            .send_to(&rtp(seq), ("127.0.0.1", relay_a))
+            .expect("send");
+        let (n, src) = phone_rtp
+            .recv_from(&mut buf)
+            .unwrap_or_else(|e| panic!("caller's packet {seq} not relayed: {e}"));
+        assert_eq!((n, src.port()), (172, relay_b));
+    }
+}
+
+fn wait_for(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !done() {
+        assert!(Instant::now() < deadline, "not within {secs} s: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// /pbx/rtp/kernel-forwarding, in a namespace of its own, for a phone seen
+/// as NATed (private Contact and SDP, its media source learnt): once both
+/// phones are latched, the call's RTP goes to the kernel (the table's
+/// counters grow, audio still flows both ways from the relay's ports), a
+/// stranger still gets nothing, a re-INVITE takes the call back to the
+/// relay's sockets (audio goes on), and BYE leaves no rule behind: nothing
+/// is relayed after it. (No iptables NAT here, unlike the tests above: on
+/// lo a packet keeps the conntrack entry of its first pass, and a NAT on
+/// the box itself would rewrite the forwarded packet again.)
+#[test]
+fn kernel_forwarding_takes_latched_media_off_the_relay_and_gives_it_back() {
+    if !tools_present(&["ip", "nft"]) || !nix::unistd::Uid::effective().is_root() {
+        eprintln!("SKIP: needs root, ip and nft");
+        return;
+    }
+    let ns = Netns::new("kfwd");
+    ns.enter_thread();
+    let port = free_port();
+    let pbx = Pbx::start(
+        &pbx_config(port, "\toption rtp_kernel_forwarding '1'\n"),
+        port,
+    );
+    let phone = sock("127.0.0.10:0");
+    assert!(register_behind_nat(&phone, port).starts_with("SIP/2.0 200 "));
+    let mut seen = Vec::new();
+    let caller = sock("127.0.0.1:0");
+    let caller_rtp = sock("127.0.0.1:0");
+    let phone_rtp = sock("127.0.0.10:0");
+    let c_rtp = caller_rtp.local_addr().unwrap().port();
+    let offer = sdp("127.0.0.1", c_rtp, None, "");
+    caller
+        .send_to(
+            invite("kfwd", &caller, &offer).as_bytes(),
+            ("127.0.0.1", port),
+        )
+        .expect("send");
+    let (inv, _) = next_sip(&phone, "INVITE ", &mut seen);
+    let relay_b = sdp_port(&inv);
+    let body = sdp("192.168.1.10", 4000, None, "");
+    phone
+        .send_to(
+            answer(&inv, "200 OK", &body).as_bytes(),
+            ("127.0.0.1", port),
+        )
+        .expect("send");
+    let (ok, _) = next_sip(&caller, "SIP/2.0 200", &mut seen);
+    let relay_a = sdp_port(&ok);
+    let d = dialog_of("kfwd", &ok, &caller);
+    caller
+        .send_to(in_dialog("ACK", 1, &d, "").as_bytes(), ("127.0.0.1", port))
+        .expect("send");
+    let relay = (relay_a, relay_b);
+
+    // The first packets pass the relay's sockets; then the kernel takes the
+    // call (once forwarding is on: the daemon sets its table up as it starts).
+    let mut next = 1u16;
+    exchange(&phone_rtp, &caller_rtp, relay, next..next + 60);
+    next += 60;
+    wait_for("the call in the kernel", 10, || {
+        exchange(&phone_rtp, &caller_rtp, relay, next..next + 10);
+        next += 10;
+        relay_of(&pbx, "kfwd")["kernel-forwarded"] == true
+    });
+    let (before, flows) = kernel_table(&ns);
+    assert_eq!(flows, 2, "both directions in the kernel's map");
+    exchange(&phone_rtp, &caller_rtp, relay, next..next + 50);
+    next += 50;
+    let (forwarded, _) = kernel_table(&ns);
+    assert_eq!(
+        forwarded,
+        before + 100,
+        "the kernel forwarded both directions"
+    );
+    // The state counts them (as of the kernel's counters, read every 2 s).
+    let sent = 2 * u64::from(next - 1);
+    wait_for("packets-relayed with the kernel's", 6, || {
+        relay_of(&pbx, "kfwd")["packets-relayed"] == sent.to_string()
+    });
+
+    // A stranger spraying the ports is still neither relayed nor answered.
+    let stranger = sock("127.0.0.3:0");
+    let mut buf = [0u8; 512];
+    for p in [relay_a, relay_b] {
+        for seq in 0..5u16 {
+            stranger
+                .send_to(&rtp(500 + seq), ("127.0.0.1", p))
+                .expect("send");
+        }
+    }
+    assert!(
+        stranger.recv_from(&mut buf).is_err(),
+        "the stranger was answered"
+    );
+    assert!(
+        caller_rtp.recv_from(&mut buf).is_err(),
+        "stranger relayed to the caller"
+    );
+    assert!(
+        phone_rtp.recv_from(&mut buf).is_err(),
+        "stranger relayed to the phone"
+    );
+    assert_eq!(relay_of(&pbx, "kfwd")["packets-dropped"], "10");
+    assert_eq!(
+        kernel_table(&ns).0,
+        forwarded,
+        "the kernel forwarded no stranger"
+    );
+
+    // A re-INVITE (hold) takes the call back; audio goes on through the sockets.
+    let reinvite = in_dialog(
+        "INVITE",
+        2,
+        &d,
+        &sdp("127.0.0.1", c_rtp, None, "a=sendonly\r\n"),
+    );
+    caller
+        .send_to(reinvite.as_bytes(), ("127.0.0.1", port))
+        .expect("send");
+    let (got, _) = next_sip(&phone, "INVITE ", &mut seen);
+    phone
+        .send_to(
+            answer(
+                &got,
+                "200 OK",
+                &sdp("192.168.1.10", 4000, None, "a=recvonly\r\n"),
+            )
+            .as_bytes(),
+            ("127.0.0.1", port),
+        )
+        .expect("send");
+    next_sip(&caller, "SIP/2.0 200", &mut seen);
+    caller
+        .send_to(in_dialog("ACK", 2, &d, "").as_bytes(), ("127.0.0.1", port))
+        .expect("send");
+    wait_for("the call back from the kernel", 5, || {
+        kernel_table(&ns).1 == 0 && relay_of(&pbx, "kfwd")["kernel-forwarded"] == false
+    });
+    exchange(&phone_rtp, &caller_rtp, relay, next..next + 10);
+    next += 10;
+    assert_eq!(kernel_table(&ns), (0, 0), "nothing in the kernel's hands");
+    assert_state_valid(&pbx, &pbx.state());
+
+    // Handed over again, then BYE: no rule is left, nothing is relayed.
+    exchange(&phone_rtp, &caller_rtp, relay, 140..240);
+    wait_for("the call in the kernel again", 10, || {
+        kernel_table(&ns).1 == 2
+    });
+    let bye = in_dialog("BYE", 3, &d, "");
+    caller
+        .send_to(bye.as_bytes(), ("127.0.0.1", port))
+        .expect("send");
+    let (got, _) = next_sip(&phone, "BYE ", &mut seen);
+    phone
+        .send_to(answer(&got, "200 OK", "").as_bytes(), ("127.0.0.1", port))
+        .expect("send");
+    wait_for("no flow left in the kernel", 5, || kernel_table(&ns).1 == 0);
+    phone_rtp
+        .send_to(&rtp(300), ("127.0.0.1", relay_b))
+        .expect("send");
+    caller_rtp
+        .send_to(&rtp(300), ("127.0.0.1", relay_a))
+        .expect("send");
+    assert!(
+        caller_rtp.recv_from(&mut buf).is_err(),
+        "relayed to the caller after BYE"
+    );
+    assert!(
+        phone_rtp.recv_from(&mut buf).is_err(),
+        "relayed to the phone after BYE"
+    );
+}

@@ -40,6 +40,7 @@ async fn run(args: &Args) -> Result<(), StartError> {
     let layout = args.common.layout();
     let snapshot = ConfigSnapshot::of_packages(&layout, &["besip_pbx"]);
     let config = Config::load(&layout.uci_package("besip_pbx"))?;
+    besip_pbx::transport::kernel_forward::configure(config.rtp_kernel_forwarding);
     std::fs::create_dir_all(layout.lib_dir())
         .map_err(|e| format!("cannot create {}: {e}", layout.lib_dir().display()))?;
     let location = Arc::new(Location::open(&layout.lib_dir().join("pbx.db"))?);

@@ -13,6 +13,11 @@
 //! signalling IP within LEARNING of the media being negotiated; that source
 //! is latched and answered (symmetric RTP). Every other packet is dropped
 //! and counted; nothing is ever sent to an address not learnt so.
+//!
+//! With /pbx/rtp/kernel-forwarding, a call whose packets need nothing from
+//! the box (both phones latched, no SRTP ending here, no recording, no
+//! music on hold) is handed to the kernel after OFFLOAD_AFTER packets
+//! (transport::kernel_forward); anything that changes that takes it back.
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use crate::transport::kernel_forward::{self, Direction, Offload};
 use crate::transport::media::{self, MediaPair, MediaRoute};
 use crate::transport::srtp::{self, MasterKey, Suite};
 
@@ -28,6 +34,11 @@ use crate::transport::srtp::{self, MasterKey, Suite};
 /// phones start sending at once, and rtpengine's learning also lasts 3 s.
 /// Short, so a stranger at the same NAT address has little time to race.
 pub const LEARNING: Duration = Duration::from_secs(3);
+
+/// Packets relayed in userspace before a call may go to the kernel: a
+/// second of both directions, time for hold or music on hold set up with
+/// the answer to show.
+const OFFLOAD_AFTER: u64 = 100;
 
 /// Packets dropped by every relay since start (from a source not the phone's).
 static DROPPED_TOTAL: AtomicU64 = AtomicU64::new(0);
@@ -74,6 +85,11 @@ impl Peer {
     fn target(&self) -> Option<SocketAddr> {
         self.latched.or(self.announced)
     }
+
+    /// The address this side's packets come from and go to, once heard.
+    fn heard(&self) -> Option<SocketAddr> {
+        self.latched.or(self.announced.filter(|_| self.confirmed))
+    }
 }
 
 /// Sees each RTP packet the relay forwards, in the clear (call recording).
@@ -103,6 +119,12 @@ struct Inner {
     /// When the relay opened, and milliseconds after it of the last packet relayed.
     born: Instant,
     last_relayed_ms: AtomicU64,
+    /// The relay's ports facing side A and side B.
+    ports: [u16; 2],
+    /// The flow in the kernel's hands (or asked to be), if any.
+    kernel: Mutex<Option<Offload>>,
+    /// Packets the kernel forwarded for flows of this relay taken back since.
+    kernel_before: AtomicU64,
 }
 
 /// Where one side speaks SRTP and the other not, the relay opens what the
@@ -198,6 +220,9 @@ impl Relay {
             seq: Default::default(),
             born: Instant::now(),
             last_relayed_ms: AtomicU64::new(0),
+            ports: [a_port, b_port],
+            kernel: Mutex::new(None),
+            kernel_before: AtomicU64::new(0),
         });
         let media = match media::serve(a, b, inner.clone()) {
             Ok(m) => m,
@@ -219,6 +244,7 @@ impl Relay {
     /// both sides may learn a NATed phone's source for LEARNING; a side
     /// announcing a new address forgets what it learnt.
     pub fn set_target(&self, a: bool, media: SocketAddr, signalling: IpAddr) {
+        self.inner.take_back();
         let until = Instant::now() + LEARNING;
         for (side, this) in [(&self.inner.a, a), (&self.inner.b, !a)] {
             let mut peer = side.lock();
@@ -237,12 +263,18 @@ impl Relay {
     /// Side A (true) or B sends SRTP with `key` (None: plain RTP). The same
     /// key again keeps the stream's replay state.
     pub fn srtp_from(&self, a: bool, key: Option<(Suite, &MasterKey)>) {
+        if key.is_some() {
+            self.inner.take_back();
+        }
         let mut side = self.inner.crypto[usize::from(!a)].lock();
         rekey(&mut side.inbound, key);
     }
 
     /// What goes to side A (true) or B is sealed with `key` (None: plain).
     pub fn srtp_to(&self, a: bool, key: Option<(Suite, &MasterKey)>) {
+        if key.is_some() {
+            self.inner.take_back();
+        }
         let mut side = self.inner.crypto[usize::from(!a)].lock();
         rekey(&mut side.outbound, key);
     }
@@ -250,13 +282,18 @@ impl Relay {
     /// Hands every packet relayed from now on to `tap`; false when the
     /// relay has one already.
     pub fn tap(&self, tap: Arc<dyn Tap>) -> bool {
-        self.inner.tap.set(tap).is_ok()
+        let set = self.inner.tap.set(tap).is_ok();
+        self.inner.take_back();
+        set
     }
 
     /// Drops what the other side sends to side A (`a`) or B while `muted`
     /// (the box plays to it instead).
     pub fn mute_towards(&self, a: bool, muted: bool) {
         self.inner.muted_towards[usize::from(!a)].store(muted, Ordering::Relaxed);
+        if muted {
+            self.inner.take_back();
+        }
     }
 
     /// The payload type side A (`a`) or B sent last (0 before any).
@@ -275,9 +312,27 @@ impl Relay {
         true
     }
 
-    /// Packets relayed so far, both directions.
+    /// Packets relayed so far, both directions (by the kernel too, as of
+    /// its last counter reading).
     pub fn relayed(&self) -> u64 {
+        let kernel = self
+            .inner
+            .kernel
+            .lock()
+            .as_ref()
+            .map_or(0, |o| o.counters().packets());
         self.inner.relayed.load(Ordering::Relaxed)
+            + self.inner.kernel_before.load(Ordering::Relaxed)
+            + kernel
+    }
+
+    /// Whether the kernel forwards this relay's packets now.
+    pub fn kernel_forwarded(&self) -> bool {
+        self.inner
+            .kernel
+            .lock()
+            .as_ref()
+            .is_some_and(|o| o.counters().installed())
     }
 
     /// Packets dropped so far (not from either side's phone).
@@ -300,7 +355,11 @@ impl Relay {
     /// Time since the last packet relayed (or since the relay opened).
     pub fn idle(&self) -> Duration {
         let last = Duration::from_millis(self.inner.last_relayed_ms.load(Ordering::Relaxed));
-        self.inner.born.elapsed().saturating_sub(last)
+        let here = self.inner.born.elapsed().saturating_sub(last);
+        match &*self.inner.kernel.lock() {
+            Some(o) if o.counters().installed() => here.min(o.counters().idle()),
+            _ => here,
+        }
     }
 }
 
@@ -344,7 +403,10 @@ impl MediaRoute for Inner {
             DROPPED_TOTAL.fetch_add(1, Ordering::Relaxed);
             return None;
         };
-        self.relayed.fetch_add(1, Ordering::Relaxed);
+        let relayed = self.relayed.fetch_add(1, Ordering::Relaxed) + 1;
+        if relayed >= OFFLOAD_AFTER && relayed % 32 == 0 && kernel_forward::active() {
+            self.offer_to_kernel();
+        }
         let ms =
             u64::try_from(now.saturating_duration_since(self.born).as_millis()).unwrap_or(u64::MAX);
         self.last_relayed_ms.store(ms, Ordering::Relaxed);
@@ -358,6 +420,63 @@ impl MediaRoute for Inner {
 const MAX_GAP: u16 = 3000;
 
 impl Inner {
+    /// Hands the flow to the kernel when nothing of it needs the box: both
+    /// phones heard at the addresses their packets go to (IPv4), no SRTP
+    /// ending here, no recording, no side muted. A flow the kernel refused
+    /// stays here.
+    fn offer_to_kernel(&self) {
+        let mut kernel = self.kernel.lock();
+        if kernel.is_some()
+            || self.tap.get().is_some()
+            || self.muted_towards.iter().any(|m| m.load(Ordering::Relaxed))
+        {
+            return;
+        }
+        let plain = self.crypto.iter().all(|c| {
+            let c = c.lock();
+            c.inbound.is_none() && c.outbound.is_none()
+        });
+        if !plain {
+            return;
+        }
+        let symmetric = |peer: &Mutex<Peer>| {
+            let peer = peer.lock();
+            match peer.heard() {
+                Some(SocketAddr::V4(heard)) if peer.target() == Some(SocketAddr::V4(heard)) => {
+                    Some(heard)
+                }
+                _ => None,
+            }
+        };
+        let (Some(a), Some(b)) = (symmetric(&self.a), symmetric(&self.b)) else {
+            return;
+        };
+        let [a_port, b_port] = self.ports;
+        *kernel = kernel_forward::offload([
+            Direction {
+                source: a,
+                port: a_port,
+                out_port: b_port,
+                target: b,
+            },
+            Direction {
+                source: b,
+                port: b_port,
+                out_port: a_port,
+                target: a,
+            },
+        ]);
+    }
+
+    /// Takes the flow back from the kernel: the relay's sockets see its
+    /// packets again (within a moment: the rule goes with the next batch).
+    fn take_back(&self) {
+        if let Some(offload) = self.kernel.lock().take() {
+            self.kernel_before
+                .fetch_add(offload.counters().packets(), Ordering::Relaxed);
+        }
+    }
+
     /// Counts the RTP packets missing before this one from side `sender`
     /// (late and repeated packets count nothing).
     fn count_loss(&self, sender: usize, packet: &[u8]) {

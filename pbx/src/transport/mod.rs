@@ -7,6 +7,7 @@
 //! the same connection handling once its handshake is done.
 
 pub mod alias;
+pub mod kernel_forward;
 pub mod media;
 pub mod srtp;
 pub mod tap;

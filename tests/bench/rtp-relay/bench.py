@@ -51,7 +51,7 @@ LOAD = os.environ.get("LOAD", os.path.join(REPO, "target/release/besip-rtp-load"
 RTPENGINE = os.environ.get("RTPENGINE", shutil.which("rtpengine") or "/usr/bin/rtpengine")
 CALLS = [int(n) for n in os.environ.get("CALLS", "100 200 300 400 600 800 1000 1200 1500 2000").split()]
 STEP_SECS = float(os.environ.get("STEP_SECS", "10"))
-RELAYS = os.environ.get("RELAYS", "besip rtpengine").split()
+RELAYS = os.environ.get("RELAYS", "besip besip-kernel rtpengine").split()
 PORTS = int(os.environ.get("PORTS", "8"))
 LOAD_THREADS = os.environ.get("LOAD_THREADS", "")
 RETRIES = int(os.environ.get("RETRIES", "2"))
@@ -61,14 +61,38 @@ INSIDE, OUTSIDE, EXTERNAL = "127.0.0.1", "127.0.1.5", "127.0.0.2"
 # Pinned, and ahead of other work on the machine (builds) when we may: a
 # relay or generator waiting for its core measures the machine, not itself.
 NICE = ["nice", "-n", os.environ.get("NICE", "-15")] if os.geteuid() == 0 else []
-PIN_RELAY, PIN_LOAD = NICE + ["taskset", "-c", "1"], NICE + ["taskset", "-c", "0"]
+RELAY_CORE = 1
+PIN_RELAY, PIN_LOAD = NICE + ["taskset", "-c", str(RELAY_CORE)], NICE + ["taskset", "-c", "0"]
 
 
 def cpu_seconds(pid):
-    """User+system CPU time of a process and all its threads."""
+    """User+system CPU time of a process, all its threads and its reaped
+    children (besip-pbxd's `nft` runs when it hands flows to the kernel)."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def core_busy_seconds(core):
+    """Busy time of one core, all kinds (user, system, irq, softirq, steal):
+    what relaying costs there, whoever it is charged to. With the namespace's
+    lo steering received packets to the relay's core (run.sh), the kernel's
+    delivery of every packet, and kernel forwarding, run there too."""
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith(f"cpu{core} "):
+                v = [int(x) for x in line.split()[1:]]
+                idle = v[3] + v[4]  # idle, iowait
+                return (sum(v[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+    return 0.0
+
+
+def kernel_flows():
+    """Flows besip-pbxd handed to the kernel (elements of its verdict map)."""
+    out = subprocess.run(["nft", "-j", "list", "map", "netdev", "besip_relay", "flows"],
+                         capture_output=True, text=True).stdout
+    m = re.search(r'"elem":\s*\[(.*)\]', out, re.S)
+    return m.group(1).count('"concat"') if m else 0
 
 
 def sdp(ip, port, sess):
@@ -310,7 +334,7 @@ def besip_call(caller, callee, i):
     return f"{INSIDE}:{a_port} {a_dest[0]}:{a_dest[1]} {OUTSIDE}:{b_port} {b_dest[0]}:{b_dest[1]}"
 
 
-def run_besip(n, workdir):
+def run_besip(n, workdir, kernel=False):
     root = tempfile.mkdtemp(prefix="besip-rtp-bench-", dir=workdir)
     for d in ("etc/config", "run", "var/lib/besip"):
         os.makedirs(os.path.join(root, d), exist_ok=True)
@@ -320,7 +344,8 @@ def run_besip(n, workdir):
             "package besip_pbx\n\nconfig pbx 'main'\n\toption mode 'b2bua'\n\tlist domain 'besip.test'\n"
             "\toption auth_realm 'besip.test'\n\toption auth_algorithms 'md5'\n"
             f"\toption nat_external_address '{EXTERNAL}'\n\tlist nat_local_network '127.0.0.0/24'\n"
-            "\toption rtp_port_min '30000'\n\toption rtp_port_max '45000'\n\n"
+            "\toption rtp_port_min '30000'\n\toption rtp_port_max '45000'\n"
+            f"\toption rtp_kernel_forwarding '{int(kernel)}'\n\n"
             f"config listen 'listen_udp'\n\toption name 'udp'\n\toption transport 'udp'\n\toption address '127.0.0.1'\n\toption port '{sip_port}'\n\n"
             "config extension 'extension_100'\n\toption number '100'\n\toption password 'pw100'\n\n"
             "config extension 'extension_101'\n\toption number '101'\n\toption password 'pw101'\n\n")
@@ -341,6 +366,14 @@ def run_besip(n, workdir):
             with open(os.path.join(workdir, "pbxd.log")) as log:
                 tail = log.read()[-3000:]
             raise RuntimeError(f"call setup failed after {n} calls asked: {e}\n{tail}") from e
+        if kernel:
+            # The calls go to the kernel after their first packets: a warm-up
+            # sends them, then the step measures the kernel's forwarding.
+            warm_up(lines, workdir)
+            deadline = time.time() + 20
+            while kernel_flows() < 2 * n and time.time() < deadline:
+                time.sleep(0.5)
+            print(f"  ({kernel_flows()} of {2 * n} flow directions in the kernel)", file=sys.stderr, flush=True)
         return measure(proc.pid, lines, workdir)
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -353,6 +386,14 @@ def run_besip(n, workdir):
 
 # --- the measured step ----------------------------------------------------------
 
+def warm_up(lines, workdir):
+    calls_file = os.path.join(workdir, "calls.txt")
+    with open(calls_file, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    subprocess.run(PIN_LOAD + [LOAD, calls_file, "3", LOAD_THREADS or "0"],
+                   capture_output=True, text=True, check=True)
+
+
 def measure(pid, lines, workdir):
     calls_file = os.path.join(workdir, "calls.txt")
     with open(calls_file, "w") as f:
@@ -360,17 +401,19 @@ def measure(pid, lines, workdir):
     for attempt in range(RETRIES + 1):
         if attempt:
             time.sleep(2)  # the relay's backlog of the last attempt drains away
-        cpu0, t0 = cpu_seconds(pid), time.time()
+        cpu0, core0, t0 = cpu_seconds(pid), core_busy_seconds(RELAY_CORE), time.time()
         args = [calls_file, str(STEP_SECS), LOAD_THREADS or "0"] + ([TICK_US] if TICK_US else [])
         out = subprocess.run(PIN_LOAD + [LOAD] + args,
                              capture_output=True, text=True, check=True).stdout
-        cpu1, t1 = cpu_seconds(pid), time.time()
+        cpu1, core1, t1 = cpu_seconds(pid), core_busy_seconds(RELAY_CORE), time.time()
         r = dict(kv.split("=") for kv in out.split())
         # The relay's CPU for STEP_SECS of media: per call-second, and as a
         # share of its core over the sending (without the generator's start
         # and drain, idle for the relay; longer when the generator lagged).
         r["cpu_ms_per_call_s"] = 1000.0 * (cpu1 - cpu0) / (len(lines) * STEP_SECS)
         r["relay_cpu_pct"] = 100.0 * (cpu1 - cpu0) / max(STEP_SECS, t1 - t0 - 0.35)
+        r["core_ms_per_call_s"] = 1000.0 * (core1 - core0) / (len(lines) * STEP_SECS)
+        r["core_pct"] = 100.0 * (core1 - core0) / max(STEP_SECS, t1 - t0 - 0.35)
         r["attempts"] = attempt + 1
         if r.get("gen_ok") == "1":
             break
@@ -398,25 +441,31 @@ def ahead_of_builds():
 
 def main():
     ahead_of_builds()
-    for b in (LOAD,) + ((PBXD,) if "besip" in RELAYS else ()) + ((RTPENGINE,) if "rtpengine" in RELAYS else ()):
+    besip = any(r.startswith("besip") for r in RELAYS)
+    for b in (LOAD,) + ((PBXD,) if besip else ()) + ((RTPENGINE,) if "rtpengine" in RELAYS else ()):
         if not os.access(b, os.X_OK):
             sys.exit(f"missing {b}")
     workdir = tempfile.mkdtemp(prefix="rtp-relay-bench-")
     best, failed, per_call = {}, set(), {}
-    print(f"{'relay':10} {'calls':>6} {'loss %':>8} {'p50 us':>7} {'p99 us':>7} {'relay CPU %':>11} "
-          f"{'CPU ms/call/s':>13} {'gen late %':>10} {'gen lag p99 ms':>14} {'gen CPU %':>9} {'note':>5}")
+    print(f"{'relay':12} {'calls':>6} {'loss %':>8} {'p50 us':>7} {'p99 us':>7} {'relay CPU %':>11} "
+          f"{'CPU ms/call/s':>13} {'core %':>7} {'core ms/call/s':>14} {'gen late %':>10} "
+          f"{'gen lag p99 ms':>14} {'gen CPU %':>9} {'note':>5}")
     try:
         for n in CALLS:
             for relay in RELAYS:
                 if relay in failed:
                     continue
-                r = (run_besip if relay == "besip" else run_rtpengine)(n, workdir)
+                if relay == "rtpengine":
+                    r = run_rtpengine(n, workdir)
+                else:
+                    r = run_besip(n, workdir, kernel=relay == "besip-kernel")
                 gen_ok = r.get("gen_ok") == "1"
                 loss = float(r["loss_pct"])
-                cpu = r["cpu_ms_per_call_s"]
+                cpu = r["core_ms_per_call_s"]
                 note = "" if gen_ok else "GEN"
-                print(f"{relay:10} {n:6} {loss:8.3f} {r['p50_us']:>7} {r['p99_us']:>7} "
-                      f"{r['relay_cpu_pct']:11.1f} {cpu:13.3f} {float(r['late_pct']):10.3f} "
+                print(f"{relay:12} {n:6} {loss:8.3f} {r['p50_us']:>7} {r['p99_us']:>7} "
+                      f"{r['relay_cpu_pct']:11.1f} {r['cpu_ms_per_call_s']:13.3f} {r['core_pct']:7.1f} "
+                      f"{cpu:14.3f} {float(r['late_pct']):10.3f} "
                       f"{float(r['lag_p99_ms']):14.2f} {float(r['gen_cpu_pct']):9.1f} {note:>5}",
                       flush=True)
                 if not gen_ok:
@@ -425,20 +474,23 @@ def main():
                 if loss >= MAX_LOSS:
                     failed.add(relay)
                     continue
-                best[relay] = (n, cpu, int(r["p99_us"]), r["relay_cpu_pct"])
+                best[relay] = (n, cpu, int(r["p99_us"]), r["core_pct"])
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     print()
+    ours = [r for r in RELAYS if r != "rtpengine"]
     for n in CALLS:
-        if ("besip", n) in per_call and ("rtpengine", n) in per_call:
-            print(f"{n} calls: CPU per call rtpengine/besip = "
-                  f"{per_call[('rtpengine', n)] / per_call[('besip', n)]:.2f}")
+        for mine in ours:
+            if (mine, n) in per_call and ("rtpengine", n) in per_call:
+                print(f"{n} calls: relay core's CPU per call rtpengine/{mine} = "
+                      f"{per_call[('rtpengine', n)] / per_call[(mine, n)]:.2f}")
     for relay, (n, cpu, p99, pct) in best.items():
         print(f"{relay}: {n} calls on one core with < {MAX_LOSS} % loss "
-              f"(CPU {pct:.0f} % of the core, {cpu:.3f} ms per call-second, p99 {p99} us)")
-    if "besip" in best and "rtpengine" in best:
-        print(f"ratio besip/rtpengine (calls per core by the loss ladder): "
-              f"{best['besip'][0] / best['rtpengine'][0]:.2f}")
+              f"(its core {pct:.0f} % busy, {cpu:.3f} ms per call-second, p99 {p99} us)")
+    for mine in ours:
+        if mine in best and "rtpengine" in best:
+            print(f"ratio {mine}/rtpengine (calls per core by the loss ladder): "
+                  f"{best[mine][0] / best['rtpengine'][0]:.2f}")
 
 
 if __name__ == "__main__":

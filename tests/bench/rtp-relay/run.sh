@@ -2,7 +2,7 @@
 # RTP relay: besip-pbxd's relay vs rtpengine (Debian's rtpengine-daemon, userspace
 # forwarding, driven by its ng protocol), side by side in one run. See bench.py
 # for what is measured. Needs 2 cores (relay pinned to core 1, load to core 0).
-# Usage: tests/bench/rtp-relay/run.sh   (CALLS="100 200 ..." STEP_SECS=10 RELAYS="besip rtpengine"
+# Usage: tests/bench/rtp-relay/run.sh   (CALLS="100 200 ..." STEP_SECS=10 RELAYS="besip besip-kernel rtpengine"
 #   PORTS=8 LOAD_THREADS= TICK_US=1000 RETRIES=2 NICE=-15; see bench.py)
 # setsid: bench.py gets a session, hence a scheduler autogroup, of its own.
 set -euo pipefail
@@ -14,4 +14,13 @@ command -v taskset >/dev/null || { echo "taskset missing (util-linux)" >&2; exit
 # rtpengine-daemon's packaged service would hold ports and CPU beside the one we start.
 systemctl stop rtpengine-daemon 2>/dev/null || true
 (cd "$REPO" && cargo build --release -q -p besip-pbx -p besip-rtp-load)
-exec setsid --wait python3 "$HERE/bench.py"
+# A network namespace of its own: its lo steers received packets (RPS) to
+# the relay's core, so the kernel's delivery of each packet, and kernel
+# forwarding, are counted on the relay's core for every relay alike,
+# instead of on whichever core sent the packet (on loopback, the sender's).
+NS=besip-rtp-bench-$$
+ip netns add "$NS"
+trap 'ip netns del "$NS" 2>/dev/null || true' EXIT
+ip netns exec "$NS" ip link set lo up
+ip netns exec "$NS" sh -c 'echo 2 > /sys/class/net/lo/queues/rx-0/rps_cpus'
+ip netns exec "$NS" setsid --wait python3 "$HERE/bench.py"

@@ -51,6 +51,7 @@ pub fn relay_json(call_id: &str, nated: bool, rtp: &Relay) -> Value {
         "packets-relayed": rtp.relayed().to_string(),
         "packets-lost": rtp.lost().to_string(),
         "packets-dropped": rtp.dropped().to_string(),
+        "kernel-forwarded": rtp.kernel_forwarded(),
     });
     if let Some(a) = rtp.latched(true) {
         r["caller-latched"] = json!(a.to_string());
