@@ -845,26 +845,36 @@ fn wait_for(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
     }
 }
 
-/// /pbx/rtp/kernel-forwarding, in a namespace of its own, for a phone seen
-/// as NATed (private Contact and SDP, its media source learnt): once both
-/// phones are latched, the call's RTP goes to the kernel (the table's
-/// counters grow, audio still flows both ways from the relay's ports), a
-/// stranger still gets nothing, a re-INVITE takes the call back to the
-/// relay's sockets (audio goes on), and BYE leaves no rule behind: nothing
-/// is relayed after it. (No iptables NAT here, unlike the tests above: on
-/// lo a packet keeps the conntrack entry of its first pass, and a NAT on
-/// the box itself would rewrite the forwarded packet again.)
-#[test]
-fn kernel_forwarding_takes_latched_media_off_the_relay_and_gives_it_back() {
+/// A call "kfwd" through the proxy with kernel forwarding on, in a
+/// namespace of its own entered by this thread: a phone seen as NATed
+/// (private Contact and SDP) called by 127.0.0.1; None (skipped) without
+/// root or nft.
+struct KernelCall {
+    ns: Netns,
+    pbx: Pbx,
+    phone: UdpSocket,
+    caller: UdpSocket,
+    caller_rtp: UdpSocket,
+    phone_rtp: UdpSocket,
+    c_rtp: u16,
+    relay: (u16, u16),
+    d: Dialog,
+    seen: Vec<String>,
+}
+
+fn kernel_call(tag: &str, extra: &str) -> Option<KernelCall> {
     if !tools_present(&["ip", "nft"]) || !nix::unistd::Uid::effective().is_root() {
         eprintln!("SKIP: needs root, ip and nft");
-        return;
+        return None;
     }
-    let ns = Netns::new("kfwd");
+    let ns = Netns::new(tag);
     ns.enter_thread();
     let port = free_port();
     let pbx = Pbx::start(
-        &pbx_config(port, "\toption rtp_kernel_forwarding '1'\n"),
+        &pbx_config(
+            port,
+            &format!("\toption rtp_kernel_forwarding '1'\n{extra}"),
+        ),
         port,
     );
     let phone = sock("127.0.0.10:0");
@@ -896,7 +906,48 @@ fn kernel_forwarding_takes_latched_media_off_the_relay_and_gives_it_back() {
     caller
         .send_to(in_dialog("ACK", 1, &d, "").as_bytes(), ("127.0.0.1", port))
         .expect("send");
-    let relay = (relay_a, relay_b);
+    Some(KernelCall {
+        ns,
+        pbx,
+        phone,
+        caller,
+        caller_rtp,
+        phone_rtp,
+        c_rtp,
+        relay: (relay_a, relay_b),
+        d,
+        seen,
+    })
+}
+
+/// /pbx/rtp/kernel-forwarding, in a namespace of its own, for a phone seen
+/// as NATed (private Contact and SDP, its media source learnt): once both
+/// phones are latched, the call's RTP goes to the kernel (the table's
+/// counters grow, audio still flows both ways from the relay's ports), a
+/// stranger still gets nothing, a re-INVITE takes the call back to the
+/// relay's sockets (audio goes on), and BYE leaves no rule behind: nothing
+/// is relayed after it. (No iptables NAT here, unlike the tests above: on
+/// lo a packet keeps the conntrack entry of its first pass, and a NAT on
+/// the box itself would rewrite the forwarded packet again.)
+#[test]
+fn kernel_forwarding_takes_latched_media_off_the_relay_and_gives_it_back() {
+    let Some(KernelCall {
+        ns,
+        pbx,
+        phone,
+        caller,
+        caller_rtp,
+        phone_rtp,
+        c_rtp,
+        relay,
+        d,
+        mut seen,
+    }) = kernel_call("kfwd", "")
+    else {
+        return;
+    };
+    let (relay_a, relay_b) = relay;
+    let port = pbx.port;
 
     // The first packets pass the relay's sockets; then the kernel takes the
     // call (once forwarding is on: the daemon sets its table up as it starts).
@@ -918,9 +969,9 @@ fn kernel_forwarding_takes_latched_media_off_the_relay_and_gives_it_back() {
         before + 100,
         "the kernel forwarded both directions"
     );
-    // The state counts them (as of the kernel's counters, read every 2 s).
+    // The state counts them (as of the kernel's counters, read every 10 s).
     let sent = 2 * u64::from(next - 1);
-    wait_for("packets-relayed with the kernel's", 6, || {
+    wait_for("packets-relayed with the kernel's", 15, || {
         relay_of(&pbx, "kfwd")["packets-relayed"] == sent.to_string()
     });
 
@@ -988,8 +1039,9 @@ fn kernel_forwarding_takes_latched_media_off_the_relay_and_gives_it_back() {
     assert_state_valid(&pbx, &pbx.state());
 
     // Handed over again, then BYE: no rule is left, nothing is relayed.
-    exchange(&phone_rtp, &caller_rtp, relay, 140..240);
     wait_for("the call in the kernel again", 10, || {
+        exchange(&phone_rtp, &caller_rtp, relay, next..next + 10);
+        next += 10;
         kernel_table(&ns).1 == 2
     });
     let bye = in_dialog("BYE", 3, &d, "");
@@ -1015,4 +1067,54 @@ fn kernel_forwarding_takes_latched_media_off_the_relay_and_gives_it_back() {
         phone_rtp.recv_from(&mut buf).is_err(),
         "relayed to the phone after BYE"
     );
+}
+
+/// The media timeout (5 s here) sees the kernel's counters: a call the
+/// kernel forwards lives on past it while media flows (the counters are read
+/// only every 10 s), and is closed once media stops (within the timeout and
+/// one reading), its rules with it.
+#[test]
+fn media_timeout_sees_kernel_forwarded_media() {
+    let Some(KernelCall {
+        ns,
+        pbx,
+        caller_rtp,
+        phone_rtp,
+        relay,
+        ..
+    }) = kernel_call("kfwdtimeout", "\toption nat_media_timeout '5'\n")
+    else {
+        return;
+    };
+    let mut next = 1u16;
+    wait_for("the call in the kernel", 10, || {
+        exchange(&phone_rtp, &caller_rtp, relay, next..next + 10);
+        next += 10;
+        relay_of(&pbx, "kfwd")["kernel-forwarded"] == true
+    });
+    // 14 s of media at 50 packets/s each way, all through the kernel.
+    let (before, _) = kernel_table(&ns);
+    let start = Instant::now();
+    for seq in next.. {
+        if start.elapsed() >= Duration::from_secs(14) {
+            break;
+        }
+        exchange(&phone_rtp, &caller_rtp, relay, seq..seq + 1);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        kernel_table(&ns).0 >= before + 1000,
+        "media went through the kernel"
+    );
+    assert_eq!(
+        nat_state(&pbx)["relays-open"],
+        1,
+        "a live call was timed out"
+    );
+    // Silence: closed within the timeout and one reading, rules gone.
+    wait_for("the silent call closed", 25, || {
+        nat_state(&pbx)["relays-open"] == 0
+    });
+    assert_eq!(nat_state(&pbx)["media-timeouts"], "1");
+    wait_for("no flow left in the kernel", 5, || kernel_table(&ns).1 == 0);
 }

@@ -101,6 +101,7 @@ async fn run(args: &Args) -> Result<(), StartError> {
         tracing::info!(transport = ?s.transport, addr = %s.bound, "listening");
     }
     shutdown_signal().await;
+    besip_pbx::transport::kernel_forward::shutdown();
     besip_pbx::features::trunk_registration::shutdown(&engine).await;
     location.flush();
     Ok(())

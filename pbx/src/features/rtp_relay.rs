@@ -313,7 +313,7 @@ impl Relay {
     }
 
     /// Packets relayed so far, both directions (by the kernel too, as of
-    /// its last counter reading).
+    /// its last counter reading, every 10 s).
     pub fn relayed(&self) -> u64 {
         let kernel = self
             .inner

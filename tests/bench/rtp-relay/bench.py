@@ -73,17 +73,21 @@ def cpu_seconds(pid):
     return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
-def core_busy_seconds(core):
-    """Busy time of one core, all kinds (user, system, irq, softirq, steal):
-    what relaying costs there, whoever it is charged to. With the namespace's
-    lo steering received packets to the relay's core (run.sh), the kernel's
-    delivery of every packet, and kernel forwarding, run there too."""
+def core_idle_seconds(core):
+    """Idle time of one core. Its busy time over a step (wall time minus
+    this) is what relaying costs there, whoever it is charged to: with the
+    namespace's lo steering received packets to the relay's core (run.sh),
+    the kernel's delivery of every packet (to the relay and back to the
+    generator), and kernel forwarding, run there too. Idle time is the one
+    figure this kernel keeps exactly (tickless idle); its user, system and
+    softirq figures are sampled by ticks and disagree with it in a VM.
+    Anything else on the core counts too: run on a quiet machine; each step
+    prints the load average."""
     with open("/proc/stat") as f:
         for line in f:
             if line.startswith(f"cpu{core} "):
                 v = [int(x) for x in line.split()[1:]]
-                idle = v[3] + v[4]  # idle, iowait
-                return (sum(v[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+                return (v[3] + v[4]) / os.sysconf("SC_CLK_TCK")  # idle, iowait
     return 0.0
 
 
@@ -401,20 +405,24 @@ def measure(pid, lines, workdir):
     for attempt in range(RETRIES + 1):
         if attempt:
             time.sleep(2)  # the relay's backlog of the last attempt drains away
-        cpu0, core0, t0 = cpu_seconds(pid), core_busy_seconds(RELAY_CORE), time.time()
+        cpu0, core0, t0 = cpu_seconds(pid), core_idle_seconds(RELAY_CORE), time.time()
         args = [calls_file, str(STEP_SECS), LOAD_THREADS or "0"] + ([TICK_US] if TICK_US else [])
         out = subprocess.run(PIN_LOAD + [LOAD] + args,
                              capture_output=True, text=True, check=True).stdout
-        cpu1, core1, t1 = cpu_seconds(pid), core_busy_seconds(RELAY_CORE), time.time()
+        cpu1, core1, t1 = cpu_seconds(pid), core_idle_seconds(RELAY_CORE), time.time()
         r = dict(kv.split("=") for kv in out.split())
         # The relay's CPU for STEP_SECS of media: per call-second, and as a
         # share of its core over the sending (without the generator's start
         # and drain, idle for the relay; longer when the generator lagged).
         r["cpu_ms_per_call_s"] = 1000.0 * (cpu1 - cpu0) / (len(lines) * STEP_SECS)
         r["relay_cpu_pct"] = 100.0 * (cpu1 - cpu0) / max(STEP_SECS, t1 - t0 - 0.35)
-        r["core_ms_per_call_s"] = 1000.0 * (core1 - core0) / (len(lines) * STEP_SECS)
-        r["core_pct"] = 100.0 * (core1 - core0) / max(STEP_SECS, t1 - t0 - 0.35)
+        # The core's busy time over the whole run of the generator (its
+        # start and drain too: the relay idles then, the core's idle counts).
+        busy = max(0.0, (t1 - t0) - (core1 - core0))
+        r["core_ms_per_call_s"] = 1000.0 * busy / (len(lines) * STEP_SECS)
+        r["core_pct"] = 100.0 * busy / max(STEP_SECS, t1 - t0 - 0.35)
         r["attempts"] = attempt + 1
+        r["load"] = os.getloadavg()[0]
         if r.get("gen_ok") == "1":
             break
         print(f"  (generator not on time, attempt {attempt + 1}: {out.strip()})", file=sys.stderr, flush=True)
@@ -449,7 +457,7 @@ def main():
     best, failed, per_call = {}, set(), {}
     print(f"{'relay':12} {'calls':>6} {'loss %':>8} {'p50 us':>7} {'p99 us':>7} {'relay CPU %':>11} "
           f"{'CPU ms/call/s':>13} {'core %':>7} {'core ms/call/s':>14} {'gen late %':>10} "
-          f"{'gen lag p99 ms':>14} {'gen CPU %':>9} {'note':>5}")
+          f"{'gen lag p99 ms':>14} {'gen CPU %':>9} {'load':>5} {'note':>5}")
     try:
         for n in CALLS:
             for relay in RELAYS:
@@ -466,7 +474,7 @@ def main():
                 print(f"{relay:12} {n:6} {loss:8.3f} {r['p50_us']:>7} {r['p99_us']:>7} "
                       f"{r['relay_cpu_pct']:11.1f} {r['cpu_ms_per_call_s']:13.3f} {r['core_pct']:7.1f} "
                       f"{cpu:14.3f} {float(r['late_pct']):10.3f} "
-                      f"{float(r['lag_p99_ms']):14.2f} {float(r['gen_cpu_pct']):9.1f} {note:>5}",
+                      f"{float(r['lag_p99_ms']):14.2f} {float(r['gen_cpu_pct']):9.1f} {r['load']:5.2f} {note:>5}",
                       flush=True)
                 if not gen_ok:
                     continue  # the generator, not the relay, was the limit: no verdict
