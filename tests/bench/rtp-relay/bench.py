@@ -1,6 +1,11 @@
 #!/usr/bin/env python3
 """RTP relay benchmark: besip-pbxd's relay vs rtpengine (userspace), side by
-side in one run, on loopback.
+side in one run, on loopback (in a namespace of its own made by run.sh,
+whose lo steers received packets to the relay's core).
+
+Relays: "besip" (its userspace relay), "besip-kernel" (the same with
+/pbx/rtp/kernel-forwarding: after a 3 s warm-up the calls' flows are in the
+kernel's hands, checked in its nftables map), "rtpengine".
 
 Each relay gets N calls set up through its own control plane — rtpengine by
 its ng protocol (offer/answer), besip-pbxd by real SIP calls through its B2BUA
@@ -9,7 +14,9 @@ across the NAT boundary (caller 127.0.0.1 inside, callee registered from
 G.711 stream each way per call (50 packets/s/direction) for STEP_SECS and
 reports loss and latency. The relay under test is pinned to one core, the
 load generator to the other; the relay's CPU time over the step is read from
-/proc. The relays take turns at each N (besip N, rtpengine N, besip N2, ...)
+/proc, and so is its core's busy time (what "core %" and the ratios use: it
+includes the kernel's packet work, which kernel forwarding moves out of the
+relay's process). The relays take turns at each N (besip N, rtpengine N, besip N2, ...)
 so that a busy machine weighs on both alike. For each relay, the ladder of N
 stops at the first step with >= 0.1 % loss; the highest passing N is its
 "calls per core".
@@ -27,7 +34,7 @@ pair per call. PORTS=0: a port per call (the generator then needs a system
 call per packet and lags from ~1,000 calls on).
 
 Environment: RTPENGINE (binary), PBXD, LOAD (binaries), CALLS ("100 200 ..."),
-STEP_SECS, RELAYS ("besip rtpengine"), PORTS (8), LOAD_THREADS (default: the
+STEP_SECS, RELAYS ("besip besip-kernel rtpengine"), PORTS (8), LOAD_THREADS (default: the
 generator's CPUs, 1 when pinned), TICK_US (the generator sends and reads
 every 1000 us), RETRIES (2), NICE (-15: as root, relay and
 generator run at that niceness, ahead of builds sharing the machine).
