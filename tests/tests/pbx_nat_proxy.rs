@@ -134,6 +134,32 @@ fn rtp(seq: u16) -> Vec<u8> {
     p
 }
 
+/// A stranger (127.0.0.3) sends five RTP packets to each of `ports`: it is
+/// not answered, and neither phone gets them.
+fn stranger_gets_nothing(ports: &[u16], caller_rtp: &UdpSocket, phone_rtp: &UdpSocket) {
+    let stranger = sock("127.0.0.3:0");
+    for &p in ports {
+        for seq in 0..5u16 {
+            stranger
+                .send_to(&rtp(100 + seq), ("127.0.0.1", p))
+                .expect("send");
+        }
+    }
+    let mut buf = [0u8; 512];
+    assert!(
+        stranger.recv_from(&mut buf).is_err(),
+        "the stranger was answered"
+    );
+    assert!(
+        caller_rtp.recv_from(&mut buf).is_err(),
+        "stranger's RTP relayed to the caller"
+    );
+    assert!(
+        phone_rtp.recv_from(&mut buf).is_err(),
+        "stranger's RTP relayed to the phone"
+    );
+}
+
 fn nat_state(pbx: &Pbx) -> serde_json::Value {
     pbx.state()["besip-pbx:pbx"]["nat-state"].clone()
 }
@@ -307,25 +333,10 @@ fn phone_behind_nat_is_reached_and_its_media_relayed_with_rtcp() {
     assert_eq!(n, 8);
 
     // A stranger spraying the relay ports is neither relayed nor answered.
-    let stranger = sock("127.0.0.3:0");
-    for p in [relay_a, relay_b, relay_a + 1, relay_b + 1] {
-        for seq in 0..5u16 {
-            stranger
-                .send_to(&rtp(100 + seq), ("127.0.0.1", p))
-                .expect("send");
-        }
-    }
-    assert!(
-        stranger.recv_from(&mut buf).is_err(),
-        "the stranger was answered"
-    );
-    assert!(
-        caller_rtp.recv_from(&mut buf).is_err(),
-        "stranger's RTP relayed to the caller"
-    );
-    assert!(
-        phone_rtp.recv_from(&mut buf).is_err(),
-        "stranger's RTP relayed to the phone"
+    stranger_gets_nothing(
+        &[relay_a, relay_b, relay_a + 1, relay_b + 1],
+        &caller_rtp,
+        &phone_rtp,
     );
 
     // nat-state shows the call's relay.
@@ -976,27 +987,8 @@ fn kernel_forwarding_takes_latched_media_off_the_relay_and_gives_it_back() {
     });
 
     // A stranger spraying the ports is still neither relayed nor answered.
-    let stranger = sock("127.0.0.3:0");
+    stranger_gets_nothing(&[relay_a, relay_b], &caller_rtp, &phone_rtp);
     let mut buf = [0u8; 512];
-    for p in [relay_a, relay_b] {
-        for seq in 0..5u16 {
-            stranger
-                .send_to(&rtp(500 + seq), ("127.0.0.1", p))
-                .expect("send");
-        }
-    }
-    assert!(
-        stranger.recv_from(&mut buf).is_err(),
-        "the stranger was answered"
-    );
-    assert!(
-        caller_rtp.recv_from(&mut buf).is_err(),
-        "stranger relayed to the caller"
-    );
-    assert!(
-        phone_rtp.recv_from(&mut buf).is_err(),
-        "stranger relayed to the phone"
-    );
     assert_eq!(relay_of(&pbx, "kfwd")["packets-dropped"], "10");
     assert_eq!(
         kernel_table(&ns).0,
