@@ -404,7 +404,7 @@ impl MediaRoute for Inner {
             return None;
         };
         let relayed = self.relayed.fetch_add(1, Ordering::Relaxed) + 1;
-        if relayed >= OFFLOAD_AFTER && relayed % 32 == 0 && kernel_forward::active() {
+        if relayed >= OFFLOAD_AFTER && relayed.is_multiple_of(32) && kernel_forward::active() {
             self.offer_to_kernel();
         }
         let ms =
