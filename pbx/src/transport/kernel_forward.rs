@@ -14,7 +14,8 @@
 //! source port, our port), and a chain per direction of each flow holding
 //! its rewrite and counter. Only IPv4 (IPv6 flows stay in userspace). The
 //! rules are written by `nft` (present wherever fw4 is), batched by one
-//! thread; counters are read back every COUNTER_POLL. A table left by a
+//! thread, after `ip route get` (iproute2's or busybox's) named each
+//! phone's device and next hop; counters are read back every COUNTER_POLL. A table left by a
 //! daemon that died is deleted when forwarding is next enabled.
 
 use std::collections::{HashMap, HashSet};
@@ -572,56 +573,46 @@ fn nft(script: &str) -> Result<(), String> {
     }
 }
 
-/// The kernel's routes towards `addresses`, by one `ip -batch` run.
+/// The kernel's routes towards `addresses`, one `ip route get` each (the
+/// plain text, which iproute2 and busybox's `ip` both print; busybox has
+/// neither `-j` nor `-batch`). Unroutable addresses are left out.
 fn routes(addresses: &[IpAddr]) -> HashMap<IpAddr, Route> {
     let unique: HashSet<IpAddr> = addresses.iter().copied().collect();
-    let unique: Vec<IpAddr> = unique.into_iter().collect();
     let mut found = HashMap::new();
-    let Ok(mut child) = background(&mut Command::new("ip"))
-        .args(["-j", "-batch", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-    else {
-        return found;
-    };
-    if let Some(mut stdin) = child.stdin.take() {
-        let lines: String = unique.iter().map(|a| format!("route get {a}\n")).collect();
-        let _ = stdin.write_all(lines.as_bytes());
-    }
-    let Ok(out) = child.wait_with_output() else {
-        return found;
-    };
-    // One JSON array per line asked (unroutable ones print nothing).
-    let answers =
-        serde_json::Deserializer::from_slice(&out.stdout).into_iter::<serde_json::Value>();
-    for answer in answers.flatten() {
-        for r in answer.as_array().map_or(&[][..], Vec::as_slice) {
-            let Some(dst) = r["dst"].as_str().and_then(|d| d.parse::<IpAddr>().ok()) else {
-                continue;
-            };
-            let Some(device) = r["dev"].as_str() else {
-                continue;
-            };
-            let next_hop = r["gateway"]
-                .as_str()
-                .and_then(|g| g.parse().ok())
-                .unwrap_or(dst);
-            let Some(source) = r["prefsrc"].as_str().and_then(|s| s.parse().ok()) else {
-                continue;
-            };
-            found.insert(
-                dst,
-                Route {
-                    device: device.to_string(),
-                    next_hop,
-                    source,
-                },
-            );
+    for address in unique {
+        let asked = background(&mut Command::new("ip"))
+            .args(["route", "get", &address.to_string()])
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output();
+        let Ok(out) = asked else {
+            return found; // no `ip` at all
+        };
+        if let Some(route) = parse_route(&String::from_utf8_lossy(&out.stdout)) {
+            found.insert(address, route);
         }
     }
     found
+}
+
+/// One answer of `ip route get`: `[type] DST [via GW] dev DEV [src SRC] …`
+/// (iproute2: `local 127.0.0.5 dev lo src 127.0.0.1 uid 0`; busybox:
+/// `8.8.8.8 via 10.0.2.2 dev eth0  src 10.0.2.15`).
+fn parse_route(text: &str) -> Option<Route> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let after = |key: &str| words.windows(2).find(|w| w[0] == key).map(|w| w[1]);
+    // The type word (local, unicast, …) is no address: the first address is the destination.
+    let dst: IpAddr = words.iter().find_map(|w| w.parse().ok())?;
+    let next_hop = match after("via") {
+        // A gateway we cannot name (e.g. `via inet6 …`): no route we can use.
+        Some(gateway) => gateway.parse().ok()?,
+        None => dst,
+    };
+    Some(Route {
+        device: after("dev")?.to_string(),
+        next_hop,
+        source: after("src")?.parse().ok()?,
+    })
 }
 
 #[cfg(test)]
@@ -635,6 +626,24 @@ mod tests {
         }
         assert_eq!(flow_of_chain("in_lo"), None);
         assert_eq!(flow_of_chain("f12c"), None);
+    }
+
+    #[test]
+    fn routes_are_read_from_iproute2_and_busybox_alike() {
+        let local =
+            parse_route("local 127.0.0.5 dev lo src 127.0.0.1 uid 0 \n    cache <local> \n")
+                .expect("iproute2, local");
+        assert_eq!(local.device, "lo");
+        assert_eq!(local.next_hop, "127.0.0.5".parse::<IpAddr>().unwrap());
+        assert_eq!(local.source, "127.0.0.1".parse::<IpAddr>().unwrap());
+        let via = parse_route("8.8.8.8 via 10.0.2.2 dev eth0  src 10.0.2.15 \n")
+            .expect("busybox, gateway");
+        assert_eq!(via.device, "eth0");
+        assert_eq!(via.next_hop, "10.0.2.2".parse::<IpAddr>().unwrap());
+        assert_eq!(via.source, "10.0.2.15".parse::<IpAddr>().unwrap());
+        assert!(parse_route("192.0.2.1 via inet6 fe80::1 dev eth0 src 10.0.2.15").is_none());
+        assert!(parse_route("").is_none());
+        assert!(parse_route("RTNETLINK answers: Network is unreachable").is_none());
     }
 
     #[test]
