@@ -1061,6 +1061,65 @@ fn kernel_forwarding_takes_latched_media_off_the_relay_and_gives_it_back() {
     );
 }
 
+/// The leaf switched mid-call: off takes the call's flows back to the
+/// relay's sockets (the table goes, and what the kernel forwarded up to then
+/// still counts in packets-relayed), on hands them to the kernel anew.
+#[test]
+fn kernel_forwarding_follows_the_leaf_switched_off_and_on_mid_call() {
+    let Some(KernelCall {
+        ns,
+        pbx,
+        caller_rtp,
+        phone_rtp,
+        relay,
+        ..
+    }) = kernel_call("kleaf", "")
+    else {
+        return;
+    };
+    let port = pbx.port;
+    let relayed = || relay_of(&pbx, "kfwd")["packets-relayed"].clone();
+    let mut next = 1u16;
+    exchange(&phone_rtp, &caller_rtp, relay, next..next + 60);
+    next += 60;
+    wait_for("the call in the kernel", 10, || {
+        exchange(&phone_rtp, &caller_rtp, relay, next..next + 10);
+        next += 10;
+        relay_of(&pbx, "kfwd")["kernel-forwarded"] == true
+    });
+    exchange(&phone_rtp, &caller_rtp, relay, next..next + 50);
+    next += 50;
+    assert!(kernel_table(&ns).0 >= 100, "the kernel forwarded the call");
+
+    pbx.reload(&pbx_config(port, ""))
+        .expect("reload: forwarding off");
+    wait_for("the table gone", 5, || kernel_table(&ns) == (0, 0));
+    assert_eq!(relay_of(&pbx, "kfwd")["kernel-forwarded"], false);
+    exchange(&phone_rtp, &caller_rtp, relay, next..next + 50);
+    next += 50;
+    assert_eq!(relayed(), (2 * u64::from(next - 1)).to_string());
+
+    pbx.reload(&pbx_config(port, "\toption rtp_kernel_forwarding '1'\n"))
+        .expect("reload: forwarding on");
+    wait_for("the call in the kernel again", 10, || {
+        exchange(&phone_rtp, &caller_rtp, relay, next..next + 10);
+        next += 10;
+        kernel_table(&ns).1 == 2 && relay_of(&pbx, "kfwd")["kernel-forwarded"] == true
+    });
+    let (before, _) = kernel_table(&ns);
+    exchange(&phone_rtp, &caller_rtp, relay, next..next + 50);
+    next += 50;
+    assert_eq!(
+        kernel_table(&ns).0,
+        before + 100,
+        "forwarded by the new table"
+    );
+    let sent = 2 * u64::from(next - 1);
+    wait_for("packets-relayed with the new table's", 15, || {
+        relayed() == sent.to_string()
+    });
+}
+
 /// The media timeout (5 s here) sees the kernel's counters: a call the
 /// kernel forwards lives on past it while media flows (the counters are read
 /// only every 10 s), and is closed once media stops (within the timeout and

@@ -422,11 +422,11 @@ const MAX_GAP: u16 = 3000;
 impl Inner {
     /// Hands the flow to the kernel when nothing of it needs the box: both
     /// phones heard at the addresses their packets go to (IPv4), no SRTP
-    /// ending here, no recording, no side muted. A flow the kernel refused
-    /// stays here.
+    /// ending here, no recording, no side muted. A flow the kernel refused,
+    /// or whose table went, is offered again once expired.
     fn offer_to_kernel(&self) {
         let mut kernel = self.kernel.lock();
-        if kernel.is_some()
+        if kernel.as_ref().is_some_and(|o| !o.expired())
             || self.tap.get().is_some()
             || self.muted_towards.iter().any(|m| m.load(Ordering::Relaxed))
         {
@@ -452,6 +452,10 @@ impl Inner {
             return;
         };
         let [a_port, b_port] = self.ports;
+        if let Some(expired) = kernel.take() {
+            self.kernel_before
+                .fetch_add(expired.counters().packets(), Ordering::Relaxed);
+        }
         *kernel = kernel_forward::offload([
             Direction {
                 source: a,

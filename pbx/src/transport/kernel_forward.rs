@@ -34,6 +34,9 @@ const TABLE: &str = "besip_relay";
 const COUNTER_POLL: Duration = Duration::from_secs(10);
 /// How long requests gather before one `nft` run writes them.
 const BATCH: Duration = Duration::from_millis(50);
+/// How long a refused flow stays in userspace before it is offered again
+/// (a route or device may have come since): rare enough to cost nothing.
+const RETRY_REFUSED: Duration = Duration::from_secs(30);
 
 /// One direction of a flow: what arrives from `source` on our `port` leaves
 /// from our `out_port` towards `target`.
@@ -54,7 +57,8 @@ pub struct Counters {
     last_growth_ms: AtomicU64,
     /// `packets` grew between the last two readings (or no reading yet).
     flowing: AtomicBool,
-    /// The rules could not be written: the flow stays in userspace.
+    /// The rules could not be written: the flow stays in userspace (until
+    /// its relay offers it again).
     refused: AtomicBool,
     /// The rules are in place.
     installed: AtomicBool,
@@ -90,11 +94,27 @@ impl Counters {
 pub struct Offload {
     id: u64,
     counters: Arc<Counters>,
+    /// The table it was asked of (see `Forwarder::generation`).
+    generation: u64,
+    made: Instant,
 }
 
 impl Offload {
     pub fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// The flow is not in the kernel and will not be unless offered again:
+    /// its table went (forwarding switched off, or off and on, or rebuilt)
+    /// before or after it was written, or it was refused RETRY_REFUSED ago.
+    pub fn expired(&self) -> bool {
+        if self.counters.installed() {
+            return false;
+        }
+        let table_gone = FORWARDER
+            .get()
+            .is_none_or(|f| f.generation.load(Ordering::Relaxed) != self.generation);
+        table_gone || (self.counters.refused() && self.made.elapsed() >= RETRY_REFUSED)
     }
 }
 
@@ -116,6 +136,8 @@ struct Forwarder {
     commands: Sender<Request>,
     /// Forwarding is on and the table could be made.
     active: AtomicBool,
+    /// Counts the tables made: a flow asked of an earlier one is gone.
+    generation: AtomicU64,
     next_id: AtomicU64,
 }
 
@@ -144,6 +166,7 @@ fn forwarder() -> &'static Forwarder {
         Forwarder {
             commands: tx,
             active: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
             next_id: AtomicU64::new(1),
         }
     })
@@ -182,21 +205,27 @@ pub fn flows() -> u64 {
 }
 
 /// Asks the kernel to forward both directions of a flow; None when kernel
-/// forwarding is off. The rules land within BATCH; until then (or for good
-/// when they are refused, see `Counters::refused`) the relay's sockets go
-/// on relaying.
+/// forwarding is off. The rules land within BATCH; until then (or, when
+/// they are refused, until the relay offers the flow again: see
+/// `Offload::expired`) the relay's sockets go on relaying.
 pub fn offload(directions: [Direction; 2]) -> Option<Offload> {
     let f = FORWARDER
         .get()
         .filter(|f| f.active.load(Ordering::Relaxed))?;
     let id = f.next_id.fetch_add(1, Ordering::Relaxed);
+    let generation = f.generation.load(Ordering::Relaxed);
     let counters = Arc::new(Counters::default());
     counters.last_growth_ms.store(now_ms(), Ordering::Relaxed);
     counters.flowing.store(true, Ordering::Relaxed);
     f.commands
         .send(Request::Add(id, directions, counters.clone()))
         .ok()?;
-    Some(Offload { id, counters })
+    Some(Offload {
+        id,
+        counters,
+        generation,
+        made: Instant::now(),
+    })
 }
 
 /// A flow as installed: its directions (the map keys to delete) and counters.
@@ -222,6 +251,8 @@ struct Writer {
     devices: HashSet<String>,
     flows: HashMap<u64, Installed>,
     last_poll: Option<Instant>,
+    /// When a refused flow was last logged as a warning.
+    refusal_warned: Option<Instant>,
 }
 
 /// Where a packet towards an address leaves: device, next hop, our source.
@@ -259,9 +290,12 @@ impl Writer {
         for request in batch {
             match request {
                 Request::Configure(on) => {
-                    // What came before a switch belongs to the old table.
-                    adds.clear();
-                    removes.clear();
+                    // What came before a switch belongs to the old table
+                    // (its relays see their flows expired and offer anew).
+                    if on != self.enabled {
+                        adds.clear();
+                        removes.clear();
+                    }
                     self.configure(on);
                 }
                 Request::Add(id, dirs, counters) => adds.push((id, dirs, counters)),
@@ -285,6 +319,10 @@ impl Writer {
         if on == self.enabled {
             return;
         }
+        // What the kernel forwarded up to now still counts.
+        if !self.flows.is_empty() {
+            self.read_counters();
+        }
         // Off, or on afresh: whatever table there is goes (ours, or one
         // left by a daemon that died).
         let _ = nft(&format!("delete table netdev {TABLE}\n"));
@@ -305,6 +343,7 @@ impl Writer {
         match made {
             Ok(()) => {
                 self.enabled = true;
+                f.generation.fetch_add(1, Ordering::Relaxed);
                 f.active.store(true, Ordering::Relaxed);
                 tracing::info!("kernel forwarding of RTP on");
             }
@@ -369,10 +408,7 @@ impl Writer {
                     script,
                 }),
                 None => {
-                    tracing::warn!(
-                        ?directions,
-                        "no route for an RTP flow; it stays in userspace"
-                    );
+                    self.refusal(&format!("no route for the RTP flow {directions:?}"));
                     counters.refused.store(true, Ordering::Relaxed);
                 }
             }
@@ -386,7 +422,7 @@ impl Writer {
                 || match self.with_devices(p.devices.iter(), &p.script) {
                     Ok(()) => true,
                     Err(e) => {
-                        tracing::warn!(error = %e, "nft refused an RTP flow; it stays in userspace");
+                        self.refusal(&format!("nft refused an RTP flow: {e}"));
                         false
                     }
                 };
@@ -403,6 +439,20 @@ impl Writer {
             } else {
                 p.counters.refused.store(true, Ordering::Relaxed);
             }
+        }
+    }
+
+    /// Logs a refused flow, as a warning at most once a minute: each call's
+    /// refused flow is offered again every RETRY_REFUSED.
+    fn refusal(&mut self, why: &str) {
+        let due = self
+            .refusal_warned
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(60));
+        if due {
+            self.refusal_warned = Some(Instant::now());
+            tracing::warn!("{why}; it stays in userspace for now");
+        } else {
+            tracing::debug!("{why}; it stays in userspace for now");
         }
     }
 
