@@ -856,6 +856,23 @@ fn wait_for(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// Exchanges audio from sequence number `next` until the relay says the
+/// call "kfwd" is in the kernel's hands; returns the next sequence number.
+fn into_kernel(
+    pbx: &Pbx,
+    phone_rtp: &UdpSocket,
+    caller_rtp: &UdpSocket,
+    relay: (u16, u16),
+    mut next: u16,
+) -> u16 {
+    wait_for("the call in the kernel", 10, || {
+        exchange(phone_rtp, caller_rtp, relay, next..next + 10);
+        next += 10;
+        relay_of(pbx, "kfwd")["kernel-forwarded"] == true
+    });
+    next
+}
+
 /// A call "kfwd" through the proxy with kernel forwarding on, in a
 /// namespace of its own entered by this thread: a phone seen as NATed
 /// (private Contact and SDP) called by 127.0.0.1; None (skipped) without
@@ -962,14 +979,7 @@ fn kernel_forwarding_takes_latched_media_off_the_relay_and_gives_it_back() {
 
     // The first packets pass the relay's sockets; then the kernel takes the
     // call (once forwarding is on: the daemon sets its table up as it starts).
-    let mut next = 1u16;
-    exchange(&phone_rtp, &caller_rtp, relay, next..next + 60);
-    next += 60;
-    wait_for("the call in the kernel", 10, || {
-        exchange(&phone_rtp, &caller_rtp, relay, next..next + 10);
-        next += 10;
-        relay_of(&pbx, "kfwd")["kernel-forwarded"] == true
-    });
+    let mut next = into_kernel(&pbx, &phone_rtp, &caller_rtp, relay, 1);
     let (before, flows) = kernel_table(&ns);
     assert_eq!(flows, 2, "both directions in the kernel's map");
     exchange(&phone_rtp, &caller_rtp, relay, next..next + 50);
@@ -1079,14 +1089,7 @@ fn kernel_forwarding_follows_the_leaf_switched_off_and_on_mid_call() {
     };
     let port = pbx.port;
     let relayed = || relay_of(&pbx, "kfwd")["packets-relayed"].clone();
-    let mut next = 1u16;
-    exchange(&phone_rtp, &caller_rtp, relay, next..next + 60);
-    next += 60;
-    wait_for("the call in the kernel", 10, || {
-        exchange(&phone_rtp, &caller_rtp, relay, next..next + 10);
-        next += 10;
-        relay_of(&pbx, "kfwd")["kernel-forwarded"] == true
-    });
+    let mut next = into_kernel(&pbx, &phone_rtp, &caller_rtp, relay, 1);
     exchange(&phone_rtp, &caller_rtp, relay, next..next + 50);
     next += 50;
     assert!(kernel_table(&ns).0 >= 100, "the kernel forwarded the call");
@@ -1137,12 +1140,7 @@ fn media_timeout_sees_kernel_forwarded_media() {
     else {
         return;
     };
-    let mut next = 1u16;
-    wait_for("the call in the kernel", 10, || {
-        exchange(&phone_rtp, &caller_rtp, relay, next..next + 10);
-        next += 10;
-        relay_of(&pbx, "kfwd")["kernel-forwarded"] == true
-    });
+    let mut next = into_kernel(&pbx, &phone_rtp, &caller_rtp, relay, 1);
     // 14 s of media at 50 packets/s each way, all through the kernel.
     let (before, _) = kernel_table(&ns);
     let start = Instant::now();
