@@ -7,7 +7,7 @@
 //! through the relay, strangers spraying the relay ports get nothing,
 //! nat-state shows the call, keepalives reach the phone, BYE closes it.
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use besip_tests::pbx::*;
@@ -59,7 +59,16 @@ fn sdp_port(msg: &str) -> u16 {
 
 fn sdp(ip: &str, port: u16, rtcp: Option<u16>, extra: &str) -> String {
     let rtcp = rtcp.map(|p| format!("a=rtcp:{p}\r\n")).unwrap_or_default();
-    format!("v=0\r\no=t 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\n{rtcp}a=rtpmap:0 PCMU/8000\r\n{extra}")
+    let family = if ip.contains(':') { "IP6" } else { "IP4" };
+    format!("v=0\r\no=t 1 1 IN {family} {ip}\r\ns=-\r\nc=IN {family} {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\n{rtcp}a=rtpmap:0 PCMU/8000\r\n{extra}")
+}
+
+/// The box's loopback address of `s`'s family (the PBX listens on both).
+fn box_ip(s: &UdpSocket) -> IpAddr {
+    match s.local_addr().expect("addr") {
+        SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+        SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+    }
 }
 
 /// REGISTER of 100 from a phone that believes it is 192.168.1.10:5060.
@@ -75,13 +84,12 @@ fn register_as(phone: &UdpSocket, pbx_port: u16, me: &str) -> String {
         )
     };
     let mut seen = Vec::new();
-    phone
-        .send_to(request(1, "").as_bytes(), ("127.0.0.1", pbx_port))
-        .expect("send");
+    let pbx = (box_ip(phone), pbx_port);
+    phone.send_to(request(1, "").as_bytes(), pbx).expect("send");
     let (r, _) = next_sip(phone, "SIP/2.0 401", &mut seen);
     let auth = register_authorization(&r, "100", "pw100");
     phone
-        .send_to(request(2, &auth).as_bytes(), ("127.0.0.1", pbx_port))
+        .send_to(request(2, &auth).as_bytes(), pbx)
         .expect("send");
     next_sip(phone, "SIP/2.0 ", &mut seen).0
 }
@@ -820,8 +828,9 @@ fn kernel_table(ns: &Netns) -> (u64, usize) {
     (packets, flows)
 }
 
-/// Sends `count` RTP packets each way, phone first, each one received at
-/// the other end from the relay's port facing it.
+/// Sends RTP packets `seqs` each way, phone first, each one received at
+/// the other end from the relay's port facing it (on the box's loopback
+/// address of the phones' family).
 fn exchange(
     phone_rtp: &UdpSocket,
     caller_rtp: &UdpSocket,
@@ -829,17 +838,16 @@ fn exchange(
     seqs: std::ops::Range<u16>,
 ) {
     let (relay_a, relay_b) = relay;
+    let host = box_ip(phone_rtp);
     let mut buf = [0u8; 512];
     for seq in seqs {
-        phone_rtp
-            .send_to(&rtp(seq), ("127.0.0.1", relay_b))
-            .expect("send");
+        phone_rtp.send_to(&rtp(seq), (host, relay_b)).expect("send");
         let (n, src) = caller_rtp
             .recv_from(&mut buf)
             .unwrap_or_else(|e| panic!("phone's packet {seq} not relayed: {e}"));
-        assert_eq!((n, src.to_string()), (172, format!("127.0.0.1:{relay_a}")));
+        assert_eq!((n, src), (172, SocketAddr::new(host, relay_a)));
         caller_rtp
-            .send_to(&rtp(seq), ("127.0.0.1", relay_a))
+            .send_to(&rtp(seq), (host, relay_a))
             .expect("send");
         let (n, src) = phone_rtp
             .recv_from(&mut buf)
@@ -1140,7 +1148,7 @@ fn media_timeout_sees_kernel_forwarded_media() {
     else {
         return;
     };
-    let mut next = into_kernel(&pbx, &phone_rtp, &caller_rtp, relay, 1);
+    let next = into_kernel(&pbx, &phone_rtp, &caller_rtp, relay, 1);
     // 14 s of media at 50 packets/s each way, all through the kernel.
     let (before, _) = kernel_table(&ns);
     let start = Instant::now();
@@ -1165,5 +1173,95 @@ fn media_timeout_sees_kernel_forwarded_media() {
         nat_state(&pbx)["relays-open"] == 0
     });
     assert_eq!(nat_state(&pbx)["media-timeouts"], "1");
+    wait_for("no flow left in the kernel", 5, || kernel_table(&ns).1 == 0);
+}
+
+/// Elements of the kernel table's map `map` (`flows`: IPv4, `flows6`: IPv6).
+fn map_elements(ns: &Netns, map: &str) -> usize {
+    let out = ns.run(&["nft", "-j", "list", "map", "netdev", "besip_relay", map]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    json["nftables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["map"]["elem"].as_array())
+        .map(Vec::len)
+        .sum()
+}
+
+/// An IPv6 call goes to the kernel too, through its own map: phone 100
+/// registered from [::1] is called from [::1] with media always relayed
+/// (nothing is NATed on IPv6); once both are latched the kernel forwards
+/// both directions (the flows6 map, its counters), and BYE leaves no rule.
+#[test]
+fn kernel_forwarding_of_an_ipv6_call() {
+    if !tools_present(&["ip", "nft"]) || !nix::unistd::Uid::effective().is_root() {
+        eprintln!("SKIP: needs root, ip and nft");
+        return;
+    }
+    let ns = Netns::new("kfwd6");
+    ns.enter_thread();
+    let port = free_port();
+    let uci = pbx_config(
+        port,
+        "\toption rtp_kernel_forwarding '1'\n\toption nat_media_relay 'always'\n",
+    ) + &format!(
+        "config listen 'listen_udp6'\n\toption name 'udp6'\n\toption transport 'udp'\n\toption address '::1'\n\toption port '{port}'\n\n"
+    );
+    let pbx = Pbx::start(&uci, port);
+    let phone = sock("[::1]:0");
+    let me = phone.local_addr().expect("addr").to_string();
+    let registered = register_as(&phone, port, &me);
+    assert!(registered.starts_with("SIP/2.0 200 "), "{registered}");
+
+    let mut seen = Vec::new();
+    let caller = sock("[::1]:0");
+    let caller_rtp = sock("[::1]:0");
+    let phone_rtp = sock("[::1]:0");
+    let rtp_port = |s: &UdpSocket| s.local_addr().expect("addr").port();
+    let offer = sdp("::1", rtp_port(&caller_rtp), None, "");
+    caller
+        .send_to(invite("kfwd", &caller, &offer).as_bytes(), ("::1", port))
+        .expect("send");
+    let (inv, _) = next_sip(&phone, "INVITE ", &mut seen);
+    let relay_b = sdp_port(&inv);
+    let body = sdp("::1", rtp_port(&phone_rtp), None, "");
+    phone
+        .send_to(answer(&inv, "200 OK", &body).as_bytes(), ("::1", port))
+        .expect("send");
+    let (ok, _) = next_sip(&caller, "SIP/2.0 200", &mut seen);
+    let relay_a = sdp_port(&ok);
+    let d = dialog_of("kfwd", &ok, &caller);
+    caller
+        .send_to(in_dialog("ACK", 1, &d, "").as_bytes(), ("::1", port))
+        .expect("send");
+
+    let relay = (relay_a, relay_b);
+    let mut next = into_kernel(&pbx, &phone_rtp, &caller_rtp, relay, 1);
+    assert_eq!(
+        (map_elements(&ns, "flows6"), map_elements(&ns, "flows")),
+        (2, 0),
+        "both directions in the IPv6 map"
+    );
+    let (before, _) = kernel_table(&ns);
+    exchange(&phone_rtp, &caller_rtp, relay, next..next + 50);
+    next += 50;
+    assert_eq!(
+        kernel_table(&ns).0,
+        before + 100,
+        "the kernel forwarded both directions"
+    );
+    let sent = 2 * u64::from(next - 1);
+    wait_for("packets-relayed with the kernel's", 15, || {
+        relay_of(&pbx, "kfwd")["packets-relayed"] == sent.to_string()
+    });
+
+    caller
+        .send_to(in_dialog("BYE", 2, &d, "").as_bytes(), ("::1", port))
+        .expect("send");
+    let (got, _) = next_sip(&phone, "BYE ", &mut seen);
+    phone
+        .send_to(answer(&got, "200 OK", "").as_bytes(), ("::1", port))
+        .expect("send");
     wait_for("no flow left in the kernel", 5, || kernel_table(&ns).1 == 0);
 }

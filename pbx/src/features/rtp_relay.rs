@@ -421,7 +421,7 @@ const MAX_GAP: u16 = 3000;
 
 impl Inner {
     /// Hands the flow to the kernel when nothing of it needs the box: both
-    /// phones heard at the addresses their packets go to (IPv4), no SRTP
+    /// phones heard at the addresses their packets go to (of one family), no SRTP
     /// ending here, no recording, no side muted. A flow the kernel refused,
     /// or whose table went, is offered again once expired.
     fn offer_to_kernel(&self) {
@@ -439,18 +439,19 @@ impl Inner {
         if !plain {
             return;
         }
+        // As the kernel sees it: an IPv4 phone on a dual-stack socket is
+        // heard at a v4-mapped address but its packets are IPv4.
         let symmetric = |peer: &Mutex<Peer>| {
             let peer = peer.lock();
-            match peer.heard() {
-                Some(SocketAddr::V4(heard)) if peer.target() == Some(SocketAddr::V4(heard)) => {
-                    Some(heard)
-                }
-                _ => None,
-            }
+            let heard = peer.heard().filter(|h| peer.target() == Some(*h))?;
+            Some(SocketAddr::new(heard.ip().to_canonical(), heard.port()))
         };
         let (Some(a), Some(b)) = (symmetric(&self.a), symmetric(&self.b)) else {
             return;
         };
+        if a.is_ipv4() != b.is_ipv4() {
+            return;
+        }
         let [a_port, b_port] = self.ports;
         if let Some(expired) = kernel.take() {
             self.kernel_before

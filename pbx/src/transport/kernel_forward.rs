@@ -10,9 +10,10 @@
 //! reaches the relay's sockets, which stay bound.
 //!
 //! One table, `netdev besip_relay`, owned by this module: a base chain per
-//! ingress device with one lookup in a verdict map keyed by (source address,
-//! source port, our port), and a chain per direction of each flow holding
-//! its rewrite and counter. Only IPv4 (IPv6 flows stay in userspace). The
+//! ingress device with one lookup per family in a verdict map keyed by
+//! (source address, source port, our port), and a chain per direction of each flow holding
+//! its rewrite and counter; IPv4 and IPv6 flows each have their map (a
+//! call between the two families stays in userspace). The
 //! rules are written by `nft` (present wherever fw4 is), batched by one
 //! thread, after `ip route get` (iproute2's or busybox's) named each
 //! phone's device and next hop; counters are read back every COUNTER_POLL. A table left by a
@@ -20,7 +21,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
-use std::net::{IpAddr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -39,13 +40,14 @@ const BATCH: Duration = Duration::from_millis(50);
 const RETRY_REFUSED: Duration = Duration::from_secs(30);
 
 /// One direction of a flow: what arrives from `source` on our `port` leaves
-/// from our `out_port` towards `target`.
+/// from our `out_port` towards `target` (of the same family: the kernel
+/// rewrites addresses, it does not translate between IPv4 and IPv6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Direction {
-    pub source: SocketAddrV4,
+    pub source: SocketAddr,
     pub port: u16,
     pub out_port: u16,
-    pub target: SocketAddrV4,
+    pub target: SocketAddr,
 }
 
 /// What the kernel counted for an offloaded flow.
@@ -205,13 +207,20 @@ pub fn flows() -> u64 {
 }
 
 /// Asks the kernel to forward both directions of a flow; None when kernel
-/// forwarding is off. The rules land within BATCH; until then (or, when
+/// forwarding is off or the directions mix address families. The rules land within BATCH; until then (or, when
 /// they are refused, until the relay offers the flow again: see
 /// `Offload::expired`) the relay's sockets go on relaying.
 pub fn offload(directions: [Direction; 2]) -> Option<Offload> {
     let f = FORWARDER
         .get()
         .filter(|f| f.active.load(Ordering::Relaxed))?;
+    let family = directions[0].source.is_ipv4();
+    if directions
+        .iter()
+        .any(|d| d.source.is_ipv4() != family || d.target.is_ipv4() != family)
+    {
+        return None;
+    }
     let id = f.next_id.fetch_add(1, Ordering::Relaxed);
     let generation = f.generation.load(Ordering::Relaxed);
     let counters = Arc::new(Counters::default());
@@ -338,7 +347,8 @@ impl Writer {
         }
         let made = nft(&format!(
             "add table netdev {TABLE}\n\
-             add map netdev {TABLE} flows {{ type ipv4_addr . inet_service . inet_service : verdict; }}\n"
+             add map netdev {TABLE} flows {{ type ipv4_addr . inet_service . inet_service : verdict; }}\n\
+             add map netdev {TABLE} flows6 {{ type ipv6_addr . inet_service . inet_service : verdict; }}\n"
         ));
         match made {
             Ok(()) => {
@@ -361,10 +371,11 @@ impl Writer {
             flow.counters.installed.store(false, Ordering::Relaxed);
             for (d, name) in flow.directions.iter().zip(chain_names(*id)) {
                 script.push_str(&format!(
-                    "delete element netdev {TABLE} flows {{ {} . {} . {} }}\n\
+                    "delete element netdev {TABLE} {} {{ {} . {} . {} }}\n\
                      flush chain netdev {TABLE} {name}\n\
                      delete chain netdev {TABLE} {name}\n\
                      delete counter netdev {TABLE} {name}\n",
+                    Family::of(d).map,
                     d.source.ip(),
                     d.source.port(),
                     d.port
@@ -392,8 +403,8 @@ impl Writer {
         let mut addresses: Vec<IpAddr> = Vec::new();
         for (_, dirs, _) in &adds {
             for d in dirs {
-                addresses.push(IpAddr::V4(*d.source.ip()));
-                addresses.push(IpAddr::V4(*d.target.ip()));
+                addresses.push(d.source.ip());
+                addresses.push(d.target.ip());
             }
         }
         let routes = routes(&addresses);
@@ -467,10 +478,17 @@ impl Writer {
         for device in devices {
             if !self.devices.contains(device) && new.insert(device) {
                 head.push_str(&format!(
-                    "add chain netdev {TABLE} {chain} {{ type filter hook ingress device \"{device}\" priority -500; }}\n\
-                     add rule netdev {TABLE} {chain} fib daddr type local ip saddr . udp sport . udp dport vmap @flows\n",
+                    "add chain netdev {TABLE} {chain} {{ type filter hook ingress device \"{device}\" priority -500; }}\n",
                     chain = ingress_chain(device)
                 ));
+                for family in [Family::V4, Family::V6] {
+                    head.push_str(&format!(
+                        "add rule netdev {TABLE} {chain} fib daddr type local {ip} saddr . udp sport . udp dport vmap @{map}\n",
+                        chain = ingress_chain(device),
+                        ip = family.ip,
+                        map = family.map,
+                    ));
+                }
             }
         }
         nft(&(head + script))
@@ -488,17 +506,25 @@ impl Writer {
         let mut script = String::new();
         for (d, name) in dirs.iter().zip(chain_names(id)) {
             // Packets from the phone arrive where packets to it leave.
-            let inbound = routes.get(&IpAddr::V4(*d.source.ip()))?;
-            let out = routes.get(&IpAddr::V4(*d.target.ip()))?;
-            if !safe_device(&inbound.device) || !safe_device(&out.device) {
+            let inbound = routes.get(&d.source.ip())?;
+            let out = routes.get(&d.target.ip())?;
+            let same_family = |a: IpAddr| a.is_ipv4() == d.target.is_ipv4();
+            if !safe_device(&inbound.device)
+                || !safe_device(&out.device)
+                || !same_family(out.source)
+                || !same_family(out.next_hop)
+            {
                 return None;
             }
+            let family = Family::of(d);
             devices.push(inbound.device.clone());
             script.push_str(&format!(
                 "add counter netdev {TABLE} {name}\n\
                  add chain netdev {TABLE} {name}\n\
-                 add rule netdev {TABLE} {name} ip daddr set {dst} udp dport set {dport} ip saddr set {src} udp sport set {sport} counter name \"{name}\" fwd ip to {hop} device \"{dev}\"\n\
-                 add element netdev {TABLE} flows {{ {s} . {sp} . {p} : jump {name} }}\n",
+                 add rule netdev {TABLE} {name} {ip} daddr set {dst} udp dport set {dport} {ip} saddr set {src} udp sport set {sport} counter name \"{name}\" fwd {ip} to {hop} device \"{dev}\"\n\
+                 add element netdev {TABLE} {map} {{ {s} . {sp} . {p} : jump {name} }}\n",
+                ip = family.ip,
+                map = family.map,
                 dst = d.target.ip(),
                 dport = d.target.port(),
                 src = out.source,
@@ -551,6 +577,33 @@ impl Writer {
             flow.counters
                 .flowing
                 .store(grew || young, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The words naming a direction's address family in the table.
+struct Family {
+    /// nft's protocol keyword (`ip saddr`, `fwd ip to`).
+    ip: &'static str,
+    /// The verdict map of the family's flows.
+    map: &'static str,
+}
+
+impl Family {
+    const V4: Family = Family {
+        ip: "ip",
+        map: "flows",
+    };
+    const V6: Family = Family {
+        ip: "ip6",
+        map: "flows6",
+    };
+
+    fn of(direction: &Direction) -> Family {
+        if direction.source.is_ipv4() {
+            Family::V4
+        } else {
+            Family::V6
         }
     }
 }
@@ -691,6 +744,21 @@ mod tests {
         assert_eq!(via.device, "eth0");
         assert_eq!(via.next_hop, "10.0.2.2".parse::<IpAddr>().unwrap());
         assert_eq!(via.source, "10.0.2.15".parse::<IpAddr>().unwrap());
+        let v6 = parse_route(
+            "2001:db8::1 from :: via fe80::1 dev eth0 proto ra src 2001:db8::2 metric 100 pref medium\n",
+        )
+        .expect("iproute2, IPv6 gateway");
+        assert_eq!(v6.device, "eth0");
+        assert_eq!(v6.next_hop, "fe80::1".parse::<IpAddr>().unwrap());
+        assert_eq!(v6.source, "2001:db8::2".parse::<IpAddr>().unwrap());
+        let lo6 = parse_route(
+            "local ::1 from :: dev lo table local proto kernel src ::1 metric 0 pref medium\n",
+        )
+        .expect("iproute2, IPv6 local");
+        assert_eq!(
+            (lo6.device.as_str(), lo6.next_hop),
+            ("lo", "::1".parse::<IpAddr>().unwrap())
+        );
         assert!(parse_route("192.0.2.1 via inet6 fe80::1 dev eth0 src 10.0.2.15").is_none());
         assert!(parse_route("").is_none());
         assert!(parse_route("RTNETLINK answers: Network is unreachable").is_none());
