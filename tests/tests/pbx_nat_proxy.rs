@@ -881,6 +881,32 @@ fn into_kernel(
     next
 }
 
+/// Exchanges 50 packets each way from `next`, every one forwarded by the
+/// kernel (its counters grow by exactly 100), and waits until the state's
+/// packets-relayed counts all sent since 1 (the kernel's counters are read
+/// every 10 s); returns the next sequence number.
+fn fifty_through_the_kernel(
+    ns: &Netns,
+    pbx: &Pbx,
+    phone_rtp: &UdpSocket,
+    caller_rtp: &UdpSocket,
+    relay: (u16, u16),
+    next: u16,
+) -> u16 {
+    let (before, _) = kernel_table(ns);
+    exchange(phone_rtp, caller_rtp, relay, next..next + 50);
+    assert_eq!(
+        kernel_table(ns).0,
+        before + 100,
+        "the kernel forwarded both directions"
+    );
+    let sent = 2 * u64::from(next + 49);
+    wait_for("packets-relayed with the kernel's", 15, || {
+        relay_of(pbx, "kfwd")["packets-relayed"] == sent.to_string()
+    });
+    next + 50
+}
+
 /// A call "kfwd" through the proxy with kernel forwarding on, in a
 /// namespace of its own entered by this thread: a phone seen as NATed
 /// (private Contact and SDP) called by 127.0.0.1; None (skipped) without
@@ -988,21 +1014,13 @@ fn kernel_forwarding_takes_latched_media_off_the_relay_and_gives_it_back() {
     // The first packets pass the relay's sockets; then the kernel takes the
     // call (once forwarding is on: the daemon sets its table up as it starts).
     let mut next = into_kernel(&pbx, &phone_rtp, &caller_rtp, relay, 1);
-    let (before, flows) = kernel_table(&ns);
-    assert_eq!(flows, 2, "both directions in the kernel's map");
-    exchange(&phone_rtp, &caller_rtp, relay, next..next + 50);
-    next += 50;
-    let (forwarded, _) = kernel_table(&ns);
     assert_eq!(
-        forwarded,
-        before + 100,
-        "the kernel forwarded both directions"
+        kernel_table(&ns).1,
+        2,
+        "both directions in the kernel's map"
     );
-    // The state counts them (as of the kernel's counters, read every 10 s).
-    let sent = 2 * u64::from(next - 1);
-    wait_for("packets-relayed with the kernel's", 15, || {
-        relay_of(&pbx, "kfwd")["packets-relayed"] == sent.to_string()
-    });
+    next = fifty_through_the_kernel(&ns, &pbx, &phone_rtp, &caller_rtp, relay, next);
+    let (forwarded, _) = kernel_table(&ns);
 
     // A stranger spraying the ports is still neither relayed nor answered.
     stranger_gets_nothing(&[relay_a, relay_b], &caller_rtp, &phone_rtp);
@@ -1117,18 +1135,7 @@ fn kernel_forwarding_follows_the_leaf_switched_off_and_on_mid_call() {
         next += 10;
         kernel_table(&ns).1 == 2 && relay_of(&pbx, "kfwd")["kernel-forwarded"] == true
     });
-    let (before, _) = kernel_table(&ns);
-    exchange(&phone_rtp, &caller_rtp, relay, next..next + 50);
-    next += 50;
-    assert_eq!(
-        kernel_table(&ns).0,
-        before + 100,
-        "forwarded by the new table"
-    );
-    let sent = 2 * u64::from(next - 1);
-    wait_for("packets-relayed with the new table's", 15, || {
-        relayed() == sent.to_string()
-    });
+    fifty_through_the_kernel(&ns, &pbx, &phone_rtp, &caller_rtp, relay, next);
 }
 
 /// The media timeout (5 s here) sees the kernel's counters: a call the
@@ -1237,24 +1244,13 @@ fn kernel_forwarding_of_an_ipv6_call() {
         .expect("send");
 
     let relay = (relay_a, relay_b);
-    let mut next = into_kernel(&pbx, &phone_rtp, &caller_rtp, relay, 1);
+    let next = into_kernel(&pbx, &phone_rtp, &caller_rtp, relay, 1);
     assert_eq!(
         (map_elements(&ns, "flows6"), map_elements(&ns, "flows")),
         (2, 0),
         "both directions in the IPv6 map"
     );
-    let (before, _) = kernel_table(&ns);
-    exchange(&phone_rtp, &caller_rtp, relay, next..next + 50);
-    next += 50;
-    assert_eq!(
-        kernel_table(&ns).0,
-        before + 100,
-        "the kernel forwarded both directions"
-    );
-    let sent = 2 * u64::from(next - 1);
-    wait_for("packets-relayed with the kernel's", 15, || {
-        relay_of(&pbx, "kfwd")["packets-relayed"] == sent.to_string()
-    });
+    fifty_through_the_kernel(&ns, &pbx, &phone_rtp, &caller_rtp, relay, next);
 
     caller
         .send_to(in_dialog("BYE", 2, &d, "").as_bytes(), ("::1", port))
