@@ -321,6 +321,25 @@ fn booted_image_serves_netconf_sip_and_web_and_keeps_config_until_factory_reset(
     let mapped = stun_binding(vm.stun);
     assert_eq!(mapped.ip().to_string(), "10.0.2.2", "STUN mapped address");
 
+    // Kernel forwarding of RTP (/pbx/rtp/kernel-forwarding) switched on
+    // over NETCONF: the image's besip-pbxd makes its nftables table (the
+    // image's nft and nf_tables, busybox's ip), and the image's kernel loads
+    // the expressions a flow's rules use (fib, fwd on the netdev family).
+    let (ok, out) = python(
+        vm.netconf,
+        ADMIN_PASSWORD,
+        "m = connect(); m.edit_config(target='candidate', config='<config><pbx xmlns=\"urn:besip:pbx\"><rtp><kernel-forwarding>true</kernel-forwarding></rtp></pbx></config>'); m.commit()",
+    );
+    assert!(ok, "switching kernel forwarding on failed: {out}");
+    vm.type_command(
+        "for i in 1 2 3 4 5 6 7 8 9 10; do nft list table netdev besip_relay 2>/dev/null | grep -q 'map flows6' && echo KERNEL-TABLE-$((40+2)) && break; sleep 1; done",
+    );
+    vm.wait_console("KERNEL-TABLE-42");
+    vm.type_command(
+        "printf 'add table netdev t\\nadd chain netdev t c { type filter hook ingress device \"lo\" priority 0; }\\nadd rule netdev t c fib daddr type local udp dport 9 fwd ip to 127.0.0.1 device \"lo\"\\n' | nft -f - && nft delete table netdev t && echo KERNEL-FWD-$((40+3))",
+    );
+    vm.wait_console("KERNEL-FWD-43");
+
     // The default IVR prompts (espeak-ng, made when the image was built)
     // are where besip-pbxd falls back to for prompts it was not given.
     vm.type_command("ls /usr/share/besip/prompts/ | tr '\\n' ' '; echo");
