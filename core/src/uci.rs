@@ -8,7 +8,7 @@
 
 use snafu::Snafu;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::str::FromStr;
 
 #[derive(Debug, Snafu)]
@@ -173,28 +173,6 @@ impl Package {
             sections: Vec::new(),
             by_name: HashMap::new(),
         }
-    }
-
-    /// Read and parse a file; the package name is the file name.
-    pub fn load(path: &Path) -> Result<Package, UciError> {
-        let text = std::fs::read_to_string(path).map_err(|source| UciError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        Package::parse_named(&name, &path.display().to_string(), &text)
-    }
-
-    /// Parse text; `name` is used for the package and in error messages.
-    pub fn parse(name: &str, text: &str) -> Result<Package, UciError> {
-        Package::parse_named(name, name, text)
-    }
-
-    fn parse_named(name: &str, file: &str, text: &str) -> Result<Package, UciError> {
-        crate::uci_parse::parse(name, file, text)
     }
 
     pub fn section(&self, name: &str) -> Option<&Section> {

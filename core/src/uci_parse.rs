@@ -1,7 +1,29 @@
-//! Tokenizer and statement parser for UCI text (see `uci.rs`).
+//! Tokenizer and statement parser for UCI text (see `uci.rs`): how a
+//! `Package` is read from a file or text.
 
 use crate::uci::{is_valid_name, Package, Section, UciError, UciOption};
 use std::collections::HashMap;
+use std::path::Path;
+
+impl Package {
+    /// Read and parse a file; the package name is the file name.
+    pub fn load(path: &Path) -> Result<Package, UciError> {
+        let text = std::fs::read_to_string(path).map_err(|source| UciError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        parse(&name, &path.display().to_string(), &text)
+    }
+
+    /// Parse text; `name` is used for the package and in error messages.
+    pub fn parse(name: &str, text: &str) -> Result<Package, UciError> {
+        parse(name, name, text)
+    }
+}
 
 struct Token {
     text: String,
@@ -130,7 +152,7 @@ fn statements(file: &str, text: &str) -> Result<Vec<Vec<Token>>, UciError> {
     Ok(out)
 }
 
-pub(crate) fn parse(name: &str, file: &str, text: &str) -> Result<Package, UciError> {
+fn parse(name: &str, file: &str, text: &str) -> Result<Package, UciError> {
     // A NUL cannot reach libyang (C strings) or a daemon's config; found by
     // fuzzing: the import panicked in yang2 on a value holding one.
     if let Some(at) = text.find('\0') {
