@@ -2,7 +2,6 @@
 //! analysis and the live daemon.
 
 use std::collections::{HashMap, HashSet};
-use std::net::IpAddr;
 
 use crate::codec::{is_non_voice, Codec, CodecTable};
 pub use crate::correlate::Call;
@@ -10,7 +9,7 @@ use crate::correlate::{Signalling, END_GRACE_S};
 use crate::decode::{self, Skip, Transport};
 use crate::emodel::{self, Impairments, Variant};
 use crate::rtcp::{self, RtcpItem};
-use crate::rtp::{self, Jitter, SeqStats};
+use crate::rtp::{self, Jitter, SeqStats, StreamKey};
 use crate::sip;
 
 /// RTP streams measured at once. A small office's box carries a few
@@ -65,15 +64,6 @@ pub struct Counters {
     pub untracked_rtp: u64,
     /// IPv4 fragments dropped by the reassembly limits or given up.
     pub fragments_dropped: u64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct StreamKey {
-    pub src: IpAddr,
-    pub dst: IpAddr,
-    pub src_port: u16,
-    pub dst_port: u16,
-    pub ssrc: u32,
 }
 
 /// Score of one interval of a stream.
@@ -476,6 +466,7 @@ impl Stream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::IpAddr;
 
     /// An RTP packet (version 2, PCMU) with this sequence number and SSRC.
     fn rtp(seq: u16, ssrc: u32) -> Vec<u8> {

@@ -9,7 +9,7 @@
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
-use crate::analyzer::StreamKey;
+use crate::rtp::StreamKey;
 use crate::sip::SipInfo;
 
 /// RTP still in flight when a BYE passes: the far end sends until it gets it.

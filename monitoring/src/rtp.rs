@@ -1,5 +1,17 @@
 //! RTP header parsing and per-stream statistics after RFC 3550 appendix A.
 
+use std::net::IpAddr;
+
+/// One RTP stream as seen on the wire: its addresses, ports and SSRC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StreamKey {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub ssrc: u32,
+}
+
 /// Fixed RTP header fields we use.
 #[derive(Debug, Clone, Copy)]
 pub struct RtpHeader {
