@@ -10,6 +10,13 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use crate::config::Scope;
 
+/// Now in milliseconds since the Unix epoch: the clock of ban times.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 #[derive(Debug, Clone)]
 pub struct Ban {
     pub rule: String,

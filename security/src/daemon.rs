@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime};
 
 use besip_core::ipc::{rfc3339_from_unix, HandlerError, Notifier, StagedPackages};
 use besip_core::paths::Layout;
@@ -13,6 +13,7 @@ use ipnet::IpNet;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 
+use crate::bans::unix_ms;
 use crate::bans::{is_single, prefix_of, Ban, BanTable};
 use crate::capture::own_addresses;
 use crate::config::{Backend, Config, Scope};
@@ -22,12 +23,6 @@ use crate::packet::{decode, for_each_sip};
 use crate::protect::{canonical, PbxView};
 use crate::store::{BanRow, Store};
 use besip_core::capture::LiveCapture as Capture;
-
-pub fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
 
 /// Longest protection one `protect` call grants (a session refreshes it).
 pub const MAX_PROTECT_TTL_S: u64 = 86_400;
@@ -183,31 +178,6 @@ impl Daemon {
         let cluster = daemon.pbx.lock().view.cluster.clone();
         crate::shared_bans::reconcile(&daemon, cluster);
         Ok(daemon)
-    }
-
-    pub fn shared_bans(&self) -> &crate::shared_bans::SharedBans {
-        &self.shared_bans
-    }
-
-    /// A ban another box of the cluster raised, for `seconds` more.
-    pub(crate) fn apply_shared_ban(
-        &self,
-        address: IpAddr,
-        rule: String,
-        reason: String,
-        scope: crate::config::Scope,
-        seconds: u32,
-    ) {
-        self.ban(Verdict {
-            address,
-            rule,
-            count: 0,
-            window_s: 0,
-            ban_time_s: seconds,
-            scope,
-            sample_user_agent: None,
-            reason,
-        });
     }
 
     pub fn set_notifier(&self, n: Notifier) {
@@ -687,6 +657,32 @@ fn read_pbx(path: &Path) -> PbxFile {
         PbxView::default()
     });
     PbxFile { view, modified }
+}
+
+impl crate::shared_bans::BanHost for Daemon {
+    fn shared_bans(&self) -> &crate::shared_bans::SharedBans {
+        &self.shared_bans
+    }
+
+    fn apply_shared_ban(
+        &self,
+        address: IpAddr,
+        rule: String,
+        reason: String,
+        scope: crate::config::Scope,
+        seconds: u32,
+    ) {
+        self.ban(Verdict {
+            address,
+            rule,
+            count: 0,
+            window_s: 0,
+            ban_time_s: seconds,
+            scope,
+            sample_user_agent: None,
+            reason,
+        });
+    }
 }
 
 #[cfg(test)]

@@ -15,8 +15,8 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tokio::task::JoinHandle;
 
+use crate::bans::unix_ms;
 use crate::config::Scope;
-use crate::daemon::{unix_ms, Daemon};
 
 const MIGRATIONS: &[&str] = &[
     // 1: bans, one row per ban raised at a box.
@@ -60,6 +60,21 @@ pub struct Raised {
     pub expires_ms: u64,
 }
 
+/// What sharing needs of the daemon (`daemon::Daemon`): where its sharing
+/// state lives, and how a ban raised by another box is applied.
+pub trait BanHost: Send + Sync + 'static {
+    fn shared_bans(&self) -> &SharedBans;
+    /// A ban another box of the cluster raised, for `seconds` more.
+    fn apply_shared_ban(
+        &self,
+        address: IpAddr,
+        rule: String,
+        reason: String,
+        scope: Scope,
+        seconds: u32,
+    );
+}
+
 #[derive(Default)]
 pub struct SharedBans {
     running: Mutex<Option<(Settings, JoinHandle<()>)>>,
@@ -86,7 +101,7 @@ impl SharedBans {
 }
 
 /// Starts, restarts or stops sharing as /pbx/cluster says.
-pub fn reconcile(daemon: &Arc<Daemon>, want: Option<Settings>) {
+pub fn reconcile<H: BanHost>(daemon: &Arc<H>, want: Option<Settings>) {
     let shared = daemon.shared_bans();
     let mut running = shared.running.lock();
     if running.as_ref().map(|(s, _)| s) == want.as_ref() {
@@ -108,7 +123,7 @@ pub fn reconcile(daemon: &Arc<Daemon>, want: Option<Settings>) {
     *running = Some((settings, task));
 }
 
-async fn keep_in_sync(settings: Settings, daemon: Arc<Daemon>) {
+async fn keep_in_sync<H: BanHost>(settings: Settings, daemon: Arc<H>) {
     // The newest remote ban applied: only newer ones are read (at first,
     // every live one, whenever it was raised).
     let mut last_id: i64 = 0;
@@ -123,9 +138,9 @@ async fn keep_in_sync(settings: Settings, daemon: Arc<Daemon>) {
     }
 }
 
-async fn session(
+async fn session<H: BanHost>(
     settings: &Settings,
-    daemon: &Arc<Daemon>,
+    daemon: &Arc<H>,
     last_id: &mut i64,
 ) -> Result<(), String> {
     let mut db = besip_core::shared_db::Connection::open(
@@ -139,16 +154,16 @@ async fn session(
     .await?;
     *daemon.shared_bans().connected.lock() = true;
     loop {
-        write_queued(&mut db.client, settings, daemon).await?;
-        read_others(&db.client, settings, daemon, last_id).await?;
+        write_queued(&mut db.client, settings, daemon.as_ref()).await?;
+        read_others(&db.client, settings, daemon.as_ref(), last_id).await?;
         db.wait(TICK).await?;
     }
 }
 
-async fn write_queued(
+async fn write_queued<H: BanHost>(
     client: &mut tokio_postgres::Client,
     settings: &Settings,
-    daemon: &Daemon,
+    daemon: &H,
 ) -> Result<(), String> {
     let batch: Vec<Raised> = daemon.shared_bans().queue.lock().drain(..).collect();
     if batch.is_empty() {
@@ -189,10 +204,10 @@ async fn write_queued(
     Ok(())
 }
 
-async fn read_others(
+async fn read_others<H: BanHost>(
     client: &tokio_postgres::Client,
     settings: &Settings,
-    daemon: &Daemon,
+    daemon: &H,
     last_id: &mut i64,
 ) -> Result<(), String> {
     let now = i64::try_from(unix_ms()).unwrap_or(i64::MAX);
