@@ -3,10 +3,13 @@
 //! in the path are split on ',' before they are decoded.
 
 use crate::auth::{Authenticator, Denied};
-use crate::backend::{Backend, Principal, Refusal, Reply, Version};
+use crate::backend::{Backend, Refusal, Reply};
+use crate::context::{Ctx, BASE_NS};
 use crate::convert;
-use crate::data::{self, Datastore};
+use crate::data;
+use crate::edit::Datastore;
 use crate::errors::{Errors, Format, RESTCONF_NS};
+use crate::stream::OpenStreams;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -15,20 +18,15 @@ use besip_core::error::{ConfigError, ErrorTag};
 use besip_core::schema::Schema;
 use besip_core::xml::{escape, Element};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 
-pub const BASE_NS: &str = "urn:ietf:params:xml:ns:netconf:base:1.0";
-pub const WITH_DEFAULTS_NS: &str = "urn:ietf:params:xml:ns:yang:ietf-netconf-with-defaults";
 /// RFC 8040 §3.3.3: the revision of ietf-yang-library the server implements.
 pub const YANG_LIBRARY_VERSION: &str = "2019-01-04";
 pub const ROOT: &str = "/restconf";
 /// Requests handled at once; more wait (their bodies are not read yet), so
 /// a flood costs a queue of connections, not bodies in memory.
 const IN_FLIGHT: usize = 16;
-/// Event streams open at once.
-const MAX_STREAMS: usize = 64;
 /// Elements one request body may hold.
 const MAX_BODY_ELEMENTS: usize = 200_000;
 
@@ -36,7 +34,7 @@ pub struct Shared<B> {
     pub backend: Arc<B>,
     pub auth: Authenticator,
     in_flight: Semaphore,
-    pub streams: Arc<AtomicUsize>,
+    pub streams: OpenStreams,
 }
 
 pub fn router<B: Backend>(backend: Arc<B>) -> Router {
@@ -44,40 +42,9 @@ pub fn router<B: Backend>(backend: Arc<B>) -> Router {
         backend,
         auth: Authenticator::default(),
         in_flight: Semaphore::new(IN_FLIGHT),
-        streams: Arc::new(AtomicUsize::new(0)),
+        streams: OpenStreams::default(),
     });
     Router::new().fallback(handle::<B>).with_state(shared)
-}
-
-/// What a resource handler knows about its request.
-pub struct Ctx<'a, B> {
-    pub backend: &'a B,
-    pub who: &'a Principal,
-    pub method: Method,
-    pub headers: &'a HeaderMap,
-    /// Reply format (Accept, else the body's Content-Type, else JSON).
-    pub format: Format,
-    /// The api-path part of the URL, raw.
-    pub raw_path: &'a str,
-    /// `/restconf/data` or `/restconf/ds/<name>` (for Location).
-    pub data_base: &'a str,
-    pub max_elements: usize,
-}
-
-pub fn etag(v: &Version) -> HeaderValue {
-    let started = v
-        .modified
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    HeaderValue::from_str(&format!("\"{:x}-{}\"", started, v.generation))
-        .unwrap_or_else(|_| HeaderValue::from_static("\"0\""))
-}
-
-pub fn last_modified(v: &Version) -> HeaderValue {
-    let t: chrono::DateTime<chrono::Utc> = v.modified.into();
-    HeaderValue::from_str(&t.format("%a, %d %b %Y %H:%M:%S GMT").to_string())
-        .unwrap_or_else(|_| HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"))
 }
 
 /// The reply format a client asked for (RFC 8040 §5.2).
@@ -278,7 +245,15 @@ async fn route<B: Backend>(
         }
         p if p.starts_with("/restconf/streams/") && get => {
             let name = &p["/restconf/streams/".len()..];
-            crate::stream::serve(shared, ctx.who, name, query, ctx.format).await
+            crate::stream::serve(
+                &shared.backend,
+                &shared.streams,
+                ctx.who,
+                name,
+                query,
+                ctx.format,
+            )
+            .await
         }
         "/restconf" | "/restconf/yang-library-version" | "/restconf/operations" => {
             method_not_allowed(ctx.format, "GET, HEAD")
@@ -474,23 +449,5 @@ async fn operation<B: Backend>(ctx: &Ctx<'_, B>, name: &str, body: &[u8]) -> Res
                 serde_json::Value::Object(convert::elements_to_json(&[output.clone()], None));
             reply(format, json, output.to_xml())
         }
-    }
-}
-
-/// One more event stream, if under the limit; the guard counts it down.
-pub(crate) fn count_stream<B>(shared: &Shared<B>) -> Option<StreamGuard> {
-    let n = shared.streams.fetch_add(1, Ordering::SeqCst);
-    if n >= MAX_STREAMS {
-        shared.streams.fetch_sub(1, Ordering::SeqCst);
-        return None;
-    }
-    Some(StreamGuard(shared.streams.clone()))
-}
-
-pub(crate) struct StreamGuard(Arc<AtomicUsize>);
-
-impl Drop for StreamGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }

@@ -39,8 +39,10 @@
 pub mod api_path;
 pub mod auth;
 pub mod backend;
+pub mod context;
 pub mod convert;
 pub mod data;
+pub mod edit;
 pub mod errors;
 pub mod handlers;
 pub mod listen;

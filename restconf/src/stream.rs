@@ -7,7 +7,6 @@
 use crate::backend::{Backend, Principal, Replay};
 use crate::convert::elements_to_json;
 use crate::errors::{Errors, Format};
-use crate::handlers::{count_stream, Shared};
 use crate::query::Query;
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -15,7 +14,35 @@ use axum::response::{IntoResponse, Response};
 use besip_core::error::{ConfigError, ErrorTag};
 use futures::StreamExt;
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+
+/// Event streams open at once.
+const MAX_STREAMS: usize = 64;
+
+/// The event streams open now, shared by every request.
+#[derive(Default)]
+pub struct OpenStreams(Arc<AtomicUsize>);
+
+impl OpenStreams {
+    /// One more stream, if under the limit; the guard counts it down.
+    fn enter(&self) -> Option<StreamGuard> {
+        let n = self.0.fetch_add(1, Ordering::SeqCst);
+        if n >= MAX_STREAMS {
+            self.0.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(StreamGuard(self.0.clone()))
+    }
+}
+
+struct StreamGuard(Arc<AtomicUsize>);
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 /// A `<notification>` as RFC 8040 §6.4 JSON.
 pub fn notification_json(doc: &str) -> String {
@@ -62,7 +89,8 @@ fn replay_of(query: Option<&str>) -> Result<Option<Replay>, ConfigError> {
 }
 
 pub async fn serve<B: Backend>(
-    shared: &Arc<Shared<B>>,
+    backend: &Arc<B>,
+    streams: &OpenStreams,
     who: &Principal,
     name: &str,
     query: Option<&str>,
@@ -83,7 +111,7 @@ pub async fn serve<B: Backend>(
         Ok(r) => r,
         Err(e) => return Errors::one(format, e).into_response(),
     };
-    let Some(guard) = count_stream(shared) else {
+    let Some(guard) = streams.enter() else {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             "too many event streams open\n",
@@ -91,7 +119,7 @@ pub async fn serve<B: Backend>(
             .into_response();
     };
     tracing::info!(user = %who.user, source = %who.source, json, ?replay, "RESTCONF event stream opened");
-    let events = shared.backend.notifications(who, replay).map(move |doc| {
+    let events = backend.notifications(who, replay).map(move |doc| {
         let _counted = &guard;
         let text = if json { notification_json(&doc) } else { doc };
         Ok::<_, Infallible>(Event::default().data(text))

@@ -8,13 +8,13 @@
 
 use crate::api_path::ApiPath;
 use crate::backend::Backend;
+use crate::context::Ctx;
 use crate::convert;
-use crate::data::{
+use crate::edit::{
     check_same_resource, edit, mark_target, path_end, protocol, set_insert, set_operation,
     version_headers, Datastore,
 };
 use crate::errors::Format;
-use crate::handlers::Ctx;
 use crate::query::Query;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -535,7 +535,7 @@ mod tests {
         }
         let (c, _) = config_of("/besip-pbx:pbx", &a.edits[2]).expect("delete");
         assert_eq!(
-            c[0].children[0].attribute(crate::handlers::BASE_NS, "operation"),
+            c[0].children[0].attribute(crate::context::BASE_NS, "operation"),
             Some("delete")
         );
     }
