@@ -13,8 +13,7 @@ use ipnet::IpNet;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 
-use crate::bans::unix_ms;
-use crate::bans::{is_single, prefix_of, Ban, BanTable};
+use crate::bans::{is_single, prefix_of, unix_ms, Ban, BanTable};
 use crate::capture::own_addresses;
 use crate::config::{Backend, Config, Scope};
 use crate::detect::{Detector, Verdict};

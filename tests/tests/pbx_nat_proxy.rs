@@ -924,13 +924,50 @@ struct KernelCall {
     seen: Vec<String>,
 }
 
-fn kernel_call(tag: &str, extra: &str) -> Option<KernelCall> {
+/// A namespace of its own, entered by this thread, for a kernel
+/// forwarding test; None (skipped) without root or nft.
+fn kernel_namespace(tag: &str) -> Option<Netns> {
     if !tools_present(&["ip", "nft"]) || !nix::unistd::Uid::effective().is_root() {
         eprintln!("SKIP: needs root, ip and nft");
         return None;
     }
     let ns = Netns::new(tag);
     ns.enter_thread();
+    Some(ns)
+}
+
+/// `caller` calls 100 (call "kfwd") through the PBX at `port` on its
+/// loopback address, offering `offer`; the phone answers with `answer_sdp`
+/// and the caller ACKs. The relay's ports (facing the caller, facing the
+/// phone) and the caller's dialog.
+fn call_100(
+    port: u16,
+    caller: &UdpSocket,
+    offer: &str,
+    phone: &UdpSocket,
+    answer_sdp: &str,
+    seen: &mut Vec<String>,
+) -> ((u16, u16), Dialog) {
+    let pbx = (box_ip(caller), port);
+    caller
+        .send_to(invite("kfwd", caller, offer).as_bytes(), pbx)
+        .expect("send");
+    let (inv, _) = next_sip(phone, "INVITE ", seen);
+    let relay_b = sdp_port(&inv);
+    phone
+        .send_to(answer(&inv, "200 OK", answer_sdp).as_bytes(), pbx)
+        .expect("send");
+    let (ok, _) = next_sip(caller, "SIP/2.0 200", seen);
+    let relay_a = sdp_port(&ok);
+    let d = dialog_of("kfwd", &ok, caller);
+    caller
+        .send_to(in_dialog("ACK", 1, &d, "").as_bytes(), pbx)
+        .expect("send");
+    ((relay_a, relay_b), d)
+}
+
+fn kernel_call(tag: &str, extra: &str) -> Option<KernelCall> {
+    let ns = kernel_namespace(tag)?;
     let port = free_port();
     let pbx = Pbx::start(
         &pbx_config(
@@ -946,28 +983,14 @@ fn kernel_call(tag: &str, extra: &str) -> Option<KernelCall> {
     let caller_rtp = sock("127.0.0.1:0");
     let phone_rtp = sock("127.0.0.10:0");
     let c_rtp = caller_rtp.local_addr().unwrap().port();
-    let offer = sdp("127.0.0.1", c_rtp, None, "");
-    caller
-        .send_to(
-            invite("kfwd", &caller, &offer).as_bytes(),
-            ("127.0.0.1", port),
-        )
-        .expect("send");
-    let (inv, _) = next_sip(&phone, "INVITE ", &mut seen);
-    let relay_b = sdp_port(&inv);
-    let body = sdp("192.168.1.10", 4000, None, "");
-    phone
-        .send_to(
-            answer(&inv, "200 OK", &body).as_bytes(),
-            ("127.0.0.1", port),
-        )
-        .expect("send");
-    let (ok, _) = next_sip(&caller, "SIP/2.0 200", &mut seen);
-    let relay_a = sdp_port(&ok);
-    let d = dialog_of("kfwd", &ok, &caller);
-    caller
-        .send_to(in_dialog("ACK", 1, &d, "").as_bytes(), ("127.0.0.1", port))
-        .expect("send");
+    let (relay, d) = call_100(
+        port,
+        &caller,
+        &sdp("127.0.0.1", c_rtp, None, ""),
+        &phone,
+        &sdp("192.168.1.10", 4000, None, ""),
+        &mut seen,
+    );
     Some(KernelCall {
         ns,
         pbx,
@@ -976,7 +999,7 @@ fn kernel_call(tag: &str, extra: &str) -> Option<KernelCall> {
         caller_rtp,
         phone_rtp,
         c_rtp,
-        relay: (relay_a, relay_b),
+        relay,
         d,
         seen,
     })
@@ -1202,12 +1225,9 @@ fn map_elements(ns: &Netns, map: &str) -> usize {
 /// both directions (the flows6 map, its counters), and BYE leaves no rule.
 #[test]
 fn kernel_forwarding_of_an_ipv6_call() {
-    if !tools_present(&["ip", "nft"]) || !nix::unistd::Uid::effective().is_root() {
-        eprintln!("SKIP: needs root, ip and nft");
+    let Some(ns) = kernel_namespace("kfwd6") else {
         return;
-    }
-    let ns = Netns::new("kfwd6");
-    ns.enter_thread();
+    };
     let port = free_port();
     let uci = pbx_config(
         port,
@@ -1226,24 +1246,15 @@ fn kernel_forwarding_of_an_ipv6_call() {
     let caller_rtp = sock("[::1]:0");
     let phone_rtp = sock("[::1]:0");
     let rtp_port = |s: &UdpSocket| s.local_addr().expect("addr").port();
-    let offer = sdp("::1", rtp_port(&caller_rtp), None, "");
-    caller
-        .send_to(invite("kfwd", &caller, &offer).as_bytes(), ("::1", port))
-        .expect("send");
-    let (inv, _) = next_sip(&phone, "INVITE ", &mut seen);
-    let relay_b = sdp_port(&inv);
-    let body = sdp("::1", rtp_port(&phone_rtp), None, "");
-    phone
-        .send_to(answer(&inv, "200 OK", &body).as_bytes(), ("::1", port))
-        .expect("send");
-    let (ok, _) = next_sip(&caller, "SIP/2.0 200", &mut seen);
-    let relay_a = sdp_port(&ok);
-    let d = dialog_of("kfwd", &ok, &caller);
-    caller
-        .send_to(in_dialog("ACK", 1, &d, "").as_bytes(), ("::1", port))
-        .expect("send");
+    let (relay, d) = call_100(
+        port,
+        &caller,
+        &sdp("::1", rtp_port(&caller_rtp), None, ""),
+        &phone,
+        &sdp("::1", rtp_port(&phone_rtp), None, ""),
+        &mut seen,
+    );
 
-    let relay = (relay_a, relay_b);
     let next = into_kernel(&pbx, &phone_rtp, &caller_rtp, relay, 1);
     assert_eq!(
         (map_elements(&ns, "flows6"), map_elements(&ns, "flows")),

@@ -421,8 +421,8 @@ const MAX_GAP: u16 = 3000;
 
 impl Inner {
     /// Hands the flow to the kernel when nothing of it needs the box: both
-    /// phones heard at the addresses their packets go to (of one family), no SRTP
-    /// ending here, no recording, no side muted. A flow the kernel refused,
+    /// phones heard at the addresses their packets go to, no SRTP ending
+    /// here, no recording, no side muted. A flow the kernel refused,
     /// or whose table went, is offered again once expired.
     fn offer_to_kernel(&self) {
         let mut kernel = self.kernel.lock();
@@ -446,12 +446,10 @@ impl Inner {
             let heard = peer.heard().filter(|h| peer.target() == Some(*h))?;
             Some(SocketAddr::new(heard.ip().to_canonical(), heard.port()))
         };
+        // (A call between the two families: `offload` declines it.)
         let (Some(a), Some(b)) = (symmetric(&self.a), symmetric(&self.b)) else {
             return;
         };
-        if a.is_ipv4() != b.is_ipv4() {
-            return;
-        }
         let [a_port, b_port] = self.ports;
         if let Some(expired) = kernel.take() {
             self.kernel_before

@@ -11,13 +11,14 @@
 //!
 //! One table, `netdev besip_relay`, owned by this module: a base chain per
 //! ingress device with one lookup per family in a verdict map keyed by
-//! (source address, source port, our port), and a chain per direction of each flow holding
-//! its rewrite and counter; IPv4 and IPv6 flows each have their map (a
-//! call between the two families stays in userspace). The
+//! (source address, source port, our port), and a chain per direction of
+//! each flow holding its rewrite and counter; IPv4 and IPv6 flows each have
+//! their map (a call between the two families stays in userspace). The
 //! rules are written by `nft` (present wherever fw4 is), batched by one
 //! thread, after `ip route get` (iproute2's or busybox's) named each
-//! phone's device and next hop; counters are read back every COUNTER_POLL. A table left by a
-//! daemon that died is deleted when forwarding is next enabled.
+//! phone's device and next hop; counters are read back every COUNTER_POLL.
+//! A table left by a daemon that died is deleted when forwarding is next
+//! enabled.
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
@@ -207,9 +208,10 @@ pub fn flows() -> u64 {
 }
 
 /// Asks the kernel to forward both directions of a flow; None when kernel
-/// forwarding is off or the directions mix address families. The rules land within BATCH; until then (or, when
-/// they are refused, until the relay offers the flow again: see
-/// `Offload::expired`) the relay's sockets go on relaying.
+/// forwarding is off or the directions mix address families. The rules
+/// land within BATCH; until then (or, when they are refused, until the
+/// relay offers the flow again: see `Offload::expired`) the relay's
+/// sockets go on relaying.
 pub fn offload(directions: [Direction; 2]) -> Option<Offload> {
     let f = FORWARDER
         .get()
@@ -477,16 +479,13 @@ impl Writer {
         let mut new: HashSet<&str> = HashSet::new();
         for device in devices {
             if !self.devices.contains(device) && new.insert(device) {
+                let chain = ingress_chain(device);
                 head.push_str(&format!(
-                    "add chain netdev {TABLE} {chain} {{ type filter hook ingress device \"{device}\" priority -500; }}\n",
-                    chain = ingress_chain(device)
+                    "add chain netdev {TABLE} {chain} {{ type filter hook ingress device \"{device}\" priority -500; }}\n"
                 ));
-                for family in [Family::V4, Family::V6] {
+                for Family { ip, map } in [Family::V4, Family::V6] {
                     head.push_str(&format!(
-                        "add rule netdev {TABLE} {chain} fib daddr type local {ip} saddr . udp sport . udp dport vmap @{map}\n",
-                        chain = ingress_chain(device),
-                        ip = family.ip,
-                        map = family.map,
+                        "add rule netdev {TABLE} {chain} fib daddr type local {ip} saddr . udp sport . udp dport vmap @{map}\n"
                     ));
                 }
             }
@@ -733,32 +732,43 @@ mod tests {
 
     #[test]
     fn routes_are_read_from_iproute2_and_busybox_alike() {
-        let local =
-            parse_route("local 127.0.0.5 dev lo src 127.0.0.1 uid 0 \n    cache <local> \n")
-                .expect("iproute2, local");
-        assert_eq!(local.device, "lo");
-        assert_eq!(local.next_hop, "127.0.0.5".parse::<IpAddr>().unwrap());
-        assert_eq!(local.source, "127.0.0.1".parse::<IpAddr>().unwrap());
-        let via = parse_route("8.8.8.8 via 10.0.2.2 dev eth0  src 10.0.2.15 \n")
-            .expect("busybox, gateway");
-        assert_eq!(via.device, "eth0");
-        assert_eq!(via.next_hop, "10.0.2.2".parse::<IpAddr>().unwrap());
-        assert_eq!(via.source, "10.0.2.15".parse::<IpAddr>().unwrap());
-        let v6 = parse_route(
-            "2001:db8::1 from :: via fe80::1 dev eth0 proto ra src 2001:db8::2 metric 100 pref medium\n",
-        )
-        .expect("iproute2, IPv6 gateway");
-        assert_eq!(v6.device, "eth0");
-        assert_eq!(v6.next_hop, "fe80::1".parse::<IpAddr>().unwrap());
-        assert_eq!(v6.source, "2001:db8::2".parse::<IpAddr>().unwrap());
-        let lo6 = parse_route(
-            "local ::1 from :: dev lo table local proto kernel src ::1 metric 0 pref medium\n",
-        )
-        .expect("iproute2, IPv6 local");
-        assert_eq!(
-            (lo6.device.as_str(), lo6.next_hop),
-            ("lo", "::1".parse::<IpAddr>().unwrap())
-        );
+        // (answer of `ip route get`, device, next hop, source)
+        let answers = [
+            (
+                "local 127.0.0.5 dev lo src 127.0.0.1 uid 0 \n    cache <local> \n",
+                "lo",
+                "127.0.0.5",
+                "127.0.0.1",
+            ),
+            (
+                "8.8.8.8 via 10.0.2.2 dev eth0  src 10.0.2.15 \n",
+                "eth0",
+                "10.0.2.2",
+                "10.0.2.15",
+            ),
+            (
+                "2001:db8::1 from :: via fe80::1 dev eth0 proto ra src 2001:db8::2 metric 100 pref medium\n",
+                "eth0",
+                "fe80::1",
+                "2001:db8::2",
+            ),
+            (
+                "local ::1 from :: dev lo table local proto kernel src ::1 metric 0 pref medium\n",
+                "lo",
+                "::1",
+                "::1",
+            ),
+        ];
+        for (text, device, next_hop, source) in answers {
+            let route = parse_route(text).unwrap_or_else(|| panic!("not read: {text}"));
+            assert_eq!(route.device, device, "{text}");
+            assert_eq!(
+                route.next_hop,
+                next_hop.parse::<IpAddr>().unwrap(),
+                "{text}"
+            );
+            assert_eq!(route.source, source.parse::<IpAddr>().unwrap(), "{text}");
+        }
         assert!(parse_route("192.0.2.1 via inet6 fe80::1 dev eth0 src 10.0.2.15").is_none());
         assert!(parse_route("").is_none());
         assert!(parse_route("RTNETLINK answers: Network is unreachable").is_none());
