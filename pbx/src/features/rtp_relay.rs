@@ -19,9 +19,10 @@
 //! music on hold) is handed to the kernel after OFFLOAD_AFTER packets
 //! (transport::kernel_forward); anything that changes that takes it back.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -43,6 +44,15 @@ const OFFLOAD_AFTER: u64 = 100;
 /// Packets dropped by every relay since start (from a source not the phone's).
 static DROPPED_TOTAL: AtomicU64 = AtomicU64::new(0);
 
+/// Whom a packet came from, as one side's `Peer` judges it.
+#[derive(Debug, PartialEq, Eq)]
+enum Heard {
+    Phone,
+    /// The phone at its announced address, after another source was learnt.
+    PhoneInsteadOfLearnt,
+    Stranger,
+}
+
 /// Who one side's phone is, as the signalling and its first packets told.
 #[derive(Default)]
 struct Peer {
@@ -60,14 +70,20 @@ struct Peer {
 
 impl Peer {
     /// Whether a packet from `source` comes from this side's phone; learns
-    /// the source of a NATed phone on the way.
-    fn accepts(&mut self, source: SocketAddr, now: Instant) -> bool {
+    /// the source of a NATed phone on the way. The announced address wins
+    /// over a source learnt before it was heard: that source was someone
+    /// else at the phone's IP (its stream of an earlier call reaching a
+    /// reused port).
+    fn accepts(&mut self, source: SocketAddr, now: Instant) -> Heard {
         if Some(source) == self.announced {
             self.confirmed = true;
-            return true;
+            return match self.latched.take() {
+                Some(_) => Heard::PhoneInsteadOfLearnt,
+                None => Heard::Phone,
+            };
         }
         if Some(source) == self.latched {
-            return true;
+            return Heard::Phone;
         }
         let learning = self.learn_until.is_some_and(|until| now < until);
         if learning
@@ -76,9 +92,9 @@ impl Peer {
             && Some(source.ip()) == self.signalling
         {
             self.latched = Some(source);
-            return true;
+            return Heard::Phone;
         }
-        false
+        Heard::Stranger
     }
 
     /// Where this side's packets go: the learnt source, else the announced address.
@@ -169,18 +185,42 @@ pub struct Relay {
     _media: MediaPair,
 }
 
-/// Binds an even port of `min..=max` on `ip`, starting at a random one.
+/// Per port range (first, last even port): the slot after the one handed
+/// out last, where the next search starts. Ranges are few (the relay's and
+/// the media services' of /pbx/rtp); the map is emptied should a run of
+/// reconfigurations ever leave many.
+static NEXT_SLOT: LazyLock<Mutex<HashMap<(u16, u16), u32>>> = LazyLock::new(Default::default);
+
+/// Binds an even port of `min..=max` on `ip`: the first free one after the
+/// port handed out last (starting at a random one), as rtpengine does. A
+/// port just closed is thus taken again only once the whole range has gone
+/// round, so a phone's stream of a call just ended (still in flight, or a
+/// phone slow to stop) does not reach the next call given its port.
 pub(crate) fn bind_even(ip: IpAddr, min: u16, max: u16, skip: Option<u16>) -> Option<UdpSocket> {
     let first = min + (min % 2);
     if first > max {
         return None;
     }
     let slots = u32::from((max - first) / 2) + 1;
-    let start = rand::random::<u32>() % slots;
-    (0..slots)
-        .map(|i| first + (((start + i) % slots) * 2) as u16)
-        .filter(|p| Some(*p) != skip)
-        .find_map(|p| UdpSocket::bind(SocketAddr::new(ip, p)).ok())
+    let start = {
+        let mut next = NEXT_SLOT.lock();
+        if next.len() > 64 {
+            next.clear();
+        }
+        *next
+            .entry((first, max))
+            .or_insert_with(|| rand::random::<u32>() % slots)
+            % slots
+    };
+    let (slot, socket) = (0..slots)
+        .map(|i| (start + i) % slots)
+        .filter(|slot| Some(first + (slot * 2) as u16) != skip)
+        .find_map(|slot| {
+            let port = first + (slot * 2) as u16;
+            Some((slot, UdpSocket::bind(SocketAddr::new(ip, port)).ok()?))
+        })?;
+    NEXT_SLOT.lock().insert((first, max), slot + 1);
+    Some(socket)
 }
 
 impl Relay {
@@ -384,10 +424,16 @@ impl MediaRoute for Inner {
             (&self.b, &self.a)
         };
         let now = Instant::now();
-        if !from.lock().accepts(source, now) {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-            DROPPED_TOTAL.fetch_add(1, Ordering::Relaxed);
-            return None;
+        let heard = from.lock().accepts(source, now);
+        match heard {
+            Heard::Phone => {}
+            // The kernel may forward the wrongly learnt source.
+            Heard::PhoneInsteadOfLearnt => self.take_back(),
+            Heard::Stranger => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                DROPPED_TOTAL.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
         }
         let target = to.lock().target()?;
         let (sender, receiver) = if from_a { (0, 1) } else { (1, 0) };
@@ -598,6 +644,53 @@ mod tests {
         assert!(out.contains("m=audio 12000 RTP/AVP 0\r\n"), "{out}");
         assert!(out.ends_with("a=rtpmap:0 PCMU/8000\r\n"));
         assert_eq!(media_addr("v=0\r\n"), None);
+    }
+
+    #[test]
+    fn a_port_just_closed_is_handed_out_again_only_after_the_range_went_round() {
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        // Ten even ports, of a range no other test uses.
+        let (min, max) = (30600, 30619);
+        let first = bind_even(lo, min, max, None).expect("a port");
+        let first_port = first.local_addr().unwrap().port();
+        drop(first);
+        let mut ports = vec![first_port];
+        for _ in 0..9 {
+            let socket = bind_even(lo, min, max, None).expect("a port");
+            ports.push(socket.local_addr().unwrap().port());
+        }
+        // Nine more calls (their sockets closed as they go): none had the
+        // first call's port, each had a port of its own, then it comes back.
+        let mut sorted = ports.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), 10, "{ports:?}");
+        assert!(ports.iter().all(|p| p % 2 == 0 && (min..=max).contains(p)));
+        let again = bind_even(lo, min, max, None).expect("a port");
+        assert_eq!(again.local_addr().unwrap().port(), first_port);
+    }
+
+    #[test]
+    fn the_announced_address_wins_over_a_source_learnt_before_it() {
+        let now = Instant::now();
+        let phone: SocketAddr = "127.0.0.1:4000".parse().unwrap();
+        let earlier_call: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let mut peer = Peer {
+            announced: Some(phone),
+            signalling: Some(phone.ip()),
+            learn_until: Some(now + LEARNING),
+            ..Peer::default()
+        };
+        // A stream at the phone's IP comes first and is learnt (as a NATed
+        // phone's would be)...
+        assert_eq!(peer.accepts(earlier_call, now), Heard::Phone);
+        assert_eq!(peer.target(), Some(earlier_call));
+        // ...until the phone is heard at the address it announced.
+        assert_eq!(peer.accepts(phone, now), Heard::PhoneInsteadOfLearnt);
+        assert_eq!(peer.target(), Some(phone));
+        assert_eq!(peer.heard(), Some(phone));
+        assert_eq!(peer.accepts(earlier_call, now), Heard::Stranger);
+        assert_eq!(peer.accepts(phone, now), Heard::Phone);
     }
 
     #[test]
