@@ -577,3 +577,70 @@ fn length_count_sessions_and_retention_limits_hold() {
     assert!(full.success, "a full mailbox took a message:\n{}", full.log);
     assert_eq!(wavs(&pbx, "101").len(), 1);
 }
+
+/// A phone's stream of a call just ended keeps reaching the box's port,
+/// and the next call is given that very port (a range of one pair makes
+/// it so; the box otherwise takes a just-closed port last). The stream
+/// comes from the signalling address, so the new call's endpoint may take
+/// it first; the new caller, heard at the address its offer named, wins:
+/// its tone is what the message holds, its # ends it, and the stale phone
+/// is no longer sent anything.
+#[test]
+fn a_stream_left_from_an_earlier_call_does_not_take_the_next_one() {
+    if !have_sipp() {
+        eprintln!("sipp missing: skipped");
+        return;
+    }
+    let port = free_port();
+    let uci = with_ext(
+        &base(
+            port,
+            "b2bua",
+            "\toption rtp_port_min '31400'\n\toption rtp_port_max '31401'\n",
+        ),
+        "101",
+        "\toption voicemail_enabled '1'\n",
+    );
+    let pbx = Pbx::start(&uci, port);
+    let sipp = Sipp::new();
+    // The earlier call: a message said at 700 Hz; this phone goes on saying it.
+    let stale = MediaPhone::start(700.0);
+    let call = spawn_call(&sipp, "earlier", ("100", "101"), &stale.sdp(), None, port);
+    let box_port = stale.wait_peer();
+    assert_eq!(box_port.port(), 31400);
+    std::thread::sleep(Duration::from_millis(2000));
+    stale.press("#");
+    assert!(sipp.wait(call).success);
+    wait_mailbox(&pbx, "101", 1);
+
+    // The next caller says 900 Hz. It starts sending once the stale
+    // stream has long had the port to itself.
+    let caller = MediaPhone::start(900.0);
+    let call = spawn_call(&sipp, "next", ("100", "101"), &caller.sdp(), None, port);
+    std::thread::sleep(Duration::from_millis(800));
+    if caller.peer().is_none() {
+        caller.set_peer(box_port);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let answered_caller = Instant::now();
+    std::thread::sleep(Duration::from_millis(2000));
+    let pressed = Instant::now();
+    caller.press("#");
+    let m = wait_mailbox(&pbx, "101", 2);
+    let done = sipp.wait(call);
+    assert!(
+        done.success,
+        "the caller's # did not end its call:\n{}",
+        done.log
+    );
+    assert!(
+        stale.heard_between(answered_caller, pressed).is_empty(),
+        "the stale phone was still sent the new call's media"
+    );
+    let newest = wavs(&pbx, "101").pop().expect("the second message");
+    let f = dominant_frequency(&wav_samples(&newest), 8000);
+    assert!(
+        (f - 900.0).abs() <= 10.0,
+        "the message holds {f} Hz, not the caller's 900: {m}"
+    );
+}

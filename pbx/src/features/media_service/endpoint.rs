@@ -3,7 +3,10 @@
 //! jitter buffer and key presses (RFC 4733), what the service says encoded
 //! and sent every 20 ms by the service's own clock. Latching is strict: a
 //! packet counts only from the offer's address or the caller's signalling
-//! address, and once one came, only from that address and port.
+//! address, and once one came, only from that address and port. The
+//! offer's own address and port always win: a phone's stream from an
+//! earlier call (same address, another port) that reaches a reused port
+//! first is dropped as soon as the phone itself is heard.
 
 use std::collections::VecDeque;
 use std::io;
@@ -37,6 +40,8 @@ struct State {
     /// comes from.
     remote: SocketAddr,
     latched: bool,
+    /// The address and port the offer named.
+    announced: SocketAddr,
     signalling: IpAddr,
     codec: Codec,
     payload_type: u8,
@@ -88,6 +93,7 @@ impl Endpoint {
         let state = Arc::new(Mutex::new(State {
             remote: offer.media,
             latched: false,
+            announced: offer.media,
             signalling,
             codec: offer.codec,
             payload_type: offer.payload_type,
@@ -119,7 +125,8 @@ impl Endpoint {
     /// A re-INVITE's offer: new address (unlatched again) and codec.
     pub fn update(&self, offer: &Offer) {
         let mut s = self.state.lock();
-        if s.remote != offer.media {
+        if s.announced != offer.media {
+            s.announced = offer.media;
             s.remote = offer.media;
             s.latched = false;
         }
@@ -198,11 +205,12 @@ async fn receive(socket: Arc<UdpSocket>, state: Arc<Mutex<State>>) {
         };
         let packet = &buf[..len];
         let mut s = state.lock();
-        let allowed = if s.latched {
-            source == s.remote
-        } else {
-            source.ip() == s.remote.ip() || source.ip() == s.signalling
-        };
+        let allowed = source == s.announced
+            || if s.latched {
+                source == s.remote
+            } else {
+                source.ip() == s.announced.ip() || source.ip() == s.signalling
+            };
         let Some(h) = rtp::parse(packet).filter(|_| allowed) else {
             s.foreign += 1;
             continue;
@@ -210,6 +218,14 @@ async fn receive(socket: Arc<UdpSocket>, state: Arc<Mutex<State>>) {
         if !s.latched {
             s.latched = true;
             s.remote = source;
+        } else if source != s.remote {
+            // The phone at its offer's address, after another stream was
+            // latched: what that stream left (its timestamps, its key
+            // events) must not judge the phone's.
+            s.remote = source;
+            s.jitter = JitterBuffer::default();
+            s.detector = dtmf::Detector::default();
+            s.reception = rtcp::Reception::default();
         }
         let arrival = (s.started.elapsed().as_micros() / 125) as u32;
         s.reception.packet(h.ssrc, h.sequence, h.timestamp, arrival);
@@ -266,5 +282,86 @@ async fn reports(socket: UdpSocket, state: Arc<Mutex<State>>) {
                 let _ = socket.try_send_to(&packet, to);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use besip_media::SILENCE;
+
+    /// A PCMU packet of 160 bytes with sequence number `seq`.
+    fn rtp_packet(seq: u16) -> Vec<u8> {
+        let mut p = vec![0x80, 0];
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+        p.extend_from_slice(&0x0102_0304u32.to_be_bytes());
+        p.extend(std::iter::repeat_n(0xFF, 160));
+        p
+    }
+
+    /// Sends until the endpoint's next frame reaches `receiver` (true) or
+    /// 30 frames went elsewhere.
+    async fn frames_reach(endpoint: &Endpoint, receiver: &UdpSocket) -> bool {
+        let mut buf = [0u8; 512];
+        for _ in 0..30 {
+            endpoint.send(&SILENCE);
+            let got = tokio::time::timeout(Duration::from_millis(20), receiver.recv_from(&mut buf));
+            if got.await.is_ok() {
+                return true;
+            }
+        }
+        false
+    }
+
+    #[tokio::test]
+    async fn the_offer_address_wins_over_a_stream_latched_before_it() {
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        let phone = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        // The same phone's stream of an earlier call, still in flight.
+        let earlier = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let offer = Offer {
+            media: phone.local_addr().unwrap(),
+            codec: Codec::Pcmu,
+            payload_type: 0,
+            events: None,
+            direction: "sendrecv",
+        };
+        let endpoint = Endpoint::open(lo, 30700, 30799, &offer, lo).expect("ports");
+        let to = SocketAddr::new(lo, endpoint.local_port);
+        // The earlier stream comes first and is latched (as a NATed phone's would be).
+        earlier.send_to(&rtp_packet(1), to).await.unwrap();
+        assert!(frames_reach(&endpoint, &earlier).await, "not latched");
+        // What went to the offer's address before that is not the proof.
+        let mut buf = [0u8; 512];
+        while phone.try_recv_from(&mut buf).is_ok() {}
+        endpoint.send(&SILENCE);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            phone.try_recv_from(&mut buf).is_err(),
+            "still sent to the phone"
+        );
+        // The phone itself is heard at the address it offered: the box
+        // answers it, and the earlier stream is foreign from now on.
+        phone.send_to(&rtp_packet(1), to).await.unwrap();
+        let mut switched = false;
+        for _ in 0..50 {
+            if frames_reach(&endpoint, &phone).await {
+                switched = true;
+                break;
+            }
+        }
+        assert!(switched, "the phone was not answered");
+        let foreign = endpoint.counters().2;
+        earlier.send_to(&rtp_packet(2), to).await.unwrap();
+        phone.send_to(&rtp_packet(2), to).await.unwrap();
+        for _ in 0..100 {
+            if endpoint.counters().2 > foreign {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(endpoint.counters().2, foreign + 1);
+        assert!(frames_reach(&endpoint, &phone).await);
     }
 }
