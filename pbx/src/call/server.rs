@@ -168,6 +168,22 @@ impl<H: Hooks> Engine<H> {
         H::on_request(self, &key, msg, source, transport, local);
     }
 
+    /// Answers request `msg` of server transaction `key` with `code`, a
+    /// To tag of ours and the `extra` headers (a challenge, Retry-After…).
+    pub fn answer_with(
+        self: &Arc<Self>,
+        key: &str,
+        msg: &Message,
+        (code, reason): (u16, &str),
+        extra: Vec<(&'static str, String)>,
+    ) {
+        let mut r = response_to(msg, code, reason, Some(&self.new_tag()));
+        for (name, value) in extra {
+            r.add_header(name, value);
+        }
+        self.reply(key, r);
+    }
+
     /// Sends a response on a server transaction and remembers it for retransmissions.
     pub fn reply(self: &Arc<Self>, key: &str, resp: Message) {
         let code = resp.status().unwrap_or(500);

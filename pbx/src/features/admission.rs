@@ -3,6 +3,7 @@
 //! toll-fraud rules of /pbx/outbound (what leaves the box, call classes).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use crate::auth::Verdict;
 use crate::config::Config;
@@ -54,6 +55,28 @@ pub fn permitted(
             Err(Refusal::CallClass)
         }
     }
+}
+
+/// The extension that sent request `msg` (server transaction `key`) to a
+/// feature only our extensions use (pickup, parking, busy lamps, mailbox
+/// subscriptions); None when `msg` was answered here instead: 407 to
+/// authenticate, or 403 `not_ours` to a trunk, a peer or a stranger.
+pub(crate) fn our_extension(
+    engine: &Arc<Engine>,
+    cfg: &Config,
+    key: &str,
+    msg: &Message,
+    source: SocketAddr,
+    not_ours: &'static str,
+) -> Option<String> {
+    let (code, reason, extra) = match authenticate(engine, cfg, msg, msg.method(), source) {
+        Ok(Origin::Extension(e)) => return Some(e),
+        Ok(_) => (403, not_ours, vec![]),
+        Err(Decision::Reply(code, reason, extra)) => (code, reason, extra),
+        Err(_) => (403, "Forbidden", vec![]),
+    };
+    engine.answer_with(key, msg, (code, reason), extra);
+    None
 }
 
 /// 407 for our users without valid credentials; the extension when

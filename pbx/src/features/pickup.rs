@@ -19,9 +19,8 @@ use std::time::Instant;
 
 use crate::call::client::cancel_branch;
 use crate::config::{Config, Mode, Transport};
+use crate::features::admission::our_extension;
 use crate::features::b2bua::{contact_for, Leg};
-use crate::features::decision::Decision;
-use crate::features::outbound::Origin;
 use crate::features::state::Engine;
 use crate::sip::{param, response_to, Message, Uri};
 
@@ -55,36 +54,35 @@ pub fn take(
     if !engine.is_our_domain(&ruri.host) {
         return false;
     }
-    let reply = |code: u16, reason: &str, extra: Vec<(&'static str, String)>| {
-        let mut r = response_to(msg, code, reason, Some(&engine.new_tag()));
-        for (n, v) in extra {
-            r.add_header(n, v);
-        }
-        engine.reply(key, r);
+    let reply = |code: u16, reason: &str| {
+        engine.answer_with(key, msg, (code, reason), vec![]);
         true
     };
-    let picker = match crate::features::admission::authenticate(engine, &cfg, msg, "INVITE", source)
-    {
-        Ok(Origin::Extension(e)) => e,
-        Ok(_) => return reply(403, "Forbidden: Pickup Is For Our Extensions", vec![]),
-        Err(Decision::Reply(code, reason, extra)) => return reply(code, reason, extra),
-        Err(_) => return reply(403, "Forbidden", vec![]),
+    let Some(picker) = our_extension(
+        engine,
+        &cfg,
+        key,
+        msg,
+        source,
+        "Forbidden: Pickup Is For Our Extensions",
+    ) else {
+        return true;
     };
     if cfg.mode != Mode::B2bua {
-        return reply(501, "Not Implemented: Pickup Needs B2BUA Mode", vec![]);
+        return reply(501, "Not Implemented: Pickup Needs B2BUA Mode");
     }
     if !digits.chars().all(|c| c.is_ascii_alphanumeric()) || digits.len() > 32 {
-        return reply(484, "Address Incomplete", vec![]);
+        return reply(484, "Address Incomplete");
     }
     let Some(a_call_id) = ringing_call(engine, &cfg, &picker, digits) else {
-        return reply(404, "Not Found: Nothing To Pick Up", vec![]);
+        return reply(404, "Not Found: Nothing To Pick Up");
     };
     match pick(engine, key, msg, source, transport, &a_call_id) {
         Ok(()) => {
             tracing::info!(%picker, call_id = %a_call_id, directed = !digits.is_empty(), "call picked up");
             true
         }
-        Err(reason) => reply(404, reason, vec![]),
+        Err(reason) => reply(404, reason),
     }
 }
 
@@ -98,21 +96,20 @@ fn by_replaces(
     transport: Transport,
     replaces: &str,
 ) -> bool {
-    let reply = |code: u16, reason: &str, extra: Vec<(&'static str, String)>| {
-        let mut r = response_to(msg, code, reason, Some(&engine.new_tag()));
-        for (n, v) in extra {
-            r.add_header(n, v);
-        }
-        engine.reply(key, r);
+    let reply = |code: u16, reason: &str| {
+        engine.answer_with(key, msg, (code, reason), vec![]);
         true
     };
     let cfg = engine.config();
-    let picker = match crate::features::admission::authenticate(engine, &cfg, msg, "INVITE", source)
-    {
-        Ok(Origin::Extension(e)) => e,
-        Ok(_) => return reply(403, "Forbidden: Pickup Is For Our Extensions", vec![]),
-        Err(Decision::Reply(code, reason, extra)) => return reply(code, reason, extra),
-        Err(_) => return reply(403, "Forbidden", vec![]),
+    let Some(picker) = our_extension(
+        engine,
+        &cfg,
+        key,
+        msg,
+        source,
+        "Forbidden: Pickup Is For Our Extensions",
+    ) else {
+        return true;
     };
     let mut parts = replaces.split(';');
     let call_id = parts.next().unwrap_or("").trim();
@@ -122,7 +119,7 @@ fn by_replaces(
         .map(|(_, v)| v.trim())
         .collect();
     if call_id.is_empty() {
-        return reply(400, "Bad Request: Malformed Replaces", vec![]);
+        return reply(400, "Bad Request: Malformed Replaces");
     }
     // Our tag on the ringing leg proves the dialog info was seen.
     let a_call_id = engine
@@ -136,14 +133,14 @@ fn by_replaces(
             (ringing && tags.contains(&c.b.local_tag.as_str())).then(|| c.a.call_id.clone())
         });
     let Some(a_call_id) = a_call_id else {
-        return reply(481, "Call/Transaction Does Not Exist", vec![]);
+        return reply(481, "Call/Transaction Does Not Exist");
     };
     match pick(engine, key, msg, source, transport, &a_call_id) {
         Ok(()) => {
             tracing::info!(%picker, call_id = %a_call_id, "call picked up with Replaces");
             true
         }
-        Err(reason) => reply(481, reason, vec![]),
+        Err(reason) => reply(481, reason),
     }
 }
 

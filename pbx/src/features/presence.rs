@@ -24,8 +24,7 @@ use serde_json::{json, Value};
 
 use crate::call::client::send_request_tx;
 use crate::config::{Config, Transport};
-use crate::features::decision::Decision;
-use crate::features::outbound::Origin;
+use crate::features::admission::our_extension;
 use crate::features::state::Engine;
 use crate::sip::{addr_uri, param, response_to, Message, StartLine, Uri};
 
@@ -144,26 +143,19 @@ pub fn take(
         return false;
     };
     let reply = |code: u16, reason: &str| {
-        let r = response_to(msg, code, reason, Some(&engine.new_tag()));
-        engine.reply(key, r);
+        engine.answer_with(key, msg, (code, reason), vec![]);
         true
     };
-    let origin =
-        match crate::features::admission::authenticate(engine, &cfg, msg, "SUBSCRIBE", source) {
-            Ok(o) => o,
-            Err(Decision::Reply(code, reason, extra)) => {
-                let mut r = response_to(msg, code, reason, Some(&engine.new_tag()));
-                for (n, v) in extra {
-                    r.add_header(n, v);
-                }
-                engine.reply(key, r);
-                return true;
-            }
-            Err(_) => return reply(403, "Forbidden"),
-        };
-    let Origin::Extension(watcher) = origin else {
-        // Who is on the phone is our users' business only.
-        return reply(403, "Forbidden: Busy Lamps Are For Our Extensions");
+    // Who is on the phone is our users' business only.
+    let Some(watcher) = our_extension(
+        engine,
+        &cfg,
+        key,
+        msg,
+        source,
+        "Forbidden: Busy Lamps Are For Our Extensions",
+    ) else {
+        return true;
     };
     let expires = requested_expires(msg, cfg.presence.max_expires);
     let Some(contact) = msg.header("Contact").map(addr_uri).map(str::to_owned) else {

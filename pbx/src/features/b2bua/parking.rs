@@ -29,9 +29,8 @@ use super::transfer::{ack_bytes, bye, notify, prepared, ring_back, send_all, Ref
 use super::{contact, copy_body, new_request, B2bCall, Leg};
 use crate::call::branches::track_call;
 use crate::config::{Mode, Transport};
-use crate::features::decision::Decision;
+use crate::features::admission::our_extension;
 use crate::features::media_service::sdp;
-use crate::features::outbound::Origin;
 use crate::features::state::Engine;
 use crate::sip::{param, response_to, Message, Uri};
 
@@ -162,7 +161,7 @@ pub fn arrive(
     transport: Transport,
 ) {
     let refuse = |code: u16, reason: &str| {
-        engine.reply(key, response_to(msg, code, reason, Some(&engine.new_tag())));
+        engine.answer_with(key, msg, (code, reason), vec![]);
     };
     let cfg = engine.config();
     // Config refuses a lot destination without both; a reload may race.
@@ -337,27 +336,20 @@ pub fn take(
     if !engine.is_our_domain(&ruri.host) {
         return false;
     }
-    let reply = |code: u16, reason: &str, extra: Vec<(&'static str, String)>| {
-        let mut r = response_to(msg, code, reason, Some(&engine.new_tag()));
-        for (n, v) in extra {
-            r.add_header(n, v);
-        }
-        engine.reply(key, r);
+    let reply = |code: u16, reason: &str| {
+        engine.answer_with(key, msg, (code, reason), vec![]);
         true
     };
-    let retriever =
-        match crate::features::admission::authenticate(engine, &cfg, msg, "INVITE", source) {
-            Ok(Origin::Extension(e)) => e,
-            Ok(_) => {
-                return reply(
-                    403,
-                    "Forbidden: Parked Calls Are For Our Extensions",
-                    vec![],
-                )
-            }
-            Err(Decision::Reply(code, reason, extra)) => return reply(code, reason, extra),
-            Err(_) => return reply(403, "Forbidden", vec![]),
-        };
+    let Some(retriever) = our_extension(
+        engine,
+        &cfg,
+        key,
+        msg,
+        source,
+        "Forbidden: Parked Calls Are For Our Extensions",
+    ) else {
+        return true;
+    };
     let Some(call) = engine
         .parking()
         .parked
@@ -365,7 +357,7 @@ pub fn take(
         .get(&slot)
         .map(|p| p.call.clone())
     else {
-        return reply(404, "Not Found: Nothing Parked There", vec![]);
+        return reply(404, "Not Found: Nothing Parked There");
     };
     let leg = Leg::answering(msg, engine.new_tag(), source, transport);
     let mut retrievals = engine.parking().retrievals.lock();
@@ -373,7 +365,7 @@ pub fn take(
     if c.transfer.is_some() || retrievals.contains_key(&c.a.call_id) {
         drop(c);
         drop(retrievals);
-        return reply(486, "Busy Here: Call Being Taken", vec![]);
+        return reply(486, "Busy Here: Call Being Taken");
     }
     c.a.cseq += 1;
     let cseq = c.a.cseq;

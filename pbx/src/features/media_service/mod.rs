@@ -304,8 +304,7 @@ pub fn answer(
     service: Service,
 ) {
     let refuse = |code: u16, reason: &str| {
-        let r = response_to(msg, code, reason, Some(&engine.new_tag()));
-        engine.reply(key, r);
+        engine.answer_with(key, msg, (code, reason), vec![]);
     };
     if service == Service::Park {
         // Not our endpoint's audio: the call waits on a relay for whoever takes it.

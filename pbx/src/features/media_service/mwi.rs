@@ -16,9 +16,8 @@ use parking_lot::Mutex;
 
 use crate::call::client::send_request_tx;
 use crate::config::Transport;
+use crate::features::admission::our_extension;
 use crate::features::b2bua::{contact_for, new_request, Leg};
-use crate::features::decision::Decision;
-use crate::features::outbound::Origin;
 use crate::features::state::Engine;
 use crate::sip::{param, response_to, Message, StartLine, Uri};
 
@@ -64,7 +63,7 @@ pub fn take(
     }
     let cfg = engine.config();
     let reply = |code: u16, reason: &str| {
-        engine.reply(key, response_to(msg, code, reason, Some(&engine.new_tag())));
+        engine.answer_with(key, msg, (code, reason), vec![]);
         true
     };
     let max = cfg.presence.max_expires;
@@ -74,19 +73,15 @@ pub fn take(
     let Some(ruri) = Uri::parse(msg.uri()) else {
         return reply(416, "Unsupported URI Scheme");
     };
-    let ext = match crate::features::admission::authenticate(engine, &cfg, msg, "SUBSCRIBE", source)
-    {
-        Ok(Origin::Extension(e)) => e,
-        Ok(_) => return reply(403, "Forbidden: Mailboxes Are For Our Extensions"),
-        Err(Decision::Reply(code, reason, extra)) => {
-            let mut r = response_to(msg, code, reason, Some(&engine.new_tag()));
-            for (n, v) in extra {
-                r.add_header(n, v);
-            }
-            engine.reply(key, r);
-            return true;
-        }
-        Err(_) => return reply(403, "Forbidden"),
+    let Some(ext) = our_extension(
+        engine,
+        &cfg,
+        key,
+        msg,
+        source,
+        "Forbidden: Mailboxes Are For Our Extensions",
+    ) else {
+        return true;
     };
     let user = ruri.user.unwrap_or_default();
     let own = user == cfg.voicemail.mailbox_code
