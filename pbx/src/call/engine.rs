@@ -13,7 +13,7 @@ use super::location::Location;
 use super::state::{BranchInfo, Call, Counters, Late2xx, LocalSocket, Outgoing};
 use crate::auth::Authenticator;
 use crate::config::{Config, Transport};
-use crate::sip::{format_host, Message};
+use crate::sip::{format_host, Message, Uri};
 use crate::transaction::timers::Timers;
 use crate::transaction::{ClientTx, Tables};
 use crate::transport::Transports;
@@ -326,6 +326,16 @@ impl<H: Hooks> Engine<H> {
     }
 
     /// True when `host` is a SIP domain we serve (configured, or our address).
+    /// The user part of request `msg`'s Request-URI when that URI names
+    /// one of our domains (a feature code, a parking slot, an extension).
+    pub fn user_dialled_here(&self, msg: &Message) -> Option<String> {
+        let ruri = Uri::parse(msg.uri())?;
+        if !self.is_our_domain(&ruri.host) {
+            return None;
+        }
+        ruri.user
+    }
+
     pub fn is_our_domain(&self, host: &str) -> bool {
         if self.config().domains.iter().any(|d| d == host) {
             return true;

@@ -45,15 +45,12 @@ pub fn take(
     let Some(code) = cfg.pickup_code.as_deref() else {
         return false;
     };
-    let Some(ruri) = Uri::parse(msg.uri()) else {
+    let Some(user) = engine.user_dialled_here(msg) else {
         return false;
     };
-    let Some(digits) = ruri.user.as_deref().and_then(|u| u.strip_prefix(code)) else {
+    let Some(digits) = user.strip_prefix(code) else {
         return false;
     };
-    if !engine.is_our_domain(&ruri.host) {
-        return false;
-    }
     let reply = |code: u16, reason: &str| {
         engine.answer_with(key, msg, (code, reason), vec![]);
         true

@@ -128,17 +128,9 @@ pub fn take(
     if !is_dialog_event(msg) {
         return false;
     }
-    let Some(ruri) = Uri::parse(msg.uri()) else {
-        return false;
-    };
-    if !engine.is_our_domain(&ruri.host) {
-        return false;
-    }
-    let Some(target) = ruri
-        .user
-        .as_deref()
-        .and_then(|u| cfg.resolve_user(u))
-        .map(|e| e.number.clone())
+    let Some(target) = engine
+        .user_dialled_here(msg)
+        .and_then(|u| cfg.resolve_user(&u).map(|e| e.number.clone()))
     else {
         return false;
     };

@@ -32,7 +32,7 @@ use crate::config::{Mode, Transport};
 use crate::features::admission::our_extension;
 use crate::features::media_service::sdp;
 use crate::features::state::Engine;
-use crate::sip::{param, response_to, Message, Uri};
+use crate::sip::{param, response_to, Message};
 
 /// The parked calls by slot, and retrievals in progress.
 #[derive(Default)]
@@ -327,15 +327,9 @@ pub fn take(
     let (Some(lot), Mode::B2bua) = (cfg.parking, cfg.mode) else {
         return false;
     };
-    let Some(ruri) = Uri::parse(msg.uri()) else {
+    let Some(slot) = engine.user_dialled_here(msg).and_then(|u| lot.slot(&u)) else {
         return false;
     };
-    let Some(slot) = ruri.user.as_deref().and_then(|u| lot.slot(u)) else {
-        return false;
-    };
-    if !engine.is_our_domain(&ruri.host) {
-        return false;
-    }
     let reply = |code: u16, reason: &str| {
         engine.answer_with(key, msg, (code, reason), vec![]);
         true
