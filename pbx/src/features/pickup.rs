@@ -36,11 +36,26 @@ pub fn take(
         return false;
     }
     let cfg = engine.config();
+    let picker = || {
+        our_extension(
+            engine,
+            &cfg,
+            key,
+            msg,
+            source,
+            "Forbidden: Pickup Is For Our Extensions",
+        )
+    };
     if let Some(replaces) = msg.header("Replaces") {
         // A phone picking up from its busy-lamp field (B2BUA mode; in proxy
         // mode the phones settle it between themselves).
-        return cfg.mode == Mode::B2bua
-            && by_replaces(engine, key, msg, source, transport, replaces);
+        if cfg.mode != Mode::B2bua {
+            return false;
+        }
+        let Some(picker) = picker() else {
+            return true;
+        };
+        return by_replaces(engine, key, msg, source, transport, replaces, &picker);
     }
     let Some(code) = cfg.pickup_code.as_deref() else {
         return false;
@@ -55,14 +70,7 @@ pub fn take(
         engine.answer_with(key, msg, (code, reason), vec![]);
         true
     };
-    let Some(picker) = our_extension(
-        engine,
-        &cfg,
-        key,
-        msg,
-        source,
-        "Forbidden: Pickup Is For Our Extensions",
-    ) else {
+    let Some(picker) = picker() else {
         return true;
     };
     if cfg.mode != Mode::B2bua {
@@ -83,8 +91,9 @@ pub fn take(
     }
 }
 
-/// An INVITE with Replaces naming the callee leg of a ringing call, as
-/// the dialog-info of our NOTIFYs gives it (call-id, remote-tag: our tag).
+/// An INVITE of extension `picker` with Replaces naming the callee leg of
+/// a ringing call, as the dialog-info of our NOTIFYs gives it (call-id,
+/// remote-tag: our tag).
 fn by_replaces(
     engine: &Arc<Engine>,
     key: &str,
@@ -92,21 +101,11 @@ fn by_replaces(
     source: SocketAddr,
     transport: Transport,
     replaces: &str,
+    picker: &str,
 ) -> bool {
     let reply = |code: u16, reason: &str| {
         engine.answer_with(key, msg, (code, reason), vec![]);
         true
-    };
-    let cfg = engine.config();
-    let Some(picker) = our_extension(
-        engine,
-        &cfg,
-        key,
-        msg,
-        source,
-        "Forbidden: Pickup Is For Our Extensions",
-    ) else {
-        return true;
     };
     let mut parts = replaces.split(';');
     let call_id = parts.next().unwrap_or("").trim();
