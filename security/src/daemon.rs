@@ -96,7 +96,11 @@ fn ports(cfg: &Config, pbx: &PbxView) -> Ports {
             sip.push(*p);
         }
     }
-    Ports { sip, rtp: pbx.rtp }
+    Ports {
+        sip,
+        rtp: pbx.rtp,
+        at_ingress: pbx.kernel_forwarding,
+    }
 }
 
 /// A ban's key as stored and shown: `a.b.c.d` or `a.b.c.0/24`.
@@ -468,15 +472,45 @@ impl Daemon {
         };
         if let Some(p) = fresh {
             tracing::info!(peers = p.view.peers.len(), "PBX configuration re-read");
-            if let Err(e) = self.firewall.lock().set_ports(ports(&cfg, &p.view)) {
-                tracing::error!(error = %e, "cannot apply the PBX's ports to the drop rules");
+            // (The lock must be gone before keep_bans_at_ingress takes it.)
+            let applied = self.firewall.lock().set_ports(ports(&cfg, &p.view));
+            match applied {
+                Ok(true) => self.keep_bans_at_ingress(),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot apply the PBX's ports to the drop rules")
+                }
             }
             let cluster = p.view.cluster.clone();
             *self.pbx.lock() = p;
             // besip_pbx belongs to the PBX's reload: its cluster is followed here.
             crate::shared_bans::reconcile(self, cluster);
         }
+        self.firewall.lock().hook_devices();
         self.lift_protected();
+    }
+
+    /// Adds the current bans to the netdev table (kernel forwarding was
+    /// just switched on: its sets start empty).
+    fn keep_bans_at_ingress(&self) {
+        let now = unix_ms();
+        let bans: Vec<(IpNet, Scope, u32)> = self
+            .engine
+            .lock()
+            .bans
+            .iter()
+            .map(|(n, b)| {
+                (
+                    *n,
+                    b.scope,
+                    (b.expires_ms.saturating_sub(now) / 1000).max(1) as u32,
+                )
+            })
+            .collect();
+        let fw = self.firewall.lock();
+        for (net, scope, seconds) in bans {
+            fw.ban_existing_at_ingress(net, scope, seconds);
+        }
     }
 
     pub fn unban(&self, addr: IpAddr) -> Result<(), HandlerError> {
@@ -532,10 +566,14 @@ impl Daemon {
                 tracing::warn!(error = %e, "cannot remove the previous firewall set");
             }
         } else {
-            self.firewall
+            let now_at_ingress = self
+                .firewall
                 .lock()
                 .set_ports(wanted_ports)
                 .map_err(|e| e.to_string())?;
+            if now_at_ingress {
+                self.keep_bans_at_ingress();
+            }
         }
         if old.interfaces != cfg.interfaces
             || old.sip_ports != cfg.sip_ports

@@ -7,6 +7,13 @@
 //! off NETCONF/SSH or the web panel; bans of scope `all` drop everything. The
 //! sets hold prefixes (ipset hash:net, nftables interval sets), so a full ban
 //! table can fall back to /24 and /64 bans.
+//!
+//! When besip-pbxd forwards RTP in the kernel (/pbx/rtp/kernel-forwarding),
+//! its packets leave at netdev ingress, before any input hook: with
+//! nftables the bans are then kept in a netdev table of the same name too,
+//! whose chains, one per network device and ahead of the PBX's, drop what
+//! the input rules would (packets to the box only: routed traffic is none
+//! of the guard's business).
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -29,13 +36,52 @@ pub struct Firewall {
     backend: Backend,
     set: String,
     ports: Ports,
+    /// The devices the netdev table's chains hook now.
+    hooked: std::sync::Mutex<Vec<String>>,
 }
 
-/// The destination ports a `sip`-scope ban drops.
+/// The destination ports a `sip`-scope ban drops, and whether bans must
+/// also drop at netdev ingress (the PBX forwards RTP there).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Ports {
     pub sip: Vec<u16>,
     pub rtp: Option<(u16, u16)>,
+    pub at_ingress: bool,
+}
+
+/// Priority of the ingress chains: ahead of besip-pbxd's (-500).
+const INGRESS_PRIORITY: i32 = -600;
+
+/// A device name that can stand quoted in an nft script.
+fn safe_device(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 15
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@'))
+}
+
+/// The ingress chain of `device`: `in_` and the name, other characters as `_`.
+fn ingress_chain(device: &str) -> String {
+    let name: String = device
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    format!("in_{name}")
+}
+
+/// The box's network devices now (sysfs), those safe to name.
+fn network_devices() -> Vec<String> {
+    let mut devices: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .map(|dir| {
+            dir.flatten()
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| safe_device(n))
+                .collect()
+        })
+        .unwrap_or_default();
+    devices.sort();
+    devices
 }
 
 /// Largest element a set may hold (ipset's maxelem): single and prefix bans
@@ -149,6 +195,106 @@ impl Firewall {
             backend,
             set: set.to_owned(),
             ports,
+            hooked: Default::default(),
+        }
+    }
+
+    /// Whether bans are kept at netdev ingress too.
+    fn at_ingress(&self) -> bool {
+        self.backend == Backend::Nftables && self.ports.at_ingress
+    }
+
+    /// The netdev table: the sets, and the chain of drop rules every
+    /// device's ingress chain jumps to.
+    fn ingress_script(&self) -> String {
+        let t = &self.set;
+        let mut script = format!("add table netdev {t}\n");
+        for (name, kind) in [
+            ("v4", "ipv4_addr"),
+            ("v6", "ipv6_addr"),
+            ("v4all", "ipv4_addr"),
+            ("v6all", "ipv6_addr"),
+        ] {
+            script.push_str(&format!(
+                "add set netdev {t} {name} {{ type {kind}; flags interval, timeout; }}\n"
+            ));
+        }
+        script.push_str(&format!(
+            "add chain netdev {t} banned\nflush chain netdev {t} banned\n"
+        ));
+        // The set first: a miss (nearly every packet) costs no route lookup.
+        let local = "fib daddr type local";
+        if !self.ports.sip.is_empty() || self.ports.rtp.is_some() {
+            let ports = nft_ports(&self.ports);
+            for (family, set) in [("ip", "v4"), ("ip6", "v6")] {
+                for proto in ["udp", "tcp"] {
+                    script.push_str(&format!("add rule netdev {t} banned {family} saddr @{set} {proto} dport {ports} {local} counter drop\n"));
+                }
+            }
+        }
+        for (family, set) in [("ip", "v4all"), ("ip6", "v6all")] {
+            script.push_str(&format!(
+                "add rule netdev {t} banned {family} saddr @{set} {local} counter drop\n"
+            ));
+        }
+        script
+    }
+
+    /// Hooks the netdev table to the devices there are now, and unhooks
+    /// those gone (called every few seconds: interfaces come and go).
+    pub fn hook_devices(&self) {
+        if !self.at_ingress() {
+            return;
+        }
+        let t = &self.set;
+        let now = network_devices();
+        let Ok(mut hooked) = self.hooked.lock() else {
+            return;
+        };
+        for gone in hooked.iter().filter(|d| !now.contains(d)) {
+            // The kernel may have dropped it with its device already.
+            let chain = ingress_chain(gone);
+            let _ = run("nft", &["delete", "chain", "netdev", t, &chain], None);
+        }
+        hooked.retain(|d| now.contains(d));
+        for device in now
+            .iter()
+            .filter(|d| !hooked.contains(d))
+            .cloned()
+            .collect::<Vec<_>>()
+        {
+            let chain = ingress_chain(&device);
+            let script = format!(
+                "add chain netdev {t} {chain} {{ type filter hook ingress device \"{device}\" priority {INGRESS_PRIORITY}; }}\nflush chain netdev {t} {chain}\nadd rule netdev {t} {chain} jump banned\n"
+            );
+            match run("nft", &["-f", "-"], Some(&script)) {
+                Ok(()) => hooked.push(device),
+                // Gone meanwhile, or a name clash: the next round tries again.
+                Err(e) => tracing::debug!(%device, error = %e, "ingress chain not made"),
+            }
+        }
+    }
+
+    /// Makes the netdev table (kept when it exists: its bans stay) or,
+    /// when the PBX forwards nothing in the kernel, removes it.
+    fn setup_ingress(&self) {
+        if self.backend != Backend::Nftables {
+            return;
+        }
+        if !self.ports.at_ingress {
+            if let Ok(mut hooked) = self.hooked.lock() {
+                hooked.clear();
+            }
+            if run("nft", &["list", "table", "netdev", &self.set], None).is_ok() {
+                let _ = run("nft", &["delete", "table", "netdev", &self.set], None);
+            }
+            return;
+        }
+        match run("nft", &["-f", "-"], Some(&self.ingress_script())) {
+            Ok(()) => self.hook_devices(),
+            // The input rules still hold every ban; only kernel-forwarded
+            // media escapes them.
+            Err(e) => tracing::error!(error = %e, "bans cannot be kept at netdev ingress"),
         }
     }
 
@@ -209,25 +355,30 @@ impl Firewall {
                     }
                 }
                 script.push_str(&format!("add rule inet {t} input ip saddr @v4all counter drop\nadd rule inet {t} input ip6 saddr @v6all counter drop\n"));
-                if run("nft", &["-f", "-"], Some(&script)).is_ok() {
-                    return Ok(());
+                if run("nft", &["-f", "-"], Some(&script)).is_err() {
+                    // A table of an older version (sets without the interval
+                    // flag): replace it; the daemon restores its bans from SQLite.
+                    tracing::warn!(table = %t, "replacing an nftables table of another layout");
+                    run("nft", &["delete", "table", "inet", t], None)?;
+                    run("nft", &["-f", "-"], Some(&script))?;
                 }
-                // A table of an older version (sets without the interval
-                // flag): replace it; the daemon restores its bans from SQLite.
-                tracing::warn!(table = %t, "replacing an nftables table of another layout");
-                run("nft", &["delete", "table", "inet", t], None)?;
-                run("nft", &["-f", "-"], Some(&script))
+                self.setup_ingress();
+                Ok(())
             }
         }
     }
 
-    /// Apply new ports (the PBX's listen ports or RTP range changed).
-    pub fn set_ports(&mut self, ports: Ports) -> Result<(), FirewallError> {
+    /// Apply new ports (the PBX's listen ports or RTP range changed, or its
+    /// kernel forwarding); true when bans must be kept at ingress from now
+    /// on: the caller adds the current ones there.
+    pub fn set_ports(&mut self, ports: Ports) -> Result<bool, FirewallError> {
         if ports == self.ports {
-            return Ok(());
+            return Ok(false);
         }
+        let was_at_ingress = self.at_ingress();
         self.ports = ports;
-        self.setup()
+        self.setup()?;
+        Ok(self.at_ingress() && !was_at_ingress)
     }
 
     fn create_ipset(&self, name: &str, v6: bool) -> Result<(), FirewallError> {
@@ -323,6 +474,9 @@ impl Firewall {
                 Ok(())
             }
             Backend::Nftables => {
+                if run("nft", &["list", "table", "netdev", &self.set], None).is_ok() {
+                    run("nft", &["delete", "table", "netdev", &self.set], None)?;
+                }
                 if run("nft", &["list", "table", "inet", &self.set], None).is_err() {
                     return Ok(());
                 }
@@ -350,18 +504,63 @@ impl Firewall {
                 None,
             ),
             // `add` keeps an existing element (a restore after restart): same ban, same timeout.
-            Backend::Nftables => run(
-                "nft",
-                &[
-                    "add",
-                    "element",
-                    "inet",
-                    &self.set,
-                    Firewall::nft_set(v6, scope),
-                    &format!("{{ {a} timeout {secs}s }}"),
-                ],
-                None,
-            ),
+            Backend::Nftables => {
+                let element = format!("{{ {a} timeout {secs}s }}");
+                let set = Firewall::nft_set(v6, scope);
+                run(
+                    "nft",
+                    &["add", "element", "inet", &self.set, set, &element],
+                    None,
+                )?;
+                if self.at_ingress() {
+                    self.ban_at_ingress(set, &element);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Adds `element` to the netdev table's `set`; a failure leaves the
+    /// input rules, which hold it, and is logged.
+    fn ban_at_ingress(&self, set: &str, element: &str) {
+        let args = ["add", "element", "netdev", &self.set, set, element];
+        if let Err(e) = run("nft", &args, None) {
+            tracing::error!(error = %e, "ban not kept at netdev ingress");
+        }
+    }
+
+    /// Keeps an existing ban at netdev ingress too, for the `seconds` it
+    /// has left (kernel forwarding was just switched on).
+    pub fn ban_existing_at_ingress(&self, net: IpNet, scope: Scope, seconds: u32) {
+        if self.at_ingress() {
+            let secs = seconds.clamp(1, 2_147_483);
+            let set = Firewall::nft_set(matches!(net, IpNet::V6(_)), scope);
+            self.ban_at_ingress(set, &format!("{{ {} timeout {secs}s }}", element(&net)));
+        }
+    }
+
+    /// Removes `elements` from the netdev table's `set`, ignoring those
+    /// the kernel expired already.
+    fn unban_at_ingress(&self, set: &str, elements: &[String]) {
+        if !self.at_ingress() || elements.is_empty() {
+            return;
+        }
+        let list = format!("{{ {} }}", elements.join(", "));
+        if run(
+            "nft",
+            &["delete", "element", "netdev", &self.set, set, &list],
+            None,
+        )
+        .is_err()
+        {
+            for e in elements {
+                let one = format!("{{ {e} }}");
+                let _ = run(
+                    "nft",
+                    &["delete", "element", "netdev", &self.set, set, &one],
+                    None,
+                );
+            }
         }
     }
 
@@ -392,6 +591,7 @@ impl Firewall {
                         // Elements the kernel expired already make the batch fail: then one by one.
                         let list = format!("{{ {} }}", elements.join(", "));
                         let set = Firewall::nft_set(v6, scope);
+                        self.unban_at_ingress(set, &elements);
                         if run(
                             "nft",
                             &["delete", "element", "inet", &self.set, set, &list],
@@ -424,6 +624,7 @@ impl Firewall {
                 None,
             ),
             Backend::Nftables => {
+                self.unban_at_ingress(Firewall::nft_set(v6, scope), std::slice::from_ref(&a));
                 // absent already (expired in the kernel) is fine
                 let _ = run(
                     "nft",
@@ -452,11 +653,13 @@ mod tests {
         let ports = Ports {
             sip: vec![5060, 5070],
             rtp: Some((10000, 20000)),
+            at_ingress: false,
         };
         assert_eq!(multiport_lists(&ports), vec!["5060,5070,10000:20000"]);
         let many = Ports {
             sip: (1..=14).collect(),
             rtp: Some((10000, 20000)),
+            at_ingress: false,
         };
         let lists = multiport_lists(&many);
         assert_eq!(lists.len(), 2);
@@ -464,5 +667,14 @@ mod tests {
         assert_eq!(nft_ports(&ports), "{ 5060, 5070, 10000-20000 }");
         assert_eq!(element(&"10.0.0.5/32".parse().unwrap()), "10.0.0.5");
         assert_eq!(element(&"10.0.0.0/24".parse().unwrap()), "10.0.0.0/24");
+    }
+
+    #[test]
+    fn device_names_that_could_break_the_script_are_not_hooked() {
+        assert!(safe_device("eth0") && safe_device("br-lan") && safe_device("pppoe-wan"));
+        assert!(!safe_device("lo\"; flush ruleset"));
+        assert!(!safe_device(""));
+        assert!(!safe_device("a-name-longer-than-15"));
+        assert_eq!(ingress_chain("br-lan"), "in_br_lan");
     }
 }

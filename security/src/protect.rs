@@ -27,6 +27,9 @@ pub struct PbxView {
     pub sip_ports: Vec<u16>,
     /// The RTP relay range (port-min, port-max).
     pub rtp: Option<(u16, u16)>,
+    /// /pbx/rtp/kernel-forwarding: the relay's media leaves at netdev
+    /// ingress, where bans must drop too.
+    pub kernel_forwarding: bool,
     /// Trunk hosts and dispatcher destinations given as IP addresses (names
     /// are not resolved by the PBX either).
     pub peers: Vec<IpAddr>,
@@ -70,6 +73,7 @@ impl PbxView {
         if pbx.rtp.port_min < pbx.rtp.port_max {
             view.rtp = Some((pbx.rtp.port_min, pbx.rtp.port_max));
         }
+        view.kernel_forwarding = pbx.rtp.kernel_forwarding;
         for trunk in &pbx.trunk {
             if let Some(ip) = parse_host(&trunk.host) {
                 view.peers.push(ip);

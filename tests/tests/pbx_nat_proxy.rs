@@ -10,8 +10,10 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
+use besip_core::ipc::IpcClient;
+use besip_tests::harness::TempRoot;
 use besip_tests::pbx::*;
-use besip_tests::security::{tools_present, Netns};
+use besip_tests::security::{register, tools_present, write_config, Netns, SecDaemon};
 
 const RTP_MIN: u16 = 32400;
 const RTP_MAX: u16 = 32415; // four calls of four ports
@@ -1271,4 +1273,185 @@ fn kernel_forwarding_of_an_ipv6_call() {
         .send_to(answer(&got, "200 OK", "").as_bytes(), ("::1", port))
         .expect("send");
     wait_for("no flow left in the kernel", 5, || kernel_table(&ns).1 == 0);
+}
+
+/// REGISTERs numbered `seqs` from `flooder` to the guard's SIP port, 20 ms
+/// apart (as a flood tool paces them; its "register" rule: 50 in 5 s).
+fn flood_from(flooder: &UdpSocket, seqs: std::ops::Range<u64>) {
+    for seq in seqs {
+        let msg = register("flood", "127.0.0.10:5999", seq, "flooder");
+        flooder
+            .send_to(msg.as_bytes(), ("127.0.0.1", 5060))
+            .expect("send");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Packets the guard's ingress chains of table `set` dropped so far.
+fn dropped_by_guard(ns: &Netns, set: &str) -> u64 {
+    let out = ns.run(&["nft", "-j", "list", "chain", "netdev", set, "banned"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    json["nftables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["rule"]["expr"].as_array())
+        .flatten()
+        .filter_map(|e| e["counter"]["packets"].as_u64())
+        .sum()
+}
+
+/// The phone's address is in the guard's ingress set `set` (v4).
+fn banned_at_ingress(ns: &Netns, set: &str, address: &str) -> bool {
+    let out = ns.run(&["nft", "list", "set", "netdev", set, "v4"]);
+    String::from_utf8_lossy(&out.stdout).contains(address)
+}
+
+/// A party besip-secd bans mid-call loses its kernel-forwarded media as it
+/// would in userspace. With the PBX's kernel forwarding on, the guard
+/// (nftables, reading besip_pbx) keeps its bans at netdev ingress too,
+/// ahead of the PBX's chains: the banned phone's RTP is dropped there (the
+/// kernel's flow counters stand still, the caller hears nothing), what the
+/// caller sends still reaches the phone (a `sip` ban drops only what comes
+/// from the banned source), and once the ban is lifted the phone's RTP is
+/// forwarded again.
+#[test]
+fn a_ban_stops_the_kernel_forwarded_media_of_the_banned_party() {
+    let Some(KernelCall {
+        ns,
+        pbx,
+        caller_rtp,
+        phone_rtp,
+        relay,
+        ..
+    }) = kernel_call("kban", "")
+    else {
+        return;
+    };
+    let set = "besipkban";
+    let guard_root = TempRoot::new();
+    write_config(&guard_root, "nftables", set, "");
+    std::fs::write(
+        guard_root.path().join("etc/config/besip_pbx"),
+        pbx_config(pbx.port, "\toption rtp_kernel_forwarding '1'\n"),
+    )
+    .expect("write besip_pbx");
+    let guard = SecDaemon::start(&ns, &guard_root);
+    let mut next = into_kernel(&pbx, &phone_rtp, &caller_rtp, relay, 1);
+    next = fifty_through_the_kernel(&ns, &pbx, &phone_rtp, &caller_rtp, relay, next);
+
+    // The phone's address floods REGISTERs: the guard's rule bans it.
+    let flooder = sock("127.0.0.10:0");
+    flood_from(&flooder, 0..60);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !banned_at_ingress(&ns, set, "127.0.0.10") {
+        assert!(
+            Instant::now() < deadline,
+            "the phone not banned at ingress; besip-secd:\n{}\n{}",
+            guard.log(),
+            guard_state(&guard_root)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let host = box_ip(&phone_rtp);
+    let (relay_a, relay_b) = relay;
+    let (forwarded, flows) = kernel_table(&ns);
+    assert_eq!(flows, 2, "the call is still the kernel's");
+    let mut buf = [0u8; 512];
+    let dropped_before = dropped_by_guard(&ns, set);
+    for seq in next..next + 20 {
+        phone_rtp.send_to(&rtp(seq), (host, relay_b)).expect("send");
+    }
+    assert!(
+        caller_rtp.recv_from(&mut buf).is_err(),
+        "the banned phone's RTP reached the caller"
+    );
+    assert_eq!(
+        kernel_table(&ns).0,
+        forwarded,
+        "the kernel forwarded the banned phone's RTP"
+    );
+    assert_eq!(
+        dropped_by_guard(&ns, set),
+        dropped_before + 20,
+        "dropped by the guard's ingress chain"
+    );
+    // Towards the banned phone the call goes on.
+    for seq in next..next + 10 {
+        caller_rtp
+            .send_to(&rtp(seq), (host, relay_a))
+            .expect("send");
+        phone_rtp
+            .recv_from(&mut buf)
+            .expect("the caller's RTP reaches the phone");
+    }
+    next += 20;
+
+    // Lifted: the phone's RTP is forwarded again.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let c = IpcClient::connect(&guard_root.path().join("run/security.sock"))
+            .await
+            .expect("connect to besip-secd");
+        c.call(
+            "rpc",
+            serde_json::json!({"name": "besip-security:unban", "input": {"address": "127.0.0.10"}}),
+        )
+        .await
+        .expect("unban");
+    });
+    assert!(
+        !banned_at_ingress(&ns, set, "127.0.0.10"),
+        "{}",
+        guard.log()
+    );
+    let (before, _) = kernel_table(&ns);
+    exchange(&phone_rtp, &caller_rtp, relay, next..next + 50);
+    assert_eq!(kernel_table(&ns).0, before + 100, "forwarded again");
+
+    // Banned again; the PBX's forwarding switched off: the guard's
+    // ingress table goes (within its 5 s re-reading of besip_pbx). On
+    // again: the table is back, holding the ban made meanwhile.
+    flood_from(&flooder, 100..160);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !banned_at_ingress(&ns, set, "127.0.0.10") {
+        assert!(
+            Instant::now() < deadline,
+            "the phone not banned again; besip-secd:\n{}\n{}",
+            guard.log(),
+            guard_state(&guard_root)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let besip_pbx = guard_root.path().join("etc/config/besip_pbx");
+    std::fs::write(&besip_pbx, pbx_config(pbx.port, "")).expect("write besip_pbx");
+    wait_for("the ingress table gone", 15, || {
+        !ns.run(&["nft", "list", "table", "netdev", set])
+            .status
+            .success()
+    });
+    std::fs::write(
+        &besip_pbx,
+        pbx_config(pbx.port, "\toption rtp_kernel_forwarding '1'\n"),
+    )
+    .expect("write besip_pbx");
+    wait_for("the ban kept at ingress again", 15, || {
+        banned_at_ingress(&ns, set, "127.0.0.10")
+    });
+}
+
+fn guard_state(root: &TempRoot) -> String {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let c = IpcClient::connect(&root.path().join("run/security.sock"))
+            .await
+            .expect("connect to besip-secd");
+        format!("{:?}", c.call("state", serde_json::json!({})).await)
+    })
 }
