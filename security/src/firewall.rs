@@ -180,6 +180,23 @@ fn nft_ports(ports: &Ports) -> String {
     format!("{{ {} }}", items.join(", "))
 }
 
+/// The nft script making table `t` of `family` and its four ban sets
+/// (kept with their elements when they exist).
+fn nft_table_and_sets(family: &str, t: &str) -> String {
+    let mut script = format!("add table {family} {t}\n");
+    for (name, kind) in [
+        ("v4", "ipv4_addr"),
+        ("v6", "ipv6_addr"),
+        ("v4all", "ipv4_addr"),
+        ("v6all", "ipv6_addr"),
+    ] {
+        script.push_str(&format!(
+            "add set {family} {t} {name} {{ type {kind}; flags interval, timeout; }}\n"
+        ));
+    }
+    script
+}
+
 /// An element as the tools want it: a bare address for a single host.
 fn element(net: &IpNet) -> String {
     if net.prefix_len() == net.max_prefix_len() {
@@ -208,17 +225,7 @@ impl Firewall {
     /// device's ingress chain jumps to.
     fn ingress_script(&self) -> String {
         let t = &self.set;
-        let mut script = format!("add table netdev {t}\n");
-        for (name, kind) in [
-            ("v4", "ipv4_addr"),
-            ("v6", "ipv6_addr"),
-            ("v4all", "ipv4_addr"),
-            ("v6all", "ipv6_addr"),
-        ] {
-            script.push_str(&format!(
-                "add set netdev {t} {name} {{ type {kind}; flags interval, timeout; }}\n"
-            ));
-        }
+        let mut script = nft_table_and_sets("netdev", t);
         script.push_str(&format!(
             "add chain netdev {t} banned\nflush chain netdev {t} banned\n"
         ));
@@ -334,17 +341,7 @@ impl Firewall {
             }
             Backend::Nftables => {
                 let t = &self.set;
-                let mut script = format!("add table inet {t}\n");
-                for (name, kind) in [
-                    ("v4", "ipv4_addr"),
-                    ("v6", "ipv6_addr"),
-                    ("v4all", "ipv4_addr"),
-                    ("v6all", "ipv6_addr"),
-                ] {
-                    script.push_str(&format!(
-                        "add set inet {t} {name} {{ type {kind}; flags interval, timeout; }}\n"
-                    ));
-                }
+                let mut script = nft_table_and_sets("inet", t);
                 script.push_str(&format!("add chain inet {t} input {{ type filter hook input priority -10; policy accept; }}\nflush chain inet {t} input\n"));
                 if !self.ports.sip.is_empty() || self.ports.rtp.is_some() {
                     let ports = nft_ports(&self.ports);

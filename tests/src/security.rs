@@ -148,6 +148,24 @@ impl SecDaemon {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.root.join("secd.log")).unwrap_or_default()
     }
+
+    /// Calls `method` of the daemon's IPC.
+    pub fn call(
+        &self,
+        method: &str,
+        params: serde_json::Value,
+    ) -> Result<serde_json::Value, String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        rt.block_on(async {
+            let c = besip_core::ipc::IpcClient::connect(&self.root.join("run/security.sock"))
+                .await
+                .map_err(|e| e.to_string())?;
+            c.call(method, params).await.map_err(|e| e.to_string())
+        })
+    }
 }
 
 impl Drop for SecDaemon {

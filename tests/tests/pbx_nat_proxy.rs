@@ -10,7 +10,6 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use besip_core::ipc::IpcClient;
 use besip_tests::harness::TempRoot;
 use besip_tests::pbx::*;
 use besip_tests::security::{register, tools_present, write_config, Netns, SecDaemon};
@@ -1275,6 +1274,20 @@ fn kernel_forwarding_of_an_ipv6_call() {
     wait_for("no flow left in the kernel", 5, || kernel_table(&ns).1 == 0);
 }
 
+/// Waits until the phone (127.0.0.10) is in the guard's ingress set.
+fn wait_banned_at_ingress(ns: &Netns, guard: &SecDaemon, set: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !banned_at_ingress(ns, set, "127.0.0.10") {
+        assert!(
+            Instant::now() < deadline,
+            "the phone not banned at ingress; besip-secd:\n{}\n{:?}",
+            guard.log(),
+            guard.call("state", serde_json::json!({}))
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// REGISTERs numbered `seqs` from `flooder` to the guard's SIP port, 20 ms
 /// apart (as a flood tool paces them; its "register" rule: 50 in 5 s).
 fn flood_from(flooder: &UdpSocket, seqs: std::ops::Range<u64>) {
@@ -1343,16 +1356,7 @@ fn a_ban_stops_the_kernel_forwarded_media_of_the_banned_party() {
     // The phone's address floods REGISTERs: the guard's rule bans it.
     let flooder = sock("127.0.0.10:0");
     flood_from(&flooder, 0..60);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !banned_at_ingress(&ns, set, "127.0.0.10") {
-        assert!(
-            Instant::now() < deadline,
-            "the phone not banned at ingress; besip-secd:\n{}\n{}",
-            guard.log(),
-            guard_state(&guard_root)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_banned_at_ingress(&ns, &guard, set);
     let host = box_ip(&phone_rtp);
     let (relay_a, relay_b) = relay;
     let (forwarded, flows) = kernel_table(&ns);
@@ -1388,21 +1392,12 @@ fn a_ban_stops_the_kernel_forwarded_media_of_the_banned_party() {
     next += 20;
 
     // Lifted: the phone's RTP is forwarded again.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let c = IpcClient::connect(&guard_root.path().join("run/security.sock"))
-            .await
-            .expect("connect to besip-secd");
-        c.call(
+    guard
+        .call(
             "rpc",
             serde_json::json!({"name": "besip-security:unban", "input": {"address": "127.0.0.10"}}),
         )
-        .await
         .expect("unban");
-    });
     assert!(
         !banned_at_ingress(&ns, set, "127.0.0.10"),
         "{}",
@@ -1416,16 +1411,7 @@ fn a_ban_stops_the_kernel_forwarded_media_of_the_banned_party() {
     // ingress table goes (within its 5 s re-reading of besip_pbx). On
     // again: the table is back, holding the ban made meanwhile.
     flood_from(&flooder, 100..160);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !banned_at_ingress(&ns, set, "127.0.0.10") {
-        assert!(
-            Instant::now() < deadline,
-            "the phone not banned again; besip-secd:\n{}\n{}",
-            guard.log(),
-            guard_state(&guard_root)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_banned_at_ingress(&ns, &guard, set);
     let besip_pbx = guard_root.path().join("etc/config/besip_pbx");
     std::fs::write(&besip_pbx, pbx_config(pbx.port, "")).expect("write besip_pbx");
     wait_for("the ingress table gone", 15, || {
@@ -1441,17 +1427,4 @@ fn a_ban_stops_the_kernel_forwarded_media_of_the_banned_party() {
     wait_for("the ban kept at ingress again", 15, || {
         banned_at_ingress(&ns, set, "127.0.0.10")
     });
-}
-
-fn guard_state(root: &TempRoot) -> String {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let c = IpcClient::connect(&root.path().join("run/security.sock"))
-            .await
-            .expect("connect to besip-secd");
-        format!("{:?}", c.call("state", serde_json::json!({})).await)
-    })
 }
