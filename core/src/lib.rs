@@ -14,6 +14,7 @@ pub mod hep;
 pub mod ipc;
 pub mod metrics;
 pub mod model;
+pub mod netdev;
 pub mod password;
 pub mod paths;
 #[cfg(feature = "tls")]

@@ -509,7 +509,7 @@ impl Daemon {
             .collect();
         let fw = self.firewall.lock();
         for (net, scope, seconds) in bans {
-            fw.ban_existing_at_ingress(net, scope, seconds);
+            fw.ban_at_ingress(net, scope, seconds);
         }
     }
 

@@ -18,6 +18,7 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
+use besip_core::netdev::{ingress_chain, safe_device};
 use ipnet::IpNet;
 use snafu::Snafu;
 
@@ -51,24 +52,6 @@ pub struct Ports {
 
 /// Priority of the ingress chains: ahead of besip-pbxd's (-500).
 const INGRESS_PRIORITY: i32 = -600;
-
-/// A device name that can stand quoted in an nft script.
-fn safe_device(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 15
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@'))
-}
-
-/// The ingress chain of `device`: `in_` and the name, other characters as `_`.
-fn ingress_chain(device: &str) -> String {
-    let name: String = device
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect();
-    format!("in_{name}")
-}
 
 /// The box's network devices now (sysfs), those safe to name.
 fn network_devices() -> Vec<String> {
@@ -195,6 +178,12 @@ fn nft_table_and_sets(family: &str, t: &str) -> String {
         ));
     }
     script
+}
+
+/// A ban's time as the tools take it: at least a second, at most what
+/// ipset's timeout holds.
+fn ban_seconds(seconds: u32) -> u32 {
+    seconds.clamp(1, 2_147_483)
 }
 
 /// An element as the tools want it: a bare address for a single host.
@@ -483,7 +472,7 @@ impl Firewall {
     }
 
     pub fn ban(&self, net: IpNet, scope: Scope, seconds: u32) -> Result<(), FirewallError> {
-        let secs = seconds.clamp(1, 2_147_483).to_string();
+        let secs = ban_seconds(seconds).to_string();
         let a = element(&net);
         let v6 = matches!(net, IpNet::V6(_));
         match self.backend {
@@ -509,30 +498,25 @@ impl Firewall {
                     &["add", "element", "inet", &self.set, set, &element],
                     None,
                 )?;
-                if self.at_ingress() {
-                    self.ban_at_ingress(set, &element);
-                }
+                self.ban_at_ingress(net, scope, seconds);
                 Ok(())
             }
         }
     }
 
-    /// Adds `element` to the netdev table's `set`; a failure leaves the
-    /// input rules, which hold it, and is logged.
-    fn ban_at_ingress(&self, set: &str, element: &str) {
-        let args = ["add", "element", "netdev", &self.set, set, element];
+    /// Keeps a ban at netdev ingress too, for `seconds` (when bans are
+    /// kept there: a new ban, or one that has that long left when kernel
+    /// forwarding is switched on). A failure leaves the input rules, which
+    /// hold it, and is logged.
+    pub fn ban_at_ingress(&self, net: IpNet, scope: Scope, seconds: u32) {
+        if !self.at_ingress() {
+            return;
+        }
+        let set = Firewall::nft_set(matches!(net, IpNet::V6(_)), scope);
+        let element = format!("{{ {} timeout {}s }}", element(&net), ban_seconds(seconds));
+        let args = ["add", "element", "netdev", &self.set, set, &element];
         if let Err(e) = run("nft", &args, None) {
             tracing::error!(error = %e, "ban not kept at netdev ingress");
-        }
-    }
-
-    /// Keeps an existing ban at netdev ingress too, for the `seconds` it
-    /// has left (kernel forwarding was just switched on).
-    pub fn ban_existing_at_ingress(&self, net: IpNet, scope: Scope, seconds: u32) {
-        if self.at_ingress() {
-            let secs = seconds.clamp(1, 2_147_483);
-            let set = Firewall::nft_set(matches!(net, IpNet::V6(_)), scope);
-            self.ban_at_ingress(set, &format!("{{ {} timeout {secs}s }}", element(&net)));
         }
     }
 
@@ -664,14 +648,5 @@ mod tests {
         assert_eq!(nft_ports(&ports), "{ 5060, 5070, 10000-20000 }");
         assert_eq!(element(&"10.0.0.5/32".parse().unwrap()), "10.0.0.5");
         assert_eq!(element(&"10.0.0.0/24".parse().unwrap()), "10.0.0.0/24");
-    }
-
-    #[test]
-    fn device_names_that_could_break_the_script_are_not_hooked() {
-        assert!(safe_device("eth0") && safe_device("br-lan") && safe_device("pppoe-wan"));
-        assert!(!safe_device("lo\"; flush ruleset"));
-        assert!(!safe_device(""));
-        assert!(!safe_device("a-name-longer-than-15"));
-        assert_eq!(ingress_chain("br-lan"), "in_br_lan");
     }
 }

@@ -105,3 +105,21 @@ pub fn wait_for<T>(secs: u64, what: impl Fn() -> String, mut done: impl FnMut() 
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// Calls `method` of the daemon listening on IPC socket `socket`.
+pub fn ipc_call(
+    socket: &Path,
+    method: &str,
+    params: serde_json::Value,
+) -> Result<serde_json::Value, String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        let client = besip_core::ipc::IpcClient::connect(socket)
+            .await
+            .map_err(|e| e.to_string())?;
+        client.call(method, params).await.map_err(|e| e.to_string())
+    })
+}

@@ -152,16 +152,7 @@ impl Pbx {
         method: &str,
         params: serde_json::Value,
     ) -> Result<serde_json::Value, String> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async {
-            let client = besip_core::ipc::IpcClient::connect(&self.socket())
-                .await
-                .map_err(|e| e.to_string())?;
-            client.call(method, params).await.map_err(|e| e.to_string())
-        })
+        crate::harness::ipc_call(&self.socket(), method, params)
     }
 
     pub fn state(&self) -> serde_json::Value {

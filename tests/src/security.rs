@@ -155,16 +155,7 @@ impl SecDaemon {
         method: &str,
         params: serde_json::Value,
     ) -> Result<serde_json::Value, String> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())?;
-        rt.block_on(async {
-            let c = besip_core::ipc::IpcClient::connect(&self.root.join("run/security.sock"))
-                .await
-                .map_err(|e| e.to_string())?;
-            c.call(method, params).await.map_err(|e| e.to_string())
-        })
+        crate::harness::ipc_call(&self.root.join("run/security.sock"), method, params)
     }
 }
 

@@ -29,6 +29,8 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use besip_core::netdev::{ingress_chain, safe_device};
+
 const TABLE: &str = "besip_relay";
 /// How often the counters of the flows in the kernel are read: often
 /// enough for the media timeout (60 s by default), rarely enough that the
@@ -618,22 +620,6 @@ fn flow_of_chain(name: &str) -> Option<u64> {
         .ok()
 }
 
-fn ingress_chain(device: &str) -> String {
-    format!(
-        "in_{}",
-        device.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
-    )
-}
-
-/// Device names go into the script: only what Linux names look like.
-fn safe_device(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() < 16
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'))
-}
-
 /// `command` at the lowest CPU priority, in a session (so a scheduler
 /// autogroup) of its own: writing rules or reading counters must not take
 /// the core from the kernel's packet work, which ksoftirqd does at normal
@@ -772,14 +758,5 @@ mod tests {
         assert!(parse_route("192.0.2.1 via inet6 fe80::1 dev eth0 src 10.0.2.15").is_none());
         assert!(parse_route("").is_none());
         assert!(parse_route("RTNETLINK answers: Network is unreachable").is_none());
-    }
-
-    #[test]
-    fn device_names_that_could_break_the_script_are_refused() {
-        assert!(safe_device("eth0"));
-        assert!(safe_device("br-lan"));
-        assert!(!safe_device("lo\"; flush ruleset"));
-        assert!(!safe_device(""));
-        assert_eq!(ingress_chain("br-lan"), "in_br_lan");
     }
 }
