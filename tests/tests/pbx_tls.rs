@@ -249,6 +249,14 @@ import threading
 cert, key, ports = sys.argv[1], sys.argv[2], [int(p) for p in sys.argv[3:]]
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
 ctx.load_cert_chain(cert, key)
+said = threading.Lock()
+
+def say(*words):
+    # One write per line under a lock: print() writes its words one by one,
+    # so two threads' lines could interleave.
+    with said:
+        sys.stdout.write(" ".join(str(w) for w in words) + "\n")
+        sys.stdout.flush()
 
 def serve(listener, port):
     while True:
@@ -256,14 +264,14 @@ def serve(listener, port):
         try:
             s = Stream(ctx.wrap_socket(conn, server_side=True))
         except (ssl.SSLError, OSError) as e:
-            print("handshake-failed", port, flush=True)
+            say("handshake-failed", port)
             continue
         while True:
             m = s.recv()
             if m is None:
                 break
             if m.startswith("REGISTER"):
-                print("register", port, header(m, "Via").split()[0], flush=True)
+                say("register", port, header(m, "Via").split()[0])
                 s.send("SIP/2.0 200 OK\r\n" + "".join(f"Via: {v}\r\n" for v in headers(m, "Via"))
                        + f"From: {header(m, 'From')}\r\nTo: {header(m, 'To')};tag=p\r\n"
                        f"Call-ID: {header(m, 'Call-ID')}\r\nCSeq: {header(m, 'CSeq')}\r\n"
