@@ -28,6 +28,14 @@ pub struct Ban {
     pub offences: u32,
 }
 
+impl Ban {
+    /// Whole seconds until the ban ends at `now_ms`, at least 1: the timeout
+    /// its firewall element is (re)made with.
+    pub fn seconds_left(&self, now_ms: u64) -> u32 {
+        (self.expires_ms.saturating_sub(now_ms) / 1000).max(1) as u32
+    }
+}
+
 const V4_PREFIX: u8 = 24;
 const V6_PREFIX: u8 = 64;
 

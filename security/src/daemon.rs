@@ -323,7 +323,7 @@ impl Daemon {
             e.bans.insert(net, ban.clone());
             (net, ban, absorbed)
         };
-        let seconds = (ban.expires_ms.saturating_sub(now) / 1000).max(1) as u32;
+        let seconds = ban.seconds_left(now);
         {
             let fw = self.firewall.lock();
             // nftables refuses a prefix overlapping its own elements.
@@ -499,13 +499,7 @@ impl Daemon {
             .lock()
             .bans
             .iter()
-            .map(|(n, b)| {
-                (
-                    *n,
-                    b.scope,
-                    (b.expires_ms.saturating_sub(now) / 1000).max(1) as u32,
-                )
-            })
+            .map(|(n, b)| (*n, b.scope, b.seconds_left(now)))
             .collect();
         let fw = self.firewall.lock();
         for (net, scope, seconds) in bans {
@@ -556,8 +550,8 @@ impl Daemon {
             fw.setup().map_err(|e| e.to_string())?;
             let now = unix_ms();
             for (n, b) in self.engine.lock().bans.iter() {
-                let left = (b.expires_ms.saturating_sub(now) / 1000).max(1) as u32;
-                fw.ban(*n, b.scope, left).map_err(|e| e.to_string())?;
+                fw.ban(*n, b.scope, b.seconds_left(now))
+                    .map_err(|e| e.to_string())?;
             }
             let old_firewall = std::mem::replace(&mut *self.firewall.lock(), fw);
             // The bans now live in the new set; the old one would only keep

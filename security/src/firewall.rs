@@ -180,6 +180,34 @@ fn nft_table_and_sets(family: &str, t: &str) -> String {
     script
 }
 
+/// The drop rules appended to `chain` ("inet T input", "netdev T banned"):
+/// sip-scope sets for the ports, all-scope sets for everything; `only`
+/// (empty, or a match and a space) narrows each rule.
+fn nft_drop_rules(ports: &Ports, chain: &str, only: &str) -> String {
+    let mut rules = String::new();
+    if !ports.sip.is_empty() || ports.rtp.is_some() {
+        let ports = nft_ports(ports);
+        for (family, set) in [("ip", "v4"), ("ip6", "v6")] {
+            for proto in ["udp", "tcp"] {
+                rules.push_str(&format!(
+                    "add rule {chain} {family} saddr @{set} {proto} dport {ports} {only}counter drop\n"
+                ));
+            }
+        }
+    }
+    for (family, set) in [("ip", "v4all"), ("ip6", "v6all")] {
+        rules.push_str(&format!(
+            "add rule {chain} {family} saddr @{set} {only}counter drop\n"
+        ));
+    }
+    rules
+}
+
+/// An nft set element banning `net` for `seconds`.
+fn nft_timed_element(net: &IpNet, seconds: u32) -> String {
+    format!("{{ {} timeout {}s }}", element(net), ban_seconds(seconds))
+}
+
 /// A ban's time as the tools take it: at least a second, at most what
 /// ipset's timeout holds.
 fn ban_seconds(seconds: u32) -> u32 {
@@ -219,20 +247,11 @@ impl Firewall {
             "add chain netdev {t} banned\nflush chain netdev {t} banned\n"
         ));
         // The set first: a miss (nearly every packet) costs no route lookup.
-        let local = "fib daddr type local";
-        if !self.ports.sip.is_empty() || self.ports.rtp.is_some() {
-            let ports = nft_ports(&self.ports);
-            for (family, set) in [("ip", "v4"), ("ip6", "v6")] {
-                for proto in ["udp", "tcp"] {
-                    script.push_str(&format!("add rule netdev {t} banned {family} saddr @{set} {proto} dport {ports} {local} counter drop\n"));
-                }
-            }
-        }
-        for (family, set) in [("ip", "v4all"), ("ip6", "v6all")] {
-            script.push_str(&format!(
-                "add rule netdev {t} banned {family} saddr @{set} {local} counter drop\n"
-            ));
-        }
+        script.push_str(&nft_drop_rules(
+            &self.ports,
+            &format!("netdev {t} banned"),
+            "fib daddr type local ",
+        ));
         script
     }
 
@@ -332,15 +351,7 @@ impl Firewall {
                 let t = &self.set;
                 let mut script = nft_table_and_sets("inet", t);
                 script.push_str(&format!("add chain inet {t} input {{ type filter hook input priority -10; policy accept; }}\nflush chain inet {t} input\n"));
-                if !self.ports.sip.is_empty() || self.ports.rtp.is_some() {
-                    let ports = nft_ports(&self.ports);
-                    for (family, set) in [("ip", "v4"), ("ip6", "v6")] {
-                        for proto in ["udp", "tcp"] {
-                            script.push_str(&format!("add rule inet {t} input {family} saddr @{set} {proto} dport {ports} counter drop\n"));
-                        }
-                    }
-                }
-                script.push_str(&format!("add rule inet {t} input ip saddr @v4all counter drop\nadd rule inet {t} input ip6 saddr @v6all counter drop\n"));
+                script.push_str(&nft_drop_rules(&self.ports, &format!("inet {t} input"), ""));
                 if run("nft", &["-f", "-"], Some(&script)).is_err() {
                     // A table of an older version (sets without the interval
                     // flag): replace it; the daemon restores its bans from SQLite.
@@ -491,7 +502,7 @@ impl Firewall {
             ),
             // `add` keeps an existing element (a restore after restart): same ban, same timeout.
             Backend::Nftables => {
-                let element = format!("{{ {a} timeout {secs}s }}");
+                let element = nft_timed_element(&net, seconds);
                 let set = Firewall::nft_set(v6, scope);
                 run(
                     "nft",
@@ -513,34 +524,38 @@ impl Firewall {
             return;
         }
         let set = Firewall::nft_set(matches!(net, IpNet::V6(_)), scope);
-        let element = format!("{{ {} timeout {}s }}", element(&net), ban_seconds(seconds));
+        let element = nft_timed_element(&net, seconds);
         let args = ["add", "element", "netdev", &self.set, set, &element];
         if let Err(e) = run("nft", &args, None) {
             tracing::error!(error = %e, "ban not kept at netdev ingress");
         }
     }
 
-    /// Removes `elements` from the netdev table's `set`, ignoring those
-    /// the kernel expired already.
+    /// Removes `elements` from the netdev table's `set` (when bans are
+    /// kept there).
     fn unban_at_ingress(&self, set: &str, elements: &[String]) {
-        if !self.at_ingress() || elements.is_empty() {
+        if self.at_ingress() {
+            self.nft_delete_elements("netdev", set, elements);
+        }
+    }
+
+    /// Removes `elements` from `set` of this table in `family`, with one
+    /// command; elements the kernel expired already make it fail, and
+    /// then they go one by one, those absent ignored.
+    fn nft_delete_elements(&self, family: &str, set: &str, elements: &[String]) {
+        if elements.is_empty() {
             return;
         }
-        let list = format!("{{ {} }}", elements.join(", "));
-        if run(
-            "nft",
-            &["delete", "element", "netdev", &self.set, set, &list],
-            None,
-        )
-        .is_err()
-        {
+        let delete = |list: &str| {
+            run(
+                "nft",
+                &["delete", "element", family, &self.set, set, list],
+                None,
+            )
+        };
+        if delete(&format!("{{ {} }}", elements.join(", "))).is_err() && elements.len() > 1 {
             for e in elements {
-                let one = format!("{{ {e} }}");
-                let _ = run(
-                    "nft",
-                    &["delete", "element", "netdev", &self.set, set, &one],
-                    None,
-                );
+                let _ = delete(&format!("{{ {e} }}"));
             }
         }
     }
@@ -569,24 +584,9 @@ impl Firewall {
                         run("ipset", &["-exist", "restore"], Some(&script))?;
                     }
                     Backend::Nftables => {
-                        // Elements the kernel expired already make the batch fail: then one by one.
-                        let list = format!("{{ {} }}", elements.join(", "));
                         let set = Firewall::nft_set(v6, scope);
                         self.unban_at_ingress(set, &elements);
-                        if run(
-                            "nft",
-                            &["delete", "element", "inet", &self.set, set, &list],
-                            None,
-                        )
-                        .is_err()
-                        {
-                            for (n, _) in nets
-                                .iter()
-                                .filter(|(n, s)| matches!(n, IpNet::V6(_)) == v6 && *s == scope)
-                            {
-                                self.unban(*n, scope)?;
-                            }
-                        }
+                        self.nft_delete_elements("inet", set, &elements);
                     }
                 }
             }
@@ -605,20 +605,11 @@ impl Firewall {
                 None,
             ),
             Backend::Nftables => {
-                self.unban_at_ingress(Firewall::nft_set(v6, scope), std::slice::from_ref(&a));
-                // absent already (expired in the kernel) is fine
-                let _ = run(
-                    "nft",
-                    &[
-                        "delete",
-                        "element",
-                        "inet",
-                        &self.set,
-                        Firewall::nft_set(v6, scope),
-                        &format!("{{ {a} }}"),
-                    ],
-                    None,
-                );
+                // Absent already (expired in the kernel) is fine.
+                let elements = [a];
+                let set = Firewall::nft_set(v6, scope);
+                self.unban_at_ingress(set, &elements);
+                self.nft_delete_elements("inet", set, &elements);
                 Ok(())
             }
         }

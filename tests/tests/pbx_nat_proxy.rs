@@ -10,7 +10,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use besip_tests::harness::TempRoot;
+use besip_tests::harness::{self, TempRoot};
 use besip_tests::pbx::*;
 use besip_tests::security::{register, tools_present, write_config, Netns, SecDaemon};
 
@@ -811,11 +811,7 @@ fn cancel_and_media_timeout_close_relays_but_hold_is_exempt() {
 /// Packets the kernel forwarded for besip-pbxd (its table's counters) and
 /// the flow directions in its map; (0, 0) when it has no table.
 fn kernel_table(ns: &Netns) -> (u64, usize) {
-    let out = ns.run(&["nft", "-j", "list", "table", "netdev", "besip_relay"]);
-    let Ok(json) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else {
-        return (0, 0);
-    };
-    let items = json["nftables"].as_array().cloned().unwrap_or_default();
+    let items = nft_list(ns, &["table", "netdev", "besip_relay"]);
     let packets = items
         .iter()
         .filter_map(|i| i.get("counter"))
@@ -827,6 +823,16 @@ fn kernel_table(ns: &Netns) -> (u64, usize) {
         .map(|m| m["elem"].as_array().map_or(0, Vec::len))
         .sum();
     (packets, flows)
+}
+
+/// The items of `nft -j list <what>` in `ns`; none when nft lists nothing
+/// (no such table, chain or map).
+fn nft_list(ns: &Netns, what: &[&str]) -> Vec<serde_json::Value> {
+    let out = ns.run(&[&["nft", "-j", "list"], what].concat());
+    serde_json::from_slice::<serde_json::Value>(&out.stdout)
+        .ok()
+        .and_then(|json| json["nftables"].as_array().cloned())
+        .unwrap_or_default()
 }
 
 /// Sends RTP packets `seqs` each way, phone first, each one received at
@@ -1209,12 +1215,8 @@ fn media_timeout_sees_kernel_forwarded_media() {
 
 /// Elements of the kernel table's map `map` (`flows`: IPv4, `flows6`: IPv6).
 fn map_elements(ns: &Netns, map: &str) -> usize {
-    let out = ns.run(&["nft", "-j", "list", "map", "netdev", "besip_relay", map]);
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    json["nftables"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    nft_list(ns, &["map", "netdev", "besip_relay", map])
+        .iter()
         .filter_map(|i| i["map"]["elem"].as_array())
         .map(Vec::len)
         .sum()
@@ -1276,16 +1278,17 @@ fn kernel_forwarding_of_an_ipv6_call() {
 
 /// Waits until the phone (127.0.0.10) is in the guard's ingress set.
 fn wait_banned_at_ingress(ns: &Netns, guard: &SecDaemon, set: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !banned_at_ingress(ns, set, "127.0.0.10") {
-        assert!(
-            Instant::now() < deadline,
-            "the phone not banned at ingress; besip-secd:\n{}\n{:?}",
-            guard.log(),
-            guard.call("state", serde_json::json!({}))
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    harness::wait_for(
+        10,
+        || {
+            format!(
+                "the phone not banned at ingress; besip-secd:\n{}\n{:?}",
+                guard.log(),
+                guard.call("state", serde_json::json!({}))
+            )
+        },
+        || banned_at_ingress(ns, set, "127.0.0.10").then_some(()),
+    );
 }
 
 /// REGISTERs numbered `seqs` from `flooder` to the guard's SIP port, 20 ms
@@ -1302,12 +1305,8 @@ fn flood_from(flooder: &UdpSocket, seqs: std::ops::Range<u64>) {
 
 /// Packets the guard's ingress chains of table `set` dropped so far.
 fn dropped_by_guard(ns: &Netns, set: &str) -> u64 {
-    let out = ns.run(&["nft", "-j", "list", "chain", "netdev", set, "banned"]);
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    json["nftables"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    nft_list(ns, &["chain", "netdev", set, "banned"])
+        .iter()
         .filter_map(|i| i["rule"]["expr"].as_array())
         .flatten()
         .filter_map(|e| e["counter"]["packets"].as_u64())
@@ -1316,8 +1315,8 @@ fn dropped_by_guard(ns: &Netns, set: &str) -> u64 {
 
 /// The phone's address is in the guard's ingress set `set` (v4).
 fn banned_at_ingress(ns: &Netns, set: &str, address: &str) -> bool {
-    let out = ns.run(&["nft", "list", "set", "netdev", set, "v4"]);
-    String::from_utf8_lossy(&out.stdout).contains(address)
+    ns.run_text(&["nft", "list", "set", "netdev", set, "v4"])
+        .contains(address)
 }
 
 /// A party besip-secd bans mid-call loses its kernel-forwarded media as it

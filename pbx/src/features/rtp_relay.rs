@@ -214,11 +214,9 @@ pub(crate) fn bind_even(ip: IpAddr, min: u16, max: u16, skip: Option<u16>) -> Op
     };
     let (slot, socket) = (0..slots)
         .map(|i| (start + i) % slots)
-        .filter(|slot| Some(first + (slot * 2) as u16) != skip)
-        .find_map(|slot| {
-            let port = first + (slot * 2) as u16;
-            Some((slot, UdpSocket::bind(SocketAddr::new(ip, port)).ok()?))
-        })?;
+        .map(|slot| (slot, first + (slot * 2) as u16))
+        .filter(|(_, port)| Some(*port) != skip)
+        .find_map(|(slot, port)| Some((slot, UdpSocket::bind(SocketAddr::new(ip, port)).ok()?)))?;
     NEXT_SLOT.lock().insert((first, max), slot + 1);
     Some(socket)
 }
