@@ -325,7 +325,6 @@ impl<H: Hooks> Engine<H> {
             .any(|s| (s.advertised.ip() == ip || s.bound.ip() == ip) && s.advertised.port() == port)
     }
 
-    /// True when `host` is a SIP domain we serve (configured, or our address).
     /// The user part of request `msg`'s Request-URI when that URI names
     /// one of our domains (a feature code, a parking slot, an extension).
     pub fn user_dialled_here(&self, msg: &Message) -> Option<String> {
@@ -336,6 +335,7 @@ impl<H: Hooks> Engine<H> {
         ruri.user
     }
 
+    /// True when `host` is a SIP domain we serve (configured, or our address).
     pub fn is_our_domain(&self, host: &str) -> bool {
         if self.config().domains.iter().any(|d| d == host) {
             return true;

@@ -15,7 +15,7 @@ use crate::features::forwarding::Forwarding;
 use crate::features::fraud::Refusal;
 use crate::features::outbound::Origin;
 use crate::features::state::Engine;
-use crate::sip::{addr_uri, param, response_to, Message, Uri, Via};
+use crate::sip::{addr_uri, param, Message, Uri, Via};
 
 fn loop_hash(msg: &Message, ruri: &str) -> u32 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -104,12 +104,7 @@ pub fn route(
             crate::features::media_service::answer(engine, key, &msg, source, transport, service);
         }
         Decision::Reply(code, reason, extra) => {
-            let tag = engine.new_tag();
-            let mut r = response_to(&msg, code, reason, Some(&tag));
-            for (n, v) in extra {
-                r.add_header(n, v);
-            }
-            engine.reply(key, r);
+            engine.answer_with(key, &msg, (code, reason), extra);
         }
         Decision::Response(r) => {
             if msg.method() == "REGISTER" && r.status() == Some(200) {
@@ -119,8 +114,7 @@ pub fn route(
         }
         Decision::Refuse(refusal) => {
             let (code, reason) = engine.fraud().refuse(refusal, &msg, source, &origin);
-            let r = response_to(&msg, code, reason, Some(&engine.new_tag()));
-            engine.reply(key, r);
+            engine.answer_with(key, &msg, (code, reason), vec![]);
         }
         Decision::Forward(targets) => {
             let hash = loop_hash(&msg, &original_uri);
@@ -132,8 +126,7 @@ pub fn route(
                 crate::features::admission::permitted(&cfg, &origin, outbound, invite, &dialled)
             {
                 let (code, reason) = engine.fraud().refuse(refusal, &msg, source, &origin);
-                let r = response_to(&msg, code, reason, Some(&engine.new_tag()));
-                return engine.reply(key, r);
+                return engine.answer_with(key, &msg, (code, reason), vec![]);
             }
             if msg.header("Proxy-Authorization").is_some() {
                 crate::features::trunk_auth::consume_own_credentials(engine, &mut msg);
@@ -149,8 +142,7 @@ pub fn route(
                 ) {
                     Ok(meta) => meta.map(|m| (m, msg.call_id().to_owned())),
                     Err((code, reason)) => {
-                        let r = response_to(&msg, code, reason, Some(&engine.new_tag()));
-                        return engine.reply(key, r);
+                        return engine.answer_with(key, &msg, (code, reason), vec![]);
                     }
                 },
                 false => None,
@@ -158,8 +150,7 @@ pub fn route(
             if let Err((code, reason)) = crate::features::nat_proxy::on_request(
                 engine, &mut msg, source, transport, &targets,
             ) {
-                let r = response_to(&msg, code, reason, Some(&engine.new_tag()));
-                return engine.reply(key, r);
+                return engine.answer_with(key, &msg, (code, reason), vec![]);
             }
             if cfg.mode == Mode::B2bua && invite {
                 crate::features::b2bua::start(
